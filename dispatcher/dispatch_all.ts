@@ -1,0 +1,94 @@
+/**
+ * Fans a scenario's tasks out at once and judges each reply against what
+ * the scenario expects.
+ *
+ * @module
+ */
+
+import { isDeepStrictEqual } from "node:util";
+import type { TaskProgress, TaskReply } from "../functions/_runtime/contract.ts";
+import type { TaskSpec } from "./load_config.ts";
+import type { CallOutcome, RpcClient } from "./rpc_client.ts";
+
+/** A task's end: its reply (or none in time) and whether it met the expectation. */
+export interface TaskOutcome {
+  spec: TaskSpec;
+  taskId: string;
+  /** The reply's status, or `timeout` when none came in time. */
+  status: "success" | "error" | "timeout";
+  reply?: TaskReply;
+  passed: boolean;
+  /** Why the task did not pass. */
+  problem?: string;
+  /** From handing the request to the broker to the end of the call, in ms. */
+  latencyMs: number;
+  /** `performance.now()` when the request was sent. */
+  sentAt: number;
+}
+
+/** Callbacks while tasks run, for live status. */
+export interface DispatchListener {
+  onSent?(spec: TaskSpec, taskId: string): void;
+  onProgress?(spec: TaskSpec, progress: TaskProgress): void;
+  onDone?(outcome: TaskOutcome): void;
+}
+
+function quote(value: unknown): string {
+  return JSON.stringify(value) ?? "undefined";
+}
+
+/** Decides whether a call's outcome meets the task's expectation. */
+export function judge(spec: TaskSpec, outcome: CallOutcome): TaskOutcome {
+  const base = {
+    spec,
+    taskId: outcome.taskId,
+    latencyMs: outcome.endedAt - outcome.sentAt,
+    sentAt: outcome.sentAt,
+  };
+  if (outcome.kind === "timeout") {
+    return {
+      ...base,
+      status: "timeout",
+      passed: false,
+      problem:
+        `TIMEOUT: no reply within ${spec.timeoutMs} ms: check the worker's logs, or raise timeout_ms`,
+    };
+  }
+  const { reply } = outcome;
+  const { expect } = spec;
+  let problem: string | undefined;
+  if (reply.status !== expect.status) {
+    problem = reply.status === "error"
+      ? `expected success, got ${reply.error?.type}: ${reply.error?.message}`
+      : `expected an error, got success with result ${quote(reply.result)}`;
+  } else if ("result" in expect && !isDeepStrictEqual(expect.result, reply.result)) {
+    problem = `expected result ${quote(expect.result)}, got ${quote(reply.result)}`;
+  } else if (expect.errorType !== undefined && reply.error?.type !== expect.errorType) {
+    problem = `expected error type ${expect.errorType}, got ${reply.error?.type}`;
+  }
+  return { ...base, status: reply.status, reply, passed: problem === undefined, problem };
+}
+
+/**
+ * Sends every task at once and waits for all of them with `Promise.all`.
+ * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
+ */
+export function dispatchAll(
+  client: RpcClient,
+  tasks: TaskSpec[],
+  listener: DispatchListener = {},
+): Promise<TaskOutcome[]> {
+  return Promise.all(tasks.map(async (spec) => {
+    const taskId = crypto.randomUUID();
+    const outcome = await client.call(spec.queue, spec.task, spec.payload, {
+      taskId,
+      timeoutMs: spec.timeoutMs,
+      retry: spec.retry,
+      onSent: listener.onSent && (() => listener.onSent!(spec, taskId)),
+      onProgress: listener.onProgress && ((progress) => listener.onProgress!(spec, progress)),
+    });
+    const result = judge(spec, outcome);
+    listener.onDone?.(result);
+    return result;
+  }));
+}

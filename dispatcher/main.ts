@@ -1,0 +1,253 @@
+/**
+ * `deno task dispatch`: loads a scenario from test-config.yml, checks the
+ * broker and its workers, sends every task at once, gathers the replies and
+ * reports. Exit codes: 0 all tasks passed, 1 some failed, 2 bad usage or
+ * configuration, 3 broker or workers unavailable.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
+import type { LogLevel } from "../functions/_runtime/log.ts";
+import { LOG_LEVELS } from "../functions/_runtime/log.ts";
+import { type BrokerChoice, chooseBroker, LOCAL_AMQP_URL } from "./choose_broker.ts";
+import { dispatchAll } from "./dispatch_all.ts";
+import { startEmbedded } from "./embedded.ts";
+import { ConfigError, loadConfig, type Scenario } from "./load_config.ts";
+import { createPainter, formatOutcome, formatSummary, shouldColor, summarize } from "./report.ts";
+import { RpcClient } from "./rpc_client.ts";
+import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
+
+/** Exit codes of the dispatcher. */
+export const EXIT = { passed: 0, failed: 1, usage: 2, unavailable: 3 } as const;
+
+const HELP = `Usage: deno task dispatch [options]
+
+Runs a scenario from test-config.yml: checks the broker and that a worker
+serves each function, sends every task at once, and checks each reply
+against the scenario's expectations.
+
+Options:
+  --config PATH        configuration file (default: test-config.yml)
+  --scenario NAME      scenario to run (default: the file's default_scenario)
+  --list               list the file's scenarios and exit
+  --broker URL         RabbitMQ URL, e.g. amqp://guest:guest@localhost:5672
+                       (default: $AMQP_URL; with neither, ${LOCAL_AMQP_URL}
+                       and, if nothing answers there, the embedded broker)
+  --local              run on the embedded broker: each function in its own
+                       Web Worker in this process, no RabbitMQ needed
+  --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
+  --timeout-ms MS      override every task's timeout
+  --log-level LEVEL    embedded workers' log level: ${LOG_LEVELS.join(", ")}
+                       (default: error)
+  -h, --help           show this help
+
+Exit codes: 0 all tasks passed, 1 some task failed or timed out,
+2 bad option or configuration, 3 broker or workers unavailable.
+
+Examples:
+  deno task dispatch
+  deno task dispatch --scenario burst
+  deno task dispatch --broker amqp://guest:guest@localhost:5673
+  deno task dispatch --local --scenario recovers_after_retries`;
+
+/** Where the dispatcher writes and what it reads from its environment. */
+export interface DispatcherIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  env: (name: string) => string | undefined;
+  color: boolean;
+}
+
+class UsageError extends Error {}
+
+function positiveNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 0) {
+    throw new UsageError(`Cannot use ${flag} '${value}': give a number greater than 0`);
+  }
+  return number;
+}
+
+function parseFlags(args: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string", default: "test-config.yml" },
+        scenario: { type: "string" },
+        list: { type: "boolean", default: false },
+        broker: { type: "string" },
+        local: { type: "boolean", default: false },
+        "wait-workers": { type: "string" },
+        "timeout-ms": { type: "string" },
+        "log-level": { type: "string", default: "error" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}. See 'deno task dispatch --help'`);
+  }
+  const values = parsed.values;
+  if (values.local && values.broker !== undefined) {
+    throw new UsageError("Cannot use --local with --broker: choose one");
+  }
+  const logLevel = values["log-level"] as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(
+      `Cannot use --log-level '${logLevel}': use one of ${LOG_LEVELS.join(", ")}`,
+    );
+  }
+  const waitSeconds = positiveNumber(values["wait-workers"], "--wait-workers") ?? 10;
+  const timeoutMs = positiveNumber(values["timeout-ms"], "--timeout-ms");
+  return { ...values, logLevel, waitMs: waitSeconds * 1000, timeoutMs };
+}
+
+function pickScenario(
+  scenarios: Map<string, Scenario>,
+  name: string | undefined,
+  fallback: string,
+  file: string,
+): Scenario {
+  const chosen = scenarios.get(name ?? fallback);
+  if (!chosen) {
+    throw new UsageError(
+      `Cannot run scenario '${name}' as ${file} has no such scenario: use one of ${
+        [...scenarios.keys()].join(", ")
+      }`,
+    );
+  }
+  return chosen;
+}
+
+async function connectAmqpBroker(url: string, timeoutMs: number): Promise<Broker> {
+  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
+  return connectAmqp(url, {
+    timeoutMs,
+    heartbeatSeconds: 2,
+    connectionName: "dispatcher",
+  });
+}
+
+/** Runs the dispatcher with `args`; resolves with its exit code. */
+export async function main(args: string[], io: DispatcherIo): Promise<number> {
+  const paint = createPainter(io.color);
+  let flags;
+  try {
+    flags = parseFlags(args);
+  } catch (error) {
+    io.err(paint.bad((error as Error).message));
+    return EXIT.usage;
+  }
+  if (flags.help) {
+    io.out(HELP);
+    return EXIT.passed;
+  }
+
+  let config;
+  let scenario: Scenario;
+  try {
+    config = await loadConfig(flags.config);
+    if (flags.list) {
+      for (const [name, s] of config.scenarios) {
+        const mark = name === config.defaultScenario ? " (default)" : "";
+        io.out(`${name}${mark}: ${s.tasks.length} tasks. ${s.description}`);
+      }
+      return EXIT.passed;
+    }
+    scenario = pickScenario(config.scenarios, flags.scenario, config.defaultScenario, config.file);
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof UsageError) {
+      io.err(paint.bad(error.message));
+      return EXIT.usage;
+    }
+    throw error;
+  }
+  const tasks = flags.timeoutMs === undefined
+    ? scenario.tasks
+    : scenario.tasks.map((task) => ({ ...task, timeoutMs: flags.timeoutMs! }));
+  const needed = [
+    ...new Map(tasks.map((t) => [t.task, { task: t.task, queue: t.queue }])).values(),
+  ];
+
+  io.out(`Loaded config: ${config.name} (${config.file})`);
+  io.out(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
+  io.out(`Expected workers: ${needed.length}`);
+
+  let choice: BrokerChoice;
+  try {
+    choice = await chooseBroker({
+      local: flags.local,
+      url: flags.broker ?? (io.env("AMQP_URL") || undefined),
+      functions: needed,
+      connect: connectAmqpBroker,
+      startEmbedded,
+      embeddedOptions: { logLevel: flags.logLevel },
+    });
+  } catch (error) {
+    io.err(paint.bad((error as Error).message));
+    return error instanceof TypeError ? EXIT.usage : EXIT.unavailable;
+  }
+  if (choice.notice) io.err(paint.warn(choice.notice));
+  io.out(`Broker: ${choice.label}`);
+  if (choice.embedded && !choice.embedded.sandboxed) {
+    io.err(paint.warn(
+      "Functions run with this process's permissions: add --unstable-worker-options to sandbox them",
+    ));
+  }
+
+  let client: RpcClient | undefined;
+  try {
+    const consumers = await waitForWorkers(choice.broker, needed, {
+      timeoutMs: flags.waitMs,
+      onWaiting: (missing) =>
+        io.out(
+          `Waiting up to ${flags.waitMs / 1000} s for workers: ${
+            missing.map((m) => m.task).join(", ")
+          }`,
+        ),
+    });
+    io.out(
+      `Workers ready: ${
+        needed.map(({ task, queue }) => `${task} on ${queue} (${consumers.get(queue)})`).join(", ")
+      }`,
+    );
+    client = await RpcClient.open(choice.broker);
+    io.out(`Dispatching tasks...`);
+    const started = performance.now();
+    const outcomes = await dispatchAll(client, tasks, {
+      onDone: (outcome) => io.out(formatOutcome(outcome, paint)),
+    });
+    const wallMs = performance.now() - started;
+    const summary = summarize(outcomes, wallMs);
+    io.out("");
+    for (const line of formatSummary(summary, paint)) io.out(line);
+    return summary.failed === 0 ? EXIT.passed : EXIT.failed;
+  } catch (error) {
+    if (error instanceof WorkersMissingError || error instanceof BrokerUnavailableError) {
+      io.err(paint.bad(error.message));
+      return EXIT.unavailable;
+    }
+    throw error;
+  } finally {
+    client?.close();
+    await choice.broker.close();
+    await choice.embedded?.stop();
+  }
+}
+
+if (import.meta.main) {
+  const color = shouldColor(Deno.stdout.isTerminal(), Deno.env.get("NO_COLOR"));
+  const code = await main(Deno.args, {
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+    env: (name) => Deno.env.get(name),
+    color,
+  });
+  Deno.exit(code);
+}

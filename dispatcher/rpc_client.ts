@@ -1,0 +1,162 @@
+/**
+ * Calls functions over a broker and gathers their replies by correlation id.
+ * Each call has its own deadline; a reply nobody waits for (unknown, late or
+ * a duplicate from a redelivered request) is counted and ignored.
+ *
+ * @module
+ */
+
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
+import {
+  encodeRequest,
+  parseProgress,
+  parseReply,
+  type Payload,
+  PROGRESS_MESSAGE_TYPE,
+  type RetryOverrides,
+  type TaskProgress,
+  type TaskReply,
+} from "../functions/_runtime/contract.ts";
+
+/** Options for {@linkcode RpcClient.call}. */
+export interface CallOptions {
+  /** Stop waiting for the reply after this long. */
+  timeoutMs: number;
+  /** Identifies the task; a new UUID when absent. */
+  taskId?: string;
+  retry?: RetryOverrides;
+  /** Receives the worker's progress events; asking for them sets `progress`. */
+  onProgress?: (progress: TaskProgress) => void;
+  /** Called once the broker confirmed the request. */
+  onSent?: () => void;
+}
+
+/** How a call ended: with the one reply, or with no reply in time. */
+export type CallOutcome =
+  & {
+    taskId: string;
+    /** `performance.now()` when the request was handed to the broker. */
+    sentAt: number;
+    /** `performance.now()` when the call ended. */
+    endedAt: number;
+  }
+  & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
+
+interface Pending {
+  resolve: (outcome: CallOutcome) => void;
+  reject: (error: Error) => void;
+  onProgress?: (progress: TaskProgress) => void;
+  sentAt: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Counts of replies received that no call was waiting for. */
+export interface IgnoredReplies {
+  /** Correlation id of no call of this client, or of one that already ended. */
+  unknown: number;
+  /** Not a reply of the contract. */
+  invalid: number;
+}
+
+/** A caller of functions with its own reply queue. */
+export class RpcClient {
+  readonly #broker: Broker;
+  readonly #pending = new Map<string, Pending>();
+  #replyTo = "";
+  readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0 };
+  #failure: Error | undefined;
+
+  private constructor(broker: Broker) {
+    this.#broker = broker;
+  }
+
+  /** Opens a reply queue on `broker` and returns a client using it. */
+  static async open(broker: Broker): Promise<RpcClient> {
+    const client = new RpcClient(broker);
+    client.#replyTo = await broker.openReplyQueue((message) => client.receive(message));
+    broker.closed.then((error) =>
+      client.#failAll(
+        error ?? new BrokerUnavailableError("Cannot wait for replies as the connection was closed"),
+      )
+    );
+    return client;
+  }
+
+  /** Calls currently waiting for a reply. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends one request and waits for its reply or its deadline. Rejects only
+   * when the broker fails: the request was not confirmed, or the connection
+   * was lost while waiting.
+   */
+  call(queue: string, task: string, payload: Payload | undefined, options: CallOptions) {
+    const taskId = options.taskId ?? crypto.randomUUID();
+    if (this.#failure) return Promise.reject(this.#failure);
+    const request = encodeRequest(task, payload, {
+      taskId,
+      replyTo: this.#replyTo,
+      progress: options.onProgress !== undefined,
+      retry: options.retry,
+    });
+    return new Promise<CallOutcome>((resolve, reject) => {
+      const sentAt = performance.now();
+      const timer = setTimeout(() => {
+        this.#pending.delete(taskId);
+        resolve({ kind: "timeout", taskId, sentAt, endedAt: performance.now() });
+      }, options.timeoutMs);
+      this.#pending.set(taskId, { resolve, reject, onProgress: options.onProgress, sentAt, timer });
+      this.#broker.publish(queue, request).then(options.onSent, (error: Error) => {
+        clearTimeout(timer);
+        this.#pending.delete(taskId);
+        reject(error);
+      });
+    });
+  }
+
+  /** @internal Handles one message from the reply queue. */
+  receive(message: { body: Uint8Array; properties: { correlationId?: string; type?: string } }) {
+    const id = message.properties.correlationId;
+    const pending = id === undefined ? undefined : this.#pending.get(id);
+    if (!pending || id === undefined) {
+      this.ignored.unknown++;
+      return;
+    }
+    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
+      const progress = parseProgress(message.body);
+      if (progress.ok) pending.onProgress?.(progress.value);
+      else this.ignored.invalid++;
+      return;
+    }
+    const reply = parseReply(message.body);
+    if (!reply.ok) {
+      this.ignored.invalid++;
+      return;
+    }
+    clearTimeout(pending.timer);
+    this.#pending.delete(id);
+    pending.resolve({
+      kind: "reply",
+      reply: reply.value,
+      taskId: id,
+      sentAt: pending.sentAt,
+      endedAt: performance.now(),
+    });
+  }
+
+  #failAll(error: Error): void {
+    this.#failure ??= error;
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+    this.#pending.clear();
+  }
+
+  /** Stops waiting: every call still pending rejects. */
+  close(): void {
+    this.#failAll(new BrokerUnavailableError("Cannot wait for replies as the client was closed"));
+  }
+}

@@ -1,0 +1,426 @@
+/**
+ * {@linkcode Broker} on RabbitMQ through amqplib: the only module that
+ * imports it. One connection, one confirm channel for publishing, consuming
+ * and Direct Reply-to, and a side channel for declarations and checks, whose
+ * failures (a missing queue, mismatched arguments) would otherwise close the
+ * main channel.
+ *
+ * @module
+ */
+
+import amqp from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
+import { Buffer } from "node:buffer";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type ConsumeOptions,
+  type Consumer,
+  type Delivery,
+  maskUrl,
+  type QueueInfo,
+  type QueueOptions,
+} from "./broker.ts";
+import type { Message, MessageProperties } from "./contract.ts";
+
+/** RabbitMQ's pseudo-queue for replies without a reply queue of one's own. */
+export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
+
+/** Options for {@linkcode connectAmqp}. */
+export interface ConnectAmqpOptions {
+  /**
+   * Give up when the broker has not completed the handshake within this time.
+   * @default {5000}
+   */
+  timeoutMs?: number;
+  /** Shown in RabbitMQ's management UI, to tell connections apart. */
+  connectionName?: string;
+  /**
+   * Seconds between heartbeats; a broker silent for two of them is gone.
+   * @default {10}
+   */
+  heartbeatSeconds?: number;
+}
+
+interface ConnectFailure {
+  message: string;
+  unreachable: boolean;
+}
+
+function describeConnectError(error: unknown, url: string, timeoutMs: number): ConnectFailure {
+  const unreachable = (message: string) => ({ message, unreachable: true });
+  const refused = (message: string) => ({ message, unreachable: false });
+  const where = `the broker at ${maskUrl(url)}`;
+  const text = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string } | null)?.code;
+  if (code === "ECONNREFUSED" || /ECONNREFUSED|Connection refused/i.test(text)) {
+    return unreachable(
+      `Cannot connect to ${where} as nothing is listening there: start RabbitMQ (for example 'docker compose up -d rabbitmq') or fix the URL`,
+    );
+  }
+  if (code === "ENOTFOUND" || /ENOTFOUND|getaddrinfo|Name or service not known/i.test(text)) {
+    return unreachable(
+      `Cannot connect to ${where} as its host name does not resolve: fix the host in the URL`,
+    );
+  }
+  if (/ACCESS.REFUSED|403/.test(text)) {
+    return refused(
+      `Cannot connect to ${where} as it refused the user name or password: check the credentials in the URL`,
+    );
+  }
+  if (/NOT.ALLOWED|530|vhost/i.test(text)) {
+    return refused(
+      `Cannot connect to ${where} as the user may not use that virtual host: fix the vhost in the URL or the user's permissions`,
+    );
+  }
+  if (/timed? ?out|ETIMEDOUT/i.test(text)) {
+    return unreachable(
+      `Cannot connect to ${where} as it did not answer within ${timeoutMs} ms: check the host and port, and that the broker is healthy`,
+    );
+  }
+  if (error instanceof Deno.errors.NotCapable || /NotCapable|Requires net access/i.test(text)) {
+    return refused(
+      `Cannot connect to ${where} as this process may not open that network address: allow it with --allow-net`,
+    );
+  }
+  return refused(`Cannot connect to ${where}: ${text}`);
+}
+
+function checkUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new BrokerUnavailableError(
+      `Cannot connect to the broker as '${
+        maskUrl(url)
+      }' is not a URL: use amqp://user:password@host:5672`,
+    );
+  }
+  if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
+    throw new BrokerUnavailableError(
+      `Cannot connect to the broker as '${
+        maskUrl(url)
+      }' uses '${parsed.protocol}': use amqp:// or amqps://`,
+    );
+  }
+}
+
+/**
+ * Connects to RabbitMQ. Fails with a {@linkcode BrokerUnavailableError} that
+ * says what to fix, and never takes longer than `timeoutMs` to do so.
+ */
+export async function connectAmqp(url: string, options: ConnectAmqpOptions = {}): Promise<Broker> {
+  checkUrl(url);
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const connectOptions = {
+    // Nagle's algorithm delays small frames by tens of milliseconds.
+    noDelay: true,
+    timeout: timeoutMs,
+    clientProperties: { connection_name: options.connectionName ?? "deno-task-system" },
+  };
+  const target = withHeartbeat(url, options.heartbeatSeconds ?? 10);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const attempt = amqp.connect(target, connectOptions);
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("timed out")), timeoutMs);
+  });
+  let connection: ChannelModel;
+  try {
+    connection = await Promise.race([attempt, timeout]);
+  } catch (error) {
+    // A connection that completes after the timeout must not linger.
+    attempt.then((late) => late.close()).catch(() => {});
+    const failure = describeConnectError(error, url, timeoutMs);
+    throw new BrokerUnavailableError(failure.message, {
+      cause: error,
+      unreachable: failure.unreachable,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  try {
+    const channel = await connection.createConfirmChannel();
+    return new AmqpBroker(connection, channel, url);
+  } catch (error) {
+    await connection.close().catch(() => {});
+    throw new BrokerUnavailableError(describeConnectError(error, url, timeoutMs).message, {
+      cause: error,
+    });
+  }
+}
+
+function withHeartbeat(url: string, seconds: number): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(seconds));
+  return parsed.toString();
+}
+
+function queueArguments(options: QueueOptions): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  if (options.messageTtlMs !== undefined) args["x-message-ttl"] = options.messageTtlMs;
+  if (options.deadLetterQueue !== undefined) {
+    args["x-dead-letter-exchange"] = "";
+    args["x-dead-letter-routing-key"] = options.deadLetterQueue;
+  }
+  if (options.expiresMs !== undefined) args["x-expires"] = options.expiresMs;
+  if (options.type === "quorum") args["x-queue-type"] = "quorum";
+  return args;
+}
+
+function toPublishOptions(properties: MessageProperties): Options.Publish {
+  const publish: Options.Publish = {};
+  if (properties.contentType !== undefined) publish.contentType = properties.contentType;
+  if (properties.correlationId !== undefined) publish.correlationId = properties.correlationId;
+  if (properties.replyTo !== undefined) publish.replyTo = properties.replyTo;
+  if (properties.messageId !== undefined) publish.messageId = properties.messageId;
+  if (properties.type !== undefined) publish.type = properties.type;
+  if (properties.timestamp !== undefined) publish.timestamp = properties.timestamp;
+  if (properties.persistent) publish.persistent = true;
+  if (properties.headers !== undefined) publish.headers = properties.headers;
+  return publish;
+}
+
+function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
+  const p = message.properties;
+  const properties: MessageProperties = {};
+  if (p.contentType !== undefined) properties.contentType = p.contentType;
+  if (p.correlationId !== undefined) properties.correlationId = p.correlationId;
+  if (p.replyTo !== undefined) properties.replyTo = p.replyTo;
+  if (p.messageId !== undefined) properties.messageId = p.messageId;
+  if (p.type !== undefined) properties.type = p.type;
+  if (p.timestamp !== undefined) properties.timestamp = p.timestamp;
+  if (p.deliveryMode === 2) properties.persistent = true;
+  if (p.headers !== undefined && Object.keys(p.headers).length > 0) {
+    properties.headers = p.headers;
+  }
+  return { body: message.content, properties };
+}
+
+/** @internal Use {@linkcode connectAmqp}. */
+class AmqpBroker implements Broker {
+  readonly closed: Promise<Error | undefined>;
+  readonly #connection: ChannelModel;
+  readonly #channel: ConfirmChannel;
+  readonly #url: string;
+  #side: Promise<Channel> | undefined;
+  #closing = false;
+  #isClosed = false;
+  #drained: Promise<void> | undefined;
+
+  constructor(connection: ChannelModel, channel: ConfirmChannel, url: string) {
+    this.#connection = connection;
+    this.#channel = channel;
+    this.#url = url;
+    this.closed = new Promise((resolve) => {
+      connection.on("error", () => {
+        // The cause arrives again with "close"; without a listener it would throw.
+      });
+      connection.on("close", (error?: Error) => {
+        this.#isClosed = true;
+        resolve(
+          this.#closing ? undefined : new BrokerUnavailableError(
+            `Lost the connection to the broker at ${maskUrl(url)}: ${
+              error?.message ?? "it closed the connection"
+            }`,
+            { cause: error },
+          ),
+        );
+      });
+    });
+    channel.on("error", () => {});
+    // The main channel only closes on a protocol error; without it nothing
+    // works, so end the connection and let the owner reconnect.
+    channel.on("close", () => {
+      if (!this.#closing) connection.close().catch(() => {});
+    });
+  }
+
+  #sideChannel(): Promise<Channel> {
+    if (!this.#side) {
+      const side = this.#connection.createChannel();
+      this.#side = side;
+      side.then((channel) => {
+        channel.on("error", () => {});
+        channel.on("close", () => {
+          if (this.#side === side) this.#side = undefined;
+        });
+      }).catch(() => {
+        if (this.#side === side) this.#side = undefined;
+      });
+    }
+    return this.#side;
+  }
+
+  #fail(action: string, error: unknown): never {
+    const text = error instanceof Error ? error.message : String(error);
+    if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as it exists with other settings (${text}): delete the queue or declare it with its settings`,
+        { cause: error },
+      );
+    }
+    if (/ACCESS.REFUSED/i.test(text)) {
+      throw new BrokerUnavailableError(
+        `Cannot ${action} as the broker refused access: ${text}: grant the user permissions on it`,
+        { cause: error },
+      );
+    }
+    if (this.#isClosed) {
+      throw new BrokerUnavailableError(
+        `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
+        { cause: error },
+      );
+    }
+    throw new BrokerUnavailableError(`Cannot ${action}: ${text}`, { cause: error });
+  }
+
+  async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
+    try {
+      const channel = await this.#sideChannel();
+      const ok = await channel.assertQueue(name, {
+        durable: options.durable ?? true,
+        arguments: queueArguments(options),
+      });
+      return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+    } catch (error) {
+      this.#fail(`declare queue '${name}'`, error);
+    }
+  }
+
+  async inspectQueue(name: string): Promise<QueueInfo | null> {
+    try {
+      const channel = await this.#sideChannel();
+      const ok = await channel.checkQueue(name);
+      return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+    } catch (error) {
+      if (/NOT.FOUND|404/.test(String((error as Error)?.message))) return null;
+      this.#fail(`inspect queue '${name}'`, error);
+    }
+  }
+
+  async deleteQueue(name: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.deleteQueue(name);
+    } catch (error) {
+      this.#fail(`delete queue '${name}'`, error);
+    }
+  }
+
+  async publish(queue: string, message: Message): Promise<void> {
+    if (this.#isClosed) this.#fail(`publish to '${queue}'`, new Error("closed"));
+    while (this.#drained) await this.#drained;
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    await new Promise<void>((resolve, reject) => {
+      let written: boolean;
+      try {
+        written = this.#channel.publish(
+          "",
+          queue,
+          body,
+          toPublishOptions(message.properties),
+          (error: unknown) => {
+            if (error) {
+              reject(
+                new BrokerUnavailableError(
+                  `Cannot publish to '${queue}' as the broker did not confirm it: ${error}`,
+                ),
+              );
+            } else resolve();
+          },
+        );
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      if (!written && !this.#drained) {
+        // The socket buffer is full: hold further publishes until it drains.
+        this.#drained = new Promise<void>((done) => {
+          const release = () => {
+            this.#drained = undefined;
+            done();
+          };
+          this.#channel.once("drain", release);
+          this.closed.then(release);
+        });
+      }
+    }).catch((error) => this.#fail(`publish to '${queue}'`, error));
+  }
+
+  async consume(
+    queue: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer> {
+    try {
+      await this.#channel.prefetch(options.prefetch, false);
+      const { consumerTag } = await this.#channel.consume(queue, (message) => {
+        if (message === null) {
+          // The broker cancelled us (the queue was deleted): start over.
+          this.#connection.close().catch(() => {});
+          return;
+        }
+        onDelivery(this.#toDelivery(queue, message));
+      });
+      return {
+        cancel: async () => {
+          if (this.#isClosed) return;
+          await this.#channel.cancel(consumerTag).catch(() => {});
+        },
+      };
+    } catch (error) {
+      this.#fail(`consume '${queue}'`, error);
+    }
+  }
+
+  #toDelivery(queue: string, message: ConsumeMessage | amqp.GetMessage): Delivery {
+    return {
+      ...fromAmqpMessage(message),
+      queue,
+      redelivered: message.fields.redelivered,
+      tag: message.fields.deliveryTag,
+    };
+  }
+
+  async get(queue: string): Promise<Delivery | null> {
+    try {
+      const message = await this.#channel.get(queue);
+      return message === false ? null : this.#toDelivery(queue, message);
+    } catch (error) {
+      this.#fail(`get from '${queue}'`, error);
+    }
+  }
+
+  #settlement(delivery: Delivery): ConsumeMessage {
+    return { fields: { deliveryTag: delivery.tag } } as ConsumeMessage;
+  }
+
+  ack(delivery: Delivery): void {
+    // A delivery of a closed channel is settled by the broker: it requeues it.
+    if (this.#isClosed) return;
+    this.#channel.ack(this.#settlement(delivery));
+  }
+
+  nack(delivery: Delivery, requeue: boolean): void {
+    if (this.#isClosed) return;
+    this.#channel.nack(this.#settlement(delivery), false, requeue);
+  }
+
+  async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+    try {
+      await this.#channel.consume(DIRECT_REPLY_TO, (message) => {
+        if (message) onMessage(fromAmqpMessage(message));
+      }, { noAck: true });
+      return DIRECT_REPLY_TO;
+    } catch (error) {
+      this.#fail("open a reply queue", error);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#isClosed) return;
+    this.#closing = true;
+    await this.#connection.close().catch(() => {});
+  }
+}

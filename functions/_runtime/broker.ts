@@ -1,0 +1,128 @@
+/**
+ * The small slice of a message broker that workers and the dispatcher use.
+ * Two implementations keep the same behaviour, checked by one conformance
+ * suite: {@linkcode AmqpBroker} (RabbitMQ) and {@linkcode MemoryBroker}
+ * (in-process, for the embedded default and unit tests).
+ *
+ * @module
+ */
+
+import type { Message } from "./contract.ts";
+
+/** How a queue is declared. Every field must match on each declaration. */
+export interface QueueOptions {
+  /**
+   * Survives a broker restart. Function queues are always durable.
+   * @default {true}
+   */
+  durable?: boolean;
+  /** Messages older than this leave the queue (to `deadLetterQueue`, if set). */
+  messageTtlMs?: number;
+  /** Expired or rejected messages go to this queue through the default exchange. */
+  deadLetterQueue?: string;
+  /** The queue is deleted after being unused (no consumer, no redeclaration) this long. */
+  expiresMs?: number;
+  /**
+   * `quorum` replicates the queue across a broker cluster.
+   * @default {"classic"}
+   */
+  type?: "classic" | "quorum";
+}
+
+/** A queue's depth and consumers, as the broker reports them. */
+export interface QueueInfo {
+  name: string;
+  messages: number;
+  consumers: number;
+}
+
+/** A message taken from a queue; settle it with `ack` or `nack`. */
+export interface Delivery extends Message {
+  /** The queue it came from. */
+  queue: string;
+  /** True when an earlier delivery of it was never acknowledged. */
+  redelivered: boolean;
+  /** Identifies the delivery to the broker instance that made it. */
+  tag: number;
+}
+
+/** Options for {@linkcode Broker.consume}. */
+export interface ConsumeOptions {
+  /** Most unacknowledged deliveries this consumer holds at once. */
+  prefetch: number;
+}
+
+/** A running consumer. */
+export interface Consumer {
+  /** Stops deliveries; those already made stay with the caller to settle. */
+  cancel(): Promise<void>;
+}
+
+/** The operations the product needs from a broker. */
+export interface Broker {
+  /** Creates the queue if it does not exist; returns its depth and consumers. */
+  declareQueue(name: string, options?: QueueOptions): Promise<QueueInfo>;
+  /** Reports a queue without creating it; `null` when it does not exist. */
+  inspectQueue(name: string): Promise<QueueInfo | null>;
+  /** Deletes a queue and its messages. */
+  deleteQueue(name: string): Promise<void>;
+  /**
+   * Sends a message to a queue through the default exchange. Resolves once
+   * the broker has taken responsibility for it (a publisher confirm).
+   */
+  publish(queue: string, message: Message): Promise<void>;
+  /** Delivers the queue's messages to `onDelivery` until cancelled. */
+  consume(
+    queue: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer>;
+  /** Takes one message, if any, without a consumer. */
+  get(queue: string): Promise<Delivery | null>;
+  /** Confirms a delivery is done: the broker forgets the message. */
+  ack(delivery: Delivery): void;
+  /** Gives a delivery back: to the queue when `requeue`, else to its dead-letter queue or away. */
+  nack(delivery: Delivery, requeue: boolean): void;
+  /**
+   * Starts receiving replies; returns the address to put in `reply_to`.
+   * Replies for a closed broker are lost, as with RabbitMQ's Direct Reply-to.
+   */
+  openReplyQueue(onMessage: (message: Message) => void): Promise<string>;
+  /** Settles when the connection ends: with the cause, or `undefined` after `close()`. */
+  readonly closed: Promise<Error | undefined>;
+  /** Ends the connection. Unacknowledged deliveries return to their queues. */
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode BrokerUnavailableError}. */
+export interface BrokerUnavailableErrorOptions extends ErrorOptions {
+  /** Nothing answered at the address (as opposed to a broker that refused). */
+  unreachable?: boolean;
+}
+
+/** The broker is unreachable, refused the credentials, or went away. */
+export class BrokerUnavailableError extends Error {
+  /** True when nothing answered at the address at all. */
+  readonly unreachable: boolean;
+
+  /**
+   * @param message What failed, with the address (password masked) and a fix.
+   * @param options The underlying error, and whether anything answered.
+   */
+  constructor(message: string, options?: BrokerUnavailableErrorOptions) {
+    super(message, options);
+    this.name = "BrokerUnavailableError";
+    this.unreachable = options?.unreachable ?? false;
+  }
+}
+
+/** Hides the password of a broker URL so it is safe to print or log. */
+export function maskUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString().replace(/\/$/, "");
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
+  }
+}

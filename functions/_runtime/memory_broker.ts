@@ -1,0 +1,358 @@
+/**
+ * An in-process broker with RabbitMQ's semantics for what the product uses:
+ * FIFO queues, round-robin consumers with a prefetch, ack and requeue,
+ * per-queue message TTL with dead-lettering, and reply queues. It backs the
+ * embedded default (`deno task dispatch` with no broker) and the unit tests.
+ *
+ * @module
+ */
+
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type ConsumeOptions,
+  type Consumer,
+  type Delivery,
+  type QueueInfo,
+  type QueueOptions,
+} from "./broker.ts";
+import type { Message } from "./contract.ts";
+
+interface Entry {
+  message: Message;
+  redelivered: boolean;
+}
+
+interface MemoryConsumer {
+  connection: MemoryConnection;
+  onDelivery: (delivery: Delivery) => void;
+  prefetch: number;
+  unacked: number;
+  /** Reply consumers take messages without acknowledgement. */
+  autoAck: boolean;
+}
+
+interface MemoryQueue {
+  name: string;
+  options: QueueOptions;
+  entries: Entry[];
+  consumers: MemoryConsumer[];
+  nextConsumer: number;
+  /** Set for reply queues: deleted with the connection that opened them. */
+  owner?: MemoryConnection;
+}
+
+interface Unacked {
+  queue: MemoryQueue;
+  entry: Entry;
+  consumer?: MemoryConsumer;
+}
+
+function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
+  const keys: (keyof QueueOptions)[] = ["messageTtlMs", "deadLetterQueue", "expiresMs"];
+  return keys.every((key) => a[key] === b[key]) &&
+    (a.durable ?? true) === (b.durable ?? true) &&
+    (a.type ?? "classic") === (b.type ?? "classic");
+}
+
+/**
+ * The broker itself: queues shared by every connection made with
+ * {@linkcode MemoryBroker.connect}.
+ *
+ * @example
+ * ```ts
+ * const broker = new MemoryBroker();
+ * const connection = broker.connect();
+ * await connection.declareQueue("queue_a");
+ * ```
+ */
+export class MemoryBroker {
+  readonly #queues = new Map<string, MemoryQueue>();
+  readonly #connections = new Set<MemoryConnection>();
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+
+  /** Opens a connection: the {@linkcode Broker} a client uses. */
+  connect(): Broker {
+    const connection = new MemoryConnection(this);
+    this.#connections.add(connection);
+    return connection;
+  }
+
+  /** Drops every connection as if the broker crashed; queues and messages stay. */
+  disconnectAll(reason = "the in-memory broker dropped the connection"): void {
+    for (const connection of [...this.#connections]) {
+      connection.drop(new BrokerUnavailableError(reason));
+    }
+  }
+
+  /** Closes every connection and cancels every timer. */
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.#connections].map((connection) => connection.close()));
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#queues.clear();
+  }
+
+  /** @internal */
+  forget(connection: MemoryConnection): void {
+    this.#connections.delete(connection);
+    for (const queue of [...this.#queues.values()]) {
+      if (queue.owner === connection) this.#queues.delete(queue.name);
+      const before = queue.consumers.length;
+      queue.consumers = queue.consumers.filter((consumer) => consumer.connection !== connection);
+      if (queue.consumers.length !== before) this.pump(queue);
+    }
+  }
+
+  /** @internal */
+  declare(name: string, options: QueueOptions, owner?: MemoryConnection): MemoryQueue {
+    const existing = this.#queues.get(name);
+    if (existing) {
+      if (!sameOptions(existing.options, options)) {
+        throw new TypeError(
+          `Cannot declare queue '${name}' as it exists with other options: delete it or declare it as it is`,
+        );
+      }
+      return existing;
+    }
+    const queue: MemoryQueue = {
+      name,
+      options,
+      entries: [],
+      consumers: [],
+      nextConsumer: 0,
+      owner,
+    };
+    this.#queues.set(name, queue);
+    return queue;
+  }
+
+  /** @internal */
+  queue(name: string): MemoryQueue | undefined {
+    return this.#queues.get(name);
+  }
+
+  /** @internal */
+  delete(name: string): void {
+    this.#queues.delete(name);
+  }
+
+  /** @internal */
+  info(queue: MemoryQueue): QueueInfo {
+    return { name: queue.name, messages: queue.entries.length, consumers: queue.consumers.length };
+  }
+
+  /** @internal Routes a message through the default exchange; unroutable ones are dropped. */
+  enqueue(name: string, message: Message, atFront = false, redelivered = false): void {
+    const queue = this.#queues.get(name);
+    if (!queue) return;
+    const entry: Entry = { message, redelivered };
+    if (atFront) queue.entries.unshift(entry);
+    else queue.entries.push(entry);
+    const ttl = queue.options.messageTtlMs;
+    if (ttl !== undefined && !atFront) {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        const index = queue.entries.indexOf(entry);
+        if (index === -1) return;
+        queue.entries.splice(index, 1);
+        this.deadLetter(queue, entry.message);
+      }, ttl);
+      this.#timers.add(timer);
+    }
+    this.pump(queue);
+  }
+
+  /** @internal */
+  deadLetter(queue: MemoryQueue, message: Message): void {
+    const target = queue.options.deadLetterQueue;
+    if (target !== undefined) this.enqueue(target, message);
+  }
+
+  /** @internal Hands queued messages to consumers with room, round-robin. */
+  pump(queue: MemoryQueue): void {
+    while (queue.entries.length > 0) {
+      const consumer = this.#nextWithRoom(queue);
+      if (!consumer) return;
+      const entry = queue.entries.shift()!;
+      consumer.connection.deliver(queue, entry, consumer);
+    }
+  }
+
+  #nextWithRoom(queue: MemoryQueue): MemoryConsumer | undefined {
+    const count = queue.consumers.length;
+    for (let i = 0; i < count; i++) {
+      const index = (queue.nextConsumer + i) % count;
+      const consumer = queue.consumers[index];
+      if (consumer.autoAck || consumer.unacked < consumer.prefetch) {
+        queue.nextConsumer = (index + 1) % count;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+}
+
+/** @internal One client's view of a {@linkcode MemoryBroker}. */
+class MemoryConnection implements Broker {
+  readonly closed: Promise<Error | undefined>;
+  readonly #broker: MemoryBroker;
+  readonly #unacked = new Map<number, Unacked>();
+  #resolveClosed!: (error: Error | undefined) => void;
+  #isClosed = false;
+  #nextTag = 1;
+
+  constructor(broker: MemoryBroker) {
+    this.#broker = broker;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  #ensureOpen(action: string): void {
+    if (this.#isClosed) {
+      throw new BrokerUnavailableError(`Cannot ${action} as the connection is closed`);
+    }
+  }
+
+  declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
+    this.#ensureOpen(`declare queue '${name}'`);
+    return Promise.resolve(this.#broker.info(this.#broker.declare(name, options)));
+  }
+
+  inspectQueue(name: string): Promise<QueueInfo | null> {
+    this.#ensureOpen(`inspect queue '${name}'`);
+    const queue = this.#broker.queue(name);
+    return Promise.resolve(queue ? this.#broker.info(queue) : null);
+  }
+
+  deleteQueue(name: string): Promise<void> {
+    this.#ensureOpen(`delete queue '${name}'`);
+    this.#broker.delete(name);
+    return Promise.resolve();
+  }
+
+  publish(queue: string, message: Message): Promise<void> {
+    try {
+      this.#ensureOpen(`publish to '${queue}'`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#broker.enqueue(queue, message);
+    return Promise.resolve();
+  }
+
+  consume(
+    name: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer> {
+    this.#ensureOpen(`consume '${name}'`);
+    const queue = this.#broker.queue(name);
+    if (!queue) {
+      return Promise.reject(
+        new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`),
+      );
+    }
+    return Promise.resolve(this.#subscribe(queue, onDelivery, options.prefetch, false));
+  }
+
+  #subscribe(
+    queue: MemoryQueue,
+    onDelivery: (delivery: Delivery) => void,
+    prefetch: number,
+    autoAck: boolean,
+  ): Consumer {
+    const consumer: MemoryConsumer = {
+      connection: this,
+      onDelivery,
+      prefetch,
+      unacked: 0,
+      autoAck,
+    };
+    queue.consumers.push(consumer);
+    this.#broker.pump(queue);
+    return {
+      cancel: () => {
+        queue.consumers = queue.consumers.filter((c) => c !== consumer);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  get(name: string): Promise<Delivery | null> {
+    this.#ensureOpen(`get from '${name}'`);
+    const queue = this.#broker.queue(name);
+    const entry = queue?.entries.shift();
+    if (!queue || !entry) return Promise.resolve(null);
+    const tag = this.#nextTag++;
+    this.#unacked.set(tag, { queue, entry });
+    return Promise.resolve(this.#toDelivery(queue, entry, tag));
+  }
+
+  ack(delivery: Delivery): void {
+    this.#settle(delivery.tag);
+  }
+
+  nack(delivery: Delivery, requeue: boolean): void {
+    const unacked = this.#settle(delivery.tag);
+    if (!unacked) return;
+    if (requeue) {
+      this.#broker.enqueue(unacked.queue.name, unacked.entry.message, true, true);
+    } else {
+      this.#broker.deadLetter(unacked.queue, unacked.entry.message);
+    }
+  }
+
+  #settle(tag: number): Unacked | undefined {
+    const unacked = this.#unacked.get(tag);
+    if (!unacked || this.#isClosed) return undefined;
+    this.#unacked.delete(tag);
+    if (unacked.consumer) {
+      unacked.consumer.unacked--;
+      this.#broker.pump(unacked.queue);
+    }
+    return unacked;
+  }
+
+  openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+    this.#ensureOpen("open a reply queue");
+    const name = `amq.gen-reply-${crypto.randomUUID()}`;
+    const queue = this.#broker.declare(name, { durable: false }, this);
+    this.#subscribe(queue, onMessage, Infinity, true);
+    return Promise.resolve(name);
+  }
+
+  /** @internal Called by the broker to hand over one message. */
+  deliver(queue: MemoryQueue, entry: Entry, consumer: MemoryConsumer): void {
+    const tag = this.#nextTag++;
+    if (!consumer.autoAck) {
+      consumer.unacked++;
+      this.#unacked.set(tag, { queue, entry, consumer });
+    }
+    const delivery = this.#toDelivery(queue, entry, tag);
+    queueMicrotask(() => {
+      if (!this.#isClosed) consumer.onDelivery(delivery);
+    });
+  }
+
+  #toDelivery(queue: MemoryQueue, entry: Entry, tag: number): Delivery {
+    return { ...entry.message, queue: queue.name, redelivered: entry.redelivered, tag };
+  }
+
+  /** @internal Ends the connection with an error, as a network failure would. */
+  drop(error: Error | undefined): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    this.#broker.forget(this);
+    const returned = [...this.#unacked.values()].reverse();
+    this.#unacked.clear();
+    for (const { queue, entry } of returned) {
+      this.#broker.enqueue(queue.name, entry.message, true, true);
+    }
+    this.#resolveClosed(error);
+  }
+
+  close(): Promise<void> {
+    this.drop(undefined);
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * A worker's settings, read from environment variables so that one image
+ * serves every deployment. Each bad value fails at start with the variable,
+ * its value and what to set instead.
+ *
+ * @module
+ */
+
+import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./contract.ts";
+
+/** Every variable a worker reads; its container may read no others. */
+export const WORKER_ENV_VARS = [
+  "AMQP_URL",
+  "QUEUE",
+  "CONCURRENCY",
+  "PREFETCH",
+  "QUEUE_TYPE",
+  "MAX_MESSAGE_BYTES",
+  "SHUTDOWN_GRACE_MS",
+  "WORKER_ID",
+  "LOG_LEVEL",
+  "LOG_FORMAT",
+] as const;
+
+/** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
+export type WorkerEnvVar = typeof WORKER_ENV_VARS[number];
+
+/** The broker a worker uses when `AMQP_URL` is not set. */
+export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
+
+/** Settings of one worker process. */
+export interface WorkerSettings {
+  amqpUrl: string;
+  queue: string | undefined;
+  concurrency: number;
+  prefetch: number;
+  queueType: "classic" | "quorum";
+  maxMessageBytes: number;
+  graceMs: number;
+  workerId: string | undefined;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+function wholeNumber(
+  env: (name: WorkerEnvVar) => string | undefined,
+  name: WorkerEnvVar,
+  fallback: number,
+  min: number,
+): number {
+  const text = env(name);
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) {
+    throw new RangeError(
+      `Cannot start the worker as ${name} is '${text}': set it to a whole number >= ${min}`,
+    );
+  }
+  return value;
+}
+
+function oneOf<T extends string>(
+  env: (name: WorkerEnvVar) => string | undefined,
+  name: WorkerEnvVar,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  const text = env(name);
+  if (text === undefined || text === "") return fallback;
+  if (!allowed.includes(text as T)) {
+    throw new RangeError(
+      `Cannot start the worker as ${name} is '${text}': set it to one of ${allowed.join(", ")}`,
+    );
+  }
+  return text as T;
+}
+
+/** Reads and checks the settings; throws a `RangeError` naming the bad variable. */
+export function readWorkerSettings(
+  env: (name: WorkerEnvVar) => string | undefined,
+): WorkerSettings {
+  const concurrency = wholeNumber(env, "CONCURRENCY", 1, 1);
+  const prefetch = wholeNumber(env, "PREFETCH", concurrency, 1);
+  if (prefetch < concurrency) {
+    throw new RangeError(
+      `Cannot start the worker as PREFETCH (${prefetch}) is below CONCURRENCY (${concurrency}): raise PREFETCH or leave it unset`,
+    );
+  }
+  const queue = env("QUEUE") || undefined;
+  return {
+    amqpUrl: env("AMQP_URL") || DEFAULT_AMQP_URL,
+    queue,
+    concurrency,
+    prefetch,
+    queueType: oneOf(env, "QUEUE_TYPE", ["classic", "quorum"] as const, "classic"),
+    maxMessageBytes: wholeNumber(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1),
+    graceMs: wholeNumber(env, "SHUTDOWN_GRACE_MS", 10_000, 0),
+    workerId: env("WORKER_ID") || undefined,
+    logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+    logFormat: oneOf(env, "LOG_FORMAT", ["json", "text"] as const, "json"),
+  };
+}

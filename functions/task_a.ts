@@ -1,0 +1,20 @@
+/**
+ * Task A: answers "Hello from Task A" after `work_ms` of work (default 100).
+ *
+ * @module
+ */
+
+import { defineFunction, serve, simulateWork } from "./_runtime/mod.ts";
+
+const taskA = defineFunction({
+  name: "task_a",
+  queue: "queue_a",
+  async handler(payload, context) {
+    await simulateWork(payload, context, 100);
+    return "Hello from Task A";
+  },
+});
+
+export default taskA;
+
+if (import.meta.main) await serve(taskA);

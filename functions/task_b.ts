@@ -1,0 +1,20 @@
+/**
+ * Task B: answers "Hello from Task B" after `work_ms` of work (default 200).
+ *
+ * @module
+ */
+
+import { defineFunction, serve, simulateWork } from "./_runtime/mod.ts";
+
+const taskB = defineFunction({
+  name: "task_b",
+  queue: "queue_b",
+  async handler(payload, context) {
+    await simulateWork(payload, context, 200);
+    return "Hello from Task B";
+  },
+});
+
+export default taskB;
+
+if (import.meta.main) await serve(taskB);
