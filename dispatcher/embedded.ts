@@ -47,7 +47,8 @@ export interface Embedded {
   stop(): Promise<void>;
 }
 
-const GRACE_MS = 2_000;
+// When the run is over nobody waits for unfinished work: the broker dies with it.
+const GRACE_MS = 0;
 
 function spawn(module: URL, task: string, sandbox: boolean): Worker {
   return new Worker(module, {

@@ -125,13 +125,27 @@ function pickScenario(
   return chosen;
 }
 
+/**
+ * Connects to RabbitMQ, retrying while nothing answers (a broker that is
+ * still starting) until `timeoutMs` is spent; other failures end at once.
+ */
 async function connectAmqpBroker(url: string, timeoutMs: number): Promise<Broker> {
   const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
-  return connectAmqp(url, {
-    timeoutMs,
-    heartbeatSeconds: 2,
-    connectionName: "dispatcher",
-  });
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      return await connectAmqp(url, {
+        timeoutMs: Math.max(100, deadline - Date.now()),
+        heartbeatSeconds: 2,
+        connectionName: "dispatcher",
+      });
+    } catch (error) {
+      const again = error instanceof BrokerUnavailableError && error.unreachable &&
+        deadline - Date.now() > 1000;
+      if (!again) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 /** Runs the dispatcher with `args`; resolves with its exit code. */

@@ -73,6 +73,11 @@ function describeConnectError(error: unknown, url: string, timeoutMs: number): C
       `Cannot connect to ${where} as the user may not use that virtual host: fix the vhost in the URL or the user's permissions`,
     );
   }
+  if (/closed abruptly|ECONNRESET|socket hang up/i.test(text)) {
+    return unreachable(
+      `Cannot connect to ${where} as it closed the connection during the handshake: it may still be starting, or the port is not AMQP`,
+    );
+  }
   if (/timed? ?out|ETIMEDOUT/i.test(text)) {
     return unreachable(
       `Cannot connect to ${where} as it did not answer within ${timeoutMs} ms: check the host and port, and that the broker is healthy`,

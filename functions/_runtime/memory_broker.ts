@@ -213,34 +213,31 @@ class MemoryConnection implements Broker {
     }
   }
 
-  declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
+  // The methods are async so that, as with a network broker, every failure
+  // arrives as a rejection, never as a synchronous throw.
+
+  async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
     this.#ensureOpen(`declare queue '${name}'`);
-    return Promise.resolve(this.#broker.info(this.#broker.declare(name, options)));
+    return await this.#broker.info(this.#broker.declare(name, options));
   }
 
-  inspectQueue(name: string): Promise<QueueInfo | null> {
+  async inspectQueue(name: string): Promise<QueueInfo | null> {
     this.#ensureOpen(`inspect queue '${name}'`);
     const queue = this.#broker.queue(name);
-    return Promise.resolve(queue ? this.#broker.info(queue) : null);
+    return await (queue ? this.#broker.info(queue) : null);
   }
 
-  deleteQueue(name: string): Promise<void> {
+  async deleteQueue(name: string): Promise<void> {
     this.#ensureOpen(`delete queue '${name}'`);
-    this.#broker.delete(name);
-    return Promise.resolve();
+    await this.#broker.delete(name);
   }
 
-  publish(queue: string, message: Message): Promise<void> {
-    try {
-      this.#ensureOpen(`publish to '${queue}'`);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    this.#broker.enqueue(queue, message);
-    return Promise.resolve();
+  async publish(queue: string, message: Message): Promise<void> {
+    this.#ensureOpen(`publish to '${queue}'`);
+    await this.#broker.enqueue(queue, message);
   }
 
-  consume(
+  async consume(
     name: string,
     onDelivery: (delivery: Delivery) => void,
     options: ConsumeOptions,
@@ -248,11 +245,9 @@ class MemoryConnection implements Broker {
     this.#ensureOpen(`consume '${name}'`);
     const queue = this.#broker.queue(name);
     if (!queue) {
-      return Promise.reject(
-        new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`),
-      );
+      throw new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`);
     }
-    return Promise.resolve(this.#subscribe(queue, onDelivery, options.prefetch, false));
+    return await this.#subscribe(queue, onDelivery, options.prefetch, false);
   }
 
   #subscribe(
@@ -278,14 +273,14 @@ class MemoryConnection implements Broker {
     };
   }
 
-  get(name: string): Promise<Delivery | null> {
+  async get(name: string): Promise<Delivery | null> {
     this.#ensureOpen(`get from '${name}'`);
     const queue = this.#broker.queue(name);
     const entry = queue?.entries.shift();
-    if (!queue || !entry) return Promise.resolve(null);
+    if (!queue || !entry) return null;
     const tag = this.#nextTag++;
     this.#unacked.set(tag, { queue, entry });
-    return Promise.resolve(this.#toDelivery(queue, entry, tag));
+    return await this.#toDelivery(queue, entry, tag);
   }
 
   ack(delivery: Delivery): void {
@@ -313,12 +308,12 @@ class MemoryConnection implements Broker {
     return unacked;
   }
 
-  openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+  async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
     this.#ensureOpen("open a reply queue");
     const name = `amq.gen-reply-${crypto.randomUUID()}`;
     const queue = this.#broker.declare(name, { durable: false }, this);
-    this.#subscribe(queue, onMessage, Infinity, true);
-    return Promise.resolve(name);
+    await this.#subscribe(queue, onMessage, Infinity, true);
+    return name;
   }
 
   /** @internal Called by the broker to hand over one message. */

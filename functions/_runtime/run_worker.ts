@@ -163,10 +163,24 @@ function policyFor(definition: FunctionDefinition, request: TaskRequest): RetryP
   };
 }
 
+/** Thrown when a handler's result cannot be sent as JSON; retrying would not help. */
+class InvalidResultError extends NonRetryableError {
+  constructor(detail: string) {
+    super(`Cannot send the handler's result as JSON: ${detail}: return JSON-compatible data`);
+    this.name = "InvalidResult";
+  }
+}
+
 function toJsonResult(value: unknown): unknown {
   if (value === undefined) return null;
-  const text = JSON.stringify(value);
-  return text === undefined ? null : JSON.parse(text);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw new InvalidResultError((error as Error).message);
+  }
+  if (text === undefined) throw new InvalidResultError(`it is ${typeof value}`);
+  return JSON.parse(text);
 }
 
 /**
@@ -333,7 +347,8 @@ export async function startWorker(
     };
     let result: unknown;
     try {
-      result = toJsonResult(await definition.handler(request.payload, context));
+      result = await definition.handler(request.payload, context);
+      if (!task.abandoned) result = toJsonResult(result);
     } catch (thrown) {
       if (task.abandoned) return;
       const error = toTaskError(thrown);
@@ -561,4 +576,5 @@ export async function runWorker(
     });
     await pause(backoffDelay(failures, RECONNECT_POLICY), signal);
   }
+  log.info("Stopped while not connected");
 }

@@ -1,0 +1,95 @@
+/**
+ * What integration and end-to-end tests need from the machine, and whether
+ * to run them. On a laptop without RabbitMQ or Docker they are ignored with
+ * a message saying what to start; with `CI=true` they always run, so missing
+ * infrastructure fails CI instead of hiding.
+ *
+ * @module
+ */
+
+/** True in CI: no test may be skipped for missing infrastructure. */
+export const IN_CI = Deno.env.get("CI") === "true";
+
+/** The RabbitMQ the integration tests use. */
+export const AMQP_URL = Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672";
+
+async function reachable(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  try {
+    const connection = await Deno.connect({ hostname, port: Number(port) || 5672 });
+    connection.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function dockerRuns(): Promise<boolean> {
+  try {
+    const docker = new Deno.Command("docker", {
+      args: ["compose", "version"],
+      stdout: "null",
+      stderr: "null",
+    });
+    if (!(await docker.output()).success) return false;
+    const info = new Deno.Command("docker", { args: ["info"], stdout: "null", stderr: "null" });
+    return (await info.output()).success;
+  } catch {
+    return false;
+  }
+}
+
+const HAS_RABBITMQ = await reachable(AMQP_URL);
+const HAS_DOCKER = await dockerRuns();
+const told = new Set<string>();
+
+function gate(available: boolean, what: string, howTo: string): boolean {
+  if (available || IN_CI) return false;
+  if (!told.has(what)) {
+    told.add(what);
+    console.warn(`Ignoring ${what} tests: ${howTo}`);
+  }
+  return true;
+}
+
+/** `ignore` for tests that need RabbitMQ at `AMQP_URL`. */
+export const NEEDS_RABBITMQ = gate(
+  HAS_RABBITMQ,
+  "integration",
+  `no RabbitMQ answers at ${AMQP_URL.replace(/:[^:@/]*@/, ":***@")}. ` +
+    "Start one (docker compose up -d rabbitmq) or set AMQP_URL.",
+);
+
+/** `ignore` for tests that need a Docker engine with compose. */
+export const NEEDS_DOCKER = gate(
+  HAS_DOCKER,
+  "end-to-end",
+  "no Docker engine with 'docker compose' answers. Start Docker to run them.",
+);
+
+/** Fails with `message` unless `check` turns true before `timeoutMs`. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  message: string,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${message}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A queue name no other test uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** Asks the OS for a free TCP port on 127.0.0.1. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}

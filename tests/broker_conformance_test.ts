@@ -1,0 +1,294 @@
+/**
+ * One suite, two brokers: every case runs against the in-memory broker and
+ * against RabbitMQ, so the fake the unit tests rely on cannot drift from the
+ * real thing.
+ */
+
+import assert from "node:assert/strict";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker.ts";
+import type { Message } from "../functions/_runtime/contract.ts";
+import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
+import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+
+interface Backend {
+  name: string;
+  ignore: boolean;
+  /** Opens a session whose `connect()` gives independent connections. */
+  open(): { connect(): Promise<Broker>; shutdown(): Promise<void> };
+}
+
+const BACKENDS: Backend[] = [
+  {
+    name: "MemoryBroker",
+    ignore: false,
+    open() {
+      const broker = new MemoryBroker();
+      return {
+        connect: () => Promise.resolve(broker.connect()),
+        shutdown: () => broker.shutdown(),
+      };
+    },
+  },
+  {
+    name: "AmqpBroker",
+    ignore: NEEDS_RABBITMQ,
+    open() {
+      const opened: Broker[] = [];
+      return {
+        async connect() {
+          const broker = await connectAmqp(AMQP_URL, { connectionName: "conformance-test" });
+          opened.push(broker);
+          return broker;
+        },
+        async shutdown() {
+          await Promise.all(opened.map((broker) => broker.close()));
+        },
+      };
+    },
+  },
+];
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function message(text: string, properties: Message["properties"] = {}): Message {
+  return { body: encoder.encode(text), properties };
+}
+
+type Session = ReturnType<Backend["open"]>;
+
+function conformance(
+  name: string,
+  fn: (session: Session, queues: string[]) => Promise<void>,
+) {
+  for (const backend of BACKENDS) {
+    Deno.test({
+      name: `${backend.name}: ${name}`,
+      ignore: backend.ignore,
+      async fn() {
+        const session = backend.open();
+        const queues: string[] = [];
+        try {
+          await fn(session, queues);
+        } finally {
+          const admin = await session.connect().catch(() => undefined);
+          for (const queue of queues) await admin?.deleteQueue(queue).catch(() => {});
+          await session.shutdown();
+        }
+      },
+    });
+  }
+}
+
+conformance("declareQueue() is idempotent and refuses other settings", async (session, queues) => {
+  const broker = await session.connect();
+  const queue = uniqueName("conf_declare");
+  queues.push(queue);
+  assert.deepEqual(await broker.declareQueue(queue), { name: queue, messages: 0, consumers: 0 });
+  assert.deepEqual(await broker.declareQueue(queue), { name: queue, messages: 0, consumers: 0 });
+  await assert.rejects(
+    () => broker.declareQueue(queue, { messageTtlMs: 1000 }),
+    (error: Error) => error instanceof TypeError && error.message.includes(queue),
+  );
+  // A refused declaration must not break the connection.
+  await broker.publish(queue, message("still works"));
+  await waitFor(async () => (await broker.inspectQueue(queue))?.messages === 1, "message counted");
+});
+
+conformance(
+  "inspectQueue() returns null for a missing queue and counts otherwise",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_inspect");
+    assert.equal(await broker.inspectQueue(queue), null);
+    queues.push(queue);
+    await broker.declareQueue(queue);
+    await broker.publish(queue, message("one"));
+    await broker.publish(queue, message("two"));
+    await waitFor(async () => (await broker.inspectQueue(queue))?.messages === 2, "two messages");
+    // Still usable after a lookup of a missing queue.
+    assert.equal(await broker.inspectQueue(uniqueName("conf_missing")), null);
+    assert.equal((await broker.inspectQueue(queue))?.consumers, 0);
+  },
+);
+
+conformance(
+  "publish() and consume() carry body and properties unchanged",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_props");
+    queues.push(queue);
+    await broker.declareQueue(queue);
+    const received: Delivery[] = [];
+    await broker.consume(queue, (delivery) => received.push(delivery), { prefetch: 10 });
+    const properties = {
+      contentType: "application/json",
+      correlationId: "corr-1",
+      replyTo: "somewhere",
+      messageId: "msg-1",
+      type: "task.result",
+      persistent: true,
+      headers: { "x-attempt": 2, "x-text": "hello" },
+    };
+    await broker.publish(queue, message('{"a":1}', properties));
+    await waitFor(() => received.length === 1, "delivery");
+    const [delivery] = received;
+    assert.equal(decoder.decode(delivery.body), '{"a":1}');
+    assert.equal(delivery.queue, queue);
+    assert.equal(delivery.redelivered, false);
+    for (const [key, value] of Object.entries(properties)) {
+      assert.deepEqual(delivery.properties[key as keyof typeof properties], value, key);
+    }
+    broker.ack(delivery);
+  },
+);
+
+conformance(
+  "consume() holds at most `prefetch` unacknowledged deliveries",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_prefetch");
+    queues.push(queue);
+    await broker.declareQueue(queue);
+    for (let i = 0; i < 5; i++) await broker.publish(queue, message(`m${i}`));
+    const received: Delivery[] = [];
+    await broker.consume(queue, (delivery) => received.push(delivery), { prefetch: 2 });
+    await waitFor(() => received.length === 2, "two deliveries");
+    // Give the broker a chance to over-deliver before checking it did not.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(received.length, 2);
+    broker.ack(received[0]);
+    await waitFor(() => received.length === 3, "a third delivery after one ack");
+    assert.deepEqual(received.map((d) => decoder.decode(d.body)), ["m0", "m1", "m2"]);
+    for (const delivery of received.slice(1)) broker.ack(delivery);
+    await waitFor(() => received.length === 5, "the rest");
+  },
+);
+
+conformance("consume() spreads deliveries over consumers round-robin", async (session, queues) => {
+  const first = await session.connect();
+  const second = await session.connect();
+  const queue = uniqueName("conf_rr");
+  queues.push(queue);
+  await first.declareQueue(queue);
+  const got = { first: 0, second: 0 };
+  await first.consume(queue, (d) => {
+    got.first++;
+    first.ack(d);
+  }, { prefetch: 1 });
+  await second.consume(queue, (d) => {
+    got.second++;
+    second.ack(d);
+  }, { prefetch: 1 });
+  await waitFor(async () => (await first.inspectQueue(queue))?.consumers === 2, "two consumers");
+  for (let i = 0; i < 10; i++) await first.publish(queue, message(`m${i}`));
+  await waitFor(() => got.first + got.second === 10, "all ten delivered");
+  assert.ok(got.first >= 3 && got.second >= 3, `uneven split ${JSON.stringify(got)}`);
+});
+
+conformance("nack() with requeue redelivers, marked redelivered", async (session, queues) => {
+  const broker = await session.connect();
+  const queue = uniqueName("conf_requeue");
+  queues.push(queue);
+  await broker.declareQueue(queue);
+  const received: Delivery[] = [];
+  await broker.consume(queue, (delivery) => received.push(delivery), { prefetch: 1 });
+  await broker.publish(queue, message("again"));
+  await waitFor(() => received.length === 1, "first delivery");
+  broker.nack(received[0], true);
+  await waitFor(() => received.length === 2, "redelivery");
+  assert.equal(received[1].redelivered, true);
+  assert.equal(decoder.decode(received[1].body), "again");
+  broker.ack(received[1]);
+});
+
+conformance(
+  "nack() without requeue dead-letters to the queue's deadLetterQueue",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_dlx");
+    const dead = `${queue}.dead`;
+    queues.push(queue, dead);
+    await broker.declareQueue(dead);
+    await broker.declareQueue(queue, { deadLetterQueue: dead });
+    const received: Delivery[] = [];
+    await broker.consume(queue, (delivery) => received.push(delivery), { prefetch: 1 });
+    await broker.publish(queue, message("poison"));
+    await waitFor(() => received.length === 1, "delivery");
+    broker.nack(received[0], false);
+    await waitFor(async () => (await broker.inspectQueue(dead))?.messages === 1, "dead letter");
+    const letter = await broker.get(dead);
+    assert.equal(decoder.decode(letter!.body), "poison");
+    broker.ack(letter!);
+  },
+);
+
+conformance("messageTtlMs moves expired messages to deadLetterQueue", async (session, queues) => {
+  const broker = await session.connect();
+  const target = uniqueName("conf_ttl_target");
+  const delay = `${target}.delay`;
+  queues.push(target, delay);
+  await broker.declareQueue(target);
+  await broker.declareQueue(delay, { messageTtlMs: 100, deadLetterQueue: target });
+  const sent = Date.now();
+  await broker.publish(delay, message("later", { headers: { "x-attempt": 2 } }));
+  assert.equal((await broker.inspectQueue(target))?.messages, 0);
+  await waitFor(async () => (await broker.inspectQueue(target))?.messages === 1, "expired", 5000);
+  assert.ok(Date.now() - sent >= 90, "moved before its TTL");
+  const moved = await broker.get(target);
+  assert.equal(decoder.decode(moved!.body), "later");
+  assert.equal(moved!.properties.headers?.["x-attempt"], 2);
+  broker.ack(moved!);
+});
+
+conformance("close() returns unacknowledged deliveries to the queue", async (session, queues) => {
+  const worker = await session.connect();
+  const observer = await session.connect();
+  const queue = uniqueName("conf_close");
+  queues.push(queue);
+  await worker.declareQueue(queue);
+  const received: Delivery[] = [];
+  await worker.consume(queue, (delivery) => received.push(delivery), { prefetch: 1 });
+  await worker.publish(queue, message("unfinished"));
+  await waitFor(() => received.length === 1, "delivery");
+  assert.equal((await observer.inspectQueue(queue))?.messages, 0);
+  await worker.close();
+  assert.equal(await worker.closed, undefined);
+  await waitFor(async () => (await observer.inspectQueue(queue))?.messages === 1, "requeued");
+  const again = await observer.get(queue);
+  assert.equal(again!.redelivered, true);
+  observer.ack(again!);
+});
+
+conformance(
+  "openReplyQueue() receives replies sent to the reply_to a consumer saw",
+  async (session, queues) => {
+    const caller = await session.connect();
+    const server = await session.connect();
+    const queue = uniqueName("conf_rpc");
+    queues.push(queue);
+    await server.declareQueue(queue);
+    await server.consume(queue, async (delivery) => {
+      await server.publish(delivery.properties.replyTo!, {
+        body: encoder.encode(`re: ${decoder.decode(delivery.body)}`),
+        properties: { correlationId: delivery.properties.correlationId },
+      });
+      server.ack(delivery);
+    }, { prefetch: 1 });
+    const replies: Message[] = [];
+    const replyTo = await caller.openReplyQueue((reply) => replies.push(reply));
+    await caller.publish(queue, message("ping", { replyTo, correlationId: "c-42" }));
+    await waitFor(() => replies.length === 1, "reply");
+    assert.equal(decoder.decode(replies[0].body), "re: ping");
+    assert.equal(replies[0].properties.correlationId, "c-42");
+  },
+);
+
+conformance("get() returns null on an empty queue", async (session, queues) => {
+  const broker = await session.connect();
+  const queue = uniqueName("conf_get");
+  queues.push(queue);
+  await broker.declareQueue(queue);
+  assert.equal(await broker.get(queue), null);
+});

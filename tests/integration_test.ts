@@ -1,0 +1,338 @@
+/**
+ * Integration: the real worker processes and the dispatcher against the
+ * RabbitMQ at `AMQP_URL`, each test on queues of its own.
+ */
+
+import assert from "node:assert/strict";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker } from "../functions/_runtime/broker.ts";
+import {
+  encodeRequest,
+  type Message,
+  parseReply,
+  PROGRESS_MESSAGE_TYPE,
+  type TaskReply,
+} from "../functions/_runtime/contract.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
+import { RpcClient } from "../dispatcher/rpc_client.ts";
+import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
+
+const encoder = new TextEncoder();
+
+/** Opens a connection for the duration of `fn`. */
+async function withBroker(fn: (broker: Broker) => Promise<void>) {
+  const broker = await connectAmqp(AMQP_URL, { connectionName: "integration-test" });
+  try {
+    await fn(broker);
+  } finally {
+    await broker.close();
+  }
+}
+
+/** Deletes the test's queues and their dead letters; call once its workers stopped. */
+async function deleteQueues(...queues: string[]) {
+  await withBroker(async (broker) => {
+    for (const queue of queues.flatMap((q) => [q, deadLetterQueueOf(q)])) {
+      await broker.deleteQueue(queue).catch(() => {});
+    }
+  });
+}
+
+/** Collects raw replies on a Direct Reply-to queue. */
+async function replyCollector(broker: Broker) {
+  const replies: TaskReply[] = [];
+  const progress: Message[] = [];
+  const replyTo = await broker.openReplyQueue((message) => {
+    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
+      progress.push(message);
+      return;
+    }
+    const parsed = parseReply(message.body);
+    assert.ok(parsed.ok, "every reply follows the contract");
+    replies.push(parsed.value);
+  });
+  return { replies, progress, replyTo };
+}
+
+Deno.test({
+  name: "task_a and task_b worker processes answer over RabbitMQ and exit 0 on SIGTERM",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const qa = uniqueName("it_queue_a");
+    const qb = uniqueName("it_queue_b");
+    const a = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: qa });
+    const b = await startWorkerProcess("task_b", { AMQP_URL, QUEUE: qb });
+    await withBroker(async (broker) => {
+      try {
+        const client = await RpcClient.open(broker);
+        const [ra, rb] = await Promise.all([
+          client.call(qa, "task_a", undefined, { timeoutMs: 10_000 }),
+          client.call(qb, "task_b", { work_ms: 50 }, { timeoutMs: 10_000 }),
+        ]);
+        client.close();
+        assert.equal(ra.kind, "reply");
+        assert.equal(rb.kind, "reply");
+        if (ra.kind !== "reply" || rb.kind !== "reply") return;
+        assert.equal(ra.reply.result, "Hello from Task A");
+        assert.equal(rb.reply.result, "Hello from Task B");
+        assert.ok(ra.reply.duration_ms >= 100, "task_a's default work is 100 ms");
+        assert.ok(rb.reply.duration_ms >= 50 && rb.reply.duration_ms < 200, "work_ms is honoured");
+        assert.match(ra.reply.worker, /^task_a@/);
+        assert.match(rb.reply.worker, /^task_b@/);
+        assert.equal(ra.reply.queue, qa);
+      } finally {
+        assert.equal(await a.stop("SIGTERM"), 0);
+        assert.equal(await b.stop("SIGINT"), 0);
+        await deleteQueues(qa, qb);
+      }
+    });
+    for (const line of a.lines) {
+      const entry = JSON.parse(line);
+      assert.ok(entry.ts && entry.level && entry.msg, `structured log line: ${line}`);
+      assert.equal(entry.function, "task_a");
+    }
+    assert.ok(a.lines.some((line) => JSON.parse(line).msg === "Stopped"), a.lines.join("\n"));
+  },
+});
+
+Deno.test({
+  name:
+    "a worker refuses another function's request, keeps serving, and never consumes other queues",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const qa = uniqueName("it_iso_a");
+    const qb = uniqueName("it_iso_b");
+    const a = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: qa });
+    const b = await startWorkerProcess("task_b", { AMQP_URL, QUEUE: qb });
+    try {
+      await withBroker(async (broker) => {
+        assert.equal((await broker.inspectQueue(qa))?.consumers, 1, "only worker-a on queue_a");
+        assert.equal((await broker.inspectQueue(qb))?.consumers, 1, "only worker-b on queue_b");
+        const { replies, replyTo } = await replyCollector(broker);
+        await broker.publish(qa, encodeRequest("task_b", {}, { taskId: "wrong", replyTo }));
+        for (let i = 0; i < 10; i++) {
+          await broker.publish(
+            qa,
+            encodeRequest("task_a", { work_ms: 0 }, { taskId: `a${i}`, replyTo }),
+          );
+        }
+        await waitFor(() => replies.length === 11, "eleven replies");
+        const wrong = replies.find((r) => r.task_id === "wrong")!;
+        assert.equal(wrong.status, "error");
+        assert.equal(wrong.error?.type, "WrongFunction");
+        assert.match(wrong.error!.message, /Cannot run 'task_b' on the queue of 'task_a'/);
+        const served = replies.filter((r) => r.task_id !== "wrong");
+        assert.ok(served.every((r) => r.status === "success" && r.worker.startsWith("task_a@")));
+        await waitFor(
+          async () => (await broker.inspectQueue(deadLetterQueueOf(qa)))?.messages === 1,
+          "dead letter",
+        );
+      });
+    } finally {
+      await a.stop();
+      await b.stop();
+      await deleteQueues(qa, qb);
+    }
+  },
+});
+
+Deno.test({
+  name: "a worker answers each malformed message with an error, dead-letters it and keeps serving",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("it_bad");
+    const worker = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      MAX_MESSAGE_BYTES: "4096",
+    });
+    try {
+      await withBroker(async (broker) => {
+        const { replies, replyTo } = await replyCollector(broker);
+        const json = "application/json";
+        const cases: [string, Uint8Array, string | undefined, string][] = [
+          ["not json", encoder.encode("{oops"), json, "InvalidJson"],
+          ["empty", new Uint8Array(), json, "InvalidJson"],
+          ["not utf-8", new Uint8Array([0xff, 0xfe, 0x7b]), json, "InvalidJson"],
+          [
+            "wrong content type",
+            encoder.encode('{"task":"task_a"}'),
+            "text/plain",
+            "InvalidContentType",
+          ],
+          ["no content type", encoder.encode('{"task":"task_a"}'), undefined, "InvalidContentType"],
+          [
+            "payload a list",
+            encoder.encode('{"task":"task_a","payload":[]}'),
+            json,
+            "InvalidRequest",
+          ],
+          ["no task", encoder.encode('{"payload":{}}'), json, "InvalidRequest"],
+          [
+            "too large",
+            encoder.encode(`{"task":"task_a","payload":{"x":"${"y".repeat(5000)}"}}`),
+            json,
+            "MessageTooLarge",
+          ],
+          [
+            "bad work_ms",
+            encoder.encode('{"task":"task_a","payload":{"work_ms":-5}}'),
+            json,
+            "InvalidPayload",
+          ],
+        ];
+        for (const [name, body, contentType] of cases) {
+          await broker.publish(queue, {
+            body,
+            properties: { contentType, replyTo, correlationId: name },
+          });
+        }
+        // A message without reply_to is not answered but still dead-lettered.
+        await broker.publish(queue, {
+          body: encoder.encode("nobody asks"),
+          properties: { contentType: json },
+        });
+        await broker.publish(
+          queue,
+          encodeRequest("task_a", { work_ms: 0 }, { taskId: "valid", replyTo }),
+        );
+        await waitFor(() => replies.length === cases.length + 1, "a reply per request");
+        for (const [name, , , type] of cases) {
+          const reply = replies.find((r) => r.task_id === name);
+          assert.ok(reply, `reply for ${name}`);
+          assert.equal(reply.status, "error", name);
+          assert.equal(reply.error?.type, type, name);
+        }
+        assert.equal(replies.find((r) => r.task_id === "valid")?.result, "Hello from Task A");
+        const dlq = deadLetterQueueOf(queue);
+        await waitFor(
+          async () => (await broker.inspectQueue(dlq))?.messages === cases.length + 1,
+          "dead letters",
+        );
+        const letter = (await broker.get(dlq))!;
+        assert.equal(letter.properties.correlationId, "not json");
+        assert.equal(letter.properties.headers?.["x-dlq-reason"], "rejected");
+        assert.equal(new TextDecoder().decode(letter.body), "{oops");
+        broker.ack(letter);
+      });
+    } finally {
+      assert.equal(await worker.stop(), 0);
+      await deleteQueues(queue);
+    }
+  },
+});
+
+Deno.test({
+  name: "a task held by a worker killed mid-work is redelivered and answered exactly once",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("it_kill");
+    const first = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
+    let second: RunningProcess | undefined;
+    try {
+      await withBroker(async (broker) => {
+        const { replies, progress, replyTo } = await replyCollector(broker);
+        await broker.publish(
+          queue,
+          encodeRequest("task_a", { work_ms: 1500 }, {
+            taskId: "survivor",
+            replyTo,
+            progress: true,
+          }),
+        );
+        await waitFor(() => progress.length === 1, "the first worker started the task");
+        assert.equal(await first.stop("SIGKILL"), 137);
+        assert.equal(replies.length, 0, "no reply before the work was done");
+        second = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
+        await waitFor(() => replies.length === 1, "the second worker's reply", 10_000);
+        const [reply] = replies;
+        assert.equal(reply.task_id, "survivor");
+        assert.equal(reply.status, "success");
+        assert.match(reply.worker, /^task_a@/);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(replies.length, 1, "exactly one reply");
+        assert.equal((await broker.inspectQueue(queue))?.messages, 0);
+      });
+    } finally {
+      await first.stop("SIGKILL");
+      await second?.stop();
+      await deleteQueues(queue);
+    }
+  },
+});
+
+Deno.test({
+  name: "deno task dispatch runs a scenario against RabbitMQ, and names a missing worker",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const qa = uniqueName("it_cli_a");
+    const qb = uniqueName("it_cli_b");
+    const dir = await Deno.makeTempDir();
+    const config = `${dir}/test-config.yml`;
+    await Deno.writeTextFile(
+      config,
+      `name: CLI integration
+functions:
+  task_a: { queue: ${qa} }
+  task_b: { queue: ${qb} }
+scenarios:
+  basic:
+    tasks:
+      - { task: task_a, expect: { result: Hello from Task A } }
+      - { task: task_b, expect: { result: Hello from Task B } }
+`,
+    );
+    const a = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: qa });
+    try {
+      const started = Date.now();
+      const missing = await runDeno(
+        ["task", "dispatch", "--config", config, "--wait-workers", "1"],
+        { AMQP_URL },
+      );
+      assert.equal(missing.code, 3, missing.stdout + missing.stderr);
+      assert.ok(Date.now() - started < 10_000, "fails within seconds");
+      assert.match(missing.stderr, new RegExp(`task_b: no worker consumes '${qb}'`));
+      assert.match(missing.stderr, /deno task worker task_b/);
+
+      const b = await startWorkerProcess("task_b", { AMQP_URL, QUEUE: qb });
+      try {
+        const run = await runDeno(["task", "dispatch", "--config", config], { AMQP_URL });
+        assert.equal(run.code, 0, run.stdout + run.stderr);
+        assert.match(run.stdout, /^Loaded config: CLI integration/m);
+        assert.match(run.stdout, /^Expected workers: 2$/m);
+        assert.match(run.stdout, /^Dispatching tasks\.\.\.$/m);
+        assert.match(
+          run.stdout,
+          /^Result from task_a: Hello from Task A \(\d\.\d{3} s, attempts: 1, worker: task_a@/m,
+        );
+        assert.match(
+          run.stdout,
+          /^Result from task_b: Hello from Task B \(\d\.\d{3} s, attempts: 1, worker: task_b@/m,
+        );
+        assert.match(run.stdout, /^Passed: 2\/2$/m);
+        assert.ok(!run.stdout.includes("guest:guest"), "password masked");
+      } finally {
+        await b.stop();
+      }
+    } finally {
+      await a.stop();
+      await Deno.remove(dir, { recursive: true });
+      await deleteQueues(qa, qb);
+    }
+  },
+});
+
+Deno.test({
+  name: "deno task worker names a missing function and exits 2",
+  ignore: false,
+  async fn() {
+    const run = await runDeno(["task", "worker", "task_zz"]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /functions\/task_zz\.ts does not exist: use one of task_a, task_b/);
+    const bad = startDeno(["task", "worker", "task_a"], { PREFETCH: "lots" });
+    assert.equal((await bad.child.status).code, 2);
+    await bad.stop();
+    assert.ok(bad.lines.some((line) => /PREFETCH is 'lots'/.test(line)));
+  },
+});
