@@ -417,8 +417,10 @@ Deno.test("runWorker() logs one line per failed connection attempt and stops on 
   await waitFor(() => attempts >= 1 && lines.length >= 1, "first attempt");
   controller.abort();
   await running;
-  assert.equal(lines.length, attempts);
-  const line = JSON.parse(lines[0]);
+  const entries = lines.map((line) => JSON.parse(line));
+  assert.equal(entries.filter((e) => e.msg === "Broker not reachable; retrying").length, attempts);
+  assert.equal(entries.at(-1).msg, "Stopped while not connected");
+  const line = entries[0];
   assert.equal(line.level, "warn");
   assert.equal(line.attempt, 1);
   assert.equal(line.error, "Cannot connect: nothing listening");
