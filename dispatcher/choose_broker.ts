@@ -77,3 +77,30 @@ export async function chooseBroker(options: ChooseBrokerOptions): Promise<Broker
     );
   }
 }
+
+/**
+ * Connects to RabbitMQ, retrying while nothing answers (a broker that is
+ * still starting) until `timeoutMs` is spent; other failures end at once.
+ */
+export async function connectRabbitMq(
+  url: string,
+  timeoutMs: number,
+  connectionName = "dispatcher",
+): Promise<Broker> {
+  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      return await connectAmqp(url, {
+        timeoutMs: Math.max(100, deadline - Date.now()),
+        heartbeatSeconds: 2,
+        connectionName,
+      });
+    } catch (error) {
+      const again = error instanceof BrokerUnavailableError && error.unreachable &&
+        deadline - Date.now() > 1000;
+      if (!again) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}

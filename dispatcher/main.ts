@@ -8,19 +8,24 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
 import type { LogLevel } from "../functions/_runtime/log.ts";
 import { LOG_LEVELS } from "../functions/_runtime/log.ts";
-import { type BrokerChoice, chooseBroker, LOCAL_AMQP_URL } from "./choose_broker.ts";
+import {
+  type BrokerChoice,
+  chooseBroker,
+  connectRabbitMq,
+  LOCAL_AMQP_URL,
+} from "./choose_broker.ts";
 import { dispatchAll } from "./dispatch_all.ts";
 import { startEmbedded } from "./embedded.ts";
 import { ConfigError, loadConfig, type Scenario } from "./load_config.ts";
-import { createPainter, formatOutcome, formatSummary, shouldColor, summarize } from "./report.ts";
+import { createPainter, formatOutcome, formatSummary, summarize } from "./report.ts";
+import { type CliIo, EXIT, runCli } from "./cli.ts";
 import { RpcClient } from "./rpc_client.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
-/** Exit codes of the dispatcher. */
-export const EXIT = { passed: 0, failed: 1, usage: 2, unavailable: 3 } as const;
+export { EXIT };
 
 const HELP = `Usage: deno task dispatch [options]
 
@@ -51,14 +56,6 @@ Examples:
   deno task dispatch --scenario burst
   deno task dispatch --broker amqp://guest:guest@localhost:5673
   deno task dispatch --local --scenario recovers_after_retries`;
-
-/** Where the dispatcher writes and what it reads from its environment. */
-export interface DispatcherIo {
-  out: (line: string) => void;
-  err: (line: string) => void;
-  env: (name: string) => string | undefined;
-  color: boolean;
-}
 
 class UsageError extends Error {}
 
@@ -125,31 +122,8 @@ function pickScenario(
   return chosen;
 }
 
-/**
- * Connects to RabbitMQ, retrying while nothing answers (a broker that is
- * still starting) until `timeoutMs` is spent; other failures end at once.
- */
-async function connectAmqpBroker(url: string, timeoutMs: number): Promise<Broker> {
-  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    try {
-      return await connectAmqp(url, {
-        timeoutMs: Math.max(100, deadline - Date.now()),
-        heartbeatSeconds: 2,
-        connectionName: "dispatcher",
-      });
-    } catch (error) {
-      const again = error instanceof BrokerUnavailableError && error.unreachable &&
-        deadline - Date.now() > 1000;
-      if (!again) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-}
-
 /** Runs the dispatcher with `args`; resolves with its exit code. */
-export async function main(args: string[], io: DispatcherIo): Promise<number> {
+export async function main(args: string[], io: CliIo): Promise<number> {
   const paint = createPainter(io.color);
   let flags;
   try {
@@ -199,7 +173,7 @@ export async function main(args: string[], io: DispatcherIo): Promise<number> {
       local: flags.local,
       url: flags.broker ?? (io.env("AMQP_URL") || undefined),
       functions: needed,
-      connect: connectAmqpBroker,
+      connect: connectRabbitMq,
       startEmbedded,
       embeddedOptions: { logLevel: flags.logLevel },
     });
@@ -255,13 +229,4 @@ export async function main(args: string[], io: DispatcherIo): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  const color = shouldColor(Deno.stdout.isTerminal(), Deno.env.get("NO_COLOR"));
-  const code = await main(Deno.args, {
-    out: (line) => console.log(line),
-    err: (line) => console.error(line),
-    env: (name) => Deno.env.get(name),
-    color,
-  });
-  Deno.exit(code);
-}
+if (import.meta.main) await runCli(main);
