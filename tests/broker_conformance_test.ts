@@ -285,6 +285,15 @@ conformance(
   },
 );
 
+conformance("openReplyQueue() refuses a second reply queue on one connection", async (session) => {
+  const broker = await session.connect();
+  await broker.openReplyQueue(() => {});
+  await assert.rejects(() => broker.openReplyQueue(() => {}), /second reply queue/);
+  // The connection still works.
+  const queue = uniqueName("conf_second_reply");
+  assert.equal(await broker.inspectQueue(queue), null);
+});
+
 conformance("get() returns null on an empty queue", async (session, queues) => {
   const broker = await session.connect();
   const queue = uniqueName("conf_get");

@@ -6,46 +6,21 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, NEEDS_DOCKER, uniqueName, waitFor } from "./_infra.ts";
+import { createStack, docker } from "./_compose.ts";
+import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
 import { runDeno } from "./_processes.ts";
-
-const ROOT = new URL("../", import.meta.url);
-const decoder = new TextDecoder();
-
-/** Runs `docker <args>` in the project root; fails with its output unless it succeeds. */
-async function docker(args: string[], env: Record<string, string> = {}, allowFailure = false) {
-  const output = await new Deno.Command("docker", {
-    args,
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-  if (!output.success && !allowFailure) {
-    throw new Error(`docker ${args.join(" ")} failed (${output.code}):\n${text}`);
-  }
-  return { code: output.code, text, stdout: decoder.decode(output.stdout).trim() };
-}
 
 Deno.test({
   name:
     "docker compose up -d --build, then deno task dispatch, returns both results from containers",
   ignore: NEEDS_DOCKER,
   async fn() {
-    const project = uniqueName("e2e");
-    const amqpPort = freePort();
-    const env = {
-      AMQP_PORT: String(amqpPort),
-      MANAGEMENT_PORT: String(freePort()),
-      COMPOSE_PROJECT_NAME: project,
-    };
-    const compose = (args: string[], allowFailure = false) =>
-      docker(["compose", "-p", project, ...args], env, allowFailure);
+    const stack = createStack("e2e");
+    const compose = stack.compose;
     try {
       await compose(["up", "-d", "--build"]);
       const run = await runDeno(
-        ["task", "dispatch", "--broker", `amqp://guest:guest@127.0.0.1:${amqpPort}`],
+        ["task", "dispatch", "--broker", stack.amqpUrl],
       );
       assert.equal(run.code, 0, run.stdout + run.stderr);
       const out = run.stdout;
@@ -66,13 +41,13 @@ Deno.test({
 
       // The containers run as configured: non-root, read-only, no capabilities.
       for (const service of ["worker-a", "worker-b"]) {
-        const id = (await compose(["ps", "-q", service])).stdout;
-        const inspect = JSON.parse((await docker(["inspect", id])).stdout)[0];
+        const [id] = await stack.containers(service);
+        const inspect = await stack.inspect(id);
         assert.equal(inspect.Config.User, "65532:65532", `${service} runs as nonroot`);
         assert.equal(inspect.HostConfig.ReadonlyRootfs, true, `${service} has a read-only root`);
         assert.deepEqual(inspect.HostConfig.CapDrop, ["ALL"], `${service} drops capabilities`);
         assert.ok(
-          inspect.HostConfig.SecurityOpt.some((o: string) => o.startsWith("no-new-privileges")),
+          (inspect.HostConfig.SecurityOpt ?? []).some((o) => o.startsWith("no-new-privileges")),
           `${service} has no-new-privileges`,
         );
         const image = inspect.Config.Image;
@@ -85,17 +60,16 @@ Deno.test({
       }
 
       // A stopped worker drains and exits 0.
-      const a = (await compose(["ps", "-q", "worker-a"])).stdout;
+      const [a] = await stack.containers("worker-a");
       await compose(["stop", "worker-a"]);
-      const state = JSON.parse((await docker(["inspect", a])).stdout)[0].State;
+      const state = (await stack.inspect(a)).State;
       assert.equal(state.ExitCode, 0, "worker-a exits 0 on SIGTERM");
       await waitFor(
         async () => (await compose(["logs", "worker-a"])).text.includes('"msg":"Stopped"'),
         "stop log",
       );
     } finally {
-      const down = await compose(["down", "-v", "--rmi", "local", "--remove-orphans"], true);
-      if (down.code !== 0) console.error(down.text);
+      await stack.down();
     }
   },
 });

@@ -91,19 +91,20 @@ function describeConnectError(error: unknown, url: string, timeoutMs: number): C
   return refused(`Cannot connect to ${where}: ${text}`);
 }
 
-function checkUrl(url: string): void {
+/** Throws a `TypeError` naming the fix when `url` is not an AMQP URL. */
+export function checkAmqpUrl(url: string): void {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new BrokerUnavailableError(
+    throw new TypeError(
       `Cannot connect to the broker as '${
         maskUrl(url)
       }' is not a URL: use amqp://user:password@host:5672`,
     );
   }
   if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
-    throw new BrokerUnavailableError(
+    throw new TypeError(
       `Cannot connect to the broker as '${
         maskUrl(url)
       }' uses '${parsed.protocol}': use amqp:// or amqps://`,
@@ -113,10 +114,11 @@ function checkUrl(url: string): void {
 
 /**
  * Connects to RabbitMQ. Fails with a {@linkcode BrokerUnavailableError} that
- * says what to fix, and never takes longer than `timeoutMs` to do so.
+ * says what to fix, and never takes longer than `timeoutMs` to do so; a URL
+ * that is not an AMQP URL fails at once with a `TypeError`.
  */
 export async function connectAmqp(url: string, options: ConnectAmqpOptions = {}): Promise<Broker> {
-  checkUrl(url);
+  checkAmqpUrl(url);
   const timeoutMs = options.timeoutMs ?? 5000;
   const connectOptions = {
     // Nagle's algorithm delays small frames by tens of milliseconds.
@@ -212,6 +214,7 @@ class AmqpBroker implements Broker {
   #closing = false;
   #isClosed = false;
   #drained: Promise<void> | undefined;
+  #replying = false;
 
   constructor(connection: ChannelModel, channel: ConfirmChannel, url: string) {
     this.#connection = connection;
@@ -413,6 +416,14 @@ class AmqpBroker implements Broker {
   }
 
   async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+    // RabbitMQ allows one Direct Reply-to consumer per channel, and a second
+    // attempt would close the channel.
+    if (this.#replying) {
+      throw new TypeError(
+        "Cannot open a second reply queue on one connection: share the first, or open another connection",
+      );
+    }
+    this.#replying = true;
     try {
       await this.#channel.consume(DIRECT_REPLY_TO, (message) => {
         if (message) onMessage(fromAmqpMessage(message));
@@ -426,6 +437,10 @@ class AmqpBroker implements Broker {
   async close(): Promise<void> {
     if (this.#isClosed) return;
     this.#closing = true;
+    // Close the channel first: its close frame follows the acknowledgements
+    // still buffered on it, whereas a connection close can overtake them and
+    // make the broker deliver acknowledged messages again.
+    await this.#channel.close().catch(() => {});
     await this.#connection.close().catch(() => {});
   }
 }

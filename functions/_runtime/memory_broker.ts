@@ -201,6 +201,7 @@ class MemoryConnection implements Broker {
   #resolveClosed!: (error: Error | undefined) => void;
   #isClosed = false;
   #nextTag = 1;
+  #replying = false;
 
   constructor(broker: MemoryBroker) {
     this.#broker = broker;
@@ -310,6 +311,12 @@ class MemoryConnection implements Broker {
 
   async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
     this.#ensureOpen("open a reply queue");
+    if (this.#replying) {
+      throw new TypeError(
+        "Cannot open a second reply queue on one connection: share the first, or open another connection",
+      );
+    }
+    this.#replying = true;
     const name = `amq.gen-reply-${crypto.randomUUID()}`;
     const queue = this.#broker.declare(name, { durable: false }, this);
     await this.#subscribe(queue, onMessage, Infinity, true);

@@ -49,7 +49,13 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
   }
   // Imported here, not at the top, so that loading a function module (in a
   // test or an embedded Web Worker) does not load the AMQP client.
-  const { connectAmqp } = await import("./amqp_broker.ts");
+  const { checkAmqpUrl, connectAmqp } = await import("./amqp_broker.ts");
+  try {
+    checkAmqpUrl(settings.amqpUrl);
+  } catch (error) {
+    console.error(`${(error as Error).message} (from AMQP_URL)`);
+    Deno.exit(2);
+  }
   log.info("Starting", {
     function: definition.name,
     queue: settings.queue ?? definition.queue,

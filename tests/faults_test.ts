@@ -1,0 +1,288 @@
+/**
+ * Fault injection on real containers: replicas killed or stopped mid-work,
+ * the broker restarted mid-run, bad messages. Each step prints what it sent,
+ * what completed, what was lost and what duplicates reached the caller.
+ */
+
+import assert from "node:assert/strict";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker } from "../functions/_runtime/broker.ts";
+import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract.ts";
+import { RpcClient } from "../dispatcher/rpc_client.ts";
+import { type CallOutcome } from "../dispatcher/rpc_client.ts";
+import { createStack, docker, type Stack } from "./_compose.ts";
+import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
+import { runDeno, startDeno } from "./_processes.ts";
+
+/** The container whose short id is the host name in a worker id (`task_a@<host>-<pid>`). */
+function containerOf(workerId: string, containers: string[]): string | undefined {
+  const host = workerId.split("@")[1]?.replace(/-\d+$/, "");
+  return containers.find((id) => host !== undefined && id.startsWith(host));
+}
+
+interface Run {
+  outcomes: CallOutcome[];
+  /** Worker ids of every `started` event, per task id. */
+  started: Map<string, string[]>;
+}
+
+/** Sends `count` task_a requests at once, calling `onStarted` at each start event. */
+function dispatch(
+  client: RpcClient,
+  count: number,
+  workMs: number,
+  onStarted: (taskId: string, worker: string) => void,
+): { run: Run; done: Promise<void> } {
+  const run: Run = { outcomes: [], started: new Map() };
+  const calls = Array.from({ length: count }, (_, i) => {
+    const taskId = `fault-${i}-${crypto.randomUUID().slice(0, 8)}`;
+    run.started.set(taskId, []);
+    return client.call("queue_a", "task_a", { work_ms: workMs }, {
+      taskId,
+      timeoutMs: 60_000,
+      onProgress: (progress) => {
+        if (progress.event !== "started") return;
+        run.started.get(taskId)!.push(progress.worker);
+        onStarted(taskId, progress.worker);
+      },
+    }).then((outcome) => {
+      run.outcomes.push(outcome);
+    });
+  });
+  return { run, done: Promise.all(calls).then(() => {}) };
+}
+
+function tally(name: string, sent: number, run: Run, client: RpcClient) {
+  const replies = run.outcomes.filter((o) => o.kind === "reply");
+  const completed = replies.filter((o) => o.kind === "reply" && o.reply.status === "success");
+  const ids = new Set(run.outcomes.map((o) => o.taskId));
+  const figures = {
+    sent,
+    completed: completed.length,
+    lost: sent - ids.size,
+    duplicates_to_caller: run.outcomes.length - ids.size,
+    duplicates_ignored: client.ignored.unknown,
+  };
+  console.log(`${name}: ${JSON.stringify(figures)}`);
+  return figures;
+}
+
+async function scaleWorkerA(stack: Stack, broker: Broker, replicas: number) {
+  await stack.compose(["up", "-d", "--scale", `worker-a=${replicas}`]);
+  await waitFor(
+    async () => (await broker.inspectQueue("queue_a"))?.consumers === replicas,
+    `${replicas} consumers on queue_a`,
+    30_000,
+  );
+}
+
+async function connectWhenUp(url: string): Promise<Broker> {
+  let broker: Broker | undefined;
+  await waitFor(
+    async () => {
+      broker = await connectAmqp(url, { timeoutMs: 2000 }).catch(() => undefined);
+      return broker !== undefined;
+    },
+    "the broker accepts connections",
+    90_000,
+    500,
+  );
+  return broker!;
+}
+
+Deno.test({
+  name: "fault injection on the compose stack: nothing lost, nothing handed over twice",
+  ignore: NEEDS_DOCKER,
+  async fn(t) {
+    const stack = createStack("faults");
+    let broker: Broker | undefined;
+    const connections: Broker[] = [];
+    const connect = async () => {
+      const connection = await connectAmqp(stack.amqpUrl);
+      connections.push(connection);
+      return connection;
+    };
+    try {
+      await stack.compose(["up", "-d", "--build", "--scale", "worker-a=2"]);
+      broker = await connectWhenUp(stack.amqpUrl);
+      await scaleWorkerA(stack, broker, 2);
+
+      await t.step(
+        "SIGKILL one of two replicas while tasks are in flight: all complete once",
+        async () => {
+          const client = await RpcClient.open(await connect());
+          const containers = await stack.containers("worker-a");
+          let victim: { worker: string; taskId: string } | undefined;
+          const workers = new Set<string>();
+          const { run, done } = dispatch(client, 20, 400, (taskId, worker) => {
+            workers.add(worker);
+            if (!victim && workers.size === 2) victim = { worker, taskId };
+          });
+          await waitFor(() => victim !== undefined, "both replicas working", 20_000);
+          const container = containerOf(victim!.worker, containers);
+          assert.ok(container, `a container for ${victim!.worker}`);
+          await docker(["kill", "--signal", "KILL", container]);
+          await done;
+          client.close();
+          const figures = tally("SIGKILL", 20, run, client);
+          assert.equal(figures.completed, 20);
+          assert.equal(figures.lost, 0);
+          assert.equal(figures.duplicates_to_caller, 0);
+          const interrupted = run.outcomes.find((o) => o.taskId === victim!.taskId)!;
+          assert.equal(interrupted.kind, "reply");
+          assert.notEqual(
+            interrupted.kind === "reply" && interrupted.reply.worker,
+            victim!.worker,
+            "the killed replica's task was finished by another replica",
+          );
+          assert.ok(run.started.get(victim!.taskId)!.length >= 2, "it was delivered again");
+        },
+      );
+
+      await t.step(
+        "SIGTERM during work: the task in flight finishes, nothing is redelivered, exit 0",
+        async () => {
+          await scaleWorkerA(stack, broker!, 2);
+          const client = await RpcClient.open(await connect());
+          const containers = await stack.containers("worker-a");
+          let victim: { worker: string; taskId: string } | undefined;
+          const { run, done } = dispatch(client, 4, 1500, (taskId, worker) => {
+            victim ??= { worker, taskId };
+          });
+          await waitFor(() => victim !== undefined, "a replica working", 20_000);
+          const container = containerOf(victim!.worker, containers)!;
+          const stopped = docker(["stop", container]);
+          await done;
+          await stopped;
+          client.close();
+          const figures = tally("SIGTERM", 4, run, client);
+          assert.equal(figures.completed, 4);
+          assert.equal(figures.lost, 0);
+          assert.equal(figures.duplicates_to_caller, 0);
+          assert.equal(figures.duplicates_ignored, 0, JSON.stringify(run.outcomes));
+          const detail = JSON.stringify({
+            victim,
+            started: [...run.started],
+            outcomes: run.outcomes,
+          });
+          for (const [taskId, workers] of run.started) {
+            assert.equal(workers.length, 1, `${taskId} ran once: ${detail}`);
+          }
+          const finished = run.outcomes.find((o) => o.taskId === victim!.taskId)!;
+          assert.equal(finished.kind === "reply" && finished.reply.worker, victim!.worker);
+          assert.equal((await stack.inspect(container)).State.ExitCode, 0);
+        },
+      );
+
+      await t.step(
+        "a worker container answers bad messages with errors and keeps serving",
+        async () => {
+          await scaleWorkerA(stack, broker!, 1);
+          const replies: TaskReply[] = [];
+          const caller = await connect();
+          const replyTo = await caller.openReplyQueue((message) => {
+            const parsed = parseReply(message.body);
+            if (parsed.ok) replies.push(parsed.value);
+          });
+          const dlqBefore = (await broker!.inspectQueue("queue_a.dlq"))!.messages;
+          const encoder = new TextEncoder();
+          const bad: [string, Uint8Array, string | undefined][] = [
+            ["InvalidJson", encoder.encode("{"), "application/json"],
+            ["InvalidContentType", encoder.encode('{"task":"task_a"}'), "text/plain"],
+            ["WrongFunction", encoder.encode('{"task":"task_b"}'), "application/json"],
+            ["MessageTooLarge", new Uint8Array(1024 * 1024 + 1), "application/json"],
+          ];
+          for (const [type, body, contentType] of bad) {
+            await caller.publish("queue_a", {
+              body,
+              properties: { contentType, replyTo, correlationId: type },
+            });
+          }
+          await caller.publish(
+            "queue_a",
+            encodeRequest("task_a", { work_ms: 0 }, { taskId: "valid", replyTo }),
+          );
+          await waitFor(() => replies.length === bad.length + 1, "a reply to each", 20_000);
+          for (const [type] of bad) {
+            assert.equal(replies.find((r) => r.task_id === type)?.error?.type, type);
+          }
+          assert.equal(replies.find((r) => r.task_id === "valid")?.result, "Hello from Task A");
+          await waitFor(
+            async () =>
+              (await broker!.inspectQueue("queue_a.dlq"))!.messages === dlqBefore + bad.length,
+            "every bad message dead-lettered",
+          );
+        },
+      );
+
+      await t.step(
+        "the broker crashes mid-run: the dispatcher fails fast, workers come back",
+        async () => {
+          const dir = await Deno.makeTempDir();
+          const config = `${dir}/slow.yml`;
+          await Deno.writeTextFile(
+            config,
+            `functions:
+  task_a: { queue: queue_a }
+  task_b: { queue: queue_b }
+scenarios:
+  slow:
+    tasks:
+      - { task: task_a, payload: { work_ms: 3000 }, timeout_ms: 60000 }
+      - { task: task_b, payload: { work_ms: 3000 }, timeout_ms: 60000 }
+`,
+          );
+          await broker!.close();
+          broker = undefined;
+          const dispatcher = startDeno(
+            ["task", "dispatch", "--broker", stack.amqpUrl, "--config", config],
+          );
+          await dispatcher.waitForLine(/^Dispatching tasks\.\.\.$/, 30_000);
+          const [rabbitmq] = await stack.containers("rabbitmq");
+          await docker(["kill", "--signal", "KILL", rabbitmq]);
+          const brokerDown = Date.now();
+          const code = await Promise.race([
+            dispatcher.child.status.then((s) => s.code),
+            new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 5000)),
+          ]);
+          const output = dispatcher.lines.join("\n");
+          await dispatcher.stop("SIGKILL");
+          console.log(
+            `dispatcher exited ${code} within ${Date.now() - brokerDown} ms of the crash`,
+          );
+          assert.equal(code, 3, output);
+          assert.match(output, /Lost the connection to the broker/);
+          // Deno's task runner echoes the command line; everything after it is ours.
+          const ours = dispatcher.lines.filter((line) => !line.startsWith("Task dispatch"));
+          assert.ok(!ours.join("\n").includes("guest:guest"), "password masked");
+
+          await stack.compose(["start", "rabbitmq"]);
+          broker = await connectWhenUp(stack.amqpUrl);
+          // The two slow tasks were persistent in durable queues: after the
+          // restart they run again, and nothing is left behind.
+          await waitFor(
+            async () => {
+              const a = await broker!.inspectQueue("queue_a");
+              const b = await broker!.inspectQueue("queue_b");
+              return a?.consumers === 1 && b?.consumers === 1 && a.messages === 0 &&
+                b.messages === 0;
+            },
+            "workers back and the queues drained",
+            60_000,
+            250,
+          );
+          const logs = (await stack.compose(["logs", "--no-color", "worker-b"])).text;
+          assert.match(logs, /Lost the broker connection; reconnecting/);
+          const next = await runDeno(["task", "dispatch", "--broker", stack.amqpUrl]);
+          assert.equal(next.code, 0, next.stdout + next.stderr);
+          assert.match(next.stdout, /^Passed: 2\/2$/m);
+          await Deno.remove(dir, { recursive: true });
+        },
+      );
+    } finally {
+      for (const connection of connections) await connection.close();
+      await broker?.close();
+      await stack.down();
+    }
+  },
+});

@@ -1,0 +1,181 @@
+/**
+ * Reliability against the RabbitMQ at `AMQP_URL`, with real worker
+ * processes: retry spacing, quorum queues, the grace period, and the
+ * dispatcher's clear failures for a broker it cannot use.
+ */
+
+import assert from "node:assert/strict";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker } from "../functions/_runtime/broker.ts";
+import {
+  encodeRequest,
+  parseProgress,
+  parseReply,
+  PROGRESS_MESSAGE_TYPE,
+  type TaskProgress,
+  type TaskReply,
+} from "../functions/_runtime/contract.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
+import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { runDeno, startWorkerProcess } from "./_processes.ts";
+
+async function session(queue: string) {
+  const broker = await connectAmqp(AMQP_URL, { connectionName: "reliability-test" });
+  const replies: TaskReply[] = [];
+  const progress: TaskProgress[] = [];
+  const replyTo = await broker.openReplyQueue((message) => {
+    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
+      const parsed = parseProgress(message.body);
+      if (parsed.ok) progress.push(parsed.value);
+      return;
+    }
+    const parsed = parseReply(message.body);
+    assert.ok(parsed.ok);
+    replies.push(parsed.value);
+  });
+  return {
+    broker,
+    replies,
+    progress,
+    send(payload: Record<string, unknown>, taskId: string, retry?: Record<string, number>) {
+      return broker.publish(
+        queue,
+        encodeRequest("task_a", payload, { taskId, replyTo, progress: true, retry }),
+      );
+    },
+  };
+}
+
+async function cleanup(broker: Broker, queue: string) {
+  await broker.deleteQueue(queue).catch(() => {});
+  await broker.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
+  await broker.close();
+}
+
+Deno.test({
+  name: "retries wait in the broker, and the waits grow exponentially within the jitter bounds",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("rel_spacing");
+    const worker = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
+    const s = await session(queue);
+    try {
+      const base = 300;
+      await s.send({ fail_attempts: 3, work_ms: 0 }, "spaced", {
+        max_retries: 3,
+        base_delay_ms: base,
+        factor: 2,
+      });
+      await waitFor(() => s.replies.length === 1, "the reply after 3 retries", 15_000);
+      assert.equal(s.replies[0].status, "success");
+      assert.equal(s.replies[0].attempts, 4);
+      const starts = s.progress.filter((p) => p.event === "started");
+      const retries = s.progress.filter((p) => p.event === "retry");
+      assert.deepEqual(starts.map((p) => p.attempt), [1, 2, 3, 4]);
+      assert.deepEqual(retries.map((p) => p.attempt), [1, 2, 3]);
+      const gaps: number[] = [];
+      retries.forEach((retry, i) => {
+        const nominal = base * 2 ** i;
+        const [low, high] = [nominal * 0.8, nominal * 1.2];
+        assert.ok(
+          retry.delay_ms! >= low && retry.delay_ms! <= high,
+          `retry ${i + 1} planned ${retry.delay_ms} ms, outside [${low}, ${high}]`,
+        );
+        const gap = Date.parse(starts[i + 1].at) - Date.parse(retry.at);
+        gaps.push(gap);
+        // The broker holds the message at least its TTL; delivery may add a little.
+        assert.ok(
+          gap >= retry.delay_ms! - 5 && gap <= high + 250,
+          `retry ${i + 1} waited ${gap} ms for a planned ${retry.delay_ms} ms`,
+        );
+      });
+      console.log(
+        `retry gaps (ms): ${gaps.join(", ")} for nominal ${base}, ${base * 2}, ${base * 4}`,
+      );
+      assert.ok(gaps[0] < gaps[1] && gaps[1] < gaps[2], `gaps grow: ${gaps}`);
+    } finally {
+      assert.equal(await worker.stop(), 0);
+      await cleanup(s.broker, queue);
+    }
+  },
+});
+
+Deno.test({
+  name: "QUEUE_TYPE=quorum declares quorum queues and retries through them",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("rel_quorum");
+    const worker = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      QUEUE_TYPE: "quorum",
+    });
+    const s = await session(queue);
+    try {
+      await s.send({ fail_attempts: 1, work_ms: 0 }, "q1", { base_delay_ms: 50 });
+      await waitFor(() => s.replies.length === 1, "reply", 10_000);
+      assert.equal(s.replies[0].status, "success");
+      assert.equal(s.replies[0].attempts, 2);
+      // Declaring it as a classic queue now fails: it is a quorum queue.
+      await assert.rejects(() => s.broker.declareQueue(queue), /x-queue-type|other settings/);
+      await assert.rejects(
+        () => s.broker.declareQueue(deadLetterQueueOf(queue)),
+        /x-queue-type|other settings/,
+      );
+    } finally {
+      assert.equal(await worker.stop(), 0);
+      await cleanup(s.broker, queue);
+    }
+  },
+});
+
+Deno.test({
+  name: "a task that outlasts the grace period goes back to the queue and runs again",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("rel_grace");
+    const first = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      SHUTDOWN_GRACE_MS: "200",
+    });
+    const s = await session(queue);
+    let second;
+    try {
+      await s.send({ work_ms: 3000 }, "long");
+      await waitFor(() => s.progress.length === 1, "the task started");
+      const stopping = Date.now();
+      assert.equal(await first.stop("SIGTERM"), 0);
+      assert.ok(Date.now() - stopping < 2000, "stopped after the grace period, not the task");
+      assert.ok(first.lines.some((line) => line.includes("Grace period over")));
+      await waitFor(async () => (await s.broker.inspectQueue(queue))?.messages === 1, "returned");
+      assert.equal(s.replies.length, 0);
+      second = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
+      await waitFor(() => s.replies.length === 1, "the reply from the next worker", 10_000);
+      assert.equal(s.replies[0].status, "success");
+    } finally {
+      await first.stop("SIGKILL");
+      await second?.stop();
+      await cleanup(s.broker, queue);
+    }
+  },
+});
+
+Deno.test({
+  name: "the dispatcher fails clearly for wrong credentials and a malformed broker URL",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const wrong = new URL(AMQP_URL);
+    wrong.password = "not-the-password";
+    const started = Date.now();
+    const refused = await runDeno(["task", "dispatch"], { AMQP_URL: wrong.toString() });
+    assert.equal(refused.code, 3);
+    assert.ok(Date.now() - started < 10_000);
+    assert.match(refused.stderr, /refused the user name or password: check the credentials/);
+    assert.ok(!refused.stderr.includes("not-the-password"), "password masked");
+
+    const malformed = await runDeno(["task", "dispatch"], { AMQP_URL: "rabbit://somewhere" });
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /uses 'rabbit:': use amqp:\/\/ or amqps:\/\//);
+  },
+});
