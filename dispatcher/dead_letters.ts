@@ -112,8 +112,14 @@ export async function replayDeadLetters(
 ): Promise<ReplayResult> {
   const skippedDeliveries: Delivery[] = [];
   const replayed: DeadLetter[] = [];
+  // A replayed request that fails again comes back to this queue while the
+  // replay runs: reading only the letters present at the start keeps it
+  // from being replayed over and over.
+  let unread = (await broker.inspectQueue(deadLetterQueue))?.messages ?? 0;
   try {
-    while (replayed.length < options.limit && skippedDeliveries.length < MAX_HELD) {
+    while (
+      unread-- > 0 && replayed.length < options.limit && skippedDeliveries.length < MAX_HELD
+    ) {
       const delivery = await broker.get(deadLetterQueue);
       if (!delivery) break;
       const letter = describeDeadLetter(delivery);

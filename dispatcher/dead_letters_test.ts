@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
-import type { Delivery } from "../functions/_runtime/broker.ts";
-import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker.ts";
+import {
+  encodeRequest,
+  type Message,
+  parseReply,
+  type TaskReply,
+} from "../functions/_runtime/contract.ts";
 import { defineFunction } from "../functions/_runtime/define_function.ts";
 import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
 import { deadLetterQueueOf, startWorker } from "../functions/_runtime/run_worker.ts";
@@ -101,6 +106,38 @@ Deno.test("replayDeadLetters() sends letters back as new requests that then succ
   } finally {
     await t.worker.stop(0);
     await t.hub.shutdown();
+  }
+});
+
+Deno.test("replayDeadLetters() replays each letter once even when it fails again at once", async () => {
+  const hub = new MemoryBroker();
+  const inner = hub.connect();
+  // A function that dead-letters every request before the publish returns.
+  const broker: Broker = Object.assign(Object.create(inner), {
+    get: inner.get.bind(inner),
+    ack: inner.ack.bind(inner),
+    nack: inner.nack.bind(inner),
+    inspectQueue: inner.inspectQueue.bind(inner),
+    publish: (queue: string, message: Message) =>
+      inner.publish(queue === "queue_x" ? "queue_x.dlq" : queue, message),
+  });
+  try {
+    await inner.declareQueue("queue_x");
+    await inner.declareQueue("queue_x.dlq");
+    for (const id of ["a", "b"]) {
+      await inner.publish("queue_x.dlq", {
+        body: new TextEncoder().encode("{}"),
+        properties: {
+          messageId: id,
+          headers: { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_x" },
+        },
+      });
+    }
+    const result = await replayDeadLetters(broker, "queue_x.dlq", { limit: 100 });
+    assert.deepEqual(result.replayed.map((l) => l.taskId), ["a", "b"]);
+    assert.equal((await inner.inspectQueue("queue_x.dlq"))?.messages, 2);
+  } finally {
+    await hub.shutdown();
   }
 });
 

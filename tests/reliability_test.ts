@@ -179,3 +179,54 @@ Deno.test({
     assert.match(malformed.stderr, /uses 'rabbit:': use amqp:\/\/ or amqps:\/\//);
   },
 });
+
+Deno.test({
+  name: "deno task dlq lists a queue's dead letters and replays them to the function",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("rel_dlq");
+    const worker = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
+    const s = await session(queue);
+    try {
+      await s.send({ fail_attempts: 1, work_ms: 0 }, "dead-1", { max_retries: 0 });
+      await s.send({ work_ms: "slow" }, "dead-2");
+      await waitFor(() => s.replies.length === 2, "two error replies");
+      const dlq = deadLetterQueueOf(queue);
+      await waitFor(async () => (await s.broker.inspectQueue(dlq))?.messages === 2, "two letters");
+
+      const listed = await runDeno(["task", "dlq", "--queue", queue], { AMQP_URL });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, new RegExp(`${dlq}: 2 dead letters`));
+      assert.match(listed.stdout, /#1 exhausted SimulatedFailure: .*attempts: 1/);
+      assert.match(listed.stdout, /#2 non_retryable InvalidPayload: .*payload\.work_ms/);
+      assert.match(listed.stdout, /task dead-1, body: \{"task":"task_a"/);
+      assert.equal((await s.broker.inspectQueue(dlq))?.messages, 2, "listing removes nothing");
+
+      const json = await runDeno(["task", "dlq", "--queue", queue, "--json"], { AMQP_URL });
+      const document = JSON.parse(json.stdout);
+      assert.equal(document.queues[0].total, 2);
+      assert.deepEqual(
+        document.queues[0].letters.map((l: { taskId: string }) => l.taskId),
+        ["dead-1", "dead-2"],
+      );
+
+      const startsBefore = s.progress.filter((p) => p.event === "started").length;
+      const replayed = await runDeno(
+        ["task", "dlq", "--queue", queue, "--reason", "exhausted", "--replay"],
+        { AMQP_URL },
+      );
+      assert.equal(replayed.code, 0, replayed.stderr);
+      assert.match(replayed.stdout, new RegExp(`${dlq}: replayed 1 of 2 to ${queue} \\(1 left`));
+      // The replayed request runs again (and, as the demo fails attempt 1, is dead-lettered again).
+      await waitFor(
+        () => s.progress.filter((p) => p.event === "started").length === startsBefore + 1,
+        "the replayed request ran",
+      );
+      await waitFor(() => s.replies.length === 3, "its reply reached the original caller");
+      assert.equal(s.replies[2].task_id, "dead-1");
+    } finally {
+      assert.equal(await worker.stop(), 0);
+      await cleanup(s.broker, queue);
+    }
+  },
+});
