@@ -170,13 +170,14 @@ class Checker {
     return true;
   }
 
-  name(value: unknown, path: Path, what: string): value is string {
+  name(value: unknown, path: Path, what: string, atKey = false): value is string {
     if (typeof value !== "string" || !NAME.test(value)) {
       this.report(
         path,
         `${what} ${
           show(value)
         } is not lower_snake_case: use letters, digits and _, starting with a letter`,
+        atKey,
       );
       return false;
     }
@@ -253,6 +254,12 @@ function readExpect(check: Checker, value: unknown, path: Path): Expectation {
   if (expect.status === "error" && "result" in value) {
     check.report([...path, "result"], "cannot be expected of a task expected to fail: remove it");
   }
+  if (expect.status === "success" && expect.errorType !== undefined) {
+    check.report(
+      [...path, "error_type"],
+      "cannot be expected of a task expected to succeed: remove it or set status: error",
+    );
+  }
   return expect;
 }
 
@@ -262,6 +269,8 @@ function readTasks(
   path: Path,
   functions: Map<string, string>,
   defaults: Defaults,
+  /** Every name under `functions`, valid or not: a broken one is reported there. */
+  declared: Set<string>,
 ): TaskSpec[] {
   if (!Array.isArray(value) || value.length === 0) {
     check.report(path, `must be a non-empty list of tasks, but is ${show(value)}`);
@@ -278,7 +287,7 @@ function readTasks(
     }
     if (!check.name(task, [...taskPath, "task"], "function")) return;
     const queue = functions.get(task);
-    if (queue === undefined) {
+    if (queue === undefined && !declared.has(task)) {
       check.report(
         [...taskPath, "task"],
         `'${task}' is not a function of this file: use one of ${
@@ -335,7 +344,7 @@ function readFunctions(check: Checker, value: unknown): Map<string, string> {
   const queues = new Map<string, string>();
   for (const [name, settings] of Object.entries(value)) {
     const path = ["functions", name];
-    if (!check.name(name, path, "function name")) continue;
+    if (!check.name(name, path, "function name", true)) continue;
     if (!check.mapping(settings, path, ["queue"])) continue;
     if (settings.queue === undefined) {
       check.report(path, `has no 'queue': name the queue ${name} consumes, such as queue_a`);
@@ -381,6 +390,7 @@ export function parseConfig(text: string, file: string): Config {
     } else name = root.name;
   }
   const functions = readFunctions(check, root.functions);
+  const declared = new Set(isObject(root.functions) ? Object.keys(root.functions) : []);
 
   const defaults: Defaults = { timeoutMs: DEFAULT_TIMEOUT_MS, retry: {} };
   if (root.defaults !== undefined && check.mapping(root.defaults, ["defaults"], DEFAULT_KEYS)) {
@@ -400,7 +410,7 @@ export function parseConfig(text: string, file: string): Config {
   } else {
     for (const [scenarioName, scenario] of Object.entries(root.scenarios)) {
       const path = ["scenarios", scenarioName];
-      if (!check.name(scenarioName, path, "scenario name")) continue;
+      if (!check.name(scenarioName, path, "scenario name", true)) continue;
       if (!check.mapping(scenario, path, SCENARIO_KEYS)) continue;
       let description = "";
       if (scenario.description !== undefined) {
@@ -411,7 +421,14 @@ export function parseConfig(text: string, file: string): Config {
           );
         } else description = scenario.description;
       }
-      const tasks = readTasks(check, scenario.tasks, [...path, "tasks"], functions, defaults);
+      const tasks = readTasks(
+        check,
+        scenario.tasks,
+        [...path, "tasks"],
+        functions,
+        defaults,
+        declared,
+      );
       scenarios.set(scenarioName, { name: scenarioName, description, tasks });
     }
   }

@@ -19,6 +19,7 @@ export interface BackoffPolicy {
 
 /** The wait before retry number `retry` (1 for the first retry) before jitter. */
 export function nominalDelay(retry: number, policy: BackoffPolicy): number {
+  if (policy.baseDelayMs === 0) return 0;
   const raw = policy.baseDelayMs * policy.factor ** Math.max(0, retry - 1);
   return Math.min(raw, policy.maxDelayMs);
 }

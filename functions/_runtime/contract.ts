@@ -164,6 +164,7 @@ function decodeJson(body: Uint8Array, what: string): Parsed<unknown> {
 }
 
 function describe(value: unknown): string {
+  if (value === undefined) return "missing";
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   if (typeof value === "string") return `the string ${JSON.stringify(value.slice(0, 40))}`;

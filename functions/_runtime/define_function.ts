@@ -66,7 +66,7 @@ export const NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 /** Declares a function; checks its name and queue so mistakes fail at start. */
 export function defineFunction(options: DefineFunctionOptions): FunctionDefinition {
   for (const key of ["name", "queue"] as const) {
-    if (!NAME_PATTERN.test(options[key])) {
+    if (typeof options[key] !== "string" || !NAME_PATTERN.test(options[key])) {
       throw new TypeError(
         `Cannot define function as its ${key} '${
           options[key]
@@ -79,12 +79,43 @@ export function defineFunction(options: DefineFunctionOptions): FunctionDefiniti
       `Cannot define function '${options.name}' as its handler is not a function`,
     );
   }
+  const retry: RetryPolicy = {
+    ...DEFAULT_RETRY_POLICY,
+    // An override given as undefined keeps the default rather than erasing it.
+    ...Object.fromEntries(
+      Object.entries(options.retry ?? {}).filter(([, value]) => value !== undefined),
+    ),
+  };
+  checkRetryPolicy(options.name, retry);
   return Object.freeze({
     name: options.name,
     queue: options.queue,
     handler: options.handler,
-    retry: Object.freeze({ ...DEFAULT_RETRY_POLICY, ...options.retry }),
+    retry: Object.freeze(retry),
   });
+}
+
+function checkRetryPolicy(name: string, retry: RetryPolicy): void {
+  const limits: [keyof RetryPolicy, number, number][] = [
+    ["maxRetries", 0, Number.MAX_SAFE_INTEGER],
+    ["baseDelayMs", 0, Number.MAX_SAFE_INTEGER],
+    ["factor", 1, 1000],
+    ["maxDelayMs", 0, Number.MAX_SAFE_INTEGER],
+    ["jitter", 0, 1],
+  ];
+  for (const [key, min, max] of limits) {
+    const value = retry[key];
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
+      throw new RangeError(
+        `Cannot define function '${name}' as retry.${key} is ${value}: use a number from ${min} to ${max}`,
+      );
+    }
+  }
+  if (!Number.isInteger(retry.maxRetries)) {
+    throw new RangeError(
+      `Cannot define function '${name}' as retry.maxRetries is ${retry.maxRetries}: use a whole number`,
+    );
+  }
 }
 
 /**

@@ -51,8 +51,8 @@ function wholeNumber(
 ): number {
   const text = env(name);
   if (text === undefined || text === "") return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) {
     throw new RangeError(
       `Cannot start the worker as ${name} is '${text}': set it to a whole number >= ${min}`,
     );

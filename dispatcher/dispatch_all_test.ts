@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import type { TaskReply } from "../functions/_runtime/contract.ts";
+import { judge } from "./dispatch_all.ts";
+import type { Expectation, TaskSpec } from "./load_config.ts";
+import type { CallOutcome } from "./rpc_client.ts";
+
+function spec(expect: Expectation, timeoutMs = 500): TaskSpec {
+  return {
+    label: "task_a#2",
+    task: "task_a",
+    queue: "queue_a",
+    payload: { work_ms: 1 },
+    timeoutMs,
+    retry: {},
+    expect,
+  };
+}
+
+function replied(overrides: Partial<TaskReply> = {}): CallOutcome {
+  return {
+    kind: "reply",
+    taskId: "id-1",
+    sentAt: 1000,
+    endedAt: 1250,
+    reply: {
+      task_id: "id-1",
+      task: "task_a",
+      status: "success",
+      result: "Hello from Task A",
+      error: null,
+      worker: "w1",
+      queue: "queue_a",
+      attempts: 1,
+      started_at: "2024-01-01T00:00:00.000Z",
+      finished_at: "2024-01-01T00:00:00.100Z",
+      duration_ms: 100,
+      ...overrides,
+    },
+  };
+}
+
+function failed(type: string, message = "it broke"): CallOutcome {
+  return replied({ status: "error", result: null, error: { type, message } });
+}
+
+Deno.test("judge() passes a success whose result equals the expected one", () => {
+  const task = spec({ status: "success", result: "Hello from Task A" });
+  const outcome = replied();
+  const judged = judge(task, outcome);
+  assert.equal(judged.passed, true);
+  assert.equal(judged.problem, undefined);
+  assert.equal(judged.status, "success");
+  assert.equal(judged.spec, task);
+  assert.equal(judged.taskId, "id-1");
+  assert.equal(judged.sentAt, 1000);
+  assert.equal(judged.latencyMs, 250);
+  assert.ok(outcome.kind === "reply");
+  assert.equal(judged.reply, outcome.reply);
+});
+
+Deno.test("judge() passes any result when none is expected", () => {
+  const judged = judge(spec({ status: "success" }), replied({ result: { anything: [1] } }));
+  assert.equal(judged.passed, true);
+});
+
+Deno.test("judge() passes an expected error of the expected type", () => {
+  const judged = judge(
+    spec({ status: "error", errorType: "SimulatedFailure" }),
+    failed("SimulatedFailure"),
+  );
+  assert.equal(judged.passed, true);
+  assert.equal(judged.status, "error");
+  assert.equal(judged.problem, undefined);
+});
+
+Deno.test("judge() passes an expected error of any type when none is named", () => {
+  assert.equal(judge(spec({ status: "error" }), failed("Whatever")).passed, true);
+});
+
+Deno.test("judge() fails an error reply when success was expected", () => {
+  const judged = judge(
+    spec({ status: "success" }),
+    failed("SimulatedFailure", "Failing attempt 1"),
+  );
+  assert.equal(judged.passed, false);
+  assert.equal(judged.status, "error");
+  assert.equal(judged.problem, "expected success, got SimulatedFailure: Failing attempt 1");
+});
+
+Deno.test("judge() fails a success reply when an error was expected", () => {
+  const judged = judge(spec({ status: "error", errorType: "Boom" }), replied({ result: [1, "a"] }));
+  assert.equal(judged.passed, false);
+  assert.equal(judged.status, "success");
+  assert.equal(judged.problem, 'expected an error, got success with result [1,"a"]');
+});
+
+Deno.test("judge() compares results with deep, strict equality", () => {
+  const expected = { greeting: "hi", list: [1, { n: 2 }] };
+  const task = spec({ status: "success", result: expected });
+  assert.equal(
+    judge(task, replied({ result: { list: [1, { n: 2 }], greeting: "hi" } })).passed,
+    true,
+  );
+
+  const different = judge(task, replied({ result: { greeting: "hi", list: [1, { n: "2" }] } }));
+  assert.equal(different.passed, false);
+  assert.equal(
+    different.problem,
+    'expected result {"greeting":"hi","list":[1,{"n":2}]}, got {"greeting":"hi","list":[1,{"n":"2"}]}',
+  );
+  const extra = judge(task, replied({ result: { ...expected, more: true } }));
+  assert.equal(extra.passed, false);
+});
+
+Deno.test("judge() tells an expected null result from a missing one", () => {
+  const task = spec({ status: "success", result: null });
+  assert.equal(judge(task, replied({ result: null })).passed, true);
+  const judged = judge(task, replied({ result: "x" }));
+  assert.equal(judged.passed, false);
+  assert.equal(judged.problem, 'expected result null, got "x"');
+});
+
+Deno.test("judge() fails an error of another type than expected", () => {
+  const judged = judge(spec({ status: "error", errorType: "SimulatedFailure" }), failed("Timeout"));
+  assert.equal(judged.passed, false);
+  assert.equal(judged.problem, "expected error type SimulatedFailure, got Timeout");
+});
+
+Deno.test("judge() fails a timeout with a problem starting with TIMEOUT", () => {
+  const judged = judge(spec({ status: "success" }, 750), {
+    kind: "timeout",
+    taskId: "id-9",
+    sentAt: 10,
+    endedAt: 760,
+  });
+  assert.equal(judged.passed, false);
+  assert.equal(judged.status, "timeout");
+  assert.equal(judged.reply, undefined);
+  assert.equal(judged.taskId, "id-9");
+  assert.equal(judged.latencyMs, 750);
+  assert.ok(judged.problem?.startsWith("TIMEOUT: no reply within 750 ms"), judged.problem);
+  assert.match(judged.problem!, /raise timeout_ms/);
+});
+
+Deno.test("judge() fails a timeout even when an error was expected", () => {
+  const judged = judge(spec({ status: "error" }), {
+    kind: "timeout",
+    taskId: "id-9",
+    sentAt: 0,
+    endedAt: 500,
+  });
+  assert.equal(judged.passed, false);
+  assert.match(judged.problem!, /^TIMEOUT/);
+});

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./contract.ts";
+import {
+  DEFAULT_AMQP_URL,
+  readWorkerSettings,
+  WORKER_ENV_VARS,
+  type WorkerEnvVar,
+} from "./worker_settings.ts";
+
+function envOf(vars: Partial<Record<WorkerEnvVar, string>>) {
+  return (name: WorkerEnvVar) => vars[name];
+}
+
+function assertRefused(vars: Partial<Record<WorkerEnvVar, string>>, pattern: RegExp): void {
+  assert.throws(() => readWorkerSettings(envOf(vars)), (error: unknown) => {
+    assert.ok(error instanceof RangeError, `expected a RangeError, got ${error}`);
+    assert.match(error.message, /^Cannot start the worker as /);
+    assert.match(error.message, pattern);
+    return true;
+  }, JSON.stringify(vars));
+}
+
+Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
+  assert.deepEqual(readWorkerSettings(envOf({})), {
+    amqpUrl: DEFAULT_AMQP_URL,
+    queue: undefined,
+    concurrency: 1,
+    prefetch: 1,
+    queueType: "classic",
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+    graceMs: 10_000,
+    workerId: undefined,
+    logLevel: "info",
+    logFormat: "json",
+  });
+});
+
+Deno.test("readWorkerSettings() treats empty variables as unset", () => {
+  const empty = Object.fromEntries(WORKER_ENV_VARS.map((name) => [name, ""]));
+  assert.deepEqual(readWorkerSettings(envOf(empty)), readWorkerSettings(envOf({})));
+});
+
+Deno.test("readWorkerSettings() reads every variable it knows", () => {
+  assert.deepEqual(
+    readWorkerSettings(envOf({
+      AMQP_URL: "amqp://user:pw@rabbit:5672/vhost",
+      QUEUE: "queue_x",
+      CONCURRENCY: "4",
+      PREFETCH: "8",
+      QUEUE_TYPE: "quorum",
+      MAX_MESSAGE_BYTES: "2048",
+      SHUTDOWN_GRACE_MS: "0",
+      WORKER_ID: "w-1",
+      LOG_LEVEL: "debug",
+      LOG_FORMAT: "text",
+    })),
+    {
+      amqpUrl: "amqp://user:pw@rabbit:5672/vhost",
+      queue: "queue_x",
+      concurrency: 4,
+      prefetch: 8,
+      queueType: "quorum",
+      maxMessageBytes: 2048,
+      graceMs: 0,
+      workerId: "w-1",
+      logLevel: "debug",
+      logFormat: "text",
+    },
+  );
+});
+
+Deno.test("readWorkerSettings() reads only the variables of WORKER_ENV_VARS", () => {
+  const asked = new Set<string>();
+  readWorkerSettings((name) => {
+    asked.add(name);
+    return undefined;
+  });
+  assert.deepEqual([...asked].sort(), [...WORKER_ENV_VARS].sort());
+});
+
+Deno.test("readWorkerSettings() sets PREFETCH to CONCURRENCY by default", () => {
+  const settings = readWorkerSettings(envOf({ CONCURRENCY: "6" }));
+  assert.equal(settings.concurrency, 6);
+  assert.equal(settings.prefetch, 6);
+});
+
+Deno.test("readWorkerSettings() refuses a PREFETCH below CONCURRENCY", () => {
+  assertRefused(
+    { CONCURRENCY: "4", PREFETCH: "2" },
+    /PREFETCH \(2\) is below CONCURRENCY \(4\): raise PREFETCH or leave it unset/,
+  );
+  assert.equal(readWorkerSettings(envOf({ CONCURRENCY: "4", PREFETCH: "4" })).prefetch, 4);
+});
+
+Deno.test("readWorkerSettings() refuses a bad whole number, naming the variable and value", () => {
+  const cases: [WorkerEnvVar, string, number][] = [
+    ["CONCURRENCY", "0", 1],
+    ["CONCURRENCY", "-2", 1],
+    ["CONCURRENCY", "two", 1],
+    ["CONCURRENCY", "1.5", 1],
+    ["PREFETCH", "0", 1],
+    ["PREFETCH", "many", 1],
+    ["MAX_MESSAGE_BYTES", "0", 1],
+    ["MAX_MESSAGE_BYTES", "1MB", 1],
+    ["SHUTDOWN_GRACE_MS", "-1", 0],
+    ["SHUTDOWN_GRACE_MS", "10s", 0],
+  ];
+  for (const [name, value, min] of cases) {
+    assertRefused(
+      { [name]: value },
+      new RegExp(`${name} is '${value}': set it to a whole number >= ${min}$`),
+    );
+  }
+});
+
+Deno.test("readWorkerSettings() refuses a value outside its choices, listing them", () => {
+  assertRefused(
+    { QUEUE_TYPE: "stream" },
+    /QUEUE_TYPE is 'stream': set it to one of classic, quorum$/,
+  );
+  assertRefused(
+    { LOG_LEVEL: "verbose" },
+    /LOG_LEVEL is 'verbose': set it to one of debug, info, warn, error$/,
+  );
+  assertRefused({ LOG_LEVEL: "INFO" }, /LOG_LEVEL is 'INFO'/);
+  assertRefused({ LOG_FORMAT: "xml" }, /LOG_FORMAT is 'xml': set it to one of json, text$/);
+});
+
+Deno.test("readWorkerSettings() refuses numbers written other than as plain digits", () => {
+  for (const text of [" ", "0x10", "1e3", "+5", "2.0"]) {
+    assertRefused(
+      { SHUTDOWN_GRACE_MS: text },
+      /SHUTDOWN_GRACE_MS is '.*': set it to a whole number/,
+    );
+  }
+});
