@@ -47,8 +47,13 @@ interface Pending {
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
   sentAt: number;
-  timer: ReturnType<typeof setTimeout>;
+  /** `performance.now()` after which the call ends as a timeout. */
+  deadline: number;
 }
+
+// Expired calls are swept at most this often: one timer for all calls,
+// instead of one each, which costs much with thousands in flight.
+const SWEEP_MS = 5;
 
 /** Counts of replies received that no call was waiting for. */
 export interface IgnoredReplies {
@@ -65,6 +70,8 @@ export class RpcClient {
   #replyTo = "";
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0 };
   #failure: Error | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
 
   private constructor(broker: Broker) {
     this.#broker = broker;
@@ -103,14 +110,17 @@ export class RpcClient {
     });
     return new Promise<CallOutcome>((resolve, reject) => {
       const sentAt = performance.now();
-      const timer = setTimeout(() => {
-        this.#pending.delete(taskId);
-        resolve({ kind: "timeout", taskId, sentAt, endedAt: performance.now() });
-      }, options.timeoutMs);
-      this.#pending.set(taskId, { resolve, reject, onProgress: options.onProgress, sentAt, timer });
+      const deadline = sentAt + options.timeoutMs;
+      this.#pending.set(taskId, {
+        resolve,
+        reject,
+        onProgress: options.onProgress,
+        sentAt,
+        deadline,
+      });
+      this.#schedule(deadline);
       this.#broker.publish(queue, request).then(options.onSent, (error: Error) => {
-        clearTimeout(timer);
-        this.#pending.delete(taskId);
+        this.#forget(taskId);
         reject(error);
       });
     });
@@ -135,8 +145,7 @@ export class RpcClient {
       this.ignored.invalid++;
       return;
     }
-    clearTimeout(pending.timer);
-    this.#pending.delete(id);
+    this.#forget(id);
     pending.resolve({
       kind: "reply",
       reply: reply.value,
@@ -146,12 +155,42 @@ export class RpcClient {
     });
   }
 
+  #forget(id: string): void {
+    this.#pending.delete(id);
+    if (this.#pending.size === 0) this.#unschedule();
+  }
+
+  #schedule(deadline: number): void {
+    if (deadline >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
+  }
+
+  #unschedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  /** Ends every call past its deadline, then waits for the next deadline. */
+  #expire(): void {
+    this.#unschedule();
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, pending] of this.#pending) {
+      if (pending.deadline <= now) {
+        this.#pending.delete(id);
+        pending.resolve({ kind: "timeout", taskId: id, sentAt: pending.sentAt, endedAt: now });
+      } else next = Math.min(next, pending.deadline);
+    }
+    if (next < Infinity) this.#schedule(Math.max(next, now + SWEEP_MS));
+  }
+
   #failAll(error: Error): void {
     this.#failure ??= error;
-    for (const pending of this.#pending.values()) {
-      clearTimeout(pending.timer);
-      pending.reject(error);
-    }
+    this.#unschedule();
+    for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
   }
 

@@ -172,7 +172,10 @@ class InvalidResultError extends NonRetryableError {
 }
 
 function toJsonResult(value: unknown): unknown {
-  if (value === undefined) return null;
+  if (value === undefined || value === null) return null;
+  // The common results need no round trip through JSON.
+  if (typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : null;
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -307,7 +310,9 @@ export async function startWorker(
     const started = performance.now();
     const attempt = attemptOf(delivery);
     const taskId = taskIdOf(delivery);
-    const taskLog = log.child({ task_id: taskId ?? undefined, attempt });
+    const ids = { task_id: taskId ?? undefined, attempt };
+    let taskLog: Logger | undefined;
+    const logOf = () => taskLog ??= log.child(ids);
     const outcome = (
       status: "success" | "error",
       result: unknown,
@@ -330,7 +335,7 @@ export async function startWorker(
     const parsed = parseRequest(delivery, { task: definition.name, maxBytes });
     if (!parsed.ok) {
       stats.rejected++;
-      taskLog.warn("Rejected a request that breaks the contract", { error: parsed.error.message });
+      logOf().warn("Rejected a request that breaks the contract", { error: parsed.error.message });
       await deadLetter(delivery, "rejected", parsed.error, attempt);
       await reply(delivery, outcome("error", null, parsed.error, peekTask(delivery.body)));
       settle(task);
@@ -343,7 +348,10 @@ export async function startWorker(
       attempt,
       worker: workerId,
       signal: task.controller.signal,
-      log: taskLog,
+      // Made on first use: most handlers never log.
+      get log() {
+        return logOf();
+      },
     };
     let result: unknown;
     try {
@@ -362,7 +370,7 @@ export async function startWorker(
         );
         await scheduleRetry(delivery, attempt + 1, delayMs);
         stats.retried++;
-        taskLog.info("Task failed; retrying", {
+        logOf().info("Task failed; retrying", {
           error: error.message,
           delay_ms: delayMs,
           retry: attempt,
@@ -379,7 +387,7 @@ export async function startWorker(
       stats.failed++;
       const reason: DeadLetterReason = retryable ? "exhausted" : "non_retryable";
       const reply_ = outcome("error", null, error, request.task);
-      taskLog.warn("Task failed", {
+      logOf().warn("Task failed", {
         error: error.message,
         reason,
         duration_ms: reply_.duration_ms,
@@ -392,7 +400,7 @@ export async function startWorker(
     if (task.abandoned) return;
     stats.succeeded++;
     const success = outcome("success", result, null, request.task);
-    taskLog.info("Task succeeded", { duration_ms: success.duration_ms });
+    log.info("Task succeeded", { ...ids, duration_ms: success.duration_ms });
     await reply(delivery, success);
     settle(task);
   }

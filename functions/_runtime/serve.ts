@@ -9,7 +9,7 @@
 import { maskUrl } from "./broker.ts";
 import type { FunctionDefinition } from "./define_function.ts";
 import { inWebWorker, serveEmbedded } from "./embedded_worker.ts";
-import { createLogger } from "./log.ts";
+import { createBufferedWriter, createLogger } from "./log.ts";
 import { runWorker } from "./run_worker.ts";
 import { readWorkerSettings, WORKER_ENV_VARS, type WorkerEnvVar } from "./worker_settings.ts";
 
@@ -42,7 +42,14 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
     Deno.exit(2);
   }
   const workerId = settings.workerId ?? `${definition.name}@${hostName()}-${Deno.pid}`;
-  const log = createLogger({ level: settings.logLevel, format: settings.logFormat });
+  const output = createBufferedWriter(Deno.stdout);
+  // Deno.exit() and a normal end both dispatch "unload": no line is left behind.
+  globalThis.addEventListener("unload", () => output.flush());
+  const log = createLogger({
+    level: settings.logLevel,
+    format: settings.logFormat,
+    write: output.write,
+  });
   const controller = new AbortController();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => controller.abort(signal));
