@@ -1,0 +1,114 @@
+/**
+ * The limit the product is measured against: an RPC echo written directly
+ * on amqplib, with no framework, but the product's delivery guarantees:
+ * persistent requests published with confirms, Direct Reply-to, replies
+ * published on a confirm channel and requests acknowledged only after their
+ * reply is confirmed. This is the one module besides amqp_broker.ts that
+ * imports amqplib, because it must not use the product.
+ *
+ * @module
+ */
+
+import amqp from "amqplib";
+import type { ConfirmChannel, ConsumeMessage } from "amqplib";
+import { Buffer } from "node:buffer";
+
+const SOCKET = { noDelay: true };
+
+/** A running echo server. */
+export interface EchoServer {
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `queue`: for each request, waits the body's `work_ms` (if any) and
+ * replies with the same body.
+ */
+export async function startEchoServer(
+  url: string,
+  queue: string,
+  prefetch: number,
+): Promise<EchoServer> {
+  const connection = await amqp.connect(url, SOCKET);
+  const channel = await connection.createConfirmChannel();
+  await channel.assertQueue(queue, { durable: true });
+  await channel.prefetch(prefetch);
+  await channel.consume(queue, (message: ConsumeMessage | null) => {
+    if (!message) return;
+    const { work_ms: workMs } = JSON.parse(message.content.toString()).payload ?? {};
+    const reply = () =>
+      channel.publish(
+        "",
+        message.properties.replyTo,
+        message.content,
+        { correlationId: message.properties.correlationId, contentType: "application/json" },
+        (error: unknown) => {
+          if (!error) channel.ack(message);
+        },
+      );
+    if (workMs > 0) setTimeout(reply, workMs);
+    else reply();
+  });
+  return {
+    async close() {
+      await channel.close().catch(() => {});
+      await connection.close().catch(() => {});
+    },
+  };
+}
+
+/** A caller of the echo: one connection, Direct Reply-to, confirmed publishes. */
+export interface EchoClient {
+  /** Sends one request per payload at once; resolves when every reply came back. */
+  callAll(queue: string, payloads: Record<string, unknown>[]): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+/** Opens an {@linkcode EchoClient}. */
+export async function openEchoClient(url: string): Promise<EchoClient> {
+  const connection = await amqp.connect(url, SOCKET);
+  const channel: ConfirmChannel = await connection.createConfirmChannel();
+  const pending = new Map<string, (at: number) => void>();
+  await channel.consume("amq.rabbitmq.reply-to", (message) => {
+    const id = message?.properties.correlationId;
+    const done = id === undefined ? undefined : pending.get(id);
+    if (!done) return;
+    pending.delete(id);
+    done(performance.now());
+  }, { noAck: true });
+  return {
+    callAll(queue, payloads) {
+      return Promise.all(payloads.map((payload) => {
+        const id = crypto.randomUUID();
+        const body = Buffer.from(JSON.stringify({ task: "echo", payload }));
+        const sent = performance.now();
+        return new Promise<number>((resolve, reject) => {
+          pending.set(id, (at) => resolve(at - sent));
+          channel.publish("", queue, body, {
+            correlationId: id,
+            replyTo: "amq.rabbitmq.reply-to",
+            contentType: "application/json",
+            persistent: true,
+          }, (error: unknown) => {
+            if (error) reject(error);
+          });
+        });
+      }));
+    },
+    async close() {
+      await channel.close().catch(() => {});
+      await connection.close().catch(() => {});
+    },
+  };
+}
+
+if (import.meta.main) {
+  // Run as its own process, like a worker: deno run bench/bare_echo.ts URL QUEUE PREFETCH
+  const [url, queue, prefetch] = Deno.args;
+  const server = await startEchoServer(url, queue, Number(prefetch));
+  console.log(JSON.stringify({ msg: "Consuming", queue }));
+  Deno.addSignalListener("SIGTERM", async () => {
+    await server.close();
+    Deno.exit(0);
+  });
+}
