@@ -84,7 +84,9 @@ function parseFlags(args: string[]) {
       },
     }));
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}. See 'deno task bench --help'`);
+    throw new UsageError(
+      `Cannot read the options: ${(error as Error).message}. See 'deno task bench --help'`,
+    );
   }
   const whole = (text: string | undefined, flag: string, fallback: number) => {
     if (text === undefined) return fallback;

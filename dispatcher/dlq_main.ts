@@ -69,7 +69,9 @@ function parseFlags(args: string[]) {
       },
     }));
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}. See 'deno task dlq --help'`);
+    throw new UsageError(
+      `Cannot read the options: ${(error as Error).message}. See 'deno task dlq --help'`,
+    );
   }
   if (values.function !== undefined && values.queue !== undefined) {
     throw new UsageError("Cannot use --function with --queue: choose one");

@@ -88,7 +88,9 @@ function parseFlags(args: string[]) {
       },
     }));
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}. See 'deno task load --help'`);
+    throw new UsageError(
+      `Cannot read the options: ${(error as Error).message}. See 'deno task load --help'`,
+    );
   }
   if (values.rate !== undefined && values.concurrency !== undefined) {
     throw new UsageError("Cannot use --rate with --concurrency: choose one");

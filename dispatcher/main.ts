@@ -88,7 +88,9 @@ function parseFlags(args: string[]) {
       },
     });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}. See 'deno task dispatch --help'`);
+    throw new UsageError(
+      `Cannot read the options: ${(error as Error).message}. See 'deno task dispatch --help'`,
+    );
   }
   const values = parsed.values;
   if (values.local && values.broker !== undefined) {

@@ -5,7 +5,9 @@
  * @module
  */
 
-import { freePort, uniqueName } from "./_infra.ts";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker } from "../functions/_runtime/broker.ts";
+import { freePort, uniqueName, waitFor } from "./_infra.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const decoder = new TextDecoder();
@@ -89,4 +91,19 @@ export function createStack(prefix: string): Stack {
       if (result.code !== 0) console.error(result.text);
     },
   };
+}
+
+/** Connects to a stack's broker as soon as it accepts connections. */
+export async function connectWhenUp(url: string): Promise<Broker> {
+  let broker: Broker | undefined;
+  await waitFor(
+    async () => {
+      broker = await connectAmqp(url, { timeoutMs: 2000 }).catch(() => undefined);
+      return broker !== undefined;
+    },
+    "the broker accepts connections",
+    90_000,
+    500,
+  );
+  return broker!;
 }

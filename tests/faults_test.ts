@@ -10,7 +10,7 @@ import type { Broker } from "../functions/_runtime/broker.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
 import { type CallOutcome } from "../dispatcher/rpc_client.ts";
-import { createStack, docker, type Stack } from "./_compose.ts";
+import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
 import { runDeno, startDeno } from "./_processes.ts";
 
@@ -74,20 +74,6 @@ async function scaleWorkerA(stack: Stack, broker: Broker, replicas: number) {
     `${replicas} consumers on queue_a`,
     30_000,
   );
-}
-
-async function connectWhenUp(url: string): Promise<Broker> {
-  let broker: Broker | undefined;
-  await waitFor(
-    async () => {
-      broker = await connectAmqp(url, { timeoutMs: 2000 }).catch(() => undefined);
-      return broker !== undefined;
-    },
-    "the broker accepts connections",
-    90_000,
-    500,
-  );
-  return broker!;
 }
 
 Deno.test({

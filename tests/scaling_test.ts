@@ -1,0 +1,84 @@
+/**
+ * Horizontal scaling on the compose stack: `--scale worker-a=4` spreads 40
+ * tasks of 500 ms over four replicas, close to the ideal 5 s, while one
+ * replica takes about 20 s. The load tester's per-worker counts show that
+ * each replica did its share.
+ */
+
+import assert from "node:assert/strict";
+import { connectWhenUp, createStack, type Stack } from "./_compose.ts";
+import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
+import { runDeno } from "./_processes.ts";
+
+interface LoadDocument {
+  durationMs: number;
+  succeeded: number;
+  perWorker: Record<string, number>;
+}
+
+async function load(stack: Stack): Promise<LoadDocument> {
+  const run = await runDeno([
+    "task",
+    "load",
+    "--broker",
+    stack.amqpUrl,
+    "--function",
+    "task_a",
+    "--work-ms",
+    "500",
+    "--tasks",
+    "40",
+    "--concurrency",
+    "40",
+    "--no-save",
+    "--json",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  return JSON.parse(run.stdout);
+}
+
+Deno.test({
+  name:
+    "docker compose --scale worker-a=4 runs 40 tasks of 500 ms in about 5 s, one replica in 20 s",
+  ignore: NEEDS_DOCKER,
+  async fn() {
+    const stack = createStack("scale");
+    try {
+      await stack.compose(["up", "-d", "--build", "--scale", "worker-a=4"]);
+      const broker = await connectWhenUp(stack.amqpUrl);
+      const consumers = async (n: number) =>
+        await waitFor(
+          async () => (await broker.inspectQueue("queue_a"))?.consumers === n,
+          `${n} consumers on queue_a`,
+          30_000,
+        );
+      try {
+        await consumers(4);
+        const four = await load(stack);
+        console.log(
+          `4 replicas: ${four.durationMs} ms, per worker ${JSON.stringify(four.perWorker)}`,
+        );
+        assert.equal(four.succeeded, 40);
+        assert.ok(four.durationMs <= 1.3 * 5000, `${four.durationMs} ms > 1.3 x 5 s`);
+        const counts = Object.values(four.perWorker);
+        assert.equal(counts.length, 4, "four replicas answered");
+        assert.ok(counts.every((n) => n > 0), "each replica did work");
+
+        await stack.compose(["up", "-d", "--scale", "worker-a=1"]);
+        await consumers(1);
+        const one = await load(stack);
+        console.log(`1 replica: ${one.durationMs} ms`);
+        assert.equal(one.succeeded, 40);
+        assert.equal(Object.keys(one.perWorker).length, 1);
+        assert.ok(
+          one.durationMs >= 40 * 500 && one.durationMs <= 1.3 * 20_000,
+          `one replica: ${one.durationMs} ms, expected about 20 s`,
+        );
+      } finally {
+        await broker.close();
+      }
+    } finally {
+      await stack.down();
+    }
+  },
+});
