@@ -11,10 +11,9 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
 import { connectRabbitMq, LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
-import { type CliIo, EXIT, runCli } from "../dispatcher/cli.ts";
+import { type CliIo, EXIT, readOptions, runCli, wholeNumber } from "../dispatcher/cli.ts";
 import { saveResults } from "../dispatcher/save_results.ts";
 import { type RunningProcess, startDeno, WORKER_PERMISSIONS } from "../tests/_processes.ts";
 
@@ -43,8 +42,6 @@ Options:
   --json            print the figures as one JSON document on stdout
   -h, --help        show this help`;
 
-class UsageError extends Error {}
-
 interface Sample {
   ms: number;
   tps: number;
@@ -65,41 +62,21 @@ function round(value: number, digits = 1): number {
 }
 
 function parseFlags(args: string[]) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        broker: { type: "string" },
-        quick: { type: "boolean", default: false },
-        reps: { type: "string" },
-        prefetch: { type: "string", default: "256" },
-        "no-container": { type: "boolean", default: false },
-        out: { type: "string" },
-        "no-save": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(
-      `Cannot read the options: ${(error as Error).message}. See 'deno task bench --help'`,
-    );
-  }
-  const whole = (text: string | undefined, flag: string, fallback: number) => {
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new UsageError(`Cannot use ${flag} '${text}': give a whole number >= 1`);
-    }
-    return n;
-  };
+  const values = readOptions(args, {
+    broker: { type: "string" },
+    quick: { type: "boolean", default: false },
+    reps: { type: "string" },
+    prefetch: { type: "string", default: "256" },
+    "no-container": { type: "boolean", default: false },
+    out: { type: "string" },
+    "no-save": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, "bench");
   return {
     ...values,
-    reps: whole(values.reps, "--reps", values.quick ? 1 : 5),
-    prefetch: whole(values.prefetch, "--prefetch", 256),
+    reps: wholeNumber(values.reps, "--reps", values.quick ? 1 : 5),
+    prefetch: wholeNumber(values.prefetch, "--prefetch", 256),
   };
 }
 

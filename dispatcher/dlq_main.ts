@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
 import { connectRabbitMq, LOCAL_AMQP_URL } from "./choose_broker.ts";
@@ -17,7 +16,7 @@ import {
   type ReplayResult,
 } from "./dead_letters.ts";
 import { ConfigError, loadConfig } from "./load_config.ts";
-import { type CliIo, EXIT, runCli } from "./cli.ts";
+import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
 import { createPainter } from "./report.ts";
 
 const HELP = `Usage: deno task dlq [options]
@@ -45,34 +44,20 @@ Examples:
   deno task dlq --function task_b --limit 5
   deno task dlq --queue queue_b --reason exhausted --replay`;
 
-class UsageError extends Error {}
-
 const REASONS = ["rejected", "exhausted", "non_retryable"];
 
 function parseFlags(args: string[]) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        function: { type: "string" },
-        queue: { type: "string" },
-        config: { type: "string", default: "test-config.yml" },
-        broker: { type: "string" },
-        reason: { type: "string" },
-        limit: { type: "string" },
-        replay: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(
-      `Cannot read the options: ${(error as Error).message}. See 'deno task dlq --help'`,
-    );
-  }
+  const values = readOptions(args, {
+    function: { type: "string" },
+    queue: { type: "string" },
+    config: { type: "string", default: "test-config.yml" },
+    broker: { type: "string" },
+    reason: { type: "string" },
+    limit: { type: "string" },
+    replay: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, "dlq");
   if (values.function !== undefined && values.queue !== undefined) {
     throw new UsageError("Cannot use --function with --queue: choose one");
   }
@@ -81,13 +66,6 @@ function parseFlags(args: string[]) {
       `Cannot use --reason '${values.reason}': use one of ${REASONS.join(", ")}`,
     );
   }
-  let limit: number | undefined;
-  if (values.limit !== undefined) {
-    limit = Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new UsageError(`Cannot use --limit '${values.limit}': give a whole number >= 1`);
-    }
-  }
   if (values.queue?.endsWith(".dlq")) {
     throw new UsageError(
       `Cannot use --queue '${values.queue}': name the function's queue, '${
@@ -95,7 +73,10 @@ function parseFlags(args: string[]) {
       }'`,
     );
   }
-  return { ...values, limit: limit ?? (values.replay ? Number.MAX_SAFE_INTEGER : 100) };
+  return {
+    ...values,
+    limit: wholeNumber(values.limit, "--limit", values.replay ? Number.MAX_SAFE_INTEGER : 100),
+  };
 }
 
 async function queuesToRead(flags: ReturnType<typeof parseFlags>): Promise<string[]> {

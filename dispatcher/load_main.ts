@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
 import {
   type BrokerChoice,
@@ -15,7 +14,7 @@ import {
   connectRabbitMq,
   LOCAL_AMQP_URL,
 } from "./choose_broker.ts";
-import { type CliIo, EXIT, runCli } from "./cli.ts";
+import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
 import { startEmbedded } from "./embedded.ts";
 import { type LoadProgress, type LoadResult, type LoadTarget, runLoad } from "./load.ts";
 import { ConfigError, loadConfig } from "./load_config.ts";
@@ -52,46 +51,23 @@ Examples:
   deno task load --function task_a --work-ms 500 --tasks 40 --concurrency 40
   deno task load --rate 200 --tasks 2000`;
 
-class UsageError extends Error {}
-
-function whole(value: string | undefined, flag: string, fallback: number, min = 1): number {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < min) {
-    throw new UsageError(`Cannot use ${flag} '${value}': give a whole number >= ${min}`);
-  }
-  return number;
-}
-
 function parseFlags(args: string[]) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        tasks: { type: "string" },
-        concurrency: { type: "string" },
-        rate: { type: "string" },
-        function: { type: "string" },
-        "work-ms": { type: "string" },
-        "timeout-ms": { type: "string" },
-        config: { type: "string", default: "test-config.yml" },
-        broker: { type: "string" },
-        local: { type: "boolean", default: false },
-        "wait-workers": { type: "string" },
-        out: { type: "string" },
-        "no-save": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(
-      `Cannot read the options: ${(error as Error).message}. See 'deno task load --help'`,
-    );
-  }
+  const values = readOptions(args, {
+    tasks: { type: "string" },
+    concurrency: { type: "string" },
+    rate: { type: "string" },
+    function: { type: "string" },
+    "work-ms": { type: "string" },
+    "timeout-ms": { type: "string" },
+    config: { type: "string", default: "test-config.yml" },
+    broker: { type: "string" },
+    local: { type: "boolean", default: false },
+    "wait-workers": { type: "string" },
+    out: { type: "string" },
+    "no-save": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, "load");
   if (values.rate !== undefined && values.concurrency !== undefined) {
     throw new UsageError("Cannot use --rate with --concurrency: choose one");
   }
@@ -103,12 +79,12 @@ function parseFlags(args: string[]) {
   }
   return {
     ...values,
-    tasks: whole(values.tasks, "--tasks", 1000),
-    concurrency: whole(values.concurrency, "--concurrency", 100),
-    rate: values.rate === undefined ? undefined : whole(values.rate, "--rate", 1),
-    workMs: whole(values["work-ms"], "--work-ms", 0, 0),
-    timeoutMs: whole(values["timeout-ms"], "--timeout-ms", 60_000),
-    waitMs: whole(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
+    tasks: wholeNumber(values.tasks, "--tasks", 1000),
+    concurrency: wholeNumber(values.concurrency, "--concurrency", 100),
+    rate: values.rate === undefined ? undefined : wholeNumber(values.rate, "--rate", 1),
+    workMs: wholeNumber(values["work-ms"], "--work-ms", 0, 0),
+    timeoutMs: wholeNumber(values["timeout-ms"], "--timeout-ms", 60_000),
+    waitMs: wholeNumber(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
   };
 }
 
