@@ -10,7 +10,8 @@
  *   belong to the user the workers run as (`--worker-owner`, mode 0400), the
  *   dispatcher's and the operator's to the directory's owner (mode 0600), so
  *   that whoever owns the directory can run the dispatcher on the host;
- * - `definitions.json` is written anew; it holds salted hashes, no
+ * - `definitions.json` is rewritten in place (a running broker has it
+ *   mounted, see README "Rotating passwords"); it holds salted hashes, no
  *   passwords, and is readable by all (the broker runs as its own user). It
  *   locks `guest` out: a new password nobody keeps, no permissions.
  *
@@ -212,7 +213,9 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
   });
   const definitions = `${JSON.stringify(buildDefinitions(users), null, 2)}\n`;
   const definitionsPath = `${options.dir}/${DEFINITIONS_FILE}`;
-  await writeAtomically(definitionsPath, definitions, 0o644);
+  // In place, not by rename: a running broker mounts this very file, and
+  // `rabbitmqctl import_definitions` must see the new content (rotation).
+  await Deno.writeTextFile(definitionsPath, definitions, { mode: 0o644 });
   await settle(definitionsPath, dirOwner, 0o644);
   log(
     `secrets-init: wrote ${DEFINITIONS_FILE} (password hashes only) for users ${

@@ -103,7 +103,9 @@ Deno.test("initSecrets() keeps existing passwords, its own and given ones, on ev
     assert.deepEqual(again.created, []);
     assert.deepEqual(await passwords(dir), first);
     await assertHashesMatch(dir);
-    // Rotation: delete a file, and the next run makes a new password for it alone.
+    // Rotation: delete a file, and the next run makes a new password for it
+    // alone, and rewrites the definitions where a running broker mounts them.
+    const mounted = (await Deno.stat(`${dir}/${DEFINITIONS_FILE}`)).ino;
     await Deno.remove(`${dir}/task_a.password`);
     const rotated = await initSecrets({ dir, functions: FUNCTIONS, log });
     assert.deepEqual(rotated.created, ["task_a.password"]);
@@ -111,6 +113,7 @@ Deno.test("initSecrets() keeps existing passwords, its own and given ones, on ev
     assert.notEqual(after.task_a, first.task_a);
     assert.equal(after.task_b, first.task_b);
     await assertHashesMatch(dir);
+    assert.equal((await Deno.stat(`${dir}/${DEFINITIONS_FILE}`)).ino, mounted, "same file");
   });
 });
 

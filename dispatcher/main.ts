@@ -62,8 +62,8 @@ Options:
                        (default: error)
   -h, --help           show this help
 
-A password in --broker is visible to other users of this machine (ps); prefer
-a password file.
+A password in --broker is printed by 'deno task' and visible to other users of
+this machine (ps): prefer a password file, or AMQP_URL.
 
 Exit codes: 0 all tasks passed, 1 some task failed or timed out,
 2 bad option, configuration or credentials file, 3 broker or workers unavailable.

@@ -7,18 +7,13 @@
 
 import assert from "node:assert/strict";
 import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
-
-/** The image's command, as the exec-form JSON array it is. */
-export function workerCommand(): string[] {
-  const match = dockerfile.match(/^CMD (\[[\s\S]*?\])$/m);
-  assert.ok(match, "Dockerfile.worker has an exec-form CMD");
-  return JSON.parse(match[1].replace(/\\\n/g, ""));
-}
+const command = await workerCommand();
 
 function flagValues(flag: string): string[] {
-  const arg = workerCommand().find((a) => a.startsWith(`--${flag}=`));
+  const arg = command.find((a) => a.startsWith(`--${flag}=`));
   assert.ok(arg, `Dockerfile.worker sets --${flag}`);
   return arg.slice(flag.length + 3).split(",");
 }
@@ -36,7 +31,6 @@ Deno.test("Dockerfile.worker allows reading exactly the worker's secret file pat
 });
 
 Deno.test("Dockerfile.worker grants no write, subprocess or FFI permission and one host", () => {
-  const command = workerCommand();
   for (const flag of ["--allow-all", "-A", "--allow-write", "--allow-run", "--allow-ffi"]) {
     assert.ok(!command.some((arg) => arg === flag || arg.startsWith(`${flag}=`)), flag);
   }
