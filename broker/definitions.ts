@@ -21,8 +21,8 @@ export const ADMIN_USER = "admin";
 /**
  * RabbitMQ's default user. A broker that loads definitions at start does not
  * create it; one whose data predates this setup has it with the password
- * `guest`, so the definitions give it a random password nobody keeps, no
- * tags and no permissions of their own.
+ * `guest`, so the definitions give it a random password nobody keeps and no
+ * tags (permissions it had stay, but it can no longer log in).
  */
 export const GUEST_USER = "guest";
 

@@ -220,7 +220,7 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
   log(
     `secrets-init: wrote ${DEFINITIONS_FILE} (password hashes only) for users ${
       report.users.join(", ")
-    }, and ${GUEST_USER} locked out (a password nobody keeps, no permissions)`,
+    }, and ${GUEST_USER} locked out (a password nobody keeps)`,
   );
   return report;
 }
