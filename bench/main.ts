@@ -12,7 +12,8 @@
  */
 
 import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
-import { connectRabbitMq, LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
+import { LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
+import { connectRabbitMq } from "../dispatcher/connect_rabbitmq.ts";
 import { type CliIo, EXIT, readOptions, runCli, wholeNumber } from "../dispatcher/cli.ts";
 import { saveResults } from "../dispatcher/save_results.ts";
 import { type RunningProcess, startDeno, WORKER_PERMISSIONS } from "../tests/_processes.ts";
@@ -32,7 +33,9 @@ Measures, in one run on one RabbitMQ:
 Prints a table with the ratios and targets and saves results/bench_<timestamp>.json.
 
 Options:
-  --broker URL      RabbitMQ URL (default: $AMQP_URL, else ${LOCAL_AMQP_URL})
+  --broker URL      RabbitMQ URL of a user that may create queues, such as the
+                    host's guest or the compose stack's admin (default:
+                    $AMQP_URL, else ${LOCAL_AMQP_URL})
   --quick           a short run that checks the benchmark works, not its figures
   --reps N          repetitions per measurement (default: 5; --quick: 1)
   --prefetch N      prefetch and concurrency of both echo and worker (default: 256)
@@ -226,7 +229,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   const url = flags.broker ?? (io.env("AMQP_URL") || LOCAL_AMQP_URL);
   let admin: Broker;
   try {
-    admin = await connectRabbitMq(url, 5000, "bench");
+    admin = await connectRabbitMq(url, 5000, { connectionName: "bench" });
   } catch (error) {
     io.err(
       `${(error as Error).message}\nThe benchmark needs RabbitMQ: start it, or pass --broker.`,

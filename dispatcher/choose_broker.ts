@@ -1,8 +1,10 @@
 /**
  * Decides which broker a run uses: `--local` forces the embedded one; an
  * explicit URL (`--broker`, else `AMQP_URL`) must answer or the run fails;
- * with neither, RabbitMQ on localhost is tried and, when nothing answers
- * there, the embedded broker runs instead, with a notice saying so.
+ * with neither, RabbitMQ on localhost is tried (as the dispatcher of the
+ * compose stack when its password exists, see `resolve_broker.ts`) and, when
+ * nothing answers there, the embedded broker runs instead, with a notice
+ * saying so.
  *
  * @module
  */
@@ -10,7 +12,7 @@
 import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
 import type { Embedded, EmbeddedFunction, StartEmbeddedOptions } from "./embedded.ts";
 
-/** Where RabbitMQ is looked for when no URL is given. */
+/** Where RabbitMQ is looked for when no URL is given and no other default applies. */
 export const LOCAL_AMQP_URL = "amqp://guest:guest@localhost:5672";
 
 /** A broker chosen for a run. */
@@ -28,8 +30,14 @@ export interface BrokerChoice {
 export interface ChooseBrokerOptions {
   /** `--local`: use the embedded broker. */
   local: boolean;
-  /** `--broker`, else `AMQP_URL`. */
+  /** `--broker`, else `AMQP_URL`: it must answer. */
   url?: string;
+  /**
+   * Tried when `url` is not given; when nothing answers there, the embedded
+   * broker runs instead.
+   * @default {LOCAL_AMQP_URL}
+   */
+  defaultUrl?: string;
   /** Functions the embedded broker must run. */
   functions: EmbeddedFunction[];
   connect: (url: string, timeoutMs: number) => Promise<Broker>;
@@ -64,43 +72,17 @@ export async function chooseBroker(options: ChooseBrokerOptions): Promise<Broker
     const broker = await options.connect(options.url, options.timeoutMs ?? 5000);
     return { broker, label: maskUrl(options.url) };
   }
+  const defaultUrl = options.defaultUrl ?? LOCAL_AMQP_URL;
   try {
-    const broker = await options.connect(LOCAL_AMQP_URL, options.probeTimeoutMs ?? 1500);
-    return { broker, label: maskUrl(LOCAL_AMQP_URL) };
+    const broker = await options.connect(defaultUrl, options.probeTimeoutMs ?? 1500);
+    return { broker, label: maskUrl(defaultUrl) };
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
     return await embed(
       options,
       `No broker answered at ${
-        maskUrl(LOCAL_AMQP_URL)
+        maskUrl(defaultUrl)
       }, so this run uses the embedded broker. To run distributed: 'docker compose up -d --build', then run this again (or pass --broker URL).`,
     );
-  }
-}
-
-/**
- * Connects to RabbitMQ, retrying while nothing answers (a broker that is
- * still starting) until `timeoutMs` is spent; other failures end at once.
- */
-export async function connectRabbitMq(
-  url: string,
-  timeoutMs: number,
-  connectionName = "dispatcher",
-): Promise<Broker> {
-  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    try {
-      return await connectAmqp(url, {
-        timeoutMs: Math.max(100, deadline - Date.now()),
-        heartbeatSeconds: 2,
-        connectionName,
-      });
-    } catch (error) {
-      const again = error instanceof BrokerUnavailableError && error.unreachable &&
-        deadline - Date.now() > 1000;
-      if (!again) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
   }
 }

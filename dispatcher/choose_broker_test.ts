@@ -81,3 +81,19 @@ Deno.test("chooseBroker() uses localhost when it answers", async () => {
   assert.equal(choice.embedded, undefined);
   await hub.shutdown();
 });
+
+Deno.test("chooseBroker() probes the default URL it is given and names it, masked, when it falls back", async () => {
+  const tried: string[] = [];
+  const { base, hub } = options({
+    defaultUrl: "amqp://dispatcher:stack-pw@localhost:5672",
+    connect: (url) => {
+      tried.push(url);
+      return unreachable();
+    },
+  });
+  const choice = await chooseBroker(base);
+  assert.deepEqual(tried, ["amqp://dispatcher:stack-pw@localhost:5672"]);
+  assert.match(choice.notice!, /^No broker answered at amqp:\/\/dispatcher:\*\*\*@localhost:5672,/);
+  assert.ok(!choice.notice!.includes("stack-pw"));
+  await hub.shutdown();
+});

@@ -8,7 +8,10 @@
 
 import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
-import { connectRabbitMq, LOCAL_AMQP_URL } from "./choose_broker.ts";
+import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
+import { connectRabbitMq } from "./connect_rabbitmq.ts";
+import { resolveBroker } from "./resolve_broker.ts";
 import {
   type DeadLetter,
   listDeadLetters,
@@ -31,7 +34,7 @@ Options:
   --function NAME   only this function's dead letters (from --config)
   --queue NAME      only this queue's dead letters (queue_a, not queue_a.dlq)
   --config PATH     where the functions and queues are (default: test-config.yml)
-  --broker URL      RabbitMQ URL (default: $AMQP_URL, else ${LOCAL_AMQP_URL})
+${brokerHelp("admin")}
   --reason REASON   only letters dead-lettered for REASON: rejected, exhausted
                     or non_retryable
   --limit N         at most N letters per queue (default: 100 to list, all to replay)
@@ -51,7 +54,7 @@ function parseFlags(args: string[]) {
     function: { type: "string" },
     queue: { type: "string" },
     config: { type: "string", default: "test-config.yml" },
-    broker: { type: "string" },
+    ...BROKER_OPTIONS,
     reason: { type: "string" },
     limit: { type: "string" },
     replay: { type: "boolean", default: false },
@@ -126,13 +129,22 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
-  const url = flags.broker ?? (io.env("AMQP_URL") || LOCAL_AMQP_URL);
+  let url: string;
   let broker: Broker;
   try {
-    broker = await connectRabbitMq(url, 5000, "dlq");
+    // Dead letters are the admin's: in the compose stack, no other user may read them.
+    const target = await resolveBroker(brokerFlags(flags), {
+      env: io.env,
+      root: new URL("../", import.meta.url),
+      user: "admin",
+    });
+    url = target.url;
+    broker = await connectRabbitMq(url, 5000, { tls: target.tls, connectionName: "dlq" });
   } catch (error) {
     io.err(paint.bad((error as Error).message));
-    return EXIT.unavailable;
+    return error instanceof TypeError || error instanceof SecretFileError
+      ? EXIT.usage
+      : EXIT.unavailable;
   }
   const report: Record<string, unknown>[] = [];
   try {

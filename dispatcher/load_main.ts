@@ -8,12 +8,11 @@
  */
 
 import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import {
-  type BrokerChoice,
-  chooseBroker,
-  connectRabbitMq,
-  LOCAL_AMQP_URL,
-} from "./choose_broker.ts";
+import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
+import { type BrokerChoice, chooseBroker } from "./choose_broker.ts";
+import { connectRabbitMq } from "./connect_rabbitmq.ts";
+import { resolveBroker, type ResolvedBroker } from "./resolve_broker.ts";
 import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
 import { startEmbedded } from "./embedded.ts";
 import { type LoadProgress, type LoadResult, type LoadTarget, runLoad } from "./load.ts";
@@ -37,8 +36,8 @@ Options:
   --work-ms MS         simulated work per task, as payload work_ms (default: 0)
   --timeout-ms MS      per-task timeout (default: 60000)
   --config PATH        where the functions are (default: test-config.yml)
-  --broker URL         RabbitMQ URL (default: $AMQP_URL, else ${LOCAL_AMQP_URL},
-                       else the embedded broker)
+${brokerHelp("dispatcher")}
+                       If nothing answers without a URL: the embedded broker.
   --local              run on the embedded broker
   --wait-workers SECS  how long to wait for workers (default: 10)
   --out FILE           save the figures here instead
@@ -60,7 +59,7 @@ function parseFlags(args: string[]) {
     "work-ms": { type: "string" },
     "timeout-ms": { type: "string" },
     config: { type: "string", default: "test-config.yml" },
-    broker: { type: "string" },
+    ...BROKER_OPTIONS,
     local: { type: "boolean", default: false },
     "wait-workers": { type: "string" },
     out: { type: "string" },
@@ -71,8 +70,10 @@ function parseFlags(args: string[]) {
   if (values.rate !== undefined && values.concurrency !== undefined) {
     throw new UsageError("Cannot use --rate with --concurrency: choose one");
   }
-  if (values.local && values.broker !== undefined) {
-    throw new UsageError("Cannot use --local with --broker: choose one");
+  for (const flag of BROKER_FLAGS) {
+    if (values.local && values[flag] !== undefined) {
+      throw new UsageError(`Cannot use --local with --${flag}: the embedded broker needs neither`);
+    }
   }
   if (values.out !== undefined && values["no-save"]) {
     throw new UsageError("Cannot use --out with --no-save: choose one");
@@ -153,16 +154,27 @@ export async function main(args: string[], io: CliIo, isTerminal = false): Promi
 
   let choice: BrokerChoice;
   try {
+    let target: ResolvedBroker | undefined;
+    if (!flags.local) {
+      target = await resolveBroker(brokerFlags(flags), {
+        env: io.env,
+        root: new URL("../", import.meta.url),
+      });
+    }
     choice = await chooseBroker({
       local: flags.local,
-      url: flags.broker ?? (io.env("AMQP_URL") || undefined),
+      url: target?.explicit ? target.url : undefined,
+      defaultUrl: target?.url,
       functions: targets,
-      connect: connectRabbitMq,
+      connect: (url, timeoutMs) =>
+        connectRabbitMq(url, timeoutMs, { tls: target?.tls, connectionName: "load" }),
       startEmbedded,
     });
   } catch (error) {
     io.err(paint.bad((error as Error).message));
-    return error instanceof TypeError ? EXIT.usage : EXIT.unavailable;
+    return error instanceof TypeError || error instanceof SecretFileError
+      ? EXIT.usage
+      : EXIT.unavailable;
   }
   if (choice.notice) io.err(paint.warn(choice.notice));
   let client: RpcClient | undefined;

@@ -11,17 +11,15 @@ import { parseArgs } from "node:util";
 import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
 import type { LogLevel } from "../functions/_runtime/log.ts";
 import { LOG_LEVELS } from "../functions/_runtime/log.ts";
-import {
-  type BrokerChoice,
-  chooseBroker,
-  connectRabbitMq,
-  LOCAL_AMQP_URL,
-} from "./choose_broker.ts";
+import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { type BrokerChoice, chooseBroker, LOCAL_AMQP_URL } from "./choose_broker.ts";
+import { connectRabbitMq } from "./connect_rabbitmq.ts";
 import { dispatchAll } from "./dispatch_all.ts";
 import { startEmbedded } from "./embedded.ts";
 import { ConfigError, loadConfig, type Scenario } from "./load_config.ts";
 import { createPainter, formatOutcome, formatSummary, summarize } from "./report.ts";
 import { type CliIo, EXIT, runCli } from "./cli.ts";
+import { resolveBroker, type ResolvedBroker, STACK_AMQP_URL } from "./resolve_broker.ts";
 import { RpcClient } from "./rpc_client.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
@@ -37,9 +35,20 @@ Options:
   --config PATH        configuration file (default: test-config.yml)
   --scenario NAME      scenario to run (default: the file's default_scenario)
   --list               list the file's scenarios and exit
-  --broker URL         RabbitMQ URL, e.g. amqp://guest:guest@localhost:5672
-                       (default: $AMQP_URL; with neither, ${LOCAL_AMQP_URL}
-                       and, if nothing answers there, the embedded broker)
+  --broker URL         RabbitMQ URL, e.g. amqp://dispatcher@localhost:5672
+                       (default: $AMQP_URL or the URL in $AMQP_URL_FILE; with
+                       none, ${STACK_AMQP_URL} when the compose
+                       stack's secrets/dispatcher.password exists, else
+                       ${LOCAL_AMQP_URL}; if nothing
+                       answers there, the embedded broker)
+  --password-file PATH file holding the password of the URL's user (default:
+                       $AMQP_PASSWORD_FILE; for the user dispatcher, the
+                       compose stack's, in $SECRETS_DIR or secrets/)
+  --ca-file PATH       amqps://: CA certificate (PEM) that signs the broker's
+                       certificate (default: $AMQP_CA_FILE, else the system's)
+  --cert-file PATH     amqps://: client certificate (PEM), for brokers that ask
+                       for one (default: $AMQP_CERT_FILE); with --key-file
+  --key-file PATH      its private key (default: $AMQP_KEY_FILE)
   --local              run on the embedded broker: each function in its own
                        Web Worker in this process, no RabbitMQ needed
   --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
@@ -48,13 +57,18 @@ Options:
                        (default: error)
   -h, --help           show this help
 
+A password in --broker is printed by 'deno task' and visible to other users of
+this machine (ps): prefer a password file, or AMQP_URL.
+
 Exit codes: 0 all tasks passed, 1 some task failed or timed out,
-2 bad option or configuration, 3 broker or workers unavailable.
+2 bad option, configuration or credentials file, 3 broker or workers unavailable.
 
 Examples:
   deno task dispatch
   deno task dispatch --scenario burst
-  deno task dispatch --broker amqp://guest:guest@localhost:5673
+  deno task dispatch --broker amqp://dispatcher@localhost:5673
+  deno task dispatch --broker amqps://dispatcher@broker.example:5671 \\
+    --password-file dispatcher.password --ca-file ca.pem
   deno task dispatch --local --scenario recovers_after_retries`;
 
 class UsageError extends Error {}
@@ -80,6 +94,10 @@ function parseFlags(args: string[]) {
         scenario: { type: "string" },
         list: { type: "boolean", default: false },
         broker: { type: "string" },
+        "password-file": { type: "string" },
+        "ca-file": { type: "string" },
+        "cert-file": { type: "string" },
+        "key-file": { type: "string" },
         local: { type: "boolean", default: false },
         "wait-workers": { type: "string" },
         "timeout-ms": { type: "string" },
@@ -93,8 +111,10 @@ function parseFlags(args: string[]) {
     );
   }
   const values = parsed.values;
-  if (values.local && values.broker !== undefined) {
-    throw new UsageError("Cannot use --local with --broker: choose one");
+  for (const flag of ["broker", "password-file", "ca-file", "cert-file", "key-file"] as const) {
+    if (values.local && values[flag] !== undefined) {
+      throw new UsageError(`Cannot use --local with --${flag}: the embedded broker needs neither`);
+    }
   }
   const logLevel = values["log-level"] as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -169,22 +189,38 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   io.out(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
   io.out(`Expected workers: ${needed.length}`);
 
+  let target: ResolvedBroker | undefined;
   let choice: BrokerChoice;
   try {
+    if (!flags.local) {
+      target = await resolveBroker({
+        broker: flags.broker,
+        passwordFile: flags["password-file"],
+        caFile: flags["ca-file"],
+        certFile: flags["cert-file"],
+        keyFile: flags["key-file"],
+      }, { env: io.env, root: new URL("../", import.meta.url) });
+    }
     choice = await chooseBroker({
       local: flags.local,
-      url: flags.broker ?? (io.env("AMQP_URL") || undefined),
+      url: target?.explicit ? target.url : undefined,
+      defaultUrl: target?.url,
       functions: needed,
-      connect: connectRabbitMq,
+      connect: (url, timeoutMs) => connectRabbitMq(url, timeoutMs, { tls: target?.tls }),
       startEmbedded,
       embeddedOptions: { logLevel: flags.logLevel },
     });
   } catch (error) {
     io.err(paint.bad((error as Error).message));
-    return error instanceof TypeError ? EXIT.usage : EXIT.unavailable;
+    return error instanceof TypeError || error instanceof SecretFileError
+      ? EXIT.usage
+      : EXIT.unavailable;
   }
   if (choice.notice) io.err(paint.warn(choice.notice));
-  io.out(`Broker: ${choice.label}`);
+  const credentials = !choice.embedded && target?.passwordFile
+    ? ` (password from ${target.passwordFile})`
+    : "";
+  io.out(`Broker: ${choice.label}${credentials}`);
   if (choice.embedded && !choice.embedded.sandboxed) {
     io.err(paint.warn(
       "Functions run with this process's permissions: add --unstable-worker-options to sandbox them",

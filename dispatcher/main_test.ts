@@ -133,6 +133,7 @@ Deno.test("main() exits 2 for bad flags and unknown scenarios", async () => {
     const args of [
       ["--bogus"],
       ["--local", "--broker", "amqp://localhost"],
+      ["--local", "--ca-file", "ca.pem"],
       ["--wait-workers", "soon"],
       ["--timeout-ms", "-1"],
       ["--log-level", "loud"],
@@ -175,4 +176,30 @@ Deno.test("main() fails within 5 s when an explicit broker does not answer", asy
     new RegExp(`Cannot connect to the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port}`),
   );
   assert.ok(!err.includes("secret"), "the password is masked");
+});
+
+Deno.test("main() exits 2 naming a password or TLS file it cannot use, before connecting", async () => {
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [
+      ["--broker", "amqp://dispatcher@127.0.0.1:1", "--password-file", "/nonexistent/pw"],
+      {},
+      /^Cannot read --password-file as '\/nonexistent\/pw' does not exist: create it, or set --password-file to the file that holds it$/,
+    ],
+    [
+      [],
+      { AMQP_URL: "amqps://u:s3cret@127.0.0.1:1", AMQP_CA_FILE: "/nonexistent/ca.pem" },
+      /^Cannot read AMQP_CA_FILE as '\/nonexistent\/ca\.pem' does not exist/,
+    ],
+    [
+      ["--broker", "amqp://u:s3cret@127.0.0.1:1", "--cert-file", "cert.pem"],
+      {},
+      /^Cannot use --cert-file with 'amqp:\/\/u:\*\*\*@127\.0\.0\.1:1' as that connection is not encrypted/,
+    ],
+  ];
+  for (const [args, env, pattern] of cases) {
+    const { code, err } = await run(args, env);
+    assert.equal(code, EXIT.usage, err);
+    assert.match(err, pattern);
+    assert.ok(!err.includes("s3cret"), "the password is masked");
+  }
 });

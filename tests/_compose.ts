@@ -7,39 +7,10 @@
 
 import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
 import type { Broker } from "../functions/_runtime/broker.ts";
+import { type CommandOutput, docker, readSecret } from "./_docker.ts";
 import { freePort, uniqueName, waitFor } from "./_infra.ts";
 
-const ROOT = new URL("../", import.meta.url);
-const decoder = new TextDecoder();
-
-/** The outcome of a `docker` command. */
-export interface DockerResult {
-  code: number;
-  stdout: string;
-  /** stdout and stderr together, for messages. */
-  text: string;
-}
-
-/** Runs `docker <args>` in the project root; throws with its output unless it succeeds. */
-export async function docker(
-  args: string[],
-  env: Record<string, string> = {},
-  allowFailure = false,
-): Promise<DockerResult> {
-  const output = await new Deno.Command("docker", {
-    args,
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = decoder.decode(output.stdout).trim();
-  const text = `${stdout}\n${decoder.decode(output.stderr)}`;
-  if (!output.success && !allowFailure) {
-    throw new Error(`docker ${args.join(" ")} failed (${output.code}):\n${text}`);
-  }
-  return { code: output.code, stdout, text };
-}
+export { docker };
 
 /** The parts of `docker inspect` the tests read. */
 export interface ContainerInfo {
@@ -53,9 +24,13 @@ export interface ContainerInfo {
 export interface Stack {
   project: string;
   amqpPort: number;
-  /** URL of the stack's broker as seen from the host. */
-  amqpUrl: string;
-  compose(args: string[], allowFailure?: boolean): Promise<DockerResult>;
+  /** Where secrets-init keeps this stack's passwords. */
+  secretsDir: string;
+  /** Variables that point the project's tools at this stack's secrets. */
+  env: Record<string, string>;
+  /** URL of the stack's broker as seen from the host, as `user`, password included. */
+  url(user: "admin" | "dispatcher"): Promise<string>;
+  compose(args: string[], allowFailure?: boolean): Promise<CommandOutput>;
   /** Container ids of a service's replicas. */
   containers(service: string): Promise<string[]>;
   /** `docker inspect` of one container. */
@@ -64,21 +39,31 @@ export interface Stack {
   down(): Promise<void>;
 }
 
-/** Prepares (does not start) a stack with a unique project name and free ports. */
-export function createStack(prefix: string): Stack {
+/**
+ * Prepares (does not start) a stack with a unique project name, free ports
+ * and a secrets directory of its own.
+ */
+export async function createStack(prefix: string): Promise<Stack> {
   const project = uniqueName(prefix);
   const amqpPort = freePort();
+  const secretsDir = await Deno.makeTempDir({ prefix: `${prefix}-secrets-` });
   const env = {
     AMQP_PORT: String(amqpPort),
     MANAGEMENT_PORT: String(freePort()),
     COMPOSE_PROJECT_NAME: project,
+    SECRETS_DIR: secretsDir,
   };
   const compose = (args: string[], allowFailure = false) =>
     docker(["compose", "-p", project, ...args], env, allowFailure);
   return {
     project,
     amqpPort,
-    amqpUrl: `amqp://guest:guest@127.0.0.1:${amqpPort}`,
+    secretsDir,
+    env: { SECRETS_DIR: secretsDir },
+    async url(user) {
+      const password = await readSecret(`${secretsDir}/${user}.password`);
+      return `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}`;
+    },
     compose,
     async containers(service) {
       return (await compose(["ps", "-q", service])).stdout.split("\n").filter(Boolean);
@@ -89,6 +74,28 @@ export function createStack(prefix: string): Stack {
     async down() {
       const result = await compose(["down", "-v", "--rmi", "local", "--remove-orphans"], true);
       if (result.code !== 0) console.error(result.text);
+      try {
+        await Deno.remove(secretsDir, { recursive: true });
+        return;
+      } catch {
+        // secrets-init gave some files to the workers' user: remove them as root.
+      }
+      await docker(
+        [
+          "run",
+          "--rm",
+          "-u",
+          "0",
+          "-v",
+          `${secretsDir}:/s`,
+          Deno.env.get("DENO_IMAGE") ?? "denoland/deno:distroless-2.9.6",
+          "eval",
+          "for (const e of Deno.readDirSync('/s')) Deno.removeSync('/s/' + e.name)",
+        ],
+        {},
+        true,
+      );
+      await Deno.remove(secretsDir, { recursive: true }).catch(() => {});
     },
   };
 }

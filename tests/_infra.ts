@@ -39,8 +39,21 @@ async function dockerRuns(): Promise<boolean> {
   }
 }
 
+async function opensslRuns(): Promise<boolean> {
+  try {
+    const command = new Deno.Command("openssl", {
+      args: ["version"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await command.output()).success;
+  } catch {
+    return false;
+  }
+}
+
 const HAS_RABBITMQ = await reachable(AMQP_URL);
-const HAS_DOCKER = await dockerRuns();
+const HAS_DOCKER = await dockerRuns() && await opensslRuns();
 const told = new Set<string>();
 
 function gate(available: boolean, what: string, howTo: string): boolean {
@@ -60,11 +73,11 @@ export const NEEDS_RABBITMQ = gate(
     "Start one (docker compose up -d rabbitmq) or set AMQP_URL.",
 );
 
-/** `ignore` for tests that need a Docker engine with compose. */
+/** `ignore` for tests that need a Docker engine with compose, and openssl for certificates. */
 export const NEEDS_DOCKER = gate(
   HAS_DOCKER,
   "end-to-end",
-  "no Docker engine with 'docker compose' answers. Start Docker to run them.",
+  "no Docker engine with 'docker compose' answers, or no openssl. Start Docker and install openssl to run them.",
 );
 
 /** Fails with `message` unless `check` turns true before `timeoutMs`. */

@@ -1,28 +1,41 @@
 /**
  * The worker image's Deno permissions must match what the runtime reads:
- * a variable the runtime reads but the image does not allow would fail only
- * in the container.
+ * a variable or a file the runtime reads but the image does not allow would
+ * fail only in the container, and one the image allows but the runtime does
+ * not need would widen what a function can reach.
  */
 
 import assert from "node:assert/strict";
-import { WORKER_ENV_VARS } from "../functions/_runtime/worker_settings.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
+const command = await workerCommand();
 
 function flagValues(flag: string): string[] {
-  const match = dockerfile.match(new RegExp(`"--${flag}=([^"]*)"`));
-  assert.ok(match, `Dockerfile.worker sets --${flag}`);
-  return match[1].split(",");
+  const arg = command.find((a) => a.startsWith(`--${flag}=`));
+  assert.ok(arg, `Dockerfile.worker sets --${flag}`);
+  return arg.slice(flag.length + 3).split(",");
 }
 
 Deno.test("Dockerfile.worker allows exactly the variables the worker reads", () => {
   assert.deepEqual(flagValues("allow-env").sort(), [...WORKER_ENV_VARS].sort());
 });
 
-Deno.test("Dockerfile.worker grants no file, subprocess or FFI permission", () => {
-  for (const flag of ["allow-all", "-A", "allow-read", "allow-write", "allow-run", "allow-ffi"]) {
-    assert.ok(!dockerfile.includes(`"--${flag}`) && !dockerfile.includes(`"${flag}"`), flag);
+Deno.test("Dockerfile.worker allows reading exactly the worker's secret file paths", () => {
+  assert.deepEqual(flagValues("allow-read").sort(), Object.values(WORKER_IMAGE_FILES).sort());
+  for (const [variable, path] of Object.entries(WORKER_IMAGE_FILES)) {
+    assert.ok(WORKER_ENV_VARS.includes(variable as never), `${variable} is a worker variable`);
+    assert.match(path, /^\/run\/secrets\/[a-z_.]+$/, `${variable} is read from /run/secrets`);
   }
-  assert.match(dockerfile, /"--cached-only"/);
+});
+
+Deno.test("Dockerfile.worker grants no write, subprocess or FFI permission and one host", () => {
+  for (const flag of ["--allow-all", "-A", "--allow-write", "--allow-run", "--allow-ffi"]) {
+    assert.ok(!command.some((arg) => arg === flag || arg.startsWith(`${flag}=`)), flag);
+  }
+  assert.deepEqual(flagValues("allow-net"), ["rabbitmq:5672"]);
+  assert.deepEqual(flagValues("allow-sys"), ["hostname"]);
+  assert.ok(command.includes("--cached-only") && command.includes("--no-prompt"));
   assert.match(dockerfile, /^USER 65532:65532$/m);
 });

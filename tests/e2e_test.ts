@@ -1,75 +1,528 @@
 /**
  * End to end: the containers from compose.yaml, driven the way a user drives
  * them: `docker compose up -d --build`, then `deno task dispatch`, then
- * `docker compose down -v`. The stack gets a project name and ports of its
- * own, so it never touches a stack or broker already running on the machine.
+ * `docker compose down -v`. The stack gets a project name, ports and a
+ * secrets directory of its own, so it never touches a stack or broker
+ * already running on the machine.
+ *
+ * One stack serves every check (the machine has 2 cores). To compose.yaml it
+ * adds, by an override file made here: a TLS listener on the broker that
+ * requires client certificates (throwaway certificates from openssl), and a
+ * worker of the sandbox fixture (tests/fixtures/functions/escape.ts) built
+ * into the real worker image, connecting over TLS.
  */
 
 import assert from "node:assert/strict";
-import { createStack, docker } from "./_compose.ts";
-import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
+import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import type { Broker } from "../functions/_runtime/broker.ts";
+import type { TaskReply } from "../functions/_runtime/contract.ts";
+import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import { RpcClient } from "../dispatcher/rpc_client.ts";
+import {
+  type CommandOutput,
+  docker,
+  readComposeFile,
+  readSecret,
+  workerCommand,
+} from "./_docker.ts";
+import { freePort, NEEDS_DOCKER, uniqueName, waitFor } from "./_infra.ts";
 import { runDeno } from "./_processes.ts";
+import { makeTestPki, type TestPki } from "./_tls.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const WORKERS = ["worker-a", "worker-b", "worker-escape"];
+
+/** The broker's TLS listener: verify clients, and refuse those without a certificate. */
+const TLS_CONF = `listeners.ssl.default = 5671
+ssl_options.cacertfile = /etc/rabbitmq/tls/ca.pem
+ssl_options.certfile = /etc/rabbitmq/tls/server.pem
+ssl_options.keyfile = /etc/rabbitmq/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+`;
+
+/** compose.yaml's worker-a, turned into a worker of the sandbox fixture over TLS. */
+async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqpsPort: number) {
+  const base = await readComposeFile();
+  const workerA = base.services["worker-a"];
+  const command = (await workerCommand()).map((arg) =>
+    arg.startsWith("--allow-net=") ? "--allow-net=rabbitmq:5671" : arg
+  );
+  const { environment: _, secrets: __, build, ...confinement } = workerA;
+  return {
+    services: {
+      "secrets-init": {
+        command: [...base.services["secrets-init"].command, "--function=escape=queue_escape"],
+      },
+      rabbitmq: {
+        ports: [`127.0.0.1:${amqpsPort}:5671`],
+        volumes: [
+          `${dir}/tls:/etc/rabbitmq/tls:ro`,
+          `${dir}/tls/30-tls.conf:/etc/rabbitmq/conf.d/30-tls.conf:ro`,
+        ],
+      },
+      "worker-escape": {
+        ...confinement,
+        build: {
+          ...build,
+          args: { ...build.args, FUNCTION: "escape", FUNCTIONS_DIR: "tests/fixtures/functions" },
+        },
+        environment: {
+          ...workerA.environment,
+          AMQP_URL: "amqps://escape@rabbitmq:5671",
+          AMQP_CA_FILE: WORKER_IMAGE_FILES.AMQP_CA_FILE,
+          AMQP_CERT_FILE: WORKER_IMAGE_FILES.AMQP_CERT_FILE,
+          AMQP_KEY_FILE: WORKER_IMAGE_FILES.AMQP_KEY_FILE,
+        },
+        secrets: [
+          { source: "escape_password", target: "amqp_password" },
+          { source: "e2e_ca", target: "amqp_ca.pem" },
+          { source: "e2e_client_cert", target: "amqp_cert.pem" },
+          { source: "e2e_client_key", target: "amqp_key.pem" },
+        ],
+        command,
+      },
+    },
+    secrets: {
+      escape_password: { file: `${secretsDir}/escape.password` },
+      e2e_ca: { file: pki.ca },
+      e2e_client_cert: { file: pki.clientCert },
+      e2e_client_key: { file: pki.clientKey },
+    },
+  };
+}
+
+/** What a broker operation did: "ok", or the error's message. */
+async function attempt(url: string, operation: (broker: Broker) => Promise<unknown>) {
+  let broker: Broker;
+  try {
+    broker = await connectAmqp(url, { connectionName: "e2e-test", timeoutMs: 5000 });
+  } catch (error) {
+    return (error as Error).message;
+  }
+  try {
+    await operation(broker);
+    return "ok";
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await broker.close();
+  }
+}
 
 Deno.test({
-  name:
-    "docker compose up -d --build, then deno task dispatch, returns both results from containers",
+  name: "compose stack: least privilege on the broker, secrets, TLS and the worker sandbox",
   ignore: NEEDS_DOCKER,
-  async fn() {
-    const stack = createStack("e2e");
-    const compose = stack.compose;
+  async fn(t) {
+    const project = uniqueName("e2e");
+    const dir = await Deno.makeTempDir({ prefix: "e2e-" });
+    const secretsDir = `${dir}/secrets`;
+    await Deno.mkdir(`${dir}/tls`, { recursive: true });
+    await Deno.mkdir(secretsDir);
+    const pki = await makeTestPki(`${dir}/tls`, ["rabbitmq", "localhost"]);
+    await Deno.writeTextFile(`${dir}/tls/30-tls.conf`, TLS_CONF);
+    const [amqpPort, managementPort, amqpsPort] = [freePort(), freePort(), freePort()];
+    await Deno.writeTextFile(
+      `${dir}/override.json`,
+      JSON.stringify(await overrideFile(dir, secretsDir, pki, amqpsPort), null, 2),
+    );
+    // An operator's own password for task_a; secrets-init makes the others.
+    const taskAPassword = `given-${crypto.randomUUID()}`;
+    await Deno.writeTextFile(`${secretsDir}/task_a.password`, `${taskAPassword}\n`);
+    const env = {
+      AMQP_PORT: String(amqpPort),
+      MANAGEMENT_PORT: String(managementPort),
+      SECRETS_DIR: secretsDir,
+    };
+    // Every output of the run, searched for passwords at the end.
+    const outputs: string[] = [];
+    const keep = <T extends CommandOutput | { stdout: string; stderr: string }>(output: T) => {
+      outputs.push("text" in output ? output.text : output.stdout + output.stderr);
+      return output;
+    };
+    const compose = async (args: string[], allowFailure = false) =>
+      keep(
+        await docker(
+          ["compose", "-p", project, "-f", "compose.yaml", "-f", `${dir}/override.json`, ...args],
+          env,
+          allowFailure,
+        ),
+      );
+    const dispatch = async (args: string[], extra: Record<string, string> = {}) =>
+      keep(await runDeno(["task", "dispatch", ...args], { SECRETS_DIR: secretsDir, ...extra }));
+    const plain = (user: string, password: string) =>
+      `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}`;
+    const containerOf = async (service: string) => (await compose(["ps", "-q", service])).stdout;
+    const inspect = async (id: string) => JSON.parse(keep(await docker(["inspect", id])).stdout)[0];
+
     try {
       await compose(["up", "-d", "--build"]);
-      const run = await runDeno(
-        ["task", "dispatch", "--broker", stack.amqpUrl],
-      );
-      assert.equal(run.code, 0, run.stdout + run.stderr);
-      const out = run.stdout;
-      assert.match(out, /^Loaded config: Distributed task system demo \(test-config\.yml\)$/m);
-      assert.match(out, /^Expected workers: 2$/m);
-      assert.match(out, /^Dispatching tasks\.\.\.$/m);
-      // Worker ids carry the container's host name: its short container id.
-      assert.match(
-        out,
-        /^Result from task_a: Hello from Task A \(\d\.\d{3} s, attempts: 1, worker: task_a@[0-9a-f]{12}-\d+\)$/m,
-      );
-      assert.match(
-        out,
-        /^Result from task_b: Hello from Task B \(\d\.\d{3} s, attempts: 1, worker: task_b@[0-9a-f]{12}-\d+\)$/m,
-      );
-      assert.match(out, /^Total wall time: \d\.\d{3} s; sum of task times: \d\.\d{3} s/m);
-      assert.match(out, /^Passed: 2\/2$/m);
-
-      // The containers run as configured: non-root, read-only, no capabilities.
-      for (const service of ["worker-a", "worker-b"]) {
-        const [id] = await stack.containers(service);
-        const inspect = await stack.inspect(id);
-        assert.equal(inspect.Config.User, "65532:65532", `${service} runs as nonroot`);
-        assert.equal(inspect.HostConfig.ReadonlyRootfs, true, `${service} has a read-only root`);
-        assert.deepEqual(inspect.HostConfig.CapDrop, ["ALL"], `${service} drops capabilities`);
-        assert.ok(
-          (inspect.HostConfig.SecurityOpt ?? []).some((o) => o.startsWith("no-new-privileges")),
-          `${service} has no-new-privileges`,
-        );
-        const image = inspect.Config.Image;
-        const shell = await docker(
-          ["run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "true"],
-          {},
-          true,
-        );
-        assert.notEqual(shell.code, 0, `${service}'s image has no shell`);
+      const passwords: Record<string, string> = {};
+      for (const user of ["admin", "dispatcher", "task_a", "task_b", "escape"]) {
+        passwords[user] = await readSecret(`${secretsDir}/${user}.password`);
       }
+      assert.equal(passwords.task_a, taskAPassword, "secrets-init keeps a given password");
 
-      // A stopped worker drains and exits 0.
-      const [a] = await stack.containers("worker-a");
-      await compose(["stop", "worker-a"]);
-      const state = (await stack.inspect(a)).State;
-      assert.equal(state.ExitCode, 0, "worker-a exits 0 on SIGTERM");
-      await waitFor(
-        async () => (await compose(["logs", "worker-a"])).text.includes('"msg":"Stopped"'),
-        "stop log",
+      await t.step("deno task dispatch, as the stack's dispatcher, gets both results", async () => {
+        const run = await dispatch(["--broker", `amqp://dispatcher@127.0.0.1:${amqpPort}`]);
+        assert.equal(run.code, 0, run.stdout + run.stderr);
+        const out = run.stdout;
+        assert.match(out, /^Loaded config: Distributed task system demo \(test-config\.yml\)$/m);
+        assert.ok(
+          out.includes(
+            `Broker: amqp://dispatcher:***@127.0.0.1:${amqpPort} (password from ${secretsDir}/dispatcher.password)`,
+          ),
+          out,
+        );
+        // Worker ids carry the container's host name: its short container id.
+        assert.match(
+          out,
+          /^Result from task_a: Hello from Task A \(\d\.\d{3} s, attempts: 1, worker: task_a@[0-9a-f]{12}-\d+\)$/m,
+        );
+        assert.match(
+          out,
+          /^Result from task_b: Hello from Task B \(\d\.\d{3} s, attempts: 1, worker: task_b@[0-9a-f]{12}-\d+\)$/m,
+        );
+        assert.match(out, /^Passed: 2\/2$/m);
+      });
+
+      await t.step("the broker refuses each user what is not its own", async () => {
+        const refusal = (user: string, queue: string) =>
+          new RegExp(
+            `as the broker refused access: .*ACCESS_REFUSED - access to queue '${
+              queue.replaceAll(".", "\\.")
+            }' in vhost '/' refused for user '${user}'`,
+          );
+        const taskA = plain("task_a", passwords.task_a);
+        const dispatcher = plain("dispatcher", passwords.dispatcher);
+        type Case = [string, string, string, (b: Broker) => Promise<unknown>, RegExp | "ok"];
+        const cases: Case[] = [
+          ["guest", "log in", plain("guest", "guest"), () => Promise.resolve(), /refused the user/],
+          ["task_a", "declare queue_a", taskA, (b) => b.declareQueue("queue_a"), "ok"],
+          ["task_a", "declare queue_a.dlq", taskA, (b) => b.declareQueue("queue_a.dlq"), "ok"],
+          [
+            "task_a",
+            "consume queue_b",
+            taskA,
+            (b) => b.consume("queue_b", () => {}, { prefetch: 1 }),
+            refusal("task_a", "queue_b"),
+          ],
+          [
+            "task_a",
+            "get queue_b.dlq",
+            taskA,
+            (b) => b.get("queue_b.dlq"),
+            refusal("task_a", "queue_b.dlq"),
+          ],
+          [
+            "task_a",
+            "declare queue_b",
+            taskA,
+            (b) => b.declareQueue("queue_b"),
+            refusal("task_a", "queue_b"),
+          ],
+          [
+            "task_a",
+            "delete queue_b",
+            taskA,
+            (b) => b.deleteQueue("queue_b"),
+            refusal("task_a", "queue_b"),
+          ],
+          ["dispatcher", "check queue_a", dispatcher, (b) => b.inspectQueue("queue_a"), "ok"],
+          [
+            "dispatcher",
+            "open Direct Reply-to",
+            dispatcher,
+            (b) => b.openReplyQueue(() => {}),
+            "ok",
+          ],
+          [
+            "dispatcher",
+            "consume queue_a",
+            dispatcher,
+            (b) => b.consume("queue_a", () => {}, { prefetch: 1 }),
+            refusal("dispatcher", "queue_a"),
+          ],
+          [
+            "dispatcher",
+            "get queue_a.dlq",
+            dispatcher,
+            (b) => b.get("queue_a.dlq"),
+            refusal("dispatcher", "queue_a.dlq"),
+          ],
+          [
+            "dispatcher",
+            "declare queue_new",
+            dispatcher,
+            (b) => b.declareQueue("queue_new"),
+            refusal("dispatcher", "queue_new"),
+          ],
+          [
+            "dispatcher",
+            "delete queue_a",
+            dispatcher,
+            (b) => b.deleteQueue("queue_a"),
+            refusal("dispatcher", "queue_a"),
+          ],
+        ];
+        for (const [user, label, url, operation, expected] of cases) {
+          const outcome = await attempt(url, operation);
+          console.log(`  ${user}: ${label}: ${outcome}`);
+          if (expected === "ok") assert.equal(outcome, "ok", `${user} does its own job: ${label}`);
+          else assert.match(outcome, expected, `${user} may not ${label}`);
+        }
+        // Only the operator may use the management API.
+        for (
+          const [user, status] of [["admin", 200], ["dispatcher", 401], ["task_a", 401]] as const
+        ) {
+          const response = await fetch(`http://127.0.0.1:${managementPort}/api/whoami`, {
+            headers: { authorization: `Basic ${btoa(`${user}:${passwords[user]}`)}` },
+          });
+          await response.body?.cancel();
+          assert.equal(response.status, status, `management API for ${user}`);
+        }
+      });
+
+      await t.step(
+        "amqps:// works with the right CA and a client certificate, and explains refusals",
+        async () => {
+          const tls = ["--broker", `amqps://dispatcher@localhost:${amqpsPort}`];
+          const client = ["--cert-file", pki.clientCert, "--key-file", pki.clientKey];
+          const good = await dispatch([...tls, "--ca-file", pki.ca, ...client]);
+          assert.equal(good.code, 0, good.stdout + good.stderr);
+          assert.match(
+            good.stdout,
+            new RegExp(`^Broker: amqps://dispatcher:\\*\\*\\*@localhost:${amqpsPort} `, "m"),
+          );
+          assert.match(good.stdout, /^Passed: 2\/2$/m);
+
+          const wrongCa = await dispatch([...tls, "--ca-file", pki.wrongCa, ...client]);
+          assert.equal(wrongCa.code, 3, wrongCa.stdout + wrongCa.stderr);
+          console.log(`  wrong CA: ${wrongCa.stderr.trim()}`);
+          assert.ok(
+            wrongCa.stderr.includes(
+              `Cannot connect to the broker at amqps://dispatcher:***@localhost:${amqpsPort} as its TLS certificate is not signed by the CA in --ca-file '${pki.wrongCa}'`,
+            ),
+            wrongCa.stderr,
+          );
+          assert.match(
+            wrongCa.stderr,
+            /: set --ca-file or AMQP_CA_FILE to the CA certificate that signed the broker's certificate$/m,
+          );
+
+          const noCert = await dispatch([...tls, "--ca-file", pki.ca]);
+          assert.equal(noCert.code, 3, noCert.stdout + noCert.stderr);
+          console.log(`  no client certificate: ${noCert.stderr.trim()}`);
+          assert.match(
+            noCert.stderr,
+            /as it requires a client certificate .*: set --cert-file or AMQP_CERT_FILE and --key-file or AMQP_KEY_FILE$/m,
+          );
+
+          // The fixture's worker reads its CA, certificate and key in the real
+          // image, and its connection is encrypted.
+          const connections = (await compose([
+            "exec",
+            "-T",
+            "rabbitmq",
+            "rabbitmqctl",
+            "-q",
+            "list_connections",
+            "user",
+            "ssl",
+          ])).stdout;
+          assert.match(connections, /^escape\s+true$/m, connections);
+          assert.match(connections, /^task_a\s+false$/m, connections);
+        },
       );
+
+      await t.step(
+        "a function in the real container is denied files, programs, variables and other hosts, and the worker keeps serving",
+        async () => {
+          const broker = await connectAmqp(plain("dispatcher", passwords.dispatcher), {
+            connectionName: "e2e-sandbox",
+          });
+          try {
+            await waitFor(
+              async () => ((await broker.inspectQueue("queue_escape"))?.consumers ?? 0) > 0,
+              "the sandbox worker consumes",
+              30_000,
+              250,
+            );
+            const client = await RpcClient.open(broker);
+            const call = async (payload: Record<string, string>): Promise<TaskReply> => {
+              const outcome = await client.call("queue_escape", "escape", payload, {
+                timeoutMs: 10_000,
+              });
+              assert.equal(outcome.kind, "reply", `a reply to ${JSON.stringify(payload)}`);
+              return (outcome as { reply: TaskReply }).reply;
+            };
+            const denied: [string, string][] = [
+              ["read", "/etc/passwd"],
+              ["read", WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE],
+              ["read", WORKER_IMAGE_FILES.AMQP_KEY_FILE],
+              ["write", "/tmp/escaped"],
+              ["run", "/bin/deno"],
+              ["env", "HOME"],
+              ["env", "AMQP_PASSWORD_FILE"],
+              ["connect", "example.com:443"],
+              ["connect", "rabbitmq:15672"],
+              ["connect", "rabbitmq:5672"],
+            ];
+            for (const [attempt, target] of denied) {
+              const reply = await call({ attempt, target });
+              console.log(
+                `  ${attempt} ${target}: ${reply.status} ${reply.error?.type}: ${reply.error?.message}`,
+              );
+              assert.equal(reply.status, "error", `${attempt} ${target} is denied`);
+              assert.equal(reply.error?.type, "NotCapable", `${attempt} ${target}`);
+              assert.equal(reply.attempts, 1, "a denial is not retried");
+            }
+            // The one address it may reach: proof that the fixture reports what it is allowed.
+            const allowed = await call({ attempt: "connect", target: "rabbitmq:5671" });
+            console.log(
+              `  connect rabbitmq:5671: ${allowed.status} ${JSON.stringify(allowed.result)}`,
+            );
+            assert.equal(allowed.result, "allowed: connect rabbitmq:5671");
+            assert.equal((await call({})).result, "served");
+            client.close();
+          } finally {
+            await broker.close();
+          }
+          const state = await inspect(await containerOf("worker-escape"));
+          assert.equal(state.State.Running, true);
+          assert.equal(state.RestartCount, 0, "the worker never restarted");
+        },
+      );
+
+      await t.step(
+        "containers run non-root, read-only, without capabilities, with limits and no shell",
+        async () => {
+          for (const service of WORKERS) {
+            const container = await inspect(await containerOf(service));
+            const host = container.HostConfig;
+            assert.equal(container.Config.User, "65532:65532", `${service} runs as nonroot`);
+            assert.equal(host.ReadonlyRootfs, true, `${service} has a read-only root`);
+            assert.deepEqual(host.CapDrop, ["ALL"], `${service} drops capabilities`);
+            assert.equal(host.CapAdd, null, `${service} adds none`);
+            assert.ok(
+              host.SecurityOpt.some((o: string) => o.startsWith("no-new-privileges")),
+              service,
+            );
+            assert.equal(host.Memory, 256 * 1024 * 1024, `${service} memory limit`);
+            assert.equal(host.PidsLimit, 128, `${service} process limit`);
+            assert.deepEqual(container.NetworkSettings.Ports, {}, `${service} publishes nothing`);
+            const shell = await docker(
+              ["run", "--rm", "--entrypoint", "/bin/sh", container.Config.Image, "-c", "true"],
+              {},
+              true,
+            );
+            assert.notEqual(shell.code, 0, `${service}'s image has no shell`);
+          }
+          const init = await inspect(await containerOf("secrets-init"));
+          assert.equal(init.State.ExitCode, 0);
+          assert.equal(init.HostConfig.NetworkMode, "none");
+          assert.deepEqual(
+            init.HostConfig.CapAdd.map((c: string) => c.replace(/^CAP_/, "")).sort(),
+            ["CHOWN", "DAC_OVERRIDE", "FOWNER"],
+          );
+          const broker = await inspect(await containerOf("rabbitmq"));
+          for (const [port, bindings] of Object.entries(broker.HostConfig.PortBindings)) {
+            for (const binding of bindings as { HostIp: string }[]) {
+              assert.equal(binding.HostIp, "127.0.0.1", `${port} is published on 127.0.0.1 only`);
+            }
+          }
+        },
+      );
+
+      await t.step(
+        "rotating a worker's password needs no broker restart; the old one is refused",
+        async () => {
+          const old = passwords.task_b;
+          await Deno.remove(`${secretsDir}/task_b.password`);
+          await compose(["run", "--rm", "secrets-init"]);
+          await compose([
+            "exec",
+            "-T",
+            "rabbitmq",
+            "rabbitmqctl",
+            "import_definitions",
+            "/run/secrets/definitions.json",
+          ]);
+          await compose(["up", "-d", "--no-deps", "--force-recreate", "worker-b"]);
+          passwords.task_b_rotated = await readSecret(`${secretsDir}/task_b.password`);
+          assert.notEqual(passwords.task_b_rotated, old);
+          assert.match(
+            await attempt(plain("task_b", old), () => Promise.resolve()),
+            /refused the user name or password/,
+          );
+          assert.equal(
+            await attempt(plain("task_b", passwords.task_b_rotated), () => Promise.resolve()),
+            "ok",
+          );
+          const run = await dispatch([
+            "--broker",
+            `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+            "--wait-workers",
+            "30",
+          ]);
+          assert.equal(run.code, 0, run.stdout + run.stderr);
+          assert.match(run.stdout, /^Result from task_b: Hello from Task B/m);
+        },
+      );
+
+      await t.step("a wrong password is refused and printed masked", async () => {
+        const wrong = `Wrong-${crypto.randomUUID()}`;
+        passwords.wrong = wrong;
+        // In the environment, not in --broker: `deno task` echoes its arguments.
+        const run = await dispatch([], { AMQP_URL: plain("dispatcher", wrong) });
+        assert.equal(run.code, 3);
+        assert.match(
+          run.stderr,
+          /amqp:\/\/dispatcher:\*\*\*@127\.0\.0\.1:\d+ as it refused the user name or password/,
+        );
+      });
+
+      await t.step("a stopped worker drains and exits 0", async () => {
+        const a = await containerOf("worker-a");
+        await compose(["stop", "worker-a"]);
+        const state = (await inspect(a)).State;
+        assert.equal(state.ExitCode, 0, "worker-a exits 0 on SIGTERM");
+        await waitFor(
+          async () => (await compose(["logs", "worker-a"])).text.includes('"msg":"Stopped"'),
+          "stop log",
+        );
+      });
+
+      await t.step("no output of the run contains a password", async () => {
+        await compose(["logs", "--no-color"]);
+        await compose(["exec", "-T", "rabbitmq", "sh", "-c", "cat /var/log/rabbitmq/*.log"], true);
+        for (const service of [...WORKERS, "secrets-init", "rabbitmq"]) {
+          const id = (await compose(["ps", "-q", service])).stdout;
+          const container = await inspect(id);
+          await inspect(container.Image);
+        }
+        const results = new URL("results/", ROOT);
+        try {
+          for await (const entry of Deno.readDir(results)) {
+            if (entry.isFile) outputs.push(await Deno.readTextFile(new URL(entry.name, results)));
+          }
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+        const corpus = outputs.join("\n");
+        console.log(`  searched ${outputs.length} outputs, ${corpus.length} characters`);
+        assert.ok(corpus.includes('"msg":"Consuming"'), "the worker logs are part of it");
+        for (const [user, password] of Object.entries(passwords)) {
+          assert.ok(password.length >= 16, `${user}'s password is long enough to search for`);
+          for (const form of new Set([password, encodeURIComponent(password)])) {
+            assert.ok(!corpus.includes(form), `the password of ${user} appears in an output`);
+          }
+        }
+      });
     } finally {
-      await stack.down();
+      const down = await compose(["down", "-v", "--rmi", "local", "--remove-orphans"], true);
+      if (down.code !== 0) console.error(down.text);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

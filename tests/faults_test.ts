@@ -80,17 +80,19 @@ Deno.test({
   name: "fault injection on the compose stack: nothing lost, nothing handed over twice",
   ignore: NEEDS_DOCKER,
   async fn(t) {
-    const stack = createStack("faults");
+    const stack = await createStack("faults");
     let broker: Broker | undefined;
     const connections: Broker[] = [];
     const connect = async () => {
-      const connection = await connectAmqp(stack.amqpUrl);
+      const connection = await connectAmqp(await stack.url("dispatcher"));
       connections.push(connection);
       return connection;
     };
+    // The password comes from the stack's secrets, not from the command line.
+    const dispatcherUrl = `amqp://dispatcher@127.0.0.1:${stack.amqpPort}`;
     try {
       await stack.compose(["up", "-d", "--build", "--scale", "worker-a=2"]);
-      broker = await connectWhenUp(stack.amqpUrl);
+      broker = await connectWhenUp(await stack.url("dispatcher"));
       await scaleWorkerA(stack, broker, 2);
 
       await t.step(
@@ -221,7 +223,8 @@ scenarios:
           await broker!.close();
           broker = undefined;
           const dispatcher = startDeno(
-            ["task", "dispatch", "--broker", stack.amqpUrl, "--config", config],
+            ["task", "dispatch", "--broker", dispatcherUrl, "--config", config],
+            stack.env,
           );
           await dispatcher.waitForLine(/^Dispatching tasks\.\.\.$/, 30_000);
           const [rabbitmq] = await stack.containers("rabbitmq");
@@ -243,7 +246,7 @@ scenarios:
           assert.ok(!ours.join("\n").includes("guest:guest"), "password masked");
 
           await stack.compose(["start", "rabbitmq"]);
-          broker = await connectWhenUp(stack.amqpUrl);
+          broker = await connectWhenUp(await stack.url("dispatcher"));
           // The two slow tasks were persistent in durable queues: after the
           // restart they run again, and nothing is left behind.
           await waitFor(
@@ -259,7 +262,7 @@ scenarios:
           );
           const logs = (await stack.compose(["logs", "--no-color", "worker-b"])).text;
           assert.match(logs, /Lost the broker connection; reconnecting/);
-          const next = await runDeno(["task", "dispatch", "--broker", stack.amqpUrl]);
+          const next = await runDeno(["task", "dispatch", "--broker", dispatcherUrl], stack.env);
           assert.equal(next.code, 0, next.stdout + next.stderr);
           assert.match(next.stdout, /^Passed: 2\/2$/m);
           await Deno.remove(dir, { recursive: true });

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker } from "../functions/_runtime/broker.ts";
+import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
 import {
   encodeRequest,
   type Message,
@@ -16,7 +16,13 @@ import {
 import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
 import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
-import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
+import {
+  runDeno,
+  type RunningProcess,
+  startDeno,
+  startWorkerProcess,
+  WORKER_PERMISSIONS,
+} from "./_processes.ts";
 
 const encoder = new TextEncoder();
 
@@ -334,5 +340,66 @@ Deno.test({
     assert.equal((await bad.child.status).code, 2);
     await bad.stop();
     assert.ok(bad.lines.some((line) => /PREFETCH is 'lots'/.test(line)));
+  },
+});
+
+Deno.test({
+  name: "a worker and the dispatcher take the broker password from files",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const qa = uniqueName("it_files_a");
+    const dir = await Deno.makeTempDir();
+    const broker = new URL(AMQP_URL);
+    const password = decodeURIComponent(broker.password);
+    broker.password = "";
+    const withoutPassword = broker.toString();
+    await Deno.writeTextFile(`${dir}/password`, `${password}\n`);
+    await Deno.writeTextFile(`${dir}/url`, AMQP_URL);
+    await Deno.writeTextFile(
+      `${dir}/test-config.yml`,
+      `functions: { task_a: { queue: ${qa} } }
+scenarios:
+  one: { tasks: [{ task: task_a, payload: { work_ms: 0 }, expect: { result: Hello from Task A } }] }
+`,
+    );
+    // The worker may read its password file and nothing else.
+    const worker = startDeno(
+      [
+        "run",
+        ...WORKER_PERMISSIONS,
+        `--allow-read=${dir}/password`,
+        "--no-prompt",
+        "functions/task_a.ts",
+      ],
+      { AMQP_URL: withoutPassword, AMQP_PASSWORD_FILE: `${dir}/password`, QUEUE: qa },
+    );
+    try {
+      const starting = JSON.parse(await worker.waitForLine(/"msg":"Starting"/));
+      assert.equal(starting.broker, maskUrl(AMQP_URL), "the worker logs the URL, masked");
+      await worker.waitForLine(/"msg":"Consuming"/);
+      const config = `${dir}/test-config.yml`;
+      const byFlag = await runDeno(
+        ["task", "dispatch", "--config", config, "--password-file", `${dir}/password`],
+        { AMQP_URL: withoutPassword },
+      );
+      assert.equal(byFlag.code, 0, byFlag.stdout + byFlag.stderr);
+      assert.ok(
+        byFlag.stdout.includes(
+          `Broker: ${maskUrl(AMQP_URL)} (password from ${dir}/password)`,
+        ),
+        byFlag.stdout,
+      );
+      // An empty AMQP_URL counts as unset, whatever this process inherited.
+      const byUrlFile = await runDeno(["task", "dispatch", "--config", config], {
+        AMQP_URL: "",
+        AMQP_URL_FILE: `${dir}/url`,
+      });
+      assert.equal(byUrlFile.code, 0, byUrlFile.stdout + byUrlFile.stderr);
+      assert.match(byUrlFile.stdout, /^Passed: 1\/1$/m);
+    } finally {
+      assert.equal(await worker.stop(), 0, worker.lines.join("\n"));
+      await Deno.remove(dir, { recursive: true });
+      await deleteQueues(qa);
+    }
   },
 });

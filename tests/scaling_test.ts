@@ -21,7 +21,7 @@ async function load(stack: Stack): Promise<LoadDocument> {
     "task",
     "load",
     "--broker",
-    stack.amqpUrl,
+    `amqp://dispatcher@127.0.0.1:${stack.amqpPort}`,
     "--function",
     "task_a",
     "--work-ms",
@@ -32,7 +32,7 @@ async function load(stack: Stack): Promise<LoadDocument> {
     "40",
     "--no-save",
     "--json",
-  ]);
+  ], stack.env);
   assert.equal(run.code, 0, run.stderr);
   return JSON.parse(run.stdout);
 }
@@ -42,10 +42,10 @@ Deno.test({
     "docker compose --scale worker-a=4 runs 40 tasks of 500 ms in about 5 s, one replica in 20 s",
   ignore: NEEDS_DOCKER,
   async fn() {
-    const stack = createStack("scale");
+    const stack = await createStack("scale");
     try {
       await stack.compose(["up", "-d", "--build", "--scale", "worker-a=4"]);
-      const broker = await connectWhenUp(stack.amqpUrl);
+      const broker = await connectWhenUp(await stack.url("dispatcher"));
       const consumers = async (n: number) =>
         await waitFor(
           async () => (await broker.inspectQueue("queue_a"))?.consumers === n,

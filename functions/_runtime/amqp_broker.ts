@@ -20,8 +20,12 @@ import {
   maskUrl,
   type QueueInfo,
   type QueueOptions,
+  redactPassword,
 } from "./broker.ts";
 import type { Message, MessageProperties } from "./contract.ts";
+import { describeConnectError } from "./describe_connect_error.ts";
+import { checkAmqpUrl } from "./resolve_amqp_target.ts";
+import type { AmqpSettingNames, AmqpTls } from "./resolve_amqp_target.ts";
 
 /** RabbitMQ's pseudo-queue for replies without a reply queue of one's own. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -40,76 +44,17 @@ export interface ConnectAmqpOptions {
    * @default {10}
    */
   heartbeatSeconds?: number;
-}
-
-interface ConnectFailure {
-  message: string;
-  unreachable: boolean;
-}
-
-function describeConnectError(error: unknown, url: string, timeoutMs: number): ConnectFailure {
-  const unreachable = (message: string) => ({ message, unreachable: true });
-  const refused = (message: string) => ({ message, unreachable: false });
-  const where = `the broker at ${maskUrl(url)}`;
-  const text = error instanceof Error ? error.message : String(error);
-  const code = (error as { code?: string } | null)?.code;
-  if (code === "ECONNREFUSED" || /ECONNREFUSED|Connection refused/i.test(text)) {
-    return unreachable(
-      `Cannot connect to ${where} as nothing is listening there: start RabbitMQ (for example 'docker compose up -d rabbitmq') or fix the URL`,
-    );
-  }
-  if (code === "ENOTFOUND" || /ENOTFOUND|getaddrinfo|Name or service not known/i.test(text)) {
-    return unreachable(
-      `Cannot connect to ${where} as its host name does not resolve: fix the host in the URL`,
-    );
-  }
-  if (/ACCESS.REFUSED|403/.test(text)) {
-    return refused(
-      `Cannot connect to ${where} as it refused the user name or password: check the credentials in the URL`,
-    );
-  }
-  if (/NOT.ALLOWED|530|vhost/i.test(text)) {
-    return refused(
-      `Cannot connect to ${where} as the user may not use that virtual host: fix the vhost in the URL or the user's permissions`,
-    );
-  }
-  if (/closed abruptly|ECONNRESET|socket hang up/i.test(text)) {
-    return unreachable(
-      `Cannot connect to ${where} as it closed the connection during the handshake: it may still be starting, or the port is not AMQP`,
-    );
-  }
-  if (/timed? ?out|ETIMEDOUT/i.test(text)) {
-    return unreachable(
-      `Cannot connect to ${where} as it did not answer within ${timeoutMs} ms: check the host and port, and that the broker is healthy`,
-    );
-  }
-  if (error instanceof Deno.errors.NotCapable || /NotCapable|Requires net access/i.test(text)) {
-    return refused(
-      `Cannot connect to ${where} as this process may not open that network address: allow it with --allow-net`,
-    );
-  }
-  return refused(`Cannot connect to ${where}: ${text}`);
-}
-
-/** Throws a `TypeError` naming the fix when `url` is not an AMQP URL. */
-export function checkAmqpUrl(url: string): void {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(
-      `Cannot connect to the broker as '${
-        maskUrl(url)
-      }' is not a URL: use amqp://user:password@host:5672`,
-    );
-  }
-  if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
-    throw new TypeError(
-      `Cannot connect to the broker as '${
-        maskUrl(url)
-      }' uses '${parsed.protocol}': use amqp:// or amqps://`,
-    );
-  }
+  /**
+   * Certificates for an `amqps://` URL: the CA that signs the broker's
+   * certificate (else the system's CAs) and a client certificate and key for
+   * brokers that ask for one.
+   */
+  tls?: AmqpTls;
+  /**
+   * How the caller names its TLS settings, for the fixes in error messages.
+   * @default {WORKER_SETTING_NAMES}
+   */
+  settingNames?: AmqpSettingNames;
 }
 
 /**
@@ -118,15 +63,24 @@ export function checkAmqpUrl(url: string): void {
  * that is not an AMQP URL fails at once with a `TypeError`.
  */
 export async function connectAmqp(url: string, options: ConnectAmqpOptions = {}): Promise<Broker> {
-  checkAmqpUrl(url);
+  checkAmqpUrl(url, "the broker URL");
   const timeoutMs = options.timeoutMs ?? 5000;
+  const { tls } = options;
+  const describe = (error: unknown) =>
+    describeConnectError(error, url, { timeoutMs, tls, names: options.settingNames });
   const connectOptions = {
     // Nagle's algorithm delays small frames by tens of milliseconds.
     noDelay: true,
     timeout: timeoutMs,
     clientProperties: { connection_name: options.connectionName ?? "deno-task-system" },
+    // The credentials travel apart from the URL, decoded here: amqplib would
+    // decode a percent-encoded password as Latin-1.
+    ...credentialsOf(url),
+    ...(tls?.ca && { ca: [tls.ca.pem] }),
+    ...(tls?.cert && { cert: tls.cert.pem }),
+    ...(tls?.key && { key: tls.key.pem }),
   };
-  const target = withHeartbeat(url, options.heartbeatSeconds ?? 10);
+  const target = withoutCredentials(withHeartbeat(url, options.heartbeatSeconds ?? 10));
   let timer: ReturnType<typeof setTimeout> | undefined;
   const attempt = amqp.connect(target, connectOptions);
   const timeout = new Promise<never>((_, reject) => {
@@ -138,7 +92,7 @@ export async function connectAmqp(url: string, options: ConnectAmqpOptions = {})
   } catch (error) {
     // A connection that completes after the timeout must not linger.
     attempt.then((late) => late.close()).catch(() => {});
-    const failure = describeConnectError(error, url, timeoutMs);
+    const failure = describe(error);
     throw new BrokerUnavailableError(failure.message, {
       cause: error,
       unreachable: failure.unreachable,
@@ -151,10 +105,23 @@ export async function connectAmqp(url: string, options: ConnectAmqpOptions = {})
     return new AmqpBroker(connection, channel, url);
   } catch (error) {
     await connection.close().catch(() => {});
-    throw new BrokerUnavailableError(describeConnectError(error, url, timeoutMs).message, {
-      cause: error,
-    });
+    throw new BrokerUnavailableError(describe(error).message, { cause: error });
   }
+}
+
+function credentialsOf(url: string): { credentials?: ReturnType<typeof amqp.credentials.plain> } {
+  const { username, password } = new URL(url);
+  if (!username && !password) return {};
+  return {
+    credentials: amqp.credentials.plain(decodeURIComponent(username), decodeURIComponent(password)),
+  };
+}
+
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.toString();
 }
 
 function withHeartbeat(url: string, seconds: number): string {
@@ -279,7 +246,7 @@ class AmqpBroker implements Broker {
         resolve(
           this.#closing ? undefined : new BrokerUnavailableError(
             `Lost the connection to the broker at ${maskUrl(url)}: ${
-              error?.message ?? "it closed the connection"
+              redactPassword(error?.message ?? "it closed the connection", url)
             }`,
             { cause: error },
           ),
@@ -311,7 +278,7 @@ class AmqpBroker implements Broker {
   }
 
   #fail(action: string, error: unknown): never {
-    const text = error instanceof Error ? error.message : String(error);
+    const text = redactPassword(error instanceof Error ? error.message : String(error), this.#url);
     if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
       throw new TypeError(
         `Cannot ${action} as it exists with other settings (${text}): delete the queue or declare it with its settings`,

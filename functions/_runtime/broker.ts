@@ -126,3 +126,29 @@ export function maskUrl(url: string): string {
     return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
   }
 }
+
+/**
+ * Replaces the password of `url` with `***` wherever it appears in `text`, in
+ * its URL-encoded and its decoded form, so that an error message from a
+ * library that quotes its input is safe to print. Passwords shorter than 4
+ * characters are left alone: replacing them would garble every message.
+ */
+export function redactPassword(text: string, url: string): string {
+  let password: string;
+  try {
+    password = new URL(url).password;
+  } catch {
+    return text;
+  }
+  const forms = new Set([password]);
+  try {
+    forms.add(decodeURIComponent(password));
+  } catch {
+    // Not valid percent-encoding: only the raw form can appear.
+  }
+  let redacted = text;
+  for (const form of forms) {
+    if (form.length >= 4) redacted = redacted.split(form).join("***");
+  }
+  return redacted;
+}

@@ -361,7 +361,9 @@ export async function startWorker(
       if (task.abandoned) return;
       const error = toTaskError(thrown);
       const policy = policyFor(definition, request);
-      const retryable = !(thrown instanceof NonRetryableError);
+      // A denied permission stays denied: retrying would only repeat it.
+      const retryable = !(thrown instanceof NonRetryableError) &&
+        !(thrown instanceof Deno.errors.NotCapable);
       if (retryable && attempt <= policy.maxRetries) {
         const delayMs = backoffDelay(
           attempt,

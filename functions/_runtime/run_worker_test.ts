@@ -24,6 +24,7 @@ const echo = defineFunction({
   async handler(payload, context) {
     await simulateWork(payload, context, 0);
     if (payload.permanent) throw new NonRetryableError("permanent failure");
+    if (payload.denied) throw new Deno.errors.NotCapable('Requires read access to "/etc/passwd"');
     if (payload.bigint) return 1n;
     return { echoed: payload, attempt: context.attempt };
   },
@@ -236,6 +237,28 @@ Deno.test("startWorker() fails a NonRetryableError at once", async () => {
       return (await t.client.get(deadLetterQueueOf(t.queue)))!;
     })();
     assert.equal(letter.properties.headers?.["x-dlq-reason"], "non_retryable");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("startWorker() fails a denied permission (NotCapable) at once and keeps serving", async () => {
+  const t = await setup();
+  try {
+    await t.send({ denied: true });
+    await waitFor(() => t.replies.length === 1, "reply");
+    assert.equal(t.replies[0].status, "error");
+    assert.equal(t.replies[0].attempts, 1, "a retry cannot grant a permission");
+    assert.deepEqual(t.replies[0].error, {
+      type: "NotCapable",
+      message: 'Requires read access to "/etc/passwd"',
+    });
+    await waitFor(async () => (await t.depth(deadLetterQueueOf(t.queue))) === 1, "dead letter");
+    const letter = (await t.client.get(deadLetterQueueOf(t.queue)))!;
+    assert.equal(letter.properties.headers?.["x-dlq-reason"], "non_retryable");
+    await t.send({});
+    await waitFor(() => t.replies.length === 2, "second reply");
+    assert.equal(t.replies[1].status, "success");
   } finally {
     await t.close();
   }

@@ -1,5 +1,6 @@
 /**
- * The process entry of a worker: reads its settings from the environment,
+ * The process entry of a worker: reads its settings from the environment and
+ * its secrets from files, gives up the permissions it needed for that,
  * connects to RabbitMQ and runs the function until SIGTERM or SIGINT, then
  * drains and exits 0. A function module calls it under `import.meta.main`.
  *
@@ -8,10 +9,18 @@
 
 import { maskUrl } from "./broker.ts";
 import type { FunctionDefinition } from "./define_function.ts";
+import { dropPermissions } from "./drop_permissions.ts";
 import { inWebWorker, serveEmbedded } from "./embedded_worker.ts";
 import { createBufferedWriter, createLogger } from "./log.ts";
+import { type AmqpTarget, resolveAmqpTarget } from "./resolve_amqp_target.ts";
 import { runWorker } from "./run_worker.ts";
-import { readWorkerSettings, WORKER_ENV_VARS, type WorkerEnvVar } from "./worker_settings.ts";
+import {
+  DEFAULT_AMQP_URL,
+  readWorkerSettings,
+  WORKER_ENV_VARS,
+  WORKER_IMAGE_FILES,
+  type WorkerEnvVar,
+} from "./worker_settings.ts";
 
 function hostName(): string {
   try {
@@ -25,17 +34,30 @@ function readEnv(name: WorkerEnvVar): string | undefined {
   return Deno.env.get(name);
 }
 
+function imageHint(setting: string): string | undefined {
+  const path = WORKER_IMAGE_FILES[setting as keyof typeof WORKER_IMAGE_FILES];
+  return path && `the worker image reads ${setting} only from ${path}: mount the file there`;
+}
+
 /**
  * Runs `definition` as a worker process on RabbitMQ and exits when it stops:
- * 0 after a signal, 1 after a fault no reconnection can fix, 2 for bad settings.
- * Inside a Web Worker (the embedded default) it serves the starting thread
- * instead.
+ * 0 after a signal, 1 after a fault no reconnection can fix, 2 for bad
+ * settings or an unreadable secret file. Before the first task it revokes
+ * reading its secret files, its variables and the host name, so that the
+ * function's handler cannot (where they were granted by name, as in the
+ * worker image). Inside a Web Worker (the embedded default) it serves the
+ * starting thread instead.
  */
 export async function serve(definition: FunctionDefinition): Promise<never> {
   if (inWebWorker()) return await serveEmbedded(definition);
   let settings;
+  let target: AmqpTarget;
   try {
     settings = readWorkerSettings(readEnv);
+    target = await resolveAmqpTarget(settings.amqp, {
+      defaultUrl: DEFAULT_AMQP_URL,
+      notCapableHint: imageHint,
+    });
   } catch (error) {
     console.error((error as Error).message);
     console.error(`Worker settings are read from: ${WORKER_ENV_VARS.join(", ")}`);
@@ -56,22 +78,18 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
   }
   // Imported here, not at the top, so that loading a function module (in a
   // test or an embedded Web Worker) does not load the AMQP client.
-  const { checkAmqpUrl, connectAmqp } = await import("./amqp_broker.ts");
-  try {
-    checkAmqpUrl(settings.amqpUrl);
-  } catch (error) {
-    console.error(`${(error as Error).message} (from AMQP_URL)`);
-    Deno.exit(2);
-  }
+  const { connectAmqp } = await import("./amqp_broker.ts");
+  dropPermissions({ files: target.files, variables: WORKER_ENV_VARS });
   log.info("Starting", {
     function: definition.name,
     queue: settings.queue ?? definition.queue,
     worker: workerId,
-    broker: maskUrl(settings.amqpUrl),
+    broker: maskUrl(target.url),
+    tls: target.tls ? Object.keys(target.tls).join(",") : undefined,
   });
   try {
     await runWorker(definition, {
-      connect: () => connectAmqp(settings.amqpUrl, { connectionName: workerId }),
+      connect: () => connectAmqp(target.url, { connectionName: workerId, tls: target.tls }),
       signal: controller.signal,
       workerId,
       queue: settings.queue,

@@ -21,8 +21,19 @@ Examples:
   deno task worker task_a
   AMQP_URL=amqp://guest:guest@localhost:5672 CONCURRENCY=4 deno task worker task_b
 
+The task may read only functions/; to use a *_FILE variable, allow its file:
+  AMQP_URL=amqp://task_a@broker:5672 AMQP_PASSWORD_FILE=task_a.password \
+    deno run --no-prompt --allow-net --allow-env --allow-sys=hostname \
+    --allow-read=functions,task_a.password functions/_runtime/worker_main.ts task_a
+
 Environment:
-  AMQP_URL           broker URL (default amqp://guest:guest@localhost:5672)
+  AMQP_URL           broker URL (default amqp://guest:guest@localhost:5672),
+                     amqps:// for TLS; leave the password out and use:
+  AMQP_PASSWORD_FILE file holding the password of the URL's user
+  AMQP_URL_FILE      file holding the whole URL (instead of AMQP_URL)
+  AMQP_CA_FILE       PEM file of the CA that signs the broker's certificate
+  AMQP_CERT_FILE     PEM file of a client certificate, with AMQP_KEY_FILE
+  AMQP_KEY_FILE      PEM file of that certificate's private key
   QUEUE              queue to consume (default: the function's own)
   CONCURRENCY        handlers running at once (default 1)
   PREFETCH           unacknowledged deliveries held (default CONCURRENCY)

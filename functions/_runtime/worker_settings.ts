@@ -8,10 +8,16 @@
 
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./contract.ts";
+import type { AmqpTargetSources } from "./resolve_amqp_target.ts";
 
 /** Every variable a worker reads; its container may read no others. */
 export const WORKER_ENV_VARS = [
   "AMQP_URL",
+  "AMQP_URL_FILE",
+  "AMQP_PASSWORD_FILE",
+  "AMQP_CA_FILE",
+  "AMQP_CERT_FILE",
+  "AMQP_KEY_FILE",
   "QUEUE",
   "CONCURRENCY",
   "PREFETCH",
@@ -26,12 +32,22 @@ export const WORKER_ENV_VARS = [
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
 export type WorkerEnvVar = typeof WORKER_ENV_VARS[number];
 
-/** The broker a worker uses when `AMQP_URL` is not set. */
+/** The broker a worker uses when neither `AMQP_URL` nor `AMQP_URL_FILE` is set. */
 export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
+
+/** The variables that name a file, and the one path the worker image lets each read. */
+export const WORKER_IMAGE_FILES = {
+  AMQP_URL_FILE: "/run/secrets/amqp_url",
+  AMQP_PASSWORD_FILE: "/run/secrets/amqp_password",
+  AMQP_CA_FILE: "/run/secrets/amqp_ca.pem",
+  AMQP_CERT_FILE: "/run/secrets/amqp_cert.pem",
+  AMQP_KEY_FILE: "/run/secrets/amqp_key.pem",
+} as const;
 
 /** Settings of one worker process. */
 export interface WorkerSettings {
-  amqpUrl: string;
+  /** Where the broker URL, its password and TLS files come from; read by `resolveAmqpTarget`. */
+  amqp: AmqpTargetSources;
   queue: string | undefined;
   concurrency: number;
   prefetch: number;
@@ -88,8 +104,19 @@ export function readWorkerSettings(
     );
   }
   const queue = env("QUEUE") || undefined;
+  const setting = (name: WorkerEnvVar) => {
+    const value = env(name);
+    return value ? { value, setting: name } : undefined;
+  };
   return {
-    amqpUrl: env("AMQP_URL") || DEFAULT_AMQP_URL,
+    amqp: {
+      url: setting("AMQP_URL"),
+      urlFile: setting("AMQP_URL_FILE"),
+      passwordFile: setting("AMQP_PASSWORD_FILE"),
+      caFile: setting("AMQP_CA_FILE"),
+      certFile: setting("AMQP_CERT_FILE"),
+      keyFile: setting("AMQP_KEY_FILE"),
+    },
     queue,
     concurrency,
     prefetch,

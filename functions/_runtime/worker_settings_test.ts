@@ -22,7 +22,14 @@ function assertRefused(vars: Partial<Record<WorkerEnvVar, string>>, pattern: Reg
 
 Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
   assert.deepEqual(readWorkerSettings(envOf({})), {
-    amqpUrl: DEFAULT_AMQP_URL,
+    amqp: {
+      url: undefined,
+      urlFile: undefined,
+      passwordFile: undefined,
+      caFile: undefined,
+      certFile: undefined,
+      keyFile: undefined,
+    },
     queue: undefined,
     concurrency: 1,
     prefetch: 1,
@@ -43,7 +50,9 @@ Deno.test("readWorkerSettings() treats empty variables as unset", () => {
 Deno.test("readWorkerSettings() reads every variable it knows", () => {
   assert.deepEqual(
     readWorkerSettings(envOf({
-      AMQP_URL: "amqp://user:pw@rabbit:5672/vhost",
+      AMQP_URL: "amqp://user@rabbit:5672/vhost",
+      AMQP_PASSWORD_FILE: "/run/secrets/pw",
+      AMQP_CA_FILE: "/run/secrets/ca.pem",
       QUEUE: "queue_x",
       CONCURRENCY: "4",
       PREFETCH: "8",
@@ -55,7 +64,14 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       LOG_FORMAT: "text",
     })),
     {
-      amqpUrl: "amqp://user:pw@rabbit:5672/vhost",
+      amqp: {
+        url: { value: "amqp://user@rabbit:5672/vhost", setting: "AMQP_URL" },
+        urlFile: undefined,
+        passwordFile: { value: "/run/secrets/pw", setting: "AMQP_PASSWORD_FILE" },
+        caFile: { value: "/run/secrets/ca.pem", setting: "AMQP_CA_FILE" },
+        certFile: undefined,
+        keyFile: undefined,
+      },
       queue: "queue_x",
       concurrency: 4,
       prefetch: 8,

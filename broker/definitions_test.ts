@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../functions/_runtime/define_function.ts";
+import {
+  ADMIN_PERMISSIONS,
+  buildDefinitions,
+  DISPATCHER_PERMISSIONS,
+  NAME_PATTERN,
+  type Permissions,
+  workerPermissions,
+} from "./definitions.ts";
+
+/** Whether RabbitMQ would allow `kind` on `resource`: it matches the whole name against the pattern. */
+function allows(permissions: Permissions, kind: keyof Permissions, resource: string): boolean {
+  return new RegExp(permissions[kind]).test(resource);
+}
+
+Deno.test("NAME_PATTERN is the runtime's, so queue names never carry regex syntax", () => {
+  assert.equal(NAME_PATTERN.source, RUNTIME_NAME_PATTERN.source);
+});
+
+Deno.test("workerPermissions() covers the function's own queues and nothing of another", () => {
+  const a = workerPermissions("queue_a");
+  const own = ["queue_a", "queue_a.dlq", "queue_a.retry.400", "queue_a.control.0a1b2c3d"];
+  const others = [
+    "queue_b",
+    "queue_b.dlq",
+    "queue_ab",
+    "queue_a_b",
+    "xqueue_a",
+    "queue_",
+    "amq.gen-1",
+  ];
+  for (const queue of own) {
+    for (const kind of ["configure", "write", "read"] as const) {
+      assert.ok(allows(a, kind, queue), `${kind} ${queue}`);
+    }
+  }
+  for (const queue of others) {
+    for (const kind of ["configure", "write", "read"] as const) {
+      assert.ok(!allows(a, kind, queue), `no ${kind} on ${queue}`);
+    }
+  }
+  assert.ok(allows(a, "write", "amq.default"), "publishes replies through the default exchange");
+  assert.ok(allows(a, "read", "tasks.control"), "binds its control queue to the control exchange");
+  assert.ok(!allows(a, "configure", "tasks.control"), "cannot delete the control exchange");
+  assert.ok(!allows(a, "write", "tasks.control"), "cannot ping other workers");
+  assert.ok(!allows(a, "write", "amq.direct"));
+  assert.throws(() => workerPermissions("queue.*"), TypeError);
+});
+
+Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consume or delete nothing", () => {
+  const d = DISPATCHER_PERMISSIONS;
+  assert.ok(allows(d, "write", "amq.default"));
+  assert.ok(allows(d, "write", "tasks.control"));
+  for (
+    const queue of ["queue_a", "queue_a.dlq", "queue_b", "amq.rabbitmq.reply-to", "tasks.control"]
+  ) {
+    assert.ok(!allows(d, "configure", queue), `no configure on ${queue}`);
+    assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
+  }
+  assert.ok(!allows(d, "write", "queue_a"), "cannot bind function queues");
+  assert.ok(!allows(d, "write", "amq.topic"));
+});
+
+Deno.test("buildDefinitions() makes users with hashes, their permissions and the control exchange", () => {
+  const definitions = buildDefinitions([
+    { name: "admin", passwordHash: "h1", tags: ["administrator"], permissions: ADMIN_PERMISSIONS },
+    { name: "task_a", passwordHash: "h2", tags: [], permissions: workerPermissions("queue_a") },
+  ]);
+  assert.deepEqual(definitions.users, [
+    {
+      name: "admin",
+      password_hash: "h1",
+      hashing_algorithm: "rabbit_password_hashing_sha256",
+      tags: ["administrator"],
+    },
+    {
+      name: "task_a",
+      password_hash: "h2",
+      hashing_algorithm: "rabbit_password_hashing_sha256",
+      tags: [],
+    },
+  ]);
+  assert.deepEqual(definitions.vhosts, [{ name: "/" }]);
+  assert.deepEqual(definitions.permissions[1], {
+    user: "task_a",
+    vhost: "/",
+    configure: "^queue_a(\\..+)?$",
+    write: "^(amq\\.default|queue_a(\\..+)?)$",
+    read: "^(queue_a(\\..+)?|tasks\\.control)$",
+  });
+  assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
+    ["tasks.control", "fanout", true],
+  ]);
+  const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
+  assert.deepEqual(locked.permissions, [], "a user without permissions gets none");
+});

@@ -1,0 +1,89 @@
+/**
+ * compose.yaml's security settings, checked without Docker: what is
+ * published and where, how each worker is confined, and that every worker
+ * has a broker user of its own with a secret of its own. e2e_test.ts checks
+ * that the running containers get them.
+ */
+
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import { readComposeFile } from "./_docker.ts";
+
+const compose = await readComposeFile();
+const text = await Deno.readTextFile(new URL("../compose.yaml", import.meta.url));
+const config = parse(await Deno.readTextFile(new URL("../test-config.yml", import.meta.url)));
+// deno-lint-ignore no-explicit-any
+const services: [string, any][] = Object.entries(compose.services);
+const workers = services.filter(([, service]) => service.build?.dockerfile === "Dockerfile.worker");
+
+Deno.test("compose.yaml publishes only the broker's AMQP and management ports, on 127.0.0.1 by default", () => {
+  for (const [name, service] of services) {
+    if (name === "rabbitmq") continue;
+    assert.equal(service.ports, undefined, `${name} publishes nothing`);
+  }
+  const ports: string[] = compose.services.rabbitmq.ports;
+  assert.deepEqual(ports.map((p) => p.split(":").at(-1)), ["5672", "15672"]);
+  for (const port of ports) assert.match(port, /^\$\{PUBLISH_ADDRESS:-127\.0\.0\.1\}:/);
+});
+
+Deno.test("compose.yaml confines every worker: read-only, no capabilities, limits", () => {
+  assert.ok(workers.length >= 2);
+  for (const [name, service] of workers) {
+    assert.equal(service.read_only, true, `${name} read_only`);
+    assert.deepEqual(service.cap_drop, ["ALL"], `${name} cap_drop`);
+    assert.equal(service.cap_add, undefined, `${name} adds no capability`);
+    assert.deepEqual(service.security_opt, ["no-new-privileges:true"], name);
+    assert.match(String(service.mem_limit), /^\d+m$/, `${name} mem_limit`);
+    assert.ok(service.pids_limit > 0 && service.pids_limit <= 256, `${name} pids_limit`);
+    assert.equal(service.user, undefined, `${name} runs as the image's non-root user`);
+    assert.equal(service.command, undefined, `${name} keeps the image's permissions`);
+  }
+});
+
+Deno.test("compose.yaml gives each worker its own broker user and password secret, never guest", () => {
+  assert.ok(!/guest/i.test(text), "compose.yaml never mentions guest");
+  const initArgs: string[] = compose.services["secrets-init"].command;
+  const users = new Map<string, string>();
+  for (const [name, service] of workers) {
+    const fn = service.build.args.FUNCTION;
+    const url = new URL(service.environment.AMQP_URL);
+    assert.equal(url.password, "", `${name}'s URL carries no password`);
+    assert.equal(url.username, fn, `${name} connects as its function's user`);
+    assert.equal(
+      service.environment.AMQP_PASSWORD_FILE,
+      WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE,
+      `${name} reads its password where the image allows`,
+    );
+    assert.deepEqual(service.secrets, [{ source: `${fn}_password`, target: "amqp_password" }]);
+    assert.equal(
+      compose.secrets[`${fn}_password`].file,
+      `\${SECRETS_DIR:-./secrets}/${fn}.password`,
+    );
+    const queue = config.functions[fn].queue;
+    assert.ok(initArgs.includes(`--function=${fn}=${queue}`), `secrets-init creates ${fn}`);
+    users.set(fn, name);
+  }
+  assert.equal(users.size, workers.length, "no two workers share a user");
+  const created = initArgs.filter((a) => a.startsWith("--function=")).length;
+  assert.equal(created, workers.length, "secrets-init creates no user without a worker");
+});
+
+Deno.test("compose.yaml runs secrets-init before the broker, without network or spare capabilities", async () => {
+  const init = compose.services["secrets-init"];
+  assert.equal(init.network_mode, "none");
+  assert.equal(init.read_only, true);
+  assert.deepEqual(init.cap_drop, ["ALL"]);
+  assert.deepEqual([...init.cap_add].sort(), ["CHOWN", "DAC_OVERRIDE", "FOWNER"]);
+  assert.ok(init.command.includes("--worker-owner=65532:65532"), "workers run as 65532");
+  const broker = compose.services.rabbitmq;
+  assert.deepEqual(broker.depends_on, {
+    "secrets-init": { condition: "service_completed_successfully" },
+  });
+  assert.deepEqual(broker.secrets, [{ source: "broker_definitions", target: "definitions.json" }]);
+  assert.ok(
+    broker.volumes.includes("./broker/rabbitmq.conf:/etc/rabbitmq/conf.d/20-task-system.conf:ro"),
+  );
+  const conf = await Deno.readTextFile(new URL("../broker/rabbitmq.conf", import.meta.url));
+  assert.match(conf, /^load_definitions = \/run\/secrets\/definitions\.json$/m);
+});
