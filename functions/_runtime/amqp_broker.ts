@@ -17,6 +17,8 @@ import {
   type ConsumeOptions,
   type Consumer,
   type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
   maskUrl,
   type QueueInfo,
   type QueueOptions,
@@ -161,6 +163,12 @@ function withHeartbeat(url: string, seconds: number): string {
   return parsed.toString();
 }
 
+/** What a NOT_FOUND error names, such as "exchange 'tasks.control'". */
+function notFound(text: string): string {
+  const match = text.match(/no (queue|exchange) '([^']*)'/i);
+  return match ? `${match[1].toLowerCase()} '${match[2]}'` : "it";
+}
+
 function queueArguments(options: QueueOptions): Record<string, unknown> {
   const args: Record<string, unknown> = {};
   if (options.messageTtlMs !== undefined) args["x-message-ttl"] = options.messageTtlMs;
@@ -261,8 +269,22 @@ class AmqpBroker implements Broker {
     const text = error instanceof Error ? error.message : String(error);
     if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
       throw new TypeError(
-        `Cannot ${action} as it exists with other settings (${text}): delete the queue or declare it with its settings`,
+        `Cannot ${action} as it exists with other settings (${text}): delete it or declare it with its settings`,
         { cause: error },
+      );
+    }
+    if (/RESOURCE.LOCKED/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as another connection holds it exclusively (${text}): use a queue of your own`,
+        { cause: error },
+      );
+    }
+    if (/NOT.FOUND/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as ${notFound(text)} does not exist: declare it first`,
+        {
+          cause: error,
+        },
       );
     }
     if (/ACCESS.REFUSED/i.test(text)) {
@@ -285,6 +307,8 @@ class AmqpBroker implements Broker {
       const channel = await this.#sideChannel();
       const ok = await channel.assertQueue(name, {
         durable: options.durable ?? true,
+        exclusive: options.exclusive ?? false,
+        autoDelete: options.autoDelete ?? false,
         arguments: queueArguments(options),
       });
       return { name, messages: ok.messageCount, consumers: ok.consumerCount };
@@ -313,23 +337,75 @@ class AmqpBroker implements Broker {
     }
   }
 
-  async publish(queue: string, message: Message): Promise<void> {
-    if (this.#isClosed) this.#fail(`publish to '${queue}'`, new Error("closed"));
+  async declareExchange(
+    name: string,
+    type: ExchangeType,
+    options: ExchangeOptions = {},
+  ): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.assertExchange(name, type, { durable: options.durable ?? true });
+    } catch (error) {
+      this.#fail(`declare exchange '${name}'`, error);
+    }
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.deleteExchange(name);
+    } catch (error) {
+      this.#fail(`delete exchange '${name}'`, error);
+    }
+  }
+
+  async bindQueue(queue: string, exchange: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.bindQueue(queue, exchange, "");
+    } catch (error) {
+      this.#fail(`bind queue '${queue}' to exchange '${exchange}'`, error);
+    }
+  }
+
+  async publishToExchange(exchange: string, message: Message): Promise<void> {
+    // Publishing to a missing exchange would close the main channel, and
+    // with it every consumer: check on the side channel first.
+    try {
+      const channel = await this.#sideChannel();
+      await channel.checkExchange(exchange);
+    } catch (error) {
+      this.#fail(`publish to exchange '${exchange}'`, error);
+    }
+    await this.#publish(exchange, "", message, `publish to exchange '${exchange}'`);
+  }
+
+  publish(queue: string, message: Message): Promise<void> {
+    return this.#publish("", queue, message, `publish to '${queue}'`);
+  }
+
+  async #publish(
+    exchange: string,
+    routingKey: string,
+    message: Message,
+    action: string,
+  ): Promise<void> {
+    if (this.#isClosed) this.#fail(action, new Error("closed"));
     while (this.#drained) await this.#drained;
     const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
     await new Promise<void>((resolve, reject) => {
       let written: boolean;
       try {
         written = this.#channel.publish(
-          "",
-          queue,
+          exchange,
+          routingKey,
           body,
           toPublishOptions(message.properties),
           (error: unknown) => {
             if (error) {
               reject(
                 new BrokerUnavailableError(
-                  `Cannot publish to '${queue}' as the broker did not confirm it: ${error}`,
+                  `Cannot ${action} as the broker did not confirm it: ${error}`,
                 ),
               );
             } else resolve();
@@ -350,7 +426,7 @@ class AmqpBroker implements Broker {
           this.closed.then(release);
         });
       }
-    }).catch((error) => this.#fail(`publish to '${queue}'`, error));
+    }).catch((error) => this.#fail(action, error));
   }
 
   async consume(
