@@ -9,7 +9,9 @@
 import { maskUrl } from "./broker.ts";
 import type { FunctionDefinition } from "./define_function.ts";
 import { inWebWorker, serveEmbedded } from "./embedded_worker.ts";
-import { createLogger } from "./log.ts";
+import { type HealthServer, serveHealth } from "./health_server.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { runWorker } from "./run_worker.ts";
 import { readWorkerSettings, WORKER_ENV_VARS, type WorkerEnvVar } from "./worker_settings.ts";
 
@@ -23,6 +25,44 @@ function hostName(): string {
 
 function readEnv(name: WorkerEnvVar): string | undefined {
   return Deno.env.get(name);
+}
+
+/** Options for {@linkcode startHealthServer}. */
+interface StartHealthServerOptions {
+  port: number;
+  metrics: WorkerMetrics;
+  labels: { function: string; queue: string };
+  consuming: () => boolean;
+  log: Logger;
+}
+
+/**
+ * Serves `/healthz` and `/metrics` unless the port is 0. A port in use or
+ * not allowed is logged, and the worker goes on serving tasks without them:
+ * its health check then fails, which is what should draw attention.
+ */
+function startHealthServer(options: StartHealthServerOptions): HealthServer | undefined {
+  if (options.port === 0) return undefined;
+  try {
+    const server = serveHealth({
+      port: options.port,
+      consuming: options.consuming,
+      metrics: () => options.metrics.render(options.labels, options.consuming()),
+    });
+    options.log.info("Serving /healthz and /metrics", { port: server.port });
+    return server;
+  } catch (error) {
+    const reason = error instanceof Deno.errors.AddrInUse
+      ? "it is in use"
+      : error instanceof Deno.errors.NotCapable
+      ? "this process may not listen there (allow it with --allow-net)"
+      : (error as Error).message;
+    options.log.error(
+      `Cannot serve /healthz and /metrics on port ${options.port} as ${reason}: set METRICS_PORT to a free port, or 0 to turn them off`,
+      { port: options.port },
+    );
+    return undefined;
+  }
 }
 
 /**
@@ -50,14 +90,22 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
   // Imported here, not at the top, so that loading a function module (in a
   // test or an embedded Web Worker) does not load the AMQP client.
   const { connectAmqp } = await import("./amqp_broker.ts");
-  log.info("Starting", {
-    function: definition.name,
-    queue: settings.queue ?? definition.queue,
-    worker: workerId,
-    broker: maskUrl(settings.amqpUrl),
+  const queue = settings.queue ?? definition.queue;
+  const identity = { function: definition.name, queue, worker: workerId };
+  log.info("Starting", { ...identity, broker: maskUrl(settings.amqpUrl) });
+  const metrics = new WorkerMetrics();
+  let consuming = false;
+  const health = startHealthServer({
+    port: settings.metricsPort,
+    metrics,
+    labels: { function: definition.name, queue },
+    consuming: () => consuming,
+    log: log.child(identity),
   });
   try {
     await runWorker(definition, {
+      metrics,
+      onConsuming: (now) => consuming = now,
       connect: () => connectAmqp(settings.amqpUrl, { connectionName: workerId }),
       signal: controller.signal,
       workerId,
@@ -70,8 +118,9 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
       log,
     });
   } catch (error) {
-    log.error("Worker stopped on a fault it cannot recover from", { error });
+    log.error("Worker stopped on a fault it cannot recover from", { ...identity, error });
     Deno.exit(1);
   }
+  await health?.shutdown();
   Deno.exit(0);
 }
