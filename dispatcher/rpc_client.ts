@@ -9,6 +9,7 @@
 import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
 import {
   encodeRequest,
+  type Message,
   parseProgress,
   parseReply,
   type Payload,
@@ -39,6 +40,10 @@ export type CallOutcome =
     sentAt: number;
     /** `performance.now()` when the call ended. */
     endedAt: number;
+    /** `Date.now()` when the request was handed to the broker: comparable with worker times. */
+    sentWallMs: number;
+    /** `Date.now()` when the call ended. */
+    endedWallMs: number;
   }
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
@@ -47,7 +52,21 @@ interface Pending {
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
   sentAt: number;
+  sentWallMs: number;
   timer: ReturnType<typeof setTimeout>;
+}
+
+/** Options for {@linkcode RpcClient.broadcast}. */
+export interface BroadcastOptions {
+  /** Stop collecting answers after this long. */
+  timeoutMs: number;
+  /** Stop early once this returns true for the answers so far. */
+  enough?: (answers: Message[]) => boolean;
+}
+
+interface Collecting {
+  answers: Message[];
+  check: () => void;
 }
 
 /** Counts of replies received that no call was waiting for. */
@@ -62,6 +81,7 @@ export interface IgnoredReplies {
 export class RpcClient {
   readonly #broker: Broker;
   readonly #pending = new Map<string, Pending>();
+  readonly #collecting = new Map<string, Collecting>();
   #replyTo = "";
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0 };
   #failure: Error | undefined;
@@ -103,11 +123,26 @@ export class RpcClient {
     });
     return new Promise<CallOutcome>((resolve, reject) => {
       const sentAt = performance.now();
+      const sentWallMs = Date.now();
       const timer = setTimeout(() => {
         this.#pending.delete(taskId);
-        resolve({ kind: "timeout", taskId, sentAt, endedAt: performance.now() });
+        resolve({
+          kind: "timeout",
+          taskId,
+          sentAt,
+          endedAt: performance.now(),
+          sentWallMs,
+          endedWallMs: Date.now(),
+        });
       }, options.timeoutMs);
-      this.#pending.set(taskId, { resolve, reject, onProgress: options.onProgress, sentAt, timer });
+      this.#pending.set(taskId, {
+        resolve,
+        reject,
+        onProgress: options.onProgress,
+        sentAt,
+        sentWallMs,
+        timer,
+      });
       this.#broker.publish(queue, request).then(options.onSent, (error: Error) => {
         clearTimeout(timer);
         this.#pending.delete(taskId);
@@ -116,9 +151,47 @@ export class RpcClient {
     });
   }
 
+  /**
+   * Publishes the message `build` makes for a fresh correlation id and this
+   * client's reply queue to an exchange, and collects every answer carrying
+   * that correlation id until `timeoutMs` passes or `enough` says so. For
+   * questions that many answer, such as a ping of every worker.
+   */
+  async broadcast(
+    exchange: string,
+    build: (correlationId: string, replyTo: string) => Message,
+    options: BroadcastOptions,
+  ): Promise<Message[]> {
+    if (this.#failure) throw this.#failure;
+    const id = crypto.randomUUID();
+    const answers: Message[] = [];
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => finish = resolve);
+    const check = () => {
+      if (options.enough?.(answers)) finish();
+    };
+    this.#collecting.set(id, { answers, check });
+    const timer = setTimeout(finish, options.timeoutMs);
+    try {
+      await this.#broker.publishToExchange(exchange, build(id, this.#replyTo));
+      check();
+      await done;
+      return answers;
+    } finally {
+      clearTimeout(timer);
+      this.#collecting.delete(id);
+    }
+  }
+
   /** @internal Handles one message from the reply queue. */
-  receive(message: { body: Uint8Array; properties: { correlationId?: string; type?: string } }) {
+  receive(message: Message) {
     const id = message.properties.correlationId;
+    const collecting = id === undefined ? undefined : this.#collecting.get(id);
+    if (collecting) {
+      collecting.answers.push(message);
+      collecting.check();
+      return;
+    }
     const pending = id === undefined ? undefined : this.#pending.get(id);
     if (!pending || id === undefined) {
       this.ignored.unknown++;
@@ -143,6 +216,8 @@ export class RpcClient {
       taskId: id,
       sentAt: pending.sentAt,
       endedAt: performance.now(),
+      sentWallMs: pending.sentWallMs,
+      endedWallMs: Date.now(),
     });
   }
 
