@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { sampleRun } from "./_test_fixtures.ts";
+import { clockTime, createPainter, formatSummary, shouldColor } from "./report.ts";
+
+const plain = createPainter(false);
+
+Deno.test("clockTime() shows local time to the millisecond", () => {
+  const date = new Date(2026, 0, 2, 9, 5, 7, 41);
+  assert.equal(clockTime(date), "09:05:07.041");
+});
+
+Deno.test("shouldColor() colours only a terminal without NO_COLOR", () => {
+  assert.equal(shouldColor(true, undefined), true);
+  assert.equal(shouldColor(true, ""), true);
+  assert.equal(shouldColor(true, "1"), false);
+  assert.equal(shouldColor(false, undefined), false);
+});
+
+Deno.test("formatSummary() lists each task with where and when it ran, then the figures", () => {
+  const run = sampleRun();
+  const lines = formatSummary(run, plain);
+  const text = lines.join("\n");
+  assert.equal(lines[0], "Successful: 2, failed: 2 (1 errors, 1 timed out)");
+  assert.ok(
+    lines.includes(
+      "Result from task_a#1: Hello from Task A (0.100 s, attempts: 1, worker: task_a@one)",
+    ),
+    text,
+  );
+  const detail = lines[lines.indexOf(lines.find((l) => l.startsWith("Result from task_a#1"))!) + 1];
+  assert.equal(
+    detail,
+    `    queue queue_a, task id-task_a#1, waited 0.010 s in queue, finished at ${
+      clockTime(run.tasks[0].finished_at!)
+    }`,
+  );
+  assert.match(
+    text,
+    /^Result from task_b: \{"n":1\} \(0\.198 s, attempts: 3, worker: task_b@one\)$/m,
+  );
+  assert.match(text, /^Error from task_a#2: Boom: it <broke> & "failed" \(0\.038 s, attempts: 1/m);
+  assert.match(text, /^ {2}FAILED: expected success, got Boom/m);
+  assert.match(
+    text,
+    /^TIMEOUT task_c: no reply within 900 ms \(task id-task_c; last seen on task_c@one, attempt 1\)$/m,
+  );
+  assert.match(text, /gave up at \d\d:\d\d:\d\d\.\d{3}$/m);
+  assert.match(
+    text,
+    /^Task A retries: 0\nTask B retries: 2\nTask C retries: 0\nTotal retries: 2$/m,
+  );
+  assert.match(
+    text,
+    /^Execution time: average 0\.112 s, fastest 0\.038 s \(task_a#2\), slowest 0\.198 s \(task_b\)$/m,
+  );
+  assert.match(
+    text,
+    /^Total wall time: 0\.903 s; sum of task times: 0\.336 s \(0\.37x from running concurrently\)$/m,
+  );
+  assert.equal(lines.at(-1), "Passed: 2/4 (2 failed, 1 timed out)");
+});
+
+Deno.test("formatSummary() colours only when asked", () => {
+  const coloured = formatSummary(sampleRun(), createPainter(true)).join("\n");
+  assert.ok(coloured.includes("\x1b["), "coloured");
+  assert.ok(!formatSummary(sampleRun(), plain).join("\n").includes("\x1b["), "plain");
+});
