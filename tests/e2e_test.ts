@@ -1,8 +1,9 @@
 /**
  * End to end: the containers from compose.yaml, driven the way a user drives
  * them: `docker compose up -d --build` (with a second replica of worker-a),
- * `deno task dispatch` and `deno task status`, then `docker compose down -v`. The stack gets a project name and ports of its
- * own, so it never touches a stack or broker already running on the machine.
+ * `deno task dispatch` and `deno task status`, then `docker compose down -v`.
+ * The stack gets a project name and ports of its own, so it never touches a
+ * stack or broker already running on the machine.
  */
 
 import assert from "node:assert/strict";
