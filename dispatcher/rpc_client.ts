@@ -28,7 +28,11 @@ export interface CallOptions {
   retry?: RetryOverrides;
   /** Receives the worker's progress events; asking for them sets `progress`. */
   onProgress?: (progress: TaskProgress) => void;
-  /** Called once the broker confirmed the request. */
+  /**
+   * Called once the broker confirmed the request. Progress events and the
+   * reply that arrive before the confirm are held until after it, so that
+   * callers see the events in their real order: sent, started, done.
+   */
   onSent?: () => void;
 }
 
@@ -54,6 +58,10 @@ interface Pending {
   sentAt: number;
   sentWallMs: number;
   timer: ReturnType<typeof setTimeout>;
+  /** False until the broker confirmed the request. */
+  confirmed: boolean;
+  /** What arrived before the confirm, to pass on after it. */
+  held: (() => void)[];
 }
 
 /** Options for {@linkcode RpcClient.broadcast}. */
@@ -135,15 +143,22 @@ export class RpcClient {
           endedWallMs: Date.now(),
         });
       }, options.timeoutMs);
-      this.#pending.set(taskId, {
+      const pending: Pending = {
         resolve,
         reject,
         onProgress: options.onProgress,
         sentAt,
         sentWallMs,
         timer,
-      });
-      this.#broker.publish(queue, request).then(options.onSent, (error: Error) => {
+        confirmed: false,
+        held: [],
+      };
+      this.#pending.set(taskId, pending);
+      this.#broker.publish(queue, request).then(() => {
+        pending.confirmed = true;
+        options.onSent?.();
+        for (const pass of pending.held.splice(0)) pass();
+      }, (error: Error) => {
         clearTimeout(timer);
         this.#pending.delete(taskId);
         reject(error);
@@ -197,9 +212,13 @@ export class RpcClient {
       this.ignored.unknown++;
       return;
     }
+    const pass = (deliver: () => void) => {
+      if (pending.confirmed) deliver();
+      else pending.held.push(deliver);
+    };
     if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
       const progress = parseProgress(message.body);
-      if (progress.ok) pending.onProgress?.(progress.value);
+      if (progress.ok) pass(() => pending.onProgress?.(progress.value));
       else this.ignored.invalid++;
       return;
     }
@@ -210,7 +229,7 @@ export class RpcClient {
     }
     clearTimeout(pending.timer);
     this.#pending.delete(id);
-    pending.resolve({
+    const outcome: CallOutcome = {
       kind: "reply",
       reply: reply.value,
       taskId: id,
@@ -218,7 +237,8 @@ export class RpcClient {
       endedAt: performance.now(),
       sentWallMs: pending.sentWallMs,
       endedWallMs: Date.now(),
-    });
+    };
+    pass(() => pending.resolve(outcome));
   }
 
   #failAll(error: Error): void {
