@@ -24,7 +24,6 @@ export const WORKER_COLORS: readonly string[] = [
   "#8c6b3f",
 ];
 
-const LABEL_WIDTH = 240;
 const PLOT_WIDTH = 880;
 const ROW_HEIGHT = 20;
 const BAR_HEIGHT = 12;
@@ -94,9 +93,17 @@ function timeline(run: RunDocument, colors: Map<string, string>): string {
       }
     }
   }
+  // Room for the longest row label, at about 7 px per character of 12 px text.
+  const labelWidth = Math.min(
+    420,
+    Math.max(
+      180,
+      ...tasks.map((t) => (t.label.length + (t.worker ?? "no worker").length) * 7 + 40),
+    ),
+  );
   const t0 = Math.min(...times);
   const t1 = Math.max(...times, t0 + 1);
-  const x = (time: number) => LABEL_WIDTH + ((time - t0) / (t1 - t0)) * PLOT_WIDTH;
+  const x = (time: number) => labelWidth + ((time - t0) / (t1 - t0)) * PLOT_WIDTH;
   const width = (from: number, to: number) => Math.max(2, x(to) - x(from));
   const top = STRIP_HEIGHT + AXIS_HEIGHT;
   const height = top + tasks.length * ROW_HEIGHT + 8;
@@ -137,7 +144,7 @@ function timeline(run: RunDocument, colors: Map<string, string>): string {
     parts.push(`<path class="concurrency" d="${path}"><title>Tasks running at once</title></path>`);
   }
   parts.push(
-    `<text class="strip-label" x="${LABEL_WIDTH - 8}" y="${
+    `<text class="strip-label" x="${labelWidth - 8}" y="${
       STRIP_HEIGHT / 2
     }">running at once (peak ${Math.max(0, ...steps.map(([, c]) => c))})</text>`,
   );
@@ -150,7 +157,7 @@ function timeline(run: RunDocument, colors: Map<string, string>): string {
     const bars: string[] = [];
     const label = `${task.label} · ${task.worker ?? "no worker"}`;
     bars.push(
-      `<text class="label${task.passed ? "" : " failed"}" x="${LABEL_WIDTH - 8}" y="${
+      `<text class="label${task.passed ? "" : " failed"}" x="${labelWidth - 8}" y="${
         rowY + ROW_HEIGHT / 2 + 4
       }">${e(label)}</text>`,
     );
@@ -211,8 +218,8 @@ function timeline(run: RunDocument, colors: Map<string, string>): string {
     parts.push(`<g class="task" data-task-id="${e(task.task_id)}">${bars.join("")}</g>`);
   });
 
-  return `<svg class="timeline" viewBox="0 0 ${LABEL_WIDTH + PLOT_WIDTH + 16} ${height}" width="${
-    LABEL_WIDTH + PLOT_WIDTH + 16
+  return `<svg class="timeline" viewBox="0 0 ${labelWidth + PLOT_WIDTH + 16} ${height}" width="${
+    labelWidth + PLOT_WIDTH + 16
   }" height="${height}" role="img" aria-label="${e(`Timeline of ${tasks.length} tasks`)}">${
     parts.join("")
   }</svg>`;
@@ -241,7 +248,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .timeline .grid { stroke: #eaeef2; }
 .timeline .tick { font-size: 11px; fill: var(--muted); text-anchor: middle; }
 .timeline .label, .timeline .strip-label { font-size: 12px; text-anchor: end; fill: #1f2328; }
-.timeline .label.failed { fill: var(--bad); font-weight: 600; }
+.timeline .label.failed { fill: var(--bad); }
 .timeline .concurrency { fill: #9ec1f7; stroke: #2f6fdf; }
 .legend { display: flex; flex-wrap: wrap; gap: 14px; margin: 8px 0; font-size: 13px; }
 .legend span::before { content: ""; display: inline-block; width: 14px; height: 10px;
@@ -251,6 +258,7 @@ th, td { text-align: left; padding: 4px 10px; border-bottom: 1px solid #eaeef2;
   white-space: nowrap; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.failed td { color: var(--bad); }
+td.wrap { white-space: normal; min-width: 200px; max-width: 360px; overflow-wrap: anywhere; }
 code { font-size: 12px; }
 `;
 
@@ -267,11 +275,11 @@ function taskRow(task: TaskRecord): string {
   const cells = [
     e(task.label),
     task.passed ? "passed" : `<span title="${e(task.problem)}">failed</span>`,
-    e(result.length > 80 ? `${result.slice(0, 77)}...` : result),
+    e(result.length > 200 ? `${result.slice(0, 197)}...` : result),
     e(task.worker ?? "-"),
     e(task.queue),
     `<code>${e(task.task_id)}</code>`,
-  ].map((cell) => `<td>${cell}</td>`);
+  ].map((cell, i) => `<td${i === 2 ? ' class="wrap"' : ""}>${cell}</td>`);
   const numbers = [
     task.queue_wait_ms === null ? "-" : seconds(task.queue_wait_ms),
     task.duration_ms === null ? "-" : seconds(task.duration_ms),

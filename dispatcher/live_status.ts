@@ -71,7 +71,8 @@ export function createLiveStatus(options: LiveStatusOptions): DispatchListener {
       const { spec, reply } = outcome;
       const verdict = outcome.passed ? "" : paint.bad(` - does not pass: ${outcome.problem}`);
       if (!reply) {
-        line("TIMEOUT", paint.bad, spec.label, `no reply within ${spec.timeoutMs} ms${verdict}`);
+        // A timeout never passes: no verdict to add.
+        line("TIMEOUT", paint.bad, spec.label, `no reply within ${spec.timeoutMs} ms`);
       } else if (reply.status === "success") {
         line(
           "SUCCESS",

@@ -68,7 +68,7 @@ Deno.test("createLiveStatus() reports FAILED, TIMEOUT and an unmet expectation",
   }));
   assert.deepEqual(lines, [
     "[21:28:56.041] FAILED    task_b    SimulatedFailure: always (attempts: 1)",
-    "[21:28:56.041] TIMEOUT   task_c    no reply within 1000 ms - does not pass: TIMEOUT: no reply within 1000 ms",
+    "[21:28:56.041] TIMEOUT   task_c    no reply within 1000 ms",
     '[21:28:56.041] SUCCESS   task_a    in 0.039s on task_a@one - does not pass: expected result "x", got "ok"',
   ]);
 });
