@@ -1,8 +1,10 @@
 /**
  * `deno task dispatch`: loads a scenario from test-config.yml, checks the
- * broker and its workers, sends every task at once, gathers the replies and
- * reports. Exit codes: 0 all tasks passed, 1 some failed, 2 bad usage or
- * configuration, 3 broker or workers unavailable.
+ * broker and its workers, pings them, sends every task at once, shows each
+ * task's progress live, gathers the replies and reports them: a summary for
+ * people, and the run's JSON document, JUnit XML and HTML report as files.
+ * Exit codes: 0 all tasks passed, 1 some failed, 2 bad usage, configuration
+ * or output path, 3 broker or workers unavailable.
  *
  * @module
  */
