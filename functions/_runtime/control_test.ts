@@ -100,3 +100,29 @@ Deno.test("a stopped worker's control queue is gone and it no longer answers", a
     await hub.shutdown();
   }
 });
+
+Deno.test("startWorker() binds its control queue before it consumes, so no ping misses it", async () => {
+  const hub = new MemoryBroker();
+  const inner = hub.connect();
+  const calls: string[] = [];
+  const recording = new Proxy(inner, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (key === "bindQueue" || key === "consume") calls.push(`${String(key)} ${args[0]}`);
+        return value.apply(target, args);
+      };
+    },
+  });
+  const worker = await startWorker(hello, recording, { workerId: "hello@order" });
+  try {
+    assert.equal(calls.length, 3, calls.join(", "));
+    assert.match(calls[0], /^bindQueue queue_hello\.control\.[0-9a-f]{8}$/);
+    assert.match(calls[1], /^consume queue_hello\.control\./);
+    assert.equal(calls[2], "consume queue_hello");
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
+});

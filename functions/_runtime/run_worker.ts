@@ -18,7 +18,13 @@
  */
 
 import { backoffDelay } from "./backoff.ts";
-import { type Broker, BrokerUnavailableError, type Delivery, type QueueOptions } from "./broker.ts";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type Consumer,
+  type Delivery,
+  type QueueOptions,
+} from "./broker.ts";
 import {
   ATTEMPT_HEADER,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -448,30 +454,32 @@ export async function startWorker(
     else waiting.push(delivery);
   }
 
-  const consumer = await broker.consume(queue, onDelivery, { prefetch });
-  let control: ControlChannel;
-  try {
-    control = await serveControl(broker, {
+  // The control queue first: once the work queue shows this consumer, a
+  // ping reaches this worker too.
+  const control: ControlChannel = await serveControl(broker, {
+    queue,
+    log,
+    info: () => ({
+      kind: "pong",
+      worker: workerId,
+      function: definition.name,
       queue,
-      log,
-      info: () => ({
-        kind: "pong",
-        worker: workerId,
-        function: definition.name,
-        queue,
-        started_at: metrics.startedAt.toISOString(),
-        uptime_ms: Date.now() - metrics.startedAt.getTime(),
-        concurrency,
-        tasks_done: stats.succeeded + stats.failed + stats.rejected,
-        succeeded: stats.succeeded,
-        failed: stats.failed,
-        rejected: stats.rejected,
-        retried: stats.retried,
-        in_flight: stats.inFlight,
-      }),
-    });
+      started_at: metrics.startedAt.toISOString(),
+      uptime_ms: Date.now() - metrics.startedAt.getTime(),
+      concurrency,
+      tasks_done: stats.succeeded + stats.failed + stats.rejected,
+      succeeded: stats.succeeded,
+      failed: stats.failed,
+      rejected: stats.rejected,
+      retried: stats.retried,
+      in_flight: stats.inFlight,
+    }),
+  });
+  let consumer: Consumer;
+  try {
+    consumer = await broker.consume(queue, onDelivery, { prefetch });
   } catch (error) {
-    await consumer.cancel().catch(() => {});
+    await control.cancel().catch(() => {});
     throw error;
   }
 
