@@ -15,7 +15,7 @@ import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
 import { LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
 import { connectRabbitMq } from "../dispatcher/connect_rabbitmq.ts";
 import { type CliIo, EXIT, readOptions, runCli, wholeNumber } from "../dispatcher/cli.ts";
-import { saveResults } from "../dispatcher/save_results.ts";
+import { defaultResultsPath, writeOutput } from "../dispatcher/output_files.ts";
 import { type RunningProcess, startDeno, WORKER_PERMISSIONS } from "../tests/_processes.ts";
 
 const HELP = `Usage: deno task bench [options]
@@ -475,7 +475,11 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       );
     }
     if (flags.json) io.out(JSON.stringify(document, null, 2));
-    if (!flags["no-save"]) say(`Saved: ${await saveResults("bench", document, flags.out)}`);
+    if (!flags["no-save"]) {
+      const out = flags.out ?? defaultResultsPath("bench", new Date());
+      await writeOutput(out, JSON.stringify(document, null, 2) + "\n");
+      say(`Results saved to ${out}`);
+    }
     if (flags.quick) return EXIT.passed;
     return missed === 0 ? EXIT.passed : EXIT.failed;
   } finally {

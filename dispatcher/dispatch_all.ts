@@ -24,6 +24,12 @@ export interface TaskOutcome {
   latencyMs: number;
   /** `performance.now()` when the request was sent. */
   sentAt: number;
+  /** `Date.now()` when the request was sent, comparable with the workers' times. */
+  sentWallMs: number;
+  /** `Date.now()` when the reply came or the wait ended. */
+  endedWallMs: number;
+  /** The worker's progress events (started, retry), in arrival order. */
+  progress: TaskProgress[];
 }
 
 /** Callbacks while tasks run, for live status. */
@@ -33,17 +39,33 @@ export interface DispatchListener {
   onDone?(outcome: TaskOutcome): void;
 }
 
+/** One listener that calls each of `listeners` in turn. */
+export function combineListeners(...listeners: DispatchListener[]): DispatchListener {
+  return {
+    onSent: (spec, taskId) => listeners.forEach((l) => l.onSent?.(spec, taskId)),
+    onProgress: (spec, progress) => listeners.forEach((l) => l.onProgress?.(spec, progress)),
+    onDone: (outcome) => listeners.forEach((l) => l.onDone?.(outcome)),
+  };
+}
+
 function quote(value: unknown): string {
   return JSON.stringify(value) ?? "undefined";
 }
 
 /** Decides whether a call's outcome meets the task's expectation. */
-export function judge(spec: TaskSpec, outcome: CallOutcome): TaskOutcome {
+export function judge(
+  spec: TaskSpec,
+  outcome: CallOutcome,
+  progress: TaskProgress[] = [],
+): TaskOutcome {
   const base = {
     spec,
     taskId: outcome.taskId,
     latencyMs: outcome.endedAt - outcome.sentAt,
     sentAt: outcome.sentAt,
+    sentWallMs: outcome.sentWallMs,
+    endedWallMs: outcome.endedWallMs,
+    progress,
   };
   if (outcome.kind === "timeout") {
     return {
@@ -71,7 +93,9 @@ export function judge(spec: TaskSpec, outcome: CallOutcome): TaskOutcome {
 
 /**
  * Sends every task at once and waits for all of them with `Promise.all`.
- * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
+ * Each request asks for progress events, which the outcome keeps for the
+ * timeline. Rejects only when the broker fails; timeouts and failed tasks
+ * are outcomes.
  */
 export function dispatchAll(
   client: RpcClient,
@@ -80,14 +104,18 @@ export function dispatchAll(
 ): Promise<TaskOutcome[]> {
   return Promise.all(tasks.map(async (spec) => {
     const taskId = crypto.randomUUID();
+    const progress: TaskProgress[] = [];
     const outcome = await client.call(spec.queue, spec.task, spec.payload, {
       taskId,
       timeoutMs: spec.timeoutMs,
       retry: spec.retry,
       onSent: listener.onSent && (() => listener.onSent!(spec, taskId)),
-      onProgress: listener.onProgress && ((progress) => listener.onProgress!(spec, progress)),
+      onProgress: (event) => {
+        progress.push(event);
+        listener.onProgress?.(spec, event);
+      },
     });
-    const result = judge(spec, outcome);
+    const result = judge(spec, outcome, progress);
     listener.onDone?.(result);
     return result;
   }));

@@ -22,6 +22,8 @@ function replied(overrides: Partial<TaskReply> = {}): CallOutcome {
     taskId: "id-1",
     sentAt: 1000,
     endedAt: 1250,
+    sentWallMs: 1_700_000_000_000,
+    endedWallMs: 1_700_000_000_250,
     reply: {
       task_id: "id-1",
       task: "task_a",
@@ -132,6 +134,8 @@ Deno.test("judge() fails a timeout with a problem starting with TIMEOUT", () => 
     taskId: "id-9",
     sentAt: 10,
     endedAt: 760,
+    sentWallMs: 1_700_000_000_010,
+    endedWallMs: 1_700_000_000_760,
   });
   assert.equal(judged.passed, false);
   assert.equal(judged.status, "timeout");
@@ -148,6 +152,8 @@ Deno.test("judge() fails a timeout even when an error was expected", () => {
     taskId: "id-9",
     sentAt: 0,
     endedAt: 500,
+    sentWallMs: 1_700_000_000_000,
+    endedWallMs: 1_700_000_000_500,
   });
   assert.equal(judged.passed, false);
   assert.match(judged.problem!, /^TIMEOUT/);

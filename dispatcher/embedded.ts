@@ -8,7 +8,7 @@
  */
 
 import type { Broker } from "../functions/_runtime/broker.ts";
-import type { LogLevel } from "../functions/_runtime/log.ts";
+import type { LogFormat, LogLevel } from "../functions/_runtime/log.ts";
 import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
 import { serveBrokerOverPort } from "../functions/_runtime/port_broker.ts";
 import type { EmbeddedEvent, EmbeddedStart } from "../functions/_runtime/embedded_worker.ts";
@@ -23,6 +23,8 @@ export interface EmbeddedFunction {
 export interface StartEmbeddedOptions {
   /** @default {"warn"} */
   logLevel?: LogLevel;
+  /** @default {"text"} */
+  logFormat?: LogFormat;
   /**
    * Handlers each function runs at once.
    * @default {1}
@@ -122,6 +124,7 @@ export async function startEmbedded(
       workerId: `${task}@embedded`,
       port: channel.port2,
       logLevel: options.logLevel ?? "warn",
+      logFormat: options.logFormat ?? "text",
       concurrency: options.concurrency ?? 1,
       graceMs: GRACE_MS,
     };

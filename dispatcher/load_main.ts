@@ -19,7 +19,7 @@ import { type LoadProgress, type LoadResult, type LoadTarget, runLoad } from "./
 import { ConfigError, loadConfig } from "./load_config.ts";
 import { createPainter } from "./report.ts";
 import { RpcClient } from "./rpc_client.ts";
-import { saveResults } from "./save_results.ts";
+import { checkWritable, defaultResultsPath, writeOutput } from "./output_files.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
 const HELP = `Usage: deno task load [options]
@@ -40,7 +40,8 @@ ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
   --local              run on the embedded broker
   --wait-workers SECS  how long to wait for workers (default: 10)
-  --out FILE           save the figures here instead
+  --out FILE           save the figures here instead (under results/: deno task
+                       load may write nowhere else)
   --no-save            do not save the figures
   --json               print the figures as one JSON document on stdout
   -h, --help           show this help
@@ -124,12 +125,16 @@ export async function main(args: string[], io: CliIo, isTerminal = false): Promi
   const paint = createPainter(io.color);
   let flags;
   let targets: LoadTarget[];
+  let out: string | undefined;
   try {
     flags = parseFlags(args);
     if (flags.help) {
       io.out(HELP);
       return EXIT.passed;
     }
+    // Checked before any task is sent, so that a run is never lost to a bad path.
+    out = flags["no-save"] ? undefined : flags.out ?? defaultResultsPath("load", new Date());
+    if (out !== undefined) checkWritable(out, "the figures to");
     const config = await loadConfig(flags.config);
     targets = [...config.functions].map(([task, queue]) => ({ task, queue }));
     if (flags.function !== undefined) {
@@ -143,7 +148,7 @@ export async function main(args: string[], io: CliIo, isTerminal = false): Promi
       }
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof TypeError) {
       io.err(paint.bad(error.message));
       return EXIT.usage;
     }
@@ -220,7 +225,10 @@ export async function main(args: string[], io: CliIo, isTerminal = false): Promi
     };
     if (flags.json) io.out(JSON.stringify(document, null, 2));
     else for (const line of formatLoad(result)) io.out(line);
-    if (!flags["no-save"]) say(`Saved: ${await saveResults("load", document, flags.out)}`);
+    if (out !== undefined) {
+      await writeOutput(out, JSON.stringify(document, null, 2) + "\n");
+      say(`Results saved to ${out}`);
+    }
     const failed = result.tasks - result.succeeded;
     return failed === 0 ? EXIT.passed : EXIT.failed;
   } catch (error) {

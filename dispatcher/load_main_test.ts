@@ -49,7 +49,7 @@ Deno.test("deno task load --json prints one document and saves it where --out sa
     assert.deepEqual(document.options.functions, ["task_a"]);
     assert.deepEqual(Object.keys(document.perWorker), ["task_a@embedded"]);
     assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), document);
-    assert.match(err, new RegExp(`Saved: ${file}`));
+    assert.match(err, new RegExp(`Results saved to ${file}`));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

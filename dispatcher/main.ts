@@ -1,26 +1,40 @@
 /**
  * `deno task dispatch`: loads a scenario from test-config.yml, checks the
- * broker and its workers, sends every task at once, gathers the replies and
- * reports. Exit codes: 0 all tasks passed, 1 some failed, 2 bad usage or
- * configuration, 3 broker or workers unavailable.
+ * broker and its workers, pings them, sends every task at once, shows each
+ * task's progress live, gathers the replies and reports them: a summary for
+ * people, and the run's JSON document, JUnit XML and HTML report as files.
+ * Exit codes: 0 all tasks passed, 1 some failed, 2 bad usage, configuration
+ * or output path, 3 broker or workers unavailable.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import type { LogLevel } from "../functions/_runtime/log.ts";
-import { LOG_LEVELS } from "../functions/_runtime/log.ts";
+import type { WorkerInfo } from "../functions/_runtime/contract.ts";
+import {
+  createLogger,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "../functions/_runtime/log.ts";
 import { SecretFileError } from "../functions/_runtime/secret_file.ts";
-import { type BrokerChoice, chooseBroker, LOCAL_AMQP_URL } from "./choose_broker.ts";
+import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
+import { type BrokerChoice, chooseBroker } from "./choose_broker.ts";
+import { EXIT, readOptions, UsageError } from "./cli.ts";
 import { connectRabbitMq } from "./connect_rabbitmq.ts";
-import { dispatchAll } from "./dispatch_all.ts";
+import { combineListeners, dispatchAll } from "./dispatch_all.ts";
 import { startEmbedded } from "./embedded.ts";
 import { ConfigError, loadConfig, type Scenario } from "./load_config.ts";
-import { createPainter, formatOutcome, formatSummary, summarize } from "./report.ts";
-import { type CliIo, EXIT, runCli } from "./cli.ts";
-import { resolveBroker, type ResolvedBroker, STACK_AMQP_URL } from "./resolve_broker.ts";
+import { renderHtmlReport } from "./html_report.ts";
+import { renderJunit } from "./junit_report.ts";
+import { createLiveStatus } from "./live_status.ts";
+import { logDispatch } from "./log_dispatch.ts";
+import { checkWritable, defaultResultsPath, RESULTS_DIR, writeOutput } from "./output_files.ts";
+import { pingWorkers } from "./ping_workers.ts";
+import { createPainter, formatSummary, shouldColor } from "./report.ts";
 import { RpcClient } from "./rpc_client.ts";
+import { resolveBroker, type ResolvedBroker } from "./resolve_broker.ts";
+import { buildRunDocument, type RunDocument } from "./run_document.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
 export { EXIT };
@@ -28,50 +42,62 @@ export { EXIT };
 const HELP = `Usage: deno task dispatch [options]
 
 Runs a scenario from test-config.yml: checks the broker and that a worker
-serves each function, sends every task at once, and checks each reply
-against the scenario's expectations.
+serves each function, pings the workers, sends every task at once, shows
+each task's progress live, and checks each reply against the scenario's
+expectations. The run's JSON document is saved under results/.
 
 Options:
   --config PATH        configuration file (default: test-config.yml)
   --scenario NAME      scenario to run (default: the file's default_scenario)
   --list               list the file's scenarios and exit
-  --broker URL         RabbitMQ URL, e.g. amqp://dispatcher@localhost:5672
-                       (default: $AMQP_URL or the URL in $AMQP_URL_FILE; with
-                       none, ${STACK_AMQP_URL} when the compose
-                       stack's secrets/dispatcher.password exists, else
-                       ${LOCAL_AMQP_URL}; if nothing
-                       answers there, the embedded broker)
-  --password-file PATH file holding the password of the URL's user (default:
-                       $AMQP_PASSWORD_FILE; for the user dispatcher, the
-                       compose stack's, in $SECRETS_DIR or secrets/)
-  --ca-file PATH       amqps://: CA certificate (PEM) that signs the broker's
-                       certificate (default: $AMQP_CA_FILE, else the system's)
-  --cert-file PATH     amqps://: client certificate (PEM), for brokers that ask
-                       for one (default: $AMQP_CERT_FILE); with --key-file
-  --key-file PATH      its private key (default: $AMQP_KEY_FILE)
+${brokerHelp("dispatcher")}
+                       If nothing answers without a URL: the embedded broker.
   --local              run on the embedded broker: each function in its own
                        Web Worker in this process, no RabbitMQ needed
   --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
   --timeout-ms MS      override every task's timeout
-  --log-level LEVEL    embedded workers' log level: ${LOG_LEVELS.join(", ")}
+  -q, --quiet          print only the summary: no live status
+  --json               print the run's JSON document on stdout, and
+                       everything else on stderr
+  --out FILE           save the JSON document there (default:
+                       ${RESULTS_DIR}/dispatch_<timestamp>.json)
+  --no-save            do not save the JSON document
+  --junit FILE         also write the run as JUnit XML
+  --html FILE          also write a self-contained HTML report with a timeline
+  --log-level LEVEL    level of the log on stderr (the dispatcher's task
+                       events, and embedded workers): ${LOG_LEVELS.join(", ")}
                        (default: error)
+  --log-format FORMAT  text or json, one object per line (default: text).
+                       With json, everything on stderr is JSON lines
   -h, --help           show this help
 
 A password in --broker is printed by 'deno task' and visible to other users of
 this machine (ps): prefer a password file, or AMQP_URL.
 
+deno task dispatch may write only under ${RESULTS_DIR}/, so give --out, --junit
+and --html paths there (or run 'deno run --allow-write=...' yourself).
+
 Exit codes: 0 all tasks passed, 1 some task failed or timed out,
-2 bad option, configuration or credentials file, 3 broker or workers unavailable.
+2 bad option, configuration, credentials file or output path, 3 broker or
+workers unavailable.
 
 Examples:
   deno task dispatch
-  deno task dispatch --scenario burst
+  deno task dispatch --scenario burst --html ${RESULTS_DIR}/burst.html
+  deno task dispatch --json --no-save | jq .summary
   deno task dispatch --broker amqp://dispatcher@localhost:5673
   deno task dispatch --broker amqps://dispatcher@broker.example:5671 \\
     --password-file dispatcher.password --ca-file ca.pem
   deno task dispatch --local --scenario recovers_after_retries`;
 
-class UsageError extends Error {}
+/** Where the dispatcher writes and what it reads from its environment. */
+export interface DispatcherIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  env: (name: string) => string | undefined;
+  /** Whether to colour what goes to stdout and to stderr. */
+  color: { out: boolean; err: boolean };
+}
 
 function positiveNumber(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -82,39 +108,35 @@ function positiveNumber(value: string | undefined, flag: string): number | undef
   return number;
 }
 
+/** Every option of `deno task dispatch`. */
+export const DISPATCH_OPTIONS = {
+  config: { type: "string", default: "test-config.yml" },
+  scenario: { type: "string" },
+  list: { type: "boolean", default: false },
+  ...BROKER_OPTIONS,
+  local: { type: "boolean", default: false },
+  "wait-workers": { type: "string" },
+  "timeout-ms": { type: "string" },
+  quiet: { type: "boolean", short: "q", default: false },
+  json: { type: "boolean", default: false },
+  out: { type: "string" },
+  "no-save": { type: "boolean", default: false },
+  junit: { type: "string" },
+  html: { type: "string" },
+  "log-level": { type: "string", default: "error" },
+  "log-format": { type: "string", default: "text" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function parseFlags(args: string[]) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: "string", default: "test-config.yml" },
-        scenario: { type: "string" },
-        list: { type: "boolean", default: false },
-        broker: { type: "string" },
-        "password-file": { type: "string" },
-        "ca-file": { type: "string" },
-        "cert-file": { type: "string" },
-        "key-file": { type: "string" },
-        local: { type: "boolean", default: false },
-        "wait-workers": { type: "string" },
-        "timeout-ms": { type: "string" },
-        "log-level": { type: "string", default: "error" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(
-      `Cannot read the options: ${(error as Error).message}. See 'deno task dispatch --help'`,
-    );
-  }
-  const values = parsed.values;
-  for (const flag of ["broker", "password-file", "ca-file", "cert-file", "key-file"] as const) {
+  const values = readOptions(args, DISPATCH_OPTIONS, "dispatch");
+  for (const flag of BROKER_FLAGS) {
     if (values.local && values[flag] !== undefined) {
       throw new UsageError(`Cannot use --local with --${flag}: the embedded broker needs neither`);
     }
+  }
+  if (values["no-save"] && values.out !== undefined) {
+    throw new UsageError("Cannot use --out with --no-save: choose one");
   }
   const logLevel = values["log-level"] as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -122,9 +144,16 @@ function parseFlags(args: string[]) {
       `Cannot use --log-level '${logLevel}': use one of ${LOG_LEVELS.join(", ")}`,
     );
   }
+  const logFormat = values["log-format"] as LogFormat;
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new UsageError(`Cannot use --log-format '${logFormat}': use text or json`);
+  }
+  for (const flag of ["out", "junit", "html"] as const) {
+    if (values[flag] === "") throw new UsageError(`Cannot use --${flag} '': give a file path`);
+  }
   const waitSeconds = positiveNumber(values["wait-workers"], "--wait-workers") ?? 10;
   const timeoutMs = positiveNumber(values["timeout-ms"], "--timeout-ms");
-  return { ...values, logLevel, waitMs: waitSeconds * 1000, timeoutMs };
+  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs };
 }
 
 function pickScenario(
@@ -144,14 +173,56 @@ function pickScenario(
   return chosen;
 }
 
+/** The files a run writes, each checked before anything is sent. */
+interface Outputs {
+  json?: string;
+  junit?: string;
+  html?: string;
+}
+
+function planOutputs(flags: ReturnType<typeof parseFlags>, now: Date): Outputs {
+  const outputs: Outputs = {
+    json: flags["no-save"] ? undefined : flags.out ?? defaultResultsPath("dispatch", now),
+    junit: flags.junit,
+    html: flags.html,
+  };
+  const what = { json: "the JSON document to", junit: "JUnit XML to", html: "the HTML report to" };
+  for (const [key, path] of Object.entries(outputs)) {
+    if (path === undefined) continue;
+    try {
+      checkWritable(path, what[key as keyof Outputs]);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  return outputs;
+}
+
+function uptime(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  const [h, m, s] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  return h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${s}s` : `${s}s`;
+}
+
+/** The lines naming the workers that answered the ping. */
+export function formatWorkers(workers: WorkerInfo[]): string[] {
+  return [
+    `Active workers: ${workers.length}`,
+    ...workers.map((w) =>
+      `  ${w.worker} (${w.function} on ${w.queue}, up ${
+        uptime(w.uptime_ms)
+      }, ${w.tasks_done} tasks done, ${w.in_flight} in flight)`
+    ),
+  ];
+}
+
 /** Runs the dispatcher with `args`; resolves with its exit code. */
-export async function main(args: string[], io: CliIo): Promise<number> {
-  const paint = createPainter(io.color);
+export async function main(args: string[], io: DispatcherIo): Promise<number> {
   let flags;
   try {
     flags = parseFlags(args);
   } catch (error) {
-    io.err(paint.bad((error as Error).message));
+    io.err(createPainter(io.color.err).bad((error as Error).message));
     return EXIT.usage;
   }
   if (flags.help) {
@@ -159,8 +230,31 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     return EXIT.passed;
   }
 
+  // Where each kind of output goes. The report (header, live status,
+  // summary) is for people: on stdout, or on stderr when stdout carries the
+  // JSON document. With --log-format json stderr carries JSON lines only, so
+  // problems become log lines and a report bound for stderr is left out.
+  const jsonLogs = flags.logFormat === "json";
+  const log = createLogger({
+    level: flags.logLevel,
+    format: flags.logFormat,
+    write: io.err,
+    fields: { component: "dispatcher" },
+  });
+  const problems = createLogger({ level: "warn", format: "json", write: io.err });
+  const errPaint = createPainter(io.color.err);
+  const complain = (message: string, level: "warn" | "error" = "error") => {
+    if (jsonLogs) problems[level](message, { component: "dispatcher" });
+    else io.err(level === "error" ? errPaint.bad(message) : errPaint.warn(message));
+  };
+  const reportToErr = flags.json;
+  const report = reportToErr ? (jsonLogs ? () => {} : io.err) : io.out;
+  const paint = createPainter(reportToErr ? io.color.err : io.color.out);
+  const say = flags.quiet ? () => {} : report;
+
   let config;
   let scenario: Scenario;
+  let outputs: Outputs;
   try {
     config = await loadConfig(flags.config);
     if (flags.list) {
@@ -171,9 +265,10 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       return EXIT.passed;
     }
     scenario = pickScenario(config.scenarios, flags.scenario, config.defaultScenario, config.file);
+    outputs = planOutputs(flags, new Date());
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UsageError) {
-      io.err(paint.bad(error.message));
+      complain(error.message);
       return EXIT.usage;
     }
     throw error;
@@ -185,21 +280,18 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     ...new Map(tasks.map((t) => [t.task, { task: t.task, queue: t.queue }])).values(),
   ];
 
-  io.out(`Loaded config: ${config.name} (${config.file})`);
-  io.out(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
-  io.out(`Expected workers: ${needed.length}`);
+  say(`Loaded config: ${config.name} (${config.file})`);
+  say(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
+  say(`Expected workers: ${needed.length}`);
 
   let target: ResolvedBroker | undefined;
   let choice: BrokerChoice;
   try {
     if (!flags.local) {
-      target = await resolveBroker({
-        broker: flags.broker,
-        passwordFile: flags["password-file"],
-        caFile: flags["ca-file"],
-        certFile: flags["cert-file"],
-        keyFile: flags["key-file"],
-      }, { env: io.env, root: new URL("../", import.meta.url) });
+      target = await resolveBroker(brokerFlags(flags), {
+        env: io.env,
+        root: new URL("../", import.meta.url),
+      });
     }
     choice = await chooseBroker({
       local: flags.local,
@@ -208,55 +300,70 @@ export async function main(args: string[], io: CliIo): Promise<number> {
       functions: needed,
       connect: (url, timeoutMs) => connectRabbitMq(url, timeoutMs, { tls: target?.tls }),
       startEmbedded,
-      embeddedOptions: { logLevel: flags.logLevel },
+      embeddedOptions: { logLevel: flags.logLevel, logFormat: flags.logFormat },
     });
   } catch (error) {
-    io.err(paint.bad((error as Error).message));
+    complain((error as Error).message);
     return error instanceof TypeError || error instanceof SecretFileError
       ? EXIT.usage
       : EXIT.unavailable;
   }
-  if (choice.notice) io.err(paint.warn(choice.notice));
+  if (choice.notice) complain(choice.notice, "warn");
   const credentials = !choice.embedded && target?.passwordFile
     ? ` (password from ${target.passwordFile})`
     : "";
-  io.out(`Broker: ${choice.label}${credentials}`);
+  say(`Broker: ${choice.label}${credentials}`);
+  log.info("Connected", { broker: choice.label });
   if (choice.embedded && !choice.embedded.sandboxed) {
-    io.err(paint.warn(
+    complain(
       "Functions run with this process's permissions: add --unstable-worker-options to sandbox them",
-    ));
+      "warn",
+    );
   }
 
   let client: RpcClient | undefined;
+  let document: RunDocument;
   try {
     const consumers = await waitForWorkers(choice.broker, needed, {
       timeoutMs: flags.waitMs,
       onWaiting: (missing) =>
-        io.out(
+        say(
           `Waiting up to ${flags.waitMs / 1000} s for workers: ${
             missing.map((m) => m.task).join(", ")
           }`,
         ),
     });
-    io.out(
+    say(
       `Workers ready: ${
         needed.map(({ task, queue }) => `${task} on ${queue} (${consumers.get(queue)})`).join(", ")
       }`,
     );
     client = await RpcClient.open(choice.broker);
-    io.out(`Dispatching tasks...`);
+    // Only the scenario's workers: on a shared broker others answer the ping too.
+    const workers = (await pingWorkers(client, { expected: consumers, timeoutMs: 2000 }))
+      .filter((w) => consumers.has(w.queue));
+    for (const line of formatWorkers(workers)) say(line);
+    log.info("Workers answered the ping", { workers: workers.map((w) => w.worker) });
+    say(`Dispatching tasks...`);
+    const labelWidth = Math.max(...tasks.map((t) => t.label.length));
+    const listeners = [logDispatch(log)];
+    if (!flags.quiet) listeners.push(createLiveStatus({ write: report, paint, labelWidth }));
+    const startedWallMs = Date.now();
     const started = performance.now();
-    const outcomes = await dispatchAll(client, tasks, {
-      onDone: (outcome) => io.out(formatOutcome(outcome, paint)),
-    });
+    const outcomes = await dispatchAll(client, tasks, combineListeners(...listeners));
     const wallMs = performance.now() - started;
-    const summary = summarize(outcomes, wallMs);
-    io.out("");
-    for (const line of formatSummary(summary, paint)) io.out(line);
-    return summary.failed === 0 ? EXIT.passed : EXIT.failed;
+    document = buildRunDocument(outcomes, {
+      config: { name: config.name, file: config.file },
+      scenario: { name: scenario.name, description: scenario.description },
+      broker: choice.label,
+      workers,
+      startedWallMs,
+      finishedWallMs: Date.now(),
+      wallMs,
+    });
   } catch (error) {
     if (error instanceof WorkersMissingError || error instanceof BrokerUnavailableError) {
-      io.err(paint.bad(error.message));
+      complain(error.message);
       return EXIT.unavailable;
     }
     throw error;
@@ -265,6 +372,39 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     await choice.broker.close();
     await choice.embedded?.stop();
   }
+
+  say("");
+  for (const line of formatSummary(document, paint)) report(line);
+  if (flags.json) io.out(JSON.stringify(document, null, 2));
+  const files: [string | undefined, () => string, string][] = [
+    [outputs.json, () => JSON.stringify(document, null, 2) + "\n", "Results saved to"],
+    [outputs.junit, () => renderJunit(document), "JUnit XML saved to"],
+    [outputs.html, () => renderHtmlReport(document), "HTML report saved to"],
+  ];
+  for (const [path, render, saved] of files) {
+    if (path === undefined) continue;
+    try {
+      await writeOutput(path, render());
+    } catch (error) {
+      complain((error as Error).message);
+      return EXIT.usage;
+    }
+    report(`${saved} ${path}`);
+    log.info(saved.replace(/ to$/, ""), { path });
+  }
+  return document.exit_code === 0 ? EXIT.passed : EXIT.failed;
 }
 
-if (import.meta.main) await runCli(main);
+if (import.meta.main) {
+  const noColor = Deno.env.get("NO_COLOR");
+  const code = await main(Deno.args, {
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+    env: (name) => Deno.env.get(name),
+    color: {
+      out: shouldColor(Deno.stdout.isTerminal(), noColor),
+      err: shouldColor(Deno.stderr.isTerminal(), noColor),
+    },
+  });
+  Deno.exit(code);
+}

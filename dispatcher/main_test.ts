@@ -1,14 +1,27 @@
 import assert from "node:assert/strict";
-import { EXIT, main } from "./main.ts";
+import { parseXml } from "../tests/_xml.ts";
+import { DISPATCH_OPTIONS, EXIT, main } from "./main.ts";
+import type { RunDocument } from "./run_document.ts";
 
-async function run(args: string[], env: Record<string, string> = {}) {
+/**
+ * Runs main() in this process. It saves nothing unless `args` asks
+ * (`--out`, or `save: true` for the default path), so that tests leave no
+ * files behind.
+ */
+async function run(
+  args: string[],
+  env: Record<string, string> = {},
+  { save = false, color = false } = {},
+) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(args, {
+  const saving = save || args.includes("--out") || args.includes("--help") ||
+    args.includes("--no-save");
+  const code = await main(saving ? args : [...args, "--no-save"], {
     out: (line) => out.push(line),
     err: (line) => err.push(line),
     env: (name) => env[name],
-    color: false,
+    color: { out: color, err: color },
   });
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
@@ -37,6 +50,23 @@ Deno.test("main() --local runs the default scenario on the embedded broker and p
   assert.match(lines[0], /^Loaded config: Distributed task system demo \(test-config\.yml\)$/);
   assert.ok(lines.includes("Expected workers: 2"));
   assert.ok(lines.includes("Dispatching tasks..."));
+  const active = lines.indexOf("Active workers: 2");
+  assert.ok(active > 0 && active < lines.indexOf("Dispatching tasks..."), out);
+  assert.match(
+    lines[active + 1],
+    /^ {2}task_a@embedded \(task_a on queue_a, up \d+s, 0 tasks done/,
+  );
+  assert.match(lines[active + 2], /^ {2}task_b@embedded \(task_b on queue_b, /);
+  for (const state of ["SENT", "STARTED", "SUCCESS"]) {
+    for (const task of ["task_a", "task_b"]) {
+      assert.match(out, new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\.\\d{3}\\] ${state} +${task} `, "m"));
+    }
+  }
+  assert.match(out, /^Successful: 2, failed: 0 \(0 errors, 0 timed out\)$/m);
+  assert.match(
+    out,
+    /^Execution time: average \d\.\d{3} s, fastest \d\.\d{3} s \(task_a\), slowest/m,
+  );
   const seconds = (pattern: RegExp) => Number(out.match(pattern)?.[1]);
   const a = seconds(
     /Result from task_a: Hello from Task A \((\d+\.\d{3}) s, attempts: 1, worker: task_a@embedded\)/,
@@ -137,6 +167,9 @@ Deno.test("main() exits 2 for bad flags and unknown scenarios", async () => {
       ["--wait-workers", "soon"],
       ["--timeout-ms", "-1"],
       ["--log-level", "loud"],
+      ["--log-format", "xml"],
+      ["--out", "results/x.json", "--no-save"],
+      ["--junit", ""],
       ["--scenario", "nope"],
     ]
   ) {
@@ -149,9 +182,7 @@ Deno.test("main() exits 2 for bad flags and unknown scenarios", async () => {
 Deno.test("main() --help documents every flag", async () => {
   const { code, out } = await run(["--help"]);
   assert.equal(code, EXIT.passed);
-  const source = await Deno.readTextFile(new URL("./main.ts", import.meta.url));
-  const options = source.slice(source.indexOf("options: {"), source.indexOf("},\n    });"));
-  const flags = [...options.matchAll(/^\s+"?([a-z-]+)"?: \{ type:/gm)].map((m) => m[1]);
+  const flags = Object.keys(DISPATCH_OPTIONS);
   assert.ok(flags.length >= 8, `found flags ${flags}`);
   for (const flag of flags) assert.ok(out.includes(`--${flag}`), `--help lacks --${flag}`);
 });
@@ -202,4 +233,161 @@ Deno.test("main() exits 2 naming a password or TLS file it cannot use, before co
     assert.match(err, pattern);
     assert.ok(!err.includes("s3cret"), "the password is masked");
   }
+});
+
+/** A temporary folder for a test's files, removed after it. */
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const MIXED = `${FUNCTIONS}
+scenarios:
+  mixed:
+    tasks:
+      - { task: task_a, payload: { work_ms: 10 }, expect: { result: Hello from Task A } }
+      - task: task_b
+        retries: 1
+        backoff: { base_delay_ms: 1 }
+        payload: { fail_attempts: 5, work_ms: 0 }
+        expect: { result: Hello from Task B }
+`;
+
+Deno.test("main() --json prints only the run's JSON document on stdout", async () => {
+  await withConfig(MIXED, async (file) => {
+    const { code, out, err } = await run(["--local", "--config", file, "--json"]);
+    assert.equal(code, EXIT.failed);
+    const document: RunDocument = JSON.parse(out);
+    assert.equal(document.exit_code, 1);
+    assert.equal(document.scenario.name, "mixed");
+    assert.deepEqual(document.workers.map((w) => w.worker), ["task_a@embedded", "task_b@embedded"]);
+    assert.equal(document.summary.total, 2);
+    assert.equal(document.summary.passed, 1);
+    assert.equal(document.summary.errors, 1);
+    assert.deepEqual(document.summary.retries, { task_a: 0, task_b: 1 });
+    const [a, b] = document.tasks;
+    assert.equal(a.status, "success");
+    assert.equal(a.result, "Hello from Task A");
+    assert.ok(a.duration_ms! >= 10);
+    assert.ok(a.queue_wait_ms! >= 0 && a.queue_wait_ms! < 1000);
+    assert.ok(Date.parse(a.started_at!) >= Date.parse(a.sent_at));
+    assert.equal(b.status, "error");
+    assert.equal(b.error?.type, "SimulatedFailure");
+    assert.equal(b.attempts, 2);
+    assert.deepEqual(b.timeline.map((t) => [t.attempt, t.outcome]), [[1, "retry"], [2, "error"]]);
+    // Everything for people went to stderr instead.
+    assert.match(err, /^Loaded config: /m);
+    assert.match(err, /\] RETRY 1\/1 +task_b +SimulatedFailure/);
+    assert.match(err, /^Passed: 1\/2 \(1 failed\)$/m);
+  });
+});
+
+Deno.test("main() --quiet prints only the summary", async () => {
+  const { code, out } = await run(["--local", "--quiet"]);
+  assert.equal(code, EXIT.passed);
+  assert.doesNotMatch(out, /Loaded config|Active workers|Dispatching|\] (SENT|STARTED|SUCCESS) /);
+  assert.match(out, /^Successful: 2, failed: 0/);
+  assert.match(out, /^Result from task_a: Hello from Task A/m);
+  assert.match(out, /^Passed: 2\/2$/m);
+});
+
+Deno.test("main() saves the JSON document, JUnit XML and HTML report where asked", async () => {
+  await withConfig(MIXED, (file) =>
+    withDir(async (dir) => {
+      const paths = {
+        out: `${dir}/run.json`,
+        junit: `${dir}/sub/junit.xml`,
+        html: `${dir}/r.html`,
+      };
+      const { code, out } = await run([
+        "--local",
+        "--config",
+        file,
+        "--out",
+        paths.out,
+        "--junit",
+        paths.junit,
+        "--html",
+        paths.html,
+      ]);
+      assert.equal(code, EXIT.failed);
+      assert.match(out, new RegExp(`^Results saved to ${paths.out}$`, "m"));
+      assert.match(out, new RegExp(`^JUnit XML saved to ${paths.junit}$`, "m"));
+      assert.match(out, new RegExp(`^HTML report saved to ${paths.html}$`, "m"));
+      const document: RunDocument = JSON.parse(await Deno.readTextFile(paths.out));
+      assert.equal(document.tasks.length, 2);
+      const junit = parseXml(await Deno.readTextFile(paths.junit));
+      const suite = junit.children[0];
+      assert.equal(suite.attributes.name, "mixed");
+      assert.equal(suite.attributes.failures, "1");
+      const cases = suite.children.filter((c) => c.name === "testcase");
+      assert.deepEqual(
+        cases.map((c) => c.children.some((x) => x.name === "failure")),
+        [false, true],
+      );
+      const html = await Deno.readTextFile(paths.html);
+      for (const task of document.tasks) assert.ok(html.includes(task.task_id), task.label);
+    }));
+});
+
+Deno.test("main() saves to results/dispatch_<timestamp>.json unless --no-save", async () => {
+  const { code, out } = await run(["--local"], {}, { save: true });
+  assert.equal(code, EXIT.passed);
+  const path = out.match(/^Results saved to (results\/dispatch_\S+\.json)$/m)?.[1];
+  assert.ok(path, out);
+  assert.match(path, /^results\/dispatch_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z\.json$/);
+  try {
+    const document: RunDocument = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(document.summary.passed, 2);
+  } finally {
+    await Deno.remove(path);
+  }
+  const unsaved = await run(["--local", "--no-save"]);
+  assert.doesNotMatch(unsaved.out, /saved to/);
+});
+
+Deno.test("main() --log-format json writes only JSON lines on stderr, one per task event", async () => {
+  await withConfig(MIXED, async (file) => {
+    const { out, err } = await run([
+      "--local",
+      "--config",
+      file,
+      "--json",
+      "--log-level",
+      "info",
+      "--log-format",
+      "json",
+    ]);
+    const document: RunDocument = JSON.parse(out);
+    const entries = err.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
+    const ids = new Set(document.tasks.map((t) => t.task_id));
+    const mine = entries.filter((e) => e.component === "dispatcher");
+    for (const entry of mine) {
+      assert.ok(entry.ts && entry.level && entry.msg, JSON.stringify(entry));
+    }
+    for (const msg of ["Task sent", "Task started", "Task finished"]) {
+      const logged = new Set(mine.filter((e) => e.msg === msg).map((e) => e.task_id));
+      assert.deepEqual(logged, ids, msg);
+    }
+    const retry = mine.find((e) => e.msg === "Task retrying");
+    assert.equal(retry.task, "task_b");
+    assert.equal(retry.error_type, "SimulatedFailure");
+    const finished = mine.find((e) => e.msg === "Task finished" && e.task === "task_b");
+    assert.equal(finished.level, "warn");
+    assert.equal(finished.attempt, 2);
+    assert.equal(finished.worker, "task_b@embedded");
+    assert.equal(typeof finished.duration_ms, "number");
+  });
+});
+
+Deno.test("main() with --log-format json reports a bad configuration as a JSON line", async () => {
+  const { code, err } = await run(["--config", "/nonexistent.yml", "--log-format", "json"]);
+  assert.equal(code, EXIT.usage);
+  const entry = JSON.parse(err);
+  assert.equal(entry.level, "error");
+  assert.match(entry.msg, /Cannot read \/nonexistent\.yml/);
 });

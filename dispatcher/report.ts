@@ -1,18 +1,20 @@
 /**
- * What a run prints for people: a line per task as it ends and a summary
- * with retries, timing and the gain from running tasks concurrently.
+ * What a run prints for people: the result of each task, with where and
+ * when it ran, and a summary with counts, retries and timing statistics.
+ * The live lines while tasks run are in `live_status.ts`.
  *
  * @module
  */
 
 import { styleText } from "node:util";
-import type { TaskOutcome } from "./dispatch_all.ts";
+import type { RunDocument, TaskRecord } from "./run_document.ts";
 
 /** Colours output, or leaves it plain. */
 export interface Painter {
   ok(text: string): string;
   bad(text: string): string;
   warn(text: string): string;
+  info(text: string): string;
   dim(text: string): string;
   bold(text: string): string;
 }
@@ -30,6 +32,7 @@ export function createPainter(color: boolean): Painter {
     ok: paint("green"),
     bad: paint("red"),
     warn: paint("yellow"),
+    info: paint("cyan"),
     dim: paint("gray"),
     bold: paint("bold"),
   };
@@ -40,82 +43,86 @@ export function displayName(task: string): string {
   return task.split("_").map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
 }
 
-function seconds(ms: number): string {
+/** Milliseconds as seconds with three decimals: `0.102 s`. */
+export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(3)} s`;
+}
+
+/** A time of day in local time, to the millisecond: `21:28:56.041`. */
+export function clockTime(time: Date | number | string): string {
+  const date = new Date(time);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${
+    String(date.getMilliseconds()).padStart(3, "0")
+  }`;
 }
 
 function show(value: unknown): string {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-/** The line printed when a task ends. */
-export function formatOutcome(outcome: TaskOutcome, paint: Painter): string {
-  const { spec, reply } = outcome;
-  if (!reply) {
-    return paint.bad(`TIMEOUT ${spec.label}: no reply within ${spec.timeoutMs} ms`) +
-      paint.dim(` (task ${outcome.taskId})`);
+/**
+ * The lines of one task in the summary: its result (or error, or timeout),
+ * where and when it ran, and why it did not pass if it did not.
+ */
+export function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
+  const where = [`queue ${task.queue}`, `task ${task.task_id}`];
+  if (task.queue_wait_ms !== null) where.push(`waited ${seconds(task.queue_wait_ms)} in queue`);
+  const at = task.finished_at ?? task.ended_at;
+  where.push(`${task.finished_at ? "finished" : "gave up"} at ${clockTime(at)}`);
+  const detail = paint.dim(`    ${where.join(", ")}`);
+  if (task.status === "timeout") {
+    const seen = task.worker ? `; last seen on ${task.worker}, attempt ${task.attempts}` : "";
+    return [
+      paint.bad(`TIMEOUT ${task.label}: no reply within ${task.timeout_ms} ms`) +
+      paint.dim(` (task ${task.task_id}${seen})`),
+      detail,
+    ];
   }
-  const details = paint.dim(
-    `(${seconds(reply.duration_ms)}, attempts: ${reply.attempts}, worker: ${reply.worker})`,
+  const runs = paint.dim(
+    `(${seconds(task.duration_ms ?? 0)}, attempts: ${task.attempts}, worker: ${task.worker})`,
   );
-  const head = reply.status === "success"
-    ? `Result from ${spec.label}: ${show(reply.result)}`
-    : `Error from ${spec.label}: ${reply.error?.type}: ${reply.error?.message}`;
-  if (outcome.passed) return `${paint.ok(head)} ${details}`;
-  return `${paint.bad(head)} ${details}\n  ${paint.bad(`FAILED: ${outcome.problem}`)}`;
+  const head = task.status === "success"
+    ? `Result from ${task.label}: ${show(task.result)}`
+    : `Error from ${task.label}: ${task.error?.type}: ${task.error?.message}`;
+  if (task.passed) return [`${paint.ok(head)} ${runs}`, detail];
+  return [`${paint.bad(head)} ${runs}`, detail, `  ${paint.bad(`FAILED: ${task.problem}`)}`];
 }
 
-/** Figures of a finished run. */
-export interface RunSummary {
-  total: number;
-  passed: number;
-  failed: number;
-  timedOut: number;
-  /** Retries per function (attempts beyond the first), in first-seen order. */
-  retries: Map<string, number>;
-  totalRetries: number;
-  /** Sum of the workers' execution times, in ms. */
-  sumTaskMs: number;
-  /** From the first request sent to the last task ended, in ms. */
-  wallMs: number;
-}
-
-/** Computes the figures of a run from its outcomes. */
-export function summarize(outcomes: TaskOutcome[], wallMs: number): RunSummary {
-  const retries = new Map<string, number>();
-  let sumTaskMs = 0;
-  for (const { spec, reply } of outcomes) {
-    const extra = reply ? Math.max(0, reply.attempts - 1) : 0;
-    retries.set(spec.task, (retries.get(spec.task) ?? 0) + extra);
-    sumTaskMs += reply?.duration_ms ?? 0;
+/** The summary printed after every task ended. */
+export function formatSummary(run: RunDocument, paint: Painter): string[] {
+  const { summary } = run;
+  const lines = [
+    paint.bold(
+      `Successful: ${summary.successful}, failed: ${
+        summary.errors + summary.timed_out
+      } (${summary.errors} errors, ${summary.timed_out} timed out)`,
+    ),
+  ];
+  for (const task of run.tasks) lines.push(...formatTaskResult(task, paint));
+  lines.push("");
+  for (const [task, n] of Object.entries(summary.retries)) {
+    lines.push(`${displayName(task)} retries: ${n}`);
   }
-  const passed = outcomes.filter((o) => o.passed).length;
-  return {
-    total: outcomes.length,
-    passed,
-    failed: outcomes.length - passed,
-    timedOut: outcomes.filter((o) => o.status === "timeout").length,
-    retries,
-    totalRetries: [...retries.values()].reduce((a, b) => a + b, 0),
-    sumTaskMs,
-    wallMs,
-  };
-}
-
-/** The summary lines printed after every task ended. */
-export function formatSummary(summary: RunSummary, paint: Painter): string[] {
-  const lines = [...summary.retries].map(([task, n]) => `${displayName(task)} retries: ${n}`);
-  lines.push(`Total retries: ${summary.totalRetries}`);
-  const gain = summary.wallMs > 0 ? summary.sumTaskMs / summary.wallMs : 0;
+  lines.push(`Total retries: ${summary.total_retries}`);
+  if (summary.average_ms !== null && summary.fastest && summary.slowest) {
+    lines.push(
+      `Execution time: average ${seconds(summary.average_ms)}, fastest ${
+        seconds(summary.fastest.duration_ms)
+      } (${summary.fastest.label}), slowest ${
+        seconds(summary.slowest.duration_ms)
+      } (${summary.slowest.label})`,
+    );
+  }
   lines.push(
-    `Total wall time: ${seconds(summary.wallMs)}; sum of task times: ${
-      seconds(summary.sumTaskMs)
-    } (${gain.toFixed(2)}x from running concurrently)`,
+    `Total wall time: ${seconds(summary.wall_ms)}; sum of task times: ${
+      seconds(summary.sum_task_ms)
+    } (${summary.speedup.toFixed(2)}x from running concurrently)`,
   );
   const verdict = `Passed: ${summary.passed}/${summary.total}`;
   if (summary.failed === 0) lines.push(paint.ok(paint.bold(verdict)));
   else {
-    const timeouts = summary.timedOut > 0 ? `, ${summary.timedOut} timed out` : "";
+    const timeouts = summary.timed_out > 0 ? `, ${summary.timed_out} timed out` : "";
     lines.push(paint.bad(paint.bold(`${verdict} (${summary.failed} failed${timeouts})`)));
   }
   return lines;

@@ -9,6 +9,7 @@
 import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
 import {
   encodeRequest,
+  type Message,
   parseProgress,
   parseReply,
   type Payload,
@@ -27,7 +28,11 @@ export interface CallOptions {
   retry?: RetryOverrides;
   /** Receives the worker's progress events; asking for them sets `progress`. */
   onProgress?: (progress: TaskProgress) => void;
-  /** Called once the broker confirmed the request. */
+  /**
+   * Called once the broker confirmed the request. Progress events and the
+   * reply that arrive before the confirm are held until after it, so that
+   * callers see the events in their real order: sent, started, done.
+   */
   onSent?: () => void;
 }
 
@@ -39,6 +44,10 @@ export type CallOutcome =
     sentAt: number;
     /** `performance.now()` when the call ended. */
     endedAt: number;
+    /** `Date.now()` when the request was handed to the broker: comparable with worker times. */
+    sentWallMs: number;
+    /** `Date.now()` when the call ended. */
+    endedWallMs: number;
   }
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
@@ -47,13 +56,31 @@ interface Pending {
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
   sentAt: number;
+  sentWallMs: number;
   /** `performance.now()` after which the call ends as a timeout. */
   deadline: number;
+  /** False until the broker confirmed the request. */
+  confirmed: boolean;
+  /** What arrived before the confirm, to pass on after it. */
+  held?: (() => void)[];
 }
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.
 const SWEEP_MS = 5;
+
+/** Options for {@linkcode RpcClient.broadcast}. */
+export interface BroadcastOptions {
+  /** Stop collecting answers after this long. */
+  timeoutMs: number;
+  /** Stop early once this returns true for the answers so far. */
+  enough?: (answers: Message[]) => boolean;
+}
+
+interface Collecting {
+  answers: Message[];
+  check: () => void;
+}
 
 /** Counts of replies received that no call was waiting for. */
 export interface IgnoredReplies {
@@ -67,6 +94,7 @@ export interface IgnoredReplies {
 export class RpcClient {
   readonly #broker: Broker;
   readonly #pending = new Map<string, Pending>();
+  readonly #collecting = new Map<string, Collecting>();
   #replyTo = "";
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0 };
   #failure: Error | undefined;
@@ -111,32 +139,81 @@ export class RpcClient {
     return new Promise<CallOutcome>((resolve, reject) => {
       const sentAt = performance.now();
       const deadline = sentAt + options.timeoutMs;
-      this.#pending.set(taskId, {
+      const pending: Pending = {
         resolve,
         reject,
         onProgress: options.onProgress,
         sentAt,
+        sentWallMs: Date.now(),
         deadline,
-      });
+        confirmed: false,
+      };
+      this.#pending.set(taskId, pending);
       this.#schedule(deadline);
-      this.#broker.publish(queue, request).then(options.onSent, (error: Error) => {
+      this.#broker.publish(queue, request).then(() => {
+        pending.confirmed = true;
+        options.onSent?.();
+        for (const pass of pending.held?.splice(0) ?? []) pass();
+      }, (error: Error) => {
         this.#forget(taskId);
         reject(error);
       });
     });
   }
 
+  /**
+   * Publishes the message `build` makes for a fresh correlation id and this
+   * client's reply queue to an exchange, and collects every answer carrying
+   * that correlation id until `timeoutMs` passes or `enough` says so. For
+   * questions that many answer, such as a ping of every worker.
+   */
+  async broadcast(
+    exchange: string,
+    build: (correlationId: string, replyTo: string) => Message,
+    options: BroadcastOptions,
+  ): Promise<Message[]> {
+    if (this.#failure) throw this.#failure;
+    const id = crypto.randomUUID();
+    const answers: Message[] = [];
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => finish = resolve);
+    const check = () => {
+      if (options.enough?.(answers)) finish();
+    };
+    this.#collecting.set(id, { answers, check });
+    const timer = setTimeout(finish, options.timeoutMs);
+    try {
+      await this.#broker.publishToExchange(exchange, build(id, this.#replyTo));
+      check();
+      await done;
+      return answers;
+    } finally {
+      clearTimeout(timer);
+      this.#collecting.delete(id);
+    }
+  }
+
   /** @internal Handles one message from the reply queue. */
-  receive(message: { body: Uint8Array; properties: { correlationId?: string; type?: string } }) {
+  receive(message: Message) {
     const id = message.properties.correlationId;
+    const collecting = id === undefined ? undefined : this.#collecting.get(id);
+    if (collecting) {
+      collecting.answers.push(message);
+      collecting.check();
+      return;
+    }
     const pending = id === undefined ? undefined : this.#pending.get(id);
     if (!pending || id === undefined) {
       this.ignored.unknown++;
       return;
     }
+    const pass = (deliver: () => void) => {
+      if (pending.confirmed) deliver();
+      else (pending.held ??= []).push(deliver);
+    };
     if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
       const progress = parseProgress(message.body);
-      if (progress.ok) pending.onProgress?.(progress.value);
+      if (progress.ok) pass(() => pending.onProgress?.(progress.value));
       else this.ignored.invalid++;
       return;
     }
@@ -146,13 +223,16 @@ export class RpcClient {
       return;
     }
     this.#forget(id);
-    pending.resolve({
+    const outcome: CallOutcome = {
       kind: "reply",
       reply: reply.value,
       taskId: id,
       sentAt: pending.sentAt,
       endedAt: performance.now(),
-    });
+      sentWallMs: pending.sentWallMs,
+      endedWallMs: Date.now(),
+    };
+    pass(() => pending.resolve(outcome));
   }
 
   #forget(id: string): void {
@@ -177,11 +257,19 @@ export class RpcClient {
   #expire(): void {
     this.#unschedule();
     const now = performance.now();
+    const nowWall = Date.now();
     let next = Infinity;
     for (const [id, pending] of this.#pending) {
       if (pending.deadline <= now) {
         this.#pending.delete(id);
-        pending.resolve({ kind: "timeout", taskId: id, sentAt: pending.sentAt, endedAt: now });
+        pending.resolve({
+          kind: "timeout",
+          taskId: id,
+          sentAt: pending.sentAt,
+          endedAt: now,
+          sentWallMs: pending.sentWallMs,
+          endedWallMs: nowWall,
+        });
       } else next = Math.min(next, pending.deadline);
     }
     if (next < Infinity) this.#schedule(Math.max(next, now + SWEEP_MS));

@@ -3,6 +3,7 @@ import { BrokerUnavailableError, type Delivery } from "../functions/_runtime/bro
 import {
   encodeProgress,
   encodeReply,
+  type Message,
   parseRequest,
   type TaskProgress,
   type TaskReply,
@@ -205,5 +206,56 @@ Deno.test("RpcClient rejects pending calls when the broker goes away", async () 
     );
   } finally {
     await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient holds progress and the reply that beat the confirm until onSent", async () => {
+  const hub = new MemoryBroker();
+  const server = hub.connect();
+  await server.declareQueue(QUEUE);
+  const inner = hub.connect();
+  let confirm!: () => void;
+  const confirmed = new Promise<void>((resolve) => confirm = resolve);
+  // The request reaches the queue at once, but its confirm comes late.
+  const slow = Object.assign(Object.create(inner), {
+    openReplyQueue: inner.openReplyQueue.bind(inner),
+    async publish(queue: string, message: Message) {
+      await inner.publish(queue, message);
+      await confirmed;
+    },
+  });
+  await server.consume(QUEUE, async (delivery) => {
+    const replyTo = delivery.properties.replyTo!;
+    const progress = encodeProgress({
+      task_id: "early",
+      task: "task_x",
+      event: "started",
+      worker: "fake",
+      queue: QUEUE,
+      attempt: 1,
+      at: new Date().toISOString(),
+    }, "early");
+    await server.publish(replyTo, progress);
+    await server.publish(replyTo, encodeReply(replyFor(delivery, "ok"), "early"));
+    server.ack(delivery);
+  }, { prefetch: 1 });
+  const client = await RpcClient.open(slow);
+  const events: string[] = [];
+  try {
+    const call = client.call(QUEUE, "task_x", {}, {
+      timeoutMs: 2000,
+      taskId: "early",
+      onSent: () => events.push("sent"),
+      onProgress: () => events.push("started"),
+    }).then((outcome) => events.push(`done:${outcome.kind}`));
+    await until(() => client.pending === 0, "the reply arrived");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(events, [], "nothing passed on before the confirm");
+    confirm();
+    await call;
+    assert.deepEqual(events, ["sent", "started", "done:reply"]);
+  } finally {
+    client.close();
+    await hub.shutdown();
   }
 });

@@ -52,6 +52,27 @@ async function opensslRuns(): Promise<boolean> {
   }
 }
 
+/** The headless browser for checks of the HTML report: `$CHROMIUM`, else the first on PATH. */
+export const CHROMIUM = await findChromium();
+
+async function findChromium(): Promise<string | undefined> {
+  const candidates = [Deno.env.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"];
+  for (const candidate of candidates) {
+    if (!candidate) continue;
+    try {
+      const { success } = await new Deno.Command(candidate, {
+        args: ["--version"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (success) return candidate;
+    } catch {
+      // Not installed under that name.
+    }
+  }
+  return undefined;
+}
+
 const HAS_RABBITMQ = await reachable(AMQP_URL);
 const HAS_DOCKER = await dockerRuns() && await opensslRuns();
 const told = new Set<string>();
@@ -78,6 +99,13 @@ export const NEEDS_DOCKER = gate(
   HAS_DOCKER,
   "end-to-end",
   "no Docker engine with 'docker compose' answers, or no openssl. Start Docker and install openssl to run them.",
+);
+
+/** `ignore` for tests that need a headless Chromium. */
+export const NEEDS_CHROMIUM = gate(
+  CHROMIUM !== undefined,
+  "browser",
+  "no Chromium found. Install it (apt-get install -y chromium) or set CHROMIUM to its path.",
 );
 
 /** Fails with `message` unless `check` turns true before `timeoutMs`. */

@@ -105,12 +105,19 @@ export async function runDeno(args: string[], env: Record<string, string> = {}) 
 /** The permissions a worker process needs on the host. */
 export const WORKER_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-sys=hostname"];
 
-/** Starts `functions/<name>.ts` as a worker on `queue`, and waits until it consumes. */
+/**
+ * Starts `functions/<name>.ts` as a worker on `queue`, and waits until it
+ * consumes. `/healthz` and `/metrics` are off unless `env` sets METRICS_PORT,
+ * so that workers started together do not compete for one port.
+ */
 export async function startWorkerProcess(
   name: string,
   env: Record<string, string>,
 ): Promise<RunningProcess> {
-  const worker = startDeno(["run", ...WORKER_PERMISSIONS, `functions/${name}.ts`], env);
+  const worker = startDeno(["run", ...WORKER_PERMISSIONS, `functions/${name}.ts`], {
+    METRICS_PORT: "0",
+    ...env,
+  });
   try {
     await worker.waitForLine(/"msg":"Consuming"/);
   } catch (error) {

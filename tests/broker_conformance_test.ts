@@ -58,9 +58,15 @@ function message(text: string, properties: Message["properties"] = {}): Message 
 
 type Session = ReturnType<Backend["open"]>;
 
+/** Names a test creates, deleted after it whatever happens. */
+interface Created {
+  queues: string[];
+  exchanges: string[];
+}
+
 function conformance(
   name: string,
-  fn: (session: Session, queues: string[]) => Promise<void>,
+  fn: (session: Session, queues: string[], created: Created) => Promise<void>,
 ) {
   for (const backend of BACKENDS) {
     Deno.test({
@@ -68,12 +74,15 @@ function conformance(
       ignore: backend.ignore,
       async fn() {
         const session = backend.open();
-        const queues: string[] = [];
+        const created: Created = { queues: [], exchanges: [] };
         try {
-          await fn(session, queues);
+          await fn(session, created.queues, created);
         } finally {
           const admin = await session.connect().catch(() => undefined);
-          for (const queue of queues) await admin?.deleteQueue(queue).catch(() => {});
+          for (const queue of created.queues) await admin?.deleteQueue(queue).catch(() => {});
+          for (const exchange of created.exchanges) {
+            await admin?.deleteExchange(exchange).catch(() => {});
+          }
           await session.shutdown();
         }
       },
@@ -301,3 +310,123 @@ conformance("get() returns null on an empty queue", async (session, queues) => {
   await broker.declareQueue(queue);
   assert.equal(await broker.get(queue), null);
 });
+
+conformance(
+  "declareExchange() creates a missing exchange and leaves an existing one as it is",
+  async (session, queues, created) => {
+    const broker = await session.connect();
+    const exchange = uniqueName("conf.exchange");
+    created.exchanges.push(exchange);
+    await broker.declareExchange(exchange, "fanout");
+    await broker.declareExchange(exchange, "fanout", { durable: true });
+    await broker.declareExchange(exchange, "fanout", { durable: false });
+    // Still the durable exchange it was: a bound queue gets what is published.
+    const queue = uniqueName("conf_exchange_kept");
+    queues.push(queue);
+    await broker.declareQueue(queue);
+    await broker.bindQueue(queue, exchange);
+    await broker.publishToExchange(exchange, message("kept"));
+    await waitFor(async () => (await broker.inspectQueue(queue))?.messages === 1, "delivered");
+  },
+);
+
+conformance(
+  "publishToExchange() gives every bound queue one copy, properties unchanged",
+  async (session, queues, created) => {
+    const publisher = await session.connect();
+    const subscriber = await session.connect();
+    const exchange = uniqueName("conf.fanout");
+    const [first, second, unbound] = ["one", "two", "unbound"].map((n) =>
+      uniqueName(`conf_fan_${n}`)
+    );
+    created.exchanges.push(exchange);
+    queues.push(first, second, unbound);
+    await subscriber.declareExchange(exchange, "fanout");
+    for (const queue of [first, second, unbound]) await subscriber.declareQueue(queue);
+    await subscriber.bindQueue(first, exchange);
+    await subscriber.bindQueue(first, exchange); // twice is the same as once
+    await subscriber.bindQueue(second, exchange);
+    const properties = { contentType: "application/json", correlationId: "c-1", replyTo: "back" };
+    await publisher.publishToExchange(exchange, message('{"kind":"ping"}', properties));
+    for (const queue of [first, second]) {
+      await waitFor(async () => (await publisher.inspectQueue(queue))?.messages === 1, queue);
+      const copy = (await subscriber.get(queue))!;
+      assert.equal(decoder.decode(copy.body), '{"kind":"ping"}');
+      for (const [key, value] of Object.entries(properties)) {
+        assert.equal(copy.properties[key as keyof typeof properties], value, key);
+      }
+      subscriber.ack(copy);
+    }
+    assert.equal((await publisher.inspectQueue(unbound))?.messages, 0);
+  },
+);
+
+conformance(
+  "publishToExchange() and bindQueue() reject what does not exist, and the connection lives on",
+  async (session, queues, created) => {
+    const broker = await session.connect();
+    const missing = uniqueName("conf.missing");
+    const exchange = uniqueName("conf.bind");
+    const queue = uniqueName("conf_bind");
+    created.exchanges.push(exchange);
+    queues.push(queue);
+    await assert.rejects(
+      () => broker.publishToExchange(missing, message("lost")),
+      (error: Error) => error instanceof TypeError && error.message.includes(missing),
+    );
+    await broker.declareExchange(exchange, "fanout");
+    await assert.rejects(
+      () => broker.bindQueue(uniqueName("conf_nothere"), exchange),
+      (error: Error) => error instanceof TypeError && /does not exist/.test(error.message),
+    );
+    await broker.declareQueue(queue);
+    await assert.rejects(
+      () => broker.bindQueue(queue, missing),
+      (error: Error) => error instanceof TypeError && error.message.includes(missing),
+    );
+    // Consumers and publishing still work after the refusals.
+    const received: Delivery[] = [];
+    await broker.consume(queue, (delivery) => received.push(delivery), { prefetch: 1 });
+    await broker.bindQueue(queue, exchange);
+    await broker.publishToExchange(exchange, message("arrives"));
+    await waitFor(() => received.length === 1, "delivery through the exchange");
+    broker.ack(received[0]);
+  },
+);
+
+conformance(
+  "an exclusive queue is refused to other connections and deleted with its own",
+  async (session, queues) => {
+    const owner = await session.connect();
+    const other = await session.connect();
+    const queue = uniqueName("conf_exclusive");
+    queues.push(queue);
+    const options = { durable: false, exclusive: true, autoDelete: true };
+    await owner.declareQueue(queue, options);
+    await owner.declareQueue(queue, options);
+    await assert.rejects(
+      () => other.declareQueue(queue, options),
+      (error: Error) => error instanceof TypeError && /exclusively/.test(error.message),
+    );
+    await owner.publish(queue, message("mine"));
+    await waitFor(async () => (await owner.inspectQueue(queue))?.messages === 1, "counted");
+    await owner.close();
+    await waitFor(async () => (await other.inspectQueue(queue)) === null, "deleted with owner");
+  },
+);
+
+conformance(
+  "an autoDelete queue is deleted when its last consumer is cancelled",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_autodelete");
+    queues.push(queue);
+    await broker.declareQueue(queue, { autoDelete: true });
+    const first = await broker.consume(queue, () => {}, { prefetch: 1 });
+    const second = await broker.consume(queue, () => {}, { prefetch: 1 });
+    await first.cancel();
+    assert.equal((await broker.inspectQueue(queue))?.consumers, 1, "one consumer left");
+    await second.cancel();
+    await waitFor(async () => (await broker.inspectQueue(queue)) === null, "deleted");
+  },
+);

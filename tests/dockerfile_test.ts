@@ -12,30 +12,52 @@ import { workerCommand } from "./_docker.ts";
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
 const command = await workerCommand();
 
-function flagValues(flag: string): string[] {
-  const arg = command.find((a) => a.startsWith(`--${flag}=`));
-  assert.ok(arg, `Dockerfile.worker sets --${flag}`);
+/** The JSON array of an exec-form instruction, such as `HEALTHCHECK ... CMD [...]`. */
+function execForm(instruction: RegExp): string[] {
+  const match = dockerfile.replace(/\\\n/g, " ").match(instruction);
+  assert.ok(match, `Dockerfile.worker has ${instruction}`);
+  return JSON.parse(match[1]);
+}
+
+const healthcheck = execForm(/^HEALTHCHECK .*?CMD (\[.*\])$/m);
+
+function flagValues(args: string[], flag: string): string[] {
+  const arg = args.find((a) => a.startsWith(`--${flag}=`));
+  assert.ok(arg, `sets --${flag}`);
   return arg.slice(flag.length + 3).split(",");
 }
 
 Deno.test("Dockerfile.worker allows exactly the variables the worker reads", () => {
-  assert.deepEqual(flagValues("allow-env").sort(), [...WORKER_ENV_VARS].sort());
+  assert.deepEqual(flagValues(command, "allow-env").sort(), [...WORKER_ENV_VARS].sort());
 });
 
 Deno.test("Dockerfile.worker allows reading exactly the worker's secret file paths", () => {
-  assert.deepEqual(flagValues("allow-read").sort(), Object.values(WORKER_IMAGE_FILES).sort());
+  assert.deepEqual(
+    flagValues(command, "allow-read").sort(),
+    Object.values(WORKER_IMAGE_FILES).sort(),
+  );
   for (const [variable, path] of Object.entries(WORKER_IMAGE_FILES)) {
     assert.ok(WORKER_ENV_VARS.includes(variable as never), `${variable} is a worker variable`);
     assert.match(path, /^\/run\/secrets\/[a-z_.]+$/, `${variable} is read from /run/secrets`);
   }
 });
 
-Deno.test("Dockerfile.worker grants no write, subprocess or FFI permission and one host", () => {
+Deno.test("Dockerfile.worker grants no write, subprocess or FFI permission; the broker and metrics only", () => {
   for (const flag of ["--allow-all", "-A", "--allow-write", "--allow-run", "--allow-ffi"]) {
     assert.ok(!command.some((arg) => arg === flag || arg.startsWith(`${flag}=`)), flag);
   }
-  assert.deepEqual(flagValues("allow-net"), ["rabbitmq:5672"]);
-  assert.deepEqual(flagValues("allow-sys"), ["hostname"]);
+  assert.deepEqual(flagValues(command, "allow-net"), ["rabbitmq:5672", "0.0.0.0:9464"]);
+  assert.deepEqual(flagValues(command, "allow-sys"), ["hostname"]);
   assert.ok(command.includes("--cached-only") && command.includes("--no-prompt"));
   assert.match(dockerfile, /^USER 65532:65532$/m);
+});
+
+Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
+  assert.equal(healthcheck[0], "/bin/deno");
+  assert.ok(healthcheck.includes("--cached-only"), "runs from the build-time cache");
+  assert.deepEqual(flagValues(healthcheck, "allow-net"), ["127.0.0.1"]);
+  assert.deepEqual(flagValues(healthcheck, "allow-env"), ["METRICS_PORT"]);
+  const script = healthcheck.at(-1)!;
+  assert.equal(script, "functions/_runtime/healthcheck.ts");
+  assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });

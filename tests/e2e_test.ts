@@ -18,6 +18,9 @@ import type { Broker } from "../functions/_runtime/broker.ts";
 import type { TaskReply } from "../functions/_runtime/contract.ts";
 import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
+import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { SystemStatus } from "../dispatcher/gather_status.ts";
+import { parsePrometheus } from "./_prometheus.ts";
 import {
   type CommandOutput,
   docker,
@@ -46,7 +49,7 @@ async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqps
   const base = await readComposeFile();
   const workerA = base.services["worker-a"];
   const command = (await workerCommand()).map((arg) =>
-    arg.startsWith("--allow-net=") ? "--allow-net=rabbitmq:5671" : arg
+    arg.startsWith("--allow-net=") ? "--allow-net=rabbitmq:5671,0.0.0.0:9464" : arg
   );
   const { environment: _, secrets: __, build, ...confinement } = workerA;
   return {
@@ -152,19 +155,43 @@ Deno.test({
       keep(await runDeno(["task", "dispatch", ...args], { SECRETS_DIR: secretsDir, ...extra }));
     const plain = (user: string, password: string) =>
       `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}`;
-    const containerOf = async (service: string) => (await compose(["ps", "-q", service])).stdout;
+    const containersOf = async (service: string) =>
+      (await compose(["ps", "-q", service])).stdout.split("\n").filter(Boolean);
+    const containerOf = async (service: string) => (await containersOf(service))[0];
     const inspect = async (id: string) => JSON.parse(keep(await docker(["inspect", id])).stdout)[0];
 
     try {
-      await compose(["up", "-d", "--build"]);
+      // Two replicas of worker-a: workers publish no host port, so they scale.
+      await compose(["up", "-d", "--build", "--scale", "worker-a=2"]);
       const passwords: Record<string, string> = {};
       for (const user of ["admin", "dispatcher", "task_a", "task_b", "escape"]) {
         passwords[user] = await readSecret(`${secretsDir}/${user}.password`);
       }
       assert.equal(passwords.task_a, taskAPassword, "secrets-init keeps a given password");
+      // Each worker turns healthy through the image's HEALTHCHECK (GET /healthz
+      // answers 200 once it consumes): then every replica is there to answer.
+      const healthy = [...await containersOf("worker-a"), await containerOf("worker-b")];
+      assert.equal(healthy.length, 3);
+      await waitFor(
+        async () => {
+          for (const id of healthy) {
+            if ((await inspect(id)).State.Health?.Status !== "healthy") return false;
+          }
+          return true;
+        },
+        "three healthy workers",
+        90_000,
+        500,
+      );
 
+      const results = `results/${project}.json`;
       await t.step("deno task dispatch, as the stack's dispatcher, gets both results", async () => {
-        const run = await dispatch(["--broker", `amqp://dispatcher@127.0.0.1:${amqpPort}`]);
+        const run = await dispatch([
+          "--broker",
+          `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+          "--out",
+          results,
+        ]);
         assert.equal(run.code, 0, run.stdout + run.stderr);
         const out = run.stdout;
         assert.match(out, /^Loaded config: Distributed task system demo \(test-config\.yml\)$/m);
@@ -184,6 +211,68 @@ Deno.test({
           /^Result from task_b: Hello from Task B \(\d\.\d{3} s, attempts: 1, worker: task_b@[0-9a-f]{12}-\d+\)$/m,
         );
         assert.match(out, /^Passed: 2\/2$/m);
+        assert.match(out, /^Active workers: 3$/m, "the scenario's workers answered the ping");
+      });
+
+      await t.step("healthy workers agree with dispatch, status and /metrics", async () => {
+        const workers = [...await containersOf("worker-a"), await containerOf("worker-b")];
+        const document: RunDocument = JSON.parse(await Deno.readTextFile(results));
+        keep({ stdout: JSON.stringify(document), stderr: "" });
+        assert.deepEqual(document.workers.map((w) => w.queue), ["queue_a", "queue_a", "queue_b"]);
+
+        // deno task status lists the running workers, as the stack's dispatcher.
+        const status = keep(
+          await runDeno(["task", "-q", "status", "--json"], {
+            AMQP_URL: `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+            SECRETS_DIR: secretsDir,
+          }),
+        );
+        assert.equal(status.code, 0, status.stdout + status.stderr);
+        const system: SystemStatus = JSON.parse(status.stdout);
+        const ours = system.workers.filter((w) => w.queue === "queue_a" || w.queue === "queue_b");
+        assert.deepEqual(
+          ours.map((w) => [w.function, w.queue]),
+          [["task_a", "queue_a"], ["task_a", "queue_a"], ["task_b", "queue_b"]],
+        );
+        for (const w of ours) assert.match(w.worker, /^task_[ab]@[0-9a-f]{12}-\d+$/);
+        assert.deepEqual(system.queues.map((q) => [q.queue, q.consumers, q.workers]), [
+          ["queue_a", 2, 2],
+          ["queue_b", 1, 1],
+        ]);
+        assert.equal(ours.reduce((sum, w) => sum + w.tasks_done, 0), 2);
+
+        // /metrics of every replica, on the container network: the counts add
+        // up to what was sent. And each worker's logs are JSON with the task ids.
+        const done = new Map<string, number>();
+        for (const id of workers) {
+          const container = await inspect(id);
+          const network = Object.values(container.NetworkSettings.Networks)[0] as {
+            IPAddress: string;
+          };
+          const response = await fetch(`http://${network.IPAddress}:9464/metrics`);
+          const metrics = parsePrometheus(await response.text());
+          const fn = container.Config.Labels["org.opencontainers.image.title"].replace(
+            "worker-",
+            "",
+          );
+          done.set(
+            fn,
+            (done.get(fn) ?? 0) + metrics.value("worker_tasks_total", { status: "success" }),
+          );
+          const health = await fetch(`http://${network.IPAddress}:9464/healthz`);
+          assert.equal(health.status, 200);
+          await health.body?.cancel();
+        }
+        assert.deepEqual(Object.fromEntries(done), { task_a: 1, task_b: 1 });
+        for (const task of document.tasks) {
+          const container = workers.find((id) => task.worker!.includes(`@${id.slice(0, 12)}-`));
+          assert.ok(container, `the container of ${task.worker}`);
+          const logs = keep(await docker(["logs", container])).stdout.split("\n").filter(Boolean);
+          const entries = logs.map((line) => JSON.parse(line));
+          const succeeded = entries.find((e) => e.msg === "Task succeeded");
+          assert.equal(succeeded?.task_id, task.task_id);
+          assert.equal(succeeded?.worker, task.worker);
+        }
       });
 
       await t.step("the broker refuses each user what is not its own", async () => {
@@ -410,7 +499,7 @@ Deno.test({
             );
             assert.equal(host.Memory, 256 * 1024 * 1024, `${service} memory limit`);
             assert.equal(host.PidsLimit, 128, `${service} process limit`);
-            assert.deepEqual(container.NetworkSettings.Ports, {}, `${service} publishes nothing`);
+            assert.deepEqual(host.PortBindings ?? {}, {}, `${service} publishes nothing`);
             const shell = await docker(
               ["run", "--rm", "--entrypoint", "/bin/sh", container.Config.Image, "-c", "true"],
               {},
@@ -483,10 +572,11 @@ Deno.test({
       });
 
       await t.step("a stopped worker drains and exits 0", async () => {
-        const a = await containerOf("worker-a");
+        const replicas = await containersOf("worker-a");
         await compose(["stop", "worker-a"]);
-        const state = (await inspect(a)).State;
-        assert.equal(state.ExitCode, 0, "worker-a exits 0 on SIGTERM");
+        for (const id of replicas) {
+          assert.equal((await inspect(id)).State.ExitCode, 0, "worker-a exits 0 on SIGTERM");
+        }
         await waitFor(
           async () => (await compose(["logs", "worker-a"])).text.includes('"msg":"Stopped"'),
           "stop log",
@@ -497,9 +587,10 @@ Deno.test({
         await compose(["logs", "--no-color"]);
         await compose(["exec", "-T", "rabbitmq", "sh", "-c", "cat /var/log/rabbitmq/*.log"], true);
         for (const service of [...WORKERS, "secrets-init", "rabbitmq"]) {
-          const id = (await compose(["ps", "-q", service])).stdout;
-          const container = await inspect(id);
-          await inspect(container.Image);
+          for (const id of await containersOf(service)) {
+            const container = await inspect(id);
+            await inspect(container.Image);
+          }
         }
         const results = new URL("results/", ROOT);
         try {
@@ -520,6 +611,7 @@ Deno.test({
         }
       });
     } finally {
+      await Deno.remove(new URL(`results/${project}.json`, ROOT)).catch(() => {});
       const down = await compose(["down", "-v", "--rmi", "local", "--remove-orphans"], true);
       if (down.code !== 0) console.error(down.text);
       await Deno.remove(dir, { recursive: true }).catch(() => {});

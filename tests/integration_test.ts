@@ -15,7 +15,9 @@ import {
 } from "../functions/_runtime/contract.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
-import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { SystemStatus } from "../dispatcher/gather_status.ts";
+import { AMQP_URL, freePort, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
 import {
   runDeno,
   type RunningProcess,
@@ -23,6 +25,9 @@ import {
   startWorkerProcess,
   WORKER_PERMISSIONS,
 } from "./_processes.ts";
+import { parsePrometheus } from "./_prometheus.ts";
+import { startGatedProxy } from "./_proxy.ts";
+import { findAll, parseXml } from "./_xml.ts";
 
 const encoder = new TextEncoder();
 
@@ -293,7 +298,7 @@ scenarios:
     try {
       const started = Date.now();
       const missing = await runDeno(
-        ["task", "dispatch", "--config", config, "--wait-workers", "1"],
+        ["task", "dispatch", "--config", config, "--wait-workers", "1", "--no-save"],
         { AMQP_URL },
       );
       assert.equal(missing.code, 3, missing.stdout + missing.stderr);
@@ -303,7 +308,9 @@ scenarios:
 
       const b = await startWorkerProcess("task_b", { AMQP_URL, QUEUE: qb });
       try {
-        const run = await runDeno(["task", "dispatch", "--config", config], { AMQP_URL });
+        const run = await runDeno(["task", "dispatch", "--config", config, "--no-save"], {
+          AMQP_URL,
+        });
         assert.equal(run.code, 0, run.stdout + run.stderr);
         assert.match(run.stdout, /^Loaded config: CLI integration/m);
         assert.match(run.stdout, /^Expected workers: 2$/m);
@@ -400,6 +407,215 @@ scenarios:
       assert.equal(await worker.stop(), 0, worker.lines.join("\n"));
       await Deno.remove(dir, { recursive: true });
       await deleteQueues(qa);
+    }
+  },
+});
+
+/** GETs a worker's endpoint; resolves with the status and body. */
+async function probe(port: number, path: string) {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: response.status, body: await response.text() };
+}
+
+Deno.test({
+  name:
+    "a worker's /healthz answers 503 until it consumes, 200 while it does, 503 once the broker goes",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("it_health");
+    const { hostname, port } = new URL(AMQP_URL);
+    const proxy = startGatedProxy({ hostname, port: Number(port) || 5672 });
+    const metricsPort = freePort();
+    const proxied = new URL(AMQP_URL);
+    proxied.hostname = "127.0.0.1";
+    proxied.port = String(proxy.port);
+    const worker = startDeno(
+      ["run", "--allow-net", "--allow-env", "--allow-sys=hostname", "functions/task_a.ts"],
+      { AMQP_URL: proxied.href, QUEUE: queue, METRICS_PORT: String(metricsPort) },
+    );
+    try {
+      await worker.waitForLine(/"msg":"Serving \/healthz and \/metrics"/);
+      await worker.waitForLine(/"msg":"Broker not reachable; retrying"/);
+      const before = await probe(metricsPort, "/healthz");
+      assert.equal(before.status, 503, "not consuming before the broker answers");
+      assert.match(
+        (await probe(metricsPort, "/metrics")).body,
+        /^worker_consuming\{function="task_a",queue="[^"]+"\} 0$/m,
+      );
+
+      proxy.open();
+      await waitFor(async () => (await probe(metricsPort, "/healthz")).status === 200, "healthy");
+      const metrics = parsePrometheus((await probe(metricsPort, "/metrics")).body);
+      assert.equal(metrics.value("worker_consuming", { queue }), 1);
+
+      proxy.cut();
+      await worker.waitForLine(/"msg":"Lost the broker connection; reconnecting"/);
+      await waitFor(async () => (await probe(metricsPort, "/healthz")).status === 503, "unhealthy");
+      assert.equal(await worker.stop("SIGTERM"), 0);
+    } finally {
+      await worker.stop("SIGKILL");
+      await proxy.close();
+      await deleteQueues(queue);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a dispatch against RabbitMQ is reported alike by --json, --junit, its JSON logs, the workers' logs and /metrics, and status",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const qa = uniqueName("it_obs_a");
+    const qb = uniqueName("it_obs_b");
+    const dir = await Deno.makeTempDir();
+    const config = `${dir}/test-config.yml`;
+    const junit = `results/${qa}.xml`;
+    await Deno.writeTextFile(
+      config,
+      `name: Observed run
+functions:
+  task_a: { queue: ${qa} }
+  task_b: { queue: ${qb} }
+scenarios:
+  observed:
+    tasks:
+      - { task: task_a, count: 3, payload: { work_ms: 20 }, expect: { result: Hello from Task A } }
+      - task: task_b
+        count: 2
+        retries: 1
+        backoff: { base_delay_ms: 20 }
+        payload: { fail_attempts: 5, work_ms: 0 }
+        expect: { status: error, error_type: SimulatedFailure }
+`,
+    );
+    const ports = { a: freePort(), b: freePort() };
+    const a = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: qa,
+      METRICS_PORT: String(ports.a),
+      LOG_LEVEL: "debug",
+    });
+    const b = await startWorkerProcess("task_b", {
+      AMQP_URL,
+      QUEUE: qb,
+      METRICS_PORT: String(ports.b),
+    });
+    try {
+      for (const port of Object.values(ports)) {
+        await waitFor(async () => (await probe(port, "/healthz")).status === 200, "healthy");
+      }
+      const run = await runDeno([
+        "task",
+        "-q",
+        "dispatch",
+        "--config",
+        config,
+        "--json",
+        "--no-save",
+        "--junit",
+        junit,
+        "--log-level",
+        "info",
+        "--log-format",
+        "json",
+      ], { AMQP_URL });
+      assert.equal(run.code, 0, run.stderr);
+
+      // stdout: one JSON document.
+      const document: RunDocument = JSON.parse(run.stdout);
+      assert.equal(document.summary.passed, 5);
+      assert.equal(document.summary.successful, 3);
+      assert.equal(document.summary.errors, 2);
+      assert.equal(document.summary.total_retries, 2);
+      assert.ok(!run.stdout.includes("guest:guest"), "password masked");
+      const ours = document.workers.filter((w) => w.queue === qa || w.queue === qb);
+      assert.deepEqual(ours.map((w) => w.function).sort(), ["task_a", "task_b"]);
+      const ids = (task: string) =>
+        new Set(document.tasks.filter((t) => t.task === task).map((t) => t.task_id));
+      for (const task of document.tasks) {
+        assert.match(task.worker!, task.task === "task_a" ? /^task_a@/ : /^task_b@/);
+        assert.ok(task.queue_wait_ms! >= 0);
+        assert.equal(task.timeline.length, task.attempts, `${task.label} timeline`);
+      }
+
+      // stderr: only JSON lines, the dispatcher's naming every task id.
+      const entries = run.stderr.split("\n").filter(Boolean).map((line) => JSON.parse(line));
+      const sent = new Set(entries.filter((e) => e.msg === "Task sent").map((e) => e.task_id));
+      assert.deepEqual(sent, new Set(document.tasks.map((t) => t.task_id)));
+
+      // JUnit XML.
+      const suite = findAll(parseXml(await Deno.readTextFile(junit)), "testsuite")[0];
+      assert.deepEqual(
+        [suite.attributes.name, suite.attributes.tests, suite.attributes.failures],
+        ["observed", "5", "0"],
+      );
+      assert.equal(findAll(suite, "testcase").length, 5);
+
+      // /metrics: what each worker did matches what was sent.
+      const metricsA = parsePrometheus((await probe(ports.a, "/metrics")).body);
+      const metricsB = parsePrometheus((await probe(ports.b, "/metrics")).body);
+      assert.equal(metricsA.value("worker_tasks_total", { queue: qa, status: "success" }), 3);
+      assert.equal(metricsA.value("worker_tasks_total", { queue: qa, status: "error" }), 0);
+      assert.equal(
+        metricsA.value("worker_task_duration_seconds_count", { queue: qa, status: "success" }),
+        3,
+      );
+      assert.ok(
+        metricsA.value("worker_task_duration_seconds_sum", { queue: qa, status: "success" }) >=
+          0.06,
+        "three tasks of 20 ms",
+      );
+      assert.equal(metricsB.value("worker_tasks_total", { queue: qb, status: "error" }), 2);
+      assert.equal(metricsB.value("worker_task_retries_total", { queue: qb }), 2);
+      assert.equal(metricsB.value("worker_deliveries_total", { queue: qb }), 4);
+      assert.equal(metricsB.value("worker_tasks_in_flight", { queue: qb }), 0);
+
+      // deno task status: both workers, the dead letters of the failures.
+      const status = await runDeno(["task", "-q", "status", "--config", config, "--json"], {
+        AMQP_URL,
+      });
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+      const system: SystemStatus = JSON.parse(status.stdout);
+      const queue = (name: string) => system.queues.find((q) => q.queue === name)!;
+      assert.deepEqual(
+        [queue(qa).consumers, queue(qa).dead_letters, queue(qa).workers],
+        [1, 0, 1],
+      );
+      assert.deepEqual(
+        [queue(qb).consumers, queue(qb).dead_letters, queue(qb).workers],
+        [1, 2, 1],
+      );
+      const listed = system.workers.filter((w) => w.queue === qa || w.queue === qb);
+      assert.deepEqual(listed.map((w) => w.tasks_done), [3, 2]);
+      assert.deepEqual(listed.map((w) => w.worker), ours.map((w) => w.worker));
+
+      // The workers' own logs: JSON lines naming the same task ids.
+      const logged = (worker: RunningProcess, msg: string) =>
+        new Set(
+          worker.lines.map((line) => JSON.parse(line)).filter((e) => e.msg === msg).map((e) =>
+            e.task_id
+          ),
+        );
+      assert.deepEqual(logged(a, "Task succeeded"), ids("task_a"));
+      assert.deepEqual(logged(a, "Task started"), ids("task_a"), "debug lines at LOG_LEVEL=debug");
+      assert.deepEqual(logged(b, "Task failed"), ids("task_b"));
+      assert.deepEqual(logged(b, "Task failed; retrying"), ids("task_b"));
+      for (const line of b.lines) {
+        const entry = JSON.parse(line);
+        if (entry.task_id) {
+          assert.equal(entry.function, "task_b");
+          assert.equal(entry.queue, qb);
+          assert.match(entry.worker, /^task_b@/);
+          assert.ok(Number.isInteger(entry.attempt), line);
+          assert.equal(typeof entry.duration_ms, "number", line);
+        }
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(junit).catch(() => {});
+      await deleteQueues(qa, qb);
     }
   },
 });

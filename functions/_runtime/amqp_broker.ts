@@ -17,6 +17,8 @@ import {
   type ConsumeOptions,
   type Consumer,
   type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
   maskUrl,
   type QueueInfo,
   type QueueOptions,
@@ -128,6 +130,12 @@ function withHeartbeat(url: string, seconds: number): string {
   const parsed = new URL(url);
   if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(seconds));
   return parsed.toString();
+}
+
+/** What a NOT_FOUND error names, such as "exchange 'tasks.control'". */
+function notFound(text: string): string {
+  const match = text.match(/no (queue|exchange) '([^']*)'/i);
+  return match ? `${match[1].toLowerCase()} '${match[2]}'` : "it";
 }
 
 function queueArguments(options: QueueOptions): Record<string, unknown> {
@@ -281,8 +289,22 @@ class AmqpBroker implements Broker {
     const text = redactPassword(error instanceof Error ? error.message : String(error), this.#url);
     if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
       throw new TypeError(
-        `Cannot ${action} as it exists with other settings (${text}): delete the queue or declare it with its settings`,
+        `Cannot ${action} as it exists with other settings (${text}): delete it or declare it with its settings`,
         { cause: error },
+      );
+    }
+    if (/RESOURCE.LOCKED/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as another connection holds it exclusively (${text}): use a queue of your own`,
+        { cause: error },
+      );
+    }
+    if (/NOT.FOUND/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as ${notFound(text)} does not exist: declare it first`,
+        {
+          cause: error,
+        },
       );
     }
     if (/ACCESS.REFUSED/i.test(text)) {
@@ -305,6 +327,8 @@ class AmqpBroker implements Broker {
       const channel = await this.#sideChannel();
       const ok = await channel.assertQueue(name, {
         durable: options.durable ?? true,
+        exclusive: options.exclusive ?? false,
+        autoDelete: options.autoDelete ?? false,
         arguments: queueArguments(options),
       });
       return { name, messages: ok.messageCount, consumers: ok.consumerCount };
@@ -333,11 +357,73 @@ class AmqpBroker implements Broker {
     }
   }
 
+  async declareExchange(
+    name: string,
+    type: ExchangeType,
+    options: ExchangeOptions = {},
+  ): Promise<void> {
+    // An exchange that exists is only checked: declaring it again needs the
+    // configure permission, which a least-privilege user has not got.
+    try {
+      await (await this.#sideChannel()).checkExchange(name);
+      return;
+    } catch (error) {
+      if (!/NOT.FOUND|404/.test(String((error as Error)?.message))) {
+        this.#fail(`check exchange '${name}'`, error);
+      }
+    }
+    try {
+      const channel = await this.#sideChannel();
+      await channel.assertExchange(name, type, { durable: options.durable ?? true });
+    } catch (error) {
+      this.#fail(`declare exchange '${name}'`, error);
+    }
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.deleteExchange(name);
+    } catch (error) {
+      this.#fail(`delete exchange '${name}'`, error);
+    }
+  }
+
+  async bindQueue(queue: string, exchange: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.bindQueue(queue, exchange, "");
+    } catch (error) {
+      this.#fail(`bind queue '${queue}' to exchange '${exchange}'`, error);
+    }
+  }
+
+  async publishToExchange(exchange: string, message: Message): Promise<void> {
+    // Publishing to a missing exchange would close the main channel, and
+    // with it every consumer: check on the side channel first.
+    try {
+      const channel = await this.#sideChannel();
+      await channel.checkExchange(exchange);
+    } catch (error) {
+      this.#fail(`publish to exchange '${exchange}'`, error);
+    }
+    await this.#publish(exchange, "", message, `publish to exchange '${exchange}'`);
+  }
+
   publish(queue: string, message: Message): Promise<void> {
+    return this.#publish("", queue, message, `publish to '${queue}'`);
+  }
+
+  #publish(
+    exchange: string,
+    routingKey: string,
+    message: Message,
+    action: string,
+  ): Promise<void> {
     if (this.#isClosed) {
       return Promise.reject(
         new BrokerUnavailableError(
-          `Cannot publish to '${queue}' as the connection to ${maskUrl(this.#url)} is closed`,
+          `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
         ),
       );
     }
@@ -347,14 +433,14 @@ class AmqpBroker implements Broker {
       const fail = (error: unknown) =>
         reject(
           new BrokerUnavailableError(
-            `Cannot publish to '${queue}' as the broker did not confirm it: ${error}`,
+            `Cannot ${action} as the broker did not confirm it: ${error}`,
             { cause: error },
           ),
         );
       const send = () => {
         let written: boolean;
         try {
-          written = this.#channel.publish("", queue, body, options, (error: unknown) => {
+          written = this.#channel.publish(exchange, routingKey, body, options, (error: unknown) => {
             if (error) fail(error);
             else resolve();
           });

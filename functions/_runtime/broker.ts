@@ -27,6 +27,32 @@ export interface QueueOptions {
    * @default {"classic"}
    */
   type?: "classic" | "quorum";
+  /**
+   * Only the connection that declared the queue may use it, and the queue is
+   * deleted when that connection closes. Another connection's declaration fails.
+   * @default {false}
+   */
+  exclusive?: boolean;
+  /**
+   * The queue is deleted when its last consumer is cancelled (once it had one).
+   * @default {false}
+   */
+  autoDelete?: boolean;
+}
+
+/**
+ * Kinds of exchange. Only `fanout`, which gives every bound queue a copy of
+ * each message, as the worker control channel needs.
+ */
+export type ExchangeType = "fanout";
+
+/** How an exchange is declared. Every field must match on each declaration. */
+export interface ExchangeOptions {
+  /**
+   * Survives a broker restart.
+   * @default {true}
+   */
+  durable?: boolean;
 }
 
 /** A queue's depth and consumers, as the broker reports them. */
@@ -71,6 +97,25 @@ export interface Broker {
    * the broker has taken responsibility for it (a publisher confirm).
    */
   publish(queue: string, message: Message): Promise<void>;
+  /**
+   * Creates the exchange if it does not exist, and leaves an existing one as
+   * it is: a user who may use an exchange but not configure it (a worker on
+   * the control exchange) can still declare it.
+   */
+  declareExchange(name: string, type: ExchangeType, options?: ExchangeOptions): Promise<void>;
+  /** Deletes an exchange and its bindings; the bound queues stay. */
+  deleteExchange(name: string): Promise<void>;
+  /**
+   * Routes the exchange's messages to the queue as well. Both must exist,
+   * else a `TypeError`; binding twice is the same as once.
+   */
+  bindQueue(queue: string, exchange: string): Promise<void>;
+  /**
+   * Sends a message through an exchange; each bound queue gets a copy, and
+   * with none bound it is dropped. Resolves once the broker confirmed it;
+   * rejects with a `TypeError` when the exchange does not exist.
+   */
+  publishToExchange(exchange: string, message: Message): Promise<void>;
   /** Delivers the queue's messages to `onDelivery` until cancelled. */
   consume(
     queue: string,

@@ -10,7 +10,7 @@
  */
 
 import type { FunctionDefinition } from "./define_function.ts";
-import { createLogger, type LogLevel } from "./log.ts";
+import { createLogger, type LogFormat, type LogLevel } from "./log.ts";
 import { type Port, PortBroker } from "./port_broker.ts";
 import { runWorker } from "./run_worker.ts";
 
@@ -22,6 +22,7 @@ export interface EmbeddedStart {
   /** A port served by `serveBrokerOverPort`. */
   port: MessagePort;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   concurrency: number;
   graceMs: number;
 }
@@ -55,7 +56,7 @@ async function run(
     graceMs: start.graceMs,
     log: createLogger({
       level: start.logLevel,
-      format: "text",
+      format: start.logFormat,
       write: (line) => console.error(line),
     }),
   });

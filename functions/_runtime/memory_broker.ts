@@ -1,7 +1,8 @@
 /**
  * An in-process broker with RabbitMQ's semantics for what the product uses:
  * FIFO queues, round-robin consumers with a prefetch, ack and requeue,
- * per-queue message TTL with dead-lettering, and reply queues. It backs the
+ * per-queue message TTL with dead-lettering, reply queues, exclusive and
+ * auto-delete queues, and fanout exchanges. It backs the
  * embedded default (`deno task dispatch` with no broker) and the unit tests.
  *
  * @module
@@ -13,6 +14,8 @@ import {
   type ConsumeOptions,
   type Consumer,
   type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
   type QueueInfo,
   type QueueOptions,
 } from "./broker.ts";
@@ -38,8 +41,15 @@ interface MemoryQueue {
   entries: Entry[];
   consumers: MemoryConsumer[];
   nextConsumer: number;
-  /** Set for reply queues: deleted with the connection that opened them. */
+  /** Set for reply and exclusive queues: deleted with the connection that opened them. */
   owner?: MemoryConnection;
+}
+
+interface MemoryExchange {
+  type: ExchangeType;
+  options: ExchangeOptions;
+  /** Names of the bound queues. */
+  bound: Set<string>;
 }
 
 interface Unacked {
@@ -51,6 +61,8 @@ interface Unacked {
 function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
   const keys: (keyof QueueOptions)[] = ["messageTtlMs", "deadLetterQueue", "expiresMs"];
   return keys.every((key) => a[key] === b[key]) &&
+    (a.exclusive ?? false) === (b.exclusive ?? false) &&
+    (a.autoDelete ?? false) === (b.autoDelete ?? false) &&
     (a.durable ?? true) === (b.durable ?? true) &&
     (a.type ?? "classic") === (b.type ?? "classic");
 }
@@ -68,6 +80,7 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
  */
 export class MemoryBroker {
   readonly #queues = new Map<string, MemoryQueue>();
+  readonly #exchanges = new Map<string, MemoryExchange>();
   readonly #connections = new Set<MemoryConnection>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -91,23 +104,43 @@ export class MemoryBroker {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#queues.clear();
+    this.#exchanges.clear();
   }
 
   /** @internal */
   forget(connection: MemoryConnection): void {
     this.#connections.delete(connection);
     for (const queue of [...this.#queues.values()]) {
-      if (queue.owner === connection) this.#queues.delete(queue.name);
+      if (queue.owner === connection) {
+        this.delete(queue.name);
+        continue;
+      }
       const before = queue.consumers.length;
       queue.consumers = queue.consumers.filter((consumer) => consumer.connection !== connection);
-      if (queue.consumers.length !== before) this.pump(queue);
+      if (queue.consumers.length !== before) this.consumersLeft(queue);
     }
   }
 
-  /** @internal */
-  declare(name: string, options: QueueOptions, owner?: MemoryConnection): MemoryQueue {
+  /** @internal Called when consumers of `queue` went away. */
+  consumersLeft(queue: MemoryQueue): void {
+    if (queue.options.autoDelete && queue.consumers.length === 0) this.delete(queue.name);
+    else this.pump(queue);
+  }
+
+  /**
+   * @internal
+   * @param requester The declaring connection.
+   * @param owned When true, the queue is deleted with `requester`.
+   */
+  declare(
+    name: string,
+    options: QueueOptions,
+    requester: MemoryConnection,
+    owned = options.exclusive ?? false,
+  ): MemoryQueue {
     const existing = this.#queues.get(name);
     if (existing) {
+      this.checkAccess(existing, requester, `declare queue '${name}'`);
       if (!sameOptions(existing.options, options)) {
         throw new TypeError(
           `Cannot declare queue '${name}' as it exists with other options: delete it or declare it as it is`,
@@ -121,10 +154,19 @@ export class MemoryBroker {
       entries: [],
       consumers: [],
       nextConsumer: 0,
-      owner,
+      owner: owned ? requester : undefined,
     };
     this.#queues.set(name, queue);
     return queue;
+  }
+
+  /** @internal Refuses a connection other than the owner of an exclusive queue. */
+  checkAccess(queue: MemoryQueue, connection: MemoryConnection | undefined, action: string): void {
+    if (queue.options.exclusive && queue.owner !== connection) {
+      throw new TypeError(
+        `Cannot ${action} as another connection holds it exclusively: use a queue of your own`,
+      );
+    }
   }
 
   /** @internal */
@@ -135,6 +177,34 @@ export class MemoryBroker {
   /** @internal */
   delete(name: string): void {
     this.#queues.delete(name);
+    for (const exchange of this.#exchanges.values()) exchange.bound.delete(name);
+  }
+
+  /** @internal */
+  declareExchange(name: string, type: ExchangeType, options: ExchangeOptions): void {
+    if (this.#exchanges.has(name)) return;
+    this.#exchanges.set(name, { type, options, bound: new Set() });
+  }
+
+  /** @internal */
+  deleteExchange(name: string): void {
+    this.#exchanges.delete(name);
+  }
+
+  /** @internal */
+  bind(queue: string, exchange: string, action: string): void {
+    this.exchange(exchange, action).bound.add(queue);
+  }
+
+  /** @internal */
+  exchange(name: string, action: string): MemoryExchange {
+    const exchange = this.#exchanges.get(name);
+    if (!exchange) {
+      throw new TypeError(
+        `Cannot ${action} as exchange '${name}' does not exist: declare it first`,
+      );
+    }
+    return exchange;
   }
 
   /** @internal */
@@ -219,12 +289,13 @@ class MemoryConnection implements Broker {
 
   async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
     this.#ensureOpen(`declare queue '${name}'`);
-    return await this.#broker.info(this.#broker.declare(name, options));
+    return await this.#broker.info(this.#broker.declare(name, options, this));
   }
 
   async inspectQueue(name: string): Promise<QueueInfo | null> {
     this.#ensureOpen(`inspect queue '${name}'`);
     const queue = this.#broker.queue(name);
+    if (queue) this.#broker.checkAccess(queue, this, `inspect queue '${name}'`);
     return await (queue ? this.#broker.info(queue) : null);
   }
 
@@ -238,6 +309,38 @@ class MemoryConnection implements Broker {
     await this.#broker.enqueue(queue, message);
   }
 
+  async declareExchange(
+    name: string,
+    type: ExchangeType,
+    options: ExchangeOptions = {},
+  ): Promise<void> {
+    this.#ensureOpen(`declare exchange '${name}'`);
+    await this.#broker.declareExchange(name, type, options);
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    this.#ensureOpen(`delete exchange '${name}'`);
+    await this.#broker.deleteExchange(name);
+  }
+
+  async bindQueue(queue: string, exchange: string): Promise<void> {
+    const action = `bind queue '${queue}' to exchange '${exchange}'`;
+    this.#ensureOpen(action);
+    const target = this.#broker.queue(queue);
+    if (!target) {
+      throw new TypeError(`Cannot ${action} as the queue does not exist: declare it first`);
+    }
+    this.#broker.checkAccess(target, this, action);
+    await this.#broker.bind(queue, exchange, action);
+  }
+
+  async publishToExchange(exchange: string, message: Message): Promise<void> {
+    const action = `publish to exchange '${exchange}'`;
+    this.#ensureOpen(action);
+    const bound = [...this.#broker.exchange(exchange, action).bound];
+    await Promise.all(bound.map((queue) => this.#broker.enqueue(queue, message)));
+  }
+
   async consume(
     name: string,
     onDelivery: (delivery: Delivery) => void,
@@ -248,6 +351,7 @@ class MemoryConnection implements Broker {
     if (!queue) {
       throw new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`);
     }
+    this.#broker.checkAccess(queue, this, `consume '${name}'`);
     return await this.#subscribe(queue, onDelivery, options.prefetch, false);
   }
 
@@ -268,7 +372,9 @@ class MemoryConnection implements Broker {
     this.#broker.pump(queue);
     return {
       cancel: () => {
+        const before = queue.consumers.length;
         queue.consumers = queue.consumers.filter((c) => c !== consumer);
+        if (queue.consumers.length !== before) this.#broker.consumersLeft(queue);
         return Promise.resolve();
       },
     };
@@ -277,6 +383,7 @@ class MemoryConnection implements Broker {
   async get(name: string): Promise<Delivery | null> {
     this.#ensureOpen(`get from '${name}'`);
     const queue = this.#broker.queue(name);
+    if (queue) this.#broker.checkAccess(queue, this, `get from '${name}'`);
     const entry = queue?.entries.shift();
     if (!queue || !entry) return null;
     const tag = this.#nextTag++;
@@ -318,7 +425,7 @@ class MemoryConnection implements Broker {
     }
     this.#replying = true;
     const name = `amq.gen-reply-${crypto.randomUUID()}`;
-    const queue = this.#broker.declare(name, { durable: false }, this);
+    const queue = this.#broker.declare(name, { durable: false }, this, true);
     await this.#subscribe(queue, onMessage, Infinity, true);
     return name;
   }

@@ -13,6 +13,8 @@ import {
   type ConsumeOptions,
   type Consumer,
   type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
   type QueueInfo,
   type QueueOptions,
 } from "./broker.ts";
@@ -32,6 +34,10 @@ type Operation =
   | "inspectQueue"
   | "deleteQueue"
   | "publish"
+  | "declareExchange"
+  | "deleteExchange"
+  | "bindQueue"
+  | "publishToExchange"
   | "consume"
   | "cancel"
   | "get"
@@ -77,6 +83,18 @@ export function serveBrokerOverPort(port: Port, broker: Broker): () => Promise<v
         return await broker.deleteQueue(args[0] as string);
       case "publish":
         return await broker.publish(args[0] as string, args[1] as Message);
+      case "declareExchange":
+        return await broker.declareExchange(
+          args[0] as string,
+          args[1] as ExchangeType,
+          args[2] as ExchangeOptions,
+        );
+      case "deleteExchange":
+        return await broker.deleteExchange(args[0] as string);
+      case "bindQueue":
+        return await broker.bindQueue(args[0] as string, args[1] as string);
+      case "publishToExchange":
+        return await broker.publishToExchange(args[0] as string, args[1] as Message);
       case "consume": {
         const stream = args[2] as number;
         const consumer = await broker.consume(args[0] as string, (delivery) => {
@@ -224,6 +242,22 @@ export class PortBroker implements Broker {
 
   publish(queue: string, message: Message): Promise<void> {
     return this.#call("publish", [queue, message]);
+  }
+
+  declareExchange(name: string, type: ExchangeType, options?: ExchangeOptions): Promise<void> {
+    return this.#call("declareExchange", [name, type, options]);
+  }
+
+  deleteExchange(name: string): Promise<void> {
+    return this.#call("deleteExchange", [name]);
+  }
+
+  bindQueue(queue: string, exchange: string): Promise<void> {
+    return this.#call("bindQueue", [queue, exchange]);
+  }
+
+  publishToExchange(exchange: string, message: Message): Promise<void> {
+    return this.#call("publishToExchange", [exchange, message]);
   }
 
   async consume(

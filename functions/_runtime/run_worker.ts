@@ -18,7 +18,13 @@
  */
 
 import { backoffDelay } from "./backoff.ts";
-import { type Broker, BrokerUnavailableError, type Delivery, type QueueOptions } from "./broker.ts";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type Consumer,
+  type Delivery,
+  type QueueOptions,
+} from "./broker.ts";
 import {
   ATTEMPT_HEADER,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -38,6 +44,10 @@ import {
   type TaskContext,
 } from "./define_function.ts";
 import { type Logger, SILENT_LOGGER } from "./log.ts";
+import { type ControlChannel, serveControl } from "./control.ts";
+import { WorkerMetrics, type WorkerStats } from "./metrics.ts";
+
+export type { WorkerStats } from "./metrics.ts";
 
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -73,16 +83,12 @@ export interface WorkerOptions {
   log?: Logger;
   /** Source of randomness for retry jitter, for tests. @default {Math.random} */
   random?: () => number;
-}
-
-/** Counts of what a worker has done since it started. */
-export interface WorkerStats {
-  received: number;
-  succeeded: number;
-  failed: number;
-  retried: number;
-  rejected: number;
-  inFlight: number;
+  /**
+   * Counters to update; pass the same one to every start of a worker process
+   * so that they survive reconnections.
+   * @default {new WorkerMetrics()}
+   */
+  metrics?: WorkerMetrics;
 }
 
 /** A worker consuming its queue on one broker connection. */
@@ -209,14 +215,8 @@ export async function startWorker(
     worker: workerId,
   });
   const dlq = deadLetterQueueOf(queue);
-  const stats: WorkerStats = {
-    received: 0,
-    succeeded: 0,
-    failed: 0,
-    retried: 0,
-    rejected: 0,
-    inFlight: 0,
-  };
+  const metrics = options.metrics ?? new WorkerMetrics();
+  const stats: WorkerStats = metrics.stats;
   const tasks = new Set<Task>();
   const waiting: Delivery[] = [];
   let running = 0;
@@ -313,6 +313,7 @@ export async function startWorker(
     const ids = { task_id: taskId ?? undefined, attempt };
     let taskLog: Logger | undefined;
     const logOf = () => taskLog ??= log.child(ids);
+    const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
     const outcome = (
       status: "success" | "error",
       result: unknown,
@@ -329,19 +330,26 @@ export async function startWorker(
       attempts: attempt,
       started_at: startedAt.toISOString(),
       finished_at: new Date().toISOString(),
-      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      duration_ms: elapsed(),
     });
 
     const parsed = parseRequest(delivery, { task: definition.name, maxBytes });
     if (!parsed.ok) {
       stats.rejected++;
-      logOf().warn("Rejected a request that breaks the contract", { error: parsed.error.message });
+      const refusal = outcome("error", null, parsed.error, peekTask(delivery.body));
+      logOf().warn("Rejected a request that breaks the contract", {
+        status: "rejected",
+        error: parsed.error.message,
+        error_type: parsed.error.type,
+        duration_ms: refusal.duration_ms,
+      });
       await deadLetter(delivery, "rejected", parsed.error, attempt);
-      await reply(delivery, outcome("error", null, parsed.error, peekTask(delivery.body)));
+      await reply(delivery, refusal);
       settle(task);
       return;
     }
     const request = parsed.value;
+    log.debug("Task started", ids);
     sendProgress(delivery, request, "started", attempt);
     const context: TaskContext = {
       taskId,
@@ -373,7 +381,10 @@ export async function startWorker(
         await scheduleRetry(delivery, attempt + 1, delayMs);
         stats.retried++;
         logOf().info("Task failed; retrying", {
+          status: "retry",
           error: error.message,
+          error_type: error.type,
+          duration_ms: elapsed(),
           delay_ms: delayMs,
           retry: attempt,
           max_retries: policy.maxRetries,
@@ -389,8 +400,11 @@ export async function startWorker(
       stats.failed++;
       const reason: DeadLetterReason = retryable ? "exhausted" : "non_retryable";
       const reply_ = outcome("error", null, error, request.task);
+      metrics.observe("error", reply_.duration_ms);
       logOf().warn("Task failed", {
+        status: "error",
         error: error.message,
+        error_type: error.type,
         reason,
         duration_ms: reply_.duration_ms,
       });
@@ -402,7 +416,8 @@ export async function startWorker(
     if (task.abandoned) return;
     stats.succeeded++;
     const success = outcome("success", result, null, request.task);
-    log.info("Task succeeded", { ...ids, duration_ms: success.duration_ms });
+    metrics.observe("success", success.duration_ms);
+    log.info("Task succeeded", { ...ids, status: "success", duration_ms: success.duration_ms });
     await reply(delivery, success);
     settle(task);
   }
@@ -425,6 +440,7 @@ export async function startWorker(
         if (!task.abandoned) {
           log.error("Could not settle a task; the broker will deliver it again", {
             task_id: taskIdOf(delivery) ?? undefined,
+            attempt: attemptOf(delivery),
             error,
           });
         }
@@ -448,12 +464,40 @@ export async function startWorker(
     else waiting.push(delivery);
   }
 
-  const consumer = await broker.consume(queue, onDelivery, { prefetch });
+  // The control queue first: once the work queue shows this consumer, a
+  // ping reaches this worker too.
+  const control: ControlChannel = await serveControl(broker, {
+    queue,
+    log,
+    info: () => ({
+      kind: "pong",
+      worker: workerId,
+      function: definition.name,
+      queue,
+      started_at: metrics.startedAt.toISOString(),
+      uptime_ms: Date.now() - metrics.startedAt.getTime(),
+      concurrency,
+      tasks_done: stats.succeeded + stats.failed + stats.rejected,
+      succeeded: stats.succeeded,
+      failed: stats.failed,
+      rejected: stats.rejected,
+      retried: stats.retried,
+      in_flight: stats.inFlight,
+    }),
+  });
+  let consumer: Consumer;
+  try {
+    consumer = await broker.consume(queue, onDelivery, { prefetch });
+  } catch (error) {
+    await control.cancel().catch(() => {});
+    throw error;
+  }
 
   return {
     stats,
     async stop(graceMs: number): Promise<void> {
       stopping = true;
+      await control.cancel().catch(() => {});
       await consumer.cancel().catch(() => {});
       for (const delivery of waiting.splice(0)) broker.nack(delivery, true);
       const all = () => Promise.all([...tasks].map((task) => task.done));
@@ -532,6 +576,8 @@ export async function runWorker(
     queue: options.queue ?? definition.queue,
     worker: options.workerId,
   });
+  // One set of counters for the life of the process, whatever the reconnections.
+  const metrics = options.metrics ?? new WorkerMetrics();
   let failures = 0;
   while (!signal.aborted) {
     let broker: Broker;
@@ -551,7 +597,7 @@ export async function runWorker(
     }
     let worker: RunningWorker;
     try {
-      worker = await startWorker(definition, broker, options);
+      worker = await startWorker(definition, broker, { ...options, metrics });
     } catch (error) {
       await broker.close();
       if (!(error instanceof BrokerUnavailableError)) throw error;

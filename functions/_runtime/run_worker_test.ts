@@ -12,6 +12,7 @@ import {
 import { defineFunction, type FunctionDefinition, NonRetryableError } from "./define_function.ts";
 import { createLogger } from "./log.ts";
 import { MemoryBroker } from "./memory_broker.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { deadLetterQueueOf, runWorker, startWorker, type WorkerOptions } from "./run_worker.ts";
 import { simulateWork } from "./simulate_work.ts";
 
@@ -297,6 +298,8 @@ Deno.test("startWorker() acknowledges only after the reply is published", async 
   const held = new Promise<void>((resolve) => release = resolve);
   const gated: Broker = Object.assign(Object.create(inner), {
     declareQueue: inner.declareQueue.bind(inner),
+    declareExchange: inner.declareExchange.bind(inner),
+    bindQueue: inner.bindQueue.bind(inner),
     consume: inner.consume.bind(inner),
     async publish(queue: string, message: Message) {
       log.push(`publish ${message.properties.type ?? queue}`);
@@ -465,6 +468,108 @@ Deno.test("runWorker() rejects when the queue exists with other settings", async
       /exists with other options/,
     );
   } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("startWorker() logs each task's end as JSON with every field that applies", async () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: "debug", write: (line) => lines.push(line) });
+  const t = await setup(echo, { log, workerId: "echo@log" });
+  let ok = "";
+  let failing = "";
+  try {
+    ok = await t.send({ work_ms: 5 });
+    failing = await t.send({ fail_attempts: 10 }, {
+      retry: { max_retries: 1, base_delay_ms: 1 },
+    });
+    await t.sendRaw("{oops", { contentType: "application/json", correlationId: "bad" });
+    await waitFor(() => t.replies.length === 3, "three replies");
+  } finally {
+    await t.close();
+  }
+  const entries = lines.map((line) => JSON.parse(line));
+  const common = { function: "echo", queue: "queue_echo", worker: "echo@log" };
+  for (const entry of entries) {
+    assert.ok(typeof entry.ts === "string" && !Number.isNaN(Date.parse(entry.ts)), entry.ts);
+    assert.ok(["debug", "info", "warn", "error"].includes(entry.level));
+    assert.equal(typeof entry.msg, "string");
+    for (const [key, value] of Object.entries(common)) assert.equal(entry[key], value, key);
+  }
+  const find = (msg: string, taskId: string) =>
+    entries.filter((e) => e.msg === msg && e.task_id === taskId);
+  const [success] = find("Task succeeded", ok);
+  assert.equal(success.level, "info");
+  assert.equal(success.attempt, 1);
+  assert.equal(success.status, "success");
+  assert.ok(success.duration_ms >= 4, `duration ${success.duration_ms}`);
+  assert.equal(find("Task started", ok).length, 1, "a debug line when a task starts");
+
+  const [retry] = find("Task failed; retrying", failing);
+  assert.equal(retry.attempt, 1);
+  assert.equal(retry.error_type, "SimulatedFailure");
+  assert.match(retry.error, /Failing attempt 1/);
+  assert.equal(typeof retry.duration_ms, "number");
+  const [failed] = find("Task failed", failing);
+  assert.equal(failed.attempt, 2);
+  assert.equal(failed.status, "error");
+  assert.equal(failed.reason, "exhausted");
+  assert.equal(typeof failed.duration_ms, "number");
+
+  const [rejected] = find("Rejected a request that breaks the contract", "bad");
+  assert.equal(rejected.status, "rejected");
+  assert.equal(rejected.error_type, "InvalidJson");
+  assert.equal(rejected.attempt, 1);
+  assert.equal(typeof rejected.duration_ms, "number");
+});
+
+Deno.test("runWorker() keeps one set of metrics across reconnections", async () => {
+  const hub = new MemoryBroker();
+  const metrics = new WorkerMetrics();
+  const controller = new AbortController();
+  const client = hub.connect();
+  const replies: TaskReply[] = [];
+  const replyTo = await client.openReplyQueue((message) => {
+    const parsed = parseReply(message.body);
+    if (parsed.ok) replies.push(parsed.value);
+  });
+  let connections = 0;
+  const running = runWorker(echo, {
+    workerId: "w",
+    signal: controller.signal,
+    metrics,
+    connect: () => {
+      connections++;
+      return Promise.resolve(hub.connect());
+    },
+  });
+  try {
+    await waitFor(async () => (await client.inspectQueue(echo.queue))?.consumers === 1, "consumer");
+    await client.publish(echo.queue, encodeRequest("echo", {}, { taskId: "before", replyTo }));
+    await waitFor(() => replies.length === 1, "first reply");
+    hub.disconnectAll("test drop");
+    await waitFor(() => connections === 2, "reconnected", 5000);
+    // The client was dropped too: reconnect it.
+    const again = hub.connect();
+    const replyTo2 = await again.openReplyQueue((message) => {
+      const parsed = parseReply(message.body);
+      if (parsed.ok) replies.push(parsed.value);
+    });
+    await waitFor(async () => (await again.inspectQueue(echo.queue))?.consumers === 1, "consumer");
+    await again.publish(
+      echo.queue,
+      encodeRequest("echo", {}, { taskId: "after", replyTo: replyTo2 }),
+    );
+    await waitFor(() => replies.length === 2, "second reply");
+    assert.equal(metrics.stats.succeeded, 2, "counted across the reconnection");
+    const text = metrics.render({ function: "echo", queue: "queue_echo" }, true);
+    assert.match(
+      text,
+      /worker_task_duration_seconds_count\{function="echo",queue="queue_echo",status="success"\} 2/,
+    );
+  } finally {
+    controller.abort();
+    await running;
     await hub.shutdown();
   }
 });

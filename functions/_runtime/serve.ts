@@ -11,7 +11,9 @@ import { maskUrl } from "./broker.ts";
 import type { FunctionDefinition } from "./define_function.ts";
 import { dropPermissions } from "./drop_permissions.ts";
 import { inWebWorker, serveEmbedded } from "./embedded_worker.ts";
-import { createBufferedWriter, createLogger } from "./log.ts";
+import { type HealthServer, serveHealth } from "./health_server.ts";
+import { createBufferedWriter, createLogger, type Logger } from "./log.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { type AmqpTarget, resolveAmqpTarget } from "./resolve_amqp_target.ts";
 import { runWorker } from "./run_worker.ts";
 import {
@@ -37,6 +39,44 @@ function readEnv(name: WorkerEnvVar): string | undefined {
 function imageHint(setting: string): string | undefined {
   const path = WORKER_IMAGE_FILES[setting as keyof typeof WORKER_IMAGE_FILES];
   return path && `the worker image reads ${setting} only from ${path}: mount the file there`;
+}
+
+/** Options for {@linkcode startHealthServer}. */
+interface StartHealthServerOptions {
+  port: number;
+  metrics: WorkerMetrics;
+  labels: { function: string; queue: string };
+  consuming: () => boolean;
+  log: Logger;
+}
+
+/**
+ * Serves `/healthz` and `/metrics` unless the port is 0. A port in use or
+ * not allowed is logged, and the worker goes on serving tasks without them:
+ * its health check then fails, which is what should draw attention.
+ */
+function startHealthServer(options: StartHealthServerOptions): HealthServer | undefined {
+  if (options.port === 0) return undefined;
+  try {
+    const server = serveHealth({
+      port: options.port,
+      consuming: options.consuming,
+      metrics: () => options.metrics.render(options.labels, options.consuming()),
+    });
+    options.log.info("Serving /healthz and /metrics", { port: server.port });
+    return server;
+  } catch (error) {
+    const reason = error instanceof Deno.errors.AddrInUse
+      ? "it is in use"
+      : error instanceof Deno.errors.NotCapable
+      ? "this process may not listen there (allow it with --allow-net)"
+      : (error as Error).message;
+    options.log.error(
+      `Cannot serve /healthz and /metrics on port ${options.port} as ${reason}: set METRICS_PORT to a free port, or 0 to turn them off`,
+      { port: options.port },
+    );
+    return undefined;
+  }
 }
 
 /**
@@ -80,15 +120,26 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
   // test or an embedded Web Worker) does not load the AMQP client.
   const { connectAmqp } = await import("./amqp_broker.ts");
   dropPermissions({ files: target.files, variables: WORKER_ENV_VARS });
+  const queue = settings.queue ?? definition.queue;
+  const identity = { function: definition.name, queue, worker: workerId };
   log.info("Starting", {
-    function: definition.name,
-    queue: settings.queue ?? definition.queue,
-    worker: workerId,
+    ...identity,
     broker: maskUrl(target.url),
     tls: target.tls ? Object.keys(target.tls).join(",") : undefined,
   });
+  const metrics = new WorkerMetrics();
+  let consuming = false;
+  const health = startHealthServer({
+    port: settings.metricsPort,
+    metrics,
+    labels: { function: definition.name, queue },
+    consuming: () => consuming,
+    log: log.child(identity),
+  });
   try {
     await runWorker(definition, {
+      metrics,
+      onConsuming: (now) => consuming = now,
       connect: () => connectAmqp(target.url, { connectionName: workerId, tls: target.tls }),
       signal: controller.signal,
       workerId,
@@ -101,8 +152,9 @@ export async function serve(definition: FunctionDefinition): Promise<never> {
       log,
     });
   } catch (error) {
-    log.error("Worker stopped on a fault it cannot recover from", { error });
+    log.error("Worker stopped on a fault it cannot recover from", { ...identity, error });
     Deno.exit(1);
   }
+  await health?.shutdown();
   Deno.exit(0);
 }

@@ -43,6 +43,7 @@ Environment:
   WORKER_ID          name in replies and logs (default <function>@<host>-<pid>)
   LOG_LEVEL          debug, info, warn or error (default info)
   LOG_FORMAT         json or text (default json)
+  METRICS_PORT       port of GET /healthz and /metrics (default 9464; 0: off)
 `;
 
 async function loadFunction(name: string): Promise<FunctionDefinition> {

@@ -27,10 +27,14 @@ export const WORKER_ENV_VARS = [
   "WORKER_ID",
   "LOG_LEVEL",
   "LOG_FORMAT",
+  "METRICS_PORT",
 ] as const;
 
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
 export type WorkerEnvVar = typeof WORKER_ENV_VARS[number];
+
+/** The port of `/healthz` and `/metrics` when `METRICS_PORT` is not set. */
+export const DEFAULT_METRICS_PORT = 9464;
 
 /** The broker a worker uses when neither `AMQP_URL` nor `AMQP_URL_FILE` is set. */
 export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
@@ -57,6 +61,8 @@ export interface WorkerSettings {
   workerId: string | undefined;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** Port of `/healthz` and `/metrics`; 0 serves neither. */
+  metricsPort: number;
 }
 
 function wholeNumber(
@@ -64,13 +70,15 @@ function wholeNumber(
   name: WorkerEnvVar,
   fallback: number,
   min: number,
+  max = Number.MAX_SAFE_INTEGER,
 ): number {
   const text = env(name);
   if (text === undefined || text === "") return fallback;
   const value = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value) || value < min) {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
     throw new RangeError(
-      `Cannot start the worker as ${name} is '${text}': set it to a whole number >= ${min}`,
+      `Cannot start the worker as ${name} is '${text}': set it to a whole number ${range}`,
     );
   }
   return value;
@@ -126,5 +134,6 @@ export function readWorkerSettings(
     workerId: env("WORKER_ID") || undefined,
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: oneOf(env, "LOG_FORMAT", ["json", "text"] as const, "json"),
+    metricsPort: wholeNumber(env, "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
   };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./contract.ts";
 import {
-  DEFAULT_AMQP_URL,
+  DEFAULT_METRICS_PORT,
   readWorkerSettings,
   WORKER_ENV_VARS,
   type WorkerEnvVar,
@@ -39,6 +39,7 @@ Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
     workerId: undefined,
     logLevel: "info",
     logFormat: "json",
+    metricsPort: DEFAULT_METRICS_PORT,
   });
 });
 
@@ -62,6 +63,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       WORKER_ID: "w-1",
       LOG_LEVEL: "debug",
       LOG_FORMAT: "text",
+      METRICS_PORT: "9100",
     })),
     {
       amqp: {
@@ -81,6 +83,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       workerId: "w-1",
       logLevel: "debug",
       logFormat: "text",
+      metricsPort: 9100,
     },
   );
 });
@@ -147,6 +150,22 @@ Deno.test("readWorkerSettings() refuses numbers written other than as plain digi
     assertRefused(
       { SHUTDOWN_GRACE_MS: text },
       /SHUTDOWN_GRACE_MS is '.*': set it to a whole number/,
+    );
+  }
+});
+
+Deno.test("readWorkerSettings() reads METRICS_PORT, 0 meaning off, and refuses bad ports", () => {
+  const read = (env: Record<string, string>) => readWorkerSettings((name) => env[name]);
+  assert.equal(read({}).metricsPort, DEFAULT_METRICS_PORT);
+  assert.equal(read({ METRICS_PORT: "0" }).metricsPort, 0);
+  assert.equal(read({ METRICS_PORT: "9100" }).metricsPort, 9100);
+  for (const bad of ["-1", "65536", "http", "80.5"]) {
+    assert.throws(
+      () => read({ METRICS_PORT: bad }),
+      (error: Error) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot start the worker as METRICS_PORT is '${bad}': set it to a whole number from 0 to 65535`,
     );
   }
 });

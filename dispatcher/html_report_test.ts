@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { sampleRun } from "./_test_fixtures.ts";
+import { concurrencySteps, renderHtmlReport, WORKER_COLORS, workerColors } from "./html_report.ts";
+
+/** Every start tag `<name ...>` in `html` with its attributes. */
+function tags(html: string, name: string): Record<string, string>[] {
+  return [...html.matchAll(new RegExp(`<${name}\\b([^>]*)>`, "g"))].map((match) =>
+    Object.fromEntries([...match[1].matchAll(/([\w-]+)="([^"]*)"/g)].map((a) => [a[1], a[2]]))
+  );
+}
+
+Deno.test("renderHtmlReport() draws a bar per attempt, the queue waits and the timeout", () => {
+  const run = sampleRun();
+  const html = renderHtmlReport(run);
+  const rects = tags(html, "rect");
+  const runs = rects.filter((r) => r.class?.startsWith("bar run"));
+  const attempts = run.tasks.flatMap((t) => t.timeline);
+  assert.equal(runs.length, attempts.length);
+  assert.equal(runs.length, 6);
+  for (const bar of runs) assert.ok(Number(bar.width) > 0, `bar width ${bar.width}`);
+  assert.deepEqual(runs.map((r) => r.class), [
+    "bar run success",
+    "bar run retry",
+    "bar run retry",
+    "bar run success",
+    "bar run error",
+    "bar run unfinished",
+  ]);
+  // Worker colours: each worker has its own, the same on every bar.
+  const colors = workerColors(run.tasks);
+  assert.deepEqual([...colors.keys()], ["task_a@one", "task_b@one", "task_b@two", "task_c@one"]);
+  for (const bar of runs) assert.equal(bar.fill, colors.get(bar["data-worker"]));
+  assert.deepEqual(new Set(colors.values()).size, 4);
+  assert.ok([...colors.values()].every((c) => WORKER_COLORS.includes(c)));
+  // Waits in the queue, retry gaps and the timeout.
+  assert.equal(rects.filter((r) => r.class === "bar queued").length, 4);
+  assert.equal(tags(html, "line").filter((l) => l.class === "retry-wait").length, 2);
+  assert.equal(rects.filter((r) => r.class === "bar timeout").length, 1);
+  // Wider bars for longer attempts: task_b's third attempt (198 ms) is wider than its second (40 ms).
+  assert.ok(Number(runs[3].width) > 4 * Number(runs[2].width));
+});
+
+Deno.test("renderHtmlReport() is self-contained and escapes what it shows", () => {
+  const html = renderHtmlReport(sampleRun());
+  assert.match(html, /^<!doctype html>/);
+  assert.doesNotMatch(html, /<script|<link|<img|<iframe|@import|url\(|src=|href=/i);
+  assert.doesNotMatch(html, /https?:\/\//, "no address to fetch");
+  assert.match(html, /it &lt;broke&gt; &amp; &quot;failed&quot;/);
+  assert.doesNotMatch(html, /<broke>/);
+  assert.match(html, /<h1>sample<span class="verdict fail">Failed 2\/4<\/span><\/h1>/);
+  assert.match(html, /running at once \(peak 3\)/);
+});
+
+Deno.test("concurrencySteps() counts overlapping intervals, back-to-back ones not", () => {
+  assert.deepEqual(
+    concurrencySteps([
+      { start: 0, end: 10 },
+      { start: 5, end: 15 },
+      { start: 10, end: 20 },
+    ]),
+    [[0, 1], [5, 2], [10, 2], [15, 1], [20, 0]],
+  );
+  assert.deepEqual(concurrencySteps([]), []);
+});

@@ -1,0 +1,125 @@
+/**
+ * A run as JUnit XML, for CI systems that show test reports: one
+ * `<testsuite>` per scenario, one `<testcase>` per task. A task that did not
+ * meet its expectation carries a `<failure>` with the reply's error; one
+ * that got no reply in time carries an `<error type="Timeout">`.
+ *
+ * @module
+ */
+
+import type { RunDocument, TaskRecord } from "./run_document.ts";
+
+// Characters XML 1.0 does not allow at all, even escaped.
+// deno-lint-ignore no-control-regex
+const INVALID_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
+
+/** Escapes text for XML content and double-quoted attribute values. */
+export function escapeXml(text: string): string {
+  return text
+    .replace(INVALID_XML, "\uFFFD")
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&apos;")
+    .replace(/\n/g, "&#10;")
+    .replace(/\r/g, "&#13;")
+    .replace(/\t/g, "&#9;");
+}
+
+/** Escapes text for XML content, keeping line breaks as they are. */
+function escapeText(text: string): string {
+  return escapeXml(text).replace(/&#10;/g, "\n").replace(/&#9;/g, "\t");
+}
+
+function attributes(values: Record<string, string | number>): string {
+  return Object.entries(values).map(([key, value]) => ` ${key}="${escapeXml(String(value))}"`)
+    .join("");
+}
+
+function secondsText(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+function details(task: TaskRecord): string {
+  const lines = [
+    `task_id: ${task.task_id}`,
+    `queue: ${task.queue}`,
+    `status: ${task.status}`,
+    `worker: ${task.worker ?? "-"}`,
+    `attempts: ${task.attempts}`,
+    `sent_at: ${task.sent_at}`,
+    `started_at: ${task.started_at ?? "-"}`,
+    `finished_at: ${task.finished_at ?? "-"}`,
+    `queue_wait_ms: ${task.queue_wait_ms ?? "-"}`,
+    `duration_ms: ${task.duration_ms ?? "-"}`,
+  ];
+  if (task.status === "success") lines.push(`result: ${JSON.stringify(task.result)}`);
+  return lines.join("\n");
+}
+
+function testcase(task: TaskRecord, suite: string): string {
+  const head = `    <testcase${
+    attributes({
+      name: task.label,
+      classname: `${suite}.${task.task}`,
+      time: secondsText(task.latency_ms),
+    })
+  }>`;
+  const body: string[] = [];
+  if (task.status === "timeout") {
+    body.push(
+      `      <error${attributes({ type: "Timeout", message: task.problem ?? "no reply" })}>${
+        escapeText(
+          `No reply within ${task.timeout_ms} ms${
+            task.worker ? `; last seen on ${task.worker}, attempt ${task.attempts}` : ""
+          }`,
+        )
+      }</error>`,
+    );
+  } else if (!task.passed) {
+    const type = task.error?.type ?? "UnexpectedResult";
+    const text = [task.problem ?? "", task.error ? `${task.error.type}: ${task.error.message}` : ""]
+      .filter(Boolean).join("\n");
+    body.push(
+      `      <failure${attributes({ type, message: task.problem ?? "" })}>${
+        escapeText(text)
+      }</failure>`,
+    );
+  }
+  body.push(`      <system-out>${escapeText(details(task))}</system-out>`);
+  return [head, ...body, "    </testcase>"].join("\n");
+}
+
+/** The run as a JUnit XML document. */
+export function renderJunit(run: RunDocument): string {
+  const { summary, scenario } = run;
+  const errors = summary.timed_out;
+  const failures = summary.failed - errors;
+  const counts = {
+    tests: summary.total,
+    failures,
+    errors,
+    skipped: 0,
+    time: secondsText(summary.wall_ms),
+    timestamp: run.started_at,
+  };
+  const properties = [
+    ["config", run.config.file],
+    ["broker", run.broker],
+    ["workers", run.workers.map((w) => w.worker).join(", ")],
+    ["total_retries", String(summary.total_retries)],
+  ].map(([name, value]) => `      <property${attributes({ name, value })}/>`);
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites${attributes({ name: run.config.name, ...counts })}>`,
+    `  <testsuite${attributes({ name: scenario.name, ...counts })}>`,
+    "    <properties>",
+    ...properties,
+    "    </properties>",
+    ...run.tasks.map((task) => testcase(task, scenario.name)),
+    "  </testsuite>",
+    "</testsuites>",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,257 @@
+/**
+ * The record of one run, as one JSON document: what `--json` prints, what
+ * `results/dispatch_<timestamp>.json` holds, and what the terminal summary,
+ * the JUnit XML and the HTML report are made from. Times are ISO 8601 UTC;
+ * `sent_at` and `ended_at` come from the dispatcher's clock, `started_at` and
+ * `finished_at` from the workers' clocks.
+ *
+ * @module
+ */
+
+import type { TaskError, WorkerInfo } from "../functions/_runtime/contract.ts";
+import type { TaskOutcome } from "./dispatch_all.ts";
+
+/** Identifies the format of a {@linkcode RunDocument}; changes when a field changes meaning. */
+export const RUN_DOCUMENT_SCHEMA = "deno-task-system/dispatch-run/1";
+
+/** One attempt of a task, as far as the dispatcher saw it. */
+export interface AttemptRecord {
+  /** 1 for the first attempt. */
+  attempt: number;
+  worker: string;
+  started_at: string;
+  /** When it ended; `null` when it had not ended as the dispatcher stopped waiting. */
+  ended_at: string | null;
+  /** `retry`: it failed and another attempt followed. */
+  outcome: "success" | "error" | "retry" | "unfinished";
+  error?: TaskError;
+}
+
+/** One task of the run. */
+export interface TaskRecord {
+  /** Unique in the run: the function name, numbered when it repeats (`task_a#2`). */
+  label: string;
+  task: string;
+  queue: string;
+  task_id: string;
+  /** How long the dispatcher waited for the reply, across all attempts. */
+  timeout_ms: number;
+  /** The reply's status, or `timeout` when none came in time. */
+  status: "success" | "error" | "timeout";
+  /** Whether the reply met the scenario's expectation. */
+  passed: boolean;
+  /** Why it did not pass. */
+  problem: string | null;
+  result: unknown;
+  error: TaskError | null;
+  /** The worker of the last attempt. */
+  worker: string | null;
+  /** Attempts made, as the reply says (the attempts seen, after a timeout). */
+  attempts: number;
+  /** When the dispatcher sent it. */
+  sent_at: string;
+  /** When its first attempt started. */
+  started_at: string | null;
+  /** When its last attempt finished, by the worker's clock. */
+  finished_at: string | null;
+  /** When the dispatcher had the reply, or gave up waiting for one. */
+  ended_at: string;
+  /** From `sent_at` to `started_at`: time in the queue before a worker took it (>= 0). */
+  queue_wait_ms: number | null;
+  /** Execution time of the last attempt, as the worker measured it. */
+  duration_ms: number | null;
+  /** From sending to the reply (or the timeout), by the dispatcher's clock. */
+  latency_ms: number;
+  /** Each attempt the dispatcher knows of, first first. */
+  timeline: AttemptRecord[];
+}
+
+/** A task with its execution time, for the fastest and the slowest. */
+export interface TimedTask {
+  label: string;
+  duration_ms: number;
+}
+
+/** Figures of the whole run. */
+export interface RunSummaryRecord {
+  total: number;
+  /** Tasks whose reply met the expectation. */
+  passed: number;
+  failed: number;
+  /** Replies with status success. */
+  successful: number;
+  /** Replies with status error. */
+  errors: number;
+  timed_out: number;
+  /** Retries per function. */
+  retries: Record<string, number>;
+  total_retries: number;
+  /** From the first request sent to the last task ended. */
+  wall_ms: number;
+  /** The sum of the execution times: the time the tasks would take one after another. */
+  sum_task_ms: number;
+  /** `sum_task_ms / wall_ms`: the gain from running tasks concurrently. */
+  speedup: number;
+  /** Mean execution time of the tasks that replied; `null` when none did. */
+  average_ms: number | null;
+  fastest: TimedTask | null;
+  slowest: TimedTask | null;
+}
+
+/** Everything known about one run. */
+export interface RunDocument {
+  schema: typeof RUN_DOCUMENT_SCHEMA;
+  config: { name: string; file: string };
+  scenario: { name: string; description: string };
+  /** The broker's address, password masked, or the embedded broker. */
+  broker: string;
+  started_at: string;
+  finished_at: string;
+  /** 0 when every task passed, else 1. */
+  exit_code: 0 | 1;
+  /** The workers that answered the ping before dispatching. */
+  workers: WorkerInfo[];
+  summary: RunSummaryRecord;
+  tasks: TaskRecord[];
+}
+
+/** What a run knows besides its outcomes. */
+export interface RunContext {
+  config: { name: string; file: string };
+  scenario: { name: string; description: string };
+  broker: string;
+  workers: WorkerInfo[];
+  /** `Date.now()` when dispatching began and ended. */
+  startedWallMs: number;
+  finishedWallMs: number;
+  /** Wall time of the dispatch, in ms. */
+  wallMs: number;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** The attempts of a task, from its progress events and its reply. */
+export function attemptsOf(outcome: TaskOutcome): AttemptRecord[] {
+  const attempts = new Map<number, AttemptRecord>();
+  for (const event of outcome.progress) {
+    const known = attempts.get(event.attempt);
+    if (event.event === "started") {
+      attempts.set(event.attempt, {
+        attempt: event.attempt,
+        worker: event.worker,
+        started_at: event.at,
+        ended_at: known?.ended_at ?? null,
+        outcome: known?.outcome ?? "unfinished",
+        ...(known?.error && { error: known.error }),
+      });
+    } else if (known) {
+      known.ended_at = event.at;
+      known.outcome = "retry";
+      if (event.error) known.error = event.error;
+    }
+  }
+  const { reply } = outcome;
+  if (reply) {
+    attempts.set(reply.attempts, {
+      attempt: reply.attempts,
+      worker: reply.worker,
+      started_at: reply.started_at,
+      ended_at: reply.finished_at,
+      outcome: reply.status,
+      ...(reply.error && { error: reply.error }),
+    });
+  }
+  return [...attempts.values()].sort((a, b) => a.attempt - b.attempt);
+}
+
+/** The record of one task. */
+export function taskRecord(outcome: TaskOutcome): TaskRecord {
+  const { spec, reply } = outcome;
+  const timeline = attemptsOf(outcome);
+  const first = timeline[0];
+  const startedMs = first ? Date.parse(first.started_at) : NaN;
+  return {
+    label: spec.label,
+    task: spec.task,
+    queue: spec.queue,
+    task_id: outcome.taskId,
+    timeout_ms: spec.timeoutMs,
+    status: outcome.status,
+    passed: outcome.passed,
+    problem: outcome.problem ?? null,
+    result: reply?.result ?? null,
+    error: reply?.error ?? null,
+    worker: reply?.worker ?? timeline.at(-1)?.worker ?? null,
+    attempts: reply?.attempts ?? timeline.at(-1)?.attempt ?? 0,
+    sent_at: iso(outcome.sentWallMs),
+    started_at: first?.started_at ?? null,
+    finished_at: reply?.finished_at ?? null,
+    ended_at: iso(outcome.endedWallMs),
+    queue_wait_ms: Number.isNaN(startedMs)
+      ? null
+      : round(Math.max(0, startedMs - outcome.sentWallMs)),
+    duration_ms: reply?.duration_ms ?? null,
+    latency_ms: round(outcome.latencyMs),
+    timeline,
+  };
+}
+
+/** The figures of a run, from its task records. */
+export function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
+  const retries: Record<string, number> = {};
+  for (const t of tasks) {
+    // A task that timed out has no reply to count its attempts by.
+    const extra = t.status === "timeout" ? 0 : Math.max(0, t.attempts - 1);
+    retries[t.task] = (retries[t.task] ?? 0) + extra;
+  }
+  const timed = tasks.flatMap((t) =>
+    t.duration_ms === null ? [] : [{ label: t.label, duration_ms: t.duration_ms }]
+  );
+  const sumTaskMs = timed.reduce((sum, t) => sum + t.duration_ms, 0);
+  const pick = (better: (a: number, b: number) => boolean) =>
+    timed.reduce<TimedTask | null>(
+      (best, t) => best === null || better(t.duration_ms, best.duration_ms) ? t : best,
+      null,
+    );
+  const passed = tasks.filter((t) => t.passed).length;
+  return {
+    total: tasks.length,
+    passed,
+    failed: tasks.length - passed,
+    successful: tasks.filter((t) => t.status === "success").length,
+    errors: tasks.filter((t) => t.status === "error").length,
+    timed_out: tasks.filter((t) => t.status === "timeout").length,
+    retries,
+    total_retries: Object.values(retries).reduce((a, b) => a + b, 0),
+    wall_ms: round(wallMs),
+    sum_task_ms: round(sumTaskMs),
+    speedup: wallMs > 0 ? Math.round((sumTaskMs / wallMs) * 100) / 100 : 0,
+    average_ms: timed.length > 0 ? round(sumTaskMs / timed.length) : null,
+    fastest: pick((a, b) => a < b),
+    slowest: pick((a, b) => a > b),
+  };
+}
+
+/** Builds the document of a finished run. */
+export function buildRunDocument(outcomes: TaskOutcome[], context: RunContext): RunDocument {
+  const tasks = outcomes.map(taskRecord);
+  const summary = summarizeTasks(tasks, context.wallMs);
+  return {
+    schema: RUN_DOCUMENT_SCHEMA,
+    config: context.config,
+    scenario: context.scenario,
+    broker: context.broker,
+    started_at: iso(context.startedWallMs),
+    finished_at: iso(context.finishedWallMs),
+    exit_code: summary.failed === 0 ? 0 : 1,
+    workers: context.workers,
+    summary,
+    tasks,
+  };
+}
