@@ -122,6 +122,9 @@ async function startProcess(
 
 const CONSUMING = /"msg":"Consuming"/;
 
+// Rounds of the seed scenario per side, each of `seedReps` repetitions.
+const SEED_ROUNDS = 2;
+
 async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
   try {
     const output = await new Deno.Command("docker", { args, stdout: "piped", stderr: "piped" })
@@ -240,7 +243,9 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   const queues: string[] = [];
   const processes: RunningProcess[] = [];
   const sizes = flags.quick ? [200, 1000] : [1000, 10_000];
-  const seedReps = flags.quick ? 3 : 10;
+  // Ten repetitions per side in all (four in --quick), in two rounds.
+  const seedReps = flags.quick ? 2 : 5;
+
   const prefetch = String(flags.prefetch);
   const queue = (name: string) => {
     const full = `bench_${name}_${run}`;
@@ -248,12 +253,43 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     return full;
   };
   const spawn = async (args: string[], env: Record<string, string>, ready = CONSUMING) => {
-    const started = await startProcess(args, { AMQP_URL: url, ...env }, ready);
+    // Several workers share this host: their /metrics ports would clash. The
+    // counters behind /metrics are kept all the same.
+    const started = await startProcess(args, { AMQP_URL: url, METRICS_PORT: "0", ...env }, ready);
     processes.push(started.process);
     return started;
   };
+  const quiet: Deno.ChildProcess[] = [];
+  /**
+   * Starts a server whose output nobody reads, and resolves once it consumes
+   * `queue`: reading a worker's log line per task would cost this process
+   * CPU that the bare echo, which logs nothing, never makes it spend.
+   */
+  const serve = async (args: string[], env: Record<string, string>, queue: string) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: new URL("../", import.meta.url),
+      env: { AMQP_URL: url, METRICS_PORT: "0", ...env },
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    quiet.push(child);
+    const deadline = Date.now() + 30_000;
+    while (((await admin.inspectQueue(queue))?.consumers ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error(`Cannot start ${args.at(-1)}: it never consumed`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
   const stopAll = async () => {
     for (const process of processes.splice(0)) await process.stop();
+    for (const child of quiet.splice(0)) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+    }
   };
 
   try {
@@ -283,12 +319,12 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     // 2. Throughput: the limit and the product, same prefetch, same sizes.
     const echoQueue = queue("echo");
     const productQueue = queue("product");
-    await spawn(["run", "-A", "bench/bare_echo.ts", url, echoQueue, prefetch], {});
-    await spawn(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], {
+    await serve(["run", "-A", "bench/bare_echo.ts", url, echoQueue, prefetch], {}, echoQueue);
+    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], {
       QUEUE: productQueue,
       CONCURRENCY: prefetch,
       PREFETCH: prefetch,
-    });
+    }, productQueue);
     const throughput: Record<string, { limit: Sample[]; product: Sample[] }> = {};
     for (const size of sizes) {
       say(`Throughput, ${size} tasks...`);
@@ -304,25 +340,35 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     // 3. The seed scenario: task_a 100 ms and task_b 200 ms together.
     say("Seed scenario...");
     const [echoA, echoB] = [queue("echo_a"), queue("echo_b")];
-    await spawn(["run", "-A", "bench/bare_echo.ts", url, echoA, "1"], {});
-    await spawn(["run", "-A", "bench/bare_echo.ts", url, echoB, "1"], {});
+    await serve(["run", "-A", "bench/bare_echo.ts", url, echoA, "1"], {}, echoA);
+    await serve(["run", "-A", "bench/bare_echo.ts", url, echoB, "1"], {}, echoB);
     const [seedA, seedB] = [queue("seed_a"), queue("seed_b")];
-    await spawn(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], { QUEUE: seedA });
-    await spawn(["run", ...WORKER_PERMISSIONS, "functions/task_b.ts"], { QUEUE: seedB });
-    const limitSeed = await runClient([
-      "bare",
-      url,
-      String(seedReps),
-      `${echoA}:echo:100`,
-      `${echoB}:echo:200`,
-    ]);
-    const productSeed = await runClient([
-      "product",
-      url,
-      String(seedReps),
-      `${seedA}:task_a:100`,
-      `${seedB}:task_b:200`,
-    ]);
+    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], { QUEUE: seedA }, seedA);
+    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_b.ts"], { QUEUE: seedB }, seedB);
+    // Taken in alternating rounds, so that a drift of the machine's load
+    // weighs on both sides alike.
+    const limitSeed: Sample[] = [];
+    const productSeed: Sample[] = [];
+    for (let round = 0; round < SEED_ROUNDS; round++) {
+      limitSeed.push(
+        ...await runClient([
+          "bare",
+          url,
+          String(seedReps),
+          `${echoA}:echo:100`,
+          `${echoB}:echo:200`,
+        ]),
+      );
+      productSeed.push(
+        ...await runClient([
+          "product",
+          url,
+          String(seedReps),
+          `${seedA}:task_a:100`,
+          `${seedB}:task_b:200`,
+        ]),
+      );
+    }
     await stopAll();
 
     // 4. The worker as a container.

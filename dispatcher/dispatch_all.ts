@@ -91,16 +91,26 @@ export function judge(
   return { ...base, status: reply.status, reply, passed: problem === undefined, problem };
 }
 
+/** Options for {@linkcode dispatchAll}. */
+export interface DispatchOptions {
+  /**
+   * Ask workers for progress events, for live status and a timeline of every
+   * attempt. They double the messages back, so they are off unless wanted;
+   * without them an outcome still has its last attempt, from the reply.
+   * @default {false}
+   */
+  progress?: boolean;
+}
+
 /**
  * Sends every task at once and waits for all of them with `Promise.all`.
- * Each request asks for progress events, which the outcome keeps for the
- * timeline. Rejects only when the broker fails; timeouts and failed tasks
- * are outcomes.
+ * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
  */
 export function dispatchAll(
   client: RpcClient,
   tasks: TaskSpec[],
   listener: DispatchListener = {},
+  options: DispatchOptions = {},
 ): Promise<TaskOutcome[]> {
   return Promise.all(tasks.map(async (spec) => {
     const taskId = crypto.randomUUID();
@@ -110,10 +120,12 @@ export function dispatchAll(
       timeoutMs: spec.timeoutMs,
       retry: spec.retry,
       onSent: listener.onSent && (() => listener.onSent!(spec, taskId)),
-      onProgress: (event) => {
-        progress.push(event);
-        listener.onProgress?.(spec, event);
-      },
+      onProgress: options.progress
+        ? (event) => {
+          progress.push(event);
+          listener.onProgress?.(spec, event);
+        }
+        : undefined,
     });
     const result = judge(spec, outcome, progress);
     listener.onDone?.(result);

@@ -350,7 +350,11 @@ export async function main(args: string[], io: DispatcherIo): Promise<number> {
     if (!flags.quiet) listeners.push(createLiveStatus({ write: report, paint, labelWidth }));
     const startedWallMs = Date.now();
     const started = performance.now();
-    const outcomes = await dispatchAll(client, tasks, combineListeners(...listeners));
+    // Progress events serve the live status and the report's per-attempt
+    // timeline; a quiet run that writes no report goes without them.
+    const outcomes = await dispatchAll(client, tasks, combineListeners(...listeners), {
+      progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
+    });
     const wallMs = performance.now() - started;
     document = buildRunDocument(outcomes, {
       config: { name: config.name, file: config.file },

@@ -29,9 +29,11 @@ export interface CallOptions {
   /** Receives the worker's progress events; asking for them sets `progress`. */
   onProgress?: (progress: TaskProgress) => void;
   /**
-   * Called once the broker confirmed the request. Progress events and the
-   * reply that arrive before the confirm are held until after it, so that
-   * callers see the events in their real order: sent, started, done.
+   * Called once the broker has the request: at its publisher confirm, or at
+   * the first answer from the worker if that comes first (a persistent
+   * request may be confirmed only once it is on disk, after the worker
+   * answered). Always before the call's progress events and its end, so
+   * that callers see sent, started, done in that order.
    */
   onSent?: () => void;
 }
@@ -59,10 +61,9 @@ interface Pending {
   sentWallMs: number;
   /** `performance.now()` after which the call ends as a timeout. */
   deadline: number;
-  /** False until the broker confirmed the request. */
-  confirmed: boolean;
-  /** What arrived before the confirm, to pass on after it. */
-  held?: (() => void)[];
+  /** False until the broker confirmed the request or the worker answered. */
+  sent: boolean;
+  onSent?: () => void;
 }
 
 // Expired calls are swept at most this often: one timer for all calls,
@@ -146,15 +147,12 @@ export class RpcClient {
         sentAt,
         sentWallMs: Date.now(),
         deadline,
-        confirmed: false,
+        sent: false,
+        onSent: options.onSent,
       };
       this.#pending.set(taskId, pending);
       this.#schedule(deadline);
-      this.#broker.publish(queue, request).then(() => {
-        pending.confirmed = true;
-        options.onSent?.();
-        for (const pass of pending.held?.splice(0) ?? []) pass();
-      }, (error: Error) => {
+      this.#broker.publish(queue, request).then(() => this.#markSent(pending), (error: Error) => {
         this.#forget(taskId);
         reject(error);
       });
@@ -207,14 +205,14 @@ export class RpcClient {
       this.ignored.unknown++;
       return;
     }
-    const pass = (deliver: () => void) => {
-      if (pending.confirmed) deliver();
-      else (pending.held ??= []).push(deliver);
-    };
     if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
       const progress = parseProgress(message.body);
-      if (progress.ok) pass(() => pending.onProgress?.(progress.value));
-      else this.ignored.invalid++;
+      if (!progress.ok) {
+        this.ignored.invalid++;
+        return;
+      }
+      this.#markSent(pending);
+      pending.onProgress?.(progress.value);
       return;
     }
     const reply = parseReply(message.body);
@@ -223,7 +221,8 @@ export class RpcClient {
       return;
     }
     this.#forget(id);
-    const outcome: CallOutcome = {
+    this.#markSent(pending);
+    pending.resolve({
       kind: "reply",
       reply: reply.value,
       taskId: id,
@@ -231,8 +230,14 @@ export class RpcClient {
       endedAt: performance.now(),
       sentWallMs: pending.sentWallMs,
       endedWallMs: Date.now(),
-    };
-    pass(() => pending.resolve(outcome));
+    });
+  }
+
+  /** An answer proves the broker had the request as well as a confirm does. */
+  #markSent(pending: Pending): void {
+    if (pending.sent) return;
+    pending.sent = true;
+    pending.onSent?.();
   }
 
   #forget(id: string): void {

@@ -417,8 +417,10 @@ export async function startWorker(
     stats.succeeded++;
     const success = outcome("success", result, null, request.task);
     metrics.observe("success", success.duration_ms);
+    // The reply goes first: the caller waits for it, not for the log line.
+    const replied = reply(delivery, success);
     log.info("Task succeeded", { ...ids, status: "success", duration_ms: success.duration_ms });
-    await reply(delivery, success);
+    await replied;
     settle(task);
   }
 
