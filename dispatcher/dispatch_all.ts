@@ -58,18 +58,17 @@ export function judge(
   outcome: CallOutcome,
   progress: TaskProgress[] = [],
 ): TaskOutcome {
-  const base = {
-    spec,
-    taskId: outcome.taskId,
-    latencyMs: outcome.endedAt - outcome.sentAt,
-    sentAt: outcome.sentAt,
-    sentWallMs: outcome.sentWallMs,
-    endedWallMs: outcome.endedWallMs,
-    progress,
-  };
+  const { taskId, sentAt, sentWallMs, endedWallMs } = outcome;
+  const latencyMs = outcome.endedAt - sentAt;
   if (outcome.kind === "timeout") {
     return {
-      ...base,
+      spec,
+      taskId,
+      latencyMs,
+      sentAt,
+      sentWallMs,
+      endedWallMs,
+      progress,
       status: "timeout",
       passed: false,
       problem:
@@ -88,8 +87,23 @@ export function judge(
   } else if (expect.errorType !== undefined && reply.error?.type !== expect.errorType) {
     problem = `expected error type ${expect.errorType}, got ${reply.error?.type}`;
   }
-  return { ...base, status: reply.status, reply, passed: problem === undefined, problem };
+  return {
+    spec,
+    taskId,
+    latencyMs,
+    sentAt,
+    sentWallMs,
+    endedWallMs,
+    progress,
+    status: reply.status,
+    reply,
+    passed: problem === undefined,
+    problem,
+  };
 }
+
+// Shared by every outcome without progress events: nothing is ever added to it.
+const NO_PROGRESS: TaskProgress[] = Object.freeze([]) as unknown as TaskProgress[];
 
 /** Options for {@linkcode dispatchAll}. */
 export interface DispatchOptions {
@@ -114,7 +128,7 @@ export function dispatchAll(
 ): Promise<TaskOutcome[]> {
   return Promise.all(tasks.map(async (spec) => {
     const taskId = crypto.randomUUID();
-    const progress: TaskProgress[] = [];
+    const progress: TaskProgress[] = options.progress ? [] : NO_PROGRESS;
     const outcome = await client.call(spec.queue, spec.task, spec.payload, {
       taskId,
       timeoutMs: spec.timeoutMs,
