@@ -11,6 +11,7 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import {
   type Broker,
   BrokerUnavailableError,
@@ -232,6 +233,12 @@ class AmqpBroker implements Broker {
   #closing = false;
   #isClosed = false;
   #held = false;
+  /**
+   * Deliveries not yet settled, by tag, in delivery order (tags grow), and
+   * whether `ack` was called for them: acknowledgements are sent in batches.
+   */
+  readonly #outstanding = new Map<number, boolean>();
+  #flushScheduled = false;
   readonly #waiting = new Queue<WaitingPublish>();
   #replying = false;
 
@@ -246,6 +253,8 @@ class AmqpBroker implements Broker {
       });
       connection.on("close", (error?: Error) => {
         this.#isClosed = true;
+        // The broker returns unsettled deliveries to their queues itself.
+        this.#outstanding.clear();
         while (this.#waiting.length > 0) this.#waiting.shift()!.settle("the connection closed");
         resolve(
           this.#closing ? undefined : new BrokerUnavailableError(
@@ -490,6 +499,7 @@ class AmqpBroker implements Broker {
           this.#connection.close().catch(() => {});
           return;
         }
+        this.#outstanding.set(message.fields.deliveryTag, false);
         onDelivery(this.#toDelivery(queue, message));
       });
       return {
@@ -515,25 +525,55 @@ class AmqpBroker implements Broker {
   async get(queue: string): Promise<Delivery | null> {
     try {
       const message = await this.#channel.get(queue);
-      return message === false ? null : this.#toDelivery(queue, message);
+      if (message === false) return null;
+      this.#outstanding.set(message.fields.deliveryTag, false);
+      return this.#toDelivery(queue, message);
     } catch (error) {
       this.#fail(`get from '${queue}'`, error);
     }
   }
 
-  #settlement(delivery: Delivery): ConsumeMessage {
-    return { fields: { deliveryTag: delivery.tag } } as ConsumeMessage;
+  #settlement(tag: number): ConsumeMessage {
+    return { fields: { deliveryTag: tag } } as ConsumeMessage;
   }
 
   ack(delivery: Delivery): void {
     // A delivery of a closed channel is settled by the broker: it requeues it.
+    if (this.#isClosed || !this.#outstanding.has(delivery.tag)) return;
+    this.#outstanding.set(delivery.tag, true);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flushAcks());
+    }
+  }
+
+  /**
+   * Sends the acknowledgements gathered since the last flush: one frame with
+   * `multiple` for the oldest deliveries, all done, then one frame for each
+   * done delivery behind a delivery still running. A busy worker so sends a
+   * frame or two per burst instead of one per task, and a slow task never
+   * holds back the acknowledgement (and the prefetch room) of others.
+   */
+  #flushAcks(): void {
+    this.#flushScheduled = false;
     if (this.#isClosed) return;
-    this.#channel.ack(this.#settlement(delivery));
+    let upTo = 0;
+    let contiguous = true;
+    for (const [tag, done] of this.#outstanding) {
+      if (!done) {
+        contiguous = false;
+        continue;
+      }
+      this.#outstanding.delete(tag);
+      if (contiguous) upTo = tag;
+      else this.#channel.ack(this.#settlement(tag));
+    }
+    if (upTo > 0) this.#channel.ack(this.#settlement(upTo), true);
   }
 
   nack(delivery: Delivery, requeue: boolean): void {
-    if (this.#isClosed) return;
-    this.#channel.nack(this.#settlement(delivery), false, requeue);
+    if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
+    this.#channel.nack(this.#settlement(delivery.tag), false, requeue);
   }
 
   async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
@@ -558,6 +598,7 @@ class AmqpBroker implements Broker {
   async close(): Promise<void> {
     if (this.#isClosed) return;
     this.#closing = true;
+    this.#flushAcks();
     // Close the channel first: its close frame follows the acknowledgements
     // still buffered on it, whereas a connection close can overtake them and
     // make the broker deliver acknowledged messages again.

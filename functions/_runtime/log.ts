@@ -51,6 +51,19 @@ function plain(value: unknown): unknown {
 // Every line has these; a field of the same name cannot replace them.
 const RESERVED = new Set(["ts", "level", "msg"]);
 
+/** `,"key":value` for each defined field not in `skip`, as JSON. */
+function jsonMembers(fields: LogFields, skip: Set<string>): string {
+  let members = "";
+  for (const key in fields) {
+    const value = fields[key];
+    if (value === undefined || skip.has(key) || RESERVED.has(key)) continue;
+    const json = JSON.stringify(plain(value));
+    // As in JSON.stringify of an object, a value JSON cannot hold is left out.
+    if (json !== undefined) members += `,${JSON.stringify(key)}:${json}`;
+  }
+  return members;
+}
+
 function toText(level: LogLevel, msg: string, fields: LogFields): string {
   const pairs = Object.entries(fields)
     .filter(([, value]) => value !== undefined)
@@ -64,17 +77,31 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
   const format = options.format ?? "json";
   const write = options.write ?? ((line: string) => console.log(line));
   const make = (base: LogFields): Logger => {
+    // A worker writes a line per task: the fields every line shares are
+    // turned into JSON once, not on each line.
+    const shared = jsonMembers(base, new Set());
     const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
       if (LOG_LEVELS.indexOf(level) < threshold) return;
-      const all: LogFields = {};
-      for (const [key, value] of Object.entries({ ...base, ...fields })) {
-        if (value !== undefined && !RESERVED.has(key)) all[key] = plain(value);
-      }
       if (format === "text") {
+        const all: LogFields = {};
+        for (const [key, value] of Object.entries({ ...base, ...fields })) {
+          if (value !== undefined && !RESERVED.has(key)) all[key] = plain(value);
+        }
         write(toText(level, msg, all));
         return;
       }
-      write(JSON.stringify({ ts: new Date().toISOString(), level, msg, ...all }));
+      let members = shared;
+      if (fields) {
+        const own = jsonMembers(fields, RESERVED);
+        // A field of the line replaces a shared one of the same name.
+        const clash = Object.keys(fields).some((key) => key in base);
+        members = clash ? jsonMembers({ ...base, ...fields }, RESERVED) : shared + own;
+      }
+      write(
+        `{"ts":"${new Date().toISOString()}","level":"${level}","msg":${
+          JSON.stringify(msg)
+        }${members}}`,
+      );
     };
     return {
       debug: (msg, fields) => emit("debug", msg, fields),

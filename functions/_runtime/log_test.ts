@@ -197,3 +197,19 @@ Deno.test("createBufferedWriter() writes a burst once its window ends, or once i
   assert.equal(writes.join("").endsWith("d\n"), true);
   writer.flush();
 });
+
+Deno.test("createLogger() writes valid JSON whatever the fields hold, line fields winning", () => {
+  const { log, lines } = capture();
+  const child = log.child({ worker: "w1", queue: "q", skip: undefined });
+  child.info("one", { worker: "w2", fn: () => 1, nested: { a: [1, "two"] }, quote: 'say "hi"' });
+  child.info("two");
+  const [one, two] = lines.map((line) => JSON.parse(line));
+  assert.equal(one.worker, "w2", "a line's field replaces the shared one");
+  assert.equal(Object.keys(one).filter((k) => k === "worker").length, 1);
+  assert.ok(!("fn" in one) && !("skip" in one), "values JSON cannot hold are left out");
+  assert.deepEqual(one.nested, { a: [1, "two"] });
+  assert.equal(one.quote, 'say "hi"');
+  assert.equal(two.worker, "w1");
+  assert.equal(two.queue, "q");
+  assert.ok(!lines[0].includes('"worker":"w1"'), "no duplicate key in the text");
+});

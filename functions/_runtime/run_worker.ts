@@ -130,8 +130,24 @@ interface Task {
   delivery: Delivery;
   /** Set once the message went back to the broker unfinished. */
   abandoned: boolean;
-  controller: AbortController;
+  /** Made when the handler first reads its signal: most never do. */
+  controller?: AbortController;
+  /** Why the task was aborted, for a signal made afterwards. */
+  abortReason?: unknown;
   done: Promise<void>;
+}
+
+function controllerOf(task: Task): AbortController {
+  if (!task.controller) {
+    task.controller = new AbortController();
+    if (task.abortReason !== undefined) task.controller.abort(task.abortReason);
+  }
+  return task.controller;
+}
+
+function abortTask(task: Task, reason: unknown): void {
+  task.abortReason = reason;
+  task.controller?.abort(reason);
 }
 
 function attemptOf(delivery: Delivery): number {
@@ -355,7 +371,9 @@ export async function startWorker(
       taskId,
       attempt,
       worker: workerId,
-      signal: task.controller.signal,
+      get signal() {
+        return controllerOf(task).signal;
+      },
       // Made on first use: most handlers never log.
       get log() {
         return logOf();
@@ -430,7 +448,6 @@ export async function startWorker(
     const task: Task = {
       delivery,
       abandoned: false,
-      controller: new AbortController(),
       done: Promise.resolve(),
     };
     tasks.add(task);
@@ -517,7 +534,7 @@ export async function startWorker(
       for (const task of tasks) {
         task.abandoned = true;
         broker.nack(task.delivery, true);
-        task.controller.abort(new Error("The worker is stopping and the grace period is over"));
+        abortTask(task, new Error("The worker is stopping and the grace period is over"));
       }
     },
     abandon(): void {
@@ -525,7 +542,7 @@ export async function startWorker(
       waiting.length = 0;
       for (const task of tasks) {
         task.abandoned = true;
-        task.controller.abort(new BrokerUnavailableError("The broker connection was lost"));
+        abortTask(task, new BrokerUnavailableError("The broker connection was lost"));
       }
     },
   };
