@@ -58,17 +58,18 @@ export function judge(
   outcome: CallOutcome,
   progress: TaskProgress[] = [],
 ): TaskOutcome {
-  const { taskId, sentAt, sentWallMs, endedWallMs } = outcome;
-  const latencyMs = outcome.endedAt - sentAt;
+  const base = {
+    spec,
+    taskId: outcome.taskId,
+    latencyMs: outcome.endedAt - outcome.sentAt,
+    sentAt: outcome.sentAt,
+    sentWallMs: outcome.sentWallMs,
+    endedWallMs: outcome.endedWallMs,
+    progress,
+  };
   if (outcome.kind === "timeout") {
     return {
-      spec,
-      taskId,
-      latencyMs,
-      sentAt,
-      sentWallMs,
-      endedWallMs,
-      progress,
+      ...base,
       status: "timeout",
       passed: false,
       problem:
@@ -87,19 +88,7 @@ export function judge(
   } else if (expect.errorType !== undefined && reply.error?.type !== expect.errorType) {
     problem = `expected error type ${expect.errorType}, got ${reply.error?.type}`;
   }
-  return {
-    spec,
-    taskId,
-    latencyMs,
-    sentAt,
-    sentWallMs,
-    endedWallMs,
-    progress,
-    status: reply.status,
-    reply,
-    passed: problem === undefined,
-    problem,
-  };
+  return { ...base, status: reply.status, reply, passed: problem === undefined, problem };
 }
 
 // Shared by every outcome without progress events: nothing is ever added to it.

@@ -8,13 +8,9 @@
  */
 
 import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import { SecretFileError } from "../functions/_runtime/secret_file.ts";
 import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
-import { type BrokerChoice, chooseBroker } from "./choose_broker.ts";
-import { connectRabbitMq } from "./connect_rabbitmq.ts";
-import { resolveBroker, type ResolvedBroker } from "./resolve_broker.ts";
+import { brokerLabel, openBroker, type OpenedBroker, openFailureCode } from "./open_broker.ts";
 import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
-import { startEmbedded } from "./embedded.ts";
 import { type LoadProgress, type LoadResult, type LoadTarget, runLoad } from "./load.ts";
 import { ConfigError, loadConfig } from "./load_config.ts";
 import { createPainter } from "./report.ts";
@@ -157,34 +153,23 @@ export async function main(args: string[], io: CliIo, isTerminal = false): Promi
   // In --json mode stdout carries the document only.
   const say = flags.json ? io.err : io.out;
 
-  let choice: BrokerChoice;
+  let choice: OpenedBroker;
   try {
-    let target: ResolvedBroker | undefined;
-    if (!flags.local) {
-      target = await resolveBroker(brokerFlags(flags), {
-        env: io.env,
-        root: new URL("../", import.meta.url),
-      });
-    }
-    choice = await chooseBroker({
+    choice = await openBroker({
       local: flags.local,
-      url: target?.explicit ? target.url : undefined,
-      defaultUrl: target?.url,
+      flags: brokerFlags(flags),
+      env: io.env,
       functions: targets,
-      connect: (url, timeoutMs) =>
-        connectRabbitMq(url, timeoutMs, { tls: target?.tls, connectionName: "load" }),
-      startEmbedded,
+      connectionName: "load",
     });
   } catch (error) {
     io.err(paint.bad((error as Error).message));
-    return error instanceof TypeError || error instanceof SecretFileError
-      ? EXIT.usage
-      : EXIT.unavailable;
+    return openFailureCode(error);
   }
   if (choice.notice) io.err(paint.warn(choice.notice));
   let client: RpcClient | undefined;
   try {
-    say(`Broker: ${choice.label}`);
+    say(`Broker: ${brokerLabel(choice)}`);
     await waitForWorkers(choice.broker, targets, { timeoutMs: flags.waitMs });
     client = await RpcClient.open(choice.broker);
     const mode = flags.rate !== undefined

@@ -17,13 +17,9 @@ import {
   type LogFormat,
   type LogLevel,
 } from "../functions/_runtime/log.ts";
-import { SecretFileError } from "../functions/_runtime/secret_file.ts";
 import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
-import { type BrokerChoice, chooseBroker } from "./choose_broker.ts";
 import { EXIT, readOptions, UsageError } from "./cli.ts";
-import { connectRabbitMq } from "./connect_rabbitmq.ts";
 import { combineListeners, dispatchAll } from "./dispatch_all.ts";
-import { startEmbedded } from "./embedded.ts";
 import { ConfigError, loadConfig, type Scenario } from "./load_config.ts";
 import { renderHtmlReport } from "./html_report.ts";
 import { renderJunit } from "./junit_report.ts";
@@ -33,7 +29,7 @@ import { checkWritable, defaultResultsPath, RESULTS_DIR, writeOutput } from "./o
 import { pingWorkers } from "./ping_workers.ts";
 import { createPainter, formatSummary, shouldColor } from "./report.ts";
 import { RpcClient } from "./rpc_client.ts";
-import { resolveBroker, type ResolvedBroker } from "./resolve_broker.ts";
+import { brokerLabel, openBroker, type OpenedBroker, openFailureCode } from "./open_broker.ts";
 import { buildRunDocument, type RunDocument } from "./run_document.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
@@ -284,35 +280,21 @@ export async function main(args: string[], io: DispatcherIo): Promise<number> {
   say(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
   say(`Expected workers: ${needed.length}`);
 
-  let target: ResolvedBroker | undefined;
-  let choice: BrokerChoice;
+  let choice: OpenedBroker;
   try {
-    if (!flags.local) {
-      target = await resolveBroker(brokerFlags(flags), {
-        env: io.env,
-        root: new URL("../", import.meta.url),
-      });
-    }
-    choice = await chooseBroker({
+    choice = await openBroker({
       local: flags.local,
-      url: target?.explicit ? target.url : undefined,
-      defaultUrl: target?.url,
+      flags: brokerFlags(flags),
+      env: io.env,
       functions: needed,
-      connect: (url, timeoutMs) => connectRabbitMq(url, timeoutMs, { tls: target?.tls }),
-      startEmbedded,
       embeddedOptions: { logLevel: flags.logLevel, logFormat: flags.logFormat },
     });
   } catch (error) {
     complain((error as Error).message);
-    return error instanceof TypeError || error instanceof SecretFileError
-      ? EXIT.usage
-      : EXIT.unavailable;
+    return openFailureCode(error);
   }
   if (choice.notice) complain(choice.notice, "warn");
-  const credentials = !choice.embedded && target?.passwordFile
-    ? ` (password from ${target.passwordFile})`
-    : "";
-  say(`Broker: ${choice.label}${credentials}`);
+  say(`Broker: ${brokerLabel(choice)}`);
   log.info("Connected", { broker: choice.label });
   if (choice.embedded && !choice.embedded.sandboxed) {
     complain(
