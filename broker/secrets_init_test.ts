@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { hashPassword } from "./hash_password.ts";
 import { DEFINITIONS_FILE, initSecrets, main } from "./secrets_init.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 const FUNCTIONS = [{ name: "task_a", queue: "queue_a" }, { name: "task_b", queue: "queue_b" }];
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function saltOf(hash: string): Uint8Array {
   return Uint8Array.from(atob(hash), (c) => c.charCodeAt(0)).slice(0, 4);
@@ -53,7 +45,7 @@ async function assertHashesMatch(dir: string) {
 const mode = async (path: string) => ((await Deno.stat(path)).mode ?? 0) & 0o777;
 
 Deno.test("initSecrets() creates a password per user and the definitions, printing no password", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const lines: string[] = [];
     const owner = Deno.uid() === 0
       ? { uid: 65532, gid: 65532 }
@@ -93,7 +85,7 @@ Deno.test("initSecrets() creates a password per user and the definitions, printi
 });
 
 Deno.test("initSecrets() keeps existing passwords, its own and given ones, on every run", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/task_b.password`, "given by the operator\n");
     const log = () => {};
     await initSecrets({ dir, functions: FUNCTIONS, log });
@@ -118,7 +110,7 @@ Deno.test("initSecrets() keeps existing passwords, its own and given ones, on ev
 });
 
 Deno.test("initSecrets() refuses names that would clash or widen a permission", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const run = (functions: { name: string; queue: string }[]) =>
       initSecrets({ dir, functions, log: () => {} });
     await assert.rejects(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parseXml } from "../tests/_xml.ts";
 import { DISPATCH_OPTIONS, EXIT, main } from "./main.ts";
 import type { RunDocument } from "./run_document.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 /**
  * Runs main() in this process. It saves nothing unless `args` asks
@@ -235,16 +236,6 @@ Deno.test("main() exits 2 naming a password or TLS file it cannot use, before co
   }
 });
 
-/** A temporary folder for a test's files, removed after it. */
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 const MIXED = `${FUNCTIONS}
 scenarios:
   mixed:
@@ -297,7 +288,7 @@ Deno.test("main() --quiet prints only the summary", async () => {
 
 Deno.test("main() saves the JSON document, JUnit XML and HTML report where asked", async () => {
   await withConfig(MIXED, (file) =>
-    withDir(async (dir) => {
+    withTempDir(async (dir) => {
       const paths = {
         out: `${dir}/run.json`,
         junit: `${dir}/sub/junit.xml`,

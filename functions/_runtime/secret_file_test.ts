@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { readSecretFile, SecretFileError } from "./secret_file.ts";
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { withTempDir } from "../../tests/_temp_dir.ts";
 
 Deno.test("readSecretFile() returns the content without the trailing line break", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/pw`, "s3cret value\n");
     assert.equal(await readSecretFile(`${dir}/pw`, "AMQP_PASSWORD_FILE"), "s3cret value");
     await Deno.writeTextFile(`${dir}/ca.pem`, "-----BEGIN-----\nx\n");
@@ -23,7 +15,7 @@ Deno.test("readSecretFile() returns the content without the trailing line break"
 });
 
 Deno.test("readSecretFile() names the setting, the file and the fix for a missing file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const error = await readSecretFile(`${dir}/nope`, "AMQP_PASSWORD_FILE").catch((e) => e);
     assert.ok(error instanceof SecretFileError);
     assert.equal(error.setting, "AMQP_PASSWORD_FILE");
@@ -35,7 +27,7 @@ Deno.test("readSecretFile() names the setting, the file and the fix for a missin
 });
 
 Deno.test("readSecretFile() refuses a directory and an empty file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await assert.rejects(
       readSecretFile(dir, "AMQP_URL_FILE"),
       new SecretFileError(
@@ -52,7 +44,7 @@ Deno.test("readSecretFile() refuses a directory and an empty file", async () => 
 });
 
 Deno.test("readSecretFile() says how to allow a file this process may not read", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/pw`, "s3cret");
     const script = `
       import { readSecretFile } from ${
