@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/load_config.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";

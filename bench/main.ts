@@ -11,7 +11,8 @@
  * @module
  */
 
-import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
+import { type Broker } from "../functions/_runtime/broker/broker.ts";
+import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
 import { LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
 import { connectRabbitMq } from "../dispatcher/connect_rabbitmq.ts";
 import { type CliIo, EXIT, readOptions, runCli, wholeNumber } from "../dispatcher/cli.ts";

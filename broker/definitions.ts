@@ -1,6 +1,7 @@
 /**
  * Who may do what on the broker: one user per function, one for the
- * dispatcher and one for the operator, as a RabbitMQ definitions file that
+ * dispatcher, one for operator tools and one for the administrator, as a
+ * RabbitMQ definitions file that
  * the broker imports at start. Permissions are RabbitMQ's three regular
  * expressions per user: `configure` (declare, delete), `write` (publish to an
  * exchange, bind a queue) and `read` (consume, get, purge, bind from an
@@ -10,14 +11,28 @@
  * @module
  */
 
+import { CONTROL_EXCHANGE, NAME_PATTERN } from "../functions/_runtime/contract/names.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
-/** The fanout exchange of the worker control channel, declared by the broker. */
-export const CONTROL_EXCHANGE = "tasks.control";
+export { CONTROL_EXCHANGE, NAME_PATTERN };
+
 /** The dispatcher's user. */
 export const DISPATCHER_USER = "dispatcher";
-/** The operator's user: the management UI and operator tools. */
+/**
+ * The operator tools' user (`deno task dlq`): reads dead letters and sends
+ * them back to their functions, nothing else.
+ */
+export const OPERATOR_USER = "operator";
+/** The administrator's user: the management UI, everything. */
 export const ADMIN_USER = "admin";
+
+/**
+ * Most queues the vhost may hold. Each function declares its work queue, its
+ * dead letters, a control queue per replica and a bounded set of retry
+ * queues (delays are quantized, see the worker's retries); this cap keeps a
+ * flood of odd retry delays, or a bug, from exhausting the broker.
+ */
+export const MAX_QUEUES = 2000;
 /**
  * RabbitMQ's default user. A broker that loads definitions at start does not
  * create it; one whose data predates this setup has it with the password
@@ -25,13 +40,6 @@ export const ADMIN_USER = "admin";
  * tags (permissions it had stay, but it can no longer log in).
  */
 export const GUEST_USER = "guest";
-
-/**
- * Names of functions and queues, as the runtime requires them
- * (functions/_runtime/define_function.ts NAME_PATTERN): they contain no
- * character that means something in a regular expression.
- */
-export const NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 
 /** A user's permissions on the vhost `/`: regular expressions over resource names. */
 export interface Permissions {
@@ -60,10 +68,12 @@ const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 
 /**
- * A function's worker: it declares, consumes and binds only its own queue
- * and the queues named after it (`<queue>.dlq`, `<queue>.retry.<ms>`,
- * `<queue>.control.<id>`), reads the control exchange to bind to it, and
- * publishes replies, retries and dead letters through the default exchange.
+ * A function's worker: it declares exactly the queues it uses (its work
+ * queue, `<queue>.dlq`, `<queue>.retry.<ms>` and `<queue>.control.<8 hex>`),
+ * consumes its work and control queues, binds its control queue to the
+ * control exchange, and publishes replies, retries and dead letters through
+ * the default exchange. Queue names are lower_snake_case, so they carry no
+ * regular-expression syntax, and `queue_a` never matches `queue_ab`.
  */
 export function workerPermissions(queue: string): Permissions {
   if (!NAME_PATTERN.test(queue)) {
@@ -71,11 +81,11 @@ export function workerPermissions(queue: string): Permissions {
       `Cannot grant permissions on queue '${queue}' as it is not lower_snake_case: use letters, digits and _`,
     );
   }
-  const own = `${queue}(\\..+)?`;
+  const control = `${queue}\\.control\\.[0-9a-f]{8}`;
   return {
-    configure: `^${own}$`,
-    write: `^(${DEFAULT_EXCHANGE}|${own})$`,
-    read: `^(${own}|${CONTROL})$`,
+    configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
+    write: `^(${DEFAULT_EXCHANGE}|${control})$`,
+    read: `^(${queue}|${control}|${CONTROL})$`,
   };
 }
 
@@ -91,7 +101,18 @@ export const DISPATCHER_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   read: "^$",
 });
 
-/** The operator: everything, and the management UI. */
+/**
+ * The operator tools: read (and remove) dead letters of any function, and
+ * publish them back through the default exchange. They declare, consume or
+ * purge no function queue.
+ */
+export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  configure: "^$",
+  write: `^${DEFAULT_EXCHANGE}$`,
+  read: "^[a-z][a-z0-9_]{0,62}\\.dlq$",
+});
+
+/** The administrator: everything, and the management UI. */
 export const ADMIN_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: ".*",
   write: ".*",
@@ -102,6 +123,12 @@ export const ADMIN_PERMISSIONS: Readonly<Permissions> = Object.freeze({
 export interface Definitions {
   users: { name: string; password_hash: string; hashing_algorithm: string; tags: string[] }[];
   vhosts: { name: string }[];
+  parameters: {
+    vhost: string;
+    component: "vhost-limits";
+    name: "limits";
+    value: { "max-queues": number };
+  }[];
   permissions: ({ user: string; vhost: string } & Permissions)[];
   exchanges: {
     name: string;
@@ -128,6 +155,12 @@ export function buildDefinitions(users: readonly User[]): Definitions {
       tags: user.tags,
     })),
     vhosts: [{ name: "/" }],
+    parameters: [{
+      vhost: "/",
+      component: "vhost-limits",
+      name: "limits",
+      value: { "max-queues": MAX_QUEUES },
+    }],
     permissions: users.flatMap((user) =>
       user.permissions ? [{ user: user.name, vhost: "/", ...user.permissions }] : []
     ),

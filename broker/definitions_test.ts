@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../functions/_runtime/define_function.ts";
 import {
   ADMIN_PERMISSIONS,
+  MAX_QUEUES,
+  OPERATOR_PERMISSIONS,
   buildDefinitions,
   DISPATCHER_PERMISSIONS,
   NAME_PATTERN,
@@ -30,10 +32,19 @@ Deno.test("workerPermissions() covers the function's own queues and nothing of a
     "queue_",
     "amq.gen-1",
   ];
-  for (const queue of own) {
-    for (const kind of ["configure", "write", "read"] as const) {
-      assert.ok(allows(a, kind, queue), `${kind} ${queue}`);
-    }
+  for (const queue of own) assert.ok(allows(a, "configure", queue), `configure ${queue}`);
+  // It consumes its work and control queues, and binds (writes) only its control queue.
+  for (const queue of ["queue_a", "queue_a.control.0a1b2c3d"]) {
+    assert.ok(allows(a, "read", queue), `read ${queue}`);
+  }
+  assert.ok(allows(a, "write", "queue_a.control.0a1b2c3d"));
+  for (const queue of ["queue_a.dlq", "queue_a.retry.400"]) {
+    assert.ok(!allows(a, "read", queue), `no read on ${queue}: the broker moves them`);
+    assert.ok(!allows(a, "write", queue), `no write on ${queue}`);
+  }
+  const undeclared = ["queue_a.anything", "queue_a.retry.x", "queue_a.control.zz", "queue_a.dlq.x"];
+  for (const queue of undeclared) {
+    assert.ok(!allows(a, "configure", queue), `no configure on ${queue}: it never declares it`);
   }
   for (const queue of others) {
     for (const kind of ["configure", "write", "read"] as const) {
@@ -62,6 +73,18 @@ Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consu
   assert.ok(!allows(d, "write", "amq.topic"));
 });
 
+Deno.test("OPERATOR_PERMISSIONS read any function's dead letters and republish, nothing else", () => {
+  const o = OPERATOR_PERMISSIONS;
+  assert.ok(allows(o, "read", "queue_a.dlq"));
+  assert.ok(allows(o, "read", "queue_b.dlq"));
+  assert.ok(allows(o, "write", "amq.default"));
+  for (const queue of ["queue_a", "queue_a.retry.5", "queue_a.control.0a1b2c3d", "tasks.control"]) {
+    assert.ok(!allows(o, "read", queue), `no read on ${queue}`);
+    assert.ok(!allows(o, "configure", queue), `no configure on ${queue}`);
+  }
+  assert.ok(!allows(o, "write", "tasks.control"));
+});
+
 Deno.test("buildDefinitions() makes users with hashes, their permissions and the control exchange", () => {
   const definitions = buildDefinitions([
     { name: "admin", passwordHash: "h1", tags: ["administrator"], permissions: ADMIN_PERMISSIONS },
@@ -82,12 +105,18 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     },
   ]);
   assert.deepEqual(definitions.vhosts, [{ name: "/" }]);
+  assert.deepEqual(definitions.parameters, [{
+    vhost: "/",
+    component: "vhost-limits",
+    name: "limits",
+    value: { "max-queues": MAX_QUEUES },
+  }]);
   assert.deepEqual(definitions.permissions[1], {
     user: "task_a",
     vhost: "/",
-    configure: "^queue_a(\\..+)?$",
-    write: "^(amq\\.default|queue_a(\\..+)?)$",
-    read: "^(queue_a(\\..+)?|tasks\\.control)$",
+    configure: "^queue_a(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$",
+    write: "^(amq\\.default|queue_a\\.control\\.[0-9a-f]{8})$",
+    read: "^(queue_a|queue_a\\.control\\.[0-9a-f]{8}|tasks\\.control)$",
   });
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],

@@ -27,6 +27,8 @@ import { parseArgs } from "node:util";
 import {
   ADMIN_PERMISSIONS,
   ADMIN_USER,
+  OPERATOR_PERMISSIONS,
+  OPERATOR_USER,
   buildDefinitions,
   DISPATCHER_PERMISSIONS,
   DISPATCHER_USER,
@@ -87,11 +89,12 @@ interface Account {
 }
 
 function accountsFor(functions: readonly FunctionQueue[]): Account[] {
-  const seen = new Set<string>([ADMIN_USER, DISPATCHER_USER, GUEST_USER]);
+  const seen = new Set<string>([ADMIN_USER, DISPATCHER_USER, OPERATOR_USER, GUEST_USER]);
   const queues = new Set<string>();
   const accounts: Account[] = [
     { user: ADMIN_USER, tags: ["administrator"], permissions: ADMIN_PERMISSIONS, worker: false },
     { user: DISPATCHER_USER, tags: [], permissions: DISPATCHER_PERMISSIONS, worker: false },
+    { user: OPERATOR_USER, tags: [], permissions: OPERATOR_PERMISSIONS, worker: false },
   ];
   for (const { name, queue } of functions) {
     for (const [what, value] of [["function", name], ["queue", queue]]) {
@@ -103,7 +106,7 @@ function accountsFor(functions: readonly FunctionQueue[]): Account[] {
     }
     if (seen.has(name)) {
       throw new TypeError(
-        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER} and ${GUEST_USER}`,
+        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER} and ${GUEST_USER}`,
       );
     }
     if (queues.has(queue)) {

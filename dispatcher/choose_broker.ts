@@ -9,8 +9,13 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
-import type { Embedded, EmbeddedFunction, StartEmbeddedOptions } from "./embedded.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
+import type {
+  Embedded,
+  EmbeddedFunction,
+  StartEmbeddedOptions,
+} from "../functions/_runtime/embedded.ts";
 
 /** Where RabbitMQ is looked for when no URL is given and no other default applies. */
 export const LOCAL_AMQP_URL = "amqp://guest:guest@localhost:5672";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { chooseBroker, type ChooseBrokerOptions, LOCAL_AMQP_URL } from "./choose_broker.ts";
-import type { Embedded } from "./embedded.ts";
+import type { Embedded } from "../functions/_runtime/embedded.ts";
 
 function options(overrides: Partial<ChooseBrokerOptions>) {
   const calls = { connect: [] as string[], embedded: 0 };
@@ -18,7 +18,6 @@ function options(overrides: Partial<ChooseBrokerOptions>) {
       calls.embedded++;
       const embedded: Embedded = {
         connect: () => hub.connect(),
-        sandboxed: true,
         stop: () => hub.shutdown(),
       };
       return Promise.resolve(embedded);

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import type { AmqpTls } from "../functions/_runtime/resolve_amqp_target.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import type { AmqpTls } from "../functions/_runtime/broker/amqp_target.ts";
 import { DISPATCHER_SETTING_NAMES } from "./resolve_broker.ts";
 
 /** Options for {@linkcode connectRabbitMq}. */
@@ -27,7 +27,7 @@ export async function connectRabbitMq(
   timeoutMs: number,
   options: ConnectRabbitMqOptions = {},
 ): Promise<Broker> {
-  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
+  const { connectAmqp } = await import("../functions/_runtime/broker/connect_amqp.ts");
   const deadline = Date.now() + timeoutMs;
   while (true) {
     try {

@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../functions/_runtime/broker.ts";
-import { ATTEMPT_HEADER } from "../functions/_runtime/contract.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
+import { ATTEMPT_HEADER } from "../functions/_runtime/contract/mod.ts";
 
 /** A dead letter, as the worker described it in its headers. */
 export interface DeadLetter {

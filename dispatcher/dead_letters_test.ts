@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../functions/_runtime/broker.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
 import {
   encodeRequest,
   type Message,
   parseReply,
   type TaskReply,
-} from "../functions/_runtime/contract.ts";
+} from "../functions/_runtime/contract/mod.ts";
 import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
-import { deadLetterQueueOf, startWorker } from "../functions/_runtime/run_worker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
 import { describeDeadLetter, listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
 
 async function until(check: () => boolean | Promise<boolean>, what: string) {
@@ -32,7 +34,9 @@ async function setup() {
     },
   });
   const hub = new MemoryBroker();
-  const worker = await startWorker(flaky, hub.connect(), { workerId: "flaky@test" });
+  const worker = await startWorker(inProcessRunner(flaky), hub.connect(), {
+    workerId: "flaky@test",
+  });
   const client = hub.connect();
   const replies: TaskReply[] = [];
   const replyTo = await client.openReplyQueue((m) => {

@@ -6,7 +6,7 @@
  */
 
 import { isDeepStrictEqual } from "node:util";
-import type { TaskProgress, TaskReply } from "../functions/_runtime/contract.ts";
+import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
 import type { TaskSpec } from "./load_config.ts";
 import type { CallOutcome, RpcClient } from "./rpc_client.ts";
 

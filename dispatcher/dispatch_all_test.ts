@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { TaskReply } from "../functions/_runtime/contract.ts";
+import type { TaskReply } from "../functions/_runtime/contract/mod.ts";
 import { judge } from "./dispatch_all.ts";
 import type { Expectation, TaskSpec } from "./load_config.ts";
 import type { CallOutcome } from "./rpc_client.ts";

@@ -6,9 +6,10 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
-import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
 import { BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
 import { connectRabbitMq } from "./connect_rabbitmq.ts";
 import { resolveBroker } from "./resolve_broker.ts";

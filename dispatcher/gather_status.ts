@@ -5,9 +5,9 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker.ts";
-import type { WorkerInfo } from "../functions/_runtime/contract.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
 import { pingWorkers } from "./ping_workers.ts";
 import { RpcClient } from "./rpc_client.ts";
 

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { TaskProgress } from "../functions/_runtime/contract.ts";
+import type { TaskProgress } from "../functions/_runtime/contract/mod.ts";
 import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
 import type { TaskSpec } from "./load_config.ts";
 import { clockTime, type Painter } from "./report.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Payload } from "../functions/_runtime/contract.ts";
+import type { Payload } from "../functions/_runtime/contract/mod.ts";
 import type { CallOutcome, RpcClient } from "./rpc_client.ts";
 
 /** A function to load and its queue. */

@@ -8,7 +8,7 @@
  */
 
 import { isMap, LineCounter, parseDocument } from "yaml";
-import type { Payload, RetryOverrides } from "../functions/_runtime/contract.ts";
+import type { Payload, RetryOverrides } from "../functions/_runtime/contract/mod.ts";
 
 /** What a task's reply must be for the task to pass. */
 export interface Expectation {

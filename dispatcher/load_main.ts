@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
 import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
 import { brokerLabel, openBroker, type OpenedBroker, openFailureCode } from "./open_broker.ts";
 import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { defineFunction, NonRetryableError } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
-import { startWorker } from "../functions/_runtime/run_worker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
 import { latencyOf, percentile, runLoad } from "./load.ts";
 import { RpcClient } from "./rpc_client.ts";
 
@@ -37,11 +38,11 @@ async function setup(concurrencyPerWorker: number) {
   });
   const hub = new MemoryBroker();
   const workers = [
-    await startWorker(echo, hub.connect(), {
+    await startWorker(inProcessRunner(echo), hub.connect(), {
       workerId: "echo@1",
       concurrency: concurrencyPerWorker,
     }),
-    await startWorker(echo, hub.connect(), {
+    await startWorker(inProcessRunner(echo), hub.connect(), {
       workerId: "echo@2",
       concurrency: concurrencyPerWorker,
     }),

@@ -9,8 +9,8 @@
  * @module
  */
 
-import { BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import type { WorkerInfo } from "../functions/_runtime/contract.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
 import {
   createLogger,
   LOG_LEVELS,
@@ -296,12 +296,6 @@ export async function main(args: string[], io: DispatcherIo): Promise<number> {
   if (choice.notice) complain(choice.notice, "warn");
   say(`Broker: ${brokerLabel(choice)}`);
   log.info("Connected", { broker: choice.label });
-  if (choice.embedded && !choice.embedded.sandboxed) {
-    complain(
-      "Functions run with this process's permissions: add --unstable-worker-options to sandbox them",
-      "warn",
-    );
-  }
 
   let client: RpcClient | undefined;
   let document: RunDocument;

@@ -7,11 +7,15 @@
  * @module
  */
 
-import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
 import { type BrokerChoice, chooseBroker } from "./choose_broker.ts";
 import { EXIT } from "./cli.ts";
 import { connectRabbitMq } from "./connect_rabbitmq.ts";
-import { type EmbeddedFunction, startEmbedded, type StartEmbeddedOptions } from "./embedded.ts";
+import {
+  type EmbeddedFunction,
+  startEmbedded,
+  type StartEmbeddedOptions,
+} from "../functions/_runtime/embedded.ts";
 import { type BrokerFlags, resolveBroker } from "./resolve_broker.ts";
 
 /** Options for {@linkcode openBroker}. */

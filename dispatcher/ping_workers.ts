@@ -12,7 +12,7 @@ import {
   type Message,
   parseWorkerInfo,
   type WorkerInfo,
-} from "../functions/_runtime/contract.ts";
+} from "../functions/_runtime/contract/mod.ts";
 import type { RpcClient } from "./rpc_client.ts";
 
 /** Options for {@linkcode pingWorkers}. */

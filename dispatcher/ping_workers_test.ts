@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { CONTROL_EXCHANGE, encodeWorkerInfo } from "../functions/_runtime/contract.ts";
+import { CONTROL_EXCHANGE, encodeWorkerInfo } from "../functions/_runtime/contract/mod.ts";
 import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
-import { type RunningWorker, startWorker } from "../functions/_runtime/run_worker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { type RunningWorker, startWorker } from "../functions/_runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
 import { pingWorkers } from "./ping_workers.ts";
 import { RpcClient } from "./rpc_client.ts";
 
@@ -12,9 +13,9 @@ const two = defineFunction({ name: "two", queue: "queue_two", handler: () => 2 }
 async function setup() {
   const hub = new MemoryBroker();
   const workers: RunningWorker[] = [
-    await startWorker(one, hub.connect(), { workerId: "one@b" }),
-    await startWorker(one, hub.connect(), { workerId: "one@a" }),
-    await startWorker(two, hub.connect(), { workerId: "two@a" }),
+    await startWorker(inProcessRunner(one), hub.connect(), { workerId: "one@b" }),
+    await startWorker(inProcessRunner(one), hub.connect(), { workerId: "one@a" }),
+    await startWorker(inProcessRunner(two), hub.connect(), { workerId: "two@a" }),
   ];
   const client = await RpcClient.open(hub.connect());
   return {

@@ -14,7 +14,7 @@ import {
   type AmqpTls,
   resolveAmqpTarget,
   type Setting,
-} from "../functions/_runtime/resolve_amqp_target.ts";
+} from "../functions/_runtime/broker/amqp_target.ts";
 
 /** The dispatcher's user in compose.yaml's broker. */
 export const DISPATCHER_USER = "dispatcher";

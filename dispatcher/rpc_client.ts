@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
 import {
   encodeRequest,
   type Message,
@@ -17,7 +17,7 @@ import {
   type RetryOverrides,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract.ts";
+} from "../functions/_runtime/contract/mod.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
 export interface CallOptions {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError, type Delivery } from "../functions/_runtime/broker.ts";
+import { BrokerUnavailableError, type Delivery } from "../functions/_runtime/broker/broker.ts";
 import {
   encodeProgress,
   encodeReply,
@@ -7,8 +7,8 @@ import {
   parseRequest,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
+} from "../functions/_runtime/contract/mod.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { RpcClient } from "./rpc_client.ts";
 
 const QUEUE = "queue_rpc";

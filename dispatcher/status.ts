@@ -8,9 +8,10 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError, maskUrl } from "../functions/_runtime/broker.ts";
-import type { AmqpTls } from "../functions/_runtime/resolve_amqp_target.ts";
-import { SecretFileError } from "../functions/_runtime/secret_file.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
+import type { AmqpTls } from "../functions/_runtime/broker/amqp_target.ts";
+import { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
 import { BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
 import { readOptions, UsageError } from "./cli.ts";
 import { DISPATCHER_SETTING_NAMES, resolveBroker } from "./resolve_broker.ts";
@@ -213,7 +214,7 @@ export async function statusMain(args: string[], io: StatusIo): Promise<number> 
 }
 
 if (import.meta.main) {
-  const { connectAmqp } = await import("../functions/_runtime/amqp_broker.ts");
+  const { connectAmqp } = await import("../functions/_runtime/broker/connect_amqp.ts");
   const code = await statusMain(Deno.args, {
     out: (line) => console.log(line),
     err: (line) => console.error(line),

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker.ts";
-import { encodeRequest } from "../functions/_runtime/contract.ts";
+import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { encodeRequest } from "../functions/_runtime/contract/mod.ts";
 import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
-import { type RunningWorker, startWorker } from "../functions/_runtime/run_worker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { type RunningWorker, startWorker } from "../functions/_runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
 import type { SystemStatus } from "./gather_status.ts";
 import { formatTable, STATUS_EXIT, statusMain } from "./status.ts";
 
@@ -30,8 +31,8 @@ async function run(args: string[], connect: (url: string) => Promise<Broker>, en
 async function setup() {
   const hub = new MemoryBroker();
   const workers: RunningWorker[] = [
-    await startWorker(taskA, hub.connect(), { workerId: "task_a@one" }),
-    await startWorker(taskA, hub.connect(), { workerId: "task_a@two" }),
+    await startWorker(inProcessRunner(taskA), hub.connect(), { workerId: "task_a@one" }),
+    await startWorker(inProcessRunner(taskA), hub.connect(), { workerId: "task_a@two" }),
   ];
   const client = hub.connect();
   const replies: unknown[] = [];

@@ -4,9 +4,9 @@
  * @module
  */
 
-import { defineFunction, serve, simulateWork } from "./_runtime/mod.ts";
+import { defineFunction, simulateWork } from "./_runtime/mod.ts";
 
-const taskA = defineFunction({
+export default defineFunction({
   name: "task_a",
   queue: "queue_a",
   async handler(payload, context) {
@@ -14,7 +14,3 @@ const taskA = defineFunction({
     return "Hello from Task A";
   },
 });
-
-export default taskA;
-
-if (import.meta.main) await serve(taskA);

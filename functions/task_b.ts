@@ -4,9 +4,9 @@
  * @module
  */
 
-import { defineFunction, serve, simulateWork } from "./_runtime/mod.ts";
+import { defineFunction, simulateWork } from "./_runtime/mod.ts";
 
-const taskB = defineFunction({
+export default defineFunction({
   name: "task_b",
   queue: "queue_b",
   async handler(payload, context) {
@@ -14,7 +14,3 @@ const taskB = defineFunction({
     return "Hello from Task B";
   },
 });
-
-export default taskB;
-
-if (import.meta.main) await serve(taskB);

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker } from "../functions/_runtime/broker.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import { type CommandOutput, docker, readSecret } from "./_docker.ts";
 import { freePort, uniqueName, waitFor } from "./_infra.ts";
 

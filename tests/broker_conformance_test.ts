@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker, Delivery } from "../functions/_runtime/broker.ts";
-import type { Message } from "../functions/_runtime/contract.ts";
-import { MemoryBroker } from "../functions/_runtime/memory_broker.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
+import type { Message } from "../functions/_runtime/contract/mod.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
 
 interface Backend {

@@ -6,7 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import {
+  WORKER_ENV_VARS,
+  WORKER_IMAGE_FILES,
+} from "../functions/_runtime/worker/worker_settings.ts";
 import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
@@ -58,6 +61,6 @@ Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
   assert.deepEqual(flagValues(healthcheck, "allow-net"), ["127.0.0.1"]);
   assert.deepEqual(flagValues(healthcheck, "allow-env"), ["METRICS_PORT"]);
   const script = healthcheck.at(-1)!;
-  assert.equal(script, "functions/_runtime/healthcheck.ts");
+  assert.equal(script, "functions/_runtime/worker/healthcheck.ts");
   assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });

@@ -13,10 +13,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker } from "../functions/_runtime/broker.ts";
-import type { TaskReply } from "../functions/_runtime/contract.ts";
-import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker_settings.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { TaskReply } from "../functions/_runtime/contract/mod.ts";
+import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker/worker_settings.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";

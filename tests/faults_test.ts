@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker } from "../functions/_runtime/broker.ts";
-import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract/mod.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
 import { type CallOutcome } from "../dispatcher/rpc_client.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";

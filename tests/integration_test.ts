@@ -4,16 +4,17 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import { type Broker, maskUrl } from "../functions/_runtime/broker.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import { type Broker } from "../functions/_runtime/broker/broker.ts";
+import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
 import {
   encodeRequest,
   type Message,
   parseReply,
   PROGRESS_MESSAGE_TYPE,
   type TaskReply,
-} from "../functions/_runtime/contract.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
+} from "../functions/_runtime/contract/mod.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/amqp_broker.ts";
-import type { Broker } from "../functions/_runtime/broker.ts";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import {
   encodeRequest,
   parseProgress,
@@ -14,8 +14,8 @@ import {
   PROGRESS_MESSAGE_TYPE,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/run_worker.ts";
+} from "../functions/_runtime/contract/mod.ts";
+import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";
 

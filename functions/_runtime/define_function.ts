@@ -6,8 +6,11 @@
  */
 
 import type { BackoffPolicy } from "./backoff.ts";
-import type { Payload } from "./contract.ts";
+import { NAME_PATTERN } from "./contract/names.ts";
+import { type Payload, RETRY_LIMITS } from "./contract/request.ts";
 import type { Logger } from "./log.ts";
+
+export { NAME_PATTERN };
 
 /** What a handler knows about the task it runs. */
 export interface TaskContext {
@@ -17,7 +20,16 @@ export interface TaskContext {
   attempt: number;
   /** The worker running it, as reported in replies. */
   worker: string;
-  /** Aborted when the worker must stop before the handler is done. */
+  /**
+   * When the caller stops waiting (ms since the Unix epoch), or `null` when
+   * it gave no deadline.
+   */
+  deadline: number | null;
+  /**
+   * Aborted when the attempt must end before the handler is done: at the
+   * function's `timeoutMs`, at the caller's deadline, or when the worker
+   * stops. Pass it on to whatever the handler waits for.
+   */
   signal: AbortSignal;
   /** The worker's logger, with the task's id and attempt on every line. */
   log: Logger;
@@ -41,15 +53,35 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
   jitter: 0.2,
 };
 
-/** A function: its handler, its name and the one queue it consumes. */
-export interface FunctionDefinition {
+/** How long an attempt may run unless its function says otherwise: 5 minutes. */
+export const DEFAULT_TIMEOUT_MS = 300_000;
+
+/** The longest `timeoutMs` a function may declare: one day. */
+export const MAX_TIMEOUT_MS = 86_400_000;
+
+/**
+ * Broker users whose requests a function accepts unless it says otherwise;
+ * its worker's own user is always accepted too (its retries).
+ */
+export const DEFAULT_ALLOWED_SENDERS: readonly string[] = ["dispatcher", "admin", "operator"];
+
+/** What the runtime needs to know of a function, without its handler. */
+export interface FunctionInfo {
   /** The name requests carry in `task`, for example `task_a`. */
   readonly name: string;
   /** The durable queue this function consumes, for example `queue_a`. */
   readonly queue: string;
-  readonly handler: Handler;
   /** Overrides of {@linkcode DEFAULT_RETRY_POLICY}. */
   readonly retry: Readonly<RetryPolicy>;
+  /** An attempt still running after this long is aborted and fails with `TaskTimeout`. */
+  readonly timeoutMs: number;
+  /** Broker users (`user_id`) whose requests it runs, besides its own worker's. */
+  readonly allowedSenders: readonly string[];
+}
+
+/** A function: its handler, its name and the one queue it consumes. */
+export interface FunctionDefinition extends FunctionInfo {
+  readonly handler: Handler;
 }
 
 /** Options for {@linkcode defineFunction}. */
@@ -58,49 +90,89 @@ export interface DefineFunctionOptions {
   queue: string;
   handler: Handler;
   retry?: Partial<RetryPolicy>;
+  /**
+   * How long an attempt may run, in milliseconds, at most a day.
+   * @default {DEFAULT_TIMEOUT_MS}
+   */
+  timeoutMs?: number;
+  /**
+   * Broker users whose requests it runs, besides its own worker's user.
+   * @default {DEFAULT_ALLOWED_SENDERS}
+   */
+  allowedSenders?: string[];
 }
-
-/** Names of functions and queues: safe in URLs, file names and broker permissions. */
-export const NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 
 /** Declares a function; checks its name and queue so mistakes fail at start. */
 export function defineFunction(options: DefineFunctionOptions): FunctionDefinition {
+  if (typeof options?.handler !== "function") {
+    throw new TypeError(
+      `Cannot define function '${options?.name}' as its handler is not a function`,
+    );
+  }
+  const info = checkFunctionInfo({
+    name: options.name,
+    queue: options.queue,
+    retry: {
+      ...DEFAULT_RETRY_POLICY,
+      // An override given as undefined keeps the default rather than erasing it.
+      ...Object.fromEntries(
+        Object.entries(options.retry ?? {}).filter(([, value]) => value !== undefined),
+      ),
+    },
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    allowedSenders: options.allowedSenders ?? [...DEFAULT_ALLOWED_SENDERS],
+  });
+  return Object.freeze({ ...info, handler: options.handler });
+}
+
+/**
+ * Checks what a function says of itself and returns a frozen copy; throws a
+ * `TypeError` or `RangeError` naming the setting. The runtime runs it again
+ * on what a function's sandbox reports, which it does not trust.
+ */
+export function checkFunctionInfo(info: FunctionInfo): FunctionInfo {
+  const raw = info as unknown as Record<string, unknown>;
   for (const key of ["name", "queue"] as const) {
-    if (typeof options[key] !== "string" || !NAME_PATTERN.test(options[key])) {
+    if (typeof raw[key] !== "string" || !NAME_PATTERN.test(raw[key] as string)) {
       throw new TypeError(
         `Cannot define function as its ${key} '${
-          options[key]
+          String(raw[key]).slice(0, 80)
         }' is not lower_snake_case: use letters, digits and _ (at most 63)`,
       );
     }
   }
-  if (typeof options.handler !== "function") {
-    throw new TypeError(
-      `Cannot define function '${options.name}' as its handler is not a function`,
+  const retry = { ...info.retry };
+  checkRetryPolicy(info.name, retry);
+  const timeoutMs = info.timeoutMs;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
+    throw new RangeError(
+      `Cannot define function '${info.name}' as timeoutMs is ${timeoutMs}: use a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`,
     );
   }
-  const retry: RetryPolicy = {
-    ...DEFAULT_RETRY_POLICY,
-    // An override given as undefined keeps the default rather than erasing it.
-    ...Object.fromEntries(
-      Object.entries(options.retry ?? {}).filter(([, value]) => value !== undefined),
-    ),
-  };
-  checkRetryPolicy(options.name, retry);
+  const senders = info.allowedSenders;
+  if (
+    !Array.isArray(senders) || senders.length > 100 ||
+    !senders.every((user) => typeof user === "string" && /^[\w.@-]{1,64}$|^\*$/.test(user))
+  ) {
+    throw new TypeError(
+      `Cannot define function '${info.name}' as allowedSenders is not a list of broker user names: use for example ["dispatcher", "task_a"]`,
+    );
+  }
   return Object.freeze({
-    name: options.name,
-    queue: options.queue,
-    handler: options.handler,
+    name: info.name,
+    queue: info.queue,
     retry: Object.freeze(retry),
+    timeoutMs,
+    allowedSenders: Object.freeze([...senders]),
   });
 }
 
 function checkRetryPolicy(name: string, retry: RetryPolicy): void {
   const limits: [keyof RetryPolicy, number, number][] = [
-    ["maxRetries", 0, Number.MAX_SAFE_INTEGER],
-    ["baseDelayMs", 0, Number.MAX_SAFE_INTEGER],
-    ["factor", 1, 1000],
-    ["maxDelayMs", 0, Number.MAX_SAFE_INTEGER],
+    ["maxRetries", 0, RETRY_LIMITS.max_retries],
+    ["baseDelayMs", 0, RETRY_LIMITS.base_delay_ms],
+    ["factor", 1, RETRY_LIMITS.factor],
+    ["maxDelayMs", 0, RETRY_LIMITS.max_delay_ms],
     ["jitter", 0, 1],
   ];
   for (const [key, min, max] of limits) {

@@ -1,18 +1,17 @@
 /**
- * What a function module needs: define the function, run it as a worker.
+ * What a function module needs: define the function. The worker runtime
+ * (`deno task worker <name>`, and the worker image) loads the module's
+ * default export into a sandbox and serves it.
  *
  * @example
  * ```ts
- * import { defineFunction, serve } from "./_runtime/mod.ts";
+ * import { defineFunction } from "./_runtime/mod.ts";
  *
- * const hello = defineFunction({
+ * export default defineFunction({
  *   name: "hello",
  *   queue: "queue_hello",
  *   handler: (payload) => `Hello, ${payload.name ?? "world"}`,
  * });
- * export default hello;
- *
- * if (import.meta.main) await serve(hello);
  * ```
  *
  * @module
@@ -25,6 +24,5 @@ export {
   NonRetryableError,
   type TaskContext,
 } from "./define_function.ts";
-export type { Payload } from "./contract.ts";
-export { serve } from "./serve.ts";
+export type { Payload } from "./contract/request.ts";
 export { simulateWork } from "./simulate_work.ts";

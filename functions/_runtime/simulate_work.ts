@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Payload } from "./contract.ts";
+import type { Payload } from "./contract/request.ts";
 import { InvalidPayloadError, type TaskContext } from "./define_function.ts";
 
 /** The longest simulated work a payload may ask for: one hour. */

@@ -1,0 +1,509 @@
+/**
+ * {@linkcode Broker} on RabbitMQ through amqplib: with `connect_amqp.ts`, the
+ * only module that imports it. One connection, one confirm channel for
+ * publishing, consuming and Direct Reply-to, and a side channel for
+ * declarations and checks, whose failures (a missing queue, mismatched
+ * arguments) would otherwise close the main channel. Open one with
+ * `connectAmqp`.
+ *
+ * @module
+ */
+
+import type amqp from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
+import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type ConsumeOptions,
+  type Consumer,
+  type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
+  type QueueInfo,
+  QueueMismatchError,
+  type QueueOptions,
+} from "./broker.ts";
+import type { Message, MessageProperties } from "../contract/message.ts";
+import { maskUrl, redactPassword } from "./amqp_url.ts";
+import { coalesceWrites, Fifo } from "./write_batching.ts";
+
+/** RabbitMQ's pseudo-queue for replies without a reply queue of one's own. */
+export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
+
+/** What a NOT_FOUND error names, such as "exchange 'tasks.control'". */
+function notFound(text: string): string {
+  const match = text.match(/no (queue|exchange) '([^']*)'/i);
+  return match ? `${match[1].toLowerCase()} '${match[2]}'` : "it";
+}
+
+/** The arguments RabbitMQ takes for a queue declared with `options`. */
+export function queueArguments(options: QueueOptions): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  if (options.messageTtlMs !== undefined) args["x-message-ttl"] = options.messageTtlMs;
+  if (options.deadLetterQueue !== undefined) {
+    args["x-dead-letter-exchange"] = "";
+    args["x-dead-letter-routing-key"] = options.deadLetterQueue;
+  }
+  if (options.expiresMs !== undefined) args["x-expires"] = options.expiresMs;
+  if (options.type === "quorum") {
+    args["x-queue-type"] = "quorum";
+    // RabbitMQ counts redeliveries: a limit of N - 1 lets N deliveries through.
+    if (options.deliveryLimit !== undefined) args["x-delivery-limit"] = options.deliveryLimit - 1;
+    if (options.deadLetterQueue !== undefined) {
+      // Dead-lettered only once the target queue confirmed it, never lost on
+      // the way (RabbitMQ requires reject-publish overflow for it).
+      args["x-dead-letter-strategy"] = "at-least-once";
+      args["x-overflow"] = "reject-publish";
+    }
+  }
+  return args;
+}
+
+function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
+  const p = message.properties;
+  const properties: MessageProperties = {};
+  if (p.contentType !== undefined) properties.contentType = p.contentType;
+  if (p.contentEncoding !== undefined) properties.contentEncoding = p.contentEncoding;
+  if (p.correlationId !== undefined) properties.correlationId = p.correlationId;
+  if (p.replyTo !== undefined) properties.replyTo = p.replyTo;
+  if (p.messageId !== undefined) properties.messageId = p.messageId;
+  if (p.type !== undefined) properties.type = p.type;
+  if (p.userId !== undefined) properties.userId = p.userId;
+  if (p.expiration !== undefined) properties.expiration = String(p.expiration);
+  if (p.timestamp !== undefined) properties.timestamp = p.timestamp;
+  if (p.deliveryMode === 2) properties.persistent = true;
+  if (p.headers !== undefined && Object.keys(p.headers).length > 0) {
+    properties.headers = p.headers;
+  }
+  return { body: message.content, properties };
+}
+
+/** A publish waiting for a full socket buffer to drain. */
+interface WaitingPublish {
+  exchange: string;
+  routingKey: string;
+  body: Buffer;
+  options: Options.Publish;
+  settle: (error?: unknown) => void;
+}
+
+/** A connection to RabbitMQ; see the module documentation. */
+export class AmqpBroker implements Broker {
+  readonly closed: Promise<Error | undefined>;
+  readonly user: string;
+  /** Whether socket writes are batched (see `coalesceWrites`); for a test of the pinned amqplib. */
+  readonly writesCoalesced: boolean;
+  readonly #connection: ChannelModel;
+  readonly #channel: ConfirmChannel;
+  readonly #url: string;
+  #side: Promise<Channel> | undefined;
+  #closing = false;
+  #isClosed = false;
+  #held = false;
+  /**
+   * Deliveries not yet settled, by tag, in delivery order (tags grow), and
+   * whether `ack` was called for them: acknowledgements are sent in batches.
+   */
+  readonly #outstanding = new Map<number, boolean>();
+  #flushScheduled = false;
+  readonly #waiting = new Fifo<WaitingPublish>();
+  #replying = false;
+
+  /**
+   * @param connection An open amqplib connection.
+   * @param channel A confirm channel on it.
+   * @param url Where it goes, for messages (printed masked).
+   * @param user The user it authenticated as.
+   */
+  constructor(connection: ChannelModel, channel: ConfirmChannel, url: string, user: string) {
+    this.writesCoalesced = coalesceWrites(connection);
+    this.user = user;
+    this.#connection = connection;
+    this.#channel = channel;
+    this.#url = url;
+    this.closed = new Promise((resolve) => {
+      connection.on("error", () => {
+        // The cause arrives again with "close"; without a listener it would throw.
+      });
+      connection.on("close", (error?: Error) => {
+        this.#isClosed = true;
+        // The broker returns unsettled deliveries to their queues itself.
+        this.#outstanding.clear();
+        while (this.#waiting.length > 0) this.#waiting.shift()!.settle("the connection closed");
+        resolve(
+          this.#closing ? undefined : new BrokerUnavailableError(
+            `Lost the connection to the broker at ${maskUrl(url)}: ${
+              redactPassword(error?.message ?? "it closed the connection", url)
+            }`,
+            { cause: error },
+          ),
+        );
+      });
+    });
+    channel.on("error", () => {});
+    // The main channel only closes on a protocol error; without it nothing
+    // works, so end the connection and let the owner reconnect.
+    channel.on("close", () => {
+      if (!this.#closing) connection.close().catch(() => {});
+    });
+  }
+
+  #sideChannel(): Promise<Channel> {
+    if (!this.#side) {
+      const side = this.#connection.createChannel();
+      this.#side = side;
+      side.then((channel) => {
+        channel.on("error", () => {});
+        channel.on("close", () => {
+          if (this.#side === side) this.#side = undefined;
+        });
+      }).catch(() => {
+        if (this.#side === side) this.#side = undefined;
+      });
+    }
+    return this.#side;
+  }
+
+  #fail(action: string, error: unknown): never {
+    const text = redactPassword(error instanceof Error ? error.message : String(error), this.#url);
+    const mismatch = text.match(
+      /inequivalent arg '([^']+)' for queue '([^']+)'[^:]*: received (.+?) but current is (.+?)"?$/i,
+    );
+    if (mismatch) {
+      const [, argument, queue, received, present] = mismatch;
+      const value = (words: string) => words.match(/'([^']*)'/)?.[1] ?? "none";
+      const wanted = value(received);
+      const current = value(present);
+      throw new QueueMismatchError(
+        `Cannot ${action} as queue '${queue}' exists with ${argument} ${current}, and this declaration asks for ${wanted}: declare it as it is, or migrate it (docs/operations.md, "Changing a queue's type or limits")`,
+        { queue, argument, wanted, current },
+        { cause: error },
+      );
+    }
+    if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as it exists with other settings (${text}): delete it or declare it with its settings`,
+        { cause: error },
+      );
+    }
+    if (/RESOURCE.LOCKED/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as another connection holds it exclusively (${text}): use a queue of your own`,
+        { cause: error },
+      );
+    }
+    if (/NOT.FOUND/i.test(text)) {
+      throw new TypeError(
+        `Cannot ${action} as ${notFound(text)} does not exist: declare it first`,
+        {
+          cause: error,
+        },
+      );
+    }
+    if (/ACCESS.REFUSED/i.test(text)) {
+      throw new BrokerUnavailableError(
+        `Cannot ${action} as the broker refused access: ${text}: grant the user permissions on it`,
+        { cause: error },
+      );
+    }
+    if (this.#isClosed) {
+      throw new BrokerUnavailableError(
+        `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
+        { cause: error },
+      );
+    }
+    throw new BrokerUnavailableError(`Cannot ${action}: ${text}`, { cause: error });
+  }
+
+  async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
+    try {
+      const channel = await this.#sideChannel();
+      const ok = await channel.assertQueue(name, {
+        durable: options.durable ?? true,
+        exclusive: options.exclusive ?? false,
+        autoDelete: options.autoDelete ?? false,
+        arguments: queueArguments(options),
+      });
+      return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+    } catch (error) {
+      this.#fail(`declare queue '${name}'`, error);
+    }
+  }
+
+  async inspectQueue(name: string): Promise<QueueInfo | null> {
+    try {
+      const channel = await this.#sideChannel();
+      const ok = await channel.checkQueue(name);
+      return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+    } catch (error) {
+      if (/NOT.FOUND|404/.test(String((error as Error)?.message))) return null;
+      this.#fail(`inspect queue '${name}'`, error);
+    }
+  }
+
+  async deleteQueue(name: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.deleteQueue(name);
+    } catch (error) {
+      this.#fail(`delete queue '${name}'`, error);
+    }
+  }
+
+  async declareExchange(
+    name: string,
+    type: ExchangeType,
+    options: ExchangeOptions = {},
+  ): Promise<void> {
+    // An exchange that exists is only checked: declaring it again needs the
+    // configure permission, which a least-privilege user has not got.
+    try {
+      await (await this.#sideChannel()).checkExchange(name);
+      return;
+    } catch (error) {
+      if (!/NOT.FOUND|404/.test(String((error as Error)?.message))) {
+        this.#fail(`check exchange '${name}'`, error);
+      }
+    }
+    try {
+      const channel = await this.#sideChannel();
+      await channel.assertExchange(name, type, { durable: options.durable ?? true });
+    } catch (error) {
+      this.#fail(`declare exchange '${name}'`, error);
+    }
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.deleteExchange(name);
+    } catch (error) {
+      this.#fail(`delete exchange '${name}'`, error);
+    }
+  }
+
+  async bindQueue(queue: string, exchange: string, routingKey = queue): Promise<void> {
+    try {
+      const channel = await this.#sideChannel();
+      await channel.bindQueue(queue, exchange, routingKey);
+    } catch (error) {
+      this.#fail(`bind queue '${queue}' to exchange '${exchange}'`, error);
+    }
+  }
+
+  async publishToExchange(exchange: string, message: Message, routingKey = ""): Promise<void> {
+    // Publishing to a missing exchange would close the main channel, and
+    // with it every consumer: check on the side channel first.
+    try {
+      const channel = await this.#sideChannel();
+      await channel.checkExchange(exchange);
+    } catch (error) {
+      this.#fail(`publish to exchange '${exchange}'`, error);
+    }
+    await this.#publish(exchange, routingKey, message, `publish to exchange '${exchange}'`);
+  }
+
+  publish(queue: string, message: Message): Promise<void> {
+    return this.#publish("", queue, message, `publish to '${queue}'`);
+  }
+
+  #publish(
+    exchange: string,
+    routingKey: string,
+    message: Message,
+    action: string,
+  ): Promise<void> {
+    if (this.#isClosed) {
+      return Promise.reject(
+        new BrokerUnavailableError(
+          `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
+        ),
+      );
+    }
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    const { userId } = message.properties;
+    if (userId !== undefined && userId !== this.user) {
+      // RabbitMQ would close the channel, and with it every consumer.
+      return Promise.reject(
+        new TypeError(
+          `Cannot ${action} with user_id '${userId}' as this connection's user is '${this.user}': leave user_id out, it is set for you`,
+        ),
+      );
+    }
+    // amqplib reads the same property names, and leaves out undefined ones.
+    const options = { ...message.properties, userId: this.user } as Options.Publish;
+    return new Promise<void>((resolve, reject) => {
+      // One closure per publish: at thousands a second, what is allocated
+      // here is most of what the garbage collector has to do.
+      const settle = (error?: unknown) => {
+        if (!error) return resolve();
+        reject(
+          new BrokerUnavailableError(
+            `Cannot ${action} as the broker did not confirm it: ${error}`,
+            { cause: error },
+          ),
+        );
+      };
+      if (this.#held) this.#waiting.push({ exchange, routingKey, body, options, settle });
+      else this.#send(exchange, routingKey, body, options, settle);
+    });
+  }
+
+  #send(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    options: Options.Publish,
+    settle: (error?: unknown) => void,
+  ): void {
+    let written: boolean;
+    try {
+      written = this.#channel.publish(exchange, routingKey, body, options, settle);
+    } catch (error) {
+      settle(error ?? "publish failed");
+      return;
+    }
+    if (!written) this.#holdPublishes();
+  }
+
+  /**
+   * The socket buffer is full: later publishes wait, in order, until it
+   * drains. One listener releases them all, instead of each waking the
+   * others, which costs quadratic time with thousands in flight.
+   */
+  #holdPublishes(): void {
+    if (this.#held) return;
+    this.#held = true;
+    this.#channel.once("drain", () => {
+      this.#held = false;
+      while (!this.#held && this.#waiting.length > 0) {
+        const { exchange, routingKey, body, options, settle } = this.#waiting.shift()!;
+        this.#send(exchange, routingKey, body, options, settle);
+      }
+    });
+  }
+
+  async consume(
+    queue: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer> {
+    try {
+      await this.#channel.prefetch(options.prefetch, false);
+      const { consumerTag } = await this.#channel.consume(queue, (message) => {
+        if (message === null) {
+          // The broker cancelled us (the queue was deleted): start over.
+          this.#connection.close().catch(() => {});
+          return;
+        }
+        this.#outstanding.set(message.fields.deliveryTag, false);
+        onDelivery(this.#toDelivery(queue, message));
+      });
+      return {
+        cancel: async () => {
+          if (this.#isClosed) return;
+          await this.#channel.cancel(consumerTag).catch(() => {});
+        },
+      };
+    } catch (error) {
+      this.#fail(`consume '${queue}'`, error);
+    }
+  }
+
+  #toDelivery(queue: string, message: ConsumeMessage | amqp.GetMessage): Delivery {
+    return {
+      ...fromAmqpMessage(message),
+      queue,
+      exchange: message.fields.exchange,
+      routingKey: message.fields.routingKey,
+      redelivered: message.fields.redelivered,
+      tag: message.fields.deliveryTag,
+    };
+  }
+
+  async get(queue: string): Promise<Delivery | null> {
+    try {
+      const message = await this.#channel.get(queue);
+      if (message === false) return null;
+      this.#outstanding.set(message.fields.deliveryTag, false);
+      return this.#toDelivery(queue, message);
+    } catch (error) {
+      this.#fail(`get from '${queue}'`, error);
+    }
+  }
+
+  #settlement(tag: number): ConsumeMessage {
+    return { fields: { deliveryTag: tag } } as ConsumeMessage;
+  }
+
+  ack(delivery: Delivery): void {
+    // A delivery of a closed channel is settled by the broker: it requeues it.
+    if (this.#isClosed || !this.#outstanding.has(delivery.tag)) return;
+    this.#outstanding.set(delivery.tag, true);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flushAcks());
+    }
+  }
+
+  /**
+   * Sends the acknowledgements gathered since the last flush: one frame with
+   * `multiple` for the oldest deliveries, all done, then one frame for each
+   * done delivery behind a delivery still running. A busy worker so sends a
+   * frame or two per burst instead of one per task, and a slow task never
+   * holds back the acknowledgement (and the prefetch room) of others.
+   */
+  #flushAcks(): void {
+    this.#flushScheduled = false;
+    if (this.#isClosed) return;
+    let upTo = 0;
+    let contiguous = true;
+    for (const [tag, done] of this.#outstanding) {
+      if (!done) {
+        contiguous = false;
+        continue;
+      }
+      this.#outstanding.delete(tag);
+      if (contiguous) upTo = tag;
+      else this.#channel.ack(this.#settlement(tag));
+    }
+    if (upTo > 0) this.#channel.ack(this.#settlement(upTo), true);
+  }
+
+  nack(delivery: Delivery, requeue: boolean): void {
+    if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
+    this.#channel.nack(this.#settlement(delivery.tag), false, requeue);
+  }
+
+  async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+    // RabbitMQ allows one Direct Reply-to consumer per channel, and a second
+    // attempt would close the channel.
+    if (this.#replying) {
+      throw new TypeError(
+        "Cannot open a second reply queue on one connection: share the first, or open another connection",
+      );
+    }
+    this.#replying = true;
+    try {
+      await this.#channel.consume(DIRECT_REPLY_TO, (message) => {
+        if (message) onMessage(fromAmqpMessage(message));
+      }, { noAck: true });
+      return DIRECT_REPLY_TO;
+    } catch (error) {
+      this.#fail("open a reply queue", error);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#isClosed) return;
+    this.#closing = true;
+    this.#flushAcks();
+    // Close the channel first: its close frame follows the acknowledgements
+    // still buffered on it, whereas a connection close can overtake them and
+    // make the broker deliver acknowledged messages again.
+    await this.#channel.close().catch(() => {});
+    await this.#connection.close().catch(() => {});
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The small slice of a message broker that workers and the dispatcher use.
+ * Two implementations keep the same behaviour, checked by one conformance
+ * suite: {@linkcode AmqpBroker} (RabbitMQ) and {@linkcode MemoryBroker}
+ * (in-process, for the embedded default and unit tests).
+ *
+ * @module
+ */
+
+import type { Message } from "../contract/message.ts";
+
+/** How a queue is declared. Every field must match on each declaration. */
+export interface QueueOptions {
+  /**
+   * Survives a broker restart. Function queues are always durable.
+   * @default {true}
+   */
+  durable?: boolean;
+  /** Messages older than this leave the queue (to `deadLetterQueue`, if set). */
+  messageTtlMs?: number;
+  /** Expired or rejected messages go to this queue through the default exchange. */
+  deadLetterQueue?: string;
+  /** The queue is deleted after being unused (no consumer, no redeclaration) this long. */
+  expiresMs?: number;
+  /**
+   * Quorum queues only: a message delivered this many times and never
+   * settled (its consumer died each time) is dead-lettered to
+   * `deadLetterQueue`; RabbitMQ counts the deliveries. Declared as
+   * `x-delivery-limit` (one less, as RabbitMQ counts redeliveries).
+   */
+  deliveryLimit?: number;
+  /**
+   * `quorum` replicates the queue across a broker cluster.
+   * @default {"classic"}
+   */
+  type?: "classic" | "quorum";
+  /**
+   * Only the connection that declared the queue may use it, and the queue is
+   * deleted when that connection closes. Another connection's declaration fails.
+   * @default {false}
+   */
+  exclusive?: boolean;
+  /**
+   * The queue is deleted when its last consumer is cancelled (once it had one).
+   * @default {false}
+   */
+  autoDelete?: boolean;
+}
+
+/**
+ * Kinds of exchange: `fanout` gives every bound queue a copy of each message
+ * (the worker control channel); `direct` routes by routing key (the route
+ * Celery clients publish to).
+ */
+export type ExchangeType = "fanout" | "direct";
+
+/** How an exchange is declared. Every field must match on each declaration. */
+export interface ExchangeOptions {
+  /**
+   * Survives a broker restart.
+   * @default {true}
+   */
+  durable?: boolean;
+}
+
+/** A queue's depth and consumers, as the broker reports them. */
+export interface QueueInfo {
+  name: string;
+  messages: number;
+  consumers: number;
+}
+
+/** A message taken from a queue; settle it with `ack` or `nack`. */
+export interface Delivery extends Message {
+  /** The queue it came from. */
+  queue: string;
+  /** The exchange it was published to: `""` for the default exchange. */
+  exchange: string;
+  /** The routing key it was published with. */
+  routingKey: string;
+  /** True when an earlier delivery of it was never acknowledged. */
+  redelivered: boolean;
+  /** Identifies the delivery to the broker instance that made it. */
+  tag: number;
+}
+
+/** Options for {@linkcode Broker.consume}. */
+export interface ConsumeOptions {
+  /** Most unacknowledged deliveries this consumer holds at once. */
+  prefetch: number;
+}
+
+/** A running consumer. */
+export interface Consumer {
+  /** Stops deliveries; those already made stay with the caller to settle. */
+  cancel(): Promise<void>;
+}
+
+/** The operations the product needs from a broker. */
+export interface Broker {
+  /**
+   * The broker user this connection authenticated as. Every message it
+   * publishes carries it as `user_id`, which RabbitMQ verifies, so that
+   * receivers know who sent it.
+   */
+  readonly user: string;
+  /** Creates the queue if it does not exist; returns its depth and consumers. */
+  declareQueue(name: string, options?: QueueOptions): Promise<QueueInfo>;
+  /** Reports a queue without creating it; `null` when it does not exist. */
+  inspectQueue(name: string): Promise<QueueInfo | null>;
+  /** Deletes a queue and its messages. */
+  deleteQueue(name: string): Promise<void>;
+  /**
+   * Sends a message to a queue through the default exchange. Resolves once
+   * the broker has taken responsibility for it (a publisher confirm).
+   */
+  publish(queue: string, message: Message): Promise<void>;
+  /**
+   * Creates the exchange if it does not exist, and leaves an existing one as
+   * it is: a user who may use an exchange but not configure it (a worker on
+   * the control exchange) can still declare it.
+   */
+  declareExchange(name: string, type: ExchangeType, options?: ExchangeOptions): Promise<void>;
+  /** Deletes an exchange and its bindings; the bound queues stay. */
+  deleteExchange(name: string): Promise<void>;
+  /**
+   * Routes the exchange's messages to the queue as well (for a direct
+   * exchange, those with routing key `routingKey`, default the queue's name).
+   * Both must exist, else a `TypeError`; binding twice is the same as once.
+   */
+  bindQueue(queue: string, exchange: string, routingKey?: string): Promise<void>;
+  /**
+   * Sends a message through an exchange; each bound queue that matches gets
+   * a copy, and with none it is dropped. Resolves once the broker confirmed
+   * it; rejects with a `TypeError` when the exchange does not exist.
+   */
+  publishToExchange(exchange: string, message: Message, routingKey?: string): Promise<void>;
+  /** Delivers the queue's messages to `onDelivery` until cancelled. */
+  consume(
+    queue: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer>;
+  /** Takes one message, if any, without a consumer. */
+  get(queue: string): Promise<Delivery | null>;
+  /** Confirms a delivery is done: the broker forgets the message. */
+  ack(delivery: Delivery): void;
+  /** Gives a delivery back: to the queue when `requeue`, else to its dead-letter queue or away. */
+  nack(delivery: Delivery, requeue: boolean): void;
+  /**
+   * Starts receiving replies; returns the address to put in `reply_to`.
+   * Replies for a closed broker are lost, as with RabbitMQ's Direct Reply-to.
+   */
+  openReplyQueue(onMessage: (message: Message) => void): Promise<string>;
+  /** Settles when the connection ends: with the cause, or `undefined` after `close()`. */
+  readonly closed: Promise<Error | undefined>;
+  /** Ends the connection. Unacknowledged deliveries return to their queues. */
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode BrokerUnavailableError}. */
+export interface BrokerUnavailableErrorOptions extends ErrorOptions {
+  /** Nothing answered at the address (as opposed to a broker that refused). */
+  unreachable?: boolean;
+}
+
+/** The broker is unreachable, refused the credentials, or went away. */
+export class BrokerUnavailableError extends Error {
+  /** True when nothing answered at the address at all. */
+  readonly unreachable: boolean;
+
+  /**
+   * @param message What failed, with the address (password masked) and a fix.
+   * @param options The underlying error, and whether anything answered.
+   */
+  constructor(message: string, options?: BrokerUnavailableErrorOptions) {
+    super(message, options);
+    this.name = "BrokerUnavailableError";
+    this.unreachable = options?.unreachable ?? false;
+  }
+}
+
+/**
+ * A queue exists with other arguments than a declaration asks for, such as
+ * another queue type or delivery limit: redeclaring cannot change them.
+ * Restarting does not help either, so a worker stops on it.
+ */
+export class QueueMismatchError extends TypeError {
+  /** The queue. */
+  readonly queue: string;
+  /** The argument that differs, such as `x-queue-type`. */
+  readonly argument: string;
+  /** What the declaration asked for, and what the queue has, as RabbitMQ words them. */
+  readonly wanted: string;
+  readonly current: string;
+
+  /**
+   * @param message What differs and how to migrate.
+   * @param details The queue, the argument and both values.
+   */
+  constructor(
+    message: string,
+    details: { queue: string; argument: string; wanted: string; current: string },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "QueueMismatchError";
+    this.queue = details.queue;
+    this.argument = details.argument;
+    this.wanted = details.wanted;
+    this.current = details.current;
+  }
+}

@@ -1,0 +1,559 @@
+/**
+ * An in-process broker with RabbitMQ's semantics for what the product uses:
+ * FIFO queues, round-robin consumers with a prefetch, ack and requeue,
+ * per-queue and per-message TTL with dead-lettering (and `x-death`), a
+ * quorum queue's delivery limit and `x-delivery-count`, `user_id` checked
+ * against the connection's user, reply queues, exclusive and auto-delete
+ * queues, and fanout and direct exchanges. It backs the embedded default
+ * (`deno task dispatch` with no broker) and the unit tests.
+ *
+ * @module
+ */
+
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type ConsumeOptions,
+  type Consumer,
+  type Delivery,
+  type ExchangeOptions,
+  type ExchangeType,
+  type QueueInfo,
+  type QueueOptions,
+} from "./broker.ts";
+import type { Message } from "../contract/message.ts";
+
+interface Entry {
+  message: Message;
+  redelivered: boolean;
+  /** Deliveries not settled before this one (a quorum queue's `x-delivery-count`). */
+  deliveries: number;
+  /** When a per-message `expiration` runs out (ms since the epoch). */
+  expiresAt?: number;
+  exchange: string;
+  routingKey: string;
+}
+
+interface MemoryConsumer {
+  connection: MemoryConnection;
+  onDelivery: (delivery: Delivery) => void;
+  prefetch: number;
+  unacked: number;
+  /** Reply consumers take messages without acknowledgement. */
+  autoAck: boolean;
+}
+
+interface MemoryQueue {
+  name: string;
+  options: QueueOptions;
+  entries: Entry[];
+  consumers: MemoryConsumer[];
+  nextConsumer: number;
+  /** Set for reply and exclusive queues: deleted with the connection that opened them. */
+  owner?: MemoryConnection;
+}
+
+interface MemoryExchange {
+  type: ExchangeType;
+  options: ExchangeOptions;
+  /** Bound queues, by name, with their routing keys. */
+  bound: Map<string, Set<string>>;
+}
+
+interface Unacked {
+  queue: MemoryQueue;
+  entry: Entry;
+  consumer?: MemoryConsumer;
+}
+
+function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
+  const keys: (keyof QueueOptions)[] = [
+    "messageTtlMs",
+    "deadLetterQueue",
+    "expiresMs",
+    "deliveryLimit",
+  ];
+  return keys.every((key) => a[key] === b[key]) &&
+    (a.exclusive ?? false) === (b.exclusive ?? false) &&
+    (a.autoDelete ?? false) === (b.autoDelete ?? false) &&
+    (a.durable ?? true) === (b.durable ?? true) &&
+    (a.type ?? "classic") === (b.type ?? "classic");
+}
+
+/**
+ * The broker itself: queues shared by every connection made with
+ * {@linkcode MemoryBroker.connect}.
+ *
+ * @example
+ * ```ts
+ * const broker = new MemoryBroker();
+ * const connection = broker.connect();
+ * await connection.declareQueue("queue_a");
+ * ```
+ */
+export class MemoryBroker {
+  readonly #queues = new Map<string, MemoryQueue>();
+  readonly #exchanges = new Map<string, MemoryExchange>();
+  readonly #connections = new Set<MemoryConnection>();
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+
+  /**
+   * Opens a connection: the {@linkcode Broker} a client uses.
+   * @param user The user it authenticates as, stamped on what it publishes.
+   */
+  connect(user = "guest"): Broker {
+    const connection = new MemoryConnection(this, user);
+    this.#connections.add(connection);
+    return connection;
+  }
+
+  /** Drops every connection as if the broker crashed; queues and messages stay. */
+  disconnectAll(reason = "the in-memory broker dropped the connection"): void {
+    for (const connection of [...this.#connections]) {
+      connection.drop(new BrokerUnavailableError(reason));
+    }
+  }
+
+  /** Closes every connection and cancels every timer. */
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.#connections].map((connection) => connection.close()));
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#queues.clear();
+    this.#exchanges.clear();
+  }
+
+  /** @internal */
+  forget(connection: MemoryConnection): void {
+    this.#connections.delete(connection);
+    for (const queue of [...this.#queues.values()]) {
+      if (queue.owner === connection) {
+        this.delete(queue.name);
+        continue;
+      }
+      const before = queue.consumers.length;
+      queue.consumers = queue.consumers.filter((consumer) => consumer.connection !== connection);
+      if (queue.consumers.length !== before) this.consumersLeft(queue);
+    }
+  }
+
+  /** @internal Called when consumers of `queue` went away. */
+  consumersLeft(queue: MemoryQueue): void {
+    if (queue.options.autoDelete && queue.consumers.length === 0) this.delete(queue.name);
+    else this.pump(queue);
+  }
+
+  /**
+   * @internal
+   * @param requester The declaring connection.
+   * @param owned When true, the queue is deleted with `requester`.
+   */
+  declare(
+    name: string,
+    options: QueueOptions,
+    requester: MemoryConnection,
+    owned = options.exclusive ?? false,
+  ): MemoryQueue {
+    const existing = this.#queues.get(name);
+    if (existing) {
+      this.checkAccess(existing, requester, `declare queue '${name}'`);
+      if (!sameOptions(existing.options, options)) {
+        throw new TypeError(
+          `Cannot declare queue '${name}' as it exists with other options: delete it or declare it as it is`,
+        );
+      }
+      return existing;
+    }
+    const queue: MemoryQueue = {
+      name,
+      options,
+      entries: [],
+      consumers: [],
+      nextConsumer: 0,
+      owner: owned ? requester : undefined,
+    };
+    this.#queues.set(name, queue);
+    return queue;
+  }
+
+  /** @internal Refuses a connection other than the owner of an exclusive queue. */
+  checkAccess(queue: MemoryQueue, connection: MemoryConnection | undefined, action: string): void {
+    if (queue.options.exclusive && queue.owner !== connection) {
+      throw new TypeError(
+        `Cannot ${action} as another connection holds it exclusively: use a queue of your own`,
+      );
+    }
+  }
+
+  /** @internal */
+  queue(name: string): MemoryQueue | undefined {
+    return this.#queues.get(name);
+  }
+
+  /** @internal */
+  delete(name: string): void {
+    this.#queues.delete(name);
+    for (const exchange of this.#exchanges.values()) exchange.bound.delete(name);
+  }
+
+  /** @internal */
+  declareExchange(name: string, type: ExchangeType, options: ExchangeOptions): void {
+    if (this.#exchanges.has(name)) return;
+    this.#exchanges.set(name, { type, options, bound: new Map() });
+  }
+
+  /** @internal */
+  deleteExchange(name: string): void {
+    this.#exchanges.delete(name);
+  }
+
+  /** @internal */
+  bind(queue: string, exchange: string, routingKey: string, action: string): void {
+    const bound = this.exchange(exchange, action).bound;
+    if (!bound.has(queue)) bound.set(queue, new Set());
+    bound.get(queue)!.add(routingKey);
+  }
+
+  /** @internal The queues a message published to `exchange` with `routingKey` goes to. */
+  route(exchange: string, routingKey: string, action: string): string[] {
+    const { type, bound } = this.exchange(exchange, action);
+    return [...bound].filter(([, keys]) => type === "fanout" || keys.has(routingKey))
+      .map(([queue]) => queue);
+  }
+
+  /** @internal */
+  exchange(name: string, action: string): MemoryExchange {
+    const exchange = this.#exchanges.get(name);
+    if (!exchange) {
+      throw new TypeError(
+        `Cannot ${action} as exchange '${name}' does not exist: declare it first`,
+      );
+    }
+    return exchange;
+  }
+
+  /** @internal */
+  info(queue: MemoryQueue): QueueInfo {
+    return { name: queue.name, messages: queue.entries.length, consumers: queue.consumers.length };
+  }
+
+  /** @internal Routes a message to a queue; unroutable ones are dropped. */
+  enqueue(
+    name: string,
+    message: Message,
+    route: { exchange: string; routingKey: string } = { exchange: "", routingKey: name },
+  ): void {
+    const queue = this.#queues.get(name);
+    if (!queue) return;
+    const expiration = message.properties.expiration;
+    const entry: Entry = {
+      message,
+      redelivered: false,
+      deliveries: 0,
+      ...route,
+      ...(expiration !== undefined && { expiresAt: Date.now() + Number(expiration) }),
+    };
+    queue.entries.push(entry);
+    const ttl = Math.min(
+      queue.options.messageTtlMs ?? Infinity,
+      expiration !== undefined ? Number(expiration) : Infinity,
+    );
+    if (ttl < Infinity) {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        const index = queue.entries.indexOf(entry);
+        if (index === -1) return;
+        queue.entries.splice(index, 1);
+        this.deadLetter(queue, entry, "expired");
+      }, ttl);
+      this.#timers.add(timer);
+    }
+    this.pump(queue);
+  }
+
+  /** @internal Puts an unsettled entry back at the head of its queue, or dead-letters it. */
+  requeue(queue: MemoryQueue, entry: Entry): void {
+    if (!this.#queues.has(queue.name)) return;
+    entry.redelivered = true;
+    entry.deliveries++;
+    const limit = queue.options.type === "quorum" ? queue.options.deliveryLimit : undefined;
+    if (limit !== undefined && entry.deliveries >= limit) {
+      this.deadLetter(queue, entry, "delivery_limit");
+      return;
+    }
+    if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+      this.deadLetter(queue, entry, "expired");
+      return;
+    }
+    queue.entries.unshift(entry);
+    this.pump(queue);
+  }
+
+  /** @internal Sends `entry` to the queue's dead-letter queue, with `x-death` as RabbitMQ writes it. */
+  deadLetter(queue: MemoryQueue, entry: Entry, reason: string): void {
+    const target = queue.options.deadLetterQueue;
+    if (target === undefined) return;
+    const { expiration: _, ...properties } = entry.message.properties;
+    const headers = { ...properties.headers };
+    headers["x-death"] = [{ reason, queue: queue.name, count: 1, exchange: entry.exchange }];
+    headers["x-first-death-reason"] ??= reason;
+    headers["x-first-death-queue"] ??= queue.name;
+    if (entry.deliveries > 0) headers["x-delivery-count"] = entry.deliveries;
+    this.enqueue(target, { body: entry.message.body, properties: { ...properties, headers } });
+  }
+
+  /** @internal Hands queued messages to consumers with room, round-robin. */
+  pump(queue: MemoryQueue): void {
+    while (queue.entries.length > 0) {
+      const consumer = this.#nextWithRoom(queue);
+      if (!consumer) return;
+      const entry = queue.entries.shift()!;
+      if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+        this.deadLetter(queue, entry, "expired");
+        continue;
+      }
+      consumer.connection.deliver(queue, entry, consumer);
+    }
+  }
+
+  #nextWithRoom(queue: MemoryQueue): MemoryConsumer | undefined {
+    const count = queue.consumers.length;
+    for (let i = 0; i < count; i++) {
+      const index = (queue.nextConsumer + i) % count;
+      const consumer = queue.consumers[index];
+      if (consumer.autoAck || consumer.unacked < consumer.prefetch) {
+        queue.nextConsumer = (index + 1) % count;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+}
+
+/** @internal One client's view of a {@linkcode MemoryBroker}. */
+class MemoryConnection implements Broker {
+  readonly closed: Promise<Error | undefined>;
+  readonly user: string;
+  readonly #broker: MemoryBroker;
+  readonly #unacked = new Map<number, Unacked>();
+  #resolveClosed!: (error: Error | undefined) => void;
+  #isClosed = false;
+  #nextTag = 1;
+  #replying = false;
+
+  constructor(broker: MemoryBroker, user: string) {
+    this.#broker = broker;
+    this.user = user;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  #ensureOpen(action: string): void {
+    if (this.#isClosed) {
+      throw new BrokerUnavailableError(`Cannot ${action} as the connection is closed`);
+    }
+  }
+
+  // The methods are async so that, as with a network broker, every failure
+  // arrives as a rejection, never as a synchronous throw.
+
+  async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
+    this.#ensureOpen(`declare queue '${name}'`);
+    return await this.#broker.info(this.#broker.declare(name, options, this));
+  }
+
+  async inspectQueue(name: string): Promise<QueueInfo | null> {
+    this.#ensureOpen(`inspect queue '${name}'`);
+    const queue = this.#broker.queue(name);
+    if (queue) this.#broker.checkAccess(queue, this, `inspect queue '${name}'`);
+    return await (queue ? this.#broker.info(queue) : null);
+  }
+
+  async deleteQueue(name: string): Promise<void> {
+    this.#ensureOpen(`delete queue '${name}'`);
+    await this.#broker.delete(name);
+  }
+
+  #stamp(message: Message, action: string): Message {
+    const { userId } = message.properties;
+    if (userId !== undefined && userId !== this.user) {
+      throw new TypeError(
+        `Cannot ${action} with user_id '${userId}' as this connection's user is '${this.user}': leave user_id out, it is set for you`,
+      );
+    }
+    return { body: message.body, properties: { ...message.properties, userId: this.user } };
+  }
+
+  async publish(queue: string, message: Message): Promise<void> {
+    const action = `publish to '${queue}'`;
+    this.#ensureOpen(action);
+    await this.#broker.enqueue(queue, this.#stamp(message, action));
+  }
+
+  async declareExchange(
+    name: string,
+    type: ExchangeType,
+    options: ExchangeOptions = {},
+  ): Promise<void> {
+    this.#ensureOpen(`declare exchange '${name}'`);
+    await this.#broker.declareExchange(name, type, options);
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    this.#ensureOpen(`delete exchange '${name}'`);
+    await this.#broker.deleteExchange(name);
+  }
+
+  async bindQueue(queue: string, exchange: string, routingKey = queue): Promise<void> {
+    const action = `bind queue '${queue}' to exchange '${exchange}'`;
+    this.#ensureOpen(action);
+    const target = this.#broker.queue(queue);
+    if (!target) {
+      throw new TypeError(`Cannot ${action} as the queue does not exist: declare it first`);
+    }
+    this.#broker.checkAccess(target, this, action);
+    await this.#broker.bind(queue, exchange, routingKey, action);
+  }
+
+  async publishToExchange(exchange: string, message: Message, routingKey = ""): Promise<void> {
+    const action = `publish to exchange '${exchange}'`;
+    this.#ensureOpen(action);
+    const stamped = this.#stamp(message, action);
+    for (const queue of this.#broker.route(exchange, routingKey, action)) {
+      await this.#broker.enqueue(queue, stamped, { exchange, routingKey });
+    }
+  }
+
+  async consume(
+    name: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer> {
+    this.#ensureOpen(`consume '${name}'`);
+    const queue = this.#broker.queue(name);
+    if (!queue) {
+      throw new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`);
+    }
+    this.#broker.checkAccess(queue, this, `consume '${name}'`);
+    return await this.#subscribe(queue, onDelivery, options.prefetch, false);
+  }
+
+  #subscribe(
+    queue: MemoryQueue,
+    onDelivery: (delivery: Delivery) => void,
+    prefetch: number,
+    autoAck: boolean,
+  ): Consumer {
+    const consumer: MemoryConsumer = {
+      connection: this,
+      onDelivery,
+      prefetch,
+      unacked: 0,
+      autoAck,
+    };
+    queue.consumers.push(consumer);
+    this.#broker.pump(queue);
+    return {
+      cancel: () => {
+        const before = queue.consumers.length;
+        queue.consumers = queue.consumers.filter((c) => c !== consumer);
+        if (queue.consumers.length !== before) this.#broker.consumersLeft(queue);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  async get(name: string): Promise<Delivery | null> {
+    this.#ensureOpen(`get from '${name}'`);
+    const queue = this.#broker.queue(name);
+    if (queue) this.#broker.checkAccess(queue, this, `get from '${name}'`);
+    const entry = queue?.entries.shift();
+    if (!queue || !entry) return null;
+    const tag = this.#nextTag++;
+    this.#unacked.set(tag, { queue, entry });
+    return await this.#toDelivery(queue, entry, tag);
+  }
+
+  ack(delivery: Delivery): void {
+    this.#settle(delivery.tag);
+  }
+
+  nack(delivery: Delivery, requeue: boolean): void {
+    const unacked = this.#settle(delivery.tag);
+    if (!unacked) return;
+    if (requeue) this.#broker.requeue(unacked.queue, unacked.entry);
+    else this.#broker.deadLetter(unacked.queue, unacked.entry, "rejected");
+  }
+
+  #settle(tag: number): Unacked | undefined {
+    const unacked = this.#unacked.get(tag);
+    if (!unacked || this.#isClosed) return undefined;
+    this.#unacked.delete(tag);
+    if (unacked.consumer) {
+      unacked.consumer.unacked--;
+      this.#broker.pump(unacked.queue);
+    }
+    return unacked;
+  }
+
+  async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {
+    this.#ensureOpen("open a reply queue");
+    if (this.#replying) {
+      throw new TypeError(
+        "Cannot open a second reply queue on one connection: share the first, or open another connection",
+      );
+    }
+    this.#replying = true;
+    const name = `amq.gen-reply-${crypto.randomUUID()}`;
+    const queue = this.#broker.declare(name, { durable: false }, this, true);
+    await this.#subscribe(queue, onMessage, Infinity, true);
+    return name;
+  }
+
+  /** @internal Called by the broker to hand over one message. */
+  deliver(queue: MemoryQueue, entry: Entry, consumer: MemoryConsumer): void {
+    const tag = this.#nextTag++;
+    if (!consumer.autoAck) {
+      consumer.unacked++;
+      this.#unacked.set(tag, { queue, entry, consumer });
+    }
+    const delivery = this.#toDelivery(queue, entry, tag);
+    queueMicrotask(() => {
+      if (!this.#isClosed) consumer.onDelivery(delivery);
+    });
+  }
+
+  #toDelivery(queue: MemoryQueue, entry: Entry, tag: number): Delivery {
+    let { properties } = entry.message;
+    if (queue.options.type === "quorum" && entry.deliveries > 0) {
+      properties = {
+        ...properties,
+        headers: { ...properties.headers, "x-delivery-count": entry.deliveries },
+      };
+    }
+    return {
+      body: entry.message.body,
+      properties,
+      queue: queue.name,
+      exchange: entry.exchange,
+      routingKey: entry.routingKey,
+      redelivered: entry.redelivered,
+      tag,
+    };
+  }
+
+  /** @internal Ends the connection with an error, as a network failure would. */
+  drop(error: Error | undefined): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    this.#broker.forget(this);
+    const returned = [...this.#unacked.values()].reverse();
+    this.#unacked.clear();
+    for (const { queue, entry } of returned) this.#broker.requeue(queue, entry);
+    this.#resolveClosed(error);
+  }
+
+  close(): Promise<void> {
+    this.drop(undefined);
+    return Promise.resolve();
+  }
+}

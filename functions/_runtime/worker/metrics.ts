@@ -1,0 +1,190 @@
+/**
+ * A worker's counters since its process started, and their Prometheus text
+ * exposition (`/metrics`). Counters live as long as the process, across
+ * broker reconnections, as Prometheus expects of a counter.
+ *
+ * @module
+ */
+
+/** Counts of what a worker has done since it started. */
+export interface WorkerStats {
+  /** Deliveries taken from the queue, retries included. */
+  received: number;
+  /** Tasks answered with a result. */
+  succeeded: number;
+  /** Tasks answered with an error after their retries, or at once when not retryable. */
+  failed: number;
+  /** Failed attempts scheduled for another try. */
+  retried: number;
+  /** Requests that broke the contract: answered with an error and dead-lettered. */
+  rejected: number;
+  /** Requests whose deadline passed before they could run: dead-lettered, never run. */
+  expired: number;
+  /** Requests from a sender the function does not accept: dead-lettered, never run. */
+  unauthenticated: number;
+  /** Tasks whose handler is running now. */
+  inFlight: number;
+}
+
+/** Upper bounds of the duration histogram's buckets, in seconds. */
+export const DURATION_BUCKETS_S: readonly number[] = [
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  300,
+];
+
+/** The outcomes a finished task can have, as in the `status` label. */
+export type FinishedStatus = "success" | "error";
+
+class Histogram {
+  readonly counts: number[] = DURATION_BUCKETS_S.map(() => 0);
+  count = 0;
+  sum = 0;
+
+  observe(seconds: number): void {
+    this.count++;
+    this.sum += seconds;
+    DURATION_BUCKETS_S.forEach((bound, i) => {
+      if (seconds <= bound) this.counts[i]++;
+    });
+  }
+}
+
+/** Labels every series of a worker carries. */
+export interface MetricLabels {
+  function: string;
+  queue: string;
+}
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function labelText(labels: Record<string, string>): string {
+  const pairs = Object.entries(labels).map(([key, value]) => `${key}="${escapeLabel(value)}"`);
+  return `{${pairs.join(",")}}`;
+}
+
+function formatNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : "-Inf";
+}
+
+/**
+ * A worker's metrics: the {@linkcode WorkerStats} the runtime updates, plus
+ * a histogram of task durations.
+ *
+ * @example
+ * ```ts
+ * const metrics = new WorkerMetrics();
+ * metrics.stats.succeeded++;
+ * metrics.observe("success", 102.4);
+ * metrics.render({ function: "task_a", queue: "queue_a" }, true);
+ * ```
+ */
+export class WorkerMetrics {
+  /** Updated by the runtime as tasks arrive and end. */
+  readonly stats: WorkerStats = {
+    received: 0,
+    succeeded: 0,
+    failed: 0,
+    retried: 0,
+    rejected: 0,
+    expired: 0,
+    unauthenticated: 0,
+    inFlight: 0,
+  };
+  /** When the worker started. */
+  readonly startedAt: Date;
+  readonly #durations: Record<FinishedStatus, Histogram> = {
+    success: new Histogram(),
+    error: new Histogram(),
+  };
+
+  /** @param startedAt When the worker started. @default {new Date()} */
+  constructor(startedAt: Date = new Date()) {
+    this.startedAt = startedAt;
+  }
+
+  /** Records how long a finished task's last attempt took. */
+  observe(status: FinishedStatus, durationMs: number): void {
+    this.#durations[status].observe(durationMs / 1000);
+  }
+
+  /** The Prometheus text exposition format (version 0.0.4) of every metric. */
+  render(labels: MetricLabels, consuming: boolean): string {
+    const base = { function: labels.function, queue: labels.queue };
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    };
+    const sample = (name: string, extra: Record<string, string>, value: number) => {
+      lines.push(`${name}${labelText({ ...base, ...extra })} ${formatNumber(value)}`);
+    };
+    const { stats } = this;
+
+    metric(
+      "worker_tasks_total",
+      "counter",
+      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed).",
+    );
+    sample("worker_tasks_total", { status: "success" }, stats.succeeded);
+    sample("worker_tasks_total", { status: "error" }, stats.failed);
+    sample("worker_tasks_total", { status: "rejected" }, stats.rejected);
+    sample("worker_tasks_total", { status: "expired" }, stats.expired);
+    sample("worker_tasks_total", { status: "unauthenticated" }, stats.unauthenticated);
+
+    metric("worker_task_retries_total", "counter", "Failed attempts scheduled for another try.");
+    sample("worker_task_retries_total", {}, stats.retried);
+
+    metric(
+      "worker_deliveries_total",
+      "counter",
+      "Deliveries taken from the queue, retries included.",
+    );
+    sample("worker_deliveries_total", {}, stats.received);
+
+    metric(
+      "worker_task_duration_seconds",
+      "histogram",
+      "Time the last attempt of each finished task took, by status.",
+    );
+    for (const status of ["success", "error"] as const) {
+      const histogram = this.#durations[status];
+      DURATION_BUCKETS_S.forEach((bound, i) => {
+        sample(
+          "worker_task_duration_seconds_bucket",
+          { status, le: String(bound) },
+          histogram.counts[i],
+        );
+      });
+      sample("worker_task_duration_seconds_bucket", { status, le: "+Inf" }, histogram.count);
+      sample("worker_task_duration_seconds_sum", { status }, histogram.sum);
+      sample("worker_task_duration_seconds_count", { status }, histogram.count);
+    }
+
+    metric("worker_tasks_in_flight", "gauge", "Tasks whose handler is running now.");
+    sample("worker_tasks_in_flight", {}, stats.inFlight);
+
+    metric("worker_consuming", "gauge", "1 while the worker consumes its queue, else 0.");
+    sample("worker_consuming", {}, consuming ? 1 : 0);
+
+    metric(
+      "worker_start_time_seconds",
+      "gauge",
+      "When the worker started, in seconds since the Unix epoch.",
+    );
+    sample("worker_start_time_seconds", {}, this.startedAt.getTime() / 1000);
+    return lines.join("\n") + "\n";
+  }
+}
