@@ -102,19 +102,36 @@ export async function runDeno(args: string[], env: Record<string, string> = {}) 
   };
 }
 
-/** The permissions a worker process needs on the host. */
-export const WORKER_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-sys=hostname"];
+/**
+ * The permissions a worker process needs on the host, as `deno task worker`
+ * grants them, plus reading `extraReads` (such as a password file).
+ */
+export function workerPermissions(extraReads: string[] = []): string[] {
+  return [
+    "--no-prompt",
+    "--unstable-worker-options",
+    "--allow-net",
+    "--allow-env",
+    `--allow-read=${["functions", "tests/fixtures", ...extraReads].join(",")}`,
+    "--allow-sys=hostname",
+  ];
+}
+
+/** The worker runtime's entry point. */
+export const WORKER_MAIN = "functions/_runtime/worker/main.ts";
 
 /**
- * Starts `functions/<name>.ts` as a worker on `queue`, and waits until it
- * consumes. `/healthz` and `/metrics` are off unless `env` sets METRICS_PORT,
- * so that workers started together do not compete for one port.
+ * Starts the function `name` (a name under functions/, or the path of a
+ * module) as a worker process, and waits until it consumes. `/healthz` and
+ * `/metrics` are off unless `env` sets METRICS_PORT, so that workers started
+ * together do not compete for one port.
  */
 export async function startWorkerProcess(
   name: string,
   env: Record<string, string>,
+  denoArgs: string[] = [],
 ): Promise<RunningProcess> {
-  const worker = startDeno(["run", ...WORKER_PERMISSIONS, `functions/${name}.ts`], {
+  const worker = startDeno(["run", ...workerPermissions(), ...denoArgs, WORKER_MAIN, name], {
     METRICS_PORT: "0",
     ...env,
   });

@@ -24,7 +24,8 @@ import {
   type RunningProcess,
   startDeno,
   startWorkerProcess,
-  WORKER_PERMISSIONS,
+  WORKER_MAIN,
+  workerPermissions,
 } from "./_processes.ts";
 import { parsePrometheus } from "./_prometheus.ts";
 import { startGatedProxy } from "./_proxy.ts";
@@ -372,13 +373,7 @@ scenarios:
     );
     // The worker may read its password file and nothing else.
     const worker = startDeno(
-      [
-        "run",
-        ...WORKER_PERMISSIONS,
-        `--allow-read=${dir}/password`,
-        "--no-prompt",
-        "functions/task_a.ts",
-      ],
+      ["run", ...workerPermissions([`${dir}/password`]), WORKER_MAIN, "task_a"],
       { AMQP_URL: withoutPassword, AMQP_PASSWORD_FILE: `${dir}/password`, QUEUE: qa },
     );
     try {
@@ -431,7 +426,7 @@ Deno.test({
     proxied.hostname = "127.0.0.1";
     proxied.port = String(proxy.port);
     const worker = startDeno(
-      ["run", "--allow-net", "--allow-env", "--allow-sys=hostname", "functions/task_a.ts"],
+      ["run", ...workerPermissions(), WORKER_MAIN, "task_a"],
       { AMQP_URL: proxied.href, QUEUE: queue, METRICS_PORT: String(metricsPort) },
     );
     try {

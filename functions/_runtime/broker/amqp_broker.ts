@@ -173,11 +173,14 @@ export class AmqpBroker implements Broker {
     );
     if (mismatch) {
       const [, argument, queue, received, present] = mismatch;
-      const value = (words: string) => words.match(/'([^']*)'/)?.[1] ?? "none";
+      const value = (words: string) => {
+        const quoted = words.match(/'([^']*)'/)?.[1];
+        return quoted === undefined ? "none" : `'${quoted}'`;
+      };
       const wanted = value(received);
       const current = value(present);
       throw new QueueMismatchError(
-        `Cannot ${action} as queue '${queue}' exists with ${argument} ${current}, and this declaration asks for ${wanted}: declare it as it is, or migrate it (docs/operations.md, "Changing a queue's type or limits")`,
+        `Cannot ${action} as it exists with ${argument} ${current} and this declaration asks for ${wanted}: declare it as it is, or migrate it (docs/operations.md, "Changing a queue's type or limits")`,
         { queue, argument, wanted, current },
         { cause: error },
       );

@@ -96,10 +96,14 @@ function imageHint(setting: string): string | undefined {
   return path && `the worker image reads ${setting} only from ${path}: mount the file there`;
 }
 
-/** Which module to run: a function name means functions/<name>.ts. */
+/**
+ * Which module to run: a function name means functions/<name>.ts; a path is
+ * taken from the project's folder (the one holding functions/) unless it is
+ * absolute.
+ */
 export function functionModule(argument: string, functionsDir: URL): URL {
   if (NAME_PATTERN.test(argument)) return new URL(`${argument}.ts`, functionsDir);
-  if (/\.(ts|js|mts|mjs)$/.test(argument)) return new URL(argument, `file://${Deno.cwd()}/`);
+  if (/\.(ts|js|mts|mjs)$/.test(argument)) return new URL(argument, new URL("../", functionsDir));
   throw new TypeError(
     `Cannot run '${argument}': give a function name, such as task_a, or the path of its module`,
   );
@@ -121,7 +125,11 @@ async function moduleMissing(module: URL, functionsDir: URL): Promise<string | u
   } catch {
     // Nothing to suggest.
   }
-  return `Cannot run the function in ${module.pathname} as it does not exist${
+  const where = module.pathname.startsWith(functionsDir.pathname)
+    ? `functions/${module.pathname.slice(functionsDir.pathname.length)}`
+    : module.pathname;
+  const name = where.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
+  return `Cannot run function '${name}' as ${where} does not exist${
     available.length ? `: use one of ${available.sort().join(", ")}` : ""
   }`;
 }
@@ -250,6 +258,8 @@ export async function main(args: string[]): Promise<number> {
     level: settings.logLevel,
     format: settings.logFormat,
     write: output.write,
+    // Until the function is loaded, its lines name it by its file.
+    fields: { function: provisionalName, queue: settings.queue, worker: workerId },
   });
   const controller = new AbortController();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -263,11 +273,10 @@ export async function main(args: string[]): Promise<number> {
     metrics,
     labels: () => labels,
     consuming: () => consuming,
-    log: log.child({ worker: workerId }),
+    log,
   });
   const connect = () => connectAmqp(target.url, { connectionName: workerId, tls: target.tls });
   log.info("Starting", {
-    worker: workerId,
     broker: maskUrl(target.url),
     tls: target.tls ? Object.keys(target.tls).join(",") : undefined,
   });
@@ -315,10 +324,10 @@ export async function main(args: string[]): Promise<number> {
     });
   } catch (error) {
     if (error instanceof SandboxError) {
-      log.error((error as Error).message, { worker: workerId });
+      log.error((error as Error).message);
       exitCode = 2;
     } else {
-      log.error("Worker stopped on a fault it cannot recover from", { worker: workerId, error });
+      log.error("Worker stopped on a fault it cannot recover from", { error });
       exitCode = 1;
     }
   } finally {

@@ -131,7 +131,7 @@ export async function runWorker(
 
 /** A queue that exists with other settings, said in the worker's own terms. */
 function explainMismatch(error: QueueMismatchError, options: WorkerOptions): Error {
-  const type = (value: string) => value === "none" ? "classic" : value;
+  const type = (value: string) => value === "none" ? "classic" : value.replaceAll("'", "");
   if (error.argument === "x-queue-type") {
     const wanted = options.queueType ?? "quorum";
     return new QueueMismatchError(
@@ -145,7 +145,7 @@ function explainMismatch(error: QueueMismatchError, options: WorkerOptions): Err
     );
   }
   return new QueueMismatchError(
-    `Cannot consume queue '${error.queue}' as it exists with ${error.argument} ${error.current}, and this worker declares ${error.wanted} (from QUEUE_TYPE, DELIVERY_LIMIT or an older version): declare it as it is, or migrate it (docs/operations.md, "Changing a queue's type or limits")`,
+    `Cannot consume queue '${error.queue}' as it was declared with other arguments (${error.argument}: ${error.current}, where this worker declares ${error.wanted}), by another DELIVERY_LIMIT or a version without dead-letter targets on its queues: migrate it (docs/operations.md, "Changing a queue's type or limits")`,
     error,
     { cause: error },
   );

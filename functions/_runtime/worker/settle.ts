@@ -83,6 +83,12 @@ export interface DeadLetter {
   sender?: string;
   /** How often the broker delivered it, for `delivery_limit`. */
   deliveries?: number;
+  /**
+   * Keep only the headers, not the body: for a body larger than the worker
+   * accepts, which no replay could run and which would only double the
+   * memory and the broker's disk it takes.
+   */
+  dropBody?: boolean;
 }
 
 /** When and as which attempt a request runs again. */
@@ -131,8 +137,9 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
       if (letter.deliveries !== undefined) {
         headers[DEAD_LETTER_HEADERS.deliveries] = letter.deliveries;
       }
+      if (letter.dropBody) headers["x-dlq-body-bytes"] = delivery.body.byteLength;
       const message: Message = {
-        body: delivery.body,
+        body: letter.dropBody ? new Uint8Array() : delivery.body,
         properties: { ...republished(delivery.properties), headers },
       };
       await broker.publish(dlq, message);

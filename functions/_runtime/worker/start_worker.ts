@@ -22,7 +22,13 @@
  */
 
 import { backoffDelay } from "../backoff.ts";
-import type { Broker, Consumer, Delivery } from "../broker/broker.ts";
+import {
+  type Broker,
+  type Consumer,
+  type Delivery,
+  QueueMismatchError,
+  type QueueOptions,
+} from "../broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   boundText,
@@ -221,8 +227,8 @@ export async function startWorker(
   let nextRun = 1;
 
   const dlq = deadLetterQueueOf(queue);
-  await broker.declareQueue(dlq, { durable: true, type: queueType });
-  await broker.declareQueue(queue, {
+  await declareOwn(broker, dlq, { durable: true, type: queueType });
+  await declareOwn(broker, queue, {
     durable: true,
     type: queueType,
     deadLetterQueue: dlq,
@@ -279,7 +285,12 @@ export async function startWorker(
     const refuse = async (
       reason: DeadLetterReason,
       error: TaskError,
-      extra: { task?: string | null; silent?: boolean; deliveries?: number } = {},
+      extra: {
+        task?: string | null;
+        silent?: boolean;
+        deliveries?: number;
+        dropBody?: boolean;
+      } = {},
     ) => {
       logOf().warn(
         reason === "rejected" ? "Rejected a request that breaks the contract" : "Refused a request",
@@ -298,6 +309,7 @@ export async function startWorker(
         attempts: attempt,
         sender,
         deliveries: extra.deliveries,
+        dropBody: extra.dropBody,
       });
       if (!extra.silent) {
         await settler.reply(delivery, outcome("error", error, extra.task ?? null));
@@ -331,7 +343,10 @@ export async function startWorker(
     const parsed = parseRequest(delivery, { task: info.name, maxBytes });
     if (!parsed.ok) {
       stats.rejected++;
-      return await refuse("rejected", parsed.error, { task: parsed.task });
+      return await refuse("rejected", parsed.error, {
+        task: parsed.task,
+        dropBody: parsed.error.type === "MessageTooLarge",
+      });
     }
     const request = parsed.value;
     const deadline = request.deadline ?? null;
@@ -581,6 +596,22 @@ export async function startWorker(
       runner.abortAll("The broker connection was lost");
     },
   };
+}
+
+/**
+ * Declares one of the function's queues. RabbitMQ names only the first
+ * argument that differs from an existing queue's; when the queue type
+ * differs too, that is what an operator must hear about, so it is checked
+ * on its own.
+ */
+async function declareOwn(broker: Broker, name: string, options: QueueOptions): Promise<void> {
+  try {
+    await broker.declareQueue(name, options);
+  } catch (error) {
+    if (!(error instanceof QueueMismatchError) || error.argument === "x-queue-type") throw error;
+    await broker.declareQueue(name, { durable: true, type: options.type });
+    throw error;
+  }
 }
 
 /** The time limit of an attempt: the function's timeout, or the caller's deadline if sooner. */
