@@ -72,7 +72,9 @@ const CONTROL = "tasks\\.control";
  * queue, `<queue>.dlq`, `<queue>.retry.<ms>` and `<queue>.control.<8 hex>`),
  * consumes its work and control queues, binds its control queue to the
  * control exchange, and publishes replies, retries and dead letters through
- * the default exchange. Queue names are lower_snake_case, so they carry no
+ * the default exchange. RabbitMQ asks for read on a queue declared with a
+ * dead-letter target (its work and retry queues), as the broker moves
+ * messages out of it on the declarer's behalf. Queue names are lower_snake_case, so they carry no
  * regular-expression syntax, and `queue_a` never matches `queue_ab`.
  */
 export function workerPermissions(queue: string): Permissions {
@@ -85,7 +87,7 @@ export function workerPermissions(queue: string): Permissions {
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
     write: `^(${DEFAULT_EXCHANGE}|${control})$`,
-    read: `^(${queue}|${control}|${CONTROL})$`,
+    read: `^(${queue}(\\.retry\\.[0-9]+)?|${control}|${CONTROL})$`,
   };
 }
 

@@ -69,6 +69,19 @@ Deno.test("compose.yaml gives each worker its own broker user and password secre
   assert.equal(created, workers.length, "secrets-init creates no user without a worker");
 });
 
+Deno.test("compose.yaml confines the broker: its own user, read-only, no capabilities, limits, a pinned image", () => {
+  const broker = compose.services.rabbitmq;
+  assert.equal(broker.user, "rabbitmq", "starts as its own user, never root");
+  assert.equal(broker.read_only, true);
+  assert.deepEqual(broker.cap_drop, ["ALL"]);
+  assert.equal(broker.cap_add, undefined, "needs no capability");
+  assert.deepEqual(broker.security_opt, ["no-new-privileges:true"]);
+  assert.match(String(broker.mem_limit), /^\d+m$/);
+  assert.ok(broker.pids_limit > 0);
+  const image = broker.image.match(/^\$\{RABBITMQ_IMAGE:-(.+)\}$/)?.[1] ?? broker.image;
+  assert.match(image, /^rabbitmq:\d+\.\d+\.\d+(-management)?$|@sha256:/, `${image} is pinned`);
+});
+
 Deno.test("compose.yaml runs secrets-init before the broker, without network or spare capabilities", async () => {
   const init = compose.services["secrets-init"];
   assert.equal(init.network_mode, "none");

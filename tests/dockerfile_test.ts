@@ -34,10 +34,10 @@ Deno.test("Dockerfile.worker allows exactly the variables the worker reads", () 
   assert.deepEqual(flagValues(command, "allow-env").sort(), [...WORKER_ENV_VARS].sort());
 });
 
-Deno.test("Dockerfile.worker allows reading exactly the worker's secret file paths", () => {
+Deno.test("Dockerfile.worker allows reading exactly the worker's secret file paths and its code", () => {
   assert.deepEqual(
     flagValues(command, "allow-read").sort(),
-    Object.values(WORKER_IMAGE_FILES).sort(),
+    ["/app/functions", ...Object.values(WORKER_IMAGE_FILES)].sort(),
   );
   for (const [variable, path] of Object.entries(WORKER_IMAGE_FILES)) {
     assert.ok(WORKER_ENV_VARS.includes(variable as never), `${variable} is a worker variable`);
@@ -53,6 +53,28 @@ Deno.test("Dockerfile.worker grants no write, subprocess or FFI permission; the 
   assert.deepEqual(flagValues(command, "allow-sys"), ["hostname"]);
   assert.ok(command.includes("--cached-only") && command.includes("--no-prompt"));
   assert.match(dockerfile, /^USER 65532:65532$/m);
+});
+
+Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, never the function itself", () => {
+  assert.ok(
+    command.includes("--unstable-worker-options"),
+    "the sandbox needs Web Worker permissions",
+  );
+  assert.deepEqual(command.slice(-2), [
+    "functions/_runtime/worker/main.ts",
+    "/app/functions/function.ts",
+  ]);
+  assert.match(
+    dockerfile,
+    /^COPY \$\{FUNCTIONS_DIR\}\/\$\{FUNCTION\}\.ts functions\/function\.ts$/m,
+  );
+  const cached = dockerfile.match(/RUN \["deno", "cache",[^\]]*\]/)?.[0] ?? "";
+  for (const module of ["main.ts", "sandbox_host.ts", "healthcheck.ts"]) {
+    assert.ok(
+      cached.includes(`functions/_runtime/worker/${module}`),
+      `${module} is cached at build`,
+    );
+  }
 });
 
 Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {

@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
 import type { TaskReply } from "../functions/_runtime/contract/mod.ts";
 import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker/worker_settings.ts";
 import { RpcClient } from "../dispatcher/rpc_client.ts";
@@ -95,6 +95,24 @@ async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqps
   };
 }
 
+/** Takes letters from `dlq` until the one with correlation id `id`; fails after a while. */
+async function waitForLetter(broker: Broker, dlq: string, id: string): Promise<Delivery> {
+  let found: Delivery | undefined;
+  await waitFor(
+    async () => {
+      const letter = await broker.get(dlq);
+      if (!letter) return false;
+      if (letter.properties.correlationId === id) found = letter;
+      broker.nack(letter, letter.properties.correlationId !== id);
+      return found !== undefined;
+    },
+    `the letter ${id} in ${dlq}`,
+    20_000,
+    200,
+  );
+  return found!;
+}
+
 /** What a broker operation did: "ok", or the error's message. */
 async function attempt(url: string, operation: (broker: Broker) => Promise<unknown>) {
   let broker: Broker;
@@ -164,7 +182,7 @@ Deno.test({
       // Two replicas of worker-a: workers publish no host port, so they scale.
       await compose(["up", "-d", "--build", "--scale", "worker-a=2"]);
       const passwords: Record<string, string> = {};
-      for (const user of ["admin", "dispatcher", "task_a", "task_b", "escape"]) {
+      for (const user of ["admin", "dispatcher", "operator", "task_a", "task_b", "escape"]) {
         passwords[user] = await readSecret(`${secretsDir}/${user}.password`);
       }
       assert.equal(passwords.task_a, taskAPassword, "secrets-init keeps a given password");
@@ -276,19 +294,40 @@ Deno.test({
       });
 
       await t.step("the broker refuses each user what is not its own", async () => {
+        // RabbitMQ 3.x says "access to queue", 4.x "read access to queue" (or write, configure).
         const refusal = (user: string, queue: string) =>
           new RegExp(
-            `as the broker refused access: .*ACCESS_REFUSED - access to queue '${
+            `as the broker refused access: .*ACCESS_REFUSED - (?:(?:read|write|configure) )?access to queue '${
               queue.replaceAll(".", "\\.")
             }' in vhost '/' refused for user '${user}'`,
           );
+        const retryQueue = {
+          type: "quorum" as const,
+          messageTtlMs: 100,
+          deadLetterQueue: "queue_a",
+          expiresMs: 60_100,
+        };
         const taskA = plain("task_a", passwords.task_a);
         const dispatcher = plain("dispatcher", passwords.dispatcher);
+        const operator = plain("operator", passwords.operator);
         type Case = [string, string, string, (b: Broker) => Promise<unknown>, RegExp | "ok"];
         const cases: Case[] = [
           ["guest", "log in", plain("guest", "guest"), () => Promise.resolve(), /refused the user/],
-          ["task_a", "declare queue_a", taskA, (b) => b.declareQueue("queue_a"), "ok"],
-          ["task_a", "declare queue_a.dlq", taskA, (b) => b.declareQueue("queue_a.dlq"), "ok"],
+          ["task_a", "check queue_a", taskA, (b) => b.inspectQueue("queue_a"), "ok"],
+          [
+            "task_a",
+            "declare a retry queue",
+            taskA,
+            (b) => b.declareQueue("queue_a.retry.100", retryQueue),
+            "ok",
+          ],
+          [
+            "task_a",
+            "declare a queue it never uses",
+            taskA,
+            (b) => b.declareQueue("queue_a.extra"),
+            refusal("task_a", "queue_a.extra"),
+          ],
           [
             "task_a",
             "consume queue_b",
@@ -353,6 +392,21 @@ Deno.test({
             (b) => b.deleteQueue("queue_a"),
             refusal("dispatcher", "queue_a"),
           ],
+          ["operator", "read queue_b.dlq", operator, (b) => b.get("queue_b.dlq"), "ok"],
+          [
+            "operator",
+            "consume queue_a",
+            operator,
+            (b) => b.consume("queue_a", () => {}, { prefetch: 1 }),
+            refusal("operator", "queue_a"),
+          ],
+          [
+            "operator",
+            "purge or delete queue_a.dlq",
+            operator,
+            (b) => b.deleteQueue("queue_a.dlq"),
+            refusal("operator", "queue_a.dlq"),
+          ],
         ];
         for (const [user, label, url, operation, expected] of cases) {
           const outcome = await attempt(url, operation);
@@ -360,10 +414,9 @@ Deno.test({
           if (expected === "ok") assert.equal(outcome, "ok", `${user} does its own job: ${label}`);
           else assert.match(outcome, expected, `${user} may not ${label}`);
         }
-        // Only the operator may use the management API.
-        for (
-          const [user, status] of [["admin", 200], ["dispatcher", 401], ["task_a", 401]] as const
-        ) {
+        // Only the administrator may use the management API.
+        const managers = [["admin", 200], ["operator", 401], ["dispatcher", 401], ["task_a", 401]];
+        for (const [user, status] of managers as [string, number][]) {
           const response = await fetch(`http://127.0.0.1:${managementPort}/api/whoami`, {
             headers: { authorization: `Basic ${btoa(`${user}:${passwords[user]}`)}` },
           });
@@ -425,7 +478,7 @@ Deno.test({
       );
 
       await t.step(
-        "a function in the real container is denied files, programs, variables and other hosts, and the worker keeps serving",
+        "a function in the real container reaches no secret, variable, file, program, host or broker connection, from its top-level code or its handler",
         async () => {
           const broker = await connectAmqp(plain("dispatcher", passwords.dispatcher), {
             connectionName: "e2e-sandbox",
@@ -440,38 +493,49 @@ Deno.test({
             const client = await RpcClient.open(broker);
             const call = async (payload: Record<string, string>): Promise<TaskReply> => {
               const outcome = await client.call("queue_escape", "escape", payload, {
-                timeoutMs: 10_000,
+                timeoutMs: 15_000,
               });
               assert.equal(outcome.kind, "reply", `a reply to ${JSON.stringify(payload)}`);
               return (outcome as { reply: TaskReply }).reply;
             };
+            // What the module's top-level code got, as it loaded, before any task.
+            const top = await call({ attempt: "top-level" });
+            console.log(`  top-level: ${JSON.stringify(top.result)}`);
+            const reached = top.result as Record<string, string>;
+            assert.ok(Object.keys(reached).length >= 10);
+            for (const [what, outcome] of Object.entries(reached)) {
+              assert.equal(outcome, "NotCapable", `top-level ${what}`);
+            }
             const denied: [string, string][] = [
               ["read", "/etc/passwd"],
               ["read", WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE],
               ["read", WORKER_IMAGE_FILES.AMQP_KEY_FILE],
+              ["read", "/app/functions/function.ts"],
               ["write", "/tmp/escaped"],
               ["run", "/bin/deno"],
               ["env", "HOME"],
               ["env", "AMQP_PASSWORD_FILE"],
               ["connect", "example.com:443"],
               ["connect", "rabbitmq:15672"],
-              ["connect", "rabbitmq:5672"],
+              ["connect", "rabbitmq:5671"],
+              ["amqp", `amqps://escape:${encodeURIComponent(passwords.escape)}@rabbitmq:5671`],
+              ["exit", ""],
+              ["close", ""],
             ];
             for (const [attempt, target] of denied) {
               const reply = await call({ attempt, target });
               console.log(
-                `  ${attempt} ${target}: ${reply.status} ${reply.error?.type}: ${reply.error?.message}`,
+                `  ${attempt} ${
+                  target.replace(/:[^:@]+@/, ":***@")
+                }: ${reply.status} ${reply.error?.type}: ${reply.error?.message}`,
               );
               assert.equal(reply.status, "error", `${attempt} ${target} is denied`);
-              assert.equal(reply.error?.type, "NotCapable", `${attempt} ${target}`);
+              assert.equal(reply.error?.type, "NotCapable", `${attempt}`);
               assert.equal(reply.attempts, 1, "a denial is not retried");
             }
-            // The one address it may reach: proof that the fixture reports what it is allowed.
-            const allowed = await call({ attempt: "connect", target: "rabbitmq:5671" });
-            console.log(
-              `  connect rabbitmq:5671: ${allowed.status} ${JSON.stringify(allowed.result)}`,
-            );
-            assert.equal(allowed.result, "allowed: connect rabbitmq:5671");
+            // A handler that never yields is stopped at its timeoutMs; the sandbox starts again.
+            const spin = await call({ attempt: "spin", target: "600000" });
+            assert.equal(spin.error?.type, "TaskTimeout");
             assert.equal((await call({})).result, "served");
             client.close();
           } finally {
@@ -482,6 +546,204 @@ Deno.test({
           assert.equal(state.RestartCount, 0, "the worker never restarted");
         },
       );
+
+      await t.step(
+        "a function's user cannot call another function: task_b runs nothing from task_a and dead-letters it",
+        async () => {
+          const asTaskA = await connectAmqp(plain("task_a", passwords.task_a));
+          const asOperator = await connectAmqp(plain("operator", passwords.operator));
+          const taskId = `forged-${crypto.randomUUID()}`;
+          try {
+            // Well formed, and the default exchange lets task_a publish it.
+            const { encodeRequest } = await import("../functions/_runtime/contract/mod.ts");
+            await asTaskA.publish("queue_b", encodeRequest("task_b", {}, { taskId }));
+            const letter = await waitForLetter(asOperator, "queue_b.dlq", taskId);
+            assert.equal(letter.properties.headers?.["x-dlq-reason"], "unauthenticated");
+            assert.equal(letter.properties.headers?.["x-dlq-sender"], "task_a");
+            assert.equal(letter.properties.userId, "task_b", "dead-lettered by task_b's worker");
+            const logs = (await compose(["logs", "--no-color", "worker-b"])).text;
+            const lines = logs.split("\n").filter((line) => line.includes(taskId));
+            assert.ok(lines.some((line) => line.includes('"status":"unauthenticated"')), logs);
+            assert.ok(
+              !lines.some((line) => line.includes('"msg":"Task succeeded"')),
+              "it never ran",
+            );
+          } finally {
+            await asTaskA.close();
+            await asOperator.close();
+          }
+        },
+      );
+
+      await t.step(
+        "a forged pong from task_a's user lists no worker in deno task status or dispatch",
+        async () => {
+          const asTaskA = await connectAmqp(plain("task_a", passwords.task_a));
+          // task_a may have a control queue of its own: it hears every ping.
+          const queue = "queue_a.control.0badc0de";
+          let forged = 0;
+          try {
+            await asTaskA.declareQueue(queue, {
+              durable: false,
+              exclusive: true,
+              autoDelete: true,
+            });
+            await asTaskA.bindQueue(queue, "tasks.control", "");
+            await asTaskA.consume(queue, (delivery) => {
+              asTaskA.ack(delivery);
+              const { replyTo, correlationId } = delivery.properties;
+              if (!replyTo) return;
+              forged++;
+              const pong = {
+                kind: "pong",
+                worker: "task_b@forged",
+                function: "task_b",
+                queue: "queue_b",
+                started_at: new Date().toISOString(),
+                uptime_ms: 1,
+                concurrency: 1,
+                tasks_done: 0,
+                succeeded: 0,
+                failed: 0,
+                rejected: 0,
+                retried: 0,
+                in_flight: 0,
+              };
+              asTaskA.publish(replyTo, {
+                body: new TextEncoder().encode(JSON.stringify(pong)),
+                properties: {
+                  contentType: "application/json",
+                  correlationId,
+                  type: "control.worker_info",
+                },
+              }).catch(() => {});
+            }, { prefetch: 10 });
+            const status = keep(
+              await runDeno(["task", "-q", "status", "--json"], {
+                AMQP_URL: `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+                SECRETS_DIR: secretsDir,
+              }),
+            );
+            assert.ok(forged > 0, "the forger answered the ping");
+            const system: SystemStatus = JSON.parse(status.stdout);
+            assert.ok(!system.workers.some((w) => w.worker === "task_b@forged"), status.stdout);
+            const run = await dispatch(["--broker", `amqp://dispatcher@127.0.0.1:${amqpPort}`]);
+            assert.equal(run.code, 0, run.stdout + run.stderr);
+            assert.ok(!run.stdout.includes("task_b@forged"), run.stdout);
+          } finally {
+            await asTaskA.close();
+          }
+        },
+      );
+
+      await t.step(
+        "deno task dlq --replay sends a letter back to its own queue only, whatever its headers say",
+        async () => {
+          const asAdmin = await connectAmqp(plain("admin", passwords.admin));
+          const asTaskB = await connectAmqp(plain("task_b", passwords.task_b));
+          const misdirected = `misdirected-${crypto.randomUUID()}`;
+          const planted = `planted-${crypto.randomUUID()}`;
+          const { encodeRequest } = await import("../functions/_runtime/contract/mod.ts");
+          try {
+            // A letter in queue_a.dlq whose headers name queue_b.
+            const letter = encodeRequest("task_a", { work_ms: 0 }, { taskId: misdirected });
+            letter.properties.headers = { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_b" };
+            await asAdmin.publish("queue_a.dlq", letter);
+            // A letter planted by another function's user (the default exchange lets it).
+            const fake = encodeRequest("task_a", { work_ms: 0 }, { taskId: planted });
+            fake.properties.headers = { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_a" };
+            await asTaskB.publish("queue_a.dlq", fake);
+            const replay = keep(
+              await runDeno(["task", "dlq", "--queue", "queue_a", "--replay"], {
+                AMQP_URL: `amqp://operator@127.0.0.1:${amqpPort}`,
+                SECRETS_DIR: secretsDir,
+              }),
+            );
+            console.log(`  ${replay.stdout.trim().replaceAll("\n", "\n  ")}`);
+            assert.equal(replay.code, 0, replay.stdout + replay.stderr);
+            const logsOf = async (service: string) =>
+              (await compose(["logs", "--no-color", service])).text;
+            await waitFor(
+              async () => (await logsOf("worker-a")).includes(misdirected),
+              "task_a ran the replayed letter",
+              20_000,
+              250,
+            );
+            assert.ok(!(await logsOf("worker-b")).includes(misdirected), "never sent to queue_b");
+            assert.ok(
+              !(await logsOf("worker-a")).includes(planted),
+              "a planted letter is not replayed",
+            );
+            assert.match(replay.stdout + replay.stderr, new RegExp(planted));
+          } finally {
+            await asAdmin.close();
+            await asTaskB.close();
+          }
+        },
+      );
+
+      await t.step(
+        "a request built to exhaust memory is refused; the worker is not restarted and serves the next task",
+        async () => {
+          const client = await RpcClient.open(
+            await connectAmqp(plain("dispatcher", passwords.dispatcher)),
+          );
+          const before = await Promise.all(
+            (await containersOf("worker-a")).map(async (id) => (await inspect(id)).RestartCount),
+          );
+          const broker = await connectAmqp(plain("dispatcher", passwords.dispatcher));
+          try {
+            // Nearly 1 MiB of nesting: within the broker's limit, refused unparsed.
+            const nested = "[".repeat(500_000) + "]".repeat(500_000);
+            const replies: TaskReply[] = [];
+            const replyTo = await broker.openReplyQueue((message) => {
+              replies.push(JSON.parse(new TextDecoder().decode(message.body)));
+            });
+            await broker.publish("queue_a", {
+              body: new TextEncoder().encode(nested),
+              properties: { contentType: "application/json", correlationId: "nested", replyTo },
+            });
+            await waitFor(() => replies.length === 1, "the refusal", 15_000, 100);
+            assert.equal(replies[0].error?.type, "InvalidJson");
+            // Over the broker's max_message_size: refused at the publisher, never delivered.
+            const huge = new Uint8Array(2 * 1024 * 1024).fill(0x5b);
+            await assert.rejects(
+              () =>
+                broker.publish("queue_a", {
+                  body: huge,
+                  properties: { contentType: "application/json" },
+                }),
+              /message size|not confirm|closed|PRECONDITION/i,
+            );
+          } finally {
+            await broker.close().catch(() => {});
+          }
+          const outcome = await client.call("queue_a", "task_a", { work_ms: 0 }, {
+            timeoutMs: 15_000,
+          });
+          assert.equal(outcome.kind, "reply");
+          client.close();
+          const after = await Promise.all(
+            (await containersOf("worker-a")).map(async (id) => {
+              const state = await inspect(id);
+              assert.equal(state.State.OOMKilled, false);
+              return state.RestartCount;
+            }),
+          );
+          assert.deepEqual(after, before, "no replica restarted");
+        },
+      );
+
+      await t.step("guest cannot authenticate at all, inside the broker either", async () => {
+        const check = await compose(
+          ["exec", "-T", "rabbitmq", "rabbitmqctl", "authenticate_user", "guest", "guest"],
+          true,
+        );
+        assert.notEqual(check.code, 0, check.text);
+        const users = (await compose(["exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "list_users"]))
+          .stdout;
+        assert.match(users, /^guest\s+\[\]$/m, "guest has no tags, so no management access");
+      });
 
       await t.step(
         "containers run non-root, read-only, without capabilities, with limits and no shell",
@@ -515,6 +777,13 @@ Deno.test({
             ["CHOWN", "DAC_OVERRIDE", "FOWNER"],
           );
           const broker = await inspect(await containerOf("rabbitmq"));
+          assert.equal(broker.Config.User, "rabbitmq", "the broker never runs as root");
+          assert.equal(broker.HostConfig.ReadonlyRootfs, true);
+          assert.deepEqual(broker.HostConfig.CapDrop, ["ALL"]);
+          assert.equal(broker.HostConfig.CapAdd, null);
+          assert.ok(broker.HostConfig.SecurityOpt.some((o: string) => o.startsWith("no-new")));
+          assert.equal(broker.HostConfig.Memory, 512 * 1024 * 1024);
+          assert.ok(broker.HostConfig.PidsLimit > 0);
           for (const [port, bindings] of Object.entries(broker.HostConfig.PortBindings)) {
             for (const binding of bindings as { HostIp: string }[]) {
               assert.equal(binding.HostIp, "127.0.0.1", `${port} is published on 127.0.0.1 only`);
