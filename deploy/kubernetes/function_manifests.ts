@@ -14,17 +14,14 @@ import { stringify } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
-import {
-  CONTROL_EXCHANGE,
-  type FunctionQueue,
-  NAME_PATTERN,
-  type Permissions,
-} from "../../broker/definitions.ts";
-import { deadLetterQueueOf } from "../../functions/_runtime/run_worker.ts";
+import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../../broker/definitions.ts";
+import { queueArguments } from "../../functions/_runtime/broker/amqp_broker.ts";
+import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";
+import { DEFAULT_DELIVERY_LIMIT } from "../../functions/_runtime/worker/start_worker.ts";
 import {
   DEFAULT_METRICS_PORT,
   WORKER_IMAGE_FILES,
-} from "../../functions/_runtime/worker_settings.ts";
+} from "../../functions/_runtime/worker/worker_settings.ts";
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,
@@ -40,8 +37,8 @@ export const RABBITMQ_CLUSTER = "rabbitmq";
 export const AMQP_PORT = 5672;
 /** The user the worker image runs as: distroless `nonroot`. */
 export const WORKER_UID = 65532;
-/** Deliveries of one message before the broker dead-letters it. */
-export const DELIVERY_LIMIT = 5;
+/** Deliveries of one request, never settled, before it is dead-lettered. */
+export const DELIVERY_LIMIT = DEFAULT_DELIVERY_LIMIT;
 /** How long a stopping worker lets running tasks finish. */
 export const SHUTDOWN_GRACE_MS = 10_000;
 /** Kubernetes' grace before it kills a stopping worker: above {@linkcode SHUTDOWN_GRACE_MS}. */
@@ -104,36 +101,15 @@ export function workerImageOf(name: string): string {
   return `task-system/worker-${name}:latest`;
 }
 
-/**
- * A function's broker permissions: it declares and consumes only its own
- * queue, its dead letters, its retries and its control queue, binds the
- * control exchange to its control queue, and publishes through the default
- * exchange. Mirrors `workerPermissions` in broker/definitions.ts as the owner
- * narrows it: change both together.
- */
-export function workerBrokerPermissions(queue: string): Permissions {
-  if (!NAME_PATTERN.test(queue)) {
-    throw new TypeError(
-      `Cannot grant permissions on queue '${queue}' as it is not lower_snake_case: use letters, digits and _`,
-    );
-  }
-  const control = `${queue}\\.control\\.[0-9a-f]{8}`;
-  return {
-    configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
-    write: `^(amq\\.default|${control})$`,
-    read: `^(${queue}|${control}|${CONTROL_EXCHANGE.replaceAll(".", "\\.")})$`,
-  };
-}
-
 /** Arguments of a function's work queue; a worker that declares it must pass the same. */
 export function workQueueArguments(queue: string): Record<string, string | number> {
-  return {
-    "x-delivery-limit": DELIVERY_LIMIT,
-    "x-dead-letter-exchange": "",
-    "x-dead-letter-routing-key": deadLetterQueueOf(queue),
-    "x-dead-letter-strategy": "at-least-once",
-    "x-overflow": "reject-publish",
-  };
+  // As the worker declares it (start_worker.ts), less the type the Queue resource names.
+  const { "x-queue-type": _, ...args } = queueArguments({
+    type: "quorum",
+    deadLetterQueue: deadLetterQueueOf(queue),
+    deliveryLimit: DELIVERY_LIMIT + 1,
+  });
+  return args as Record<string, string | number>;
 }
 
 function checkFunction({ name, queue }: FunctionQueue): void {
@@ -189,7 +165,7 @@ export function functionManifests(
     spec: {
       vhost: "/",
       userReference: { name: id },
-      permissions: workerBrokerPermissions(queue),
+      permissions: workerPermissions(queue),
       rabbitmqClusterReference: cluster,
     },
   };

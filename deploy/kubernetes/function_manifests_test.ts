@@ -5,61 +5,8 @@ import {
   functionManifestFiles,
   functionManifests,
   kubernetesName,
-  workerBrokerPermissions,
 } from "./function_manifests.ts";
 import { checkRabbitmqResource, RABBITMQ_API_VERSION } from "./rabbitmq_resources.ts";
-
-function matches(pattern: string, names: string[]): string[] {
-  const regex = new RegExp(pattern);
-  return names.filter((name) => regex.test(name));
-}
-
-const NAMES = [
-  "queue_a",
-  "queue_a.dlq",
-  "queue_a.retry.200",
-  "queue_a.control.0badf00d",
-  "queue_a.control.0BADF00D",
-  "queue_a.control.0badf00d1",
-  "queue_a.retry.",
-  "queue_a.other",
-  "queue_ab",
-  "xqueue_a",
-  "queue_b",
-  "queue_b.dlq",
-  "amq.default",
-  "amqXdefault",
-  "tasks.control",
-  "tasksXcontrol",
-];
-
-Deno.test("workerBrokerPermissions() lets a worker configure only its own queues", () => {
-  assert.deepEqual(matches(workerBrokerPermissions("queue_a").configure, NAMES), [
-    "queue_a",
-    "queue_a.dlq",
-    "queue_a.retry.200",
-    "queue_a.control.0badf00d",
-  ]);
-});
-
-Deno.test("workerBrokerPermissions() lets a worker write the default exchange and its control queue", () => {
-  assert.deepEqual(matches(workerBrokerPermissions("queue_a").write, NAMES), [
-    "queue_a.control.0badf00d",
-    "amq.default",
-  ]);
-});
-
-Deno.test("workerBrokerPermissions() lets a worker read its queue, its control queue and the control exchange", () => {
-  assert.deepEqual(matches(workerBrokerPermissions("queue_a").read, NAMES), [
-    "queue_a",
-    "queue_a.control.0badf00d",
-    "tasks.control",
-  ]);
-});
-
-Deno.test("workerBrokerPermissions() refuses a queue name that would change the expressions", () => {
-  assert.throws(() => workerBrokerPermissions("queue.*"), TypeError);
-});
 
 Deno.test("kubernetesName() spells _ as - and refuses what is no DNS label", () => {
   assert.equal(kubernetesName("task_a"), "task-a");

@@ -25,14 +25,17 @@ import {
   type ITriggerAuthentication,
   TriggerAuthentication,
 } from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
-import { CONTROL_EXCHANGE, DISPATCHER_PERMISSIONS } from "../../broker/definitions.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../functions/_runtime/contract.ts";
-import { deadLetterQueueOf } from "../../functions/_runtime/run_worker.ts";
+import {
+  CONTROL_EXCHANGE,
+  DISPATCHER_PERMISSIONS,
+  workerPermissions,
+} from "../../broker/definitions.ts";
+import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";
 import {
   DEFAULT_METRICS_PORT,
   WORKER_ENV_VARS,
   WORKER_IMAGE_FILES,
-} from "../../functions/_runtime/worker_settings.ts";
+} from "../../functions/_runtime/worker/worker_settings.ts";
 import {
   credentialsSecretOf,
   functionManifestFiles,
@@ -44,7 +47,6 @@ import {
   RABBITMQ_CLUSTER,
   RABBITMQ_POD_LABELS,
   WORKER_UID,
-  workerBrokerPermissions,
   workerImageOf,
   workQueueArguments,
 } from "./function_manifests.ts";
@@ -241,18 +243,6 @@ Deno.test({
   },
 });
 
-/** Variables the Deployments set that the worker does not read yet. */
-const PENDING_WORKER_VARS = ["DELIVERY_LIMIT"];
-
-Deno.test("PENDING_WORKER_VARS lists only variables the worker does not read yet", () => {
-  for (const name of PENDING_WORKER_VARS) {
-    assert.ok(
-      !(WORKER_ENV_VARS as readonly string[]).includes(name),
-      `the worker reads ${name} now: remove it from PENDING_WORKER_VARS`,
-    );
-  }
-});
-
 Deno.test({
   name: "one worker Deployment per function of test-config.yml, with its image, user and secret",
   ignore: NEEDS_KUBECTL,
@@ -281,8 +271,7 @@ Deno.test({
       });
       for (const variable of Object.keys(env)) {
         assert.ok(
-          (WORKER_ENV_VARS as readonly string[]).includes(variable) ||
-            PENDING_WORKER_VARS.includes(variable),
+          (WORKER_ENV_VARS as readonly string[]).includes(variable),
           `${variable} is a variable the worker reads`,
         );
       }
@@ -337,7 +326,7 @@ Deno.test({
       FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
     );
     for (const { name, queue } of FUNCTIONS) {
-      assert.deepEqual(permissionOf(kubernetesName(name)), workerBrokerPermissions(queue));
+      assert.deepEqual(permissionOf(kubernetesName(name)), workerPermissions(queue));
       const work = queues.find((q) => q.spec.name === queue)!;
       const dlq = queues.find((q) => q.spec.name === deadLetterQueueOf(queue))!;
       for (const q of [work, dlq]) {
@@ -384,7 +373,10 @@ Deno.test({
     assert.ok(spec.resources?.limits?.cpu && spec.resources.limits.memory);
     const config = spec.rabbitmq?.additionalConfig ?? "";
     // As the workers' limit, so the broker refuses what a worker would reject.
-    assert.match(config, new RegExp(`^max_message_size = ${DEFAULT_MAX_MESSAGE_BYTES}$`, "m"));
+    // The same limit as the compose stack's broker, which leaves room for a reply's envelope.
+    const compose = await Deno.readTextFile(new URL("../../broker/rabbitmq.conf", import.meta.url));
+    const limit = compose.match(/^max_message_size = (\d+)$/m)![1];
+    assert.match(config, new RegExp(`^max_message_size = ${limit}$`, "m"));
     assert.match(config, /^default_queue_type = quorum$/m);
   },
 });
