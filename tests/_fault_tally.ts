@@ -28,21 +28,31 @@ export interface WireLog {
  */
 export function tapReplies(broker: Broker): { broker: Broker; wire: WireLog } {
   const wire: WireLog = { replies: new Map(), succeeded: new Set() };
-  const tapped = Object.create(broker, {
-    openReplyQueue: {
-      value: (onMessage: (message: Message) => void) =>
-        broker.openReplyQueue((message) => {
-          const id = message.properties.correlationId;
-          if (id !== undefined && message.properties.type === RESULT_MESSAGE_TYPE) {
-            wire.replies.set(id, (wire.replies.get(id) ?? 0) + 1);
-            const parsed = parseReply(message.body);
-            if (parsed.ok && parsed.value.status === "success") wire.succeeded.add(id);
-          }
-          onMessage(message);
-        }),
+  const tapped = withReplyTap(broker, (message) => {
+    const id = message.properties.correlationId;
+    if (id === undefined || message.properties.type !== RESULT_MESSAGE_TYPE) return;
+    wire.replies.set(id, (wire.replies.get(id) ?? 0) + 1);
+    const parsed = parseReply(message.body);
+    if (parsed.ok && parsed.value.status === "success") wire.succeeded.add(id);
+  });
+  return { broker: tapped, wire };
+}
+
+/** `broker`, with `tap` called first for each message on its reply queue. */
+export function withReplyTap(broker: Broker, tap: (message: Message) => void): Broker {
+  return new Proxy(broker, {
+    get(target, key) {
+      if (key === "openReplyQueue") {
+        return (onMessage: (message: Message) => void) =>
+          target.openReplyQueue((message) => {
+            tap(message);
+            onMessage(message);
+          });
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  return { broker: tapped as Broker, wire };
 }
 
 /** How many times each task id appears in workers' JSON log lines with `msg`. */

@@ -86,3 +86,35 @@ Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
   assert.equal(script, "functions/_runtime/worker/healthcheck.ts");
   assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });
+
+Deno.test("the worker image's own config pins the runtime's dependencies as deno.json does, and its lockfile is in sync", async () => {
+  const root = new URL("../", import.meta.url);
+  const project = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
+  const image = JSON.parse(await Deno.readTextFile(new URL("worker.deno.json", root)));
+  for (const [name, specifier] of Object.entries(image.imports)) {
+    assert.equal(specifier, project.imports[name], `${name} is the same in both`);
+  }
+  assert.deepEqual(image.unstable, ["worker-options"]);
+  assert.match(dockerfile, /^COPY worker\.deno\.json \.\/deno\.json$/m);
+  // Frozen: fails if the lockfile would have to change, as the image build would.
+  const cached = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "cache",
+      "--frozen",
+      "--config",
+      "worker.deno.json",
+      "functions/_runtime/worker/main.ts",
+      "functions/task_a.ts",
+      "functions/task_b.ts",
+      "tests/fixtures/functions/escape.ts",
+    ],
+    cwd: root,
+  }).output();
+  assert.equal(
+    cached.code,
+    0,
+    `worker.deno.lock is out of date: run 'deno task lock:worker'\n${
+      new TextDecoder().decode(cached.stderr)
+    }`,
+  );
+});

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/rpc_client.ts";
-import { type CallOutcome } from "../dispatcher/rpc_client.ts";
+import { type CallOutcome, RpcClient } from "../dispatcher/rpc_client.ts";
+import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
 import { runDeno, startDeno } from "./_processes.ts";
@@ -21,21 +21,28 @@ function containerOf(workerId: string, containers: string[]): string | undefined
 }
 
 interface Run {
+  /** Task ids sent, in order. */
+  sent: string[];
   outcomes: CallOutcome[];
   /** Worker ids of every `started` event, per task id. */
   started: Map<string, string[]>;
+  /** Every reply on the wire, counted below the client. */
+  wire: WireLog;
 }
 
 /** Sends `count` task_a requests at once, calling `onStarted` at each start event. */
-function dispatch(
-  client: RpcClient,
+async function dispatch(
+  connect: () => Promise<Broker>,
   count: number,
   workMs: number,
   onStarted: (taskId: string, worker: string) => void,
-): { run: Run; done: Promise<void> } {
-  const run: Run = { outcomes: [], started: new Map() };
+): Promise<{ run: Run; client: RpcClient; done: Promise<void> }> {
+  const { broker, wire } = tapReplies(await connect());
+  const client = await RpcClient.open(broker);
+  const run: Run = { sent: [], outcomes: [], started: new Map(), wire };
   const calls = Array.from({ length: count }, (_, i) => {
     const taskId = `fault-${i}-${crypto.randomUUID().slice(0, 8)}`;
+    run.sent.push(taskId);
     run.started.set(taskId, []);
     return client.call("queue_a", "task_a", { work_ms: workMs }, {
       taskId,
@@ -49,20 +56,21 @@ function dispatch(
       run.outcomes.push(outcome);
     });
   });
-  return { run, done: Promise.all(calls).then(() => {}) };
+  return { run, client, done: Promise.all(calls).then(() => {}) };
 }
 
-function tally(name: string, sent: number, run: Run, client: RpcClient) {
-  const replies = run.outcomes.filter((o) => o.kind === "reply");
-  const completed = replies.filter((o) => o.kind === "reply" && o.reply.status === "success");
-  const ids = new Set(run.outcomes.map((o) => o.taskId));
-  const figures = {
-    sent,
-    completed: completed.length,
-    lost: sent - ids.size,
-    duplicates_to_caller: run.outcomes.length - ids.size,
-    duplicates_ignored: client.ignored.unknown,
-  };
+/**
+ * The figures of a step, from both ends: the replies on the wire and the
+ * tasks the workers logged as finished (`docker compose logs`).
+ */
+async function tally(name: string, stack: Stack, run: Run) {
+  const logs = (await stack.compose(["logs", "--no-color", "--no-log-prefix", "worker-a"])).stdout;
+  const figures = tallyFaults({
+    sent: run.sent,
+    wire: run.wire,
+    handed: run.outcomes.filter((o) => o.kind === "reply").map((o) => o.taskId),
+    finished: countLogged(logs.split("\n"), "Task succeeded"),
+  });
   console.log(`${name}: ${JSON.stringify(figures)}`);
   return figures;
 }
@@ -98,11 +106,10 @@ Deno.test({
       await t.step(
         "SIGKILL one of two replicas while tasks are in flight: all complete once",
         async () => {
-          const client = await RpcClient.open(await connect());
           const containers = await stack.containers("worker-a");
           let victim: { worker: string; taskId: string } | undefined;
           const workers = new Set<string>();
-          const { run, done } = dispatch(client, 20, 400, (taskId, worker) => {
+          const { run, client, done } = await dispatch(connect, 20, 400, (taskId, worker) => {
             workers.add(worker);
             if (!victim && workers.size === 2) victim = { worker, taskId };
           });
@@ -112,10 +119,11 @@ Deno.test({
           await docker(["kill", "--signal", "KILL", container]);
           await done;
           client.close();
-          const figures = tally("SIGKILL", 20, run, client);
+          const figures = await tally("SIGKILL", stack, run);
           assert.equal(figures.completed, 20);
           assert.equal(figures.lost, 0);
           assert.equal(figures.duplicates_to_caller, 0);
+          assert.ok(figures.finished_by_workers >= 20, "every task finished on a worker");
           const interrupted = run.outcomes.find((o) => o.taskId === victim!.taskId)!;
           assert.equal(interrupted.kind, "reply");
           assert.notEqual(
@@ -131,10 +139,9 @@ Deno.test({
         "SIGTERM during work: the task in flight finishes, nothing is redelivered, exit 0",
         async () => {
           await scaleWorkerA(stack, broker!, 2);
-          const client = await RpcClient.open(await connect());
           const containers = await stack.containers("worker-a");
           let victim: { worker: string; taskId: string } | undefined;
-          const { run, done } = dispatch(client, 4, 1500, (taskId, worker) => {
+          const { run, client, done } = await dispatch(connect, 4, 1500, (taskId, worker) => {
             victim ??= { worker, taskId };
           });
           await waitFor(() => victim !== undefined, "a replica working", 20_000);
@@ -143,11 +150,11 @@ Deno.test({
           await done;
           await stopped;
           client.close();
-          const figures = tally("SIGTERM", 4, run, client);
+          const figures = await tally("SIGTERM", stack, run);
           assert.equal(figures.completed, 4);
           assert.equal(figures.lost, 0);
           assert.equal(figures.duplicates_to_caller, 0);
-          assert.equal(figures.duplicates_ignored, 0, JSON.stringify(run.outcomes));
+          assert.equal(figures.duplicates_on_wire, 0, JSON.stringify(run.outcomes));
           const detail = JSON.stringify({
             victim,
             started: [...run.started],
@@ -200,6 +207,64 @@ Deno.test({
               (await broker!.inspectQueue("queue_a.dlq"))!.messages === dlqBefore + bad.length,
             "every bad message dead-lettered",
           );
+        },
+      );
+
+      await t.step(
+        "requests waiting in the broker survive its crash: every one succeeds once the workers are back",
+        async () => {
+          // Nobody consumes queue_a while the requests wait.
+          await stack.compose(["stop", "worker-a"]);
+          const admin = await connectAmqp(await stack.url("admin"));
+          const replies = `faults_replies_${crypto.randomUUID().slice(0, 8)}`;
+          await admin.declareQueue(replies, { durable: true });
+          const ids = Array.from({ length: 30 }, (_, i) => `persisted-${i}`);
+          for (const taskId of ids) {
+            await admin.publish(
+              "queue_a",
+              encodeRequest("task_a", { work_ms: 0 }, { taskId, replyTo: replies }),
+            );
+          }
+          assert.equal((await admin.inspectQueue("queue_a"))?.messages, ids.length);
+          await admin.close();
+          const [rabbitmq] = await stack.containers("rabbitmq");
+          await docker(["kill", "--signal", "KILL", rabbitmq]);
+          await stack.compose(["start", "rabbitmq"]);
+          const after = await connectWhenUp(await stack.url("admin"));
+          try {
+            assert.equal(
+              (await after.inspectQueue("queue_a"))?.messages,
+              ids.length,
+              "every request is still in queue_a after the crash",
+            );
+            await stack.compose(["start", "worker-a"]);
+            const succeeded = new Set<string>();
+            await waitFor(
+              async () => {
+                for (
+                  let reply = await after.get(replies);
+                  reply;
+                  reply = await after.get(replies)
+                ) {
+                  after.ack(reply);
+                  const parsed = parseReply(reply.body);
+                  if (parsed.ok && parsed.value.status === "success") {
+                    succeeded.add(parsed.value.task_id!);
+                  }
+                }
+                return succeeded.size === ids.length;
+              },
+              "every request answered",
+              90_000,
+              250,
+            );
+            console.log(`broker crash: ${ids.length} waiting, ${succeeded.size} succeeded after`);
+            assert.deepEqual([...succeeded].sort(), [...ids].sort());
+          } finally {
+            await after.deleteQueue(replies).catch(() => {});
+            await after.close();
+          }
+          broker = await connectWhenUp(await stack.url("dispatcher"));
         },
       );
 
