@@ -9,6 +9,8 @@ import { defineFunction, simulateWork } from "./_runtime/mod.ts";
 export default defineFunction({
   name: "task_a",
   queue: "queue_a",
+  // Celery clients call it by the name the Celery task it replaces had.
+  celeryNames: ["tasks.task_a"],
   async handler(payload, context) {
     await simulateWork(payload, context, 100);
     return "Hello from Task A";

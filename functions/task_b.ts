@@ -9,6 +9,8 @@ import { defineFunction, simulateWork } from "./_runtime/mod.ts";
 export default defineFunction({
   name: "task_b",
   queue: "queue_b",
+  // Celery clients call it by the name the Celery task it replaces had.
+  celeryNames: ["tasks.task_b"],
   async handler(payload, context) {
     await simulateWork(payload, context, 200);
     return "Hello from Task B";

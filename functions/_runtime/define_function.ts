@@ -6,6 +6,7 @@
  */
 
 import type { BackoffPolicy } from "./backoff.ts";
+import { CELERY_NAME_PATTERN } from "./contract/celery.ts";
 import { NAME_PATTERN } from "./contract/names.ts";
 import { type Payload, RETRY_LIMITS } from "./contract/request.ts";
 import type { Logger } from "./log.ts";
@@ -77,6 +78,8 @@ export interface FunctionInfo {
   readonly timeoutMs: number;
   /** Broker users (`user_id`) whose requests it runs, besides its own worker's. */
   readonly allowedSenders: readonly string[];
+  /** Celery task names it answers to (`tasks.task_a`), for Celery clients. */
+  readonly celeryNames: readonly string[];
 }
 
 /** A function: its handler, its name and the one queue it consumes. */
@@ -100,6 +103,12 @@ export interface DefineFunctionOptions {
    * @default {DEFAULT_ALLOWED_SENDERS}
    */
   allowedSenders?: string[];
+  /**
+   * Celery task names it answers to, so that Celery clients can call it as
+   * they called the Celery task it replaces (docs/celery.md).
+   * @default {[]}
+   */
+  celeryNames?: string[];
 }
 
 /** Declares a function; checks its name and queue so mistakes fail at start. */
@@ -121,6 +130,7 @@ export function defineFunction(options: DefineFunctionOptions): FunctionDefiniti
     },
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     allowedSenders: options.allowedSenders ?? [...DEFAULT_ALLOWED_SENDERS],
+    celeryNames: options.celeryNames ?? [],
   });
   return Object.freeze({ ...info, handler: options.handler });
 }
@@ -158,12 +168,22 @@ export function checkFunctionInfo(info: FunctionInfo): FunctionInfo {
       `Cannot define function '${info.name}' as allowedSenders is not a list of broker user names: use for example ["dispatcher", "task_a"]`,
     );
   }
+  const celeryNames = info.celeryNames ?? [];
+  if (
+    !Array.isArray(celeryNames) || celeryNames.length > 100 ||
+    !celeryNames.every((name) => typeof name === "string" && CELERY_NAME_PATTERN.test(name))
+  ) {
+    throw new TypeError(
+      `Cannot define function '${info.name}' as celeryNames is not a list of Celery task names: use for example ["tasks.${info.name}"]`,
+    );
+  }
   return Object.freeze({
     name: info.name,
     queue: info.queue,
     retry: Object.freeze(retry),
     timeoutMs,
     allowedSenders: Object.freeze([...senders]),
+    celeryNames: Object.freeze([...celeryNames]),
   });
 }
 

@@ -66,6 +66,12 @@ export interface CheckEnvelopeOptions {
   maxBytes: number;
   /** What is checked, for messages: "the request". */
   what?: string;
+  /**
+   * Check the content type too; a Celery request's is checked with its
+   * protocol, which words the refusal for Celery clients.
+   * @default {true}
+   */
+  contentType?: boolean;
 }
 
 /**
@@ -82,15 +88,16 @@ export function checkEnvelope(message: Message, options: CheckEnvelopeOptions): 
     );
   }
   const { contentType, contentEncoding } = properties;
-  if (!isJsonContentType(contentType)) {
+  const checkType = options.contentType ?? true;
+  if (checkType && !isJsonContentType(contentType)) {
     const actual = contentType === undefined ? "missing" : `'${boundText(contentType, 60)}'`;
     return refuse(
       "InvalidContentType",
       `Cannot accept ${what} as its content_type is ${actual}: set it to '${CONTENT_TYPE}'`,
     );
   }
-  const charset = contentType!.match(/;\s*charset\s*=\s*"?([^";\s]+)/i)?.[1].toLowerCase();
-  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+  const charset = contentType?.match(/;\s*charset\s*=\s*"?([^";\s]+)/i)?.[1].toLowerCase();
+  if (checkType && charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
     return refuse(
       "InvalidContentType",
       `Cannot accept ${what} as its charset is '${

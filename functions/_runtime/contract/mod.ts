@@ -16,3 +16,4 @@ export * from "./names.ts";
 export * from "./request.ts";
 export * from "./reply.ts";
 export * from "./control.ts";
+export * from "./celery.ts";

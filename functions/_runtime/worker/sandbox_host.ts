@@ -113,6 +113,7 @@ export function hostFunction(definition: unknown): void {
       retry: fn.retry,
       timeoutMs: fn.timeoutMs,
       allowedSenders: fn.allowedSenders,
+      celeryNames: fn.celeryNames,
     }));
   } catch (error) {
     send({ k: "failed", message: `its definition is not plain data: ${error}` });

@@ -26,6 +26,7 @@ export type FromSandbox =
       retry: unknown;
       timeoutMs: unknown;
       allowedSenders: unknown;
+      celeryNames: unknown;
     };
   }
   | { k: "failed"; message: string }

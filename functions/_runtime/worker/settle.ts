@@ -66,6 +66,8 @@ export interface SettlerOptions {
 export interface Settler {
   /** Sends `reply` to the request's `reply_to`, if it has one. */
   reply(delivery: Delivery, reply: TaskReply, resultJson?: string): Promise<void>;
+  /** Sends `message` to the request's `reply_to`, if it has one: a reply in another protocol. */
+  answer(delivery: Delivery, message: Message): Promise<void>;
   /** Sends a progress event; failures are the caller's to ignore. */
   progress(delivery: Delivery, progress: TaskProgress): Promise<void>;
   /** Publishes the request to `<queue>.dlq` with the reason and error in headers. */
@@ -111,6 +113,11 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
       const { replyTo, correlationId } = delivery.properties;
       if (!replyTo) return;
       await broker.publish(replyTo, encodeReply(reply, correlationId, { resultJson }));
+    },
+    async answer(delivery, message) {
+      const { replyTo } = delivery.properties;
+      if (!replyTo) return;
+      await broker.publish(replyTo, message);
     },
     async progress(delivery, progress) {
       const { replyTo, correlationId } = delivery.properties;
