@@ -12,9 +12,10 @@
  */
 
 import { CONTROL_EXCHANGE, NAME_PATTERN } from "../functions/_runtime/contract/names.ts";
+import { EVENTS_EXCHANGE } from "../functions/_runtime/contract/events.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
-export { CONTROL_EXCHANGE, NAME_PATTERN };
+export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
 
 /** The dispatcher's user. */
 export const DISPATCHER_USER = "dispatcher";
@@ -66,13 +67,15 @@ export interface User {
 // "amq.default".
 const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
+const EVENTS = "tasks\\.events";
 
 /**
  * A function's worker: it declares exactly the queues it uses (its work
  * queue, `<queue>.dlq`, `<queue>.retry.<ms>` and `<queue>.control.<8 hex>`),
  * consumes its work and control queues, binds its control queue to the
  * control exchange, and publishes replies, retries and dead letters through
- * the default exchange. RabbitMQ asks for read on a queue declared with a
+ * the default exchange, and task events to the events exchange. RabbitMQ
+ * asks for read on a queue declared with a
  * dead-letter target (its work and retry queues), as the broker moves
  * messages out of it on the declarer's behalf. Queue names are lower_snake_case, so they carry no
  * regular-expression syntax, and `queue_a` never matches `queue_ab`.
@@ -86,7 +89,7 @@ export function workerPermissions(queue: string): Permissions {
   const control = `${queue}\\.control\\.[0-9a-f]{8}`;
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
-    write: `^(${DEFAULT_EXCHANGE}|${control})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control})$`,
     read: `^(${queue}(\\.retry\\.[0-9]+)?|${control}|${CONTROL})$`,
   };
 }
@@ -99,7 +102,7 @@ export function workerPermissions(queue: string): Permissions {
  */
 export const DISPATCHER_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: "^$",
-  write: `^(${DEFAULT_EXCHANGE}|${CONTROL})$`,
+  write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS})$`,
   read: "^$",
 });
 
@@ -166,14 +169,14 @@ export function buildDefinitions(users: readonly User[]): Definitions {
     permissions: users.flatMap((user) =>
       user.permissions ? [{ user: user.name, vhost: "/", ...user.permissions }] : []
     ),
-    exchanges: [{
-      name: CONTROL_EXCHANGE,
+    exchanges: [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+      name,
       vhost: "/",
       type: "fanout",
       durable: true,
       auto_delete: false,
       internal: false,
       arguments: {},
-    }],
+    })),
   };
 }

@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../functions/_runtime/define_function.ts";
 import {
   ADMIN_PERMISSIONS,
-  MAX_QUEUES,
-  OPERATOR_PERMISSIONS,
   buildDefinitions,
   DISPATCHER_PERMISSIONS,
+  MAX_QUEUES,
   NAME_PATTERN,
+  OPERATOR_PERMISSIONS,
   type Permissions,
   workerPermissions,
 } from "./definitions.ts";
@@ -116,11 +116,12 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     user: "task_a",
     vhost: "/",
     configure: "^queue_a(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$",
-    write: "^(amq\\.default|queue_a\\.control\\.[0-9a-f]{8})$",
+    write: "^(amq\\.default|tasks\\.events|queue_a\\.control\\.[0-9a-f]{8})$",
     read: "^(queue_a(\\.retry\\.[0-9]+)?|queue_a\\.control\\.[0-9a-f]{8}|tasks\\.control)$",
   });
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],
+    ["tasks.events", "fanout", true],
   ]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
   assert.deepEqual(locked.permissions, [], "a user without permissions gets none");

@@ -110,6 +110,8 @@ export class AmqpBroker implements Broker {
   #flushScheduled = false;
   readonly #waiting = new Fifo<WaitingPublish>();
   #replying = false;
+  /** Exchanges this connection saw exist. */
+  readonly #knownExchanges = new Set<string>();
 
   /**
    * @param connection An open amqplib connection.
@@ -279,6 +281,7 @@ export class AmqpBroker implements Broker {
   }
 
   async deleteExchange(name: string): Promise<void> {
+    this.#knownExchanges.delete(name);
     try {
       const channel = await this.#sideChannel();
       await channel.deleteExchange(name);
@@ -298,12 +301,16 @@ export class AmqpBroker implements Broker {
 
   async publishToExchange(exchange: string, message: Message, routingKey = ""): Promise<void> {
     // Publishing to a missing exchange would close the main channel, and
-    // with it every consumer: check on the side channel first.
-    try {
-      const channel = await this.#sideChannel();
-      await channel.checkExchange(exchange);
-    } catch (error) {
-      this.#fail(`publish to exchange '${exchange}'`, error);
+    // with it every consumer: check on the side channel first, once per
+    // exchange and connection (task events publish to one many times).
+    if (!this.#knownExchanges.has(exchange)) {
+      try {
+        const channel = await this.#sideChannel();
+        await channel.checkExchange(exchange);
+        this.#knownExchanges.add(exchange);
+      } catch (error) {
+        this.#fail(`publish to exchange '${exchange}'`, error);
+      }
     }
     await this.#publish(exchange, routingKey, message, `publish to exchange '${exchange}'`);
   }

@@ -17,3 +17,4 @@ export * from "./request.ts";
 export * from "./reply.ts";
 export * from "./control.ts";
 export * from "./celery.ts";
+export * from "./events.ts";

@@ -47,6 +47,13 @@ export function queueOfDeadLetterQueue(name: string): string | undefined {
  */
 export const CONTROL_EXCHANGE = "tasks.control";
 
+/**
+ * Header a caller may set on a request (and the runtime sets on a retry):
+ * when it was sent, in milliseconds since the epoch, for the span of its
+ * wait in the queue.
+ */
+export const SENT_AT_HEADER = "x-sent-at";
+
 /** Header the runtime sets on a request it schedules for another attempt. */
 export const ATTEMPT_HEADER = "x-attempt";
 

@@ -17,7 +17,7 @@ import {
   refuse,
   type TaskError,
 } from "./message.ts";
-import { NAME_PATTERN } from "./names.ts";
+import { NAME_PATTERN, SENT_AT_HEADER } from "./names.ts";
 
 /** A function's input: always a JSON object. */
 export type Payload = Record<string, unknown>;
@@ -256,6 +256,6 @@ export function encodeRequest(
   if (options.deadline !== undefined) {
     message.properties.expiration = String(Math.max(1, Math.ceil(options.deadline - now)));
   }
-  if (options.headers) message.properties.headers = options.headers;
+  message.properties.headers = { [SENT_AT_HEADER]: now, ...options.headers };
   return message;
 }

@@ -13,6 +13,7 @@ import {
   boundText,
   DELIVERY_COUNT_HEADER,
   type Message,
+  SENT_AT_HEADER,
   type TaskRequest,
 } from "../contract/mod.ts";
 import type { FunctionInfo, RetryPolicy } from "../define_function.ts";
@@ -52,6 +53,14 @@ export function deliveriesOf(delivery: Delivery): number {
 export function taskIdOf(message: Message): string | null {
   const id = message.properties.messageId ?? message.properties.correlationId;
   return id === undefined ? null : boundText(id, 255);
+}
+
+/** When the request was sent (its `x-sent-at` header, else its AMQP timestamp), if known. */
+export function sentAtOf(delivery: Delivery): number | undefined {
+  const header = Number(delivery.properties.headers?.[SENT_AT_HEADER]);
+  if (Number.isSafeInteger(header) && header > 0) return header;
+  const seconds = delivery.properties.timestamp;
+  return typeof seconds === "number" && seconds > 0 ? seconds * 1000 : undefined;
 }
 
 /** The function's retry policy with the request's overrides. */

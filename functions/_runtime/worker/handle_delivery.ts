@@ -36,6 +36,7 @@ import {
   fitsIn,
   JITTER_STEPS,
   policyFor,
+  sentAtOf,
   type Task,
   taskIdOf,
   twoDigits,
@@ -44,6 +45,8 @@ import type { WorkerMetrics } from "./metrics.ts";
 import type { HandlerOutcome } from "./run_handler.ts";
 import type { HandlerRunner } from "./runner.ts";
 import type { Settler } from "./settle.ts";
+import type { EmitTaskEvent } from "./task_events.ts";
+import { startTaskTrace, type TaskTrace } from "./tracing.ts";
 
 /** What the handler of a worker's deliveries works with. */
 export interface DeliveryContext {
@@ -61,6 +64,8 @@ export interface DeliveryContext {
   random: () => number;
   metrics: WorkerMetrics;
   log: Logger;
+  /** Publishes task events; {@linkcode NO_EVENTS} when they are off. */
+  emit: EmitTaskEvent;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -74,7 +79,7 @@ export interface DeliveryHandler {
 /** Makes the handler of a worker's deliveries. */
 export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler {
   const { runner, broker, settler, info, queue, workerId, queueType, deliveryLimit } = context;
-  const { maxBytes, senders, random, metrics, log } = context;
+  const { maxBytes, senders, random, metrics, log, emit } = context;
   const stats = metrics.stats;
   const anySender = senders.has("*");
   // On a broker without users of its own every party is guest: user_id
@@ -117,9 +122,18 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     const celery = isCeleryMessage(delivery);
     let attempt = attemptOf(delivery);
     const taskId = taskIdOf(delivery);
-    const ids = { task_id: taskId ?? undefined, attempt };
+    const headers = delivery.properties.headers;
+    const traced = startTaskTrace(headers, {
+      function: info.name,
+      queue,
+      taskId,
+      attempt,
+      worker: workerId,
+    }, sentAtOf(delivery));
+    const ids = { task_id: taskId ?? undefined, attempt, ...traced.ids };
     let taskLog: Logger | undefined;
     const logOf = () => taskLog ??= log.child({ ...ids, ...(celery && { protocol: "celery" }) });
+    const event = { function: info.name, queue, task_id: taskId, worker: workerId };
     const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
     let taskName: string | null = null;
     let celeryId: string | undefined;
@@ -138,6 +152,12 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       duration_ms: elapsed(),
     });
     const answer: Answer = (status, error, resultJson?) => {
+      if (!delivery.properties.replyTo) return Promise.resolve();
+      const span = traced.step("reply", { "task.status": status });
+      return (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson)
+        .finally(() => span.end());
+    };
+    const sendAnswer: Answer = (status, error, resultJson?) => {
       if (!celery) {
         return settler.reply(delivery, outcome(status, error), resultJson);
       }
@@ -172,6 +192,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
           duration_ms: elapsed(),
         },
       );
+      const span = traced.step("dead letter", { "task.reason": reason });
       await settler.deadLetter(delivery, {
         reason,
         error,
@@ -179,8 +200,10 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         sender,
         deliveries: extra.deliveries,
         dropBody: extra.dropBody,
-      });
+      }).finally(() => span.end());
       if (!extra.silent) await answer("error", error);
+      traced.end(reason, error);
+      emit({ ...event, kind: "task-rejected", attempt, reason, error_type: error.type });
       settle(task);
     };
 
@@ -267,11 +290,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         remainingMs: deadline === null ? undefined : deadline - Date.now(),
       });
       logOf().info("Task waits for its eta", { eta: new Date(eta).toISOString() });
+      traced.end("eta");
       settle(task);
       return;
     }
 
     log.debug("Task started", ids);
+    emit({ ...event, kind: "task-started", attempt });
     if (request.progress) {
       settler.progress(delivery, {
         task_id: taskId,
@@ -308,10 +333,21 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       const replied = answer("success", null, checked.resultJson);
       log.info("Task succeeded", { ...ids, status: "success", duration_ms: duration });
       await replied;
+      traced.end("success");
+      emit({ ...event, kind: "task-succeeded", attempt, duration_ms: duration });
       settle(task);
       return;
     }
-    await failed(task, request, checked, { attempt, sender, deadline, answer, logOf, elapsed });
+    await failed(task, request, checked, {
+      attempt,
+      sender,
+      deadline,
+      answer,
+      logOf,
+      elapsed,
+      traced,
+      event,
+    });
   }
 
   async function failed(
@@ -325,12 +361,15 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       answer: Answer;
       logOf: () => Logger;
       elapsed: () => number;
+      traced: TaskTrace;
+      event: { function: string; queue: string; task_id: string | null; worker: string };
     },
   ): Promise<void> {
     const { delivery } = task;
     const { error } = result;
     if (result.requeue) {
       at.logOf().warn("Returning a task to the queue", { error: error.message });
+      at.traced.end("requeued", error);
       if (!task.abandoned) broker.nack(delivery, true);
       return;
     }
@@ -344,12 +383,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       ));
       const remainingMs = at.deadline === null ? undefined : at.deadline - Date.now();
       if (remainingMs === undefined || remainingMs > delayMs) {
+        const span = at.traced.step("retry", { "task.delay_ms": delayMs });
         await settler.retry(delivery, {
           nextAttempt: at.attempt + 1,
           delayMs,
           sender: at.sender,
           remainingMs,
-        });
+        }).finally(() => span.end());
         stats.retried++;
         at.logOf().info("Task failed; retrying", {
           status: "retry",
@@ -374,6 +414,16 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
             max_retries: policy.maxRetries,
           }).catch(() => {});
         }
+        at.traced.end("retry", error);
+        emit({
+          ...at.event,
+          kind: "task-retried",
+          attempt: at.attempt,
+          error_type: error.type,
+          error: error.message,
+          delay_ms: delayMs,
+          duration_ms: at.elapsed(),
+        });
         settle(task);
         return;
       }
@@ -390,13 +440,24 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       reason,
       duration_ms: duration,
     });
+    const span = at.traced.step("dead letter", { "task.reason": reason });
     await settler.deadLetter(delivery, {
       reason,
       error,
       attempts: at.attempt,
       sender: at.sender,
-    });
+    }).finally(() => span.end());
     await at.answer("error", error);
+    at.traced.end(reason, error);
+    emit({
+      ...at.event,
+      kind: "task-failed",
+      attempt: at.attempt,
+      reason,
+      error_type: error.type,
+      error: error.message,
+      duration_ms: duration,
+    });
     settle(task);
   }
 

@@ -81,6 +81,10 @@ Environment:
   LOG_LEVEL          debug, info, warn or error (default info)
   LOG_FORMAT         json or text (default json)
   METRICS_PORT       port of GET /healthz and /metrics (default 9464; 0: off)
+  TASK_EVENTS        true: publish task events to the tasks.events exchange,
+                     for deno task dashboard (default false)
+  OTEL_DENO          true: export OpenTelemetry traces of every task, with
+                     the standard OTEL_* variables (read by Deno itself)
 `;
 
 function hostName(): string {
@@ -320,6 +324,7 @@ export async function main(args: string[]): Promise<number> {
       allowedSenders: settings.allowedSenders,
       maxMessageBytes: settings.maxMessageBytes,
       graceMs: settings.graceMs,
+      events: settings.events,
       log,
     });
   } catch (error) {

@@ -25,6 +25,7 @@ import {
   type MessageProperties,
   retryQueueOf,
   SENDER_HEADER,
+  SENT_AT_HEADER,
   type TaskError,
   type TaskProgress,
   type TaskReply,
@@ -164,6 +165,8 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
       const headers: Record<string, unknown> = {
         ...keptHeaders(delivery.properties),
         [ATTEMPT_HEADER]: retry.nextAttempt,
+        // The next attempt's wait in the queue starts now.
+        [SENT_AT_HEADER]: Date.now(),
       };
       if (retry.sender !== undefined) {
         headers[SENDER_HEADER] = boundText(retry.sender, MAX_NAME_CHARS);

@@ -36,6 +36,7 @@ import { createDeliveryHandler } from "./handle_delivery.ts";
 import { WorkerMetrics, type WorkerStats } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { createSettler } from "./settle.ts";
+import { NO_EVENTS, startTaskEvents } from "./task_events.ts";
 
 export { twoDigits } from "./delivery_facts.ts";
 export type { WorkerStats } from "./metrics.ts";
@@ -95,6 +96,12 @@ export interface WorkerOptions {
    * @default {new WorkerMetrics()}
    */
   metrics?: WorkerMetrics;
+  /**
+   * Publish task events (started, retried, succeeded, failed, rejected) to
+   * the events exchange, as Celery workers do with `-E`.
+   * @default {false}
+   */
+  events?: boolean;
   /**
    * How long a delivery whose outcome could not be published waits before
    * it goes back to the queue, so that a persistent fault does not spin.
@@ -159,6 +166,7 @@ export async function startWorker(
     ...(queueType === "quorum" && { deliveryLimit: deliveryLimit + 1 }),
   });
 
+  const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
   const handler = createDeliveryHandler({
     runner,
     broker,
@@ -173,6 +181,7 @@ export async function startWorker(
     random,
     metrics,
     log,
+    emit,
   });
 
   /**

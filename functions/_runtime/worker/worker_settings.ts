@@ -31,6 +31,7 @@ export const WORKER_ENV_VARS = [
   "LOG_LEVEL",
   "LOG_FORMAT",
   "METRICS_PORT",
+  "TASK_EVENTS",
 ] as const;
 
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
@@ -73,6 +74,8 @@ export interface WorkerSettings {
   logFormat: LogFormat;
   /** Port of `/healthz` and `/metrics`; 0 serves neither. */
   metricsPort: number;
+  /** Publish task events to the events exchange. */
+  events: boolean;
 }
 
 function wholeNumber(
@@ -153,6 +156,7 @@ export function readWorkerSettings(
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: oneOf(env, "LOG_FORMAT", ["json", "text"] as const, "json"),
     metricsPort: wholeNumber(env, "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
+    events: oneOf(env, "TASK_EVENTS", ["true", "false"] as const, "false") === "true",
   };
 }
 

@@ -42,6 +42,7 @@ Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
     logLevel: "info",
     logFormat: "json",
     metricsPort: DEFAULT_METRICS_PORT,
+    events: false,
   });
 });
 
@@ -68,6 +69,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       LOG_LEVEL: "debug",
       LOG_FORMAT: "text",
       METRICS_PORT: "9100",
+      TASK_EVENTS: "true",
     })),
     {
       amqp: {
@@ -90,6 +92,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       logLevel: "debug",
       logFormat: "text",
       metricsPort: 9100,
+      events: true,
     },
   );
 });
