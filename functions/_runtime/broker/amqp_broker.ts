@@ -261,12 +261,12 @@ export class AmqpBroker implements Broker {
     name: string,
     type: ExchangeType,
     options: ExchangeOptions = {},
-  ): Promise<void> {
+  ): Promise<boolean> {
     // An exchange that exists is only checked: declaring it again needs the
     // configure permission, which a least-privilege user has not got.
     try {
       await (await this.#sideChannel()).checkExchange(name);
-      return;
+      return false;
     } catch (error) {
       if (!/NOT.FOUND|404/.test(String((error as Error)?.message))) {
         this.#fail(`check exchange '${name}'`, error);
@@ -275,6 +275,7 @@ export class AmqpBroker implements Broker {
     try {
       const channel = await this.#sideChannel();
       await channel.assertExchange(name, type, { durable: options.durable ?? true });
+      return true;
     } catch (error) {
       this.#fail(`declare exchange '${name}'`, error);
     }

@@ -118,9 +118,10 @@ export interface Broker {
   /**
    * Creates the exchange if it does not exist, and leaves an existing one as
    * it is: a user who may use an exchange but not configure it (a worker on
-   * the control exchange) can still declare it.
+   * the control exchange) can still declare it. Resolves with whether it
+   * created it.
    */
-  declareExchange(name: string, type: ExchangeType, options?: ExchangeOptions): Promise<void>;
+  declareExchange(name: string, type: ExchangeType, options?: ExchangeOptions): Promise<boolean>;
   /** Deletes an exchange and its bindings; the bound queues stay. */
   deleteExchange(name: string): Promise<void>;
   /**

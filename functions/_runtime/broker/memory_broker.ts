@@ -197,9 +197,10 @@ export class MemoryBroker {
   }
 
   /** @internal */
-  declareExchange(name: string, type: ExchangeType, options: ExchangeOptions): void {
-    if (this.#exchanges.has(name)) return;
+  declareExchange(name: string, type: ExchangeType, options: ExchangeOptions): boolean {
+    if (this.#exchanges.has(name)) return false;
     this.#exchanges.set(name, { type, options, bound: new Map() });
+    return true;
   }
 
   /** @internal */
@@ -393,9 +394,9 @@ class MemoryConnection implements Broker {
     name: string,
     type: ExchangeType,
     options: ExchangeOptions = {},
-  ): Promise<void> {
+  ): Promise<boolean> {
     this.#ensureOpen(`declare exchange '${name}'`);
-    await this.#broker.declareExchange(name, type, options);
+    return await this.#broker.declareExchange(name, type, options);
   }
 
   async deleteExchange(name: string): Promise<void> {

@@ -166,6 +166,7 @@ export async function startWorker(
     ...(queueType === "quorum" && { deliveryLimit: deliveryLimit + 1 }),
   });
 
+  if (info.celeryNames.length > 0) await declareCeleryRoute(broker, queue);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
   const handler = createDeliveryHandler({
     runner,
@@ -291,6 +292,18 @@ export async function startWorker(
       runner.abortAll("The broker connection was lost");
     },
   };
+}
+
+/**
+ * The route Celery clients publish through: a direct exchange named after
+ * the queue, bound to it. A deployment with broker users declares it in its
+ * definitions (and only Celery clients may write to it); on a broker where
+ * the worker may, the worker makes it.
+ */
+async function declareCeleryRoute(broker: Broker, queue: string): Promise<void> {
+  if (await broker.declareExchange(queue, "direct", { durable: true })) {
+    await broker.bindQueue(queue, queue, queue);
+  }
 }
 
 /**
