@@ -17,7 +17,12 @@ import { LOCAL_AMQP_URL } from "../dispatcher/choose_broker.ts";
 import { connectRabbitMq } from "../dispatcher/connect_rabbitmq.ts";
 import { type CliIo, EXIT, readOptions, runCli, wholeNumber } from "../dispatcher/cli.ts";
 import { defaultResultsPath, writeOutput } from "../dispatcher/output_files.ts";
-import { type RunningProcess, startDeno, WORKER_PERMISSIONS } from "../tests/_processes.ts";
+import {
+  type RunningProcess,
+  startDeno,
+  WORKER_MAIN,
+  workerPermissions,
+} from "../tests/_processes.ts";
 
 const HELP = `Usage: deno task bench [options]
 
@@ -308,7 +313,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     const idleRss: number[] = [];
     for (let rep = 0; rep < Math.max(1, Math.min(3, flags.reps)); rep++) {
       const { process, readyMs: ms } = await spawn(
-        ["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"],
+        ["run", ...workerPermissions(), WORKER_MAIN, "task_a"],
         { QUEUE: queue(`idle${rep}`) },
       );
       readyMs.push(ms);
@@ -321,7 +326,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     const echoQueue = queue("echo");
     const productQueue = queue("product");
     await serve(["run", "-A", "bench/bare_echo.ts", url, echoQueue, prefetch], {}, echoQueue);
-    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], {
+    await serve(["run", ...workerPermissions(), WORKER_MAIN, "task_a"], {
       QUEUE: productQueue,
       CONCURRENCY: prefetch,
       PREFETCH: prefetch,
@@ -344,8 +349,8 @@ export async function main(args: string[], io: CliIo): Promise<number> {
     await serve(["run", "-A", "bench/bare_echo.ts", url, echoA, "1"], {}, echoA);
     await serve(["run", "-A", "bench/bare_echo.ts", url, echoB, "1"], {}, echoB);
     const [seedA, seedB] = [queue("seed_a"), queue("seed_b")];
-    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_a.ts"], { QUEUE: seedA }, seedA);
-    await serve(["run", ...WORKER_PERMISSIONS, "functions/task_b.ts"], { QUEUE: seedB }, seedB);
+    await serve(["run", ...workerPermissions(), WORKER_MAIN, "task_a"], { QUEUE: seedA }, seedA);
+    await serve(["run", ...workerPermissions(), WORKER_MAIN, "task_b"], { QUEUE: seedB }, seedB);
     // Taken in alternating rounds, so that a drift of the machine's load
     // weighs on both sides alike.
     const limitSeed: Sample[] = [];

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { maskUrl } from "../../functions/_runtime/broker.ts";
+import { maskUrl } from "../../functions/_runtime/broker/amqp_url.ts";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
 import { parseClientOutput, round, summarize } from "./_figures.ts";
 import { run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
