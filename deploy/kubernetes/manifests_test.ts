@@ -28,6 +28,7 @@ import {
 import {
   CONTROL_EXCHANGE,
   DISPATCHER_PERMISSIONS,
+  EVENTS_EXCHANGE,
   workerPermissions,
 } from "../../broker/definitions.ts";
 import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";
@@ -347,13 +348,16 @@ Deno.test({
     }
 
     const exchanges = ofKind<RabbitmqExchange>(objects, "Exchange");
-    assert.deepEqual(exchanges.map((e) => e.spec), [{
-      name: CONTROL_EXCHANGE,
-      vhost: "/",
-      type: "fanout",
-      durable: true,
-      rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
-    }]);
+    assert.deepEqual(
+      exchanges.map((e) => e.spec),
+      [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+        name,
+        vhost: "/",
+        type: "fanout",
+        durable: true,
+        rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
+      })),
+    );
     for (const object of [...users, ...permissions, ...queues]) {
       assert.equal(object.spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
     }
