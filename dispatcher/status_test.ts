@@ -18,7 +18,7 @@ async function run(args: string[], connect: (url: string) => Promise<Broker>, en
     out: (line) => out.push(line),
     err: (line) => err.push(line),
     env: (name) => (env as Record<string, string>)[name],
-    color: false,
+    color: { out: false, err: false },
     connect: (url) => {
       urls.push(url);
       return connect(url);

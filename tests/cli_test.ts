@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "./_infra.ts";
+import { freePort } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
 
 Deno.test("deno task status exits 3 within 5 s when nothing answers, or nothing listens", async () => {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { Broker } from "../../functions/_runtime/broker/broker.ts";
 
 /** A function the run needs, and its queue. */
 export interface NeededWorker {

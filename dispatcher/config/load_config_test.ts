@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Config,
-  ConfigError,
-  type ConfigProblem,
-  DEFAULT_TIMEOUT_MS,
-  loadConfig,
-  parseConfig,
-} from "./load_config.ts";
+import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { type Config, DEFAULT_TIMEOUT_MS, loadConfig, parseConfig } from "./load_config.ts";
 
 const FILE = "conf.yml";
 
@@ -66,12 +60,18 @@ function scenario(config: Config, name: string) {
 // --- the repository's file ---------------------------------------------------
 
 Deno.test("loadConfig() loads the repository's test-config.yml", async () => {
-  const file = decodeURIComponent(new URL("../test-config.yml", import.meta.url).pathname);
+  const file = decodeURIComponent(new URL("../../test-config.yml", import.meta.url).pathname);
   const config = await loadConfig(file);
   assert.equal(config.file, file);
   assert.equal(config.name, "Distributed task system demo");
   assert.equal(config.defaultScenario, "basic");
-  assert.deepEqual(config.functions, new Map([["task_a", "queue_a"], ["task_b", "queue_b"]]));
+  assert.deepEqual(
+    config.functions,
+    new Map([
+      ["task_a", { queue: "queue_a", user: "task_a" }],
+      ["task_b", { queue: "queue_b", user: "task_b" }],
+    ]),
+  );
   assert.deepEqual([...config.scenarios.keys()], [
     "basic",
     "burst",
