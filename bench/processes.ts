@@ -22,16 +22,17 @@ export interface RunningProcess {
 
 /**
  * The arguments of `deno` that run `name` as a worker on the host, with the
- * permissions of `deno task worker` (deno.json).
+ * permissions of `deno task worker` (deno.json), plus reading `files` (its
+ * secret files, say).
  */
-export function workerArgs(name: string): string[] {
+export function workerArgs(name: string, files: string[] = []): string[] {
   return [
     "run",
     "--no-prompt",
     "--unstable-worker-options",
     "--allow-net",
     "--allow-env",
-    "--allow-read=functions",
+    `--allow-read=${["functions", ...files].join(",")}`,
     "--allow-sys=hostname",
     "functions/_runtime/worker/main.ts",
     name,

@@ -147,7 +147,7 @@ export async function runDispatch(
     );
     const ping = await client.ping({ expected: consumers, timeoutMs: 2000 });
     if (ping.unexpected > 0) {
-      session.complain(unexpectedSenders(ping.unexpected, "pongs", client.user), "warn");
+      session.complain(unexpectedSenders(ping.unexpected, "pong", client.user), "warn");
     }
     // Only the scenario's workers: on a shared broker others answer the ping too.
     const workers = ping.workers.filter((w) => consumers.has(w.queue));
@@ -166,7 +166,7 @@ export async function runDispatch(
     });
     const wallMs = performance.now() - started;
     const forged = client.ignored.unexpectedSender;
-    if (forged > 0) session.complain(unexpectedSenders(forged, "replies", client.user), "warn");
+    if (forged > 0) session.complain(unexpectedSenders(forged, "reply", client.user), "warn");
     const document = buildRunDocument(outcomes, {
       config: { name: config.name, file: config.file },
       scenario: { name: scenario.name, description: scenario.description },

@@ -206,7 +206,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
       });
       if (live) io.out("");
       const forged = client.ignored.unexpectedSender;
-      if (forged > 0) complain(unexpectedSenders(forged, "replies", client.user), "warn");
+      if (forged > 0) complain(unexpectedSenders(forged, "reply", client.user), "warn");
       const document = {
         kind: "load",
         at: new Date().toISOString(),

@@ -176,7 +176,7 @@ const STATUS: Command<typeof STATUS_OPTIONS, StatusFlags, { flags: StatusFlags; 
         pingTimeoutMs: flags.pingMs,
       });
       if (status.unexpected_senders > 0) {
-        complain(unexpectedSenders(status.unexpected_senders, "pongs", opened.broker.user), "warn");
+        complain(unexpectedSenders(status.unexpected_senders, "pong", opened.broker.user), "warn");
       }
       if (flags.json) {
         io.out(JSON.stringify(

@@ -74,7 +74,10 @@ export async function checkOutputPath(path: string, flag: string): Promise<void>
     }
   } catch (error) {
     if (error instanceof OutputPathError) throw error;
-    if (!(error instanceof Deno.errors.NotFound)) {
+    // A file where a folder should be is reported below, as the folder that cannot be made.
+    const absent = error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.NotADirectory;
+    if (!absent) {
       throw new OutputPathError(flag, path, `${cannot}: ${why(error)}: choose another path`, {
         cause: error,
       });
@@ -88,7 +91,9 @@ export async function checkOutputPath(path: string, flag: string): Promise<void>
       flag,
       path,
       `${cannot} as its folder '${folder}' cannot be made: ${
-        why(error)
+        error instanceof Deno.errors.AlreadyExists
+          ? "a file of that name is in the way"
+          : why(error)
       }: choose a path in a folder you may write`,
       { cause: error },
     );

@@ -28,7 +28,8 @@ export function isExpectedSender(
   return userId === expected || userId === ownUser;
 }
 
-/** The warning for `count` answers (`what`: replies, pongs) that did not count, naming the fix. */
-export function unexpectedSenders(count: number, what: string, ownUser: string): string {
-  return `Ignored ${count} ${what} from unexpected senders: a function's answers count only from its workers' broker user (its 'user' in test-config.yml or the client's functions option, default its name) or ${ownUser}. If those are your workers, set 'user' to the broker user they run as`;
+/** The warning for `count` answers (replies or pongs) that did not count, naming the fix. */
+export function unexpectedSenders(count: number, what: "reply" | "pong", ownUser: string): string {
+  const noun = count === 1 ? what : what === "reply" ? "replies" : "pongs";
+  return `Ignored ${count} ${noun} from unexpected senders: a function's answers count only from its workers' broker user (its 'user' in test-config.yml or the client's functions option, default its name) or ${ownUser}. If those are your workers, set 'user' to the broker user they run as`;
 }

@@ -548,3 +548,32 @@ scenarios:
     return true;
   });
 });
+
+Deno.test("parseConfig() reads each function's broker user, its name by default", () => {
+  const config = parseConfig(
+    `functions:
+  task_a: { queue: queue_a, user: worker-a@example }
+  task_b: { queue: queue_b }
+scenarios:
+  s: { tasks: [{ task: task_a }] }
+`,
+    FILE,
+  );
+  assert.deepEqual(config.functions.get("task_a"), { queue: "queue_a", user: "worker-a@example" });
+  assert.deepEqual(config.functions.get("task_b"), { queue: "queue_b", user: "task_b" });
+});
+
+Deno.test("parseConfig() refuses a user that is not a broker user name", () => {
+  const message = onlyProblem(
+    `functions:
+  task_a: { queue: queue_a, user: "no spaces" }
+scenarios:
+  s: { tasks: [{ task: task_a }] }
+`,
+    { line: 2, column: 35, path: "functions.task_a.user" },
+  );
+  assert.equal(
+    message,
+    "user 'no spaces' is not a broker user name: use letters, digits, _ . @ -, at most 64",
+  );
+});
