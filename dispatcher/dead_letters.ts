@@ -122,7 +122,10 @@ export async function listDeadLetters(
       if (options.reason === undefined || letter.reason === options.reason) letters.push(letter);
     }
   } finally {
-    for (const delivery of held.reverse()) broker.nack(delivery, true);
+    // In delivery order: RabbitMQ puts a classic queue's letter back where it
+    // was whatever the order, and serves a quorum queue's returns in the
+    // order they came back (seen on 3.10).
+    for (const delivery of held) broker.nack(delivery, true);
   }
   return letters;
 }
@@ -211,7 +214,7 @@ export async function replayDeadLetters(
       replayed.push(letter);
     }
   } finally {
-    for (const delivery of kept.reverse()) broker.nack(delivery, true);
+    for (const delivery of kept) broker.nack(delivery, true);
   }
   return { replayed, skipped, refused };
 }
