@@ -118,7 +118,7 @@ interface LoadPlan {
 }
 
 /** The lines that report a finished load test. */
-export function formatLoad(result: LoadResult): string[] {
+function formatLoad(result: LoadResult): string[] {
   const errors = Object.entries(result.errors);
   const failed = errors.reduce((sum, [, n]) => sum + n, 0);
   const { latencyMs: l } = result;

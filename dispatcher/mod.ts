@@ -33,11 +33,19 @@ export { TaskFailedError, TaskTimeoutError } from "./client/errors.ts";
 export type { FunctionRoute, FunctionsOption } from "./client/functions.ts";
 export type { CallOutcome, IgnoredReplies } from "./client/rpc_client.ts";
 export type { PingResult } from "./client/ping_workers.ts";
-export { WorkersMissingError } from "./client/wait_for_workers.ts";
-export { ConfigError } from "./config/config_error.ts";
+export {
+  type NeededWorker,
+  type WaitForWorkersOptions,
+  WorkersMissingError,
+} from "./client/wait_for_workers.ts";
+export type { BrokerSettings } from "./client/broker_target.ts";
+export { ConfigError, type ConfigErrorOptions, type ConfigProblem } from "./config/config_error.ts";
 export { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
 export { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
+export type { LogLevel } from "../functions/_runtime/log.ts";
 export type {
+  Message,
+  MessageProperties,
   Payload,
   RetryOverrides,
   TaskProgress,

@@ -36,7 +36,7 @@ function show(value: unknown): string {
  * The lines of one task in the summary: its result (or error, or timeout),
  * where and when it ran, and why it did not pass if it did not.
  */
-export function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
+function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
   const where = [`queue ${task.queue}`, `task ${task.task_id}`];
   if (task.queue_wait_ms !== null) where.push(`waited ${seconds(task.queue_wait_ms)} in queue`);
   const at = task.finished_at ?? task.ended_at;

@@ -81,7 +81,7 @@ export const BROKER_OPTIONS = {
 } as const;
 
 /** The names of {@linkcode BROKER_OPTIONS}. */
-export const BROKER_FLAGS = Object.keys(BROKER_OPTIONS) as (keyof typeof BROKER_OPTIONS)[];
+const BROKER_FLAGS = Object.keys(BROKER_OPTIONS) as (keyof typeof BROKER_OPTIONS)[];
 
 /** Help lines for the broker options of a tool that connects as `user` in the compose stack. */
 export function brokerHelp(user: string): string {

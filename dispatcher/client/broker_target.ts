@@ -46,7 +46,7 @@ export interface BrokerSettings {
 export type BrokerSettingNames = Record<keyof BrokerSettings, string>;
 
 /** The names of the command-line tools' flags. */
-export const FLAG_NAMES: BrokerSettingNames = {
+const FLAG_NAMES: BrokerSettingNames = {
   url: "--broker",
   passwordFile: "--password-file",
   caFile: "--ca-file",

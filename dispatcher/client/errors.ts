@@ -12,6 +12,7 @@ import type { TaskProgress, TaskReply } from "../../functions/_runtime/contract/
 export class TaskFailedError extends Error {
   /** The function called. */
   readonly function: string;
+  /** The task's id, as in the reply, the logs and any dead letter. */
   readonly taskId: string;
   /** The reply's stable error type, such as `SimulatedFailure` or `InvalidPayload`. */
   readonly errorType: string;
@@ -24,7 +25,12 @@ export class TaskFailedError extends Error {
   /** The whole reply. */
   readonly reply: TaskReply;
 
-  /** @param fn The function called. @param reply Its error reply. */
+  /**
+   * The failure of a call of `fn`, as its error `reply` says.
+   *
+   * @param fn The function called.
+   * @param reply Its error reply.
+   */
   constructor(fn: string, reply: TaskReply) {
     const type = reply.error?.type ?? "Error";
     const message = reply.error?.message ?? "";
@@ -52,12 +58,16 @@ export class TaskFailedError extends Error {
 export class TaskTimeoutError extends Error {
   /** The function called. */
   readonly function: string;
+  /** The task's id, as in the request and the workers' logs. */
   readonly taskId: string;
+  /** How long the call waited. */
   readonly timeoutMs: number;
   /** The last progress event seen, when the call asked for them: how far it got. */
   readonly lastProgress: TaskProgress | undefined;
 
   /**
+   * The end of a call of `fn` that got no reply in time.
+   *
    * @param fn The function called.
    * @param details The task id, the timeout and the last progress event seen.
    */

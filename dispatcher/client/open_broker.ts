@@ -78,7 +78,7 @@ export interface OpenedBroker {
 }
 
 /** How the embedded broker is named in output. */
-export const EMBEDDED_LABEL = "embedded (in-process broker, each function in its own Web Worker)";
+const EMBEDDED_LABEL = "embedded (in-process broker, each function in its own Web Worker)";
 
 /** What a run prints about its broker: where it is, and where its password came from. */
 export function describeBroker(opened: OpenedBroker): string {

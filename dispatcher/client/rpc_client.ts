@@ -85,7 +85,7 @@ interface Pending {
  * (before it started, or while it ran). The caller's own timer fires at the
  * same moment; whichever comes first, the call ends as a timeout.
  */
-export const DEADLINE_EXCEEDED = "DeadlineExceeded";
+const DEADLINE_EXCEEDED = "DeadlineExceeded";
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.

@@ -48,6 +48,7 @@ export interface TaskCallOptions {
 export interface TaskCall extends TaskCallOptions {
   /** The function's name, such as `task_a`. */
   function: string;
+  /** The function's input, a JSON object. */
   payload?: Payload;
 }
 
@@ -182,7 +183,10 @@ export class TaskClient {
   }
 
   /** Resolves with each queue's consumer count once every function in `fns` has a worker. */
-  waitForWorkers(fns: readonly string[], options: WaitForWorkersOptions) {
+  waitForWorkers(
+    fns: readonly string[],
+    options: WaitForWorkersOptions,
+  ): Promise<Map<string, number>> {
     const needed = fns.map((task) => ({ task, queue: this.route(task).queue }));
     return waitForWorkers(this.#broker, needed, options);
   }

@@ -8,10 +8,13 @@
 
 /** One problem in a configuration file. */
 export interface ConfigProblem {
+  /** 1 for the file's first line. */
   line: number;
+  /** 1 for the line's first character. */
   column: number;
   /** Dotted path of the setting, such as `scenarios.basic.tasks[0].task`. */
   path: string;
+  /** What is wrong, and what to change. */
   message: string;
 }
 
@@ -31,6 +34,8 @@ export class ConfigError extends Error {
   readonly file: string | undefined;
 
   /**
+   * Settings that cannot be used.
+   *
    * @param message What cannot be used and how to fix it.
    * @param options The file and its problems, and the cause.
    */
