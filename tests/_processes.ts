@@ -44,7 +44,8 @@ export async function startWorkerProcess(
 ): Promise<RunningProcess> {
   const worker = startDeno(workerArgs(name), { METRICS_PORT: "0", ...env });
   try {
-    await worker.waitForLine(CONSUMING);
+    // A loaded machine (other suites share it) can take long to start a worker.
+    await worker.waitForLine(CONSUMING, 30_000);
   } catch (error) {
     await worker.stop("SIGKILL");
     throw error;

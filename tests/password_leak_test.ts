@@ -89,7 +89,8 @@ Deno.test({
         ];
         const outputs: [string, string][] = [];
         try {
-          for (const worker of workers) await worker.waitForLine(/"msg":"Consuming"/);
+          // A loaded machine (other suites share it) can take long to start a worker.
+          for (const worker of workers) await worker.waitForLine(/"msg":"Consuming"/, 30_000);
           const config = `${dir}/test-config.yml`;
           // One task passes, one fails: error paths print as much as success paths.
           await Deno.writeTextFile(
