@@ -1,7 +1,8 @@
 /**
  * One side of a benchmark run, as its own process so that each measures
  * like a real caller: `bare` calls the bare echo, `product` calls real
- * workers through the dispatcher's own code. Prints one JSON line per
+ * workers through the dispatcher's own code (the client library, and the
+ * fan-out of `deno task dispatch`). Prints one JSON line per
  * repetition: `{"ms", "tps", "rss_mb", "heap_mb"}`.
  *
  *   deno run -A bench/client.ts <bare|product> <url> <reps> <queue>:<task>:<work_ms>...
@@ -13,10 +14,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import { connect } from "@task-system/client";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
-import type { TaskSpec } from "../dispatcher/load_config.ts";
-import { RpcClient } from "../dispatcher/rpc_client.ts";
+import type { TaskSpec } from "../dispatcher/config/load_config.ts";
 import { openEchoClient } from "./bare_echo.ts";
 
 interface Target {
@@ -68,8 +68,11 @@ if (impl === "bare") {
   }
   await client.close();
 } else if (impl === "product") {
-  const broker = await connectAmqp(url, { connectionName: "bench" });
-  const client = await RpcClient.open(broker);
+  const client = await connect({
+    url,
+    functions: Object.fromEntries(targets.map((t) => [t.task, t.queue])),
+    connectionName: "bench",
+  });
   const specs: TaskSpec[] = targets.flatMap((t) =>
     Array.from({ length: perTarget }, () => ({
       label: t.task,
@@ -88,8 +91,7 @@ if (impl === "bare") {
     if (failed.length > 0) throw new Error(`${failed.length} tasks failed: ${failed[0].problem}`);
     if (rep >= 0) report(performance.now() - started, specs.length);
   }
-  client.close();
-  await broker.close();
+  await client.close();
 } else {
   console.error(
     "Usage: deno run -A bench/client.ts <bare|product> <url> <reps> <queue>:<task>:<work_ms>...",

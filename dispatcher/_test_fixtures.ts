@@ -7,7 +7,7 @@
 
 import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
 import type { TaskOutcome } from "./dispatch_all.ts";
-import type { TaskSpec } from "./load_config.ts";
+import type { TaskSpec } from "./config/load_config.ts";
 import { buildRunDocument, type RunDocument } from "./run_document.ts";
 
 /** 2026-01-01T12:00:00.000Z: when every fixture run starts. */

@@ -1,35 +1,50 @@
 /**
  * Reading and replaying a function's dead letters: the requests its worker
- * refused or gave up on, kept in `<queue>.dlq` with why (see README, "Dead
+ * refused or gave up on, and those the broker dropped (expired, or over the
+ * delivery limit), kept in `<queue>.dlq` with why (see README, "Dead
  * letters"). Listing leaves the queue as it was; replaying sends each letter
- * back to its function's queue, confirmed, before removing it.
+ * that proves its origin (`dead_letter_trust.ts`) back to the queue its
+ * dead-letter queue belongs to, confirmed, before removing it.
  *
  * @module
  */
 
 import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
-import { ATTEMPT_HEADER } from "../functions/_runtime/contract/mod.ts";
+import {
+  ATTEMPT_HEADER,
+  DEAD_LETTER_HEADERS,
+  DELIVERY_COUNT_HEADER,
+  queueOfDeadLetterQueue,
+  SENDER_HEADER,
+} from "../functions/_runtime/contract/mod.ts";
+import { type LetterPolicy, whyRefused } from "./dead_letter_trust.ts";
 
-/** A dead letter, as the worker described it in its headers. */
+/** A dead letter, as its headers describe it. */
 export interface DeadLetter {
-  /** `rejected`, `exhausted` or `non_retryable`. */
+  /**
+   * Why it is one: the worker's `x-dlq-reason` (`rejected`,
+   * `unauthenticated`, `exhausted`, `non_retryable`, `expired`,
+   * `delivery_limit`), else the broker's own (`x-first-death-reason`, or
+   * the first `x-death` entry's: `expired`, `delivery_limit`, `rejected`).
+   */
   reason: string;
   errorType: string;
   errorMessage: string;
   attempts: number | null;
-  /** The function queue it came from. */
+  /** How often the broker delivered it without it being settled, where known. */
+  deliveries: number | null;
+  /** The function queue its dead-letter queue belongs to. */
   queue: string;
   worker: string | null;
   /** When it was dead-lettered (ISO 8601). */
   at: string | null;
   taskId: string | null;
+  /** The broker user who published it (`user_id`, verified by RabbitMQ). */
+  userId: string | null;
+  /** The sender of the original request, as its worker recorded it (`x-dlq-sender`). */
+  sender: string | null;
   /** The original body as text (lossy for bytes that are not UTF-8). */
   body: string;
-}
-
-/** The function queue a dead-letter queue belongs to: `queue_a.dlq` → `queue_a`. */
-export function functionQueueOf(deadLetterQueue: string): string {
-  return deadLetterQueue.replace(/\.dlq$/, "");
 }
 
 function text(value: unknown): string | null {
@@ -37,19 +52,40 @@ function text(value: unknown): string | null {
   return typeof value === "string" ? value : String(value);
 }
 
+function count(value: unknown): number | null {
+  const number = Number(value);
+  return value !== undefined && value !== null && Number.isInteger(number) ? number : null;
+}
+
+/** The reason the broker wrote when it dead-lettered a message itself. */
+function brokerReason(headers: Record<string, unknown>): string | null {
+  const first = text(headers["x-first-death-reason"]);
+  if (first) return first;
+  const deaths = headers["x-death"];
+  if (Array.isArray(deaths) && deaths.length > 0) {
+    return text((deaths[0] as Record<string, unknown> | null)?.reason);
+  }
+  return null;
+}
+
 /** Describes a delivery from a dead-letter queue. */
 export function describeDeadLetter(delivery: Delivery): DeadLetter {
   const headers = delivery.properties.headers ?? {};
-  const attempts = Number(headers["x-dlq-attempts"]);
+  const reason = text(headers[DEAD_LETTER_HEADERS.reason]) ?? brokerReason(headers) ?? "unknown";
   return {
-    reason: text(headers["x-dlq-reason"]) ?? "unknown",
-    errorType: text(headers["x-dlq-error-type"]) ?? "unknown",
-    errorMessage: text(headers["x-dlq-error-message"]) ?? "",
-    attempts: Number.isInteger(attempts) ? attempts : null,
-    queue: text(headers["x-dlq-queue"]) ?? functionQueueOf(delivery.queue),
-    worker: text(headers["x-dlq-worker"]),
-    at: text(headers["x-dlq-at"]),
+    reason,
+    errorType: text(headers[DEAD_LETTER_HEADERS.errorType]) ??
+      (headers["x-death"] !== undefined ? "Broker" : "unknown"),
+    errorMessage: text(headers[DEAD_LETTER_HEADERS.errorMessage]) ?? "",
+    attempts: count(headers[DEAD_LETTER_HEADERS.attempts]),
+    deliveries: count(headers[DEAD_LETTER_HEADERS.deliveries]) ??
+      count(headers[DELIVERY_COUNT_HEADER]),
+    queue: queueOfDeadLetterQueue(delivery.queue) ?? delivery.queue.replace(/\.dlq$/, ""),
+    worker: text(headers[DEAD_LETTER_HEADERS.worker]),
+    at: text(headers[DEAD_LETTER_HEADERS.at]),
     taskId: delivery.properties.messageId ?? delivery.properties.correlationId ?? null,
+    userId: delivery.properties.userId ?? null,
+    sender: text(headers[DEAD_LETTER_HEADERS.sender]),
     body: new TextDecoder().decode(delivery.body),
   };
 }
@@ -58,11 +94,11 @@ export function describeDeadLetter(delivery: Delivery): DeadLetter {
 // read stops, so that a huge queue cannot exhaust memory.
 const MAX_HELD = 10_000;
 
-/** Options for {@linkcode listDeadLetters} and {@linkcode replayDeadLetters}. */
+/** Options for {@linkcode listDeadLetters}. */
 export interface DeadLetterOptions {
   /** At most this many letters. */
   limit: number;
-  /** Only letters with this `x-dlq-reason`. */
+  /** Only letters with this reason. */
   reason?: string;
 }
 
@@ -86,9 +122,25 @@ export async function listDeadLetters(
       if (options.reason === undefined || letter.reason === options.reason) letters.push(letter);
     }
   } finally {
-    for (const delivery of held.reverse()) broker.nack(delivery, true);
+    // In delivery order: RabbitMQ puts a classic queue's letter back where it
+    // was whatever the order, and serves a quorum queue's returns in the
+    // order they came back (seen on 3.10).
+    for (const delivery of held) broker.nack(delivery, true);
   }
   return letters;
+}
+
+/** Options for {@linkcode replayDeadLetters}. */
+export interface ReplayOptions extends DeadLetterOptions {
+  /** Who may have written the queue's letters and sent its requests. */
+  policy: LetterPolicy;
+}
+
+/** A letter left in the dead-letter queue as it does not prove its origin. */
+export interface RefusedLetter {
+  letter: DeadLetter;
+  /** Why it was refused. */
+  why: string;
 }
 
 /** What a replay did. */
@@ -96,53 +148,73 @@ export interface ReplayResult {
   replayed: DeadLetter[];
   /** Letters read but left in place, as they did not match `reason`. */
   skipped: number;
+  /** Letters left in place, as they do not prove their origin. */
+  refused: RefusedLetter[];
 }
 
-const DLQ_HEADER = /^x-dlq-/;
+// Headers a replay drops: the worker's and the broker's records of the
+// death, the attempt count (attempts start again at 1), and a retry's
+// sender, which only the worker's own user may claim.
+const DROPPED_HEADER = /^x-(dlq-|death$|first-death-|last-death-)/;
+const DROPPED_HEADERS = new Set([ATTEMPT_HEADER, SENDER_HEADER, DELIVERY_COUNT_HEADER]);
 
 /**
- * Sends up to `limit` letters back to their function's queue as new
- * requests (attempts start again at 1) and removes each from the
- * dead-letter queue only once the broker confirmed its copy.
+ * Sends up to `limit` letters back, as new requests, to the queue that
+ * `deadLetterQueue` belongs to (whatever their headers say), and removes
+ * each from the dead-letter queue only once the broker confirmed its copy.
+ * Letters that do not prove their origin stay, and are reported.
  */
 export async function replayDeadLetters(
   broker: Broker,
   deadLetterQueue: string,
-  options: DeadLetterOptions,
+  options: ReplayOptions,
 ): Promise<ReplayResult> {
-  const skippedDeliveries: Delivery[] = [];
+  const queue = queueOfDeadLetterQueue(deadLetterQueue);
+  if (queue === undefined) {
+    throw new TypeError(`Cannot replay '${deadLetterQueue}' as it is not a dead-letter queue`);
+  }
+  const kept: Delivery[] = [];
   const replayed: DeadLetter[] = [];
+  const refused: RefusedLetter[] = [];
+  let skipped = 0;
   // A replayed request that fails again comes back to this queue while the
   // replay runs: reading only the letters present at the start keeps it
   // from being replayed over and over.
   let unread = (await broker.inspectQueue(deadLetterQueue))?.messages ?? 0;
   try {
-    while (
-      unread-- > 0 && replayed.length < options.limit && skippedDeliveries.length < MAX_HELD
-    ) {
+    while (unread-- > 0 && replayed.length < options.limit && kept.length < MAX_HELD) {
       const delivery = await broker.get(deadLetterQueue);
       if (!delivery) break;
       const letter = describeDeadLetter(delivery);
       if (options.reason !== undefined && letter.reason !== options.reason) {
-        skippedDeliveries.push(delivery);
+        kept.push(delivery);
+        skipped++;
+        continue;
+      }
+      const why = whyRefused(delivery, options.policy);
+      if (why !== undefined) {
+        kept.push(delivery);
+        refused.push({ letter, why });
         continue;
       }
       const headers = Object.fromEntries(
         Object.entries(delivery.properties.headers ?? {}).filter(([key]) =>
-          !DLQ_HEADER.test(key) && key !== ATTEMPT_HEADER
+          !DROPPED_HEADER.test(key) && !DROPPED_HEADERS.has(key)
         ),
       );
       headers["x-replayed-from"] = deadLetterQueue;
       headers["x-replayed-at"] = new Date().toISOString();
-      await broker.publish(letter.queue, {
+      // The broker stamps the replaying user's own user_id.
+      const { userId: _, ...properties } = delivery.properties;
+      await broker.publish(queue, {
         body: delivery.body,
-        properties: { ...delivery.properties, persistent: true, headers },
+        properties: { ...properties, persistent: true, headers },
       });
       broker.ack(delivery);
       replayed.push(letter);
     }
   } finally {
-    for (const delivery of skippedDeliveries.reverse()) broker.nack(delivery, true);
+    for (const delivery of kept) broker.nack(delivery, true);
   }
-  return { replayed, skipped: skippedDeliveries.length };
+  return { replayed, skipped, refused };
 }

@@ -11,15 +11,15 @@ import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
 import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
 import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
+import { waitFor } from "../tests/_helpers.ts";
+import { letterPolicy } from "./dead_letter_trust.ts";
 import { describeDeadLetter, listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
 
-async function until(check: () => boolean | Promise<boolean>, what: string) {
-  const deadline = Date.now() + 2000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
+/** Everyone is guest: the bare broker's policy. */
+const SHARED = letterPolicy(undefined, "guest");
+
+const until = (check: () => boolean | Promise<boolean>, what: string) =>
+  waitFor(check, what, 2000, 2);
 
 /** A function that fails until `healthy` is set, and a worker running it. */
 async function setup() {
@@ -77,7 +77,15 @@ Deno.test("listDeadLetters() describes each letter and leaves the queue as it wa
     assert.equal(rejected.errorType, "InvalidJson");
 
     const again = await listDeadLetters(t.client, t.dlq, { limit: 10 });
-    assert.deepEqual(again.map((l) => l.taskId), letters.map((l) => l.taskId), "order kept");
+    // The same letters. Their order after a listing is the broker's: RabbitMQ
+    // keeps it (tests/reliability_test.ts checks), while the MemoryBroker puts
+    // each returned letter at the head, so letters returned in delivery
+    // order come back reversed there.
+    assert.deepEqual(
+      again.map((l) => l.taskId).sort(),
+      letters.map((l) => l.taskId).sort(),
+      "the same letters",
+    );
     assert.equal((await listDeadLetters(t.client, t.dlq, { limit: 2 })).length, 2);
     const onlyRejected = await listDeadLetters(t.client, t.dlq, { limit: 10, reason: "rejected" });
     assert.deepEqual(onlyRejected.map((l) => l.taskId), ["bad"]);
@@ -99,7 +107,11 @@ Deno.test("replayDeadLetters() sends letters back as new requests that then succ
     await until(() => t.replies.length === 2, "two error replies");
     assert.ok(t.replies.every((r) => r.status === "error" && r.attempts === 2));
     t.state.healthy = true;
-    const result = await replayDeadLetters(t.client, t.dlq, { limit: 10, reason: "exhausted" });
+    const result = await replayDeadLetters(t.client, t.dlq, {
+      limit: 10,
+      reason: "exhausted",
+      policy: letterPolicy("flaky", t.client.user),
+    });
     assert.equal(result.replayed.length, 2);
     assert.equal(result.skipped, 0);
     assert.equal(await t.depth(t.dlq), 0);
@@ -133,11 +145,15 @@ Deno.test("replayDeadLetters() replays each letter once even when it fails again
         body: new TextEncoder().encode("{}"),
         properties: {
           messageId: id,
-          headers: { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_x" },
+          headers: {
+            "x-dlq-reason": "exhausted",
+            "x-dlq-queue": "queue_x",
+            "x-dlq-sender": "dispatcher",
+          },
         },
       });
     }
-    const result = await replayDeadLetters(broker, "queue_x.dlq", { limit: 100 });
+    const result = await replayDeadLetters(broker, "queue_x.dlq", { limit: 100, policy: SHARED });
     assert.deepEqual(result.replayed.map((l) => l.taskId), ["a", "b"]);
     assert.equal((await inner.inspectQueue("queue_x.dlq"))?.messages, 2);
   } finally {
@@ -161,7 +177,10 @@ Deno.test("replayDeadLetters() strips dead-letter headers, honours limit and rea
             "x-dlq-reason": reason,
             "x-dlq-queue": "queue_x",
             "x-dlq-attempts": 4,
+            "x-dlq-sender": "dispatcher",
             "x-attempt": 4,
+            "x-sender": "admin",
+            "x-death": [{ reason: "expired", queue: "queue_x.retry.10", count: 1 }],
             "x-custom": "kept",
           },
         },
@@ -172,13 +191,16 @@ Deno.test("replayDeadLetters() strips dead-letter headers, honours limit and rea
     const result = await replayDeadLetters(broker, "queue_x.dlq", {
       limit: 1,
       reason: "exhausted",
+      policy: SHARED,
     });
     assert.deepEqual(result.replayed.map((l) => l.taskId), ["a"]);
     const moved = (await broker.get("queue_x")) as Delivery;
     const headers = moved.properties.headers!;
     assert.equal(headers["x-custom"], "kept");
     assert.equal(headers["x-replayed-from"], "queue_x.dlq");
-    assert.ok(!("x-attempt" in headers) && !("x-dlq-reason" in headers));
+    for (const dropped of ["x-attempt", "x-dlq-reason", "x-dlq-sender", "x-sender", "x-death"]) {
+      assert.ok(!(dropped in headers), `${dropped} dropped`);
+    }
     assert.equal(moved.properties.persistent, true);
     const rest = await listDeadLetters(broker, "queue_x.dlq", { limit: 10 });
     assert.deepEqual(rest.map((l) => l.taskId), ["b", "c"], "the others stay, in order");
@@ -186,4 +208,130 @@ Deno.test("replayDeadLetters() strips dead-letter headers, honours limit and rea
   } finally {
     await hub.shutdown();
   }
+});
+
+Deno.test("replayDeadLetters() sends a letter to its dead-letter queue's own queue, whatever x-dlq-queue says", async () => {
+  const hub = new MemoryBroker();
+  const broker = hub.connect();
+  try {
+    for (const queue of ["queue_x", "queue_x.dlq", "queue_admin_only"]) {
+      await broker.declareQueue(queue);
+    }
+    await broker.publish("queue_x.dlq", {
+      body: new TextEncoder().encode("{}"),
+      properties: {
+        messageId: "m",
+        headers: {
+          "x-dlq-reason": "exhausted",
+          "x-dlq-sender": "dispatcher",
+          "x-dlq-queue": "queue_admin_only",
+        },
+      },
+    });
+    const result = await replayDeadLetters(broker, "queue_x.dlq", { limit: 10, policy: SHARED });
+    assert.equal(result.replayed.length, 1);
+    assert.equal(result.replayed[0].queue, "queue_x");
+    assert.equal((await broker.inspectQueue("queue_x"))?.messages, 1);
+    assert.equal((await broker.inspectQueue("queue_admin_only"))?.messages, 0);
+  } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("replayDeadLetters() leaves and reports every letter that does not prove its origin", async () => {
+  const hub = new MemoryBroker();
+  const operator = hub.connect("operator");
+  const letter = (user: string, id: string, headers: Record<string, unknown>) =>
+    hub.connect(user).publish("queue_x.dlq", {
+      body: new TextEncoder().encode(`{"task":"task_x"}`),
+      properties: { messageId: id, headers },
+    });
+  const written = (sender?: string) => ({
+    "x-dlq-reason": "exhausted",
+    ...(sender === undefined ? {} : { "x-dlq-sender": sender }),
+  });
+  try {
+    await operator.declareQueue("queue_x");
+    await operator.declareQueue("queue_x.dlq");
+    // The broker's own dead letters: a queue whose messages expire into the DLQ.
+    await operator.declareQueue("queue_t", { messageTtlMs: 1, deadLetterQueue: "queue_x.dlq" });
+    await letter("task_x", "by-worker", written("dispatcher"));
+    await letter("task_x", "worker-for-admin", written("admin"));
+    await letter("task_x", "from-other-function", written("task_y"));
+    await letter("task_x", "no-sender", written());
+    await letter("task_y", "forged-by-task_y", written("dispatcher"));
+    await letter("intruder", "no-death", { "x-custom": 1 });
+    await hub.connect("dispatcher").publish("queue_t", {
+      body: new TextEncoder().encode("{}"),
+      properties: { messageId: "expired-by-dispatcher" },
+    });
+    await hub.connect("intruder").publish("queue_t", {
+      body: new TextEncoder().encode("{}"),
+      properties: { messageId: "expired-by-intruder" },
+    });
+    await until(
+      async () => (await operator.inspectQueue("queue_x.dlq"))?.messages === 8,
+      "eight letters",
+    );
+
+    const result = await replayDeadLetters(operator, "queue_x.dlq", {
+      limit: 100,
+      policy: letterPolicy("task_x", operator.user),
+    });
+    assert.deepEqual(
+      result.replayed.map((l) => l.taskId),
+      ["by-worker", "worker-for-admin", "expired-by-dispatcher"],
+    );
+    const refused = Object.fromEntries(result.refused.map((r) => [r.letter.taskId, r.why]));
+    assert.deepEqual(Object.keys(refused).sort(), [
+      "expired-by-intruder",
+      "forged-by-task_y",
+      "from-other-function",
+      "no-death",
+      "no-sender",
+    ]);
+    assert.match(refused["forged-by-task_y"], /user_id is 'task_y', not the function's workers'/);
+    assert.match(refused["from-other-function"], /sender 'task_y' may not call the function/);
+    assert.match(refused["no-sender"], /recorded no sender/);
+    assert.match(refused["expired-by-intruder"], /broker dead-lettered it.*'intruder'/);
+    assert.match(refused["no-death"], /neither a worker .* nor the broker/);
+    assert.equal((await operator.inspectQueue("queue_x.dlq"))?.messages, 5, "refused letters stay");
+    const replayed = (await operator.get("queue_x"))!;
+    assert.equal(replayed.properties.userId, "operator", "replayed as the operator");
+  } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("describeDeadLetter() takes the broker's reason and delivery count when no worker wrote one", () => {
+  const delivery = (headers: Record<string, unknown>): Delivery => ({
+    body: new Uint8Array(),
+    properties: { headers, userId: "dispatcher" },
+    queue: "queue_x.dlq",
+    exchange: "",
+    routingKey: "queue_x.dlq",
+    redelivered: false,
+    tag: 1,
+  });
+  const limit = describeDeadLetter(delivery({
+    "x-first-death-reason": "delivery_limit",
+    "x-death": [{ reason: "delivery_limit", queue: "queue_x", count: 1 }],
+    "x-delivery-count": 5,
+  }));
+  assert.equal(limit.reason, "delivery_limit");
+  assert.equal(limit.deliveries, 5);
+  assert.equal(limit.queue, "queue_x");
+  assert.equal(limit.userId, "dispatcher");
+  const expired = describeDeadLetter(delivery({ "x-death": [{ reason: "expired" }] }));
+  assert.equal(expired.reason, "expired");
+  assert.equal(expired.deliveries, null);
+  const worker = describeDeadLetter(delivery({
+    "x-dlq-reason": "delivery_limit",
+    "x-dlq-deliveries": 5,
+    "x-delivery-count": 4,
+    "x-dlq-sender": "admin",
+  }));
+  assert.equal(worker.reason, "delivery_limit");
+  assert.equal(worker.deliveries, 5, "the worker's own count first");
+  assert.equal(worker.sender, "admin");
 });

@@ -7,8 +7,9 @@
 
 import { isDeepStrictEqual } from "node:util";
 import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
-import type { TaskSpec } from "./load_config.ts";
-import type { CallOutcome, RpcClient } from "./rpc_client.ts";
+import type { CallOutcome } from "./client/rpc_client.ts";
+import type { TaskClient } from "./client/task_client.ts";
+import type { TaskSpec } from "./config/load_config.ts";
 
 /** A task's end: its reply (or none in time) and whether it met the expectation. */
 export interface TaskOutcome {
@@ -110,7 +111,7 @@ export interface DispatchOptions {
  * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
  */
 export function dispatchAll(
-  client: RpcClient,
+  client: Pick<TaskClient, "request">,
   tasks: TaskSpec[],
   listener: DispatchListener = {},
   options: DispatchOptions = {},
@@ -118,7 +119,7 @@ export function dispatchAll(
   return Promise.all(tasks.map(async (spec) => {
     const taskId = crypto.randomUUID();
     const progress: TaskProgress[] = options.progress ? [] : NO_PROGRESS;
-    const outcome = await client.call(spec.queue, spec.task, spec.payload, {
+    const outcome = await client.request(spec.task, spec.payload, {
       taskId,
       timeoutMs: spec.timeoutMs,
       retry: spec.retry,

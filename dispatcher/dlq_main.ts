@@ -1,73 +1,103 @@
 /**
  * `deno task dlq`: lists the dead letters of the functions' queues, and with
- * `--replay` sends them back. Exit codes: 0 done, 2 bad usage or
- * configuration, 3 broker unavailable.
+ * `--replay` sends them back. Connects as the compose stack's least
+ * privileged `operator` user by default. Exit codes: 0 done, 1 some letter
+ * refused on replay, 2 bad usage or configuration, 3 broker unavailable, 70
+ * a bug.
  *
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
-import { BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
-import { connectRabbitMq } from "./connect_rabbitmq.ts";
-import { resolveBroker } from "./resolve_broker.ts";
+import { DEAD_LETTER_REASONS, deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import {
+  BROKER_OPTIONS,
+  brokerHelp,
+  brokerSettings,
+  type OptionValues,
+  UsageError,
+  wholeNumberFlag,
+} from "./cli/options.ts";
+import { createPainter } from "./cli/paint.ts";
+import {
+  type CliIo,
+  type Command,
+  EXIT,
+  EXIT_HELP_BUG,
+  runCommand,
+  runMain,
+} from "./cli/run_cli.ts";
+import { ConfigError } from "./config/config_error.ts";
+import { loadConfig } from "./config/load_config.ts";
+import { letterPolicy } from "./dead_letter_trust.ts";
 import {
   type DeadLetter,
   listDeadLetters,
+  type RefusedLetter,
   replayDeadLetters,
-  type ReplayResult,
 } from "./dead_letters.ts";
-import { ConfigError, loadConfig } from "./load_config.ts";
-import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
-import { createPainter } from "./report.ts";
+
+/** The compose stack's user that reads dead letters: it may read `*.dlq` and publish, no more. */
+const OPERATOR_USER = "operator";
 
 const HELP = `Usage: deno task dlq [options]
 
 Lists the dead letters of each function's queue (<queue>.dlq): requests a
-worker refused or gave up on, with the reason, the error, the attempts and
-the original body. Listing changes nothing. With --replay, each letter goes
-back to its function's queue as a new request (attempts start again at 1)
-and leaves the dead-letter queue once the broker confirmed the copy.
+worker refused or gave up on, and those the broker dropped (expired, or
+delivered too often), with the reason, the error, the attempts or deliveries
+and the original body. Listing changes nothing.
+
+With --replay, each letter goes back to the queue its dead-letter queue
+belongs to (never where its headers say) as a new request (attempts start
+again at 1), and leaves the dead-letter queue once the broker confirmed the
+copy. A letter is replayed only if it proves its origin: written by the
+function's own workers (its user_id) for an allowed sender (x-dlq-sender:
+dispatcher, admin, operator or the function's user), or dead-lettered by the
+broker with an allowed sender's user_id. Others stay, and are reported.
 
 Options:
   --function NAME   only this function's dead letters (from --config)
   --queue NAME      only this queue's dead letters (queue_a, not queue_a.dlq)
-  --config PATH     where the functions and queues are (default: test-config.yml)
-${brokerHelp("admin")}
-  --reason REASON   only letters dead-lettered for REASON: rejected, exhausted
-                    or non_retryable
+  --config PATH     where the functions, queues and workers' users are
+                    (default: test-config.yml)
+${brokerHelp(OPERATOR_USER)}
+  --reason REASON   only letters dead-lettered for REASON:
+                    ${DEAD_LETTER_REASONS.join(", ")}
   --limit N         at most N letters per queue (default: 100 to list, all to replay)
   --replay          send the letters back to their queues
   --json            print one JSON document on stdout instead of text
   -h, --help        show this help
+
+Exit codes:
+  0  done
+  1  --replay left letters that do not prove their origin
+  2  bad option, configuration or credentials file
+  3  broker unavailable
+  ${EXIT_HELP_BUG}
 
 Examples:
   deno task dlq
   deno task dlq --function task_b --limit 5
   deno task dlq --queue queue_b --reason exhausted --replay`;
 
-const REASONS = ["rejected", "exhausted", "non_retryable"];
+const DLQ_OPTIONS = {
+  function: { type: "string" },
+  queue: { type: "string" },
+  config: { type: "string", default: "test-config.yml" },
+  ...BROKER_OPTIONS,
+  reason: { type: "string" },
+  limit: { type: "string" },
+  replay: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
 
-function parseFlags(args: string[]) {
-  const values = readOptions(args, {
-    function: { type: "string" },
-    queue: { type: "string" },
-    config: { type: "string", default: "test-config.yml" },
-    ...BROKER_OPTIONS,
-    reason: { type: "string" },
-    limit: { type: "string" },
-    replay: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  }, "dlq");
+function parseFlags(values: OptionValues<typeof DLQ_OPTIONS>) {
   if (values.function !== undefined && values.queue !== undefined) {
     throw new UsageError("Cannot use --function with --queue: choose one");
   }
-  if (values.reason !== undefined && !REASONS.includes(values.reason)) {
+  if (values.reason !== undefined && !DEAD_LETTER_REASONS.some((r) => r === values.reason)) {
     throw new UsageError(
-      `Cannot use --reason '${values.reason}': use one of ${REASONS.join(", ")}`,
+      `Cannot use --reason '${values.reason}': use one of ${DEAD_LETTER_REASONS.join(", ")}`,
     );
   }
   if (values.queue?.endsWith(".dlq")) {
@@ -79,28 +109,47 @@ function parseFlags(args: string[]) {
   }
   return {
     ...values,
-    limit: wholeNumber(values.limit, "--limit", values.replay ? Number.MAX_SAFE_INTEGER : 100),
+    limit: wholeNumberFlag(values.limit, "--limit", values.replay ? Number.MAX_SAFE_INTEGER : 100),
   };
 }
 
-async function queuesToRead(flags: ReturnType<typeof parseFlags>): Promise<string[]> {
-  if (flags.queue !== undefined) return [flags.queue];
-  const config = await loadConfig(flags.config);
-  if (flags.function === undefined) return [...config.functions.values()];
-  const queue = config.functions.get(flags.function);
-  if (queue === undefined) {
+type DlqFlags = ReturnType<typeof parseFlags>;
+
+/** A queue to read, and the broker user its function's workers run as, when known. */
+interface Target {
+  queue: string;
+  workerUser?: string;
+}
+
+async function queuesToRead(flags: DlqFlags): Promise<Target[]> {
+  // --queue works without a configuration file; with one, it says who the workers are.
+  const config = await loadConfig(flags.config).catch((error) => {
+    const missing = error instanceof ConfigError && error.cause instanceof Deno.errors.NotFound;
+    if (flags.queue !== undefined && missing) return undefined;
+    throw error;
+  });
+  const routes = [...(config?.functions ?? new Map()).values()];
+  if (flags.queue !== undefined) {
+    return [{ queue: flags.queue, workerUser: routes.find((r) => r.queue === flags.queue)?.user }];
+  }
+  if (flags.function === undefined) {
+    return routes.map(({ queue, user }) => ({ queue, workerUser: user }));
+  }
+  const route = config!.functions.get(flags.function);
+  if (route === undefined) {
     throw new UsageError(
-      `Cannot read the dead letters of '${flags.function}' as ${config.file} has no such function: use one of ${
-        [...config.functions.keys()].join(", ")
-      }`,
+      `Cannot read the dead letters of '${flags.function}' as ${
+        config!.file
+      } has no such function: use one of ${[...config!.functions.keys()].join(", ")}`,
     );
   }
-  return [queue];
+  return [{ queue: route.queue, workerUser: route.user }];
 }
 
 function formatLetter(letter: DeadLetter, index: number): string[] {
   const details = [
     letter.attempts !== null ? `attempts: ${letter.attempts}` : undefined,
+    letter.deliveries !== null ? `deliveries: ${letter.deliveries}` : undefined,
     letter.worker ? `worker: ${letter.worker}` : undefined,
     letter.at ? `at: ${letter.at}` : undefined,
   ].filter(Boolean).join(", ");
@@ -111,46 +160,34 @@ function formatLetter(letter: DeadLetter, index: number): string[] {
   ];
 }
 
-/** Runs the dead-letter tool with `args`; resolves with its exit code. */
-export async function main(args: string[], io: CliIo): Promise<number> {
-  const paint = createPainter(io.color);
-  let flags;
-  let queues: string[];
-  try {
-    flags = parseFlags(args);
-    if (flags.help) {
-      io.out(HELP);
-      return EXIT.passed;
-    }
-    queues = await queuesToRead(flags);
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError) {
-      io.err(paint.bad(error.message));
-      return EXIT.usage;
-    }
-    throw error;
-  }
-  let url: string;
-  let broker: Broker;
-  try {
-    // Dead letters are the admin's: in the compose stack, no other user may read them.
-    const target = await resolveBroker(brokerFlags(flags), {
-      env: io.env,
-      root: new URL("../", import.meta.url),
-      user: "admin",
-    });
-    url = target.url;
-    broker = await connectRabbitMq(url, 5000, { tls: target.tls, connectionName: "dlq" });
-  } catch (error) {
-    io.err(paint.bad((error as Error).message));
-    return error instanceof TypeError || error instanceof SecretFileError
-      ? EXIT.usage
-      : EXIT.unavailable;
-  }
-  const report: Record<string, unknown>[] = [];
-  try {
-    if (!flags.json) io.out(`Broker: ${maskUrl(url)}`);
-    for (const queue of queues) {
+function formatRefused(refused: RefusedLetter[]): string[] {
+  return refused.map(({ letter, why }) =>
+    `  refused task ${letter.taskId ?? "(no id)"} (${letter.reason}): ${why}`
+  );
+}
+
+const DLQ: Command<typeof DLQ_OPTIONS, DlqFlags, { flags: DlqFlags; targets: Target[] }> = {
+  name: "dlq",
+  help: HELP,
+  options: DLQ_OPTIONS,
+  parse: parseFlags,
+  async prepare(flags) {
+    return { flags, targets: await queuesToRead(flags) };
+  },
+  // Dead letters are read by the least privileged user that may: in the
+  // compose stack, operator reads *.dlq and publishes, nothing more.
+  broker: ({ flags }) => ({
+    settings: brokerSettings(flags),
+    user: OPERATOR_USER,
+    connectionName: "dlq",
+  }),
+  async run({ flags, targets }, opened, { io }) {
+    const { broker } = opened;
+    const paint = createPainter(io.color.out);
+    const report: Record<string, unknown>[] = [];
+    let refusedAny = false;
+    if (!flags.json) io.out(`Broker: ${opened.label}`);
+    for (const { queue, workerUser } of targets) {
       const dlq = deadLetterQueueOf(queue);
       const info = await broker.inspectQueue(dlq);
       if (!info) {
@@ -158,18 +195,25 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         if (!flags.json) io.out(`${dlq}: does not exist (no worker for ${queue} has started)`);
         continue;
       }
-      const options = { limit: flags.limit, reason: flags.reason };
       if (flags.replay) {
-        const result: ReplayResult = await replayDeadLetters(broker, dlq, options);
+        const policy = letterPolicy(workerUser, broker.user);
+        const result = await replayDeadLetters(broker, dlq, { ...flags, policy });
+        refusedAny ||= result.refused.length > 0;
         report.push({ queue: dlq, total: info.messages, ...result });
         if (!flags.json) {
           io.out(
             `${dlq}: replayed ${result.replayed.length} of ${info.messages} to ${queue}` +
               (result.skipped ? ` (${result.skipped} left: other reasons)` : ""),
           );
+          if (result.refused.length > 0) {
+            io.out(paint.warn(
+              `${dlq}: ${result.refused.length} left as they do not prove their origin:`,
+            ));
+            for (const line of formatRefused(result.refused)) io.out(line);
+          }
         }
       } else {
-        const letters = await listDeadLetters(broker, dlq, options);
+        const letters = await listDeadLetters(broker, dlq, flags);
         report.push({ queue: dlq, total: info.messages, letters });
         if (!flags.json) {
           const shown = letters.length < info.messages ? ` (showing ${letters.length})` : "";
@@ -178,17 +222,14 @@ export async function main(args: string[], io: CliIo): Promise<number> {
         }
       }
     }
-    if (flags.json) io.out(JSON.stringify({ broker: maskUrl(url), queues: report }, null, 2));
-    return EXIT.passed;
-  } catch (error) {
-    if (error instanceof BrokerUnavailableError) {
-      io.err(paint.bad(error.message));
-      return EXIT.unavailable;
-    }
-    throw error;
-  } finally {
-    await broker.close();
-  }
+    if (flags.json) io.out(JSON.stringify({ broker: opened.label, queues: report }, null, 2));
+    return refusedAny ? EXIT.failed : EXIT.passed;
+  },
+};
+
+/** Runs the dead-letter tool with `args`; resolves with its exit code. */
+export function main(args: string[], io: CliIo): Promise<number> {
+  return runCommand(DLQ, args, io);
 }
 
-if (import.meta.main) await runCli(main);
+if (import.meta.main) await runMain(DLQ);

@@ -1,6 +1,7 @@
 /**
  * What `deno task status` reports: each function's queue (depth, consumers
- * and dead letters) and the live workers that answer a ping.
+ * and dead letters) and the live workers that answer a ping, with how many
+ * answers came from a sender that may not speak for the function it named.
  *
  * @module
  */
@@ -8,8 +9,8 @@
 import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { pingWorkers } from "./ping_workers.ts";
-import { RpcClient } from "./rpc_client.ts";
+import type { FunctionRoute } from "./client/functions.ts";
+import { TaskClient } from "./client/task_client.ts";
 
 /** A function of the configuration and the state of its queue. */
 export interface QueueStatus {
@@ -29,8 +30,10 @@ export interface QueueStatus {
 /** The state of the system. */
 export interface SystemStatus {
   queues: QueueStatus[];
-  /** Every worker that answered, whatever its queue. */
+  /** Every worker that answered, whatever its queue, from its function's broker user. */
   workers: WorkerInfo[];
+  /** Answers to the ping from a sender that is not the workers' user of the function it named. */
+  unexpected_senders: number;
 }
 
 /** Options for {@linkcode gatherStatus}. */
@@ -46,11 +49,11 @@ export interface GatherStatusOptions {
 /** Inspects each function's queues and pings the workers. */
 export async function gatherStatus(
   broker: Broker,
-  functions: { function: string; queue: string }[],
+  functions: Map<string, FunctionRoute>,
   options: GatherStatusOptions = {},
 ): Promise<SystemStatus> {
   const queues: QueueStatus[] = [];
-  for (const { function: name, queue } of functions) {
+  for (const [name, { queue }] of functions) {
     const info = await broker.inspectQueue(queue);
     const dlq = await broker.inspectQueue(deadLetterQueueOf(queue));
     queues.push({
@@ -63,15 +66,15 @@ export async function gatherStatus(
       workers: 0,
     });
   }
-  const client = await RpcClient.open(broker);
-  let workers: WorkerInfo[];
+  const client = await TaskClient.open(broker, { functions });
+  let ping;
   try {
-    workers = await pingWorkers(client, { timeoutMs: options.pingTimeoutMs ?? 1000 });
+    ping = await client.ping({ timeoutMs: options.pingTimeoutMs ?? 1000 });
   } finally {
-    client.close();
+    await client.close();
   }
   for (const queue of queues) {
-    queue.workers = workers.filter((w) => w.queue === queue.queue).length;
+    queue.workers = ping.workers.filter((w) => w.queue === queue.queue).length;
   }
-  return { queues, workers };
+  return { queues, workers: ping.workers, unexpected_senders: ping.unexpected };
 }

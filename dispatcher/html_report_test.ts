@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sampleRun } from "./_test_fixtures.ts";
-import { concurrencySteps, renderHtmlReport, WORKER_COLORS, workerColors } from "./html_report.ts";
+import { renderHtmlReport } from "./html_report.ts";
+import { concurrencySteps, WORKER_COLORS, workerColors } from "./html_timeline.ts";
 
 /** Every start tag `<name ...>` in `html` with its attributes. */
 function tags(html: string, name: string): Record<string, string>[] {

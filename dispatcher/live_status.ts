@@ -14,8 +14,9 @@
 
 import type { TaskProgress } from "../functions/_runtime/contract/mod.ts";
 import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
-import type { TaskSpec } from "./load_config.ts";
-import { clockTime, type Painter } from "./report.ts";
+import type { Painter } from "./cli/paint.ts";
+import type { TaskSpec } from "./config/load_config.ts";
+import { clockTime } from "./report.ts";
 
 /** Options for {@linkcode createLiveStatus}. */
 export interface LiveStatusOptions {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { outcome, spec } from "./_test_fixtures.ts";
 import { createLiveStatus } from "./live_status.ts";
-import { createPainter } from "./report.ts";
+import { createPainter } from "./cli/paint.ts";
 
 function setup(color = false) {
   const lines: string[] = [];

@@ -8,13 +8,8 @@
  */
 
 import type { Payload } from "../functions/_runtime/contract/mod.ts";
-import type { CallOutcome, RpcClient } from "./rpc_client.ts";
-
-/** A function to load and its queue. */
-export interface LoadTarget {
-  task: string;
-  queue: string;
-}
+import type { CallOutcome } from "./client/rpc_client.ts";
+import type { TaskClient } from "./client/task_client.ts";
 
 /** Options for {@linkcode runLoad}. */
 export interface LoadOptions {
@@ -23,8 +18,8 @@ export interface LoadOptions {
   concurrency: number;
   /** Calls started per second (open loop). */
   rate?: number;
-  /** Functions called in turn. */
-  targets: LoadTarget[];
+  /** Functions called in turn, by name. */
+  targets: string[];
   payload: Payload;
   timeoutMs: number;
   /** Told of progress about every `progressMs`. */
@@ -90,7 +85,10 @@ export function latencyOf(samples: number[]): Latency {
 }
 
 /** Runs a load test over `client`; rejects only if the broker fails. */
-export async function runLoad(client: RpcClient, options: LoadOptions): Promise<LoadResult> {
+export async function runLoad(
+  client: Pick<TaskClient, "request">,
+  options: LoadOptions,
+): Promise<LoadResult> {
   const latencies: number[] = [];
   const perWorker: Record<string, number> = {};
   const errors: Record<string, number> = {};
@@ -128,9 +126,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   const callNext = () => {
     const target = options.targets[sent % options.targets.length];
     sent++;
-    return client.call(target.queue, target.task, options.payload, {
-      timeoutMs: options.timeoutMs,
-    }).then(record);
+    return client.request(target, options.payload, { timeoutMs: options.timeoutMs }).then(record);
   };
 
   try {

@@ -2,27 +2,42 @@
  * `deno task load`: a load test. Sends many tasks to the functions of
  * test-config.yml, keeping `--concurrency` in flight or starting `--rate`
  * per second, and reports throughput, latency percentiles, errors, retries
- * and the tasks each worker did; saves the figures under results/.
+ * and the tasks each worker did; saves the figures under results/ (or
+ * `--out`).
  *
  * @module
  */
 
-import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import { BROKER_FLAGS, BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
-import { brokerLabel, openBroker, type OpenedBroker, openFailureCode } from "./open_broker.ts";
-import { type CliIo, EXIT, readOptions, runCli, UsageError, wholeNumber } from "./cli.ts";
-import { type LoadProgress, type LoadResult, type LoadTarget, runLoad } from "./load.ts";
-import { ConfigError, loadConfig } from "./load_config.ts";
-import { createPainter } from "./report.ts";
-import { RpcClient } from "./rpc_client.ts";
-import { checkWritable, defaultResultsPath, writeOutput } from "./output_files.ts";
-import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
+import { describeBroker } from "./client/open_broker.ts";
+import { unexpectedSenders } from "./client/senders.ts";
+import { TaskClient } from "./client/task_client.ts";
+import {
+  BROKER_OPTIONS,
+  brokerHelp,
+  brokerSettings,
+  checkLocal,
+  type OptionValues,
+  UsageError,
+  wholeNumberFlag,
+} from "./cli/options.ts";
+import { checkOutputPath, defaultResultsPath, writeOutput } from "./cli/output_files.ts";
+import {
+  type CliIo,
+  type Command,
+  EXIT,
+  EXIT_HELP_BUG,
+  runCommand,
+  runMain,
+} from "./cli/run_cli.ts";
+import { type Config, loadConfig } from "./config/load_config.ts";
+import { type LoadProgress, type LoadResult, runLoad } from "./load.ts";
 
 const HELP = `Usage: deno task load [options]
 
 Sends many tasks to the functions of test-config.yml and reports throughput
 (tasks/s), latency p50/p90/p99/max, errors, retries and the tasks each worker
-did. The figures are saved to results/load_<timestamp>.json.
+did. The figures are saved to results/load_<timestamp>.json unless --out or
+--no-save.
 
 Options:
   --tasks N            how many tasks (default: 1000)
@@ -30,64 +45,80 @@ Options:
   --rate R             start R tasks per second instead (open loop)
   --function NAME      only this function (default: all of the file's, in turn)
   --work-ms MS         simulated work per task, as payload work_ms (default: 0)
-  --timeout-ms MS      per-task timeout (default: 60000)
+  --timeout-ms MS      per-task timeout, also each request's deadline
+                       (default: 60000)
   --config PATH        where the functions are (default: test-config.yml)
 ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
   --local              run on the embedded broker
   --wait-workers SECS  how long to wait for workers (default: 10)
-  --out FILE           save the figures here instead (under results/: deno task
-                       load may write nowhere else)
+  --out FILE           save the figures here instead, anywhere: missing
+                       folders are made, and the path is checked first
   --no-save            do not save the figures
   --json               print the figures as one JSON document on stdout
   -h, --help           show this help
 
+Exit codes:
+  0  every task succeeded
+  1  some task failed or timed out
+  2  bad option, configuration, credentials file or output path
+  3  broker or workers unavailable
+  ${EXIT_HELP_BUG}
+
 Examples:
   deno task load --tasks 10000
   deno task load --function task_a --work-ms 500 --tasks 40 --concurrency 40
-  deno task load --rate 200 --tasks 2000`;
+  deno task load --rate 200 --tasks 2000 --out load.json`;
 
-function parseFlags(args: string[]) {
-  const values = readOptions(args, {
-    tasks: { type: "string" },
-    concurrency: { type: "string" },
-    rate: { type: "string" },
-    function: { type: "string" },
-    "work-ms": { type: "string" },
-    "timeout-ms": { type: "string" },
-    config: { type: "string", default: "test-config.yml" },
-    ...BROKER_OPTIONS,
-    local: { type: "boolean", default: false },
-    "wait-workers": { type: "string" },
-    out: { type: "string" },
-    "no-save": { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  }, "load");
+const LOAD_OPTIONS = {
+  tasks: { type: "string" },
+  concurrency: { type: "string" },
+  rate: { type: "string" },
+  function: { type: "string" },
+  "work-ms": { type: "string" },
+  "timeout-ms": { type: "string" },
+  config: { type: "string", default: "test-config.yml" },
+  ...BROKER_OPTIONS,
+  local: { type: "boolean", default: false },
+  "wait-workers": { type: "string" },
+  out: { type: "string" },
+  "no-save": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+function parseFlags(values: OptionValues<typeof LOAD_OPTIONS>) {
   if (values.rate !== undefined && values.concurrency !== undefined) {
     throw new UsageError("Cannot use --rate with --concurrency: choose one");
   }
-  for (const flag of BROKER_FLAGS) {
-    if (values.local && values[flag] !== undefined) {
-      throw new UsageError(`Cannot use --local with --${flag}: the embedded broker needs neither`);
-    }
-  }
+  checkLocal(values);
   if (values.out !== undefined && values["no-save"]) {
     throw new UsageError("Cannot use --out with --no-save: choose one");
   }
   return {
     ...values,
-    tasks: wholeNumber(values.tasks, "--tasks", 1000),
-    concurrency: wholeNumber(values.concurrency, "--concurrency", 100),
-    rate: values.rate === undefined ? undefined : wholeNumber(values.rate, "--rate", 1),
-    workMs: wholeNumber(values["work-ms"], "--work-ms", 0, 0),
-    timeoutMs: wholeNumber(values["timeout-ms"], "--timeout-ms", 60_000),
-    waitMs: wholeNumber(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
+    tasks: wholeNumberFlag(values.tasks, "--tasks", 1000),
+    concurrency: wholeNumberFlag(values.concurrency, "--concurrency", 100),
+    rate: values.rate === undefined ? undefined : wholeNumberFlag(values.rate, "--rate", 1),
+    workMs: wholeNumberFlag(values["work-ms"], "--work-ms", 0, 0),
+    timeoutMs: wholeNumberFlag(values["timeout-ms"], "--timeout-ms", 60_000),
+    waitMs: wholeNumberFlag(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
   };
 }
 
+type LoadFlags = ReturnType<typeof parseFlags>;
+
+interface LoadPlan {
+  flags: LoadFlags;
+  config: Config;
+  /** The functions loaded, in turn. */
+  targets: string[];
+  /** Where the figures go, checked; `undefined` with --no-save. */
+  out?: string;
+}
+
 /** The lines that report a finished load test. */
-export function formatLoad(result: LoadResult): string[] {
+function formatLoad(result: LoadResult): string[] {
   const errors = Object.entries(result.errors);
   const failed = errors.reduce((sum, [, n]) => sum + n, 0);
   const { latencyMs: l } = result;
@@ -116,119 +147,96 @@ function progressLine(p: LoadProgress, total: number): string {
   } tasks/s`;
 }
 
-/** Runs the load tester with `args`; resolves with its exit code. */
-export async function main(args: string[], io: CliIo, isTerminal = false): Promise<number> {
-  const paint = createPainter(io.color);
-  let flags;
-  let targets: LoadTarget[];
-  let out: string | undefined;
-  try {
-    flags = parseFlags(args);
-    if (flags.help) {
-      io.out(HELP);
-      return EXIT.passed;
-    }
+const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
+  name: "load",
+  help: HELP,
+  options: LOAD_OPTIONS,
+  parse: parseFlags,
+  async prepare(flags) {
     // Checked before any task is sent, so that a run is never lost to a bad path.
-    out = flags["no-save"] ? undefined : flags.out ?? defaultResultsPath("load", new Date());
-    if (out !== undefined) checkWritable(out, "the figures to");
+    const out = flags["no-save"] ? undefined : flags.out ?? defaultResultsPath("load", new Date());
+    if (out !== undefined) await checkOutputPath(out, "--out");
     const config = await loadConfig(flags.config);
-    targets = [...config.functions].map(([task, queue]) => ({ task, queue }));
+    let targets = [...config.functions.keys()];
     if (flags.function !== undefined) {
-      targets = targets.filter((t) => t.task === flags!.function);
-      if (targets.length === 0) {
+      if (!config.functions.has(flags.function)) {
         throw new UsageError(
           `Cannot load '${flags.function}' as ${config.file} has no such function: use one of ${
-            [...config.functions.keys()].join(", ")
+            targets.join(", ")
           }`,
         );
       }
+      targets = [flags.function];
     }
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof TypeError) {
-      io.err(paint.bad(error.message));
-      return EXIT.usage;
-    }
-    throw error;
-  }
-  // In --json mode stdout carries the document only.
-  const say = flags.json ? io.err : io.out;
-
-  let choice: OpenedBroker;
-  try {
-    choice = await openBroker({
-      local: flags.local,
-      flags: brokerFlags(flags),
-      env: io.env,
-      functions: targets,
-      connectionName: "load",
+    return { flags, config, targets, out };
+  },
+  broker: ({ flags, config, targets }) => ({
+    local: flags.local,
+    fallback: true,
+    settings: brokerSettings(flags),
+    functions: targets.map((task) => ({ task, queue: config.functions.get(task)!.queue })),
+    connectionName: "load",
+  }),
+  async run({ flags, config, targets, out }, opened, { io, complain }) {
+    // In --json mode stdout carries the document only.
+    const say = flags.json ? io.err : io.out;
+    say(`Broker: ${describeBroker(opened)}`);
+    const client = await TaskClient.open(opened.broker, {
+      functions: config.functions,
+      label: opened.label,
     });
-  } catch (error) {
-    io.err(paint.bad((error as Error).message));
-    return openFailureCode(error);
-  }
-  if (choice.notice) io.err(paint.warn(choice.notice));
-  let client: RpcClient | undefined;
-  try {
-    say(`Broker: ${brokerLabel(choice)}`);
-    await waitForWorkers(choice.broker, targets, { timeoutMs: flags.waitMs });
-    client = await RpcClient.open(choice.broker);
-    const mode = flags.rate !== undefined
-      ? `${flags.rate} tasks/s`
-      : `${Math.min(flags.concurrency, flags.tasks)} in flight`;
-    say(
-      `Load: ${flags.tasks} tasks of ${
-        targets.map((t) => t.task).join(", ")
-      }, ${mode}, work_ms ${flags.workMs}`,
-    );
-    const live = isTerminal && !flags.json;
-    const result = await runLoad(client, {
-      tasks: flags.tasks,
-      concurrency: flags.concurrency,
-      rate: flags.rate,
-      targets,
-      payload: { work_ms: flags.workMs },
-      timeoutMs: flags.timeoutMs,
-      onProgress: live
-        ? (p) =>
-          Deno.stdout.writeSync(new TextEncoder().encode(`\r${progressLine(p, flags.tasks)}`))
-        : undefined,
-    });
-    if (live) io.out("");
-    const document = {
-      kind: "load",
-      at: new Date().toISOString(),
-      broker: choice.label,
-      options: {
+    try {
+      await client.waitForWorkers(targets, { timeoutMs: flags.waitMs });
+      const mode = flags.rate !== undefined
+        ? `${flags.rate} tasks/s`
+        : `${Math.min(flags.concurrency, flags.tasks)} in flight`;
+      say(`Load: ${flags.tasks} tasks of ${targets.join(", ")}, ${mode}, work_ms ${flags.workMs}`);
+      const live = io.isTerminal === true && !flags.json;
+      const result = await runLoad(client, {
         tasks: flags.tasks,
-        concurrency: flags.rate === undefined ? flags.concurrency : null,
-        rate: flags.rate ?? null,
-        functions: targets.map((t) => t.task),
-        work_ms: flags.workMs,
-        timeout_ms: flags.timeoutMs,
-      },
-      ...result,
-    };
-    if (flags.json) io.out(JSON.stringify(document, null, 2));
-    else for (const line of formatLoad(result)) io.out(line);
-    if (out !== undefined) {
-      await writeOutput(out, JSON.stringify(document, null, 2) + "\n");
-      say(`Results saved to ${out}`);
+        concurrency: flags.concurrency,
+        rate: flags.rate,
+        targets,
+        payload: { work_ms: flags.workMs },
+        timeoutMs: flags.timeoutMs,
+        onProgress: live
+          ? (p) =>
+            Deno.stdout.writeSync(new TextEncoder().encode(`\r${progressLine(p, flags.tasks)}`))
+          : undefined,
+      });
+      if (live) io.out("");
+      const forged = client.ignored.unexpectedSender;
+      if (forged > 0) complain(unexpectedSenders(forged, "reply", client.user), "warn");
+      const document = {
+        kind: "load",
+        at: new Date().toISOString(),
+        broker: opened.label,
+        options: {
+          tasks: flags.tasks,
+          concurrency: flags.rate === undefined ? flags.concurrency : null,
+          rate: flags.rate ?? null,
+          functions: targets,
+          work_ms: flags.workMs,
+          timeout_ms: flags.timeoutMs,
+        },
+        ...result,
+      };
+      if (flags.json) io.out(JSON.stringify(document, null, 2));
+      else for (const line of formatLoad(result)) io.out(line);
+      if (out !== undefined) {
+        await writeOutput(out, JSON.stringify(document, null, 2) + "\n", "--out");
+        say(`Results saved to ${out}`);
+      }
+      return result.succeeded === result.tasks ? EXIT.passed : EXIT.failed;
+    } finally {
+      await client.close();
     }
-    const failed = result.tasks - result.succeeded;
-    return failed === 0 ? EXIT.passed : EXIT.failed;
-  } catch (error) {
-    if (error instanceof WorkersMissingError || error instanceof BrokerUnavailableError) {
-      io.err(paint.bad(error.message));
-      return EXIT.unavailable;
-    }
-    throw error;
-  } finally {
-    client?.close();
-    await choice.broker.close();
-    await choice.embedded?.stop();
-  }
+  },
+};
+
+/** Runs the load tester with `args`; resolves with its exit code. */
+export function main(args: string[], io: CliIo): Promise<number> {
+  return runCommand(LOAD, args, io);
 }
 
-if (import.meta.main) {
-  await runCli((args, io) => main(args, io, Deno.stdout.isTerminal()));
-}
+if (import.meta.main) await runMain(LOAD);

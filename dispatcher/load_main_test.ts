@@ -8,7 +8,7 @@ async function run(args: string[]) {
     out: (line) => out.push(line),
     err: (line) => err.push(line),
     env: () => undefined,
-    color: false,
+    color: { out: false, err: false },
   });
   return { code, out: out.join("\n"), err: err.join("\n") };
 }

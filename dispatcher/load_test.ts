@@ -4,7 +4,7 @@ import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
 import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
 import { latencyOf, percentile, runLoad } from "./load.ts";
-import { RpcClient } from "./rpc_client.ts";
+import { TaskClient } from "./client/task_client.ts";
 
 Deno.test("percentile() takes the nearest rank", () => {
   const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
@@ -47,12 +47,14 @@ async function setup(concurrencyPerWorker: number) {
       concurrency: concurrencyPerWorker,
     }),
   ];
-  const client = await RpcClient.open(hub.connect());
+  const client = await TaskClient.open(hub.connect(), {
+    functions: new Map([["echo", { queue: "queue_echo", user: "echo" }]]),
+  });
   return {
     client,
     peak: () => peak,
     async close() {
-      client.close();
+      await client.close();
       for (const worker of workers) await worker.stop(0);
       await hub.shutdown();
     },
@@ -66,7 +68,7 @@ Deno.test("runLoad() keeps at most `concurrency` tasks in flight and counts per 
     const result = await runLoad(t.client, {
       tasks: 60,
       concurrency: 4,
-      targets: [{ task: "echo", queue: "queue_echo" }],
+      targets: ["echo"],
       payload: {},
       timeoutMs: 5000,
       onProgress: (p) => progress.push(p.done),
@@ -94,7 +96,7 @@ Deno.test("runLoad() counts error replies by type and retries", async () => {
     const result = await runLoad(t.client, {
       tasks: 10,
       concurrency: 10,
-      targets: [{ task: "echo", queue: "queue_echo" }],
+      targets: ["echo"],
       payload: { fail: true },
       timeoutMs: 5000,
     });
@@ -112,7 +114,7 @@ Deno.test("runLoad() counts the retries behind successful replies", async () => 
     const result = await runLoad(t.client, {
       tasks: 3,
       concurrency: 3,
-      targets: [{ task: "echo", queue: "queue_echo" }],
+      targets: ["echo"],
       payload: { flaky: true },
       timeoutMs: 10_000,
     });
@@ -131,7 +133,7 @@ Deno.test("runLoad() with a rate starts tasks on schedule rather than all at onc
       tasks: 10,
       concurrency: 1,
       rate: 200,
-      targets: [{ task: "echo", queue: "queue_echo" }],
+      targets: ["echo"],
       payload: {},
       timeoutMs: 5000,
     });

@@ -6,37 +6,8 @@
  * @module
  */
 
-import { styleText } from "node:util";
+import type { Painter } from "./cli/paint.ts";
 import type { RunDocument, TaskRecord } from "./run_document.ts";
-
-/** Colours output, or leaves it plain. */
-export interface Painter {
-  ok(text: string): string;
-  bad(text: string): string;
-  warn(text: string): string;
-  info(text: string): string;
-  dim(text: string): string;
-  bold(text: string): string;
-}
-
-/** Whether to colour: only on a terminal, and never when `NO_COLOR` is set. */
-export function shouldColor(isTerminal: boolean, noColor: string | undefined): boolean {
-  return isTerminal && (noColor === undefined || noColor === "");
-}
-
-/** A {@linkcode Painter} that colours when `color` is true. */
-export function createPainter(color: boolean): Painter {
-  const paint = (format: Parameters<typeof styleText>[0]) => (text: string) =>
-    color ? styleText(format, text, { validateStream: false }) : text;
-  return {
-    ok: paint("green"),
-    bad: paint("red"),
-    warn: paint("yellow"),
-    info: paint("cyan"),
-    dim: paint("gray"),
-    bold: paint("bold"),
-  };
-}
 
 /** "task_a" → "Task A", as the original systems printed it. */
 export function displayName(task: string): string {
@@ -65,7 +36,7 @@ function show(value: unknown): string {
  * The lines of one task in the summary: its result (or error, or timeout),
  * where and when it ran, and why it did not pass if it did not.
  */
-export function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
+function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
   const where = [`queue ${task.queue}`, `task ${task.task_id}`];
   if (task.queue_wait_ms !== null) where.push(`waited ${seconds(task.queue_wait_ms)} in queue`);
   const at = task.finished_at ?? task.ended_at;

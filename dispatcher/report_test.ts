@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sampleRun } from "./_test_fixtures.ts";
-import { clockTime, createPainter, displayName, formatSummary, shouldColor } from "./report.ts";
+import { createPainter, shouldColor } from "./cli/paint.ts";
+import { clockTime, displayName, formatSummary } from "./report.ts";
 
 const plain = createPainter(false);
 

@@ -203,7 +203,7 @@ export function taskRecord(outcome: TaskOutcome): TaskRecord {
 }
 
 /** The figures of a run, from its task records. */
-export function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
+function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
   const retries: Record<string, number> = {};
   for (const t of tasks) {
     // A task that timed out has no reply to count its attempts by.

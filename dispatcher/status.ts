@@ -3,24 +3,39 @@
  * (messages waiting, consumers, dead letters) and the live workers, found by
  * a ping every worker answers. Exit codes: 0 every function has a live
  * worker, 1 some function has none, 2 bad option or configuration, 3 broker
- * unreachable.
+ * unreachable, 70 a bug.
  *
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
-import type { AmqpTls } from "../functions/_runtime/broker/amqp_target.ts";
-import { SecretFileError } from "../functions/_runtime/broker/secret_file.ts";
-import { BROKER_OPTIONS, brokerFlags, brokerHelp } from "./broker_options.ts";
-import { readOptions, UsageError } from "./cli.ts";
-import { DISPATCHER_SETTING_NAMES, resolveBroker } from "./resolve_broker.ts";
+import { unexpectedSenders } from "./client/senders.ts";
+import {
+  BROKER_OPTIONS,
+  brokerHelp,
+  brokerSettings,
+  type OptionValues,
+  wholeNumberFlag,
+} from "./cli/options.ts";
+import { createPainter, type Painter } from "./cli/paint.ts";
+import {
+  type CliIo,
+  type Command,
+  EXIT,
+  EXIT_HELP_BUG,
+  runCommand,
+  runMain,
+} from "./cli/run_cli.ts";
+import { type Config, loadConfig } from "./config/load_config.ts";
 import { gatherStatus, type SystemStatus } from "./gather_status.ts";
-import { ConfigError, loadConfig } from "./load_config.ts";
-import { createPainter, type Painter, shouldColor } from "./report.ts";
 
 /** Exit codes of `deno task status`. */
-export const STATUS_EXIT = { ok: 0, missingWorkers: 1, usage: 2, unreachable: 3 } as const;
+export const STATUS_EXIT = {
+  ok: EXIT.passed,
+  missingWorkers: EXIT.failed,
+  usage: EXIT.usage,
+  unreachable: EXIT.unavailable,
+  bug: EXIT.bug,
+} as const;
 
 const HELP = `Usage: deno task status [options]
 
@@ -28,6 +43,8 @@ Shows whether the broker answers, each function's queue from the
 configuration (messages waiting, consumers, dead letters in <queue>.dlq),
 and the live workers: every worker answers a ping on the tasks.control
 exchange with its id, function, queue, uptime, tasks done and in flight.
+An answer counts only from the broker user of the function it names (its
+'user' in the configuration, default its name) or this tool's own user.
 
 Options:
   --config PATH   configuration file with the functions (default: test-config.yml)
@@ -36,22 +53,24 @@ ${brokerHelp("dispatcher")}
   --json          print one JSON document instead of tables
   -h, --help      show this help
 
-Exit codes: 0 every function has a live worker, 1 some function has none,
-2 bad option or configuration, 3 broker unreachable (within 5 s).
+Exit codes:
+  0  every function has a live worker
+  1  some function has none
+  2  bad option, configuration or credentials file
+  3  broker unreachable (within 5 s)
+  ${EXIT_HELP_BUG}
 
 Examples:
   deno task status
   deno task status --broker amqp://dispatcher@localhost:5673 --json`;
 
-/** Where `deno task status` writes, what it reads, and how it connects. */
-export interface StatusIo {
-  out: (line: string) => void;
-  err: (line: string) => void;
-  env: (name: string) => string | undefined;
-  color: boolean;
-  /** Opens the broker; fails with a `BrokerUnavailableError` within `timeoutMs`. */
-  connect: (url: string, timeoutMs: number, tls?: AmqpTls) => Promise<Broker>;
-}
+const STATUS_OPTIONS = {
+  config: { type: "string", default: "test-config.yml" },
+  ...BROKER_OPTIONS,
+  "ping-ms": { type: "string", default: "1000" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
 
 /** Rows as left-aligned columns, two spaces apart. */
 export function formatTable(rows: string[][]): string[] {
@@ -75,7 +94,7 @@ function count(value: number | null): string {
 }
 
 /** The status as lines for people. */
-export function formatStatus(
+function formatStatus(
   status: SystemStatus,
   broker: string,
   configFile: string,
@@ -109,8 +128,7 @@ export function formatStatus(
     }
     lines.push(...formatTable(rows).map((row, i) => `  ${i === 0 ? paint.dim(row) : row}`));
   }
-  const idle = status.queues.filter((q) => q.workers === 0);
-  for (const q of idle) {
+  for (const q of status.queues.filter((q) => q.workers === 0)) {
     lines.push(
       paint.warn(
         `No live worker for ${q.function} on '${q.queue}': start one with 'docker compose up -d' or 'deno task worker ${q.function}'`,
@@ -120,114 +138,65 @@ export function formatStatus(
   return lines;
 }
 
-function unavailableWorkers(status: SystemStatus): boolean {
-  return status.queues.some((q) => q.workers === 0);
+function parseFlags(values: OptionValues<typeof STATUS_OPTIONS>) {
+  return {
+    config: values.config,
+    json: values.json,
+    settings: brokerSettings(values),
+    pingMs: wholeNumberFlag(values["ping-ms"], "--ping-ms", 1000, 1, 60_000),
+  };
 }
+
+type StatusFlags = ReturnType<typeof parseFlags>;
+
+const STATUS: Command<typeof STATUS_OPTIONS, StatusFlags, { flags: StatusFlags; config: Config }> =
+  {
+    name: "status",
+    help: HELP,
+    options: STATUS_OPTIONS,
+    parse: parseFlags,
+    async prepare(flags) {
+      return { flags, config: await loadConfig(flags.config) };
+    },
+    // Leaves time to start and to print within the 5 s users are promised.
+    broker: ({ flags }) => ({
+      settings: flags.settings,
+      timeoutMs: 3500,
+      connectionName: "status",
+    }),
+    unavailable({ flags }, label, error, { io }) {
+      const paint = createPainter(io.color.out);
+      if (flags.json) {
+        const broker = { url: label ?? null, reachable: false, error: error.message };
+        io.out(JSON.stringify({ broker }, null, 2));
+      } else io.out(`Broker: ${label} ${paint.bad("(unreachable)")}`);
+    },
+    async run({ flags, config }, opened, { io, complain }) {
+      const status = await gatherStatus(opened.broker, config.functions, {
+        pingTimeoutMs: flags.pingMs,
+      });
+      if (status.unexpected_senders > 0) {
+        complain(unexpectedSenders(status.unexpected_senders, "pong", opened.broker.user), "warn");
+      }
+      if (flags.json) {
+        io.out(JSON.stringify(
+          { broker: { url: opened.label, reachable: true }, config: flags.config, ...status },
+          null,
+          2,
+        ));
+      } else {
+        const paint = createPainter(io.color.out);
+        for (const line of formatStatus(status, opened.label, flags.config, paint)) io.out(line);
+      }
+      return status.queues.some((q) => q.workers === 0)
+        ? STATUS_EXIT.missingWorkers
+        : STATUS_EXIT.ok;
+    },
+  };
 
 /** Runs `deno task status` with `args`; resolves with its exit code. */
-export async function statusMain(args: string[], io: StatusIo): Promise<number> {
-  const paint = createPainter(io.color);
-  let values;
-  try {
-    values = readOptions(args, {
-      config: { type: "string", default: "test-config.yml" },
-      ...BROKER_OPTIONS,
-      "ping-ms": { type: "string", default: "1000" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    }, "status");
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.err(paint.bad(error.message));
-    return STATUS_EXIT.usage;
-  }
-  if (values.help) {
-    io.out(HELP);
-    return STATUS_EXIT.ok;
-  }
-  const pingMs = Number(values["ping-ms"]);
-  if (!Number.isInteger(pingMs) || pingMs < 1 || pingMs > 60_000) {
-    io.err(
-      paint.bad(`Cannot use --ping-ms '${values["ping-ms"]}': give a whole number from 1 to 60000`),
-    );
-    return STATUS_EXIT.usage;
-  }
-  let functions;
-  try {
-    const config = await loadConfig(values.config);
-    functions = [...config.functions].map(([name, queue]) => ({ function: name, queue }));
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    io.err(paint.bad(error.message));
-    return STATUS_EXIT.usage;
-  }
-  let target;
-  try {
-    target = await resolveBroker(brokerFlags(values), {
-      env: io.env,
-      root: new URL("../", import.meta.url),
-    });
-  } catch (error) {
-    if (!(error instanceof TypeError || error instanceof SecretFileError)) throw error;
-    io.err(paint.bad(error.message));
-    return STATUS_EXIT.usage;
-  }
-  const masked = maskUrl(target.url);
-  let broker: Broker;
-  try {
-    // Leaves time to start and to print within the 5 s users are promised.
-    broker = await io.connect(target.url, 3500, target.tls);
-  } catch (error) {
-    if (!(error instanceof BrokerUnavailableError)) throw error;
-    if (values.json) {
-      io.out(JSON.stringify(
-        { broker: { url: masked, reachable: false, error: error.message } },
-        null,
-        2,
-      ));
-    } else {
-      io.out(`Broker: ${masked} ${paint.bad("(unreachable)")}`);
-      io.err(paint.bad(error.message));
-    }
-    return STATUS_EXIT.unreachable;
-  }
-  let status: SystemStatus;
-  try {
-    status = await gatherStatus(broker, functions, { pingTimeoutMs: pingMs });
-  } catch (error) {
-    if (!(error instanceof BrokerUnavailableError)) throw error;
-    io.err(paint.bad(error.message));
-    return STATUS_EXIT.unreachable;
-  } finally {
-    await broker.close();
-  }
-  if (values.json) {
-    io.out(JSON.stringify(
-      { broker: { url: masked, reachable: true }, config: values.config, ...status },
-      null,
-      2,
-    ));
-  } else {
-    for (const line of formatStatus(status, masked, values.config, paint)) io.out(line);
-  }
-  return unavailableWorkers(status) ? STATUS_EXIT.missingWorkers : STATUS_EXIT.ok;
+export function statusMain(args: string[], io: CliIo): Promise<number> {
+  return runCommand(STATUS, args, io);
 }
 
-if (import.meta.main) {
-  const { connectAmqp } = await import("../functions/_runtime/broker/connect_amqp.ts");
-  const code = await statusMain(Deno.args, {
-    out: (line) => console.log(line),
-    err: (line) => console.error(line),
-    env: (name) => Deno.env.get(name),
-    color: shouldColor(Deno.stdout.isTerminal(), Deno.env.get("NO_COLOR")),
-    connect: (url, timeoutMs, tls) =>
-      connectAmqp(url, {
-        timeoutMs,
-        heartbeatSeconds: 2,
-        connectionName: "status",
-        tls,
-        settingNames: DISPATCHER_SETTING_NAMES,
-      }),
-  });
-  Deno.exit(code);
-}
+if (import.meta.main) await runMain(STATUS);

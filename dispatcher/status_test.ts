@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import { encodeRequest } from "../functions/_runtime/contract/mod.ts";
+import {
+  CONTROL_EXCHANGE,
+  encodeRequest,
+  encodeWorkerInfo,
+} from "../functions/_runtime/contract/mod.ts";
 import { defineFunction } from "../functions/_runtime/define_function.ts";
 import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
 import { type RunningWorker, startWorker } from "../functions/_runtime/worker/start_worker.ts";
@@ -18,7 +22,7 @@ async function run(args: string[], connect: (url: string) => Promise<Broker>, en
     out: (line) => out.push(line),
     err: (line) => err.push(line),
     env: (name) => (env as Record<string, string>)[name],
-    color: false,
+    color: { out: false, err: false },
     connect: (url) => {
       urls.push(url);
       return connect(url);
@@ -144,4 +148,48 @@ Deno.test("statusMain() exits 2 for bad flags or configuration, and documents it
 
 Deno.test("formatTable() aligns columns", () => {
   assert.deepEqual(formatTable([["A", "BB"], ["ccc", "d"]]), ["A    BB", "ccc  d"]);
+});
+
+Deno.test("statusMain() lists only pongs from each function's user, and warns of the others", async () => {
+  const hub = new MemoryBroker();
+  const worker = await startWorker(inProcessRunner(taskA), hub.connect("task_a"), {
+    workerId: "task_a@real",
+  });
+  // Another function's user answers every ping, claiming to serve task_a.
+  const forger = hub.connect("task_b");
+  await forger.declareQueue("forger.control", { exclusive: true });
+  await forger.bindQueue("forger.control", CONTROL_EXCHANGE);
+  await forger.consume("forger.control", async (delivery) => {
+    const { replyTo, correlationId } = delivery.properties;
+    const info = {
+      kind: "pong" as const,
+      worker: "task_a@forged",
+      function: "task_a",
+      queue: "queue_a",
+      started_at: new Date().toISOString(),
+      uptime_ms: 1,
+      concurrency: 1,
+      tasks_done: 0,
+      succeeded: 0,
+      failed: 0,
+      rejected: 0,
+      retried: 0,
+      in_flight: 0,
+    };
+    await forger.publish(replyTo!, encodeWorkerInfo(info, correlationId));
+    forger.ack(delivery);
+  }, { prefetch: 1 });
+  try {
+    const connect = () => Promise.resolve(hub.connect("dispatcher"));
+    const json = await run(["--json", "--ping-ms", "100"], connect);
+    const status: SystemStatus = JSON.parse(json.out);
+    assert.deepEqual(status.workers.map((w) => w.worker), ["task_a@real"]);
+    assert.equal(status.unexpected_senders, 1);
+    const text = await run(["--ping-ms", "100"], connect);
+    assert.doesNotMatch(text.out, /forged/);
+    assert.match(text.err, /^Ignored 1 pong from unexpected senders: /);
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
 });

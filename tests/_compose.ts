@@ -8,7 +8,7 @@
 import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import { type CommandOutput, docker, readSecret } from "./_docker.ts";
-import { freePort, uniqueName, waitFor } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 
 export { docker };
 

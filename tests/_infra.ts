@@ -4,6 +4,11 @@
  * a message saying what to start; with `CI=true` they always run, so missing
  * infrastructure fails CI instead of hiding.
  *
+ * Importing this probes the machine (a TCP connection to RabbitMQ, `docker`,
+ * `openssl` and Chromium): only tests that need a gate import it. Helpers
+ * without side effects (`waitFor`, `uniqueName`, `freePort`) are in
+ * `_helpers.ts`.
+ *
  * @module
  */
 
@@ -107,30 +112,3 @@ export const NEEDS_CHROMIUM = gate(
   "browser",
   "no Chromium found. Install it (apt-get install -y chromium) or set CHROMIUM to its path.",
 );
-
-/** Fails with `message` unless `check` turns true before `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  message: string,
-  timeoutMs = 10_000,
-  intervalMs = 25,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
-
-/** A queue name no other test uses. */
-export function uniqueName(prefix: string): string {
-  return `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** Asks the OS for a free TCP port on 127.0.0.1. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}

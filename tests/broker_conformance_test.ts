@@ -9,7 +9,8 @@ import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
 import type { Message } from "../functions/_runtime/contract/mod.ts";
 import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { uniqueName, waitFor } from "./_helpers.ts";
 
 interface Backend {
   name: string;

@@ -5,8 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "./_infra.ts";
+import { freePort } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
+import { withTempDir } from "./_temp_dir.ts";
 
 Deno.test("deno task status exits 3 within 5 s when nothing answers, or nothing listens", async () => {
   // A port that accepts connections and never speaks AMQP: the slow case.
@@ -39,19 +40,58 @@ Deno.test("deno task status exits 3 within 5 s when nothing answers, or nothing 
   }
 });
 
-Deno.test("deno task dispatch refuses an output path it may not write, before sending anything", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    for (const flag of ["--junit", "--html", "--out"]) {
-      const path = `${dir}/report`;
-      const run = await runDeno(["task", "dispatch", "--local", flag, path]);
-      assert.equal(run.code, 2, `${flag}: ${run.stdout}${run.stderr}`);
-      assert.match(run.stderr, /may only write where --allow-write lets it .*under results\//);
-      assert.match(run.stderr, /use a path such as results\/report/);
-      assert.doesNotMatch(run.stdout, /Dispatching/);
-      await assert.rejects(() => Deno.stat(path), Deno.errors.NotFound);
+Deno.test("deno task dispatch writes --out, --junit and --html wherever they say, making folders", async () => {
+  await withTempDir(async (dir) => {
+    const paths = {
+      out: `${dir}/a/run.json`,
+      junit: `${dir}/b/c/report.xml`,
+      html: `${dir}/r.html`,
+    };
+    const run = await runDeno([
+      "task",
+      "dispatch",
+      "--local",
+      "--quiet",
+      "--out",
+      paths.out,
+      "--junit",
+      paths.junit,
+      "--html",
+      paths.html,
+    ]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    for (const path of Object.values(paths)) {
+      assert.ok((await Deno.stat(path)).size > 0, `${path} written`);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  });
+});
+
+Deno.test("deno task dispatch and load refuse a path they cannot write, before sending anything", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const cases: [string[], RegExp][] = [
+      [["dispatch", "--local", "--junit", dir], new RegExp(`--junit '${dir}' as it is a folder`)],
+      [
+        ["dispatch", "--local", "--html", `${dir}/file/report.html`],
+        /--html '.*\/file\/report\.html' as its folder '.*\/file' cannot be made: a file of that name is in the way/,
+      ],
+      [["dispatch", "--local", "--out", "/proc/run.json"], /--out '\/proc\/run\.json'/],
+      [["load", "--local", "--out", dir], new RegExp(`--out '${dir}' as it is a folder`)],
+    ];
+    for (const [args, pattern] of cases) {
+      const run = await runDeno(["task", ...args]);
+      assert.equal(run.code, 2, `${args.join(" ")}: ${run.stdout}${run.stderr}`);
+      assert.match(run.stderr, /^Cannot write /m);
+      assert.match(run.stderr, pattern);
+      assert.doesNotMatch(run.stdout + run.stderr, /Dispatching|Load: /, "nothing was sent");
+    }
+  });
+});
+
+Deno.test("every tool's --help documents exit code 70 for a bug", async () => {
+  for (const tool of ["dispatch", "load", "status", "dlq", "bench"]) {
+    const run = await runDeno(["task", "-q", tool, "--help"]);
+    assert.equal(run.code, 0, `${tool}: ${run.stderr}`);
+    assert.match(run.stdout, /^ {2}70 +a bug/m, tool);
   }
 });

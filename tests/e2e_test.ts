@@ -17,7 +17,7 @@ import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
 import type { TaskReply } from "../functions/_runtime/contract/mod.ts";
 import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker/worker_settings.ts";
-import { RpcClient } from "../dispatcher/rpc_client.ts";
+import { RpcClient } from "../dispatcher/client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { parsePrometheus } from "./_prometheus.ts";
@@ -28,7 +28,8 @@ import {
   readSecret,
   workerCommand,
 } from "./_docker.ts";
-import { freePort, NEEDS_DOCKER, uniqueName, waitFor } from "./_infra.ts";
+import { NEEDS_DOCKER } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
 import { makeTestPki, type TestPki } from "./_tls.ts";
 

@@ -14,9 +14,10 @@ import {
   type Message,
   parseRequest,
 } from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/rpc_client.ts";
+import { RpcClient } from "../dispatcher/client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
-import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { uniqueName, waitFor } from "./_helpers.ts";
 import { startWorkerProcess } from "./_processes.ts";
 
 const COUNT = 12;

@@ -8,10 +8,11 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract/mod.ts";
-import { type CallOutcome, RpcClient } from "../dispatcher/rpc_client.ts";
+import { type CallOutcome, RpcClient } from "../dispatcher/client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
-import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
+import { NEEDS_DOCKER } from "./_infra.ts";
+import { waitFor } from "./_helpers.ts";
 import { runDeno, startDeno } from "./_processes.ts";
 
 /** The container whose short id is the host name in a worker id (`task_a@<host>-<pid>`). */

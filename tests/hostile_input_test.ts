@@ -17,7 +17,8 @@ import {
   retryQueueOf,
   type TaskReply,
 } from "../functions/_runtime/contract/mod.ts";
-import { AMQP_URL, freePort, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
   runDeno,
   type RunningProcess,

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { main } from "../dispatcher/main.ts";
-import { workerColors } from "../dispatcher/html_report.ts";
+import { workerColors } from "../dispatcher/html_timeline.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { CHROMIUM, NEEDS_CHROMIUM } from "./_infra.ts";
 import { countColor, decodePng } from "./_png.ts";

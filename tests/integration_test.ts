@@ -15,10 +15,11 @@ import {
   type TaskReply,
 } from "../functions/_runtime/contract/mod.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/rpc_client.ts";
+import { RpcClient } from "../dispatcher/client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
-import { AMQP_URL, freePort, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
   runDeno,
   type RunningProcess,

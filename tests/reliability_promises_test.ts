@@ -17,7 +17,8 @@ import {
   type TaskProgress,
   type TaskReply,
 } from "../functions/_runtime/contract/mod.ts";
-import { AMQP_URL, freePort, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { type RunningProcess, startWorkerProcess } from "./_processes.ts";
 
 /** A caller with its replies and progress events, each stamped with when it arrived. */

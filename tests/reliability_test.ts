@@ -16,7 +16,8 @@ import {
   type TaskReply,
 } from "../functions/_runtime/contract/mod.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { AMQP_URL, NEEDS_RABBITMQ, uniqueName, waitFor } from "./_infra.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";
 
 async function session(queue: string) {

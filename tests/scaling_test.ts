@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { connectWhenUp, createStack, type Stack } from "./_compose.ts";
-import { NEEDS_DOCKER, waitFor } from "./_infra.ts";
+import { NEEDS_DOCKER } from "./_infra.ts";
+import { waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
 
 interface LoadDocument {

@@ -9,6 +9,7 @@
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../contract/mod.ts";
 import type { AmqpTargetSources } from "../broker/amqp_target.ts";
+import { parseWholeNumber, wholeNumberRange } from "../whole_number.ts";
 import { DEFAULT_DELIVERY_LIMIT } from "./start_worker.ts";
 
 /** Every variable a worker reads; its container may read no others. */
@@ -87,11 +88,12 @@ function wholeNumber(
 ): number {
   const text = env(name);
   if (text === undefined || text === "") return fallback;
-  const value = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+  const value = parseWholeNumber(text, min, max);
+  if (value === undefined) {
     throw new RangeError(
-      `Cannot start the worker as ${name} is '${text}': set it to a whole number ${range}`,
+      `Cannot start the worker as ${name} is '${text}': set it to a whole number ${
+        wholeNumberRange(min, max)
+      }`,
     );
   }
   return value;

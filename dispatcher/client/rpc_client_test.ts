@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError, type Delivery } from "../functions/_runtime/broker/broker.ts";
+import { BrokerUnavailableError, type Delivery } from "../../functions/_runtime/broker/broker.ts";
 import {
   encodeProgress,
   encodeReply,
@@ -7,9 +7,10 @@ import {
   parseRequest,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import { RpcClient } from "./rpc_client.ts";
+} from "../../functions/_runtime/contract/mod.ts";
+import { MemoryBroker } from "../../functions/_runtime/broker/memory_broker.ts";
+import { waitFor } from "../../tests/_helpers.ts";
+import { RpcClient, type RpcClientOptions } from "./rpc_client.ts";
 
 const QUEUE = "queue_rpc";
 
@@ -30,15 +31,21 @@ function replyFor(delivery: Delivery, result: unknown): TaskReply {
   };
 }
 
-/** A broker with a hand-driven "worker": the test decides when and how to reply. */
-async function setup() {
+/**
+ * A broker with a hand-driven "worker": the test decides when and how to
+ * reply. Every party is `guest` unless `users` says otherwise.
+ */
+async function setup(
+  users: { client?: string; server?: string } = {},
+  options: RpcClientOptions = {},
+) {
   const hub = new MemoryBroker();
-  const server = hub.connect();
+  const server = hub.connect(users.server);
   await server.declareQueue(QUEUE);
   const inbox: Delivery[] = [];
   await server.consume(QUEUE, (delivery) => inbox.push(delivery), { prefetch: 100 });
-  const clientBroker = hub.connect();
-  const client = await RpcClient.open(clientBroker);
+  const clientBroker = hub.connect(users.client);
+  const client = await RpcClient.open(clientBroker, options);
   const answer = async (delivery: Delivery, result: unknown) => {
     await server.publish(
       delivery.properties.replyTo!,
@@ -49,13 +56,7 @@ async function setup() {
   return { hub, server, inbox, client, clientBroker, answer };
 }
 
-async function until(check: () => boolean, what: string) {
-  const deadline = Date.now() + 2000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
+const until = (check: () => boolean, what: string) => waitFor(check, what, 2000, 1);
 
 Deno.test("RpcClient.call() sends a contract request and resolves with its reply", async () => {
   const t = await setup();
@@ -258,5 +259,134 @@ Deno.test("RpcClient counts an answer that beats the confirm as sent, and report
   } finally {
     client.close();
     await hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient.call() sends the call's deadline with the request, as body and expiration", async () => {
+  const t = await setup();
+  try {
+    const before = Date.now();
+    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 1500, taskId: "d" });
+    await until(() => t.inbox.length === 1, "request");
+    const [request] = t.inbox;
+    const parsed = parseRequest(request, { task: "task_x" });
+    assert.ok(parsed.ok);
+    const deadline = parsed.value.deadline!;
+    assert.ok(deadline >= before + 1500 && deadline <= Date.now() + 1500, `deadline ${deadline}`);
+    const expiration = Number(request.properties.expiration);
+    assert.ok(expiration > 0 && expiration <= 1500, `expiration ${expiration}`);
+    await t.answer(request, "ok");
+    assert.equal((await call).kind, "reply");
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient ignores a reply forged by another broker user and takes the workers' own", async () => {
+  const t = await setup({ client: "dispatcher", server: "task_x" });
+  const forger = t.hub.connect("task_b");
+  try {
+    const progress: TaskProgress[] = [];
+    const call = t.client.call(QUEUE, "task_x", {}, {
+      timeoutMs: 2000,
+      taskId: "f",
+      onProgress: (event) => progress.push(event),
+    });
+    await until(() => t.inbox.length === 1, "request");
+    const [request] = t.inbox;
+    const replyTo = request.properties.replyTo!;
+    await forger.publish(replyTo, encodeReply(replyFor(request, "forged"), "f"));
+    await forger.publish(
+      replyTo,
+      encodeProgress({
+        task_id: "f",
+        task: "task_x",
+        event: "started",
+        worker: "forged",
+        queue: QUEUE,
+        attempt: 1,
+        at: new Date().toISOString(),
+      }, "f"),
+    );
+    await until(() => t.client.ignored.unexpectedSender === 2, "forged answers counted");
+    assert.equal(t.client.pending, 1, "the call still waits");
+    assert.deepEqual(progress, []);
+    await t.answer(request, "real");
+    const outcome = await call;
+    assert.equal(outcome.kind === "reply" && outcome.reply.result, "real");
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient takes replies from the user named by `sender`, or its own", async () => {
+  const t = await setup({ client: "dispatcher", server: "workers_of_x" });
+  const self = t.hub.connect("dispatcher");
+  try {
+    const named = t.client.call(QUEUE, "task_x", {}, {
+      timeoutMs: 2000,
+      taskId: "n",
+      sender: "workers_of_x",
+    });
+    const own = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "o" });
+    await until(() => t.inbox.length === 2, "requests");
+    await t.answer(t.inbox[0], "from the named user");
+    await self.publish(
+      t.inbox[1].properties.replyTo!,
+      encodeReply(replyFor(t.inbox[1], "from my own user"), "o"),
+    );
+    assert.equal((await named).kind, "reply");
+    assert.equal((await own).kind, "reply");
+    assert.equal(t.client.ignored.unexpectedSender, 0);
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient onWire sees every reply on the wire, duplicates and strangers included", async () => {
+  const wire: string[] = [];
+  const t = await setup({}, { onWire: (m) => wire.push(m.properties.correlationId ?? "-") });
+  try {
+    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "w" });
+    await until(() => t.inbox.length === 1, "request");
+    await t.answer(t.inbox[0], "first");
+    await t.answer(t.inbox[0], "duplicate");
+    await t.server.publish(t.inbox[0].properties.replyTo!, {
+      body: new TextEncoder().encode("not json"),
+      properties: { correlationId: "stranger" },
+    });
+    await call;
+    await until(() => wire.length === 3, "three messages on the wire");
+    assert.deepEqual(wire, ["w", "w", "stranger"]);
+    assert.equal(t.client.ignored.unknown, 2, "the duplicate and the stranger were ignored");
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient ends a call as a timeout when the worker says its deadline passed", async () => {
+  const t = await setup();
+  try {
+    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 5000, taskId: "dl" });
+    await until(() => t.inbox.length === 1, "request");
+    const [request] = t.inbox;
+    await t.server.publish(
+      request.properties.replyTo!,
+      encodeReply({
+        ...replyFor(request, null),
+        status: "error",
+        error: { type: "DeadlineExceeded", message: "the caller no longer waits for it" },
+      }, "dl"),
+    );
+    const outcome = await call;
+    assert.equal(outcome.kind, "timeout");
+    assert.equal(t.client.pending, 0);
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
   }
 });

@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Config,
-  ConfigError,
-  type ConfigProblem,
-  DEFAULT_TIMEOUT_MS,
-  loadConfig,
-  parseConfig,
-} from "./load_config.ts";
+import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { type Config, DEFAULT_TIMEOUT_MS, loadConfig, parseConfig } from "./load_config.ts";
 
 const FILE = "conf.yml";
 
@@ -66,12 +60,18 @@ function scenario(config: Config, name: string) {
 // --- the repository's file ---------------------------------------------------
 
 Deno.test("loadConfig() loads the repository's test-config.yml", async () => {
-  const file = decodeURIComponent(new URL("../test-config.yml", import.meta.url).pathname);
+  const file = decodeURIComponent(new URL("../../test-config.yml", import.meta.url).pathname);
   const config = await loadConfig(file);
   assert.equal(config.file, file);
   assert.equal(config.name, "Distributed task system demo");
   assert.equal(config.defaultScenario, "basic");
-  assert.deepEqual(config.functions, new Map([["task_a", "queue_a"], ["task_b", "queue_b"]]));
+  assert.deepEqual(
+    config.functions,
+    new Map([
+      ["task_a", { queue: "queue_a", user: "task_a" }],
+      ["task_b", { queue: "queue_b", user: "task_b" }],
+    ]),
+  );
   assert.deepEqual([...config.scenarios.keys()], [
     "basic",
     "burst",
@@ -547,4 +547,33 @@ scenarios:
     assert.match(error.problems[0].message, /has no 'queue'/);
     return true;
   });
+});
+
+Deno.test("parseConfig() reads each function's broker user, its name by default", () => {
+  const config = parseConfig(
+    `functions:
+  task_a: { queue: queue_a, user: worker-a@example }
+  task_b: { queue: queue_b }
+scenarios:
+  s: { tasks: [{ task: task_a }] }
+`,
+    FILE,
+  );
+  assert.deepEqual(config.functions.get("task_a"), { queue: "queue_a", user: "worker-a@example" });
+  assert.deepEqual(config.functions.get("task_b"), { queue: "queue_b", user: "task_b" });
+});
+
+Deno.test("parseConfig() refuses a user that is not a broker user name", () => {
+  const message = onlyProblem(
+    `functions:
+  task_a: { queue: queue_a, user: "no spaces" }
+scenarios:
+  s: { tasks: [{ task: task_a }] }
+`,
+    { line: 2, column: 35, path: "functions.task_a.user" },
+  );
+  assert.equal(
+    message,
+    "user 'no spaces' is not a broker user name: use letters, digits, _ . @ -, at most 64",
+  );
 });

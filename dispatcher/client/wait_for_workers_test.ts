@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { MemoryBroker } from "../../functions/_runtime/broker/memory_broker.ts";
 import { waitForWorkers, WorkersMissingError } from "./wait_for_workers.ts";
 
 Deno.test("waitForWorkers() names each missing worker and how to start it", async () => {

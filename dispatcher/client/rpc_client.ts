@@ -1,12 +1,14 @@
 /**
  * Calls functions over a broker and gathers their replies by correlation id.
- * Each call has its own deadline; a reply nobody waits for (unknown, late or
- * a duplicate from a redelivered request) is counted and ignored.
+ * Each call has its own deadline, sent with the request so that no worker
+ * starts it after the caller stopped waiting. A reply nobody waits for
+ * (unknown, late, or a duplicate from a redelivered request) and a reply
+ * from a sender other than the function's workers are counted and ignored.
  *
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import { type Broker, BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
 import {
   encodeRequest,
   type Message,
@@ -17,15 +19,26 @@ import {
   type RetryOverrides,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
+} from "../../functions/_runtime/contract/mod.ts";
+import { isExpectedSender } from "./senders.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
 export interface CallOptions {
-  /** Stop waiting for the reply after this long. */
+  /**
+   * Stop waiting for the reply after this long. The request carries the
+   * same deadline (`deadline` and the AMQP `expiration`), so that the broker
+   * drops it, and no worker starts it, once nobody waits.
+   */
   timeoutMs: number;
   /** Identifies the task; a new UUID when absent. */
   taskId?: string;
   retry?: RetryOverrides;
+  /**
+   * The broker user whose replies count: the one the function's workers run
+   * as. Replies from this client's own user count too.
+   * @default {the function's name, as each function's user is named in compose.yaml}
+   */
+  sender?: string;
   /** Receives the worker's progress events; asking for them sets `progress`. */
   onProgress?: (progress: TaskProgress) => void;
   /**
@@ -57,6 +70,7 @@ interface Pending {
   resolve: (outcome: CallOutcome) => void;
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
+  sender: string;
   sentAt: number;
   sentWallMs: number;
   /** `performance.now()` after which the call ends as a timeout. */
@@ -65,6 +79,13 @@ interface Pending {
   sent: boolean;
   onSent?: () => void;
 }
+
+/**
+ * The error type of a worker's reply when the request's deadline passed
+ * (before it started, or while it ran). The caller's own timer fires at the
+ * same moment; whichever comes first, the call ends as a timeout.
+ */
+const DEADLINE_EXCEEDED = "DeadlineExceeded";
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.
@@ -83,12 +104,24 @@ interface Collecting {
   check: () => void;
 }
 
-/** Counts of replies received that no call was waiting for. */
+/** Counts of messages received that no call took. */
 export interface IgnoredReplies {
   /** Correlation id of no call of this client, or of one that already ended. */
   unknown: number;
   /** Not a reply of the contract. */
   invalid: number;
+  /** From a broker user that is neither the function's workers' nor this client's. */
+  unexpectedSender: number;
+}
+
+/** Options for {@linkcode RpcClient.open}. */
+export interface RpcClientOptions {
+  /**
+   * Called with every message that arrives on the reply queue, before any
+   * check or de-duplication: a tap for tests that count what the wire
+   * carried (every reply per correlation id, duplicates included).
+   */
+  onWire?: (message: Message) => void;
 }
 
 /** A caller of functions with its own reply queue. */
@@ -96,19 +129,22 @@ export class RpcClient {
   readonly #broker: Broker;
   readonly #pending = new Map<string, Pending>();
   readonly #collecting = new Map<string, Collecting>();
+  readonly #onWire?: (message: Message) => void;
   #replyTo = "";
-  readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0 };
+  /** Messages received that no call took, by why. */
+  readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
   #failure: Error | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
 
-  private constructor(broker: Broker) {
+  private constructor(broker: Broker, options: RpcClientOptions) {
     this.#broker = broker;
+    this.#onWire = options.onWire;
   }
 
   /** Opens a reply queue on `broker` and returns a client using it. */
-  static async open(broker: Broker): Promise<RpcClient> {
-    const client = new RpcClient(broker);
+  static async open(broker: Broker, options: RpcClientOptions = {}): Promise<RpcClient> {
+    const client = new RpcClient(broker, options);
     client.#replyTo = await broker.openReplyQueue((message) => client.receive(message));
     broker.closed.then((error) =>
       client.#failAll(
@@ -118,24 +154,38 @@ export class RpcClient {
     return client;
   }
 
+  /** The broker user this client's connection authenticated as. */
+  get user(): string {
+    return this.#broker.user;
+  }
+
   /** Calls currently waiting for a reply. */
   get pending(): number {
     return this.#pending.size;
   }
 
   /**
-   * Sends one request and waits for its reply or its deadline. Rejects only
-   * when the broker fails: the request was not confirmed, or the connection
-   * was lost while waiting.
+   * Sends one request and waits for its reply or its deadline. A reply that
+   * says the deadline passed (`DeadlineExceeded`) ends the call as a
+   * timeout too. Rejects only when the broker fails: the request was not
+   * confirmed, or the connection was lost while waiting.
    */
-  call(queue: string, task: string, payload: Payload | undefined, options: CallOptions) {
+  call(
+    queue: string,
+    task: string,
+    payload: Payload | undefined,
+    options: CallOptions,
+  ): Promise<CallOutcome> {
     const taskId = options.taskId ?? crypto.randomUUID();
     if (this.#failure) return Promise.reject(this.#failure);
+    const sentWallMs = Date.now();
     const request = encodeRequest(task, payload, {
       taskId,
       replyTo: this.#replyTo,
       progress: options.onProgress !== undefined,
       retry: options.retry,
+      deadline: sentWallMs + options.timeoutMs,
+      now: sentWallMs,
     });
     return new Promise<CallOutcome>((resolve, reject) => {
       const sentAt = performance.now();
@@ -144,8 +194,9 @@ export class RpcClient {
         resolve,
         reject,
         onProgress: options.onProgress,
+        sender: options.sender ?? task,
         sentAt,
-        sentWallMs: Date.now(),
+        sentWallMs,
         deadline,
         sent: false,
         onSent: options.onSent,
@@ -163,7 +214,8 @@ export class RpcClient {
    * Publishes the message `build` makes for a fresh correlation id and this
    * client's reply queue to an exchange, and collects every answer carrying
    * that correlation id until `timeoutMs` passes or `enough` says so. For
-   * questions that many answer, such as a ping of every worker.
+   * questions that many answer, such as a ping of every worker; the caller
+   * judges each answer's sender (see `ping_workers.ts`).
    */
   async broadcast(
     exchange: string,
@@ -192,7 +244,8 @@ export class RpcClient {
   }
 
   /** @internal Handles one message from the reply queue. */
-  receive(message: Message) {
+  receive(message: Message): void {
+    this.#onWire?.(message);
     const id = message.properties.correlationId;
     const collecting = id === undefined ? undefined : this.#collecting.get(id);
     if (collecting) {
@@ -203,6 +256,10 @@ export class RpcClient {
     const pending = id === undefined ? undefined : this.#pending.get(id);
     if (!pending || id === undefined) {
       this.ignored.unknown++;
+      return;
+    }
+    if (!isExpectedSender(message.properties.userId, pending.sender, this.#broker.user)) {
+      this.ignored.unexpectedSender++;
       return;
     }
     if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
@@ -222,9 +279,9 @@ export class RpcClient {
     }
     this.#forget(id);
     this.#markSent(pending);
+    const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
     pending.resolve({
-      kind: "reply",
-      reply: reply.value,
+      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
       taskId: id,
       sentAt: pending.sentAt,
       endedAt: performance.now(),

@@ -6,11 +6,13 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { Broker } from "../../functions/_runtime/broker/broker.ts";
 
 /** A function the run needs, and its queue. */
 export interface NeededWorker {
+  /** The function's name. */
   task: string;
+  /** The queue a worker of it must consume. */
   queue: string;
 }
 
@@ -32,7 +34,12 @@ export class WorkersMissingError extends Error {
   /** The functions without a worker. */
   readonly missing: NeededWorker[];
 
-  /** @param missing The functions without a worker. @param waitedMs How long it waited. */
+  /**
+   * Names each function in `missing`, with how to start its worker.
+   *
+   * @param missing The functions without a worker.
+   * @param waitedMs How long it waited.
+   */
   constructor(missing: NeededWorker[], waitedMs: number) {
     const lines = missing.map(({ task, queue }) =>
       `  ${task}: no worker consumes '${queue}'. Start one: 'docker compose up -d --build' (all workers) or 'deno task worker ${task}'`

@@ -1,0 +1,103 @@
+/**
+ * The worker as a container: builds the task_a image and times `docker run`
+ * to "Consuming", with the broker up, and reads the image's size.
+ *
+ * @module
+ */
+
+import { CONSUMING } from "./processes.ts";
+import { median, round } from "./stats.ts";
+
+/** What the benchmark measures of the worker image. */
+export interface ContainerFigures {
+  ready_ms: number;
+  image_mb: number;
+}
+
+async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
+  try {
+    const output = await new Deno.Command("docker", { args, stdout: "piped", stderr: "piped" })
+      .output();
+    const out = new TextDecoder().decode(output.stdout).trim();
+    return { ok: output.success, out: out || new TextDecoder().decode(output.stderr) };
+  } catch {
+    return { ok: false, out: "docker is not installed" };
+  }
+}
+
+/**
+ * Builds the task_a image and times `reps` starts to "Consuming" on `queue`
+ * of the broker at `url`; `undefined` when no Docker engine answers.
+ */
+export async function measureContainer(
+  url: string,
+  queue: string,
+  reps: number,
+): Promise<ContainerFigures | undefined> {
+  if (!(await docker(["info"])).ok) return undefined;
+  const tag = `bench-worker-a:${queue}`;
+  const build = await docker([
+    "build",
+    "-q",
+    "-f",
+    "Dockerfile.worker",
+    "--build-arg",
+    "FUNCTION=task_a",
+    ...(Deno.env.get("DENO_IMAGE")
+      ? ["--build-arg", `DENO_IMAGE=${Deno.env.get("DENO_IMAGE")}`]
+      : []),
+    "-t",
+    tag,
+    ".",
+  ]);
+  if (!build.ok) throw new Error(`Cannot build the worker image: ${build.out}`);
+  const broker = new URL(url);
+  const samples: number[] = [];
+  try {
+    for (let rep = 0; rep < reps; rep++) {
+      const name = `${queue}-${rep}`;
+      // The image's own command, but for the broker's address on the host network.
+      const run = await docker([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-e",
+        `AMQP_URL=${url}`,
+        "-e",
+        `QUEUE=${queue}`,
+        tag,
+        "run",
+        "--cached-only",
+        "--no-prompt",
+        "--unstable-worker-options",
+        `--allow-net=${broker.hostname}:${broker.port || 5672}`,
+        "--allow-env",
+        "--allow-read=/app/functions",
+        "--allow-sys=hostname",
+        "functions/_runtime/worker/main.ts",
+        "/app/functions/function.ts",
+      ]);
+      if (!run.ok) throw new Error(`Cannot run the worker image: ${run.out}`);
+      let readyMs: number | undefined;
+      const deadline = Date.now() + 30_000;
+      while (readyMs === undefined && Date.now() < deadline) {
+        const logs = await docker(["logs", name]);
+        const line = logs.out.split("\n").find((l) => CONSUMING.test(l));
+        if (line) {
+          const startedAt = (await docker(["inspect", "-f", "{{.State.StartedAt}}", name])).out;
+          readyMs = Date.parse(JSON.parse(line).ts) - Date.parse(startedAt);
+        } else await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await docker(["rm", "-f", name]);
+      if (readyMs === undefined) throw new Error("The worker container did not start consuming");
+      samples.push(readyMs);
+    }
+    const size = Number((await docker(["image", "inspect", "-f", "{{.Size}}", tag])).out);
+    return { ready_ms: round(median(samples)), image_mb: round(size / 1e6) };
+  } finally {
+    await docker(["rmi", "-f", tag]);
+  }
+}

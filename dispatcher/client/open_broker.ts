@@ -1,0 +1,186 @@
+/**
+ * The one way every caller reaches its broker: `deno task dispatch`, `load`,
+ * `status`, `dlq`, `bench` and the client library's `connect()`. It resolves
+ * the URL and credentials (`broker_target.ts`), then connects:
+ *
+ * - `local` runs the embedded broker (each function in its own sandbox);
+ * - an explicit URL must answer, retrying while nothing answers (a broker
+ *   that is still starting) until the time is spent;
+ * - without a URL, RabbitMQ on localhost is tried, and with `fallback`,
+ *   when nothing answers there, the embedded broker runs instead, with a
+ *   notice saying so.
+ *
+ * @module
+ */
+
+import { type Broker, BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
+import type { ConnectAmqpOptions } from "../../functions/_runtime/broker/connect_amqp.ts";
+import type {
+  Embedded,
+  EmbeddedFunction,
+  StartEmbeddedOptions,
+} from "../../functions/_runtime/embedded.ts";
+import { ConfigError } from "../config/config_error.ts";
+import {
+  type BrokerTarget,
+  type ResolveBrokerOptions,
+  resolveBrokerTarget,
+  tlsSettingNames,
+} from "./broker_target.ts";
+
+/** Options for {@linkcode openBroker}. */
+export interface OpenBrokerOptions extends ResolveBrokerOptions {
+  /** Run on the embedded broker, whatever else is set. */
+  local?: boolean;
+  /**
+   * With no URL given, when nothing answers on localhost: run on the
+   * embedded broker instead (with a notice), rather than fail.
+   * @default {false}
+   */
+  fallback?: boolean;
+  /** The functions the embedded broker must run, if it comes to that. */
+  functions?: EmbeddedFunction[];
+  embeddedOptions?: StartEmbeddedOptions;
+  /** Shown in RabbitMQ's management UI. @default {"dispatcher"} */
+  connectionName?: string;
+  /**
+   * How long an explicit broker has to answer.
+   * @default {5000}
+   */
+  timeoutMs?: number;
+  /**
+   * How long RabbitMQ on localhost has to answer before the fallback.
+   * @default {1500}
+   */
+  probeTimeoutMs?: number;
+  /** Connects to RabbitMQ; for tests. @default {connectAmqp} */
+  connect?: (url: string, options: ConnectAmqpOptions) => Promise<Broker>;
+  /** Starts the embedded broker; for tests. @default {startEmbedded} */
+  startEmbedded?: (
+    functions: EmbeddedFunction[],
+    options?: StartEmbeddedOptions,
+  ) => Promise<Embedded>;
+}
+
+/** An open broker and what a caller says about it. */
+export interface OpenedBroker {
+  broker: Broker;
+  /** Where it is, safe to print (password masked), or the embedded broker. */
+  label: string;
+  /** The URL, user and password file used; `undefined` on the embedded broker. */
+  target?: BrokerTarget;
+  /** Set when the run uses the in-process broker. */
+  embedded?: Embedded;
+  /** Why the run fell back to the embedded broker, to print once. */
+  notice?: string;
+  /** Closes the connection, and stops the embedded broker if it runs. */
+  close(): Promise<void>;
+}
+
+/** How the embedded broker is named in output. */
+const EMBEDDED_LABEL = "embedded (in-process broker, each function in its own Web Worker)";
+
+/** What a run prints about its broker: where it is, and where its password came from. */
+export function describeBroker(opened: OpenedBroker): string {
+  const file = opened.target?.passwordFile;
+  return file ? `${opened.label} (password from ${file})` : opened.label;
+}
+
+async function embed(options: OpenBrokerOptions, notice?: string): Promise<OpenedBroker> {
+  const start = options.startEmbedded ??
+    (await import("../../functions/_runtime/embedded.ts")).startEmbedded;
+  let embedded: Embedded;
+  try {
+    embedded = await start(options.functions ?? [], options.embeddedOptions);
+  } catch (error) {
+    // startEmbedded's contract: a TypeError names a function without a
+    // module, a SandboxError a Deno without --unstable-worker-options. Its
+    // class lives with the worker internals, so it is known by name.
+    if (error instanceof TypeError || (error as Error)?.name === "SandboxError") {
+      throw new ConfigError((error as Error).message, { cause: error });
+    }
+    throw error;
+  }
+  const broker = embedded.connect();
+  return {
+    broker,
+    label: EMBEDDED_LABEL,
+    embedded,
+    notice,
+    async close() {
+      await broker.close();
+      await embedded.stop();
+    },
+  };
+}
+
+/**
+ * Connects to RabbitMQ at `target`, retrying while nothing answers until
+ * `timeoutMs` is spent; other failures (refused credentials, a bad
+ * certificate) end at once.
+ */
+async function connectTarget(
+  target: BrokerTarget,
+  timeoutMs: number,
+  options: OpenBrokerOptions,
+): Promise<Broker> {
+  const connect = options.connect ??
+    (await import("../../functions/_runtime/broker/connect_amqp.ts")).connectAmqp;
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      return await connect(target.url, {
+        timeoutMs: Math.max(100, deadline - Date.now()),
+        heartbeatSeconds: 2,
+        connectionName: options.connectionName ?? "dispatcher",
+        tls: target.tls,
+        settingNames: tlsSettingNames(options.names),
+      });
+    } catch (error) {
+      const again = error instanceof BrokerUnavailableError && error.unreachable &&
+        deadline - Date.now() > 1000;
+      if (!again) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+/**
+ * Connects to the broker of a resolved `target`, or runs the embedded one;
+ * see the module documentation. Fails with a `BrokerUnavailableError`.
+ */
+export async function connectBroker(
+  target: BrokerTarget | undefined,
+  options: OpenBrokerOptions = {},
+): Promise<OpenedBroker> {
+  if (options.local || target === undefined) return await embed(options);
+  const opened = (broker: Broker): OpenedBroker => ({
+    broker,
+    label: target.label,
+    target,
+    close: () => broker.close(),
+  });
+  if (target.explicit || !options.fallback) {
+    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options));
+  }
+  try {
+    return opened(await connectTarget(target, options.probeTimeoutMs ?? 1500, options));
+  } catch (error) {
+    if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
+    return await embed(
+      options,
+      `No broker answered at ${target.label}, so this run uses the embedded broker. To run distributed: 'docker compose up -d --build', then run this again (or pass --broker URL).`,
+    );
+  }
+}
+
+/**
+ * Opens the broker of a caller: resolves its settings, then connects (see
+ * the module documentation). Throws a `ConfigError` or `SecretFileError`
+ * for settings it cannot use, and a `BrokerUnavailableError` when the
+ * broker does not answer or refuses.
+ */
+export async function openBroker(options: OpenBrokerOptions = {}): Promise<OpenedBroker> {
+  const target = options.local ? undefined : await resolveBrokerTarget(options);
+  return await connectBroker(target, options);
+}

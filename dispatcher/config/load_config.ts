@@ -1,0 +1,345 @@
+/**
+ * Loads and validates `test-config.yml`: the functions (their queues and
+ * the broker users of their workers) and scenarios of tasks with payloads,
+ * timeouts, retries and expected results. Every problem is reported at once,
+ * each with its file, line and column and what to change (see
+ * `yaml_checker.ts`).
+ *
+ * @module
+ */
+
+import {
+  NAME_PATTERN,
+  type Payload,
+  type RetryOverrides,
+} from "../../functions/_runtime/contract/mod.ts";
+import { type FunctionRoute, USER_PATTERN } from "../client/functions.ts";
+import { ConfigError } from "./config_error.ts";
+import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
+
+/** What a task's reply must be for the task to pass. */
+export interface Expectation {
+  /** @default {"success"} */
+  status: "success" | "error";
+  /** When set, the reply's `result` must equal it (deep equality). */
+  result?: unknown;
+  /** When set, the reply's `error.type` must equal it. */
+  errorType?: string;
+}
+
+/** One task of a scenario, with defaults applied. */
+export interface TaskSpec {
+  /** Unique within the scenario: the function name, numbered when it repeats. */
+  label: string;
+  /** The function, as in the request's `task` field. */
+  task: string;
+  queue: string;
+  payload?: Payload;
+  timeoutMs: number;
+  retry: RetryOverrides;
+  expect: Expectation;
+}
+
+/** A named set of tasks dispatched together. */
+export interface Scenario {
+  name: string;
+  description: string;
+  tasks: TaskSpec[];
+}
+
+/** A validated configuration file. */
+export interface Config {
+  /** The file it came from, as given. */
+  file: string;
+  name: string;
+  defaultScenario: string;
+  /** Each function's queue and the broker user of its workers. */
+  functions: Map<string, FunctionRoute>;
+  scenarios: Map<string, Scenario>;
+}
+
+/** Default timeout of a task when neither it nor `defaults` gives one. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+const TOP_KEYS = ["name", "default_scenario", "functions", "defaults", "scenarios"];
+const FUNCTION_KEYS = ["queue", "user"];
+const DEFAULT_KEYS = ["timeout_ms", "retries", "backoff"];
+const SCENARIO_KEYS = ["description", "tasks"];
+const TASK_KEYS = ["task", "payload", "count", "timeout_ms", "retries", "backoff", "expect"];
+const BACKOFF_KEYS = ["base_delay_ms", "factor", "max_delay_ms"] as const;
+const EXPECT_KEYS = ["status", "result", "error_type"];
+const MAX_COUNT = 100_000;
+
+function name(
+  check: YamlChecker,
+  value: unknown,
+  path: YamlPath,
+  what: string,
+  atKey = false,
+): value is string {
+  return check.matches(value, path, NAME_PATTERN, {
+    what,
+    rule: "is not lower_snake_case: use letters, digits and _, starting with a letter",
+    atKey,
+  });
+}
+
+interface Defaults {
+  timeoutMs: number;
+  retry: RetryOverrides;
+}
+
+function readRetry(
+  check: YamlChecker,
+  source: Record<string, unknown>,
+  path: YamlPath,
+  inherited: RetryOverrides,
+): RetryOverrides {
+  const retry: RetryOverrides = { ...inherited };
+  const retries = check.number(source.retries, [...path, "retries"], { min: 0, integer: true });
+  if (retries !== undefined) retry.max_retries = retries;
+  if (source.backoff !== undefined) {
+    const backoffPath = [...path, "backoff"];
+    if (check.mapping(source.backoff, backoffPath, [...BACKOFF_KEYS])) {
+      for (const key of BACKOFF_KEYS) {
+        const value = check.number(source.backoff[key], [...backoffPath, key], {
+          min: key === "factor" ? 1 : 0,
+          integer: key !== "factor",
+        });
+        if (value !== undefined) retry[key] = value;
+      }
+    }
+  }
+  return retry;
+}
+
+function readExpect(check: YamlChecker, value: unknown, path: YamlPath): Expectation {
+  const expect: Expectation = { status: "success" };
+  if (value === undefined) return expect;
+  if (!check.mapping(value, path, EXPECT_KEYS)) return expect;
+  if (value.status !== undefined) {
+    if (value.status !== "success" && value.status !== "error") {
+      check.report([...path, "status"], `must be success or error, but is ${show(value.status)}`);
+    } else expect.status = value.status;
+  }
+  if ("result" in value) expect.result = value.result;
+  const errorType = check.string(value.error_type, [...path, "error_type"]);
+  if (errorType !== undefined) {
+    expect.errorType = errorType;
+    if (value.status === undefined) expect.status = "error";
+  }
+  if (expect.status === "error" && "result" in value) {
+    check.report([...path, "result"], "cannot be expected of a task expected to fail: remove it");
+  }
+  if (expect.status === "success" && expect.errorType !== undefined) {
+    check.report(
+      [...path, "error_type"],
+      "cannot be expected of a task expected to succeed: remove it or set status: error",
+    );
+  }
+  return expect;
+}
+
+/** Labels repeated functions `task_a#1`, `task_a#2`, ... so that each task has its own. */
+function numberLabels(tasks: TaskSpec[]): void {
+  const seen = new Map<string, number>();
+  for (const spec of tasks) seen.set(spec.task, (seen.get(spec.task) ?? 0) + 1);
+  const numbered = new Map<string, number>();
+  for (const spec of tasks) {
+    if ((seen.get(spec.task) ?? 0) > 1) {
+      const n = (numbered.get(spec.task) ?? 0) + 1;
+      numbered.set(spec.task, n);
+      spec.label = `${spec.task}#${n}`;
+    }
+  }
+}
+
+function readTasks(
+  check: YamlChecker,
+  value: unknown,
+  path: YamlPath,
+  functions: Map<string, FunctionRoute>,
+  defaults: Defaults,
+  /** Every name under `functions`, valid or not: a broken one is reported there. */
+  declared: Set<string>,
+): TaskSpec[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    check.report(path, `must be a non-empty list of tasks, but is ${show(value)}`);
+    return [];
+  }
+  const tasks: TaskSpec[] = [];
+  value.forEach((entry, index) => {
+    const taskPath = [...path, index];
+    if (!check.mapping(entry, taskPath, TASK_KEYS)) return;
+    const task = entry.task;
+    if (task === undefined) {
+      check.report(taskPath, "has no 'task': name the function to run, such as task_a");
+      return;
+    }
+    if (!name(check, task, [...taskPath, "task"], "function")) return;
+    const queue = functions.get(task)?.queue;
+    if (queue === undefined && !declared.has(task)) {
+      check.report(
+        [...taskPath, "task"],
+        `'${task}' is not a function of this file: use one of ${
+          [...functions.keys()].join(", ") || "(none)"
+        }, or add it under 'functions'`,
+      );
+    }
+    let payload: Payload | undefined;
+    if (entry.payload !== undefined && entry.payload !== null) {
+      if (!isObject(entry.payload)) {
+        check.report(
+          [...taskPath, "payload"],
+          `must be a mapping (a JSON object), but is ${show(entry.payload)}`,
+        );
+      } else payload = entry.payload;
+    }
+    const count = check.number(entry.count, [...taskPath, "count"], { min: 1, integer: true }) ?? 1;
+    if (count > MAX_COUNT) {
+      check.report(
+        [...taskPath, "count"],
+        `must be at most ${MAX_COUNT}: use 'deno task load' for more`,
+      );
+      return;
+    }
+    const timeoutMs = check.number(entry.timeout_ms, [...taskPath, "timeout_ms"], {
+      min: 1,
+      integer: true,
+    }) ?? defaults.timeoutMs;
+    const retry = readRetry(check, entry, taskPath, defaults.retry);
+    const expect = readExpect(check, entry.expect, [...taskPath, "expect"]);
+    for (let i = 0; i < count; i++) {
+      tasks.push({ label: task, task, queue: queue ?? "", payload, timeoutMs, retry, expect });
+    }
+  });
+  numberLabels(tasks);
+  return tasks;
+}
+
+function readFunctions(check: YamlChecker, value: unknown): Map<string, FunctionRoute> {
+  const functions = new Map<string, FunctionRoute>();
+  if (!isObject(value)) {
+    check.report(["functions"], `must map each function to its queue, but is ${show(value)}`);
+    return functions;
+  }
+  const queues = new Map<string, string>();
+  for (const [fn, settings] of Object.entries(value)) {
+    const path = ["functions", fn];
+    if (!name(check, fn, path, "function name", true)) continue;
+    if (!check.mapping(settings, path, FUNCTION_KEYS)) continue;
+    if (settings.queue === undefined) {
+      check.report(path, `has no 'queue': name the queue ${fn} consumes, such as queue_a`);
+      continue;
+    }
+    if (!name(check, settings.queue, [...path, "queue"], "queue")) continue;
+    const other = queues.get(settings.queue);
+    if (other !== undefined) {
+      check.report(
+        [...path, "queue"],
+        `'${settings.queue}' is already the queue of ${other}: each function needs its own queue`,
+      );
+      continue;
+    }
+    let user = fn;
+    if (settings.user !== undefined) {
+      const rule = "is not a broker user name: use letters, digits, _ . @ -, at most 64";
+      if (!check.matches(settings.user, [...path, "user"], USER_PATTERN, { what: "user", rule })) {
+        continue;
+      }
+      user = settings.user;
+    }
+    queues.set(settings.queue, fn);
+    functions.set(fn, { queue: settings.queue, user });
+  }
+  return functions;
+}
+
+function readScenarios(
+  check: YamlChecker,
+  value: unknown,
+  functions: Map<string, FunctionRoute>,
+  defaults: Defaults,
+  declared: Set<string>,
+): Map<string, Scenario> {
+  const scenarios = new Map<string, Scenario>();
+  if (!isObject(value) || Object.keys(value).length === 0) {
+    check.report(["scenarios"], `must map scenario names to scenarios, but is ${show(value)}`);
+    return scenarios;
+  }
+  for (const [scenarioName, scenario] of Object.entries(value)) {
+    const path = ["scenarios", scenarioName];
+    if (!name(check, scenarioName, path, "scenario name", true)) continue;
+    if (!check.mapping(scenario, path, SCENARIO_KEYS)) continue;
+    const description = check.string(scenario.description, [...path, "description"]) ?? "";
+    const tasks = readTasks(
+      check,
+      scenario.tasks,
+      [...path, "tasks"],
+      functions,
+      defaults,
+      declared,
+    );
+    scenarios.set(scenarioName, { name: scenarioName, description, tasks });
+  }
+  return scenarios;
+}
+
+/** Validates the text of a configuration file; `file` is only used in messages. */
+export function parseConfig(text: string, file: string): Config {
+  const { root, check } = YamlChecker.parse(text, file);
+  if (!check.mapping(root, [], TOP_KEYS)) throw ConfigError.of(file, check.problems);
+
+  let title = file;
+  if (root.name !== undefined) {
+    if (typeof root.name !== "string" || root.name.trim() === "") {
+      check.report(["name"], `must be a non-empty string, but is ${show(root.name)}`);
+    } else title = root.name;
+  }
+  const functions = readFunctions(check, root.functions);
+  const declared = new Set(isObject(root.functions) ? Object.keys(root.functions) : []);
+
+  const defaults: Defaults = { timeoutMs: DEFAULT_TIMEOUT_MS, retry: {} };
+  if (root.defaults !== undefined && check.mapping(root.defaults, ["defaults"], DEFAULT_KEYS)) {
+    defaults.timeoutMs = check.number(root.defaults.timeout_ms, ["defaults", "timeout_ms"], {
+      min: 1,
+      integer: true,
+    }) ?? DEFAULT_TIMEOUT_MS;
+    defaults.retry = readRetry(check, root.defaults, ["defaults"], {});
+  }
+  const scenarios = readScenarios(check, root.scenarios, functions, defaults, declared);
+
+  let defaultScenario = root.default_scenario;
+  if (defaultScenario === undefined) {
+    if (scenarios.size === 1) defaultScenario = [...scenarios.keys()][0];
+    else if (scenarios.size > 1) {
+      check.report(
+        [],
+        "has several scenarios but no 'default_scenario': name the one to run by default",
+      );
+    }
+  } else if (typeof defaultScenario !== "string" || !scenarios.has(defaultScenario)) {
+    check.report(
+      ["default_scenario"],
+      `${show(defaultScenario)} is not a scenario of this file: use one of ${
+        [...scenarios.keys()].join(", ")
+      }`,
+    );
+  }
+  check.throwIfAny(file);
+  return { file, name: title, defaultScenario: defaultScenario as string, functions, scenarios };
+}
+
+/** Reads and validates a configuration file. */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "it does not exist: pass --config with the path of your test-config.yml"
+      : `it cannot be read: ${(error as Error).message}`;
+    throw new ConfigError(`Cannot read ${file} as ${reason}`, { file, cause: error });
+  }
+  return parseConfig(text, file);
+}

@@ -1,0 +1,197 @@
+/**
+ * One run of `deno task dispatch`, once its configuration is loaded, its
+ * output paths checked and its broker open: wait for the workers, ping
+ * them, send every task at once with live status, then report the run and
+ * write its files. Built on the client library (`client/task_client.ts`).
+ *
+ * @module
+ */
+
+import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
+import { createLogger, type Logger } from "../functions/_runtime/log.ts";
+import { describeBroker, type OpenedBroker } from "./client/open_broker.ts";
+import { unexpectedSenders } from "./client/senders.ts";
+import { TaskClient } from "./client/task_client.ts";
+import { writeOutput } from "./cli/output_files.ts";
+import { createPainter, type Painter } from "./cli/paint.ts";
+import { type CliIo, EXIT, type Session } from "./cli/run_cli.ts";
+import type { Config, Scenario, TaskSpec } from "./config/load_config.ts";
+import { combineListeners, dispatchAll } from "./dispatch_all.ts";
+import { renderHtmlReport } from "./html_report.ts";
+import { renderJunit } from "./junit_report.ts";
+import { createLiveStatus } from "./live_status.ts";
+import { logDispatch } from "./log_dispatch.ts";
+import type { DispatchFlags } from "./main.ts";
+import { formatSummary } from "./report.ts";
+import { buildRunDocument } from "./run_document.ts";
+
+/** The files a run writes, each checked before anything is sent. */
+export interface Outputs {
+  json?: string;
+  junit?: string;
+  html?: string;
+}
+
+/** What `deno task dispatch` runs: its flags, configuration, scenario and files. */
+export interface DispatchPlan {
+  flags: DispatchFlags;
+  config: Config;
+  scenario: Scenario;
+  outputs: Outputs;
+}
+
+/** Where each kind of output goes. */
+interface Voice {
+  /** Lines for people that make the report (header, live status, summary). */
+  report: (line: string) => void;
+  /** Report lines that `--quiet` leaves out. */
+  say: (line: string) => void;
+  paint: Painter;
+  /** The task events, at `--log-level` in `--log-format`, on stderr. */
+  log: Logger;
+}
+
+/**
+ * The report is for people: on stdout, or on stderr when stdout carries the
+ * JSON document. With --log-format json stderr carries JSON lines only, so a
+ * report bound for stderr is left out.
+ */
+function voiceOf(flags: DispatchFlags, io: CliIo): Voice {
+  const toErr = flags.json;
+  const report = toErr ? (flags.logFormat === "json" ? () => {} : io.err) : io.out;
+  return {
+    report,
+    say: flags.quiet ? () => {} : report,
+    paint: createPainter(toErr ? io.color.err : io.color.out),
+    log: createLogger({
+      level: flags.logLevel,
+      format: flags.logFormat,
+      write: io.err,
+      fields: { component: "dispatcher" },
+    }),
+  };
+}
+
+/** The tasks as they run: every timeout replaced by `--timeout-ms` when given. */
+function tasksOf(plan: DispatchPlan): TaskSpec[] {
+  const { timeoutMs } = plan.flags;
+  const { tasks } = plan.scenario;
+  return timeoutMs === undefined ? tasks : tasks.map((task) => ({ ...task, timeoutMs }));
+}
+
+function functionsOf(plan: DispatchPlan): string[] {
+  return [...new Set(plan.scenario.tasks.map((t) => t.task))];
+}
+
+/** Prints what the run is about, before the broker is opened. */
+export function announce(plan: DispatchPlan, io: CliIo): void {
+  const { say } = voiceOf(plan.flags, io);
+  const { config, scenario } = plan;
+  say(`Loaded config: ${config.name} (${config.file})`);
+  say(`Scenario: ${scenario.name}${scenario.description ? ` - ${scenario.description}` : ""}`);
+  say(`Expected workers: ${functionsOf(plan).length}`);
+}
+
+function uptime(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  const [h, m, s] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  return h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${s}s` : `${s}s`;
+}
+
+/** The lines naming the workers that answered the ping. */
+function formatWorkers(workers: WorkerInfo[]): string[] {
+  return [
+    `Active workers: ${workers.length}`,
+    ...workers.map((w) =>
+      `  ${w.worker} (${w.function} on ${w.queue}, up ${
+        uptime(w.uptime_ms)
+      }, ${w.tasks_done} tasks done, ${w.in_flight} in flight)`
+    ),
+  ];
+}
+
+/** Runs the plan on the open broker; resolves with the exit code. */
+export async function runDispatch(
+  plan: DispatchPlan,
+  opened: OpenedBroker,
+  session: Session,
+): Promise<number> {
+  const { flags, config, scenario, outputs } = plan;
+  const { report, say, paint, log } = voiceOf(flags, session.io);
+  const tasks = tasksOf(plan);
+  const functions = functionsOf(plan);
+  say(`Broker: ${describeBroker(opened)}`);
+  log.info("Connected", { broker: opened.label });
+
+  const client = await TaskClient.open(opened.broker, {
+    functions: config.functions,
+    label: opened.label,
+  });
+  try {
+    const consumers = await client.waitForWorkers(functions, {
+      timeoutMs: flags.waitMs,
+      onWaiting: (missing) =>
+        say(
+          `Waiting up to ${flags.waitMs / 1000} s for workers: ${
+            missing.map((m) => m.task).join(", ")
+          }`,
+        ),
+    });
+    say(
+      `Workers ready: ${
+        functions.map((fn) => {
+          const { queue } = client.route(fn);
+          return `${fn} on ${queue} (${consumers.get(queue)})`;
+        }).join(", ")
+      }`,
+    );
+    const ping = await client.ping({ expected: consumers, timeoutMs: 2000 });
+    if (ping.unexpected > 0) {
+      session.complain(unexpectedSenders(ping.unexpected, "pong", client.user), "warn");
+    }
+    // Only the scenario's workers: on a shared broker others answer the ping too.
+    const workers = ping.workers.filter((w) => consumers.has(w.queue));
+    for (const line of formatWorkers(workers)) say(line);
+    log.info("Workers answered the ping", { workers: workers.map((w) => w.worker) });
+    say(`Dispatching tasks...`);
+    const labelWidth = Math.max(...tasks.map((t) => t.label.length));
+    const listeners = [logDispatch(log)];
+    if (!flags.quiet) listeners.push(createLiveStatus({ write: report, paint, labelWidth }));
+    const startedWallMs = Date.now();
+    const started = performance.now();
+    // Progress events serve the live status and the report's per-attempt
+    // timeline; a quiet run that writes no report goes without them.
+    const outcomes = await dispatchAll(client, tasks, combineListeners(...listeners), {
+      progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
+    });
+    const wallMs = performance.now() - started;
+    const forged = client.ignored.unexpectedSender;
+    if (forged > 0) session.complain(unexpectedSenders(forged, "reply", client.user), "warn");
+    const document = buildRunDocument(outcomes, {
+      config: { name: config.name, file: config.file },
+      scenario: { name: scenario.name, description: scenario.description },
+      broker: opened.label,
+      workers,
+      startedWallMs,
+      finishedWallMs: Date.now(),
+      wallMs,
+    });
+    say("");
+    for (const line of formatSummary(document, paint)) report(line);
+    if (flags.json) session.io.out(JSON.stringify(document, null, 2));
+    const files: [string | undefined, string, () => string, string][] = [
+      [outputs.json, "--out", () => JSON.stringify(document, null, 2) + "\n", "Results saved to"],
+      [outputs.junit, "--junit", () => renderJunit(document), "JUnit XML saved to"],
+      [outputs.html, "--html", () => renderHtmlReport(document), "HTML report saved to"],
+    ];
+    for (const [path, flag, render, saved] of files) {
+      if (path === undefined) continue;
+      await writeOutput(path, render(), flag);
+      report(`${saved} ${path}`);
+      log.info(saved.replace(/ to$/, ""), { path });
+    }
+    return document.exit_code === 0 ? EXIT.passed : EXIT.failed;
+  } finally {
+    await client.close();
+  }
+}

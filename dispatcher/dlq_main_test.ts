@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
+import { main } from "./dlq_main.ts";
+
+async function run(
+  args: string[],
+  connect: (url: string) => Promise<Broker>,
+  env: Record<string, string> = {},
+) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, {
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+    env: (name) => env[name],
+    color: { out: false, err: false },
+    connect,
+  });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+const CONFIG = "functions:\n  task_x: { queue: queue_x, user: workers_x }\n" +
+  "scenarios:\n  s: { tasks: [{ task: task_x }] }\n";
+
+/** queue_x.dlq with a letter of each kind, as the workers (user workers_x) and the broker leave them. */
+async function setup(hub: MemoryBroker) {
+  const admin = hub.connect("admin");
+  await admin.declareQueue("queue_x");
+  await admin.declareQueue("queue_x.dlq");
+  await admin.declareQueue("queue_t", { messageTtlMs: 1, deadLetterQueue: "queue_x.dlq" });
+  const letter = (user: string, id: string, headers: Record<string, unknown>) =>
+    hub.connect(user).publish("queue_x.dlq", {
+      body: new TextEncoder().encode(`{"task":"task_x","payload":{"id":"${id}"}}`),
+      properties: { messageId: id, headers },
+    });
+  await letter("workers_x", "exhausted-1", {
+    "x-dlq-reason": "exhausted",
+    "x-dlq-error-type": "SimulatedFailure",
+    "x-dlq-error-message": "failed",
+    "x-dlq-attempts": 3,
+    "x-dlq-sender": "dispatcher",
+    "x-dlq-queue": "queue_elsewhere",
+  });
+  await letter("workers_x", "limit-1", {
+    "x-dlq-reason": "delivery_limit",
+    "x-dlq-error-type": "DeliveryLimit",
+    "x-dlq-error-message": "died each time",
+    "x-dlq-deliveries": 5,
+    "x-dlq-sender": "dispatcher",
+  });
+  await letter("intruder", "forged-1", {
+    "x-dlq-reason": "exhausted",
+    "x-dlq-sender": "dispatcher",
+  });
+  await hub.connect("dispatcher").publish("queue_t", {
+    body: new TextEncoder().encode("{}"),
+    properties: { messageId: "expired-1" },
+  });
+  while ((await admin.inspectQueue("queue_x.dlq"))?.messages !== 4) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return admin;
+}
+
+Deno.test("deno task dlq lists every letter's reason, its own or the broker's, with deliveries", async () => {
+  const hub = new MemoryBroker();
+  try {
+    await setup(hub);
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/c.yml`, CONFIG);
+      const { code, out } = await run(
+        ["--config", `${dir}/c.yml`],
+        () => Promise.resolve(hub.connect("operator")),
+      );
+      assert.equal(code, 0, out);
+      assert.match(out, /^queue_x\.dlq: 4 dead letters$/m);
+      assert.match(out, /#1 exhausted SimulatedFailure: failed \(attempts: 3\)/);
+      assert.match(out, /#2 delivery_limit DeliveryLimit: died each time \(deliveries: 5\)/);
+      assert.match(out, /#4 expired Broker: /);
+    });
+  } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("deno task dlq --replay sends back only proven letters, to their own queue, as operator", async () => {
+  const hub = new MemoryBroker();
+  const urls: string[] = [];
+  try {
+    const admin = await setup(hub);
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/c.yml`, CONFIG);
+      await admin.declareQueue("queue_elsewhere");
+      // The compose stack's operator password: the tool's default user.
+      await Deno.writeTextFile(`${dir}/operator.password`, "op-pw\n");
+      const { code, out } = await run(["--config", `${dir}/c.yml`, "--replay"], (url) => {
+        urls.push(url);
+        return Promise.resolve(hub.connect("operator"));
+      }, { SECRETS_DIR: dir });
+      assert.deepEqual(urls, ["amqp://operator:op-pw@localhost:5672"]);
+      assert.match(out, /^Broker: amqp:\/\/operator:\*\*\*@localhost:5672$/m);
+      assert.equal(code, 1, "a refused letter asks for attention");
+      assert.match(out, /^queue_x\.dlq: replayed 3 of 4 to queue_x$/m);
+      assert.match(out, /^queue_x\.dlq: 1 left as they do not prove their origin:$/m);
+      assert.match(out, /refused task forged-1 \(exhausted\): .*user_id is 'intruder'/);
+      assert.equal((await admin.inspectQueue("queue_x"))?.messages, 3);
+      assert.equal((await admin.inspectQueue("queue_elsewhere"))?.messages, 0);
+      assert.equal((await admin.inspectQueue("queue_x.dlq"))?.messages, 1);
+    });
+  } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("deno task dlq refuses bad flags with exit code 2", async () => {
+  const never = () => Promise.reject(new Error("must not connect"));
+  for (
+    const args of [
+      ["--function", "a", "--queue", "b"],
+      ["--reason", "bored"],
+      ["--queue", "queue_x.dlq"],
+      ["--limit", "0"],
+      ["--config", "/nonexistent.yml"],
+    ]
+  ) {
+    const { code, err } = await run(args, never);
+    assert.equal(code, 2, args.join(" "));
+    assert.match(err, /^Cannot /, args.join(" "));
+  }
+  const { out } = await run(["--help"], never);
+  for (const reason of ["unauthenticated", "expired", "delivery_limit"]) {
+    assert.ok(out.includes(reason), reason);
+  }
+});
