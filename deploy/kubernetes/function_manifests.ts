@@ -11,9 +11,9 @@
  */
 
 import { stringify } from "yaml";
-import type { IDeployment } from "npm:kubernetes-models@5.1.0/apps/v1/Deployment";
-import type { INetworkPolicy } from "npm:kubernetes-models@5.1.0/networking.k8s.io/v1/NetworkPolicy";
-import type { IScaledObject } from "npm:@kubernetes-models/keda@2.0.0/keda.sh/v1alpha1/ScaledObject";
+import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../../broker/definitions.ts";
 import { queueArguments } from "../../functions/_runtime/broker/amqp_broker.ts";
 import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";

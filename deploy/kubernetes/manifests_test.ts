@@ -11,20 +11,20 @@
 import assert from "node:assert/strict";
 import { relative } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { Namespace } from "npm:kubernetes-models@5.1.0/v1/Namespace";
-import { Deployment, type IDeployment } from "npm:kubernetes-models@5.1.0/apps/v1/Deployment";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import {
   type INetworkPolicy,
   NetworkPolicy,
-} from "npm:kubernetes-models@5.1.0/networking.k8s.io/v1/NetworkPolicy";
+} from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import {
   type IScaledObject,
   ScaledObject,
-} from "npm:@kubernetes-models/keda@2.0.0/keda.sh/v1alpha1/ScaledObject";
+} from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import {
   type ITriggerAuthentication,
   TriggerAuthentication,
-} from "npm:@kubernetes-models/keda@2.0.0/keda.sh/v1alpha1/TriggerAuthentication";
+} from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
 import {
   CONTROL_EXCHANGE,
   DISPATCHER_PERMISSIONS,
