@@ -13,7 +13,10 @@ import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   DEAD_LETTER_HEADERS,
+  decodeJson,
+  DEFAULT_MAX_MESSAGE_BYTES,
   DELIVERY_COUNT_HEADER,
+  isPlainObject,
   queueOfDeadLetterQueue,
   SENDER_HEADER,
 } from "../functions/_runtime/contract/mod.ts";
@@ -159,6 +162,22 @@ const DROPPED_HEADER = /^x-(dlq-|death$|first-death-|last-death-)/;
 const DROPPED_HEADERS = new Set([ATTEMPT_HEADER, SENDER_HEADER, DELIVERY_COUNT_HEADER]);
 
 /**
+ * A replayed request is a new one: a deadline that has passed (the reason an
+ * `expired` letter is one) would only dead-letter it again at once, so it
+ * is dropped, from a native body and from a Celery request's `expires`.
+ * Bodies that are not a JSON object with a past deadline stay as they are.
+ */
+function withoutPastDeadline(body: Uint8Array, headers: Record<string, unknown>): Uint8Array {
+  const expires = headers.expires;
+  if (typeof expires === "string" && Date.parse(expires) <= Date.now()) delete headers.expires;
+  const json = decodeJson(body, { what: "the letter", maxBytes: DEFAULT_MAX_MESSAGE_BYTES });
+  if (!json.ok || !isPlainObject(json.value)) return body;
+  const { deadline, ...rest } = json.value;
+  if (typeof deadline !== "number" || deadline > Date.now()) return body;
+  return new TextEncoder().encode(JSON.stringify(rest));
+}
+
+/**
  * Sends up to `limit` letters back, as new requests, to the queue that
  * `deadLetterQueue` belongs to (whatever their headers say), and removes
  * each from the dead-letter queue only once the broker confirmed its copy.
@@ -205,9 +224,9 @@ export async function replayDeadLetters(
       headers["x-replayed-from"] = deadLetterQueue;
       headers["x-replayed-at"] = new Date().toISOString();
       // The broker stamps the replaying user's own user_id.
-      const { userId: _, ...properties } = delivery.properties;
+      const { userId: _, expiration: __, ...properties } = delivery.properties;
       await broker.publish(queue, {
-        body: delivery.body,
+        body: withoutPastDeadline(delivery.body, headers),
         properties: { ...properties, persistent: true, headers },
       });
       broker.ack(delivery);

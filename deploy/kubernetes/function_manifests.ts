@@ -17,7 +17,10 @@ import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/Sca
 import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../../broker/definitions.ts";
 import { queueArguments } from "../../functions/_runtime/broker/amqp_broker.ts";
 import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";
-import { DEFAULT_DELIVERY_LIMIT } from "../../functions/_runtime/worker/start_worker.ts";
+import {
+  DEAD_LETTER_VIEWS,
+  DEFAULT_DELIVERY_LIMIT,
+} from "../../functions/_runtime/worker/start_worker.ts";
 import {
   DEFAULT_METRICS_PORT,
   WORKER_IMAGE_FILES,
@@ -99,6 +102,15 @@ export function credentialsSecretOf(user: string): string {
 /** The worker image of a function, before kustomize `images:` rewrites it. */
 export function workerImageOf(name: string): string {
   return `task-system/worker-${name}:latest`;
+}
+
+/** Arguments of a function's dead-letter queue, as the worker declares it. */
+export function deadLetterQueueArguments(): Record<string, string | number> {
+  const { "x-queue-type": _, ...args } = queueArguments({
+    type: "quorum",
+    deliveryLimit: DEAD_LETTER_VIEWS,
+  });
+  return args as Record<string, string | number>;
 }
 
 /** Arguments of a function's work queue; a worker that declares it must pass the same. */
@@ -311,7 +323,7 @@ export function functionManifests(
     user,
     permission,
     queueResource(queue, workQueueArguments(queue)),
-    queueResource(dlq),
+    queueResource(dlq, deadLetterQueueArguments()),
     deployment,
     scaledObject,
     networkPolicy,

@@ -39,6 +39,7 @@ import {
 } from "../../functions/_runtime/worker/worker_settings.ts";
 import {
   credentialsSecretOf,
+  deadLetterQueueArguments,
   functionManifestFiles,
   functionsKustomization,
   KEDA_AUTHENTICATION,
@@ -344,7 +345,12 @@ Deno.test({
         "x-overflow": "reject-publish",
       });
       assert.deepEqual(work.spec.arguments, workQueueArguments(queue));
-      assert.equal(dlq.spec.arguments, undefined);
+      assert.deepEqual(dlq.spec.arguments, deadLetterQueueArguments());
+      assert.equal(
+        dlq.spec.arguments?.["x-delivery-limit"],
+        2 ** 31 - 1,
+        "letters may be read often",
+      );
     }
 
     const exchanges = ofKind<RabbitmqExchange>(objects, "Exchange");

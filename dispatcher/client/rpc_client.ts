@@ -10,6 +10,7 @@
 
 import { type Broker, BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
 import {
+  DEADLINE_EXCEEDED,
   encodeRequest,
   type Message,
   parseProgress,
@@ -85,7 +86,6 @@ interface Pending {
  * (before it started, or while it ran). The caller's own timer fires at the
  * same moment; whichever comes first, the call ends as a timeout.
  */
-const DEADLINE_EXCEEDED = "DeadlineExceeded";
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.

@@ -60,6 +60,15 @@ export function refuse(type: string, message: string): { ok: false; error: TaskE
   return { ok: false, error: { type, message: boundText(message, MAX_ERROR_MESSAGE_CHARS) } };
 }
 
+/**
+ * The error type of a task that ended at its caller's deadline, or was
+ * refused because the deadline had passed: the caller no longer waits.
+ */
+export const DEADLINE_EXCEEDED = "DeadlineExceeded";
+
+/** The error type of an attempt that outran its function's `timeoutMs`. */
+export const TASK_TIMEOUT = "TaskTimeout";
+
 /** Longest error message the runtime writes anywhere: replies, logs, headers. */
 export const MAX_ERROR_MESSAGE_CHARS = 512;
 

@@ -10,6 +10,7 @@ import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";
 import { inProcessRunner } from "./runner.ts";
 import { startWorker } from "./start_worker.ts";
+import { waitFor } from "../../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();
 const EMBED = { callbacks: null, errbacks: null, chain: null, chord: null };
@@ -27,14 +28,6 @@ const add = defineFunction({
     return a + b;
   },
 });
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function setup() {
   runs = 0;

@@ -13,20 +13,13 @@ import { defineFunction } from "../define_function.ts";
 import { MemoryBroker } from "../broker/memory_broker.ts";
 import { inProcessRunner } from "./runner.ts";
 import { startWorker } from "./start_worker.ts";
+import { waitFor } from "../../../tests/_helpers.ts";
 
 const hello = defineFunction({
   name: "hello",
   queue: "queue_hello",
   handler: () => "hi",
 });
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 2000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 Deno.test("controlQueueOf() names the queue <queue>.control.<8 hex digits>, new each time", () => {
   const name = controlQueueOf("queue_a");

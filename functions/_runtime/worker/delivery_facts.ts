@@ -11,9 +11,11 @@ import type { Delivery } from "../broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   boundText,
+  DEADLINE_EXCEEDED,
   DELIVERY_COUNT_HEADER,
   type Message,
   SENT_AT_HEADER,
+  TASK_TIMEOUT,
   type TaskRequest,
 } from "../contract/mod.ts";
 import type { FunctionInfo, RetryPolicy } from "../define_function.ts";
@@ -99,13 +101,13 @@ export function attemptLimit(timeoutMs: number, deadline: number | null): Attemp
   if (untilDeadline < timeoutMs) {
     return {
       ms: Math.max(0, untilDeadline),
-      type: "DeadlineExceeded",
+      type: DEADLINE_EXCEEDED,
       message: "Aborted the task at its deadline: the caller no longer waits for it",
     };
   }
   return {
     ms: timeoutMs,
-    type: "TaskTimeout",
+    type: TASK_TIMEOUT,
     message:
       `Aborted the attempt after ${timeoutMs} ms, the function's timeoutMs: make the handler faster, or raise timeoutMs`,
   };

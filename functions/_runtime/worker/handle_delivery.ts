@@ -16,6 +16,7 @@ import {
   boundText,
   checkEnvelope,
   type DeadLetterReason,
+  DEADLINE_EXCEEDED,
   encodeCeleryReply,
   isCeleryMessage,
   parseCeleryRequest,
@@ -274,7 +275,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     if (deadline !== null && deadline <= Date.now()) {
       stats.expired++;
       return await refuse("expired", {
-        type: "DeadlineExceeded",
+        type: DEADLINE_EXCEEDED,
         message: `Cannot start the task as its deadline passed ${
           Date.now() - deadline
         } ms ago: the caller no longer waits for it`,
@@ -429,7 +430,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       }
       reason = "expired";
     }
-    if (error.type === "DeadlineExceeded") reason = "expired";
+    if (error.type === DEADLINE_EXCEEDED) reason = "expired";
     stats.failed++;
     const duration = at.elapsed();
     metrics.observe("error", duration);

@@ -39,14 +39,23 @@ const RETRY_QUEUE_IDLE_MS = 60_000;
 /** Longest id, user or worker name the runtime copies into a header. */
 const MAX_NAME_CHARS = 128;
 
-/** The request's headers when they fit the budget, else none (and a note saying so). */
+/**
+ * The request's headers when they fit the budget, else none (and a note
+ * saying so), without any `x-dlq-*` header it came with: those are the
+ * runtime's record of a dead letter, which only a worker may write (a
+ * replay trusts them on a letter its worker published).
+ */
 function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   const { headers } = properties;
   if (headers === undefined) return {};
   if (headerBytes(headers, MAX_HEADER_BYTES) > MAX_HEADER_BYTES) {
     return { "x-dlq-headers-dropped": true };
   }
-  return { ...headers };
+  const kept: Record<string, unknown> = {};
+  for (const key in headers) {
+    if (!key.startsWith("x-dlq-")) kept[key] = headers[key];
+  }
+  return kept;
 }
 
 /** A copy of the request's properties to republish, without what must not travel on. */

@@ -44,6 +44,9 @@ export type { WorkerStats } from "./metrics.ts";
 /** How many deliveries of one request a quorum queue allows unless `DELIVERY_LIMIT` says otherwise. */
 export const DEFAULT_DELIVERY_LIMIT = 5;
 
+/** The delivery limit of a dead-letter queue: as good as none, on RabbitMQ 3 and 4 alike. */
+export const DEAD_LETTER_VIEWS = 2 ** 31;
+
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
   /** Identifies this worker in replies and logs: function name plus host. */
@@ -158,7 +161,14 @@ export async function startWorker(
   let stopping = false;
 
   const dlq = deadLetterQueueOf(queue);
-  await declareOwn(broker, dlq, { durable: true, type: queueType });
+  await declareOwn(broker, dlq, {
+    durable: true,
+    type: queueType,
+    // Reading a letter without taking it (deno task dlq) returns it and
+    // counts as a delivery: RabbitMQ 4's default limit of 20 would drop
+    // letters viewed that often, and a dead-letter queue has no target.
+    ...(queueType === "quorum" && { deliveryLimit: DEAD_LETTER_VIEWS }),
+  });
   await declareOwn(broker, queue, {
     durable: true,
     type: queueType,

@@ -22,16 +22,9 @@ import { createLogger } from "../log.ts";
 import { runWorker } from "./run_worker.ts";
 import { inProcessRunner } from "./runner.ts";
 import { type RunningWorker, startWorker, twoDigits, type WorkerOptions } from "./start_worker.ts";
+import { waitFor } from "../../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 let started = 0;
 const probe = defineFunction({
@@ -194,7 +187,9 @@ Deno.test("startWorker() dead-letters a request delivered DELIVERY_LIMIT times t
 Deno.test("startWorker() never starts a task past its deadline", async () => {
   const t = await setup();
   try {
-    await t.send({}, { deadline: Date.now() - 1000 });
+    // Without the AMQP expiration, which would have the broker drop it first.
+    const late = JSON.stringify({ task: "probe", deadline: Date.now() - 1000 });
+    await t.sendRaw(late, { correlationId: "late", messageId: "late" });
     const [letter] = await t.letters(1);
     assert.equal(letter.properties.headers?.["x-dlq-reason"], "expired");
     assert.equal(letter.properties.expiration, undefined, "a dead letter does not expire");

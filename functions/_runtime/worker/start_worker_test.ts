@@ -19,6 +19,7 @@ import { WorkerMetrics } from "./metrics.ts";
 import { runWorker } from "./run_worker.ts";
 import { inProcessRunner } from "./runner.ts";
 import { startWorker, type WorkerOptions } from "./start_worker.ts";
+import { waitFor } from "../../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -34,14 +35,6 @@ const echo = defineFunction({
     return { echoed: payload, attempt: context.attempt };
   },
 });
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 2000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 async function setup(definition: FunctionDefinition = echo, options: Partial<WorkerOptions> = {}) {
   const hub = new MemoryBroker();
