@@ -28,10 +28,15 @@ export async function startEchoServer(
   url: string,
   queue: string,
   prefetch: number,
+  queueType: "classic" | "quorum" = "quorum",
 ): Promise<EchoServer> {
   const connection = await amqp.connect(url, SOCKET);
   const channel = await connection.createConfirmChannel();
-  await channel.assertQueue(queue, { durable: true });
+  // The same kind of queue as the product's workers declare by default.
+  await channel.assertQueue(queue, {
+    durable: true,
+    ...(queueType === "quorum" && { arguments: { "x-queue-type": "quorum" } }),
+  });
   await channel.prefetch(prefetch);
   await channel.consume(queue, (message: ConsumeMessage | null) => {
     if (!message) return;
@@ -103,9 +108,14 @@ export async function openEchoClient(url: string): Promise<EchoClient> {
 }
 
 if (import.meta.main) {
-  // Run as its own process, like a worker: deno run bench/bare_echo.ts URL QUEUE PREFETCH
-  const [url, queue, prefetch] = Deno.args;
-  const server = await startEchoServer(url, queue, Number(prefetch));
+  // Run as its own process, like a worker: deno run bench/bare_echo.ts URL QUEUE PREFETCH [TYPE]
+  const [url, queue, prefetch, queueType] = Deno.args;
+  const server = await startEchoServer(
+    url,
+    queue,
+    Number(prefetch),
+    queueType === "classic" ? "classic" : "quorum",
+  );
   console.log(JSON.stringify({ msg: "Consuming", queue }));
   Deno.addSignalListener("SIGTERM", async () => {
     await server.close();

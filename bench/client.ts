@@ -1,80 +1,108 @@
 /**
- * One side of a benchmark run, as its own process so that each measures
- * like a real caller: `bare` calls the bare echo, `product` calls real
- * workers through the dispatcher's own code (the client library, and the
- * fan-out of `deno task dispatch`). Prints one JSON line per
- * repetition: `{"ms", "tps", "rss_mb", "heap_mb"}`.
+ * One side of the benchmark, as a long-lived process of its own, driven
+ * run by run so that the two sides can take turns (limit, product, limit,
+ * product, ...): `bare` calls the bare echo, `product` calls real workers
+ * through the dispatcher's own code (the client library, and the fan-out of
+ * `deno task dispatch`).
  *
- *   deno run -A bench/client.ts <bare|product> <url> <reps> <queue>:<task>:<work_ms>...
+ *   deno run -A bench/client.ts <bare|product> <url>
  *
- * Every target of a repetition is called `tasks` times at once (given as
- * `--tasks N`, default 1), all targets together.
+ * It prints `{"ready": true}` once connected, then reads one JSON command
+ * per line on stdin, `{"targets": [{"queue", "task", "workMs"}], "tasks": N}`,
+ * calls every target `tasks` times at once, and prints one JSON line:
+ * `{"ms", "tps", "rss_mb", "heap_mb"}`, plus, for the product, `stages`:
+ * where the time of the slowest task went, from the timestamps the product
+ * keeps anyway (docs/performance.md, "Where the milliseconds go").
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { connect } from "@task-system/client";
+import { connect, type TaskClient } from "@task-system/client";
+import type { CallOutcome } from "../dispatcher/client/rpc_client.ts";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
-import { openEchoClient } from "./bare_echo.ts";
+import { type EchoClient, openEchoClient } from "./bare_echo.ts";
 
-interface Target {
+/** What one task of a run is sent to. */
+export interface Target {
   queue: string;
   task: string;
   workMs: number;
 }
 
-function parseTarget(text: string): Target {
-  const [queue, task, workMs] = text.split(":");
-  return { queue, task, workMs: Number(workMs) };
+/** One command: run every target `tasks` times at once. */
+export interface RunCommand {
+  targets: Target[];
+  tasks: number;
 }
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: { tasks: { type: "string", default: "1" } },
-});
-const [impl, url, repsText, ...targetTexts] = positionals;
-const reps = Number(repsText);
-const perTarget = Number(values.tasks);
-const targets = targetTexts.map(parseTarget);
+/** Where the slowest task's time went, in milliseconds. */
+export interface Stages {
+  /** From handing the request to the broker to its publisher confirm. */
+  publish_to_confirm: number;
+  /** From handing it to the broker to the worker taking it (the worker's clock). */
+  publish_to_start: number;
+  /** The worker's time on it, beyond the work it was asked to do. */
+  worker_beyond_work: number;
+  /** From the worker finishing to the reply reaching the caller. */
+  reply_to_caller: number;
+  /** The run's wall time not spent on the slowest task's round trip. */
+  scheduling: number;
+}
+
+/** What a run measured. */
+export interface RunSample {
+  ms: number;
+  tps: number;
+  rss_mb: number;
+  heap_mb: number;
+  stages?: Stages;
+}
 
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024 * 10) / 10;
 
-/**
- * Prints a repetition's figures: the resident memory as the run ends, then
- * the live heap after a full collection (with --expose-gc), which grows
- * only if something leaks.
- */
-function report(ms: number, tasks: number) {
+/** The resident memory now, then the live heap after a full collection (with --expose-gc). */
+function memory(): { rss_mb: number; heap_mb: number } {
   const rss = mb(Deno.memoryUsage().rss);
   (globalThis as { gc?: () => void }).gc?.();
-  const heap = mb(Deno.memoryUsage().heapUsed);
-  console.log(JSON.stringify({ ms, tps: tasks / (ms / 1000), rss_mb: rss, heap_mb: heap }));
+  return { rss_mb: rss, heap_mb: mb(Deno.memoryUsage().heapUsed) };
 }
 
-if (impl === "bare") {
-  const client = await openEchoClient(url);
-  // One untimed round first, on each side alike: JIT warm-up is not throughput.
-  for (let rep = -1; rep < reps; rep++) {
-    const started = performance.now();
-    await Promise.all(
-      targets.map((t) =>
-        client.callAll(t.queue, Array.from({ length: perTarget }, () => ({ work_ms: t.workMs })))
-      ),
-    );
-    if (rep >= 0) report(performance.now() - started, perTarget * targets.length);
-  }
-  await client.close();
-} else if (impl === "product") {
-  const client = await connect({
-    url,
-    functions: Object.fromEntries(targets.map((t) => [t.task, t.queue])),
-    connectionName: "bench",
-  });
-  const specs: TaskSpec[] = targets.flatMap((t) =>
-    Array.from({ length: perTarget }, () => ({
+/** The stages of the task whose reply came last. */
+export function stagesOf(
+  slowest: CallOutcome & { confirmedAt?: number },
+  workMs: number,
+  wallMs: number,
+): Stages | undefined {
+  if (slowest.kind !== "reply") return undefined;
+  const started = Date.parse(slowest.reply.started_at);
+  const finished = Date.parse(slowest.reply.finished_at);
+  const roundTrip = slowest.endedAt - slowest.sentAt;
+  return {
+    publish_to_confirm: (slowest.confirmedAt ?? slowest.endedAt) - slowest.sentAt,
+    publish_to_start: Math.max(0, started - slowest.sentWallMs),
+    worker_beyond_work: Math.max(0, slowest.reply.duration_ms - workMs),
+    reply_to_caller: Math.max(0, slowest.endedWallMs - finished),
+    scheduling: Math.max(0, wallMs - roundTrip),
+  };
+}
+
+async function runBare(client: EchoClient, command: RunCommand): Promise<RunSample> {
+  const started = performance.now();
+  await Promise.all(
+    command.targets.map((t) =>
+      client.callAll(t.queue, Array.from({ length: command.tasks }, () => ({ work_ms: t.workMs })))
+    ),
+  );
+  const ms = performance.now() - started;
+  return { ms, tps: command.tasks * command.targets.length / (ms / 1000), ...memory() };
+}
+
+async function runProduct(client: TaskClient, command: RunCommand): Promise<RunSample> {
+  const count = command.tasks * command.targets.length;
+  if (count <= 8) return await runFew(client, command);
+  const specs: TaskSpec[] = command.targets.flatMap((t) =>
+    Array.from({ length: command.tasks }, () => ({
       label: t.task,
       task: t.task,
       queue: t.queue,
@@ -84,17 +112,65 @@ if (impl === "bare") {
       expect: { status: "success" as const },
     }))
   );
-  for (let rep = -1; rep < reps; rep++) {
-    const started = performance.now();
-    const outcomes = await dispatchAll(client, specs);
-    const failed = outcomes.filter((o) => !o.passed);
-    if (failed.length > 0) throw new Error(`${failed.length} tasks failed: ${failed[0].problem}`);
-    if (rep >= 0) report(performance.now() - started, specs.length);
-  }
-  await client.close();
-} else {
-  console.error(
-    "Usage: deno run -A bench/client.ts <bare|product> <url> <reps> <queue>:<task>:<work_ms>...",
+  const started = performance.now();
+  const outcomes = await dispatchAll(client, specs);
+  const ms = performance.now() - started;
+  const failed = outcomes.filter((o) => !o.passed);
+  if (failed.length > 0) throw new Error(`${failed.length} tasks failed: ${failed[0].problem}`);
+  return { ms, tps: count / (ms / 1000), ...memory() };
+}
+
+/** A small fan-out (the seed scenario): each call on its own, with its timestamps. */
+async function runFew(client: TaskClient, command: RunCommand): Promise<RunSample> {
+  const started = performance.now();
+  const calls = command.targets.flatMap((t) =>
+    Array.from({ length: command.tasks }, async () => {
+      let confirmedAt: number | undefined;
+      const outcome = await client.request(t.task, { work_ms: t.workMs }, {
+        timeoutMs: 120_000,
+        onSent: () => confirmedAt = performance.now(),
+      });
+      if (outcome.kind !== "reply" || outcome.reply.status !== "success") {
+        throw new Error(`${t.task} did not succeed: ${JSON.stringify(outcome)}`);
+      }
+      return { outcome: { ...outcome, confirmedAt }, workMs: t.workMs };
+    })
   );
-  Deno.exit(2);
+  const done = await Promise.all(calls);
+  const ms = performance.now() - started;
+  const slowest = done.reduce((a, b) => a.outcome.endedAt >= b.outcome.endedAt ? a : b);
+  return {
+    ms,
+    tps: done.length / (ms / 1000),
+    ...memory(),
+    stages: stagesOf(slowest.outcome, slowest.workMs, ms),
+  };
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop()!;
+    yield* parts.filter((line) => line.trim() !== "");
+  }
+}
+
+if (import.meta.main) {
+  const [impl, url, ...queues] = Deno.args;
+  if ((impl !== "bare" && impl !== "product") || !url) {
+    console.error("Usage: deno run -A bench/client.ts <bare|product> <url> [task=queue...]");
+    Deno.exit(2);
+  }
+  const functions = Object.fromEntries(queues.map((pair) => pair.split("=")));
+  const run: (command: RunCommand) => Promise<RunSample> = impl === "bare"
+    ? ((client) => (command: RunCommand) => runBare(client, command))(await openEchoClient(url))
+    : ((client) => (command: RunCommand) => runProduct(client, command))(
+      await connect({ url, functions, connectionName: "bench" }),
+    );
+  console.log(JSON.stringify({ ready: true }));
+  for await (const line of lines(Deno.stdin.readable)) {
+    console.log(JSON.stringify(await run(JSON.parse(line))));
+  }
+  Deno.exit(0);
 }

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { type OptionValues, wholeNumberFlag } from "../dispatcher/cli/options.ts";
+import { type OptionValues, UsageError, wholeNumberFlag } from "../dispatcher/cli/options.ts";
 import {
   checkOutputPath,
   defaultResultsPath,
@@ -53,9 +53,14 @@ Options:
                     compose stack's secrets/${ADMIN_USER}.password exists, else
                     ${LOCAL_AMQP_URL})
   --quick           a short run that checks the benchmark works, not its figures
-  --reps N          repetitions per measurement (default: 5; --quick: 1)
+  --reps N          timed pairs of runs per size, taken in turns after two
+                    untimed runs of each side (default: 5; --quick: 2)
   --prefetch N      prefetch and concurrency of both echo and worker (default: 256)
   --no-container    skip the container measurements
+  --queue-type TYPE quorum (the product's default) or classic, for both sides
+  --peers           also run BullMQ (Node, Redis with AOF every second) and
+                    Celery (prefork, rpc://) on the same shapes, each only
+                    when its parts are installed (it says which it skipped)
   --out FILE        save the figures here instead, anywhere: missing folders
                     are made, and the path is checked first
   --no-save         do not save the figures
@@ -75,6 +80,8 @@ const BENCH_OPTIONS = {
   reps: { type: "string" },
   prefetch: { type: "string", default: "256" },
   "no-container": { type: "boolean", default: false },
+  "queue-type": { type: "string", default: "quorum" },
+  peers: { type: "boolean", default: false },
   out: { type: "string" },
   "no-save": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
@@ -82,9 +89,14 @@ const BENCH_OPTIONS = {
 } as const;
 
 function parseFlags(values: OptionValues<typeof BENCH_OPTIONS>) {
+  const queueType = values["queue-type"];
+  if (queueType !== "quorum" && queueType !== "classic") {
+    throw new UsageError(`Cannot use --queue-type '${queueType}': use quorum or classic`);
+  }
   return {
     ...values,
-    reps: wholeNumberFlag(values.reps, "--reps", values.quick ? 1 : 5),
+    queueType: queueType as "quorum" | "classic",
+    reps: wholeNumberFlag(values.reps, "--reps", values.quick ? 2 : 5),
     prefetch: wholeNumberFlag(values.prefetch, "--prefetch", 256),
   };
 }
@@ -125,6 +137,8 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
       reps: flags.reps,
       prefetch: flags.prefetch,
       container: !flags["no-container"],
+      queueType: flags.queueType,
+      peers: flags.peers,
       say,
     });
     const document = buildDocument(measurements, {
@@ -132,6 +146,7 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
       quick: flags.quick,
       prefetch: flags.prefetch,
       reps: flags.reps,
+      queueType: flags.queueType,
     });
     const { lines, missed } = formatBench(document);
     for (const line of lines) say(line);

@@ -9,15 +9,11 @@
 
 import type { Broker } from "../functions/_runtime/broker/broker.ts";
 import { type ContainerFigures, measureContainer } from "./container.ts";
+import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";
+import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";
 import { CONSUMING, type RunningProcess, startDeno, workerArgs } from "./processes.ts";
 
-/** One repetition of a bench client: its wall time, rate and memory. */
-export interface Sample {
-  ms: number;
-  tps: number;
-  rss_mb: number;
-  heap_mb: number;
-}
+export type { RunSample as Sample } from "./client.ts";
 
 /** Options for {@linkcode measure}. */
 export interface MeasureOptions {
@@ -26,45 +22,38 @@ export interface MeasureOptions {
   /** A connection of a user that may create and delete queues. */
   admin: Broker;
   quick: boolean;
+  /** Timed pairs of runs per size. */
   reps: number;
   prefetch: number;
   container: boolean;
+  /** The queue type of both sides' queues. */
+  queueType: "classic" | "quorum";
+  /** Also run the peers (BullMQ, Celery) whose parts are installed. */
+  peers: boolean;
   /** Prints progress for people. */
   say: (line: string) => void;
 }
 
+/** A peer's figures, or why it was skipped. */
+export type PeerResult = PeerFigures | { skipped: string };
+
 /** What {@linkcode measure} found. */
 export interface Measurements {
   sizes: number[];
-  throughput: Record<string, { limit: Sample[]; product: Sample[] }>;
-  limitSeed: Sample[];
-  productSeed: Sample[];
+  throughput: Record<string, Paired>;
+  seed: Paired;
   readyMs: number[];
   idleRss: number[];
   container?: ContainerFigures;
+  peers: Record<string, PeerResult>;
 }
 
-// Rounds of the seed scenario per side, each of `seedReps` repetitions.
-const SEED_ROUNDS = 2;
+// Untimed runs of each side before timing: JIT, first publishes, prefetch ramp.
+const WARMUPS = 2;
 
-/** Runs a bench client process to its end and returns its samples. */
-async function runClient(args: string[], tasks = 1): Promise<Sample[]> {
-  // The product's client runs with the V8 flags of `deno task dispatch`; the
-  // bare echo's with none.
-  const v8 = args[0] === "product" ? "--expose-gc,--optimize-for-size" : "--expose-gc";
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `--v8-flags=${v8}`, "bench/client.ts", "--tasks", String(tasks), ...args],
-    cwd: new URL("../", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(output.stdout);
-  if (!output.success) {
-    throw new Error(
-      `bench client ${args[0]} failed: ${new TextDecoder().decode(output.stderr).slice(-2000)}`,
-    );
-  }
-  return text.trim().split("\n").map((line) => JSON.parse(line));
+/** A target: a queue for the bare echo, a function for the product. */
+function target(name: string, workMs: number) {
+  return { queue: name, task: name, workMs };
 }
 
 function rssOf(pid: number): number {
@@ -80,9 +69,9 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
   const queues: string[] = [];
   const processes: RunningProcess[] = [];
   const quiet: Deno.ChildProcess[] = [];
+  const drivers: Driver[] = [];
   const sizes = options.quick ? [200, 1000] : [1000, 10_000];
-  // Ten repetitions per side in all (four in --quick), in two rounds.
-  const seedReps = options.quick ? 2 : 5;
+  const seedPairs = options.quick ? 2 : 10;
   const prefetch = String(options.prefetch);
   const queue = (name: string) => {
     const full = `bench_${name}_${run}`;
@@ -113,6 +102,7 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     }
   };
   const stopAll = async () => {
+    for (const driver of drivers.splice(0)) await driver.close();
     for (const process of processes.splice(0)) await process.stop();
     for (const child of quiet.splice(0)) {
       try {
@@ -140,46 +130,55 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
       await stopAll();
     }
 
-    // 2. Throughput: the limit and the product, same prefetch, same sizes.
-    const echoQueue = queue("echo");
-    const productQueue = queue("product");
-    await serve(["run", "-A", "bench/bare_echo.ts", url, echoQueue, prefetch], {}, echoQueue);
+    // 2. Throughput: the limit and the product, same prefetch, same
+    // queues, taking turns. 3. The seed scenario, the same way.
+    const [echo, echoA, echoB] = [queue("echo"), queue("echo_a"), queue("echo_b")];
+    const [work, seedA, seedB] = [queue("product"), queue("seed_a"), queue("seed_b")];
+    const echoArgs = (name: string, n: string) => [
+      "run",
+      "-A",
+      "bench/bare_echo.ts",
+      url,
+      name,
+      n,
+      options.queueType,
+    ];
+    const type = { QUEUE_TYPE: options.queueType };
+    await serve(echoArgs(echo, prefetch), {}, echo);
+    await serve(echoArgs(echoA, "1"), {}, echoA);
+    await serve(echoArgs(echoB, "1"), {}, echoB);
     await serve(workerArgs("task_a"), {
-      QUEUE: productQueue,
+      ...type,
+      QUEUE: work,
       CONCURRENCY: prefetch,
       PREFETCH: prefetch,
-    }, productQueue);
+    }, work);
+    await serve(workerArgs("task_a"), { ...type, QUEUE: seedA }, seedA);
+    await serve(workerArgs("task_b"), { ...type, QUEUE: seedB }, seedB);
+    const limit = await startDriver("bare", url);
+    const product = await startDriver("product", url, { task_a: work });
+    const seeded = await startDriver("product", url, { task_a: seedA, task_b: seedB });
+    drivers.push(limit, product, seeded);
     const throughput: Measurements["throughput"] = {};
     for (const size of sizes) {
-      say(`Throughput, ${size} tasks...`);
-      const reps = String(options.reps);
-      const limit = await runClient(["bare", url, reps, `${echoQueue}:echo:0`], size);
-      const product = await runClient(["product", url, reps, `${productQueue}:task_a:0`], size);
-      throughput[size] = { limit, product };
-    }
-    await stopAll();
-
-    // 3. The seed scenario: task_a 100 ms and task_b 200 ms together.
-    say("Seed scenario...");
-    const [echoA, echoB] = [queue("echo_a"), queue("echo_b")];
-    await serve(["run", "-A", "bench/bare_echo.ts", url, echoA, "1"], {}, echoA);
-    await serve(["run", "-A", "bench/bare_echo.ts", url, echoB, "1"], {}, echoB);
-    const [seedA, seedB] = [queue("seed_a"), queue("seed_b")];
-    await serve(workerArgs("task_a"), { QUEUE: seedA }, seedA);
-    await serve(workerArgs("task_b"), { QUEUE: seedB }, seedB);
-    // Taken in alternating rounds, so that a drift of the machine's load
-    // weighs on both sides alike.
-    const limitSeed: Sample[] = [];
-    const productSeed: Sample[] = [];
-    const reps = String(seedReps);
-    for (let round = 0; round < SEED_ROUNDS; round++) {
-      limitSeed.push(
-        ...await runClient(["bare", url, reps, `${echoA}:echo:100`, `${echoB}:echo:200`]),
-      );
-      productSeed.push(
-        ...await runClient(["product", url, reps, `${seedA}:task_a:100`, `${seedB}:task_b:200`]),
+      say(`Throughput, ${size} tasks, ${options.reps} pairs of runs...`);
+      throughput[size] = await takeTurns(
+        { driver: limit, command: { targets: [target(echo, 0)], tasks: size } },
+        { driver: product, command: { targets: [target("task_a", 0)], tasks: size } },
+        options.reps,
+        WARMUPS,
       );
     }
+    say(`Seed scenario, ${seedPairs} pairs of runs...`);
+    const seed = await takeTurns(
+      { driver: limit, command: { targets: [target(echoA, 100), target(echoB, 200)], tasks: 1 } },
+      {
+        driver: seeded,
+        command: { targets: [target("task_a", 100), target("task_b", 200)], tasks: 1 },
+      },
+      seedPairs,
+      WARMUPS,
+    );
     await stopAll();
 
     // 4. The worker as a container.
@@ -188,7 +187,28 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
       say("Worker container...");
       container = await measureContainer(url, queue("container"), 3);
     }
-    return { sizes, throughput, limitSeed, productSeed, readyMs, idleRss, container };
+
+    // 5. The peers, on the same machine, one after the other.
+    const peers: Measurements["peers"] = {};
+    if (options.peers) {
+      for (const availability of await peersAvailable({ amqpUrl: url })) {
+        const name = availability.name as "bullmq" | "celery";
+        if (!availability.available) {
+          say(`Skipping ${name}: ${availability.reason}`);
+          peers[name] = { skipped: availability.reason };
+          continue;
+        }
+        say(`Peer ${name}...`);
+        peers[name] = await runPeer(name, {
+          sizes,
+          seedRuns: seedPairs,
+          runs: options.reps,
+          amqpUrl: url,
+          log: (line) => say(`  ${line}`),
+        });
+      }
+    }
+    return { sizes, throughput, seed, readyMs, idleRss, container, peers };
   } finally {
     await stopAll();
     for (const name of queues) await admin.deleteQueue(name).catch(() => {});

@@ -1,12 +1,16 @@
 /**
  * The benchmark's document (what `--json` prints and the results file
- * holds), its targets from README.md "Performance", and the table people
- * read.
+ * holds), its targets (docs/performance.md), and the table people read.
+ * Ratios are the median of per-pair ratios, each pair taken back to back;
+ * next to each, its spread and the run's noise (the spread of the limit
+ * alone), so that a reader can tell a regression from noise.
  *
  * @module
  */
 
-import type { Measurements, Sample } from "./measure.ts";
+import type { Paired } from "./driver.ts";
+import type { Measurements, PeerResult } from "./measure.ts";
+import type { PeerFigures } from "./peers/mod.ts";
 import { median, round } from "./stats.ts";
 
 /** A figure and the bound it must keep. */
@@ -26,37 +30,89 @@ export interface BenchSettings {
   quick: boolean;
   prefetch: number;
   reps: number;
+  queueType: string;
+}
+
+/** A ratio of pairs: its median, its spread, and the limit's own noise. */
+export interface PairedRatio {
+  median: number;
+  min: number;
+  max: number;
+  /** (max - min) / median of the limit's own figure, in percent. */
+  noise_pct: number;
+}
+
+/** Per-pair ratios of `product / limit` of `figure`. */
+export function pairedRatio(paired: Paired, figure: (s: Paired["limit"][number]) => number) {
+  const ratios = paired.product.map((p, i) => figure(p) / figure(paired.limit[i]));
+  const limits = paired.limit.map(figure);
+  return {
+    median: round(median(ratios), 3),
+    min: round(Math.min(...ratios), 3),
+    max: round(Math.max(...ratios), 3),
+    noise_pct: round((Math.max(...limits) - Math.min(...limits)) / median(limits) * 100, 1),
+  };
+}
+
+function isPeer(result: PeerResult | undefined): result is PeerFigures {
+  return result !== undefined && !("skipped" in result);
 }
 
 /** The benchmark's figures as one JSON document. */
 export function buildDocument(m: Measurements, settings: BenchSettings) {
-  const tps = (samples: Sample[]) => round(median(samples.map((s) => s.tps)));
+  const tps = (samples: { tps: number }[]) => round(median(samples.map((s) => s.tps)));
   const limitTps: Record<string, number> = {};
   const productTps: Record<string, number> = {};
   const ratio: Record<string, number> = {};
+  const ratioSpread: Record<string, PairedRatio> = {};
   for (const size of m.sizes) {
     limitTps[size] = tps(m.throughput[size].limit);
     productTps[size] = tps(m.throughput[size].product);
-    ratio[size] = round(productTps[size] / limitTps[size], 3);
+    ratioSpread[size] = pairedRatio(m.throughput[size], (s) => s.tps);
+    ratio[size] = ratioSpread[size].median;
   }
   const largest = m.throughput[m.sizes.at(-1)!].product;
-  const seedOverhead = round(median(m.productSeed.map((s) => s.ms - 200)), 2);
-  const limitSeedOverhead = round(median(m.limitSeed.map((s) => s.ms - 200)), 2);
+  const overhead = (samples: { ms: number }[]) => samples.map((s) => s.ms - 200);
+  const seedOverhead = round(median(overhead(m.seed.product)), 2);
+  const limitSeedOverhead = round(median(overhead(m.seed.limit)), 2);
+  const stageNames = Object.keys(m.seed.product[0]?.stages ?? {});
+  const stages = Object.fromEntries(
+    stageNames.map((name) => [
+      name,
+      round(
+        median(m.seed.product.map((s) => (s.stages as unknown as Record<string, number>)[name])),
+        2,
+      ),
+    ]),
+  );
+  const peers: Record<string, PeerResult> = m.peers;
+  const peerRatio: Record<string, Record<string, number>> = {};
+  for (const [name, peer] of Object.entries(peers)) {
+    if (!isPeer(peer)) continue;
+    peerRatio[name] = Object.fromEntries(
+      m.sizes.map((size) => [size, round(productTps[size] / peer.tps[size], 2)]),
+    );
+  }
   return {
     kind: "bench",
     at: new Date().toISOString(),
     quick: settings.quick,
     broker: settings.broker,
     cores: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
     prefetch: settings.prefetch,
     reps: settings.reps,
+    queue_type: settings.queueType,
     sizes: m.sizes,
     limit_tps: limitTps,
     product_tps: productTps,
     ratio,
+    ratio_spread: ratioSpread,
     seed_overhead_ms_median: seedOverhead,
     limit_seed_overhead_ms_median: limitSeedOverhead,
     seed_overhead_ratio: round(seedOverhead / limitSeedOverhead, 3),
+    seed_noise_pct: pairedRatio(m.seed, (s) => s.ms - 200).noise_pct,
+    seed_stages_ms_median: stages,
     dispatcher_rss_mb_max: round(Math.max(...largest.map((s) => s.rss_mb))),
     dispatcher_rss_mb_per_run: largest.map((s) => s.rss_mb),
     dispatcher_heap_mb_per_run: largest.map((s) => s.heap_mb),
@@ -64,7 +120,9 @@ export function buildDocument(m: Measurements, settings: BenchSettings) {
     worker_ready_ms: round(median(m.readyMs)),
     container_ready_ms: m.container?.ready_ms ?? null,
     image_mb: m.container?.image_mb ?? null,
-    samples: { throughput: m.throughput, limit_seed: m.limitSeed, product_seed: m.productSeed },
+    peers,
+    peer_ratio: peerRatio,
+    samples: { throughput: m.throughput, seed: m.seed },
   };
 }
 
@@ -81,15 +139,39 @@ function targetsOf(d: BenchDocument): Target[] {
     kind: "max" as const,
     unit,
   });
+  const min = (name: string, value: number | undefined, limit: number) => ({
+    name,
+    value,
+    limit,
+    kind: "min" as const,
+    unit: "",
+  });
+  const peerTargets: Target[] = [];
+  for (const [name, ratios] of Object.entries(d.peer_ratio)) {
+    const factor = name === "celery" ? 4 : 1.5;
+    for (const size of d.sizes) {
+      peerTargets.push(
+        min(`throughput / ${name}'s, ${size.toLocaleString("en")} tasks`, ratios[size], factor),
+      );
+    }
+    const peer = d.peers[name] as PeerFigures;
+    if (name === "bullmq") {
+      peerTargets.push(
+        max(
+          "seed overhead / BullMQ's",
+          round(d.seed_overhead_ms_median / peer.seed_overhead_ms_median, 3),
+          1,
+          "",
+        ),
+      );
+    }
+  }
   return [
-    ...d.sizes.map((size) => ({
-      name: `throughput ratio, ${size.toLocaleString("en")} tasks`,
-      value: d.ratio[size],
-      limit: 0.8,
-      kind: "min" as const,
-      unit: "",
-    })),
-    max("seed overhead / limit's", d.seed_overhead_ratio, 1.2, ""),
+    ...d.sizes.map((size) =>
+      min(`throughput ratio, ${size.toLocaleString("en")} tasks`, d.ratio[size], 0.9)
+    ),
+    max("seed overhead / limit's", d.seed_overhead_ratio, 1, ""),
+    ...peerTargets,
     max(`dispatcher RSS, ${largest} tasks`, d.dispatcher_rss_mb_max, 150, " MB"),
     max(
       `dispatcher live heap growth over ${heap.length} runs in one process`,
@@ -97,22 +179,37 @@ function targetsOf(d: BenchDocument): Target[] {
       5,
       " MB",
     ),
-    max("worker idle RSS", d.worker_idle_rss_mb, 60, " MB"),
+    max("worker idle RSS", d.worker_idle_rss_mb, 70, " MB"),
     max("worker start to consuming (host)", d.worker_ready_ms, 300, " ms"),
     max("worker start to consuming (container)", d.container_ready_ms, 1000, " ms"),
     max("worker image size", d.image_mb, 150, " MB"),
   ];
 }
 
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => (row[i] ?? "").length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+}
+
 /** The table and each target met or missed, as lines; and how many targets were missed. */
 export function formatBench(d: BenchDocument): { lines: string[]; missed: number } {
-  const rows: string[][] = [["measure", "limit (bare amqplib)", "product", "ratio"]];
+  const rows: string[][] = [[
+    "measure",
+    "limit (bare amqplib)",
+    "product",
+    "ratio (median of pairs)",
+    "pairs' spread",
+    "noise",
+  ]];
   for (const size of d.sizes) {
+    const spread = d.ratio_spread[size];
     rows.push([
       `throughput, ${size.toLocaleString("en")} no-op tasks`,
       `${d.limit_tps[size].toFixed(0)} tasks/s`,
       `${d.product_tps[size].toFixed(0)} tasks/s`,
       d.ratio[size].toFixed(2),
+      `${spread.min.toFixed(2)}-${spread.max.toFixed(2)}`,
+      `±${(spread.noise_pct / 2).toFixed(0)}%`,
     ]);
   }
   rows.push([
@@ -120,24 +217,58 @@ export function formatBench(d: BenchDocument): { lines: string[]; missed: number
     `${d.limit_seed_overhead_ms_median.toFixed(1)} ms`,
     `${d.seed_overhead_ms_median.toFixed(1)} ms`,
     d.seed_overhead_ratio.toFixed(2),
+    "",
+    `±${(d.seed_noise_pct / 2).toFixed(0)}%`,
   ]);
   const per = `per ${d.sizes.at(-1)!.toLocaleString("en")}-task run`;
   const rss = d.dispatcher_rss_mb_per_run.map((r) => r.toFixed(0)).join(", ");
   const heap = d.dispatcher_heap_mb_per_run.map((h) => h.toFixed(1)).join(", ");
-  rows.push([`dispatcher RSS ${per}`, "", `${rss} MB`, ""]);
-  rows.push([`dispatcher heap ${per}`, "", `${heap} MB`, ""]);
-  rows.push(["worker idle RSS", "", `${d.worker_idle_rss_mb} MB`, ""]);
-  rows.push(["worker start to consuming, host", "", `${d.worker_ready_ms} ms`, ""]);
+  rows.push([`dispatcher RSS ${per}`, "", `${rss} MB`]);
+  rows.push([`dispatcher heap ${per}`, "", `${heap} MB`]);
+  rows.push(["worker idle RSS", "", `${d.worker_idle_rss_mb} MB`]);
+  rows.push(["worker start to consuming, host", "", `${d.worker_ready_ms} ms`]);
   if (d.container_ready_ms !== null) {
-    rows.push(["worker start to consuming, container", "", `${d.container_ready_ms} ms`, ""]);
-    rows.push(["worker image size", "", `${d.image_mb} MB`, ""]);
+    rows.push(["worker start to consuming, container", "", `${d.container_ready_ms} ms`]);
+    rows.push(["worker image size", "", `${d.image_mb} MB`]);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  const lines = [
-    "",
-    ...rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()),
-    "",
-  ];
+  const lines = ["", ...table(rows), ""];
+  const stages = Object.entries(d.seed_stages_ms_median);
+  if (stages.length > 0) {
+    lines.push("Where the seed scenario's milliseconds go (task_b, the slower; medians):");
+    lines.push(
+      ...table([
+        ["stage", "ms"],
+        ...stages.map(([name, ms]) => [name.replaceAll("_", " "), ms.toFixed(2)]),
+      ]).map((line) => `  ${line}`),
+      "",
+    );
+  }
+  const peers = Object.entries(d.peers);
+  if (peers.length > 0) {
+    const peerRows: string[][] = [[
+      "peer",
+      ...d.sizes.map((s) => `${s.toLocaleString("en")} tasks`),
+      "seed overhead",
+      "idle RSS",
+      "ready",
+      "product / peer",
+    ]];
+    for (const [name, peer] of peers) {
+      if (!isPeer(peer)) {
+        peerRows.push([name, `skipped: ${peer.skipped}`]);
+        continue;
+      }
+      peerRows.push([
+        peer.version,
+        ...d.sizes.map((s) => `${peer.tps[s].toFixed(0)} tasks/s`),
+        `${peer.seed_overhead_ms_median.toFixed(1)} ms`,
+        `${peer.idle_rss_mb.toFixed(0)} MB`,
+        `${peer.ready_ms.toFixed(0)} ms`,
+        d.sizes.map((s) => d.peer_ratio[name][s].toFixed(2)).join(", "),
+      ]);
+    }
+    lines.push(...table(peerRows), "");
+  }
   let missed = 0;
   for (const target of targetsOf(d)) {
     if (target.value === undefined) {

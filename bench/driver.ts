@@ -1,0 +1,111 @@
+/**
+ * A bench client process (`bench/client.ts`) kept running and driven run by
+ * run over its standard input, so that two sides can take turns.
+ *
+ * @module
+ */
+
+import type { RunCommand, RunSample } from "./client.ts";
+
+/** One side of the benchmark, ready to run. */
+export interface Driver {
+  /** Runs one command and resolves with what it measured. */
+  run(command: RunCommand): Promise<RunSample>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `bench/client.ts <side> <url> <functions...>` and resolves once it
+ * is connected. The product's client runs with the V8 flags of `deno task
+ * dispatch`; the bare echo's with none.
+ */
+export async function startDriver(
+  side: "bare" | "product",
+  url: string,
+  functions: Record<string, string> = {},
+): Promise<Driver> {
+  const v8 = side === "product" ? "--expose-gc,--optimize-for-size" : "--expose-gc";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--v8-flags=${v8}`,
+      "bench/client.ts",
+      side,
+      url,
+      ...Object.entries(functions).map(([task, queue]) => `${task}=${queue}`),
+    ],
+    cwd: new URL("../", import.meta.url),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => void (stderr = (stderr + chunk).slice(-4000)) }),
+  ).catch(() => {});
+  let buffered = "";
+  const nextLine = async (): Promise<string> => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`The ${side} bench client stopped: ${stderr.trim()}`);
+      buffered += value;
+    }
+    const end = buffered.indexOf("\n");
+    const line = buffered.slice(0, end);
+    buffered = buffered.slice(end + 1);
+    return line;
+  };
+  const ready = JSON.parse(await nextLine());
+  if (!ready.ready) throw new Error(`The ${side} bench client did not start: ${stderr}`);
+  return {
+    async run(command) {
+      await writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+      return JSON.parse(await nextLine());
+    },
+    async close() {
+      await writer.close().catch(() => {});
+      await child.status;
+      await reader.cancel().catch(() => {});
+    },
+  };
+}
+
+/** What taking turns measured: each side's samples, in pairs. */
+export interface Paired {
+  limit: RunSample[];
+  product: RunSample[];
+}
+
+/**
+ * Warms both sides with `warmups` untimed runs each, then takes `pairs`
+ * pairs of runs, in the order limit-product, product-limit, limit-product...
+ * so that a drift of the machine's load, or a side's advantage in going
+ * first, weighs on both alike.
+ */
+export async function takeTurns(
+  limit: { driver: Driver; command: RunCommand },
+  product: { driver: Driver; command: RunCommand },
+  pairs: number,
+  warmups: number,
+): Promise<Paired> {
+  const runLimit = () => limit.driver.run(limit.command);
+  const runProduct = () => product.driver.run(product.command);
+  for (let i = 0; i < warmups; i++) {
+    await runLimit();
+    await runProduct();
+  }
+  const paired: Paired = { limit: [], product: [] };
+  for (let i = 0; i < pairs; i++) {
+    if (i % 2 === 0) {
+      paired.limit.push(await runLimit());
+      paired.product.push(await runProduct());
+    } else {
+      paired.product.push(await runProduct());
+      paired.limit.push(await runLimit());
+    }
+  }
+  return paired;
+}
