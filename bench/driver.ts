@@ -14,6 +14,15 @@ export interface Driver {
   close(): Promise<void>;
 }
 
+/** The V8 flags `deno task dispatch` runs with, read from deno.json so the two cannot drift. */
+async function dispatcherV8Flags(): Promise<string> {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const command: string = config.tasks.dispatch.command;
+  const flags = command.match(/--v8-flags=(\S+)/)?.[1];
+  if (flags === undefined) throw new Error("deno.json: the dispatch task sets no --v8-flags");
+  return flags;
+}
+
 /**
  * Starts `bench/client.ts <side> <url> <functions...>` and resolves once it
  * is connected. The product's client runs with the V8 flags of `deno task
@@ -24,7 +33,7 @@ export async function startDriver(
   url: string,
   functions: Record<string, string> = {},
 ): Promise<Driver> {
-  const v8 = side === "product" ? "--expose-gc,--optimize-for-size" : "--expose-gc";
+  const v8 = side === "product" ? `--expose-gc,${await dispatcherV8Flags()}` : "--expose-gc";
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -22,6 +22,7 @@ import {
   type TaskReply,
 } from "../../functions/_runtime/contract/mod.ts";
 import { isExpectedSender } from "./senders.ts";
+import { DeadlineTimer } from "../../functions/_runtime/deadline_timer.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
 export interface CallOptions {
@@ -81,12 +82,6 @@ interface Pending {
   onSent?: () => void;
 }
 
-/**
- * The error type of a worker's reply when the request's deadline passed
- * (before it started, or while it ran). The caller's own timer fires at the
- * same moment; whichever comes first, the call ends as a timeout.
- */
-
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.
 const SWEEP_MS = 5;
@@ -134,8 +129,7 @@ export class RpcClient {
   /** Messages received that no call took, by why. */
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
   #failure: Error | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #deadlines = new DeadlineTimer((now) => this.#expire(now), SWEEP_MS);
 
   private constructor(broker: Broker, options: RpcClientOptions) {
     this.#broker = broker;
@@ -202,7 +196,7 @@ export class RpcClient {
         onSent: options.onSent,
       };
       this.#pending.set(taskId, pending);
-      this.#schedule(deadline);
+      this.#deadlines.schedule(deadline);
       this.#broker.publish(queue, request).then(() => this.#markSent(pending), (error: Error) => {
         this.#forget(taskId);
         reject(error);
@@ -299,26 +293,11 @@ export class RpcClient {
 
   #forget(id: string): void {
     this.#pending.delete(id);
-    if (this.#pending.size === 0) this.#unschedule();
+    if (this.#pending.size === 0) this.#deadlines.cancel();
   }
 
-  #schedule(deadline: number): void {
-    if (deadline >= this.#timerAt) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = deadline;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
-  }
-
-  #unschedule(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-  }
-
-  /** Ends every call past its deadline, then waits for the next deadline. */
-  #expire(): void {
-    this.#unschedule();
-    const now = performance.now();
+  /** Ends every call past its deadline; returns the next deadline. */
+  #expire(now: number): number {
     const nowWall = Date.now();
     let next = Infinity;
     for (const [id, pending] of this.#pending) {
@@ -334,12 +313,12 @@ export class RpcClient {
         });
       } else next = Math.min(next, pending.deadline);
     }
-    if (next < Infinity) this.#schedule(Math.max(next, now + SWEEP_MS));
+    return next;
   }
 
   #failAll(error: Error): void {
     this.#failure ??= error;
-    this.#unschedule();
+    this.#deadlines.cancel();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
   }

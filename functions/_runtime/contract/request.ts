@@ -226,6 +226,13 @@ export interface EncodeRequestOptions {
   deadline?: number;
   /** Extra headers, such as W3C `traceparent`. */
   headers?: Record<string, unknown>;
+  /**
+   * Add `x-sent-at`, the send time in milliseconds, from which a worker's
+   * trace times the wait in the queue. Off by default: a header table costs
+   * the caller as much as the rest of the request, and without it a worker
+   * falls back on the AMQP `timestamp`, in whole seconds.
+   */
+  stampSentAt?: boolean;
   /** The time `deadline` is measured from. @default {Date.now()} */
   now?: number;
 }
@@ -256,6 +263,8 @@ export function encodeRequest(
   if (options.deadline !== undefined) {
     message.properties.expiration = String(Math.max(1, Math.ceil(options.deadline - now)));
   }
-  message.properties.headers = { [SENT_AT_HEADER]: now, ...options.headers };
+  if (options.stampSentAt) {
+    message.properties.headers = { [SENT_AT_HEADER]: now, ...options.headers };
+  } else if (options.headers) message.properties.headers = { ...options.headers };
   return message;
 }

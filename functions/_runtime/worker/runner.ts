@@ -20,8 +20,9 @@ export interface HandlerRunner {
    * Runs one attempt and resolves with its outcome, never rejecting: an
    * attempt still running after `limitMs` is aborted and ends with the
    * `timeout` error at once, whether or not the handler heeds its signal.
+   * `log` gives the attempt's logger, made only if the handler writes a line.
    */
-  run(run: HandlerRun, limit: AttemptLimit, log: Logger): Promise<HandlerOutcome>;
+  run(run: HandlerRun, limit: AttemptLimit, log: () => Logger): Promise<HandlerOutcome>;
   /** Aborts every running attempt with `reason` (the worker stops). */
   abortAll(reason: string): void;
   /** Ends the runner. */
@@ -59,7 +60,7 @@ export function inProcessRunner(definition: FunctionDefinition): HandlerRunner {
           });
         }, limit.ms);
       });
-      const done = runHandler(definition, run, () => abort.signal, () => log);
+      const done = runHandler(definition, run, () => abort.signal, log);
       return Promise.race([done, timedOut]).finally(() => {
         clearTimeout(timer);
         running.delete(abort);

@@ -15,6 +15,7 @@
 
 import { boundText, MAX_ERROR_MESSAGE_CHARS } from "../contract/message.ts";
 import { checkFunctionInfo, type FunctionInfo, type RetryPolicy } from "../define_function.ts";
+import { DeadlineTimer } from "../deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../log.ts";
 import type { HandlerOutcome, HandlerRun } from "./run_handler.ts";
 import type { AttemptLimit, HandlerRunner } from "./runner.ts";
@@ -68,8 +69,10 @@ interface Pending {
   /** The sandbox it was sent to, once sent. */
   host?: Host;
   resolve: (outcome: HandlerOutcome) => void;
-  log: Logger;
-  timer: ReturnType<typeof setTimeout>;
+  log: () => Logger;
+  limit: AttemptLimit;
+  /** When the attempt times out, in `performance.now()` milliseconds. */
+  due: number;
 }
 
 /** One Web Worker running the function; replaced when it gets stuck. */
@@ -178,6 +181,7 @@ export class Sandbox implements HandlerRunner {
   #closed = false;
   /** Attempts given up on whose handler may still be running. */
   #abandoned = 0;
+  readonly #deadlines = new DeadlineTimer((now) => this.#timeOut(now));
 
   private constructor(options: StartSandboxOptions, host: Host, info: FunctionInfo) {
     this.#options = options;
@@ -224,7 +228,7 @@ export class Sandbox implements HandlerRunner {
       case "log": {
         const pending = this.#pending.get(message.id);
         const level = LOG_LEVELS.includes(message.level) ? message.level : "info";
-        (pending?.log ?? this.#options.log)[level as LogLevel](
+        (pending?.log() ?? this.#options.log)[level as LogLevel](
           boundText(String(message.msg), MAX_LOG_MESSAGE),
           boundFields(message.fields),
         );
@@ -245,12 +249,22 @@ export class Sandbox implements HandlerRunner {
   }
 
   #finish(pending: Pending, outcome: HandlerOutcome): void {
-    clearTimeout(pending.timer);
     this.#pending.delete(pending.run.id);
+    if (this.#pending.size === 0) this.#deadlines.cancel();
     pending.resolve(outcome);
   }
 
-  run(run: HandlerRun, limit: AttemptLimit, log: Logger): Promise<HandlerOutcome> {
+  /** Times out every attempt past its limit; returns the next limit. */
+  #timeOut(now: number): number {
+    let next = Infinity;
+    for (const pending of [...this.#pending.values()]) {
+      if (pending.due <= now) this.#timeout(pending, pending.limit);
+      else next = Math.min(next, pending.due);
+    }
+    return next;
+  }
+
+  run(run: HandlerRun, limit: AttemptLimit, log: () => Logger): Promise<HandlerOutcome> {
     if (this.#closed) {
       return Promise.resolve({
         ok: false,
@@ -260,9 +274,10 @@ export class Sandbox implements HandlerRunner {
       });
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.#timeout(pending, limit), limit.ms);
-      const pending: Pending = { run, resolve, log, timer };
+      const due = performance.now() + limit.ms;
+      const pending: Pending = { run, resolve, log, limit, due };
       this.#pending.set(run.id, pending);
+      this.#deadlines.schedule(due);
       const wait = this.#restarting ?? this.#suspect?.promise;
       if (wait) wait.then(() => this.#send(pending));
       else this.#send(pending);

@@ -26,7 +26,7 @@ function attempt(
   return sandbox.run(
     { id: nextId++, payload, taskId: "t", attempt: 1, worker: "w", deadline: null },
     { ms: limitMs, type: "TaskTimeout", message: "timed out" },
-    log,
+    () => log,
   );
 }
 

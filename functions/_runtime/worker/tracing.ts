@@ -12,6 +12,7 @@
 import {
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -75,6 +76,26 @@ export interface TaskTrace {
   step(name: string, attributes?: Record<string, string | number>): Span;
 }
 
+let recording: boolean | undefined;
+
+/**
+ * Whether spans are exported at all. Decided once, from a probe span: with
+ * OpenTelemetry off every span is a no-op, and a worker skips the trace
+ * work of each task (contexts, attributes, headers) altogether.
+ */
+export function tracingEnabled(): boolean {
+  return recording ??= tracer.startSpan("probe").isRecording();
+}
+
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** What a delivery's trace is when tracing is off: nothing, at no cost. */
+export const NO_TRACE: TaskTrace = {
+  ids: {},
+  end() {},
+  step: () => NO_SPAN,
+};
+
 /**
  * Starts the spans of a delivery: the wait in the queue (from `sentAtMs`,
  * when the caller sent it, if known) and the attempt, both children of the
@@ -85,6 +106,7 @@ export function startTaskTrace(
   task: TaskSpanAttributes,
   sentAtMs: number | undefined,
 ): TaskTrace {
+  if (!tracingEnabled()) return NO_TRACE;
   const parent = traceContextOf(headers);
   const attributes = attributesOf(task);
   const now = Date.now();
