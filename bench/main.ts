@@ -1,7 +1,7 @@
 /**
  * `deno task bench`: measures the product against the limit it can
- * approach, in one run on one broker, and checks the targets of README.md
- * "Performance". The limit is a bare amqplib RPC echo with the product's
+ * approach, in one run on one broker, and checks the targets of
+ * docs/performance.md, "Targets". The limit is a bare amqplib RPC echo with the product's
  * delivery guarantees (bench/bare_echo.ts). The measurements are in
  * `measure.ts`, the document and its targets in `summary.ts`.
  *

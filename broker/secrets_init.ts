@@ -11,9 +11,9 @@
  *   dispatcher's and the operator's to the directory's owner (mode 0600), so
  *   that whoever owns the directory can run the dispatcher on the host;
  * - `definitions.json` is rewritten in place (a running broker has it
- *   mounted, see README "Rotating passwords"); it holds salted hashes, no
- *   passwords, and is readable by all (the broker runs as its own user). It
- *   locks `guest` out: a new password nobody keeps, no permissions.
+ *   mounted, see docs/security.md, "Rotating passwords"); it holds salted
+ *   hashes, no passwords, and is readable by all (the broker runs as its own
+ *   user). It locks `guest` out: a new password nobody keeps, no permissions.
  *
  * It prints what it did, never a password.
  *

@@ -1,8 +1,9 @@
 /**
  * Reading and replaying a function's dead letters: the requests its worker
  * refused or gave up on, and those the broker dropped (expired, or over the
- * delivery limit), kept in `<queue>.dlq` with why (see README, "Dead
- * letters"). Listing leaves the queue as it was; replaying sends each letter
+ * delivery limit), kept in `<queue>.dlq` with why (see
+ * docs/wire-contract.md, "Dead letters", and docs/reliability.md). Listing
+ * leaves the queue as it was; replaying sends each letter
  * that proves its origin (`dead_letter_trust.ts`) back to the queue its
  * dead-letter queue belongs to, confirmed, before removing it.
  *

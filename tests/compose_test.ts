@@ -1,5 +1,5 @@
 /**
- * compose.yaml keeps the promises the README makes: workers scale, drain
+ * compose.yaml keeps the promises the docs make: workers scale, drain
  * before Docker kills them, and run locked down; only loopback is exposed.
  */
 
