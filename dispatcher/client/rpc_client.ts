@@ -21,7 +21,10 @@ import {
   type TaskProgress,
   type TaskReply,
 } from "../../functions/_runtime/contract/mod.ts";
+import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
+import { type CallTrace, startCallTrace } from "./call_trace.ts";
 import { isExpectedSender } from "./senders.ts";
+import type { SentEvent } from "./sent_events.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
 export interface CallOptions {
@@ -47,9 +50,10 @@ export interface CallOptions {
    * the first answer from the worker if that comes first (a persistent
    * request may be confirmed only once it is on disk, after the worker
    * answered). Always before the call's progress events and its end, so
-   * that callers see sent, started, done in that order.
+   * that callers see sent, started, done in that order. It gets the call's
+   * trace and span ids when tracing is on (for log lines), else `{}`.
    */
-  onSent?: () => void;
+  onSent?: (trace: TraceIds) => void;
 }
 
 /** How a call ended: with the one reply, or with no reply in time. */
@@ -64,10 +68,15 @@ export type CallOutcome =
     sentWallMs: number;
     /** `Date.now()` when the call ended. */
     endedWallMs: number;
+    /** The call's trace and span ids, when tracing is on (`OTEL_DENO=true`). */
+    trace?: TraceIds;
   }
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 interface Pending {
+  taskId: string;
+  task: string;
+  queue: string;
   resolve: (outcome: CallOutcome) => void;
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
@@ -78,8 +87,12 @@ interface Pending {
   deadline: number;
   /** False until the broker confirmed the request or the worker answered. */
   sent: boolean;
-  onSent?: () => void;
+  onSent?: (trace: TraceIds) => void;
+  /** The call's span; `undefined` when tracing is off. */
+  trace?: CallTrace;
 }
+
+const NO_TRACE_IDS: TraceIds = Object.freeze({});
 
 /**
  * The error type of a worker's reply when the request's deadline passed
@@ -122,6 +135,11 @@ export interface RpcClientOptions {
    * carried (every reply per correlation id, duplicates included).
    */
   onWire?: (message: Message) => void;
+  /**
+   * Publishes a `task-sent` event once the broker has a request (see
+   * `sent_events.ts`); none when absent.
+   */
+  onSentEvent?: (event: SentEvent) => void;
 }
 
 /** A caller of functions with its own reply queue. */
@@ -130,6 +148,7 @@ export class RpcClient {
   readonly #pending = new Map<string, Pending>();
   readonly #collecting = new Map<string, Collecting>();
   readonly #onWire?: (message: Message) => void;
+  readonly #onSentEvent?: (event: SentEvent) => void;
   #replyTo = "";
   /** Messages received that no call took, by why. */
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
@@ -140,6 +159,7 @@ export class RpcClient {
   private constructor(broker: Broker, options: RpcClientOptions) {
     this.#broker = broker;
     this.#onWire = options.onWire;
+    this.#onSentEvent = options.onSentEvent;
   }
 
   /** Opens a reply queue on `broker` and returns a client using it. */
@@ -179,18 +199,24 @@ export class RpcClient {
     const taskId = options.taskId ?? crypto.randomUUID();
     if (this.#failure) return Promise.reject(this.#failure);
     const sentWallMs = Date.now();
+    // Undefined when tracing is off: no span, and no trace headers.
+    const trace = startCallTrace(task, queue, taskId);
     const request = encodeRequest(task, payload, {
       taskId,
       replyTo: this.#replyTo,
       progress: options.onProgress !== undefined,
       retry: options.retry,
       deadline: sentWallMs + options.timeoutMs,
+      headers: trace?.headers,
       now: sentWallMs,
     });
     return new Promise<CallOutcome>((resolve, reject) => {
       const sentAt = performance.now();
       const deadline = sentAt + options.timeoutMs;
       const pending: Pending = {
+        taskId,
+        task,
+        queue,
         resolve,
         reject,
         onProgress: options.onProgress,
@@ -200,11 +226,16 @@ export class RpcClient {
         deadline,
         sent: false,
         onSent: options.onSent,
+        trace,
       };
       this.#pending.set(taskId, pending);
       this.#schedule(deadline);
       this.#broker.publish(queue, request).then(() => this.#markSent(pending), (error: Error) => {
         this.#forget(taskId);
+        trace?.end({
+          outcome: "broker_error",
+          error: { type: error.name, message: error.message },
+        });
         reject(error);
       });
     });
@@ -280,6 +311,15 @@ export class RpcClient {
     this.#forget(id);
     this.#markSent(pending);
     const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
+    const { trace } = pending;
+    if (trace) {
+      trace.end({
+        outcome: timedOut ? "timeout" : reply.value.status,
+        attempts: reply.value.attempts,
+        worker: reply.value.worker,
+        error: reply.value.error ?? undefined,
+      });
+    }
     pending.resolve({
       ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
       taskId: id,
@@ -287,6 +327,7 @@ export class RpcClient {
       endedAt: performance.now(),
       sentWallMs: pending.sentWallMs,
       endedWallMs: Date.now(),
+      ...(trace && { trace: trace.ids }),
     });
   }
 
@@ -294,7 +335,13 @@ export class RpcClient {
   #markSent(pending: Pending): void {
     if (pending.sent) return;
     pending.sent = true;
-    pending.onSent?.();
+    pending.onSent?.(pending.trace?.ids ?? NO_TRACE_IDS);
+    this.#onSentEvent?.({
+      function: pending.task,
+      queue: pending.queue,
+      taskId: pending.taskId,
+      trace: pending.trace?.ids,
+    });
   }
 
   #forget(id: string): void {
@@ -324,6 +371,8 @@ export class RpcClient {
     for (const [id, pending] of this.#pending) {
       if (pending.deadline <= now) {
         this.#pending.delete(id);
+        const { trace } = pending;
+        trace?.end({ outcome: "timeout" });
         pending.resolve({
           kind: "timeout",
           taskId: id,
@@ -331,6 +380,7 @@ export class RpcClient {
           endedAt: now,
           sentWallMs: pending.sentWallMs,
           endedWallMs: nowWall,
+          ...(trace && { trace: trace.ids }),
         });
       } else next = Math.min(next, pending.deadline);
     }
@@ -340,7 +390,13 @@ export class RpcClient {
   #failAll(error: Error): void {
     this.#failure ??= error;
     this.#unschedule();
-    for (const pending of this.#pending.values()) pending.reject(error);
+    for (const pending of this.#pending.values()) {
+      pending.trace?.end({
+        outcome: "broker_error",
+        error: { type: error.name, message: error.message },
+      });
+      pending.reject(error);
+    }
     this.#pending.clear();
   }
 

@@ -47,7 +47,8 @@ import type { HandlerOutcome } from "./run_handler.ts";
 import type { HandlerRunner } from "./runner.ts";
 import type { Settler } from "./settle.ts";
 import type { EmitTaskEvent } from "./task_events.ts";
-import { startTaskTrace, type TaskTrace } from "./tracing.ts";
+import { NO_TRACE, startTaskTrace, type TaskTrace } from "./tracing.ts";
+import { tracingEnabled } from "../trace_context.ts";
 
 /** What the handler of a worker's deliveries works with. */
 export interface DeliveryContext {
@@ -124,17 +125,26 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     let attempt = attemptOf(delivery);
     const taskId = taskIdOf(delivery);
     const headers = delivery.properties.headers;
-    const traced = startTaskTrace(headers, {
-      function: info.name,
-      queue,
-      taskId,
-      attempt,
-      worker: workerId,
-    }, sentAtOf(delivery));
+    // Off, tracing costs this one branch: no attributes, spans or headers.
+    const traced = tracingEnabled()
+      ? startTaskTrace(headers, {
+        function: info.name,
+        queue,
+        taskId,
+        attempt,
+        worker: workerId,
+      }, sentAtOf(delivery))
+      : NO_TRACE;
     const ids = { task_id: taskId ?? undefined, attempt, ...traced.ids };
     let taskLog: Logger | undefined;
     const logOf = () => taskLog ??= log.child({ ...ids, ...(celery && { protocol: "celery" }) });
-    const event = { function: info.name, queue, task_id: taskId, worker: workerId };
+    const event = {
+      function: info.name,
+      queue,
+      task_id: taskId,
+      worker: workerId,
+      trace_id: traced.ids.trace_id,
+    };
     const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
     let taskName: string | null = null;
     let celeryId: string | undefined;
@@ -154,9 +164,9 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     });
     const answer: Answer = (status, error, resultJson?) => {
       if (!delivery.properties.replyTo) return Promise.resolve();
-      const span = traced.step("reply", { "task.status": status });
-      return (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson)
-        .finally(() => span.end());
+      const span = traced.step("reply", "task.status", status);
+      const sent = (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson);
+      return span ? sent.finally(() => span.end()) : sent;
     };
     const sendAnswer: Answer = (status, error, resultJson?) => {
       if (!celery) {
@@ -193,7 +203,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
           duration_ms: elapsed(),
         },
       );
-      const span = traced.step("dead letter", { "task.reason": reason });
+      const span = traced.step("dead letter", "task.reason", reason);
       await settler.deadLetter(delivery, {
         reason,
         error,
@@ -201,7 +211,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         sender,
         deliveries: extra.deliveries,
         dropBody: extra.dropBody,
-      }).finally(() => span.end());
+      }).finally(() => span?.end());
       if (!extra.silent) await answer("error", error);
       traced.end(reason, error);
       emit({ ...event, kind: "task-rejected", attempt, reason, error_type: error.type });
@@ -363,7 +373,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       logOf: () => Logger;
       elapsed: () => number;
       traced: TaskTrace;
-      event: { function: string; queue: string; task_id: string | null; worker: string };
+      event: {
+        function: string;
+        queue: string;
+        task_id: string | null;
+        worker: string;
+        trace_id?: string;
+      };
     },
   ): Promise<void> {
     const { delivery } = task;
@@ -384,13 +400,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       ));
       const remainingMs = at.deadline === null ? undefined : at.deadline - Date.now();
       if (remainingMs === undefined || remainingMs > delayMs) {
-        const span = at.traced.step("retry", { "task.delay_ms": delayMs });
+        const span = at.traced.step("retry", "task.delay_ms", delayMs);
         await settler.retry(delivery, {
           nextAttempt: at.attempt + 1,
           delayMs,
           sender: at.sender,
           remainingMs,
-        }).finally(() => span.end());
+        }).finally(() => span?.end());
         stats.retried++;
         at.logOf().info("Task failed; retrying", {
           status: "retry",
@@ -441,13 +457,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       reason,
       duration_ms: duration,
     });
-    const span = at.traced.step("dead letter", { "task.reason": reason });
+    const span = at.traced.step("dead letter", "task.reason", reason);
     await settler.deadLetter(delivery, {
       reason,
       error,
       attempts: at.attempt,
       sender: at.sender,
-    }).finally(() => span.end());
+    }).finally(() => span?.end());
     await at.answer("error", error);
     at.traced.end(reason, error);
     emit({
