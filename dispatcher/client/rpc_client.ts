@@ -74,9 +74,6 @@ export type CallOutcome =
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 interface Pending {
-  taskId: string;
-  task: string;
-  queue: string;
   resolve: (outcome: CallOutcome) => void;
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
@@ -136,8 +133,8 @@ export interface RpcClientOptions {
    */
   onWire?: (message: Message) => void;
   /**
-   * Publishes a `task-sent` event once the broker has a request (see
-   * `sent_events.ts`); none when absent.
+   * Publishes a `task-sent` event as each request is handed to the broker
+   * (see `sent_events.ts`); none when absent.
    */
   onSentEvent?: (event: SentEvent) => void;
 }
@@ -214,9 +211,6 @@ export class RpcClient {
       const sentAt = performance.now();
       const deadline = sentAt + options.timeoutMs;
       const pending: Pending = {
-        taskId,
-        task,
-        queue,
         resolve,
         reject,
         onProgress: options.onProgress,
@@ -238,6 +232,10 @@ export class RpcClient {
         });
         reject(error);
       });
+      // Right behind the request on the same channel, not at its confirm:
+      // so the event comes before the worker's, which start only once the
+      // request is routed.
+      this.#onSentEvent?.({ function: task, queue, taskId, trace: trace?.ids });
     });
   }
 
@@ -336,12 +334,6 @@ export class RpcClient {
     if (pending.sent) return;
     pending.sent = true;
     pending.onSent?.(pending.trace?.ids ?? NO_TRACE_IDS);
-    this.#onSentEvent?.({
-      function: pending.task,
-      queue: pending.queue,
-      taskId: pending.taskId,
-      trace: pending.trace?.ids,
-    });
   }
 
   #forget(id: string): void {

@@ -1,7 +1,7 @@
 /**
  * The caller's task event, `task-sent`, as Celery clients send theirs with
- * `task_send_sent_event`: published to the events exchange once the broker
- * has a request, when the caller turns task events on (`TASK_EVENTS=true`
+ * `task_send_sent_event`: published to the events exchange right behind
+ * each request, when the caller turns task events on (`TASK_EVENTS=true`
  * for the command-line tools, `events: true` for the client library).
  * Fire and forget, like the workers' events: one that cannot be sent is
  * dropped, and the call goes on.
