@@ -28,11 +28,7 @@ import {
   QueueMismatchError,
   type QueueOptions,
 } from "../broker/broker.ts";
-import {
-  DASHBOARD_USER,
-  deadLetterQueueOf,
-  DEFAULT_MAX_MESSAGE_BYTES,
-} from "../contract/mod.ts";
+import { DASHBOARD_USER, deadLetterQueueOf, DEFAULT_MAX_MESSAGE_BYTES } from "../contract/mod.ts";
 import { type Logger, SILENT_LOGGER } from "../log.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { attemptOf, type Task, taskIdOf } from "./delivery_facts.ts";
