@@ -15,7 +15,7 @@ import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_CHROMIUM, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { uniqueName } from "./_helpers.ts";
 import { launchBrowser } from "./_cdp.ts";
 import { countColor, decodePng } from "./_png.ts";
 import { type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
