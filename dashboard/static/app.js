@@ -152,6 +152,17 @@ function detailOf(event) {
   return parts.join(": ");
 }
 
+/** A long id cut to its start, whole in the tooltip. */
+function shortId(id, keep = 13) {
+  const value = text(id);
+  return value.length > keep + 1 ? el("span", { title: value }, `${value.slice(0, keep)}…`) : value;
+}
+
+function timeOf(event) {
+  const at = Date.parse(event.at);
+  return Number.isFinite(at) ? at : Date.now();
+}
+
 function eventRow(event) {
   return el(
     "tr",
@@ -159,23 +170,31 @@ function eventRow(event) {
       class: `kind-${text(event.kind)}`,
       "data-kind": event.kind,
       "data-task-id": text(event.task_id),
+      "data-at": timeOf(event),
     },
-    el("td", { class: "mono" }, clock(event.at)),
+    el("td", { class: "mono nowrap" }, clock(event.at)),
     el("td", { class: "kind" }, KIND_NAMES[event.kind] ?? event.kind),
     el("td", {}, event.function),
-    el("td", { class: "mono" }, event.task_id ?? "(no id)"),
+    el("td", { class: "mono nowrap" }, event.task_id ? shortId(event.task_id) : "(no id)"),
     el("td", { class: "num" }, num(event.attempt)),
-    el("td", { class: "mono" }, event.worker),
+    el("td", { class: "mono nowrap" }, event.worker),
     el("td", { class: "num" }, event.duration_ms === undefined ? "" : ms(event.duration_ms)),
     el("td", { class: "detail" }, detailOf(event)),
-    el("td", { class: "mono" }, event.trace_id ? event.trace_id.slice(0, 16) : ""),
+    el("td", { class: "mono nowrap" }, event.trace_id ? shortId(event.trace_id, 16) : ""),
   );
 }
 
 function addEvents(events) {
   const tbody = document.querySelector("#events tbody");
   if (tbody.querySelector("td.empty")) tbody.replaceChildren();
-  for (const event of events) tbody.prepend(eventRow(event));
+  // Newest first, by when each happened: events of one task come from
+  // several connections (the caller's, the workers'), which the broker does
+  // not order among themselves.
+  for (const event of events) {
+    const at = timeOf(event);
+    const later = [...tbody.rows].find((row) => Number(row.dataset.at) <= at);
+    tbody.insertBefore(eventRow(event), later ?? null);
+  }
   while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);
   eventsShown += events.length;
   document.getElementById("event-count").textContent = `(${eventsShown} received, newest first)`;
@@ -209,7 +228,7 @@ function renderLetters(functions, desk) {
         el("td", {}, `${l.errorType}: ${l.errorMessage}`),
         el("td", { class: "num" }, num(l.attempts)),
         el("td", { class: "mono" }, l.at ? clock(l.at) : ""),
-        el("td", { class: "mono" }, l.taskId ?? "(no id)"),
+        el("td", { class: "mono nowrap" }, l.taskId ? shortId(l.taskId) : "(no id)"),
         el("td", { class: "mono body" }, l.body),
       )
     );
