@@ -1,7 +1,8 @@
 /**
- * W3C trace context on AMQP messages, shared by every party that traces a
- * task: the client that sends a request, the worker that runs it, and the
- * operator tools that replay a dead letter. Spans go through
+ * W3C trace context on AMQP messages, for the parties that start or carry
+ * on a task's trace outside the worker: the client that sends a request and
+ * the operator tools that replay a dead letter (the worker reads the same
+ * headers in `worker/tracing.ts`). Spans go through
  * `@opentelemetry/api`; Deno's built-in OpenTelemetry (`OTEL_DENO=true`)
  * registers the tracer and the W3C propagator and exports them, so no SDK
  * is needed.

@@ -47,8 +47,7 @@ import type { HandlerOutcome } from "./run_handler.ts";
 import type { HandlerRunner } from "./runner.ts";
 import type { Settler } from "./settle.ts";
 import type { EmitTaskEvent } from "./task_events.ts";
-import { NO_TRACE, startTaskTrace, type TaskTrace } from "./tracing.ts";
-import { tracingEnabled } from "../trace_context.ts";
+import { startTaskTrace, type TaskTrace } from "./tracing.ts";
 
 /** What the handler of a worker's deliveries works with. */
 export interface DeliveryContext {
@@ -125,16 +124,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     let attempt = attemptOf(delivery);
     const taskId = taskIdOf(delivery);
     const headers = delivery.properties.headers;
-    // Off, tracing costs this one branch: no attributes, spans or headers.
-    const traced = tracingEnabled()
-      ? startTaskTrace(headers, {
-        function: info.name,
-        queue,
-        taskId,
-        attempt,
-        worker: workerId,
-      }, sentAtOf(delivery))
-      : NO_TRACE;
+    const traced = startTaskTrace(headers, {
+      function: info.name,
+      queue,
+      taskId,
+      attempt,
+      worker: workerId,
+    }, sentAtOf(delivery));
     const ids = { task_id: taskId ?? undefined, attempt, ...traced.ids };
     let taskLog: Logger | undefined;
     const logOf = () => taskLog ??= log.child({ ...ids, ...(celery && { protocol: "celery" }) });
@@ -164,9 +160,9 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     });
     const answer: Answer = (status, error, resultJson?) => {
       if (!delivery.properties.replyTo) return Promise.resolve();
-      const span = traced.step("reply", "task.status", status);
-      const sent = (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson);
-      return span ? sent.finally(() => span.end()) : sent;
+      const span = traced.step("reply", { "task.status": status });
+      return (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson)
+        .finally(() => span.end());
     };
     const sendAnswer: Answer = (status, error, resultJson?) => {
       if (!celery) {
@@ -203,7 +199,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
           duration_ms: elapsed(),
         },
       );
-      const span = traced.step("dead letter", "task.reason", reason);
+      const span = traced.step("dead letter", { "task.reason": reason });
       await settler.deadLetter(delivery, {
         reason,
         error,
@@ -211,7 +207,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         sender,
         deliveries: extra.deliveries,
         dropBody: extra.dropBody,
-      }).finally(() => span?.end());
+      }).finally(() => span.end());
       if (!extra.silent) await answer("error", error);
       traced.end(reason, error);
       emit({ ...event, kind: "task-rejected", attempt, reason, error_type: error.type });
@@ -400,13 +396,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       ));
       const remainingMs = at.deadline === null ? undefined : at.deadline - Date.now();
       if (remainingMs === undefined || remainingMs > delayMs) {
-        const span = at.traced.step("retry", "task.delay_ms", delayMs);
+        const span = at.traced.step("retry", { "task.delay_ms": delayMs });
         await settler.retry(delivery, {
           nextAttempt: at.attempt + 1,
           delayMs,
           sender: at.sender,
           remainingMs,
-        }).finally(() => span?.end());
+        }).finally(() => span.end());
         stats.retried++;
         at.logOf().info("Task failed; retrying", {
           status: "retry",
@@ -457,13 +453,13 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       reason,
       duration_ms: duration,
     });
-    const span = at.traced.step("dead letter", "task.reason", reason);
+    const span = at.traced.step("dead letter", { "task.reason": reason });
     await settler.deadLetter(delivery, {
       reason,
       error,
       attempts: at.attempt,
       sender: at.sender,
-    }).finally(() => span?.end());
+    }).finally(() => span.end());
     await at.answer("error", error);
     at.traced.end(reason, error);
     emit({

@@ -1,20 +1,29 @@
 /**
  * OpenTelemetry traces of a worker's tasks, through Deno's built-in
- * exporter (`OTEL_DENO=true` and the standard `OTEL_*` variables). A
- * request's W3C `traceparent` and `tracestate` headers make its spans
- * children of the caller's: the wait in the queue, each attempt (a retry
- * keeps the headers, so every attempt is in the same trace), the reply and
- * the dead letter. Off by default: then {@linkcode startTaskTrace} returns
- * one shared object that does nothing, and no span, header or attribute is
- * made.
+ * exporter (`OTEL_DENO=true` and the standard `OTEL_*` variables; off by
+ * default, when every call here costs next to nothing). A request's W3C
+ * `traceparent` and `tracestate` headers make its spans children of the
+ * caller's: the wait in the queue, each attempt (a retry keeps the headers,
+ * so every attempt is in the same trace), the reply and the dead letter.
  *
  * @module
  */
 
-import { type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { traceContextOf, type TraceIds, traceIdsOf, tracingEnabled } from "../trace_context.ts";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 
 const tracer = trace.getTracer("deno-task-system-worker");
+
+/** The W3C trace context headers a request may carry. */
+export const TRACE_HEADERS = ["traceparent", "tracestate"] as const;
 
 /** Attributes every span of a task carries. */
 export interface TaskSpanAttributes {
@@ -23,6 +32,25 @@ export interface TaskSpanAttributes {
   taskId: string | null;
   attempt: number;
   worker: string;
+}
+
+/** The caller's trace context, read from a request's headers (a broken header is ignored). */
+export function traceContextOf(headers: Record<string, unknown> | undefined): Context {
+  if (!headers) return ROOT_CONTEXT;
+  const carrier: Record<string, string> = {};
+  for (const name of TRACE_HEADERS) {
+    const value = headers[name];
+    const text = value instanceof Uint8Array ? new TextDecoder().decode(value) : value;
+    if (typeof text === "string" && text.length <= 512) carrier[name] = text;
+  }
+  return carrier.traceparent ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
+}
+
+/** The W3C headers that make a message's consumer continue `span`'s trace. */
+export function traceHeadersOf(span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), carrier);
+  return carrier;
 }
 
 function attributesOf(task: TaskSpanAttributes): Record<string, string | number> {
@@ -37,43 +65,26 @@ function attributesOf(task: TaskSpanAttributes): Record<string, string | number>
   };
 }
 
-/** A step's span, ended once what it publishes is confirmed. */
-export interface StepSpan {
-  end(): void;
-}
-
 /** The spans of one delivery: its wait in the queue, its attempt, and what followed. */
 export interface TaskTrace {
-  /** The attempt's span, for log lines (`trace_id`, `span_id`); empty when off. */
-  readonly ids: TraceIds;
+  /** The attempt's span, for log lines (`trace_id`, `span_id`). */
+  readonly ids: { trace_id?: string; span_id?: string };
   /** Ends the attempt with its outcome (`success`, `retry`, `error`, or a dead-letter reason). */
   end(outcome: string, error?: { type: string; message: string }): void;
-  /**
-   * A short span for publishing what the outcome calls for (the reply, a
-   * retry, a dead letter), with one attribute; `undefined` when off, so
-   * that the caller chains nothing on its publish.
-   */
-  step(name: string, key?: string, value?: string | number): StepSpan | undefined;
+  /** A short span for publishing what the outcome calls for: the reply, a retry, a dead letter. */
+  step(name: string, attributes?: Record<string, string | number>): Span;
 }
-
-/** What {@linkcode startTaskTrace} returns with tracing off: shared, and does nothing. */
-export const NO_TRACE: TaskTrace = Object.freeze({
-  ids: Object.freeze({}),
-  end() {},
-  step: () => undefined,
-});
 
 /**
  * Starts the spans of a delivery: the wait in the queue (from `sentAtMs`,
  * when the caller sent it, if known) and the attempt, both children of the
- * caller's span. Returns {@linkcode NO_TRACE} when tracing is off.
+ * caller's span.
  */
 export function startTaskTrace(
   headers: Record<string, unknown> | undefined,
   task: TaskSpanAttributes,
   sentAtMs: number | undefined,
 ): TaskTrace {
-  if (!tracingEnabled()) return NO_TRACE;
   const parent = traceContextOf(headers);
   const attributes = attributesOf(task);
   const now = Date.now();
@@ -84,13 +95,15 @@ export function startTaskTrace(
       attributes,
     }, parent).end(now);
   }
-  const attempt: Span = tracer.startSpan(`${task.function} attempt ${task.attempt}`, {
+  const attempt = tracer.startSpan(`${task.function} attempt ${task.attempt}`, {
     kind: SpanKind.CONSUMER,
     attributes,
   }, parent);
   const within = trace.setSpan(parent, attempt);
+  const { traceId, spanId } = attempt.spanContext();
+  const recording = attempt.isRecording();
   return {
-    ids: traceIdsOf(attempt),
+    ids: recording ? { trace_id: traceId, span_id: spanId } : {},
     end(outcome, error) {
       attempt.setAttribute("task.outcome", outcome);
       if (error) {
@@ -101,10 +114,10 @@ export function startTaskTrace(
       }
       attempt.end();
     },
-    step(name, key, value) {
+    step(name, extra = {}) {
       return tracer.startSpan(name, {
         kind: SpanKind.PRODUCER,
-        attributes: key === undefined ? attributes : { ...attributes, [key]: value! },
+        attributes: { ...attributes, ...extra },
       }, within);
     },
   };
