@@ -101,6 +101,8 @@ export class DashboardState {
     this.#recent.push(event);
     if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
     this.#batch.push(event);
+    // Pages keep as many rows: under heavy load older events of a batch would only be dropped there.
+    if (this.#batch.length > RECENT_EVENTS) this.#batch.shift();
     this.#tasksTimer ??= setTimeout(() => {
       this.#tasksTimer = undefined;
       const batch = this.#batch;
