@@ -96,14 +96,14 @@ function sparkline(series, failed) {
   return svg;
 }
 
-function renderFunctions(functions) {
+function renderFunctions(functions, live) {
   const rows = functions.map((f) => {
     const fig = f.figures;
     return el(
       "tr",
       { "data-function": f.function },
       el("td", {}, f.function),
-      el("td", { class: "mono" }, f.exists ? f.queue : `${f.queue} (not declared yet)`),
+      el("td", { class: "mono" }, f.exists || !live ? f.queue : `${f.queue} (not declared yet)`),
       el("td", { class: "num depth" }, num(f.messages)),
       el("td", { class: "num consumers" }, num(f.consumers)),
       el("td", { class: "num" }, f.workers),
@@ -275,7 +275,7 @@ function render(next) {
   document.getElementById("warnings").replaceChildren(
     ...next.warnings.map((w) => el("li", {}, w)),
   );
-  renderFunctions(next.functions);
+  renderFunctions(next.functions, next.mode === "live");
   renderWorkers(next.workers);
   renderLetters(next.functions, next.deadLetters);
 }
