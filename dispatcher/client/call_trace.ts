@@ -9,6 +9,7 @@
  */
 
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { TaskReply } from "../../functions/_runtime/contract/mod.ts";
 import {
   traceHeadersOf,
   type TraceIds,
@@ -37,6 +38,10 @@ export interface CallTrace {
   readonly ids: TraceIds;
   /** Ends the span; later calls do nothing. */
   end(end: CallTraceEnd): void;
+  /** Ends the span with the reply (a `DeadlineExceeded` one as a timeout). */
+  answered(reply: TaskReply, timedOut: boolean): void;
+  /** Ends the span with a broker failure. */
+  fail(error: Error): void;
 }
 
 /**
@@ -57,9 +62,20 @@ export function startCallTrace(fn: string, queue: string, taskId: string): CallT
     },
   });
   let ended = false;
-  return {
+  const call: CallTrace = {
     headers: traceHeadersOf(span),
     ids: traceIdsOf(span),
+    answered(reply, timedOut) {
+      call.end({
+        outcome: timedOut ? "timeout" : reply.status,
+        attempts: reply.attempts,
+        worker: reply.worker,
+        error: reply.error ?? undefined,
+      });
+    },
+    fail(error) {
+      call.end({ outcome: "broker_error", error: { type: error.name, message: error.message } });
+    },
     end({ outcome, attempts, worker, error }) {
       if (ended) return;
       ended = true;
@@ -77,4 +93,5 @@ export function startCallTrace(fn: string, queue: string, taskId: string): CallT
       span.end();
     },
   };
+  return call;
 }

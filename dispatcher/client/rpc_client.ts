@@ -226,10 +226,7 @@ export class RpcClient {
       this.#schedule(deadline);
       this.#broker.publish(queue, request).then(() => this.#markSent(pending), (error: Error) => {
         this.#forget(taskId);
-        trace?.end({
-          outcome: "broker_error",
-          error: { type: error.name, message: error.message },
-        });
+        trace?.fail(error);
         reject(error);
       });
       // Right behind the request on the same channel, not at its confirm:
@@ -310,14 +307,7 @@ export class RpcClient {
     this.#markSent(pending);
     const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
     const { trace } = pending;
-    if (trace) {
-      trace.end({
-        outcome: timedOut ? "timeout" : reply.value.status,
-        attempts: reply.value.attempts,
-        worker: reply.value.worker,
-        error: reply.value.error ?? undefined,
-      });
-    }
+    trace?.answered(reply.value, timedOut);
     pending.resolve({
       ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
       taskId: id,
@@ -383,10 +373,7 @@ export class RpcClient {
     this.#failure ??= error;
     this.#unschedule();
     for (const pending of this.#pending.values()) {
-      pending.trace?.end({
-        outcome: "broker_error",
-        error: { type: error.name, message: error.message },
-      });
+      pending.trace?.fail(error);
       pending.reject(error);
     }
     this.#pending.clear();
