@@ -11,11 +11,15 @@
  * @module
  */
 
-import { CONTROL_EXCHANGE, NAME_PATTERN } from "../functions/_runtime/contract/names.ts";
+import {
+  CONTROL_EXCHANGE,
+  DASHBOARD_USER,
+  NAME_PATTERN,
+} from "../functions/_runtime/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../functions/_runtime/contract/events.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
-export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
+export { CONTROL_EXCHANGE, DASHBOARD_USER, EVENTS_EXCHANGE, NAME_PATTERN };
 
 /** The dispatcher's user. */
 export const DISPATCHER_USER = "dispatcher";
@@ -115,6 +119,24 @@ export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: "^$",
   write: `^${DEFAULT_EXCHANGE}$`,
   read: "^[a-z][a-z0-9_]{0,62}\\.dlq$",
+});
+
+const DASHBOARD_QUEUE = "dashboard\\.events\\.[0-9a-f]{8}";
+
+/**
+ * `deno task dashboard`: watches and changes nothing. It reads queue depths
+ * and consumers by passive declarations (no permission), receives task
+ * events on an exclusive queue of its own (`dashboard.events.<8 hex>`:
+ * declared, bound (write on it, read on the events exchange) and consumed),
+ * and pings workers through the control exchange, which answer on Direct
+ * Reply-to (no permission). It reads no function queue or dead letter,
+ * publishes no request, and has no management API tag. Replays go through
+ * the operator user.
+ */
+export const DASHBOARD_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  configure: `^${DASHBOARD_QUEUE}$`,
+  write: `^(${DASHBOARD_QUEUE}|${CONTROL})$`,
+  read: `^(${DASHBOARD_QUEUE}|${EVENTS})$`,
 });
 
 /** The administrator: everything, and the management UI. */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../functions/_runtime/define_function.ts";
+import { dashboardEventsQueueOf } from "../functions/_runtime/contract/names.ts";
 import {
   ADMIN_PERMISSIONS,
   buildDefinitions,
+  DASHBOARD_PERMISSIONS,
   DISPATCHER_PERMISSIONS,
   MAX_QUEUES,
   NAME_PATTERN,
@@ -125,4 +127,32 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
   ]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
   assert.deepEqual(locked.permissions, [], "a user without permissions gets none");
+});
+
+Deno.test("DASHBOARD_PERMISSIONS watch: its own events queue, the events exchange, pings; nothing else", () => {
+  const d = DASHBOARD_PERMISSIONS;
+  const own = dashboardEventsQueueOf();
+  assert.match(own, /^dashboard\.events\.[0-9a-f]{8}$/);
+  assert.ok(allows(d, "configure", own), "declares its exclusive events queue");
+  assert.ok(allows(d, "write", own), "binds it (write on the queue)");
+  assert.ok(allows(d, "read", own), "consumes it");
+  assert.ok(allows(d, "read", "tasks.events"), "binds from the events exchange");
+  assert.ok(allows(d, "write", "tasks.control"), "pings the workers");
+  for (
+    const name of [
+      "queue_a",
+      "queue_a.dlq",
+      "queue_a.retry.100",
+      "queue_a.control.0a1b2c3d",
+      "dashboard.events.zz",
+      "dashboard.events.0a1b2c3d.x",
+      "tasks.control",
+    ]
+  ) {
+    assert.ok(!allows(d, "configure", name), `no configure on ${name}`);
+    assert.ok(!allows(d, "read", name), `no read on ${name}`);
+  }
+  for (const name of ["amq.default", "tasks.events", "queue_a", "queue_a.dlq"]) {
+    assert.ok(!allows(d, "write", name), `cannot publish to or bind ${name}`);
+  }
 });

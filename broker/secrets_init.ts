@@ -8,8 +8,9 @@
  *   made before); a missing or empty one gets a new random password;
  * - each file gets the owner and mode its reader needs: the workers' files
  *   belong to the user the workers run as (`--worker-owner`, mode 0400), the
- *   dispatcher's and the operator's to the directory's owner (mode 0600), so
- *   that whoever owns the directory can run the dispatcher on the host;
+ *   dispatcher's, the operator's and the dashboard's to the directory's
+ *   owner (mode 0600), so that whoever owns the directory can run those
+ *   tools on the host;
  * - `definitions.json` is rewritten in place (a running broker has it
  *   mounted, see docs/security.md, "Rotating passwords"); it holds salted
  *   hashes, no passwords, and is readable by all (the broker runs as its own
@@ -28,6 +29,8 @@ import {
   ADMIN_PERMISSIONS,
   ADMIN_USER,
   buildDefinitions,
+  DASHBOARD_PERMISSIONS,
+  DASHBOARD_USER,
   DISPATCHER_PERMISSIONS,
   DISPATCHER_USER,
   type FunctionQueue,
@@ -89,12 +92,19 @@ interface Account {
 }
 
 function accountsFor(functions: readonly FunctionQueue[]): Account[] {
-  const seen = new Set<string>([ADMIN_USER, DISPATCHER_USER, OPERATOR_USER, GUEST_USER]);
+  const seen = new Set<string>([
+    ADMIN_USER,
+    DISPATCHER_USER,
+    OPERATOR_USER,
+    DASHBOARD_USER,
+    GUEST_USER,
+  ]);
   const queues = new Set<string>();
   const accounts: Account[] = [
     { user: ADMIN_USER, tags: ["administrator"], permissions: ADMIN_PERMISSIONS, worker: false },
     { user: DISPATCHER_USER, tags: [], permissions: DISPATCHER_PERMISSIONS, worker: false },
     { user: OPERATOR_USER, tags: [], permissions: OPERATOR_PERMISSIONS, worker: false },
+    { user: DASHBOARD_USER, tags: [], permissions: DASHBOARD_PERMISSIONS, worker: false },
   ];
   for (const { name, queue } of functions) {
     for (const [what, value] of [["function", name], ["queue", queue]]) {
@@ -106,7 +116,7 @@ function accountsFor(functions: readonly FunctionQueue[]): Account[] {
     }
     if (seen.has(name)) {
       throw new TypeError(
-        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER} and ${GUEST_USER}`,
+        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER}, ${DASHBOARD_USER} and ${GUEST_USER}`,
       );
     }
     if (queues.has(queue)) {

@@ -11,7 +11,7 @@ function saltOf(hash: string): Uint8Array {
 
 async function passwords(dir: string): Promise<Record<string, string>> {
   const result: Record<string, string> = {};
-  for (const user of ["admin", "dispatcher", "operator", "task_a", "task_b"]) {
+  for (const user of ["admin", "dispatcher", "operator", "dashboard", "task_a", "task_b"]) {
     result[user] = (await Deno.readTextFile(`${dir}/${user}.password`)).trim();
   }
   return result;
@@ -58,6 +58,7 @@ Deno.test("initSecrets() creates a password per user and the definitions, printi
     });
     assert.deepEqual(report.created.sort(), [
       "admin.password",
+      "dashboard.password",
       "dispatcher.password",
       "operator.password",
       "task_a.password",
@@ -65,7 +66,7 @@ Deno.test("initSecrets() creates a password per user and the definitions, printi
     ]);
     assert.deepEqual(report.kept, []);
     const all = await passwords(dir);
-    assert.equal(new Set(Object.values(all)).size, 5, "each user has a password of its own");
+    assert.equal(new Set(Object.values(all)).size, 6, "each user has a password of its own");
     for (const password of Object.values(all)) assert.match(password, /^[A-Za-z0-9_-]{32}$/);
     await assertHashesMatch(dir);
     assert.equal(await mode(`${dir}/task_a.password`), 0o400);

@@ -20,8 +20,10 @@ import {
   isPlainObject,
   queueOfDeadLetterQueue,
   SENDER_HEADER,
+  SENT_AT_HEADER,
 } from "../functions/_runtime/contract/mod.ts";
 import { type LetterPolicy, whyRefused } from "./dead_letter_trust.ts";
+import { startReplayTrace } from "./replay_trace.ts";
 
 /** A dead letter, as its headers describe it. */
 export interface DeadLetter {
@@ -222,14 +224,23 @@ export async function replayDeadLetters(
           !DROPPED_HEADER.test(key) && !DROPPED_HEADERS.has(key)
         ),
       );
+      const traced = startReplayTrace(headers, letter);
+      // Its wait in the queue (a worker's span) starts now, as a retry's does.
+      if (headers[SENT_AT_HEADER] !== undefined) headers[SENT_AT_HEADER] = Date.now();
       headers["x-replayed-from"] = deadLetterQueue;
       headers["x-replayed-at"] = new Date().toISOString();
       // The broker stamps the replaying user's own user_id.
       const { userId: _, expiration: __, ...properties } = delivery.properties;
-      await broker.publish(queue, {
-        body: withoutPastDeadline(delivery.body, headers),
-        properties: { ...properties, persistent: true, headers },
-      });
+      try {
+        await broker.publish(queue, {
+          body: withoutPastDeadline(delivery.body, headers),
+          properties: { ...properties, persistent: true, headers },
+        });
+      } catch (error) {
+        traced?.end(error as Error);
+        throw error;
+      }
+      traced?.end();
       broker.ack(delivery);
       replayed.push(letter);
     }

@@ -7,6 +7,7 @@
 
 import { isDeepStrictEqual } from "node:util";
 import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
+import type { TraceIds } from "../functions/_runtime/trace_context.ts";
 import type { CallOutcome } from "./client/rpc_client.ts";
 import type { TaskClient } from "./client/task_client.ts";
 import type { TaskSpec } from "./config/load_config.ts";
@@ -31,11 +32,14 @@ export interface TaskOutcome {
   endedWallMs: number;
   /** The worker's progress events (started, retry), in arrival order. */
   progress: TaskProgress[];
+  /** The call's trace and span ids, when tracing is on (`OTEL_DENO=true`). */
+  trace?: TraceIds;
 }
 
 /** Callbacks while tasks run, for live status. */
 export interface DispatchListener {
-  onSent?(spec: TaskSpec, taskId: string): void;
+  /** The request reached the broker; `trace` holds its ids when tracing is on, else nothing. */
+  onSent?(spec: TaskSpec, taskId: string, trace?: TraceIds): void;
   onProgress?(spec: TaskSpec, progress: TaskProgress): void;
   onDone?(outcome: TaskOutcome): void;
 }
@@ -43,7 +47,7 @@ export interface DispatchListener {
 /** One listener that calls each of `listeners` in turn. */
 export function combineListeners(...listeners: DispatchListener[]): DispatchListener {
   return {
-    onSent: (spec, taskId) => listeners.forEach((l) => l.onSent?.(spec, taskId)),
+    onSent: (spec, taskId, trace) => listeners.forEach((l) => l.onSent?.(spec, taskId, trace)),
     onProgress: (spec, progress) => listeners.forEach((l) => l.onProgress?.(spec, progress)),
     onDone: (outcome) => listeners.forEach((l) => l.onDone?.(outcome)),
   };
@@ -67,6 +71,7 @@ export function judge(
     sentWallMs: outcome.sentWallMs,
     endedWallMs: outcome.endedWallMs,
     progress,
+    ...(outcome.trace && { trace: outcome.trace }),
   };
   if (outcome.kind === "timeout") {
     return {
@@ -123,7 +128,7 @@ export function dispatchAll(
       taskId,
       timeoutMs: spec.timeoutMs,
       retry: spec.retry,
-      onSent: listener.onSent && (() => listener.onSent!(spec, taskId)),
+      onSent: listener.onSent && ((trace) => listener.onSent!(spec, taskId, trace)),
       onProgress: options.progress
         ? (event) => {
           progress.push(event);

@@ -58,6 +58,11 @@ ${brokerHelp("dispatcher")}
   --json               print the figures as one JSON document on stdout
   -h, --help           show this help
 
+Environment:
+  TASK_EVENTS=true     publish a task-sent event per request (tasks.events)
+  OTEL_DENO=true       export an OpenTelemetry span per task, continued by the
+                       workers (see docs/tracing.md)
+
 Exit codes:
   0  every task succeeded
   1  some task failed or timed out
@@ -184,6 +189,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
     const client = await TaskClient.open(opened.broker, {
       functions: config.functions,
       label: opened.label,
+      events: io.env("TASK_EVENTS") === "true",
     });
     try {
       await client.waitForWorkers(targets, { timeoutMs: flags.waitMs });

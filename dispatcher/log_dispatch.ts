@@ -1,7 +1,8 @@
 /**
  * The dispatcher's structured log of a run: one line per task event (sent,
- * started, retrying, finished, timed out) with the task id, for machines to
- * follow. The same format as the workers' logs (`functions/_runtime/log.ts`),
+ * started, retrying, finished, timed out) with the task id (and, when
+ * tracing is on, the trace and span ids of the dispatcher's span), for
+ * machines to follow. The same format as the workers' logs (`functions/_runtime/log.ts`),
  * written to stderr at `--log-level` in `--log-format`.
  *
  * @module
@@ -13,12 +14,13 @@ import type { DispatchListener } from "./dispatch_all.ts";
 /** A {@linkcode DispatchListener} that logs each task event to `log`. */
 export function logDispatch(log: Logger): DispatchListener {
   return {
-    onSent(spec, taskId) {
+    onSent(spec, taskId, trace) {
       log.info("Task sent", {
         task: spec.task,
         label: spec.label,
         queue: spec.queue,
         task_id: taskId,
+        ...trace,
       });
     },
     onProgress(spec, progress) {
@@ -52,6 +54,7 @@ export function logDispatch(log: Logger): DispatchListener {
         passed: outcome.passed,
         latency_ms: Math.round(outcome.latencyMs * 1000) / 1000,
         problem: outcome.problem,
+        ...outcome.trace,
       };
       if (!reply) {
         log.warn("Task timed out", { ...fields, timeout_ms: spec.timeoutMs });

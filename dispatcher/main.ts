@@ -81,6 +81,13 @@ checked before anything is sent.
 A password in --broker is printed by 'deno task' and visible to other users of
 this machine (ps): prefer a password file, or AMQP_URL.
 
+Environment:
+  TASK_EVENTS=true     publish a task-sent event per request to the
+                       tasks.events exchange (deno task dashboard shows them)
+  OTEL_DENO=true       export an OpenTelemetry span per task, whose trace the
+                       workers continue (standard OTEL_* variables; see
+                       docs/tracing.md)
+
 Exit codes:
   0  all tasks passed
   1  some task failed or timed out

@@ -52,12 +52,18 @@ export interface ConnectOptions extends BrokerSettings {
   onWire?: (message: Message) => void;
   /**
    * Reads an environment variable (AMQP_URL, AMQP_URL_FILE,
-   * AMQP_PASSWORD_FILE, AMQP_*_FILE, SECRETS_DIR).
+   * AMQP_PASSWORD_FILE, AMQP_*_FILE, SECRETS_DIR, TASK_EVENTS).
    * @default {Deno.env.get, where this process may read the variable}
    */
   env?: (name: string) => string | undefined;
   /** Level of the embedded workers' log on stderr. @default {"warn"} */
   logLevel?: LogLevel;
+  /**
+   * Publish a `task-sent` task event for each request, as workers started
+   * with `TASK_EVENTS=true` publish theirs (see docs/dashboard.md).
+   * @default {TASK_EVENTS is "true"}
+   */
+  events?: boolean;
 }
 
 /** How the client names its settings in messages. */
@@ -104,10 +110,11 @@ async function functionsOf(options: ConnectOptions): Promise<Map<string, Functio
  */
 export async function connect(options: ConnectOptions = {}): Promise<TaskClient> {
   const functions = await functionsOf(options);
+  const env = options.env ?? readEnv;
   const opened = await openBroker({
     settings: options,
     names: OPTION_NAMES,
-    env: options.env ?? readEnv,
+    env,
     user: options.user,
     local: options.local,
     functions: [...functions].map(([task, { queue }]) => ({ task, queue })),
@@ -121,6 +128,7 @@ export async function connect(options: ConnectOptions = {}): Promise<TaskClient>
       timeoutMs: options.timeoutMs,
       onWire: options.onWire,
       onClose: () => opened.close(),
+      events: options.events ?? env("TASK_EVENTS") === "true",
     });
   } catch (error) {
     await opened.close();

@@ -21,8 +21,11 @@ import {
   type TaskProgress,
   type TaskReply,
 } from "../../functions/_runtime/contract/mod.ts";
+import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
+import { type CallTrace, startCallTrace } from "./call_trace.ts";
 import { isExpectedSender } from "./senders.ts";
 import { DeadlineTimer } from "../../functions/_runtime/deadline_timer.ts";
+import type { SentEvent } from "./sent_events.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
 export interface CallOptions {
@@ -48,9 +51,10 @@ export interface CallOptions {
    * the first answer from the worker if that comes first (a persistent
    * request may be confirmed only once it is on disk, after the worker
    * answered). Always before the call's progress events and its end, so
-   * that callers see sent, started, done in that order.
+   * that callers see sent, started, done in that order. It gets the call's
+   * trace and span ids when tracing is on (for log lines), else `{}`.
    */
-  onSent?: () => void;
+  onSent?: (trace: TraceIds) => void;
 }
 
 /** How a call ended: with the one reply, or with no reply in time. */
@@ -65,6 +69,8 @@ export type CallOutcome =
     sentWallMs: number;
     /** `Date.now()` when the call ended. */
     endedWallMs: number;
+    /** The call's trace and span ids, when tracing is on (`OTEL_DENO=true`). */
+    trace?: TraceIds;
   }
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
@@ -79,8 +85,12 @@ interface Pending {
   deadline: number;
   /** False until the broker confirmed the request or the worker answered. */
   sent: boolean;
-  onSent?: () => void;
+  onSent?: (trace: TraceIds) => void;
+  /** The call's span; `undefined` when tracing is off. */
+  trace?: CallTrace;
 }
+
+const NO_TRACE_IDS: TraceIds = Object.freeze({});
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.
@@ -117,6 +127,11 @@ export interface RpcClientOptions {
    * carried (every reply per correlation id, duplicates included).
    */
   onWire?: (message: Message) => void;
+  /**
+   * Publishes a `task-sent` event as each request is handed to the broker
+   * (see `sent_events.ts`); none when absent.
+   */
+  onSentEvent?: (event: SentEvent) => void;
 }
 
 /** A caller of functions with its own reply queue. */
@@ -125,6 +140,7 @@ export class RpcClient {
   readonly #pending = new Map<string, Pending>();
   readonly #collecting = new Map<string, Collecting>();
   readonly #onWire?: (message: Message) => void;
+  readonly #onSentEvent?: (event: SentEvent) => void;
   #replyTo = "";
   /** Messages received that no call took, by why. */
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
@@ -134,6 +150,7 @@ export class RpcClient {
   private constructor(broker: Broker, options: RpcClientOptions) {
     this.#broker = broker;
     this.#onWire = options.onWire;
+    this.#onSentEvent = options.onSentEvent;
   }
 
   /** Opens a reply queue on `broker` and returns a client using it. */
@@ -173,12 +190,17 @@ export class RpcClient {
     const taskId = options.taskId ?? crypto.randomUUID();
     if (this.#failure) return Promise.reject(this.#failure);
     const sentWallMs = Date.now();
+    // Undefined when tracing is off: no span, and no trace headers.
+    const trace = startCallTrace(task, queue, taskId);
     const request = encodeRequest(task, payload, {
       taskId,
       replyTo: this.#replyTo,
       progress: options.onProgress !== undefined,
       retry: options.retry,
       deadline: sentWallMs + options.timeoutMs,
+      headers: trace?.headers,
+      // A traced request times its wait in the queue to the millisecond.
+      stampSentAt: trace !== undefined,
       now: sentWallMs,
     });
     return new Promise<CallOutcome>((resolve, reject) => {
@@ -194,13 +216,19 @@ export class RpcClient {
         deadline,
         sent: false,
         onSent: options.onSent,
+        trace,
       };
       this.#pending.set(taskId, pending);
       this.#deadlines.schedule(deadline);
       this.#broker.publish(queue, request).then(() => this.#markSent(pending), (error: Error) => {
         this.#forget(taskId);
+        trace?.fail(error);
         reject(error);
       });
+      // Right behind the request on the same channel, not at its confirm:
+      // so the event comes before the worker's, which start only once the
+      // request is routed.
+      this.#onSentEvent?.({ function: task, queue, taskId, trace: trace?.ids });
     });
   }
 
@@ -274,6 +302,8 @@ export class RpcClient {
     this.#forget(id);
     this.#markSent(pending);
     const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
+    const { trace } = pending;
+    trace?.answered(reply.value, timedOut);
     pending.resolve({
       ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
       taskId: id,
@@ -281,6 +311,7 @@ export class RpcClient {
       endedAt: performance.now(),
       sentWallMs: pending.sentWallMs,
       endedWallMs: Date.now(),
+      ...(trace && { trace: trace.ids }),
     });
   }
 
@@ -288,7 +319,7 @@ export class RpcClient {
   #markSent(pending: Pending): void {
     if (pending.sent) return;
     pending.sent = true;
-    pending.onSent?.();
+    pending.onSent?.(pending.trace?.ids ?? NO_TRACE_IDS);
   }
 
   #forget(id: string): void {
@@ -303,6 +334,8 @@ export class RpcClient {
     for (const [id, pending] of this.#pending) {
       if (pending.deadline <= now) {
         this.#pending.delete(id);
+        const { trace } = pending;
+        trace?.end({ outcome: "timeout" });
         pending.resolve({
           kind: "timeout",
           taskId: id,
@@ -310,6 +343,7 @@ export class RpcClient {
           endedAt: now,
           sentWallMs: pending.sentWallMs,
           endedWallMs: nowWall,
+          ...(trace && { trace: trace.ids }),
         });
       } else next = Math.min(next, pending.deadline);
     }
@@ -319,7 +353,10 @@ export class RpcClient {
   #failAll(error: Error): void {
     this.#failure ??= error;
     this.#deadlines.cancel();
-    for (const pending of this.#pending.values()) pending.reject(error);
+    for (const pending of this.#pending.values()) {
+      pending.trace?.fail(error);
+      pending.reject(error);
+    }
     this.#pending.clear();
   }
 

@@ -390,3 +390,40 @@ Deno.test("RpcClient ends a call as a timeout when the worker says its deadline 
     await t.hub.shutdown();
   }
 });
+
+Deno.test("RpcClient.call() with tracing off adds no trace header and gives no trace ids", async () => {
+  const t = await setup();
+  try {
+    let sentWith: unknown;
+    const call = t.client.call(QUEUE, "task_x", {}, {
+      timeoutMs: 2000,
+      taskId: "plain",
+      onSent: (trace) => sentWith = trace,
+    });
+    await until(() => t.inbox.length === 1, "request");
+    // Not even x-sent-at: a header table costs the caller as much as the rest of the request.
+    assert.deepEqual(Object.keys(t.inbox[0].properties.headers ?? {}), []);
+    await t.answer(t.inbox[0], "ok");
+    const outcome = await call;
+    assert.equal(outcome.trace, undefined);
+    assert.deepEqual(sentWith, {});
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});
+
+Deno.test("RpcClient.call() reports each request the broker took to onSentEvent, once", async () => {
+  const sent: unknown[] = [];
+  const t = await setup({}, { onSentEvent: (event) => sent.push(event) });
+  try {
+    const call = t.client.call(QUEUE, "task_x", { a: 1 }, { timeoutMs: 2000, taskId: "ev" });
+    await until(() => t.inbox.length === 1, "request");
+    await t.answer(t.inbox[0], "ok");
+    await call;
+    assert.deepEqual(sent, [{ function: "task_x", queue: QUEUE, taskId: "ev", trace: undefined }]);
+  } finally {
+    t.client.close();
+    await t.hub.shutdown();
+  }
+});

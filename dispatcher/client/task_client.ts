@@ -14,10 +14,12 @@ import type {
   RetryOverrides,
   TaskProgress,
 } from "../../functions/_runtime/contract/mod.ts";
+import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
 import { type CallOutcome, type IgnoredReplies, RpcClient } from "./rpc_client.ts";
+import { callerName, startSentEvents } from "./sent_events.ts";
 import { waitForWorkers, type WaitForWorkersOptions } from "./wait_for_workers.ts";
 
 /** Default time a call waits for its reply. */
@@ -40,8 +42,11 @@ export interface TaskCallOptions {
    * `retry` after a failed one. Asking for them doubles the messages back.
    */
   onProgress?: (progress: TaskProgress) => void;
-  /** Called once the broker has the request. */
-  onSent?: () => void;
+  /**
+   * Called once the broker has the request, with the call's trace and span
+   * ids when tracing is on (`OTEL_DENO=true`), else `{}`.
+   */
+  onSent?: (trace: TraceIds) => void;
 }
 
 /** One call of {@linkcode TaskClient.callAll}. */
@@ -64,6 +69,17 @@ export interface TaskClientOptions {
   onWire?: (message: Message) => void;
   /** Called by `close()` once the reply queue is closed: ends what the client owns. */
   onClose?: () => Promise<void>;
+  /**
+   * Publish a `task-sent` event to the events exchange for every request
+   * the broker takes, for live views such as `deno task dashboard`.
+   * @default {false}
+   */
+  events?: boolean;
+  /**
+   * The name in those events.
+   * @default {"<broker user>@<host>-<pid>"}
+   */
+  caller?: string;
 }
 
 /** Calls functions by name; see the module documentation. Make one with `connect()`. */
@@ -89,7 +105,10 @@ export class TaskClient {
 
   /** A client over `broker`, with a reply queue of its own. */
   static async open(broker: Broker, options: TaskClientOptions): Promise<TaskClient> {
-    const rpc = await RpcClient.open(broker, { onWire: options.onWire });
+    const onSentEvent = options.events
+      ? await startSentEvents(broker, options.caller ?? callerName(broker.user))
+      : undefined;
+    const rpc = await RpcClient.open(broker, { onWire: options.onWire, onSentEvent });
     return new TaskClient(rpc, broker, options);
   }
 

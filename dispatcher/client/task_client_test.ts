@@ -3,7 +3,13 @@ import { MemoryBroker } from "../../functions/_runtime/broker/memory_broker.ts";
 import { defineFunction, NonRetryableError } from "../../functions/_runtime/define_function.ts";
 import { inProcessRunner } from "../../functions/_runtime/worker/runner.ts";
 import { type RunningWorker, startWorker } from "../../functions/_runtime/worker/start_worker.ts";
-import type { TaskProgress } from "../../functions/_runtime/contract/mod.ts";
+import {
+  EVENTS_EXCHANGE,
+  parseTaskEvent,
+  type TaskEvent,
+  type TaskProgress,
+} from "../../functions/_runtime/contract/mod.ts";
+import { waitFor } from "../../tests/_helpers.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import { TaskClient } from "./task_client.ts";
 
@@ -155,6 +161,44 @@ Deno.test("TaskClient.close() rejects pending calls and runs onClose once", asyn
     await assert.rejects(pending, /client was closed/);
     assert.equal(closed, 1);
   } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("TaskClient with events on publishes task-sent before the worker's own events", async () => {
+  const hub = new MemoryBroker();
+  const watcher = hub.connect("dashboard");
+  await watcher.declareExchange(EVENTS_EXCHANGE, "fanout");
+  await watcher.declareQueue("events_seen", { durable: false, exclusive: true });
+  await watcher.bindQueue("events_seen", EVENTS_EXCHANGE);
+  const seen: TaskEvent[] = [];
+  await watcher.consume("events_seen", (delivery) => {
+    watcher.ack(delivery);
+    const event = parseTaskEvent(delivery.body);
+    if (event.ok) seen.push(event.value);
+  }, { prefetch: 10 });
+  const worker = await startWorker(inProcessRunner(add), hub.connect("add"), {
+    workerId: "add@1",
+    events: true,
+  });
+  const client = await TaskClient.open(hub.connect("dispatcher"), {
+    functions: new Map([["add", { queue: "queue_add", user: "add" }]]),
+    events: true,
+    caller: "dispatcher@test",
+  });
+  try {
+    assert.equal(await client.call<number>("add", { a: 1, b: 1 }, { taskId: "t1" }), 2);
+    await waitFor(() => seen.length === 3, "three events", 2000, 1);
+    assert.deepEqual(seen.map((e) => [e.kind, e.task_id, e.worker]), [
+      ["task-sent", "t1", "dispatcher@test"],
+      ["task-started", "t1", "add@1"],
+      ["task-succeeded", "t1", "add@1"],
+    ]);
+    assert.equal(seen[0].function, "add");
+    assert.equal(seen[0].queue, "queue_add");
+  } finally {
+    await client.close();
+    await worker.stop(0);
     await hub.shutdown();
   }
 });

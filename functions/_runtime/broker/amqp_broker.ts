@@ -266,6 +266,8 @@ export class AmqpBroker implements Broker {
     // configure permission, which a least-privilege user has not got.
     try {
       await (await this.#sideChannel()).checkExchange(name);
+      // Publishing to it needs no check of its own now (task events).
+      this.#knownExchanges.add(name);
       return false;
     } catch (error) {
       if (!/NOT.FOUND|404/.test(String((error as Error)?.message))) {
@@ -275,6 +277,7 @@ export class AmqpBroker implements Broker {
     try {
       const channel = await this.#sideChannel();
       await channel.assertExchange(name, type, { durable: options.durable ?? true });
+      this.#knownExchanges.add(name);
       return true;
     } catch (error) {
       this.#fail(`declare exchange '${name}'`, error);

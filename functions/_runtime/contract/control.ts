@@ -48,6 +48,8 @@ export interface WorkerInfo {
   retried: number;
   /** Tasks whose handler is running now. */
   in_flight: number;
+  /** Whether it publishes task events (`TASK_EVENTS=true`); absent from older workers. */
+  events?: boolean;
 }
 
 const encoder = new TextEncoder();

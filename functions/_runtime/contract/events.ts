@@ -53,6 +53,8 @@ export interface TaskEvent {
   reason?: string;
   /** For `task-retried`: the wait before the next attempt. */
   delay_ms?: number;
+  /** The task's OpenTelemetry trace id, when the sender traces (see docs/tracing.md). */
+  trace_id?: string;
 }
 
 const encoder = new TextEncoder();

@@ -35,6 +35,14 @@ export function controlQueueOf(queue: string): string {
   return `${queue}.control.${hex}`;
 }
 
+/**
+ * The queue a dashboard receives task events on: `dashboard.events.<8 hex
+ * digits>`, exclusive to its connection and bound to the events exchange.
+ */
+export function dashboardEventsQueueOf(): string {
+  return `dashboard.events.${controlQueueOf("x").slice(-8)}`;
+}
+
 /** The work queue a dead-letter queue belongs to, or `undefined` when `name` is not one. */
 export function queueOfDeadLetterQueue(name: string): string | undefined {
   const match = name.match(/^([a-z][a-z0-9_]{0,62})\.dlq$/);
@@ -46,6 +54,12 @@ export function queueOfDeadLetterQueue(name: string): string | undefined {
  * its own to it, so one message published here reaches every live worker.
  */
 export const CONTROL_EXCHANGE = "tasks.control";
+
+/**
+ * The broker user of `deno task dashboard`. It may call no function, but
+ * workers answer its pings: watching the system is its job.
+ */
+export const DASHBOARD_USER = "dashboard";
 
 /**
  * Header a caller may set on a request (and the runtime sets on a retry):

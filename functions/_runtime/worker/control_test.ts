@@ -8,7 +8,7 @@ import {
   WORKER_INFO_MESSAGE_TYPE,
   type WorkerInfo,
 } from "../contract/mod.ts";
-import { controlQueueOf } from "../contract/names.ts";
+import { controlQueueOf, DASHBOARD_USER } from "../contract/names.ts";
 import { defineFunction } from "../define_function.ts";
 import { MemoryBroker } from "../broker/memory_broker.ts";
 import { inProcessRunner } from "./runner.ts";
@@ -128,6 +128,37 @@ Deno.test("startWorker() binds its control queue before it consumes, so no ping 
     assert.match(calls[0], /^bindQueue queue_hello\.control\.[0-9a-f]{8}$/);
     assert.match(calls[1], /^consume queue_hello\.control\./);
     assert.equal(calls[2], "consume queue_hello");
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a worker answers the dashboard's ping, not one from a user that may not call it", async () => {
+  const hub = new MemoryBroker();
+  const worker = await startWorker(inProcessRunner(hello), hub.connect("hello"), {
+    workerId: "hello@watched",
+    events: true,
+  });
+  try {
+    const answersTo = async (user: string) => {
+      const asker = hub.connect(user);
+      const answers: WorkerInfo[] = [];
+      const replyTo = await asker.openReplyQueue((message) => {
+        const parsed = parseWorkerInfo(message.body);
+        if (parsed.ok) answers.push(parsed.value);
+      });
+      await asker.publishToExchange(CONTROL_EXCHANGE, encodePing(`from-${user}`, replyTo));
+      return answers;
+    };
+    const dashboard = await answersTo(DASHBOARD_USER);
+    const stranger = await answersTo("task_b");
+    await waitFor(() => dashboard.length === 1, "the answer to the dashboard");
+    assert.equal(dashboard[0].worker, "hello@watched");
+    assert.equal(dashboard[0].events, true, "it says it publishes task events");
+    // The stranger's ping went out after the dashboard's: by now it would have its answer.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(stranger, []);
   } finally {
     await worker.stop(0);
     await hub.shutdown();

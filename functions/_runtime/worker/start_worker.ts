@@ -28,7 +28,7 @@ import {
   QueueMismatchError,
   type QueueOptions,
 } from "../broker/broker.ts";
-import { deadLetterQueueOf, DEFAULT_MAX_MESSAGE_BYTES } from "../contract/mod.ts";
+import { DASHBOARD_USER, deadLetterQueueOf, DEFAULT_MAX_MESSAGE_BYTES } from "../contract/mod.ts";
 import { type Logger, SILENT_LOGGER } from "../log.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { attemptOf, type Task, taskIdOf } from "./delivery_facts.ts";
@@ -243,8 +243,10 @@ export async function startWorker(
   const control: ControlChannel = await serveControl(broker, {
     queue,
     log,
-    // Only those who may call the function learn about its workers.
-    accept: (delivery) => handler.senderOf(delivery, false).allowed,
+    // Only those who may call the function learn about its workers, and
+    // the dashboard, whose user may call nothing.
+    accept: (delivery) =>
+      delivery.properties.userId === DASHBOARD_USER || handler.senderOf(delivery, false).allowed,
     info: () => ({
       kind: "pong",
       worker: workerId,
@@ -260,6 +262,7 @@ export async function startWorker(
       rejected: stats.rejected,
       retried: stats.retried,
       in_flight: stats.inFlight,
+      events: options.events === true,
     }),
   });
   let consumer: Consumer;

@@ -16,7 +16,8 @@ import type { Logger } from "../log.ts";
 import { attemptOf, sentAtOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import type { Settler } from "./settle.ts";
 import type { TaskEvent } from "../contract/mod.ts";
-import { NO_TRACE, startTaskTrace, type TaskTrace, tracingEnabled } from "./tracing.ts";
+import { tracingEnabled } from "../trace_context.ts";
+import { NO_TRACE, startTaskTrace, type TaskTrace } from "./tracing.ts";
 
 /** A delivery being handled, and what its steps share. */
 export interface TaskRun {
@@ -83,7 +84,12 @@ export function logOf(run: TaskRun, log: Logger): Logger {
 
 /** The fields of a run's task events. */
 export function eventOf(run: TaskRun, place: RunPlace): Omit<TaskEvent, "at" | "kind"> {
-  return { ...place, task_id: run.taskId, attempt: run.attempt };
+  return {
+    ...place,
+    task_id: run.taskId,
+    attempt: run.attempt,
+    trace_id: run.traced.ids.trace_id,
+  };
 }
 
 /** Sends a run's reply, if its request asked for one. */

@@ -10,21 +10,15 @@
  */
 
 import {
-  type Context,
-  context,
   INVALID_SPAN_CONTEXT,
-  propagation,
-  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
+import { traceContextOf, tracingEnabled } from "../trace_context.ts";
 
 const tracer = trace.getTracer("deno-task-system-worker");
-
-/** The W3C trace context headers a request may carry. */
-export const TRACE_HEADERS = ["traceparent", "tracestate"] as const;
 
 /** Attributes every span of a task carries. */
 export interface TaskSpanAttributes {
@@ -33,25 +27,6 @@ export interface TaskSpanAttributes {
   taskId: string | null;
   attempt: number;
   worker: string;
-}
-
-/** The caller's trace context, read from a request's headers (a broken header is ignored). */
-export function traceContextOf(headers: Record<string, unknown> | undefined): Context {
-  if (!headers) return ROOT_CONTEXT;
-  const carrier: Record<string, string> = {};
-  for (const name of TRACE_HEADERS) {
-    const value = headers[name];
-    const text = value instanceof Uint8Array ? new TextDecoder().decode(value) : value;
-    if (typeof text === "string" && text.length <= 512) carrier[name] = text;
-  }
-  return carrier.traceparent ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
-}
-
-/** The W3C headers that make a message's consumer continue `span`'s trace. */
-export function traceHeadersOf(span: Span): Record<string, string> {
-  const carrier: Record<string, string> = {};
-  propagation.inject(trace.setSpan(context.active(), span), carrier);
-  return carrier;
 }
 
 function attributesOf(task: TaskSpanAttributes): Record<string, string | number> {
@@ -74,17 +49,6 @@ export interface TaskTrace {
   end(outcome: string, error?: { type: string; message: string }): void;
   /** A short span for publishing what the outcome calls for: the reply, a retry, a dead letter. */
   step(name: string, attributes?: Record<string, string | number>): Span;
-}
-
-let recording: boolean | undefined;
-
-/**
- * Whether spans are exported at all. Decided once, from a probe span: with
- * OpenTelemetry off every span is a no-op, and a worker skips the trace
- * work of each task (contexts, attributes, headers) altogether.
- */
-export function tracingEnabled(): boolean {
-  return recording ??= tracer.startSpan("probe").isRecording();
 }
 
 const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);

@@ -1,0 +1,207 @@
+/**
+ * What the dashboard sees of the broker, as its own read-mostly user (see
+ * `DASHBOARD_PERMISSIONS` in broker/definitions.ts), over AMQP only:
+ *
+ * - each function's queue and dead letters: depth and consumers, by passive
+ *   declarations every `pollMs`;
+ * - the live workers: a ping on the control exchange every `pingMs`, whose
+ *   answers count only from each function's broker user (as for `deno task
+ *   status`);
+ * - task events: an exclusive queue of its own bound to the events exchange.
+ *   A worker's event counts only from its function's broker user (or, on a
+ *   broker where every party is `guest`, from anyone); others are counted
+ *   as forged and dropped. A caller's `task-sent` may come from any user,
+ *   which is shown with it.
+ *
+ * @module
+ */
+
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import {
+  dashboardEventsQueueOf,
+  deadLetterQueueOf,
+  EVENTS_EXCHANGE,
+  parseTaskEvent,
+  type TaskEvent,
+  type WorkerInfo,
+} from "../functions/_runtime/contract/mod.ts";
+import type { FunctionRoute } from "../dispatcher/client/functions.ts";
+import { pingWorkers } from "../dispatcher/client/ping_workers.ts";
+import { RpcClient } from "../dispatcher/client/rpc_client.ts";
+import { isExpectedSender } from "../dispatcher/client/senders.ts";
+
+/** A task event as received, with the broker user that published it. */
+export interface SeenEvent extends TaskEvent {
+  /** The publisher's `user_id`, verified by RabbitMQ; `null` when absent. */
+  sender: string | null;
+}
+
+/** A function's queue and dead letters, as last polled. */
+export interface QueueView {
+  function: string;
+  queue: string;
+  /** The broker user its workers run as. */
+  user: string;
+  /** False until a worker declared the queue. */
+  exists: boolean;
+  messages: number | null;
+  consumers: number | null;
+  deadLetters: number | null;
+}
+
+/** Options for {@linkcode startBrokerWatch}. */
+export interface BrokerWatchOptions {
+  functions: ReadonlyMap<string, FunctionRoute>;
+  /** @default {2000} */
+  pollMs?: number;
+  /** @default {5000} */
+  pingMs?: number;
+  /** Receives each accepted task event. */
+  onEvent: (event: SeenEvent) => void;
+  /** Told after each poll or ping. */
+  onChange: () => void;
+}
+
+/** A running watch. */
+export interface BrokerWatch {
+  queues(): QueueView[];
+  workers(): WorkerInfo[];
+  /** Worker events dropped as their sender is not the function's user. */
+  readonly forgedEvents: number;
+  /** Worker answers to the ping dropped for the same reason. */
+  readonly forgedPongs: number;
+  /** Polls the queues now (after a replay, say). */
+  poll(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** How long an event waits in the dashboard's queue before the broker drops it. */
+const EVENT_TTL_MS = 60_000;
+
+/** Starts watching; rejects when the broker refuses the first steps. */
+export async function startBrokerWatch(
+  broker: Broker,
+  options: BrokerWatchOptions,
+): Promise<BrokerWatch> {
+  const { functions } = options;
+  let queues: QueueView[] = [...functions].map(([name, route]) => ({
+    function: name,
+    queue: route.queue,
+    user: route.user,
+    exists: false,
+    messages: null,
+    consumers: null,
+    deadLetters: null,
+  }));
+  let workers: WorkerInfo[] = [];
+  let forgedEvents = 0;
+  let forgedPongs = 0;
+  let stopped = false;
+  const userOf = (fn: string) => functions.get(fn)?.user;
+  const queueNames = new Set([...functions.values()].map((route) => route.queue));
+
+  async function poll(): Promise<void> {
+    const next: QueueView[] = [];
+    for (const view of queues) {
+      const info = await broker.inspectQueue(view.queue);
+      const dlq = await broker.inspectQueue(deadLetterQueueOf(view.queue));
+      next.push({
+        ...view,
+        exists: info !== null,
+        messages: info?.messages ?? null,
+        consumers: info?.consumers ?? null,
+        deadLetters: dlq?.messages ?? null,
+      });
+    }
+    queues = next;
+    options.onChange();
+  }
+
+  const rpc = await RpcClient.open(broker);
+  async function ping(): Promise<void> {
+    const result = await pingWorkers(rpc, {
+      timeoutMs: 1500,
+      userOf: (fn) => userOf(fn) ?? fn,
+    });
+    // Only the configured functions' workers: others may share the broker.
+    workers = result.workers.filter((w) => queueNames.has(w.queue));
+    forgedPongs += result.unexpected;
+    options.onChange();
+  }
+
+  function accept(event: TaskEvent, sender: string | undefined): boolean {
+    const user = userOf(event.function);
+    if (user === undefined) return false;
+    if (event.kind === "task-sent") return true;
+    return isExpectedSender(sender, user, broker.user);
+  }
+
+  const eventsQueue = dashboardEventsQueueOf();
+  await broker.declareExchange(EVENTS_EXCHANGE, "fanout", { durable: true });
+  await broker.declareQueue(eventsQueue, {
+    durable: false,
+    exclusive: true,
+    autoDelete: true,
+    messageTtlMs: EVENT_TTL_MS,
+  });
+  await broker.bindQueue(eventsQueue, EVENTS_EXCHANGE);
+  const consumer = await broker.consume(eventsQueue, (delivery) => {
+    broker.ack(delivery);
+    const parsed = parseTaskEvent(delivery.body);
+    if (!parsed.ok) return;
+    const sender = delivery.properties.userId;
+    if (!accept(parsed.value, sender)) {
+      if (functions.has(parsed.value.function)) forgedEvents++;
+      return;
+    }
+    options.onEvent({ ...parsed.value, sender: sender ?? null });
+  }, { prefetch: 200 });
+
+  // Each loop waits for its own round to end before the next, so a slow
+  // broker never piles requests up; stop() cuts the pauses short.
+  const wakers = new Set<() => void>();
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      wakers.add(wake);
+    });
+  const loop = (every: number, round: () => Promise<void>) =>
+    (async () => {
+      while (!stopped) {
+        await round().catch(() => {
+          // The connection is going: the supervisor sees it close and reconnects.
+        });
+        if (!stopped) await pause(every);
+      }
+    })();
+  await poll();
+  const loops = [
+    loop(options.pollMs ?? 2000, poll),
+    loop(options.pingMs ?? 5000, ping),
+  ];
+
+  return {
+    queues: () => queues,
+    workers: () => workers,
+    get forgedEvents() {
+      return forgedEvents;
+    },
+    get forgedPongs() {
+      return forgedPongs;
+    },
+    poll,
+    async stop() {
+      stopped = true;
+      for (const wake of [...wakers]) wake();
+      rpc.close();
+      await consumer.cancel().catch(() => {});
+      // A round in flight ends with the connection at the latest.
+      await Promise.all(loops);
+    },
+  };
+}

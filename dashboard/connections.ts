@@ -1,0 +1,109 @@
+/**
+ * The dashboard's two broker connections. It watches as its own `dashboard`
+ * user, found as every tool finds its broker (`--broker`, `AMQP_URL`, else
+ * the compose stack's `dashboard` on localhost with `secrets/dashboard.password`,
+ * else guest on localhost). Dead letters are read and replayed as `operator`:
+ * `--operator-broker` and `--operator-password-file` when given, else the
+ * dashboard's broker with the user `operator`, whose password on localhost
+ * is the compose stack's `secrets/operator.password`. A URL that carries its
+ * own password (such as guest:guest on a bare RabbitMQ) serves both.
+ *
+ * The watch reconnects whenever its connection ends, every few seconds,
+ * and the page says what it is waiting for.
+ *
+ * @module
+ */
+
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import {
+  type BrokerSettings,
+  type BrokerTarget,
+  resolveBrokerTarget,
+} from "../dispatcher/client/broker_target.ts";
+import { connectBroker, type OpenBrokerOptions } from "../dispatcher/client/open_broker.ts";
+import { DASHBOARD_USER } from "../functions/_runtime/contract/mod.ts";
+
+/** The operator tools' broker user. */
+export const OPERATOR_USER = "operator";
+
+/** Variables that name the dashboard's own connection, never the operator's. */
+const OWN_VARIABLES = new Set(["AMQP_URL", "AMQP_URL_FILE", "AMQP_PASSWORD_FILE"]);
+
+/** Settings of both connections. */
+export interface ConnectionSettings {
+  dashboard: BrokerSettings;
+  /** Only `url` and `passwordFile` are the operator's own; TLS files are shared. */
+  operator: { url?: string; passwordFile?: string };
+  env: (name: string) => string | undefined;
+  /** Connects to RabbitMQ; for tests. */
+  connect?: OpenBrokerOptions["connect"];
+}
+
+/** Where the dashboard watches from. */
+export function resolveDashboardTarget(settings: ConnectionSettings): Promise<BrokerTarget> {
+  return resolveBrokerTarget({
+    settings: settings.dashboard,
+    env: settings.env,
+    user: DASHBOARD_USER,
+  });
+}
+
+/** `urls` (a comma list) without user names and passwords. */
+function withoutUser(urls: string): string {
+  return urls.split(",").map((url) => {
+    const start = url.indexOf("//");
+    const at = url.lastIndexOf("@");
+    return start !== -1 && at > start ? url.slice(0, start + 2) + url.slice(at + 1) : url;
+  }).join(",");
+}
+
+/** The operator's URL when none is given: see the module documentation. */
+export function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
+  if (!dashboard.explicit) return undefined;
+  // A password in the URL itself: the user chose that account for everything.
+  if (dashboard.passwordFile === undefined && /\/\/[^/]*:[^@]*@/.test(dashboard.url)) {
+    return dashboard.url;
+  }
+  return withoutUser(dashboard.url);
+}
+
+/** Connects to `target` once, within `timeoutMs`. */
+export async function connectOnce(
+  target: BrokerTarget,
+  settings: ConnectionSettings,
+  connectionName: string,
+  timeoutMs = 5000,
+): Promise<Broker> {
+  const opened = await connectBroker(target, {
+    connectionName,
+    timeoutMs,
+    connect: settings.connect,
+  });
+  return opened.broker;
+}
+
+/** Opens the operator's connection; fails with what to set when it cannot. */
+export async function openOperator(
+  settings: ConnectionSettings,
+  dashboard: BrokerTarget,
+): Promise<Broker> {
+  const target = await resolveBrokerTarget({
+    settings: {
+      ...settings.dashboard,
+      url: settings.operator.url ?? operatorUrlFor(dashboard),
+      passwordFile: settings.operator.passwordFile,
+    },
+    env: (name) => OWN_VARIABLES.has(name) ? undefined : settings.env(name),
+    user: OPERATOR_USER,
+  });
+  try {
+    return await connectOnce(target, settings, "dashboard-operator");
+  } catch (error) {
+    if (!(error instanceof BrokerUnavailableError)) throw error;
+    throw new BrokerUnavailableError(
+      `${error.message}. Dead letters are read and replayed as ${OPERATOR_USER}: give --operator-broker and --operator-password-file`,
+      { cause: error },
+    );
+  }
+}

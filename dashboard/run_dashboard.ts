@@ -1,0 +1,207 @@
+/**
+ * One run of the dashboard: connects (an explicit broker must answer, or
+ * the run exits 3), serves the page, and keeps watching, reconnecting
+ * whenever the connection ends, until told to stop. Without a broker given
+ * and none on localhost the page still serves, says why it shows nothing
+ * (a dispatcher then runs on its own embedded broker, out of sight) and
+ * connects as soon as RabbitMQ answers.
+ *
+ * @module
+ */
+
+import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import type { BrokerTarget } from "../dispatcher/client/broker_target.ts";
+import type { FunctionRoute } from "../dispatcher/client/functions.ts";
+import { EXIT } from "../dispatcher/cli/run_cli.ts";
+import { UsageError } from "../dispatcher/cli/options.ts";
+import { createAuth } from "./auth.ts";
+import { startBrokerWatch } from "./broker_watch.ts";
+import {
+  type ConnectionSettings,
+  connectOnce,
+  openOperator,
+  OPERATOR_USER,
+  resolveDashboardTarget,
+} from "./connections.ts";
+import { DeadLetterDesk } from "./dead_letter_desk.ts";
+import { DashboardState } from "./dashboard_state.ts";
+import type { DashboardFlags, DashboardIo } from "./main.ts";
+import { dashboardHandler, readPageFiles } from "./server.ts";
+import { SseHub } from "./sse.ts";
+
+/** Pause between attempts to reach the broker. */
+const RETRY_MS = 3000;
+
+/** What the page says on `--local`. */
+export const EMBEDDED_NOTICE =
+  "The embedded broker lives inside the process that runs it (deno task dispatch --local), so this page cannot see its queues, workers, task events or dead letters: that run's live status and --html report show them. To watch the system here, run the functions on RabbitMQ (docker compose up -d --build) and start the dashboard without --local.";
+
+function unreachableNotice(label: string): string {
+  return `No RabbitMQ answers at ${label}. Without one, deno task dispatch runs on the embedded broker inside its own process, whose queues, workers, task events and dead letters no other process can see (that run's live status and --html report show them). Start RabbitMQ (docker compose up -d --build) or give --broker: this page connects as soon as it answers.`;
+}
+
+/** What {@linkcode runDashboard} needs. */
+export interface RunDashboardOptions {
+  flags: DashboardFlags;
+  functions: ReadonlyMap<string, FunctionRoute>;
+  token: string;
+  /** The token came from DASHBOARD_TOKEN: it is not printed. */
+  tokenGiven: boolean;
+  settings: ConnectionSettings;
+  io: DashboardIo;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+function listen(
+  flags: DashboardFlags,
+  handler: (request: Request) => Promise<Response>,
+): Promise<{ server: Deno.HttpServer; port: number }> {
+  return new Promise((resolve, reject) => {
+    try {
+      let port = flags.port;
+      const server = Deno.serve({
+        hostname: flags.host,
+        port: flags.port,
+        // Called before Deno.serve returns.
+        onListen: (address) => port = address.port,
+      }, handler);
+      resolve({ server, port });
+    } catch (error) {
+      const why = error instanceof Deno.errors.AddrInUse
+        ? "the address is in use: stop what uses it, or give another --port"
+        : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+        ? "this process may not listen there: give a --port above 1023, or allow it"
+        : `${(error as Error).message}: give another --host or --port`;
+      reject(new UsageError(`Cannot listen on ${flags.host}:${flags.port} as ${why}`));
+    }
+  });
+}
+
+/** Runs the dashboard until `io.stop`; resolves with the exit code. */
+export async function runDashboard(options: RunDashboardOptions): Promise<number> {
+  const { flags, functions, settings, io } = options;
+  let target: BrokerTarget | undefined;
+  let first: Broker | undefined;
+  let firstProblem: string | undefined;
+  if (!flags.local) {
+    target = await resolveDashboardTarget(settings);
+    try {
+      first = await connectOnce(target, settings, "dashboard", target.explicit ? 5000 : 1500);
+    } catch (error) {
+      // A broker the user named must answer; the default may come later.
+      if (!(error instanceof BrokerUnavailableError) || target.explicit || !error.unreachable) {
+        throw error;
+      }
+      firstProblem = unreachableNotice(target.label);
+    }
+  }
+  const hub = new SseHub();
+  const desk = target ? new DeadLetterDesk(() => openOperator(settings, target!)) : undefined;
+  const state = new DashboardState({
+    functions,
+    broker: target?.label ?? "embedded (in the dispatcher's own process)",
+    hub,
+    desk,
+  });
+  let listening;
+  try {
+    listening = await listen(
+      flags,
+      dashboardHandler({
+        auth: await createAuth(options.token),
+        state,
+        hub,
+        page: await readPageFiles(),
+        loopback: isLoopback(flags.host),
+      }),
+    );
+  } catch (error) {
+    await first?.close();
+    throw error;
+  }
+  const shown = flags.host.includes(":") ? `[${flags.host}]` : flags.host;
+  const token = options.tokenGiven ? "<DASHBOARD_TOKEN>" : options.token;
+  io.out(`Dashboard: http://${shown}:${listening.port}/?token=${token}`);
+  io.out(
+    target
+      ? `Broker: ${target.label}${
+        target.passwordFile ? ` (password from ${target.passwordFile})` : ""
+      }; dead letters as ${OPERATOR_USER}`
+      : "Broker: none (--local): the page explains what it cannot show",
+  );
+  if (!isLoopback(flags.host)) {
+    io.err(
+      `Serving on ${flags.host}: the token travels in clear over the network unless a TLS proxy is in front`,
+    );
+  }
+  io.out("Stop with Ctrl-C.");
+
+  let stopping = false;
+  const stopped = io.stop.then(() => {
+    stopping = true;
+  });
+  const watching = target
+    ? supervise(target, first, firstProblem)
+    : Promise.resolve(state.setMode("embedded", EMBEDDED_NOTICE));
+
+  async function supervise(target: BrokerTarget, broker?: Broker, problem?: string) {
+    if (problem) state.detach("unavailable", problem);
+    let told = "";
+    while (!stopping) {
+      if (!broker) {
+        try {
+          broker = await connectOnce(target, settings, "dashboard", RETRY_MS);
+        } catch (error) {
+          const why = error instanceof BrokerUnavailableError && error.unreachable
+            ? unreachableNotice(target.label)
+            : (error as Error).message;
+          state.detach("unavailable", why);
+          await Promise.race([stopped, new Promise((r) => setTimeout(r, RETRY_MS))]);
+          continue;
+        }
+      }
+      let watch;
+      try {
+        watch = await startBrokerWatch(broker, {
+          functions,
+          onEvent: (event) => state.onEvent(event),
+          onChange: () => state.changed(),
+        });
+      } catch (error) {
+        const why = `Cannot watch the broker as ${broker.user}: ${(error as Error).message}`;
+        if (why !== told) io.err(told = why);
+        state.detach("unavailable", why);
+        await broker.close().catch(() => {});
+        broker = undefined;
+        await Promise.race([stopped, new Promise((r) => setTimeout(r, RETRY_MS))]);
+        continue;
+      }
+      state.attach(watch);
+      const cause = await Promise.race([broker.closed, stopped.then(() => undefined)]);
+      await watch.stop();
+      if (stopping) {
+        await broker.close().catch(() => {});
+        return;
+      }
+      state.detach(
+        "connecting",
+        `The connection to ${target.label} ended${
+          cause ? ` (${cause.message})` : ""
+        }: reconnecting`,
+      );
+      broker = undefined;
+    }
+  }
+
+  await stopped;
+  hub.close();
+  state.close();
+  await watching;
+  await desk?.close();
+  await listening.server.shutdown();
+  return EXIT.passed;
+}

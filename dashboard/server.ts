@@ -1,0 +1,157 @@
+/**
+ * The dashboard's HTTP server: the page and its script and style, the
+ * picture as JSON (`GET /api/state`), its live updates as server-sent events
+ * (`GET /api/events`), and the replay (`POST /api/replay`, as the operator).
+ * Every route needs the token (`auth.ts`). Every response forbids framing,
+ * inline scripts and referrers: the page renders hostile text (task
+ * payloads, error messages) only as text, and the Content Security Policy
+ * would stop a script that slipped in anyway.
+ *
+ * @module
+ */
+
+import { type Auth, isSameOriginJson } from "./auth.ts";
+import type { DashboardState } from "./dashboard_state.ts";
+import type { SseHub } from "./sse.ts";
+
+/** The page's files, read once at start. */
+export interface PageFiles {
+  html: string;
+  js: string;
+  css: string;
+}
+
+/** Reads the page's files from `dashboard/static/`. */
+export async function readPageFiles(): Promise<PageFiles> {
+  const read = (name: string) => Deno.readTextFile(new URL(`./static/${name}`, import.meta.url));
+  const [html, js, css] = await Promise.all([
+    read("index.html"),
+    read("app.js"),
+    read("app.css"),
+  ]);
+  return { html, js, css };
+}
+
+const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "[::1]"]);
+const KNOWN_PATHS = new Set([
+  "/",
+  "/app.js",
+  "/app.css",
+  "/api/state",
+  "/api/events",
+  "/api/replay",
+]);
+
+/** Options for {@linkcode dashboardHandler}. */
+export interface DashboardHandlerOptions {
+  auth: Auth;
+  state: DashboardState;
+  hub: SseHub;
+  page: PageFiles;
+  /**
+   * Served on a loopback address: then a request must name a loopback host,
+   * so that a DNS-rebound name reaches nothing.
+   */
+  loopback: boolean;
+}
+
+function respond(body: BodyInit | null, status: number, type?: string, extra = {}): Response {
+  const headers: Record<string, string> = { ...SECURITY_HEADERS, ...extra };
+  if (type) headers["content-type"] = type;
+  return new Response(body, { status, headers });
+}
+
+function json(value: unknown, status = 200): Response {
+  return respond(JSON.stringify(value), status, "application/json; charset=utf-8");
+}
+
+const UNAUTHORIZED = `<!doctype html><meta charset="utf-8"><title>Dashboard: 401</title>
+<h1>401: the dashboard needs its token</h1>
+<p>Open the address <code>deno task dashboard</code> printed at start (it ends in
+<code>?token=…</code>), or send <code>Authorization: Bearer &lt;token&gt;</code>.</p>`;
+
+/** The request handler of the dashboard; see the module documentation. */
+export function dashboardHandler(
+  options: DashboardHandlerOptions,
+): (request: Request) => Promise<Response> {
+  const { auth, state, hub, page } = options;
+  return async (request) => {
+    const url = new URL(request.url);
+    const host = request.headers.get("host") ?? "";
+    if (options.loopback && !LOOPBACK_NAMES.has(host.replace(/:\d+$/, ""))) {
+      return respond("Misdirected request: use http://127.0.0.1 or http://localhost\n", 421);
+    }
+    const access = await auth.check(request);
+    if (access.kind === "login") {
+      return respond(null, 303, undefined, {
+        location: access.location,
+        "set-cookie": auth.cookie,
+      });
+    }
+    if (access.kind === "denied") {
+      return respond(UNAUTHORIZED, 401, "text/html; charset=utf-8", {
+        "www-authenticate": 'Bearer realm="dashboard"',
+      });
+    }
+    const route = `${request.method} ${url.pathname}`;
+    switch (route) {
+      case "GET /":
+        return respond(page.html, 200, "text/html; charset=utf-8");
+      case "GET /app.js":
+        return respond(page.js, 200, "text/javascript; charset=utf-8");
+      case "GET /app.css":
+        return respond(page.css, 200, "text/css; charset=utf-8");
+      case "GET /api/state":
+        return json({ ...state.snapshot(), events: state.recent() });
+      case "GET /api/events":
+        return hub.open(state.opening(), SECURITY_HEADERS);
+      case "POST /api/replay":
+        return await replay(request, access.via, state);
+    }
+    if (KNOWN_PATHS.has(url.pathname)) {
+      return respond(`Method ${request.method} not allowed on ${url.pathname}\n`, 405);
+    }
+    return respond(`Not found: ${url.pathname}\n`, 404);
+  };
+}
+
+async function replay(
+  request: Request,
+  via: "cookie" | "bearer",
+  state: DashboardState,
+): Promise<Response> {
+  // A browser's cookie goes with any request to this server, even one a
+  // page elsewhere makes: only the dashboard's own page may replay.
+  if (via === "cookie" && !isSameOriginJson(request)) {
+    return json({
+      error:
+        "Cannot replay from another page: send JSON from the dashboard itself, or use Authorization: Bearer",
+    }, 403);
+  }
+  let fn: unknown;
+  try {
+    fn = (await request.json())?.function;
+  } catch {
+    fn = undefined;
+  }
+  if (typeof fn !== "string") {
+    return json({ error: 'Cannot replay: send {"function": "<name>"}' }, 400);
+  }
+  try {
+    return json(await state.replay(fn));
+  } catch (error) {
+    const status = error instanceof TypeError ? 400 : 503;
+    return json({ error: (error as Error).message }, status);
+  }
+}
