@@ -386,3 +386,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a worker whose queue has another delivery limit names that limit, not another argument",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("hostile_limit");
+    const c = await caller(queue);
+    // As a worker with DELIVERY_LIMIT=5 declared them (the work queue's limit is one more).
+    await c.broker.declareQueue(`${queue}.dlq`, { type: "quorum", deliveryLimit: 2 ** 31 });
+    await c.broker.declareQueue(queue, {
+      type: "quorum",
+      deadLetterQueue: `${queue}.dlq`,
+      deliveryLimit: 6,
+    });
+    try {
+      const run = await runDeno(["run", ...workerPermissions(), WORKER_MAIN, "task_a"], {
+        AMQP_URL,
+        QUEUE: queue,
+        METRICS_PORT: "0",
+        DELIVERY_LIMIT: "9",
+      });
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(
+        run.stdout,
+        /as it was declared with other arguments \(x-delivery-limit: \D*5\D*, where this worker declares \D*9\D*\)/,
+      );
+    } finally {
+      await c.close();
+    }
+  },
+});

@@ -11,6 +11,7 @@
 import {
   NAME_PATTERN,
   type Payload,
+  RETRY_LIMITS,
   type RetryOverrides,
 } from "../../functions/_runtime/contract/mod.ts";
 import { type FunctionRoute, USER_PATTERN } from "../client/functions.ts";
@@ -96,7 +97,12 @@ function readRetry(
   inherited: RetryOverrides,
 ): RetryOverrides {
   const retry: RetryOverrides = { ...inherited };
-  const retries = check.number(source.retries, [...path, "retries"], { min: 0, integer: true });
+  // The contract's bounds: a worker refuses a request beyond them.
+  const retries = check.number(source.retries, [...path, "retries"], {
+    min: 0,
+    max: RETRY_LIMITS.max_retries,
+    integer: true,
+  });
   if (retries !== undefined) retry.max_retries = retries;
   if (source.backoff !== undefined) {
     const backoffPath = [...path, "backoff"];
@@ -104,6 +110,7 @@ function readRetry(
       for (const key of BACKOFF_KEYS) {
         const value = check.number(source.backoff[key], [...backoffPath, key], {
           min: key === "factor" ? 1 : 0,
+          max: RETRY_LIMITS[key],
           integer: key !== "factor",
         });
         if (value !== undefined) retry[key] = value;

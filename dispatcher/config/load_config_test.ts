@@ -311,7 +311,7 @@ Deno.test("parseConfig() reports every wrongly typed task setting at once, at it
   assert.deepEqual(error.problems.map((p) => p.message), [
     "must be a whole number >= 1, but is '500'",
     "must be a whole number >= 1, but is 0",
-    "must be a whole number >= 0, but is -1",
+    "must be a whole number from 0 to 25, but is -1",
     "must be a mapping (a JSON object), but is a list",
   ]);
 });
@@ -334,9 +334,17 @@ Deno.test("parseConfig() refuses wrong defaults and backoff settings", () => {
     { line: 11, column: 20, path: "defaults.backoff.base_delay_ms" },
     { line: 12, column: 5, path: "defaults.backoff.jitter" },
   ]);
-  assert.match(error.problems[2].message, /must be a number >= 1, but is 0\.5/);
-  assert.match(error.problems[3].message, /must be a whole number >= 0, but is 'x'/);
+  assert.match(error.problems[2].message, /must be a number from 1 to 10, but is 0\.5/);
+  assert.match(error.problems[3].message, /must be a whole number from 0 to 86400000, but is 'x'/);
   assert.match(error.problems[4].message, /use base_delay_ms, factor, max_delay_ms/);
+});
+
+Deno.test("parseConfig() refuses retry settings beyond what a worker accepts", () => {
+  const message = onlyProblem(
+    `${FUNCTIONS}scenarios:\n  one:\n    tasks:\n      - task: task_a\n        retries: 26\n`,
+    { line: 10, column: 18, path: "scenarios.one.tasks[0].retries" },
+  );
+  assert.equal(message, "must be a whole number from 0 to 25, but is 26");
 });
 
 Deno.test("parseConfig() refuses a count above the limit", () => {

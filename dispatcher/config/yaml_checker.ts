@@ -132,16 +132,17 @@ export class YamlChecker {
   number(
     value: unknown,
     path: YamlPath,
-    { min, integer }: { min: number; integer: boolean },
+    { min, max = Infinity, integer }: { min: number; max?: number; integer: boolean },
   ): number | undefined {
     if (value === undefined) return undefined;
     if (
-      typeof value !== "number" || !Number.isFinite(value) || value < min ||
+      typeof value !== "number" || !Number.isFinite(value) || value < min || value > max ||
       (integer && !Number.isInteger(value))
     ) {
+      const range = max === Infinity ? `>= ${min}` : `from ${min} to ${max}`;
       this.report(
         path,
-        `must be a ${integer ? "whole " : ""}number >= ${min}, but is ${show(value)}`,
+        `must be a ${integer ? "whole " : ""}number ${range}, but is ${show(value)}`,
       );
       return undefined;
     }

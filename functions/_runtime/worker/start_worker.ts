@@ -330,7 +330,14 @@ async function declareOwn(broker: Broker, name: string, options: QueueOptions): 
     await broker.declareQueue(name, options);
   } catch (error) {
     if (!(error instanceof QueueMismatchError) || error.argument === "x-queue-type") throw error;
-    await broker.declareQueue(name, { durable: true, type: options.type });
+    // A queue of the other type is the likelier cause and the clearer
+    // message; otherwise the argument first found to differ is the one to name
+    // (this declaration, with fewer arguments, would name another).
+    try {
+      await broker.declareQueue(name, { durable: true, type: options.type });
+    } catch (second) {
+      if (second instanceof QueueMismatchError && second.argument === "x-queue-type") throw second;
+    }
     throw error;
   }
 }
