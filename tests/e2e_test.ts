@@ -642,20 +642,32 @@ Deno.test({
       await t.step(
         "deno task dlq --replay sends a letter back to its own queue only, whatever its headers say",
         async () => {
+          // The operator is the replaying tool's own user, so its letters pass
+          // the trust check: only where it sends them is under test.
+          const asOperator = await connectAmqp(plain("operator", passwords.operator));
           const asAdmin = await connectAmqp(plain("admin", passwords.admin));
           const asTaskB = await connectAmqp(plain("task_b", passwords.task_b));
           const misdirected = `misdirected-${crypto.randomUUID()}`;
           const planted = `planted-${crypto.randomUUID()}`;
+          const forged = `forged-${crypto.randomUUID()}`;
           const { encodeRequest } = await import("../functions/_runtime/contract/mod.ts");
+          const letter = (taskId: string, queue: string) => {
+            const message = encodeRequest("task_a", { work_ms: 0 }, { taskId });
+            message.properties.headers = {
+              "x-dlq-reason": "exhausted",
+              "x-dlq-queue": queue,
+              "x-dlq-sender": "dispatcher",
+            };
+            return message;
+          };
           try {
             // A letter in queue_a.dlq whose headers name queue_b.
-            const letter = encodeRequest("task_a", { work_ms: 0 }, { taskId: misdirected });
-            letter.properties.headers = { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_b" };
-            await asAdmin.publish("queue_a.dlq", letter);
-            // A letter planted by another function's user (the default exchange lets it).
-            const fake = encodeRequest("task_a", { work_ms: 0 }, { taskId: planted });
-            fake.properties.headers = { "x-dlq-reason": "exhausted", "x-dlq-queue": "queue_a" };
-            await asTaskB.publish("queue_a.dlq", fake);
+            await asOperator.publish("queue_a.dlq", letter(misdirected, "queue_b"));
+            // Letters planted by another function's user and by admin (the
+            // default exchange lets any user publish to any queue): their
+            // user_id is not queue_a's workers', so they prove nothing.
+            await asTaskB.publish("queue_a.dlq", letter(planted, "queue_a"));
+            await asAdmin.publish("queue_a.dlq", letter(forged, "queue_b"));
             const replay = keep(
               await runDeno(["task", "dlq", "--queue", "queue_a", "--replay"], {
                 AMQP_URL: `amqp://operator@127.0.0.1:${amqpPort}`,
@@ -663,7 +675,11 @@ Deno.test({
               }),
             );
             console.log(`  ${replay.stdout.trim().replaceAll("\n", "\n  ")}`);
-            assert.equal(replay.code, 0, replay.stdout + replay.stderr);
+            // 1: it replayed what it could and refused the rest, naming each.
+            assert.equal(replay.code, 1, replay.stdout + replay.stderr);
+            const output = replay.stdout + replay.stderr;
+            assert.match(output, new RegExp(`${planted}.*user_id is 'task_b'`));
+            assert.match(output, new RegExp(`${forged}.*user_id is 'admin'`));
             const logsOf = async (service: string) =>
               (await compose(["logs", "--no-color", service])).text;
             await waitFor(
@@ -672,13 +688,19 @@ Deno.test({
               20_000,
               250,
             );
+            const logsA = await logsOf("worker-a");
             assert.ok(!(await logsOf("worker-b")).includes(misdirected), "never sent to queue_b");
-            assert.ok(
-              !(await logsOf("worker-a")).includes(planted),
-              "a planted letter is not replayed",
-            );
-            assert.match(replay.stdout + replay.stderr, new RegExp(planted));
+            assert.ok(!logsA.includes(planted), "a letter planted by task_b is not replayed");
+            assert.ok(!logsA.includes(forged), "a letter planted by admin is not replayed");
+            // The refused letters stay where an operator can look at them.
+            const left = await runDeno(["task", "dlq", "--queue", "queue_a"], {
+              AMQP_URL: `amqp://operator@127.0.0.1:${amqpPort}`,
+              SECRETS_DIR: secretsDir,
+            });
+            assert.match(left.stdout, new RegExp(planted));
+            assert.match(left.stdout, new RegExp(forged));
           } finally {
+            await asOperator.close();
             await asAdmin.close();
             await asTaskB.close();
           }
