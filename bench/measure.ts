@@ -12,6 +12,7 @@ import { type ContainerFigures, measureContainer } from "./container.ts";
 import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";
 import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";
 import { CONSUMING, type RunningProcess, startDeno, workerArgs } from "./processes.ts";
+import { measureSandboxCost, type SandboxCost } from "./sandbox_cost.ts";
 
 export type { RunSample as Sample } from "./client.ts";
 
@@ -45,6 +46,7 @@ export interface Measurements {
   readyMs: number[];
   idleRss: number[];
   container?: ContainerFigures;
+  sandbox: SandboxCost;
   peers: Record<string, PeerResult>;
 }
 
@@ -181,6 +183,9 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     );
     await stopAll();
 
+    say("Sandbox cost...");
+    const sandbox = await measureSandboxCost(options.quick ? 2 : 5, options.quick ? 1000 : 5000);
+
     // 4. The worker as a container.
     let container: ContainerFigures | undefined;
     if (!options.quick && options.container) {
@@ -208,7 +213,7 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
         });
       }
     }
-    return { sizes, throughput, seed, readyMs, idleRss, container, peers };
+    return { sizes, throughput, seed, readyMs, idleRss, container, sandbox, peers };
   } finally {
     await stopAll();
     for (const name of queues) await admin.deleteQueue(name).catch(() => {});

@@ -120,6 +120,7 @@ export function buildDocument(m: Measurements, settings: BenchSettings) {
     worker_ready_ms: round(median(m.readyMs)),
     container_ready_ms: m.container?.ready_ms ?? null,
     image_mb: m.container?.image_mb ?? null,
+    sandbox_cost: m.sandbox,
     peers,
     peer_ratio: peerRatio,
     samples: { throughput: m.throughput, seed: m.seed },
@@ -227,6 +228,11 @@ export function formatBench(d: BenchDocument): { lines: string[]; missed: number
   rows.push([`dispatcher heap ${per}`, "", `${heap} MB`]);
   rows.push(["worker idle RSS", "", `${d.worker_idle_rss_mb} MB`]);
   rows.push(["worker start to consuming, host", "", `${d.worker_ready_ms} ms`]);
+  rows.push([
+    "handler call, no-op: in process / sandboxed",
+    "",
+    `${d.sandbox_cost.in_process_us_per_task} / ${d.sandbox_cost.sandbox_us_per_task} µs`,
+  ]);
   if (d.container_ready_ms !== null) {
     rows.push(["worker start to consuming, container", "", `${d.container_ready_ms} ms`]);
     rows.push(["worker image size", "", `${d.image_mb} MB`]);

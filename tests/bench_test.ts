@@ -55,6 +55,8 @@ Deno.test({
         assert.equal(typeof document.seed_stages_ms_median[stage], "number", stage);
       }
       assert.equal(typeof document.peers, "object");
+      assert.ok(document.sandbox_cost.sandbox_us_per_task > 0);
+      assert.ok(document.sandbox_cost.in_process_us_per_task > 0);
       for (
         const key of [
           "seed_overhead_ms_median",
