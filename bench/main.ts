@@ -11,7 +11,12 @@
  * @module
  */
 
-import { type OptionValues, UsageError, wholeNumberFlag } from "../dispatcher/cli/options.ts";
+import {
+  DOCUMENT_OPTIONS,
+  type OptionValues,
+  UsageError,
+  wholeNumberFlag,
+} from "../dispatcher/cli/options.ts";
 import {
   checkOutputPath,
   defaultResultsPath,
@@ -82,10 +87,7 @@ const BENCH_OPTIONS = {
   "no-container": { type: "boolean", default: false },
   "queue-type": { type: "string", default: "quorum" },
   peers: { type: "boolean", default: false },
-  out: { type: "string" },
-  "no-save": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...DOCUMENT_OPTIONS,
 } as const;
 
 function parseFlags(values: OptionValues<typeof BENCH_OPTIONS>) {

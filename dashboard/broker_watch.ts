@@ -49,6 +49,19 @@ export interface QueueView {
   deadLetters: number | null;
 }
 
+/** Each function's queue before anything is known of it. */
+export function unknownQueues(functions: ReadonlyMap<string, FunctionRoute>): QueueView[] {
+  return [...functions].map(([name, route]) => ({
+    function: name,
+    queue: route.queue,
+    user: route.user,
+    exists: false,
+    messages: null,
+    consumers: null,
+    deadLetters: null,
+  }));
+}
+
 /** Options for {@linkcode startBrokerWatch}. */
 export interface BrokerWatchOptions {
   functions: ReadonlyMap<string, FunctionRoute>;
@@ -84,15 +97,7 @@ export async function startBrokerWatch(
   options: BrokerWatchOptions,
 ): Promise<BrokerWatch> {
   const { functions } = options;
-  let queues: QueueView[] = [...functions].map(([name, route]) => ({
-    function: name,
-    queue: route.queue,
-    user: route.user,
-    exists: false,
-    messages: null,
-    consumers: null,
-    deadLetters: null,
-  }));
+  let queues = unknownQueues(functions);
   let workers: WorkerInfo[] = [];
   let forgedEvents = 0;
   let forgedPongs = 0;

@@ -11,7 +11,7 @@
 
 import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
 import type { FunctionRoute } from "../dispatcher/client/functions.ts";
-import type { BrokerWatch, QueueView, SeenEvent } from "./broker_watch.ts";
+import { type BrokerWatch, type QueueView, type SeenEvent, unknownQueues } from "./broker_watch.ts";
 import type { DeadLetterDesk, DeskStatus, LetterView, ReplaySummary } from "./dead_letter_desk.ts";
 import { type SseHub, sseMessage } from "./sse.ts";
 import { type FunctionFigures, TaskStats } from "./task_stats.ts";
@@ -133,15 +133,7 @@ export class DashboardState {
   snapshot(): DashboardSnapshot {
     const watch = this.#watch;
     const workers = watch?.workers() ?? [];
-    const queues = watch?.queues() ?? [...this.#options.functions].map(([name, route]) => ({
-      function: name,
-      queue: route.queue,
-      user: route.user,
-      exists: false,
-      messages: null,
-      consumers: null,
-      deadLetters: null,
-    }));
+    const queues = watch?.queues() ?? unknownQueues(this.#options.functions);
     const warnings: string[] = [];
     const silent = workers.filter((w) => w.events === false).map((w) => w.worker);
     if (silent.length > 0) {

@@ -16,6 +16,7 @@ import {
   brokerHelp,
   brokerSettings,
   checkLocal,
+  DOCUMENT_OPTIONS,
   type OptionValues,
   UsageError,
   wholeNumberFlag,
@@ -86,10 +87,7 @@ const LOAD_OPTIONS = {
   ...BROKER_OPTIONS,
   local: { type: "boolean", default: false },
   "wait-workers": { type: "string" },
-  out: { type: "string" },
-  "no-save": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...DOCUMENT_OPTIONS,
 } as const;
 
 function parseFlags(values: OptionValues<typeof LOAD_OPTIONS>) {

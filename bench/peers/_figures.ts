@@ -1,23 +1,11 @@
 /**
- * Pure helpers of the peers: the figures from a client's output, medians,
+ * Pure helpers of the peers: the figures from a client's output,
  * versions and /proc texts.
  *
  * @module
  */
 
-/** The middle value (the mean of the two middle ones for an even count). */
-export function median(values: number[]): number {
-  if (values.length === 0) throw new RangeError("Cannot take the median: no values");
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** `value` rounded to `digits` decimals. */
-export function round(value: number, digits = 1): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
+import { median, round } from "../stats.ts";
 
 /** What a peer's client prints as the last line of its stdout. */
 export interface ClientFigures {

@@ -9,7 +9,8 @@
 
 import { join } from "node:path";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
-import { nodeMajor, parseClientOutput, redisVersion, round, summarize } from "./_figures.ts";
+import { nodeMajor, parseClientOutput, redisVersion, summarize } from "./_figures.ts";
+import { round } from "../stats.ts";
 import { freePort, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
 
 /** The versions measured, pinned so that figures compare from run to run. */

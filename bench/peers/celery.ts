@@ -9,7 +9,8 @@
 
 import { maskUrl } from "../../functions/_runtime/broker/amqp_url.ts";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
-import { parseClientOutput, round, summarize } from "./_figures.ts";
+import { parseClientOutput, summarize } from "./_figures.ts";
+import { round } from "../stats.ts";
 import { run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
 
 /** Debian ships Celery for its own Python only; a pyenv `python3` on PATH lacks it. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { median } from "../stats.ts";
 import {
-  median,
   nodeMajor,
   parseClientOutput,
   parseParentPid,

@@ -11,6 +11,17 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { parseWholeNumber, wholeNumberRange } from "../../functions/_runtime/whole_number.ts";
 import type { BrokerSettings } from "../client/broker_target.ts";
 
+/**
+ * The options of a command that writes a results document: where to save
+ * it (`--out`), not to (`--no-save`), to print it (`--json`), and `--help`.
+ */
+export const DOCUMENT_OPTIONS = {
+  out: { type: "string" },
+  "no-save": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 /** A bad option or argument: the tool exits 2. */
 export class UsageError extends Error {
   /** @param message What was wrong and what to give instead. */

@@ -29,7 +29,7 @@ import { createBufferedWriter, createLogger, type Logger } from "../log.ts";
 import { dropPermissions } from "./drop_permissions.ts";
 import { type HealthServer, serveHealth } from "./health_server.ts";
 import { WorkerMetrics } from "./metrics.ts";
-import { RECONNECT_POLICY, runWorker } from "./run_worker.ts";
+import { pause, RECONNECT_POLICY, runWorker } from "./run_worker.ts";
 import { SandboxError, startSandbox } from "./sandbox.ts";
 import {
   DEFAULT_AMQP_URL,
@@ -174,18 +174,6 @@ function startHealthServer(options: StartHealthServerOptions): HealthServer | un
     );
     return undefined;
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Connects, retrying with backoff while nothing answers; `undefined` if stopped first. */

@@ -33,7 +33,8 @@ export interface RunWorkerOptions extends WorkerOptions {
 /** How reconnection attempts are spaced: from 0.5 s up to 15 s. */
 export const RECONNECT_POLICY = { baseDelayMs: 500, factor: 2, maxDelayMs: 15_000, jitter: 0.2 };
 
-function pause(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms`, or less if `signal` aborts first; never rejects. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
