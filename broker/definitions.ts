@@ -112,12 +112,18 @@ export function celeryClientPermissions(queues: readonly string[]): Permissions 
 /**
  * A Celery worker (`celery worker -Q <queue>` with remote control, gossip,
  * mingle and heartbeats off, as docs/celery.md configures it): it declares
- * and consumes its one queue, bound to no exchange, and publishes its
- * `rpc://` results (and its own retries) through the default exchange.
+ * and consumes its one queue, and the direct exchange of the same name that
+ * Celery always binds a queue to (write on the queue, read on the exchange),
+ * and publishes its `rpc://` results (and its own retries) through the
+ * default exchange.
  */
 export function celeryWorkerPermissions(queue: string): Permissions {
   checkQueue(queue);
-  return { configure: `^${queue}$`, write: `^${DEFAULT_EXCHANGE}$`, read: `^${queue}$` };
+  return {
+    configure: `^${queue}$`,
+    write: `^(${DEFAULT_EXCHANGE}|${queue})$`,
+    read: `^${queue}$`,
+  };
 }
 
 /**

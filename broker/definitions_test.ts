@@ -132,7 +132,7 @@ Deno.test("celeryWorkerPermissions() declare and consume its queue, and reply th
   assert.ok(allows(w, "configure", "queue_c"));
   assert.ok(allows(w, "read", "queue_c"));
   assert.ok(allows(w, "write", "amq.default"), "results and Celery's own retries");
-  assert.ok(!allows(w, "write", "queue_c"), "binds its queue to nothing");
+  assert.ok(allows(w, "write", "queue_c"), "binds its queue to the exchange of its name");
   const elsewhere = [
     "queue_a",
     "queue_c.dlq",

@@ -11,16 +11,13 @@
 import { type Broker, BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
 import {
   DEADLINE_EXCEEDED,
-  encodeRequest,
   type Message,
-  parseProgress,
-  parseReply,
   type Payload,
-  PROGRESS_MESSAGE_TYPE,
   type RetryOverrides,
   type TaskProgress,
   type TaskReply,
 } from "../../functions/_runtime/contract/mod.ts";
+import { type CallProtocol, NATIVE_PROTOCOL } from "./call_protocol.ts";
 import { isExpectedSender } from "./senders.ts";
 
 /** Options for {@linkcode RpcClient.call}. */
@@ -50,6 +47,11 @@ export interface CallOptions {
    * that callers see sent, started, done in that order.
    */
   onSent?: () => void;
+  /**
+   * How the request is built and its answers read.
+   * @default {NATIVE_PROTOCOL}
+   */
+  protocol?: CallProtocol;
 }
 
 /** How a call ended: with the one reply, or with no reply in time. */
@@ -68,6 +70,7 @@ export type CallOutcome =
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 interface Pending {
+  protocol: CallProtocol;
   resolve: (outcome: CallOutcome) => void;
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
@@ -80,12 +83,6 @@ interface Pending {
   sent: boolean;
   onSent?: () => void;
 }
-
-/**
- * The error type of a worker's reply when the request's deadline passed
- * (before it started, or while it ran). The caller's own timer fires at the
- * same moment; whichever comes first, the call ends as a timeout.
- */
 
 // Expired calls are swept at most this often: one timer for all calls,
 // instead of one each, which costs much with thousands in flight.
@@ -179,7 +176,10 @@ export class RpcClient {
     const taskId = options.taskId ?? crypto.randomUUID();
     if (this.#failure) return Promise.reject(this.#failure);
     const sentWallMs = Date.now();
-    const request = encodeRequest(task, payload, {
+    const protocol = options.protocol ?? NATIVE_PROTOCOL;
+    const request = protocol.encode({
+      task,
+      payload,
       taskId,
       replyTo: this.#replyTo,
       progress: options.onProgress !== undefined,
@@ -191,6 +191,7 @@ export class RpcClient {
       const sentAt = performance.now();
       const deadline = sentAt + options.timeoutMs;
       const pending: Pending = {
+        protocol,
         resolve,
         reject,
         onProgress: options.onProgress,
@@ -262,26 +263,24 @@ export class RpcClient {
       this.ignored.unexpectedSender++;
       return;
     }
-    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
-      const progress = parseProgress(message.body);
-      if (!progress.ok) {
-        this.ignored.invalid++;
-        return;
-      }
-      this.#markSent(pending);
-      pending.onProgress?.(progress.value);
-      return;
-    }
-    const reply = parseReply(message.body);
-    if (!reply.ok) {
+    const answer = pending.protocol.read(message);
+    if (answer.kind === "invalid") {
       this.ignored.invalid++;
       return;
     }
+    if (answer.kind === "progress") {
+      this.#markSent(pending);
+      if (answer.progress) pending.onProgress?.(answer.progress);
+      return;
+    }
+    const { reply } = answer;
     this.#forget(id);
     this.#markSent(pending);
-    const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
+    // The deadline passed (before the task started, or while it ran): the
+    // caller's timer fires at the same moment, and either way it is a timeout.
+    const timedOut = reply.error?.type === DEADLINE_EXCEEDED;
     pending.resolve({
-      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
+      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply }),
       taskId: id,
       sentAt: pending.sentAt,
       endedAt: performance.now(),
