@@ -12,7 +12,7 @@
  * - `deno task dispatch` runs a scenario mixing Deno functions and a real
  *   Celery worker (examples/celery/worker_tasks.py), and `deno task status`
  *   shows it; the Celery worker refuses a request from a broker user it
- *   does not serve.
+ *   does not serve, and answers an unknown task name with NotRegistered.
  */
 
 import assert from "node:assert/strict";
@@ -202,31 +202,38 @@ Deno.test({
       });
 
       await t.step(
-        "the Celery worker runs nothing for a broker user it does not serve",
+        "the Celery worker runs nothing for a sender it does not serve, or a name it lacks",
         async () => {
-          const broker = await connectAmqp(vhost.url(users.task_b), { connectionName: "intruder" });
-          const rpc = await RpcClient.open(broker);
-          try {
-            const outcome = await callCelery(
-              rpc,
-              "task_c",
-              {
-                queue: "queue_c",
-                user: users.task_c,
-                protocol: "celery",
-                celeryName: "tasks.task_c",
-              },
-              { work_ms: 0 },
-              { timeoutMs: 20_000 },
-            );
-            assert.equal(outcome.kind, "reply");
-            if (outcome.kind !== "reply") return;
-            assert.equal(outcome.reply.error?.type, "Unauthenticated");
-            assert.match(outcome.reply.error!.message, new RegExp(`'${users.task_b}'`));
-          } finally {
-            rpc.close();
-            await broker.close();
-          }
+          const route = {
+            queue: "queue_c",
+            user: users.task_c,
+            protocol: "celery" as const,
+            celeryName: "tasks.task_c",
+          };
+          const call = async (user: string, celeryName: string) => {
+            const broker = await connectAmqp(vhost.url(user), { connectionName: "celery-test" });
+            const rpc = await RpcClient.open(broker);
+            try {
+              return await callCelery(rpc, "task_c", { ...route, celeryName }, { work_ms: 0 }, {
+                timeoutMs: 20_000,
+                retry: { max_retries: 2, base_delay_ms: 1 },
+              });
+            } finally {
+              rpc.close();
+              await broker.close();
+            }
+          };
+          const intruder = await call(users.task_b, "tasks.task_c");
+          assert.equal(intruder.kind, "reply");
+          if (intruder.kind !== "reply") return;
+          assert.equal(intruder.reply.error?.type, "Unauthenticated");
+          assert.match(intruder.reply.error!.message, new RegExp(`'${users.task_b}'`));
+          assert.equal(intruder.reply.attempts, 1, "not retried");
+          const unknown = await call(users.dispatcher, "tasks.task_z");
+          assert.equal(unknown.kind, "reply");
+          if (unknown.kind !== "reply") return;
+          assert.equal(unknown.reply.error?.type, "NotRegistered");
+          assert.equal(unknown.reply.attempts, 1, "not retried");
         },
       );
     } finally {
