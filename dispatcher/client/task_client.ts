@@ -195,7 +195,10 @@ export class TaskClient {
     fns: readonly string[],
     options: WaitForWorkersOptions,
   ): Promise<Map<string, number>> {
-    const needed = fns.map((task) => ({ task, queue: this.route(task).queue }));
+    const needed = fns.map((task) => {
+      const { queue, protocol } = this.route(task);
+      return { task, queue, protocol };
+    });
     return waitForWorkers(this.#broker, needed, options);
   }
 
