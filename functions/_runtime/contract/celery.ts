@@ -237,7 +237,7 @@ const REPR_CHARS = 1024;
 /**
  * Builds a Celery message protocol 2 request for the task `name`, as a
  * Celery 5 client publishes one with the JSON serializer: no canvas, no
- * eta, no time limits (the worker's own apply).
+ * eta, no time limits (the Celery worker's own limits apply).
  */
 export function encodeCeleryRequest(
   name: string,
