@@ -1,8 +1,8 @@
 /**
- * Who may do what on the broker: one user per function, one for the
- * dispatcher, one for operator tools and one for the administrator, as a
- * RabbitMQ definitions file that
- * the broker imports at start. Permissions are RabbitMQ's three regular
+ * Who may do what on the broker: one user per function (a Deno function's
+ * workers, or a Celery worker's), one for the dispatcher, one for operator
+ * tools, one for Celery clients and one for the administrator, as a RabbitMQ
+ * definitions file that the broker imports at start. Permissions are RabbitMQ's three regular
  * expressions per user: `configure` (declare, delete), `write` (publish to an
  * exchange, bind a queue) and `read` (consume, get, purge, bind from an
  * exchange). Passive declarations (checking that a queue exists and how many
@@ -30,6 +30,11 @@ export const DISPATCHER_USER = "dispatcher";
 export const OPERATOR_USER = "operator";
 /** The administrator's user: the management UI, everything. */
 export const ADMIN_USER = "admin";
+/**
+ * The Celery clients' user: Python programs that call Deno functions with
+ * `delay()` and `send_task()` (docs/celery.md).
+ */
+export const CELERY_CLIENT_USER = "celery_client";
 
 /**
  * Most queues the vhost may hold. Each function declares its work queue, its
@@ -73,6 +78,58 @@ const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 const EVENTS = "tasks\\.events";
 
+function checkQueue(queue: string): void {
+  if (!NAME_PATTERN.test(queue)) {
+    throw new TypeError(
+      `Cannot grant permissions on queue '${queue}' as it is not lower_snake_case: use letters, digits and _`,
+    );
+  }
+}
+
+/**
+ * The names Celery's `rpc://` result backend gives the reply queue it
+ * declares: a UUID per client process (kombu's `oid_from`).
+ */
+export const CELERY_REPLY_QUEUE = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+
+/**
+ * A Celery client calling the Deno functions on `queues`: it publishes
+ * through each queue's Celery route (the exchange named after the queue;
+ * the client settings of docs/celery.md declare nothing and never use the
+ * default exchange), and declares and consumes the one reply queue of its
+ * `rpc://` result backend, named by a UUID. Workers reply to that queue
+ * through the default exchange, which needs no permission of the client.
+ * Write on a queue's name also allows binding that queue, but only to an
+ * exchange the client may read: a UUID-named one, to which it may not
+ * publish.
+ */
+export function celeryClientPermissions(queues: readonly string[]): Permissions {
+  queues.forEach(checkQueue);
+  const routes = queues.length === 0 ? "^$" : `^(${queues.join("|")})$`;
+  return {
+    configure: `^${CELERY_REPLY_QUEUE}$`,
+    write: routes,
+    read: `^${CELERY_REPLY_QUEUE}$`,
+  };
+}
+
+/**
+ * A Celery worker (`celery worker -Q <queue>` with remote control, gossip,
+ * mingle and heartbeats off, as docs/celery.md configures it): it declares
+ * and consumes its one queue, and the direct exchange of the same name that
+ * Celery always binds a queue to (write on the queue, read on the exchange),
+ * and publishes its `rpc://` results (and its own retries) through the
+ * default exchange.
+ */
+export function celeryWorkerPermissions(queue: string): Permissions {
+  checkQueue(queue);
+  return {
+    configure: `^${queue}$`,
+    write: `^(${DEFAULT_EXCHANGE}|${queue})$`,
+    read: `^${queue}$`,
+  };
+}
+
 /**
  * A function's worker: it declares exactly the queues it uses (its work
  * queue, `<queue>.dlq`, `<queue>.retry.<ms>` and `<queue>.control.<8 hex>`),
@@ -81,19 +138,19 @@ const EVENTS = "tasks\\.events";
  * the default exchange, and task events to the events exchange. RabbitMQ
  * asks for read on a queue declared with a
  * dead-letter target (its work and retry queues), as the broker moves
- * messages out of it on the declarer's behalf. Queue names are lower_snake_case, so they carry no
- * regular-expression syntax, and `queue_a` never matches `queue_ab`.
+ * messages out of it on the declarer's behalf. It declares the Celery route
+ * of its queue (a direct exchange named after it, bound to it), which takes
+ * write on the queue for the binding: that also lets it publish to its own
+ * route, which reaches only itself. Queue names are lower_snake_case, so
+ * they carry no regular-expression syntax, and `queue_a` never matches
+ * `queue_ab`.
  */
 export function workerPermissions(queue: string): Permissions {
-  if (!NAME_PATTERN.test(queue)) {
-    throw new TypeError(
-      `Cannot grant permissions on queue '${queue}' as it is not lower_snake_case: use letters, digits and _`,
-    );
-  }
+  checkQueue(queue);
   const control = `${queue}\\.control\\.[0-9a-f]{8}`;
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
-    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue})$`,
     read: `^(${queue}(\\.retry\\.[0-9]+)?|${control}|${CONTROL})$`,
   };
 }

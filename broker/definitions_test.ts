@@ -4,6 +4,8 @@ import { dashboardEventsQueueOf } from "../functions/_runtime/contract/names.ts"
 import {
   ADMIN_PERMISSIONS,
   buildDefinitions,
+  celeryClientPermissions,
+  celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
   DISPATCHER_PERMISSIONS,
   MAX_QUEUES,
@@ -41,6 +43,7 @@ Deno.test("workerPermissions() covers the function's own queues and nothing of a
     assert.ok(allows(a, "read", queue), `read ${queue}`);
   }
   assert.ok(allows(a, "write", "queue_a.control.0a1b2c3d"));
+  assert.ok(allows(a, "write", "queue_a"), "binds its queue to its Celery route");
   assert.ok(!allows(a, "read", "queue_a.dlq"), "its dead letters are the operator's");
   for (const queue of ["queue_a.dlq", "queue_a.retry.400"]) {
     assert.ok(!allows(a, "write", queue), `no write on ${queue}`);
@@ -88,6 +91,68 @@ Deno.test("OPERATOR_PERMISSIONS read any function's dead letters and republish, 
   assert.ok(!allows(o, "write", "tasks.control"));
 });
 
+/** Reply queue names Celery 5's rpc:// backend declares (kombu's oid_from: a UUID). */
+const CELERY_REPLY_QUEUES = ["9f0e8c1e-7c55-3e4a-a8b3-1c2d3e4f5a6b", crypto.randomUUID()];
+
+Deno.test("celeryClientPermissions() publish through the Celery routes and use its own reply queue only", () => {
+  const c = celeryClientPermissions(["queue_a", "queue_b"]);
+  for (const route of ["queue_a", "queue_b"]) {
+    assert.ok(allows(c, "write", route), `publishes through the route '${route}'`);
+    assert.ok(!allows(c, "configure", route), `cannot declare or delete '${route}'`);
+    assert.ok(!allows(c, "read", route), `cannot consume '${route}'`);
+  }
+  for (const queue of CELERY_REPLY_QUEUES) {
+    assert.ok(allows(c, "configure", queue), `declares its reply queue ${queue}`);
+    assert.ok(allows(c, "read", queue), `consumes its reply queue ${queue}`);
+    assert.ok(!allows(c, "write", queue), `cannot bind its reply queue ${queue} anywhere`);
+  }
+  const elsewhere = [
+    "amq.default",
+    "queue_a.dlq",
+    "queue_ab",
+    "queue_c",
+    "tasks.control",
+    "tasks.events",
+    "celery",
+    "celery.pidbox",
+    "celeryev",
+    "amq.rabbitmq.reply-to",
+    `${CELERY_REPLY_QUEUES[0]}x`,
+    CELERY_REPLY_QUEUES[0].toUpperCase(),
+  ];
+  for (const name of elsewhere) {
+    for (const kind of ["configure", "write", "read"] as const) {
+      assert.ok(!allows(c, kind, name), `no ${kind} on ${name}`);
+    }
+  }
+  assert.equal(celeryClientPermissions([]).write, "^$", "no function: no route");
+  assert.throws(() => celeryClientPermissions(["queue.*"]), TypeError);
+});
+
+Deno.test("celeryWorkerPermissions() declare and consume its queue, and reply through the default exchange", () => {
+  const w = celeryWorkerPermissions("queue_c");
+  assert.ok(allows(w, "configure", "queue_c"));
+  assert.ok(allows(w, "read", "queue_c"));
+  assert.ok(allows(w, "write", "amq.default"), "results and Celery's own retries");
+  assert.ok(allows(w, "write", "queue_c"), "binds its queue to the exchange of its name");
+  const elsewhere = [
+    "queue_a",
+    "queue_c.dlq",
+    "queue_cd",
+    "tasks.control",
+    "tasks.events",
+    "celery.pidbox",
+    "celeryev",
+    CELERY_REPLY_QUEUES[0],
+  ];
+  for (const name of elsewhere) {
+    for (const kind of ["configure", "write", "read"] as const) {
+      assert.ok(!allows(w, kind, name), `no ${kind} on ${name}`);
+    }
+  }
+  assert.throws(() => celeryWorkerPermissions("Queue C"), TypeError);
+});
+
 Deno.test("buildDefinitions() makes users with hashes, their permissions and the control exchange", () => {
   const definitions = buildDefinitions([
     { name: "admin", passwordHash: "h1", tags: ["administrator"], permissions: ADMIN_PERMISSIONS },
@@ -118,7 +183,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     user: "task_a",
     vhost: "/",
     configure: "^queue_a(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$",
-    write: "^(amq\\.default|tasks\\.events|queue_a\\.control\\.[0-9a-f]{8})$",
+    write: "^(amq\\.default|tasks\\.events|queue_a\\.control\\.[0-9a-f]{8}|queue_a)$",
     read: "^(queue_a(\\.retry\\.[0-9]+)?|queue_a\\.control\\.[0-9a-f]{8}|tasks\\.control)$",
   });
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [

@@ -19,7 +19,14 @@
  * It prints what it did, never a password.
  *
  *   deno run --allow-read=secrets --allow-write=secrets broker/secrets_init.ts \
- *     --dir secrets --worker-owner 65532:65532 --function task_a=queue_a
+ *     --dir secrets --worker-owner 65532:65532 --function task_a=queue_a \
+ *     --celery-function task_c=queue_c --celery-client
+ *
+ * `--function` is a Deno function (its workers' user), `--celery-function`
+ * a function served by a Celery worker (that worker's user, read by the
+ * Celery worker container as the workers' files are), and `--celery-client`
+ * adds the user of Celery clients that call the Deno functions
+ * (`celery_client`, read by the directory's owner, as the dispatcher's).
  *
  * @module
  */
@@ -29,6 +36,9 @@ import {
   ADMIN_PERMISSIONS,
   ADMIN_USER,
   buildDefinitions,
+  CELERY_CLIENT_USER,
+  celeryClientPermissions,
+  celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
   DASHBOARD_USER,
   DISPATCHER_PERMISSIONS,
@@ -56,6 +66,18 @@ export interface InitSecretsOptions {
   dir: string;
   /** Each function gets a user of its name with permissions on its queue. */
   functions: readonly FunctionQueue[];
+  /**
+   * Functions served by Celery workers: each gets a user of its name with a
+   * Celery worker's permissions on its queue.
+   * @default {[]}
+   */
+  celeryFunctions?: readonly FunctionQueue[];
+  /**
+   * Add {@linkcode CELERY_CLIENT_USER}, which may call the Deno functions
+   * of `functions` through their Celery routes.
+   * @default {false}
+   */
+  celeryClient?: boolean;
   /** Who may read the workers' password files; left as created when absent. */
   workerOwner?: Owner;
   /**
@@ -91,13 +113,15 @@ interface Account {
   worker: boolean;
 }
 
-function accountsFor(functions: readonly FunctionQueue[]): Account[] {
+function accountsFor(options: InitSecretsOptions): Account[] {
+  const { functions } = options;
   const seen = new Set<string>([
     ADMIN_USER,
     DISPATCHER_USER,
     OPERATOR_USER,
     DASHBOARD_USER,
     GUEST_USER,
+    CELERY_CLIENT_USER,
   ]);
   const queues = new Set<string>();
   const accounts: Account[] = [
@@ -106,7 +130,15 @@ function accountsFor(functions: readonly FunctionQueue[]): Account[] {
     { user: OPERATOR_USER, tags: [], permissions: OPERATOR_PERMISSIONS, worker: false },
     { user: DASHBOARD_USER, tags: [], permissions: DASHBOARD_PERMISSIONS, worker: false },
   ];
-  for (const { name, queue } of functions) {
+  // Deno functions' workers and Celery workers alike: one user each, named after the function.
+  const served = [
+    ...functions.map((f) => ({ ...f, permissionsOf: workerPermissions })),
+    ...(options.celeryFunctions ?? []).map((f) => ({
+      ...f,
+      permissionsOf: celeryWorkerPermissions,
+    })),
+  ];
+  for (const { name, queue, permissionsOf } of served) {
     for (const [what, value] of [["function", name], ["queue", queue]]) {
       if (!NAME_PATTERN.test(value)) {
         throw new TypeError(
@@ -116,7 +148,7 @@ function accountsFor(functions: readonly FunctionQueue[]): Account[] {
     }
     if (seen.has(name)) {
       throw new TypeError(
-        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER}, ${DASHBOARD_USER} and ${GUEST_USER}`,
+        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER}, ${DASHBOARD_USER}, ${CELERY_CLIENT_USER} and ${GUEST_USER}`,
       );
     }
     if (queues.has(queue)) {
@@ -126,7 +158,15 @@ function accountsFor(functions: readonly FunctionQueue[]): Account[] {
     }
     seen.add(name);
     queues.add(queue);
-    accounts.push({ user: name, tags: [], permissions: workerPermissions(queue), worker: true });
+    accounts.push({ user: name, tags: [], permissions: permissionsOf(queue), worker: true });
+  }
+  if (options.celeryClient) {
+    accounts.push({
+      user: CELERY_CLIENT_USER,
+      tags: [],
+      permissions: celeryClientPermissions(functions.map((f) => f.queue)),
+      worker: false,
+    });
   }
   return accounts;
 }
@@ -178,7 +218,7 @@ function describe(owner: Owner | undefined, mode: number): string {
 /** Creates the missing passwords and writes the definitions; see the module documentation. */
 export async function initSecrets(options: InitSecretsOptions): Promise<InitSecretsReport> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const accounts = accountsFor(options.functions);
+  const accounts = accountsFor(options);
   let dirInfo: Deno.FileInfo;
   try {
     dirInfo = await Deno.stat(options.dir);
@@ -246,11 +286,11 @@ function parseOwner(text: string): Owner {
   return { uid: Number(match[1]), gid: Number(match[2]) };
 }
 
-function parseFunction(text: string): FunctionQueue {
+function parseFunction(text: string, flag: string): FunctionQueue {
   const [name, queue, ...rest] = text.split("=");
   if (!name || !queue || rest.length > 0) {
     throw new TypeError(
-      `Cannot use --function '${text}': give function=queue, such as task_a=queue_a`,
+      `Cannot use ${flag} '${text}': give function=queue, such as task_a=queue_a`,
     );
   }
   return { name, queue };
@@ -265,13 +305,19 @@ export async function main(args: string[]): Promise<number> {
       options: {
         dir: { type: "string" },
         function: { type: "string", multiple: true, default: [] },
+        "celery-function": { type: "string", multiple: true, default: [] },
+        "celery-client": { type: "boolean", default: false },
         "worker-owner": { type: "string" },
       },
     });
     if (!values.dir) throw new TypeError("Cannot run without --dir: name the secrets directory");
     await initSecrets({
       dir: values.dir,
-      functions: values.function.map(parseFunction),
+      functions: values.function.map((text) => parseFunction(text, "--function")),
+      celeryFunctions: values["celery-function"].map((text) =>
+        parseFunction(text, "--celery-function")
+      ),
+      celeryClient: values["celery-client"],
       workerOwner: values["worker-owner"] ? parseOwner(values["worker-owner"]) : undefined,
     });
     return 0;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { hashPassword } from "./hash_password.ts";
+import { celeryClientPermissions, celeryWorkerPermissions } from "./definitions.ts";
 import { DEFINITIONS_FILE, initSecrets, main } from "./secrets_init.ts";
 import { withTempDir } from "../tests/_temp_dir.ts";
 
@@ -131,6 +132,68 @@ Deno.test("initSecrets() refuses names that would clash or widen a permission", 
   });
 });
 
+Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' user when asked", async () => {
+  await withTempDir(async (dir) => {
+    const owner = Deno.uid() === 0
+      ? { uid: 65532, gid: 65532 }
+      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const report = await initSecrets({
+      dir,
+      functions: FUNCTIONS,
+      celeryFunctions: [{ name: "task_c", queue: "queue_c" }],
+      celeryClient: true,
+      workerOwner: owner,
+      log: () => {},
+    });
+    assert.deepEqual(report.users, [
+      "admin",
+      "dispatcher",
+      "operator",
+      "dashboard",
+      "task_a",
+      "task_b",
+      "task_c",
+      "celery_client",
+    ]);
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const permissionsOf = (user: string) => {
+      const { user: _, vhost: __, ...found } = definitions.permissions.find((
+        p: { user: string },
+      ) => p.user === user);
+      return found;
+    };
+    assert.deepEqual(permissionsOf("task_c"), celeryWorkerPermissions("queue_c"));
+    assert.deepEqual(
+      permissionsOf("celery_client"),
+      celeryClientPermissions(["queue_a", "queue_b"]),
+      "the routes of the Deno functions, not the Celery worker's queue",
+    );
+    // The Celery worker's container reads its password as the Deno workers do;
+    // Celery clients run where the dispatcher runs.
+    assert.equal(await mode(`${dir}/task_c.password`), 0o400);
+    assert.equal((await Deno.stat(`${dir}/task_c.password`)).uid, owner.uid);
+    assert.equal(await mode(`${dir}/celery_client.password`), 0o600);
+    await assert.rejects(
+      initSecrets({
+        dir,
+        functions: FUNCTIONS,
+        celeryFunctions: [{ name: "task_a", queue: "queue_c" }],
+        log: () => {},
+      }),
+      /'task_a' as that user exists already/,
+    );
+    await assert.rejects(
+      initSecrets({
+        dir,
+        functions: FUNCTIONS,
+        celeryFunctions: [{ name: "celery_client", queue: "queue_c" }],
+        log: () => {},
+      }),
+      /that user exists already/,
+    );
+  });
+});
+
 Deno.test("main() exits 2 for bad arguments", async () => {
   const errors: string[] = [];
   const original = console.error;
@@ -139,6 +202,7 @@ Deno.test("main() exits 2 for bad arguments", async () => {
     assert.equal(await main(["--function", "task_a"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--function", "task_a"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--worker-owner", "nobody"]), 2);
+    assert.equal(await main(["--dir", "/tmp", "--celery-function", "task_c"]), 2);
   } finally {
     console.error = original;
   }
@@ -146,5 +210,6 @@ Deno.test("main() exits 2 for bad arguments", async () => {
     "secrets-init: Cannot run without --dir: name the secrets directory",
     "secrets-init: Cannot use --function 'task_a': give function=queue, such as task_a=queue_a",
     "secrets-init: Cannot use --worker-owner 'nobody': give uid:gid, such as 65532:65532",
+    "secrets-init: Cannot use --celery-function 'task_c': give function=queue, such as task_a=queue_a",
   ]);
 });

@@ -146,13 +146,28 @@ export async function runDispatch(
         }).join(", ")
       }`,
     );
-    const ping = await client.ping({ expected: consumers, timeoutMs: 2000 });
+    // Celery workers answer no ping: their queue's consumers are all there is to show.
+    const celery = functions.filter((fn) => client.route(fn).protocol === "celery");
+    const celeryQueues = new Set(celery.map((fn) => client.route(fn).queue));
+    const pinged = new Map([...consumers].filter(([queue]) => !celeryQueues.has(queue)));
+    const ping = pinged.size > 0
+      ? await client.ping({ expected: pinged, timeoutMs: 2000 })
+      : { workers: [], unexpected: 0 };
     if (ping.unexpected > 0) {
       session.complain(unexpectedSenders(ping.unexpected, "pong", client.user), "warn");
     }
     // Only the scenario's workers: on a shared broker others answer the ping too.
-    const workers = ping.workers.filter((w) => consumers.has(w.queue));
+    const workers = ping.workers.filter((w) => pinged.has(w.queue));
     for (const line of formatWorkers(workers)) say(line);
+    for (const fn of celery) {
+      const { queue, celeryName } = client.route(fn);
+      const count = consumers.get(queue) ?? 0;
+      say(
+        `  ${fn}: Celery task ${celeryName} on ${queue}, ${count} consumer${
+          count === 1 ? "" : "s"
+        } (Celery workers answer no ping)`,
+      );
+    }
     log.info("Workers answered the ping", { workers: workers.map((w) => w.worker) });
     say(`Dispatching tasks...`);
     const labelWidth = Math.max(...tasks.map((t) => t.label.length));

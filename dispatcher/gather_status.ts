@@ -2,6 +2,9 @@
  * What `deno task status` reports: each function's queue (depth, consumers
  * and dead letters) and the live workers that answer a ping, with how many
  * answers came from a sender that may not speak for the function it named.
+ * Celery workers answer no ping (their remote control is off, see
+ * docs/celery.md): a function served by them counts its queue's consumers
+ * as its live workers.
  *
  * @module
  */
@@ -23,8 +26,13 @@ export interface QueueStatus {
   consumers: number | null;
   /** Messages in `<queue>.dlq`; `null` when it does not exist. */
   dead_letters: number | null;
-  /** Workers that answered the ping for this queue. */
+  /**
+   * Workers that answered the ping for this queue; for a function served by
+   * Celery workers, the queue's consumers.
+   */
   workers: number;
+  /** `celery` for a function served by Celery workers. */
+  protocol: "native" | "celery";
 }
 
 /** The state of the system. */
@@ -53,7 +61,7 @@ export async function gatherStatus(
   options: GatherStatusOptions = {},
 ): Promise<SystemStatus> {
   const queues: QueueStatus[] = [];
-  for (const [name, { queue }] of functions) {
+  for (const [name, { queue, protocol }] of functions) {
     const info = await broker.inspectQueue(queue);
     const dlq = await broker.inspectQueue(deadLetterQueueOf(queue));
     queues.push({
@@ -63,7 +71,8 @@ export async function gatherStatus(
       messages: info?.messages ?? null,
       consumers: info?.consumers ?? null,
       dead_letters: dlq?.messages ?? null,
-      workers: 0,
+      workers: protocol === "celery" ? info?.consumers ?? 0 : 0,
+      protocol: protocol ?? "native",
     });
   }
   const client = await TaskClient.open(broker, { functions });
@@ -74,6 +83,7 @@ export async function gatherStatus(
     await client.close();
   }
   for (const queue of queues) {
+    if (queue.protocol === "celery") continue;
     queue.workers = ping.workers.filter((w) => w.queue === queue.queue).length;
   }
   return { queues, workers: ping.workers, unexpected_senders: ping.unexpected };

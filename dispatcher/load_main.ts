@@ -177,7 +177,10 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
     local: flags.local,
     fallback: true,
     settings: brokerSettings(flags),
-    functions: targets.map((task) => ({ task, queue: config.functions.get(task)!.queue })),
+    functions: targets.map((task) => {
+      const { queue, protocol } = config.functions.get(task)!;
+      return { task, queue, protocol };
+    }),
     connectionName: "load",
   }),
   async run({ flags, config, targets, out }, opened, { io, complain }) {

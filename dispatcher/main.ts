@@ -226,12 +226,17 @@ const DISPATCH: Command<typeof DISPATCH_OPTIONS, DispatchFlags, DispatchPlan> = 
     announce(plan, session.io);
     return plan;
   },
-  broker: ({ flags, scenario }) => ({
+  broker: ({ flags, config, scenario }) => ({
     local: flags.local,
     fallback: true,
     settings: brokerSettings(flags),
-    functions: [...new Map(scenario.tasks.map((t) => [t.task, { task: t.task, queue: t.queue }]))
-      .values()],
+    functions: [
+      ...new Map(scenario.tasks.map((t) => [t.task, {
+        task: t.task,
+        queue: t.queue,
+        protocol: config.functions.get(t.task)?.protocol,
+      }])).values(),
+    ],
     embeddedOptions: { logLevel: flags.logLevel, logFormat: flags.logFormat },
   }),
   run: runDispatch,

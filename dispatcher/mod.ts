@@ -30,7 +30,12 @@ export {
   TaskClient,
 } from "./client/task_client.ts";
 export { TaskFailedError, TaskTimeoutError } from "./client/errors.ts";
-export type { FunctionRoute, FunctionsOption } from "./client/functions.ts";
+export type {
+  FunctionOption,
+  FunctionProtocol,
+  FunctionRoute,
+  FunctionsOption,
+} from "./client/functions.ts";
 export type { CallOutcome, IgnoredReplies } from "./client/rpc_client.ts";
 export type { PingResult } from "./client/ping_workers.ts";
 export {

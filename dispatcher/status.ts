@@ -45,6 +45,8 @@ and the live workers: every worker answers a ping on the tasks.control
 exchange with its id, function, queue, uptime, tasks done and in flight.
 An answer counts only from the broker user of the function it names (its
 'user' in the configuration, default its name) or this tool's own user.
+Celery workers answer no ping: for a function served by them (protocol:
+celery) WORKERS counts the consumers of its queue.
 
 Options:
   --config PATH   configuration file with the functions (default: test-config.yml)
@@ -109,7 +111,7 @@ function formatStatus(
       q.exists ? count(q.messages) : "missing",
       count(q.consumers),
       count(q.dead_letters),
-      String(q.workers),
+      q.protocol === "celery" ? `${q.workers} (celery)` : String(q.workers),
     ]);
   }
   lines.push(...formatTable(queueRows).map((row, i) => `  ${i === 0 ? paint.dim(row) : row}`));
@@ -131,7 +133,9 @@ function formatStatus(
   for (const q of status.queues.filter((q) => q.workers === 0)) {
     lines.push(
       paint.warn(
-        `No live worker for ${q.function} on '${q.queue}': start one with 'docker compose up -d' or 'deno task worker ${q.function}'`,
+        q.protocol === "celery"
+          ? `No Celery worker consumes '${q.queue}' for ${q.function}: start one with 'docker compose --profile celery up -d' or 'celery -A <app> worker -Q ${q.queue}'`
+          : `No live worker for ${q.function} on '${q.queue}': start one with 'docker compose up -d' or 'deno task worker ${q.function}'`,
       ),
     );
   }

@@ -108,6 +108,7 @@ Deno.test("statusMain() --json prints one document, and exits 0 when every funct
       consumers: 2,
       dead_letters: 0,
       workers: 2,
+      protocol: "native",
     }]);
     assert.deepEqual(status.workers.map((w) => w.worker), ["task_a@one", "task_a@two"]);
     assert.equal(status.workers.reduce((sum, w) => sum + w.tasks_done, 0), 1);
@@ -191,5 +192,45 @@ Deno.test("statusMain() lists only pongs from each function's user, and warns of
   } finally {
     await worker.stop(0);
     await hub.shutdown();
+  }
+});
+
+Deno.test("statusMain() counts the consumers of a Celery function's queue as its workers", async () => {
+  const t = await setup();
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = `${dir}/celery.yml`;
+    await Deno.writeTextFile(
+      config,
+      `functions:
+  task_a: { queue: queue_a }
+  task_c: { queue: queue_c, protocol: celery, celery_name: tasks.task_c }
+  task_d: { queue: queue_d, protocol: celery, celery_name: tasks.task_d }
+scenarios:
+  s: { tasks: [{ task: task_c }] }
+`,
+    );
+    // A Celery worker, as the broker sees it: a consumer of its queue, answering no ping.
+    const celery = t.hub.connect("task_c");
+    await celery.declareQueue("queue_c", { durable: true });
+    await celery.consume("queue_c", () => {}, { prefetch: 1 });
+    const connect = () => Promise.resolve(t.hub.connect());
+    const json = await run(["--json", "--config", config, "--ping-ms", "100"], connect);
+    assert.equal(json.code, STATUS_EXIT.missingWorkers, "task_d has no Celery worker");
+    const status: SystemStatus = JSON.parse(json.out);
+    assert.deepEqual(status.queues.map((q) => [q.function, q.protocol, q.consumers, q.workers]), [
+      ["task_a", "native", 2, 2],
+      ["task_c", "celery", 1, 1],
+      ["task_d", "celery", null, 0],
+    ]);
+    const text = await run(["--config", config, "--ping-ms", "100"], connect);
+    assert.match(text.out, /^ {2}task_c +queue_c +0 +1 +- +1 \(celery\)$/m);
+    assert.match(
+      text.out,
+      /^No Celery worker consumes 'queue_d' for task_d: start one with 'docker compose --profile celery up -d'/m,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await t.close();
   }
 });

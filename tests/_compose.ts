@@ -41,13 +41,18 @@ export interface Stack {
 
 /**
  * Prepares (does not start) a stack with a unique project name, free ports
- * and a secrets directory of its own.
+ * and a secrets directory of its own; `composeEnv` adds variables for
+ * compose (build arguments, say).
  */
-export async function createStack(prefix: string): Promise<Stack> {
+export async function createStack(
+  prefix: string,
+  composeEnv: Record<string, string> = {},
+): Promise<Stack> {
   const project = uniqueName(prefix);
   const amqpPort = freePort();
   const secretsDir = await Deno.makeTempDir({ prefix: `${prefix}-secrets-` });
   const env = {
+    ...composeEnv,
     AMQP_PORT: String(amqpPort),
     MANAGEMENT_PORT: String(freePort()),
     COMPOSE_PROJECT_NAME: project,

@@ -100,3 +100,40 @@ Deno.test("compose.yaml runs secrets-init before the broker, without network or 
   const conf = await Deno.readTextFile(new URL("../broker/rabbitmq.conf", import.meta.url));
   assert.match(conf, /^load_definitions = \/run\/secrets\/definitions\.json$/m);
 });
+
+Deno.test("compose.yaml's Celery worker is optional, confined like the workers, and has its own user", async () => {
+  const celery = compose.services["worker-celery"];
+  assert.deepEqual(celery.profiles, ["celery"], "only with --profile celery");
+  assert.equal(celery.build.dockerfile, "Dockerfile.celery");
+  assert.equal(celery.build.args.CELERY_BASE_IMAGE, "${CELERY_BASE_IMAGE:-debian:trixie-slim}");
+  assert.equal(celery.read_only, true);
+  assert.deepEqual(celery.cap_drop, ["ALL"]);
+  assert.equal(celery.cap_add, undefined);
+  assert.deepEqual(celery.security_opt, ["no-new-privileges:true"]);
+  assert.match(String(celery.mem_limit), /^\d+m$/);
+  assert.ok(celery.pids_limit > 0 && celery.pids_limit <= 256);
+  assert.equal(celery.user, undefined, "runs as the image's non-root user");
+  assert.equal(celery.ports, undefined);
+  const url = new URL(celery.environment.AMQP_URL);
+  assert.equal(url.username, "task_c");
+  assert.equal(url.password, "", "its password comes from its secret");
+  assert.equal(celery.environment.AMQP_PASSWORD_FILE, "/run/secrets/amqp_password");
+  assert.deepEqual(celery.secrets, [{ source: "task_c_password", target: "amqp_password" }]);
+  const initArgs: string[] = compose.services["secrets-init"].command;
+  const queue = celery.environment.CELERY_QUEUE;
+  assert.ok(initArgs.includes(`--celery-function=task_c=${queue}`), "secrets-init creates task_c");
+  assert.ok(initArgs.includes("--celery-client"), "and the Celery clients' user");
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.celery", import.meta.url));
+  assert.match(dockerfile, /^ARG CELERY_BASE_IMAGE=debian:trixie-slim$/m);
+  assert.match(dockerfile, /apt-get install -y --no-install-recommends python3-celery/);
+  assert.match(dockerfile, /^USER 65532:65532$/m, "the owner secrets-init gives workers' files");
+  const example = await Deno.readTextFile(
+    new URL("../examples/celery/test-config.yml", import.meta.url),
+  );
+  const functions = parse(example).functions;
+  assert.deepEqual(functions.task_c, {
+    queue,
+    protocol: "celery",
+    celery_name: "tasks.task_c",
+  });
+});

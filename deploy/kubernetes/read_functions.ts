@@ -1,6 +1,8 @@
 /**
  * The functions of test-config.yml and their queues, for the Kubernetes
  * manifests. Reads only `functions:`; `deno task dispatch` checks the rest.
+ * A function served by Celery workers (`protocol: celery`) has no Deno
+ * worker to deploy, so it is left out.
  *
  * @module
  */
@@ -22,7 +24,10 @@ export function readFunctions(text: string, file = "test-config.yml"): FunctionQ
       `Cannot read the functions of ${file} as it has no 'functions:' mapping: add 'functions: {task_a: {queue: queue_a}}'`,
     );
   }
-  return Object.entries(functions).map(([name, entry]) => {
+  const deno = Object.entries(functions).filter(([, entry]) =>
+    (entry as { protocol?: unknown } | null)?.protocol !== "celery"
+  );
+  return deno.map(([name, entry]) => {
     const queue = (entry as { queue?: unknown } | null)?.queue;
     if (!NAME_PATTERN.test(name) || typeof queue !== "string" || !NAME_PATTERN.test(queue)) {
       throw new TypeError(

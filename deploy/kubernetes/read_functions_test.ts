@@ -9,6 +9,12 @@ Deno.test("readFunctions() reads each function and its queue", () => {
   ]);
 });
 
+Deno.test("readFunctions() leaves out functions served by Celery workers: no Deno worker to deploy", () => {
+  const text = "functions:\n  task_a: {queue: queue_a}\n" +
+    "  task_c: {queue: queue_c, protocol: celery, celery_name: tasks.task_c}\n";
+  assert.deepEqual(readFunctions(text), [{ name: "task_a", queue: "queue_a" }]);
+});
+
 Deno.test("readFunctions() says what is wrong with functions:", () => {
   assert.throws(() => readFunctions("name: x\n", "a.yml"), /a\.yml as it has no 'functions:'/);
   assert.throws(() => readFunctions("functions:\n  task_a: {}\n"), /function 'task_a'/);

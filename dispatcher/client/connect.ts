@@ -117,7 +117,7 @@ export async function connect(options: ConnectOptions = {}): Promise<TaskClient>
     env,
     user: options.user,
     local: options.local,
-    functions: [...functions].map(([task, { queue }]) => ({ task, queue })),
+    functions: [...functions].map(([task, { queue, protocol }]) => ({ task, queue, protocol })),
     embeddedOptions: { logLevel: options.logLevel ?? "warn" },
     connectionName: options.connectionName ?? "client",
   });

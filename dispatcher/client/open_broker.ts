@@ -38,8 +38,12 @@ export interface OpenBrokerOptions extends ResolveBrokerOptions {
    * @default {false}
    */
   fallback?: boolean;
-  /** The functions the embedded broker must run, if it comes to that. */
-  functions?: EmbeddedFunction[];
+  /**
+   * The functions the embedded broker must run, if it comes to that. One
+   * served by Celery workers cannot run there: the embedded broker is then
+   * refused with a `ConfigError` naming it.
+   */
+  functions?: (EmbeddedFunction & { protocol?: "native" | "celery" })[];
   embeddedOptions?: StartEmbeddedOptions;
   /** Shown in RabbitMQ's management UI. @default {"dispatcher"} */
   connectionName?: string;
@@ -77,6 +81,12 @@ export interface OpenedBroker {
   close(): Promise<void>;
 }
 
+/** The functions of `options` that Celery workers serve, named, if any. */
+function celeryFunctions(options: OpenBrokerOptions): string | undefined {
+  const celery = (options.functions ?? []).filter((f) => f.protocol === "celery");
+  return celery.length > 0 ? celery.map((f) => f.task).join(", ") : undefined;
+}
+
 /** How the embedded broker is named in output. */
 const EMBEDDED_LABEL = "embedded (in-process broker, each function in its own Web Worker)";
 
@@ -87,11 +97,20 @@ export function describeBroker(opened: OpenedBroker): string {
 }
 
 async function embed(options: OpenBrokerOptions, notice?: string): Promise<OpenedBroker> {
+  const celery = celeryFunctions(options);
+  if (celery !== undefined) {
+    throw new ConfigError(
+      `Cannot run ${celery} on the embedded broker as Celery workers serve ${
+        celery.includes(",") ? "them" : "it"
+      }: run without --local, on RabbitMQ with its Celery worker running (docker compose --profile celery up -d --build)`,
+    );
+  }
   const start = options.startEmbedded ??
     (await import("../../functions/_runtime/embedded.ts")).startEmbedded;
   let embedded: Embedded;
   try {
-    embedded = await start(options.functions ?? [], options.embeddedOptions);
+    const functions = (options.functions ?? []).map(({ task, queue }) => ({ task, queue }));
+    embedded = await start(functions, options.embeddedOptions);
   } catch (error) {
     // startEmbedded's contract: a TypeError names a function without a
     // module, a SandboxError a Deno without --unstable-worker-options. Its
@@ -167,6 +186,13 @@ export async function connectBroker(
     return opened(await connectTarget(target, options.probeTimeoutMs ?? 1500, options));
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
+    const celery = celeryFunctions(options);
+    if (celery !== undefined) {
+      throw new BrokerUnavailableError(
+        `Cannot run ${celery} as no broker answered at ${target.label}, and Celery workers need one: start RabbitMQ and the Celery worker (docker compose --profile celery up -d --build), or pass --broker URL`,
+        { cause: error, unreachable: true },
+      );
+    }
     return await embed(
       options,
       `No broker answered at ${target.label}, so this run uses the embedded broker. To run distributed: 'docker compose up -d --build', then run this again (or pass --broker URL).`,

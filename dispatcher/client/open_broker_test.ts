@@ -138,3 +138,35 @@ Deno.test("connectBroker() retries while nothing answers, until it does", async 
   await opened.close();
   await hub.shutdown();
 });
+
+Deno.test("openBroker() refuses the embedded broker for a function Celery workers serve, naming it", async () => {
+  const functions = [
+    { task: "task_a", queue: "queue_a" },
+    { task: "task_c", queue: "queue_c", protocol: "celery" as const },
+  ];
+  const local = options({ local: true, functions });
+  await assert.rejects(
+    openBroker(local.base),
+    (error: Error) =>
+      error instanceof ConfigError &&
+      /^Cannot run task_c on the embedded broker as Celery workers serve it: run without --local/
+        .test(error.message),
+  );
+  assert.equal(local.calls.embedded, 0);
+  await local.hub.shutdown();
+  const fallback = options({
+    fallback: true,
+    probeTimeoutMs: 300,
+    connect: unreachable,
+    functions,
+  });
+  await assert.rejects(
+    connectBroker(target("amqp://guest:guest@localhost:5672", false), fallback.base),
+    (error: Error) =>
+      error instanceof BrokerUnavailableError &&
+      /^Cannot run task_c as no broker answered at amqp:\/\/guest:\*\*\*@localhost:5672, and Celery workers need one/
+        .test(error.message),
+  );
+  assert.equal(fallback.calls.embedded, 0);
+  await fallback.hub.shutdown();
+});

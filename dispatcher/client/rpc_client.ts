@@ -11,18 +11,15 @@
 import { type Broker, BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
 import {
   DEADLINE_EXCEEDED,
-  encodeRequest,
   type Message,
-  parseProgress,
-  parseReply,
   type Payload,
-  PROGRESS_MESSAGE_TYPE,
   type RetryOverrides,
   type TaskProgress,
   type TaskReply,
 } from "../../functions/_runtime/contract/mod.ts";
 import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
 import { type CallTrace, startCallTrace } from "./call_trace.ts";
+import { type CallProtocol, NATIVE_PROTOCOL } from "./call_protocol.ts";
 import { isExpectedSender } from "./senders.ts";
 import { DeadlineTimer } from "../../functions/_runtime/deadline_timer.ts";
 import type { SentEvent } from "./sent_events.ts";
@@ -55,6 +52,11 @@ export interface CallOptions {
    * trace and span ids when tracing is on (for log lines), else `{}`.
    */
   onSent?: (trace: TraceIds) => void;
+  /**
+   * How the request is built and its answers read.
+   * @default {NATIVE_PROTOCOL}
+   */
+  protocol?: CallProtocol;
 }
 
 /** How a call ended: with the one reply, or with no reply in time. */
@@ -75,6 +77,7 @@ export type CallOutcome =
   & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 interface Pending {
+  protocol: CallProtocol;
   resolve: (outcome: CallOutcome) => void;
   reject: (error: Error) => void;
   onProgress?: (progress: TaskProgress) => void;
@@ -192,7 +195,10 @@ export class RpcClient {
     const sentWallMs = Date.now();
     // Undefined when tracing is off: no span, and no trace headers.
     const trace = startCallTrace(task, queue, taskId);
-    const request = encodeRequest(task, payload, {
+    const protocol = options.protocol ?? NATIVE_PROTOCOL;
+    const request = protocol.encode({
+      task,
+      payload,
       taskId,
       replyTo: this.#replyTo,
       progress: options.onProgress !== undefined,
@@ -207,6 +213,7 @@ export class RpcClient {
       const sentAt = performance.now();
       const deadline = sentAt + options.timeoutMs;
       const pending: Pending = {
+        protocol,
         resolve,
         reject,
         onProgress: options.onProgress,
@@ -284,28 +291,26 @@ export class RpcClient {
       this.ignored.unexpectedSender++;
       return;
     }
-    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
-      const progress = parseProgress(message.body);
-      if (!progress.ok) {
-        this.ignored.invalid++;
-        return;
-      }
-      this.#markSent(pending);
-      pending.onProgress?.(progress.value);
-      return;
-    }
-    const reply = parseReply(message.body);
-    if (!reply.ok) {
+    const answer = pending.protocol.read(message);
+    if (answer.kind === "invalid") {
       this.ignored.invalid++;
       return;
     }
+    if (answer.kind === "progress") {
+      this.#markSent(pending);
+      if (answer.progress) pending.onProgress?.(answer.progress);
+      return;
+    }
+    const { reply } = answer;
     this.#forget(id);
     this.#markSent(pending);
-    const timedOut = reply.value.error?.type === DEADLINE_EXCEEDED;
+    // The deadline passed (before the task started, or while it ran): the
+    // caller's timer fires at the same moment, and either way it is a timeout.
+    const timedOut = reply.error?.type === DEADLINE_EXCEEDED;
     const { trace } = pending;
-    trace?.answered(reply.value, timedOut);
+    trace?.answered(reply, timedOut);
     pending.resolve({
-      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply: reply.value }),
+      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply }),
       taskId: id,
       sentAt: pending.sentAt,
       endedAt: performance.now(),

@@ -1,8 +1,9 @@
 /**
  * The client of the functions: calls them by name over an open broker,
  * each call a typed promise of its result (or a typed error), many at once,
- * with progress events on demand. It routes each function to its queue and
- * believes only replies from that function's workers (`senders.ts`).
+ * with progress events on demand. It routes each function to its queue, in
+ * the protocol its workers speak (native, or Celery's: `celery_call.ts`),
+ * and believes only replies from that function's workers (`senders.ts`).
  *
  * @module
  */
@@ -15,6 +16,7 @@ import type {
   TaskProgress,
 } from "../../functions/_runtime/contract/mod.ts";
 import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
+import { callCelery } from "./celery_call.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
@@ -35,7 +37,11 @@ export interface TaskCallOptions {
   timeoutMs?: number;
   /** Identifies the task in replies, logs and dead letters; a new UUID when absent. */
   taskId?: string;
-  /** Per-call retry settings, each overriding the function's own. */
+  /**
+   * Per-call retry settings, each overriding the function's own. For a
+   * function served by Celery workers the client makes these retries itself
+   * (default: none; see `celery_call.ts`).
+   */
   retry?: RetryOverrides;
   /**
    * Receives the worker's progress events: `started` at each attempt, and
@@ -141,14 +147,16 @@ export class TaskClient {
    */
   request(fn: string, payload?: Payload, options: TaskCallOptions = {}): Promise<CallOutcome> {
     const route = this.route(fn);
-    return this.#rpc.call(route.queue, fn, payload, {
+    const call = {
       timeoutMs: options.timeoutMs ?? this.#timeoutMs,
       taskId: options.taskId,
       retry: options.retry,
-      sender: route.user,
       onProgress: options.onProgress,
       onSent: options.onSent,
-    });
+    };
+    // A function served by Celery workers: Celery requests, and the retries made here.
+    if (route.protocol === "celery") return callCelery(this.#rpc, fn, route, payload, call);
+    return this.#rpc.call(route.queue, fn, payload, { ...call, sender: route.user });
   }
 
   /**
@@ -206,7 +214,10 @@ export class TaskClient {
     fns: readonly string[],
     options: WaitForWorkersOptions,
   ): Promise<Map<string, number>> {
-    const needed = fns.map((task) => ({ task, queue: this.route(task).queue }));
+    const needed = fns.map((task) => {
+      const { queue, protocol } = this.route(task);
+      return { task, queue, protocol };
+    });
     return waitForWorkers(this.#broker, needed, options);
   }
 

@@ -14,6 +14,8 @@ export interface NeededWorker {
   task: string;
   /** The queue a worker of it must consume. */
   queue: string;
+  /** `celery` when Celery workers serve it. @default {"native"} */
+  protocol?: "native" | "celery";
 }
 
 /** Options for {@linkcode waitForWorkers}. */
@@ -41,8 +43,10 @@ export class WorkersMissingError extends Error {
    * @param waitedMs How long it waited.
    */
   constructor(missing: NeededWorker[], waitedMs: number) {
-    const lines = missing.map(({ task, queue }) =>
-      `  ${task}: no worker consumes '${queue}'. Start one: 'docker compose up -d --build' (all workers) or 'deno task worker ${task}'`
+    const lines = missing.map(({ task, queue, protocol }) =>
+      protocol === "celery"
+        ? `  ${task}: no Celery worker consumes '${queue}'. Start one: 'docker compose --profile celery up -d --build', or 'celery -A <app> worker -Q ${queue}'`
+        : `  ${task}: no worker consumes '${queue}'. Start one: 'docker compose up -d --build' (all workers) or 'deno task worker ${task}'`
     );
     super(
       `Cannot dispatch as ${

@@ -13,6 +13,7 @@ Deno.test("waitForWorkers() names each missing worker and how to start it", asyn
     const error = await waitForWorkers(broker, [
       { task: "task_a", queue: "queue_a" },
       { task: "task_b", queue: "queue_b" },
+      { task: "task_c", queue: "queue_c", protocol: "celery" },
     ], {
       timeoutMs: 60,
       intervalMs: 10,
@@ -20,10 +21,14 @@ Deno.test("waitForWorkers() names each missing worker and how to start it", asyn
     }).catch((e) => e);
     assert.ok(error instanceof WorkersMissingError);
     assert.ok(Date.now() - started < 1000);
-    assert.deepEqual(error.missing.map((m: { task: string }) => m.task), ["task_b"]);
+    assert.deepEqual(error.missing.map((m: { task: string }) => m.task), ["task_b", "task_c"]);
     assert.match(error.message, /task_b: no worker consumes 'queue_b'/);
     assert.match(error.message, /deno task worker task_b/);
-    assert.deepEqual(waiting, [["task_b"]], "told once");
+    assert.match(
+      error.message,
+      /task_c: no Celery worker consumes 'queue_c'\. Start one: 'docker compose --profile celery up -d --build'/,
+    );
+    assert.deepEqual(waiting, [["task_b", "task_c"]], "told once");
   } finally {
     await hub.shutdown();
   }

@@ -1,6 +1,7 @@
 /**
- * Loads and validates `test-config.yml`: the functions (their queues and
- * the broker users of their workers) and scenarios of tasks with payloads,
+ * Loads and validates `test-config.yml`: the functions (their queues, the
+ * broker users of their workers, and for one served by Celery workers
+ * `protocol: celery` with its `celery_name`) and scenarios of tasks with payloads,
  * timeouts, retries and expected results. Every problem is reported at once,
  * each with its file, line and column and what to change (see
  * `yaml_checker.ts`).
@@ -14,7 +15,12 @@ import {
   RETRY_LIMITS,
   type RetryOverrides,
 } from "../../functions/_runtime/contract/mod.ts";
-import { type FunctionRoute, USER_PATTERN } from "../client/functions.ts";
+import {
+  type FunctionProtocol,
+  type FunctionRoute,
+  routeProblem,
+  USER_PATTERN,
+} from "../client/functions.ts";
 import { ConfigError } from "./config_error.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
 
@@ -63,7 +69,7 @@ export interface Config {
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 const TOP_KEYS = ["name", "default_scenario", "functions", "defaults", "scenarios"];
-const FUNCTION_KEYS = ["queue", "user"];
+const FUNCTION_KEYS = ["queue", "user", "protocol", "celery_name"];
 const DEFAULT_KEYS = ["timeout_ms", "retries", "backoff"];
 const SCENARIO_KEYS = ["description", "tasks"];
 const TASK_KEYS = ["task", "payload", "count", "timeout_ms", "retries", "backoff", "expect"];
@@ -256,8 +262,21 @@ function readFunctions(check: YamlChecker, value: unknown): Map<string, Function
       }
       user = settings.user;
     }
+    const problem = routeProblem(settings.protocol, settings.celery_name, "celery_name");
+    if (problem !== undefined) {
+      check.report(
+        [...path, problem.field === "protocol" ? "protocol" : "celery_name"],
+        problem.message,
+      );
+      continue;
+    }
     queues.set(settings.queue, fn);
-    functions.set(fn, { queue: settings.queue, user });
+    const route: FunctionRoute = { queue: settings.queue, user };
+    if (settings.protocol === "celery") {
+      route.protocol = settings.protocol as FunctionProtocol;
+      route.celeryName = settings.celery_name as string;
+    }
+    functions.set(fn, route);
   }
   return functions;
 }

@@ -585,3 +585,65 @@ scenarios:
     "user 'no spaces' is not a broker user name: use letters, digits, _ . @ -, at most 64",
   );
 });
+
+Deno.test("parseConfig() reads a function served by Celery workers: protocol celery and its celery_name", () => {
+  const config = parseConfig(
+    `functions:
+  task_a: { queue: queue_a }
+  task_c: { queue: queue_c, protocol: celery, celery_name: tasks.task_c }
+  task_d: { queue: queue_d, protocol: native }
+scenarios:
+  s: { tasks: [{ task: task_a }, { task: task_c, retries: 2 }] }
+`,
+    FILE,
+  );
+  assert.deepEqual(config.functions.get("task_c"), {
+    queue: "queue_c",
+    user: "task_c",
+    protocol: "celery",
+    celeryName: "tasks.task_c",
+  });
+  assert.deepEqual(config.functions.get("task_a"), { queue: "queue_a", user: "task_a" });
+  assert.deepEqual(config.functions.get("task_d"), { queue: "queue_d", user: "task_d" });
+  assert.deepEqual(scenario(config, "s").tasks.map((t) => [t.task, t.queue, t.retry]), [
+    ["task_a", "queue_a", {}],
+    ["task_c", "queue_c", { max_retries: 2 }],
+  ]);
+});
+
+Deno.test("parseConfig() refuses a protocol or celery_name that does not fit, at the field", () => {
+  const text = (settings: string) =>
+    `functions:\n  task_c: { queue: queue_c, ${settings} }\nscenarios:\n  s: { tasks: [{ task: task_c }] }\n`;
+  assert.equal(
+    onlyProblem(text("protocol: amqp"), {
+      line: 2,
+      column: 39,
+      path: "functions.task_c.protocol",
+    }),
+    'must be native or celery, but is "amqp": use celery for a function served by Celery workers, or leave it out',
+  );
+  assert.match(
+    onlyProblem(text("protocol: celery"), {
+      line: 2,
+      column: 11,
+      path: "functions.task_c.celery_name",
+    }),
+    /^is missing, and protocol celery needs it: give the Celery task name .* such as tasks\.task_c$/,
+  );
+  assert.match(
+    onlyProblem(text("celery_name: tasks.task_c"), {
+      line: 2,
+      column: 42,
+      path: "functions.task_c.celery_name",
+    }),
+    /^is only for a function served by Celery workers: set protocol to celery, or remove celery_name$/,
+  );
+  assert.match(
+    onlyProblem(text('protocol: celery, celery_name: "tasks c"'), {
+      line: 2,
+      column: 60,
+      path: "functions.task_c.celery_name",
+    }),
+    /^must be a Celery task name \(dotted Python names, such as tasks\.task_c\), but is "tasks c"$/,
+  );
+});

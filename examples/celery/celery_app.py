@@ -1,8 +1,15 @@
 """A Celery 5 client, as the original Celery systems had it, calling Deno functions.
 
 The only settings that differ from a plain Celery client are the documented
-ones (docs/celery.md): the queues are declared by the Deno workers (quorum
-queues with dead-letter targets), so the client must not declare them.
+ones (docs/celery.md, "Client settings"):
+
+- the Deno workers declare their queues (quorum queues with dead-letter
+  targets), so the client declares none of them (`no_declare=True`);
+- each route names the exchange named after its queue: that route is what
+  proves a request came from a Celery client's broker user, as only those
+  users (and the function's own workers) may write to it. Without `exchange`
+  and `routing_key`, Celery publishes through the default exchange instead,
+  which a Celery client's user may not use.
 """
 
 import os
@@ -10,21 +17,29 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
-app = Celery("tasks", broker=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//"), backend="rpc://")
+app = Celery(
+    "tasks",
+    broker=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//"),
+    backend="rpc://",
+)
+
+
+def route(queue):
+    """The Celery route of a Deno function: the exchange named after its queue."""
+    return {"queue": queue, "exchange": queue, "routing_key": queue}
+
 
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     result_serializer="json",
     task_routes={
-        "tasks.task_a": {"queue": "queue_a"},
-        "tasks.task_b": {"queue": "queue_b"},
+        "tasks.task_a": route("queue_a"),
+        "tasks.task_b": route("queue_b"),
     },
-    # The Deno workers declare these queues: the client publishes through the
-    # exchange named after each queue and declares nothing.
     task_queues=[
-        Queue("queue_a", Exchange("queue_a", type="direct"), routing_key="queue_a", no_declare=True),
-        Queue("queue_b", Exchange("queue_b", type="direct"), routing_key="queue_b", no_declare=True),
+        Queue(name, Exchange(name, type="direct"), routing_key=name, no_declare=True)
+        for name in ("queue_a", "queue_b")
     ],
 )
 

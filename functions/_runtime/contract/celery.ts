@@ -5,11 +5,11 @@
  * See docs/celery.md for the mapping and what is refused.
  *
  * A request: headers `task` (the Celery task name), `id`, `retries`, `eta`,
- * `expires`, `timelimit`; body `[args, kwargs, embed]` as JSON. A reply:
- * published to the request's `reply_to` through the default exchange,
- * `correlation_id` = the task id, body `{task_id, status, result, traceback,
- * children, date_done}`, a failure's `result` being `{exc_type,
- * exc_message, exc_module}`.
+ * `expires`, `timelimit`; body `[args, kwargs, embed]` as JSON. A worker
+ * parses it ({@linkcode parseCeleryRequest}); a caller of a Celery worker
+ * builds it ({@linkcode encodeCeleryRequest}). The `rpc://` results that
+ * answer it are in `celery_reply.ts`, re-exported here, so that both sides
+ * share one definition of each message.
  *
  * @module
  */
@@ -24,9 +24,11 @@ import {
   type Message,
   type Parsed,
   refuse,
-  type TaskError,
 } from "./message.ts";
+import { SENT_AT_HEADER } from "./names.ts";
 import type { Payload } from "./request.ts";
+
+export * from "./celery_reply.ts";
 
 /** A Celery request, after validation. */
 export interface CeleryRequest {
@@ -53,6 +55,8 @@ export interface ParseCeleryRequestOptions {
   names: readonly string[];
   maxBytes: number;
 }
+
+const encoder = new TextEncoder();
 
 /** Celery names its tasks after their Python module and function: `tasks.task_a`. */
 export const CELERY_NAME_PATTERN = /^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*){0,15}$/;
@@ -81,9 +85,10 @@ function timeOf(value: unknown, header: string): Parsed<number | undefined> {
   return { ok: true, value: time };
 }
 
+/** Celery sends `timelimit` as `[time_limit, soft_time_limit]`: hard first. */
 function timeLimitOf(value: unknown): number | undefined {
   if (!Array.isArray(value)) return undefined;
-  const [soft, hard] = value;
+  const [hard, soft] = value;
   const seconds = typeof hard === "number" ? hard : typeof soft === "number" ? soft : undefined;
   return seconds !== undefined && seconds > 0 && Number.isFinite(seconds)
     ? Math.ceil(seconds * 1000)
@@ -94,7 +99,7 @@ function timeLimitOf(value: unknown): number | undefined {
  * The payload a function sees for Celery's `args` and `kwargs`: the
  * keyword arguments; a single positional argument that is an object is
  * merged under them (`task.delay({"work_ms": 5})`); other positional
- * arguments come as `args`.
+ * arguments come as `args`. {@linkcode celeryArgumentsOf} is the way back.
  */
 export function payloadOfCeleryArguments(args: unknown[], kwargs: Payload): Payload {
   if (args.length === 0) return { ...kwargs };
@@ -186,48 +191,94 @@ export function parseCeleryRequest(
   return { ok: true, value: request };
 }
 
-/** Celery's task states, as far as a final reply needs them. */
-export type CeleryState = "SUCCESS" | "FAILURE";
+/**
+ * Celery's `args` and `kwargs` for a payload, as a caller of a Celery task
+ * sends them: a list under `args` becomes the positional arguments, every
+ * other key a keyword argument. `{work_ms: 5}` calls `task(work_ms=5)`;
+ * `{args: [2, 3]}` calls `task(2, 3)`.
+ */
+export function celeryArgumentsOf(payload: Payload | undefined): [unknown[], Payload] {
+  if (payload === undefined) return [[], {}];
+  const { args, ...kwargs } = payload;
+  return Array.isArray(args) ? [args, kwargs] : [[], { ...payload }];
+}
 
-const encoder = new TextEncoder();
+/** Options for {@linkcode encodeCeleryRequest}. */
+export interface EncodeCeleryRequestOptions {
+  /** The Celery task id; also the correlation id its results carry back. */
+  taskId: string;
+  /** Where the results go, such as `amq.rabbitmq.reply-to`. */
+  replyTo?: string;
+  /**
+   * Earlier attempts, as Celery's `retries` counts them: the task sees it as
+   * `self.request.retries`.
+   * @default {0}
+   */
+  retries?: number;
+  /**
+   * When the caller stops waiting (ms since the epoch): Celery's `expires`
+   * (a worker discards the task after it) and the AMQP `expiration`.
+   */
+  expires?: number;
+  /** Who sent it, for Celery's `origin` header. @default {"task-system"} */
+  origin?: string;
+  /** The time `expires` is measured from. @default {Date.now()} */
+  now?: number;
+}
+
+/** Python's `isoformat()` of an aware UTC time, which every Celery version reads. */
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString().replace("Z", "+00:00");
+}
+
+/** Celery's `argsrepr` and `kwargsrepr`: what monitoring tools show, bounded. */
+const REPR_CHARS = 1024;
 
 /**
- * Builds the result message Celery's `rpc://` backend expects. For a
- * failure, the client raises an exception named after the error's type
- * (Celery makes the class when it does not know it), with its message.
+ * Builds a Celery message protocol 2 request for the task `name`, as a
+ * Celery 5 client publishes one with the JSON serializer: no canvas, no
+ * eta, no time limits (the Celery worker's own limits apply).
  */
-export function encodeCeleryReply(
-  taskId: string,
-  outcome: { ok: true; resultJson: string } | { ok: false; error: TaskError },
+export function encodeCeleryRequest(
+  name: string,
+  payload: Payload | undefined,
+  options: EncodeCeleryRequestOptions,
 ): Message {
-  const common = {
-    task_id: taskId,
-    traceback: null as string | null,
-    children: [],
-    date_done: new Date().toISOString(),
-  };
-  let text: string;
-  if (outcome.ok) {
-    const head = JSON.stringify({ ...common, status: "SUCCESS" as CeleryState });
-    text = head.slice(0, -1) + `,"result":${outcome.resultJson}}`;
-  } else {
-    text = JSON.stringify({
-      ...common,
-      status: "FAILURE" as CeleryState,
-      traceback: `${outcome.error.type}: ${outcome.error.message}`,
-      result: {
-        exc_type: outcome.error.type,
-        exc_message: [outcome.error.message],
-        exc_module: "celery.exceptions",
-      },
-    });
-  }
-  return {
-    body: encoder.encode(text),
+  const [args, kwargs] = celeryArgumentsOf(payload);
+  const now = options.now ?? Date.now();
+  const embed = { callbacks: null, errbacks: null, chain: null, chord: null };
+  const message: Message = {
+    body: encoder.encode(JSON.stringify([args, kwargs, embed])),
     properties: {
       contentType: CONTENT_TYPE,
       contentEncoding: "utf-8",
-      correlationId: taskId,
+      correlationId: options.taskId,
+      replyTo: options.replyTo,
+      persistent: true,
+      timestamp: Math.floor(now / 1000),
+      headers: {
+        lang: "js",
+        task: name,
+        id: options.taskId,
+        shadow: null,
+        eta: null,
+        expires: options.expires === undefined ? null : isoTime(options.expires),
+        group: null,
+        group_index: null,
+        retries: options.retries ?? 0,
+        timelimit: [null, null],
+        root_id: options.taskId,
+        parent_id: null,
+        argsrepr: boundText(JSON.stringify(args), REPR_CHARS),
+        kwargsrepr: boundText(JSON.stringify(kwargs), REPR_CHARS),
+        origin: options.origin ?? "task-system",
+        ignore_result: false,
+        [SENT_AT_HEADER]: now,
+      },
     },
   };
+  if (options.expires !== undefined) {
+    message.properties.expiration = String(Math.max(1, Math.ceil(options.expires - now)));
+  }
+  return message;
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
+  celeryArgumentsOf,
   encodeCeleryReply,
+  encodeCeleryRequest,
   isCeleryMessage,
   type Message,
   parseCeleryRequest,
@@ -55,7 +57,8 @@ Deno.test("parseCeleryRequest() maps args and kwargs to a payload, and reads the
       retries: 2,
       expires: "2030-01-01T00:00:00+00:00",
       eta: "2029-01-01T00:00:00.000Z",
-      timelimit: [10, 20],
+      // Celery sends [time_limit, soft_time_limit]: the hard limit first.
+      timelimit: [20, 10],
     }),
     OPTIONS,
   );
@@ -65,6 +68,9 @@ Deno.test("parseCeleryRequest() maps args and kwargs to a payload, and reads the
   assert.equal(parsed.value.expires, Date.parse("2030-01-01T00:00:00Z"));
   assert.equal(parsed.value.eta, Date.parse("2029-01-01T00:00:00Z"));
   assert.equal(parsed.value.timeLimitMs, 20_000, "the hard limit");
+  const soft = parseCeleryRequest(celery([[], {}, EMBED], { timelimit: [null, 7.5] }), OPTIONS);
+  assert.ok(soft.ok);
+  assert.equal(soft.value.timeLimitMs, 7_500, "the soft limit when there is no hard one");
   assert.deepEqual(payloadOfCeleryArguments([{ work_ms: 1 }], { x: 2 }), { work_ms: 1, x: 2 });
   assert.deepEqual(payloadOfCeleryArguments([1, 2], {}), { args: [1, 2] });
 });
@@ -122,4 +128,52 @@ Deno.test("encodeCeleryReply() builds the result Celery's rpc:// backend reads",
     exc_message: ["no"],
     exc_module: "celery.exceptions",
   });
+});
+
+Deno.test("encodeCeleryRequest() builds what a Celery 5 client sends, and a worker reads it back", () => {
+  const now = Date.parse("2030-01-01T00:00:00Z");
+  const message = encodeCeleryRequest("tasks.task_a", { work_ms: 5, args: [1, "x"] }, {
+    taskId: "t-1",
+    replyTo: "amq.rabbitmq.reply-to.abc",
+    retries: 2,
+    expires: now + 1500,
+    now,
+  });
+  const { properties } = message;
+  assert.equal(properties.contentType, "application/json");
+  assert.equal(properties.contentEncoding, "utf-8");
+  assert.equal(properties.correlationId, "t-1", "the task id, as Celery's rpc:// backend matches");
+  assert.equal(properties.replyTo, "amq.rabbitmq.reply-to.abc");
+  assert.equal(properties.expiration, "1500");
+  assert.equal(properties.persistent, true);
+  const headers = properties.headers!;
+  assert.equal(headers.task, "tasks.task_a");
+  assert.equal(headers.id, "t-1");
+  assert.equal(headers.retries, 2);
+  assert.equal(headers.expires, "2030-01-01T00:00:01.500+00:00", "an aware ISO time");
+  assert.deepEqual(headers.timelimit, [null, null]);
+  assert.equal(headers.ignore_result, false);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(message.body)), [
+    [1, "x"],
+    { work_ms: 5 },
+    EMBED,
+  ]);
+  assert.equal(isCeleryMessage(message), true);
+  const parsed = parseCeleryRequest(message, OPTIONS);
+  assert.ok(parsed.ok, JSON.stringify(parsed));
+  assert.deepEqual(parsed.value.payload, { args: [1, "x"], work_ms: 5 }, "the same payload");
+  assert.equal(parsed.value.retries, 2);
+  assert.equal(parsed.value.expires, now + 1500);
+  assert.equal(parsed.value.timeLimitMs, undefined);
+});
+
+Deno.test("celeryArgumentsOf() is the way back from payloadOfCeleryArguments()", () => {
+  assert.deepEqual(celeryArgumentsOf(undefined), [[], {}]);
+  assert.deepEqual(celeryArgumentsOf({ work_ms: 5 }), [[], { work_ms: 5 }]);
+  assert.deepEqual(celeryArgumentsOf({ args: [2, 3], x: 1 }), [[2, 3], { x: 1 }]);
+  assert.deepEqual(celeryArgumentsOf({ args: "not a list" }), [[], { args: "not a list" }]);
+  for (const payload of [{ work_ms: 5 }, { args: [2, 3] }, { args: [2], x: 1 }]) {
+    const [args, kwargs] = celeryArgumentsOf(payload);
+    assert.deepEqual(payloadOfCeleryArguments(args, kwargs), payload);
+  }
 });

@@ -35,10 +35,7 @@ async function setup() {
   const worker = await startWorker(inProcessRunner(add), hub.connect("adder"), {
     workerId: "adder@test",
   });
-  // What a Celery client routed to queue_adder declares: a direct exchange of its name.
-  const admin = hub.connect("admin");
-  await admin.declareExchange("queue_adder", "direct");
-  await admin.bindQueue("queue_adder", "queue_adder", "queue_adder");
+  // The worker made the route Celery clients publish through: the exchange named after its queue.
   const client = hub.connect("celery_client");
   const results = new Map<string, Record<string, unknown>>();
   const replyTo = await client.openReplyQueue((message) => {

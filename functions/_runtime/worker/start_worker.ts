@@ -309,14 +309,16 @@ export async function startWorker(
 
 /**
  * The route Celery clients publish through: a direct exchange named after
- * the queue, bound to it. A deployment with broker users declares it in its
- * definitions (and only Celery clients may write to it); on a broker where
- * the worker may, the worker makes it.
+ * the queue, bound to it with the queue's name as routing key. Only Celery
+ * clients' broker users (and this worker's) may write to it, which is what
+ * lets a Celery request that came through it run without `user_id`
+ * (`handle_delivery.ts`). The binding is made at every start, so a queue
+ * that was deleted and made again gets its route back; that takes the
+ * write permission on the worker's own queue (broker/definitions.ts).
  */
 async function declareCeleryRoute(broker: Broker, queue: string): Promise<void> {
-  if (await broker.declareExchange(queue, "direct", { durable: true })) {
-    await broker.bindQueue(queue, queue, queue);
-  }
+  await broker.declareExchange(queue, "direct", { durable: true });
+  await broker.bindQueue(queue, queue, queue);
 }
 
 /**
