@@ -42,6 +42,7 @@ import {
   taskIdOf,
   twoDigits,
 } from "./delivery_facts.ts";
+import { type AnsweredTask, AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { HandlerOutcome } from "./run_handler.ts";
 import type { HandlerRunner } from "./runner.ts";
@@ -67,6 +68,8 @@ export interface DeliveryContext {
   log: Logger;
   /** Publishes task events; {@linkcode NO_EVENTS} when they are off. */
   emit: EmitTaskEvent;
+  /** The tasks this process answered, to answer copies of their requests without running them. */
+  answered: AnsweredTasks;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -80,7 +83,7 @@ export interface DeliveryHandler {
 /** Makes the handler of a worker's deliveries. */
 export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler {
   const { runner, broker, settler, info, queue, workerId, queueType, deliveryLimit } = context;
-  const { maxBytes, senders, random, metrics, log, emit } = context;
+  const { maxBytes, senders, random, metrics, log, emit, answered } = context;
   const stats = metrics.stats;
   const anySender = senders.has("*");
   // On a broker without users of its own every party is guest: user_id
@@ -158,9 +161,15 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       return (sendAnswer as (...args: unknown[]) => Promise<void>)(status, error, resultJson)
         .finally(() => span.end());
     };
+    // Set once this request holds its task id in the record of answers.
+    let recordAs: { key: string; fingerprint: string } | undefined;
     const sendAnswer: Answer = (status, error, resultJson?) => {
       if (!celery) {
-        return settler.reply(delivery, outcome(status, error), resultJson);
+        const reply = outcome(status, error);
+        // Kept before it is sent: should sending fail, the request comes
+        // back and is answered from the record, not run again.
+        if (recordAs) answered.remember(recordAs.key, recordAs.fingerprint, { reply, resultJson });
+        return settler.reply(delivery, reply, resultJson);
       }
       const id = celeryId ?? String(delivery.properties.headers?.id ?? taskId ?? "");
       if (ignoreResult) return Promise.resolve();
@@ -271,84 +280,108 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       request = parsed.value;
       taskName = request.task;
     }
-    const deadline = request.deadline ?? null;
-    if (deadline !== null && deadline <= Date.now()) {
-      stats.expired++;
-      return await refuse("expired", {
-        type: DEADLINE_EXCEEDED,
-        message: `Cannot start the task as its deadline passed ${
-          Date.now() - deadline
-        } ms ago: the caller no longer waits for it`,
-      });
-    }
-    if (eta !== undefined && eta - Date.now() > ETA_SLACK_MS) {
-      // Not yet: it waits in a delay queue, as a retry does, holding no worker.
-      const waitMs = Math.min(eta - Date.now(), RETRY_LIMITS.max_delay_ms);
-      await settler.retry(delivery, {
-        nextAttempt: attempt,
-        delayMs: twoDigits(waitMs),
-        sender,
-        remainingMs: deadline === null ? undefined : deadline - Date.now(),
-      });
-      logOf().info("Task waits for its eta", { eta: new Date(eta).toISOString() });
-      traced.end("eta");
-      settle(task);
-      return;
-    }
-
-    log.debug("Task started", ids);
-    emit({ ...event, kind: "task-started", attempt });
-    if (request.progress) {
-      settler.progress(delivery, {
-        task_id: taskId,
-        task: request.task,
-        event: "started",
-        worker: workerId,
-        queue,
-        attempt,
-        at: startedAt.toISOString(),
-      }).catch((error) => logOf().debug("Could not send a progress event", { error }));
-    }
-    const result = await runner.run(
-      { id: nextRun++, payload: request.payload, taskId, attempt, worker: workerId, deadline },
-      attemptLimit(timeoutMs, deadline),
-      logOf(),
-    );
-    if (task.abandoned) return;
-    const checked = result.ok && !fitsIn(result.resultJson, maxBytes)
-      ? {
-        ok: false as const,
-        retryable: false,
-        error: {
-          type: "ResultTooLarge",
-          message:
-            `Cannot send the handler's result as it takes more than ${maxBytes} bytes: return less, or store it elsewhere and return where`,
-        },
+    const proceed = async (): Promise<void> => {
+      const deadline = request.deadline ?? null;
+      if (deadline !== null && deadline <= Date.now()) {
+        stats.expired++;
+        return await refuse("expired", {
+          type: DEADLINE_EXCEEDED,
+          message: `Cannot start the task as its deadline passed ${
+            Date.now() - deadline
+          } ms ago: the caller no longer waits for it`,
+        });
       }
-      : result;
-    if (checked.ok) {
-      stats.succeeded++;
-      const duration = elapsed();
-      metrics.observe("success", duration);
-      // The reply goes first: the caller waits for it, not for the log line.
-      const replied = answer("success", null, checked.resultJson);
-      log.info("Task succeeded", { ...ids, status: "success", duration_ms: duration });
-      await replied;
-      traced.end("success");
-      emit({ ...event, kind: "task-succeeded", attempt, duration_ms: duration });
-      settle(task);
-      return;
+      if (eta !== undefined && eta - Date.now() > ETA_SLACK_MS) {
+        // Not yet: it waits in a delay queue, as a retry does, holding no worker.
+        const waitMs = Math.min(eta - Date.now(), RETRY_LIMITS.max_delay_ms);
+        await settler.retry(delivery, {
+          nextAttempt: attempt,
+          delayMs: twoDigits(waitMs),
+          sender,
+          remainingMs: deadline === null ? undefined : deadline - Date.now(),
+        });
+        logOf().info("Task waits for its eta", { eta: new Date(eta).toISOString() });
+        traced.end("eta");
+        settle(task);
+        return;
+      }
+
+      log.debug("Task started", ids);
+      emit({ ...event, kind: "task-started", attempt });
+      if (request.progress) {
+        settler.progress(delivery, {
+          task_id: taskId,
+          task: request.task,
+          event: "started",
+          worker: workerId,
+          queue,
+          attempt,
+          at: startedAt.toISOString(),
+        }).catch((error) => logOf().debug("Could not send a progress event", { error }));
+      }
+      const result = await runner.run(
+        { id: nextRun++, payload: request.payload, taskId, attempt, worker: workerId, deadline },
+        attemptLimit(timeoutMs, deadline),
+        logOf(),
+      );
+      if (task.abandoned) return;
+      const checked = result.ok && !fitsIn(result.resultJson, maxBytes)
+        ? {
+          ok: false as const,
+          retryable: false,
+          error: {
+            type: "ResultTooLarge",
+            message:
+              `Cannot send the handler's result as it takes more than ${maxBytes} bytes: return less, or store it elsewhere and return where`,
+          },
+        }
+        : result;
+      if (checked.ok) {
+        stats.succeeded++;
+        const duration = elapsed();
+        metrics.observe("success", duration);
+        // The reply goes first: the caller waits for it, not for the log line.
+        const replied = answer("success", null, checked.resultJson);
+        log.info("Task succeeded", { ...ids, status: "success", duration_ms: duration });
+        await replied;
+        traced.end("success");
+        emit({ ...event, kind: "task-succeeded", attempt, duration_ms: duration });
+        settle(task);
+        return;
+      }
+      await failed(task, request, checked, {
+        attempt,
+        sender,
+        deadline,
+        answer,
+        logOf,
+        elapsed,
+        traced,
+        event,
+      });
+    };
+    if (celery || taskId === null) return await proceed();
+    const key = AnsweredTasks.keyOf(sender, taskId);
+    const fingerprint = fingerprintOf(delivery.body);
+    const claim = await answered.claim(key, fingerprint);
+    if ("answer" in claim) return await answerAgain(task, claim.answer, logOf());
+    recordAs = { key, fingerprint };
+    try {
+      await proceed();
+    } finally {
+      claim.release();
     }
-    await failed(task, request, checked, {
-      attempt,
-      sender,
-      deadline,
-      answer,
-      logOf,
-      elapsed,
-      traced,
-      event,
+  }
+
+  /** Sends the recorded answer of a request this process already answered, and settles the copy. */
+  async function answerAgain(task: Task, earlier: AnsweredTask, taskLog: Logger): Promise<void> {
+    stats.answeredAgain++;
+    await settler.reply(task.delivery, earlier.reply, earlier.resultJson);
+    taskLog.info("Answered a repeated request from the record, without running it", {
+      status: earlier.reply.status,
+      redelivered: task.delivery.redelivered,
     });
+    settle(task);
   }
 
   async function failed(

@@ -9,6 +9,7 @@
 import { backoffDelay } from "../backoff.ts";
 import { type Broker, BrokerUnavailableError, QueueMismatchError } from "../broker/broker.ts";
 import { SILENT_LOGGER } from "../log.ts";
+import { AnsweredTasks } from "./answered_tasks.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { type RunningWorker, startWorker, type WorkerOptions } from "./start_worker.ts";
@@ -71,6 +72,9 @@ export async function runWorker(
   };
   // One set of counters for the life of the process, whatever the reconnections.
   const metrics = options.metrics ?? new WorkerMetrics();
+  // And one record of answered tasks: a request the broker delivers again
+  // after a reconnection is answered from it, not run twice.
+  const answered = options.answered ?? new AnsweredTasks();
   let failures = 0;
   while (!signal.aborted) {
     let broker: Broker;
@@ -90,7 +94,7 @@ export async function runWorker(
     }
     let worker: RunningWorker;
     try {
-      worker = await startWorker(runner, broker, { ...options, metrics });
+      worker = await startWorker(runner, broker, { ...options, metrics, answered });
     } catch (error) {
       await broker.close();
       if (error instanceof QueueMismatchError) throw explainMismatch(error, options);
