@@ -126,6 +126,7 @@ export async function runDispatch(
   const client = await TaskClient.open(opened.broker, {
     functions: config.functions,
     label: opened.label,
+    replies: opened.replies,
   });
   try {
     const consumers = await client.waitForWorkers(functions, {

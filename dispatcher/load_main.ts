@@ -17,6 +17,9 @@ import {
   brokerSettings,
   checkLocal,
   type OptionValues,
+  REPLIES_HELP,
+  REPLIES_OPTION,
+  repliesFlag,
   UsageError,
   wholeNumberFlag,
 } from "./cli/options.ts";
@@ -50,6 +53,7 @@ Options:
   --config PATH        where the functions are (default: test-config.yml)
 ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
+${REPLIES_HELP}
   --local              run on the embedded broker
   --wait-workers SECS  how long to wait for workers (default: 10)
   --out FILE           save the figures here instead, anywhere: missing
@@ -79,6 +83,7 @@ const LOAD_OPTIONS = {
   "timeout-ms": { type: "string" },
   config: { type: "string", default: "test-config.yml" },
   ...BROKER_OPTIONS,
+  ...REPLIES_OPTION,
   local: { type: "boolean", default: false },
   "wait-workers": { type: "string" },
   out: { type: "string" },
@@ -103,6 +108,7 @@ function parseFlags(values: OptionValues<typeof LOAD_OPTIONS>) {
     workMs: wholeNumberFlag(values["work-ms"], "--work-ms", 0, 0),
     timeoutMs: wholeNumberFlag(values["timeout-ms"], "--timeout-ms", 60_000),
     waitMs: wholeNumberFlag(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
+    replies: repliesFlag(values.replies),
   };
 }
 
@@ -128,6 +134,7 @@ function formatLoad(result: LoadResult): string[] {
       (result.durationMs / 1000).toFixed(3)
     } s`,
     `Latency (ms): p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max}, mean ${l.mean}`,
+    `Longest gap between replies: ${result.longestGapMs} ms`,
     `Retries: ${result.retries}`,
   ];
   if (errors.length > 0) {
@@ -173,6 +180,8 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
   broker: ({ flags, config, targets }) => ({
     local: flags.local,
     fallback: true,
+    reconnect: true,
+    replies: flags.replies,
     settings: brokerSettings(flags),
     functions: targets.map((task) => ({ task, queue: config.functions.get(task)!.queue })),
     connectionName: "load",
@@ -184,6 +193,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
     const client = await TaskClient.open(opened.broker, {
       functions: config.functions,
       label: opened.label,
+      replies: opened.replies,
     });
     try {
       await client.waitForWorkers(targets, { timeoutMs: flags.waitMs });
@@ -218,8 +228,11 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
           functions: targets,
           work_ms: flags.workMs,
           timeout_ms: flags.timeoutMs,
+          replies: opened.replies,
         },
         ...result,
+        // Replies no call took: a duplicate of an answered task counts as unknown.
+        ignoredReplies: { ...client.ignored },
       };
       if (flags.json) io.out(JSON.stringify(document, null, 2));
       else for (const line of formatLoad(result)) io.out(line);

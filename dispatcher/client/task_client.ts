@@ -17,7 +17,7 @@ import type {
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
-import { type CallOutcome, type IgnoredReplies, RpcClient } from "./rpc_client.ts";
+import { type CallOutcome, type IgnoredReplies, type ReplyMode, RpcClient } from "./rpc_client.ts";
 import { waitForWorkers, type WaitForWorkersOptions } from "./wait_for_workers.ts";
 
 /** Default time a call waits for its reply. */
@@ -62,6 +62,12 @@ export interface TaskClientOptions {
   timeoutMs?: number;
   /** Sees every message on the reply queue before any check (see `RpcClientOptions`). */
   onWire?: (message: Message) => void;
+  /**
+   * Where replies come back: Direct Reply-to, or a reply queue of the
+   * client's own that outlives the loss of a cluster node (see `ReplyMode`).
+   * @default {"direct"}
+   */
+  replies?: ReplyMode;
   /** Called by `close()` once the reply queue is closed: ends what the client owns. */
   onClose?: () => Promise<void>;
 }
@@ -89,8 +95,13 @@ export class TaskClient {
 
   /** A client over `broker`, with a reply queue of its own. */
   static async open(broker: Broker, options: TaskClientOptions): Promise<TaskClient> {
-    const rpc = await RpcClient.open(broker, { onWire: options.onWire });
+    const rpc = await RpcClient.open(broker, { onWire: options.onWire, replies: options.replies });
     return new TaskClient(rpc, broker, options);
+  }
+
+  /** Where replies come back: `amq.rabbitmq.reply-to`, or this client's reply queue. */
+  get replyTo(): string {
+    return this.#rpc.replyTo;
   }
 
   /** The broker user this client sends as. */
@@ -194,7 +205,7 @@ export class TaskClient {
   /** Stops waiting (pending calls reject), then closes what the client owns. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      this.#rpc.close();
+      await this.#rpc.close();
       await this.#onClose?.();
     })();
     return this.#closed;

@@ -11,15 +11,16 @@
  * request delivered again to the same process is never run twice, one
  * delivered to another replica is (at-least-once execution; the caller
  * still takes one reply per task, see docs/cluster.md). A copy is the same
- * request when it has the same task id, the same sender and the same body;
- * a new request that reuses a task id with another body runs.
+ * request when it has the same task id, the same sender and the same
+ * fingerprint ({@linkcode fingerprintOf}); a new request that reuses a task
+ * id, and a replayed dead letter, run.
  *
  * Bounded by entries and bytes: the oldest answers are forgotten first.
  *
  * @module
  */
 
-import type { TaskReply } from "../contract/mod.ts";
+import { DELIVERY_COUNT_HEADER, type Message, type TaskReply } from "../contract/mod.ts";
 
 /** What the record keeps of one answered task: enough to send its reply again. */
 export interface AnsweredTask {
@@ -54,18 +55,28 @@ function sizeOf(key: string, answer: AnsweredTask): number {
         (answer.reply.error?.message.length ?? 0)) + 512;
 }
 
-/**
- * A fingerprint of a request body: its length and an FNV-1a hash. Two
- * deliveries of one request carry the same bytes; a new request reusing a
- * task id differs at least in its deadline.
- */
-export function fingerprintOf(body: Uint8Array): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < body.length; i++) {
-    hash ^= body[i];
+function fnv1a(bytes: Uint8Array, hash = 0x811c9dc5): number {
+  for (let i = 0; i < bytes.length; i++) {
+    hash ^= bytes[i];
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  return `${body.length}:${hash.toString(16)}`;
+  return hash;
+}
+
+/**
+ * A fingerprint of a request as it was published: its body and its headers,
+ * save the delivery count the broker adds to each redelivery. Two
+ * deliveries of one publish, or a publish sent again unchanged, share it; a
+ * new request reusing a task id (another deadline), a retry (another
+ * `x-attempt` and `x-sent-at`) and a replayed dead letter (`x-replayed-at`)
+ * do not.
+ */
+export function fingerprintOf(message: Message): string {
+  const headers = message.properties.headers ?? {};
+  const kept = Object.keys(headers).filter((key) => key !== DELIVERY_COUNT_HEADER).sort();
+  const headerText = JSON.stringify(kept.map((key) => [key, String(headers[key])]));
+  const hash = fnv1a(new TextEncoder().encode(headerText), fnv1a(message.body));
+  return `${message.body.length}:${hash.toString(16)}`;
 }
 
 /** The record; see the module documentation. */

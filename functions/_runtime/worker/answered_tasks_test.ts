@@ -73,11 +73,29 @@ Deno.test("AnsweredTasks forgets the oldest answers beyond its bounds", async ()
   assert.equal(small.size, 0, "an answer larger than the record is not kept");
 });
 
-Deno.test("fingerprintOf() tells bodies apart by length and content", () => {
-  const encode = (text: string) => new TextEncoder().encode(text);
-  assert.equal(fingerprintOf(encode('{"a":1}')), fingerprintOf(encode('{"a":1}')));
-  assert.notEqual(fingerprintOf(encode('{"a":1}')), fingerprintOf(encode('{"a":2}')));
-  assert.notEqual(fingerprintOf(encode("ab")), fingerprintOf(encode("abc")));
+Deno.test("fingerprintOf() is the same for copies of a publish and differs for a new one", () => {
+  const message = (body: string, headers: Record<string, unknown> = {}) => ({
+    body: new TextEncoder().encode(body),
+    properties: { headers },
+  });
+  const sent = { "x-sent-at": 1 };
+  assert.equal(fingerprintOf(message('{"a":1}', sent)), fingerprintOf(message('{"a":1}', sent)));
+  assert.equal(
+    fingerprintOf(message("x", sent)),
+    fingerprintOf(message("x", { ...sent, "x-delivery-count": 3 })),
+    "a redelivery's count does not matter",
+  );
+  assert.notEqual(fingerprintOf(message('{"a":1}')), fingerprintOf(message('{"a":2}')));
+  assert.notEqual(fingerprintOf(message("ab")), fingerprintOf(message("abc")));
+  assert.notEqual(
+    fingerprintOf(message("x", sent)),
+    fingerprintOf(message("x", { ...sent, "x-replayed-at": "now" })),
+    "a replayed letter is a new request",
+  );
+  assert.notEqual(
+    fingerprintOf(message("x", sent)),
+    fingerprintOf(message("x", { ...sent, "x-attempt": 2 })),
+  );
 });
 
 Deno.test("startWorker() answers a copy of an answered request from its record, without running it", async () => {

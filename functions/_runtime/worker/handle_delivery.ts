@@ -162,13 +162,15 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         .finally(() => span.end());
     };
     // Set once this request holds its task id in the record of answers.
-    let recordAs: { key: string; fingerprint: string } | undefined;
+    const held: { key?: string; fingerprint?: string } = {};
     const sendAnswer: Answer = (status, error, resultJson?) => {
       if (!celery) {
         const reply = outcome(status, error);
         // Kept before it is sent: should sending fail, the request comes
         // back and is answered from the record, not run again.
-        if (recordAs) answered.remember(recordAs.key, recordAs.fingerprint, { reply, resultJson });
+        if (held.key !== undefined && held.fingerprint !== undefined) {
+          answered.remember(held.key, held.fingerprint, { reply, resultJson });
+        }
         return settler.reply(delivery, reply, resultJson);
       }
       const id = celeryId ?? String(delivery.properties.headers?.id ?? taskId ?? "");
@@ -362,10 +364,11 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     };
     if (celery || taskId === null) return await proceed();
     const key = AnsweredTasks.keyOf(sender, taskId);
-    const fingerprint = fingerprintOf(delivery.body);
+    const fingerprint = fingerprintOf(delivery);
     const claim = await answered.claim(key, fingerprint);
     if ("answer" in claim) return await answerAgain(task, claim.answer, logOf());
-    recordAs = { key, fingerprint };
+    held.key = key;
+    held.fingerprint = fingerprint;
     try {
       await proceed();
     } finally {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { backoffDelay } from "../backoff.ts";
+import { backoffDelay, RECONNECT_POLICY } from "../backoff.ts";
 import { type Broker, BrokerUnavailableError, QueueMismatchError } from "../broker/broker.ts";
 import { SILENT_LOGGER } from "../log.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
@@ -31,8 +31,7 @@ export interface RunWorkerOptions extends WorkerOptions {
   onConsuming?: (consuming: boolean, worker: RunningWorker | undefined) => void;
 }
 
-/** How reconnection attempts are spaced: from 0.5 s up to 15 s. */
-export const RECONNECT_POLICY = { baseDelayMs: 500, factor: 2, maxDelayMs: 15_000, jitter: 0.2 };
+export { RECONNECT_POLICY };
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
