@@ -10,6 +10,8 @@
  *   belong to the user the workers run as (`--worker-owner`, mode 0400), the
  *   dispatcher's and the operator's to the directory's owner (mode 0600), so
  *   that whoever owns the directory can run the dispatcher on the host;
+ * - the cluster's Erlang cookie, `erlang.cookie`, is made once (mode 0400)
+ *   and then left as it is (see `erlang_cookie.ts`);
  * - `definitions.json` is rewritten in place (a running broker has it
  *   mounted, see README "Rotating passwords"); it holds salted hashes, no
  *   passwords, and is readable by all (the broker runs as its own user). It
@@ -39,6 +41,7 @@ import {
   type User,
   workerPermissions,
 } from "./definitions.ts";
+import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
 import { generatePassword, hashPassword } from "./hash_password.ts";
 
 /** A file owner, as numbers. */
@@ -70,6 +73,8 @@ export interface InitSecretsReport {
   kept: string[];
   /** Users in `definitions.json`. */
   users: string[];
+  /** Whether the Erlang cookie was made now or kept. */
+  cookie: "created" | "kept";
 }
 
 /** The name of a user's password file. */
@@ -182,7 +187,7 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
     throw new TypeError(`Cannot keep secrets in '${options.dir}' as it is not a directory`);
   }
   const dirOwner = dirInfo.uid === null ? undefined : { uid: dirInfo.uid, gid: dirInfo.gid! };
-  const report: InitSecretsReport = { created: [], kept: [], users: [] };
+  const report: InitSecretsReport = { created: [], kept: [], users: [], cookie: "kept" };
   const users: User[] = [];
   for (const account of accounts) {
     const file = passwordFileOf(account.user);
@@ -214,6 +219,12 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
     passwordHash: await hashPassword(generatePassword()),
     tags: [],
   });
+  report.cookie = await ensureCookie(options.dir);
+  log(
+    report.cookie === "created"
+      ? `secrets-init: created ${ERLANG_COOKIE_FILE} (mode 0400), the broker nodes' shared secret`
+      : `secrets-init: kept ${ERLANG_COOKIE_FILE} as it is`,
+  );
   const definitions = `${JSON.stringify(buildDefinitions(users), null, 2)}\n`;
   const definitionsPath = `${options.dir}/${DEFINITIONS_FILE}`;
   // In place, not by rename: a running broker mounts this very file, and
