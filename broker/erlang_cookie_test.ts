@@ -41,3 +41,13 @@ Deno.test("initSecrets() makes the Erlang cookie and never prints it", async () 
     assert.equal((await initSecrets({ dir, functions: [], log: () => {} })).cookie, "kept");
   });
 });
+
+Deno.test("initSecrets() closes the secrets directory to everyone but its owner", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.chmod(dir, 0o755);
+    const lines: string[] = [];
+    await initSecrets({ dir, functions: [], log: (line) => lines.push(line) });
+    assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    assert.ok(lines.some((line) => line.includes("mode 0700")));
+  });
+});

@@ -6,6 +6,7 @@
  *
  * - a password file that exists is kept (bring your own, or keep the ones
  *   made before); a missing or empty one gets a new random password;
+ * - the directory is closed to everyone but its owner (mode 0700);
  * - each file gets the owner and mode its reader needs: the workers' files
  *   belong to the user the workers run as (`--worker-owner`, mode 0400), the
  *   dispatcher's and the operator's to the directory's owner (mode 0600), so
@@ -187,6 +188,14 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
     throw new TypeError(`Cannot keep secrets in '${options.dir}' as it is not a directory`);
   }
   const dirOwner = dirInfo.uid === null ? undefined : { uid: dirInfo.uid, gid: dirInfo.gid! };
+  // The files inside belong to the users of containers (the workers' 65532,
+  // the broker's), whose uids other accounts of this machine may hold: a
+  // directory only its owner may enter keeps those accounts out. Compose
+  // mounts the files themselves, which needs no access to the directory.
+  if (((dirInfo.mode ?? 0) & 0o077) !== 0) {
+    await Deno.chmod(options.dir, 0o700);
+    log(`secrets-init: closed ${options.dir} to everyone but its owner (mode 0700)`);
+  }
   const report: InitSecretsReport = { created: [], kept: [], users: [], cookie: "kept" };
   const users: User[] = [];
   for (const account of accounts) {
