@@ -21,7 +21,8 @@ import { connectBroker } from "../dispatcher/client/open_broker.ts";
 import type { ConnectionEvent } from "../dispatcher/client/reconnecting_broker.ts";
 import { type CallOutcome, type ReplyMode, RpcClient } from "../dispatcher/client/rpc_client.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
+import { runDeno } from "./_processes.ts";
 import { startGatedProxy } from "./_proxy.ts";
 
 const TASKS = 300;
@@ -119,5 +120,22 @@ Deno.test({
     console.log(`direct replies: ${timeouts} of ${TASKS} calls timed out, ${runs.size} ran`);
     assert.ok(timeouts > 0, "the calls in flight at the cut got no reply");
     assert.equal(outcomes.length, TASKS, "the other calls went on over the next connection");
+  },
+});
+
+Deno.test({
+  name: "status and dlq take a list of brokers whose first node is down",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const down = new URL(AMQP_URL);
+    down.hostname = "127.0.0.1";
+    down.port = String(freePort());
+    const list = `${down},${AMQP_URL}`;
+    // Exit 1 when a function has no worker; a broker it cannot reach is 3.
+    const status = await runDeno(["task", "status", "--broker", list, "--json"]);
+    assert.notEqual(status.code, 3, status.stderr);
+    assert.equal(JSON.parse(status.stdout).broker.reachable, true);
+    const dlq = await runDeno(["task", "dlq", "--broker", list, "--json"]);
+    assert.equal(dlq.code, 0, dlq.stderr);
   },
 });
