@@ -87,6 +87,10 @@ Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consu
     assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
   }
   assert.ok(!allows(d, "write", "queue_a"), "cannot bind function queues");
+  for (const other of [workerPermissions("queue_a"), OPERATOR_PERMISSIONS]) {
+    assert.ok(!allows(other, "read", own), "no worker or operator reads a caller's replies");
+    assert.ok(!allows(other, "configure", own), "nor declares or deletes its reply queue");
+  }
   assert.ok(!allows(d, "write", "amq.topic"));
 });
 

@@ -180,7 +180,8 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
   broker: ({ flags, config, targets }) => ({
     local: flags.local,
     fallback: true,
-    reconnect: true,
+    // With a reply queue: Direct Reply-to loses the replies in flight anyway.
+    reconnect: "auto",
     replies: flags.replies,
     settings: brokerSettings(flags),
     functions: targets.map((task) => ({ task, queue: config.functions.get(task)!.queue })),

@@ -228,7 +228,8 @@ const DISPATCH: Command<typeof DISPATCH_OPTIONS, DispatchFlags, DispatchPlan> = 
   broker: ({ flags, scenario }) => ({
     local: flags.local,
     fallback: true,
-    reconnect: true,
+    // With a reply queue: Direct Reply-to loses the replies in flight anyway.
+    reconnect: "auto",
     replies: flags.replies,
     settings: brokerSettings(flags),
     functions: [...new Map(scenario.tasks.map((t) => [t.task, { task: t.task, queue: t.queue }]))

@@ -10,10 +10,10 @@
  *   when nothing answers there, the embedded broker runs instead, with a
  *   notice saying so.
  *
- * With `reconnect`, a RabbitMQ connection outlives the node it is on (see
- * `reconnecting_broker.ts`), and the caller learns which reply path suits
- * the broker: a reply queue of its own for a cluster (several URLs), Direct
- * Reply-to for one node, unless it says otherwise (`replies`).
+ * The caller learns which reply path suits the broker: a reply queue of its
+ * own for a cluster (several URLs), Direct Reply-to for one node, unless it
+ * says otherwise (`replies`). With `reconnect`, a RabbitMQ connection
+ * outlives the node it is on (see `reconnecting_broker.ts`).
  *
  * @module
  */
@@ -64,10 +64,13 @@ export interface OpenBrokerOptions extends ResolveBrokerOptions {
   connect?: (url: string, options: ConnectAmqpOptions) => Promise<Broker>;
   /**
    * Connect again, to the next node of a cluster, when the connection is
-   * lost, and carry on (see `reconnecting_broker.ts`).
+   * lost, and carry on (see `reconnecting_broker.ts`). `auto`: only with a
+   * reply queue, which keeps the replies of the calls in flight; with Direct
+   * Reply-to those are lost with the connection, so a run fails at once
+   * instead, as it did before clusters.
    * @default {false}
    */
-  reconnect?: boolean;
+  reconnect?: boolean | "auto";
   /** Told when a reconnecting connection is lost, retried, regained or given up. */
   onConnectionEvent?: (event: ConnectionEvent) => void;
   /**
@@ -148,6 +151,7 @@ async function connectTarget(
   target: BrokerTarget,
   timeoutMs: number,
   options: OpenBrokerOptions,
+  reconnect: boolean,
 ): Promise<Broker> {
   const connect = options.connect ??
     (await import("../../functions/_runtime/broker/connect_amqp.ts")).connectAmqp;
@@ -162,7 +166,7 @@ async function connectTarget(
   while (true) {
     try {
       const broker = await connect(target.url, settings(Math.max(100, deadline - Date.now())));
-      if (!options.reconnect) return broker;
+      if (!reconnect) return broker;
       // Each attempt tries every node of the list once; the backoff between
       // attempts is the reconnecting broker's.
       return new ReconnectingBroker(broker, {
@@ -191,6 +195,7 @@ export async function connectBroker(
   const replies = options.replies === undefined || options.replies === "auto"
     ? (several ? "queue" : "direct")
     : options.replies;
+  const reconnect = options.reconnect === "auto" ? replies === "queue" : options.reconnect === true;
   const opened = (broker: Broker): OpenedBroker => ({
     broker,
     label: target.label,
@@ -199,10 +204,12 @@ export async function connectBroker(
     close: () => broker.close(),
   });
   if (target.explicit || !options.fallback) {
-    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options));
+    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options, reconnect));
   }
   try {
-    return opened(await connectTarget(target, options.probeTimeoutMs ?? 1500, options));
+    return opened(
+      await connectTarget(target, options.probeTimeoutMs ?? 1500, options, reconnect),
+    );
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
     return await embed(
