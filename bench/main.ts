@@ -32,6 +32,7 @@ import {
 } from "../dispatcher/cli/run_cli.ts";
 import { LOCAL_AMQP_URL } from "../dispatcher/client/broker_target.ts";
 import { measure } from "./measure.ts";
+import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
 import { buildDocument, formatBench } from "./summary.ts";
 
 /** The compose stack's user that may create queues: the benchmark makes its own. */
@@ -63,6 +64,10 @@ Options:
   --prefetch N      prefetch and concurrency of both echo and worker (default: 256)
   --no-container    skip the container measurements
   --queue-type TYPE quorum (the product's default) or classic, for both sides
+  --scale-out       also measure scale from zero (a task published to a
+                    function at zero replicas, one container started: time
+                    to its reply) and 1 against 3 replicas of a function
+                    (needs Docker; see bench/scale_out.ts)
   --peers           also run BullMQ (Node, Redis with AOF every second) and
                     Celery (prefork, rpc://) on the same shapes, each only
                     when its parts are installed (it says which it skipped)
@@ -87,6 +92,7 @@ const BENCH_OPTIONS = {
   "no-container": { type: "boolean", default: false },
   "queue-type": { type: "string", default: "quorum" },
   peers: { type: "boolean", default: false },
+  "scale-out": { type: "boolean", default: false },
   ...DOCUMENT_OPTIONS,
 } as const;
 
@@ -152,9 +158,14 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
     });
     const { lines, missed } = formatBench(document);
     for (const line of lines) say(line);
-    if (flags.json) io.out(JSON.stringify(document, null, 2));
+    const scaleOut = flags["scale-out"]
+      ? await measureScaleOut({ url, admin: opened.broker, quick: flags.quick, say })
+      : undefined;
+    if (scaleOut) { for (const line of formatScaleOut(scaleOut)) say(line); }
+    const saved = scaleOut ? { ...document, scale_out: scaleOut } : document;
+    if (flags.json) io.out(JSON.stringify(saved, null, 2));
     if (out !== undefined) {
-      await writeOutput(out, JSON.stringify(document, null, 2) + "\n", "--out");
+      await writeOutput(out, JSON.stringify(saved, null, 2) + "\n", "--out");
       say(`Results saved to ${out}`);
     }
     if (flags.quick) return EXIT.passed;

@@ -155,16 +155,22 @@ export function workerPermissions(queue: string): Permissions {
   };
 }
 
+/** A caller's own reply queue, `replies.<32 hex>` (contract `REPLY_QUEUE_PATTERN`). */
+const REPLIES = "replies\\.[0-9a-f]{32}";
+
 /**
  * The dispatcher: publishes requests through the default exchange and pings
- * to the control exchange, receives replies by Direct Reply-to (which needs
- * no permission), checks queues passively, and declares, consumes and
- * deletes nothing.
+ * to the control exchange, checks queues passively, and receives replies by
+ * Direct Reply-to (which needs no permission) or, on a cluster, through a
+ * reply queue of its own (`replies.<32 hex>`), which it declares, consumes
+ * and deletes: that is all it may declare, consume or delete. Every
+ * dispatcher shares the user, so one could read another's replies only by
+ * knowing its queue's random name.
  */
 export const DISPATCHER_PERMISSIONS: Readonly<Permissions> = Object.freeze({
-  configure: "^$",
+  configure: `^${REPLIES}$`,
   write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS})$`,
-  read: "^$",
+  read: `^${REPLIES}$`,
 });
 
 /**

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../functions/_runtime/define_function.ts";
-import { dashboardEventsQueueOf } from "../functions/_runtime/contract/names.ts";
+import {
+  dashboardEventsQueueOf,
+  REPLY_QUEUE_PATTERN,
+  replyQueueName,
+} from "../functions/_runtime/contract/names.ts";
 import {
   ADMIN_PERMISSIONS,
   buildDefinitions,
@@ -65,17 +69,36 @@ Deno.test("workerPermissions() covers the function's own queues and nothing of a
   assert.throws(() => workerPermissions("queue.*"), TypeError);
 });
 
-Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consume or delete nothing", () => {
+Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consume or delete only reply queues", () => {
   const d = DISPATCHER_PERMISSIONS;
+  const own = replyQueueName();
+  assert.match(own, REPLY_QUEUE_PATTERN);
+  assert.ok(allows(d, "configure", own), "declares and deletes its reply queue");
+  assert.ok(allows(d, "read", own), "consumes its reply queue");
+  for (const queue of [`${own}x`, `x${own}`, "replies.queue_a", "replies.", `${own}.dlq`]) {
+    assert.ok(!allows(d, "configure", queue), `no configure on ${queue}`);
+    assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
+  }
   assert.ok(allows(d, "write", "amq.default"));
   assert.ok(allows(d, "write", "tasks.control"));
   for (
-    const queue of ["queue_a", "queue_a.dlq", "queue_b", "amq.rabbitmq.reply-to", "tasks.control"]
+    const queue of [
+      "queue_a",
+      "queue_a.dlq",
+      "queue_a.retry.200",
+      "queue_b",
+      "amq.rabbitmq.reply-to",
+      "tasks.control",
+    ]
   ) {
     assert.ok(!allows(d, "configure", queue), `no configure on ${queue}`);
     assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
   }
   assert.ok(!allows(d, "write", "queue_a"), "cannot bind function queues");
+  for (const other of [workerPermissions("queue_a"), OPERATOR_PERMISSIONS]) {
+    assert.ok(!allows(other, "read", own), "no worker or operator reads a caller's replies");
+    assert.ok(!allows(other, "configure", own), "nor declares or deletes its reply queue");
+  }
   assert.ok(!allows(d, "write", "amq.topic"));
 });
 

@@ -6,11 +6,14 @@
  *
  * - a password file that exists is kept (bring your own, or keep the ones
  *   made before); a missing or empty one gets a new random password;
+ * - the directory is closed to everyone but its owner (mode 0700);
  * - each file gets the owner and mode its reader needs: the workers' files
  *   belong to the user the workers run as (`--worker-owner`, mode 0400), the
  *   dispatcher's, the operator's and the dashboard's to the directory's
  *   owner (mode 0600), so that whoever owns the directory can run those
  *   tools on the host;
+ * - the cluster's Erlang cookie, `erlang.cookie`, is made once (mode 0400)
+ *   and then left as it is (see `erlang_cookie.ts`);
  * - `definitions.json` is rewritten in place (a running broker has it
  *   mounted, see docs/security.md, "Rotating passwords"); it holds salted
  *   hashes, no passwords, and is readable by all (the broker runs as its own
@@ -52,6 +55,7 @@ import {
   type User,
   workerPermissions,
 } from "./definitions.ts";
+import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
 import { generatePassword, hashPassword } from "./hash_password.ts";
 
 /** A file owner, as numbers. */
@@ -95,6 +99,8 @@ export interface InitSecretsReport {
   kept: string[];
   /** Users in `definitions.json`. */
   users: string[];
+  /** Whether the Erlang cookie was made now or kept. */
+  cookie: "created" | "kept";
 }
 
 /** The name of a user's password file. */
@@ -232,7 +238,15 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
     throw new TypeError(`Cannot keep secrets in '${options.dir}' as it is not a directory`);
   }
   const dirOwner = dirInfo.uid === null ? undefined : { uid: dirInfo.uid, gid: dirInfo.gid! };
-  const report: InitSecretsReport = { created: [], kept: [], users: [] };
+  // The files inside belong to the users of containers (the workers' 65532,
+  // the broker's), whose uids other accounts of this machine may hold: a
+  // directory only its owner may enter keeps those accounts out. Compose
+  // mounts the files themselves, which needs no access to the directory.
+  if (((dirInfo.mode ?? 0) & 0o077) !== 0) {
+    await Deno.chmod(options.dir, 0o700);
+    log(`secrets-init: closed ${options.dir} to everyone but its owner (mode 0700)`);
+  }
+  const report: InitSecretsReport = { created: [], kept: [], users: [], cookie: "kept" };
   const users: User[] = [];
   for (const account of accounts) {
     const file = passwordFileOf(account.user);
@@ -264,6 +278,12 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
     passwordHash: await hashPassword(generatePassword()),
     tags: [],
   });
+  report.cookie = await ensureCookie(options.dir);
+  log(
+    report.cookie === "created"
+      ? `secrets-init: created ${ERLANG_COOKIE_FILE} (mode 0400), the broker nodes' shared secret`
+      : `secrets-init: kept ${ERLANG_COOKIE_FILE} as it is`,
+  );
   const definitions = `${JSON.stringify(buildDefinitions(users), null, 2)}\n`;
   const definitionsPath = `${options.dir}/${DEFINITIONS_FILE}`;
   // In place, not by rename: a running broker mounts this very file, and

@@ -127,6 +127,7 @@ export async function runDispatch(
     functions: config.functions,
     label: opened.label,
     events: session.io.env("TASK_EVENTS") === "true",
+    replies: opened.replies,
   });
   try {
     const consumers = await client.waitForWorkers(functions, {

@@ -58,6 +58,11 @@ export interface LoadResult {
   latencyMs: Latency;
   /** Tasks answered by each worker id. */
   perWorker: Record<string, number>;
+  /**
+   * The longest time between two calls ending one after the other, in ms:
+   * the pause a run saw, such as while a broker node was lost.
+   */
+  longestGapMs: number;
 }
 
 /** The value below which `fraction` of the sorted `values` lie (nearest rank). */
@@ -107,8 +112,12 @@ export async function runLoad(
     });
   const ticker = options.onProgress ? setInterval(progress, options.progressMs ?? 250) : undefined;
 
+  let lastEnd: number | undefined;
+  let longestGapMs = 0;
   const record = (outcome: CallOutcome) => {
     done++;
+    if (lastEnd !== undefined) longestGapMs = Math.max(longestGapMs, outcome.endedAt - lastEnd);
+    lastEnd = Math.max(lastEnd ?? 0, outcome.endedAt);
     latencies.push(outcome.endedAt - outcome.sentAt);
     if (outcome.kind === "timeout") {
       timeouts++;
@@ -165,5 +174,6 @@ export async function runLoad(
     throughput: round(options.tasks / (durationMs / 1000)),
     latencyMs: latencyOf(latencies),
     perWorker,
+    longestGapMs: round(longestGapMs),
   };
 }

@@ -18,6 +18,9 @@ import {
   checkLocal,
   DOCUMENT_OPTIONS,
   type OptionValues,
+  REPLIES_HELP,
+  REPLIES_OPTION,
+  repliesFlag,
   UsageError,
   wholeNumberFlag,
 } from "./cli/options.ts";
@@ -51,6 +54,7 @@ Options:
   --config PATH        where the functions are (default: test-config.yml)
 ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
+${REPLIES_HELP}
   --local              run on the embedded broker
   --wait-workers SECS  how long to wait for workers (default: 10)
   --out FILE           save the figures here instead, anywhere: missing
@@ -85,6 +89,7 @@ const LOAD_OPTIONS = {
   "timeout-ms": { type: "string" },
   config: { type: "string", default: "test-config.yml" },
   ...BROKER_OPTIONS,
+  ...REPLIES_OPTION,
   local: { type: "boolean", default: false },
   "wait-workers": { type: "string" },
   ...DOCUMENT_OPTIONS,
@@ -106,6 +111,7 @@ function parseFlags(values: OptionValues<typeof LOAD_OPTIONS>) {
     workMs: wholeNumberFlag(values["work-ms"], "--work-ms", 0, 0),
     timeoutMs: wholeNumberFlag(values["timeout-ms"], "--timeout-ms", 60_000),
     waitMs: wholeNumberFlag(values["wait-workers"], "--wait-workers", 10, 0) * 1000,
+    replies: repliesFlag(values.replies),
   };
 }
 
@@ -131,6 +137,7 @@ function formatLoad(result: LoadResult): string[] {
       (result.durationMs / 1000).toFixed(3)
     } s`,
     `Latency (ms): p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max}, mean ${l.mean}`,
+    `Longest gap between replies: ${result.longestGapMs} ms`,
     `Retries: ${result.retries}`,
   ];
   if (errors.length > 0) {
@@ -176,6 +183,9 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
   broker: ({ flags, config, targets }) => ({
     local: flags.local,
     fallback: true,
+    // With a reply queue: Direct Reply-to loses the replies in flight anyway.
+    reconnect: "auto",
+    replies: flags.replies,
     settings: brokerSettings(flags),
     functions: targets.map((task) => {
       const { queue, protocol } = config.functions.get(task)!;
@@ -191,6 +201,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
       functions: config.functions,
       label: opened.label,
       events: io.env("TASK_EVENTS") === "true",
+      replies: opened.replies,
     });
     try {
       await client.waitForWorkers(targets, { timeoutMs: flags.waitMs });
@@ -225,8 +236,11 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
           functions: targets,
           work_ms: flags.workMs,
           timeout_ms: flags.timeoutMs,
+          replies: opened.replies,
         },
         ...result,
+        // Replies no call took: a duplicate of an answered task counts as unknown.
+        ignoredReplies: { ...client.ignored },
       };
       if (flags.json) io.out(JSON.stringify(document, null, 2));
       else for (const line of formatLoad(result)) io.out(line);

@@ -23,6 +23,9 @@ import {
   checkLocal,
   type OptionValues,
   positiveNumberFlag,
+  REPLIES_HELP,
+  REPLIES_OPTION,
+  repliesFlag,
   UsageError,
 } from "./cli/options.ts";
 import { checkOutputPath, defaultResultsPath, RESULTS_DIR } from "./cli/output_files.ts";
@@ -55,6 +58,7 @@ Options:
   --list               list the file's scenarios and exit
 ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
+${REPLIES_HELP}
   --local              run on the embedded broker: each function in its own
                        Web Worker in this process, no RabbitMQ needed
   --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
@@ -110,6 +114,7 @@ export const DISPATCH_OPTIONS = {
   scenario: { type: "string" },
   list: { type: "boolean", default: false },
   ...BROKER_OPTIONS,
+  ...REPLIES_OPTION,
   local: { type: "boolean", default: false },
   "wait-workers": { type: "string" },
   "timeout-ms": { type: "string" },
@@ -144,7 +149,8 @@ function parseFlags(values: OptionValues<typeof DISPATCH_OPTIONS>) {
   }
   const waitSeconds = positiveNumberFlag(values["wait-workers"], "--wait-workers") ?? 10;
   const timeoutMs = positiveNumberFlag(values["timeout-ms"], "--timeout-ms");
-  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs };
+  const replies = repliesFlag(values.replies);
+  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs, replies };
 }
 
 /** The flags of `deno task dispatch`, checked. */
@@ -229,6 +235,9 @@ const DISPATCH: Command<typeof DISPATCH_OPTIONS, DispatchFlags, DispatchPlan> = 
   broker: ({ flags, config, scenario }) => ({
     local: flags.local,
     fallback: true,
+    // With a reply queue: Direct Reply-to loses the replies in flight anyway.
+    reconnect: "auto",
+    replies: flags.replies,
     settings: brokerSettings(flags),
     functions: [
       ...new Map(scenario.tasks.map((t) => [t.task, {

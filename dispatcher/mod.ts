@@ -36,7 +36,8 @@ export type {
   FunctionRoute,
   FunctionsOption,
 } from "./client/functions.ts";
-export type { CallOutcome, IgnoredReplies } from "./client/rpc_client.ts";
+export type { CallOutcome, IgnoredReplies, ReplyMode } from "./client/rpc_client.ts";
+export type { ConnectionEvent } from "./client/reconnecting_broker.ts";
 export type { PingResult } from "./client/ping_workers.ts";
 export {
   type NeededWorker,

@@ -20,10 +20,15 @@ export interface ContainerInfo {
   State: { Running: boolean; ExitCode: number; Status: string };
 }
 
-/** A compose project of this repository's compose.yaml. */
+/** A compose project of this repository's compose.yaml (and any override files). */
 export interface Stack {
   project: string;
   amqpPort: number;
+  /**
+   * The host ports of each broker node's AMQP and management listeners: one
+   * node with compose.yaml alone, three with compose.cluster.yaml.
+   */
+  nodes: { amqpPort: number; managementPort: number }[];
   /** Where secrets-init keeps this stack's passwords. */
   secretsDir: string;
   /** Variables that point the project's tools at this stack's secrets. */
@@ -39,30 +44,50 @@ export interface Stack {
   down(): Promise<void>;
 }
 
+/** Options for {@linkcode createStack}. */
+export interface CreateStackOptions {
+  /** Compose files, in order. @default {["compose.yaml"]} */
+  files?: string[];
+  /** Variables for compose (build arguments, say). */
+  env?: Record<string, string>;
+}
+
 /**
  * Prepares (does not start) a stack with a unique project name, free ports
- * and a secrets directory of its own; `composeEnv` adds variables for
+ * and a secrets directory of its own; `options.env` adds variables for
  * compose (build arguments, say).
  */
 export async function createStack(
   prefix: string,
-  composeEnv: Record<string, string> = {},
+  options: CreateStackOptions = {},
 ): Promise<Stack> {
   const project = uniqueName(prefix);
-  const amqpPort = freePort();
+  const files = options.files ?? ["compose.yaml"];
+  const nodes = [1, 2, 3].map(() => ({ amqpPort: freePort(), managementPort: freePort() }));
+  const amqpPort = nodes[0].amqpPort;
   const secretsDir = await Deno.makeTempDir({ prefix: `${prefix}-secrets-` });
   const env = {
-    ...composeEnv,
+    ...options.env,
     AMQP_PORT: String(amqpPort),
-    MANAGEMENT_PORT: String(freePort()),
+    MANAGEMENT_PORT: String(nodes[0].managementPort),
+    // The other nodes of compose.cluster.yaml; compose.yaml alone ignores them.
+    AMQP_PORT_2: String(nodes[1].amqpPort),
+    MANAGEMENT_PORT_2: String(nodes[1].managementPort),
+    AMQP_PORT_3: String(nodes[2].amqpPort),
+    MANAGEMENT_PORT_3: String(nodes[2].managementPort),
     COMPOSE_PROJECT_NAME: project,
     SECRETS_DIR: secretsDir,
   };
   const compose = (args: string[], allowFailure = false) =>
-    docker(["compose", "-p", project, ...args], env, allowFailure);
+    docker(
+      ["compose", "-p", project, ...files.flatMap((file) => ["-f", file]), ...args],
+      env,
+      allowFailure,
+    );
   return {
     project,
     amqpPort,
+    nodes: files.includes("compose.cluster.yaml") ? nodes : nodes.slice(0, 1),
     secretsDir,
     env: { SECRETS_DIR: secretsDir },
     async url(user) {

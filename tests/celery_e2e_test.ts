@@ -39,7 +39,9 @@ Deno.test({
   async fn(t) {
     assertCeleryHere();
     const base = celeryBaseImage();
-    const stack: Stack = await createStack("celery-e2e", base ? { CELERY_BASE_IMAGE: base } : {});
+    const stack: Stack = await createStack("celery-e2e", {
+      env: base ? { CELERY_BASE_IMAGE: base } : {},
+    });
     const compose = (args: string[], allowFailure = false) =>
       stack.compose(["--profile", "celery", ...args], allowFailure);
     try {

@@ -8,6 +8,15 @@
  */
 
 import assert from "node:assert/strict";
+import {
+  ADMIN_PERMISSIONS,
+  celeryClientPermissions,
+  celeryWorkerPermissions,
+  DASHBOARD_PERMISSIONS,
+  DISPATCHER_PERMISSIONS,
+  OPERATOR_PERMISSIONS,
+  workerPermissions,
+} from "../broker/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
 import { parseReply, parseRequest, parseWorkerInfo } from "../functions/_runtime/contract/mod.ts";
 import {
@@ -264,4 +273,35 @@ Deno.test("the wire contract's example messages parse as workers and callers par
     }
   }
   assert.deepEqual(kinds.sort(), ["pong", "reply", "request"]);
+});
+
+Deno.test("docs/security.md shows each user's permissions exactly as broker/definitions.ts grants them", async () => {
+  const text = await Deno.readTextFile(new URL("docs/security.md", ROOT));
+  const rows = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim());
+    if (cells.length !== 4 || !/^`[a-z_]+`$/.test(cells[0])) continue;
+    // In a Markdown table a regular expression's `|` is written `\|`.
+    rows.set(
+      cells[0].slice(1, -1),
+      cells.slice(1).map((c) => c.slice(1, -1).replaceAll("\\|", "|")),
+    );
+  }
+  const granted = {
+    task_a: workerPermissions("queue_a"),
+    dispatcher: DISPATCHER_PERMISSIONS,
+    operator: OPERATOR_PERMISSIONS,
+    dashboard: DASHBOARD_PERMISSIONS,
+    celery_client: celeryClientPermissions(["queue_a", "queue_b"]),
+    task_c: celeryWorkerPermissions("queue_c"),
+    admin: ADMIN_PERMISSIONS,
+  };
+  for (const [user, permissions] of Object.entries(granted)) {
+    assert.deepEqual(
+      rows.get(user),
+      [permissions.configure, permissions.write, permissions.read],
+      `${user}'s row`,
+    );
+  }
+  assert.deepEqual([...rows.keys()].sort(), Object.keys(granted).sort(), "one row per user");
 });

@@ -126,6 +126,23 @@ export function brokerSettings(
   };
 }
 
+/** The `--replies` option of the tools that call functions. */
+export const REPLIES_OPTION = { replies: { type: "string", default: "auto" } } as const;
+
+/** Help lines of {@linkcode REPLIES_OPTION}. */
+export const REPLIES_HELP =
+  `  --replies MODE       where replies come back: direct (Direct Reply-to, lost
+                       with the node the caller is on), queue (a quorum queue
+                       of the caller's own, which outlives any one node), or
+                       auto: queue when --broker lists several nodes, else
+                       direct (default: auto; see docs/cluster.md)`;
+
+/** Reads `--replies`; a {@linkcode UsageError} naming the choices for anything else. */
+export function repliesFlag(value: string): "direct" | "queue" | "auto" {
+  if (value === "direct" || value === "queue" || value === "auto") return value;
+  throw new UsageError(`Cannot use --replies '${value}': use direct, queue or auto`);
+}
+
 /** Refuses `--local` together with a broker option: the embedded broker needs none. */
 export function checkLocal(values: Record<string, unknown>): void {
   if (!values.local) return;

@@ -17,6 +17,7 @@ import { BrokerUnavailableError } from "../../functions/_runtime/broker/broker.t
 import { SecretFileError } from "../../functions/_runtime/broker/secret_file.ts";
 import { resolveBrokerTarget } from "../client/broker_target.ts";
 import { connectBroker, type OpenBrokerOptions, type OpenedBroker } from "../client/open_broker.ts";
+import { describeConnectionEvent } from "../client/connection_events.ts";
 import { WorkersMissingError } from "../client/wait_for_workers.ts";
 import { ConfigError } from "../config/config_error.ts";
 import { type OptionsConfig, type OptionValues, readOptions, UsageError } from "./options.ts";
@@ -122,6 +123,7 @@ export async function runCommand<O extends OptionsConfig, F, P>(
     const options: OpenBrokerOptions = {
       env: io.env,
       connect: io.connect,
+      onConnectionEvent: (event) => complain(describeConnectionEvent(event), "warn"),
       ...command.broker(plan),
     };
     const target = options.local ? undefined : await resolveBrokerTarget(options);

@@ -13,6 +13,8 @@ import { loadConfig } from "../config/load_config.ts";
 import type { BrokerSettingNames, BrokerSettings } from "./broker_target.ts";
 import { type FunctionRoute, type FunctionsOption, routesFrom } from "./functions.ts";
 import { openBroker } from "./open_broker.ts";
+import type { ConnectionEvent } from "./reconnecting_broker.ts";
+import type { ReplyMode } from "./rpc_client.ts";
 import { TaskClient } from "./task_client.ts";
 
 /** Options for {@linkcode connect}. Every one is optional. */
@@ -50,6 +52,22 @@ export interface ConnectOptions extends BrokerSettings {
   connectionName?: string;
   /** Sees every message on the reply queue before any check: for tests that count the wire. */
   onWire?: (message: Message) => void;
+  /**
+   * Where replies come back: `direct` (Direct Reply-to, lost with the node
+   * the client is on), `queue` (a quorum reply queue of the client's own,
+   * which outlives any one node of a cluster), or `auto`: `queue` when `url`
+   * lists several nodes, else `direct`. See docs/cluster.md.
+   * @default {"auto"}
+   */
+  replies?: ReplyMode | "auto";
+  /**
+   * Connect again (to the next node of a cluster) when the connection is
+   * lost, and carry on with the calls in flight.
+   * @default {true}
+   */
+  reconnect?: boolean;
+  /** Told when the connection is lost, retried, regained or given up. */
+  onConnectionEvent?: (event: ConnectionEvent) => void;
   /**
    * Reads an environment variable (AMQP_URL, AMQP_URL_FILE,
    * AMQP_PASSWORD_FILE, AMQP_*_FILE, SECRETS_DIR, TASK_EVENTS).
@@ -120,6 +138,9 @@ export async function connect(options: ConnectOptions = {}): Promise<TaskClient>
     functions: [...functions].map(([task, { queue, protocol }]) => ({ task, queue, protocol })),
     embeddedOptions: { logLevel: options.logLevel ?? "warn" },
     connectionName: options.connectionName ?? "client",
+    reconnect: options.reconnect ?? true,
+    replies: options.replies,
+    onConnectionEvent: options.onConnectionEvent,
   });
   try {
     return await TaskClient.open(opened.broker, {
@@ -127,6 +148,7 @@ export async function connect(options: ConnectOptions = {}): Promise<TaskClient>
       label: opened.label,
       timeoutMs: options.timeoutMs,
       onWire: options.onWire,
+      replies: opened.replies,
       onClose: () => opened.close(),
       events: options.events ?? env("TASK_EVENTS") === "true",
     });

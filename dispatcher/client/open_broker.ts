@@ -10,6 +10,11 @@
  *   when nothing answers there, the embedded broker runs instead, with a
  *   notice saying so.
  *
+ * The caller learns which reply path suits the broker: a reply queue of its
+ * own for a cluster (several URLs), Direct Reply-to for one node, unless it
+ * says otherwise (`replies`). With `reconnect`, a RabbitMQ connection
+ * outlives the node it is on (see `reconnecting_broker.ts`).
+ *
  * @module
  */
 
@@ -21,6 +26,8 @@ import type {
   StartEmbeddedOptions,
 } from "../../functions/_runtime/embedded.ts";
 import { ConfigError } from "../config/config_error.ts";
+import { type ConnectionEvent, ReconnectingBroker } from "./reconnecting_broker.ts";
+import type { ReplyMode } from "./rpc_client.ts";
 import {
   type BrokerTarget,
   type ResolveBrokerOptions,
@@ -59,6 +66,23 @@ export interface OpenBrokerOptions extends ResolveBrokerOptions {
   probeTimeoutMs?: number;
   /** Connects to RabbitMQ; for tests. @default {connectAmqp} */
   connect?: (url: string, options: ConnectAmqpOptions) => Promise<Broker>;
+  /**
+   * Connect again, to the next node of a cluster, when the connection is
+   * lost, and carry on (see `reconnecting_broker.ts`). `auto`: only with a
+   * reply queue, which keeps the replies of the calls in flight; with Direct
+   * Reply-to those are lost with the connection, so a run fails at once
+   * instead, as it did before clusters.
+   * @default {false}
+   */
+  reconnect?: boolean | "auto";
+  /** Told when a reconnecting connection is lost, retried, regained or given up. */
+  onConnectionEvent?: (event: ConnectionEvent) => void;
+  /**
+   * Where replies come back; `auto`: a reply queue of the caller's own when
+   * the URL lists several nodes (a cluster), else Direct Reply-to.
+   * @default {"auto"}
+   */
+  replies?: ReplyMode | "auto";
   /** Starts the embedded broker; for tests. @default {startEmbedded} */
   startEmbedded?: (
     functions: EmbeddedFunction[],
@@ -77,6 +101,8 @@ export interface OpenedBroker {
   embedded?: Embedded;
   /** Why the run fell back to the embedded broker, to print once. */
   notice?: string;
+  /** Where the caller's replies should come back (see `OpenBrokerOptions.replies`). */
+  replies: ReplyMode;
   /** Closes the connection, and stops the embedded broker if it runs. */
   close(): Promise<void>;
 }
@@ -126,6 +152,8 @@ async function embed(options: OpenBrokerOptions, notice?: string): Promise<Opene
     label: EMBEDDED_LABEL,
     embedded,
     notice,
+    // In one process no connection is ever lost: Direct Reply-to unless asked.
+    replies: options.replies === "queue" ? "queue" : "direct",
     async close() {
       await broker.close();
       await embedded.stop();
@@ -142,18 +170,27 @@ async function connectTarget(
   target: BrokerTarget,
   timeoutMs: number,
   options: OpenBrokerOptions,
+  reconnect: boolean,
 ): Promise<Broker> {
   const connect = options.connect ??
     (await import("../../functions/_runtime/broker/connect_amqp.ts")).connectAmqp;
+  const settings = (timeoutMs: number): ConnectAmqpOptions => ({
+    timeoutMs,
+    heartbeatSeconds: 2,
+    connectionName: options.connectionName ?? "dispatcher",
+    tls: target.tls,
+    settingNames: tlsSettingNames(options.names),
+  });
   const deadline = Date.now() + timeoutMs;
   while (true) {
     try {
-      return await connect(target.url, {
-        timeoutMs: Math.max(100, deadline - Date.now()),
-        heartbeatSeconds: 2,
-        connectionName: options.connectionName ?? "dispatcher",
-        tls: target.tls,
-        settingNames: tlsSettingNames(options.names),
+      const broker = await connect(target.url, settings(Math.max(100, deadline - Date.now())));
+      if (!reconnect) return broker;
+      // Each attempt tries every node of the list once; the backoff between
+      // attempts is the reconnecting broker's.
+      return new ReconnectingBroker(broker, {
+        connect: () => connect(target.url, settings(5000)),
+        onEvent: options.onConnectionEvent,
       });
     } catch (error) {
       const again = error instanceof BrokerUnavailableError && error.unreachable &&
@@ -173,17 +210,25 @@ export async function connectBroker(
   options: OpenBrokerOptions = {},
 ): Promise<OpenedBroker> {
   if (options.local || target === undefined) return await embed(options);
+  const several = target.url.split(",").length > 1;
+  const replies = options.replies === undefined || options.replies === "auto"
+    ? (several ? "queue" : "direct")
+    : options.replies;
+  const reconnect = options.reconnect === "auto" ? replies === "queue" : options.reconnect === true;
   const opened = (broker: Broker): OpenedBroker => ({
     broker,
     label: target.label,
     target,
+    replies,
     close: () => broker.close(),
   });
   if (target.explicit || !options.fallback) {
-    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options));
+    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options, reconnect));
   }
   try {
-    return opened(await connectTarget(target, options.probeTimeoutMs ?? 1500, options));
+    return opened(
+      await connectTarget(target, options.probeTimeoutMs ?? 1500, options, reconnect),
+    );
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
     const celery = celeryFunctions(options);

@@ -4,6 +4,7 @@ import { MemoryBroker } from "../../functions/_runtime/broker/memory_broker.ts";
 import type { Embedded } from "../../functions/_runtime/embedded.ts";
 import { ConfigError } from "../config/config_error.ts";
 import type { BrokerTarget } from "./broker_target.ts";
+import { ReconnectingBroker } from "./reconnecting_broker.ts";
 import {
   connectBroker,
   describeBroker,
@@ -169,4 +170,21 @@ Deno.test("openBroker() refuses the embedded broker for a function Celery worker
   );
   assert.equal(fallback.calls.embedded, 0);
   await fallback.hub.shutdown();
+});
+
+Deno.test("connectBroker() picks a reply queue and reconnection for several URLs, Direct Reply-to for one", async () => {
+  const cases: [string, OpenBrokerOptions["replies"], "direct" | "queue", boolean][] = [
+    ["amqp://u@a:5672,amqp://u@b:5672", undefined, "queue", true],
+    ["amqp://u@a:5672", undefined, "direct", false],
+    ["amqp://u@a:5672", "queue", "queue", true],
+    ["amqp://u@a:5672,amqp://u@b:5672", "direct", "direct", false],
+  ];
+  for (const [url, replies, expected, reconnects] of cases) {
+    const { base, hub } = options({ replies, reconnect: "auto" });
+    const opened = await connectBroker(target(url, true), base);
+    assert.equal(opened.replies, expected, `${url} with ${replies}`);
+    assert.equal(opened.broker instanceof ReconnectingBroker, reconnects, `${url} with ${replies}`);
+    await opened.close();
+    await hub.shutdown();
+  }
 });

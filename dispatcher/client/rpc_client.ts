@@ -1,6 +1,9 @@
 /**
  * Calls functions over a broker and gathers their replies by correlation id.
- * Each call has its own deadline, sent with the request so that no worker
+ * Replies come by Direct Reply-to (fast, but lost with the connection: a
+ * node that dies takes them along), or through a reply queue of the
+ * client's own, a quorum queue that outlives the loss of any one node of a
+ * cluster (see {@linkcode ReplyMode} and docs/cluster.md). Each call has its own deadline, sent with the request so that no worker
  * starts it after the caller stopped waiting. A reply nobody waits for
  * (unknown, late, or a duplicate from a redelivered request) and a reply
  * from a sender other than the function's workers are counted and ignored.
@@ -13,6 +16,7 @@ import {
   DEADLINE_EXCEEDED,
   type Message,
   type Payload,
+  replyQueueName,
   type RetryOverrides,
   type TaskProgress,
   type TaskReply,
@@ -122,8 +126,30 @@ export interface IgnoredReplies {
   unexpectedSender: number;
 }
 
+/**
+ * Where replies come back:
+ *
+ * - `direct`: RabbitMQ's Direct Reply-to, no queue at all. Replies are
+ *   lost when the connection is, so a call in flight when the client's node
+ *   dies never gets its reply.
+ * - `queue`: a quorum queue of this client's (`replies.<32 hex>`), declared
+ *   at open and deleted at close (or by the broker after
+ *   {@linkcode REPLY_QUEUE_IDLE_MS} without a consumer). It is replicated
+ *   on the cluster's nodes, so replies wait there while the client
+ *   reconnects to another node. Each reply costs a replicated write.
+ */
+export type ReplyMode = "direct" | "queue";
+
+/** A reply queue with no consumer for this long (a client that died) is deleted by the broker. */
+export const REPLY_QUEUE_IDLE_MS = 10 * 60_000;
+
+/** Replies a client holds unacknowledged from its reply queue at once. */
+const REPLY_PREFETCH = 1000;
+
 /** Options for {@linkcode RpcClient.open}. */
 export interface RpcClientOptions {
+  /** @default {"direct"} */
+  replies?: ReplyMode;
   /**
    * Called with every message that arrives on the reply queue, before any
    * check or de-duplication: a tap for tests that count what the wire
@@ -145,6 +171,8 @@ export class RpcClient {
   readonly #onWire?: (message: Message) => void;
   readonly #onSentEvent?: (event: SentEvent) => void;
   #replyTo = "";
+  /** This client's reply queue, in `queue` mode. */
+  #replyQueue: string | undefined;
   /** Messages received that no call took, by why. */
   readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
   #failure: Error | undefined;
@@ -159,13 +187,33 @@ export class RpcClient {
   /** Opens a reply queue on `broker` and returns a client using it. */
   static async open(broker: Broker, options: RpcClientOptions = {}): Promise<RpcClient> {
     const client = new RpcClient(broker, options);
-    client.#replyTo = await broker.openReplyQueue((message) => client.receive(message));
+    if (options.replies === "queue") {
+      const name = replyQueueName();
+      await broker.declareQueue(name, {
+        durable: true,
+        type: "quorum",
+        expiresMs: REPLY_QUEUE_IDLE_MS,
+      });
+      client.#replyQueue = name;
+      client.#replyTo = name;
+      await broker.consume(name, (delivery) => {
+        client.receive(delivery);
+        broker.ack(delivery);
+      }, { prefetch: REPLY_PREFETCH });
+    } else {
+      client.#replyTo = await broker.openReplyQueue((message) => client.receive(message));
+    }
     broker.closed.then((error) =>
       client.#failAll(
         error ?? new BrokerUnavailableError("Cannot wait for replies as the connection was closed"),
       )
     );
     return client;
+  }
+
+  /** Where this client's replies come back: `amq.rabbitmq.reply-to`, or its reply queue. */
+  get replyTo(): string {
+    return this.#replyTo;
   }
 
   /** The broker user this client's connection authenticated as. */
@@ -365,8 +413,21 @@ export class RpcClient {
     this.#pending.clear();
   }
 
-  /** Stops waiting: every call still pending rejects. */
-  close(): void {
+  /**
+   * Stops waiting: every call still pending rejects. Then deletes this
+   * client's reply queue, if it has one, while the connection is open.
+   */
+  async close(): Promise<void> {
     this.#failAll(new BrokerUnavailableError("Cannot wait for replies as the client was closed"));
+    const queue = this.#replyQueue;
+    this.#replyQueue = undefined;
+    if (queue === undefined) return;
+    // Best effort, and brief: a queue left behind is deleted by the broker once idle.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#broker.deleteQueue(queue).catch(() => {}),
+      new Promise((resolve) => timer = setTimeout(resolve, 2000)),
+    ]);
+    clearTimeout(timer);
   }
 }

@@ -20,7 +20,7 @@ import { callCelery } from "./celery_call.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
-import { type CallOutcome, type IgnoredReplies, RpcClient } from "./rpc_client.ts";
+import { type CallOutcome, type IgnoredReplies, type ReplyMode, RpcClient } from "./rpc_client.ts";
 import { callerName, startSentEvents } from "./sent_events.ts";
 import { waitForWorkers, type WaitForWorkersOptions } from "./wait_for_workers.ts";
 
@@ -73,6 +73,12 @@ export interface TaskClientOptions {
   timeoutMs?: number;
   /** Sees every message on the reply queue before any check (see `RpcClientOptions`). */
   onWire?: (message: Message) => void;
+  /**
+   * Where replies come back: Direct Reply-to, or a reply queue of the
+   * client's own that outlives the loss of a cluster node (see `ReplyMode`).
+   * @default {"direct"}
+   */
+  replies?: ReplyMode;
   /** Called by `close()` once the reply queue is closed: ends what the client owns. */
   onClose?: () => Promise<void>;
   /**
@@ -114,8 +120,17 @@ export class TaskClient {
     const onSentEvent = options.events
       ? await startSentEvents(broker, options.caller ?? callerName(broker.user))
       : undefined;
-    const rpc = await RpcClient.open(broker, { onWire: options.onWire, onSentEvent });
+    const rpc = await RpcClient.open(broker, {
+      onWire: options.onWire,
+      onSentEvent,
+      replies: options.replies,
+    });
     return new TaskClient(rpc, broker, options);
+  }
+
+  /** Where replies come back: `amq.rabbitmq.reply-to`, or this client's reply queue. */
+  get replyTo(): string {
+    return this.#rpc.replyTo;
   }
 
   /** The broker user this client sends as. */
@@ -224,7 +239,7 @@ export class TaskClient {
   /** Stops waiting (pending calls reject), then closes what the client owns. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      this.#rpc.close();
+      await this.#rpc.close();
       await this.#onClose?.();
     })();
     return this.#closed;

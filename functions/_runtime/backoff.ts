@@ -37,3 +37,14 @@ export function backoffDelay(
   const nominal = nominalDelay(retry, policy);
   return Math.round(nominal * (1 - policy.jitter + 2 * policy.jitter * random()));
 }
+
+/**
+ * How attempts to reach a lost broker are spaced, by workers and callers
+ * alike: from 0.5 s up to 15 s.
+ */
+export const RECONNECT_POLICY: Readonly<BackoffPolicy> = Object.freeze({
+  baseDelayMs: 500,
+  factor: 2,
+  maxDelayMs: 15_000,
+  jitter: 0.2,
+});

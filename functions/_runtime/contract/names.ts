@@ -50,6 +50,19 @@ export function queueOfDeadLetterQueue(name: string): string | undefined {
 }
 
 /**
+ * Matches the name of a caller's own reply queue: `replies.` and 32 hex
+ * digits. A caller that must get every reply through the loss of a broker
+ * node (which Direct Reply-to cannot promise) declares one, a quorum queue
+ * replicated like the functions' own; see docs/cluster.md.
+ */
+export const REPLY_QUEUE_PATTERN = /^replies\.[0-9a-f]{32}$/;
+
+/** A new name for a caller's reply queue, matching {@linkcode REPLY_QUEUE_PATTERN}. */
+export function replyQueueName(): string {
+  return `replies.${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/**
  * The fanout exchange of the control channel: every worker binds a queue of
  * its own to it, so one message published here reaches every live worker.
  */

@@ -28,7 +28,8 @@ import {
 } from "./delivery_facts.ts";
 import { createFailureHandler } from "./handle_failure.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { readRequest } from "./read_request.ts";
+import { type ReadRequest, readRequest } from "./read_request.ts";
+import { type AnsweredTask, AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import type { Settler } from "./settle.ts";
@@ -62,6 +63,8 @@ export interface DeliveryContext {
   log: Logger;
   /** Publishes task events; {@linkcode NO_EVENTS} when they are off. */
   emit: EmitTaskEvent;
+  /** The tasks this process answered, to answer copies of their requests without running them. */
+  answered: AnsweredTasks;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -83,11 +86,11 @@ interface Refusal {
 /** Makes the handler of a worker's deliveries. */
 export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler {
   const { runner, broker, settler, info, queue, workerId, queueType, deliveryLimit } = context;
-  const { maxBytes, senders, metrics, log, emit } = context;
+  const { maxBytes, senders, metrics, log, emit, answered } = context;
   const stats = metrics.stats;
   const place: RunPlace = { function: info.name, queue, worker: workerId };
   const senderOf = createSenderCheck(queue, broker.user, senders);
-  const answer = createAnswer(settler, place);
+  const answer = createAnswer(settler, place, answered);
   const handleFailure = createFailureHandler({ ...context, place, answer });
   const events = emit !== NO_EVENTS;
   let nextRun = 1;
@@ -157,10 +160,41 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         dropBody: read.error.type === "MessageTooLarge",
       });
     }
-    const { request } = read;
-    run.taskName = request.task;
+    run.taskName = read.request.task;
     run.celeryReply = read.celery;
     if (read.attempt !== undefined) run.attempt = read.attempt;
+    if (run.celery || run.taskId === null) return await proceed(run, read);
+    // A copy of a request this process answered (redelivered after a lost
+    // ack, or sent again by a caller that lost its node) gets that answer.
+    const key = AnsweredTasks.keyOf(sender, run.taskId);
+    const fingerprint = fingerprintOf(delivery);
+    const claim = await answered.claim(key, fingerprint);
+    if ("answer" in claim) return await answerAgain(run, claim.answer);
+    run.record = { key, fingerprint };
+    try {
+      await proceed(run, read);
+    } finally {
+      claim.release();
+    }
+  }
+
+  /** Sends the recorded answer of a request this process already answered, and settles the copy. */
+  async function answerAgain(run: TaskRun, earlier: AnsweredTask): Promise<void> {
+    stats.answeredAgain++;
+    await settler.reply(run.task.delivery, earlier.reply, earlier.resultJson);
+    logOf(run, log).info("Answered a repeated request from the record, without running it", {
+      status: earlier.reply.status,
+      redelivered: run.task.delivery.redelivered,
+    });
+    run.traced.end("answered_again");
+    settle(run);
+  }
+
+  /** Runs a request that may run: unless past its deadline or before its eta. */
+  async function proceed(run: TaskRun, read: ReadRequest): Promise<void> {
+    const { task, sender } = run;
+    const { delivery } = task;
+    const { request } = read;
     const deadline = request.deadline ?? null;
     if (deadline !== null && deadline <= Date.now()) {
       stats.expired++;

@@ -24,6 +24,12 @@ export interface WorkerStats {
   unauthenticated: number;
   /** Tasks whose handler is running now. */
   inFlight: number;
+  /**
+   * Copies of requests this process had answered (delivered again after a
+   * lost connection, or sent again by a caller that lost its node): answered
+   * again from the record, not run.
+   */
+  answeredAgain: number;
 }
 
 /** Upper bounds of the duration histogram's buckets, in seconds. */
@@ -103,6 +109,7 @@ export class WorkerMetrics {
     expired: 0,
     unauthenticated: 0,
     inFlight: 0,
+    answeredAgain: 0,
   };
   /** When the worker started. */
   readonly startedAt: Date;
@@ -172,6 +179,13 @@ export class WorkerMetrics {
       sample("worker_task_duration_seconds_sum", { status }, histogram.sum);
       sample("worker_task_duration_seconds_count", { status }, histogram.count);
     }
+
+    metric(
+      "worker_repeated_requests_total",
+      "counter",
+      "Copies of requests already answered by this process (delivered again after a lost connection): answered again from its record, not run.",
+    );
+    sample("worker_repeated_requests_total", {}, stats.answeredAgain);
 
     metric("worker_tasks_in_flight", "gauge", "Tasks whose handler is running now.");
     sample("worker_tasks_in_flight", {}, stats.inFlight);

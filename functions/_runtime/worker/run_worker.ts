@@ -6,9 +6,10 @@
  * @module
  */
 
-import { backoffDelay } from "../backoff.ts";
+import { backoffDelay, RECONNECT_POLICY } from "../backoff.ts";
 import { type Broker, BrokerUnavailableError, QueueMismatchError } from "../broker/broker.ts";
 import { SILENT_LOGGER } from "../log.ts";
+import { AnsweredTasks } from "./answered_tasks.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { type RunningWorker, startWorker, type WorkerOptions } from "./start_worker.ts";
@@ -30,8 +31,7 @@ export interface RunWorkerOptions extends WorkerOptions {
   onConsuming?: (consuming: boolean, worker: RunningWorker | undefined) => void;
 }
 
-/** How reconnection attempts are spaced: from 0.5 s up to 15 s. */
-export const RECONNECT_POLICY = { baseDelayMs: 500, factor: 2, maxDelayMs: 15_000, jitter: 0.2 };
+export { RECONNECT_POLICY };
 
 /** Waits `ms`, or less if `signal` aborts first; never rejects. */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -72,6 +72,9 @@ export async function runWorker(
   };
   // One set of counters for the life of the process, whatever the reconnections.
   const metrics = options.metrics ?? new WorkerMetrics();
+  // And one record of answered tasks: a request the broker delivers again
+  // after a reconnection is answered from it, not run twice.
+  const answered = options.answered ?? new AnsweredTasks();
   let failures = 0;
   while (!signal.aborted) {
     let broker: Broker;
@@ -91,7 +94,7 @@ export async function runWorker(
     }
     let worker: RunningWorker;
     try {
-      worker = await startWorker(runner, broker, { ...options, metrics });
+      worker = await startWorker(runner, broker, { ...options, metrics, answered });
     } catch (error) {
       await broker.close();
       if (error instanceof QueueMismatchError) throw explainMismatch(error, options);

@@ -32,6 +32,7 @@ import { DASHBOARD_USER, deadLetterQueueOf, DEFAULT_MAX_MESSAGE_BYTES } from "..
 import { type Logger, SILENT_LOGGER } from "../log.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { attemptOf, type Task, taskIdOf } from "./delivery_facts.ts";
+import { AnsweredTasks } from "./answered_tasks.ts";
 import { createDeliveryHandler } from "./handle_delivery.ts";
 import { WorkerMetrics, type WorkerStats } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
@@ -99,6 +100,13 @@ export interface WorkerOptions {
    * @default {new WorkerMetrics()}
    */
   metrics?: WorkerMetrics;
+  /**
+   * The tasks this process answered, to answer copies of their requests
+   * (delivered again after a lost connection) without running them; pass
+   * the same one to every start of a worker process.
+   * @default {new AnsweredTasks()}
+   */
+  answered?: AnsweredTasks;
   /**
    * Publish task events (started, retried, succeeded, failed, rejected) to
    * the events exchange, as Celery workers do with `-E`.
@@ -193,6 +201,7 @@ export async function startWorker(
     metrics,
     log,
     emit,
+    answered: options.answered ?? new AnsweredTasks(),
   });
 
   /**

@@ -13,6 +13,7 @@ import {
   type TaskReply,
 } from "../contract/mod.ts";
 import type { Logger } from "../log.ts";
+import type { AnsweredTasks } from "./answered_tasks.ts";
 import { attemptOf, sentAtOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import type { Settler } from "./settle.ts";
 import type { TaskEvent } from "../contract/mod.ts";
@@ -35,6 +36,8 @@ export interface TaskRun {
   started: number;
   traced: TaskTrace;
   logger?: Logger;
+  /** Set while this request holds its task id in the record of answers. */
+  record?: { key: string; fingerprint: string };
 }
 
 /** Where a worker's task runs happen: the function, its queue, and the worker. */
@@ -100,9 +103,14 @@ export type Answer = {
 
 /**
  * Makes the function that answers a run: in the native contract, or as
- * Celery's rpc:// backend expects; inside a `reply` span when traced.
+ * Celery's rpc:// backend expects; inside a `reply` span when traced. A
+ * native answer is kept in `answered` while the run holds its record.
  */
-export function createAnswer(settler: Settler, place: RunPlace): Answer {
+export function createAnswer(
+  settler: Settler,
+  place: RunPlace,
+  answered: AnsweredTasks,
+): Answer {
   const send = (
     run: TaskRun,
     status: "success" | "error",
@@ -138,6 +146,11 @@ export function createAnswer(settler: Settler, place: RunPlace): Answer {
       finished_at: new Date().toISOString(),
       duration_ms: elapsed(run),
     };
+    // Kept before it is sent: should sending fail, the request comes back
+    // and is answered from the record, not run again.
+    if (run.record) {
+      answered.remember(run.record.key, run.record.fingerprint, { reply, resultJson });
+    }
     return settler.reply(delivery, reply, resultJson);
   };
   return ((

@@ -1,0 +1,155 @@
+/**
+ * End-to-end: the three-node cluster of compose.cluster.yaml loses one node
+ * at a time in the middle of a `deno task load` of 2,000 tasks, each node
+ * in turn, the node the load is connected to every time. Every task
+ * succeeds exactly once, counted at both ends: the load's replies, and the
+ * workers' logs and counters. The pause each loss caused (the longest gap
+ * between two replies) is printed.
+ *
+ * Before the kills: every function's work, dead-letter and retry queue is a
+ * quorum queue with a member on each node, and `deno task dispatch` runs
+ * over the cluster.
+ */
+
+import assert from "node:assert/strict";
+import { connect } from "../dispatcher/mod.ts";
+import { readFunctions } from "../deploy/kubernetes/read_functions.ts";
+import { createStack } from "./_compose.ts";
+import {
+  acknowledged,
+  listQueues,
+  type LoadDocument,
+  NODE_SERVICES,
+  NODES,
+  startLoad,
+  waitForFullMembership,
+  workerAccount,
+} from "./_cluster.ts";
+import { docker, readComposeFile } from "./_docker.ts";
+import { NEEDS_DOCKER } from "./_infra.ts";
+import { waitFor } from "./_helpers.ts";
+import { runDeno } from "./_processes.ts";
+
+const TASKS = 2000;
+
+Deno.test({
+  name: "A three-node cluster loses each node in turn under load, and every task succeeds once",
+  ignore: NEEDS_DOCKER,
+  async fn() {
+    const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
+    const queues = functions.flatMap(({ queue }) => [queue, `${queue}.dlq`]);
+    const workers = Object.keys((await readComposeFile()).services)
+      .filter((service) => service.startsWith("worker-"));
+    const stack = await createStack("cluster", { files: ["compose.yaml", "compose.cluster.yaml"] });
+    const urlFrom = (first: number) =>
+      [first, (first + 1) % 3, (first + 2) % 3]
+        .map((i) => `amqp://dispatcher@127.0.0.1:${stack.nodes[i].amqpPort}`)
+        .join(",");
+    try {
+      await stack.compose(["up", "-d", "--build"]);
+
+      // Workers start once all three nodes have joined: their queues have three members.
+      const members = await waitForFullMembership(stack, queues, 0);
+      for (const name of queues) {
+        const queue = members.find((q) => q.name === name)!;
+        assert.deepEqual([...queue.members!].sort(), NODES, `${name} is on every node`);
+      }
+
+      const dispatch = await runDeno([
+        "task",
+        "dispatch",
+        "--broker",
+        urlFrom(0),
+        "--scenario",
+        "recovers_after_retries",
+        "--wait-workers",
+        "60",
+        "--no-save",
+        "--quiet",
+      ], stack.env);
+      assert.equal(dispatch.code, 0, dispatch.stdout + dispatch.stderr);
+      // Its retries went through a delay queue, replicated like the others.
+      const retryQueues = (await listQueues(stack, 0))
+        .map((q) => q.name)
+        .filter((name) => /\.retry\.\d+$/.test(name));
+      assert.ok(retryQueues.length > 0, "the retries made a retry queue");
+      await waitForFullMembership(stack, retryQueues, 0);
+
+      const rounds: { node: string; document: LoadDocument }[] = [];
+      for (let node = 0; node < 3; node++) {
+        const watcher = (node + 1) % 3;
+        const load = startLoad(stack, [
+          "--broker",
+          urlFrom(node),
+          "--tasks",
+          String(TASKS),
+          "--concurrency",
+          "50",
+          "--wait-workers",
+          "60",
+        ]);
+        await waitFor(
+          () => load.errLines.some((line) => line.startsWith("Load: ")),
+          "the load started",
+          60_000,
+          100,
+        );
+        // Kill the node once the run is well under way: about 500 tasks done.
+        const before = await acknowledged(stack, watcher);
+        await waitFor(
+          async () => (await acknowledged(stack, watcher)) - before >= 1000,
+          "about 500 tasks done",
+          60_000,
+          200,
+        );
+        const [container] = await stack.containers(NODE_SERVICES[node]);
+        await docker(["kill", container]);
+        const { code, document, stderr } = await load.finished;
+        console.log(
+          `${
+            NODE_SERVICES[node]
+          } killed: ${document.succeeded}/${TASKS} succeeded in ${document.durationMs} ms (${document.throughput} tasks/s), longest gap between replies ${document.longestGapMs} ms, ${document.ignoredReplies.unknown} duplicate replies ignored`,
+        );
+        assert.equal(code, 0, stderr);
+        assert.equal(document.options.replies, "queue", "several URLs: a reply queue of its own");
+        assert.equal(document.succeeded, TASKS);
+        assert.equal(document.timeouts, 0);
+        assert.deepEqual(document.errors, {});
+        assert.match(stderr, /Lost the broker connection; reconnecting/, "its node died under it");
+        assert.match(stderr, /Reconnected to the broker after \d+ ms/);
+        rounds.push({ node: NODE_SERVICES[node], document });
+
+        await docker(["start", container]);
+        await waitForFullMembership(stack, queues, watcher);
+      }
+
+      // The other end: what the workers ran, by their logs and their counters.
+      const account = await workerAccount(stack, workers);
+      const expected = 3 * TASKS + 1;
+      const twice = [...account.succeeded].filter(([, n]) => n > 1);
+      console.log(
+        `workers: ${account.succeeded.size} tasks succeeded, ${twice.length} more than once, ${account.answeredAgain} copies answered from the record, ${account.lostConnections} lost connections`,
+      );
+      assert.deepEqual(twice, [], "no task ran to success twice");
+      assert.equal(account.succeeded.size, expected, "every task of the runs, once");
+      assert.ok(account.lostConnections >= 2, "the workers lost their nodes too");
+
+      const client = await connect({
+        url: urlFrom(0),
+        functions: Object.fromEntries(functions.map(({ name, queue }) => [name, queue])),
+        env: (name) => ({ SECRETS_DIR: stack.secretsDir } as Record<string, string>)[name],
+      });
+      try {
+        const { workers: pongs } = await client.ping({ timeoutMs: 5000 });
+        assert.equal(pongs.length, workers.length, "every worker answers");
+        const counted = pongs.reduce((sum, pong) => sum + pong.succeeded, 0);
+        assert.equal(counted, expected, "the workers' own counters agree");
+      } finally {
+        await client.close();
+      }
+      assert.equal(rounds.length, 3);
+    } finally {
+      await stack.down();
+    }
+  },
+});

@@ -1,0 +1,141 @@
+/**
+ * Integration: a caller loses its broker connection in the middle of a run
+ * and carries on over the next URL of its list, against the RabbitMQ at
+ * `AMQP_URL`. The first URL goes through a proxy the test cuts, as a node's
+ * death would cut it; the second is the broker itself.
+ *
+ * With a reply queue of its own the caller gets every reply exactly once
+ * and the handler runs once per task; with Direct Reply-to the replies on
+ * their way to the lost connection are gone, and the calls in flight time
+ * out. The second case is the proof that the count of the first can fail.
+ */
+
+import assert from "node:assert/strict";
+import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import { defineFunction } from "../functions/_runtime/define_function.ts";
+import { simulateWork } from "../functions/_runtime/simulate_work.ts";
+import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
+import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
+import { WorkerMetrics } from "../functions/_runtime/worker/metrics.ts";
+import { connectBroker } from "../dispatcher/client/open_broker.ts";
+import type { ConnectionEvent } from "../dispatcher/client/reconnecting_broker.ts";
+import { type CallOutcome, type ReplyMode, RpcClient } from "../dispatcher/client/rpc_client.ts";
+import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { freePort, uniqueName, waitFor } from "./_helpers.ts";
+import { runDeno } from "./_processes.ts";
+import { startGatedProxy } from "./_proxy.ts";
+
+const TASKS = 300;
+const IN_FLIGHT = 40;
+
+async function runAcrossCut(replies: ReplyMode) {
+  const queue = uniqueName("failover");
+  const runs = new Map<string, number>();
+  const fn = defineFunction({
+    name: "failover",
+    queue,
+    async handler(payload, context) {
+      runs.set(context.taskId!, (runs.get(context.taskId!) ?? 0) + 1);
+      await simulateWork(payload, context, 0);
+      return "ok";
+    },
+  });
+  const workerBroker = await connectAmqp(AMQP_URL, { connectionName: "failover-worker" });
+  const metrics = new WorkerMetrics();
+  const worker = await startWorker(inProcessRunner(fn), workerBroker, {
+    workerId: "failover@test",
+    concurrency: 20,
+    metrics,
+    allowedSenders: ["*"],
+  });
+  const direct = new URL(AMQP_URL);
+  const proxy = startGatedProxy({ hostname: direct.hostname, port: Number(direct.port) || 5672 });
+  proxy.open();
+  const viaProxy = new URL(AMQP_URL);
+  viaProxy.hostname = "127.0.0.1";
+  viaProxy.port = String(proxy.port);
+  const events: ConnectionEvent[] = [];
+  const url = `${viaProxy},${AMQP_URL}`;
+  const opened = await connectBroker(
+    { url, label: "test", user: direct.username || "guest", explicit: true },
+    { reconnect: true, replies, onConnectionEvent: (event) => events.push(event) },
+  );
+  const client = await RpcClient.open(opened.broker, { replies: opened.replies });
+  const outcomes: CallOutcome[] = [];
+  try {
+    let sent = 0;
+    const lane = async () => {
+      while (sent < TASKS) {
+        sent++;
+        outcomes.push(
+          await client.call(queue, "failover", { work_ms: 20 }, { timeoutMs: 4000 }),
+        );
+      }
+    };
+    const lanes = Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+    await waitFor(() => outcomes.length >= TASKS / 3, "a third of the run", 30_000);
+    proxy.cut();
+    await lanes;
+    return { outcomes, runs, metrics, events, client };
+  } finally {
+    await client.close();
+    await opened.close();
+    await worker.stop(1000);
+    await workerBroker.deleteQueue(queue).catch(() => {});
+    await workerBroker.deleteQueue(`${queue}.dlq`).catch(() => {});
+    await workerBroker.close();
+    await proxy.close();
+  }
+}
+
+Deno.test({
+  name:
+    "A caller with a reply queue of its own gets every reply once across the loss of its connection",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const { outcomes, runs, metrics, events, client } = await runAcrossCut("queue");
+    const kinds = Object.groupBy(outcomes, (outcome) => outcome.kind);
+    assert.equal(kinds.timeout?.length ?? 0, 0, "no call timed out");
+    assert.equal(kinds.reply?.length, TASKS, "one reply per task");
+    assert.equal(new Set(outcomes.map((o) => o.taskId)).size, TASKS, "each task once");
+    assert.equal(runs.size, TASKS, "the handler ran for every task");
+    assert.ok([...runs.values()].every((n) => n === 1), "and once for each");
+    assert.equal(metrics.stats.succeeded, TASKS);
+    assert.deepEqual(
+      events.map((event) => event.kind).filter((kind) => kind !== "retrying"),
+      ["lost", "reconnected"],
+    );
+    console.log(
+      `queue replies: ${TASKS} replies, ${client.ignored.unknown} duplicates ignored, ${metrics.stats.answeredAgain} copies answered from the record`,
+    );
+  },
+});
+
+Deno.test({
+  name: "A caller on Direct Reply-to loses the replies in flight when its connection is lost",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const { outcomes, runs } = await runAcrossCut("direct");
+    const timeouts = outcomes.filter((outcome) => outcome.kind === "timeout").length;
+    console.log(`direct replies: ${timeouts} of ${TASKS} calls timed out, ${runs.size} ran`);
+    assert.ok(timeouts > 0, "the calls in flight at the cut got no reply");
+    assert.equal(outcomes.length, TASKS, "the other calls went on over the next connection");
+  },
+});
+
+Deno.test({
+  name: "status and dlq take a list of brokers whose first node is down",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const down = new URL(AMQP_URL);
+    down.hostname = "127.0.0.1";
+    down.port = String(freePort());
+    const list = `${down},${AMQP_URL}`;
+    // Exit 1 when a function has no worker; a broker it cannot reach is 3.
+    const status = await runDeno(["task", "status", "--broker", list, "--json"]);
+    assert.notEqual(status.code, 3, status.stderr);
+    assert.equal(JSON.parse(status.stdout).broker.reachable, true);
+    const dlq = await runDeno(["task", "dlq", "--broker", list, "--json"]);
+    assert.equal(dlq.code, 0, dlq.stderr);
+  },
+});
