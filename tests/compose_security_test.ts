@@ -92,8 +92,13 @@ Deno.test("compose.yaml runs secrets-init before the broker, without network or 
   const broker = compose.services.rabbitmq;
   assert.deepEqual(broker.depends_on, {
     "secrets-init": { condition: "service_completed_successfully" },
+    "erlang-cookie": { condition: "service_completed_successfully" },
   });
-  assert.deepEqual(broker.secrets, [{ source: "broker_definitions", target: "definitions.json" }]);
+  assert.deepEqual(broker.secrets, [
+    { source: "broker_definitions", target: "definitions.json" },
+    // Generated, not the one an image may carry: see compose_cluster_test.ts.
+    { source: "erlang_cookie", target: "/var/lib/rabbitmq/.erlang.cookie" },
+  ]);
   assert.ok(
     broker.volumes.includes("./broker/rabbitmq.conf:/etc/rabbitmq/conf.d/20-task-system.conf:ro"),
   );

@@ -771,6 +771,29 @@ Deno.test({
       });
 
       await t.step(
+        "the broker's Erlang cookie is the generated secret, not one an image carries",
+        async () => {
+          const generated = (await Deno.readTextFile(`${secretsDir}/erlang.cookie`)).trim();
+          const inBroker = await compose([
+            "exec",
+            "-T",
+            "rabbitmq",
+            "cat",
+            "/var/lib/rabbitmq/.erlang.cookie",
+          ]);
+          assert.equal(inBroker.stdout.trim(), generated);
+          // The image's own cookie, as any container started from it has it.
+          const image = (await inspect(await containerOf("rabbitmq"))).Config.Image;
+          const baked = await docker(
+            ["run", "--rm", "--entrypoint", "cat", image, "/var/lib/rabbitmq/.erlang.cookie"],
+            {},
+            true,
+          );
+          assert.notEqual(baked.stdout.trim(), generated, "a cookie nobody else can know");
+        },
+      );
+
+      await t.step(
         "containers run non-root, read-only, without capabilities, with limits and no shell",
         async () => {
           for (const service of WORKERS) {

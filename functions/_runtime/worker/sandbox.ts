@@ -13,7 +13,7 @@
  * @module
  */
 
-import { boundText, MAX_ERROR_MESSAGE_CHARS } from "../contract/message.ts";
+import { boundText, DEADLINE_EXCEEDED, MAX_ERROR_MESSAGE_CHARS } from "../contract/message.ts";
 import { checkFunctionInfo, type FunctionInfo, type RetryPolicy } from "../define_function.ts";
 import { DeadlineTimer } from "../deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../log.ts";
@@ -274,10 +274,13 @@ export class Sandbox implements HandlerRunner {
       });
     }
     return new Promise((resolve) => {
-      const due = performance.now() + limit.ms;
+      // The function's own time limit counts from when the handler gets the
+      // task: not while it waits for a sandbox that is starting again. The
+      // caller's deadline counts from now, as the caller's clock does.
+      const due = limit.type === DEADLINE_EXCEEDED ? performance.now() + limit.ms : Infinity;
       const pending: Pending = { run, resolve, log, limit, due };
       this.#pending.set(run.id, pending);
-      this.#deadlines.schedule(due);
+      if (due < Infinity) this.#deadlines.schedule(due);
       const wait = this.#restarting ?? this.#suspect?.promise;
       if (wait) wait.then(() => this.#send(pending));
       else this.#send(pending);
@@ -285,9 +288,10 @@ export class Sandbox implements HandlerRunner {
   }
 
   #send(pending: Pending): void {
-    if (this.#pending.get(pending.run.id) === pending) {
-      this.#host.send({ k: "run", run: pending.run });
-    }
+    if (this.#pending.get(pending.run.id) !== pending) return;
+    pending.due = Math.min(pending.due, performance.now() + pending.limit.ms);
+    this.#deadlines.schedule(pending.due);
+    this.#host.send({ k: "run", run: pending.run });
   }
 
   #timeout(pending: Pending, limit: AttemptLimit): void {

@@ -118,6 +118,19 @@ Deno.test("a handler that never yields times out, its sandbox starts again, and 
   });
 });
 
+Deno.test("a task that waits for its sandbox to start again gets its whole time limit after", async () => {
+  await withSandbox(async (sandbox, log) => {
+    const spin = await attempt(sandbox, { attempt: "spin", target: "60000" }, log, 100);
+    assert.equal(spin.ok, false);
+    // Sent once the sandbox is suspect: it waits (stuckAfterMs 300, then a
+    // new sandbox loads) far longer than its own 50 ms limit, which starts
+    // only once a sandbox takes it.
+    const waited = Date.now();
+    assert.deepEqual(await attempt(sandbox, {}, log, 50), { ok: true, resultJson: '"served"' });
+    assert.ok(Date.now() - waited >= 300, "it did wait for the new sandbox");
+  });
+});
+
 Deno.test("startSandbox() names what is wrong with a module that cannot be served", async () => {
   const { log } = recorder();
   await assert.rejects(
