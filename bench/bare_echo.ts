@@ -41,11 +41,17 @@ export async function startEchoServer(
   await channel.consume(queue, (message: ConsumeMessage | null) => {
     if (!message) return;
     const { work_ms: workMs } = JSON.parse(message.content.toString()).payload ?? {};
+    const startedAt = Date.now();
+    // A task with work (the seed scenario) answers when it started and
+    // finished, as the product's replies do, for the stages of its time; a
+    // no-op task (throughput) answers with its request, at no cost.
     const reply = () =>
       channel.publish(
         "",
         message.properties.replyTo,
-        message.content,
+        workMs > 0
+          ? Buffer.from(JSON.stringify({ started_at: startedAt, finished_at: Date.now() }))
+          : message.content,
         { correlationId: message.properties.correlationId, contentType: "application/json" },
         (error: unknown) => {
           if (!error) channel.ack(message);
@@ -62,10 +68,23 @@ export async function startEchoServer(
   };
 }
 
+/** One call of the echo, timed as the product's calls are (see `CallOutcome`). */
+export interface EchoCall {
+  sentAt: number;
+  confirmedAt?: number;
+  endedAt: number;
+  sentWallMs: number;
+  endedWallMs: number;
+  /** The reply's body. */
+  body: Uint8Array;
+}
+
 /** A caller of the echo: one connection, Direct Reply-to, confirmed publishes. */
 export interface EchoClient {
   /** Sends one request per payload at once; resolves when every reply came back. */
   callAll(queue: string, payloads: Record<string, unknown>[]): Promise<number[]>;
+  /** Sends one request and resolves with its timestamps and reply. */
+  call(queue: string, payload: Record<string, unknown>): Promise<EchoCall>;
   close(): Promise<void>;
 }
 
@@ -73,15 +92,45 @@ export interface EchoClient {
 export async function openEchoClient(url: string): Promise<EchoClient> {
   const connection = await amqp.connect(url, SOCKET);
   const channel: ConfirmChannel = await connection.createConfirmChannel();
-  const pending = new Map<string, (at: number) => void>();
+  const pending = new Map<string, (at: number, body: Uint8Array) => void>();
   await channel.consume("amq.rabbitmq.reply-to", (message) => {
     const id = message?.properties.correlationId;
     const done = id === undefined ? undefined : pending.get(id);
     if (!done) return;
     pending.delete(id);
-    done(performance.now());
+    done(performance.now(), message!.content);
   }, { noAck: true });
   return {
+    call(queue, payload) {
+      const id = crypto.randomUUID();
+      const body = Buffer.from(JSON.stringify({ task: "echo", payload }));
+      const sentWallMs = Date.now();
+      const sentAt = performance.now();
+      let confirmedAt: number | undefined;
+      return new Promise<EchoCall>((resolve, reject) => {
+        pending.set(
+          id,
+          (endedAt, reply) =>
+            resolve({
+              sentAt,
+              confirmedAt,
+              endedAt,
+              sentWallMs,
+              endedWallMs: Date.now(),
+              body: reply,
+            }),
+        );
+        channel.publish("", queue, body, {
+          correlationId: id,
+          replyTo: "amq.rabbitmq.reply-to",
+          contentType: "application/json",
+          persistent: true,
+        }, (error: unknown) => {
+          if (error) reject(error);
+          else confirmedAt ??= performance.now();
+        });
+      });
+    },
     callAll(queue, payloads) {
       return Promise.all(payloads.map((payload) => {
         const id = crypto.randomUUID();

@@ -21,7 +21,7 @@ import { connect, type TaskClient } from "@task-system/client";
 import type { CallOutcome } from "../dispatcher/client/rpc_client.ts";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
-import { type EchoClient, openEchoClient } from "./bare_echo.ts";
+import { type EchoCall, type EchoClient, openEchoClient } from "./bare_echo.ts";
 
 /** What one task of a run is sent to. */
 export interface Target {
@@ -68,26 +68,55 @@ function memory(): { rss_mb: number; heap_mb: number } {
   return { rss_mb: rss, heap_mb: mb(Deno.memoryUsage().heapUsed) };
 }
 
+/** What a call's stages are read from: the caller's clocks and the worker's. */
+interface TimedCall {
+  sentAt: number;
+  confirmedAt?: number;
+  endedAt: number;
+  sentWallMs: number;
+  endedWallMs: number;
+  /** When the worker took it and answered (ms since the epoch). */
+  startedWallMs: number;
+  finishedWallMs: number;
+  /** The worker's time on it. */
+  workerMs: number;
+}
+
 /** The stages of the task whose reply came last. */
-export function stagesOf(
-  slowest: CallOutcome & { confirmedAt?: number },
-  workMs: number,
-  wallMs: number,
-): Stages | undefined {
-  if (slowest.kind !== "reply") return undefined;
-  const started = Date.parse(slowest.reply.started_at);
-  const finished = Date.parse(slowest.reply.finished_at);
-  const roundTrip = slowest.endedAt - slowest.sentAt;
+export function stagesOf(slowest: TimedCall, workMs: number, wallMs: number): Stages {
   return {
     publish_to_confirm: (slowest.confirmedAt ?? slowest.endedAt) - slowest.sentAt,
-    publish_to_start: Math.max(0, started - slowest.sentWallMs),
-    worker_beyond_work: Math.max(0, slowest.reply.duration_ms - workMs),
-    reply_to_caller: Math.max(0, slowest.endedWallMs - finished),
-    scheduling: Math.max(0, wallMs - roundTrip),
+    publish_to_start: Math.max(0, slowest.startedWallMs - slowest.sentWallMs),
+    worker_beyond_work: Math.max(0, slowest.workerMs - workMs),
+    reply_to_caller: Math.max(0, slowest.endedWallMs - slowest.finishedWallMs),
+    scheduling: Math.max(0, wallMs - (slowest.endedAt - slowest.sentAt)),
+  };
+}
+
+/** A product call's timestamps, from its reply. */
+function productTimes(outcome: CallOutcome & { confirmedAt?: number }): TimedCall | undefined {
+  if (outcome.kind !== "reply") return undefined;
+  return {
+    ...outcome,
+    startedWallMs: Date.parse(outcome.reply.started_at),
+    finishedWallMs: Date.parse(outcome.reply.finished_at),
+    workerMs: outcome.reply.duration_ms,
+  };
+}
+
+/** A bare echo call's timestamps, from its reply. */
+function echoTimes(call: EchoCall): TimedCall {
+  const { started_at, finished_at } = JSON.parse(new TextDecoder().decode(call.body));
+  return {
+    ...call,
+    startedWallMs: started_at,
+    finishedWallMs: finished_at,
+    workerMs: finished_at - started_at,
   };
 }
 
 async function runBare(client: EchoClient, command: RunCommand): Promise<RunSample> {
+  if (command.tasks * command.targets.length <= 8) return await runFewBare(client, command);
   const started = performance.now();
   await Promise.all(
     command.targets.map((t) =>
@@ -143,7 +172,30 @@ async function runFew(client: TaskClient, command: RunCommand): Promise<RunSampl
     ms,
     tps: done.length / (ms / 1000),
     ...memory(),
-    stages: stagesOf(slowest.outcome, slowest.workMs, ms),
+    stages: ((times) => times && stagesOf(times, slowest.workMs, ms))(
+      productTimes(slowest.outcome),
+    ),
+  };
+}
+
+/** A small fan-out of the bare echo, each call timed as the product's are. */
+async function runFewBare(client: EchoClient, command: RunCommand): Promise<RunSample> {
+  const started = performance.now();
+  const done = await Promise.all(
+    command.targets.flatMap((t) =>
+      Array.from({ length: command.tasks }, async () => ({
+        call: echoTimes(await client.call(t.queue, { work_ms: t.workMs })),
+        workMs: t.workMs,
+      }))
+    ),
+  );
+  const ms = performance.now() - started;
+  const slowest = done.reduce((a, b) => a.call.endedAt >= b.call.endedAt ? a : b);
+  return {
+    ms,
+    tps: done.length / (ms / 1000),
+    ...memory(),
+    stages: stagesOf(slowest.call, slowest.workMs, ms),
   };
 }
 

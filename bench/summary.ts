@@ -76,15 +76,18 @@ export function buildDocument(m: Measurements, settings: BenchSettings) {
   const seedOverhead = round(median(overhead(m.seed.product)), 2);
   const limitSeedOverhead = round(median(overhead(m.seed.limit)), 2);
   const stageNames = Object.keys(m.seed.product[0]?.stages ?? {});
-  const stages = Object.fromEntries(
-    stageNames.map((name) => [
-      name,
-      round(
-        median(m.seed.product.map((s) => (s.stages as unknown as Record<string, number>)[name])),
-        2,
-      ),
-    ]),
-  );
+  const stagesOf = (samples: Paired["product"]) =>
+    Object.fromEntries(
+      stageNames.map((name) => [
+        name,
+        round(
+          median(samples.map((s) => (s.stages as unknown as Record<string, number>)?.[name] ?? 0)),
+          2,
+        ),
+      ]),
+    );
+  const stages = stagesOf(m.seed.product);
+  const limitStages = stagesOf(m.seed.limit);
   const peers: Record<string, PeerResult> = m.peers;
   const peerRatio: Record<string, Record<string, number>> = {};
   for (const [name, peer] of Object.entries(peers)) {
@@ -113,6 +116,7 @@ export function buildDocument(m: Measurements, settings: BenchSettings) {
     seed_overhead_ratio: round(seedOverhead / limitSeedOverhead, 3),
     seed_noise_pct: pairedRatio(m.seed, (s) => s.ms - 200).noise_pct,
     seed_stages_ms_median: stages,
+    limit_seed_stages_ms_median: limitStages,
     dispatcher_rss_mb_max: round(Math.max(...largest.map((s) => s.rss_mb))),
     dispatcher_rss_mb_per_run: largest.map((s) => s.rss_mb),
     dispatcher_heap_mb_per_run: largest.map((s) => s.heap_mb),
@@ -240,11 +244,19 @@ export function formatBench(d: BenchDocument): { lines: string[]; missed: number
   const lines = ["", ...table(rows), ""];
   const stages = Object.entries(d.seed_stages_ms_median);
   if (stages.length > 0) {
-    lines.push("Where the seed scenario's milliseconds go (task_b, the slower; medians):");
+    lines.push("Where the seed scenario's milliseconds go (task_b, the slower; medians, ms):");
     lines.push(
       ...table([
-        ["stage", "ms"],
-        ...stages.map(([name, ms]) => [name.replaceAll("_", " "), ms.toFixed(2)]),
+        ["stage", "limit", "product", "product - limit"],
+        ...stages.map(([name, ms]) => {
+          const limit = d.limit_seed_stages_ms_median[name] ?? 0;
+          return [
+            name.replaceAll("_", " "),
+            limit.toFixed(2),
+            ms.toFixed(2),
+            (ms - limit).toFixed(2),
+          ];
+        }),
       ]).map((line) => `  ${line}`),
       "",
     );

@@ -51,17 +51,50 @@ function plain(value: unknown): unknown {
 // Every line has these; a field of the same name cannot replace them.
 const RESERVED = new Set(["ts", "level", "msg"]);
 
+// A worker writes the same few field names on every line: each is quoted once.
+const quotedKeys = new Map<string, string>();
+function quoted(key: string): string {
+  let text = quotedKeys.get(key);
+  if (text === undefined) {
+    text = JSON.stringify(key);
+    if (quotedKeys.size < 1024) quotedKeys.set(key, text);
+  }
+  return text;
+}
+
+/** The value as JSON, with the common cases made without a general serialisation. */
+function jsonValue(value: unknown): string | undefined {
+  if (typeof value === "number") return Number.isFinite(value) ? String(value) : "null";
+  if (typeof value === "boolean") return value ? "true" : "false";
+  return JSON.stringify(plain(value));
+}
+
 /** `,"key":value` for each defined field not in `skip`, as JSON. */
 function jsonMembers(fields: LogFields, skip: Set<string>): string {
   let members = "";
   for (const key in fields) {
     const value = fields[key];
     if (value === undefined || skip.has(key) || RESERVED.has(key)) continue;
-    const json = JSON.stringify(plain(value));
+    const json = jsonValue(value);
     // As in JSON.stringify of an object, a value JSON cannot hold is left out.
-    if (json !== undefined) members += `,${JSON.stringify(key)}:${json}`;
+    if (json !== undefined) members += `,${quoted(key)}:${json}`;
   }
   return members;
+}
+
+let lastMs = NaN;
+let lastIso = "";
+
+/**
+ * `Date.now()` as ISO 8601, made once per millisecond: a busy worker writes
+ * several lines (and replies) within one.
+ */
+export function isoNow(ms = Date.now()): string {
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
 }
 
 function toText(level: LogLevel, msg: string, fields: LogFields): string {
@@ -92,16 +125,19 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       }
       let members = shared;
       if (fields) {
-        const own = jsonMembers(fields, RESERVED);
         // A field of the line replaces a shared one of the same name.
-        const clash = Object.keys(fields).some((key) => key in base);
-        members = clash ? jsonMembers({ ...base, ...fields }, RESERVED) : shared + own;
+        let clash = false;
+        for (const key in fields) {
+          if (key in base) {
+            clash = true;
+            break;
+          }
+        }
+        members = clash
+          ? jsonMembers({ ...base, ...fields }, RESERVED)
+          : shared + jsonMembers(fields, RESERVED);
       }
-      write(
-        `{"ts":"${new Date().toISOString()}","level":"${level}","msg":${
-          JSON.stringify(msg)
-        }${members}}`,
-      );
+      write(`{"ts":"${isoNow()}","level":"${level}","msg":${JSON.stringify(msg)}${members}}`);
     };
     return {
       debug: (msg, fields) => emit("debug", msg, fields),

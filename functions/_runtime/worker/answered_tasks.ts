@@ -20,6 +20,7 @@
  * @module
  */
 
+import { Fifo } from "../broker/write_batching.ts";
 import { DELIVERY_COUNT_HEADER, type Message, type TaskReply } from "../contract/mod.ts";
 
 /** What the record keeps of one answered task: enough to send its reply again. */
@@ -82,6 +83,10 @@ export function fingerprintOf(message: Message): string {
 /** The record; see the module documentation. */
 export class AnsweredTasks {
   readonly #entries = new Map<string, Entry>();
+  // Oldest first. Forgetting the oldest by iterating the Map would walk
+  // past every entry deleted before it, on every answer once full; an entry
+  // kept again leaves its earlier place here stale, which is skipped.
+  #order = new Fifo<{ key: string; entry: Entry }>();
   readonly #running = new Map<string, Promise<void>>();
   readonly #maxEntries: number;
   readonly #maxBytes: number;
@@ -137,11 +142,19 @@ export class AnsweredTasks {
     // An answer larger than the whole record is not kept: a copy of its
     // request would run again, which is what happens without the record.
     if (bytes > this.#maxBytes) return;
-    this.#entries.set(key, { fingerprint, answer, bytes });
+    const entry = { fingerprint, answer, bytes };
+    this.#entries.set(key, entry);
+    this.#order.push({ key, entry });
     this.#bytes += bytes;
-    for (const [oldest] of this.#entries) {
-      if (this.#entries.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) break;
-      this.#forget(oldest);
+    while (this.#entries.size > this.#maxEntries || this.#bytes > this.#maxBytes) {
+      const oldest = this.#order.shift()!;
+      if (this.#entries.get(oldest.key) === oldest.entry) this.#forget(oldest.key);
+    }
+    // Stale places pile up when ids are kept again under the bounds: start
+    // over from the Map, which holds each key once, oldest first.
+    if (this.#order.length > 2 * this.#entries.size + 1024) {
+      this.#order = new Fifo();
+      for (const [key, kept] of this.#entries) this.#order.push({ key, entry: kept });
     }
   }
 

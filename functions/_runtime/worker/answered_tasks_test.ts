@@ -73,6 +73,25 @@ Deno.test("AnsweredTasks forgets the oldest answers beyond its bounds", async ()
   assert.equal(small.size, 0, "an answer larger than the record is not kept");
 });
 
+Deno.test("AnsweredTasks counts an answer kept again as new, and stays small once full", async () => {
+  const record = new AnsweredTasks({ maxEntries: 3, maxBytes: 1_000_000 });
+  for (const id of ["a", "b", "c"]) record.remember(id, "f", reply(id));
+  record.remember("a", "f", reply("a")); // now the newest
+  record.remember("d", "f", reply("d"));
+  assert.ok("release" in await record.claim("b", "f"), "b, the oldest, was forgotten");
+  for (const id of ["a", "c", "d"]) assert.ok("answer" in await record.claim(id, "f"), id);
+  // One id kept again and again never makes the record grow.
+  for (let i = 0; i < 100_000; i++) record.remember("a", "f", reply("a"));
+  assert.equal(record.size, 3);
+  // Full, each answer forgets the oldest one.
+  const full = new AnsweredTasks({ maxEntries: 1000 });
+  for (let i = 0; i < 10_000; i++) full.remember(`t${i}`, "f", reply(`t${i}`));
+  assert.equal(full.size, 1000);
+  assert.ok("answer" in await full.claim("t9999", "f"), "the newest is kept");
+  assert.ok("release" in await full.claim("t8999", "f"), "the older ones are forgotten");
+  assert.ok("release" in await full.claim("t9998", "g"), "another request with a kept id runs");
+});
+
 Deno.test("fingerprintOf() is the same for copies of a publish and differs for a new one", () => {
   const message = (body: string, headers: Record<string, unknown> = {}) => ({
     body: new TextEncoder().encode(body),

@@ -34,6 +34,7 @@ import type { HandlerRunner } from "./runner.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import type { Settler } from "./settle.ts";
 import { type EmitTaskEvent, NO_EVENTS } from "./task_events.ts";
+import { NO_TRACE } from "./tracing.ts";
 import {
   createAnswer,
   elapsed,
@@ -264,7 +265,15 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     // The reply goes first: the caller waits for it, not for the log line.
     const replied = answer(run, "success", null, result.resultJson);
     if (run.logger) run.logger.info("Task succeeded", { status: "success", duration_ms: duration });
-    else log.info("Task succeeded", { ...idsOf(run), status: "success", duration_ms: duration });
+    else if (run.traced === NO_TRACE) {
+      // The line of nearly every task, made without the objects idsOf() spreads.
+      log.info("Task succeeded", {
+        task_id: run.taskId ?? undefined,
+        attempt: run.attempt,
+        status: "success",
+        duration_ms: duration,
+      });
+    } else log.info("Task succeeded", { ...idsOf(run), status: "success", duration_ms: duration });
     await replied;
     run.traced.end("success");
     if (events) emit({ ...eventOf(run, place), kind: "task-succeeded", duration_ms: duration });

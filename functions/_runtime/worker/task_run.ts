@@ -12,7 +12,7 @@ import {
   type TaskError,
   type TaskReply,
 } from "../contract/mod.ts";
-import type { Logger } from "../log.ts";
+import { isoNow, type Logger } from "../log.ts";
 import type { AnsweredTasks } from "./answered_tasks.ts";
 import { attemptOf, sentAtOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import type { Settler } from "./settle.ts";
@@ -143,7 +143,7 @@ export function createAnswer(
       queue: place.queue,
       attempts: run.attempt,
       started_at: run.startedAt.toISOString(),
-      finished_at: new Date().toISOString(),
+      finished_at: isoNow(),
       duration_ms: elapsed(run),
     };
     // Kept before it is sent: should sending fail, the request comes back
