@@ -44,7 +44,8 @@ Measures, in one run on one RabbitMQ:
   - throughput of 1,000 and 10,000 concurrent no-op tasks: the product
     (dispatcher code plus a real worker process) against the limit, a bare
     amqplib RPC echo with the same guarantees (persistent requests, publisher
-    confirms, replies confirmed before each ack), both with the same prefetch;
+    confirms, replies confirmed before each ack), both with the same prefetch
+    (a timed run of 1,000 is five fan-outs in a row, so it is not all noise);
   - the seed scenario (task_a 100 ms and task_b 200 ms together): overhead
     = wall time - 200 ms, for the product and the bare echo;
   - the dispatcher's memory for 10,000 tasks over 5 runs in one process;
@@ -60,7 +61,7 @@ Options:
                     ${LOCAL_AMQP_URL})
   --quick           a short run that checks the benchmark works, not its figures
   --reps N          timed pairs of runs per size, taken in turns after two
-                    untimed runs of each side (default: 5; --quick: 2)
+                    untimed runs of each side (default: 9; --quick: 2)
   --prefetch N      prefetch and concurrency of both echo and worker (default: 256)
   --no-container    skip the container measurements
   --queue-type TYPE quorum (the product's default) or classic, for both sides
@@ -104,7 +105,7 @@ function parseFlags(values: OptionValues<typeof BENCH_OPTIONS>) {
   return {
     ...values,
     queueType: queueType as "quorum" | "classic",
-    reps: wholeNumberFlag(values.reps, "--reps", values.quick ? 2 : 5),
+    reps: wholeNumberFlag(values.reps, "--reps", values.quick ? 2 : 9),
     prefetch: wholeNumberFlag(values.prefetch, "--prefetch", 256),
   };
 }

@@ -53,6 +53,15 @@ export interface Measurements {
 // Untimed runs of each side before timing: JIT, first publishes, prefetch ramp.
 const WARMUPS = 2;
 
+/**
+ * Fan-outs of `size` tasks timed as one run: a run of 1,000 tasks lasts a
+ * fifth of a second, about as long as the scheduler's hiccups, so it is five
+ * of them in a row; one of 10,000 lasts long enough alone.
+ */
+export function roundsOf(size: number): number {
+  return Math.max(1, Math.floor(5000 / size));
+}
+
 /** A target: a queue for the bare echo, a function for the product. */
 function target(name: string, workMs: number) {
   return { queue: name, task: name, workMs };
@@ -165,8 +174,14 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     for (const size of sizes) {
       say(`Throughput, ${size} tasks, ${options.reps} pairs of runs...`);
       throughput[size] = await takeTurns(
-        { driver: limit, command: { targets: [target(echo, 0)], tasks: size } },
-        { driver: product, command: { targets: [target("task_a", 0)], tasks: size } },
+        {
+          driver: limit,
+          command: { targets: [target(echo, 0)], tasks: size, rounds: roundsOf(size) },
+        },
+        {
+          driver: product,
+          command: { targets: [target("task_a", 0)], tasks: size, rounds: roundsOf(size) },
+        },
         options.reps,
         WARMUPS,
       );

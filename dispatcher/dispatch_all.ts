@@ -9,6 +9,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
 import type { TraceIds } from "../functions/_runtime/trace_context.ts";
 import type { CallOutcome } from "./client/rpc_client.ts";
+import { fanOut } from "./client/fan_out.ts";
 import type { TaskClient } from "./client/task_client.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 
@@ -112,7 +113,9 @@ export interface DispatchOptions {
 }
 
 /**
- * Sends every task at once and waits for all of them with `Promise.all`.
+ * Sends every task at once and waits for all of them with `Promise.all`
+ * (through `fanOut`, which puts the first on the wire while the rest are
+ * made).
  * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
  */
 export function dispatchAll(
@@ -121,7 +124,7 @@ export function dispatchAll(
   listener: DispatchListener = {},
   options: DispatchOptions = {},
 ): Promise<TaskOutcome[]> {
-  return Promise.all(tasks.map(async (spec) => {
+  return fanOut(tasks, async (spec) => {
     const taskId = crypto.randomUUID();
     const progress: TaskProgress[] = options.progress ? [] : NO_PROGRESS;
     const outcome = await client.request(spec.task, spec.payload, {
@@ -139,5 +142,5 @@ export function dispatchAll(
     const result = judge(spec, outcome, progress);
     listener.onDone?.(result);
     return result;
-  }));
+  });
 }

@@ -18,6 +18,7 @@ import type {
 import type { TraceIds } from "../../functions/_runtime/trace_context.ts";
 import { callCelery } from "./celery_call.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
+import { fanOut } from "./fan_out.ts";
 import type { FunctionRoute } from "./functions.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
 import { type CallOutcome, type IgnoredReplies, type ReplyMode, RpcClient } from "./rpc_client.ts";
@@ -208,8 +209,13 @@ export class TaskClient {
    * each with its result or its error, in the order given.
    */
   callAll<T = unknown>(calls: readonly TaskCall[]): Promise<PromiseSettledResult<T>[]> {
-    return Promise.allSettled(
-      calls.map(({ function: fn, payload, ...options }) => this.call<T>(fn, payload, options)),
+    return fanOut(
+      calls,
+      ({ function: fn, payload, ...options }) =>
+        this.call<T>(fn, payload, options).then(
+          (value): PromiseSettledResult<T> => ({ status: "fulfilled", value }),
+          (reason): PromiseSettledResult<T> => ({ status: "rejected", reason }),
+        ),
     );
   }
 
