@@ -21,6 +21,7 @@ import { readSecret } from "./_docker.ts";
 import { waitFor } from "./_helpers.ts";
 import { IN_CI, NEEDS_DOCKER } from "./_infra.ts";
 import { runDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 /** The base of the Celery image: CELERY_BASE_IMAGE, else a local RabbitMQ stand-in. */
 function celeryBaseImage(): string | undefined {
@@ -37,6 +38,7 @@ Deno.test({
     "compose stack, profile celery: a Celery client calls Deno functions, the dispatcher a Celery worker",
   ignore: NEEDS_DOCKER || (!IN_CI && CELERY_MISSING !== undefined),
   async fn(t) {
+    await using _engine = await holdEngine("shared");
     assertCeleryHere();
     const base = celeryBaseImage();
     const stack: Stack = await createStack("celery-e2e", {

@@ -29,6 +29,7 @@ import { docker, readComposeFile } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 const TASKS = 2000;
 
@@ -36,6 +37,7 @@ Deno.test({
   name: "A three-node cluster loses each node in turn under load, and every task succeeds once",
   ignore: NEEDS_DOCKER,
   async fn() {
+    await using _engine = await holdEngine("shared");
     const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
     const queues = functions.flatMap(({ queue }) => [queue, `${queue}.dlq`]);
     const workers = Object.keys((await readComposeFile()).services)

@@ -18,12 +18,14 @@ import { waitFor } from "./_helpers.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { type ReceivedSpan, startOtlpReceiver, traceTree } from "./_otlp.ts";
 import { runDeno, type RunningProcess, startDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 Deno.test({
   name:
     "compose stack: a retried task is one trace from the host's dispatcher through the worker container; the dashboard watches as its own user",
   ignore: NEEDS_DOCKER,
   async fn(t) {
+    await using _engine = await holdEngine("shared");
     const receiver = await startOtlpReceiver("0.0.0.0");
     const stack = await createStack("e2eobs");
     const override = await Deno.makeTempFile({ prefix: "e2eobs-", suffix: ".json" });

@@ -32,6 +32,7 @@ import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
 import { makeTestPki, type TestPki } from "./_tls.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const WORKERS = ["worker-a", "worker-b", "worker-escape"];
@@ -136,6 +137,7 @@ Deno.test({
   name: "compose stack: least privilege on the broker, secrets, TLS and the worker sandbox",
   ignore: NEEDS_DOCKER,
   async fn(t) {
+    await using _engine = await holdEngine("shared");
     const project = uniqueName("e2e");
     const dir = await Deno.makeTempDir({ prefix: "e2e-" });
     const secretsDir = `${dir}/secrets`;

@@ -14,6 +14,7 @@ import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { waitFor } from "./_helpers.ts";
 import { runDeno, startDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 /** The container whose short id is the host name in a worker id (`task_a@<host>-<pid>`). */
 function containerOf(workerId: string, containers: string[]): string | undefined {
@@ -89,6 +90,7 @@ Deno.test({
   name: "fault injection on the compose stack: nothing lost, nothing handed over twice",
   ignore: NEEDS_DOCKER,
   async fn(t) {
+    await using _engine = await holdEngine("shared");
     const stack = await createStack("faults");
     let broker: Broker | undefined;
     const connections: Broker[] = [];

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const NAME = "resize_image";
@@ -107,6 +108,7 @@ Deno.test({
   name: "deno task new makes a function the compose files accept and the compose stack runs",
   ignore: NEEDS_DOCKER,
   async fn() {
+    await using _engine = await holdEngine("shared");
     await withNewFunction(async (dir) => {
       for (const files of [["compose.yaml"], ["compose.yaml", "compose.cluster.yaml"]]) {
         const config = await run(

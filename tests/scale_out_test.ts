@@ -9,11 +9,13 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import { formatScaleOut, measureScaleOut } from "../bench/scale_out.ts";
 import { AMQP_URL, NEEDS_DOCKER, NEEDS_RABBITMQ } from "./_infra.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 Deno.test({
   name: "measureScaleOut() times scale from zero and compares 1 and 3 replicas",
   ignore: NEEDS_DOCKER || NEEDS_RABBITMQ,
   async fn() {
+    await using _engine = await holdEngine("shared");
     const admin = await connectAmqp(AMQP_URL, { connectionName: "scale-out-test" });
     try {
       const said: string[] = [];

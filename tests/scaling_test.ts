@@ -10,6 +10,7 @@ import { connectWhenUp, createStack, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 interface LoadDocument {
   durationMs: number;
@@ -43,6 +44,7 @@ Deno.test({
     "docker compose --scale worker-a=4 runs 40 tasks of 500 ms in about 5 s, one replica in 20 s",
   ignore: NEEDS_DOCKER,
   async fn() {
+    await using _engine = await holdEngine("shared");
     const stack = await createStack("scale");
     try {
       await stack.compose(["up", "-d", "--build", "--scale", "worker-a=4"]);

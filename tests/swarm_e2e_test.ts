@@ -19,6 +19,7 @@ import { docker, readSecret } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 const DENO_IMAGE = Deno.env.get("DENO_IMAGE") ?? "denoland/deno:distroless-2.9.6";
 const RABBITMQ_IMAGE = Deno.env.get("RABBITMQ_IMAGE") ?? "rabbitmq:4.0.5-management";
@@ -67,6 +68,7 @@ Deno.test({
   name: "stack.yaml on a one-node swarm: deploy, dispatch, scale a function to 3 and load it",
   ignore: NEEDS_DOCKER,
   async fn() {
+    await using _engine = await holdEngine("exclusive");
     const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
     const stack = uniqueName("tasks");
     const prefix = uniqueName("swarmtest");
