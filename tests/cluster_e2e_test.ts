@@ -40,8 +40,12 @@ Deno.test({
     await using _engine = await holdEngine("shared");
     const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
     const queues = functions.flatMap(({ queue }) => [queue, `${queue}.dlq`]);
-    const workers = Object.keys((await readComposeFile()).services)
-      .filter((service) => service.startsWith("worker-"));
+    // The workers `up` starts: those of a profile (worker-celery) start only when asked.
+    const workers = Object.entries((await readComposeFile()).services)
+      .filter(([service, spec]) =>
+        service.startsWith("worker-") && (spec as { profiles?: unknown }).profiles === undefined
+      )
+      .map(([service]) => service);
     const stack = await createStack("cluster", { files: ["compose.yaml", "compose.cluster.yaml"] });
     const urlFrom = (first: number) =>
       [first, (first + 1) % 3, (first + 2) % 3]

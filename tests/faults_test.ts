@@ -240,6 +240,11 @@ Deno.test({
               ids.length,
               "every request is still in queue_a after the crash",
             );
+            // The replies queue is the test's own plumbing, declared just before
+            // the crash: the broker may not have written its declaration to disk
+            // yet (it syncs its metadata log periodically). The requests are what
+            // is under test; declaring it again changes nothing about them.
+            await after.declareQueue(replies, { durable: true });
             await stack.compose(["start", "worker-a"]);
             const succeeded = new Set<string>();
             await waitFor(
