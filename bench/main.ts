@@ -48,7 +48,7 @@ Measures, in one run on one RabbitMQ:
     (a timed run of 1,000 is five fan-outs in a row, so it is not all noise);
   - the seed scenario (task_a 100 ms and task_b 200 ms together): overhead
     = wall time - 200 ms, for the product and the bare echo;
-  - the dispatcher's memory for 10,000 tasks over 5 runs in one process;
+  - the dispatcher's memory over its timed runs of 10,000 tasks in one process;
   - a worker's idle memory and its time from start to consuming, as a host
     process and as a container (when Docker is available), and the image size.
 Prints a table with the ratios and targets and saves results/bench_<timestamp>.json.

@@ -44,6 +44,15 @@ export interface AnsweredTasksOptions {
   maxBytes?: number;
 }
 
+/** What {@linkcode AnsweredTasks.claim} gives: the earlier answer, or the right to run. */
+export type Claim = { answer: AnsweredTask } | { release: () => void };
+
+/** A request being run, and what a copy of it waiting for it waits on. */
+interface Running {
+  done?: Promise<void>;
+  finish?: () => void;
+}
+
 interface Entry {
   fingerprint: string;
   answer: AnsweredTask;
@@ -64,6 +73,15 @@ function fnv1a(bytes: Uint8Array, hash = 0x811c9dc5): number {
   return hash;
 }
 
+/** FNV-1a over a string's UTF-16 code units: no encoding to bytes first. */
+function fnv1aText(text: string, hash: number): number {
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
 /**
  * A fingerprint of a request as it was published: its body and its headers,
  * save the delivery count the broker adds to each redelivery. Two
@@ -75,8 +93,12 @@ function fnv1a(bytes: Uint8Array, hash = 0x811c9dc5): number {
 export function fingerprintOf(message: Message): string {
   const headers = message.properties.headers ?? {};
   const kept = Object.keys(headers).filter((key) => key !== DELIVERY_COUNT_HEADER).sort();
-  const headerText = JSON.stringify(kept.map((key) => [key, String(headers[key])]));
-  const hash = fnv1a(new TextEncoder().encode(headerText), fnv1a(message.body));
+  let hash = fnv1a(message.body);
+  for (const key of kept) {
+    // A separator no header name holds keeps ["ab","c"] apart from ["a","bc"].
+    hash = fnv1aText(String(headers[key]), fnv1aText(key + "\u0000", hash));
+    hash = fnv1aText("\u0000", hash);
+  }
   return `${message.body.length}:${hash.toString(16)}`;
 }
 
@@ -87,7 +109,7 @@ export class AnsweredTasks {
   // past every entry deleted before it, on every answer once full; an entry
   // kept again leaves its earlier place here stale, which is skipped.
   #order = new Fifo<{ key: string; entry: Entry }>();
-  readonly #running = new Map<string, Promise<void>>();
+  readonly #running = new Map<string, Running>();
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   #bytes = 0;
@@ -109,28 +131,27 @@ export class AnsweredTasks {
   }
 
   /**
-   * Claims a request: resolves with the answer of the same request when
-   * this process gave one, else marks it as running until `release()` is
-   * called. A copy claimed while another copy runs waits for that one
-   * first, so that two copies never run at once.
+   * Claims a request: gives the answer of the same request when this
+   * process gave one, else marks it as running until `release()` is called.
+   * A copy claimed while another copy runs waits for that one first (the
+   * only case that returns a promise), so that two copies never run at once.
    */
-  async claim(
-    key: string,
-    fingerprint: string,
-  ): Promise<{ answer: AnsweredTask } | { release: () => void }> {
-    for (let running = this.#running.get(key); running; running = this.#running.get(key)) {
-      await running;
+  claim(key: string, fingerprint: string): Claim | Promise<Claim> {
+    const running = this.#running.get(key);
+    if (running) {
+      // Made only for a waiting copy: nearly every claim finds nothing running.
+      running.done ??= new Promise<void>((resolve) => running.finish = resolve);
+      return running.done.then(() => this.claim(key, fingerprint));
     }
     // From here to the end, nothing awaits: the check and the mark are one step.
     const entry = this.#entries.get(key);
     if (entry?.fingerprint === fingerprint) return { answer: entry.answer };
-    let release!: () => void;
-    const running = new Promise<void>((resolve) => release = resolve);
-    this.#running.set(key, running);
+    const mark: Running = {};
+    this.#running.set(key, mark);
     return {
       release: () => {
-        if (this.#running.get(key) === running) this.#running.delete(key);
-        release();
+        if (this.#running.get(key) === mark) this.#running.delete(key);
+        mark.finish?.();
       },
     };
   }

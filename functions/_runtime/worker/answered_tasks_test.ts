@@ -51,7 +51,9 @@ Deno.test("AnsweredTasks.claim() of a copy waits for the running one, then answe
   const first = await record.claim(key, "f");
   assert.ok("release" in first);
   let settled = false;
-  const copy = record.claim(key, "f").then((claim) => {
+  const pending = record.claim(key, "f");
+  assert.ok(pending instanceof Promise, "a copy of a running request gets a promise");
+  const copy = pending.then((claim) => {
     settled = true;
     return claim;
   });
@@ -60,6 +62,10 @@ Deno.test("AnsweredTasks.claim() of a copy waits for the running one, then answe
   record.remember(key, "f", reply("t2"));
   first.release();
   assert.ok("answer" in await copy);
+  assert.ok(
+    !(record.claim(key, "f") instanceof Promise),
+    "with nothing running, a claim is immediate",
+  );
 });
 
 Deno.test("AnsweredTasks forgets the oldest answers beyond its bounds", async () => {

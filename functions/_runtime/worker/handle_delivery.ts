@@ -169,7 +169,9 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
     // ack, or sent again by a caller that lost its node) gets that answer.
     const key = AnsweredTasks.keyOf(sender, run.taskId);
     const fingerprint = fingerprintOf(delivery);
-    const claim = await answered.claim(key, fingerprint);
+    // Claimed at once unless a copy of it runs now: no await, no extra turn.
+    const claiming = answered.claim(key, fingerprint);
+    const claim = claiming instanceof Promise ? await claiming : claiming;
     if ("answer" in claim) return await answerAgain(run, claim.answer);
     run.record = { key, fingerprint };
     try {
@@ -231,7 +233,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
         worker: workerId,
         queue,
         attempt: run.attempt,
-        at: run.startedAt.toISOString(),
+        at: run.startedAt,
       }).catch((error) => logOf(run, log).debug("Could not send a progress event", { error }));
     }
     const result = await runner.run(

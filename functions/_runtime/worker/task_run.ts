@@ -32,7 +32,8 @@ export interface TaskRun {
   sender?: string;
   /** For a Celery request: the id its reply carries, and whether it wants one. */
   celeryReply?: { id: string; ignoreResult: boolean };
-  startedAt: Date;
+  /** When it started, as ISO 8601. */
+  startedAt: string;
   started: number;
   traced: TaskTrace;
   logger?: Logger;
@@ -58,7 +59,7 @@ export function startRun(task: Task, place: RunPlace): TaskRun {
     attempt,
     celery: isCeleryMessage(delivery),
     taskName: null,
-    startedAt: new Date(),
+    startedAt: isoNow(),
     started: performance.now(),
     traced: tracingEnabled()
       ? startTaskTrace(
@@ -142,7 +143,7 @@ export function createAnswer(
       worker: place.worker,
       queue: place.queue,
       attempts: run.attempt,
-      started_at: run.startedAt.toISOString(),
+      started_at: run.startedAt,
       finished_at: isoNow(),
       duration_ms: elapsed(run),
     };
