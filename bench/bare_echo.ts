@@ -41,7 +41,11 @@ export async function startEchoServer(
   await channel.consume(queue, (message: ConsumeMessage | null) => {
     if (!message) return;
     const { work_ms: workMs } = JSON.parse(message.content.toString()).payload ?? {};
-    const startedAt = Date.now();
+    // Fractions of a millisecond: the product's reply times its work to the
+    // microsecond (duration_ms), and the limit's must not be rounded where
+    // the product's is not.
+    const now = () => performance.timeOrigin + performance.now();
+    const startedAt = now();
     // A task with work (the seed scenario) answers when it started and
     // finished, as the product's replies do, for the stages of its time; a
     // no-op task (throughput) answers with its request, at no cost.
@@ -50,7 +54,7 @@ export async function startEchoServer(
         "",
         message.properties.replyTo,
         workMs > 0
-          ? Buffer.from(JSON.stringify({ started_at: startedAt, finished_at: Date.now() }))
+          ? Buffer.from(JSON.stringify({ started_at: startedAt, finished_at: now() }))
           : message.content,
         { correlationId: message.properties.correlationId, contentType: "application/json" },
         (error: unknown) => {

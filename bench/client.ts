@@ -111,8 +111,9 @@ function echoTimes(call: EchoCall): TimedCall {
   const { started_at, finished_at } = JSON.parse(new TextDecoder().decode(call.body));
   return {
     ...call,
-    startedWallMs: started_at,
-    finishedWallMs: finished_at,
+    // Whole milliseconds, as the product's ISO 8601 started_at and finished_at.
+    startedWallMs: Math.floor(started_at),
+    finishedWallMs: Math.floor(finished_at),
     workerMs: finished_at - started_at,
   };
 }
