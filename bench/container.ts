@@ -14,6 +14,26 @@ export interface ContainerFigures {
   image_mb: number;
 }
 
+/**
+ * The worker image's own command, but for the broker's address: a container
+ * on the host network reaches the host's RabbitMQ, which its image's
+ * `--allow-net` does not name.
+ */
+export function hostNetworkCommand(broker: URL): string[] {
+  return [
+    "run",
+    "--cached-only",
+    "--no-prompt",
+    "--unstable-worker-options",
+    `--allow-net=${broker.hostname}:${broker.port || 5672}`,
+    "--allow-env",
+    "--allow-read=/app/functions",
+    "--allow-sys=hostname",
+    "functions/_runtime/worker/main.ts",
+    "/app/functions/function.ts",
+  ];
+}
+
 async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
   try {
     const output = await new Deno.Command("docker", { args, stdout: "piped", stderr: "piped" })
@@ -23,6 +43,24 @@ async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
   } catch {
     return { ok: false, out: "docker is not installed" };
   }
+}
+
+/** Builds task_a's worker image as `tag`, from the base image the environment names. */
+export async function buildWorkerImage(tag: string): Promise<void> {
+  const image = Deno.env.get("DENO_IMAGE");
+  const build = await docker([
+    "build",
+    "-q",
+    "-f",
+    "Dockerfile.worker",
+    "--build-arg",
+    "FUNCTION=task_a",
+    ...(image ? ["--build-arg", `DENO_IMAGE=${image}`] : []),
+    "-t",
+    tag,
+    ".",
+  ]);
+  if (!build.ok) throw new Error(`Cannot build the worker image: ${build.out}`);
 }
 
 /**
@@ -36,27 +74,12 @@ export async function measureContainer(
 ): Promise<ContainerFigures | undefined> {
   if (!(await docker(["info"])).ok) return undefined;
   const tag = `bench-worker-a:${queue}`;
-  const build = await docker([
-    "build",
-    "-q",
-    "-f",
-    "Dockerfile.worker",
-    "--build-arg",
-    "FUNCTION=task_a",
-    ...(Deno.env.get("DENO_IMAGE")
-      ? ["--build-arg", `DENO_IMAGE=${Deno.env.get("DENO_IMAGE")}`]
-      : []),
-    "-t",
-    tag,
-    ".",
-  ]);
-  if (!build.ok) throw new Error(`Cannot build the worker image: ${build.out}`);
+  await buildWorkerImage(tag);
   const broker = new URL(url);
   const samples: number[] = [];
   try {
     for (let rep = 0; rep < reps; rep++) {
       const name = `${queue}-${rep}`;
-      // The image's own command, but for the broker's address on the host network.
       const run = await docker([
         "run",
         "-d",
@@ -69,16 +92,7 @@ export async function measureContainer(
         "-e",
         `QUEUE=${queue}`,
         tag,
-        "run",
-        "--cached-only",
-        "--no-prompt",
-        "--unstable-worker-options",
-        `--allow-net=${broker.hostname}:${broker.port || 5672}`,
-        "--allow-env",
-        "--allow-read=/app/functions",
-        "--allow-sys=hostname",
-        "functions/_runtime/worker/main.ts",
-        "/app/functions/function.ts",
+        ...hostNetworkCommand(broker),
       ]);
       if (!run.ok) throw new Error(`Cannot run the worker image: ${run.out}`);
       let readyMs: number | undefined;

@@ -42,16 +42,71 @@ export function workerArgs(name: string, files: string[] = []): string[] {
 /** The log line a worker prints once it consumes its queue. */
 export const CONSUMING = /"msg":"Consuming"/;
 
-async function follow(stream: ReadableStream<Uint8Array>, lines: string[], notify: () => void) {
+/** Reads `stream` line by line into `lines`, calling `notify` with each line. */
+export async function followLines(
+  stream: ReadableStream<Uint8Array>,
+  lines: string[],
+  notify: (line: string) => void,
+): Promise<void> {
   let rest = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     const parts = (rest + chunk).split("\n");
     rest = parts.pop()!;
-    lines.push(...parts);
-    notify();
+    for (const part of parts) {
+      lines.push(part);
+      notify(part);
+    }
   }
-  if (rest) lines.push(rest);
-  notify();
+  if (rest) {
+    lines.push(rest);
+    notify(rest);
+  }
+}
+
+/** Output lines as they arrive, and who waits for which. */
+export class LineWatch {
+  readonly #listeners = new Set<() => void>();
+
+  /** @param lines The lines to search, growing as they arrive. */
+  constructor(readonly lines: string[]) {}
+
+  /** Tells the waiters that a line arrived or the process ended. */
+  notify = (): void => this.#listeners.forEach((listener) => listener());
+
+  /**
+   * Resolves with the first line matching `pattern`; rejects after
+   * `timeoutMs`, or once `gone()` says no such line can come any more, with
+   * the message `why` gives.
+   */
+  waitFor(
+    pattern: RegExp,
+    timeoutMs: number,
+    why: (reason: "timeout" | "exited") => string,
+    gone: () => boolean = () => false,
+  ): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const line = this.lines.find((l) => pattern.test(l));
+        if (line !== undefined) {
+          cleanup();
+          resolve(line);
+        } else if (gone()) {
+          cleanup();
+          reject(new Error(why("exited")));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(why("timeout")));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.#listeners.delete(check);
+      };
+      this.#listeners.add(check);
+      check();
+    });
+  }
 }
 
 /** Starts `deno <args>` in the project root with extra environment variables. */
@@ -64,37 +119,20 @@ export function startDeno(args: string[], env: Record<string, string> = {}): Run
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  const listeners = new Set<() => void>();
-  const notify = () => listeners.forEach((listener) => listener());
+  const watch = new LineWatch(lines);
   const done = Promise.all([
-    follow(child.stdout, lines, notify),
-    follow(child.stderr, lines, notify),
+    followLines(child.stdout, lines, watch.notify),
+    followLines(child.stderr, lines, watch.notify),
   ]);
   return {
     child,
     lines,
     waitForLine(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const line = lines.find((l) => pattern.test(l));
-          if (line !== undefined) {
-            cleanup();
-            resolve(line);
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(
-            new Error(`No line matching ${pattern} within ${timeoutMs} ms:\n${lines.join("\n")}`),
-          );
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
-      });
+      return watch.waitFor(
+        pattern,
+        timeoutMs,
+        () => `No line matching ${pattern} within ${timeoutMs} ms:\n${lines.join("\n")}`,
+      );
     },
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {

@@ -22,6 +22,7 @@ import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
 import { TaskClient } from "../dispatcher/client/task_client.ts";
+import { buildWorkerImage, hostNetworkCommand } from "./container.ts";
 import { median, round } from "./stats.ts";
 
 /** The figures of {@linkcode measureScaleOut}. */
@@ -87,17 +88,7 @@ function startReplica(tag: string, url: string, queue: string): Promise<string> 
     "-e",
     "LOG_LEVEL=warn",
     tag,
-    // The image's own command, for the broker's address on the host network.
-    "run",
-    "--cached-only",
-    "--no-prompt",
-    "--unstable-worker-options",
-    `--allow-net=${broker.hostname}:${broker.port || 5672}`,
-    "--allow-env",
-    "--allow-read=/app/functions",
-    "--allow-sys=hostname",
-    "functions/_runtime/worker/main.ts",
-    "/app/functions/function.ts",
+    ...hostNetworkCommand(broker),
   ]);
 }
 
@@ -120,20 +111,8 @@ export async function measureScaleOut(
   const { admin, url, quick, say } = options;
   const queue = `bench_scale_${crypto.randomUUID().slice(0, 8)}`;
   const tag = `bench-worker-a:${queue}`;
-  const image = Deno.env.get("DENO_IMAGE");
   say("Scale-out: building the task_a image");
-  await docker([
-    "build",
-    "-q",
-    "-f",
-    "Dockerfile.worker",
-    "--build-arg",
-    "FUNCTION=task_a",
-    ...(image ? ["--build-arg", `DENO_IMAGE=${image}`] : []),
-    "-t",
-    tag,
-    ".",
-  ]);
+  await buildWorkerImage(tag);
   const running = new Set<string>();
   const stopAll = async () => {
     await Promise.all([...running].map((id) => docker(["rm", "-f", id]).catch(() => {})));

@@ -85,6 +85,7 @@ Deno.test({
     const consumer = await connectAmqp(AMQP_URL);
     await consumer.declareQueue(broken, { durable: true });
     let received = 0;
+    const answering: Promise<void>[] = [];
     await consumer.consume(broken, (delivery) => {
       consumer.ack(delivery);
       if (++received > COUNT - 4) return; // "crashed" with these in hand
@@ -103,10 +104,12 @@ Deno.test({
         finished_at: new Date().toISOString(),
         duration_ms: 0,
       }, delivery.properties.correlationId);
-      consumer.publish(delivery.properties.replyTo!, reply);
+      answering.push(consumer.publish(delivery.properties.replyTo!, reply));
     }, { prefetch: COUNT });
     const b = await run(broken, 0);
     await waitFor(() => received === COUNT, "every request received");
+    // Its replies are confirmed before it closes: a close cuts off those in flight.
+    await Promise.all(answering);
     await consumer.close();
     const lost = await Promise.race([
       b.done.then(() => "answered"),

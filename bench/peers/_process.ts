@@ -5,6 +5,7 @@
  * @module
  */
 
+import { followLines, LineWatch } from "../processes.ts";
 import { parseParentPid, parseVmRssKb } from "./_figures.ts";
 
 /** A started process and what it has printed so far. */
@@ -35,26 +36,6 @@ export interface SpawnOptions {
   onErrLine?: (line: string) => void;
 }
 
-async function follow(
-  stream: ReadableStream<Uint8Array>,
-  lines: string[],
-  notify: (line: string) => void,
-) {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + chunk).split("\n");
-    rest = parts.pop()!;
-    for (const part of parts) {
-      lines.push(part);
-      notify(part);
-    }
-  }
-  if (rest) {
-    lines.push(rest);
-    notify(rest);
-  }
-}
-
 /** The last `count` lines of a process's output, for error messages. */
 export function tail(spawned: Pick<Spawned, "out" | "err">, count = 20): string {
   return [...spawned.out, ...spawned.err].slice(-count).join("\n");
@@ -73,19 +54,18 @@ export function spawn(command: string, args: string[], options: SpawnOptions = {
   }).spawn();
   const out: string[] = [];
   const err: string[] = [];
-  const listeners = new Set<() => void>();
-  const notify = () => listeners.forEach((listener) => listener());
+  const watch = new LineWatch(out);
   const done = Promise.all([
-    follow(child.stdout, out, notify),
-    follow(child.stderr, err, (line) => {
+    followLines(child.stdout, out, watch.notify),
+    followLines(child.stderr, err, (line) => {
       options.onErrLine?.(line);
-      notify();
+      watch.notify();
     }),
   ]).then(() => child.status);
   let exited = false;
   done.finally(() => {
     exited = true;
-    notify();
+    watch.notify();
   });
   return {
     child,
@@ -93,34 +73,15 @@ export function spawn(command: string, args: string[], options: SpawnOptions = {
     err,
     done,
     waitForLine(pattern, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const line = out.find((l) => pattern.test(l));
-          if (line !== undefined) {
-            cleanup();
-            resolve(line);
-          } else if (exited) {
-            cleanup();
-            reject(
-              new Error(`Cannot see ${pattern} from ${command}: it exited\n${tail({ out, err })}`),
-            );
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(
-            new Error(
-              `Cannot see ${pattern} from ${command} within ${timeoutMs} ms\n${tail({ out, err })}`,
-            ),
-          );
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
-      });
+      return watch.waitFor(
+        pattern,
+        timeoutMs,
+        (reason) =>
+          reason === "exited"
+            ? `Cannot see ${pattern} from ${command}: it exited\n${tail({ out, err })}`
+            : `Cannot see ${pattern} from ${command} within ${timeoutMs} ms\n${tail({ out, err })}`,
+        () => exited,
+      );
     },
     async stop(graceMs = 10_000) {
       const kill = (signal: Deno.Signal) => {

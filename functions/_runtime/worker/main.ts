@@ -21,15 +21,14 @@
 import { parseArgs } from "node:util";
 import { type AmqpTarget, resolveAmqpTarget } from "../broker/amqp_target.ts";
 import { maskUrl } from "../broker/amqp_url.ts";
-import { type Broker, BrokerUnavailableError } from "../broker/broker.ts";
+import type { Broker } from "../broker/broker.ts";
 import { connectAmqp } from "../broker/connect_amqp.ts";
-import { backoffDelay } from "../backoff.ts";
 import { NAME_PATTERN } from "../contract/names.ts";
 import { createBufferedWriter, createLogger, type Logger } from "../log.ts";
 import { dropPermissions } from "./drop_permissions.ts";
 import { type HealthServer, serveHealth } from "./health_server.ts";
 import { WorkerMetrics } from "./metrics.ts";
-import { pause, RECONNECT_POLICY, runWorker } from "./run_worker.ts";
+import { runWorker, waitToReconnect } from "./run_worker.ts";
 import { SandboxError, startSandbox } from "./sandbox.ts";
 import {
   DEFAULT_AMQP_URL,
@@ -186,14 +185,7 @@ async function connectFirst(
     try {
       return await connect();
     } catch (error) {
-      if (!(error instanceof BrokerUnavailableError)) throw error;
-      const delay = backoffDelay(failures, RECONNECT_POLICY);
-      log.warn("Broker not reachable; retrying", {
-        attempt: failures,
-        retry_in_ms: delay,
-        error: error.message,
-      });
-      await pause(delay, signal);
+      await waitToReconnect(error, failures, log, signal);
     }
   }
   return undefined;

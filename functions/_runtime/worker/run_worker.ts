@@ -8,7 +8,7 @@
 
 import { backoffDelay, RECONNECT_POLICY } from "../backoff.ts";
 import { type Broker, BrokerUnavailableError, QueueMismatchError } from "../broker/broker.ts";
-import { SILENT_LOGGER } from "../log.ts";
+import { type Logger, SILENT_LOGGER } from "../log.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
@@ -47,6 +47,27 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
+ * After a failed connection: rethrows what is not an unreachable broker,
+ * else logs it and waits the backoff of the `failures`th attempt (less when
+ * `signal` aborts).
+ */
+export async function waitToReconnect(
+  error: unknown,
+  failures: number,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!(error instanceof BrokerUnavailableError)) throw error;
+  const delay = backoffDelay(failures, RECONNECT_POLICY);
+  log.warn("Broker not reachable; retrying", {
+    attempt: failures,
+    retry_in_ms: delay,
+    error: error.message,
+  });
+  await pause(delay, signal);
+}
+
+/**
  * Runs a function as a worker until `signal` is aborted: connects (retrying
  * with backoff, one log line per attempt), consumes, reconnects after a lost
  * connection, and on abort drains within the grace period and closes.
@@ -81,15 +102,7 @@ export async function runWorker(
     try {
       broker = await connect();
     } catch (error) {
-      if (!(error instanceof BrokerUnavailableError)) throw error;
-      failures++;
-      const delay = backoffDelay(failures, RECONNECT_POLICY);
-      log.warn("Broker not reachable; retrying", {
-        attempt: failures,
-        retry_in_ms: delay,
-        error: error.message,
-      });
-      await pause(delay, signal);
+      await waitToReconnect(error, ++failures, log, signal);
       continue;
     }
     let worker: RunningWorker;
