@@ -15,7 +15,7 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../../broker/definitions.ts";
-import { queueArguments } from "../../functions/_runtime/broker/amqp_broker.ts";
+import { queueArguments } from "../../functions/_runtime/broker/queue_arguments.ts";
 import { deadLetterQueueOf } from "../../functions/_runtime/contract/names.ts";
 import {
   DEAD_LETTER_VIEWS,

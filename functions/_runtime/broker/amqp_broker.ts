@@ -1,8 +1,8 @@
 /**
- * {@linkcode Broker} on RabbitMQ through amqplib: with `connect_amqp.ts`, the
- * only module that imports it. One connection, one confirm channel for
- * publishing, consuming and Direct Reply-to, and a side channel for
- * declarations and checks, whose failures (a missing queue, mismatched
+ * {@linkcode Broker} on RabbitMQ through amqplib (imported only here, in
+ * `connect_amqp.ts` and `write_batching.ts`). One connection, one confirm
+ * channel for publishing, consuming and Direct Reply-to, and a side channel
+ * for declarations and checks, whose failures (a missing queue, mismatched
  * arguments) would otherwise close the main channel. Open one with
  * `connectAmqp`.
  *
@@ -22,44 +22,16 @@ import {
   type ExchangeOptions,
   type ExchangeType,
   type QueueInfo,
-  QueueMismatchError,
   type QueueOptions,
 } from "./broker.ts";
 import type { Message, MessageProperties } from "../contract/message.ts";
 import { maskUrl, redactPassword } from "./amqp_url.ts";
-import { coalesceWrites, Fifo } from "./write_batching.ts";
+import { coalesceWrites, PublishGate } from "./write_batching.ts";
+import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
+import { queueArguments } from "./queue_arguments.ts";
 
 /** RabbitMQ's pseudo-queue for replies without a reply queue of one's own. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
-
-/** What a NOT_FOUND error names, such as "exchange 'tasks.control'". */
-function notFound(text: string): string {
-  const match = text.match(/no (queue|exchange) '([^']*)'/i);
-  return match ? `${match[1].toLowerCase()} '${match[2]}'` : "it";
-}
-
-/** The arguments RabbitMQ takes for a queue declared with `options`. */
-export function queueArguments(options: QueueOptions): Record<string, unknown> {
-  const args: Record<string, unknown> = {};
-  if (options.messageTtlMs !== undefined) args["x-message-ttl"] = options.messageTtlMs;
-  if (options.deadLetterQueue !== undefined) {
-    args["x-dead-letter-exchange"] = "";
-    args["x-dead-letter-routing-key"] = options.deadLetterQueue;
-  }
-  if (options.expiresMs !== undefined) args["x-expires"] = options.expiresMs;
-  if (options.type === "quorum") {
-    args["x-queue-type"] = "quorum";
-    // RabbitMQ counts redeliveries: a limit of N - 1 lets N deliveries through.
-    if (options.deliveryLimit !== undefined) args["x-delivery-limit"] = options.deliveryLimit - 1;
-    if (options.deadLetterQueue !== undefined) {
-      // Dead-lettered only once the target queue confirmed it, never lost on
-      // the way (RabbitMQ requires reject-publish overflow for it).
-      args["x-dead-letter-strategy"] = "at-least-once";
-      args["x-overflow"] = "reject-publish";
-    }
-  }
-  return args;
-}
 
 function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
   const p = message.properties;
@@ -80,15 +52,6 @@ function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
   return { body: message.content, properties };
 }
 
-/** A publish waiting for a full socket buffer to drain. */
-interface WaitingPublish {
-  exchange: string;
-  routingKey: string;
-  body: Buffer;
-  options: Options.Publish;
-  settle: (error?: unknown) => void;
-}
-
 /** A connection to RabbitMQ; see the module documentation. */
 export class AmqpBroker implements Broker {
   readonly closed: Promise<Error | undefined>;
@@ -101,14 +64,13 @@ export class AmqpBroker implements Broker {
   #side: Promise<Channel> | undefined;
   #closing = false;
   #isClosed = false;
-  #held = false;
   /**
    * Deliveries not yet settled, by tag, in delivery order (tags grow), and
    * whether `ack` was called for them: acknowledgements are sent in batches.
    */
   readonly #outstanding = new Map<number, boolean>();
   #flushScheduled = false;
-  readonly #waiting = new Fifo<WaitingPublish>();
+  readonly #gate: PublishGate;
   #replying = false;
   /** Exchanges this connection saw exist. */
   readonly #knownExchanges = new Set<string>();
@@ -124,6 +86,7 @@ export class AmqpBroker implements Broker {
     this.user = user;
     this.#connection = connection;
     this.#channel = channel;
+    this.#gate = new PublishGate(channel);
     this.#url = url;
     this.closed = new Promise((resolve) => {
       connection.on("error", () => {
@@ -133,7 +96,7 @@ export class AmqpBroker implements Broker {
         this.#isClosed = true;
         // The broker returns unsettled deliveries to their queues itself.
         this.#outstanding.clear();
-        while (this.#waiting.length > 0) this.#waiting.shift()!.settle("the connection closed");
+        this.#gate.failAll("the connection closed");
         resolve(
           this.#closing ? undefined : new BrokerUnavailableError(
             `Lost the connection to the broker at ${maskUrl(url)}: ${
@@ -169,57 +132,7 @@ export class AmqpBroker implements Broker {
   }
 
   #fail(action: string, error: unknown): never {
-    const text = redactPassword(error instanceof Error ? error.message : String(error), this.#url);
-    const mismatch = text.match(
-      /inequivalent arg '([^']+)' for queue '([^']+)'[^:]*: received (.+?) but current is (.+?)"?$/i,
-    );
-    if (mismatch) {
-      const [, argument, queue, received, present] = mismatch;
-      const value = (words: string) => {
-        const quoted = words.match(/'([^']*)'/)?.[1];
-        return quoted === undefined ? "none" : `'${quoted}'`;
-      };
-      const wanted = value(received);
-      const current = value(present);
-      throw new QueueMismatchError(
-        `Cannot ${action} as it exists with ${argument} ${current} and this declaration asks for ${wanted}: declare it as it is, or migrate it (docs/operations.md, "Changing a queue's type or limits")`,
-        { queue, argument, wanted, current },
-        { cause: error },
-      );
-    }
-    if (/PRECONDITION.FAILED.*inequivalent/i.test(text)) {
-      throw new TypeError(
-        `Cannot ${action} as it exists with other settings (${text}): delete it or declare it with its settings`,
-        { cause: error },
-      );
-    }
-    if (/RESOURCE.LOCKED/i.test(text)) {
-      throw new TypeError(
-        `Cannot ${action} as another connection holds it exclusively (${text}): use a queue of your own`,
-        { cause: error },
-      );
-    }
-    if (/NOT.FOUND/i.test(text)) {
-      throw new TypeError(
-        `Cannot ${action} as ${notFound(text)} does not exist: declare it first`,
-        {
-          cause: error,
-        },
-      );
-    }
-    if (/ACCESS.REFUSED/i.test(text)) {
-      throw new BrokerUnavailableError(
-        `Cannot ${action} as the broker refused access: ${text}: grant the user permissions on it`,
-        { cause: error },
-      );
-    }
-    if (this.#isClosed) {
-      throw new BrokerUnavailableError(
-        `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
-        { cause: error },
-      );
-    }
-    throw new BrokerUnavailableError(`Cannot ${action}: ${text}`, { cause: error });
+    throw describeAmqpFailure(action, error, this.#url, this.#isClosed);
   }
 
   async declareQueue(name: string, options: QueueOptions = {}): Promise<QueueInfo> {
@@ -329,13 +242,7 @@ export class AmqpBroker implements Broker {
     message: Message,
     action: string,
   ): Promise<void> {
-    if (this.#isClosed) {
-      return Promise.reject(
-        new BrokerUnavailableError(
-          `Cannot ${action} as the connection to ${maskUrl(this.#url)} is closed`,
-        ),
-      );
-    }
+    if (this.#isClosed) return Promise.reject(closedError(action, this.#url));
     const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
     const { userId } = message.properties;
     if (userId !== undefined && userId !== this.user) {
@@ -360,42 +267,7 @@ export class AmqpBroker implements Broker {
           ),
         );
       };
-      if (this.#held) this.#waiting.push({ exchange, routingKey, body, options, settle });
-      else this.#send(exchange, routingKey, body, options, settle);
-    });
-  }
-
-  #send(
-    exchange: string,
-    routingKey: string,
-    body: Buffer,
-    options: Options.Publish,
-    settle: (error?: unknown) => void,
-  ): void {
-    let written: boolean;
-    try {
-      written = this.#channel.publish(exchange, routingKey, body, options, settle);
-    } catch (error) {
-      settle(error ?? "publish failed");
-      return;
-    }
-    if (!written) this.#holdPublishes();
-  }
-
-  /**
-   * The socket buffer is full: later publishes wait, in order, until it
-   * drains. One listener releases them all, instead of each waking the
-   * others, which costs quadratic time with thousands in flight.
-   */
-  #holdPublishes(): void {
-    if (this.#held) return;
-    this.#held = true;
-    this.#channel.once("drain", () => {
-      this.#held = false;
-      while (!this.#held && this.#waiting.length > 0) {
-        const { exchange, routingKey, body, options, settle } = this.#waiting.shift()!;
-        this.#send(exchange, routingKey, body, options, settle);
-      }
+      this.#gate.publish(exchange, routingKey, body, options, settle);
     });
   }
 
