@@ -31,12 +31,19 @@ const IN_FLIGHT = 40;
 async function runAcrossCut(replies: ReplyMode) {
   const queue = uniqueName("failover");
   const runs = new Map<string, number>();
+  // From a third of the way in until the cut, handlers hold their answers:
+  // a call in flight at the cut cannot have been answered already, however
+  // late a loaded machine lets the caller read its socket.
+  let holding = false;
+  let release!: () => void;
+  const cutMade = new Promise<void>((resolve) => release = resolve);
   const fn = defineFunction({
     name: "failover",
     queue,
     async handler(payload, context) {
       runs.set(context.taskId!, (runs.get(context.taskId!) ?? 0) + 1);
       await simulateWork(payload, context, 0);
+      if (holding) await cutMade;
       return "ok";
     },
   });
@@ -64,29 +71,32 @@ async function runAcrossCut(replies: ReplyMode) {
   const outcomes: CallOutcome[] = [];
   try {
     let sent = 0;
-    // Calls whose request the broker confirmed and whose reply has not come:
-    // the ones a lost Direct Reply-to channel leaves unanswered. (A request
-    // not yet confirmed at the cut is published again on the next
-    // connection, with its new reply address, and answered there.)
+    // Calls sent while handlers hold whose request the broker confirmed: no
+    // reply to them exists before the cut, and a lost Direct Reply-to
+    // channel leaves them unanswered. (A request not yet confirmed at the
+    // cut is published again on the next connection, with its new reply
+    // address, and answered there.)
     const confirmed = new Set<string>();
     let cut = false;
     const cutWhenInFlight = () => {
-      if (cut || outcomes.length < TASKS / 3 || confirmed.size === 0) return;
+      if (outcomes.length >= TASKS / 3) holding = true;
+      if (cut || !holding || confirmed.size === 0) return;
       cut = true;
       proxy.cut();
+      release();
     };
     const lane = async () => {
       while (sent < TASKS) {
         sent++;
         const taskId = crypto.randomUUID();
+        const sentWhileHolding = holding;
         const outcome = await client.call(queue, "failover", { work_ms: 20 }, {
           timeoutMs: 4000,
           taskId,
           onSent: () => {
+            if (!sentWhileHolding) return;
             confirmed.add(taskId);
-            // Not at once: a reply marks its call sent too, just before it
-            // ends the call, and that call is no longer in flight.
-            setTimeout(cutWhenInFlight, 0);
+            cutWhenInFlight();
           },
         });
         confirmed.delete(taskId);
@@ -98,6 +108,7 @@ async function runAcrossCut(replies: ReplyMode) {
     assert.ok(cut, "the connection was cut with confirmed calls in flight");
     return { outcomes, runs, metrics, events, client };
   } finally {
+    release();
     await client.close();
     await opened.close();
     await worker.stop(1000);
