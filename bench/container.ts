@@ -60,7 +60,13 @@ export async function buildWorkerImage(tag: string): Promise<void> {
     tag,
     ".",
   ]);
-  if (!build.ok) throw new Error(`Cannot build the worker image: ${build.out}`);
+  if (!build.ok) {
+    // The build's last lines say what failed; the rest is progress.
+    const tail = build.out.trim().split("\n").slice(-3).join(" | ");
+    throw new Error(
+      `Cannot build the worker image from Dockerfile.worker (${tail}): set DENO_IMAGE to a Deno image this Docker engine has, or pass --no-container`,
+    );
+  }
 }
 
 /**

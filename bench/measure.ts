@@ -46,6 +46,8 @@ export interface Measurements {
   readyMs: number[];
   idleRss: number[];
   container?: ContainerFigures;
+  /** Why the container figures are missing, when they were asked for and failed. */
+  containerSkipped?: string;
   sandbox: SandboxCost;
   peers: Record<string, PeerResult>;
 }
@@ -202,10 +204,18 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     const sandbox = await measureSandboxCost(options.quick ? 2 : 5, options.quick ? 1000 : 5000);
 
     // 4. The worker as a container.
+    // A failed image build (no base image here, say) costs only these
+    // figures, not the minutes of measurements already taken.
     let container: ContainerFigures | undefined;
+    let containerSkipped: string | undefined;
     if (!options.quick && options.container) {
       say("Worker container...");
-      container = await measureContainer(url, queue("container"), 3);
+      try {
+        container = await measureContainer(url, queue("container"), 3);
+      } catch (error) {
+        containerSkipped = error instanceof Error ? error.message : String(error);
+        say(`Skipping the worker container: ${containerSkipped}`);
+      }
     }
 
     // 5. The peers, on the same machine, one after the other.
@@ -228,7 +238,17 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
         });
       }
     }
-    return { sizes, throughput, seed, readyMs, idleRss, container, sandbox, peers };
+    return {
+      sizes,
+      throughput,
+      seed,
+      readyMs,
+      idleRss,
+      container,
+      containerSkipped,
+      sandbox,
+      peers,
+    };
   } finally {
     await stopAll();
     for (const name of queues) await admin.deleteQueue(name).catch(() => {});

@@ -124,6 +124,7 @@ export function buildDocument(m: Measurements, settings: BenchSettings) {
     worker_ready_ms: round(median(m.readyMs)),
     container_ready_ms: m.container?.ready_ms ?? null,
     image_mb: m.container?.image_mb ?? null,
+    ...(m.containerSkipped !== undefined && { container_skipped: m.containerSkipped }),
     sandbox_cost: m.sandbox,
     peers,
     peer_ratio: peerRatio,
@@ -290,7 +291,13 @@ export function formatBench(d: BenchDocument): { lines: string[]; missed: number
   let missed = 0;
   for (const target of targetsOf(d)) {
     if (target.value === undefined) {
-      lines.push(`  -     ${target.name}: not measured`);
+      const skipped = d.container_skipped !== undefined &&
+        (target.name.includes("container") || target.name.includes("image"));
+      lines.push(
+        `  -     ${target.name}: not measured${
+          skipped ? " (the image did not build: see above)" : ""
+        }`,
+      );
       continue;
     }
     const met = target.kind === "min" ? target.value >= target.limit : target.value <= target.limit;
