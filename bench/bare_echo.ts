@@ -104,16 +104,34 @@ export async function openEchoClient(url: string): Promise<EchoClient> {
     pending.delete(id);
     done(performance.now(), message!.content);
   }, { noAck: true });
+  const requestBody = (payload: Record<string, unknown>) =>
+    Buffer.from(JSON.stringify({ task: "echo", payload }));
+  /** Publishes one request, persistent and confirmed; `onReply` gets its reply. */
+  const publishRequest = (
+    queue: string,
+    body: Buffer,
+    onReply: (at: number, body: Uint8Array) => void,
+    onConfirm: (error: unknown) => void,
+  ) => {
+    const id = crypto.randomUUID();
+    pending.set(id, onReply);
+    channel.publish("", queue, body, {
+      correlationId: id,
+      replyTo: "amq.rabbitmq.reply-to",
+      contentType: "application/json",
+      persistent: true,
+    }, onConfirm);
+  };
   return {
     call(queue, payload) {
-      const id = crypto.randomUUID();
-      const body = Buffer.from(JSON.stringify({ task: "echo", payload }));
+      const body = requestBody(payload);
       const sentWallMs = Date.now();
       const sentAt = performance.now();
       let confirmedAt: number | undefined;
       return new Promise<EchoCall>((resolve, reject) => {
-        pending.set(
-          id,
+        publishRequest(
+          queue,
+          body,
           (endedAt, reply) =>
             resolve({
               sentAt,
@@ -123,31 +141,19 @@ export async function openEchoClient(url: string): Promise<EchoClient> {
               endedWallMs: Date.now(),
               body: reply,
             }),
+          (error) => {
+            if (error) reject(error);
+            else confirmedAt ??= performance.now();
+          },
         );
-        channel.publish("", queue, body, {
-          correlationId: id,
-          replyTo: "amq.rabbitmq.reply-to",
-          contentType: "application/json",
-          persistent: true,
-        }, (error: unknown) => {
-          if (error) reject(error);
-          else confirmedAt ??= performance.now();
-        });
       });
     },
     callAll(queue, payloads) {
       return Promise.all(payloads.map((payload) => {
-        const id = crypto.randomUUID();
-        const body = Buffer.from(JSON.stringify({ task: "echo", payload }));
+        const body = requestBody(payload);
         const sent = performance.now();
         return new Promise<number>((resolve, reject) => {
-          pending.set(id, (at) => resolve(at - sent));
-          channel.publish("", queue, body, {
-            correlationId: id,
-            replyTo: "amq.rabbitmq.reply-to",
-            contentType: "application/json",
-            persistent: true,
-          }, (error: unknown) => {
+          publishRequest(queue, body, (at) => resolve(at - sent), (error) => {
             if (error) reject(error);
           });
         });

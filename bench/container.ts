@@ -19,7 +19,7 @@ export interface ContainerFigures {
  * on the host network reaches the host's RabbitMQ, which its image's
  * `--allow-net` does not name.
  */
-export function hostNetworkCommand(broker: URL): string[] {
+function hostNetworkCommand(broker: URL): string[] {
   return [
     "run",
     "--cached-only",
@@ -34,7 +34,35 @@ export function hostNetworkCommand(broker: URL): string[] {
   ];
 }
 
-async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
+/**
+ * `docker run` of one worker container of `tag` on the host network,
+ * consuming `queue` of the broker at `url` (the first, when it lists
+ * several), detached; `options` go before the image.
+ */
+export function workerRunArgs(
+  tag: string,
+  url: string,
+  queue: string,
+  options: string[] = [],
+): string[] {
+  const broker = new URL(url.split(",")[0]);
+  return [
+    "run",
+    "-d",
+    ...options,
+    "--network",
+    "host",
+    "-e",
+    `AMQP_URL=${url}`,
+    "-e",
+    `QUEUE=${queue}`,
+    tag,
+    ...hostNetworkCommand(broker),
+  ];
+}
+
+/** Runs the docker CLI: its standard output when it has any, else its errors. */
+export async function docker(args: string[]): Promise<{ ok: boolean; out: string }> {
   try {
     const output = await new Deno.Command("docker", { args, stdout: "piped", stderr: "piped" })
       .output();
@@ -81,25 +109,11 @@ export async function measureContainer(
   if (!(await docker(["info"])).ok) return undefined;
   const tag = `bench-worker-a:${queue}`;
   await buildWorkerImage(tag);
-  const broker = new URL(url);
   const samples: number[] = [];
   try {
     for (let rep = 0; rep < reps; rep++) {
       const name = `${queue}-${rep}`;
-      const run = await docker([
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        "host",
-        "-e",
-        `AMQP_URL=${url}`,
-        "-e",
-        `QUEUE=${queue}`,
-        tag,
-        ...hostNetworkCommand(broker),
-      ]);
+      const run = await docker(workerRunArgs(tag, url, queue, ["--name", name]));
       if (!run.ok) throw new Error(`Cannot run the worker image: ${run.out}`);
       let readyMs: number | undefined;
       const deadline = Date.now() + 30_000;

@@ -22,7 +22,7 @@ import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
 import { deadLetterQueueOf } from "../functions/_runtime/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
 import { TaskClient } from "../dispatcher/client/task_client.ts";
-import { buildWorkerImage, hostNetworkCommand } from "./container.ts";
+import { buildWorkerImage, docker as runDocker, workerRunArgs } from "./container.ts";
 import { median, round } from "./stats.ts";
 
 /** The figures of {@linkcode measureScaleOut}. */
@@ -51,14 +51,11 @@ export interface ScaleOutOptions {
   say: (line: string) => void;
 }
 
+/** Runs the docker CLI and resolves with its output; rejects with its errors when it fails. */
 async function docker(args: string[]): Promise<string> {
-  const output = await new Deno.Command("docker", { args, stdout: "piped", stderr: "piped" })
-    .output();
-  const decoder = new TextDecoder();
-  if (!output.success) {
-    throw new Error(`docker ${args[0]} failed: ${decoder.decode(output.stderr).trim()}`);
-  }
-  return decoder.decode(output.stdout).trim();
+  const { ok, out } = await runDocker(args);
+  if (!ok) throw new Error(`docker ${args[0]} failed: ${out.trim()}`);
+  return out;
 }
 
 async function dockerRuns(): Promise<boolean> {
@@ -72,24 +69,9 @@ async function dockerRuns(): Promise<boolean> {
 
 /** Starts one worker container of `tag` on `queue`; resolves with its id. */
 function startReplica(tag: string, url: string, queue: string): Promise<string> {
-  const broker = new URL(url.split(",")[0]);
-  return docker([
-    "run",
-    "-d",
-    "--rm",
-    "--network",
-    "host",
-    "-e",
-    `AMQP_URL=${url}`,
-    "-e",
-    `QUEUE=${queue}`,
-    "-e",
-    "METRICS_PORT=0",
-    "-e",
-    "LOG_LEVEL=warn",
-    tag,
-    ...hostNetworkCommand(broker),
-  ]);
+  return docker(
+    workerRunArgs(tag, url, queue, ["--rm", "-e", "METRICS_PORT=0", "-e", "LOG_LEVEL=warn"]),
+  );
 }
 
 async function consumers(admin: Broker, queue: string, n: number): Promise<void> {
