@@ -14,6 +14,9 @@ export interface Driver {
   close(): Promise<void>;
 }
 
+/** The longest one run of a bench client may take: ten thousand tasks take seconds. */
+const RUN_TIMEOUT_MS = 300_000;
+
 /** The V8 flags `deno task dispatch` runs with, read from deno.json so the two cannot drift. */
 async function dispatcherV8Flags(): Promise<string> {
   const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
@@ -72,7 +75,29 @@ export async function startDriver(
   return {
     async run(command) {
       await writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
-      return JSON.parse(await nextLine());
+      // A broker that stops answering must end the bench with a reason, not hang it.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) =>
+        timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // Already gone.
+          }
+          reject(
+            new Error(
+              `The ${side} bench client did not finish a run within ${
+                RUN_TIMEOUT_MS / 1000
+              } s (is the broker answering?): ${stderr.trim()}`,
+            ),
+          );
+        }, RUN_TIMEOUT_MS)
+      );
+      try {
+        return JSON.parse(await Promise.race([nextLine(), late]));
+      } finally {
+        clearTimeout(timer);
+      }
     },
     async close() {
       await writer.close().catch(() => {});

@@ -229,13 +229,21 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
           continue;
         }
         say(`Peer ${name}...`);
-        peers[name] = await runPeer(name, {
-          sizes,
-          seedRuns: seedPairs,
-          runs: options.reps,
-          amqpUrl: url,
-          log: (line) => say(`  ${line}`),
-        });
+        // A peer that fails (or hangs, and is stopped) costs only its own
+        // figures, not the minutes of measurements already taken.
+        try {
+          peers[name] = await runPeer(name, {
+            sizes,
+            seedRuns: seedPairs,
+            runs: options.reps,
+            amqpUrl: url,
+            log: (line) => say(`  ${line}`),
+          });
+        } catch (error) {
+          const reason = `it failed: ${error instanceof Error ? error.message : String(error)}`;
+          say(`Skipping ${name}: ${reason}`);
+          peers[name] = { skipped: reason };
+        }
       }
     }
     return {

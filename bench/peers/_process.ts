@@ -24,6 +24,12 @@ export interface Spawned {
   waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
   /** Sends SIGTERM, then SIGKILL after `graceMs`, and resolves once it has exited. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Resolves with the exit status; past `timeoutMs` it stops the process
+   * and rejects, naming `what` and its last output: a peer that hangs (on
+   * a broker queue that stopped answering, say) must not hang the bench.
+   */
+  finish(what: string, timeoutMs: number): Promise<Deno.CommandStatus>;
 }
 
 /** Options of {@linkcode spawn}. */
@@ -83,6 +89,20 @@ export function spawn(command: string, args: string[], options: SpawnOptions = {
         () => exited,
       );
     },
+    async finish(what, timeoutMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) =>
+        timer = setTimeout(() => resolve("late"), timeoutMs)
+      );
+      const status = await Promise.race([done, late]).finally(() => clearTimeout(timer));
+      if (status !== "late") return status;
+      await this.stop(2000);
+      throw new Error(
+        `${what} did not finish within ${
+          Math.round(timeoutMs / 1000)
+        } s, so it was stopped; its last output:\n${tail({ out, err })}`,
+      );
+    },
     async stop(graceMs = 10_000) {
       const kill = (signal: Deno.Signal) => {
         try {
@@ -97,6 +117,19 @@ export function spawn(command: string, args: string[], options: SpawnOptions = {
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * How long a peer's client may take for all its runs before it is stopped:
+ * a minute, plus 5 ms per task and a second per seed run (so at least 200
+ * tasks/s; Celery, the slower peer, does about 500 here).
+ */
+export function peerClientTimeoutMs(
+  options: { sizes: number[]; seedRuns: number; runs?: number },
+): number {
+  const sizes = options.sizes.reduce((sum, size) => sum + size, 0);
+  const tasks = ((options.runs ?? 5) + 1) * sizes;
+  return 60_000 + tasks * 5 + (options.seedRuns + 1) * 1000;
 }
 
 /** The output of a process run to its end. */

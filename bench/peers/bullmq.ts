@@ -11,7 +11,15 @@ import { join } from "node:path";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
 import { nodeMajor, parseClientOutput, redisVersion, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
-import { freePort, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
+import {
+  freePort,
+  peerClientTimeoutMs,
+  run,
+  spawn,
+  type Spawned,
+  tail,
+  treeRssMb,
+} from "./_process.ts";
 
 /** The versions measured, pinned so that figures compare from run to run. */
 export const BULLMQ_VERSION = "6.7.0";
@@ -147,7 +155,7 @@ export async function runBullmq(options: RunPeerOptions & { runs: number }): Pro
       "--seed-runs",
       String(options.seedRuns),
     ], { env, signal, onErrLine: log });
-    const status = await client.done;
+    const status = await client.finish("The BullMQ client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The BullMQ client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));
 

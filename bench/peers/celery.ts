@@ -11,7 +11,7 @@ import { maskUrl } from "../../functions/_runtime/broker/amqp_url.ts";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
-import { run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
+import { peerClientTimeoutMs, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
 
 /** Debian ships Celery for its own Python only; a pyenv `python3` on PATH lacks it. */
 export const PYTHON = "/usr/bin/python3";
@@ -97,7 +97,7 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
       "--seed-runs",
       String(options.seedRuns),
     ], { cwd: HERE, env, signal, onErrLine: log });
-    const status = await client.done;
+    const status = await client.finish("The Celery client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The Celery client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));
     const v = figures.versions ?? {};

@@ -8,7 +8,7 @@ import {
   redisVersion,
   summarize,
 } from "./_figures.ts";
-import { processTree, treeRssMb } from "./_process.ts";
+import { peerClientTimeoutMs, processTree, spawn, treeRssMb } from "./_process.ts";
 import { defaultAmqpUrl, type PeerName, peersAvailable, runPeer } from "./mod.ts";
 
 Deno.test("median() takes the middle value, or the mean of the two middle ones", () => {
@@ -75,6 +75,30 @@ Deno.test("treeRssMb() counts a process and its children", async () => {
     child.kill();
     await child.status;
   }
+});
+
+Deno.test("finish() stops a peer process that runs past its time and says so", async () => {
+  const hung = spawn("sh", ["-c", "echo working; exec sleep 60"]);
+  await hung.waitForLine(/^working$/, 5000);
+  const started = performance.now();
+  await assert.rejects(
+    hung.finish("The test client", 300),
+    (error: Error) =>
+      /^The test client did not finish within 0 s, so it was stopped/.test(error.message) &&
+      error.message.includes("working"),
+  );
+  assert.ok(performance.now() - started < 5000, "finish() waited for the process to end anyway");
+  const status = await hung.done;
+  assert.equal(status.signal, "SIGTERM");
+
+  const quick = spawn("sh", ["-c", "exit 3"]);
+  assert.equal((await quick.finish("The quick client", 10_000)).code, 3);
+});
+
+Deno.test("peerClientTimeoutMs() allows a minute plus 5 ms a task and a second a seed run", () => {
+  // (9 timed + 1 untimed runs) x 11,000 tasks, and 10 + 1 seed runs.
+  assert.equal(peerClientTimeoutMs({ sizes: [1000, 10_000], runs: 9, seedRuns: 10 }), 621_000);
+  assert.equal(peerClientTimeoutMs({ sizes: [200], seedRuns: 2 }), 60_000 + 6 * 200 * 5 + 3000);
 });
 
 Deno.test("runPeer() rejects sizes, runs and names it cannot use", async () => {
