@@ -125,10 +125,10 @@ export function spawn(command: string, args: string[], options: SpawnOptions = {
  * tasks/s; Celery, the slower peer, does about 500 here).
  */
 export function peerClientTimeoutMs(
-  options: { sizes: number[]; seedRuns: number; runs?: number },
+  options: { sizes: number[]; seedRuns: number; runs: number },
 ): number {
   const sizes = options.sizes.reduce((sum, size) => sum + size, 0);
-  const tasks = ((options.runs ?? 5) + 1) * sizes;
+  const tasks = (options.runs + 1) * sizes;
   return 60_000 + tasks * 5 + (options.seedRuns + 1) * 1000;
 }
 

@@ -98,7 +98,10 @@ Deno.test("finish() stops a peer process that runs past its time and says so", a
 Deno.test("peerClientTimeoutMs() allows a minute plus 5 ms a task and a second a seed run", () => {
   // (9 timed + 1 untimed runs) x 11,000 tasks, and 10 + 1 seed runs.
   assert.equal(peerClientTimeoutMs({ sizes: [1000, 10_000], runs: 9, seedRuns: 10 }), 621_000);
-  assert.equal(peerClientTimeoutMs({ sizes: [200], seedRuns: 2 }), 60_000 + 6 * 200 * 5 + 3000);
+  assert.equal(
+    peerClientTimeoutMs({ sizes: [200], runs: 5, seedRuns: 2 }),
+    60_000 + 6 * 200 * 5 + 3000,
+  );
 });
 
 Deno.test("runPeer() rejects sizes, runs and names it cannot use", async () => {
