@@ -27,9 +27,9 @@ function hostNetworkCommand(broker: URL): string[] {
     "--unstable-worker-options",
     `--allow-net=${broker.hostname}:${broker.port || 5672}`,
     "--allow-env",
-    "--allow-read=/app/functions",
+    "--allow-read=/app/functions,/app/runtime,/app/core",
     "--allow-sys=hostname",
-    "functions/_runtime/worker/main.ts",
+    "runtime/worker/main.ts",
     "/app/functions/function.ts",
   ];
 }

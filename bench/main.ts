@@ -30,7 +30,7 @@ import {
   runCommand,
   runMain,
 } from "../dispatcher/cli/run_cli.ts";
-import { LOCAL_AMQP_URL } from "../dispatcher/client/broker_target.ts";
+import { LOCAL_AMQP_URL } from "../client/broker_target.ts";
 import { measure } from "./measure.ts";
 import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
 import { buildDocument, formatBench } from "./summary.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { Broker } from "../core/broker/broker.ts";
 import { type ContainerFigures, measureContainer } from "./container.ts";
 import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";
 import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";

@@ -32,9 +32,9 @@ export function workerArgs(name: string, files: string[] = []): string[] {
     "--unstable-worker-options",
     "--allow-net",
     "--allow-env",
-    `--allow-read=${["functions", ...files].join(",")}`,
+    `--allow-read=${["functions", "runtime", "core", ...files].join(",")}`,
     "--allow-sys=hostname",
-    "functions/_runtime/worker/main.ts",
+    "runtime/worker/main.ts",
     name,
   ];
 }

@@ -8,11 +8,11 @@
  * @module
  */
 
-import { SILENT_LOGGER } from "../functions/_runtime/log.ts";
-import type { FunctionDefinition } from "../functions/_runtime/define_function.ts";
-import { type HandlerRun, runHandler } from "../functions/_runtime/worker/run_handler.ts";
-import type { HandlerRunner } from "../functions/_runtime/worker/runner.ts";
-import { startSandbox } from "../functions/_runtime/worker/sandbox.ts";
+import { SILENT_LOGGER } from "../core/log.ts";
+import type { FunctionDefinition } from "../runtime/define_function.ts";
+import { type HandlerRun, runHandler } from "../runtime/worker/run_handler.ts";
+import type { HandlerRunner } from "../runtime/worker/runner.ts";
+import { startSandbox } from "../runtime/worker/sandbox.ts";
 import { median, round } from "./stats.ts";
 
 /** Microseconds of wall time per task through each runner, and their difference. */

@@ -17,11 +17,11 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/names.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { deadLetterQueueOf } from "../core/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
-import { TaskClient } from "../dispatcher/client/task_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 import { buildWorkerImage, docker as runDocker, workerRunArgs } from "./container.ts";
 import { median, round } from "./stats.ts";
 

@@ -1,6 +1,6 @@
 /**
  * What the dashboard sees of the broker, as its own read-mostly user (see
- * `DASHBOARD_PERMISSIONS` in broker/definitions.ts), over AMQP only:
+ * `DASHBOARD_PERMISSIONS` in ops/rabbitmq/definitions.ts), over AMQP only:
  *
  * - each function's queue and dead letters: depth and consumers, by passive
  *   declarations every `pollMs`;
@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import type { Broker } from "../core/broker/broker.ts";
 import {
   dashboardEventsQueueOf,
   deadLetterQueueOf,
@@ -24,11 +24,11 @@ import {
   parseTaskEvent,
   type TaskEvent,
   type WorkerInfo,
-} from "../functions/_runtime/contract/mod.ts";
-import type { FunctionRoute } from "../dispatcher/client/functions.ts";
-import { pingWorkers } from "../dispatcher/client/ping_workers.ts";
-import { RpcClient } from "../dispatcher/client/rpc_client.ts";
-import { isExpectedSender } from "../dispatcher/client/senders.ts";
+} from "../core/contract/mod.ts";
+import type { FunctionRoute } from "../client/functions.ts";
+import { pingWorkers } from "../client/ping_workers.ts";
+import { RpcClient } from "../client/rpc_client.ts";
+import { isExpectedSender } from "../client/senders.ts";
 
 /** A task event as received, with the broker user that published it. */
 export interface SeenEvent extends TaskEvent {

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import {
-  DASHBOARD_USER,
-  encodeTaskEvent,
-  EVENTS_EXCHANGE,
-} from "../functions/_runtime/contract/mod.ts";
-import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
-import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
-import { TaskClient } from "../dispatcher/client/task_client.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { DASHBOARD_USER, encodeTaskEvent, EVENTS_EXCHANGE } from "../core/contract/mod.ts";
+import { defineFunction } from "../runtime/define_function.ts";
+import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { startWorker } from "../runtime/worker/start_worker.ts";
+import { TaskClient } from "../client/task_client.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { type SeenEvent, startBrokerWatch } from "./broker_watch.ts";
 

@@ -14,15 +14,15 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import {
   type BrokerSettings,
   type BrokerTarget,
   resolveBrokerTarget,
-} from "../dispatcher/client/broker_target.ts";
-import { connectBroker, type OpenBrokerOptions } from "../dispatcher/client/open_broker.ts";
-import { DASHBOARD_USER } from "../functions/_runtime/contract/mod.ts";
+} from "../client/broker_target.ts";
+import { connectBroker, type OpenBrokerOptions } from "../client/open_broker.ts";
+import { DASHBOARD_USER } from "../core/contract/mod.ts";
 
 /** The operator tools' broker user. */
 export const OPERATOR_USER = "operator";

@@ -11,8 +11,8 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { letterPolicy } from "../dispatcher/dead_letter_trust.ts";
 import { type DeadLetter, listDeadLetters, replayDeadLetters } from "../dispatcher/dead_letters.ts";
 

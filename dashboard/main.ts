@@ -19,7 +19,7 @@ import {
   wholeNumberFlag,
 } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
-import { DASHBOARD_USER } from "../functions/_runtime/contract/mod.ts";
+import { DASHBOARD_USER } from "../core/contract/mod.ts";
 import { generateToken, isUsableToken, MIN_TOKEN_CHARS } from "./auth.ts";
 import { type ConnectionSettings, OPERATOR_USER } from "./connections.ts";
 import { runDashboard } from "./run_dashboard.ts";

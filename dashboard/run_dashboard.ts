@@ -9,10 +9,10 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import type { BrokerTarget } from "../dispatcher/client/broker_target.ts";
-import type { FunctionRoute } from "../dispatcher/client/functions.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { BrokerUnavailableError } from "../core/broker/broker.ts";
+import type { BrokerTarget } from "../client/broker_target.ts";
+import type { FunctionRoute } from "../client/functions.ts";
 import { EXIT } from "../dispatcher/cli/run_cli.ts";
 import { UsageError } from "../dispatcher/cli/options.ts";
 import { createAuth } from "./auth.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { TaskEvent } from "../functions/_runtime/contract/mod.ts";
+import type { TaskEvent } from "../core/contract/mod.ts";
 
 /** Width of a bucket. */
 export const BUCKET_MS = 10_000;

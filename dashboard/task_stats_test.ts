@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { TaskEvent } from "../functions/_runtime/contract/mod.ts";
+import type { TaskEvent } from "../core/contract/mod.ts";
 import { BUCKET_MS, BUCKETS, quantile, TaskStats } from "./task_stats.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:05Z");

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { TaskProgress, TaskReply } from "../functions/_runtime/contract/mod.ts";
+import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TaskOutcome } from "./dispatch_all.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 import { buildRunDocument, type RunDocument } from "./run_document.ts";

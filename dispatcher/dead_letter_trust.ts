@@ -20,9 +20,9 @@
  * @module
  */
 
-import type { Delivery } from "../functions/_runtime/broker/broker.ts";
-import { DEAD_LETTER_HEADERS } from "../functions/_runtime/contract/mod.ts";
-import { DEFAULT_ALLOWED_SENDERS } from "../functions/_runtime/define_function.ts";
+import type { Delivery } from "../core/broker/broker.ts";
+import { DEAD_LETTER_HEADERS } from "../core/contract/mod.ts";
+import { DEFAULT_ALLOWED_SENDERS } from "../runtime/define_function.ts";
 
 /** Who may have written a function's dead letters, and sent its requests. */
 export interface LetterPolicy {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
+import type { Broker, Delivery } from "../core/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   DEAD_LETTER_HEADERS,
@@ -21,7 +21,7 @@ import {
   queueOfDeadLetterQueue,
   SENDER_HEADER,
   SENT_AT_HEADER,
-} from "../functions/_runtime/contract/mod.ts";
+} from "../core/contract/mod.ts";
 import { type LetterPolicy, whyRefused } from "./dead_letter_trust.ts";
 import { startReplayTrace } from "./replay_trace.ts";
 

@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
-import {
-  encodeRequest,
-  type Message,
-  parseReply,
-  type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
-import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
+import type { Broker, Delivery } from "../core/broker/broker.ts";
+import { encodeRequest, type Message, parseReply, type TaskReply } from "../core/contract/mod.ts";
+import { defineFunction } from "../runtime/define_function.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import { startWorker } from "../runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../runtime/worker/runner.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
 import { describeDeadLetter, listDeadLetters, replayDeadLetters } from "./dead_letters.ts";

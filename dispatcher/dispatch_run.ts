@@ -7,11 +7,11 @@
  * @module
  */
 
-import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
-import { createLogger, type Logger } from "../functions/_runtime/log.ts";
-import { describeBroker, type OpenedBroker } from "./client/open_broker.ts";
-import { unexpectedSenders } from "./client/senders.ts";
-import { TaskClient } from "./client/task_client.ts";
+import type { WorkerInfo } from "../core/contract/mod.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { describeBroker, type OpenedBroker } from "../client/open_broker.ts";
+import { unexpectedSenders } from "../client/senders.ts";
+import { TaskClient } from "../client/task_client.ts";
 import { writeOutput } from "./cli/output_files.ts";
 import { createPainter, type Painter } from "./cli/paint.ts";
 import { type CliIo, EXIT, type Session } from "./cli/run_cli.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { DEAD_LETTER_REASONS, deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { DEAD_LETTER_REASONS, deadLetterQueueOf } from "../core/contract/mod.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,

@@ -9,11 +9,11 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import type { WorkerInfo } from "../functions/_runtime/contract/mod.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import type { FunctionRoute } from "./client/functions.ts";
-import { TaskClient } from "./client/task_client.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import type { WorkerInfo } from "../core/contract/mod.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import type { FunctionRoute } from "../client/functions.ts";
+import { TaskClient } from "../client/task_client.ts";
 
 /** A function of the configuration and the state of its queue. */
 export interface QueueStatus {

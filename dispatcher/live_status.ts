@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { TaskProgress } from "../functions/_runtime/contract/mod.ts";
+import type { TaskProgress } from "../core/contract/mod.ts";
 import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
 import type { Painter } from "./cli/paint.ts";
 import type { TaskSpec } from "./config/load_config.ts";

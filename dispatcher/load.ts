@@ -7,9 +7,9 @@
  * @module
  */
 
-import type { Payload } from "../functions/_runtime/contract/mod.ts";
-import type { CallOutcome } from "./client/rpc_client.ts";
-import type { TaskClient } from "./client/task_client.ts";
+import type { Payload } from "../core/contract/mod.ts";
+import type { CallOutcome } from "../client/rpc_client.ts";
+import type { TaskClient } from "../client/task_client.ts";
 
 /** Options for {@linkcode runLoad}. */
 export interface LoadOptions {

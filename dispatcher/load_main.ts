@@ -8,9 +8,9 @@
  * @module
  */
 
-import { describeBroker } from "./client/open_broker.ts";
-import { unexpectedSenders } from "./client/senders.ts";
-import { TaskClient } from "./client/task_client.ts";
+import { describeBroker } from "../client/open_broker.ts";
+import { unexpectedSenders } from "../client/senders.ts";
+import { TaskClient } from "../client/task_client.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,

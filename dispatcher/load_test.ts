@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { defineFunction, NonRetryableError } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
+import { defineFunction, NonRetryableError } from "../runtime/define_function.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { startWorker } from "../runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../runtime/worker/runner.ts";
 import { latencyOf, percentile, runLoad } from "./load.ts";
-import { TaskClient } from "./client/task_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 
 Deno.test("percentile() takes the nearest rank", () => {
   const sorted = Array.from({ length: 100 }, (_, i) => i + 1);

@@ -2,13 +2,13 @@
  * The dispatcher's structured log of a run: one line per task event (sent,
  * started, retrying, finished, timed out) with the task id (and, when
  * tracing is on, the trace and span ids of the dispatcher's span), for
- * machines to follow. The same format as the workers' logs (`functions/_runtime/log.ts`),
+ * machines to follow. The same format as the workers' logs (`core/log.ts`),
  * written to stderr at `--log-level` in `--log-format`.
  *
  * @module
  */
 
-import type { Logger } from "../functions/_runtime/log.ts";
+import type { Logger } from "../core/log.ts";
 import type { DispatchListener } from "./dispatch_all.ts";
 
 /** A {@linkcode DispatchListener} that logs each task event to `log`. */

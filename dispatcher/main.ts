@@ -10,12 +10,7 @@
  * @module
  */
 
-import {
-  createLogger,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../functions/_runtime/log.ts";
+import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from "../core/log.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,

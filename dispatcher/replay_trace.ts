@@ -15,7 +15,7 @@ import {
   traceContextOf,
   traceHeadersOf,
   tracingEnabled,
-} from "../functions/_runtime/trace_context.ts";
+} from "../core/trace_context.ts";
 
 const tracer = trace.getTracer("deno-task-system-operator");
 

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { TaskError, WorkerInfo } from "../functions/_runtime/contract/mod.ts";
+import type { TaskError, WorkerInfo } from "../core/contract/mod.ts";
 import type { TaskOutcome } from "./dispatch_all.ts";
 
 /** Identifies the format of a {@linkcode RunDocument}; changes when a field changes meaning. */

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
-import { type Broker, BrokerUnavailableError } from "../functions/_runtime/broker/broker.ts";
-import {
-  CONTROL_EXCHANGE,
-  encodeRequest,
-  encodeWorkerInfo,
-} from "../functions/_runtime/contract/mod.ts";
-import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
-import { type RunningWorker, startWorker } from "../functions/_runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
+import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
+import { CONTROL_EXCHANGE, encodeRequest, encodeWorkerInfo } from "../core/contract/mod.ts";
+import { defineFunction } from "../runtime/define_function.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { type RunningWorker, startWorker } from "../runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../runtime/worker/runner.ts";
 import type { SystemStatus } from "./gather_status.ts";
 import { formatTable, STATUS_EXIT, statusMain } from "./status.ts";
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { defineFunction, simulateWork } from "./_runtime/mod.ts";
+import { defineFunction, simulateWork } from "@task-system/runtime";
 
 export default defineFunction({
   name: "task_b",

@@ -2,7 +2,7 @@
  * What the Celery interop tests share: Debian's python3-celery and its gate
  * (with `CI=true` a missing Celery fails the test instead of ignoring it),
  * a vhost of their own on the host RabbitMQ with the broker users of
- * `broker/definitions.ts` (so that parallel tests never share a queue, and
+ * `ops/rabbitmq/definitions.ts` (so that parallel tests never share a queue, and
  * least privilege is what is tested), and the example Celery worker of
  * `examples/celery/`. Importing this probes the machine, as `_infra.ts`
  * does.
@@ -18,9 +18,9 @@ import {
   DISPATCHER_PERMISSIONS,
   type Permissions,
   workerPermissions,
-} from "../broker/definitions.ts";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+} from "../ops/rabbitmq/definitions.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
 import { manage, managementAnswers } from "./_management.ts";
@@ -105,7 +105,7 @@ async function ok(response: Promise<Response>, what: string): Promise<void> {
 /**
  * Makes a vhost with the stack's exchanges and, for each of
  * {@linkcode CeleryUsers}, a user with its permissions from
- * broker/definitions.ts; queue names are the stack's own (queue_a,
+ * ops/rabbitmq/definitions.ts; queue names are the stack's own (queue_a,
  * queue_b, queue_c), so the example programs run unchanged.
  */
 export async function createCeleryVhost(prefix: string): Promise<CeleryVhost> {

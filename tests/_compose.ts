@@ -5,8 +5,8 @@
  * @module
  */
 
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
 import { type CommandOutput, docker, readSecret } from "./_docker.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 

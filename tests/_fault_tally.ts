@@ -9,9 +9,9 @@
  * @module
  */
 
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import type { Message } from "../functions/_runtime/contract/mod.ts";
-import { parseReply, RESULT_MESSAGE_TYPE } from "../functions/_runtime/contract/mod.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import type { Message } from "../core/contract/mod.ts";
+import { parseReply, RESULT_MESSAGE_TYPE } from "../core/contract/mod.ts";
 
 /** Every reply seen on a reply queue, by correlation id, duplicates included. */
 export interface WireLog {

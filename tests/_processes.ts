@@ -30,7 +30,7 @@ export async function runDeno(args: string[], env: Record<string, string> = {}) 
 }
 
 /** The worker runtime's entry point. */
-export const WORKER_MAIN = "functions/_runtime/worker/main.ts";
+export const WORKER_MAIN = "runtime/worker/main.ts";
 
 /**
  * The permissions of `deno task worker`, plus reading the test fixtures and

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
-import type { Message } from "../functions/_runtime/contract/mod.ts";
-import { MemoryBroker } from "../functions/_runtime/broker/memory_broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker, Delivery } from "../core/broker/broker.ts";
+import type { Message } from "../core/contract/mod.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 

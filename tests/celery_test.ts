@@ -1,7 +1,7 @@
 /**
  * Celery interop against the host's RabbitMQ, both ways, in a vhost of its
  * own where every party has the broker user and permissions of
- * broker/definitions.ts:
+ * ops/rabbitmq/definitions.ts:
  *
  * - the unchanged example Celery 5 client (examples/celery/client.py) calls
  *   the Deno functions with delay(), send_task() and apply_async(), all at
@@ -17,10 +17,10 @@
 
 import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { deadLetterQueueOf, encodeCeleryRequest } from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/client/rpc_client.ts";
-import { callCelery } from "../dispatcher/client/celery_call.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { deadLetterQueueOf, encodeCeleryRequest } from "../core/contract/mod.ts";
+import { RpcClient } from "../client/rpc_client.ts";
+import { callCelery } from "../client/celery_call.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { run } from "../bench/peers/_process.ts";

@@ -12,8 +12,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connect } from "../dispatcher/mod.ts";
-import { readFunctions } from "../deploy/kubernetes/read_functions.ts";
+import { connect } from "../client/mod.ts";
+import { readFunctions } from "../ops/kubernetes/read_functions.ts";
 import { createStack } from "./_compose.ts";
 import {
   acknowledged,

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker/worker_settings.ts";
+import { WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
 import { readComposeFile } from "./_docker.ts";
 
 const compose = await readComposeFile();
@@ -100,9 +100,11 @@ Deno.test("compose.yaml runs secrets-init before the broker, without network or 
     { source: "erlang_cookie", target: "/var/lib/rabbitmq/.erlang.cookie" },
   ]);
   assert.ok(
-    broker.volumes.includes("./broker/rabbitmq.conf:/etc/rabbitmq/conf.d/20-task-system.conf:ro"),
+    broker.volumes.includes(
+      "./ops/rabbitmq/rabbitmq.conf:/etc/rabbitmq/conf.d/20-task-system.conf:ro",
+    ),
   );
-  const conf = await Deno.readTextFile(new URL("../broker/rabbitmq.conf", import.meta.url));
+  const conf = await Deno.readTextFile(new URL("../ops/rabbitmq/rabbitmq.conf", import.meta.url));
   assert.match(conf, /^load_definitions = \/run\/secrets\/definitions\.json$/m);
 });
 

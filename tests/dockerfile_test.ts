@@ -6,10 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  WORKER_ENV_VARS,
-  WORKER_IMAGE_FILES,
-} from "../functions/_runtime/worker/worker_settings.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
 import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
@@ -37,7 +34,7 @@ Deno.test("Dockerfile.worker allows exactly the variables the worker reads", () 
 Deno.test("Dockerfile.worker allows reading exactly the worker's secret file paths and its code", () => {
   assert.deepEqual(
     flagValues(command, "allow-read").sort(),
-    ["/app/functions", ...Object.values(WORKER_IMAGE_FILES)].sort(),
+    ["/app/functions", "/app/runtime", "/app/core", ...Object.values(WORKER_IMAGE_FILES)].sort(),
   );
   for (const [variable, path] of Object.entries(WORKER_IMAGE_FILES)) {
     assert.ok(WORKER_ENV_VARS.includes(variable as never), `${variable} is a worker variable`);
@@ -61,7 +58,7 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     "the sandbox needs Web Worker permissions",
   );
   assert.deepEqual(command.slice(-2), [
-    "functions/_runtime/worker/main.ts",
+    "runtime/worker/main.ts",
     "/app/functions/function.ts",
   ]);
   assert.match(
@@ -71,7 +68,7 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
   const cached = dockerfile.match(/RUN \["deno", "cache",[^\]]*\]/)?.[0] ?? "";
   for (const module of ["main.ts", "sandbox_host.ts", "healthcheck.ts"]) {
     assert.ok(
-      cached.includes(`functions/_runtime/worker/${module}`),
+      cached.includes(`runtime/worker/${module}`),
       `${module} is cached at build`,
     );
   }
@@ -83,7 +80,7 @@ Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
   assert.deepEqual(flagValues(healthcheck, "allow-net"), ["127.0.0.1"]);
   assert.deepEqual(flagValues(healthcheck, "allow-env"), ["METRICS_PORT"]);
   const script = healthcheck.at(-1)!;
-  assert.equal(script, "functions/_runtime/worker/healthcheck.ts");
+  assert.equal(script, "runtime/worker/healthcheck.ts");
   assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });
 
@@ -103,7 +100,7 @@ Deno.test("the worker image's own config pins the runtime's dependencies as deno
       "--frozen",
       "--config",
       "worker.deno.json",
-      "functions/_runtime/worker/main.ts",
+      "runtime/worker/main.ts",
       "functions/task_a.ts",
       "functions/task_b.ts",
       "tests/fixtures/functions/escape.ts",

@@ -16,14 +16,14 @@ import {
   DISPATCHER_PERMISSIONS,
   OPERATOR_PERMISSIONS,
   workerPermissions,
-} from "../broker/definitions.ts";
+} from "../ops/rabbitmq/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
-import { parseReply, parseRequest, parseWorkerInfo } from "../functions/_runtime/contract/mod.ts";
+import { parseReply, parseRequest, parseWorkerInfo } from "../core/contract/mod.ts";
 import {
   readWorkerSettings,
   WORKER_ENV_VARS,
   type WorkerEnvVar,
-} from "../functions/_runtime/worker/worker_settings.ts";
+} from "../runtime/worker/worker_settings.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README_MAX_LINES = 250;
@@ -275,7 +275,7 @@ Deno.test("the wire contract's example messages parse as workers and callers par
   assert.deepEqual(kinds.sort(), ["pong", "reply", "request"]);
 });
 
-Deno.test("docs/security.md shows each user's permissions exactly as broker/definitions.ts grants them", async () => {
+Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitmq/definitions.ts grants them", async () => {
   const text = await Deno.readTextFile(new URL("docs/security.md", ROOT));
   const rows = new Map<string, string[]>();
   for (const line of text.split("\n")) {

@@ -9,8 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { connectWhenUp, createStack } from "./_compose.ts";
 import { readSecret } from "./_docker.ts";

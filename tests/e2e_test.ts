@@ -13,11 +13,11 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker, Delivery } from "../functions/_runtime/broker/broker.ts";
-import type { TaskReply } from "../functions/_runtime/contract/mod.ts";
-import { WORKER_IMAGE_FILES } from "../functions/_runtime/worker/worker_settings.ts";
-import { RpcClient } from "../dispatcher/client/rpc_client.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker, Delivery } from "../core/broker/broker.ts";
+import type { TaskReply } from "../core/contract/mod.ts";
+import { WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
+import { RpcClient } from "../client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { parsePrometheus } from "./_prometheus.ts";
@@ -560,7 +560,7 @@ Deno.test({
           const taskId = `forged-${crypto.randomUUID()}`;
           try {
             // Well formed, and the default exchange lets task_a publish it.
-            const { encodeRequest } = await import("../functions/_runtime/contract/mod.ts");
+            const { encodeRequest } = await import("../core/contract/mod.ts");
             await asTaskA.publish("queue_b", encodeRequest("task_b", {}, { taskId }));
             const letter = await waitForLetter(asOperator, "queue_b.dlq", taskId);
             assert.equal(letter.properties.headers?.["x-dlq-reason"], "unauthenticated");
@@ -652,7 +652,7 @@ Deno.test({
           const misdirected = `misdirected-${crypto.randomUUID()}`;
           const planted = `planted-${crypto.randomUUID()}`;
           const forged = `forged-${crypto.randomUUID()}`;
-          const { encodeRequest } = await import("../functions/_runtime/contract/mod.ts");
+          const { encodeRequest } = await import("../core/contract/mod.ts");
           const letter = (taskId: string, queue: string) => {
             const message = encodeRequest("task_a", { work_ms: 0 }, { taskId });
             message.properties.headers = {

@@ -11,15 +11,15 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { defineFunction } from "../functions/_runtime/define_function.ts";
-import { simulateWork } from "../functions/_runtime/simulate_work.ts";
-import { inProcessRunner } from "../functions/_runtime/worker/runner.ts";
-import { startWorker } from "../functions/_runtime/worker/start_worker.ts";
-import { WorkerMetrics } from "../functions/_runtime/worker/metrics.ts";
-import { connectBroker } from "../dispatcher/client/open_broker.ts";
-import type { ConnectionEvent } from "../dispatcher/client/reconnecting_broker.ts";
-import { type CallOutcome, type ReplyMode, RpcClient } from "../dispatcher/client/rpc_client.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { defineFunction } from "../runtime/define_function.ts";
+import { simulateWork } from "../runtime/simulate_work.ts";
+import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { startWorker } from "../runtime/worker/start_worker.ts";
+import { WorkerMetrics } from "../runtime/worker/metrics.ts";
+import { connectBroker } from "../client/open_broker.ts";
+import type { ConnectionEvent } from "../client/reconnecting_broker.ts";
+import { type CallOutcome, type ReplyMode, RpcClient } from "../client/rpc_client.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { freePort, uniqueName } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";

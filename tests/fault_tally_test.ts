@@ -5,16 +5,16 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import {
   deadLetterQueueOf,
   encodeReply,
   encodeRequest,
   type Message,
   parseRequest,
-} from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/client/rpc_client.ts";
+} from "../core/contract/mod.ts";
+import { RpcClient } from "../client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";

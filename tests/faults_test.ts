@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { encodeRequest, parseReply, type TaskReply } from "../functions/_runtime/contract/mod.ts";
-import { type CallOutcome, RpcClient } from "../dispatcher/client/rpc_client.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
+import { type CallOutcome, RpcClient } from "../client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";

@@ -5,11 +5,11 @@
 
 import assert from "node:assert/strict";
 import { parseDocument } from "yaml";
-import { checkWiring, type ReadText } from "../scaffold/check_wiring.ts";
-import { functionsOf, planNewFunction } from "../scaffold/plan_new_function.ts";
-import { readProjectFiles } from "../scaffold/project_files.ts";
-import { functionManifestFiles } from "../deploy/kubernetes/function_manifests.ts";
-import { functionModule } from "../scaffold/templates.ts";
+import { checkWiring, type ReadText } from "../ops/scaffold/check_wiring.ts";
+import { functionsOf, planNewFunction } from "../ops/scaffold/plan_new_function.ts";
+import { readProjectFiles } from "../ops/scaffold/project_files.ts";
+import { functionManifestFiles } from "../ops/kubernetes/function_manifests.ts";
+import { functionModule } from "../ops/scaffold/templates.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -40,7 +40,7 @@ async function withNewFunction(name: string) {
     functionModule({ name, queue: `${name}_q` }),
   ]]);
   for (const [file, text] of Object.entries(functionManifestFiles({ name, queue: `${name}_q` }))) {
-    extra.set(`deploy/kubernetes/functions/${name}/${file}`, text);
+    extra.set(`ops/kubernetes/functions/${name}/${file}`, text);
   }
   const read: ReadText = (path) =>
     extra.has(path) ? Promise.resolve(extra.get(path)) : readRepo(path);
@@ -106,7 +106,7 @@ Deno.test("checkWiring() passes what deno task new writes, and names each file a
     /functions\/wiring_probe\.ts: missing/,
   );
   const staleManifests: ReadText = (path) =>
-    path.startsWith("deploy/kubernetes/functions/wiring_probe/")
+    path.startsWith("ops/kubernetes/functions/wiring_probe/")
       ? Promise.resolve(undefined)
       : read(path);
   assert.match((await checkWiring(files, staleManifests)).join("\n"), /run 'deno task manifests'/);

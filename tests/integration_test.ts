@@ -4,18 +4,18 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { type Broker } from "../functions/_runtime/broker/broker.ts";
-import { maskUrl } from "../functions/_runtime/broker/amqp_url.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { type Broker } from "../core/broker/broker.ts";
+import { maskUrl } from "../core/broker/amqp_url.ts";
 import {
   encodeRequest,
   type Message,
   parseReply,
   PROGRESS_MESSAGE_TYPE,
   type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
-import { RpcClient } from "../dispatcher/client/rpc_client.ts";
+} from "../core/contract/mod.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import { RpcClient } from "../client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";

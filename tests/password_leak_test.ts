@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { uniqueName } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
 import { runDeno, startDeno, workerArgs } from "./_processes.ts";

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,
@@ -16,7 +16,7 @@ import {
   retryQueuePattern,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
+} from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { type RunningProcess, startWorkerProcess } from "./_processes.ts";

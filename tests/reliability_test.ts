@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import type { Broker } from "../functions/_runtime/broker/broker.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/broker.ts";
 import {
   encodeRequest,
   parseProgress,
@@ -14,8 +14,8 @@ import {
   PROGRESS_MESSAGE_TYPE,
   type TaskProgress,
   type TaskReply,
-} from "../functions/_runtime/contract/mod.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+} from "../core/contract/mod.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";

@@ -13,8 +13,8 @@
  */
 
 import assert from "node:assert/strict";
-import { readFunctions } from "../deploy/kubernetes/read_functions.ts";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
+import { readFunctions } from "../ops/kubernetes/read_functions.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { docker, readSecret } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
@@ -96,7 +96,7 @@ Deno.test({
       "run",
       `--allow-read=broker,functions,${secretsDir}`,
       `--allow-write=${secretsDir}`,
-      "broker/secrets_init.ts",
+      "ops/rabbitmq/secrets_init.ts",
       `--dir=${secretsDir}`,
       ...functions.map(({ name, queue }) => `--function=${name}=${queue}`),
     ]);

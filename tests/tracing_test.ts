@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../functions/_runtime/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../functions/_runtime/contract/mod.ts";
+import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";

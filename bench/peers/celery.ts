@@ -7,7 +7,7 @@
  * @module
  */
 
-import { maskUrl } from "../../functions/_runtime/broker/amqp_url.ts";
+import { maskUrl } from "../../core/broker/amqp_url.ts";
 import type { PeerFigures, RunPeerOptions } from "./mod.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";

@@ -8,8 +8,8 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { parseWholeNumber, wholeNumberRange } from "../../functions/_runtime/whole_number.ts";
-import type { BrokerSettings } from "../client/broker_target.ts";
+import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
+import type { BrokerSettings } from "../../client/broker_target.ts";
 
 /**
  * The options of a command that writes a results document: where to save

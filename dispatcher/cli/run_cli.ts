@@ -13,12 +13,16 @@
  * @module
  */
 
-import { BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
-import { SecretFileError } from "../../functions/_runtime/broker/secret_file.ts";
-import { resolveBrokerTarget } from "../client/broker_target.ts";
-import { connectBroker, type OpenBrokerOptions, type OpenedBroker } from "../client/open_broker.ts";
-import { describeConnectionEvent } from "../client/connection_events.ts";
-import { WorkersMissingError } from "../client/wait_for_workers.ts";
+import { BrokerUnavailableError } from "../../core/broker/broker.ts";
+import { SecretFileError } from "../../core/broker/secret_file.ts";
+import { resolveBrokerTarget } from "../../client/broker_target.ts";
+import {
+  connectBroker,
+  type OpenBrokerOptions,
+  type OpenedBroker,
+} from "../../client/open_broker.ts";
+import { describeConnectionEvent } from "../../client/connection_events.ts";
+import { WorkersMissingError } from "../../client/wait_for_workers.ts";
 import { ConfigError } from "../config/config_error.ts";
 import { type OptionsConfig, type OptionValues, readOptions, UsageError } from "./options.ts";
 import { OutputPathError } from "./output_files.ts";

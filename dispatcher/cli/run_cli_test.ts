@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError } from "../../functions/_runtime/broker/broker.ts";
-import { MemoryBroker } from "../../functions/_runtime/broker/memory_broker.ts";
-import { SecretFileError } from "../../functions/_runtime/broker/secret_file.ts";
-import { WorkersMissingError } from "../client/wait_for_workers.ts";
+import { BrokerUnavailableError } from "../../core/broker/broker.ts";
+import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { SecretFileError } from "../../core/broker/secret_file.ts";
+import { WorkersMissingError } from "../../client/wait_for_workers.ts";
 import { ConfigError } from "../config/config_error.ts";
 import { UsageError } from "./options.ts";
 import { OutputPathError } from "./output_files.ts";

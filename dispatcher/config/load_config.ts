@@ -14,13 +14,13 @@ import {
   type Payload,
   RETRY_LIMITS,
   type RetryOverrides,
-} from "../../functions/_runtime/contract/mod.ts";
+} from "../../core/contract/mod.ts";
 import {
   type FunctionProtocol,
   type FunctionRoute,
   routeProblem,
   USER_PATTERN,
-} from "../client/functions.ts";
+} from "../../client/functions.ts";
 import { ConfigError } from "./config_error.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
 

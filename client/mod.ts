@@ -1,0 +1,64 @@
+/**
+ * The client library of the task system (`@task-system/client`): call the
+ * functions from any Deno program, as `deno task dispatch` does.
+ *
+ * ```ts
+ * import { connect, TaskFailedError } from "@task-system/client";
+ *
+ * const client = await connect(); // AMQP_URL, else the compose stack; functions from test-config.yml
+ * try {
+ *   const a = await client.call<string>("task_a", { work_ms: 100 });
+ *   const [b] = await client.callAll<string>([{ function: "task_b", payload: { work_ms: 200 } }]);
+ *   console.log(a, b.status === "fulfilled" ? b.value : b.reason);
+ * } catch (error) {
+ *   if (error instanceof TaskFailedError) console.error(error.errorType, error.attempts);
+ * } finally {
+ *   await client.close();
+ * }
+ * ```
+ *
+ * See docs/client.md for every option.
+ *
+ * @module
+ */
+
+export { connect, type ConnectOptions } from "./connect.ts";
+export {
+  DEFAULT_CALL_TIMEOUT_MS,
+  type TaskCall,
+  type TaskCallOptions,
+  TaskClient,
+} from "./task_client.ts";
+export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
+export type {
+  FunctionOption,
+  FunctionProtocol,
+  FunctionRoute,
+  FunctionsOption,
+} from "./functions.ts";
+export type { CallOutcome, IgnoredReplies, ReplyMode } from "./rpc_client.ts";
+export type { ConnectionEvent } from "./reconnecting_broker.ts";
+export type { PingResult } from "./ping_workers.ts";
+export {
+  type NeededWorker,
+  type WaitForWorkersOptions,
+  WorkersMissingError,
+} from "./wait_for_workers.ts";
+export type { BrokerSettings } from "./broker_target.ts";
+export {
+  ConfigError,
+  type ConfigErrorOptions,
+  type ConfigProblem,
+} from "../dispatcher/config/config_error.ts";
+export { BrokerUnavailableError } from "../core/broker/broker.ts";
+export { SecretFileError } from "../core/broker/secret_file.ts";
+export type { LogLevel } from "../core/log.ts";
+export type {
+  Message,
+  MessageProperties,
+  Payload,
+  RetryOverrides,
+  TaskProgress,
+  TaskReply,
+  WorkerInfo,
+} from "../core/contract/mod.ts";

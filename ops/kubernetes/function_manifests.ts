@@ -1,0 +1,379 @@
+/**
+ * The Kubernetes manifests of one function, made from its name and queue:
+ * its broker user, permissions and queues (RabbitMQ messaging topology
+ * operator), its worker `Deployment`, the KEDA `ScaledObject` that scales the
+ * worker with its queue down to zero, and the `NetworkPolicy` that fences it.
+ * Adding a function to the Kubernetes base is one call to
+ * {@linkcode functionManifestFiles}; `deno task manifests` writes the files
+ * of every function in test-config.yml under `ops/kubernetes/functions/`.
+ *
+ * @module
+ */
+
+import { stringify } from "yaml";
+import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
+import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../rabbitmq/definitions.ts";
+import { queueArguments } from "../../core/broker/queue_arguments.ts";
+import { deadLetterQueueOf } from "../../core/contract/names.ts";
+import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../../runtime/worker/start_worker.ts";
+import { DEFAULT_METRICS_PORT, WORKER_IMAGE_FILES } from "../../runtime/worker/worker_settings.ts";
+import {
+  RABBITMQ_API_VERSION,
+  type RabbitmqPermission,
+  type RabbitmqQueue,
+  type RabbitmqUser,
+} from "./rabbitmq_resources.ts";
+
+/** The namespace of the base (ops/kubernetes/kustomization.yaml). */
+export const NAMESPACE = "task-system";
+/** The `RabbitmqCluster`, hence its client Service, as the worker image's `--allow-net` names it. */
+export const RABBITMQ_CLUSTER = "rabbitmq";
+/** The broker's AMQP port. */
+export const AMQP_PORT = 5672;
+/** The user the worker image runs as: distroless `nonroot`. */
+export const WORKER_UID = 65532;
+/** Deliveries of one request, never settled, before it is dead-lettered. */
+export const DELIVERY_LIMIT = DEFAULT_DELIVERY_LIMIT;
+/** How long a stopping worker lets running tasks finish. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+/** Kubernetes' grace before it kills a stopping worker: above {@linkcode SHUTDOWN_GRACE_MS}. */
+export const TERMINATION_GRACE_SECONDS = 30;
+/** The KEDA `TriggerAuthentication` of the `keda` broker user (ops/kubernetes/keda.yaml). */
+export const KEDA_AUTHENTICATION = "rabbitmq-keda";
+/** Ready messages per worker replica that KEDA aims at. */
+export const MESSAGES_PER_REPLICA = 20;
+/** Most worker replicas of one function. */
+export const MAX_REPLICAS = 10;
+/**
+ * Seconds without ready messages before KEDA scales a worker to zero. KEDA
+ * counts ready messages only, not those being worked on.
+ */
+export const COOLDOWN_SECONDS = 300;
+/** Label of the RabbitMQ pods, set by the cluster operator to the cluster's name. */
+export const RABBITMQ_POD_LABELS = {
+  "app.kubernetes.io/name": RABBITMQ_CLUSTER,
+  "app.kubernetes.io/component": "rabbitmq",
+} as const;
+
+/** A Kubernetes object as the manifests hold it. */
+export interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+/** Options for {@linkcode functionManifests} and {@linkcode functionManifestFiles}. */
+export interface FunctionManifestsOptions {
+  /**
+   * The namespace the base is deployed to: KEDA, which runs in its own,
+   * reaches the broker by `rabbitmq.<namespace>.svc`.
+   * @default {NAMESPACE}
+   */
+  namespace?: string;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** `task_a` as Kubernetes object names spell it: `task-a`. */
+export function kubernetesName(name: string): string {
+  const spelled = name.replaceAll("_", "-");
+  if (!DNS_LABEL.test(spelled)) {
+    throw new TypeError(
+      `Cannot name a Kubernetes object after '${name}' as '${spelled}' is not a DNS label: use lower-case letters, digits and inner _`,
+    );
+  }
+  return spelled;
+}
+
+/** The Secret with a broker user's `username` and `password`, which you create (docs/kubernetes.md). */
+export function credentialsSecretOf(user: string): string {
+  return `broker-user-${kubernetesName(user)}`;
+}
+
+/** The worker image of a function, before kustomize `images:` rewrites it. */
+export function workerImageOf(name: string): string {
+  return `task-system/worker-${name}:latest`;
+}
+
+/** Arguments of a function's dead-letter queue, as the worker declares it. */
+export function deadLetterQueueArguments(): Record<string, string | number> {
+  const { "x-queue-type": _, ...args } = queueArguments({
+    type: "quorum",
+    deliveryLimit: DEAD_LETTER_VIEWS,
+  });
+  return args as Record<string, string | number>;
+}
+
+/** Arguments of a function's work queue; a worker that declares it must pass the same. */
+export function workQueueArguments(queue: string): Record<string, string | number> {
+  // As the worker declares it (start_worker.ts), less the type the Queue resource names.
+  const { "x-queue-type": _, ...args } = queueArguments({
+    type: "quorum",
+    deadLetterQueue: deadLetterQueueOf(queue),
+    deliveryLimit: DELIVERY_LIMIT + 1,
+  });
+  return args as Record<string, string | number>;
+}
+
+function checkFunction({ name, queue }: FunctionQueue): void {
+  for (const [what, value] of [["function", name], ["queue", queue]]) {
+    if (!NAME_PATTERN.test(value)) {
+      throw new TypeError(
+        `Cannot make the manifests of ${what} '${value}' as its name is not lower_snake_case: use letters, digits and _`,
+      );
+    }
+  }
+  const longest = `worker-${kubernetesName(name)}`;
+  if (longest.length > 63) {
+    throw new RangeError(
+      `Cannot make the manifests of function '${name}' as '${longest}' is longer than 63 characters: use a shorter name`,
+    );
+  }
+  kubernetesName(queue);
+}
+
+/**
+ * The Kubernetes objects of one function, in the order of its files: broker
+ * user, permissions and queues; worker Deployment; ScaledObject;
+ * NetworkPolicy. Pure: the same function gives the same objects.
+ */
+export function functionManifests(
+  fn: FunctionQueue,
+  options: FunctionManifestsOptions = {},
+): Manifest[] {
+  checkFunction(fn);
+  const namespace = options.namespace ?? NAMESPACE;
+  const { name, queue } = fn;
+  const id = kubernetesName(name);
+  const worker = `worker-${id}`;
+  const selector = { "app.kubernetes.io/name": worker };
+  const labels = (component: string) => ({ ...selector, "app.kubernetes.io/component": component });
+  const cluster = { name: RABBITMQ_CLUSTER };
+  const secret = credentialsSecretOf(name);
+  const dlq = deadLetterQueueOf(queue);
+  const metricsPort = DEFAULT_METRICS_PORT;
+  const passwordFile = WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE;
+  const secretsDir = passwordFile.slice(0, passwordFile.lastIndexOf("/"));
+
+  const user: RabbitmqUser = {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "User",
+    metadata: { name: id, labels: labels("broker") },
+    spec: { rabbitmqClusterReference: cluster, importCredentialsSecret: { name: secret } },
+  };
+  const permission: RabbitmqPermission = {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "Permission",
+    metadata: { name: id, labels: labels("broker") },
+    spec: {
+      vhost: "/",
+      userReference: { name: id },
+      permissions: workerPermissions(queue),
+      rabbitmqClusterReference: cluster,
+    },
+  };
+  const queueResource = (queueName: string, args?: Record<string, string | number>) => {
+    const resource: RabbitmqQueue = {
+      apiVersion: RABBITMQ_API_VERSION,
+      kind: "Queue",
+      metadata: { name: kubernetesName(queueName.replaceAll(".", "-")), labels: labels("broker") },
+      spec: {
+        name: queueName,
+        vhost: "/",
+        type: "quorum",
+        durable: true,
+        ...(args ? { arguments: args } : {}),
+        // Deleting the resource leaves the queue and its messages.
+        deletionPolicy: "retain",
+        rabbitmqClusterReference: cluster,
+      },
+    };
+    return resource;
+  };
+
+  const healthz = { httpGet: { path: "/healthz", port: "metrics" } };
+  const deployment: IDeployment = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: worker, labels: labels("worker") },
+    spec: {
+      // No replicas: the ScaledObject sets them, from 0 to MAX_REPLICAS.
+      selector: { matchLabels: selector },
+      template: {
+        metadata: { labels: labels("worker") },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: WORKER_UID,
+            runAsGroup: WORKER_UID,
+            fsGroup: WORKER_UID,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          containers: [{
+            name: "worker",
+            image: workerImageOf(name),
+            env: [
+              { name: "AMQP_URL", value: `amqp://${name}@${RABBITMQ_CLUSTER}:${AMQP_PORT}` },
+              { name: "AMQP_PASSWORD_FILE", value: passwordFile },
+              { name: "QUEUE_TYPE", value: "quorum" },
+              { name: "DELIVERY_LIMIT", value: String(DELIVERY_LIMIT) },
+              { name: "METRICS_PORT", value: String(metricsPort) },
+              { name: "SHUTDOWN_GRACE_MS", value: String(SHUTDOWN_GRACE_MS) },
+              { name: "LOG_FORMAT", value: "json" },
+            ],
+            ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
+            // 200 while consuming, 503 while connecting or draining.
+            readinessProbe: { ...healthz, periodSeconds: 5, failureThreshold: 2 },
+            // Lenient: a worker waiting for the broker is not stuck.
+            livenessProbe: {
+              ...healthz,
+              initialDelaySeconds: 20,
+              periodSeconds: 10,
+              failureThreshold: 6,
+            },
+            resources: {
+              requests: { cpu: "100m", memory: "128Mi" },
+              limits: { cpu: "1", memory: "256Mi" },
+            },
+            securityContext: {
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: true,
+              capabilities: { drop: ["ALL"] },
+            },
+            volumeMounts: [{ name: "amqp-password", mountPath: secretsDir, readOnly: true }],
+          }],
+          volumes: [{
+            name: "amqp-password",
+            secret: {
+              secretName: secret,
+              items: [{ key: "password", path: passwordFile.slice(secretsDir.length + 1) }],
+              // 0400; with fsGroup the kubelet adds group read for uid 65532.
+              defaultMode: 0o400,
+            },
+          }],
+        },
+      },
+    },
+  };
+
+  const scaledObject: IScaledObject = {
+    apiVersion: "keda.sh/v1alpha1",
+    kind: "ScaledObject",
+    metadata: { name: worker, labels: labels("worker") },
+    spec: {
+      scaleTargetRef: { name: worker },
+      minReplicaCount: 0,
+      maxReplicaCount: MAX_REPLICAS,
+      pollingInterval: 10,
+      cooldownPeriod: COOLDOWN_SECONDS,
+      // Not at once after creation either, so that a fresh deployment can be seen working.
+      initialCooldownPeriod: COOLDOWN_SECONDS,
+      triggers: [{
+        type: "rabbitmq",
+        metadata: {
+          protocol: "amqp",
+          host: `amqp://${RABBITMQ_CLUSTER}.${namespace}.svc:${AMQP_PORT}`,
+          queueName: queue,
+          mode: "QueueLength",
+          value: String(MESSAGES_PER_REPLICA),
+          activationValue: "0",
+        },
+        authenticationRef: { name: KEDA_AUTHENTICATION },
+      }],
+    },
+  };
+
+  const networkPolicy: INetworkPolicy = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: worker, labels: labels("worker") },
+    spec: {
+      podSelector: { matchLabels: selector },
+      policyTypes: ["Ingress", "Egress"],
+      ingress: [{ ports: [{ port: metricsPort, protocol: "TCP" }] }],
+      egress: [
+        {
+          to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
+          ports: [{ port: AMQP_PORT, protocol: "TCP" }],
+        },
+        {
+          to: [{
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+          }],
+          ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
+        },
+      ],
+    },
+  };
+
+  return [
+    user,
+    permission,
+    queueResource(queue, workQueueArguments(queue)),
+    queueResource(dlq, deadLetterQueueArguments()),
+    deployment,
+    scaledObject,
+    networkPolicy,
+  ] as unknown as Manifest[];
+}
+
+const GENERATED = (what: string) =>
+  `# Generated by ops/kubernetes/function_manifests.ts (${what}): do not edit.\n` +
+  "# Change the generator, then run 'deno task manifests'.\n";
+
+function yamlDocuments(objects: readonly unknown[]): string {
+  return objects.map((object) => stringify(object, { lineWidth: 0, aliasDuplicateObjects: false }))
+    .join("---\n");
+}
+
+/** The file that holds each kind, in a function's directory. */
+const FILE_OF_KIND: Record<string, string> = {
+  User: "broker.yaml",
+  Permission: "broker.yaml",
+  Queue: "broker.yaml",
+  Deployment: "deployment.yaml",
+  ScaledObject: "scaled-object.yaml",
+  NetworkPolicy: "network-policy.yaml",
+};
+
+/**
+ * The files of one function's directory, `ops/kubernetes/functions/<name>/`,
+ * by file name: its manifests as YAML and the `kustomization.yaml` that lists
+ * them.
+ */
+export function functionManifestFiles(
+  fn: FunctionQueue,
+  options: FunctionManifestsOptions = {},
+): Record<string, string> {
+  const byFile = new Map<string, Manifest[]>();
+  for (const object of functionManifests(fn, options)) {
+    const file = FILE_OF_KIND[object.kind];
+    byFile.set(file, [...byFile.get(file) ?? [], object]);
+  }
+  const header = GENERATED(`function ${fn.name} on queue ${fn.queue}`);
+  const files: Record<string, string> = {
+    "kustomization.yaml": header + stringify({
+      apiVersion: "kustomize.config.k8s.io/v1beta1",
+      kind: "Kustomization",
+      resources: [...byFile.keys()],
+    }),
+  };
+  for (const [file, objects] of byFile) files[file] = header + yamlDocuments(objects);
+  return files;
+}
+
+/** `ops/kubernetes/functions/kustomization.yaml`: every function's directory. */
+export function functionsKustomization(names: readonly string[]): string {
+  return GENERATED("the functions of test-config.yml") + stringify({
+    apiVersion: "kustomize.config.k8s.io/v1beta1",
+    kind: "Kustomization",
+    resources: [...names].sort(),
+  });
+}

@@ -1,0 +1,533 @@
+/**
+ * The Kubernetes base as a cluster would receive it: built by
+ * `kubectl kustomize ops/kubernetes` (offline), every object checked
+ * against its schema (kubernetes-models, KEDA models; RabbitMQ's resources by
+ * hand, see rabbitmq_resources.ts), every worker hardened, and the whole in
+ * agreement with test-config.yml, ops/rabbitmq/definitions.ts, the worker runtime
+ * and function_manifests.ts. Without kubectl these tests are ignored, with a
+ * message, except in CI (CI=true), where they fail.
+ */
+
+import assert from "node:assert/strict";
+import { relative } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import {
+  type INetworkPolicy,
+  NetworkPolicy,
+} from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import {
+  type IScaledObject,
+  ScaledObject,
+} from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
+import {
+  type ITriggerAuthentication,
+  TriggerAuthentication,
+} from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
+import {
+  CONTROL_EXCHANGE,
+  DISPATCHER_PERMISSIONS,
+  EVENTS_EXCHANGE,
+  workerPermissions,
+} from "../rabbitmq/definitions.ts";
+import { deadLetterQueueOf } from "../../core/contract/names.ts";
+import {
+  DEFAULT_METRICS_PORT,
+  WORKER_ENV_VARS,
+  WORKER_IMAGE_FILES,
+} from "../../runtime/worker/worker_settings.ts";
+import {
+  credentialsSecretOf,
+  deadLetterQueueArguments,
+  functionManifestFiles,
+  functionsKustomization,
+  KEDA_AUTHENTICATION,
+  kubernetesName,
+  type Manifest,
+  NAMESPACE,
+  RABBITMQ_CLUSTER,
+  RABBITMQ_POD_LABELS,
+  WORKER_UID,
+  workerImageOf,
+  workQueueArguments,
+} from "./function_manifests.ts";
+import {
+  checkRabbitmqResource,
+  RABBITMQ_API_VERSION,
+  type RabbitmqCluster,
+  type RabbitmqExchange,
+  type RabbitmqPermission,
+  type RabbitmqQueue,
+  type RabbitmqUser,
+} from "./rabbitmq_resources.ts";
+import { readFunctions } from "./read_functions.ts";
+
+const BASE_DIR = new URL(".", import.meta.url).pathname;
+const FUNCTIONS_DIR = new URL("./functions/", import.meta.url).pathname;
+const CONFIG_FILE = new URL("../../test-config.yml", import.meta.url).pathname;
+const FUNCTIONS = readFunctions(await Deno.readTextFile(CONFIG_FILE), CONFIG_FILE);
+
+const KUBECTL = Deno.env.get("KUBECTL") || "kubectl";
+const IN_CI = Deno.env.get("CI") === "true";
+const INSTALL_KUBECTL = "install kubectl (1.32, with kustomize 5.5, builds this base offline), " +
+  "or set KUBECTL to its path";
+
+async function kubectlRuns(): Promise<boolean> {
+  try {
+    const command = new Deno.Command(KUBECTL, {
+      args: ["version", "--client"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await command.output()).success;
+  } catch {
+    return false;
+  }
+}
+
+const NEEDS_KUBECTL = !IN_CI && !(await kubectlRuns());
+if (NEEDS_KUBECTL) {
+  console.warn(
+    `Ignoring the Kubernetes manifest tests: no kubectl runs. To run them, ${INSTALL_KUBECTL}.`,
+  );
+}
+
+/** Runs `kubectl kustomize dir` and parses its documents. */
+async function kustomize(dir: string): Promise<Manifest[]> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(KUBECTL, { args: ["kustomize", dir] }).output();
+  } catch (error) {
+    throw new Error(`Cannot build ${dir} as kubectl does not run: ${INSTALL_KUBECTL}`, {
+      cause: error,
+    });
+  }
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.ok(output.success, `kubectl kustomize ${dir} failed:\n${stderr}`);
+  const documents = parseAllDocuments(new TextDecoder().decode(output.stdout));
+  assert.ok(Array.isArray(documents), "kubectl kustomize printed YAML documents");
+  return documents.map((document) => {
+    assert.deepEqual(document.errors, [], "kubectl kustomize printed valid YAML");
+    return document.toJS() as Manifest;
+  });
+}
+
+let built: Promise<Manifest[]> | undefined;
+/** The base, built once for all tests. */
+function base(): Promise<Manifest[]> {
+  return built ??= kustomize(BASE_DIR);
+}
+
+function ofKind<T>(objects: Manifest[], kind: string): T[] {
+  return objects.filter((object) => object.kind === kind) as unknown as T[];
+}
+
+function nameOf(object: { metadata?: { name?: string } }): string {
+  return object.metadata?.name ?? "(unnamed)";
+}
+
+/** The one object of `kind` named `name`. */
+function find<T extends { metadata?: { name?: string } }>(
+  objects: Manifest[],
+  kind: string,
+  name: string,
+): T {
+  const found = ofKind<T>(objects, kind).filter((object) => nameOf(object) === name);
+  assert.equal(found.length, 1, `exactly one ${kind} '${name}'`);
+  return found[0];
+}
+
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  "v1/Namespace": Namespace,
+  "apps/v1/Deployment": Deployment,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
+  "keda.sh/v1alpha1/ScaledObject": ScaledObject,
+  "keda.sh/v1alpha1/TriggerAuthentication": TriggerAuthentication,
+};
+
+Deno.test({
+  name: "kubectl kustomize ops/kubernetes builds objects that match their schemas",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    assert.ok(objects.length > 0, "the base has objects");
+    for (const object of objects) {
+      const what = `${object.kind} '${nameOf(object)}'`;
+      if (object.apiVersion === RABBITMQ_API_VERSION) {
+        assert.deepEqual(checkRabbitmqResource(object), [], `${what} has the shape of its CRD`);
+        continue;
+      }
+      const Model = MODELS[`${object.apiVersion}/${object.kind}`];
+      assert.ok(Model, `${what} of ${object.apiVersion} has a schema here: add its model`);
+      assert.doesNotThrow(() => new Model(object as never).validate(), `${what} is valid`);
+    }
+  },
+});
+
+Deno.test({
+  name: "kubectl kustomize ops/kubernetes puts everything in the task-system namespace",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    assert.equal(find<Manifest>(objects, "Namespace", NAMESPACE).kind, "Namespace");
+    for (const object of objects) {
+      if (object.kind === "Namespace") continue;
+      const metadata = object.metadata as { namespace?: string; labels?: Record<string, string> };
+      assert.equal(metadata.namespace, NAMESPACE, `${object.kind} '${nameOf(object)}'`);
+      assert.equal(metadata.labels?.["app.kubernetes.io/part-of"], "task-system");
+    }
+  },
+});
+
+Deno.test({
+  name: "every worker Deployment is hardened: non-root, read-only, no capabilities, probes, limits",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const deployments = ofKind<IDeployment>(await base(), "Deployment");
+    assert.ok(deployments.length > 0, "the base has Deployments");
+    for (const deployment of deployments) {
+      const name = nameOf(deployment);
+      const spec = deployment.spec!;
+      assert.equal(spec.replicas, undefined, `${name}: no replicas, the ScaledObject owns them`);
+      const pod = spec.template.spec!;
+      assert.equal(pod.automountServiceAccountToken, false, `${name}: no service account token`);
+      assert.equal(pod.hostNetwork ?? false, false, `${name}: no host network`);
+      assert.deepEqual(pod.securityContext, {
+        runAsNonRoot: true,
+        runAsUser: WORKER_UID,
+        runAsGroup: WORKER_UID,
+        fsGroup: WORKER_UID,
+        seccompProfile: { type: "RuntimeDefault" },
+      }, `${name}: pod security context`);
+      assert.equal(pod.terminationGracePeriodSeconds, 30, `${name}: termination grace`);
+      assert.equal(pod.initContainers, undefined, `${name}: no init containers`);
+      assert.ok(pod.containers.length > 0);
+      for (const container of pod.containers) {
+        const where = `${name}/${container.name}`;
+        const security = container.securityContext ?? {};
+        assert.equal(security.readOnlyRootFilesystem, true, `${where}: read-only root`);
+        assert.equal(security.allowPrivilegeEscalation, false, `${where}: no privilege escalation`);
+        assert.equal(security.privileged ?? false, false, `${where}: not privileged`);
+        assert.deepEqual(
+          security.capabilities,
+          { drop: ["ALL"] },
+          `${where}: drops every capability`,
+        );
+        for (const field of ["runAsUser", "runAsGroup", "runAsNonRoot"] as const) {
+          assert.equal(security[field], undefined, `${where}: ${field} comes from the pod`);
+        }
+
+        const env = new Map(container.env?.map(({ name, value }) => [name, value]));
+        const graceMs = Number(env.get("SHUTDOWN_GRACE_MS"));
+        assert.ok(graceMs > 0, `${where}: SHUTDOWN_GRACE_MS is set`);
+        assert.ok(
+          pod.terminationGracePeriodSeconds! * 1000 > graceMs,
+          `${where}: Kubernetes waits longer than the worker's SHUTDOWN_GRACE_MS`,
+        );
+
+        const { requests, limits } = container.resources ?? {};
+        assert.ok(requests?.cpu && requests?.memory, `${where}: requests cpu and memory`);
+        assert.ok(limits?.cpu, `${where}: limits cpu`);
+        assert.equal(limits?.memory, "256Mi", `${where}: memory limit as in compose.yaml`);
+
+        const metricsPort = Number(env.get("METRICS_PORT") ?? DEFAULT_METRICS_PORT);
+        for (const probe of ["readinessProbe", "livenessProbe"] as const) {
+          const httpGet = container[probe]?.httpGet;
+          assert.equal(httpGet?.path, "/healthz", `${where}: ${probe} asks /healthz`);
+          const port = typeof httpGet.port === "number"
+            ? httpGet.port
+            : container.ports?.find((p) => p.name === httpGet.port)?.containerPort;
+          assert.equal(port, metricsPort, `${where}: ${probe} asks the metrics port`);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "one worker Deployment per function of test-config.yml, with its image, user and secret",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const deployments = ofKind<IDeployment>(objects, "Deployment");
+    assert.deepEqual(
+      deployments.map(nameOf).sort(),
+      FUNCTIONS.map(({ name }) => `worker-${kubernetesName(name)}`).sort(),
+    );
+    for (const { name } of FUNCTIONS) {
+      const deployment = find<IDeployment>(objects, "Deployment", `worker-${kubernetesName(name)}`);
+      const pod = deployment.spec!.template.spec!;
+      assert.equal(pod.containers.length, 1);
+      const [container] = pod.containers;
+      assert.equal(container.image, workerImageOf(name));
+      const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value]));
+      assert.deepEqual(env, {
+        AMQP_URL: `amqp://${name}@${RABBITMQ_CLUSTER}:5672`,
+        AMQP_PASSWORD_FILE: WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE,
+        QUEUE_TYPE: "quorum",
+        DELIVERY_LIMIT: "5",
+        METRICS_PORT: String(DEFAULT_METRICS_PORT),
+        SHUTDOWN_GRACE_MS: "10000",
+        LOG_FORMAT: "json",
+      });
+      for (const variable of Object.keys(env)) {
+        assert.ok(
+          (WORKER_ENV_VARS as readonly string[]).includes(variable),
+          `${variable} is a variable the worker reads`,
+        );
+      }
+      // The password: the one key of the function's user's Secret, at the
+      // one path the worker image may read, read-only, mode 0400.
+      const user = find<RabbitmqUser>(objects, "User", kubernetesName(name));
+      const secretName = user.spec.importCredentialsSecret?.name;
+      assert.equal(secretName, credentialsSecretOf(name));
+      const volumes = pod.volumes!.filter((volume) => volume.secret?.secretName === secretName);
+      assert.equal(volumes.length, 1, "the user's Secret is mounted once");
+      const [volume] = volumes;
+      assert.equal(volume.secret!.defaultMode, 0o400);
+      const mount = container.volumeMounts!.find((m) => m.name === volume.name)!;
+      assert.equal(mount.readOnly, true);
+      assert.equal(mount.subPath, undefined, "a directory mount, which follows Secret updates");
+      const paths = volume.secret!.items!.map((item) => `${mount.mountPath}/${item.path}`);
+      assert.deepEqual(paths, [WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE]);
+      assert.deepEqual(volume.secret!.items!.map((item) => item.key), ["password"]);
+    }
+  },
+});
+
+Deno.test({
+  name: "each function has its broker user, permissions, quorum work queue and dead-letter queue",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const users = ofKind<RabbitmqUser>(objects, "User");
+    assert.deepEqual(
+      users.map(nameOf).sort(),
+      [...FUNCTIONS.map(({ name }) => kubernetesName(name)), "dispatcher", "keda"].sort(),
+    );
+    for (const user of users) {
+      assert.equal(user.spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
+      assert.equal(user.spec.importCredentialsSecret?.name, `broker-user-${nameOf(user)}`);
+      assert.equal(user.spec.tags, undefined, `${nameOf(user)}: no management tags`);
+    }
+    const permissions = ofKind<RabbitmqPermission>(objects, "Permission");
+    assert.equal(permissions.length, users.length, "one Permission per User");
+    const permissionOf = (user: string) => {
+      const found = permissions.filter((p) => p.spec.userReference.name === user);
+      assert.equal(found.length, 1, `one Permission for the User '${user}'`);
+      assert.equal(found[0].spec.vhost, "/");
+      return found[0].spec.permissions;
+    };
+    assert.deepEqual(permissionOf("dispatcher"), { ...DISPATCHER_PERMISSIONS });
+    assert.deepEqual(permissionOf("keda"), { configure: "^$", write: "^$", read: "^$" });
+
+    const queues = ofKind<RabbitmqQueue>(objects, "Queue");
+    assert.deepEqual(
+      queues.map((queue) => queue.spec.name).sort(),
+      FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
+    );
+    for (const { name, queue } of FUNCTIONS) {
+      assert.deepEqual(permissionOf(kubernetesName(name)), workerPermissions(queue));
+      const work = queues.find((q) => q.spec.name === queue)!;
+      const dlq = queues.find((q) => q.spec.name === deadLetterQueueOf(queue))!;
+      for (const q of [work, dlq]) {
+        assert.equal(q.spec.type, "quorum", `${q.spec.name} is a quorum queue`);
+        assert.equal(q.spec.durable, true);
+        assert.equal(q.spec.vhost, "/");
+        assert.equal(q.spec.deletionPolicy, "retain", "deleting the resource keeps the messages");
+      }
+      assert.deepEqual(work.spec.arguments, {
+        "x-delivery-limit": 5,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": deadLetterQueueOf(queue),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+      });
+      assert.deepEqual(work.spec.arguments, workQueueArguments(queue));
+      assert.deepEqual(dlq.spec.arguments, deadLetterQueueArguments());
+      assert.equal(
+        dlq.spec.arguments?.["x-delivery-limit"],
+        2 ** 31 - 1,
+        "letters may be read often",
+      );
+    }
+
+    const exchanges = ofKind<RabbitmqExchange>(objects, "Exchange");
+    assert.deepEqual(
+      exchanges.map((e) => e.spec),
+      [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+        name,
+        vhost: "/",
+        type: "fanout",
+        durable: true,
+        rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
+      })),
+    );
+    for (const object of [...users, ...permissions, ...queues]) {
+      assert.equal(object.spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
+    }
+  },
+});
+
+Deno.test({
+  name: "the RabbitmqCluster rabbitmq has 3 replicas, resources and a 1 MiB message limit",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const clusters = ofKind<RabbitmqCluster>(objects, "RabbitmqCluster");
+    assert.deepEqual(clusters.map(nameOf), [RABBITMQ_CLUSTER]);
+    const { spec } = clusters[0];
+    assert.equal(spec.replicas, 3);
+    assert.ok(spec.resources?.requests?.cpu && spec.resources.requests.memory);
+    assert.ok(spec.resources?.limits?.cpu && spec.resources.limits.memory);
+    const config = spec.rabbitmq?.additionalConfig ?? "";
+    // As the workers' limit, so the broker refuses what a worker would reject.
+    // The same limit as the compose stack's broker, which leaves room for a reply's envelope.
+    const compose = await Deno.readTextFile(new URL("../rabbitmq/rabbitmq.conf", import.meta.url));
+    const limit = compose.match(/^max_message_size = (\d+)$/m)![1];
+    assert.match(config, new RegExp(`^max_message_size = ${limit}$`, "m"));
+    assert.match(config, /^default_queue_type = quorum$/m);
+  },
+});
+
+Deno.test({
+  name: "one ScaledObject per function scales its Deployment from zero on its own queue",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const scaledObjects = ofKind<IScaledObject>(objects, "ScaledObject");
+    assert.equal(scaledObjects.length, FUNCTIONS.length);
+    const authentications = ofKind<ITriggerAuthentication>(objects, "TriggerAuthentication");
+    assert.deepEqual(authentications.map(nameOf), [KEDA_AUTHENTICATION]);
+    const keda = find<RabbitmqUser>(objects, "User", "keda");
+    const kedaSecret = keda.spec.importCredentialsSecret?.name;
+    assert.deepEqual(authentications[0].spec.secretTargetRef, [
+      { parameter: "username", name: kedaSecret, key: "username" },
+      { parameter: "password", name: kedaSecret, key: "password" },
+    ]);
+    for (const { name, queue } of FUNCTIONS) {
+      const worker = `worker-${kubernetesName(name)}`;
+      const scaled = find<IScaledObject>(objects, "ScaledObject", worker);
+      const { spec } = scaled;
+      assert.equal(spec.scaleTargetRef.name, worker);
+      assert.equal(spec.scaleTargetRef.kind ?? "Deployment", "Deployment");
+      assert.equal(spec.minReplicaCount, 0, `${worker} scales to zero`);
+      assert.ok((spec.maxReplicaCount ?? 0) > 0, `${worker} has a most replicas`);
+      assert.ok((spec.cooldownPeriod ?? 0) > 0, `${worker} waits before scaling to zero`);
+      assert.ok((spec.initialCooldownPeriod ?? 0) > 0, `${worker} waits after creation too`);
+      assert.equal(spec.triggers.length, 1);
+      const [trigger] = spec.triggers;
+      assert.equal(trigger.type, "rabbitmq");
+      assert.equal(trigger.authenticationRef?.name, KEDA_AUTHENTICATION);
+      assert.deepEqual(trigger.metadata, {
+        protocol: "amqp",
+        // KEDA runs in its own namespace: the Service's full name.
+        host: `amqp://${RABBITMQ_CLUSTER}.${NAMESPACE}.svc:5672`,
+        queueName: queue,
+        mode: "QueueLength",
+        value: "20",
+        activationValue: "0",
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "one NetworkPolicy per function lets its workers reach only RabbitMQ and DNS",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    assert.equal(ofKind(objects, "NetworkPolicy").length, FUNCTIONS.length);
+    for (const { name } of FUNCTIONS) {
+      const worker = `worker-${kubernetesName(name)}`;
+      const deployment = find<IDeployment>(objects, "Deployment", worker);
+      const podLabels = deployment.spec!.template.metadata!.labels!;
+      const { spec } = find<INetworkPolicy>(objects, "NetworkPolicy", worker);
+      const selected = Object.entries(spec!.podSelector?.matchLabels ?? {});
+      assert.ok(selected.length > 0, "selects pods by label");
+      for (const [key, value] of selected) assert.equal(podLabels[key], value, `selects ${worker}`);
+      assert.deepEqual(spec!.policyTypes, ["Ingress", "Egress"]);
+      assert.deepEqual(spec!.ingress, [{ ports: [{ port: 9464, protocol: "TCP" }] }]);
+      assert.deepEqual(spec!.egress, [
+        {
+          to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
+          ports: [{ port: 5672, protocol: "TCP" }],
+        },
+        {
+          to: [{
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+          }],
+          ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
+        },
+      ]);
+    }
+    // The cluster operator labels the RabbitMQ pods with the cluster's name.
+    assert.equal(
+      RABBITMQ_POD_LABELS["app.kubernetes.io/name"],
+      nameOf(
+        find<RabbitmqCluster>(objects, "RabbitmqCluster", RABBITMQ_CLUSTER),
+      ),
+    );
+  },
+});
+
+Deno.test("ops/kubernetes/functions/ holds exactly what function_manifests.ts generates", async () => {
+  const entries = [];
+  for await (const entry of Deno.readDir(FUNCTIONS_DIR)) entries.push(entry.name);
+  assert.deepEqual(
+    entries.sort(),
+    [...FUNCTIONS.map(({ name }) => name), "kustomization.yaml"].sort(),
+    "a directory per function of test-config.yml: run 'deno task manifests'",
+  );
+  assert.equal(
+    await Deno.readTextFile(`${FUNCTIONS_DIR}kustomization.yaml`),
+    functionsKustomization(FUNCTIONS.map(({ name }) => name)),
+    "functions/kustomization.yaml is generated: run 'deno task manifests'",
+  );
+  for (const fn of FUNCTIONS) {
+    const committed: Record<string, string> = {};
+    for await (const entry of Deno.readDir(`${FUNCTIONS_DIR}${fn.name}`)) {
+      committed[entry.name] = await Deno.readTextFile(`${FUNCTIONS_DIR}${fn.name}/${entry.name}`);
+    }
+    assert.deepEqual(
+      committed,
+      functionManifestFiles(fn),
+      `functions/${fn.name}/ is generated: change function_manifests.ts and run 'deno task manifests'`,
+    );
+  }
+});
+
+Deno.test({
+  name: "kustomize images: in an overlay points a worker at another registry and tag",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const overlay = await Deno.makeTempDir({ prefix: "k8s_overlay_" });
+    try {
+      const [{ name }] = FUNCTIONS;
+      const image = workerImageOf(name).replace(/:latest$/, "");
+      await Deno.writeTextFile(
+        `${overlay}/kustomization.yaml`,
+        [
+          "resources:",
+          // kustomize takes no absolute path to a base.
+          `  - ${relative(overlay, BASE_DIR)}`,
+          "images:",
+          `  - name: ${image}`,
+          `    newName: registry.example.com/${image}`,
+          `    newTag: "1.2.3"`,
+          "",
+        ].join("\n"),
+      );
+      const objects = await kustomize(overlay);
+      const deployment = find<IDeployment>(objects, "Deployment", `worker-${kubernetesName(name)}`);
+      assert.equal(
+        deployment.spec!.template.spec!.containers[0].image,
+        `registry.example.com/${image}:1.2.3`,
+      );
+    } finally {
+      await Deno.remove(overlay, { recursive: true });
+    }
+  },
+});

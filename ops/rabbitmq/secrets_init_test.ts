@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import { hashPassword } from "./hash_password.ts";
+import { celeryClientPermissions, celeryWorkerPermissions } from "./definitions.ts";
+import { DEFINITIONS_FILE, initSecrets, main } from "./secrets_init.ts";
+import { withTempDir } from "../../tests/_temp_dir.ts";
+
+const FUNCTIONS = [{ name: "task_a", queue: "queue_a" }, { name: "task_b", queue: "queue_b" }];
+
+function saltOf(hash: string): Uint8Array {
+  return Uint8Array.from(atob(hash), (c) => c.charCodeAt(0)).slice(0, 4);
+}
+
+async function passwords(dir: string): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  for (const user of ["admin", "dispatcher", "operator", "dashboard", "task_a", "task_b"]) {
+    result[user] = (await Deno.readTextFile(`${dir}/${user}.password`)).trim();
+  }
+  return result;
+}
+
+/** Checks that every user of the definitions file has the hash of its password file. */
+async function assertHashesMatch(dir: string) {
+  const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+  const all = await passwords(dir);
+  assert.deepEqual(
+    definitions.users.map((u: { name: string }) => u.name),
+    [...Object.keys(all), "guest"],
+  );
+  for (const user of definitions.users) {
+    if (user.name === "guest") {
+      assert.notEqual(await hashPassword("guest", saltOf(user.password_hash)), user.password_hash);
+      continue;
+    }
+    assert.equal(
+      await hashPassword(all[user.name], saltOf(user.password_hash)),
+      user.password_hash,
+    );
+  }
+  assert.deepEqual(
+    definitions.permissions.map((p: { user: string }) => p.user),
+    Object.keys(all),
+    "guest has no permissions",
+  );
+}
+
+const mode = async (path: string) => ((await Deno.stat(path)).mode ?? 0) & 0o777;
+
+Deno.test("initSecrets() creates a password per user and the definitions, printing no password", async () => {
+  await withTempDir(async (dir) => {
+    const lines: string[] = [];
+    const owner = Deno.uid() === 0
+      ? { uid: 65532, gid: 65532 }
+      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const report = await initSecrets({
+      dir,
+      functions: FUNCTIONS,
+      workerOwner: owner,
+      log: (line) => lines.push(line),
+    });
+    assert.deepEqual(report.created.sort(), [
+      "admin.password",
+      "dashboard.password",
+      "dispatcher.password",
+      "operator.password",
+      "task_a.password",
+      "task_b.password",
+    ]);
+    assert.deepEqual(report.kept, []);
+    const all = await passwords(dir);
+    assert.equal(new Set(Object.values(all)).size, 6, "each user has a password of its own");
+    for (const password of Object.values(all)) assert.match(password, /^[A-Za-z0-9_-]{32}$/);
+    await assertHashesMatch(dir);
+    assert.equal(await mode(`${dir}/task_a.password`), 0o400);
+    assert.equal((await Deno.stat(`${dir}/task_a.password`)).uid, owner.uid);
+    assert.equal(await mode(`${dir}/dispatcher.password`), 0o600);
+    assert.equal((await Deno.stat(`${dir}/dispatcher.password`)).uid, (await Deno.stat(dir)).uid);
+    assert.equal(await mode(`${dir}/${DEFINITIONS_FILE}`), 0o644);
+    const printed = lines.join("\n");
+    assert.match(printed, /created task_a\.password \(owner \d+:\d+, mode 0400\)/);
+    for (const password of Object.values(all)) assert.ok(!printed.includes(password));
+    const definitions = await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`);
+    for (const password of Object.values(all)) assert.ok(!definitions.includes(password));
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".tmp")),
+      [],
+    );
+  });
+});
+
+Deno.test("initSecrets() keeps existing passwords, its own and given ones, on every run", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/task_b.password`, "given by the operator\n");
+    const log = () => {};
+    await initSecrets({ dir, functions: FUNCTIONS, log });
+    const first = await passwords(dir);
+    assert.equal(first.task_b, "given by the operator");
+    const again = await initSecrets({ dir, functions: FUNCTIONS, log });
+    assert.deepEqual(again.created, []);
+    assert.deepEqual(await passwords(dir), first);
+    await assertHashesMatch(dir);
+    // Rotation: delete a file, and the next run makes a new password for it
+    // alone, and rewrites the definitions where a running broker mounts them.
+    const mounted = (await Deno.stat(`${dir}/${DEFINITIONS_FILE}`)).ino;
+    await Deno.remove(`${dir}/task_a.password`);
+    const rotated = await initSecrets({ dir, functions: FUNCTIONS, log });
+    assert.deepEqual(rotated.created, ["task_a.password"]);
+    const after = await passwords(dir);
+    assert.notEqual(after.task_a, first.task_a);
+    assert.equal(after.task_b, first.task_b);
+    await assertHashesMatch(dir);
+    assert.equal((await Deno.stat(`${dir}/${DEFINITIONS_FILE}`)).ino, mounted, "same file");
+  });
+});
+
+Deno.test("initSecrets() refuses names that would clash or widen a permission", async () => {
+  await withTempDir(async (dir) => {
+    const run = (functions: { name: string; queue: string }[]) =>
+      initSecrets({ dir, functions, log: () => {} });
+    await assert.rejects(
+      run([{ name: "dispatcher", queue: "queue_d" }]),
+      /that user exists already/,
+    );
+    await assert.rejects(
+      run([{ name: "task_a", queue: "q" }, { name: "task_b", queue: "q" }]),
+      /queue 'q' belongs to another function/,
+    );
+    await assert.rejects(run([{ name: "task_a", queue: "queue.*" }]), /is not lower_snake_case/);
+    await assert.rejects(
+      initSecrets({ dir: `${dir}/missing`, functions: [], log: () => {} }),
+      /cannot be opened .*: create the directory$/,
+    );
+  });
+});
+
+Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' user when asked", async () => {
+  await withTempDir(async (dir) => {
+    const owner = Deno.uid() === 0
+      ? { uid: 65532, gid: 65532 }
+      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const report = await initSecrets({
+      dir,
+      functions: FUNCTIONS,
+      celeryFunctions: [{ name: "task_c", queue: "queue_c" }],
+      celeryClient: true,
+      workerOwner: owner,
+      log: () => {},
+    });
+    assert.deepEqual(report.users, [
+      "admin",
+      "dispatcher",
+      "operator",
+      "dashboard",
+      "task_a",
+      "task_b",
+      "task_c",
+      "celery_client",
+    ]);
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const permissionsOf = (user: string) => {
+      const { user: _, vhost: __, ...found } = definitions.permissions.find((
+        p: { user: string },
+      ) => p.user === user);
+      return found;
+    };
+    assert.deepEqual(permissionsOf("task_c"), celeryWorkerPermissions("queue_c"));
+    assert.deepEqual(
+      permissionsOf("celery_client"),
+      celeryClientPermissions(["queue_a", "queue_b"]),
+      "the routes of the Deno functions, not the Celery worker's queue",
+    );
+    // The Celery worker's container reads its password as the Deno workers do;
+    // Celery clients run where the dispatcher runs.
+    assert.equal(await mode(`${dir}/task_c.password`), 0o400);
+    assert.equal((await Deno.stat(`${dir}/task_c.password`)).uid, owner.uid);
+    assert.equal(await mode(`${dir}/celery_client.password`), 0o600);
+    await assert.rejects(
+      initSecrets({
+        dir,
+        functions: FUNCTIONS,
+        celeryFunctions: [{ name: "task_a", queue: "queue_c" }],
+        log: () => {},
+      }),
+      /'task_a' as that user exists already/,
+    );
+    await assert.rejects(
+      initSecrets({
+        dir,
+        functions: FUNCTIONS,
+        celeryFunctions: [{ name: "celery_client", queue: "queue_c" }],
+        log: () => {},
+      }),
+      /that user exists already/,
+    );
+  });
+});
+
+Deno.test("main() exits 2 for bad arguments", async () => {
+  const errors: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => errors.push(line);
+  try {
+    assert.equal(await main(["--function", "task_a"]), 2);
+    assert.equal(await main(["--dir", "/tmp", "--function", "task_a"]), 2);
+    assert.equal(await main(["--dir", "/tmp", "--worker-owner", "nobody"]), 2);
+    assert.equal(await main(["--dir", "/tmp", "--celery-function", "task_c"]), 2);
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(errors, [
+    "secrets-init: Cannot run without --dir: name the secrets directory",
+    "secrets-init: Cannot use --function 'task_a': give function=queue, such as task_a=queue_a",
+    "secrets-init: Cannot use --worker-owner 'nobody': give uid:gid, such as 65532:65532",
+    "secrets-init: Cannot use --celery-function 'task_c': give function=queue, such as task_a=queue_a",
+  ]);
+});

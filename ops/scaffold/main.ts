@@ -1,0 +1,166 @@
+/**
+ * `deno task new <name>`: adds a function to the project, end to end. It
+ * writes `functions/<name>.ts` and `functions/<name>_test.ts`, adds the
+ * function (and a scenario) to test-config.yml, its worker, user, secret
+ * and secrets-init flag to compose.yaml, its worker on every node to
+ * compose.cluster.yaml, its service and secret to stack.yaml, its file to
+ * deno.json's `lock:worker`, and its Kubernetes manifests
+ * (`deno task manifests`). It overwrites nothing: a name or file that
+ * exists stops it before it writes anything.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { readFunctions } from "../kubernetes/read_functions.ts";
+import { writeFunctionManifests } from "../kubernetes/write_function_manifests.ts";
+import { type NewFunction, planNewFunction } from "./plan_new_function.ts";
+import {
+  passwordSecretOf,
+  PROJECT_PATHS,
+  type ProjectFiles,
+  readProjectFiles,
+  workerServiceOf,
+} from "./project_files.ts";
+import { functionModule, functionTest } from "./templates.ts";
+
+const HELP = `Usage: deno task new <name> [--queue QUEUE]
+
+Adds the function <name> to the project: functions/<name>.ts and a test
+beside it, its entry and a scenario in test-config.yml, its worker service,
+broker user, password secret and secrets-init flag in compose.yaml, its
+worker in compose.cluster.yaml and stack.yaml, deno.json's lock:worker, and
+its Kubernetes manifests under ops/kubernetes/functions/<name>/.
+
+Options:
+  --queue QUEUE  the queue it consumes (default: <name>)
+  -h, --help     show this help
+
+Names are lower_snake_case (a letter, then letters, digits and _; at most
+63). Nothing is overwritten: a function or file that exists stops it.
+
+Exit codes:
+  0  the function was added
+  2  bad name or option, a function or file that exists, or a project file
+     that is not as expected
+  70 a bug: an unexpected error, printed with its stack to report
+
+Then:
+  deno task dispatch --local --scenario <name>
+  docker compose up -d --build && deno task dispatch --scenario <name>`;
+
+/** A mistake of the user's: the tool exits 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+function readOptions(args: string[]): NewFunction | "help" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: { queue: { type: "string" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (error) {
+    throw new UsageError(
+      `Cannot read the options: ${(error as Error).message}. See 'deno task new --help'`,
+    );
+  }
+  if (parsed.values.help) return "help";
+  if (parsed.positionals.length !== 1) {
+    throw new UsageError(
+      `Cannot add a function without exactly one name (got ${parsed.positionals.length}): run 'deno task new <name>', such as 'deno task new resize_image'`,
+    );
+  }
+  const [name] = parsed.positionals;
+  return { name, queue: parsed.values.queue ?? name };
+}
+
+async function exists(url: URL): Promise<boolean> {
+  try {
+    await Deno.lstat(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Adds the function `args` names under `root`; resolves with the exit code. */
+export async function main(
+  args: string[],
+  root: URL = new URL("../../", import.meta.url),
+  io: { out: (line: string) => void; err: (line: string) => void } = {
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+  },
+): Promise<number> {
+  try {
+    const fn = readOptions(args);
+    if (fn === "help") {
+      io.out(HELP);
+      return 0;
+    }
+    const files = await readProjectFiles(root);
+    const plan = planNewFunction(files, fn);
+    const created = [
+      `functions/${fn.name}.ts`,
+      `functions/${fn.name}_test.ts`,
+      `ops/kubernetes/functions/${fn.name}`,
+    ];
+    for (const path of created) {
+      if (await exists(new URL(path, root))) {
+        throw new UsageError(
+          `Cannot create function '${fn.name}' as ${path} exists: choose another name, or remove it first`,
+        );
+      }
+    }
+    const write = (path: string, text: string, createNew = false) =>
+      Deno.writeTextFile(new URL(path, root), text, { createNew });
+    await write(created[0], functionModule(fn), true);
+    await write(created[1], functionTest(fn), true);
+    for (const [key, path] of Object.entries(PROJECT_PATHS)) {
+      await write(path, plan.files[key as keyof ProjectFiles]);
+    }
+    const functionsDir = new URL("ops/kubernetes/functions", root).pathname;
+    await writeFunctionManifests(readFunctions(plan.files.testConfig), functionsDir);
+
+    const service = workerServiceOf(fn.name);
+    io.out(`Added function '${fn.name}' on queue '${fn.queue}':`);
+    io.out(`  created  ${created[0]} (the handler: replace it with the function's work)`);
+    io.out(`  created  ${created[1]}`);
+    io.out(`  updated  test-config.yml (functions.${fn.name}, scenario ${fn.name})`);
+    io.out(
+      `  updated  compose.yaml (service ${service}, secret ${
+        passwordSecretOf(fn.name)
+      }, secrets-init --function=${fn.name}=${fn.queue})`,
+    );
+    io.out(`  updated  compose.cluster.yaml (service ${service} on every node)`);
+    io.out(`  updated  stack.yaml (service ${service}, secret ${passwordSecretOf(fn.name)})`);
+    io.out(`  updated  deno.json (lock:worker caches functions/${fn.name}.ts)`);
+    io.out(`  created  ${created[2]}/ (deno task manifests)`);
+    io.out("Next:");
+    io.out(`  deno test functions/${fn.name}_test.ts`);
+    io.out(`  deno task dispatch --local --scenario ${fn.name}`);
+    io.out(`  docker compose up -d --build && deno task dispatch --scenario ${fn.name}`);
+    io.out("  deno task lock:worker   (if the function imports packages the runtime does not)");
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof TypeError) {
+      io.err(`deno task new: ${(error as Error).message}`);
+      return 2;
+    }
+    io.err(
+      `Bug: deno task new stopped on an unexpected error (exit 70). Please report it with what follows:\n${
+        error instanceof Error ? error.stack : String(error)
+      }`,
+    );
+    return 70;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

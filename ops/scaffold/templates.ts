@@ -1,0 +1,55 @@
+/**
+ * The first text of a new function's module and of its test: a handler
+ * that works for `work_ms` and greets, which the author then replaces.
+ *
+ * @module
+ */
+
+import type { NewFunction } from "./plan_new_function.ts";
+
+/** `functions/<name>.ts`. */
+export function functionModule(fn: NewFunction): string {
+  return `/**
+ * ${fn.name}: answers "Hello from ${fn.name}" after \`work_ms\` of work (default 0).
+ * Made by \`deno task new\`: replace the handler with the function's work.
+ *
+ * @module
+ */
+
+import { defineFunction, simulateWork } from "@task-system/runtime";
+
+export default defineFunction({
+  name: "${fn.name}",
+  queue: "${fn.queue}",
+  async handler(payload, context) {
+    await simulateWork(payload, context, 0);
+    return "Hello from ${fn.name}";
+  },
+});
+`;
+}
+
+/** `functions/<name>_test.ts`: runs the handler as the runtime would, without a broker. */
+export function functionTest(fn: NewFunction): string {
+  return `import assert from "node:assert/strict";
+import { SILENT_LOGGER } from "@task-system/runtime";
+import fn from "./${fn.name}.ts";
+
+function contextOf(signal = new AbortController().signal) {
+  return { taskId: "t1", attempt: 1, worker: "test", deadline: null, signal, log: SILENT_LOGGER };
+}
+
+Deno.test("${fn.name} answers with its greeting", async () => {
+  assert.equal(fn.name, "${fn.name}");
+  assert.equal(fn.queue, "${fn.queue}");
+  assert.equal(await fn.handler({ work_ms: 1 }, contextOf()), "Hello from ${fn.name}");
+});
+
+Deno.test("${fn.name} stops working when its attempt is aborted", async () => {
+  const controller = new AbortController();
+  const running = fn.handler({ work_ms: 60_000 }, contextOf(controller.signal));
+  controller.abort(new Error("stop"));
+  await assert.rejects(Promise.resolve(running));
+});
+`;
+}

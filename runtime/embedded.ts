@@ -1,0 +1,122 @@
+/**
+ * The embedded mode: an in-process broker, and each function in a sandbox
+ * of its own (a Web Worker with no permissions) served by the same runtime
+ * as a worker process. `deno task dispatch` runs on it when no RabbitMQ
+ * answers, so a machine with nothing but Deno runs every scenario.
+ *
+ * The functions see their tasks and nothing else: no broker, no queue of
+ * another function, no file, variable or network. Without Deno's
+ * `--unstable-worker-options` no sandbox can be made, and the embedded mode
+ * refuses to start rather than run functions with this process's rights.
+ *
+ * @module
+ */
+
+import type { Broker } from "../core/broker/broker.ts";
+import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { createLogger, type LogFormat, type LogLevel } from "../core/log.ts";
+import { startSandbox } from "./worker/sandbox.ts";
+import { type RunningWorker, startWorker } from "./worker/start_worker.ts";
+import type { Sandbox } from "./worker/sandbox.ts";
+
+/** A function to start: its name (its module is `<functionsDir>/<task>.ts`) and queue. */
+export interface EmbeddedFunction {
+  task: string;
+  queue: string;
+}
+
+/** Options for {@linkcode startEmbedded}. */
+export interface StartEmbeddedOptions {
+  /** @default {"warn"} */
+  logLevel?: LogLevel;
+  /** @default {"text"} */
+  logFormat?: LogFormat;
+  /**
+   * Handlers each function runs at once.
+   * @default {1}
+   */
+  concurrency?: number;
+  /** Where function modules live. @default {the project's functions/} */
+  functionsDir?: URL;
+  /**
+   * The broker user of the callers that `connect()` opens.
+   * @default {"dispatcher"}
+   */
+  callerUser?: string;
+}
+
+/** A running embedded system. */
+export interface Embedded {
+  /** A new client connection to the in-process broker, as the caller's user. */
+  connect(): Broker;
+  /** Drains each function, then ends its sandbox and the broker. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts an in-process broker and one sandboxed worker per function, and
+ * resolves once every function consumes its queue. Throws a `SandboxError`
+ * without `--unstable-worker-options`, and a `TypeError` for a missing
+ * function module.
+ */
+export async function startEmbedded(
+  functions: EmbeddedFunction[],
+  options: StartEmbeddedOptions = {},
+): Promise<Embedded> {
+  const dir = options.functionsDir ?? new URL("../functions/", import.meta.url);
+  for (const { task } of functions) {
+    const module = new URL(`${task}.ts`, dir);
+    if (!(await isFile(module))) {
+      throw new TypeError(
+        `Cannot run '${task}' on the embedded broker as functions/${task}.ts does not exist: add it or use a broker where a worker serves it`,
+      );
+    }
+  }
+  const log = createLogger({
+    level: options.logLevel ?? "warn",
+    format: options.logFormat ?? "text",
+    write: (line) => console.error(line),
+  });
+  const broker = new MemoryBroker();
+  const started: { sandbox: Sandbox; worker: RunningWorker }[] = [];
+  const stop = async () => {
+    await Promise.all(started.map(({ worker }) => worker.stop(0)));
+    await Promise.all(started.map(({ sandbox }) => sandbox.close()));
+    await broker.shutdown();
+  };
+  try {
+    for (const { task, queue } of functions) {
+      const sandbox = await startSandbox({
+        module: new URL(`${task}.ts`, dir),
+        name: task,
+        log: log.child({ function: task }),
+      });
+      try {
+        const worker = await startWorker(sandbox, broker.connect(sandbox.info.name), {
+          workerId: `${task}@embedded`,
+          queue,
+          concurrency: options.concurrency ?? 1,
+          log,
+        });
+        started.push({ sandbox, worker });
+      } catch (error) {
+        await sandbox.close();
+        throw error;
+      }
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const callerUser = options.callerUser ?? "dispatcher";
+  return { connect: () => broker.connect(callerUser), stop };
+}
+
+async function isFile(url: URL): Promise<boolean> {
+  if (url.protocol !== "file:") return true;
+  try {
+    return (await Deno.stat(url)).isFile;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Who sent a delivery, and whether the function accepts requests from
+ * them. RabbitMQ checks a message's `user_id` against the publishing
+ * connection's user, so a worker can trust it; a Celery request proves its
+ * sender by the route it took instead (see docs/celery.md).
+ *
+ * @module
+ */
+
+import type { Delivery } from "../../core/broker/broker.ts";
+import { boundText, SENDER_HEADER, type TaskError } from "../../core/contract/mod.ts";
+
+/** Who sent a delivery, if known, and whether it may run. */
+export interface Sender {
+  sender?: string;
+  allowed: boolean;
+}
+
+/** Judges the sender of each delivery. */
+export type SenderCheck = (delivery: Delivery, celery: boolean) => Sender;
+
+/** Makes the sender check of a worker of `queue` connected as `brokerUser`. */
+export function createSenderCheck(
+  queue: string,
+  brokerUser: string,
+  senders: ReadonlySet<string>,
+): SenderCheck {
+  const anySender = senders.has("*");
+  // On a broker without users of its own every party is guest: user_id
+  // proves nothing there, so a request may leave it out.
+  const anonymousOk = anySender || brokerUser === "guest";
+  return (delivery, celery) => {
+    const userId = delivery.properties.userId;
+    // Celery clients set no user_id: they publish through the exchange
+    // named after the queue, which only Celery clients' users may write.
+    if (celery && delivery.exchange === queue) {
+      return { sender: userId ?? `celery via exchange '${queue}'`, allowed: true };
+    }
+    if (userId === brokerUser) {
+      // Only this worker's user can publish as it: a retry, whose header
+      // keeps the original sender.
+      const original = delivery.properties.headers?.[SENDER_HEADER];
+      return { sender: typeof original === "string" ? original : userId, allowed: true };
+    }
+    if (userId === undefined) return { allowed: anonymousOk };
+    return { sender: userId, allowed: anySender || senders.has(userId) };
+  };
+}
+
+/** The error a refused sender's request is dead-lettered with. */
+export function unauthenticatedError(
+  sender: string | undefined,
+  senders: ReadonlySet<string>,
+): TaskError {
+  const accepted = [...senders].join(", ");
+  return {
+    type: "Unauthenticated",
+    message: sender === undefined
+      ? `Cannot run a request without user_id: this function accepts requests from ${accepted} only`
+      : `Cannot run a request from broker user '${
+        boundText(sender, 64)
+      }': this function accepts requests from ${accepted} only`,
+  };
+}
