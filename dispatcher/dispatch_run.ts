@@ -21,7 +21,7 @@ import { renderHtmlReport } from "./html_report.ts";
 import { renderJunit } from "./junit_report.ts";
 import { createLiveStatus } from "./live_status.ts";
 import { logDispatch } from "./log_dispatch.ts";
-import type { DispatchFlags } from "./main.ts";
+import type { DispatchFlags } from "./dispatch_flags.ts";
 import { formatSummary } from "./report.ts";
 import { buildRunDocument } from "./run_document.ts";
 

@@ -10,19 +10,8 @@
  * @module
  */
 
-import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from "../core/log.ts";
-import {
-  BROKER_OPTIONS,
-  brokerHelp,
-  brokerSettings,
-  checkLocal,
-  type OptionValues,
-  positiveNumberFlag,
-  REPLIES_HELP,
-  REPLIES_OPTION,
-  repliesFlag,
-  UsageError,
-} from "./cli/options.ts";
+import { createLogger, LOG_LEVELS } from "../core/log.ts";
+import { brokerHelp, brokerSettings, REPLIES_HELP, UsageError } from "./cli/options.ts";
 import { checkOutputPath, defaultResultsPath, RESULTS_DIR } from "./cli/output_files.ts";
 import {
   type CliIo,
@@ -35,6 +24,7 @@ import {
 } from "./cli/run_cli.ts";
 import { loadConfig, type Scenario } from "./config/load_config.ts";
 import { announce, type DispatchPlan, type Outputs, runDispatch } from "./dispatch_run.ts";
+import { DISPATCH_OPTIONS, type DispatchFlags, parseFlags } from "./dispatch_flags.ts";
 
 export { EXIT };
 
@@ -102,54 +92,6 @@ Examples:
   deno task dispatch --broker amqps://dispatcher@broker.example:5671 \\
     --password-file dispatcher.password --ca-file ca.pem
   deno task dispatch --local --scenario recovers_after_retries`;
-
-/** Every option of `deno task dispatch`. */
-export const DISPATCH_OPTIONS = {
-  config: { type: "string", default: "test-config.yml" },
-  scenario: { type: "string" },
-  list: { type: "boolean", default: false },
-  ...BROKER_OPTIONS,
-  ...REPLIES_OPTION,
-  local: { type: "boolean", default: false },
-  "wait-workers": { type: "string" },
-  "timeout-ms": { type: "string" },
-  quiet: { type: "boolean", short: "q", default: false },
-  json: { type: "boolean", default: false },
-  out: { type: "string" },
-  "no-save": { type: "boolean", default: false },
-  junit: { type: "string" },
-  html: { type: "string" },
-  "log-level": { type: "string", default: "error" },
-  "log-format": { type: "string", default: "text" },
-  help: { type: "boolean", short: "h", default: false },
-} as const;
-
-function parseFlags(values: OptionValues<typeof DISPATCH_OPTIONS>) {
-  checkLocal(values);
-  if (values["no-save"] && values.out !== undefined) {
-    throw new UsageError("Cannot use --out with --no-save: choose one");
-  }
-  const logLevel = values["log-level"] as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new UsageError(
-      `Cannot use --log-level '${logLevel}': use one of ${LOG_LEVELS.join(", ")}`,
-    );
-  }
-  const logFormat = values["log-format"] as LogFormat;
-  if (logFormat !== "text" && logFormat !== "json") {
-    throw new UsageError(`Cannot use --log-format '${logFormat}': use text or json`);
-  }
-  for (const flag of ["out", "junit", "html"] as const) {
-    if (values[flag] === "") throw new UsageError(`Cannot use --${flag} '': give a file path`);
-  }
-  const waitSeconds = positiveNumberFlag(values["wait-workers"], "--wait-workers") ?? 10;
-  const timeoutMs = positiveNumberFlag(values["timeout-ms"], "--timeout-ms");
-  const replies = repliesFlag(values.replies);
-  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs, replies };
-}
-
-/** The flags of `deno task dispatch`, checked. */
-export type DispatchFlags = ReturnType<typeof parseFlags>;
 
 function pickScenario(
   scenarios: Map<string, Scenario>,

@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import type { PeerFigures, RunPeerOptions } from "./mod.ts";
+import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { nodeMajor, parseClientOutput, redisVersion, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
 import {

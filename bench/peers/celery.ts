@@ -8,7 +8,7 @@
  */
 
 import { maskUrl } from "../../core/broker/amqp_url.ts";
-import type { PeerFigures, RunPeerOptions } from "./mod.ts";
+import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
 import { peerClientTimeoutMs, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
