@@ -13,11 +13,14 @@
 import type { Broker, Delivery } from "../core/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
+  boundText,
   DEAD_LETTER_HEADERS,
   decodeJson,
   DEFAULT_MAX_MESSAGE_BYTES,
   DELIVERY_COUNT_HEADER,
   isPlainObject,
+  MAX_ERROR_MESSAGE_CHARS,
+  MAX_ERROR_TYPE_CHARS,
   queueOfDeadLetterQueue,
   SENDER_HEADER,
   SENT_AT_HEADER,
@@ -53,9 +56,27 @@ export interface DeadLetter {
   body: string;
 }
 
-function text(value: unknown): string | null {
+/**
+ * Longest text taken from a letter's headers and properties, by field.
+ * Anyone who may publish through the default exchange can forge a letter
+ * with some 120 KB of headers (one frame): bounded here, nothing a tool or
+ * the dashboard shows of a letter grows with them.
+ */
+export const LETTER_TEXT_LIMITS = {
+  reason: 32,
+  errorType: MAX_ERROR_TYPE_CHARS,
+  errorMessage: MAX_ERROR_MESSAGE_CHARS,
+  worker: 128,
+  sender: 128,
+  at: 40,
+  /** AMQP short strings (message id, user id) hold at most 255 bytes. */
+  id: 255,
+} as const;
+
+function text(value: unknown, max: number): string | null {
   if (value === undefined || value === null) return null;
-  return typeof value === "string" ? value : String(value);
+  // A header may be a number, bytes (decoded by String) or a table.
+  return boundText(typeof value === "string" ? value : String(value), max);
 }
 
 function count(value: unknown): number | null {
@@ -65,11 +86,12 @@ function count(value: unknown): number | null {
 
 /** The reason the broker wrote when it dead-lettered a message itself. */
 function brokerReason(headers: Record<string, unknown>): string | null {
-  const first = text(headers["x-first-death-reason"]);
+  const max = LETTER_TEXT_LIMITS.reason;
+  const first = text(headers["x-first-death-reason"], max);
   if (first) return first;
   const deaths = headers["x-death"];
   if (Array.isArray(deaths) && deaths.length > 0) {
-    return text((deaths[0] as Record<string, unknown> | null)?.reason);
+    return text((deaths[0] as Record<string, unknown> | null)?.reason, max);
   }
   return null;
 }
@@ -77,21 +99,24 @@ function brokerReason(headers: Record<string, unknown>): string | null {
 /** Describes a delivery from a dead-letter queue. */
 export function describeDeadLetter(delivery: Delivery): DeadLetter {
   const headers = delivery.properties.headers ?? {};
-  const reason = text(headers[DEAD_LETTER_HEADERS.reason]) ?? brokerReason(headers) ?? "unknown";
+  const limits = LETTER_TEXT_LIMITS;
+  const reason = text(headers[DEAD_LETTER_HEADERS.reason], limits.reason) ??
+    brokerReason(headers) ?? "unknown";
+  const { messageId, correlationId, userId } = delivery.properties;
   return {
     reason,
-    errorType: text(headers[DEAD_LETTER_HEADERS.errorType]) ??
+    errorType: text(headers[DEAD_LETTER_HEADERS.errorType], limits.errorType) ??
       (headers["x-death"] !== undefined ? "Broker" : "unknown"),
-    errorMessage: text(headers[DEAD_LETTER_HEADERS.errorMessage]) ?? "",
+    errorMessage: text(headers[DEAD_LETTER_HEADERS.errorMessage], limits.errorMessage) ?? "",
     attempts: count(headers[DEAD_LETTER_HEADERS.attempts]),
     deliveries: count(headers[DEAD_LETTER_HEADERS.deliveries]) ??
       count(headers[DELIVERY_COUNT_HEADER]),
     queue: queueOfDeadLetterQueue(delivery.queue) ?? delivery.queue.replace(/\.dlq$/, ""),
-    worker: text(headers[DEAD_LETTER_HEADERS.worker]),
-    at: text(headers[DEAD_LETTER_HEADERS.at]),
-    taskId: delivery.properties.messageId ?? delivery.properties.correlationId ?? null,
-    userId: delivery.properties.userId ?? null,
-    sender: text(headers[DEAD_LETTER_HEADERS.sender]),
+    worker: text(headers[DEAD_LETTER_HEADERS.worker], limits.worker),
+    at: text(headers[DEAD_LETTER_HEADERS.at], limits.at),
+    taskId: text(messageId ?? correlationId, limits.id),
+    userId: text(userId, limits.id),
+    sender: text(headers[DEAD_LETTER_HEADERS.sender], limits.sender),
     body: new TextDecoder().decode(delivery.body),
   };
 }

@@ -8,7 +8,12 @@ import { startWorker } from "../runtime/worker/start_worker.ts";
 import { inProcessRunner } from "../runtime/worker/runner.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
-import { describeDeadLetter, listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
+import {
+  describeDeadLetter,
+  LETTER_TEXT_LIMITS,
+  listDeadLetters,
+  replayDeadLetters,
+} from "./dead_letters.ts";
 
 /** Everyone is guest: the bare broker's policy. */
 const SHARED = letterPolicy(undefined, "guest");
@@ -329,4 +334,53 @@ Deno.test("describeDeadLetter() takes the broker's reason and delivery count whe
   assert.equal(worker.reason, "delivery_limit");
   assert.equal(worker.deliveries, 5, "the worker's own count first");
   assert.equal(worker.sender, "admin");
+});
+
+Deno.test("describeDeadLetter() bounds every header text it takes from a forged letter", () => {
+  const junk = "\u0001".repeat(100_000);
+  const letter = describeDeadLetter({
+    body: new TextEncoder().encode("{}"),
+    properties: {
+      messageId: "m".repeat(1000),
+      userId: "u".repeat(1000),
+      headers: {
+        "x-dlq-reason": junk,
+        "x-dlq-error-type": junk,
+        "x-dlq-error-message": junk,
+        "x-dlq-worker": junk,
+        "x-dlq-sender": junk,
+        "x-dlq-at": junk,
+      },
+    },
+    queue: "queue_x.dlq",
+    exchange: "",
+    routingKey: "queue_x.dlq",
+    redelivered: false,
+    tag: 1,
+  });
+  const limits = LETTER_TEXT_LIMITS;
+  const fields: [string | null, number][] = [
+    [letter.reason, limits.reason],
+    [letter.errorType, 64],
+    [letter.errorMessage, 512],
+    [letter.worker, limits.worker],
+    [letter.sender, limits.sender],
+    [letter.at, limits.at],
+    [letter.taskId, 255],
+    [letter.userId, 255],
+  ];
+  for (const [value, max] of fields) {
+    assert.ok(value !== null && value.length <= max, `${value?.slice(-40)} within ${max}`);
+    assert.match(value!, /more characters\)$/, "says it was cut");
+  }
+  const broker = describeDeadLetter({
+    body: new Uint8Array(),
+    properties: { headers: { "x-death": [{ reason: junk }] } },
+    queue: "queue_x.dlq",
+    exchange: "",
+    routingKey: "queue_x.dlq",
+    redelivered: false,
+    tag: 1,
+  });
+  assert.ok(broker.reason.length <= limits.reason, "the broker's reason too");
 });

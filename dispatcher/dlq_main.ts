@@ -18,6 +18,7 @@ import {
   wholeNumberFlag,
 } from "./cli/options.ts";
 import { createPainter } from "./cli/paint.ts";
+import { escapeControls, escapeJsonControls } from "./cli/terminal_text.ts";
 import {
   type CliIo,
   type Command,
@@ -146,23 +147,28 @@ async function queuesToRead(flags: DlqFlags): Promise<Target[]> {
   return [{ queue: route.queue, workerUser: route.user }];
 }
 
+// Every field of a letter is whatever its publisher wrote: shown escaped.
+const show = escapeControls;
+
 function formatLetter(letter: DeadLetter, index: number): string[] {
   const details = [
     letter.attempts !== null ? `attempts: ${letter.attempts}` : undefined,
     letter.deliveries !== null ? `deliveries: ${letter.deliveries}` : undefined,
-    letter.worker ? `worker: ${letter.worker}` : undefined,
-    letter.at ? `at: ${letter.at}` : undefined,
+    letter.worker ? `worker: ${show(letter.worker)}` : undefined,
+    letter.at ? `at: ${show(letter.at)}` : undefined,
   ].filter(Boolean).join(", ");
   const body = letter.body.length > 200 ? `${letter.body.slice(0, 200)}...` : letter.body;
   return [
-    `  #${index + 1} ${letter.reason} ${letter.errorType}: ${letter.errorMessage} (${details})`,
-    `     task ${letter.taskId ?? "(no id)"}, body: ${body}`,
+    `  #${index + 1} ${show(letter.reason)} ${show(letter.errorType)}: ${
+      show(letter.errorMessage)
+    } (${details})`,
+    `     task ${show(letter.taskId ?? "(no id)")}, body: ${show(body)}`,
   ];
 }
 
 function formatRefused(refused: RefusedLetter[]): string[] {
   return refused.map(({ letter, why }) =>
-    `  refused task ${letter.taskId ?? "(no id)"} (${letter.reason}): ${why}`
+    `  refused task ${show(letter.taskId ?? "(no id)")} (${show(letter.reason)}): ${show(why)}`
   );
 }
 
@@ -222,7 +228,9 @@ const DLQ: Command<typeof DLQ_OPTIONS, DlqFlags, { flags: DlqFlags; targets: Tar
         }
       }
     }
-    if (flags.json) io.out(JSON.stringify({ broker: opened.label, queues: report }, null, 2));
+    if (flags.json) {
+      io.out(escapeJsonControls(JSON.stringify({ broker: opened.label, queues: report }, null, 2)));
+    }
     return refusedAny ? EXIT.failed : EXIT.passed;
   },
 };

@@ -134,3 +134,48 @@ Deno.test("deno task dlq refuses bad flags with exit code 2", async () => {
     assert.ok(out.includes(reason), reason);
   }
 });
+
+Deno.test("deno task dlq prints a forged letter's control characters and escape sequences escaped", async () => {
+  const hub = new MemoryBroker();
+  try {
+    const admin = hub.connect("admin");
+    await admin.declareQueue("queue_x.dlq");
+    const junk = "\u0001".repeat(100_000);
+    const sequences = "\u001b]0;PWNED\u0007\u001b[2J\u001b[HAll clear: 0 dead letters\u001b[8m" +
+      "\u009b2J\u001b]52;c;Y3VybCBldmlsIHwgc2g=\u0007";
+    await hub.connect("dispatcher").publish("queue_x.dlq", {
+      body: new TextEncoder().encode(`{"payload":"${sequences.replaceAll("\u001b", "\\u001b")}"}`),
+      properties: {
+        messageId: `forged\u001b[2J`,
+        headers: {
+          "x-dlq-reason": `rejected${sequences}`,
+          "x-dlq-error-type": junk,
+          "x-dlq-error-message": sequences + junk,
+          "x-dlq-worker": junk,
+          "x-dlq-at": sequences,
+        },
+      },
+    });
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/c.yml`, CONFIG);
+      const connect = () => Promise.resolve(hub.connect("operator"));
+      const text = await run(["--config", `${dir}/c.yml`], connect);
+      assert.equal(text.code, 0, text.err);
+      const json = await run(["--config", `${dir}/c.yml`, "--json"], connect);
+      assert.equal(json.code, 0, json.err);
+      for (const { out } of [text, json]) {
+        // deno-lint-ignore no-control-regex
+        assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, "no raw control");
+        assert.ok(!out.includes("\u001b"), "no ESC byte");
+        assert.ok(out.length < 20_000, `bounded: ${out.length} characters`);
+      }
+      assert.match(text.out, /#1 rejected\.\.\. \(53 more characters\) /, "reason cut at 32");
+      assert.match(text.out, /: \\u001b\]0;PWNED\\u0007\\u001b\[2J\\u001b\[HAll clear/);
+      assert.match(text.out, /task forged\\u001b\[2J/);
+      const letter = JSON.parse(json.out).queues[0].letters[0];
+      assert.ok(letter.errorMessage.startsWith(sequences), "JSON keeps the text, escaped");
+    });
+  } finally {
+    await hub.shutdown();
+  }
+});

@@ -15,6 +15,7 @@
 import type { TaskProgress } from "../core/contract/mod.ts";
 import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
 import type { Painter } from "./cli/paint.ts";
+import { escapeControls } from "./cli/terminal_text.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 import { clockTime } from "./report.ts";
 
@@ -55,13 +56,13 @@ export function createLiveStatus(options: LiveStatusOptions): DispatchListener {
           "STARTED",
           paint.info,
           spec.label,
-          `on ${progress.worker} (attempt ${progress.attempt})`,
+          `on ${escapeControls(String(progress.worker))} (attempt ${progress.attempt})`,
         );
         return;
       }
       const max = progress.max_retries ?? "?";
       const reason = progress.error
-        ? `${progress.error.type}: ${progress.error.message}`
+        ? escapeControls(`${progress.error.type}: ${progress.error.message}`)
         : "failed";
       const next = progress.delay_ms === undefined
         ? ""
@@ -70,7 +71,9 @@ export function createLiveStatus(options: LiveStatusOptions): DispatchListener {
     },
     onDone(outcome: TaskOutcome) {
       const { spec, reply } = outcome;
-      const verdict = outcome.passed ? "" : paint.bad(` - does not pass: ${outcome.problem}`);
+      const verdict = outcome.passed
+        ? ""
+        : paint.bad(` - does not pass: ${escapeControls(String(outcome.problem))}`);
       if (!reply) {
         // A timeout never passes: no verdict to add.
         line("TIMEOUT", paint.bad, spec.label, `no reply within ${spec.timeoutMs} ms`);
@@ -79,14 +82,18 @@ export function createLiveStatus(options: LiveStatusOptions): DispatchListener {
           "SUCCESS",
           paint.ok,
           spec.label,
-          `in ${secondsShort(reply.duration_ms)} on ${reply.worker}${verdict}`,
+          `in ${secondsShort(reply.duration_ms)} on ${
+            escapeControls(String(reply.worker))
+          }${verdict}`,
         );
       } else {
         line(
           "FAILED",
           paint.bad,
           spec.label,
-          `${reply.error?.type}: ${reply.error?.message} (attempts: ${reply.attempts})${verdict}`,
+          `${
+            escapeControls(`${reply.error?.type}: ${reply.error?.message}`)
+          } (attempts: ${reply.attempts})${verdict}`,
         );
       }
     },

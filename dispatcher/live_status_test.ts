@@ -78,3 +78,31 @@ Deno.test("createLiveStatus() colours the state on a terminal", () => {
   status.onSent!(spec("task_a"), "id");
   assert.ok(lines[0].includes("\x1b["), "coloured");
 });
+
+Deno.test("createLiveStatus() prints a function's errors, worker names and problems escaped", () => {
+  const { lines, status } = setup();
+  const esc = "\u001b]0;PWNED\u0007\u001b[2J";
+  status.onProgress!(spec("task_a"), {
+    task_id: "t",
+    task: "task_a",
+    worker: `w${esc}`,
+    queue: "queue_a",
+    event: "started",
+    attempt: 1,
+    at: "",
+  });
+  status.onDone!(outcome({
+    spec: spec("task_b"),
+    sent: 0,
+    ended: 50,
+    attempts: [{ start: 1, end: 40, worker: "task_b@one" }],
+    status: "error",
+    error: { type: `Boom${esc}`, message: `line\n${esc}\u009b8m` },
+    passed: false,
+    problem: `expected success, got ${esc}`,
+  }));
+  const text = lines.join("\n");
+  assert.ok(!text.includes("\u001b") && !text.includes("\u009b"), text);
+  assert.match(lines[1], /FAILED {4}task_b {4}Boom\\u001b\]0;PWNED\\u0007\\u001b\[2J: line\\n/);
+  assert.match(lines[1], /does not pass: expected success, got \\u001b/);
+});

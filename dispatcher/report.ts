@@ -7,6 +7,7 @@
  */
 
 import type { Painter } from "./cli/paint.ts";
+import { escapeControls } from "./cli/terminal_text.ts";
 import type { RunDocument, TaskRecord } from "./run_document.ts";
 
 /** "task_a" → "Task A", as the original systems printed it. */
@@ -28,8 +29,9 @@ export function clockTime(time: Date | number | string): string {
   }`;
 }
 
+/** A result or error as a function wrote it: hostile text, printed escaped. */
 function show(value: unknown): string {
-  return typeof value === "string" ? value : JSON.stringify(value);
+  return escapeControls(typeof value === "string" ? value : JSON.stringify(value) ?? String(value));
 }
 
 /**
@@ -43,7 +45,7 @@ function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
   where.push(`${task.finished_at ? "finished" : "gave up"} at ${clockTime(at)}`);
   const detail = paint.dim(`    ${where.join(", ")}`);
   if (task.status === "timeout") {
-    const seen = task.worker ? `; last seen on ${task.worker}, attempt ${task.attempts}` : "";
+    const seen = task.worker ? `; last seen on ${show(task.worker)}, attempt ${task.attempts}` : "";
     return [
       paint.bad(`TIMEOUT ${task.label}: no reply within ${task.timeout_ms} ms`) +
       paint.dim(` (task ${task.task_id}${seen})`),
@@ -51,13 +53,13 @@ function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
     ];
   }
   const runs = paint.dim(
-    `(${seconds(task.duration_ms ?? 0)}, attempts: ${task.attempts}, worker: ${task.worker})`,
+    `(${seconds(task.duration_ms ?? 0)}, attempts: ${task.attempts}, worker: ${show(task.worker)})`,
   );
   const head = task.status === "success"
     ? `Result from ${task.label}: ${show(task.result)}`
-    : `Error from ${task.label}: ${task.error?.type}: ${task.error?.message}`;
+    : `Error from ${task.label}: ${show(task.error?.type)}: ${show(task.error?.message)}`;
   if (task.passed) return [`${paint.ok(head)} ${runs}`, detail];
-  return [`${paint.bad(head)} ${runs}`, detail, `  ${paint.bad(`FAILED: ${task.problem}`)}`];
+  return [`${paint.bad(head)} ${runs}`, detail, `  ${paint.bad(`FAILED: ${show(task.problem)}`)}`];
 }
 
 /** The summary printed after every task ended. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { sampleRun } from "./_test_fixtures.ts";
+import { outcome, sampleRun, spec } from "./_test_fixtures.ts";
 import { createPainter, shouldColor } from "./cli/paint.ts";
+import { buildRunDocument } from "./run_document.ts";
 import { clockTime, displayName, formatSummary } from "./report.ts";
 
 const plain = createPainter(false);
@@ -100,4 +101,43 @@ Deno.test("createPainter(true) wraps text in ANSI codes, one style per role", ()
   assert.equal(new Set(painted).size, painted.length, "each role has its own style");
   assert.ok(painted[0].startsWith("\x1b[32m"), "ok is green");
   assert.ok(painted[1].startsWith("\x1b[31m"), "bad is red");
+});
+
+Deno.test("formatSummary() prints a function's results and errors with their control characters escaped", () => {
+  const esc = "\u001b]0;PWNED\u0007\u001b[2J\u001b[HAll passed";
+  const run = buildRunDocument([
+    outcome({
+      spec: spec("task_a"),
+      sent: 0,
+      ended: 50,
+      attempts: [{ start: 1, end: 40, worker: `task_a@${esc}` }],
+      result: esc,
+    }),
+    outcome({
+      spec: spec("task_b"),
+      sent: 0,
+      ended: 50,
+      attempts: [{ start: 1, end: 40, worker: "task_b@one" }],
+      status: "error",
+      error: { type: esc, message: `${esc}\u009b8m` },
+      problem: `expected success, got ${esc}`,
+    }),
+  ], {
+    config: { name: "c", file: "c.yml" },
+    scenario: { name: "s", description: "" },
+    broker: "amqp://guest:***@localhost:5672",
+    workers: [],
+    startedWallMs: 0,
+    finishedWallMs: 50,
+    wallMs: 50,
+  });
+  const text = formatSummary(run, plain).join("\n");
+  assert.ok(!text.includes("\u001b") && !text.includes("\u009b"), text);
+  assert.match(
+    text,
+    /^Result from task_a: \\u001b\]0;PWNED\\u0007\\u001b\[2J\\u001b\[HAll passed \(/m,
+  );
+  assert.match(text, /worker: task_a@\\u001b\]0;PWNED/);
+  assert.match(text, /^Error from task_b: \\u001b\]0;PWNED.*: \\u001b\]0;PWNED.*\\u009b8m/m);
+  assert.match(text, /FAILED: expected success, got \\u001b\]0;PWNED/);
 });
