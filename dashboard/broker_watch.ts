@@ -8,10 +8,12 @@
  *   answers count only from each function's broker user (as for `deno task
  *   status`);
  * - task events: an exclusive queue of its own bound to the events exchange.
- *   A worker's event counts only from its function's broker user (or, on a
- *   broker where every party is `guest`, from anyone); others are counted
- *   as forged and dropped. A caller's `task-sent` may come from any user,
- *   which is shown with it.
+ *   A worker's event counts only from its function's broker user, a
+ *   caller's `task-sent` only from a caller's user (`callers`, never a
+ *   function's), which is shown with it; on a broker where every party is
+ *   `guest` both come from anyone. Others are counted as forged and
+ *   dropped. Each kept event has the contract's fields only, bounded
+ *   (`bound_task_event.ts`).
  *
  * @module
  */
@@ -29,6 +31,7 @@ import type { FunctionRoute } from "../client/functions.ts";
 import { pingWorkers } from "../client/ping_workers.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { isExpectedSender } from "../client/senders.ts";
+import { boundTaskEvent } from "./bound_task_event.ts";
 
 /** A task event as received, with the broker user that published it. */
 export interface SeenEvent extends TaskEvent {
@@ -69,6 +72,12 @@ export interface BrokerWatchOptions {
   pollMs?: number;
   /** @default {5000} */
   pingMs?: number;
+  /**
+   * Broker users whose `task-sent` events count: the callers. A function's
+   * own user never counts for them.
+   * @default {DEFAULT_CALLERS}
+   */
+  callers?: readonly string[];
   /** Receives each accepted task event. */
   onEvent: (event: SeenEvent) => void;
   /** Told after each poll or ping. */
@@ -88,6 +97,9 @@ export interface BrokerWatch {
   stop(): Promise<void>;
 }
 
+/** The callers' users of the compose stack: the dispatcher's and the administrator's. */
+export const DEFAULT_CALLERS: readonly string[] = ["dispatcher", "admin"];
+
 /** How long an event waits in the dashboard's queue before the broker drops it. */
 const EVENT_TTL_MS = 60_000;
 
@@ -104,6 +116,8 @@ export async function startBrokerWatch(
   let stopped = false;
   const userOf = (fn: string) => functions.get(fn)?.user;
   const queueNames = new Set([...functions.values()].map((route) => route.queue));
+  const workerUsers = new Set([...functions.values()].map((route) => route.user));
+  const callers = new Set(options.callers ?? DEFAULT_CALLERS);
 
   async function poll(): Promise<void> {
     const next: QueueView[] = [];
@@ -137,8 +151,11 @@ export async function startBrokerWatch(
   function accept(event: TaskEvent, sender: string | undefined): boolean {
     const user = userOf(event.function);
     if (user === undefined) return false;
-    if (event.kind === "task-sent") return true;
-    return isExpectedSender(sender, user, broker.user);
+    if (event.kind !== "task-sent") return isExpectedSender(sender, user, broker.user);
+    // A worker that sent "sent" events would keep sent times of tasks that never end.
+    if (sender !== undefined && workerUsers.has(sender) && sender !== broker.user) return false;
+    return sender !== undefined && callers.has(sender) ||
+      isExpectedSender(sender, broker.user, broker.user);
   }
 
   const eventsQueue = dashboardEventsQueueOf();
@@ -154,12 +171,14 @@ export async function startBrokerWatch(
     broker.ack(delivery);
     const parsed = parseTaskEvent(delivery.body);
     if (!parsed.ok) return;
+    const event = boundTaskEvent(parsed.value);
+    if (event === undefined) return;
     const sender = delivery.properties.userId;
-    if (!accept(parsed.value, sender)) {
-      if (functions.has(parsed.value.function)) forgedEvents++;
+    if (!accept(event, sender)) {
+      if (functions.has(event.function)) forgedEvents++;
       return;
     }
-    options.onEvent({ ...parsed.value, sender: sender ?? null });
+    options.onEvent({ ...event, sender: sender ?? null });
   }, { prefetch: 200 });
 
   // Each loop waits for its own round to end before the next, so a slow

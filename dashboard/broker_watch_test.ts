@@ -7,6 +7,9 @@ import { startWorker } from "../runtime/worker/start_worker.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { type SeenEvent, startBrokerWatch } from "./broker_watch.ts";
+import { DashboardState } from "./dashboard_state.ts";
+import { SseHub } from "./sse.ts";
+import { MAX_OPEN_TASKS } from "./task_stats.ts";
 
 const add = defineFunction({
   name: "add",
@@ -78,6 +81,112 @@ Deno.test("startBrokerWatch() sees queues, workers and events, and drops events 
     await watch.stop();
     await client.close();
     await worker.stop(0);
+    await hub.shutdown();
+  }
+});
+
+function sent(taskId: string, extra: Record<string, unknown> = {}) {
+  return encodeTaskEvent({
+    kind: "task-sent",
+    function: "add",
+    queue: "queue_add",
+    task_id: taskId,
+    at: new Date().toISOString(),
+    ...extra,
+  });
+}
+
+Deno.test("startBrokerWatch() takes task-sent events from callers' users only, never from a worker", async () => {
+  const hub = new MemoryBroker();
+  const events: SeenEvent[] = [];
+  const watch = await startBrokerWatch(hub.connect(DASHBOARD_USER), {
+    functions: new Map([
+      ["add", { queue: "queue_add", user: "add" }],
+      ["sub", { queue: "queue_sub", user: "sub" }],
+    ]),
+    callers: ["dispatcher", "client_app"],
+    pollMs: 1000,
+    pingMs: 1000,
+    onEvent: (event) => events.push(event),
+    onChange: () => {},
+  });
+  try {
+    for (const user of ["add", "sub", "stranger", "dispatcher", "client_app"]) {
+      await hub.connect(user).publishToExchange(EVENTS_EXCHANGE, sent(`from-${user}`));
+    }
+    await waitFor(
+      () => events.length === 2 && watch.forgedEvents === 3,
+      "2 kept, 3 forged",
+      2000,
+      5,
+    );
+    assert.deepEqual(events.map((e) => [e.task_id, e.sender]), [
+      ["from-dispatcher", "dispatcher"],
+      ["from-client_app", "client_app"],
+    ]);
+  } finally {
+    await watch.stop();
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a flood of 10,000 never-finishing task-sent events with long ids leaves the dashboard's memory bounded", async () => {
+  const hub = new MemoryBroker();
+  const sse = new SseHub();
+  const state = new DashboardState({ functions: FUNCTIONS, broker: "memory", hub: sse });
+  let seen = 0;
+  const watch = await startBrokerWatch(hub.connect(DASHBOARD_USER), {
+    functions: FUNCTIONS,
+    pollMs: 1000,
+    pingMs: 1000,
+    onEvent: (event) => {
+      seen++;
+      state.onEvent(event);
+    },
+    onChange: () => {},
+  });
+  const dispatcher = hub.connect("dispatcher");
+  try {
+    const pad = "\u0101".repeat(4_000); // two-byte characters, 4,000 of them
+    const junk = { worker: pad, error: pad, extra: pad };
+    for (let i = 0; i < 10_000; i++) {
+      // Half with ids far past any real one, half at the longest id kept.
+      const id = i % 2 === 0 ? `${i}-${pad}` : `${i}-`.padEnd(255, "x");
+      await dispatcher.publishToExchange(EVENTS_EXCHANGE, sent(id, junk));
+    }
+    await waitFor(() => seen === 5_000, "the 5,000 events with ids of 255 characters", 20_000, 10);
+    const kept = state.retained();
+    assert.ok(kept.openTasks <= MAX_OPEN_TASKS, `${kept.openTasks} sent times`);
+    assert.equal(kept.openTasks, 5_000, "the long ids were never kept");
+    assert.ok(kept.openTaskChars <= kept.openTasks * ("add".length + 1 + 255));
+    assert.equal(kept.recentEvents, 200);
+    assert.ok(kept.recentChars < 200 * 2_500, `${kept.recentChars} characters of recent events`);
+    // The figures recover: a real call's send and end give its end-to-end time.
+    const worker = await startWorker(inProcessRunner(add), hub.connect("add"), {
+      workerId: "add@1",
+      events: true,
+    });
+    const client = await TaskClient.open(dispatcher, {
+      functions: FUNCTIONS,
+      events: true,
+      caller: "dispatcher@test",
+    });
+    try {
+      assert.equal(await client.call("add", { a: 1, b: 2 }), 3);
+      await waitFor(
+        () => state.snapshot().functions[0].figures.endToEndP50 !== null,
+        "an end-to-end time",
+        2000,
+        5,
+      );
+    } finally {
+      await client.close();
+      await worker.stop(0);
+    }
+  } finally {
+    await watch.stop();
+    state.close();
+    sse.close();
     await hub.shutdown();
   }
 });

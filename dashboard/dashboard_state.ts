@@ -125,6 +125,25 @@ export class DashboardState {
     return [sseMessage("state", this.snapshot()), sseMessage("tasks", this.#recent)];
   }
 
+  /**
+   * What the task events keep in memory: sent times waiting for their
+   * task's end (with the characters of their keys), and the recent events
+   * (with the characters of their JSON). Each is bounded whatever is sent.
+   */
+  retained(): {
+    openTasks: number;
+    openTaskChars: number;
+    recentEvents: number;
+    recentChars: number;
+  } {
+    return {
+      openTasks: this.#stats.openTasks,
+      openTaskChars: this.#stats.openTaskChars,
+      recentEvents: this.#recent.length,
+      recentChars: JSON.stringify(this.#recent).length,
+    };
+  }
+
   /** The recent task events, oldest first. */
   recent(): SeenEvent[] {
     return [...this.#recent];

@@ -3,7 +3,11 @@
  * events: finished tasks (succeeded, failed, rejected) counted in 10-second
  * buckets, with their run times (`duration_ms`, the worker's) and, where the
  * caller's `task-sent` was seen too, the time from sending to the end.
- * Bounded: old buckets go, and so do sent times of tasks that never end.
+ * Bounded: old buckets go, and so do sent times of tasks that never end:
+ * those seen longer ago than the window, and, past
+ * {@linkcode MAX_OPEN_TASKS}, the oldest, so that a flood of sends that
+ * never finish neither grows the memory nor keeps new tasks out of the
+ * figures once it stops.
  *
  * @module
  */
@@ -15,7 +19,7 @@ export const BUCKET_MS = 10_000;
 /** Buckets kept: five minutes. */
 export const BUCKETS = 30;
 /** Sent times remembered, waiting for their task's end. */
-const MAX_OPEN_TASKS = 10_000;
+export const MAX_OPEN_TASKS = 10_000;
 /** Run times kept per bucket for percentiles. */
 const MAX_SAMPLES = 2_000;
 
@@ -62,7 +66,20 @@ export function quantile(values: number[], q: number): number | null {
 /** Rolling figures of every function; see the module documentation. */
 export class TaskStats {
   readonly #buckets = new Map<string, Bucket[]>();
-  readonly #sentAt = new Map<string, number>();
+  /** Sent times by task, in the order they were seen (a Map keeps it). */
+  readonly #sentAt = new Map<string, { at: number; seen: number }>();
+
+  /** Sent times waiting for their task's end. */
+  get openTasks(): number {
+    return this.#sentAt.size;
+  }
+
+  /** Characters of the keys of those sent times (function and task id). */
+  get openTaskChars(): number {
+    let chars = 0;
+    for (const key of this.#sentAt.keys()) chars += key.length;
+    return chars;
+  }
 
   /** Counts one event at its own time (`at`), or now when that is unreadable. */
   add(event: TaskEvent, now = Date.now()): void {
@@ -76,7 +93,7 @@ export class TaskStats {
     switch (event.kind) {
       case "task-sent":
         bucket.sent++;
-        if (key !== undefined && this.#sentAt.size < MAX_OPEN_TASKS) this.#sentAt.set(key, at);
+        if (key !== undefined) this.#remember(key, at, now);
         return;
       case "task-retried":
         bucket.retried++;
@@ -89,10 +106,13 @@ export class TaskStats {
         if (typeof event.duration_ms === "number" && bucket.runMs.length < MAX_SAMPLES) {
           bucket.runMs.push(event.duration_ms);
         }
-        const sentAt = key === undefined ? undefined : this.#sentAt.get(key);
-        if (sentAt !== undefined) {
+        const sent = key === undefined ? undefined : this.#sentAt.get(key);
+        if (sent !== undefined) {
           this.#sentAt.delete(key!);
-          if (bucket.endToEndMs.length < MAX_SAMPLES) bucket.endToEndMs.push(at - sentAt);
+          const inWindow = sent.seen >= now - BUCKETS * BUCKET_MS;
+          if (inWindow && bucket.endToEndMs.length < MAX_SAMPLES) {
+            bucket.endToEndMs.push(at - sent.at);
+          }
         }
         return;
       }
@@ -144,16 +164,24 @@ export class TaskStats {
       list.push(bucket);
       const oldest = Math.floor(now / BUCKET_MS) * BUCKET_MS - BUCKETS * BUCKET_MS;
       this.#buckets.set(fn, list.filter((b) => b.start > oldest));
-      this.#forgetOldSent(now);
     }
     return bucket;
   }
 
-  /** Sent times older than the window belong to tasks whose end was never seen. */
-  #forgetOldSent(now: number): void {
+  /**
+   * Remembers when `key` was sent. Sent times seen longer ago than the
+   * window belong to tasks whose end was never seen; they, and past the cap
+   * the oldest, are forgotten from the front of the map (seen in order), so
+   * each call does constant work on average.
+   */
+  #remember(key: string, at: number, now: number): void {
     const oldest = now - BUCKETS * BUCKET_MS;
-    for (const [key, at] of this.#sentAt) {
-      if (at < oldest) this.#sentAt.delete(key);
+    for (const [old, sent] of this.#sentAt) {
+      if (sent.seen >= oldest && this.#sentAt.size < MAX_OPEN_TASKS) break;
+      this.#sentAt.delete(old);
     }
+    // A repeated id moves to the back, as it was seen now.
+    this.#sentAt.delete(key);
+    this.#sentAt.set(key, { at, seen: now });
   }
 }

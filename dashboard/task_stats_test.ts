@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { TaskEvent } from "../core/contract/mod.ts";
-import { BUCKET_MS, BUCKETS, quantile, TaskStats } from "./task_stats.ts";
+import { BUCKET_MS, BUCKETS, MAX_OPEN_TASKS, quantile, TaskStats } from "./task_stats.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:05Z");
 
@@ -53,4 +53,30 @@ Deno.test("TaskStats forgets what is older than its window, and distrusts far-of
   // An event a day ahead counts now, not in a bucket nobody draws.
   stats.add(event("task-succeeded", "future", 86_400_000, { duration_ms: 7 }), later);
   assert.equal(stats.figures("task_a", later).series.at(-1), 1);
+});
+
+Deno.test("TaskStats keeps at most MAX_OPEN_TASKS sent times, and new tasks count at once after a flood", () => {
+  const stats = new TaskStats();
+  for (let i = 0; i < MAX_OPEN_TASKS + 5_000; i++) {
+    stats.add(event("task-sent", `never-${i}`, 0), NOW);
+  }
+  assert.equal(stats.openTasks, MAX_OPEN_TASKS);
+  stats.add(event("task-sent", "real", 0), NOW);
+  stats.add(event("task-succeeded", "real", 250, { duration_ms: 200 }), NOW + 250);
+  assert.equal(stats.figures("task_a", NOW + 250).endToEndP50, 250, "the flood keeps nobody out");
+  assert.equal(stats.openTasks, MAX_OPEN_TASKS - 1, "the oldest went, the finished one too");
+});
+
+Deno.test("TaskStats forgets sent times of tasks not finished within the window, so the figures recover", () => {
+  const stats = new TaskStats();
+  for (let i = 0; i < MAX_OPEN_TASKS; i++) stats.add(event("task-sent", `never-${i}`, 0), NOW);
+  assert.equal(stats.openTasks, MAX_OPEN_TASKS);
+  const later = NOW + BUCKETS * BUCKET_MS + 1;
+  stats.add(event("task-sent", "late", BUCKETS * BUCKET_MS + 1), later);
+  assert.equal(stats.openTasks, 1, "only the new one is left");
+  // An end seen after the window for a send before it gives no end-to-end time.
+  const stale = new TaskStats();
+  stale.add(event("task-sent", "slow", 0), NOW);
+  stale.add(event("task-succeeded", "slow", 0, { duration_ms: 1 }), later);
+  assert.equal(stale.figures("task_a", later).endToEndP50, null);
 });
