@@ -44,6 +44,11 @@ Options:
   --host ADDRESS       address to listen on (default: 127.0.0.1). Another
                        address exposes the page, token in clear, to the
                        network: put it behind TLS
+  --public-origin URL  where browsers reach the page, such as
+                       https://dash.example.com behind a TLS proxy: the
+                       session cookie is then Secure and a replay must come
+                       from there (default on loopback:
+                       http://dashboard.localhost:PORT, a host name of its own)
   --config PATH        where the functions are (default: test-config.yml)
 ${brokerHelp(DASHBOARD_USER)}
   --operator-broker URL
@@ -75,6 +80,7 @@ Examples:
 const OPTIONS = {
   port: { type: "string" },
   host: { type: "string", default: "127.0.0.1" },
+  "public-origin": { type: "string" },
   config: { type: "string", default: "test-config.yml" },
   ...BROKER_OPTIONS,
   "operator-broker": { type: "string" },
@@ -87,6 +93,8 @@ const OPTIONS = {
 export interface DashboardFlags {
   port: number;
   host: string;
+  /** `--public-origin`, as an origin (`https://dash.example.com`). */
+  publicOrigin?: string;
   config: string;
   local: boolean;
   values: OptionValues<typeof OPTIONS>;
@@ -112,10 +120,32 @@ function parseFlags(values: OptionValues<typeof OPTIONS>): DashboardFlags {
   return {
     port: wholeNumberFlag(values.port, "--port", 8025, 0, 65535),
     host,
+    publicOrigin: values["public-origin"] === undefined
+      ? undefined
+      : parsePublicOrigin(values["public-origin"]),
     config: values.config,
     local: values.local,
     values,
   };
+}
+
+/** `--public-origin`'s value as an origin, or a UsageError that says what to give. */
+export function parsePublicOrigin(text: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url || !/^https?:$/.test(url.protocol) || url.username || url.password ||
+    url.pathname !== "/" || url.search || url.hash
+  ) {
+    throw new UsageError(
+      `Cannot use --public-origin '${text}': give the scheme, host and port browsers use, such as https://dash.example.com`,
+    );
+  }
+  return url.origin;
 }
 
 /** Where the dashboard writes and what it reads. */

@@ -15,7 +15,7 @@ import type { BrokerTarget } from "../client/broker_target.ts";
 import type { FunctionRoute } from "../client/functions.ts";
 import { EXIT } from "../dispatcher/cli/run_cli.ts";
 import { UsageError } from "../dispatcher/cli/options.ts";
-import { createAuth } from "./auth.ts";
+import { createAuth, DASHBOARD_HOST_NAME } from "./auth.ts";
 import { startBrokerWatch } from "./broker_watch.ts";
 import {
   type ConnectionSettings,
@@ -107,25 +107,42 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
     hub,
     desk,
   });
-  let listening;
+  const loopback = isLoopback(flags.host);
+  // The handler needs the port, which --port 0 leaves to the system.
+  let handle: ((request: Request) => Promise<Response>) | undefined;
+  let listening: { server: Deno.HttpServer; port: number } | undefined;
+  let publicOrigin: string | undefined;
   try {
+    const page = await readPageFiles();
     listening = await listen(
       flags,
-      dashboardHandler({
-        auth: await createAuth(options.token),
-        state,
-        hub,
-        page: await readPageFiles(),
-        loopback: isLoopback(flags.host),
-      }),
+      (request) => handle ? handle(request) : Promise.resolve(new Response(null, { status: 503 })),
     );
+    // On loopback the page gets a host name of its own, so that its cookie
+    // reaches no other service on localhost or 127.0.0.1.
+    publicOrigin = flags.publicOrigin ??
+      (loopback ? `http://${DASHBOARD_HOST_NAME}:${listening.port}` : undefined);
+    handle = dashboardHandler({
+      auth: await createAuth(options.token, {
+        publicOrigin,
+        loginAtPublicOriginOnly: loopback && flags.publicOrigin === undefined,
+      }),
+      state,
+      hub,
+      page,
+      loopback,
+      publicOrigin,
+    });
   } catch (error) {
     await first?.close();
+    await listening?.server.shutdown();
     throw error;
   }
   const shown = flags.host.includes(":") ? `[${flags.host}]` : flags.host;
+  const direct = `http://${shown === "0.0.0.0" ? "127.0.0.1" : shown}:${listening.port}`;
   const token = options.tokenGiven ? "<DASHBOARD_TOKEN>" : options.token;
-  io.out(`Dashboard: http://${shown}:${listening.port}/?token=${token}`);
+  io.out(`Dashboard: ${publicOrigin ?? direct}/?token=${token}`);
+  io.out(`API: ${direct}/api/state with Authorization: Bearer <token>`);
   io.out(
     target
       ? `Broker: ${target.label}${
@@ -133,9 +150,9 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
       }; dead letters as ${OPERATOR_USER}`
       : "Broker: none (--local): the page explains what it cannot show",
   );
-  if (!isLoopback(flags.host)) {
+  if (!loopback && !publicOrigin?.startsWith("https:")) {
     io.err(
-      `Serving on ${flags.host}: the token travels in clear over the network unless a TLS proxy is in front`,
+      `Serving on ${flags.host}: the token travels in clear over the network unless a TLS proxy is in front (then give --public-origin https://...)`,
     );
   }
   io.out("Stop with Ctrl-C.");

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type Auth, isSameOriginJson } from "./auth.ts";
+import { type Auth, DASHBOARD_HOST_NAME, hostNameOf, isSameOriginJson } from "./auth.ts";
 import type { DashboardState } from "./dashboard_state.ts";
 import type { SseHub } from "./sse.ts";
 
@@ -43,7 +43,7 @@ const SECURITY_HEADERS: Record<string, string> = {
   "cross-origin-resource-policy": "same-origin",
 };
 
-const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "[::1]"]);
+const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]", DASHBOARD_HOST_NAME];
 const KNOWN_PATHS = new Set([
   "/",
   "/app.js",
@@ -60,10 +60,16 @@ export interface DashboardHandlerOptions {
   hub: SseHub;
   page: PageFiles;
   /**
-   * Served on a loopback address: then a request must name a loopback host,
-   * so that a DNS-rebound name reaches nothing.
+   * Served on a loopback address: then a request must name a loopback host
+   * (or the public origin's), so that a DNS-rebound name reaches nothing.
    */
   loopback: boolean;
+  /**
+   * Where browsers reach the page (`--public-origin`, or
+   * `http://dashboard.localhost:<port>` on loopback): a replay's `Origin`
+   * must be it.
+   */
+  publicOrigin?: string;
 }
 
 function respond(body: BodyInit | null, status: number, type?: string, extra = {}): Response {
@@ -86,18 +92,25 @@ export function dashboardHandler(
   options: DashboardHandlerOptions,
 ): (request: Request) => Promise<Response> {
   const { auth, state, hub, page } = options;
+  const hosts = new Set(LOOPBACK_NAMES);
+  if (options.publicOrigin) hosts.add(new URL(options.publicOrigin).hostname);
   return async (request) => {
     const url = new URL(request.url);
-    const host = request.headers.get("host") ?? "";
-    if (options.loopback && !LOOPBACK_NAMES.has(host.replace(/:\d+$/, ""))) {
-      return respond("Misdirected request: use http://127.0.0.1 or http://localhost\n", 421);
+    if (options.loopback && !hosts.has(hostNameOf(request))) {
+      return respond(
+        `Misdirected request: use ${options.publicOrigin ?? "http://127.0.0.1"}\n`,
+        421,
+      );
     }
     const access = await auth.check(request);
     if (access.kind === "login") {
       return respond(null, 303, undefined, {
         location: access.location,
-        "set-cookie": auth.cookie,
+        "set-cookie": access.setCookie,
       });
+    }
+    if (access.kind === "elsewhere") {
+      return respond(null, 303, undefined, { location: access.location });
     }
     if (access.kind === "denied") {
       return respond(UNAUTHORIZED, 401, "text/html; charset=utf-8", {
@@ -117,7 +130,7 @@ export function dashboardHandler(
       case "GET /api/events":
         return hub.open(state.opening(), SECURITY_HEADERS);
       case "POST /api/replay":
-        return await replay(request, access.via, state);
+        return await replay(request, access.via, state, options.publicOrigin);
     }
     if (KNOWN_PATHS.has(url.pathname)) {
       return respond(`Method ${request.method} not allowed on ${url.pathname}\n`, 405);
@@ -130,10 +143,11 @@ async function replay(
   request: Request,
   via: "cookie" | "bearer",
   state: DashboardState,
+  publicOrigin: string | undefined,
 ): Promise<Response> {
   // A browser's cookie goes with any request to this server, even one a
   // page elsewhere makes: only the dashboard's own page may replay.
-  if (via === "cookie" && !isSameOriginJson(request)) {
+  if (via === "cookie" && !isSameOriginJson(request, publicOrigin)) {
     return json({
       error:
         "Cannot replay from another page: send JSON from the dashboard itself, or use Authorization: Bearer",

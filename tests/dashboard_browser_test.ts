@@ -82,6 +82,11 @@ Deno.test({
         `Dashboard: ${base}/?token=<DASHBOARD_TOKEN>`,
         "a given token is not printed",
       );
+      assert.match(base, /^http:\/\/dashboard\.localhost:\d+$/, "a host name of its own");
+      // Programs (this test's fetch among them) reach it at the loopback address.
+      const api = (await dashboard.waitForLine(/^API: http:\/\//, 30_000))
+        .match(/^API: (http:\/\/[^/]+)\//)![1];
+      assert.equal(api, base.replace("dashboard.localhost", "127.0.0.1"));
       const page = await browser.newPage(1400, 1250);
 
       await t.step("the page refuses a visitor without the token", async () => {
@@ -91,14 +96,14 @@ Deno.test({
         const attempts: Record<string, string>[] = [
           {},
           { authorization: "Bearer wrong-token-of-some-length" },
-          { cookie: "dashboard_token=wrong-token-of-some-length" },
+          { cookie: `dashboard_session=${token}` },
         ];
         for (const headers of attempts) {
-          const response = await fetch(`${base}/api/state`, { headers });
+          const response = await fetch(`${api}/api/state`, { headers });
           await response.body?.cancel();
           assert.equal(response.status, 401, JSON.stringify(headers));
         }
-        const bearer = await fetch(`${base}/api/state`, {
+        const bearer = await fetch(`${api}/api/state`, {
           headers: { authorization: `Bearer ${token}` },
         });
         assert.equal(bearer.status, 200);
@@ -106,7 +111,8 @@ Deno.test({
       });
 
       await t.step("the token in the URL logs the page in and leaves the address", async () => {
-        await page.goto(`${base}/?token=${token}`);
+        // Opened at 127.0.0.1, the login moves to the dashboard's own host name.
+        await page.goto(`${api}/?token=${token}`);
         assert.equal(await page.evaluate("location.href"), `${base}/`);
         assert.equal(await page.evaluate("document.cookie"), "", "the cookie is HttpOnly");
         await page.waitFor(
@@ -120,6 +126,35 @@ Deno.test({
         );
         assert.deepEqual(consumers, ["1", "1"]);
       });
+
+      await t.step(
+        "the session cookie reaches no other service on 127.0.0.1 or localhost",
+        async () => {
+          const cookies: string[] = [];
+          const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (r) => {
+            cookies.push(r.headers.get("cookie") ?? "");
+            return new Response("<title>other</title>", {
+              headers: { "content-type": "text/html" },
+            });
+          });
+          try {
+            const port = other.addr.port;
+            const visitor = await browser.newPage();
+            for (const host of ["127.0.0.1", "localhost"]) {
+              await visitor.goto(`http://${host}:${port}/`);
+            }
+            assert.deepEqual(cookies.filter((c) => c !== ""), [], "no cookie went there");
+            assert.ok(cookies.length >= 2, "both pages were served");
+            // The dashboard's page, in the same browser, still has its session.
+            await visitor.goto(`${base}/`);
+            assert.ok(
+              await visitor.evaluate<boolean>("document.querySelector('#functions') !== null"),
+            );
+          } finally {
+            await other.shutdown();
+          }
+        },
+      );
 
       await t.step("a dispatch run shows in the event stream while it runs", async () => {
         const out = `${dir}/slow.json`;

@@ -63,8 +63,9 @@ Deno.test({
         ["task", "dashboard", "--port", "0", "--broker", url("dashboard")],
         { ...stack.env, DASHBOARD_TOKEN: token },
       );
-      const base = (await dashboard.waitForLine(/^Dashboard: http:/, 30_000))
-        .match(/^Dashboard: (http:\/\/[^/]+)\//)![1];
+      // The page's own host name (dashboard.localhost) is for browsers; programs use this.
+      const base = (await dashboard.waitForLine(/^API: http:/, 30_000))
+        .match(/^API: (http:\/\/[^/]+)\//)![1];
       const api = async (path: string, init: RequestInit = {}) => {
         const response = await fetch(`${base}${path}`, {
           ...init,
@@ -148,7 +149,15 @@ Deno.test({
         assert.equal(sent.sender, "dispatcher", "the stack's dispatcher sent it");
         const started = body.events.find((e: { kind: string }) => e.kind === "task-started");
         assert.equal(started.sender, "task_a", "only task_a's user speaks for task_a");
-        assert.equal(started.trace_id, sent.trace_id, "events name the task's trace");
+        // Present, not only equal: both undefined would be equal too.
+        assert.match(String(sent.trace_id), /^[0-9a-f]{32}$/, "the sent event names a trace");
+        for (const event of body.events.filter((e: { task_id: string }) => e.task_id === taskId)) {
+          assert.equal(event.trace_id, sent.trace_id, `${event.kind} names the task's trace`);
+        }
+        const root = receiver.spans.find((s) =>
+          s.name === "task_a call" && s.attributes["task.id"] === taskId
+        );
+        assert.equal(sent.trace_id, root?.traceId, "the trace the dispatcher exported");
         assert.deepEqual(body.warnings, []);
         // Its user watches and nothing more: it may not take a dead letter.
         const password = await readSecret(`${stack.secretsDir}/dashboard.password`);
