@@ -7,7 +7,9 @@
  * - the live workers: a ping on the control exchange every `pingMs`, whose
  *   answers count only from each function's broker user (as for `deno task
  *   status`);
- * - task events: an exclusive queue of its own bound to the events exchange.
+ * - task events: an exclusive queue of its own bound to the events exchange,
+ *   the first of the eight `dashboard.events.<n>` that no other dashboard
+ *   holds (the broker lets the `dashboard` user declare no other).
  *   A worker's event counts only from its function's broker user, a
  *   caller's `task-sent` only from a caller's user (`callers`, never a
  *   function's), which is shown with it; on a broker where every party is
@@ -18,9 +20,8 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
+import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
 import {
-  dashboardEventsQueueOf,
   deadLetterQueueOf,
   EVENTS_EXCHANGE,
   parseTaskEvent,
@@ -31,6 +32,7 @@ import type { FunctionRoute } from "../client/functions.ts";
 import { pingWorkers } from "../client/ping_workers.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { isExpectedSender } from "../client/senders.ts";
+import { DASHBOARD_EVENT_QUEUES } from "../ops/rabbitmq/definitions.ts";
 import { boundTaskEvent } from "./bound_task_event.ts";
 
 /** A task event as received, with the broker user that published it. */
@@ -103,6 +105,34 @@ export const DEFAULT_CALLERS: readonly string[] = ["dispatcher", "admin"];
 /** How long an event waits in the dashboard's queue before the broker drops it. */
 const EVENT_TTL_MS = 60_000;
 
+/**
+ * Declares the first of {@linkcode DASHBOARD_EVENT_QUEUES} that no other
+ * connection holds, exclusive to this one, and returns its name.
+ */
+export async function claimEventsQueue(broker: Broker): Promise<string> {
+  for (const name of DASHBOARD_EVENT_QUEUES) {
+    try {
+      await broker.declareQueue(name, {
+        durable: false,
+        exclusive: true,
+        autoDelete: true,
+        messageTtlMs: EVENT_TTL_MS,
+      });
+      return name;
+    } catch (error) {
+      // RESOURCE_LOCKED: another dashboard's connection holds it (or left it
+      // declared otherwise, until the broker's policy removes it).
+      if (error instanceof TypeError && /exclusively/.test(error.message)) continue;
+      throw error;
+    }
+  }
+  throw new BrokerUnavailableError(
+    `Cannot receive task events as the ${DASHBOARD_EVENT_QUEUES.length} queues a dashboard may use (${
+      DASHBOARD_EVENT_QUEUES[0]
+    } to ${DASHBOARD_EVENT_QUEUES.at(-1)}) are held by other connections: stop another dashboard`,
+  );
+}
+
 /** Starts watching; rejects when the broker refuses the first steps. */
 export async function startBrokerWatch(
   broker: Broker,
@@ -158,14 +188,8 @@ export async function startBrokerWatch(
       isExpectedSender(sender, broker.user, broker.user);
   }
 
-  const eventsQueue = dashboardEventsQueueOf();
   await broker.declareExchange(EVENTS_EXCHANGE, "fanout", { durable: true });
-  await broker.declareQueue(eventsQueue, {
-    durable: false,
-    exclusive: true,
-    autoDelete: true,
-    messageTtlMs: EVENT_TTL_MS,
-  });
+  const eventsQueue = await claimEventsQueue(broker);
   await broker.bindQueue(eventsQueue, EVENTS_EXCHANGE);
   const consumer = await broker.consume(eventsQueue, (delivery) => {
     broker.ack(delivery);

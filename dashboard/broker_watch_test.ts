@@ -6,7 +6,9 @@ import { inProcessRunner } from "../runtime/worker/runner.ts";
 import { startWorker } from "../runtime/worker/start_worker.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { waitFor } from "../tests/_helpers.ts";
-import { type SeenEvent, startBrokerWatch } from "./broker_watch.ts";
+import { claimEventsQueue, type SeenEvent, startBrokerWatch } from "./broker_watch.ts";
+import { BrokerUnavailableError } from "../core/broker/broker.ts";
+import { DASHBOARD_EVENT_QUEUES } from "../ops/rabbitmq/definitions.ts";
 import { DashboardState } from "./dashboard_state.ts";
 import { SseHub } from "./sse.ts";
 import { MAX_OPEN_TASKS } from "./task_stats.ts";
@@ -187,6 +189,32 @@ Deno.test("a flood of 10,000 never-finishing task-sent events with long ids leav
     await watch.stop();
     state.close();
     sse.close();
+    await hub.shutdown();
+  }
+});
+
+Deno.test("claimEventsQueue() gives each dashboard one of the eight named queues, and a ninth none", async () => {
+  const hub = new MemoryBroker();
+  try {
+    const dashboards = DASHBOARD_EVENT_QUEUES.map(() => hub.connect(DASHBOARD_USER));
+    const claimed = [];
+    for (const dashboard of dashboards) claimed.push(await claimEventsQueue(dashboard));
+    assert.deepEqual(claimed, [...DASHBOARD_EVENT_QUEUES]);
+    const ninth = hub.connect(DASHBOARD_USER);
+    await assert.rejects(
+      () => claimEventsQueue(ninth),
+      (error) =>
+        error instanceof BrokerUnavailableError &&
+        /the 8 queues a dashboard may use \(dashboard\.events\.0 to dashboard\.events\.7\) are held/
+          .test(error.message),
+    );
+    await dashboards[3].close();
+    assert.equal(
+      await claimEventsQueue(ninth),
+      "dashboard.events.3",
+      "a freed queue is taken again",
+    );
+  } finally {
     await hub.shutdown();
   }
 });

@@ -29,8 +29,10 @@ const HELP = `Usage: deno task dashboard [options]
 Serves a live page of the system: each function's queue depth, consumers,
 dead letters, throughput and latency over the last minutes, the live
 workers, a stream of task events, and each function's dead letters with a
-replay button. Open the address it prints: it carries a token (?token=...),
-which the page keeps in a cookie. Programs send Authorization: Bearer <token>.
+replay button. Open the address it prints (on loopback the page's own host
+name, http://dashboard.localhost:PORT): it carries a token (?token=...),
+which opens a session kept in a cookie. Programs use the API address it
+prints with Authorization: Bearer <token>.
 
 Workers publish task events when started with TASK_EVENTS=true (and the
 dispatcher its task-sent events); without them the page shows queues,

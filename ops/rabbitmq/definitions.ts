@@ -33,12 +33,49 @@ export const ADMIN_USER = "admin";
 export const CELERY_CLIENT_USER = "celery_client";
 
 /**
- * Most queues the vhost may hold. Each function declares its work queue, its
- * dead letters, a control queue per replica and a bounded set of retry
- * queues (delays are quantized, see the worker's retries); this cap keeps a
- * flood of odd retry delays, or a bug, from exhausting the broker.
+ * Most queues the vhost may hold (`max-queues`), a budget every user
+ * shares: RabbitMQ has no per-user queue limit. What each user may take of
+ * it is bounded where RabbitMQ allows (docs/security.md, "What each user
+ * can exhaust"):
+ *
+ * - a Deno function's worker: its work queue, its dead letters and its
+ *   retry ladder ({@linkcode RETRY_QUEUES_PER_FUNCTION}), declared once and
+ *   kept (declaring a queue that exists again takes nothing), and one
+ *   exclusive control queue per replica;
+ * - the dashboards: {@linkcode DASHBOARD_EVENT_QUEUES}, named, so that the
+ *   broker refuses a ninth by name;
+ * - reply queues of callers (`replies.<32 hex>`) and Celery clients (a
+ *   UUID each): not countable by name, so an operator policy
+ *   ({@linkcode OPERATOR_POLICIES}) removes each one unused for
+ *   {@linkcode CLIENT_QUEUE_EXPIRES_MS}.
+ *
+ * 20 functions with 10 replicas each take 20 × 34 + 200 = 880, the
+ * dashboards 8: the rest is for reply queues.
  */
 export const MAX_QUEUES = 2000;
+
+/**
+ * Retry queues a function's worker declares: the delays of its retry ladder,
+ * to which the worker quantizes every retry and Celery `eta`.
+ */
+export const RETRY_QUEUES_PER_FUNCTION = 32;
+
+/**
+ * The queues `deno task dashboard` receives task events on: one each,
+ * exclusive to its connection, the first free one. Eight names, so no
+ * dashboard user, however hostile, declares a ninth queue.
+ */
+export const DASHBOARD_EVENT_QUEUES: readonly string[] = Object.freeze(
+  Array.from({ length: 8 }, (_, slot) => `dashboard.events.${slot}`),
+);
+
+/**
+ * How long a caller's, a Celery client's or a dashboard's queue may stay
+ * unused (no consumer, not declared again) before the broker deletes it:
+ * the clients' own reply queues expire after as long
+ * (`REPLY_QUEUE_IDLE_MS`), so this only ends queues made and left.
+ */
+export const CLIENT_QUEUE_EXPIRES_MS = 10 * 60_000;
 /**
  * RabbitMQ's default user. A broker that loads definitions at start does not
  * create it; one whose data predates this setup has it with the password
@@ -60,12 +97,20 @@ export interface FunctionQueue {
   queue: string;
 }
 
+/** How many connections and channels a user may hold at once (RabbitMQ's user limits). */
+export interface UserLimits {
+  "max-connections": number;
+  "max-channels": number;
+}
+
 /** A user to create, with its password hash; without `permissions` it may not use the vhost. */
 export interface User {
   name: string;
   passwordHash: string;
   tags: string[];
   permissions?: Permissions;
+  /** Without limits, as many connections and channels as the broker takes. */
+  limits?: UserLimits;
 }
 
 // RabbitMQ checks publishing to the default exchange ("") as writing to
@@ -141,14 +186,40 @@ export function celeryWorkerPermissions(queue: string): Permissions {
  * they carry no regular-expression syntax, and `queue_a` never matches
  * `queue_ab`.
  */
-export function workerPermissions(queue: string): Permissions {
+export function workerPermissions(
+  queue: string,
+  options: WorkerPermissionsOptions = {},
+): Permissions {
   checkQueue(queue);
   const control = `${queue}\\.control\\.[0-9a-f]{8}`;
+  const retry = retryPattern(options.retryDelaysMs);
   return {
-    configure: `^${queue}(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$`,
+    configure: `^${queue}(\\.dlq|\\.retry\\.${retry}|\\.control\\.[0-9a-f]{8})?$`,
     write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue})$`,
-    read: `^(${queue}(\\.retry\\.[0-9]+)?|${control}|${CONTROL})$`,
+    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL})$`,
   };
+}
+
+/** Options for {@linkcode workerPermissions}. */
+export interface WorkerPermissionsOptions {
+  /**
+   * The worker's retry ladder: with it, the worker may declare exactly these
+   * retry queues (`<queue>.retry.<ms>`), and no user of a function can take
+   * more of the vhost's budget than its ladder. Without it, any delay.
+   */
+  retryDelaysMs?: readonly number[];
+}
+
+function retryPattern(delays: readonly number[] | undefined): string {
+  if (delays === undefined) return "[0-9]+";
+  if (delays.length === 0 || !delays.every((ms) => Number.isSafeInteger(ms) && ms >= 0)) {
+    throw new TypeError(
+      `Cannot grant retry queues for delays ${
+        JSON.stringify(delays)
+      }: give whole milliseconds, at least one`,
+    );
+  }
+  return `(${[...new Set(delays)].sort((a, b) => a - b).join("|")})`;
 }
 
 /** A caller's own reply queue, `replies.<32 hex>` (contract `REPLY_QUEUE_PATTERN`). */
@@ -180,13 +251,14 @@ export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   read: "^[a-z][a-z0-9_]{0,62}\\.dlq$",
 });
 
-const DASHBOARD_QUEUE = "dashboard\\.events\\.[0-9a-f]{8}";
+const DASHBOARD_QUEUE = `dashboard\\.events\\.[0-${DASHBOARD_EVENT_QUEUES.length - 1}]`;
 
 /**
  * `deno task dashboard`: watches and changes nothing. It reads queue depths
  * and consumers by passive declarations (no permission), receives task
- * events on an exclusive queue of its own (`dashboard.events.<8 hex>`:
- * declared, bound (write on it, read on the events exchange) and consumed),
+ * events on an exclusive queue of its own (one of
+ * {@linkcode DASHBOARD_EVENT_QUEUES}: declared, bound (write on it, read on
+ * the events exchange) and consumed),
  * and pings workers through the control exchange, which answer on Direct
  * Reply-to (no permission). It reads no function queue or dead letter,
  * publishes no request, and has no management API tag. Replays go through
@@ -198,6 +270,64 @@ export const DASHBOARD_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   read: `^(${DASHBOARD_QUEUE}|${EVENTS})$`,
 });
 
+/**
+ * The user limits of the least trusted users, whose programs are not the
+ * product's: each dashboard holds one connection (its event queue is
+ * exclusive to it, so more connections than queues serve nothing), Celery
+ * client processes a few each (a producer pool and the result consumer).
+ * Guard rails on the broker's connections and channels, which every user
+ * shares too.
+ */
+export const USER_LIMITS: Readonly<Record<string, UserLimits>> = Object.freeze({
+  [DASHBOARD_USER]: { "max-connections": DASHBOARD_EVENT_QUEUES.length, "max-channels": 64 },
+  [CELERY_CLIENT_USER]: { "max-connections": 200, "max-channels": 2000 },
+});
+
+/** A RabbitMQ operator policy: limits on queues that no user's own arguments can raise. */
+export interface OperatorPolicy {
+  name: string;
+  pattern: string;
+  "apply-to": "queues";
+  priority: number;
+  definition: { expires: number; "max-length"?: number; "max-length-bytes"?: number };
+}
+
+/**
+ * Limits on the queues that clients make and the vhost's budget cannot
+ * count by name: each is deleted once unused for
+ * {@linkcode CLIENT_QUEUE_EXPIRES_MS} (so queues made and left do not hold
+ * the budget for good), and the queues that hostile senders can fill
+ * (Celery reply queues, the dashboards' event queues) keep at most so many
+ * messages, oldest dropped first. A caller's own reply queue has no length
+ * limit: dropping a reply would lose a task's result.
+ */
+export function operatorPolicies(
+  expiresMs: number = CLIENT_QUEUE_EXPIRES_MS,
+): OperatorPolicy[] {
+  const policy = (
+    name: string,
+    pattern: string,
+    limits: Omit<OperatorPolicy["definition"], "expires"> = {},
+  ): OperatorPolicy => ({
+    name,
+    pattern,
+    "apply-to": "queues",
+    priority: 0,
+    definition: { expires: expiresMs, ...limits },
+  });
+  return [
+    policy("celery-replies", `^${CELERY_REPLY_QUEUE}$`, {
+      "max-length": 10_000,
+      "max-length-bytes": 64 * 1024 * 1024,
+    }),
+    policy("caller-replies", `^${REPLIES}$`),
+    policy("dashboard-events", `^${DASHBOARD_QUEUE}$`, {
+      "max-length": 10_000,
+      "max-length-bytes": 16 * 1024 * 1024,
+    }),
+  ];
+}
+
 /** The administrator: everything, and the management UI. */
 export const ADMIN_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: ".*",
@@ -207,14 +337,23 @@ export const ADMIN_PERMISSIONS: Readonly<Permissions> = Object.freeze({
 
 /** RabbitMQ's definitions format, as much of it as this file sets. */
 export interface Definitions {
-  users: { name: string; password_hash: string; hashing_algorithm: string; tags: string[] }[];
-  vhosts: { name: string }[];
-  parameters: {
-    vhost: string;
-    component: "vhost-limits";
-    name: "limits";
-    value: { "max-queues": number };
+  users: {
+    name: string;
+    password_hash: string;
+    hashing_algorithm: string;
+    tags: string[];
+    limits?: UserLimits;
   }[];
+  vhosts: { name: string }[];
+  parameters: (
+    | { vhost: string; component: "vhost-limits"; name: "limits"; value: { "max-queues": number } }
+    | {
+      vhost: string;
+      component: "operator_policy";
+      name: string;
+      value: Omit<OperatorPolicy, "name">;
+    }
+  )[];
   permissions: ({ user: string; vhost: string } & Permissions)[];
   exchanges: {
     name: string;
@@ -227,32 +366,55 @@ export interface Definitions {
   }[];
 }
 
+/** Options for {@linkcode buildDefinitions}. */
+export interface BuildDefinitionsOptions {
+  /** @default {"/"} */
+  vhost?: string;
+  /** See {@linkcode operatorPolicies}; shorter in tests. @default {CLIENT_QUEUE_EXPIRES_MS} */
+  clientQueueExpiresMs?: number;
+}
+
 /**
- * The definitions for `users` on the vhost `/`, with the control exchange.
- * The broker creates no default user (guest) when it loads definitions at
- * start, so these are all the users it has (see {@linkcode GUEST_USER}).
+ * The definitions for `users` on the vhost `/`: their permissions and
+ * limits, the vhost's queue budget and operator policies, and the control
+ * and events exchanges. The broker creates no default user (guest) when it
+ * loads definitions at start, so these are all the users it has (see
+ * {@linkcode GUEST_USER}).
  */
-export function buildDefinitions(users: readonly User[]): Definitions {
+export function buildDefinitions(
+  users: readonly User[],
+  options: BuildDefinitionsOptions = {},
+): Definitions {
+  const vhost = options.vhost ?? "/";
   return {
     users: users.map((user) => ({
       name: user.name,
       password_hash: user.passwordHash,
       hashing_algorithm: HASHING_ALGORITHM,
       tags: user.tags,
+      ...(user.limits ? { limits: { ...user.limits } } : {}),
     })),
-    vhosts: [{ name: "/" }],
-    parameters: [{
-      vhost: "/",
-      component: "vhost-limits",
-      name: "limits",
-      value: { "max-queues": MAX_QUEUES },
-    }],
+    vhosts: [{ name: vhost }],
+    parameters: [
+      {
+        vhost,
+        component: "vhost-limits",
+        name: "limits",
+        value: { "max-queues": MAX_QUEUES },
+      },
+      ...operatorPolicies(options.clientQueueExpiresMs).map(({ name, ...value }) => ({
+        vhost,
+        component: "operator_policy" as const,
+        name,
+        value,
+      })),
+    ],
     permissions: users.flatMap((user) =>
-      user.permissions ? [{ user: user.name, vhost: "/", ...user.permissions }] : []
+      user.permissions ? [{ user: user.name, vhost, ...user.permissions }] : []
     ),
     exchanges: [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
       name,
-      vhost: "/",
+      vhost,
       type: "fanout",
       durable: true,
       auto_delete: false,

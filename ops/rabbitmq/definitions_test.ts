@@ -1,21 +1,23 @@
 import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../../runtime/define_function.ts";
-import {
-  dashboardEventsQueueOf,
-  REPLY_QUEUE_PATTERN,
-  replyQueueName,
-} from "../../core/contract/names.ts";
+import { REPLY_QUEUE_PATTERN, replyQueueName } from "../../core/contract/names.ts";
 import {
   ADMIN_PERMISSIONS,
   buildDefinitions,
+  CELERY_REPLY_QUEUE,
   celeryClientPermissions,
   celeryWorkerPermissions,
+  CLIENT_QUEUE_EXPIRES_MS,
+  DASHBOARD_EVENT_QUEUES,
   DASHBOARD_PERMISSIONS,
   DISPATCHER_PERMISSIONS,
   MAX_QUEUES,
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
+  operatorPolicies,
   type Permissions,
+  RETRY_QUEUES_PER_FUNCTION,
+  USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
 
@@ -196,12 +198,20 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     },
   ]);
   assert.deepEqual(definitions.vhosts, [{ name: "/" }]);
-  assert.deepEqual(definitions.parameters, [{
+  assert.deepEqual(definitions.parameters[0], {
     vhost: "/",
     component: "vhost-limits",
     name: "limits",
     value: { "max-queues": MAX_QUEUES },
-  }]);
+  });
+  assert.deepEqual(
+    definitions.parameters.slice(1).map((p) => [p.component, p.name]),
+    [
+      ["operator_policy", "celery-replies"],
+      ["operator_policy", "caller-replies"],
+      ["operator_policy", "dashboard-events"],
+    ],
+  );
   assert.deepEqual(definitions.permissions[1], {
     user: "task_a",
     vhost: "/",
@@ -219,11 +229,15 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
 
 Deno.test("DASHBOARD_PERMISSIONS watch: its own events queue, the events exchange, pings; nothing else", () => {
   const d = DASHBOARD_PERMISSIONS;
-  const own = dashboardEventsQueueOf();
-  assert.match(own, /^dashboard\.events\.[0-9a-f]{8}$/);
-  assert.ok(allows(d, "configure", own), "declares its exclusive events queue");
-  assert.ok(allows(d, "write", own), "binds it (write on the queue)");
-  assert.ok(allows(d, "read", own), "consumes it");
+  assert.equal(DASHBOARD_EVENT_QUEUES.length, 8);
+  for (const own of DASHBOARD_EVENT_QUEUES) {
+    assert.ok(allows(d, "configure", own), `declares its exclusive events queue ${own}`);
+    assert.ok(allows(d, "write", own), "binds it (write on the queue)");
+    assert.ok(allows(d, "read", own), "consumes it");
+  }
+  for (const name of ["dashboard.events.8", "dashboard.events.0a1b2c3d", "dashboard.events.00"]) {
+    assert.ok(!allows(d, "configure", name), `no ninth queue: ${name}`);
+  }
   assert.ok(allows(d, "read", "tasks.events"), "binds from the events exchange");
   assert.ok(allows(d, "write", "tasks.control"), "pings the workers");
   for (
@@ -243,4 +257,86 @@ Deno.test("DASHBOARD_PERMISSIONS watch: its own events queue, the events exchang
   for (const name of ["amq.default", "tasks.events", "queue_a", "queue_a.dlq"]) {
     assert.ok(!allows(d, "write", name), `cannot publish to or bind ${name}`);
   }
+});
+
+Deno.test("workerPermissions() with a retry ladder grants exactly its retry queues", () => {
+  const ladder = Array.from({ length: RETRY_QUEUES_PER_FUNCTION }, (_, i) => 100 * 2 ** (i % 16));
+  const a = workerPermissions("queue_a", { retryDelaysMs: [...ladder, 100] });
+  for (const ms of ladder) {
+    assert.ok(allows(a, "configure", `queue_a.retry.${ms}`), `${ms}`);
+    assert.ok(allows(a, "read", `queue_a.retry.${ms}`), `${ms}`);
+  }
+  for (const name of ["queue_a.retry.101", "queue_a.retry.1000", "queue_a.retry.0100"]) {
+    assert.ok(!allows(a, "configure", name), `not on the ladder: ${name}`);
+    assert.ok(!allows(a, "read", name), `not on the ladder: ${name}`);
+  }
+  for (const name of ["queue_a", "queue_a.dlq", "queue_a.control.0a1b2c3d"]) {
+    assert.ok(allows(a, "configure", name), name);
+  }
+  assert.equal(workerPermissions("queue_a").configure, workerPermissions("queue_a", {}).configure);
+  for (const bad of [[], [1.5], [-1], [Number.NaN]]) {
+    assert.throws(() => workerPermissions("queue_a", { retryDelaysMs: bad }), TypeError);
+  }
+});
+
+Deno.test("operator policies cover every name a client may declare and the budget cannot count", () => {
+  const policies = operatorPolicies();
+  const matching = (name: string) => policies.filter((p) => new RegExp(p.pattern).test(name));
+  const clientMade = [
+    crypto.randomUUID(),
+    replyQueueName(),
+    ...DASHBOARD_EVENT_QUEUES,
+  ];
+  for (const name of clientMade) {
+    const [policy, ...more] = matching(name);
+    assert.ok(policy, `a policy for ${name}`);
+    assert.equal(more.length, 0, `one policy for ${name}`);
+    assert.equal(policy.definition.expires, CLIENT_QUEUE_EXPIRES_MS);
+  }
+  // And for every name their users may configure: none left unbounded.
+  for (
+    const [permissions, sample] of [
+      [celeryClientPermissions(["queue_a"]), crypto.randomUUID()],
+      [DISPATCHER_PERMISSIONS, replyQueueName()],
+    ] as const
+  ) {
+    assert.ok(allows(permissions, "configure", sample));
+    assert.equal(
+      policies.find((p) => p.pattern === permissions.configure)?.pattern,
+      permissions.configure,
+    );
+  }
+  const events = policies.find((p) => p.name === "dashboard-events")!;
+  assert.equal(events.pattern, DASHBOARD_PERMISSIONS.configure);
+  assert.ok(events.definition["max-length"]! > 0 && events.definition["max-length-bytes"]! > 0);
+  const celery = policies.find((p) => p.name === "celery-replies")!;
+  assert.equal(celery.pattern, `^${CELERY_REPLY_QUEUE}$`);
+  assert.ok(celery.definition["max-length"]! > 0);
+  assert.equal(
+    policies.find((p) => p.name === "caller-replies")!.definition["max-length"],
+    undefined,
+    "a caller's replies are never dropped",
+  );
+  for (const name of ["queue_a", "queue_a.dlq", "queue_a.retry.100", "queue_a.control.0a1b2c3d"]) {
+    assert.deepEqual(matching(name), [], `no policy touches ${name}`);
+  }
+  assert.equal(operatorPolicies(5000)[0].definition.expires, 5000);
+});
+
+Deno.test("buildDefinitions() gives users their limits, and the vhost asked for", () => {
+  const definitions = buildDefinitions([
+    { name: "dashboard", passwordHash: "h", tags: [], limits: USER_LIMITS.dashboard },
+    { name: "task_a", passwordHash: "h", tags: [] },
+  ], { vhost: "test_vhost", clientQueueExpiresMs: 1000 });
+  assert.deepEqual(definitions.users[0].limits, {
+    "max-connections": DASHBOARD_EVENT_QUEUES.length,
+    "max-channels": 64,
+  });
+  assert.equal("limits" in definitions.users[1], false);
+  assert.deepEqual(definitions.vhosts, [{ name: "test_vhost" }]);
+  assert.ok(definitions.parameters.every((p) => p.vhost === "test_vhost"));
+  assert.ok(definitions.exchanges.every((e) => e.vhost === "test_vhost"));
+  const policy = definitions.parameters[1];
+  assert.equal(policy.component === "operator_policy" && policy.value.definition.expires, 1000);
+  assert.deepEqual(Object.keys(USER_LIMITS).sort(), ["celery_client", "dashboard"]);
 });

@@ -53,6 +53,7 @@ import {
   OPERATOR_USER,
   type Permissions,
   type User,
+  USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
 import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
@@ -82,6 +83,12 @@ export interface InitSecretsOptions {
    * @default {false}
    */
   celeryClient?: boolean;
+  /**
+   * The workers' retry ladder: each Deno function's user may then declare
+   * exactly these retry queues (see `workerPermissions`).
+   * @default {undefined} any delay
+   */
+  retryDelaysMs?: readonly number[];
   /** Who may read the workers' password files; left as created when absent. */
   workerOwner?: Owner;
   /**
@@ -137,8 +144,12 @@ function accountsFor(options: InitSecretsOptions): Account[] {
     { user: DASHBOARD_USER, tags: [], permissions: DASHBOARD_PERMISSIONS, worker: false },
   ];
   // Deno functions' workers and Celery workers alike: one user each, named after the function.
+  const retryDelaysMs = options.retryDelaysMs;
   const served = [
-    ...functions.map((f) => ({ ...f, permissionsOf: workerPermissions })),
+    ...functions.map((f) => ({
+      ...f,
+      permissionsOf: (queue: string) => workerPermissions(queue, { retryDelaysMs }),
+    })),
     ...(options.celeryFunctions ?? []).map((f) => ({
       ...f,
       permissionsOf: celeryWorkerPermissions,
@@ -269,6 +280,8 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
       passwordHash: await hashPassword(password),
       tags: account.tags,
       permissions: account.permissions,
+      // A function may be named "constructor": only the table's own keys count.
+      limits: Object.hasOwn(USER_LIMITS, account.user) ? USER_LIMITS[account.user] : undefined,
     });
     report.users.push(account.user);
   }

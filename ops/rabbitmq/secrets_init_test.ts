@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { hashPassword } from "./hash_password.ts";
-import { celeryClientPermissions, celeryWorkerPermissions } from "./definitions.ts";
+import {
+  celeryClientPermissions,
+  celeryWorkerPermissions,
+  MAX_QUEUES,
+  USER_LIMITS,
+  workerPermissions,
+} from "./definitions.ts";
 import { DEFINITIONS_FILE, initSecrets, main } from "./secrets_init.ts";
 import { withTempDir } from "../../tests/_temp_dir.ts";
 
@@ -168,6 +174,18 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
       celeryClientPermissions(["queue_a", "queue_b"]),
       "the routes of the Deno functions, not the Celery worker's queue",
     );
+    const limitsOf = (user: string) =>
+      definitions.users.find((u: { name: string }) => u.name === user).limits;
+    assert.deepEqual(limitsOf("celery_client"), USER_LIMITS.celery_client);
+    assert.deepEqual(limitsOf("dashboard"), USER_LIMITS.dashboard);
+    for (const user of ["admin", "dispatcher", "operator", "task_a", "task_c"]) {
+      assert.equal(limitsOf(user), undefined, `${user} has no user limits`);
+    }
+    assert.deepEqual(
+      definitions.parameters.map((p: { component: string; name: string }) => p.name),
+      ["limits", "celery-replies", "caller-replies", "dashboard-events"],
+    );
+    assert.equal(definitions.parameters[0].value["max-queues"], MAX_QUEUES);
     // The Celery worker's container reads its password as the Deno workers do;
     // Celery clients run where the dispatcher runs.
     assert.equal(await mode(`${dir}/task_c.password`), 0o400);
@@ -191,6 +209,25 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
       }),
       /that user exists already/,
     );
+  });
+});
+
+Deno.test("initSecrets() narrows each function's retry queues to the ladder given, and takes any function name", async () => {
+  await withTempDir(async (dir) => {
+    await initSecrets({
+      dir,
+      functions: [{ name: "constructor", queue: "queue_a" }],
+      retryDelaysMs: [100, 200],
+      log: () => {},
+    });
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const user = definitions.users.find((u: { name: string }) => u.name === "constructor");
+    assert.equal(user.limits, undefined, "no limits from Object.prototype");
+    const { user: _, vhost: __, ...granted } = definitions.permissions.find((
+      p: { user: string },
+    ) => p.user === "constructor");
+    assert.deepEqual(granted, workerPermissions("queue_a", { retryDelaysMs: [100, 200] }));
+    assert.match(granted.configure, /retry\\\.\(100\|200\)/);
   });
 });
 
