@@ -26,7 +26,7 @@ import {
 } from "./connections.ts";
 import { DeadLetterDesk } from "./dead_letter_desk.ts";
 import { DashboardState } from "./dashboard_state.ts";
-import type { DashboardFlags, DashboardIo } from "./main.ts";
+import type { DashboardFlags, DashboardIo } from "./dashboard_flags.ts";
 import { dashboardHandler, readPageFiles } from "./server.ts";
 import { SseHub } from "./sse.ts";
 
