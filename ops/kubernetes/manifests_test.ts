@@ -82,6 +82,8 @@ const FUNCTIONS = readFunctions(await Deno.readTextFile(CONFIG_FILE), CONFIG_FIL
 
 const KUBECTL = Deno.env.get("KUBECTL") || "kubectl";
 const IN_CI = Deno.env.get("CI") === "true";
+/** kubectl builds the base offline in well under a second; a hang fails the test instead. */
+const KUBECTL_TIMEOUT_MS = 60_000;
 const INSTALL_KUBECTL = "install kubectl (1.32, with kustomize 5.5, builds this base offline), " +
   "or set KUBECTL to its path";
 
@@ -91,6 +93,7 @@ async function kubectlRuns(): Promise<boolean> {
       args: ["version", "--client"],
       stdout: "null",
       stderr: "null",
+      signal: AbortSignal.timeout(KUBECTL_TIMEOUT_MS),
     });
     return (await command.output()).success;
   } catch {
@@ -109,13 +112,21 @@ if (NEEDS_KUBECTL) {
 async function kustomize(dir: string): Promise<Manifest[]> {
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(KUBECTL, { args: ["kustomize", dir] }).output();
+    output = await new Deno.Command(KUBECTL, {
+      args: ["kustomize", dir],
+      signal: AbortSignal.timeout(KUBECTL_TIMEOUT_MS),
+    }).output();
   } catch (error) {
     throw new Error(`Cannot build ${dir} as kubectl does not run: ${INSTALL_KUBECTL}`, {
       cause: error,
     });
   }
   const stderr = new TextDecoder().decode(output.stderr);
+  if (output.signal === "SIGTERM") {
+    throw new Error(
+      `Cannot build ${dir} as kubectl kustomize ran longer than ${KUBECTL_TIMEOUT_MS} ms: killed it`,
+    );
+  }
   assert.ok(output.success, `kubectl kustomize ${dir} failed:\n${stderr}`);
   const documents = parseAllDocuments(new TextDecoder().decode(output.stdout));
   assert.ok(Array.isArray(documents), "kubectl kustomize printed YAML documents");
