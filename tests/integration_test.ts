@@ -265,8 +265,22 @@ Deno.test({
         assert.equal(reply.task_id, "survivor");
         assert.equal(reply.status, "success");
         assert.match(reply.worker, /^task_a@/);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        assert.equal(replies.length, 1, "exactly one reply");
+        // A barrier, not a pause: the second worker serves one task at a time
+        // and answers in order, so a second answer to "survivor" would come
+        // before the answer to a task sent after it.
+        await broker.publish(
+          queue,
+          encodeRequest("task_a", { work_ms: 0 }, {
+            taskId: "barrier",
+            replyTo,
+          }),
+        );
+        await waitFor(() => replies.some((r) => r.task_id === "barrier"), "the barrier's reply");
+        assert.deepEqual(
+          replies.map((r) => r.task_id),
+          ["survivor", "barrier"],
+          "exactly one reply",
+        );
         assert.equal((await broker.inspectQueue(queue))?.messages, 0);
       });
     } finally {
