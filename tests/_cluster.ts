@@ -9,6 +9,7 @@
 import { readSecret } from "./_docker.ts";
 import type { Stack } from "./_compose.ts";
 import { waitFor } from "./_helpers.ts";
+import { DeadlineError, killGroup, withDeadline } from "./_command.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -114,14 +115,27 @@ export interface LoadDocument {
   options: { replies: string };
 }
 
-/** Starts `deno task load --json --no-save` with `args`, against `stack`'s secrets. */
-export function startLoad(stack: Stack, args: string[]): LoadRun {
+/**
+ * How long a load run may take: a few thousand tasks, with a node killed
+ * and restarted in the middle, take a minute or two on a loaded machine.
+ */
+export const LOAD_TIMEOUT_MS = 300_000;
+
+/**
+ * Starts `deno task load --json --no-save` with `args`, against `stack`'s
+ * secrets; `finished` fails naming it, once it and its children are
+ * killed, if it runs longer than `timeoutMs`.
+ */
+export function startLoad(stack: Stack, args: string[], timeoutMs = LOAD_TIMEOUT_MS): LoadRun {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "load", "--json", "--no-save", ...args],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...stack.env },
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    // Its own process group: `deno task` runs the load in a child process.
+    detached: true,
   }).spawn();
   const errLines: string[] = [];
   const stderr = (async () => {
@@ -136,7 +150,19 @@ export function startLoad(stack: Stack, args: string[]): LoadRun {
   })();
   const stdout = new Response(child.stdout).text();
   const finished = (async () => {
-    const [status, text] = await Promise.all([child.status, stdout, stderr]);
+    const [status, text] = await withDeadline(
+      Promise.all([child.status, stdout, stderr]),
+      timeoutMs,
+      `\`deno task load ${args.join(" ")}\``,
+      () => killGroup(child),
+    ).catch((error) => {
+      if (!(error instanceof DeadlineError)) throw error;
+      throw new DeadlineError(
+        `\`deno task load ${args.join(" ")}\``,
+        timeoutMs,
+        errLines.join("\n"),
+      );
+    });
     const all = errLines.join("\n");
     let document: LoadDocument;
     try {

@@ -7,7 +7,7 @@
 
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import type { Broker } from "../core/broker/broker.ts";
-import { type CommandOutput, docker, readSecret } from "./_docker.ts";
+import { type CommandOutput, docker, type DockerOptions, readSecret } from "./_docker.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 
 export { docker };
@@ -35,7 +35,8 @@ export interface Stack {
   env: Record<string, string>;
   /** URL of the stack's broker as seen from the host, as `user`, password included. */
   url(user: "admin" | "dispatcher"): Promise<string>;
-  compose(args: string[], allowFailure?: boolean): Promise<CommandOutput>;
+  /** `docker compose` on the stack's files; `true` allows failure, as for `docker()`. */
+  compose(args: string[], options?: boolean | DockerOptions): Promise<CommandOutput>;
   /** Container ids of a service's replicas. */
   containers(service: string): Promise<string[]>;
   /** `docker inspect` of one container. */
@@ -78,11 +79,11 @@ export async function createStack(
     COMPOSE_PROJECT_NAME: project,
     SECRETS_DIR: secretsDir,
   };
-  const compose = (args: string[], allowFailure = false) =>
+  const compose = (args: string[], options: boolean | DockerOptions = false) =>
     docker(
       ["compose", "-p", project, ...files.flatMap((file) => ["-f", file]), ...args],
       env,
-      allowFailure,
+      options,
     );
   return {
     project,

@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
+import { runCommand } from "./_command.ts";
 
 const ROOT = new URL("../", import.meta.url);
-const decoder = new TextDecoder();
 
 /** The output of a finished command. */
 export interface CommandOutput {
@@ -20,22 +20,37 @@ export interface CommandOutput {
   stdout: string;
 }
 
-/** Runs `docker <args>` in the project root; fails with its output unless it succeeds or `allowFailure`. */
+/**
+ * How long {@linkcode docker} lets a command run by default: an image build
+ * or a stack start on a loaded machine takes minutes, a hang forever.
+ */
+export const DOCKER_TIMEOUT_MS = 600_000;
+
+/** Options for {@linkcode docker}. */
+export interface DockerOptions {
+  /** Return a failed command's output instead of throwing. @default {false} */
+  allowFailure?: boolean;
+  /** How long it may run before it is killed and the test fails. @default {DOCKER_TIMEOUT_MS} */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `docker <args>` in the project root; fails with its output unless it
+ * succeeds or failure is allowed (`true` or `{ allowFailure: true }`), and
+ * with a `DeadlineError` naming it if it outlives its deadline.
+ */
 export async function docker(
   args: string[],
   env: Record<string, string> = {},
-  allowFailure = false,
+  options: boolean | DockerOptions = false,
 ): Promise<CommandOutput> {
-  const output = await new Deno.Command("docker", {
-    args,
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = decoder.decode(output.stdout);
-  const text = stdout + decoder.decode(output.stderr);
-  if (!output.success && !allowFailure) {
+  const { allowFailure = false, timeoutMs = DOCKER_TIMEOUT_MS } = typeof options === "boolean"
+    ? { allowFailure: options }
+    : options;
+  const output = await runCommand("docker", args, { cwd: ROOT, env, timeoutMs });
+  const stdout = output.stdout;
+  const text = stdout + output.stderr;
+  if (output.code !== 0 && !allowFailure) {
     throw new Error(`docker ${args.join(" ")} failed (${output.code}):\n${text}`);
   }
   return { code: output.code, text, stdout: stdout.trim() };

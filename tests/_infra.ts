@@ -12,6 +12,11 @@
  * @module
  */
 
+import { runCommand, withDeadline } from "./_command.ts";
+
+/** How long a probe of the machine may take before its tool counts as missing. */
+const PROBE_TIMEOUT_MS = 30_000;
+
 /** True in CI: no test may be skipped for missing infrastructure. */
 export const IN_CI = Deno.env.get("CI") === "true";
 
@@ -21,7 +26,11 @@ export const AMQP_URL = Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.
 async function reachable(url: string): Promise<boolean> {
   const { hostname, port } = new URL(url);
   try {
-    const connection = await Deno.connect({ hostname, port: Number(port) || 5672 });
+    const connection = await withDeadline(
+      Deno.connect({ hostname, port: Number(port) || 5672 }),
+      PROBE_TIMEOUT_MS,
+      `a TCP connection to ${hostname}`,
+    );
     connection.close();
     return true;
   } catch {
@@ -29,32 +38,21 @@ async function reachable(url: string): Promise<boolean> {
   }
 }
 
-async function dockerRuns(): Promise<boolean> {
+/** Whether `command args` exits 0 within 30 s: a probe that hangs says "not here". */
+async function succeeds(command: string, args: string[]): Promise<boolean> {
   try {
-    const docker = new Deno.Command("docker", {
-      args: ["compose", "version"],
-      stdout: "null",
-      stderr: "null",
-    });
-    if (!(await docker.output()).success) return false;
-    const info = new Deno.Command("docker", { args: ["info"], stdout: "null", stderr: "null" });
-    return (await info.output()).success;
+    return (await runCommand(command, args, { timeoutMs: PROBE_TIMEOUT_MS })).code === 0;
   } catch {
     return false;
   }
 }
 
-async function opensslRuns(): Promise<boolean> {
-  try {
-    const command = new Deno.Command("openssl", {
-      args: ["version"],
-      stdout: "null",
-      stderr: "null",
-    });
-    return (await command.output()).success;
-  } catch {
-    return false;
-  }
+async function dockerRuns(): Promise<boolean> {
+  return await succeeds("docker", ["compose", "version"]) && await succeeds("docker", ["info"]);
+}
+
+function opensslRuns(): Promise<boolean> {
+  return succeeds("openssl", ["version"]);
 }
 
 /** The headless browser for checks of the HTML report: `$CHROMIUM`, else the first on PATH. */
@@ -63,17 +61,7 @@ export const CHROMIUM = await findChromium();
 async function findChromium(): Promise<string | undefined> {
   const candidates = [Deno.env.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"];
   for (const candidate of candidates) {
-    if (!candidate) continue;
-    try {
-      const { success } = await new Deno.Command(candidate, {
-        args: ["--version"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (success) return candidate;
-    } catch {
-      // Not installed under that name.
-    }
+    if (candidate && await succeeds(candidate, ["--version"])) return candidate;
   }
   return undefined;
 }

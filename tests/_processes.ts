@@ -7,26 +7,62 @@
  */
 
 import { CONSUMING, type RunningProcess, startDeno, workerArgs } from "../bench/processes.ts";
+import { type CommandResult, DeadlineError, runCommand, withDeadline } from "./_command.ts";
 
 export { type RunningProcess, startDeno, workerArgs };
 
 const ROOT = new URL("../", import.meta.url);
 
-/** Runs `deno <args>` to completion; returns its exit code and output. */
-export async function runDeno(args: string[], env: Record<string, string> = {}) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
+/**
+ * How long {@linkcode runDeno} lets a command run by default: generous for a
+ * loaded machine, and far below CI's limit, so a hang fails the test.
+ */
+export const RUN_DENO_TIMEOUT_MS = 300_000;
+
+/** Options for {@linkcode runDeno}. */
+export interface RunDenoOptions {
+  /** How long it may run before it is killed and the test fails. @default {RUN_DENO_TIMEOUT_MS} */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `deno <args>` to completion; returns its exit code and output, or
+ * fails with a `DeadlineError` naming the command if it outlives its deadline.
+ */
+export function runDeno(
+  args: string[],
+  env: Record<string, string> = {},
+  options: RunDenoOptions = {},
+): Promise<CommandResult> {
+  return runCommand(Deno.execPath(), args, {
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+    timeoutMs: options.timeoutMs ?? RUN_DENO_TIMEOUT_MS,
+    what: `\`deno ${args.join(" ")}\``,
+  });
+}
+
+/**
+ * Waits for a process that {@linkcode startDeno} started to exit, at most
+ * `timeoutMs`; past it, kills the process and fails naming `what`.
+ */
+export async function exitWithin(
+  process: RunningProcess,
+  timeoutMs: number,
+  what: string,
+): Promise<Deno.CommandStatus> {
+  try {
+    return await withDeadline(process.child.status, timeoutMs, what, () => {
+      try {
+        process.child.kill("SIGKILL");
+      } catch {
+        // Exited meanwhile.
+      }
+    });
+  } catch (error) {
+    if (!(error instanceof DeadlineError)) throw error;
+    throw new DeadlineError(what, timeoutMs, process.lines.join("\n"));
+  }
 }
 
 /** The worker runtime's entry point. */

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { type CommandResult, DeadlineError, runCommand } from "./_command.ts";
+
 /** Paths of the files {@linkcode makeTestPki} writes. */
 export interface TestPki {
   ca: string;
@@ -18,17 +20,15 @@ export interface TestPki {
 }
 
 async function openssl(dir: string, args: string[]): Promise<void> {
-  let output: Deno.CommandOutput;
+  let output: CommandResult;
   try {
-    output = await new Deno.Command("openssl", { args, cwd: dir, stdout: "piped", stderr: "piped" })
-      .output();
+    output = await runCommand("openssl", args, { cwd: dir, timeoutMs: 60_000 });
   } catch (error) {
+    if (error instanceof DeadlineError) throw error;
     throw new Error(`Cannot make test certificates as openssl does not run (${error}): install it`);
   }
-  if (!output.success) {
-    throw new Error(
-      `openssl ${args.join(" ")} failed: ${new TextDecoder().decode(output.stderr)}`,
-    );
+  if (output.code !== 0) {
+    throw new Error(`openssl ${args.join(" ")} failed: ${output.stderr}`);
   }
 }
 

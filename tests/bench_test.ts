@@ -14,7 +14,10 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     try {
       const out = `${dir}/bench.json`;
-      const run = await runDeno(["task", "bench", "--quick", "--out", out]);
+      // Every pair of the quick bench, with its peers' installs: minutes, never a quarter hour.
+      const run = await runDeno(["task", "bench", "--quick", "--out", out], {}, {
+        timeoutMs: 900_000,
+      });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.match(
         run.stdout,

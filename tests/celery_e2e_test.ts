@@ -47,7 +47,8 @@ Deno.test({
     const compose = (args: string[], allowFailure = false) =>
       stack.compose(["--profile", "celery", ...args], allowFailure);
     try {
-      await compose(["up", "-d", "--build"]);
+      // The Celery image installs Debian packages as it builds: more time than docker()'s default.
+      await stack.compose(["--profile", "celery", "up", "-d", "--build"], { timeoutMs: 1_200_000 });
       const admin = await connectWhenUp(await stack.url("admin"));
       try {
         await waitFor(

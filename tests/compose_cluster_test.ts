@@ -17,18 +17,24 @@ const read = async (file: string) =>
 const compose = await readComposeFile();
 const cluster = await read("compose.cluster.yaml");
 const stack = await read("stack.yaml");
+const stackPublish = await read("stack.publish.yaml");
 const NODES = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"];
 
 Deno.test("compose.cluster.yaml confines each node as compose.yaml's rabbitmq", () => {
   const first = compose.services.rabbitmq;
   for (const node of NODES.slice(1)) {
     const service = cluster.services[node];
-    for (const key of ["image", "user", "read_only", "cap_drop", "security_opt", "mem_limit"]) {
+    const keys = ["image", "user", "read_only", "cap_drop", "security_opt", "mem_limit", "logging"];
+    for (const key of keys) {
       assert.deepEqual(service[key], first[key], `${node}.${key}`);
     }
     assert.equal(service.pids_limit, first.pids_limit, `${node}.pids_limit`);
     assert.equal(service.cap_add, undefined, `${node} adds no capability`);
     assert.equal(service.hostname, node, "its node name is rabbit@<its service>");
+    assert.ok(
+      service.volumes.includes("./ops/rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro"),
+      `${node} runs the management plugin only, as compose.yaml's`,
+    );
   }
   for (const node of NODES) {
     const secrets = (node === "rabbitmq" ? compose : cluster).services[node].secrets;
@@ -129,4 +135,51 @@ Deno.test("stack.yaml holds only what Swarm honours, and confines every service"
     }
   }
   assert.equal(stack.version, "3.9", "docker stack deploy needs a version");
+});
+
+Deno.test("stack.yaml rotates every service's log and runs the broker without Prometheus", () => {
+  for (
+    const [name, service] of Object.entries(stack.services) as [string, { logging?: unknown }][]
+  ) {
+    assert.deepEqual(service.logging, {
+      driver: "json-file",
+      options: { "max-size": "10m", "max-file": "3" },
+    }, `${name} cannot fill the node's disk`);
+  }
+  assert.deepEqual(stack.services.rabbitmq.configs, [
+    { source: "broker_config", target: "/etc/rabbitmq/conf.d/20-task-system.conf" },
+    { source: "broker_plugins", target: "/etc/rabbitmq/enabled_plugins" },
+  ]);
+  assert.equal(stack.configs.broker_plugins.file, "./ops/rabbitmq/enabled_plugins");
+});
+
+Deno.test("stack.yaml encrypts its overlay network and publishes nothing unless stack.publish.yaml is added", () => {
+  assert.deepEqual(stack.networks, {
+    default: { driver: "overlay", driver_opts: { encrypted: "true" } },
+  }, "AMQP and its passwords cross hosts inside IPsec");
+  for (const [name, service] of Object.entries(stack.services) as [string, { ports?: unknown }][]) {
+    assert.equal(service.ports, undefined, `${name} publishes nothing by default`);
+    assert.equal(
+      (service as { networks?: unknown }).networks,
+      undefined,
+      `${name} is on the encrypted default network only`,
+    );
+  }
+  assert.equal(stackPublish.version, stack.version);
+  assert.deepEqual(Object.keys(stackPublish.services), ["rabbitmq"]);
+  assert.deepEqual(stackPublish.services.rabbitmq, {
+    ports: [{ target: 5672, published: "${AMQP_PORT:-5672}", protocol: "tcp", mode: "host" }],
+  }, "opting in publishes AMQP only, in host mode");
+});
+
+Deno.test("stack.yaml pins the broker's version and has no default worker tag", () => {
+  assert.match(
+    stack.services.rabbitmq.image,
+    /^\$\{RABBITMQ_IMAGE:-rabbitmq:4\.\d+\.\d+-management\}$/,
+  );
+  for (const [name, service] of Object.entries(stack.services) as [string, { image: string }][]) {
+    if (name === "rabbitmq") continue;
+    assert.match(service.image, /:\$\{IMAGE_TAG:\?[^}]+\}$/, `${name} runs the tag it is given`);
+    assert.doesNotMatch(service.image, /latest/);
+  }
 });

@@ -77,7 +77,7 @@ Deno.test("compose.yaml confines the broker: its own user, read-only, no capabil
   assert.equal(broker.cap_add, undefined, "needs no capability");
   assert.deepEqual(broker.security_opt, ["no-new-privileges:true"]);
   assert.match(String(broker.mem_limit), /^\d+m$/);
-  assert.ok(broker.pids_limit > 0);
+  assert.equal(broker.pids_limit, 256, "the process limit docs/security.md states");
   const image = broker.image.match(/^\$\{RABBITMQ_IMAGE:-(.+)\}$/)?.[1] ?? broker.image;
   assert.match(image, /^rabbitmq:\d+\.\d+\.\d+(-management)?$|@sha256:/, `${image} is pinned`);
 });
@@ -143,4 +143,24 @@ Deno.test("compose.yaml's Celery worker is optional, confined like the workers, 
     protocol: "celery",
     celery_name: "tasks.task_c",
   });
+});
+
+Deno.test("compose.yaml rotates every container's log: json-file, 10 MB, three files", () => {
+  for (const [name, service] of services) {
+    assert.deepEqual(service.logging, {
+      driver: "json-file",
+      options: { "max-size": "10m", "max-file": "3" },
+    }, `${name} cannot fill the host's disk with its output`);
+  }
+});
+
+Deno.test("compose.yaml's broker runs the management plugin only: no Prometheus endpoint", async () => {
+  const mount = "./ops/rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro";
+  assert.ok(compose.services.rabbitmq.volumes.includes(mount), "mounts the plugin list read-only");
+  const plugins = await Deno.readTextFile(
+    new URL("../ops/rabbitmq/enabled_plugins", import.meta.url),
+  );
+  // An Erlang term file: the one term after the %% comments.
+  const terms = plugins.split("\n").filter((line) => !line.startsWith("%")).join("").trim();
+  assert.equal(terms, "[rabbitmq_management].");
 });

@@ -833,7 +833,7 @@ Deno.test({
           assert.equal(broker.HostConfig.CapAdd, null);
           assert.ok(broker.HostConfig.SecurityOpt.some((o: string) => o.startsWith("no-new")));
           assert.equal(broker.HostConfig.Memory, 512 * 1024 * 1024);
-          assert.ok(broker.HostConfig.PidsLimit > 0);
+          assert.equal(broker.HostConfig.PidsLimit, 256, "the broker's process limit");
           for (const [port, bindings] of Object.entries(broker.HostConfig.PortBindings)) {
             for (const binding of bindings as { HostIp: string }[]) {
               assert.equal(binding.HostIp, "127.0.0.1", `${port} is published on 127.0.0.1 only`);

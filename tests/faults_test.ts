@@ -13,7 +13,7 @@ import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tal
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { waitFor } from "./_helpers.ts";
-import { runDeno, startDeno } from "./_processes.ts";
+import { exitWithin, runDeno, startDeno } from "./_processes.ts";
 import { holdEngine } from "./_engine_lock.ts";
 
 /** The container whose short id is the host name in a worker id (`task_a@<host>-<pid>`). */
@@ -303,10 +303,13 @@ scenarios:
           const [rabbitmq] = await stack.containers("rabbitmq");
           await docker(["kill", "--signal", "KILL", rabbitmq]);
           const brokerDown = Date.now();
-          const code = await Promise.race([
-            dispatcher.child.status.then((s) => s.code),
-            new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 5000)),
-          ]);
+          // Half its tasks' 60 s timeout: a dispatcher that missed the loss
+          // would wait for them (and exit 1); this one must notice it (exit 3).
+          const { code } = await exitWithin(
+            dispatcher,
+            30_000,
+            "the dispatcher to exit after the broker was killed",
+          );
           const output = dispatcher.lines.join("\n");
           await dispatcher.stop("SIGKILL");
           console.log(

@@ -20,6 +20,7 @@ import {
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
+  exitWithin,
   runDeno,
   type RunningProcess,
   startWorkerProcess,
@@ -273,7 +274,12 @@ Deno.test({
       // The supervisor's job (Docker's restart policy, here this loop):
       // start the worker again each time it dies.
       while (crashes < 3) {
-        const code = await worker.child.status;
+        // A fixture that stops crashing would hang here: fail, naming the wait.
+        const code = await exitWithin(
+          worker,
+          60_000,
+          `crash ${crashes + 1} of 3 of the OOM fixture`,
+        );
         assert.notEqual(code.code, 0, "the process died");
         crashes++;
         worker = await startWorkerProcess(ESCAPE, env, heap);

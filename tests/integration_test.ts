@@ -82,7 +82,8 @@ Deno.test({
         const client = await RpcClient.open(broker);
         const [ra, rb] = await Promise.all([
           client.call(qa, "task_a", undefined, { timeoutMs: 10_000 }),
-          client.call(qb, "task_b", { work_ms: 50 }, { timeoutMs: 10_000 }),
+          // Above task_b's default (200 ms): a lower bound, which load cannot break.
+          client.call(qb, "task_b", { work_ms: 1000 }, { timeoutMs: 10_000 }),
         ]);
         client.close();
         assert.equal(ra.kind, "reply");
@@ -91,7 +92,7 @@ Deno.test({
         assert.equal(ra.reply.result, "Hello from Task A");
         assert.equal(rb.reply.result, "Hello from Task B");
         assert.ok(ra.reply.duration_ms >= 100, "task_a's default work is 100 ms");
-        assert.ok(rb.reply.duration_ms >= 50 && rb.reply.duration_ms < 200, "work_ms is honoured");
+        assert.ok(rb.reply.duration_ms >= 1000, "work_ms is honoured, not the default 200 ms");
         assert.match(ra.reply.worker, /^task_a@/);
         assert.match(rb.reply.worker, /^task_b@/);
         assert.equal(ra.reply.queue, qa);
@@ -264,8 +265,22 @@ Deno.test({
         assert.equal(reply.task_id, "survivor");
         assert.equal(reply.status, "success");
         assert.match(reply.worker, /^task_a@/);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        assert.equal(replies.length, 1, "exactly one reply");
+        // A barrier, not a pause: the second worker serves one task at a time
+        // and answers in order, so a second answer to "survivor" would come
+        // before the answer to a task sent after it.
+        await broker.publish(
+          queue,
+          encodeRequest("task_a", { work_ms: 0 }, {
+            taskId: "barrier",
+            replyTo,
+          }),
+        );
+        await waitFor(() => replies.some((r) => r.task_id === "barrier"), "the barrier's reply");
+        assert.deepEqual(
+          replies.map((r) => r.task_id),
+          ["survivor", "barrier"],
+          "exactly one reply",
+        );
         assert.equal((await broker.inspectQueue(queue))?.messages, 0);
       });
     } finally {

@@ -10,21 +10,19 @@ import assert from "node:assert/strict";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { holdEngine } from "./_engine_lock.ts";
+import { runCommand } from "./_command.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const NAME = "resize_image";
-const decoder = new TextDecoder();
 
+/** Runs `cmd` in `cwd`, killed and failing after 10 minutes (an image build is the longest). */
 async function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}) {
-  const output = await new Deno.Command(cmd, {
-    args,
+  const output = await runCommand(cmd, args, {
     cwd,
     env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = decoder.decode(output.stdout);
-  return { code: output.code, stdout, text: stdout + decoder.decode(output.stderr) };
+    timeoutMs: 600_000,
+  });
+  return { code: output.code, stdout: output.stdout, text: output.stdout + output.stderr };
 }
 
 /** A copy of the repository's files (tracked, and new ones not ignored) in a temporary directory. */

@@ -236,8 +236,10 @@ Deno.test({
           (slow.at - sent).toFixed(0)
         } ms`,
       );
+      // Ordering, not a time bound: a fast task held behind the slow one (a
+      // prefetch above 1) would finish after it.
       assert.ok(
-        lastFast < 2000,
+        lastFast < slow.at - sent,
         `the fast tasks were not queued behind the slow one (${lastFast} ms)`,
       );
       assert.ok(fast.every((r) => r.worker !== slow.worker || r.at < slow.at));

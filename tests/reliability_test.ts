@@ -61,13 +61,14 @@ Deno.test({
     const worker = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
     const s = await session(queue);
     try {
-      const base = 300;
+      // Long enough that a doubling (the bound below) leaves room for a loaded machine.
+      const base = 1000;
       await s.send({ fail_attempts: 3, work_ms: 0 }, "spaced", {
         max_retries: 3,
         base_delay_ms: base,
         factor: 2,
       });
-      await waitFor(() => s.replies.length === 1, "the reply after 3 retries", 15_000);
+      await waitFor(() => s.replies.length === 1, "the reply after 3 retries", 30_000);
       assert.equal(s.replies[0].status, "success");
       assert.equal(s.replies[0].attempts, 4);
       const starts = s.progress.filter((p) => p.event === "started");
@@ -84,9 +85,10 @@ Deno.test({
         );
         const gap = Date.parse(starts[i + 1].at) - Date.parse(retry.at);
         gaps.push(gap);
-        // The broker holds the message at least its TTL; delivery may add a little.
+        // The broker holds the message at least its TTL, and hands it back
+        // before a wait of the next doubling would have ended.
         assert.ok(
-          gap >= retry.delay_ms! - 5 && gap <= high + 250,
+          gap >= retry.delay_ms! - 5 && gap < 2 * nominal,
           `retry ${i + 1} waited ${gap} ms for a planned ${retry.delay_ms} ms`,
         );
       });
@@ -148,9 +150,9 @@ Deno.test({
     try {
       await s.send({ work_ms: 3000 }, "long");
       await waitFor(() => s.progress.length === 1, "the task started");
-      const stopping = Date.now();
       assert.equal(await first.stop("SIGTERM"), 0);
-      assert.ok(Date.now() - stopping < 2000, "stopped after the grace period, not the task");
+      // Stopped after the grace period, not the task: a worker that waited for the
+      // task would have answered it (no reply below) and acked it (not returned).
       assert.ok(first.lines.some((line) => line.includes("Grace period over")));
       await waitFor(async () => (await s.broker.inspectQueue(queue))?.messages === 1, "returned");
       assert.equal(s.replies.length, 0);

@@ -121,8 +121,17 @@ Deno.test({
       if (ownSwarm) await docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]);
       await composeStillWorks();
 
-      const deployed = await docker(["stack", "deploy", "-c", "stack.yaml", stack], env);
+      // AMQP published for this test's dispatcher: the opt-in file over the stack.
+      const deployed = await docker(
+        ["stack", "deploy", "-c", "stack.yaml", "-c", "stack.publish.yaml", stack],
+        env,
+      );
       assert.doesNotMatch(deployed.text, /Ignoring unsupported options/, "Swarm honours every key");
+      const network = JSON.parse(
+        (await docker(["network", "inspect", `${stack}_default`])).stdout,
+      )[0];
+      assert.equal(network.Driver, "overlay");
+      assert.ok("encrypted" in (network.Options ?? {}), "the stack's overlay network is encrypted");
       const container = async (service: string) =>
         (await docker(["ps", "-q", "-f", `name=${stack}_${service}.`])).stdout.split("\n")[0];
       const url = (user: string, password: string) =>
@@ -156,10 +165,28 @@ Deno.test({
         assert.equal(worker.HostConfig.PidsLimit, 128);
         assert.equal(worker.HostConfig.Memory, 256 * 1024 * 1024);
         assert.equal(worker.Config.User, "65532:65532");
+        const rotated = { Type: "json-file", Config: { "max-file": "3", "max-size": "10m" } };
+        assert.deepEqual(worker.HostConfig.LogConfig, rotated, "the worker's log is rotated");
         const rabbit =
           JSON.parse((await docker(["inspect", await container("rabbitmq")])).stdout)[0];
         assert.equal(rabbit.HostConfig.ReadonlyRootfs, true);
         assert.deepEqual(rabbit.HostConfig.CapDrop, ["ALL"]);
+        assert.deepEqual(rabbit.HostConfig.LogConfig, rotated, "the broker's log is rotated");
+        const plugins = await docker(
+          [
+            "exec",
+            await container("rabbitmq"),
+            "rabbitmq-plugins",
+            "list",
+            "--enabled",
+            "--minimal",
+          ],
+        );
+        assert.deepEqual(
+          plugins.stdout.split("\n").filter((line) => /^rabbitmq_/.test(line.trim())),
+          ["rabbitmq_management"],
+          "no Prometheus endpoint listing queue names on the stack's network",
+        );
 
         const brokerFlag = `amqp://dispatcher@127.0.0.1:${amqpPort}`;
         const dispatch = await runDeno(

@@ -40,6 +40,8 @@ export const DELIVERY_LIMIT = DEFAULT_DELIVERY_LIMIT;
 export const SHUTDOWN_GRACE_MS = 10_000;
 /** Kubernetes' grace before it kills a stopping worker: above {@linkcode SHUTDOWN_GRACE_MS}. */
 export const TERMINATION_GRACE_SECONDS = 30;
+/** The broker user KEDA logs in as (its `User` is in ops/kubernetes/broker-topology.yaml). */
+export const KEDA_USER = "keda";
 /** The KEDA `TriggerAuthentication` of the `keda` broker user (ops/kubernetes/keda.yaml). */
 export const KEDA_AUTHENTICATION = "rabbitmq-keda";
 /** Ready messages per worker replica that KEDA aims at. */
@@ -51,6 +53,47 @@ export const MAX_REPLICAS = 10;
  * counts ready messages only, not those being worked on.
  */
 export const COOLDOWN_SECONDS = 300;
+/**
+ * The tag of the worker images the base deploys: a fixed one, so that a
+ * restarted pod runs the image its Deployment was rolled out with. Build and
+ * push the images under it, or point the base at a release of yours with
+ * kustomize `images:` (docs/kubernetes.md).
+ */
+export const WORKER_IMAGE_TAG = "1.0.0";
+/**
+ * The namespace of the Prometheus that scrapes the workers (9464) and the
+ * broker (15692): the only pods that may reach those ports.
+ */
+export const MONITORING_NAMESPACE = "monitoring";
+/** The namespace KEDA runs in (its Helm chart's default). */
+export const KEDA_NAMESPACE = "keda";
+/** Labels of KEDA's operator pods, which count each queue's messages over AMQP. */
+export const KEDA_OPERATOR_LABELS = { "app.kubernetes.io/name": "keda-operator" } as const;
+/** The namespace of the RabbitMQ cluster and messaging topology operators. */
+export const RABBITMQ_OPERATORS_NAMESPACE = "rabbitmq-system";
+/** Labels both RabbitMQ operators' pods carry; they use the broker's management API. */
+export const RABBITMQ_OPERATOR_LABELS = {
+  "app.kubernetes.io/component": "rabbitmq-operator",
+} as const;
+/**
+ * `app.kubernetes.io/component` of the pods that may open AMQP connections
+ * to the broker in the base's namespace: the functions' workers, and tools
+ * (deno task dispatch, load, status, dlq) that you run as pods.
+ */
+export const AMQP_CLIENT_COMPONENTS = ["worker", "tool"] as const;
+/** The RabbitMQ ports the broker's NetworkPolicy opens, each to whom needs it. */
+export const RABBITMQ_PORTS = {
+  amqp: AMQP_PORT,
+  management: 15672,
+  prometheus: 15692,
+  epmd: 4369,
+  distribution: 25672,
+  /** Erlang distribution ports of the CLI tools (rabbitmqctl) that the operator runs in a pod. */
+  cliFirst: 35672,
+  cliLast: 35682,
+} as const;
+/** The KEDA user's Permission, made from the functions' queues ('deno task manifests'). */
+export const KEDA_PERMISSION_FILE = "keda-permission.yaml";
 /** Label of the RabbitMQ pods, set by the cluster operator to the cluster's name. */
 export const RABBITMQ_POD_LABELS = {
   "app.kubernetes.io/name": RABBITMQ_CLUSTER,
@@ -95,7 +138,7 @@ export function credentialsSecretOf(user: string): string {
 
 /** The worker image of a function, before kustomize `images:` rewrites it. */
 export function workerImageOf(name: string): string {
-  return `task-system/worker-${name}:latest`;
+  return `task-system/worker-${name}:${WORKER_IMAGE_TAG}`;
 }
 
 /** Arguments of a function's dead-letter queue, as the worker declares it. */
@@ -296,7 +339,16 @@ export function functionManifests(
     spec: {
       podSelector: { matchLabels: selector },
       policyTypes: ["Ingress", "Egress"],
-      ingress: [{ ports: [{ port: metricsPort, protocol: "TCP" }] }],
+      // Metrics and /healthz for Prometheus only. The kubelet's probes come
+      // from the node, which network plugins let through whatever the policy.
+      ingress: [{
+        from: [{
+          namespaceSelector: {
+            matchLabels: { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
+          },
+        }],
+        ports: [{ port: metricsPort, protocol: "TCP" }],
+      }],
       egress: [
         {
           to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
@@ -369,11 +421,44 @@ export function functionManifestFiles(
   return files;
 }
 
-/** `ops/kubernetes/functions/kustomization.yaml`: every function's directory. */
+/** `ops/kubernetes/functions/kustomization.yaml`: every function's directory, and KEDA's Permission. */
 export function functionsKustomization(names: readonly string[]): string {
   return GENERATED("the functions of test-config.yml") + stringify({
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
-    resources: [...names].sort(),
+    resources: [...[...names].sort(), KEDA_PERMISSION_FILE],
   });
+}
+
+/**
+ * The Permission of the KEDA user: write on the functions' work queues and
+ * nothing else. KEDA counts a queue's messages with a passive declaration,
+ * which RabbitMQ allows from 4.3.1 on to a user with any permission on the
+ * queue (4.2.6 and 4.3.0 asked for configure; earlier ones for none). Write
+ * on a queue only lets a user bind it to an exchange it may read, and this
+ * user may read none: it can neither consume, publish nor delete.
+ */
+export function kedaPermission(functions: readonly FunctionQueue[]): RabbitmqPermission {
+  for (const fn of functions) checkFunction(fn);
+  const queues = [...new Set(functions.map(({ queue }) => queue))].sort();
+  return {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "Permission",
+    metadata: { name: KEDA_USER, labels: { "app.kubernetes.io/component": "broker" } },
+    spec: {
+      vhost: "/",
+      userReference: { name: KEDA_USER },
+      permissions: {
+        configure: "^$",
+        write: queues.length === 0 ? "^$" : `^(${queues.join("|")})$`,
+        read: "^$",
+      },
+      rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
+    },
+  };
+}
+
+/** `ops/kubernetes/functions/keda-permission.yaml`. */
+export function kedaPermissionFile(functions: readonly FunctionQueue[]): string {
+  return GENERATED("the functions of test-config.yml") + yamlDocuments([kedaPermission(functions)]);
 }

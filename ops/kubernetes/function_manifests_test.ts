@@ -4,7 +4,9 @@ import {
   credentialsSecretOf,
   functionManifestFiles,
   functionManifests,
+  kedaPermission,
   kubernetesName,
+  WORKER_IMAGE_TAG,
 } from "./function_manifests.ts";
 import { checkRabbitmqResource, RABBITMQ_API_VERSION } from "./rabbitmq_resources.ts";
 
@@ -42,7 +44,7 @@ Deno.test("functionManifests() makes a function's broker resources, Deployment, 
   }
   const text = JSON.stringify(objects);
   assert.ok(text.includes('"amqp://send_mail@rabbitmq:5672"'));
-  assert.ok(text.includes('"task-system/worker-send_mail:latest"'));
+  assert.ok(text.includes(`"task-system/worker-send_mail:${WORKER_IMAGE_TAG}"`));
   assert.ok(text.includes('"host":"amqp://rabbitmq.task-system.svc:5672"'));
   assert.ok(
     JSON.stringify(functionManifests({ name: "send_mail", queue: "mail" }, { namespace: "jobs" }))
@@ -69,4 +71,20 @@ Deno.test("functionManifestFiles() writes every object once, as YAML without anc
     })
     .map((document) => document.toJS());
   assert.deepEqual(objects, functionManifests(fn));
+});
+
+Deno.test("kedaPermission() lets KEDA write to the functions' work queues and nothing else", () => {
+  const permission = kedaPermission([
+    { name: "send_mail", queue: "mail" },
+    { name: "resize", queue: "images" },
+    { name: "resize_again", queue: "images" },
+  ]);
+  assert.deepEqual(checkRabbitmqResource(permission), []);
+  assert.deepEqual(permission.spec.permissions, {
+    configure: "^$",
+    write: "^(images|mail)$",
+    read: "^$",
+  });
+  assert.equal(kedaPermission([]).spec.permissions.write, "^$");
+  assert.throws(() => kedaPermission([{ name: "x", queue: "a|.*" }]), TypeError);
 });

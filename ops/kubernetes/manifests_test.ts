@@ -29,6 +29,7 @@ import {
   CONTROL_EXCHANGE,
   DISPATCHER_PERMISSIONS,
   EVENTS_EXCHANGE,
+  MAX_QUEUES,
   workerPermissions,
 } from "../rabbitmq/definitions.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
@@ -38,16 +39,26 @@ import {
   WORKER_IMAGE_FILES,
 } from "../../runtime/worker/worker_settings.ts";
 import {
+  AMQP_CLIENT_COMPONENTS,
   credentialsSecretOf,
   deadLetterQueueArguments,
   functionManifestFiles,
   functionsKustomization,
   KEDA_AUTHENTICATION,
+  KEDA_NAMESPACE,
+  KEDA_OPERATOR_LABELS,
+  KEDA_PERMISSION_FILE,
+  kedaPermissionFile,
   kubernetesName,
   type Manifest,
+  MONITORING_NAMESPACE,
   NAMESPACE,
   RABBITMQ_CLUSTER,
+  RABBITMQ_OPERATOR_LABELS,
+  RABBITMQ_OPERATORS_NAMESPACE,
   RABBITMQ_POD_LABELS,
+  RABBITMQ_PORTS,
+  WORKER_IMAGE_TAG,
   WORKER_UID,
   workerImageOf,
   workQueueArguments,
@@ -60,6 +71,7 @@ import {
   type RabbitmqPermission,
   type RabbitmqQueue,
   type RabbitmqUser,
+  type RabbitmqVhost,
 } from "./rabbitmq_resources.ts";
 import { readFunctions } from "./read_functions.ts";
 
@@ -70,6 +82,8 @@ const FUNCTIONS = readFunctions(await Deno.readTextFile(CONFIG_FILE), CONFIG_FIL
 
 const KUBECTL = Deno.env.get("KUBECTL") || "kubectl";
 const IN_CI = Deno.env.get("CI") === "true";
+/** kubectl builds the base offline in well under a second; a hang fails the test instead. */
+const KUBECTL_TIMEOUT_MS = 60_000;
 const INSTALL_KUBECTL = "install kubectl (1.32, with kustomize 5.5, builds this base offline), " +
   "or set KUBECTL to its path";
 
@@ -79,6 +93,7 @@ async function kubectlRuns(): Promise<boolean> {
       args: ["version", "--client"],
       stdout: "null",
       stderr: "null",
+      signal: AbortSignal.timeout(KUBECTL_TIMEOUT_MS),
     });
     return (await command.output()).success;
   } catch {
@@ -97,13 +112,21 @@ if (NEEDS_KUBECTL) {
 async function kustomize(dir: string): Promise<Manifest[]> {
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(KUBECTL, { args: ["kustomize", dir] }).output();
+    output = await new Deno.Command(KUBECTL, {
+      args: ["kustomize", dir],
+      signal: AbortSignal.timeout(KUBECTL_TIMEOUT_MS),
+    }).output();
   } catch (error) {
     throw new Error(`Cannot build ${dir} as kubectl does not run: ${INSTALL_KUBECTL}`, {
       cause: error,
     });
   }
   const stderr = new TextDecoder().decode(output.stderr);
+  if (output.signal === "SIGTERM") {
+    throw new Error(
+      `Cannot build ${dir} as kubectl kustomize ran longer than ${KUBECTL_TIMEOUT_MS} ms: killed it`,
+    );
+  }
   assert.ok(output.success, `kubectl kustomize ${dir} failed:\n${stderr}`);
   const documents = parseAllDocuments(new TextDecoder().decode(output.stdout));
   assert.ok(Array.isArray(documents), "kubectl kustomize printed YAML documents");
@@ -261,6 +284,10 @@ Deno.test({
       assert.equal(pod.containers.length, 1);
       const [container] = pod.containers;
       assert.equal(container.image, workerImageOf(name));
+      // A fixed tag: a pod restarted on another node runs what was rolled out.
+      assert.equal(container.image, `task-system/worker-${name}:${WORKER_IMAGE_TAG}`);
+      assert.doesNotMatch(WORKER_IMAGE_TAG, /^latest$/);
+      assert.notEqual(container.imagePullPolicy, "Always", "a pinned tag is pulled once");
       const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value]));
       assert.deepEqual(env, {
         AMQP_URL: `amqp://${name}@${RABBITMQ_CLUSTER}:5672`,
@@ -320,7 +347,20 @@ Deno.test({
       return found[0].spec.permissions;
     };
     assert.deepEqual(permissionOf("dispatcher"), { ...DISPATCHER_PERMISSIONS });
-    assert.deepEqual(permissionOf("keda"), { configure: "^$", write: "^$", read: "^$" });
+    // Write on exactly the functions' work queues: what RabbitMQ 4.3.1 and
+    // later ask of a passive declaration, KEDA's way of counting messages.
+    assert.deepEqual(permissionOf("keda"), {
+      configure: "^$",
+      write: `^(${FUNCTIONS.map(({ queue }) => queue).sort().join("|")})$`,
+      read: "^$",
+    });
+    const kedaWrite = new RegExp(permissionOf("keda").write);
+    for (const { queue } of FUNCTIONS) {
+      assert.ok(kedaWrite.test(queue), `KEDA may passively declare ${queue}`);
+      for (const other of [deadLetterQueueOf(queue), `${queue}.retry.1000`, "amq.default"]) {
+        assert.ok(!kedaWrite.test(other), `KEDA may not write to ${other}`);
+      }
+    }
 
     const queues = ofKind<RabbitmqQueue>(objects, "Queue");
     assert.deepEqual(
@@ -367,6 +407,38 @@ Deno.test({
     for (const object of [...users, ...permissions, ...queues]) {
       assert.equal(object.spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "the Vhost / caps its queues at MAX_QUEUES of ops/rabbitmq/definitions.ts and is kept on delete",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const vhosts = ofKind<RabbitmqVhost>(await base(), "Vhost");
+    assert.equal(vhosts.length, 1, "one Vhost resource");
+    const [{ spec }] = vhosts;
+    assert.equal(spec.name, "/", "the vhost every user of the base uses");
+    assert.equal(spec.limits?.queues, MAX_QUEUES, "the compose stack's limit, from definitions.ts");
+    assert.equal(spec.deletionPolicy, "retain", "deleting the resource never deletes the vhost");
+    assert.equal(spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
+  },
+});
+
+Deno.test({
+  name: "the RabbitmqCluster rabbitmq pins a RabbitMQ 4 image, the same as stack.yaml's",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const [cluster] = ofKind<RabbitmqCluster>(await base(), "RabbitmqCluster");
+    const image = cluster.spec.image ?? "";
+    assert.match(
+      image,
+      /^rabbitmq:4\.\d+\.\d+-management$/,
+      "a full 4.x.y version, not a moving tag",
+    );
+    const stack = await Deno.readTextFile(new URL("../../stack.yaml", import.meta.url));
+    const swarmImage = stack.match(/image: \$\{RABBITMQ_IMAGE:-([^}]+)\}/)?.[1];
+    assert.equal(swarmImage, image, "Kubernetes and Swarm run the same broker version");
   },
 });
 
@@ -434,11 +506,12 @@ Deno.test({
 });
 
 Deno.test({
-  name: "one NetworkPolicy per function lets its workers reach only RabbitMQ and DNS",
+  name:
+    "one NetworkPolicy per function lets its workers reach only RabbitMQ and DNS, and only monitoring reach them",
   ignore: NEEDS_KUBECTL,
   async fn() {
     const objects = await base();
-    assert.equal(ofKind(objects, "NetworkPolicy").length, FUNCTIONS.length);
+    assert.equal(ofKind(objects, "NetworkPolicy").length, FUNCTIONS.length + 1, "and the broker's");
     for (const { name } of FUNCTIONS) {
       const worker = `worker-${kubernetesName(name)}`;
       const deployment = find<IDeployment>(objects, "Deployment", worker);
@@ -448,7 +521,14 @@ Deno.test({
       assert.ok(selected.length > 0, "selects pods by label");
       for (const [key, value] of selected) assert.equal(podLabels[key], value, `selects ${worker}`);
       assert.deepEqual(spec!.policyTypes, ["Ingress", "Egress"]);
-      assert.deepEqual(spec!.ingress, [{ ports: [{ port: 9464, protocol: "TCP" }] }]);
+      assert.deepEqual(spec!.ingress, [{
+        from: [{
+          namespaceSelector: {
+            matchLabels: { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
+          },
+        }],
+        ports: [{ port: 9464, protocol: "TCP" }],
+      }], "metrics from the monitoring namespace only");
       assert.deepEqual(spec!.egress, [
         {
           to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
@@ -473,18 +553,89 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "the NetworkPolicy rabbitmq opens each broker port only to the pods that need it",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const { spec } = find<INetworkPolicy>(objects, "NetworkPolicy", RABBITMQ_CLUSTER);
+    assert.deepEqual(spec!.podSelector, { matchLabels: { ...RABBITMQ_POD_LABELS } });
+    assert.deepEqual(spec!.policyTypes, ["Ingress"], "egress stays open for peer discovery");
+    const tcp = (port: number, endPort?: number) => ({
+      port,
+      ...(endPort ? { endPort } : {}),
+      protocol: "TCP",
+    });
+    const inNamespace = (namespace: string) => ({
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": namespace } },
+    });
+    const brokerPods = { podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } };
+    assert.deepEqual(spec!.ingress, [
+      {
+        from: [
+          {
+            podSelector: {
+              matchExpressions: [{
+                key: "app.kubernetes.io/component",
+                operator: "In",
+                values: [...AMQP_CLIENT_COMPONENTS],
+              }],
+            },
+          },
+          {
+            ...inNamespace(KEDA_NAMESPACE),
+            podSelector: { matchLabels: { ...KEDA_OPERATOR_LABELS } },
+          },
+        ],
+        ports: [tcp(RABBITMQ_PORTS.amqp)],
+      },
+      {
+        from: [{
+          ...inNamespace(RABBITMQ_OPERATORS_NAMESPACE),
+          podSelector: { matchLabels: { ...RABBITMQ_OPERATOR_LABELS } },
+        }],
+        ports: [tcp(RABBITMQ_PORTS.management)],
+      },
+      { from: [inNamespace(MONITORING_NAMESPACE)], ports: [tcp(RABBITMQ_PORTS.prometheus)] },
+      {
+        from: [brokerPods],
+        ports: [
+          tcp(RABBITMQ_PORTS.epmd),
+          tcp(RABBITMQ_PORTS.distribution),
+          tcp(RABBITMQ_PORTS.cliFirst, RABBITMQ_PORTS.cliLast),
+        ],
+      },
+    ]);
+    // The pods allowed AMQP in this namespace are exactly the workers (and tools).
+    for (const deployment of ofKind<IDeployment>(objects, "Deployment")) {
+      const component = deployment.spec!.template.metadata!.labels!["app.kubernetes.io/component"];
+      assert.ok(
+        (AMQP_CLIENT_COMPONENTS as readonly string[]).includes(component),
+        `${nameOf(deployment)} may reach AMQP`,
+      );
+    }
+    // The broker's pods are no AMQP clients of themselves, nor is anything else.
+    assert.ok(!(AMQP_CLIENT_COMPONENTS as readonly string[]).includes("rabbitmq"));
+  },
+});
+
 Deno.test("ops/kubernetes/functions/ holds exactly what function_manifests.ts generates", async () => {
   const entries = [];
   for await (const entry of Deno.readDir(FUNCTIONS_DIR)) entries.push(entry.name);
   assert.deepEqual(
     entries.sort(),
-    [...FUNCTIONS.map(({ name }) => name), "kustomization.yaml"].sort(),
+    [...FUNCTIONS.map(({ name }) => name), "kustomization.yaml", KEDA_PERMISSION_FILE].sort(),
     "a directory per function of test-config.yml: run 'deno task manifests'",
   );
   assert.equal(
     await Deno.readTextFile(`${FUNCTIONS_DIR}kustomization.yaml`),
     functionsKustomization(FUNCTIONS.map(({ name }) => name)),
     "functions/kustomization.yaml is generated: run 'deno task manifests'",
+  );
+  assert.equal(
+    await Deno.readTextFile(`${FUNCTIONS_DIR}${KEDA_PERMISSION_FILE}`),
+    kedaPermissionFile(FUNCTIONS),
+    `functions/${KEDA_PERMISSION_FILE} is generated: run 'deno task manifests'`,
   );
   for (const fn of FUNCTIONS) {
     const committed: Record<string, string> = {};
@@ -506,7 +657,7 @@ Deno.test({
     const overlay = await Deno.makeTempDir({ prefix: "k8s_overlay_" });
     try {
       const [{ name }] = FUNCTIONS;
-      const image = workerImageOf(name).replace(/:latest$/, "");
+      const image = workerImageOf(name).replace(/:[^:/]+$/, "");
       await Deno.writeTextFile(
         `${overlay}/kustomization.yaml`,
         [

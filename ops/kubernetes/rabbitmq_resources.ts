@@ -2,13 +2,14 @@
  * The RabbitMQ custom resources the Kubernetes manifests use, typed and
  * checked by hand: no schema package on npm covers the RabbitMQ cluster
  * operator's `RabbitmqCluster` or the messaging topology operator's `User`,
- * `Permission`, `Queue` and `Exchange` (all `rabbitmq.com/v1beta1`).
+ * `Permission`, `Queue`, `Exchange` and `Vhost` (all `rabbitmq.com/v1beta1`).
  *
  * The shapes below hold only the fields these manifests use, with the types,
  * enums and required fields of the operators' CRDs (cluster operator 2.x,
- * topology operator 1.x). Any other field fails the check, so a misspelt one
- * cannot slip through: a cluster would prune it without a word. To use a new
- * field, look it up in the operator's CRD and add it here.
+ * topology operator 1.17 or later, whose `Vhost` takes `limits`). Any other
+ * field fails the check, so a misspelt one cannot slip through: a cluster
+ * would prune it without a word. To use a new field, look it up in the
+ * operator's CRD and add it here.
  *
  * @module
  */
@@ -110,13 +111,29 @@ export interface RabbitmqExchange {
   };
 }
 
+/** A vhost declared by the topology operator, with its limits. */
+export interface RabbitmqVhost {
+  apiVersion: typeof RABBITMQ_API_VERSION;
+  kind: "Vhost";
+  metadata: ResourceMetadata;
+  spec: {
+    name: string;
+    tags?: string[];
+    defaultQueueType?: "quorum" | "classic" | "stream";
+    limits?: { connections?: number; queues?: number };
+    deletionPolicy?: "delete" | "retain";
+    rabbitmqClusterReference: ClusterReference;
+  };
+}
+
 /** Any RabbitMQ operator resource these manifests use. */
 export type RabbitmqResource =
   | RabbitmqCluster
   | RabbitmqUser
   | RabbitmqPermission
   | RabbitmqQueue
-  | RabbitmqExchange;
+  | RabbitmqExchange
+  | RabbitmqVhost;
 
 type Shape =
   | "string"
@@ -206,6 +223,17 @@ const SHAPES: Record<RabbitmqResource["kind"], Shape> = {
       type: { enum: ["direct", "fanout", "topic", "headers"] },
       durable: "boolean",
       autoDelete: "boolean",
+      rabbitmqClusterReference: CLUSTER_REFERENCE,
+    },
+    required: ["name", "rabbitmqClusterReference"],
+  }),
+  Vhost: resource({
+    fields: {
+      name: "string",
+      tags: { items: "string" },
+      defaultQueueType: { enum: ["quorum", "classic", "stream"] },
+      limits: { fields: { connections: "integer", queues: "integer" } },
+      deletionPolicy: { enum: ["delete", "retain"] },
       rabbitmqClusterReference: CLUSTER_REFERENCE,
     },
     required: ["name", "rabbitmqClusterReference"],

@@ -1,14 +1,20 @@
 /**
  * `deno task manifests`: writes `ops/kubernetes/functions/` from the
- * functions of test-config.yml, one directory per function, and deletes the
- * generated directories of functions that are gone.
+ * functions of test-config.yml, one directory per function and the KEDA
+ * user's Permission over all their queues, and deletes the generated
+ * directories of functions that are gone.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import type { FunctionQueue } from "../rabbitmq/definitions.ts";
-import { functionManifestFiles, functionsKustomization } from "./function_manifests.ts";
+import {
+  functionManifestFiles,
+  functionsKustomization,
+  KEDA_PERMISSION_FILE,
+  kedaPermissionFile,
+} from "./function_manifests.ts";
 import { readFunctions } from "./read_functions.ts";
 
 /** What {@linkcode writeFunctionManifests} changed, as paths under the functions directory. */
@@ -62,6 +68,11 @@ export async function writeFunctionManifests(
     functionsKustomization([...names]),
   );
   result.written.push("kustomization.yaml");
+  await Deno.writeTextFile(
+    `${functionsDir}/${KEDA_PERMISSION_FILE}`,
+    kedaPermissionFile(functions),
+  );
+  result.written.push(KEDA_PERMISSION_FILE);
   return result;
 }
 

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { functionManifestFiles, functionsKustomization } from "./function_manifests.ts";
+import {
+  functionManifestFiles,
+  functionsKustomization,
+  kedaPermissionFile,
+} from "./function_manifests.ts";
 import { writeFunctionManifests } from "./write_function_manifests.ts";
 
 async function listing(dir: string): Promise<string[]> {
@@ -28,6 +32,7 @@ Deno.test("writeFunctionManifests() writes each function's directory and deletes
     assert.deepEqual(result.deleted.sort(), ["task_a/stale.yaml", "task_b/"]);
     assert.deepEqual(await listing(dir), [
       "hand_made/kustomization.yaml",
+      "keda-permission.yaml",
       "kustomization.yaml",
       ...Object.keys(functionManifestFiles(a)).map((file) => `task_a/${file}`).sort(),
     ]);
@@ -38,6 +43,11 @@ Deno.test("writeFunctionManifests() writes each function's directory and deletes
     assert.equal(
       await Deno.readTextFile(`${dir}/kustomization.yaml`),
       functionsKustomization(["task_a"]),
+    );
+    assert.equal(
+      await Deno.readTextFile(`${dir}/keda-permission.yaml`),
+      kedaPermissionFile([a]),
+      "KEDA may passively declare the queues of the functions left, and no other",
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
