@@ -139,7 +139,7 @@ Deno.test("createLogger() keeps a text line one line: control characters in any 
   assert.ok(!/[\u0085\u2028]/.test(lines[0]), lines[0]);
   assert.match(
     lines[0],
-    /INFO  Function output\\n2026-01-01T00:00:00\.000Z INFO {2}Task succeeded/,
+    /INFO {2}Function output\\n2026-01-01T00:00:00\.000Z INFO {2}Task succeeded/,
   );
   assert.match(lines[0], / text=ok\\n.*\\r\\u001b\[2J\\u0085\\u2028 /);
   assert.match(lines[0], / key\\nINFO=\["a\\nb"\]$/);
