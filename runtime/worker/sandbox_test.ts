@@ -348,6 +348,23 @@ Deno.test("a hung handler's sandbox is ended a second after its limit, and the o
   }
 });
 
+for (const isolation of ["thread", "process"] as const) {
+  Deno.test(`close() aborts a running handler and lets it end: its signal fires and its last line is logged (${isolation})`, async () => {
+    const { log, lines } = recorder();
+    const sandbox = await startSandbox({ module: escape, log, isolation });
+    const running = attempt(sandbox, { attempt: "wait", target: "60000" }, log, 60_000);
+    // Started once the sandbox has it: a line written by that task.
+    await attempt(sandbox, { attempt: "print", target: "deno-stdout" }, log);
+    await sandbox.close();
+    const outcome = await running;
+    assert.equal(outcome.ok, false);
+    const fired = lines.find((line) => line.msg === "The handler's signal fired");
+    assert.ok(fired, JSON.stringify(lines));
+    assert.equal(fired.reason, "The worker is stopping");
+    assert.equal(fired.source, "function");
+  });
+}
+
 Deno.test("startSandbox() names what is wrong with a module that cannot be served", async () => {
   const { log } = recorder();
   await assert.rejects(
