@@ -61,8 +61,8 @@ export interface Embedded {
 /**
  * Starts an in-process broker and one sandboxed worker per function, and
  * resolves once every function consumes its queue. Throws a `SandboxError`
- * without `--unstable-worker-options`, and a `TypeError` for a missing
- * function module.
+ * when this process may not run deno (`--allow-run=deno`) or a function
+ * cannot load, and a `TypeError` for a missing function module.
  */
 export async function startEmbedded(
   functions: EmbeddedFunction[],

@@ -69,7 +69,7 @@ Deno.test("startEmbedded() refuses a function every import of a file outside its
         "text canary",
         "json canary",
         "json ../../../deno.json",
-        "text ../../../README.md",
+        "text ../../../test-config.yml",
         "code ../../_helpers.ts",
       ]
     ) {

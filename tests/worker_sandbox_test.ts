@@ -193,7 +193,7 @@ Deno.test({
           "text canary",
           "json canary",
           "json ../../../deno.json",
-          "text ../../../README.md",
+          "text ../../../test-config.yml",
           "code ../../_helpers.ts",
         ]
       ) {

@@ -71,7 +71,7 @@ const OUTSIDE_IMPORTS = [
   "text canary",
   "json canary",
   "json ../../../deno.json",
-  "text ../../../README.md",
+  "text ../../../test-config.yml",
   "code ../../_helpers.ts",
 ];
 
