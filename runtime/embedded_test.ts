@@ -29,7 +29,12 @@ async function withEscape(fn: (call: (payload: unknown) => Promise<TaskReply>) =
       const taskId = crypto.randomUUID();
       await client.publish(
         "queue_escape",
-        encodeRequest("escape", payload as Record<string, unknown>, { taskId, replyTo }),
+        // Retries allowed (the fixture has none of its own): a denial must not use them.
+        encodeRequest("escape", payload as Record<string, unknown>, {
+          taskId,
+          replyTo,
+          retry: { max_retries: 2, base_delay_ms: 1 },
+        }),
       );
       await waitFor(() => replies.has(taskId), `the reply to ${JSON.stringify(payload)}`);
       return replies.get(taskId)!;
@@ -55,6 +60,7 @@ Deno.test("startEmbedded() runs a function where it can reach no file, variable,
       const reply = await call({ attempt, target });
       assert.equal(reply.status, "error", `${attempt} ${target}`);
       assert.equal(reply.error?.type, "NotCapable", `${attempt} ${target}`);
+      assert.equal(reply.attempts, 1, "a denial is not retried");
     }
     assert.equal((await call({})).result, "served");
   });

@@ -72,7 +72,7 @@ scenarios:
     tasks:
 ${
   TARGETS.map((target) =>
-    `      - { task: escape, payload: { attempt: import, target: "${target}" }, expect: { status: error } }`
+    `      - { task: escape, payload: { attempt: import, target: "${target}" }, retries: 2, expect: { status: error } }`
   ).join("\n")
 }
       - { task: escape, payload: { attempt: top-level-imports } }
@@ -102,13 +102,19 @@ Deno.test("deno task dispatch --local runs a function that can import no file ou
     assert.ok(!all.includes("root:x:0:0"), "no /etc/passwd in the tool's output");
     const document = JSON.parse(dispatched.stdout) as {
       broker: string;
-      tasks: { status: string; error: { type: string; message: string } | null; result: unknown }[];
+      tasks: {
+        status: string;
+        error: { type: string; message: string } | null;
+        result: unknown;
+        attempts: number;
+      }[];
     };
     assert.match(document.broker, /process of its own/);
     const imports = document.tasks.slice(0, TARGETS.length);
     for (const [index, task] of imports.entries()) {
       assert.equal(task.status, "error", TARGETS[index]);
       assert.match(task.error!.message, /^Requires read access to /, TARGETS[index]);
+      assert.equal(task.attempts, 1, `${TARGETS[index]}: a denial is not retried`);
     }
     const top = document.tasks[TARGETS.length].result as Record<string, string>;
     for (const target of TARGETS) {

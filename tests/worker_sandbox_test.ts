@@ -119,7 +119,9 @@ async function caller(queue: string) {
   return {
     async call(payload: Record<string, unknown>, timeoutMs = 20_000): Promise<TaskReply> {
       const taskId = crypto.randomUUID();
-      await broker.publish(queue, encodeRequest("escape", payload, { taskId, replyTo }));
+      // Retries allowed (the fixture has none of its own): a denial must not use them.
+      const retry = { max_retries: 2, base_delay_ms: 1 };
+      await broker.publish(queue, encodeRequest("escape", payload, { taskId, replyTo, retry }));
       await waitFor(
         () => replies.has(taskId),
         `the reply to ${JSON.stringify(payload)}`,
@@ -200,6 +202,7 @@ Deno.test({
         const reply = await c.call({ attempt: "import", target });
         assert.equal(reply.status, "error", `${target}: ${JSON.stringify(reply.result)}`);
         assert.match(reply.error!.message, /^Requires read access to /, target);
+        assert.equal(reply.attempts, 1, "a denial is not retried");
       }
       const top = await c.call({ attempt: "top-level-imports" });
       assert.ok(!JSON.stringify(top.result).includes(CANARY_SECRET));
