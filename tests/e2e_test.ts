@@ -523,7 +523,13 @@ Deno.test({
                 "code ../tests/_helpers.ts",
               ]
             ) {
-              const reply = await call({ attempt: "import", target });
+              // Retries allowed (the fixture has none of its own): a denial must not use them.
+              const outcome = await client.call("queue_escape", "escape", {
+                attempt: "import",
+                target,
+              }, { timeoutMs: 15_000, retry: { max_retries: 2, base_delay_ms: 1 } });
+              assert.equal(outcome.kind, "reply", `a reply to import ${target}`);
+              const reply = (outcome as { reply: TaskReply }).reply;
               console.log(`  import ${target}: ${reply.status} ${reply.error?.message}`);
               assert.equal(reply.status, "error", `${target}: ${JSON.stringify(reply.result)}`);
               assert.match(reply.error!.message, /^Requires read access to /, target);

@@ -29,8 +29,6 @@ import { MAX_RELAYED_CHARS, type RelayFailure, type RelayStart } from "./sandbox
 const RELAY = new URL("./sandbox_relay.ts", import.meta.url);
 const RUNTIME_DIR = new URL("../", import.meta.url);
 const CORE_DIR = new URL("../../core/", import.meta.url);
-/** Where deno.json maps `@task-system/runtime`, which function modules import. */
-const PROJECT_DIR = new URL("../../", import.meta.url);
 
 /** Longest line of the child kept: its largest message in UTF-8, and some. */
 const MAX_LINE_BYTES = MAX_RELAYED_CHARS * 3 + 1024;
@@ -100,7 +98,9 @@ export class ProcessHost implements SandboxHost {
     try {
       this.#child = new Deno.Command(deno, {
         args: sandboxProcessArgs(module),
-        cwd: pathOf(PROJECT_DIR),
+        // Deno finds the project's deno.json (which maps the runtime's
+        // name) from here up, as for the function's own project.
+        cwd: pathOf(new URL("./", module)),
         // Its permissions keep every variable from the function; these keep
         // Deno's own exporter and colours out of its output.
         env: { NO_COLOR: "1", OTEL_DENO: "false", DENO_NO_UPDATE_CHECK: "1" },
