@@ -227,7 +227,11 @@ Deno.test({
       for (const line of lines) {
         assert.equal(line.function, "escape", JSON.stringify(line).slice(0, 200));
       }
-      const output = lines.filter((line) => line.msg === "Function output");
+      const output = lines.filter((line) =>
+        line.msg === "Function output" && line.text !== "escape fixture loaded"
+      );
+      const loading = lines.find((line) => line.text === "escape fixture loaded");
+      assert.equal(loading?.source, "function", "what the module printed as it loaded");
       for (const line of output) {
         assert.equal(line.source, "function");
         assert.equal(typeof line.task_id, "string", "attributed to its task");

@@ -82,6 +82,9 @@ export interface StartSandboxOptions {
   stuckAfterMs?: number;
 }
 
+/** Messages kept from a module as it loads, before its sandbox can log them. */
+const MAX_EARLY_MESSAGES = 1000;
+
 /** Longest log message and fields a handler may write per line, in characters. */
 const MAX_LOG_MESSAGE = 1024;
 const MAX_LOG_FIELDS = 4096;
@@ -171,9 +174,18 @@ export class Sandbox implements HandlerRunner {
   /** Loads the function into a new sandbox and resolves once it is ready. */
   static async start(options: StartSandboxOptions): Promise<Sandbox> {
     const host = newHost(options);
+    // What the module prints as it loads, logged once the sandbox exists.
+    const early: FromSandbox[] = [];
     try {
-      const info = await waitReady(host, options.module, options.readyTimeoutMs ?? 15_000);
-      return new Sandbox(options, host, info);
+      const info = await waitReady(
+        host,
+        options.module,
+        options.readyTimeoutMs ?? 15_000,
+        (message) => early.length < MAX_EARLY_MESSAGES && early.push(message),
+      );
+      const sandbox = new Sandbox(options, host, info);
+      for (const message of early) sandbox.#output(message);
+      return sandbox;
     } catch (error) {
       await host.terminate();
       throw error;
@@ -203,6 +215,27 @@ export class Sandbox implements HandlerRunner {
         this.#finish(pending, checkOutcome(message.outcome));
         return;
       }
+      case "log":
+      case "out":
+      case "dropped":
+        return this.#output(message);
+      case "pong":
+        if (typeof message.n === "number") {
+          this.#pingsAnswered = Math.max(this.#pingsAnswered, message.n);
+          if (this.#pingsAnswered >= this.#pingsSent) this.#clearSuspicion();
+        }
+        return;
+      case "stray":
+        this.#options.log.warn("The function left an error unhandled", {
+          error: boundText(String(message.message), MAX_ERROR_MESSAGE_CHARS),
+        });
+        return;
+    }
+  }
+
+  /** Logs what the function wrote, within its budget. */
+  #output(message: FromSandbox): void {
+    switch (message.k) {
       case "log": {
         const msg = boundText(String(message.msg), MAX_LOG_MESSAGE);
         if (!this.#budget.admit(msg.length)) return;
@@ -227,17 +260,6 @@ export class Sandbox implements HandlerRunner {
         if (lines > 0) this.#budget.drop(lines, count(message.chars));
         return;
       }
-      case "pong":
-        if (typeof message.n === "number") {
-          this.#pingsAnswered = Math.max(this.#pingsAnswered, message.n);
-          if (this.#pingsAnswered >= this.#pingsSent) this.#clearSuspicion();
-        }
-        return;
-      case "stray":
-        this.#options.log.warn("The function left an error unhandled", {
-          error: boundText(String(message.message), MAX_ERROR_MESSAGE_CHARS),
-        });
-        return;
     }
   }
 
@@ -366,7 +388,12 @@ export class Sandbox implements HandlerRunner {
         try {
           const host = newHost(this.#options);
           try {
-            await waitReady(host, this.#options.module, this.#options.readyTimeoutMs ?? 15_000);
+            await waitReady(
+              host,
+              this.#options.module,
+              this.#options.readyTimeoutMs ?? 15_000,
+              (message) => this.#output(message),
+            );
           } catch (error) {
             await host.terminate();
             throw error;

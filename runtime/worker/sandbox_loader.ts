@@ -93,12 +93,14 @@ export class ThreadHost implements SandboxHost {
 /**
  * Resolves with what the function in `host` says of itself, checked, once
  * its module has loaded; rejects with a {@linkcode SandboxError} when it
- * fails to load or takes longer than `timeoutMs`.
+ * fails to load or takes longer than `timeoutMs`. What else the sandbox
+ * sends meanwhile (what its module's top-level code prints) goes to `other`.
  */
 export function waitReady(
   host: SandboxHost,
   module: URL,
   timeoutMs: number,
+  other: (message: FromSandbox) => void = () => {},
 ): Promise<FunctionInfo> {
   return new Promise((resolve, reject) => {
     const where = module.protocol === "file:" ? module.pathname : module.href;
@@ -121,7 +123,7 @@ export function waitReady(
     host.onMessage = (message) => {
       // Before it is ready, an error the sandbox reports is its module's.
       if (message.k === "failed" || message.k === "stray") return fail(String(message.message));
-      if (message.k !== "ready") return;
+      if (message.k !== "ready") return other(message);
       clearTimeout(timer);
       try {
         const info = message.info as unknown as FunctionInfo;

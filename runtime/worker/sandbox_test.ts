@@ -151,7 +151,12 @@ for (const isolation of ["thread", "process"] as const) {
           { ok: true, resultJson: '"printed"' },
         );
       }
-      const output = outputLines(lines);
+      // What its module printed as it loaded, logged as the function's, of no task.
+      const loaded = outputLines(lines).find((line) => line.text === "escape fixture loaded");
+      assert.ok(loaded, "the line printed at load");
+      assert.equal(loaded.task_id, undefined);
+      assert.equal(loaded.function, "escape");
+      const output = outputLines(lines).filter((line) => line !== loaded);
       const texts = output.map((line) => String(line.text));
       for (
         const expected of [
