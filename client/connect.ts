@@ -32,8 +32,9 @@ export interface ConnectOptions extends BrokerSettings {
    */
   config?: string;
   /**
-   * Run the functions in this process on the embedded broker (each in its
-   * own sandbox), with no RabbitMQ. Needs `--unstable-worker-options`.
+   * Run the functions on the embedded broker, in this process (each
+   * sandboxed in a process of its own), with no RabbitMQ. Needs
+   * `--allow-run=deno`.
    * @default {false}
    */
   local?: boolean;

@@ -3,7 +3,8 @@
  * `status`, `dlq`, `bench` and the client library's `connect()`. It resolves
  * the URL and credentials (`broker_target.ts`), then connects:
  *
- * - `local` runs the embedded broker (each function in its own sandbox);
+ * - `local` runs the embedded broker (each function sandboxed in a process
+ *   of its own, which needs `--allow-run=deno`);
  * - an explicit URL must answer, retrying while nothing answers (a broker
  *   that is still starting) until the time is spent;
  * - without a URL, RabbitMQ on localhost is tried, and with `fallback`,
@@ -110,7 +111,8 @@ function celeryFunctions(options: OpenBrokerOptions): string | undefined {
 }
 
 /** How the embedded broker is named in output. */
-const EMBEDDED_LABEL = "embedded (in-process broker, each function in its own Web Worker)";
+const EMBEDDED_LABEL =
+  "embedded (in-process broker, each function sandboxed in a process of its own)";
 
 /** What a run prints about its broker: where it is, and where its password came from. */
 export function describeBroker(opened: OpenedBroker): string {
@@ -135,8 +137,9 @@ async function embed(options: OpenBrokerOptions, notice?: string): Promise<Opene
     embedded = await start(functions, options.embeddedOptions);
   } catch (error) {
     // startEmbedded's contract: a TypeError names a function without a
-    // module, a SandboxError a Deno without --unstable-worker-options. Its
-    // class lives with the worker internals, so it is known by name.
+    // module, a SandboxError a process that may not run deno (or a function
+    // that cannot load). Its class lives with the worker internals, so it is
+    // known by name.
     if (error instanceof TypeError || (error as Error)?.name === "SandboxError") {
       throw new ConfigError((error as Error).message, { cause: error });
     }

@@ -97,11 +97,34 @@ export function isoNow(ms = Date.now()): string {
   return lastIso;
 }
 
+// Line breaks, terminal escapes and the other control characters: matching
+// them is the point.
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `text` with every control character written as an escape (`\n`,
+ * `\u001b`): a text line stays one line, and no value in it (a function's
+ * output, a task id) can start a line of its own or drive the terminal.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(
+    CONTROL,
+    (char) => SHORT_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function toText(level: LogLevel, msg: string, fields: LogFields): string {
   const pairs = Object.entries(fields)
     .filter(([, value]) => value !== undefined)
-    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
-  return [new Date().toISOString(), level.toUpperCase().padEnd(5), msg, ...pairs].join(" ");
+    .map(([key, value]) =>
+      `${escapeControl(key)}=${
+        escapeControl(typeof value === "string" ? value : JSON.stringify(value) ?? String(value))
+      }`
+    );
+  return [new Date().toISOString(), level.toUpperCase().padEnd(5), escapeControl(msg), ...pairs]
+    .join(" ");
 }
 
 /** Creates a {@linkcode Logger}. */

@@ -127,6 +127,24 @@ Deno.test("createLogger() writes a short human line in text format", () => {
   assert.ok(warn.endsWith(" WARN  Lost error=Error: closed"), warn);
 });
 
+Deno.test("createLogger() keeps a text line one line: control characters in any part are escaped", () => {
+  const { log, lines } = capture({ format: "text" });
+  const forged = "\n2026-01-01T00:00:00.000Z INFO  Task succeeded status=success";
+  log.info(`Function output${forged}`, {
+    text: `ok${forged}\r\u001b[2J\u0085\u2028`,
+    [`key\nINFO`]: ["a\nb"],
+  });
+  assert.equal(lines.length, 1);
+  assert.ok(!lines[0].includes("\n") && !lines[0].includes("\r") && !lines[0].includes("\u001b"));
+  assert.ok(!/[\u0085\u2028]/.test(lines[0]), lines[0]);
+  assert.match(
+    lines[0],
+    /INFO {2}Function output\\n2026-01-01T00:00:00\.000Z INFO {2}Task succeeded/,
+  );
+  assert.match(lines[0], / text=ok\\n.*\\r\\u001b\[2J\\u0085\\u2028 /);
+  assert.match(lines[0], / key\\nINFO=\["a\\nb"\]$/);
+});
+
 Deno.test("createLogger() writes with console.log by default", () => {
   const original = console.log;
   const lines: unknown[] = [];

@@ -44,8 +44,8 @@ Options:
 ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
 ${REPLIES_HELP}
-  --local              run on the embedded broker: each function in its own
-                       Web Worker in this process, no RabbitMQ needed
+  --local              run on the embedded broker: each function sandboxed in
+                       a process of its own, no RabbitMQ needed
   --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
   --timeout-ms MS      override every task's timeout (also each request's
                        deadline: no worker starts it after that)

@@ -1,13 +1,18 @@
 /**
  * The embedded mode: an in-process broker, and each function in a sandbox
- * of its own (a Web Worker with no permissions) served by the same runtime
- * as a worker process. `deno task dispatch` runs on it when no RabbitMQ
- * answers, so a machine with nothing but Deno runs every scenario.
+ * of its own served by the same runtime as a worker process. `deno task
+ * dispatch` runs on it when no RabbitMQ answers, so a machine with nothing
+ * but Deno runs every scenario.
  *
  * The functions see their tasks and nothing else: no broker, no queue of
- * another function, no file, variable or network. Without Deno's
- * `--unstable-worker-options` no sandbox can be made, and the embedded mode
- * refuses to start rather than run functions with this process's rights.
+ * another function, no file, variable or network. Each sandbox (a Web
+ * Worker with no permissions) runs in a `deno` process of its own that may
+ * read only the function's folder and the runtime (`sandbox_process.ts`),
+ * never in this one: the tools that run embedded may read every file, and
+ * Deno checks a literal import in the function against the permissions of
+ * the process that hosts it. So this process needs `--allow-run=deno`;
+ * without it the embedded mode refuses to start (a `SandboxError`) rather
+ * than run functions where they could read what the tool reads.
  *
  * @module
  */
@@ -56,8 +61,8 @@ export interface Embedded {
 /**
  * Starts an in-process broker and one sandboxed worker per function, and
  * resolves once every function consumes its queue. Throws a `SandboxError`
- * without `--unstable-worker-options`, and a `TypeError` for a missing
- * function module.
+ * when this process may not run deno (`--allow-run=deno`) or a function
+ * cannot load, and a `TypeError` for a missing function module.
  */
 export async function startEmbedded(
   functions: EmbeddedFunction[],
@@ -78,31 +83,35 @@ export async function startEmbedded(
     write: (line) => console.error(line),
   });
   const broker = new MemoryBroker();
-  const started: { sandbox: Sandbox; worker: RunningWorker }[] = [];
+  const sandboxes: (Sandbox | undefined)[] = [];
+  const workers: RunningWorker[] = [];
   const stop = async () => {
-    await Promise.all(started.map(({ worker }) => worker.stop(0)));
-    await Promise.all(started.map(({ sandbox }) => sandbox.close()));
+    await Promise.all(workers.map((worker) => worker.stop(0)));
+    await Promise.all(sandboxes.map((sandbox) => sandbox?.close()));
     await broker.shutdown();
   };
   try {
-    for (const { task, queue } of functions) {
-      const sandbox = await startSandbox({
+    // Each sandbox is a process to start: they start together.
+    const starting = functions.map(({ task }, index) =>
+      startSandbox({
         module: new URL(`${task}.ts`, dir),
         name: task,
         log: log.child({ function: task }),
-      });
-      try {
-        const worker = await startWorker(sandbox, broker.connect(sandbox.info.name), {
+        isolation: "process",
+      }).then((sandbox) => sandboxes[index] = sandbox)
+    );
+    const failed = (await Promise.allSettled(starting)).find((s) => s.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const [index, { task, queue }] of functions.entries()) {
+      const sandbox = sandboxes[index]!;
+      workers.push(
+        await startWorker(sandbox, broker.connect(sandbox.info.name), {
           workerId: `${task}@embedded`,
           queue,
           concurrency: options.concurrency ?? 1,
           log,
-        });
-        started.push({ sandbox, worker });
-      } catch (error) {
-        await sandbox.close();
-        throw error;
-      }
+        }),
+      );
     }
   } catch (error) {
     await stop();

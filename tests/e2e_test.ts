@@ -509,6 +509,32 @@ Deno.test({
             for (const [what, outcome] of Object.entries(reached)) {
               assert.equal(outcome, "NotCapable", `top-level ${what}`);
             }
+            // Imports written out in its code are checked against what the
+            // worker process may read: its code, its secret files revoked.
+            const imports = await call({ attempt: "top-level-imports" });
+            for (const [what, outcome] of Object.entries(imports.result as object)) {
+              assert.match(String(outcome), /^TypeError: Requires read access to /, what);
+            }
+            for (
+              const target of [
+                "text /etc/passwd",
+                "text /run/secrets/amqp_password",
+                "json ../deno.json",
+                "code ../tests/_helpers.ts",
+              ]
+            ) {
+              // Retries allowed (the fixture has none of its own): a denial must not use them.
+              const outcome = await client.call("queue_escape", "escape", {
+                attempt: "import",
+                target,
+              }, { timeoutMs: 15_000, retry: { max_retries: 2, base_delay_ms: 1 } });
+              assert.equal(outcome.kind, "reply", `a reply to import ${target}`);
+              const reply = (outcome as { reply: TaskReply }).reply;
+              console.log(`  import ${target}: ${reply.status} ${reply.error?.message}`);
+              assert.equal(reply.status, "error", `${target}: ${JSON.stringify(reply.result)}`);
+              assert.match(reply.error!.message, /^Requires read access to /, target);
+              assert.equal(reply.attempts, 1, "a denial is not retried");
+            }
             const denied: [string, string][] = [
               ["read", "/etc/passwd"],
               ["read", WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE],

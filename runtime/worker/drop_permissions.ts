@@ -34,3 +34,33 @@ export function dropPermissions(options: DropPermissionsOptions): string[] {
     Deno.permissions.querySync({ name: "read", path }).state === "granted"
   );
 }
+
+/** What {@linkcode dropPermissions} gives up, each as this process holds it now. */
+export interface PermissionReport {
+  /** Given up: `env`, `sys`, `run`, `ffi`, `write`, and `read <file>` for each secret file. */
+  givenUp: string[];
+  /** Still held, of the same. */
+  kept: string[];
+}
+
+/**
+ * Asks Deno, for each permission {@linkcode dropPermissions} gives up,
+ * whether this process still holds it: what a worker logs once it has
+ * given them up, so that the log shows it did.
+ */
+export function reportPermissions(files: readonly string[]): PermissionReport {
+  const report: PermissionReport = { givenUp: [], kept: [] };
+  const asked: [string, Deno.PermissionDescriptor][] = [
+    ...(["env", "sys", "run", "ffi", "write"] as const).map((name) =>
+      [name, { name }] as [string, Deno.PermissionDescriptor]
+    ),
+    ...files.map((path) =>
+      [`read ${path}`, { name: "read", path }] as [string, Deno.PermissionDescriptor]
+    ),
+  ];
+  for (const [what, descriptor] of asked) {
+    const held = Deno.permissions.querySync(descriptor).state === "granted";
+    (held ? report.kept : report.givenUp).push(what);
+  }
+  return report;
+}

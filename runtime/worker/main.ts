@@ -5,15 +5,21 @@
  * 1. reads its settings from the environment and its secrets from files;
  * 2. connects to the broker (retrying with backoff until it answers);
  * 3. gives up reading its secret files, every variable, the host name and
- *    any right to run programs or write files (`drop_permissions.ts`);
+ *    any right to run programs or write files (`drop_permissions.ts`), and
+ *    logs what it gave up, as Deno reports it;
  * 4. only then loads the function, into a sandbox with no permissions at all
  *    (`sandbox.ts`), so none of the function's code ever runs with more;
  * 5. consumes the function's queue until SIGTERM or SIGINT, then drains
  *    and exits 0.
  *
+ * It refuses to start (exit 2) when it may read every file: Deno checks an
+ * import written out in the function's code against what this process may
+ * read, so the function would read what the worker may.
+ *
  * Exit codes: 0 after a stop signal, 1 after a fault no reconnection can
  * fix (such as a queue that exists with other settings), 2 for bad settings,
- * an unreadable secret file, or a function that cannot be loaded.
+ * an unreadable secret file, a blanket --allow-read, or a function that
+ * cannot be loaded.
  *
  * @module
  */
@@ -25,7 +31,7 @@ import type { Broker } from "../../core/broker/broker.ts";
 import { connectAmqp } from "../../core/broker/connect_amqp.ts";
 import { NAME_PATTERN } from "../../core/contract/names.ts";
 import { createBufferedWriter, createLogger, type Logger } from "../../core/log.ts";
-import { dropPermissions } from "./drop_permissions.ts";
+import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
 import { type HealthServer, serveHealth } from "./health_server.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { runWorker, waitToReconnect } from "./run_worker.ts";
@@ -203,6 +209,12 @@ export async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  if (Deno.permissions.querySync({ name: "read" }).state === "granted") {
+    console.error(
+      "Cannot start a worker that may read every file (--allow-read without paths), as its function could read any of them through an import written out in its code: grant --allow-read=functions,runtime,core and each secret file by path, as 'deno task worker' does",
+    );
+    return 2;
+  }
   const functionsDir = new URL("../../functions/", import.meta.url);
   let module: URL;
   let settings: WorkerSettings;
@@ -272,13 +284,18 @@ export async function main(args: string[]): Promise<number> {
       log.info("Stopped while not connected");
       return 0;
     }
-    const stillReadable = dropPermissions({
-      files: [...new Set([...Object.values(WORKER_IMAGE_FILES), ...target.files])],
+    const secretFiles = [...new Set([...Object.values(WORKER_IMAGE_FILES), ...target.files])];
+    dropPermissions({ files: secretFiles });
+    // Asked of Deno, not assumed: the line shows what this process holds now.
+    const { givenUp, kept } = reportPermissions(secretFiles);
+    log.info("Gave up the start-up permissions before loading the function", {
+      given_up: givenUp.join(", "),
+      still_held: kept.length > 0 ? kept.join(", ") : undefined,
     });
-    if (stillReadable.length > 0) {
+    if (kept.length > 0) {
       log.warn(
-        "This process may read every file (--allow-read without paths), so it cannot give up reading its secret files: grant --allow-read by path",
-        { files: stillReadable.length },
+        "This process cannot give up some of its start-up permissions, as they were granted as part of a wider grant (a folder of --allow-read): grant each secret file by path",
+        { still_held: kept.join(", ") },
       );
     }
     try {

@@ -103,10 +103,14 @@ export function describeThrown(thrown: unknown): TaskError {
   };
 }
 
+/** Deno's words for a denied import, which it throws as a `TypeError`, not `NotCapable`. */
+const DENIED_IMPORT = /^Requires (read|import|net) access to /;
+
 /** Whether another attempt could fix what `thrown` reports. */
 export function isRetryable(thrown: unknown): boolean {
   // A denied permission stays denied: retrying would only repeat it.
-  return !(thrown instanceof NonRetryableError) && !(thrown instanceof Deno.errors.NotCapable);
+  if (thrown instanceof NonRetryableError || thrown instanceof Deno.errors.NotCapable) return false;
+  return !(thrown instanceof TypeError && DENIED_IMPORT.test(thrown.message));
 }
 
 /**

@@ -6,9 +6,25 @@
  * connection, credentials or files. Tasks go in and outcomes come out as
  * batched messages.
  *
+ * Deno checks a module specifier written out in the code (a static import,
+ * or `import("../x.txt", { with: { type: "text" } })`) against what the
+ * process that starts the Web Worker may read, not against the Worker's own
+ * permissions. So the sandbox runs in this process only when it may read no
+ * more than code (a worker process, `--allow-read=functions,runtime,core`),
+ * and in a process of its own that may read only the function's folder and
+ * the runtime otherwise (`isolation: "process"`, `sandbox_process.ts`: the
+ * embedded mode, inside tools that read every file).
+ *
+ * What the function writes to its console comes out as log lines of the
+ * runtime, attributed to the function and the task (`source: "function"`),
+ * cut at {@linkcode MAX_OUTPUT_LINE_CHARS} and within a budget per second
+ * (`output_budget.ts`); its own log lines cannot replace the fields the
+ * runtime puts on every line.
+ *
  * The runtime enforces each attempt's time limit from outside: past it the
  * attempt fails at once, and a sandbox that then does not answer within a
- * second (a handler that never yields) is terminated and started again.
+ * second (a handler that never yields) is terminated and started again; the
+ * other tasks it was running go back to the queue without using an attempt.
  *
  * @module
  */
@@ -21,12 +37,21 @@ import {
 import type { FunctionInfo } from "../define_function.ts";
 import { DeadlineTimer } from "../../core/deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../core/log.ts";
+import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
 import type { HandlerOutcome, HandlerRun } from "./run_handler.ts";
 import type { AttemptLimit, HandlerRunner } from "./runner.ts";
-import { Host, SandboxError, waitReady } from "./sandbox_loader.ts";
+import { SandboxError, type SandboxHost, ThreadHost, waitReady } from "./sandbox_loader.ts";
+import { ProcessHost } from "./sandbox_process.ts";
 import type { FromSandbox } from "./sandbox_protocol.ts";
 
-export { SandboxError };
+export { MAX_OUTPUT_LINE_CHARS, SandboxError };
+
+/**
+ * Where a sandbox's Web Worker runs: `thread`, in this process (which must
+ * then read no more than code); `process`, in a process of its own that may
+ * read only the function's folder and the runtime.
+ */
+export type SandboxIsolation = "thread" | "process";
 
 /** Options for {@linkcode startSandbox}. */
 export interface StartSandboxOptions {
@@ -34,8 +59,16 @@ export interface StartSandboxOptions {
   module: URL;
   /** Names the Web Worker, for Deno's error messages. */
   name?: string;
-  /** Where the sandbox's own troubles are reported (stray errors, restarts). */
+  /**
+   * Where the sandbox's own troubles are reported (stray errors, restarts),
+   * and what the function writes outside a task.
+   */
   log: Logger;
+  /**
+   * Where the Web Worker runs; see {@linkcode SandboxIsolation}.
+   * @default {"thread"}
+   */
+  isolation?: SandboxIsolation;
   /**
    * Give up when the module has not loaded within this time.
    * @default {15_000}
@@ -49,14 +82,35 @@ export interface StartSandboxOptions {
   stuckAfterMs?: number;
 }
 
+/** Messages kept from a module as it loads, before its sandbox can log them. */
+const MAX_EARLY_MESSAGES = 1000;
+
 /** Longest log message and fields a handler may write per line, in characters. */
 const MAX_LOG_MESSAGE = 1024;
 const MAX_LOG_FIELDS = 4096;
 
+/**
+ * Fields the runtime puts on a function's lines, which the function's own
+ * fields may not replace: theirs are renamed with a `fn_` prefix.
+ */
+const RUNTIME_FIELDS = new Set([
+  "function",
+  "queue",
+  "worker",
+  "task_id",
+  "attempt",
+  "trace_id",
+  "span_id",
+  "protocol",
+  "source",
+  "stream",
+  "text",
+]);
+
 interface Pending {
   run: HandlerRun;
   /** The sandbox it was sent to, once sent. */
-  host?: Host;
+  host?: SandboxHost;
   resolve: (outcome: HandlerOutcome) => void;
   log: () => Logger;
   limit: AttemptLimit;
@@ -64,16 +118,22 @@ interface Pending {
   due: number;
 }
 
-function boundFields(fields: unknown): Record<string, unknown> | undefined {
-  if (typeof fields !== "object" || fields === null) return undefined;
+/** A function's log fields, bounded, marked as the function's, never replacing the runtime's. */
+function functionFields(fields: unknown): Record<string, unknown> {
+  const own: Record<string, unknown> = { source: "function" };
+  if (typeof fields !== "object" || fields === null) return own;
   let text: string;
   try {
     text = JSON.stringify(fields);
   } catch {
-    return { fields_dropped: "not JSON" };
+    return { ...own, fields_dropped: "not JSON" };
   }
-  if (text.length > MAX_LOG_FIELDS) return { fields_dropped: `${text.length} characters` };
-  return fields as Record<string, unknown>;
+  if (text.length > MAX_LOG_FIELDS) return { ...own, fields_dropped: `${text.length} characters` };
+  // Plain data again: no getter or prototype of the function's survives.
+  for (const [key, value] of Object.entries(JSON.parse(text) as Record<string, unknown>)) {
+    own[RUNTIME_FIELDS.has(key) ? `fn_${key}` : key] = value;
+  }
+  return own;
 }
 
 /**
@@ -83,7 +143,7 @@ function boundFields(fields: unknown): Record<string, unknown> | undefined {
 export class Sandbox implements HandlerRunner {
   readonly info: FunctionInfo;
   readonly #options: StartSandboxOptions;
-  #host: Host;
+  #host: SandboxHost;
   readonly #pending = new Map<number, Pending>();
   #pingsSent = 0;
   #pingsAnswered = 0;
@@ -93,28 +153,46 @@ export class Sandbox implements HandlerRunner {
   #closed = false;
   /** Attempts given up on whose handler may still be running. */
   #abandoned = 0;
+  /** Told of each attempt that ends, while `close()` waits for them. */
+  #onFinish: (() => void) | undefined;
   readonly #deadlines = new DeadlineTimer((now) => this.#timeOut(now));
+  readonly #budget: OutputBudget;
 
-  private constructor(options: StartSandboxOptions, host: Host, info: FunctionInfo) {
+  private constructor(options: StartSandboxOptions, host: SandboxHost, info: FunctionInfo) {
     this.#options = options;
     this.#host = host;
     this.info = info;
+    this.#budget = new OutputBudget((dropped) =>
+      options.log.warn(
+        "The function wrote more than its output budget; lines were dropped",
+        { dropped_lines: dropped.lines, dropped_chars: dropped.chars },
+      )
+    );
     this.#attach(host);
   }
 
   /** Loads the function into a new sandbox and resolves once it is ready. */
   static async start(options: StartSandboxOptions): Promise<Sandbox> {
-    const host = new Host(options.module, options.name ?? "function");
+    const host = newHost(options);
+    // What the module prints as it loads, logged once the sandbox exists.
+    const early: FromSandbox[] = [];
     try {
-      const info = await waitReady(host, options.module, options.readyTimeoutMs ?? 15_000);
-      return new Sandbox(options, host, info);
+      const info = await waitReady(
+        host,
+        options.module,
+        options.readyTimeoutMs ?? 15_000,
+        (message) => early.length < MAX_EARLY_MESSAGES && early.push(message),
+      );
+      const sandbox = new Sandbox(options, host, info);
+      for (const message of early) sandbox.#output(message);
+      return sandbox;
     } catch (error) {
-      host.terminate();
+      await host.terminate();
       throw error;
     }
   }
 
-  #attach(host: Host): void {
+  #attach(host: SandboxHost): void {
     host.onMessage = (message) => this.#receive(host, message);
     host.onFailure = (message) => {
       this.#options.log.error("The function's sandbox failed; starting it again", {
@@ -124,7 +202,7 @@ export class Sandbox implements HandlerRunner {
     };
   }
 
-  #receive(host: Host, message: FromSandbox): void {
+  #receive(host: SandboxHost, message: FromSandbox): void {
     if (host !== this.#host) return;
     switch (message.k) {
       case "done": {
@@ -137,15 +215,10 @@ export class Sandbox implements HandlerRunner {
         this.#finish(pending, checkOutcome(message.outcome));
         return;
       }
-      case "log": {
-        const pending = this.#pending.get(message.id);
-        const level = LOG_LEVELS.includes(message.level) ? message.level : "info";
-        (pending?.log() ?? this.#options.log)[level as LogLevel](
-          boundText(String(message.msg), MAX_LOG_MESSAGE),
-          boundFields(message.fields),
-        );
-        return;
-      }
+      case "log":
+      case "out":
+      case "dropped":
+        return this.#output(message);
       case "pong":
         if (typeof message.n === "number") {
           this.#pingsAnswered = Math.max(this.#pingsAnswered, message.n);
@@ -160,10 +233,47 @@ export class Sandbox implements HandlerRunner {
     }
   }
 
+  /** Logs what the function wrote, within its budget. */
+  #output(message: FromSandbox): void {
+    switch (message.k) {
+      case "log": {
+        const msg = boundText(String(message.msg), MAX_LOG_MESSAGE);
+        if (!this.#budget.admit(msg.length)) return;
+        const level = LOG_LEVELS.includes(message.level) ? message.level : "info";
+        this.#logOf(message.id)[level as LogLevel](msg, functionFields(message.fields));
+        return;
+      }
+      case "out": {
+        const text = boundText(String(message.text), MAX_OUTPUT_LINE_CHARS);
+        if (!this.#budget.admit(text.length)) return;
+        const stream = message.stream === "stderr" ? "stderr" : "stdout";
+        this.#logOf(message.id)[stream === "stderr" ? "warn" : "info"](
+          "Function output",
+          { source: "function", stream, text },
+        );
+        return;
+      }
+      case "dropped": {
+        const count = (n: unknown) =>
+          Number.isSafeInteger(n) && (n as number) > 0 ? n as number : 0;
+        const lines = count(message.lines);
+        if (lines > 0) this.#budget.drop(lines, count(message.chars));
+        return;
+      }
+    }
+  }
+
+  /** The logger of the attempt `id` names, or the sandbox's own. */
+  #logOf(id: unknown): Logger {
+    const pending = typeof id === "number" ? this.#pending.get(id) : undefined;
+    return pending?.log() ?? this.#options.log;
+  }
+
   #finish(pending: Pending, outcome: HandlerOutcome): void {
     this.#pending.delete(pending.run.id);
     if (this.#pending.size === 0) this.#deadlines.cancel();
     pending.resolve(outcome);
+    this.#onFinish?.();
   }
 
   /** Times out every attempt past its limit; returns the next limit. */
@@ -203,6 +313,7 @@ export class Sandbox implements HandlerRunner {
     if (this.#pending.get(pending.run.id) !== pending) return;
     pending.due = Math.min(pending.due, performance.now() + pending.limit.ms);
     this.#deadlines.schedule(pending.due);
+    pending.host = this.#host;
     this.#host.send({ k: "run", run: pending.run });
   }
 
@@ -275,8 +386,18 @@ export class Sandbox implements HandlerRunner {
     this.#restarting = (async () => {
       while (!this.#closed) {
         try {
-          const host = new Host(this.#options.module, this.#options.name ?? "function");
-          await waitReady(host, this.#options.module, this.#options.readyTimeoutMs ?? 15_000);
+          const host = newHost(this.#options);
+          try {
+            await waitReady(
+              host,
+              this.#options.module,
+              this.#options.readyTimeoutMs ?? 15_000,
+              (message) => this.#output(message),
+            );
+          } catch (error) {
+            await host.terminate();
+            throw error;
+          }
           this.#host = host;
           this.#pingsSent = this.#pingsAnswered = 0;
           this.#attach(host);
@@ -298,11 +419,31 @@ export class Sandbox implements HandlerRunner {
     for (const id of this.#pending.keys()) this.#host.send({ k: "abort", id, message: reason });
   }
 
+  /**
+   * Ends the sandbox. Attempts still running are aborted first and get up
+   * to a second (`stuckAfterMs`) to end, so that a handler that heeds its
+   * signal finishes, its last log lines included; then the sandbox is
+   * terminated and what still runs goes back to the queue.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#clearSuspicion();
     await this.#restarting;
-    this.#host.terminate();
+    const running = [...this.#pending.values()].filter((pending) => pending.host === this.#host);
+    if (running.length > 0) {
+      this.abortAll("The worker is stopping");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#onFinish = () => {
+          if (running.every((pending) => this.#pending.get(pending.run.id) !== pending)) resolve();
+        };
+        timer = setTimeout(resolve, this.#options.stuckAfterMs ?? 1000);
+      });
+      clearTimeout(timer);
+      this.#onFinish = undefined;
+    }
+    await this.#host.terminate();
+    this.#budget.flush();
     for (const pending of [...this.#pending.values()]) {
       this.#finish(pending, {
         ok: false,
@@ -339,6 +480,13 @@ function checkOutcome(outcome: unknown): HandlerOutcome {
       message: "The function's sandbox sent an outcome of no known shape",
     },
   };
+}
+
+function newHost(options: StartSandboxOptions): SandboxHost {
+  const name = options.name ?? "function";
+  return options.isolation === "process"
+    ? new ProcessHost(options.module, name)
+    : new ThreadHost(options.module, name);
 }
 
 /** Loads a function into a sandbox; see {@linkcode Sandbox}. */

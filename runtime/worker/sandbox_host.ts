@@ -6,16 +6,23 @@
  * credentials or the runtime's memory.
  *
  * Importing this module first also takes away what would end the sandbox
- * from within (`Deno.exit()`, `close()`), and keeps stray errors of a
- * handler from stopping it, before any of the function's code runs.
+ * from within (`Deno.exit()`, `close()`), keeps stray errors of a handler
+ * from stopping it, and sends what the function writes to its console to
+ * the runtime's log (`sandbox_console.ts`), attributed to the task that
+ * wrote it and within the output budget (`output_budget.ts`), before any of
+ * the function's code runs.
  *
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
+import { boundText } from "../../core/contract/message.ts";
 import type { FunctionDefinition } from "../define_function.ts";
 import type { LogFields, Logger, LogLevel } from "../../core/log.ts";
 import { LazyAbort } from "./lazy_abort.ts";
+import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
 import { type HandlerRun, runHandler } from "./run_handler.ts";
+import { captureOutput } from "./sandbox_console.ts";
 import { batcher, type FromSandbox, type ToSandbox } from "./sandbox_protocol.ts";
 
 const scope = globalThis as unknown as {
@@ -42,6 +49,14 @@ function lock(target: object, key: string, value: unknown): void {
   }
 }
 
+/** The run whose handler is executing, across its awaits and timers. */
+const currentRun = new AsyncLocalStorage<number>();
+const budget = new OutputBudget((dropped) => send({ k: "dropped", ...dropped }));
+const output = captureOutput((stream, text) => {
+  const line = boundText(text, MAX_OUTPUT_LINE_CHARS);
+  if (budget.admit(line.length)) send({ k: "out", id: currentRun.getStore(), stream, text: line });
+});
+
 lock(Deno, "exit", refuse("Deno.exit()"));
 lock(globalThis, "close", refuse("close()"));
 lock(Object.getPrototypeOf(globalThis), "close", refuse("close()"));
@@ -59,8 +74,10 @@ scope.addEventListener("unhandledrejection", (event) => {
 });
 
 function taskLogger(id: number): Logger {
-  const emit = (level: LogLevel) => (msg: string, fields?: LogFields) =>
-    send({ k: "log", id, level, msg: String(msg), fields });
+  const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
+    const text = String(msg);
+    if (budget.admit(text.length)) send({ k: "log", id, level, msg: text, fields });
+  };
   const logger: Logger = {
     debug: emit("debug"),
     info: emit("info"),
@@ -90,10 +107,12 @@ export function hostFunction(definition: unknown): void {
   const start = (run: HandlerRun) => {
     const abort = new LazyAbort();
     running.set(run.id, abort);
-    runHandler(fn, run, () => abort.signal, () => taskLogger(run.id)).then((outcome) => {
-      running.delete(run.id);
-      send({ k: "done", id: run.id, outcome });
-    });
+    currentRun.run(run.id, () => runHandler(fn, run, () => abort.signal, () => taskLogger(run.id)))
+      .then((outcome) => {
+        output.flush();
+        running.delete(run.id);
+        send({ k: "done", id: run.id, outcome });
+      });
   };
   scope.addEventListener("message", (event) => {
     const batch = (event as MessageEvent).data as ToSandbox[];

@@ -2,7 +2,9 @@
  * Loading a function into a new sandbox: a Web Worker that Deno starts with
  * no permissions, whose main module imports the sandbox's inside
  * (`sandbox_host.ts`) first and the function's module second, and the wait
- * for it to say which function it holds. `sandbox.ts` runs tasks in it.
+ * for it to say which function it holds. `sandbox.ts` runs tasks in it,
+ * through a {@linkcode SandboxHost}: this one in this process, or the one
+ * of `sandbox_process.ts` in a process of its own.
  *
  * @module
  */
@@ -29,8 +31,23 @@ function mainModuleOf(module: URL): string {
   return URL.createObjectURL(new Blob([source], { type: "application/javascript" }));
 }
 
-/** One Web Worker running the function; replaced when it gets stuck. */
-export class Host {
+/**
+ * Where a function's sandbox runs, as `sandbox.ts` drives it; replaced when
+ * it gets stuck or fails.
+ */
+export interface SandboxHost {
+  /** Queues a message for the sandbox; messages of one turn go together. */
+  readonly send: (message: ToSandbox) => void;
+  /** Each message of the sandbox, unchecked: the receiver checks it. */
+  onMessage: (message: FromSandbox) => void;
+  /** The sandbox ended or cannot go on; `message` says why. */
+  onFailure: (message: string) => void;
+  /** Ends the sandbox at once, whatever it is doing; resolves once it has ended. */
+  terminate(): Promise<void>;
+}
+
+/** One Web Worker in this process running the function. */
+export class ThreadHost implements SandboxHost {
   readonly worker: Worker;
   readonly send: (message: ToSandbox) => void;
   onMessage: (message: FromSandbox) => void = () => {};
@@ -67,12 +84,24 @@ export class Host {
     });
   }
 
-  terminate(): void {
+  terminate(): Promise<void> {
     this.worker.terminate();
+    return Promise.resolve();
   }
 }
 
-export function waitReady(host: Host, module: URL, timeoutMs: number): Promise<FunctionInfo> {
+/**
+ * Resolves with what the function in `host` says of itself, checked, once
+ * its module has loaded; rejects with a {@linkcode SandboxError} when it
+ * fails to load or takes longer than `timeoutMs`. What else the sandbox
+ * sends meanwhile (what its module's top-level code prints) goes to `other`.
+ */
+export function waitReady(
+  host: SandboxHost,
+  module: URL,
+  timeoutMs: number,
+  other: (message: FromSandbox) => void = () => {},
+): Promise<FunctionInfo> {
   return new Promise((resolve, reject) => {
     const where = module.protocol === "file:" ? module.pathname : module.href;
     const timer = setTimeout(() => {
@@ -94,7 +123,7 @@ export function waitReady(host: Host, module: URL, timeoutMs: number): Promise<F
     host.onMessage = (message) => {
       // Before it is ready, an error the sandbox reports is its module's.
       if (message.k === "failed" || message.k === "stray") return fail(String(message.message));
-      if (message.k !== "ready") return;
+      if (message.k !== "ready") return other(message);
       clearTimeout(timer);
       try {
         const info = message.info as unknown as FunctionInfo;

@@ -33,7 +33,17 @@ export type FromSandbox =
   | { k: "done"; id: number; outcome: HandlerOutcome }
   | { k: "log"; id: number; level: LogLevel; msg: string; fields?: Record<string, unknown> }
   | { k: "pong"; n: number }
-  | { k: "stray"; message: string };
+  | { k: "stray"; message: string }
+  /**
+   * Text the function wrote to its console, `Deno.stdout` or `Deno.stderr`,
+   * one line each; `id` is the run it wrote it in, if any.
+   */
+  | { k: "out"; id?: number; stream: OutputStream; text: string }
+  /** Lines the sandbox dropped over its output budget, and their characters. */
+  | { k: "dropped"; lines: number; chars: number };
+
+/** Where a function meant its text to go. */
+export type OutputStream = "stdout" | "stderr";
 
 /**
  * Gathers messages and posts them together at the end of the current turn.
