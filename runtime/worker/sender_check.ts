@@ -63,7 +63,8 @@ export function createSenderCheck(
     return {
       sender: original,
       replayedBy: judged.sender,
-      allowed: typeof replayed === "string" && (anySender || senders.has(original)),
+      allowed: typeof replayed === "string" &&
+        (anySender || senders.has(original) || original === brokerUser),
     };
   };
 }

@@ -195,7 +195,8 @@ export async function startWorker(
     queue,
     workerId,
     queueType,
-    allowedSenders: senders,
+    // What it accepts: the senders it is told, and its own user (retries).
+    allowedSenders: new Set([...senders, broker.user]),
   });
   const tasks = new Set<Task>();
   const waiting: Delivery[] = [];
