@@ -15,7 +15,7 @@
  * @module
  */
 
-import { backoffDelay, RECONNECT_POLICY } from "../../core/backoff.ts";
+import { backoffDelay, type BackoffPolicy, RECONNECT_POLICY } from "../../core/backoff.ts";
 import {
   type Broker,
   type Consumer,
@@ -48,7 +48,7 @@ export interface ServeControlOptions {
    * How attempts to open a refused control queue are spaced.
    * @default {RECONNECT_POLICY}
    */
-  retry?: typeof RECONNECT_POLICY;
+  retry?: BackoffPolicy;
 }
 
 /** A worker's control queue, consumed once it could be opened. */

@@ -39,6 +39,7 @@
  * @module
  */
 
+import type { BackoffPolicy } from "../../core/backoff.ts";
 import {
   type Broker,
   type Consumer,
@@ -148,6 +149,11 @@ export interface WorkerOptions {
    * @default {DEFAULT_MAX_ETA_MS} (7 days)
    */
   maxEtaMs?: number;
+  /**
+   * How attempts to open a control queue the broker refused are spaced.
+   * @default {RECONNECT_POLICY}
+   */
+  controlRetry?: BackoffPolicy;
 }
 
 /** A worker consuming its queue on one broker connection. */
@@ -329,6 +335,7 @@ export async function startWorker(
     queue,
     log,
     onRefused: () => stats.repliesRefused++,
+    retry: options.controlRetry,
     // Only those who may call the function learn about its workers, and
     // the dashboard, whose user may call nothing.
     accept: (delivery) =>
