@@ -16,6 +16,7 @@ import {
   DEAD_LETTER_HEADERS,
   deadLetterQueueOf,
   type DeadLetterReason,
+  DELIVERY_COUNT_HEADER,
   encodeProgress,
   encodeReply,
   headerBytes,
@@ -44,7 +45,9 @@ const MAX_SENDERS_CHARS = 1024;
  * saying so), without the headers only the runtime may write: `x-dlq-*`,
  * its record of a dead letter (a replay trusts them on a letter its worker
  * published), and `x-sender` and `x-prior-deliveries`, which it writes anew
- * on what it republishes, so that a request never brings its own.
+ * on what it republishes, so that a request never brings its own; nor the
+ * broker's counts of this delivery, which a copy must not inherit (RabbitMQ
+ * writes them only once it counts one, and would leave a stale one be).
  */
 function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   const { headers } = properties;
@@ -54,13 +57,19 @@ function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   }
   const kept: Record<string, unknown> = {};
   for (const key in headers) {
-    if (key.startsWith("x-dlq-") || key === SENDER_HEADER || key === PRIOR_DELIVERIES_HEADER) {
-      continue;
-    }
+    if (key.startsWith("x-dlq-") || RUNTIME_HEADERS.has(key)) continue;
     kept[key] = headers[key];
   }
   return kept;
 }
+
+/** Headers of a delivery that only the runtime or the broker write; see {@linkcode keptHeaders}. */
+const RUNTIME_HEADERS = new Set([
+  SENDER_HEADER,
+  PRIOR_DELIVERIES_HEADER,
+  DELIVERY_COUNT_HEADER,
+  "x-acquired-count",
+]);
 
 /** `headers` with the original sender, when known: a republished request's `user_id` is the worker's. */
 function withSender(headers: Record<string, unknown>, sender: string | undefined) {
