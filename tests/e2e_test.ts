@@ -304,11 +304,11 @@ Deno.test({
               queue.replaceAll(".", "\\.")
             }' in vhost '/' refused for user '${user}'`,
           );
+        // As the worker declares it (runtime/worker/settle.ts, retryQueueOptions).
         const retryQueue = {
           type: "quorum" as const,
           messageTtlMs: 100,
           deadLetterQueue: "queue_a",
-          expiresMs: 60_100,
         };
         const taskA = plain("task_a", passwords.task_a);
         const dispatcher = plain("dispatcher", passwords.dispatcher);

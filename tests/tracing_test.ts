@@ -8,10 +8,9 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { type ReceivedSpan, startOtlpReceiver, traceTree } from "./_otlp.ts";
 import { runDeno, type RunningProcess, startWorkerProcess } from "./_processes.ts";
 
@@ -224,9 +223,7 @@ Deno.test({
     } finally {
       for (const worker of workers) await worker.stop();
       const broker = await connectAmqp(AMQP_URL);
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
       await receiver.close();
       await Deno.remove(dir, { recursive: true });
@@ -270,9 +267,7 @@ Deno.test({
     } finally {
       await worker.stop();
       const broker = await connectAmqp(AMQP_URL);
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
       await Deno.remove(dir, { recursive: true });
     }
