@@ -18,6 +18,7 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { manage } from "./_management.ts";
 import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
   runDeno,
@@ -413,6 +414,48 @@ Deno.test({
         /as it was declared with other arguments \(x-delivery-limit: \D*5\D*, where this worker declares \D*9\D*\)/,
       );
     } finally {
+      await c.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a dead letter the broker refuses keeps its request unacknowledged: it comes back until the dead-letter queue takes it",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("hostile_dlq_full");
+    const policy = `${queue}_full`;
+    // Classic queues: they count no deliveries, so only the broker taking the letter ends this.
+    const worker = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      QUEUE_TYPE: "classic",
+    });
+    const c = await caller(queue);
+    try {
+      const full = await manage("PUT", `policies/%2F/${policy}`, {
+        pattern: `^${queue}\\.dlq$`,
+        definition: { "max-length": 0, overflow: "reject-publish" },
+        "apply-to": "queues",
+        priority: 10,
+      });
+      assert.ok(full.ok, `policy: ${full.status}`);
+      await c.sendRaw("refused", "{not json");
+      await waitFor(
+        () => worker.lines.filter((l) => l.includes("Could not settle a task")).length >= 2,
+        "its dead letter refused, the request back, and refused again",
+      );
+      // The reply follows the dead letter: nothing was answered, nothing lost.
+      assert.equal(c.replies.has("refused"), false);
+      assert.equal((await manage("DELETE", `policies/%2F/${policy}`)).ok, true);
+      assert.equal((await c.reply("refused")).error?.type, "InvalidJson");
+      const [letter] = await c.letters(1);
+      assert.equal(letter.properties.headers?.["x-dlq-reason"], "rejected");
+      assert.equal(new TextDecoder().decode(letter.body), "{not json");
+    } finally {
+      await manage("DELETE", `policies/%2F/${policy}`);
+      assert.equal(await worker.stop(), 0, worker.lines.join("\n"));
       await c.close();
     }
   },
