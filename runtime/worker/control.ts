@@ -55,8 +55,6 @@ export interface ServeControlOptions {
 export interface ControlChannel extends Consumer {
   /** The control queue's name while it is open, else `undefined`. */
   readonly queue: string | undefined;
-  /** Settles once the control queue is open (or the channel was cancelled first). */
-  readonly opened: Promise<void>;
 }
 
 /**
@@ -75,8 +73,6 @@ export async function serveControl(
   let queue: string | undefined;
   let cancelled = false;
   let wake: (() => void) | undefined;
-  let markOpened!: () => void;
-  const opened = new Promise<void>((resolve) => markOpened = resolve);
 
   const answer = async (delivery: Delivery) => {
     const request = parseControlRequest(delivery.body);
@@ -106,12 +102,19 @@ export async function serveControl(
     const name = controlQueueOf(options.queue);
     await broker.declareExchange(CONTROL_EXCHANGE, "fanout", { durable: true });
     await broker.declareQueue(name, { durable: false, exclusive: true, autoDelete: true });
-    await broker.bindQueue(name, CONTROL_EXCHANGE);
-    const started = await broker.consume(name, (delivery) => {
-      answer(delivery)
-        .catch((error) => log.debug("Could not answer a ping", { error }))
-        .finally(() => broker.ack(delivery));
-    }, { prefetch: 4 });
+    let started: Consumer;
+    try {
+      await broker.bindQueue(name, CONTROL_EXCHANGE);
+      started = await broker.consume(name, (delivery) => {
+        answer(delivery)
+          .catch((error) => log.debug("Could not answer a ping", { error }))
+          .finally(() => broker.ack(delivery));
+      }, { prefetch: 4 });
+    } catch (error) {
+      // Each attempt names a new queue: one that failed must not hold a place in the limit.
+      await broker.deleteQueue(name).catch(() => {});
+      throw error;
+    }
     if (cancelled) {
       await started.cancel().catch(() => {});
       return;
@@ -145,7 +148,6 @@ export async function serveControl(
       try {
         await open();
         log.info("Opened the control queue: answering pings", { control_queue: queue });
-        markOpened();
         return;
       } catch (next) {
         failures++;
@@ -161,7 +163,6 @@ export async function serveControl(
   });
   try {
     await open();
-    markOpened();
   } catch (error) {
     keepTrying(error).catch((next) =>
       log.error("Stopped opening the control queue", { error: next })
@@ -172,11 +173,9 @@ export async function serveControl(
     get queue() {
       return queue;
     },
-    opened,
     async cancel() {
       cancelled = true;
       wake?.();
-      markOpened();
       await consumer?.cancel();
     },
   };
