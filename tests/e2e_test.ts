@@ -659,6 +659,8 @@ Deno.test({
               "x-dlq-reason": "exhausted",
               "x-dlq-queue": queue,
               "x-dlq-sender": "dispatcher",
+              // As queue_a's workers record what they accept.
+              "x-dlq-allowed-senders": "admin,dispatcher,operator,task_a",
             };
             return message;
           };
