@@ -8,6 +8,7 @@
  */
 
 import type { Broker } from "../core/broker/broker.ts";
+import { retryQueuesOf } from "../core/contract/names.ts";
 import { type ContainerFigures, measureContainer } from "./container.ts";
 import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";
 import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";
@@ -88,7 +89,8 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
   const prefetch = String(options.prefetch);
   const queue = (name: string) => {
     const full = `bench_${name}_${run}`;
-    queues.push(full, `${full}.dlq`);
+    // Retry queues never expire: they go with the queue they serve.
+    queues.push(full, `${full}.dlq`, ...retryQueuesOf(full));
     return full;
   };
   // Several workers share this host: their /metrics ports would clash. The

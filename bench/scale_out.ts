@@ -19,7 +19,7 @@
 
 import type { Broker } from "../core/broker/broker.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../core/contract/names.ts";
+import { deadLetterQueueOf, retryQueuesOf } from "../core/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { buildWorkerImage, docker as runDocker, workerRunArgs } from "./container.ts";
@@ -171,8 +171,10 @@ export async function measureScaleOut(
     await client.close();
     await connection.close();
     await Promise.all([...running].map((id) => docker(["rm", "-f", id]).catch(() => {})));
-    await admin.deleteQueue(queue).catch(() => {});
-    await admin.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
+    // Retry queues never expire: they go with the queue they serve.
+    for (const name of [queue, deadLetterQueueOf(queue), ...retryQueuesOf(queue)]) {
+      await admin.deleteQueue(name).catch(() => {});
+    }
     await docker(["rmi", "-f", tag]).catch(() => {});
   }
 }

@@ -286,6 +286,11 @@ export class ReconnectingBroker implements Broker {
     if (origin && origin === this.#current) origin.nack(delivery, requeue);
   }
 
+  reject(delivery: Delivery): void {
+    const origin = this.#origin.get(delivery);
+    if (origin && origin === this.#current) origin.reject(delivery);
+  }
+
   /**
    * Opens Direct Reply-to on each connection in turn. Its address must be
    * the same on every connection, as RabbitMQ's `amq.rabbitmq.reply-to` is;

@@ -1,17 +1,25 @@
 /**
- * Whether a dead letter may be replayed. Replaying publishes the letter as
- * the tool's own (operator) user, which every function accepts, so a letter
- * must prove where it came from, or replay would launder a request from a
- * sender the function refuses:
+ * Whether a dead letter may be replayed, and as whose request. Replaying
+ * publishes the letter as the tool's own (operator) user, which functions
+ * accept by default, so a letter must prove where it came from, or replay
+ * would launder a request from a sender the function refuses:
  *
  * - a letter a worker wrote (`x-dlq-reason`) must carry the `user_id` of the
  *   function's workers, which RabbitMQ verified; its `x-dlq-sender` (the
- *   original request's sender, written by that worker) is then trustworthy
- *   and must be an allowed sender;
+ *   original request's sender) and `x-dlq-allowed-senders` (the senders
+ *   that worker accepted) are then trustworthy, and the sender must be one
+ *   of those: the function's own, not a default list. A letter the worker
+ *   refused for its sender (`unauthenticated`) is never replayed, nor one
+ *   whose worker recorded no senders (written before workers did);
  * - a letter the broker dead-lettered itself (`x-death`, no `x-dlq-reason`:
- *   expired, or over the delivery limit) still carries its original sender's
- *   `user_id`, which must be an allowed sender;
+ *   expired, or over the delivery limit) carries its original sender's
+ *   `user_id` (or, for a copy the worker published, its `x-sender`), which
+ *   must be one the tools allow by default;
  * - anything else is refused.
+ *
+ * Whatever the tool decides, the copy names the original sender
+ * (`x-replayed-sender`) and the function's worker runs it only if it
+ * accepts that sender itself: the last word is the function's.
  *
  * The tool's own user counts as the workers' too: where every party shares
  * one user (a bare RabbitMQ's guest) nobody can be told apart, and any user
@@ -21,14 +29,18 @@
  */
 
 import type { Delivery } from "../core/broker/broker.ts";
-import { DEAD_LETTER_HEADERS } from "../core/contract/mod.ts";
+import { DEAD_LETTER_HEADERS, SENDER_HEADER } from "../core/contract/mod.ts";
 import { DEFAULT_ALLOWED_SENDERS } from "../runtime/define_function.ts";
 
 /** Who may have written a function's dead letters, and sent its requests. */
 export interface LetterPolicy {
   /** The broker users the function's workers may run as. */
   workerUsers: ReadonlySet<string>;
-  /** The broker users whose requests the function accepts. */
+  /**
+   * The broker users a letter the broker dead-lettered may come from: the
+   * default senders and the workers' users. A worker's own letters are
+   * judged by the senders it recorded instead.
+   */
   allowedSenders: ReadonlySet<string>;
 }
 
@@ -46,35 +58,70 @@ export function letterPolicy(workerUser: string | undefined, ownUser: string): L
   };
 }
 
-/** Why `delivery` may not be replayed under `policy`; `undefined` when it may. */
-export function whyRefused(delivery: Delivery, policy: LetterPolicy): string | undefined {
+/** Whether a letter may be replayed, and for whom. */
+export type LetterVerdict = { ok: true; sender: string } | { ok: false; why: string };
+
+const quote = (user: unknown) => typeof user === "string" ? `'${user}'` : "none";
+
+/** Whether `delivery` may be replayed under `policy`, and the original sender it names. */
+export function judgeLetter(delivery: Delivery, policy: LetterPolicy): LetterVerdict {
   const headers = delivery.properties.headers ?? {};
   const userId = delivery.properties.userId;
-  const quote = (user: string | undefined) => user === undefined ? "none" : `'${user}'`;
+  const refuse = (why: string): LetterVerdict => ({ ok: false, why });
+  const fromWorker = userId !== undefined && policy.workerUsers.has(userId);
   if (headers[DEAD_LETTER_HEADERS.reason] !== undefined) {
-    if (userId === undefined || !policy.workerUsers.has(userId)) {
-      return `its x-dlq-reason says a worker wrote it, but its user_id is ${
-        quote(userId)
-      }, not the function's workers' (${[...policy.workerUsers].join(", ")})`;
+    if (!fromWorker) {
+      return refuse(
+        `its x-dlq-reason says a worker wrote it, but its user_id is ${
+          quote(userId)
+        }, not the function's workers' (${[...policy.workerUsers].join(", ")})`,
+      );
     }
     const sender = headers[DEAD_LETTER_HEADERS.sender];
     if (typeof sender !== "string") {
-      return "its worker recorded no sender (x-dlq-sender): the request came without user_id";
+      return refuse(
+        "its worker recorded no sender (x-dlq-sender): the request came without user_id",
+      );
     }
-    if (!policy.allowedSenders.has(sender)) {
-      return `its sender '${sender}' may not call the function (allowed: ${
-        [...policy.allowedSenders].join(", ")
-      })`;
+    if (headers[DEAD_LETTER_HEADERS.reason] === "unauthenticated") {
+      return refuse(
+        `the function refused its sender '${sender}' (unauthenticated): replayed as the operator, it would run what the function refused`,
+      );
     }
-    return undefined;
+    const recorded = headers[DEAD_LETTER_HEADERS.allowedSenders];
+    if (typeof recorded !== "string") {
+      return refuse(
+        `its worker did not record the senders it accepts (x-dlq-allowed-senders), so its sender '${sender}' cannot be checked against the function's own: send it again as a new request if that sender may call the function`,
+      );
+    }
+    const accepted = recorded.split(",");
+    if (!accepted.includes("*") && !accepted.includes(sender)) {
+      return refuse(
+        `its sender '${sender}' may not call the function (it accepts: ${accepted.join(", ")})`,
+      );
+    }
+    return { ok: true, sender };
   }
   if (headers["x-death"] !== undefined) {
-    if (userId === undefined || !policy.allowedSenders.has(userId)) {
-      return `the broker dead-lettered it, but its sender (user_id) ${
-        quote(userId)
-      } may not call the function (allowed: ${[...policy.allowedSenders].join(", ")})`;
+    // A copy the worker published (a retry, a task handed back) names the
+    // original sender in x-sender, which only the worker's user may write.
+    const sender = fromWorker ? headers[SENDER_HEADER] ?? userId : userId;
+    if (typeof sender !== "string" || !policy.allowedSenders.has(sender)) {
+      return refuse(
+        `the broker dead-lettered it, but its sender ${
+          quote(sender)
+        } may not call the function (allowed: ${[...policy.allowedSenders].join(", ")})`,
+      );
     }
-    return undefined;
+    return { ok: true, sender };
   }
-  return "neither a worker (x-dlq-reason) nor the broker (x-death) dead-lettered it: someone published it to the dead-letter queue";
+  return refuse(
+    "neither a worker (x-dlq-reason) nor the broker (x-death) dead-lettered it: someone published it to the dead-letter queue",
+  );
+}
+
+/** Why `delivery` may not be replayed under `policy`; `undefined` when it may. */
+export function whyRefused(delivery: Delivery, policy: LetterPolicy): string | undefined {
+  const verdict = judgeLetter(delivery, policy);
+  return verdict.ok ? undefined : verdict.why;
 }

@@ -21,11 +21,13 @@ import {
   isPlainObject,
   MAX_ERROR_MESSAGE_CHARS,
   MAX_ERROR_TYPE_CHARS,
+  PRIOR_DELIVERIES_HEADER,
   queueOfDeadLetterQueue,
+  REPLAYED_SENDER_HEADER,
   SENDER_HEADER,
   SENT_AT_HEADER,
 } from "../core/contract/mod.ts";
-import { type LetterPolicy, whyRefused } from "./dead_letter_trust.ts";
+import { judgeLetter, type LetterPolicy } from "./dead_letter_trust.ts";
 import { startReplayTrace } from "./replay_trace.ts";
 
 /** A dead letter, as its headers describe it. */
@@ -187,7 +189,12 @@ export interface ReplayResult {
 // death, the attempt count (attempts start again at 1), and a retry's
 // sender, which only the worker's own user may claim.
 const DROPPED_HEADER = /^x-(dlq-|death$|first-death-|last-death-)/;
-const DROPPED_HEADERS = new Set([ATTEMPT_HEADER, SENDER_HEADER, DELIVERY_COUNT_HEADER]);
+const DROPPED_HEADERS = new Set([
+  ATTEMPT_HEADER,
+  SENDER_HEADER,
+  DELIVERY_COUNT_HEADER,
+  PRIOR_DELIVERIES_HEADER,
+]);
 
 /**
  * A replayed request is a new one: a deadline that has passed (the reason an
@@ -238,10 +245,10 @@ export async function replayDeadLetters(
         skipped++;
         continue;
       }
-      const why = whyRefused(delivery, options.policy);
-      if (why !== undefined) {
+      const verdict = judgeLetter(delivery, options.policy);
+      if (!verdict.ok) {
         kept.push(delivery);
-        refused.push({ letter, why });
+        refused.push({ letter, why: verdict.why });
         continue;
       }
       const headers = Object.fromEntries(
@@ -254,6 +261,8 @@ export async function replayDeadLetters(
       if (headers[SENT_AT_HEADER] !== undefined) headers[SENT_AT_HEADER] = Date.now();
       headers["x-replayed-from"] = deadLetterQueue;
       headers["x-replayed-at"] = new Date().toISOString();
+      // The worker runs the copy only if it accepts this sender itself.
+      headers[REPLAYED_SENDER_HEADER] = verdict.sender;
       // The broker stamps the replaying user's own user_id.
       const { userId: _, expiration: __, ...properties } = delivery.properties;
       try {

@@ -149,6 +149,7 @@ Deno.test("replayDeadLetters() replays each letter once even when it fails again
             "x-dlq-reason": "exhausted",
             "x-dlq-queue": "queue_x",
             "x-dlq-sender": "dispatcher",
+            "x-dlq-allowed-senders": "dispatcher,guest",
           },
         },
       });
@@ -178,6 +179,7 @@ Deno.test("replayDeadLetters() strips dead-letter headers, honours limit and rea
             "x-dlq-queue": "queue_x",
             "x-dlq-attempts": 4,
             "x-dlq-sender": "dispatcher",
+            "x-dlq-allowed-senders": "dispatcher,guest",
             "x-attempt": 4,
             "x-sender": "admin",
             "x-death": [{ reason: "expired", queue: "queue_x.retry.10", count: 1 }],
@@ -224,6 +226,7 @@ Deno.test("replayDeadLetters() sends a letter to its dead-letter queue's own que
         headers: {
           "x-dlq-reason": "exhausted",
           "x-dlq-sender": "dispatcher",
+          "x-dlq-allowed-senders": "dispatcher",
           "x-dlq-queue": "queue_admin_only",
         },
       },
@@ -246,8 +249,9 @@ Deno.test("replayDeadLetters() leaves and reports every letter that does not pro
       body: new TextEncoder().encode(`{"task":"task_x"}`),
       properties: { messageId: id, headers },
     });
-  const written = (sender?: string) => ({
-    "x-dlq-reason": "exhausted",
+  const written = (sender?: string, reason = "exhausted") => ({
+    "x-dlq-reason": reason,
+    "x-dlq-allowed-senders": "admin,dispatcher,operator,task_x",
     ...(sender === undefined ? {} : { "x-dlq-sender": sender }),
   });
   try {
@@ -259,6 +263,8 @@ Deno.test("replayDeadLetters() leaves and reports every letter that does not pro
     await letter("task_x", "worker-for-admin", written("admin"));
     await letter("task_x", "from-other-function", written("task_y"));
     await letter("task_x", "no-sender", written());
+    await letter("task_x", "refused-sender", written("dispatcher", "unauthenticated"));
+    await letter("task_x", "unrecorded", { "x-dlq-reason": "exhausted", "x-dlq-sender": "admin" });
     await letter("task_y", "forged-by-task_y", written("dispatcher"));
     await letter("intruder", "no-death", { "x-custom": 1 });
     await hub.connect("dispatcher").publish("queue_t", {
@@ -270,8 +276,8 @@ Deno.test("replayDeadLetters() leaves and reports every letter that does not pro
       properties: { messageId: "expired-by-intruder" },
     });
     await until(
-      async () => (await operator.inspectQueue("queue_x.dlq"))?.messages === 8,
-      "eight letters",
+      async () => (await operator.inspectQueue("queue_x.dlq"))?.messages === 10,
+      "ten letters",
     );
 
     const result = await replayDeadLetters(operator, "queue_x.dlq", {
@@ -289,15 +295,23 @@ Deno.test("replayDeadLetters() leaves and reports every letter that does not pro
       "from-other-function",
       "no-death",
       "no-sender",
+      "refused-sender",
+      "unrecorded",
     ]);
     assert.match(refused["forged-by-task_y"], /user_id is 'task_y', not the function's workers'/);
-    assert.match(refused["from-other-function"], /sender 'task_y' may not call the function/);
+    assert.match(
+      refused["from-other-function"],
+      /sender 'task_y' may not call the function \(it accepts: admin, dispatcher, operator, task_x\)/,
+    );
+    assert.match(refused["refused-sender"], /refused its sender 'dispatcher' \(unauthenticated\)/);
+    assert.match(refused["unrecorded"], /did not record the senders it accepts/);
     assert.match(refused["no-sender"], /recorded no sender/);
     assert.match(refused["expired-by-intruder"], /broker dead-lettered it.*'intruder'/);
     assert.match(refused["no-death"], /neither a worker .* nor the broker/);
-    assert.equal((await operator.inspectQueue("queue_x.dlq"))?.messages, 5, "refused letters stay");
+    assert.equal((await operator.inspectQueue("queue_x.dlq"))?.messages, 7, "refused letters stay");
     const replayed = (await operator.get("queue_x"))!;
     assert.equal(replayed.properties.userId, "operator", "replayed as the operator");
+    assert.equal(replayed.properties.headers?.["x-replayed-sender"], "dispatcher");
   } finally {
     await hub.shutdown();
   }
@@ -383,4 +397,62 @@ Deno.test("describeDeadLetter() bounds every header text it takes from a forged 
     tag: 1,
   });
   assert.ok(broker.reason.length <= limits.reason, "the broker's reason too");
+});
+
+Deno.test("replay judges a letter's sender by the function's own senders, never the default ones", async () => {
+  // A function that accepts the operator and admin only, not the dispatcher.
+  const runs: string[] = [];
+  const guarded = defineFunction({
+    name: "guarded",
+    queue: "queue_guarded",
+    retry: { maxRetries: 0 },
+    handler(payload) {
+      runs.push(String(payload.who));
+      if (payload.fail) throw new Error("failed");
+      return "ran";
+    },
+  });
+  const hub = new MemoryBroker();
+  const worker = await startWorker(inProcessRunner(guarded), hub.connect("guarded"), {
+    workerId: "guarded@test",
+    allowedSenders: ["operator", "admin"],
+  });
+  const operator = hub.connect("operator");
+  const dlq = deadLetterQueueOf(guarded.queue);
+  const letters = async () => (await operator.inspectQueue(dlq))?.messages ?? -1;
+  const request = (who: string, fail = false) =>
+    encodeRequest("guarded", { who, fail }, { taskId: who });
+  try {
+    // Refused by the worker: its letter says unauthenticated, sender dispatcher.
+    await hub.connect("dispatcher").publish(guarded.queue, request("dispatcher"));
+    // Run and failed: a letter whose sender, admin, the worker accepts.
+    await hub.connect("admin").publish(guarded.queue, request("admin", true));
+    // Dead-lettered by the broker before any worker saw it: the dispatcher's again.
+    await operator.declareQueue("queue_guarded_wait", { messageTtlMs: 1, deadLetterQueue: dlq });
+    await hub.connect("dispatcher").publish("queue_guarded_wait", request("expired"));
+    await until(async () => (await letters()) === 3, "three letters");
+    assert.deepEqual(runs, ["admin"]);
+
+    const result = await replayDeadLetters(operator, dlq, {
+      limit: 10,
+      policy: letterPolicy("guarded", operator.user),
+    });
+    assert.deepEqual(result.refused.map((r) => r.letter.taskId), ["dispatcher"]);
+    assert.match(result.refused[0].why, /refused its sender 'dispatcher' \(unauthenticated\)/);
+    assert.deepEqual(result.replayed.map((l) => l.taskId).sort(), ["admin", "expired"]);
+    // The broker's letter proves its sender to the tool, but the worker
+    // judges that sender by its own list: the dispatcher's request never runs.
+    await until(async () => (await letters()) === 3, "the refused copy back as a letter");
+    await until(() => runs.length === 2, "admin's request ran again");
+    assert.deepEqual(runs, ["admin", "admin"]);
+    const kept = await listDeadLetters(operator, dlq, { limit: 10 });
+    const again = kept.find((l) => l.taskId === "expired")!;
+    assert.equal(again.reason, "unauthenticated");
+    assert.equal(again.sender, "dispatcher");
+    assert.match(again.errorMessage, /replayed by 'operator' for broker user 'dispatcher'/);
+    assert.equal(worker.stats.unauthenticated, 2);
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
 });

@@ -41,6 +41,7 @@ async function setup(hub: MemoryBroker) {
     "x-dlq-error-message": "failed",
     "x-dlq-attempts": 3,
     "x-dlq-sender": "dispatcher",
+    "x-dlq-allowed-senders": "admin,dispatcher,operator,workers_x",
     "x-dlq-queue": "queue_elsewhere",
   });
   await letter("workers_x", "limit-1", {
@@ -49,6 +50,7 @@ async function setup(hub: MemoryBroker) {
     "x-dlq-error-message": "died each time",
     "x-dlq-deliveries": 5,
     "x-dlq-sender": "dispatcher",
+    "x-dlq-allowed-senders": "admin,dispatcher,operator,workers_x",
   });
   await letter("intruder", "forged-1", {
     "x-dlq-reason": "exhausted",

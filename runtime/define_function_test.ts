@@ -152,3 +152,17 @@ Deno.test("defineFunction() refuses retry settings out of range, naming the sett
     );
   }
 });
+
+Deno.test("defineFunction() gives a time limit of 5 minutes by default, and allows at most a day", () => {
+  assert.equal(defineFunction({ name: "task_a", queue: "queue_a", handler }).timeoutMs, 300_000);
+  const day = defineFunction({ name: "task_a", queue: "queue_a", handler, timeoutMs: 86_400_000 });
+  assert.equal(day.timeoutMs, 86_400_000);
+  for (const timeoutMs of [86_400_001, 0, 1.5]) {
+    assert.throws(
+      () => defineFunction({ name: "task_a", queue: "queue_a", handler, timeoutMs }),
+      new RegExp(
+        `timeoutMs is ${timeoutMs}: use a whole number of milliseconds from 1 to 86400000`,
+      ),
+    );
+  }
+});

@@ -6,8 +6,7 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import { uniqueName } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName } from "./_helpers.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
@@ -55,10 +54,7 @@ Deno.test({
       assert.equal(await b.stop(), 0);
       const broker = await connectAmqp(AMQP_URL, { connectionName: "test-cleanup" });
       try {
-        for (const queue of [qa, qb]) {
-          await broker.deleteQueue(queue).catch(() => {});
-          await broker.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
-        }
+        await deleteFunctionQueues(broker, qa, qb);
       } finally {
         await broker.close();
       }

@@ -304,11 +304,11 @@ Deno.test({
               queue.replaceAll(".", "\\.")
             }' in vhost '/' refused for user '${user}'`,
           );
+        // As the worker declares it (runtime/worker/settle.ts, retryQueueOptions).
         const retryQueue = {
           type: "quorum" as const,
           messageTtlMs: 100,
           deadLetterQueue: "queue_a",
-          expiresMs: 60_100,
         };
         const taskA = plain("task_a", passwords.task_a);
         const dispatcher = plain("dispatcher", passwords.dispatcher);
@@ -685,6 +685,8 @@ Deno.test({
               "x-dlq-reason": "exhausted",
               "x-dlq-queue": queue,
               "x-dlq-sender": "dispatcher",
+              // As queue_a's workers record what they accept.
+              "x-dlq-allowed-senders": "admin,dispatcher,operator,task_a",
             };
             return message;
           };

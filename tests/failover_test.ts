@@ -21,7 +21,7 @@ import { connectBroker } from "../client/open_broker.ts";
 import type { ConnectionEvent } from "../client/reconnecting_broker.ts";
 import { type CallOutcome, type ReplyMode, RpcClient } from "../client/rpc_client.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { freePort, uniqueName } from "./_helpers.ts";
+import { deleteFunctionQueues, freePort, uniqueName } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
 import { startGatedProxy } from "./_proxy.ts";
 
@@ -112,8 +112,7 @@ async function runAcrossCut(replies: ReplyMode) {
     await client.close();
     await opened.close();
     await worker.stop(1000);
-    await workerBroker.deleteQueue(queue).catch(() => {});
-    await workerBroker.deleteQueue(`${queue}.dlq`).catch(() => {});
+    await deleteFunctionQueues(workerBroker, queue);
     await workerBroker.close();
     await proxy.close();
   }

@@ -7,17 +7,11 @@
 import assert from "node:assert/strict";
 import type { Broker } from "../core/broker/broker.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import {
-  deadLetterQueueOf,
-  encodeReply,
-  encodeRequest,
-  type Message,
-  parseRequest,
-} from "../core/contract/mod.ts";
+import { encodeReply, encodeRequest, type Message, parseRequest } from "../core/contract/mod.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { startWorkerProcess } from "./_processes.ts";
 
 const COUNT = 12;
@@ -41,8 +35,7 @@ async function run(queue: string, workMs: number, onStarted?: (taskId: string) =
 }
 
 async function cleanup(broker: Broker, queue: string) {
-  await broker.deleteQueue(queue).catch(() => {});
-  await broker.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
+  await deleteFunctionQueues(broker, queue);
   await broker.close();
 }
 

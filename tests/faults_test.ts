@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import type { Broker } from "../core/broker/broker.ts";
-import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
+import { encodeRequest, parseReply, replyQueueName, type TaskReply } from "../core/contract/mod.ts";
 import { type CallOutcome, RpcClient } from "../client/rpc_client.ts";
 import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
@@ -219,7 +219,8 @@ Deno.test({
           // Nobody consumes queue_a while the requests wait.
           await stack.compose(["stop", "worker-a"]);
           const admin = await connectAmqp(await stack.url("admin"));
-          const replies = `faults_replies_${crypto.randomUUID().slice(0, 8)}`;
+          // A reply queue of the caller's own, as workers answer only to those.
+          const replies = replyQueueName();
           await admin.declareQueue(replies, { durable: true });
           const ids = Array.from({ length: 30 }, (_, i) => `persisted-${i}`);
           for (const taskId of ids) {

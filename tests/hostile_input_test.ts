@@ -18,7 +18,8 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { freePort, uniqueName, waitFor } from "./_helpers.ts";
+import { manage } from "./_management.ts";
+import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
   exitWithin,
   runDeno,
@@ -81,9 +82,7 @@ async function caller(queue: string, task = "task_a") {
       return letters;
     },
     async close() {
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
     },
   };
@@ -226,11 +225,11 @@ Deno.test({
       METRICS_PORT: String(metricsPort),
     });
     const c = await caller(queue);
-    // Every retry queue the failing task could use exists with other
-    // arguments, so declaring it fails each time the worker retries.
-    const blocked: string[] = [];
-    for (let ms = 200; ms <= 400; ms += 10) {
-      blocked.push(retryQueueOf(queue, ms));
+    // The retry queues the failing task's backoff rounds to (300 ms ± 20%:
+    // 200 or 300) are replaced, once the worker declared them, by queues with
+    // other arguments: its declaration before each retry fails.
+    for (const ms of [200, 300]) {
+      await c.broker.deleteQueue(retryQueueOf(queue, ms));
       await c.broker.declareQueue(retryQueueOf(queue, ms), { type: "classic", durable: false });
     }
     try {
@@ -249,9 +248,11 @@ Deno.test({
       assert.equal(letter.properties.headers?.["x-dlq-reason"], "delivery_limit");
       assert.equal(letter.properties.headers?.["x-dlq-deliveries"], 2);
       assert.equal((await c.reply("stuck")).error?.type, "DeliveryLimit");
+      // Returned with basic.reject, which every RabbitMQ version counts.
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.match(metrics, /worker_deliveries_returned_total\{[^}]*how="settle_refused"\} 2\n/);
     } finally {
       assert.equal(await worker.stop(), 0, worker.lines.join("\n"));
-      for (const name of blocked) await c.broker.deleteQueue(name).catch(() => {});
       await c.close();
     }
   },
@@ -419,6 +420,48 @@ Deno.test({
         /as it was declared with other arguments \(x-delivery-limit: \D*5\D*, where this worker declares \D*9\D*\)/,
       );
     } finally {
+      await c.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a dead letter the broker refuses keeps its request unacknowledged: it comes back until the dead-letter queue takes it",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("hostile_dlq_full");
+    const policy = `${queue}_full`;
+    // Classic queues: they count no deliveries, so only the broker taking the letter ends this.
+    const worker = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      QUEUE_TYPE: "classic",
+    });
+    const c = await caller(queue);
+    try {
+      const full = await manage("PUT", `policies/%2F/${policy}`, {
+        pattern: `^${queue}\\.dlq$`,
+        definition: { "max-length": 0, overflow: "reject-publish" },
+        "apply-to": "queues",
+        priority: 10,
+      });
+      assert.ok(full.ok, `policy: ${full.status}`);
+      await c.sendRaw("refused", "{not json");
+      await waitFor(
+        () => worker.lines.filter((l) => l.includes("Could not settle a task")).length >= 2,
+        "its dead letter refused, the request back, and refused again",
+      );
+      // The reply follows the dead letter: nothing was answered, nothing lost.
+      assert.equal(c.replies.has("refused"), false);
+      assert.equal((await manage("DELETE", `policies/%2F/${policy}`)).ok, true);
+      assert.equal((await c.reply("refused")).error?.type, "InvalidJson");
+      const [letter] = await c.letters(1);
+      assert.equal(letter.properties.headers?.["x-dlq-reason"], "rejected");
+      assert.equal(new TextDecoder().decode(letter.body), "{not json");
+    } finally {
+      await manage("DELETE", `policies/%2F/${policy}`);
+      assert.equal(await worker.stop(), 0, worker.lines.join("\n"));
       await c.close();
     }
   },

@@ -19,7 +19,7 @@ import { RpcClient } from "../client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { freePort, uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
   runDeno,
   type RunningProcess,
@@ -47,9 +47,7 @@ async function withBroker(fn: (broker: Broker) => Promise<void>) {
 /** Deletes the test's queues and their dead letters; call once its workers stopped. */
 async function deleteQueues(...queues: string[]) {
   await withBroker(async (broker) => {
-    for (const queue of queues.flatMap((q) => [q, deadLetterQueueOf(q)])) {
-      await broker.deleteQueue(queue).catch(() => {});
-    }
+    await deleteFunctionQueues(broker, ...queues);
   });
 }
 

@@ -9,8 +9,7 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import { uniqueName } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
 import { runDeno, startDeno, workerArgs } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
@@ -179,10 +178,7 @@ Deno.test({
       await manage("DELETE", `users/${user}`);
       const broker = await connectAmqp(AMQP_URL, { connectionName: "test-cleanup" });
       try {
-        for (const queue of [qa, qb]) {
-          await broker.deleteQueue(queue).catch(() => {});
-          await broker.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
-        }
+        await deleteFunctionQueues(broker, qa, qb);
       } finally {
         await broker.close();
       }

@@ -15,9 +15,9 @@ import {
   type TaskProgress,
   type TaskReply,
 } from "../core/contract/mod.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import { deadLetterQueueOf, nearestRetryDelay, RETRY_DELAYS_MS } from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";
 
 async function session(queue: string) {
@@ -48,8 +48,7 @@ async function session(queue: string) {
 }
 
 async function cleanup(broker: Broker, queue: string) {
-  await broker.deleteQueue(queue).catch(() => {});
-  await broker.deleteQueue(deadLetterQueueOf(queue)).catch(() => {});
+  await deleteFunctionQueues(broker, queue);
   await broker.close();
 }
 
@@ -77,12 +76,14 @@ Deno.test({
       assert.deepEqual(retries.map((p) => p.attempt), [1, 2, 3]);
       const gaps: number[] = [];
       retries.forEach((retry, i) => {
+        // The jitter's bounds, each rounded to the retry queues' ladder.
         const nominal = base * 2 ** i;
-        const [low, high] = [nominal * 0.8, nominal * 1.2];
+        const [low, high] = [nominal * 0.8, nominal * 1.2].map((ms) => nearestRetryDelay(ms));
         assert.ok(
           retry.delay_ms! >= low && retry.delay_ms! <= high,
           `retry ${i + 1} planned ${retry.delay_ms} ms, outside [${low}, ${high}]`,
         );
+        assert.ok(RETRY_DELAYS_MS.includes(retry.delay_ms!), `${retry.delay_ms} is on the ladder`);
         const gap = Date.parse(starts[i + 1].at) - Date.parse(retry.at);
         gaps.push(gap);
         // The broker holds the message at least its TTL, and hands it back

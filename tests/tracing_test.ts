@@ -7,11 +7,12 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { type ReceivedSpan, startOtlpReceiver, traceTree } from "./_otlp.ts";
 import { runDeno, type RunningProcess, startWorkerProcess } from "./_processes.ts";
 
@@ -224,9 +225,7 @@ Deno.test({
     } finally {
       for (const worker of workers) await worker.stop();
       const broker = await connectAmqp(AMQP_URL);
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
       await receiver.close();
       await Deno.remove(dir, { recursive: true });
@@ -270,11 +269,71 @@ Deno.test({
     } finally {
       await worker.stop();
       const broker = await connectAmqp(AMQP_URL);
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a traceparent that is not text, over 512 characters or malformed is ignored: the task runs, in a trace of its own",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const receiver = await startOtlpReceiver();
+    const queue = uniqueName("it_bad_trace");
+    const worker = await startWorkerProcess("task_b", {
+      AMQP_URL,
+      QUEUE: queue,
+      ...receiver.env("worker"),
+    });
+    const broker = await connectAmqp(AMQP_URL);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const spanId = "00f067aa0ba902b7";
+    const valid = `00-${traceId}-${spanId}-01`;
+    const headers: Record<string, Record<string, unknown>> = {
+      "not-text": { traceparent: 12345 },
+      // Bytes, as AMQP carries a byte array: not UTF-8.
+      "not-utf-8": { traceparent: Buffer.from([0xff, 0xfe, 0x2d, 0x00]) },
+      "too-long": { traceparent: valid + "-" + "0".repeat(600) },
+      "malformed": { traceparent: "00-not-a-trace-context" },
+      "long-state": { traceparent: valid, tracestate: `k=${"v".repeat(600)}` },
+      "valid": { traceparent: valid },
+    };
+    try {
+      const replies = new Map<string, TaskReply>();
+      const replyTo = await broker.openReplyQueue((message) => {
+        const parsed = parseReply(message.body);
+        if (parsed.ok) replies.set(parsed.value.task_id!, parsed.value);
+      });
+      for (const [taskId, extra] of Object.entries(headers)) {
+        await broker.publish(
+          queue,
+          encodeRequest("task_b", { work_ms: 0 }, { taskId, replyTo, headers: extra }),
+        );
+      }
+      const ids = Object.keys(headers);
+      await waitFor(() => ids.every((id) => replies.has(id)), "every reply");
+      for (const id of ids) assert.equal(replies.get(id)!.status, "success", id);
+      const attempt = (id: string) =>
+        receiver.spans.find((s) => / attempt 1$/.test(s.name) && s.attributes["task.id"] === id);
+      await waitFor(() => ids.every((id) => attempt(id)), "every attempt's span", 30_000, 100);
+      for (const id of ["not-text", "not-utf-8", "too-long", "malformed"]) {
+        const span = attempt(id)!;
+        assert.equal(span.parentSpanId, "", `${id}: a trace of its own`);
+        assert.notEqual(span.traceId, traceId, id);
+      }
+      // A valid traceparent is followed, even when its tracestate is too long to read.
+      for (const id of ["long-state", "valid"]) {
+        assert.equal(attempt(id)!.traceId, traceId, id);
+        assert.equal(attempt(id)!.parentSpanId, spanId, id);
+      }
+    } finally {
+      await worker.stop();
+      await deleteFunctionQueues(broker, queue);
+      await broker.close();
+      await receiver.close();
     }
   },
 });

@@ -21,17 +21,21 @@ import {
   type Delivery,
   type ExchangeOptions,
   type ExchangeType,
+  PublishRefusedError,
   type QueueInfo,
   type QueueOptions,
 } from "./broker.ts";
 import type { Message, MessageProperties } from "../contract/message.ts";
+import { DIRECT_REPLY_TO } from "../contract/names.ts";
 import { maskUrl, redactPassword } from "./amqp_url.ts";
 import { coalesceWrites, PublishGate } from "./write_batching.ts";
 import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
 import { queueArguments } from "./queue_arguments.ts";
 
-/** RabbitMQ's pseudo-queue for replies without a reply queue of one's own. */
-export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
+export { DIRECT_REPLY_TO };
+
+/** The error amqplib settles a publish with when the broker sent `basic.nack` for it. */
+const NACKED = "message nacked";
 
 function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
   const p = message.properties;
@@ -260,6 +264,15 @@ export class AmqpBroker implements Broker {
       // here is most of what the garbage collector has to do.
       const settle = (error?: unknown) => {
         if (!error) return resolve();
+        if ((error as Error)?.message === NACKED) {
+          return reject(
+            new PublishRefusedError(
+              `Cannot ${action} as the broker refused it (a full queue that refuses more, or no room to store it): make room, or send it elsewhere`,
+              exchange === "" ? routingKey : exchange,
+              { cause: error },
+            ),
+          );
+        }
         reject(
           new BrokerUnavailableError(
             `Cannot ${action} as the broker did not confirm it: ${error}`,
@@ -361,6 +374,11 @@ export class AmqpBroker implements Broker {
   nack(delivery: Delivery, requeue: boolean): void {
     if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
     this.#channel.nack(this.#settlement(delivery.tag), false, requeue);
+  }
+
+  reject(delivery: Delivery): void {
+    if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
+    this.#channel.reject(this.#settlement(delivery.tag), true);
   }
 
   async openReplyQueue(onMessage: (message: Message) => void): Promise<string> {

@@ -45,6 +45,12 @@ export interface QueueOptions {
    * @default {false}
    */
   autoDelete?: boolean;
+  /**
+   * Most messages the queue holds; once full, the broker refuses what is
+   * published to it ({@linkcode PublishRefusedError}), as RabbitMQ's
+   * `x-max-length` with `x-overflow: reject-publish` does.
+   */
+  maxLength?: number;
 }
 
 /**
@@ -112,7 +118,10 @@ export interface Broker {
   deleteQueue(name: string): Promise<void>;
   /**
    * Sends a message to a queue through the default exchange. Resolves once
-   * the broker has taken responsibility for it (a publisher confirm).
+   * the broker has taken responsibility for it (a publisher confirm); a
+   * message to a queue that does not exist is dropped, and confirmed.
+   * Rejects with a {@linkcode PublishRefusedError} when the broker refused
+   * it (a negative confirm), else with a `BrokerUnavailableError`.
    */
   publish(queue: string, message: Message): Promise<void>;
   /**
@@ -146,8 +155,18 @@ export interface Broker {
   get(queue: string): Promise<Delivery | null>;
   /** Confirms a delivery is done: the broker forgets the message. */
   ack(delivery: Delivery): void;
-  /** Gives a delivery back: to the queue when `requeue`, else to its dead-letter queue or away. */
+  /**
+   * Gives a delivery back: to the queue when `requeue` (AMQP `basic.nack`),
+   * else to its dead-letter queue or away. A quorum queue counts a requeue
+   * toward its delivery limit before RabbitMQ 4.3, and not from 4.3 on.
+   */
   nack(delivery: Delivery, requeue: boolean): void;
+  /**
+   * Returns a delivery to its queue as one that failed (AMQP `basic.reject`
+   * with requeue): a quorum queue counts it toward its delivery limit on
+   * every RabbitMQ version, as it counts a consumer that died.
+   */
+  reject(delivery: Delivery): void;
   /**
    * Starts receiving replies; returns the address to put in `reply_to`.
    * Replies for a closed broker are lost, as with RabbitMQ's Direct Reply-to.
@@ -178,6 +197,27 @@ export class BrokerUnavailableError extends Error {
     super(message, options);
     this.name = "BrokerUnavailableError";
     this.unreachable = options?.unreachable ?? false;
+  }
+}
+
+/**
+ * The broker received a message and refused it (a negative publisher
+ * confirm): its queue is full and refuses more (`reject-publish`), or it
+ * could not store it. The connection is fine; publishing the same message
+ * again fails the same way until the queue has room.
+ */
+export class PublishRefusedError extends Error {
+  /** The queue (or exchange) published to. */
+  readonly target: string;
+
+  /**
+   * @param message What was refused, and what to do.
+   * @param target The queue or exchange published to.
+   */
+  constructor(message: string, target: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PublishRefusedError";
+    this.target = target;
   }
 }
 

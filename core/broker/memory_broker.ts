@@ -2,10 +2,12 @@
  * An in-process broker with RabbitMQ's semantics for what the product uses:
  * FIFO queues, round-robin consumers with a prefetch, ack and requeue,
  * per-queue and per-message TTL with dead-lettering (and `x-death`), a
- * quorum queue's delivery limit and `x-delivery-count`, `user_id` checked
- * against the connection's user, reply queues, exclusive and auto-delete
- * queues, and fanout and direct exchanges. It backs the embedded default
- * (`deno task dispatch` with no broker) and the unit tests.
+ * quorum queue's delivery limit and `x-delivery-count` (counted as RabbitMQ
+ * 4.3 counts: a reject or a consumer gone counts, a nack with requeue does
+ * not), a full queue that refuses publishes, `user_id` checked against the
+ * connection's user, reply queues, exclusive and auto-delete queues, and
+ * fanout and direct exchanges. It backs the embedded default (`deno task
+ * dispatch` with no broker) and the unit tests.
  *
  * @module
  */
@@ -33,6 +35,7 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
     "deadLetterQueue",
     "expiresMs",
     "deliveryLimit",
+    "maxLength",
   ];
   return keys.every((key) => a[key] === b[key]) &&
     (a.exclusive ?? false) === (b.exclusive ?? false) &&
@@ -199,14 +202,19 @@ export class MemoryBroker {
     return { name: queue.name, messages: queue.entries.length, consumers: queue.consumers.length };
   }
 
-  /** @internal Routes a message to a queue; unroutable ones are dropped. */
+  /**
+   * @internal Routes a message to a queue; unroutable ones are dropped.
+   * False when the queue is full and refused it.
+   */
   enqueue(
     name: string,
     message: Message,
     route: { exchange: string; routingKey: string } = { exchange: "", routingKey: name },
-  ): void {
+  ): boolean {
     const queue = this.#queues.get(name);
-    if (!queue) return;
+    if (!queue) return true;
+    const { maxLength } = queue.options;
+    if (maxLength !== undefined && queue.entries.length >= maxLength) return false;
     const expiration = message.properties.expiration;
     const entry: Entry = {
       message,
@@ -231,13 +239,17 @@ export class MemoryBroker {
       this.#timers.add(timer);
     }
     this.pump(queue);
+    return true;
   }
 
-  /** @internal Puts an unsettled entry back at the head of its queue, or dead-letters it. */
-  requeue(queue: MemoryQueue, entry: Entry): void {
+  /**
+   * @internal Puts an unsettled entry back at the head of its queue, or
+   * dead-letters it. `failed` returns count toward the delivery limit.
+   */
+  requeue(queue: MemoryQueue, entry: Entry, failed: boolean): void {
     if (!this.#queues.has(queue.name)) return;
     entry.redelivered = true;
-    entry.deliveries++;
+    if (failed) entry.deliveries++;
     const limit = queue.options.type === "quorum" ? queue.options.deliveryLimit : undefined;
     if (limit !== undefined && entry.deliveries >= limit) {
       this.deadLetter(queue, entry, "delivery_limit");

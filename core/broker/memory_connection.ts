@@ -14,6 +14,7 @@ import {
   type Delivery,
   type ExchangeOptions,
   type ExchangeType,
+  PublishRefusedError,
   type QueueInfo,
   type QueueOptions,
 } from "./broker.ts";
@@ -123,7 +124,9 @@ export class MemoryConnection implements Broker {
   async publish(queue: string, message: Message): Promise<void> {
     const action = `publish to '${queue}'`;
     this.#ensureOpen(action);
-    await this.#broker.enqueue(queue, this.#stamp(message, action));
+    if (!await this.#broker.enqueue(queue, this.#stamp(message, action))) {
+      throw refused(action, queue);
+    }
   }
 
   async declareExchange(
@@ -155,9 +158,12 @@ export class MemoryConnection implements Broker {
     const action = `publish to exchange '${exchange}'`;
     this.#ensureOpen(action);
     const stamped = this.#stamp(message, action);
+    let accepted = true;
     for (const queue of this.#broker.route(exchange, routingKey, action)) {
-      await this.#broker.enqueue(queue, stamped, { exchange, routingKey });
+      // As RabbitMQ does, the queues with room take it, and a full one fails the confirm.
+      accepted = await this.#broker.enqueue(queue, stamped, { exchange, routingKey }) && accepted;
     }
+    if (!accepted) throw refused(action, exchange);
   }
 
   async consume(
@@ -217,8 +223,14 @@ export class MemoryConnection implements Broker {
   nack(delivery: Delivery, requeue: boolean): void {
     const unacked = this.#settle(delivery.tag);
     if (!unacked) return;
-    if (requeue) this.#broker.requeue(unacked.queue, unacked.entry);
+    // As RabbitMQ 4.3 counts: a return that is not a failure is not a delivery.
+    if (requeue) this.#broker.requeue(unacked.queue, unacked.entry, false);
     else this.#broker.deadLetter(unacked.queue, unacked.entry, "rejected");
+  }
+
+  reject(delivery: Delivery): void {
+    const unacked = this.#settle(delivery.tag);
+    if (unacked) this.#broker.requeue(unacked.queue, unacked.entry, true);
   }
 
   #settle(tag: number): Unacked | undefined {
@@ -240,7 +252,8 @@ export class MemoryConnection implements Broker {
       );
     }
     this.#replying = true;
-    const name = `amq.gen-reply-${crypto.randomUUID()}`;
+    // Named as RabbitMQ names Direct Reply-to in the requests a worker receives.
+    const name = `amq.rabbitmq.reply-to.${crypto.randomUUID().replaceAll("-", "")}`;
     const queue = this.#broker.declare(name, { durable: false }, this, true);
     await this.#subscribe(queue, onMessage, Infinity, true);
     return name;
@@ -285,7 +298,8 @@ export class MemoryConnection implements Broker {
     this.#broker.forget(this);
     const returned = [...this.#unacked.values()].reverse();
     this.#unacked.clear();
-    for (const { queue, entry } of returned) this.#broker.requeue(queue, entry);
+    // A consumer that went away failed its deliveries, on every RabbitMQ version.
+    for (const { queue, entry } of returned) this.#broker.requeue(queue, entry, true);
     this.#resolveClosed(error);
   }
 
@@ -293,4 +307,11 @@ export class MemoryConnection implements Broker {
     this.drop(undefined);
     return Promise.resolve();
   }
+}
+
+function refused(action: string, target: string): PublishRefusedError {
+  return new PublishRefusedError(
+    `Cannot ${action} as the broker refused it (a full queue that refuses more): make room, or send it elsewhere`,
+    target,
+  );
 }

@@ -17,6 +17,10 @@ export function queueArguments(options: QueueOptions): Record<string, unknown> {
     args["x-dead-letter-routing-key"] = options.deadLetterQueue;
   }
   if (options.expiresMs !== undefined) args["x-expires"] = options.expiresMs;
+  if (options.maxLength !== undefined) {
+    args["x-max-length"] = options.maxLength;
+    args["x-overflow"] = "reject-publish";
+  }
   if (options.type === "quorum") {
     args["x-queue-type"] = "quorum";
     // RabbitMQ counts redeliveries: a limit of N - 1 lets N deliveries through.

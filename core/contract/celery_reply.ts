@@ -59,8 +59,11 @@ export function encodeCeleryReply(
   };
   let text: string;
   if (outcome.ok) {
-    const head = JSON.stringify({ ...common, status: "SUCCESS" as CeleryState });
-    text = head.slice(0, -1) + `,"result":${outcome.resultJson}}`;
+    // The result first: the fields Celery routes and judges by (task_id,
+    // status, children) come after it, and a parser keeps the last of
+    // duplicate keys.
+    const tail = JSON.stringify({ ...common, status: "SUCCESS" as CeleryState });
+    text = `{"result":${outcome.resultJson},` + tail.slice(1);
   } else {
     text = JSON.stringify({
       ...common,

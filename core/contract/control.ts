@@ -21,8 +21,8 @@ export const CONTROL_MESSAGE_TYPE = "control.request";
 /** AMQP `type` property of a worker's answer to a ping. */
 export const WORKER_INFO_MESSAGE_TYPE = "control.worker_info";
 
-/** Largest control message or answer accepted, in bytes. */
-const MAX_CONTROL_BYTES = 64 * 1024;
+/** Largest control message or answer accepted, in bytes; a larger one is ignored unread. */
+export const MAX_CONTROL_BYTES = 64 * 1024;
 
 /** Control requests a worker answers. */
 export type ControlRequest = { kind: "ping" };

@@ -90,3 +90,19 @@ export function decodeJson(body: Uint8Array, options: DecodeJsonOptions): Parsed
     return refuse("InvalidJson", `Cannot parse ${what} as JSON: ${detail}`);
   }
 }
+
+/**
+ * Whether `text` is exactly one JSON value, nothing before or after it: the
+ * check a worker makes of a result that came from a function's sandbox
+ * before it puts it into a reply, where a second value (or a broken one)
+ * could forge the reply's own fields. Its size must already be bounded.
+ */
+export function isOneJsonValue(text: string): boolean {
+  // The runtime's own JSON.parse: a function cannot reach it from its sandbox.
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

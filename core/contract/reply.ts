@@ -66,11 +66,17 @@ export interface EncodeReplyOptions {
   /**
    * The result as JSON text, when the caller already has it so (a worker
    * gets it so from the function's sandbox); it replaces `reply.result`.
+   * It must be one JSON value (a worker checks, with `isOneJsonValue`).
    */
   resultJson?: string;
 }
 
-/** Builds the final reply for a request. */
+/**
+ * Builds the final reply for a request. A `resultJson` goes first, before
+ * every field the runtime writes: should it hold more than one value (say
+ * `1,"status":"error"`), a parser keeps the last of duplicate keys, which is
+ * the runtime's.
+ */
 export function encodeReply(
   reply: TaskReply,
   correlationId: string | undefined,
@@ -80,7 +86,7 @@ export function encodeReply(
   if (options.resultJson === undefined) text = JSON.stringify(reply);
   else {
     const { result: _, ...rest } = reply;
-    text = JSON.stringify(rest).slice(0, -1) + `,"result":${options.resultJson}}`;
+    text = `{"result":${options.resultJson},` + JSON.stringify(rest).slice(1);
   }
   return {
     body: encoder.encode(text),

@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
 import {
   CONTROL_EXCHANGE,
+  deadLetterQueueOf,
   encodePing,
   encodeRequest,
+  MAX_CONTROL_BYTES,
   type Message,
   parseWorkerInfo,
+  replyQueueName,
   WORKER_INFO_MESSAGE_TYPE,
   type WorkerInfo,
 } from "../../core/contract/mod.ts";
+import { createLogger } from "../../core/log.ts";
 import { controlQueueOf, DASHBOARD_USER } from "../../core/contract/names.ts";
 import { defineFunction } from "../define_function.ts";
 import { MemoryBroker } from "../../core/broker/memory_broker.ts";
@@ -159,6 +163,111 @@ Deno.test("a worker answers the dashboard's ping, not one from a user that may n
     // The stranger's ping went out after the dashboard's: by now it would have its answer.
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(stranger, []);
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a worker sends a pong only to Direct Reply-to or a caller's reply queue, never into a queue", async () => {
+  const hub = new MemoryBroker();
+  const client = hub.connect("dispatcher");
+  const worker = await startWorker(inProcessRunner(hello), hub.connect("hello"), {
+    workerId: "hello@pong",
+  });
+  const replies = replyQueueName();
+  try {
+    for (const queue of ["queue_victim", replies]) await client.declareQueue(queue);
+    // A function's queue, the worker's own, its dead letters: none may receive a pong.
+    for (const target of ["queue_victim", hello.queue, deadLetterQueueOf(hello.queue)]) {
+      await client.publishToExchange(CONTROL_EXCHANGE, encodePing(`to-${target}`, target));
+    }
+    await client.publishToExchange(CONTROL_EXCHANGE, encodePing("to-replies", replies));
+    await waitFor(
+      async () => (await client.inspectQueue(replies))?.messages === 1,
+      "the pong in the caller's reply queue",
+    );
+    // The pings went out in order, one control consumer answers them in order.
+    for (const queue of ["queue_victim", hello.queue, deadLetterQueueOf(hello.queue)]) {
+      assert.equal((await client.inspectQueue(queue))?.messages, 0, queue);
+    }
+    const pong = (await client.get(replies))!;
+    assert.equal(pong.properties.correlationId, "to-replies");
+  } finally {
+    await worker.stop(0);
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a worker ignores a control message over 64 KiB and answers one within it", async () => {
+  const hub = new MemoryBroker();
+  const client = hub.connect("dispatcher");
+  const answers: Message[] = [];
+  const replyTo = await client.openReplyQueue((message) => answers.push(message));
+  const worker = await startWorker(inProcessRunner(hello), hub.connect("hello"), {
+    workerId: "hello@big",
+  });
+  const ping = (id: string, bytes: number) => {
+    const head = '{"kind":"ping","pad":"';
+    const body = head + "x".repeat(bytes - head.length - 2) + '"}';
+    assert.equal(body.length, bytes);
+    return {
+      body: new TextEncoder().encode(body),
+      properties: { contentType: "application/json", correlationId: id, replyTo },
+    };
+  };
+  try {
+    await client.publishToExchange(CONTROL_EXCHANGE, ping("too-big", MAX_CONTROL_BYTES + 1));
+    await client.publishToExchange(CONTROL_EXCHANGE, ping("just-fits", MAX_CONTROL_BYTES));
+    await waitFor(() => answers.length === 1, "the answer to the ping that fits");
+    await worker.stop(0);
+    assert.deepEqual(answers.map((a) => a.properties.correlationId), ["just-fits"]);
+  } finally {
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a worker whose control queue the broker refuses still serves, and answers pings once it opens", async () => {
+  const hub = new MemoryBroker();
+  const inner = hub.connect("hello");
+  let refuse = true;
+  const lines: Record<string, unknown>[] = [];
+  // As RabbitMQ refuses a new queue once the vhost's queue limit is reached.
+  const limited = new Proxy(inner, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (key !== "declareQueue") return typeof value === "function" ? value.bind(target) : value;
+      return (name: string, options: unknown) =>
+        refuse && name.includes(".control.")
+          ? Promise.reject(new Error(`cannot declare queue '${name}': queue limit reached`))
+          : value.call(target, name, options);
+    },
+  });
+  const worker = await startWorker(inProcessRunner(hello), limited, {
+    workerId: "hello@limited",
+    log: createLogger({ level: "debug", write: (line) => lines.push(JSON.parse(line)) }),
+    controlRetry: { baseDelayMs: 5, factor: 1, maxDelayMs: 5, jitter: 0 },
+  });
+  const client = hub.connect("dispatcher");
+  const answers: Message[] = [];
+  const replyTo = await client.openReplyQueue((message) => answers.push(message));
+  try {
+    await client.publish(hello.queue, encodeRequest("hello", {}, { taskId: "t", replyTo }));
+    await waitFor(() => answers.length === 1, "the task served without a control queue");
+    await waitFor(
+      () =>
+        lines.filter((l) => String(l.msg).startsWith("Cannot open the control queue")).length >= 2,
+      "retried",
+    );
+    await client.publishToExchange(CONTROL_EXCHANGE, encodePing("unanswered", replyTo));
+    refuse = false;
+    await waitFor(
+      () => lines.some((l) => l.msg === "Opened the control queue: answering pings"),
+      "opened",
+    );
+    await client.publishToExchange(CONTROL_EXCHANGE, encodePing("answered", replyTo));
+    await waitFor(() => answers.length === 2, "the pong once the queue opened");
+    assert.equal(answers[1].properties.correlationId, "answered");
   } finally {
     await worker.stop(0);
     await hub.shutdown();

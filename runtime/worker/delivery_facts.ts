@@ -1,12 +1,13 @@
 /**
  * What the worker runtime reads off a delivery and decides from it, as
  * small pure functions: its attempt, its deliveries so far, its task id, the
- * retry policy that applies, the time limit of an attempt, and the delay
- * queues' rounding.
+ * retry policy that applies, the wait before a retry, and the time limit of
+ * an attempt.
  *
  * @module
  */
 
+import { backoffDelay } from "../../core/backoff.ts";
 import type { Delivery } from "../../core/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
@@ -14,6 +15,10 @@ import {
   DEADLINE_EXCEEDED,
   DELIVERY_COUNT_HEADER,
   type Message,
+  nearestRetryDelay,
+  PRIOR_DELIVERIES_HEADER,
+  RETRY_DELAYS_MS,
+  retryDelayAtMost,
   SENT_AT_HEADER,
   TASK_TIMEOUT,
   type TaskRequest,
@@ -21,8 +26,10 @@ import {
 import type { FunctionInfo, RetryPolicy } from "../define_function.ts";
 import type { AttemptLimit } from "./runner.ts";
 
-// Jitter takes one of this many evenly spaced steps, so a policy maps to a
-// bounded set of delay queues.
+/**
+ * Jitter takes one of this many steps and one (21 with both ends), evenly
+ * spaced over ±jitter: a wait is reproducible from its step.
+ */
 export const JITTER_STEPS = 20;
 
 /** A Celery task whose eta is this close runs at once. */
@@ -45,10 +52,24 @@ export function attemptOf(delivery: Delivery): number {
   return Number.isInteger(value) && value >= 1 ? Math.min(value, MAX_ATTEMPT) : 1;
 }
 
-/** How often the broker delivered it before, unsettled (a quorum queue's count). */
-export function deliveriesOf(delivery: Delivery): number {
-  const value = Number(delivery.properties.headers?.[DELIVERY_COUNT_HEADER]);
-  return Number.isInteger(value) && value >= 0 ? value : 0;
+/** A count read from a header: a whole number from 0, else 0. */
+function countOf(value: unknown): number {
+  const number = Number(value);
+  return Number.isSafeInteger(number) && number >= 0 ? number : 0;
+}
+
+/**
+ * How often the broker delivered it before without it being settled (a
+ * quorum queue's `x-delivery-count`), plus the failed deliveries of the
+ * deliveries it is a copy of, when this worker's user handed it back
+ * (`x-prior-deliveries`; from anyone else it is ignored).
+ */
+export function deliveriesOf(delivery: Delivery, workerUser?: string): number {
+  const headers = delivery.properties.headers;
+  const prior = workerUser !== undefined && delivery.properties.userId === workerUser
+    ? countOf(headers?.[PRIOR_DELIVERIES_HEADER])
+    : 0;
+  return countOf(headers?.[DELIVERY_COUNT_HEADER]) + prior;
 }
 
 /** The caller's task id: `message_id`, else `correlation_id`. */
@@ -78,14 +99,42 @@ export function policyFor(info: FunctionInfo, request: TaskRequest): RetryPolicy
 }
 
 /**
- * `ms` rounded to two significant digits (1234 to 1200). Each delay has a
- * retry queue of its own: rounding keeps the number of queues a function
- * can make small, whatever delays its requests ask for.
+ * The backoff's wait before retry `retry` with its jitter, before rounding:
+ * `random()` picks one of the 21 steps from `nominal × (1 - jitter)` to
+ * `nominal × (1 + jitter)`.
  */
-export function twoDigits(ms: number): number {
-  if (ms < 100) return Math.round(ms);
-  const unit = 10 ** (Math.floor(Math.log10(ms)) - 1);
-  return Math.round(ms / unit) * unit;
+export function jitteredDelay(
+  retry: number,
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+): number {
+  const step = Math.min(Math.floor(random() * (JITTER_STEPS + 1)), JITTER_STEPS);
+  return backoffDelay(retry, policy, () => step / JITTER_STEPS);
+}
+
+/**
+ * The wait before retry `retry`: its jittered backoff rounded to the nearest
+ * delay a retry queue of the function has (`delays`, the ladder
+ * {@linkcode RETRY_DELAYS_MS} less any the worker could not declare).
+ */
+export function retryDelay(
+  retry: number,
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+  delays: readonly number[] = RETRY_DELAYS_MS,
+): number {
+  return nearestRetryDelay(jitteredDelay(retry, policy, random), delays);
+}
+
+/**
+ * The next hop of a wait that must not end early (a Celery eta): the longest
+ * delay of `delays` that is at most `waitMs`, else the shortest one above
+ * nothing, so that a wait never spins through a queue without delay.
+ */
+export function etaHop(waitMs: number, delays: readonly number[] = RETRY_DELAYS_MS): number {
+  const hop = retryDelayAtMost(waitMs, delays);
+  if (hop > 0) return hop;
+  return Math.min(...delays.filter((delay) => delay > 0));
 }
 
 /** Bytes of `text` as UTF-8, counted only when its length alone cannot settle `max`. */

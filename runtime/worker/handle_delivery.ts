@@ -1,10 +1,11 @@
 /**
  * What happens to one delivery, from its arrival to its settlement: who
- * sent it and whether that sender may call the function, how often it was
- * delivered, what it asks (in the native contract or Celery's), whether its
- * deadline or eta allows it to run now; then the attempt, and the reply it
- * earns or what `handle_failure.ts` makes of a failure. See
- * `start_worker.ts` for the order of settlement.
+ * sent it and whether that sender may call the function, whether its
+ * `reply_to` is a place for answers, how often it was delivered, what it
+ * asks (in the native contract or Celery's), whether its deadline or eta
+ * allows it to run now; then the attempt, and the reply it earns or what
+ * `handle_failure.ts` makes of a failure. See `start_worker.ts` for the
+ * order of settlement.
  *
  * @module
  */
@@ -13,7 +14,8 @@ import type { Broker, Delivery } from "../../core/broker/broker.ts";
 import {
   type DeadLetterReason,
   DEADLINE_EXCEEDED,
-  RETRY_LIMITS,
+  isOneJsonValue,
+  replyToError,
   type TaskError,
 } from "../../core/contract/mod.ts";
 import type { FunctionInfo } from "../define_function.ts";
@@ -22,9 +24,9 @@ import {
   attemptLimit,
   deliveriesOf,
   ETA_SLACK_MS,
+  etaHop,
   fitsIn,
   type Task,
-  twoDigits,
 } from "./delivery_facts.ts";
 import { createFailureHandler } from "./handle_failure.ts";
 import type { WorkerMetrics } from "./metrics.ts";
@@ -66,6 +68,12 @@ export interface DeliveryContext {
   emit: EmitTaskEvent;
   /** The tasks this process answered, to answer copies of their requests without running them. */
   answered: AnsweredTasks;
+  /** The delays of the function's retry queues (those the worker could declare). */
+  retryDelays: readonly number[];
+  /** The longest wait a Celery eta may ask for. */
+  maxEtaMs?: number;
+  /** Hands a delivery back to the queue unfinished, counting toward no delivery limit. */
+  handBack: (task: Task) => Promise<void>;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -87,11 +95,16 @@ interface Refusal {
 /** Makes the handler of a worker's deliveries. */
 export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler {
   const { runner, broker, settler, info, queue, workerId, queueType, deliveryLimit } = context;
-  const { maxBytes, senders, metrics, log, emit, answered } = context;
+  const { maxBytes, senders, metrics, log, emit, answered, retryDelays, maxEtaMs } = context;
   const stats = metrics.stats;
   const place: RunPlace = { function: info.name, queue, worker: workerId };
   const senderOf = createSenderCheck(queue, broker.user, senders);
-  const answer = createAnswer(settler, place, answered);
+  const answer = createAnswer(settler, place, answered, (run, error) => {
+    stats.repliesRefused++;
+    logOf(run, log).warn("The broker refused the reply; the caller will not get it", {
+      error: error.message,
+    });
+  });
   const handleFailure = createFailureHandler({ ...context, place, answer });
   const events = emit !== NO_EVENTS;
   let nextRun = 1;
@@ -136,15 +149,23 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
   async function process(task: Task): Promise<void> {
     const { delivery } = task;
     const run = startRun(task, place);
-    const { sender, allowed } = senderOf(delivery, run.celery);
-    run.sender = sender;
-    if (!allowed) {
+    const judged = senderOf(delivery, run.celery);
+    run.sender = judged.sender;
+    if (!judged.allowed) {
       stats.unauthenticated++;
-      return await refuse(run, "unauthenticated", unauthenticatedError(sender, senders), {
+      return await refuse(run, "unauthenticated", unauthenticatedError(judged, senders), {
         silent: true,
       });
     }
-    const deliveries = deliveriesOf(delivery);
+    // Whoever sent it chose reply_to: the worker publishes there as its own
+    // user, so only to a place made for answers, never to a queue.
+    const badReplyTo = replyToError(delivery.properties.replyTo, run.celery ? "celery" : "reply");
+    if (badReplyTo) {
+      stats.invalidReplyTo++;
+      return await refuse(run, "invalid_reply_to", badReplyTo, { silent: true });
+    }
+    const { sender } = judged;
+    const deliveries = deliveriesOf(delivery, broker.user);
     if (queueType === "quorum" && deliveries >= deliveryLimit) {
       stats.failed++;
       return await refuse(run, "delivery_limit", {
@@ -153,7 +174,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
           `Cannot run the request again as it was delivered ${deliveries} times and never settled: the worker died while running it each time (see its logs)`,
       }, { deliveries });
     }
-    const read = readRequest(delivery, run.celery, info, maxBytes);
+    const read = readRequest(delivery, run.celery, info, { maxBytes, maxEtaMs });
     if (!read.ok) {
       stats.rejected++;
       run.taskName = read.task ?? null;
@@ -184,7 +205,7 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
   /** Sends the recorded answer of a request this process already answered, and settles the copy. */
   async function answerAgain(run: TaskRun, earlier: AnsweredTask): Promise<void> {
     stats.answeredAgain++;
-    await settler.reply(run.task.delivery, earlier.reply, earlier.resultJson);
+    await answer.again(run, earlier);
     logOf(run, log).info("Answered a repeated request from the record, without running it", {
       status: earlier.reply.status,
       redelivered: run.task.delivery.redelivered,
@@ -209,11 +230,11 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
       });
     }
     if (read.eta !== undefined && read.eta - Date.now() > ETA_SLACK_MS) {
-      // Not yet: it waits in a delay queue, as a retry does, holding no worker.
-      const waitMs = Math.min(read.eta - Date.now(), RETRY_LIMITS.max_delay_ms);
+      // Not yet: it waits in a delay queue, as a retry does, holding no
+      // worker; in hops of the longest delay that does not overshoot.
       await settler.retry(delivery, {
         nextAttempt: run.attempt,
-        delayMs: twoDigits(waitMs),
+        delayMs: etaHop(read.eta - Date.now(), retryDelays),
         sender,
         remainingMs: deadline === null ? undefined : deadline - Date.now(),
       });
@@ -257,6 +278,19 @@ export function createDeliveryHandler(context: DeliveryContext): DeliveryHandler
           type: "ResultTooLarge",
           message:
             `Cannot send the handler's result as it takes more than ${maxBytes} bytes: return less, or store it elsewhere and return where`,
+        },
+      }, deadline);
+    }
+    // The result comes from the function's sandbox, which may be hostile:
+    // anything but one JSON value could add or override the reply's fields.
+    if (result.ok && !isOneJsonValue(result.resultJson)) {
+      return await handleFailure(run, request, {
+        ok: false,
+        retryable: false,
+        error: {
+          type: "InvalidResult",
+          message:
+            "Cannot send the handler's result as its sandbox sent text that is not one JSON value: return JSON-compatible data, and leave JSON and postMessage as they are",
         },
       }, deadline);
     }

@@ -1,13 +1,13 @@
 /**
- * What follows an attempt that failed: the task goes back to its queue
- * (the handler asked for it), waits in a delay queue for its next attempt
- * (exponential backoff with jitter, while retries and the deadline allow),
- * or becomes a dead letter and the caller gets the error.
+ * What follows an attempt that failed: the task is handed back to its queue
+ * (its sandbox restarted under it: not its fault), waits in a delay queue
+ * for its next attempt (exponential backoff with jitter, while retries and
+ * the deadline allow), or becomes a dead letter and the caller gets the
+ * error.
  *
  * @module
  */
 
-import { backoffDelay } from "../../core/backoff.ts";
 import type { Broker } from "../../core/broker/broker.ts";
 import {
   type DeadLetterReason,
@@ -16,7 +16,7 @@ import {
 } from "../../core/contract/mod.ts";
 import type { FunctionInfo } from "../define_function.ts";
 import type { Logger } from "../../core/log.ts";
-import { JITTER_STEPS, policyFor, twoDigits } from "./delivery_facts.ts";
+import { policyFor, retryDelay, type Task } from "./delivery_facts.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { HandlerOutcome } from "./run_handler.ts";
 import type { Settler } from "./settle.ts";
@@ -34,6 +34,10 @@ export interface FailureContext {
   log: Logger;
   emit: EmitTaskEvent;
   answer: Answer;
+  /** The delays of the function's retry queues (those the worker could declare). */
+  retryDelays: readonly number[];
+  /** Hands a delivery back to the queue unfinished, counting toward no delivery limit. */
+  handBack: (task: Task) => Promise<void>;
 }
 
 /** Settles a failed attempt; see the module documentation. */
@@ -47,6 +51,7 @@ export type HandleFailure = (
 /** Makes the failure handler of a worker. */
 export function createFailureHandler(context: FailureContext): HandleFailure {
   const { broker, settler, info, place, random, metrics, log, emit, answer } = context;
+  const { retryDelays, handBack } = context;
   const stats = metrics.stats;
 
   const settle = (run: TaskRun) => {
@@ -116,17 +121,12 @@ export function createFailureHandler(context: FailureContext): HandleFailure {
     if (result.requeue) {
       logOf(run, log).warn("Returning a task to the queue", { error: error.message });
       run.traced.end("requeued", error);
-      if (!run.task.abandoned) broker.nack(delivery, true);
-      return;
+      return await handBack(run.task);
     }
     const policy = policyFor(info, request);
     let reason: DeadLetterReason = result.retryable ? "exhausted" : "non_retryable";
     if (result.retryable && run.attempt <= policy.maxRetries) {
-      const delayMs = twoDigits(backoffDelay(
-        run.attempt,
-        policy,
-        () => Math.floor(random() * (JITTER_STEPS + 1)) / JITTER_STEPS,
-      ));
+      const delayMs = retryDelay(run.attempt, policy, random, retryDelays);
       if (await retry(run, request, result, deadline, policy.maxRetries, delayMs)) return;
       reason = "expired";
     }

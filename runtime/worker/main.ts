@@ -88,6 +88,8 @@ Environment:
   METRICS_PORT       port of GET /healthz and /metrics (default 9464; 0: off)
   TASK_EVENTS        true: publish task events to the tasks.events exchange,
                      for deno task dashboard (default false)
+  MAX_ETA_MS         longest wait a Celery eta may ask for; a later one is
+                     refused (default 604800000, 7 days)
   OTEL_DENO          true: export OpenTelemetry traces of every task, with
                      the standard OTEL_* variables (read by Deno itself)
 `;
@@ -322,6 +324,7 @@ export async function main(args: string[]): Promise<number> {
       maxMessageBytes: settings.maxMessageBytes,
       graceMs: settings.graceMs,
       events: settings.events,
+      maxEtaMs: settings.maxEtaMs,
       log,
     });
   } catch (error) {

@@ -22,6 +22,14 @@ export interface WorkerStats {
   expired: number;
   /** Requests from a sender the function does not accept: dead-lettered, never run. */
   unauthenticated: number;
+  /** Requests whose `reply_to` is not a reply destination: dead-lettered, never run. */
+  invalidReplyTo: number;
+  /** Replies, Celery results and pongs the broker refused (the caller's queue was full): not sent. */
+  repliesRefused: number;
+  /** Deliveries handed back unfinished (the worker stopping, a sandbox restarted): copied back to the queue. */
+  handedBack: number;
+  /** Deliveries returned to the queue as failed because their outcome could not be published. */
+  settlesRefused: number;
   /** Tasks whose handler is running now. */
   inFlight: number;
   /**
@@ -108,6 +116,10 @@ export class WorkerMetrics {
     rejected: 0,
     expired: 0,
     unauthenticated: 0,
+    invalidReplyTo: 0,
+    repliesRefused: 0,
+    handedBack: 0,
+    settlesRefused: 0,
     inFlight: 0,
     answeredAgain: 0,
   };
@@ -143,13 +155,29 @@ export class WorkerMetrics {
     metric(
       "worker_tasks_total",
       "counter",
-      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed).",
+      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed), invalid_reply_to (reply_to not a reply destination).",
     );
     sample("worker_tasks_total", { status: "success" }, stats.succeeded);
     sample("worker_tasks_total", { status: "error" }, stats.failed);
     sample("worker_tasks_total", { status: "rejected" }, stats.rejected);
     sample("worker_tasks_total", { status: "expired" }, stats.expired);
     sample("worker_tasks_total", { status: "unauthenticated" }, stats.unauthenticated);
+    sample("worker_tasks_total", { status: "invalid_reply_to" }, stats.invalidReplyTo);
+
+    metric(
+      "worker_replies_refused_total",
+      "counter",
+      "Replies, Celery results and pongs the broker refused (the caller's queue full or refusing more): lost to the caller; the task was settled, not run again.",
+    );
+    sample("worker_replies_refused_total", {}, stats.repliesRefused);
+
+    metric(
+      "worker_deliveries_returned_total",
+      "counter",
+      "Deliveries given back to the queue, by how: handed_back (unfinished, not their fault: the worker stopping, a sandbox restart; no delivery limit counts it) or settle_refused (their outcome could not be published; counts toward the delivery limit).",
+    );
+    sample("worker_deliveries_returned_total", { how: "handed_back" }, stats.handedBack);
+    sample("worker_deliveries_returned_total", { how: "settle_refused" }, stats.settlesRefused);
 
     metric("worker_task_retries_total", "counter", "Failed attempts scheduled for another try.");
     sample("worker_task_retries_total", {}, stats.retried);

@@ -39,13 +39,31 @@ export interface UnreadRequest {
   task?: string;
 }
 
+/** The longest wait a Celery eta may ask for unless a worker says otherwise (`MAX_ETA_MS`): 7 days. */
+export const DEFAULT_MAX_ETA_MS = 7 * 24 * 3_600_000;
+
+/** Options for {@linkcode readRequest}. */
+export interface ReadRequestOptions {
+  /** Largest body accepted, in bytes. */
+  maxBytes: number;
+  /**
+   * The longest wait a Celery eta may ask for, from now; a later eta is
+   * refused, so that no request waits in the broker for good.
+   * @default {DEFAULT_MAX_ETA_MS}
+   */
+  maxEtaMs?: number;
+  /** The time an eta is measured from. @default {Date.now()} */
+  now?: number;
+}
+
 /** Reads the request of `delivery` for the function `info`. */
 export function readRequest(
   delivery: Delivery,
   celery: boolean,
   info: FunctionInfo,
-  maxBytes: number,
+  options: ReadRequestOptions,
 ): ReadRequest | UnreadRequest {
+  const { maxBytes } = options;
   if (!celery) {
     const parsed = parseRequest(delivery, { task: info.name, maxBytes });
     if (!parsed.ok) return { ok: false, error: parsed.error, task: parsed.task };
@@ -57,6 +75,19 @@ export function readRequest(
     : envelope;
   if (!parsed.ok) return { ok: false, error: parsed.error };
   const call = parsed.value;
+  const maxEtaMs = options.maxEtaMs ?? DEFAULT_MAX_ETA_MS;
+  const waitMs = call.eta === undefined ? 0 : call.eta - (options.now ?? Date.now());
+  if (waitMs > maxEtaMs) {
+    return {
+      ok: false,
+      error: {
+        type: "InvalidRequest",
+        message: `Cannot wait for the Celery eta ${
+          new Date(call.eta!).toISOString()
+        } as it is ${waitMs} ms away: this worker waits at most ${maxEtaMs} ms (MAX_ETA_MS); send the task nearer its time`,
+      },
+    };
+  }
   return {
     ok: true,
     request: {

@@ -2,18 +2,27 @@
  * Who sent a delivery, and whether the function accepts requests from
  * them. RabbitMQ checks a message's `user_id` against the publishing
  * connection's user, so a worker can trust it; a Celery request proves its
- * sender by the route it took instead (see docs/celery.md).
+ * sender by the route it took instead (see docs/celery.md). A replayed dead
+ * letter names its original sender (`x-replayed-sender`), which must be
+ * accepted too: a replay never runs what the function refused.
  *
  * @module
  */
 
 import type { Delivery } from "../../core/broker/broker.ts";
-import { boundText, SENDER_HEADER, type TaskError } from "../../core/contract/mod.ts";
+import {
+  boundText,
+  REPLAYED_SENDER_HEADER,
+  SENDER_HEADER,
+  type TaskError,
+} from "../../core/contract/mod.ts";
 
 /** Who sent a delivery, if known, and whether it may run. */
 export interface Sender {
   sender?: string;
   allowed: boolean;
+  /** For a replayed dead letter: the user who replayed it (`sender` is the original's). */
+  replayedBy?: string;
 }
 
 /** Judges the sender of each delivery. */
@@ -29,7 +38,7 @@ export function createSenderCheck(
   // On a broker without users of its own every party is guest: user_id
   // proves nothing there, so a request may leave it out.
   const anonymousOk = anySender || brokerUser === "guest";
-  return (delivery, celery) => {
+  const bySender = (delivery: Delivery, celery: boolean): Sender => {
     const userId = delivery.properties.userId;
     // Celery clients set no user_id: they publish through the exchange
     // named after the queue, which only Celery clients' users may write.
@@ -37,26 +46,44 @@ export function createSenderCheck(
       return { sender: userId ?? `celery via exchange '${queue}'`, allowed: true };
     }
     if (userId === brokerUser) {
-      // Only this worker's user can publish as it: a retry, whose header
-      // keeps the original sender.
+      // Only this worker's user can publish as it: a retry or a task handed
+      // back, whose header keeps the original sender.
       const original = delivery.properties.headers?.[SENDER_HEADER];
       return { sender: typeof original === "string" ? original : userId, allowed: true };
     }
     if (userId === undefined) return { allowed: anonymousOk };
     return { sender: userId, allowed: anySender || senders.has(userId) };
   };
+  return (delivery, celery) => {
+    const judged = bySender(delivery, celery);
+    const replayed = delivery.properties.headers?.[REPLAYED_SENDER_HEADER];
+    if (replayed === undefined || !judged.allowed) return judged;
+    // Whoever replays it, the original sender must be one the function accepts.
+    const original = typeof replayed === "string" ? replayed : String(replayed);
+    return {
+      sender: original,
+      replayedBy: judged.sender,
+      allowed: typeof replayed === "string" &&
+        (anySender || senders.has(original) || original === brokerUser),
+    };
+  };
 }
 
 /** The error a refused sender's request is dead-lettered with. */
 export function unauthenticatedError(
-  sender: string | undefined,
+  judged: Sender,
   senders: ReadonlySet<string>,
 ): TaskError {
   const accepted = [...senders].join(", ");
+  const { sender, replayedBy } = judged;
   return {
     type: "Unauthenticated",
     message: sender === undefined
       ? `Cannot run a request without user_id: this function accepts requests from ${accepted} only`
+      : replayedBy !== undefined
+      ? `Cannot run a request replayed by '${boundText(replayedBy, 64)}' for broker user '${
+        boundText(sender, 64)
+      }': this function accepts requests from ${accepted} only`
       : `Cannot run a request from broker user '${
         boundText(sender, 64)
       }': this function accepts requests from ${accepted} only`,

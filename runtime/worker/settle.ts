@@ -1,9 +1,10 @@
 /**
- * How a worker publishes the outcome of a delivery: the reply, the retry
- * and the dead letter. Everything it writes is bounded: the request's own
- * headers are kept only when they fit the contract's budget, and every value
- * the runtime adds is cut to a small size, so what it publishes always fits
- * in one AMQP frame and never fails for a request's sake.
+ * How a worker publishes the outcome of a delivery: the reply, the retry,
+ * the dead letter, and the copy of a delivery it hands back unfinished.
+ * Everything it writes is bounded: the request's own headers are kept only
+ * when they fit the contract's budget, and every value the runtime adds is
+ * cut to a small size, so what it publishes always fits in one AMQP frame
+ * and never fails for a request's sake.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import {
   DEAD_LETTER_HEADERS,
   deadLetterQueueOf,
   type DeadLetterReason,
+  DELIVERY_COUNT_HEADER,
   encodeProgress,
   encodeReply,
   headerBytes,
@@ -23,6 +25,7 @@ import {
   MAX_HEADER_BYTES,
   type Message,
   type MessageProperties,
+  PRIOR_DELIVERIES_HEADER,
   retryQueueOf,
   SENDER_HEADER,
   SENT_AT_HEADER,
@@ -31,19 +34,20 @@ import {
   type TaskReply,
 } from "../../core/contract/mod.ts";
 
-// Retry queues are deleted this long after their last use, so that delays
-// nobody uses any more leave no queues behind. Every retry redeclares its
-// queue, so a queue holding a message is never this idle.
-const RETRY_QUEUE_IDLE_MS = 60_000;
-
 /** Longest id, user or worker name the runtime copies into a header. */
 const MAX_NAME_CHARS = 128;
 
+/** Longest list of allowed senders the runtime writes into a dead letter. */
+const MAX_SENDERS_CHARS = 1024;
+
 /**
  * The request's headers when they fit the budget, else none (and a note
- * saying so), without any `x-dlq-*` header it came with: those are the
- * runtime's record of a dead letter, which only a worker may write (a
- * replay trusts them on a letter its worker published).
+ * saying so), without the headers only the runtime may write: `x-dlq-*`,
+ * its record of a dead letter (a replay trusts them on a letter its worker
+ * published), and `x-sender` and `x-prior-deliveries`, which it writes anew
+ * on what it republishes, so that a request never brings its own; nor the
+ * broker's counts of this delivery, which a copy must not inherit (RabbitMQ
+ * writes them only once it counts one, and would leave a stale one be).
  */
 function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   const { headers } = properties;
@@ -53,9 +57,38 @@ function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   }
   const kept: Record<string, unknown> = {};
   for (const key in headers) {
-    if (!key.startsWith("x-dlq-")) kept[key] = headers[key];
+    if (key.startsWith("x-dlq-") || RUNTIME_HEADERS.has(key)) continue;
+    kept[key] = headers[key];
   }
   return kept;
+}
+
+/** Headers of a delivery that only the runtime or the broker write; see {@linkcode keptHeaders}. */
+const RUNTIME_HEADERS = new Set([
+  SENDER_HEADER,
+  PRIOR_DELIVERIES_HEADER,
+  DELIVERY_COUNT_HEADER,
+  "x-acquired-count",
+]);
+
+/** `headers` with the original sender, when known: a republished request's `user_id` is the worker's. */
+function withSender(headers: Record<string, unknown>, sender: string | undefined) {
+  if (sender !== undefined) headers[SENDER_HEADER] = boundText(sender, MAX_NAME_CHARS);
+  return headers;
+}
+
+/**
+ * The options of a function's retry queue of `delayMs`. It never expires:
+ * the worker declares every delay of the ladder when it starts, and a queue
+ * that vanished would have to be declared again when the broker may refuse
+ * new queues.
+ */
+export function retryQueueOptions(
+  queue: string,
+  delayMs: number,
+  type: "classic" | "quorum",
+): QueueOptions {
+  return { durable: true, type, messageTtlMs: delayMs, deadLetterQueue: queue };
 }
 
 /** A copy of the request's properties to republish, without what must not travel on. */
@@ -70,6 +103,11 @@ export interface SettlerOptions {
   queue: string;
   workerId: string;
   queueType: "classic" | "quorum";
+  /**
+   * The broker users the worker accepts requests from (`*` for anyone),
+   * written into each dead letter for a replay to check its sender against.
+   */
+  allowedSenders: Iterable<string>;
 }
 
 /** What a worker publishes; see the module documentation. */
@@ -84,6 +122,21 @@ export interface Settler {
   deadLetter(delivery: Delivery, letter: DeadLetter): Promise<void>;
   /** Publishes the request to the retry queue of `delayMs`, as attempt `nextAttempt`. */
   retry(delivery: Delivery, retry: Retry): Promise<void>;
+  /**
+   * Publishes a copy of a delivery the worker hands back unfinished to its
+   * own queue, keeping the failed deliveries it had (`x-prior-deliveries`);
+   * the caller acknowledges the delivery once this resolves. A return this
+   * way counts toward no delivery limit, on any RabbitMQ version.
+   */
+  handBack(delivery: Delivery, handBack: HandBack): Promise<void>;
+}
+
+/** A delivery handed back unfinished. */
+export interface HandBack {
+  /** The broker user who sent the original request, when known. */
+  sender?: string;
+  /** Failed deliveries it had so far, which its copy carries on. */
+  priorDeliveries: number;
 }
 
 /** What a dead letter says about why it is one. */
@@ -117,6 +170,7 @@ export interface Retry {
 export function createSettler(broker: Broker, options: SettlerOptions): Settler {
   const { queue, queueType } = options;
   const workerId = boundText(options.workerId, MAX_NAME_CHARS);
+  const allowedSenders = boundText([...options.allowedSenders].sort().join(","), MAX_SENDERS_CHARS);
   const dlq = deadLetterQueueOf(queue);
   return {
     async reply(delivery, reply, resultJson) {
@@ -146,6 +200,7 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
         [DEAD_LETTER_HEADERS.attempts]: letter.attempts,
         [DEAD_LETTER_HEADERS.queue]: queue,
         [DEAD_LETTER_HEADERS.worker]: workerId,
+        [DEAD_LETTER_HEADERS.allowedSenders]: allowedSenders,
         [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
       };
       if (letter.sender !== undefined) {
@@ -163,28 +218,31 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
     },
     async retry(delivery, retry) {
       const retryQueue = retryQueueOf(queue, retry.delayMs);
-      const retryOptions: QueueOptions = {
-        durable: true,
-        type: queueType,
-        messageTtlMs: retry.delayMs,
-        deadLetterQueue: queue,
-        expiresMs: retry.delayMs + RETRY_QUEUE_IDLE_MS,
-      };
-      await broker.declareQueue(retryQueue, retryOptions);
-      const headers: Record<string, unknown> = {
+      // Declared at start; declared again (which a full broker still allows
+      // for a queue that exists) so that a retry queue someone deleted comes
+      // back rather than the retry being dropped unrouted.
+      await broker.declareQueue(retryQueue, retryQueueOptions(queue, retry.delayMs, queueType));
+      const headers = withSender({
         ...keptHeaders(delivery.properties),
         [ATTEMPT_HEADER]: retry.nextAttempt,
         // The next attempt's wait in the queue starts now.
         [SENT_AT_HEADER]: Date.now(),
-      };
-      if (retry.sender !== undefined) {
-        headers[SENDER_HEADER] = boundText(retry.sender, MAX_NAME_CHARS);
-      }
+      }, retry.sender);
       const properties = { ...republished(delivery.properties), headers };
       if (retry.remainingMs !== undefined) {
         properties.expiration = String(Math.max(1, Math.ceil(retry.remainingMs)));
       }
       await broker.publish(retryQueue, { body: delivery.body, properties });
+    },
+    async handBack(delivery, handBack) {
+      const headers = withSender(keptHeaders(delivery.properties), handBack.sender);
+      if (handBack.priorDeliveries > 0) headers[PRIOR_DELIVERIES_HEADER] = handBack.priorDeliveries;
+      // Its expiration stays: a request nobody waits for still leaves unread.
+      const { userId: _user, ...rest } = delivery.properties;
+      await broker.publish(queue, {
+        body: delivery.body,
+        properties: { ...rest, persistent: true, headers },
+      });
     },
   };
 }

@@ -5,8 +5,11 @@
  *
  * - a request from a sender the function does not accept is dead-lettered
  *   (`unauthenticated`) and never run;
+ * - one whose `reply_to` is no place for answers is dead-lettered
+ *   (`invalid_reply_to`) and never run;
  * - one the broker delivered `deliveryLimit` times without a settlement (the
- *   worker died each time) is dead-lettered (`delivery_limit`);
+ *   worker died, or could not settle it, each time) is dead-lettered
+ *   (`delivery_limit`);
  * - one that breaks the contract is dead-lettered (`rejected`) and answered;
  * - one past its deadline is dead-lettered (`expired`) and answered, unrun;
  * - a success is answered;
@@ -14,13 +17,29 @@
  *   re-published to a delay queue whose TTL returns it to the work queue;
  * - any other failure is dead-lettered and answered;
  *
- * and then acknowledged. If publishing any of these fails, the delivery goes
- * back to the queue (or, when the connection is gone, the broker takes it
- * back): no delivery is ever held unsettled.
+ * and then acknowledged. A reply the broker refuses (the caller's queue is
+ * full) is the caller's loss: counted, logged, and the request is settled
+ * all the same. If publishing a retry or a dead letter fails, the delivery
+ * goes back to the queue as a failed delivery (`basic.reject`, which every
+ * RabbitMQ version counts toward the delivery limit), or, when the
+ * connection is gone, the broker takes it back: no delivery is ever held
+ * unsettled, and none loops for ever on a quorum queue.
+ *
+ * A delivery the worker hands back unfinished, not by its own fault (the
+ * worker stops, or the sandbox restarted under it), is copied back to the
+ * queue and acknowledged: RabbitMQ before 4.3 would count a `basic.nack`
+ * toward the delivery limit, and dead-letter a healthy task handed back
+ * often enough.
+ *
+ * Every queue the worker needs is declared while it starts: its work and
+ * dead-letter queues, a retry queue per delay of the ladder
+ * (`RETRY_DELAYS_MS`), and its control queue, which alone may be refused
+ * without stopping it (pings go unanswered until it opens).
  *
  * @module
  */
 
+import type { BackoffPolicy } from "../../core/backoff.ts";
 import {
   type Broker,
   type Consumer,
@@ -32,18 +51,20 @@ import {
   DASHBOARD_USER,
   deadLetterQueueOf,
   DEFAULT_MAX_MESSAGE_BYTES,
+  isCeleryMessage,
+  RETRY_DELAYS_MS,
+  retryQueueOf,
 } from "../../core/contract/mod.ts";
 import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
-import { attemptOf, type Task, taskIdOf } from "./delivery_facts.ts";
+import { attemptOf, deliveriesOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
 import { createDeliveryHandler } from "./handle_delivery.ts";
 import { WorkerMetrics, type WorkerStats } from "./metrics.ts";
 import type { HandlerRunner } from "./runner.ts";
-import { createSettler } from "./settle.ts";
+import { createSettler, retryQueueOptions } from "./settle.ts";
 import { NO_EVENTS, startTaskEvents } from "./task_events.ts";
 
-export { twoDigits } from "./delivery_facts.ts";
 export type { WorkerStats } from "./metrics.ts";
 
 /** How many deliveries of one request a quorum queue allows unless `DELIVERY_LIMIT` says otherwise. */
@@ -123,6 +144,16 @@ export interface WorkerOptions {
    * @default {1000}
    */
   returnDelayMs?: number;
+  /**
+   * The longest wait a Celery eta may ask for; a later one is refused.
+   * @default {DEFAULT_MAX_ETA_MS} (7 days)
+   */
+  maxEtaMs?: number;
+  /**
+   * How attempts to open a control queue the broker refused are spaced.
+   * @default {RECONNECT_POLICY}
+   */
+  controlRetry?: BackoffPolicy;
 }
 
 /** A worker consuming its queue on one broker connection. */
@@ -166,9 +197,17 @@ export async function startWorker(
   });
   const metrics = options.metrics ?? new WorkerMetrics();
   const stats: WorkerStats = metrics.stats;
-  const settler = createSettler(broker, { queue, workerId, queueType });
+  const settler = createSettler(broker, {
+    queue,
+    workerId,
+    queueType,
+    // What it accepts: the senders it is told, and its own user (retries).
+    allowedSenders: new Set([...senders, broker.user]),
+  });
   const tasks = new Set<Task>();
   const waiting: Delivery[] = [];
+  /** Hand-backs under way while stopping: stop() resolves once each is settled. */
+  const returning = new Set<Promise<void>>();
   let running = 0;
   let stopping = false;
 
@@ -188,8 +227,39 @@ export async function startWorker(
     ...(queueType === "quorum" && { deliveryLimit: deliveryLimit + 1 }),
   });
 
+  const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
   if (info.celeryNames.length > 0) await declareCeleryRoute(broker, queue);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
+
+  /**
+   * Gives a delivery back unfinished, not by its fault: a copy goes to the
+   * queue (keeping its failed deliveries so far) and the delivery is
+   * acknowledged once the copy is confirmed, so that no RabbitMQ version
+   * counts the return toward the delivery limit. A delivery from a sender
+   * the function refuses, or one the broker will not take a copy of, is
+   * given back as it is (`basic.nack`), and the broker keeps it.
+   */
+  async function handBack(task: Task): Promise<void> {
+    if (task.abandoned) return;
+    const { delivery } = task;
+    task.abandoned = true;
+    const { sender, allowed } = handler.senderOf(delivery, isCeleryMessage(delivery));
+    if (!allowed) return broker.nack(delivery, true);
+    try {
+      await settler.handBack(delivery, {
+        sender,
+        priorDeliveries: deliveriesOf(delivery, broker.user),
+      });
+    } catch (error) {
+      log.warn("Could not hand a task back as a copy; returning it as it is", {
+        task_id: taskIdOf(delivery) ?? undefined,
+        error,
+      });
+      return broker.nack(delivery, true);
+    }
+    stats.handedBack++;
+    broker.ack(delivery);
+  }
   const handler = createDeliveryHandler({
     runner,
     broker,
@@ -206,12 +276,17 @@ export async function startWorker(
     log,
     emit,
     answered: options.answered ?? new AnsweredTasks(),
+    retryDelays,
+    maxEtaMs: options.maxEtaMs,
+    handBack,
   });
 
   /**
    * Publishing an outcome failed. With the connection gone the broker takes
-   * the delivery back by itself; otherwise give it back after a pause, so
-   * another attempt (or, on a quorum queue, the delivery limit) decides.
+   * the delivery back by itself; otherwise give it back after a pause, as a
+   * failed delivery (`basic.reject`, counted toward the delivery limit on
+   * every RabbitMQ version, where a `basic.nack` is not from 4.3 on), so
+   * another attempt or, on a quorum queue, the delivery limit decides.
    */
   function recover(task: Task, error: unknown): void {
     if (task.abandoned) return;
@@ -221,7 +296,10 @@ export async function startWorker(
       error,
     });
     setTimeout(() => {
-      if (!task.abandoned) broker.nack(task.delivery, true);
+      if (task.abandoned) return;
+      task.abandoned = true;
+      stats.settlesRefused++;
+      broker.reject(task.delivery);
     }, returnDelayMs);
   }
 
@@ -243,7 +321,7 @@ export async function startWorker(
 
   function onDelivery(delivery: Delivery): void {
     if (stopping) {
-      broker.nack(delivery, true);
+      returning.add(handBack({ delivery, abandoned: false, done: Promise.resolve() }));
       return;
     }
     stats.received++;
@@ -252,10 +330,12 @@ export async function startWorker(
   }
 
   // The control queue first: once the work queue shows this consumer, a
-  // ping reaches this worker too.
+  // ping reaches this worker too (unless the broker refused the queue).
   const control: ControlChannel = await serveControl(broker, {
     queue,
     log,
+    onRefused: () => stats.repliesRefused++,
+    retry: options.controlRetry,
     // Only those who may call the function learn about its workers, and
     // the dashboard, whose user may call nothing.
     accept: (delivery) =>
@@ -269,7 +349,7 @@ export async function startWorker(
       uptime_ms: Date.now() - metrics.startedAt.getTime(),
       concurrency,
       tasks_done: stats.succeeded + stats.failed + stats.rejected + stats.expired +
-        stats.unauthenticated,
+        stats.unauthenticated + stats.invalidReplyTo,
       succeeded: stats.succeeded,
       failed: stats.failed,
       rejected: stats.rejected,
@@ -292,7 +372,9 @@ export async function startWorker(
       stopping = true;
       await control.cancel().catch(() => {});
       await consumer.cancel().catch(() => {});
-      for (const delivery of waiting.splice(0)) broker.nack(delivery, true);
+      for (const delivery of waiting.splice(0)) {
+        returning.add(handBack({ delivery, abandoned: false, done: Promise.resolve() }));
+      }
       const all = () => Promise.all([...tasks].map((task) => task.done));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const expired = await Promise.race([
@@ -300,16 +382,15 @@ export async function startWorker(
         new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), graceMs)),
       ]);
       clearTimeout(timer);
-      if (!expired) return;
-      log.warn("Grace period over; returning unfinished tasks to the queue", {
-        in_flight: tasks.size,
-        grace_ms: graceMs,
-      });
-      for (const task of tasks) {
-        task.abandoned = true;
-        broker.nack(task.delivery, true);
+      if (expired) {
+        log.warn("Grace period over; returning unfinished tasks to the queue", {
+          in_flight: tasks.size,
+          grace_ms: graceMs,
+        });
+        for (const task of tasks) returning.add(handBack(task));
+        runner.abortAll("The worker is stopping and the grace period is over");
       }
-      runner.abortAll("The worker is stopping and the grace period is over");
+      await Promise.all(returning);
     },
     abandon(): void {
       stopping = true;
@@ -318,6 +399,40 @@ export async function startWorker(
       runner.abortAll("The broker connection was lost");
     },
   };
+}
+
+/**
+ * Declares a retry queue for each delay of the ladder, and returns the
+ * delays whose queue is there to use. A queue of the same name left by an
+ * earlier version (made on demand, with `x-expires`) cannot be declared
+ * again as it is now: its delay is left out until that queue has expired
+ * by itself. Should the broker refuse a new one (its queue limit reached),
+ * the worker still starts, with the delays it has; with none, it cannot.
+ */
+async function declareRetryQueues(
+  broker: Broker,
+  queue: string,
+  type: "classic" | "quorum",
+  log: Logger,
+): Promise<number[]> {
+  const usable: number[] = [];
+  const missing: { delay: number; error: unknown }[] = [];
+  for (const delay of RETRY_DELAYS_MS) {
+    try {
+      await broker.declareQueue(retryQueueOf(queue, delay), retryQueueOptions(queue, delay, type));
+      usable.push(delay);
+    } catch (error) {
+      missing.push({ delay, error });
+    }
+  }
+  if (usable.length === 0) throw missing[0].error;
+  if (missing.length > 0) {
+    log.warn("Cannot declare some retry queues; retries round to the delays that remain", {
+      delays_ms: missing.map(({ delay }) => delay),
+      error: missing[0].error,
+    });
+  }
+  return usable;
 }
 
 /**

@@ -373,19 +373,27 @@ Deno.test("RunningWorker.stop() lets in-flight work finish within the grace peri
   }
 });
 
-Deno.test("RunningWorker.stop() returns work that outlasts the grace period to the queue", async () => {
+Deno.test("RunningWorker.stop() hands work that outlasts the grace period back as a copy, which no delivery limit counts", async () => {
   const t = await setup();
   try {
-    await t.send({ work_ms: 5000 });
+    const taskId = await t.send({ work_ms: 5000 });
     await waitFor(() => t.worker.stats.inFlight === 1, "task started");
     const started = Date.now();
     await t.worker.stop(30);
     // Half the task's 5 s: what waiting for the work, not the 30 ms grace, would exceed.
     assert.ok(Date.now() - started < 2500, "stop() waited only for the grace period");
-    await waitFor(async () => (await t.depth(t.queue)) === 1, "requeued");
+    assert.equal(await t.depth(t.queue), 1, "handed back before stop() resolved");
     assert.equal(t.replies.length, 0, "no reply for unfinished work");
+    assert.equal(t.worker.stats.handedBack, 1);
     const again = (await t.client.get(t.queue))!;
-    assert.equal(again.redelivered, true);
+    // A copy, published by the worker's user, keeping who sent it: a
+    // basic.nack would count as a delivery before RabbitMQ 4.3.
+    assert.equal(again.redelivered, false);
+    assert.equal(again.properties.headers?.["x-delivery-count"], undefined);
+    assert.equal(again.properties.userId, "echo");
+    assert.equal(again.properties.headers?.["x-sender"], "dispatcher");
+    assert.equal(again.properties.correlationId, taskId);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(again.body)).payload, { work_ms: 5000 });
   } finally {
     await t.hub.shutdown();
   }

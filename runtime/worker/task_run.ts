@@ -6,6 +6,7 @@
  * @module
  */
 
+import { PublishRefusedError } from "../../core/broker/broker.ts";
 import {
   encodeCeleryReply,
   isCeleryMessage,
@@ -13,7 +14,7 @@ import {
   type TaskReply,
 } from "../../core/contract/mod.ts";
 import { isoNow, type Logger } from "../../core/log.ts";
-import type { AnsweredTasks } from "./answered_tasks.ts";
+import type { AnsweredTask, AnsweredTasks } from "./answered_tasks.ts";
 import { attemptOf, sentAtOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import type { Settler } from "./settle.ts";
 import type { TaskEvent } from "../../core/contract/mod.ts";
@@ -100,18 +101,30 @@ export function eventOf(run: TaskRun, place: RunPlace): Omit<TaskEvent, "at" | "
 export type Answer = {
   (run: TaskRun, status: "success", error: null, resultJson: string): Promise<void>;
   (run: TaskRun, status: "error", error: TaskError): Promise<void>;
+  /** Sends the recorded answer of a request this process answered before. */
+  again(run: TaskRun, earlier: AnsweredTask): Promise<void>;
 };
 
 /**
  * Makes the function that answers a run: in the native contract, or as
  * Celery's rpc:// backend expects; inside a `reply` span when traced. A
  * native answer is kept in `answered` while the run holds its record.
+ *
+ * A reply the broker refuses (the caller's queue is full, or refuses more)
+ * is the caller's loss: it goes to `refused` and the answer resolves, so the
+ * request is settled and never run again for it. Any other failure (the
+ * connection went) rejects.
  */
 export function createAnswer(
   settler: Settler,
   place: RunPlace,
   answered: AnsweredTasks,
+  refused: (run: TaskRun, error: PublishRefusedError) => void,
 ): Answer {
+  const tolerate = (run: TaskRun) => (error: unknown) => {
+    if (!(error instanceof PublishRefusedError)) throw error;
+    refused(run, error);
+  };
   const send = (
     run: TaskRun,
     status: "success" | "error",
@@ -132,7 +145,7 @@ export function createAnswer(
             ? { ok: true, resultJson: resultJson! }
             : { ok: false, error: error! },
         ),
-      );
+      ).catch(tolerate(run));
     }
     const reply: TaskReply = {
       task_id: run.taskId,
@@ -152,9 +165,9 @@ export function createAnswer(
     if (run.record) {
       answered.remember(run.record.key, run.record.fingerprint, { reply, resultJson });
     }
-    return settler.reply(delivery, reply, resultJson);
+    return settler.reply(delivery, reply, resultJson).catch(tolerate(run));
   };
-  return ((
+  const answer = ((
     run: TaskRun,
     status: "success" | "error",
     error: TaskError | null,
@@ -164,4 +177,7 @@ export function createAnswer(
     const span = run.traced.step("reply", { "task.status": status });
     return send(run, status, error, resultJson).finally(() => span.end());
   }) as Answer;
+  answer.again = (run, earlier) =>
+    settler.reply(run.task.delivery, earlier.reply, earlier.resultJson).catch(tolerate(run));
+  return answer;
 }

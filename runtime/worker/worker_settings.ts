@@ -11,6 +11,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
 import type { AmqpTargetSources } from "../../core/broker/amqp_target.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import { DEFAULT_DELIVERY_LIMIT } from "./start_worker.ts";
+import { DEFAULT_MAX_ETA_MS } from "./read_request.ts";
 
 /** Every variable a worker reads; its container may read no others. */
 export const WORKER_ENV_VARS = [
@@ -33,6 +34,7 @@ export const WORKER_ENV_VARS = [
   "LOG_FORMAT",
   "METRICS_PORT",
   "TASK_EVENTS",
+  "MAX_ETA_MS",
 ] as const;
 
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
@@ -43,6 +45,9 @@ export const DEFAULT_METRICS_PORT = 9464;
 
 /** The largest `MAX_MESSAGE_BYTES`: a worker holds up to PREFETCH requests of this size. */
 export const MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024;
+
+/** The largest `MAX_ETA_MS`: a year. */
+export const MAX_ETA_MS_LIMIT = 365 * 24 * 3_600_000;
 
 /** The broker a worker uses when neither `AMQP_URL` nor `AMQP_URL_FILE` is set. */
 export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
@@ -77,6 +82,8 @@ export interface WorkerSettings {
   metricsPort: number;
   /** Publish task events to the events exchange. */
   events: boolean;
+  /** The longest wait a Celery eta may ask for, in ms; a later one is refused. */
+  maxEtaMs: number;
 }
 
 function wholeNumber(
@@ -159,6 +166,7 @@ export function readWorkerSettings(
     logFormat: oneOf(env, "LOG_FORMAT", ["json", "text"] as const, "json"),
     metricsPort: wholeNumber(env, "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
     events: oneOf(env, "TASK_EVENTS", ["true", "false"] as const, "false") === "true",
+    maxEtaMs: wholeNumber(env, "MAX_ETA_MS", DEFAULT_MAX_ETA_MS, 0, MAX_ETA_MS_LIMIT),
   };
 }
 

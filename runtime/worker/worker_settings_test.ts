@@ -43,6 +43,7 @@ Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
     logFormat: "json",
     metricsPort: DEFAULT_METRICS_PORT,
     events: false,
+    maxEtaMs: 7 * 24 * 3_600_000,
   });
 });
 
@@ -70,6 +71,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       LOG_FORMAT: "text",
       METRICS_PORT: "9100",
       TASK_EVENTS: "true",
+      MAX_ETA_MS: "60000",
     })),
     {
       amqp: {
@@ -93,6 +95,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       logFormat: "text",
       metricsPort: 9100,
       events: true,
+      maxEtaMs: 60_000,
     },
   );
 });
@@ -155,6 +158,10 @@ Deno.test("readWorkerSettings() refuses a value outside its choices, listing the
   );
   assertRefused({ LOG_LEVEL: "INFO" }, /LOG_LEVEL is 'INFO'/);
   assertRefused({ LOG_FORMAT: "xml" }, /LOG_FORMAT is 'xml': set it to one of json, text$/);
+  assertRefused(
+    { MAX_ETA_MS: "31536000001" },
+    /MAX_ETA_MS is .31536000001.: set it to a whole number/,
+  );
 });
 
 Deno.test("readWorkerSettings() refuses a sender list or worker id that is not names", () => {
