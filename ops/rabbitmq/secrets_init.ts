@@ -56,6 +56,7 @@ import {
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
+import { RETRY_DELAYS_MS } from "../../core/contract/names.ts";
 import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
 import { generatePassword, hashPassword } from "./hash_password.ts";
 
@@ -351,6 +352,8 @@ export async function main(args: string[]): Promise<number> {
         parseFunction(text, "--celery-function")
       ),
       celeryClient: values["celery-client"],
+      // Each worker declares exactly these retry queues while it starts.
+      retryDelaysMs: RETRY_DELAYS_MS,
       workerOwner: values["worker-owner"] ? parseOwner(values["worker-owner"]) : undefined,
     });
     return 0;
