@@ -15,7 +15,7 @@ import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_CHROMIUM, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName } from "./_helpers.ts";
+import { uniqueName, waitFor } from "./_helpers.ts";
 import { launchBrowser } from "./_cdp.ts";
 import { countColor, decodePng } from "./_png.ts";
 import { type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
@@ -103,11 +103,18 @@ Deno.test({
           await response.body?.cancel();
           assert.equal(response.status, 401, JSON.stringify(headers));
         }
-        const bearer = await fetch(`${api}/api/state`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        assert.equal(bearer.status, 200);
-        assert.equal((await bearer.json()).mode, "live");
+        // The dashboard connects to the broker as it starts: live once it has.
+        await waitFor(
+          async () => {
+            const bearer = await fetch(`${api}/api/state`, {
+              headers: { authorization: `Bearer ${token}` },
+            });
+            assert.equal(bearer.status, 200);
+            return (await bearer.json()).mode === "live";
+          },
+          "the dashboard's state with the bearer token is live",
+          30_000,
+        );
       });
 
       await t.step("the token in the URL logs the page in and leaves the address", async () => {

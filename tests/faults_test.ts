@@ -236,10 +236,12 @@ Deno.test({
           await stack.compose(["start", "rabbitmq"]);
           const after = await connectWhenUp(await stack.url("admin"));
           try {
-            assert.equal(
-              (await after.inspectQueue("queue_a"))?.messages,
-              ids.length,
+            // A quorum queue counts its messages once it has recovered its log,
+            // which a loaded machine can take a while to do after the restart.
+            await waitFor(
+              async () => (await after.inspectQueue("queue_a"))?.messages === ids.length,
               "every request is still in queue_a after the crash",
+              60_000,
             );
             // The replies queue is the test's own plumbing, declared just before
             // the crash: the broker may not have written its declaration to disk
