@@ -28,7 +28,8 @@ import {
   type TaskEvent,
   type WorkerInfo,
 } from "../core/contract/mod.ts";
-import type { FunctionRoute } from "../client/functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
+import { DEFAULT_CALLERS } from "../core/contract/users.ts";
 import { pingWorkers } from "../client/ping_workers.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { isExpectedSender } from "../client/senders.ts";
@@ -98,9 +99,6 @@ export interface BrokerWatch {
   poll(): Promise<void>;
   stop(): Promise<void>;
 }
-
-/** The callers' users of the compose stack: the dispatcher's and the administrator's. */
-export const DEFAULT_CALLERS: readonly string[] = ["dispatcher", "admin"];
 
 /** How long an event waits in the dashboard's queue before the broker drops it. */
 const EVENT_TTL_MS = 60_000;

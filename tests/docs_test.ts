@@ -13,7 +13,7 @@ import {
   celeryClientPermissions,
   celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   OPERATOR_PERMISSIONS,
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
@@ -289,7 +289,7 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
   }
   const granted = {
     task_a: workerPermissions("queue_a"),
-    dispatcher: DISPATCHER_PERMISSIONS,
+    dispatcher: dispatcherPermissions(["queue_a", "queue_b", "queue_c"]),
     operator: OPERATOR_PERMISSIONS,
     dashboard: DASHBOARD_PERMISSIONS,
     celery_client: celeryClientPermissions(["queue_a", "queue_b"]),

@@ -369,6 +369,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "deno task worker exits 2 when its module is not the function its deployment names",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    // What the deployments made from functions/registry.yaml set: here, a
+    // queue the module task_a does not consume. It stops before consuming.
+    const worker = startDeno(["task", "worker", "task_a"], {
+      AMQP_URL,
+      FUNCTION_NAME: "task_a",
+      FUNCTION_QUEUE: "queue_b",
+      METRICS_PORT: "0",
+    });
+    assert.equal((await worker.child.status).code, 2);
+    await worker.stop();
+    assert.ok(
+      worker.lines.some((line) =>
+        /defines queue 'queue_a', not 'queue_b' \(FUNCTION_QUEUE\)/.test(line)
+      ),
+      worker.lines.join("\n"),
+    );
+  },
+});
+
+Deno.test({
   name: "a worker and the dispatcher take the broker password from files",
   ignore: NEEDS_RABBITMQ,
   async fn() {
