@@ -147,11 +147,27 @@ export async function startBrokerWatch(
   const workerUsers = new Set([...functions.values()].map((route) => route.user));
   const callers = new Set(options.callers ?? DEFAULT_CALLERS);
 
+  // RabbitMQ 4.2.6 and later refuse a passive declaration to a user with no
+  // permission on the queue, and the dashboard's user has none on the
+  // functions' queues (ops/rabbitmq/definitions.ts says why): their depths
+  // then stay unknown, and the rest of the page goes on.
+  const inspect = (name: string) =>
+    broker.inspectQueue(name).catch((error) => {
+      if (error instanceof BrokerUnavailableError && /refused access/.test(error.message)) {
+        return undefined;
+      }
+      throw error;
+    });
+
   async function poll(): Promise<void> {
     const next: QueueView[] = [];
     for (const view of queues) {
-      const info = await broker.inspectQueue(view.queue);
-      const dlq = await broker.inspectQueue(deadLetterQueueOf(view.queue));
+      const info = await inspect(view.queue);
+      const dlq = await inspect(deadLetterQueueOf(view.queue));
+      if (info === undefined) {
+        next.push({ ...view, messages: null, consumers: null, deadLetters: null });
+        continue;
+      }
       next.push({
         ...view,
         exists: info !== null,
