@@ -5,7 +5,7 @@
  * ```ts
  * import { connect, TaskFailedError } from "@task-system/client";
  *
- * const client = await connect(); // AMQP_URL, else the compose stack; functions from test-config.yml
+ * const client = await connect(); // AMQP_URL, else the compose stack; functions/registry.yaml
  * try {
  *   const a = await client.call<string>("task_a", { work_ms: 100 });
  *   const [b] = await client.callAll<string>([{ function: "task_b", payload: { work_ms: 200 } }]);

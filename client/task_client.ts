@@ -146,7 +146,7 @@ export class TaskClient {
     throw new TypeError(
       `Cannot call '${fn}' as no queue is known for it: use one of ${
         [...this.functions.keys()].join(", ") || "(none)"
-      }, or add it to the 'functions' option (or under 'functions' in test-config.yml)`,
+      }, or add it to functions/registry.yaml or the 'functions' option`,
     );
   }
 

@@ -362,6 +362,22 @@ Deno.test({
           ["dispatcher", "check queue_a", dispatcher, (b) => b.inspectQueue("queue_a"), "ok"],
           [
             "dispatcher",
+            "check queue_a.dlq",
+            dispatcher,
+            (b) => b.inspectQueue("queue_a.dlq"),
+            "ok",
+          ],
+          [
+            // Its write on queue_a (for the passive check of RabbitMQ 4.3) binds
+            // nothing: it may read no exchange that carries messages.
+            "dispatcher",
+            "bind queue_a to tasks.events",
+            dispatcher,
+            (b) => b.bindQueue("queue_a", "tasks.events"),
+            /as the broker refused access: .*ACCESS_REFUSED - (?:read )?access to exchange 'tasks\.events' in vhost '\/' refused for user 'dispatcher'/,
+          ],
+          [
+            "dispatcher",
             "open Direct Reply-to",
             dispatcher,
             (b) => b.openReplyQueue(() => {}),
