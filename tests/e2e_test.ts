@@ -75,6 +75,9 @@ async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqps
         environment: {
           ...workerA.environment,
           AMQP_URL: "amqps://escape@rabbitmq:5671",
+          // What worker-a's deployment says it runs, now the fixture's.
+          FUNCTION_NAME: "escape",
+          FUNCTION_QUEUE: "queue_escape",
           AMQP_CA_FILE: WORKER_IMAGE_FILES.AMQP_CA_FILE,
           AMQP_CERT_FILE: WORKER_IMAGE_FILES.AMQP_CERT_FILE,
           AMQP_KEY_FILE: WORKER_IMAGE_FILES.AMQP_KEY_FILE,

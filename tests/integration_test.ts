@@ -21,6 +21,7 @@ import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
+  exitWithin,
   runDeno,
   type RunningProcess,
   startDeno,
@@ -380,8 +381,9 @@ Deno.test({
       FUNCTION_QUEUE: "queue_b",
       METRICS_PORT: "0",
     });
-    assert.equal((await worker.child.status).code, 2);
-    await worker.stop();
+    const status = await exitWithin(worker, 60_000, "the worker's refusal of its deployment");
+    await worker.stop(); // Its output read to the end.
+    assert.equal(status.code, 2);
     assert.ok(
       worker.lines.some((line) =>
         /defines queue 'queue_a', not 'queue_b' \(FUNCTION_QUEUE\)/.test(line)
