@@ -27,6 +27,7 @@ import {
   startDeno,
   startWorkerProcess,
   WORKER_MAIN,
+  workerArgs,
   workerPermissions,
 } from "./_processes.ts";
 import { parsePrometheus } from "./_prometheus.ts";
@@ -375,7 +376,8 @@ Deno.test({
   async fn() {
     // What the deployments made from functions/registry.yaml set: here, a
     // queue the module task_a does not consume. It stops before consuming.
-    const worker = startDeno(["task", "worker", "task_a"], {
+    // The worker itself, not through deno task: a deadline kills it, no child is left.
+    const worker = startDeno(workerArgs("task_a"), {
       AMQP_URL,
       FUNCTION_NAME: "task_a",
       FUNCTION_QUEUE: "queue_b",
