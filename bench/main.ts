@@ -31,12 +31,12 @@ import {
   runMain,
 } from "../dispatcher/cli/run_cli.ts";
 import { LOCAL_AMQP_URL } from "../client/broker_target.ts";
+import { ADMIN_USER } from "../core/contract/users.ts";
 import { measure } from "./measure.ts";
 import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
 import { buildDocument, formatBench } from "./summary.ts";
 
 /** The compose stack's user that may create queues: the benchmark makes its own. */
-const ADMIN_USER = "admin";
 
 const HELP = `Usage: deno task bench [options]
 

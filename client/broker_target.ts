@@ -17,10 +17,8 @@ import {
   type Setting,
 } from "../core/broker/amqp_target.ts";
 import { maskUrl, userOfUrl } from "../core/broker/amqp_url.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
-
-/** The dispatcher's user in compose.yaml's broker. */
-export const DISPATCHER_USER = "dispatcher";
+import { ConfigError } from "../core/config_error.ts";
+import { DISPATCHER_USER } from "../core/contract/users.ts";
 
 /** Where RabbitMQ is looked for when no URL is given and no stack password exists. */
 export const LOCAL_AMQP_URL = "amqp://guest:guest@localhost:5672";

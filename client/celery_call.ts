@@ -32,7 +32,7 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import type { CallAnswer, CallProtocol, CallRequest } from "./call_protocol.ts";
-import type { FunctionRoute } from "./functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import type { CallOptions, CallOutcome, RpcClient } from "./rpc_client.ts";
 
 /** The backoff of the caller's retries of a Celery function, unless the call says otherwise. */

@@ -10,7 +10,7 @@ import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import type { Broker, Delivery } from "../core/broker/broker.ts";
 import { parseCeleryRequest, type TaskProgress } from "../core/contract/mod.ts";
 import { TaskFailedError } from "./errors.ts";
-import type { FunctionRoute } from "./functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { TaskClient } from "./task_client.ts";
 
 const encoder = new TextEncoder();

@@ -1,17 +1,24 @@
 /**
  * `connect()`: the one call that gives a program a client of the functions.
- * It finds the functions (the `functions` option, else a test-config.yml),
- * opens the broker the way the command-line tools do (`open_broker.ts`),
- * and returns a {@linkcode TaskClient} that owns the connection.
+ * It finds the functions (the `functions` option, else the function
+ * registry), opens the broker the way the command-line tools do
+ * (`open_broker.ts`), and returns a {@linkcode TaskClient} that owns the
+ * connection.
  *
  * @module
  */
 
 import type { Message } from "../core/contract/mod.ts";
 import type { LogLevel } from "../core/log.ts";
-import { loadConfig } from "../dispatcher/config/load_config.ts";
+import {
+  DEFAULT_REGISTRY,
+  type FunctionRoute,
+  type FunctionsOption,
+  loadRegistry,
+  routeOf,
+  routesFrom,
+} from "../core/registry.ts";
 import type { BrokerSettingNames, BrokerSettings } from "./broker_target.ts";
-import { type FunctionRoute, type FunctionsOption, routesFrom } from "./functions.ts";
 import { openBroker } from "./open_broker.ts";
 import type { ConnectionEvent } from "./reconnecting_broker.ts";
 import type { ReplyMode } from "./rpc_client.ts";
@@ -26,15 +33,16 @@ export interface ConnectOptions extends BrokerSettings {
    */
   functions?: FunctionsOption;
   /**
-   * A test-config.yml to read the functions from, when `functions` is not
-   * given.
-   * @default {"test-config.yml", when it exists}
+   * The function registry to read the functions from, when `functions` is
+   * not given.
+   * @default {"functions/registry.yaml", when it exists}
    */
-  config?: string;
+  registry?: string;
   /**
    * Run the functions on the embedded broker, in this process (each
    * sandboxed in a process of its own), with no RabbitMQ. Needs
    * `--allow-run=deno`.
+   * Functions served by Celery workers cannot run there: they are left out.
    * @default {false}
    */
   local?: boolean;
@@ -94,8 +102,6 @@ const OPTION_NAMES: BrokerSettingNames = {
   keyFile: "keyFile",
 };
 
-const DEFAULT_CONFIG = "test-config.yml";
-
 /** Reads a variable only where allowed: a library must not make Deno prompt. */
 function readEnv(name: string): string | undefined {
   const { state } = Deno.permissions.querySync({ name: "env", variable: name });
@@ -112,9 +118,18 @@ async function fileExists(path: string): Promise<boolean> {
 
 async function functionsOf(options: ConnectOptions): Promise<Map<string, FunctionRoute>> {
   if (options.functions) return routesFrom(options.functions);
-  if (options.config !== undefined) return (await loadConfig(options.config)).functions;
-  if (await fileExists(DEFAULT_CONFIG)) return (await loadConfig(DEFAULT_CONFIG)).functions;
-  return new Map();
+  let file = options.registry;
+  if (file === undefined) {
+    if (!(await fileExists(DEFAULT_REGISTRY))) return new Map();
+    file = DEFAULT_REGISTRY;
+  }
+  const { functions } = await loadRegistry(file);
+  return new Map([...functions].map(([name, entry]) => [name, routeOf(entry)]));
+}
+
+/** The functions that run on the embedded broker: not those Celery workers serve. */
+function embeddable(functions: Map<string, FunctionRoute>): Map<string, FunctionRoute> {
+  return new Map([...functions].filter(([, route]) => route.protocol !== "celery"));
 }
 
 /**
@@ -128,7 +143,9 @@ async function functionsOf(options: ConnectOptions): Promise<Map<string, Functio
  * broker does not answer or refuses the credentials.
  */
 export async function connect(options: ConnectOptions = {}): Promise<TaskClient> {
-  const functions = await functionsOf(options);
+  const all = await functionsOf(options);
+  // Asked for by name, a Celery function still fails on the embedded broker, saying why.
+  const functions = options.local && !options.functions ? embeddable(all) : all;
   const env = options.env ?? readEnv;
   const opened = await openBroker({
     settings: options,

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { withTempDir } from "../tests/_temp_dir.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import { connect } from "./connect.ts";
 
-Deno.test("connect({ local: true }) calls task_a and task_b of test-config.yml in this process", async () => {
+Deno.test("connect({ local: true }) calls task_a and task_b of the function registry in this process", async () => {
   const client = await connect({ local: true });
   try {
     assert.match(client.broker, /^embedded/);
+    // task_c of the registry is served by a Celery worker, which cannot run in this process.
     assert.deepEqual([...client.functions.keys()], ["task_a", "task_b"]);
     const [a, b] = await Promise.all([
       client.call<string>("task_a", { work_ms: 0 }),
@@ -20,11 +21,11 @@ Deno.test("connect({ local: true }) calls task_a and task_b of test-config.yml i
   }
 });
 
-Deno.test("connect() takes the functions option over any configuration file", async () => {
+Deno.test("connect() takes the functions option over any registry", async () => {
   const client = await connect({
     local: true,
     functions: { task_a: "queue_a", task_b: { queue: "queue_b", user: "task_b" } },
-    config: "/nonexistent.yml",
+    registry: "/nonexistent.yaml",
   });
   try {
     assert.deepEqual(client.functions.get("task_a"), { queue: "queue_a", user: "task_a" });
@@ -34,7 +35,14 @@ Deno.test("connect() takes the functions option over any configuration file", as
 });
 
 Deno.test("connect() refuses settings it cannot use with a ConfigError, before connecting", async () => {
-  await assert.rejects(connect({ config: "/nonexistent/test-config.yml" }), ConfigError);
+  await assert.rejects(
+    connect({ registry: "/nonexistent/registry.yaml" }),
+    (error: Error) =>
+      error instanceof ConfigError &&
+      /^Cannot read the function registry \/nonexistent\/registry\.yaml as it does not exist/.test(
+        error.message,
+      ),
+  );
   await assert.rejects(
     connect({ functions: { task_a: "Queue A" } }),
     (error: Error) => error instanceof ConfigError && /queue 'Queue A'/.test(error.message),

@@ -5,7 +5,7 @@
  * ```ts
  * import { connect, TaskFailedError } from "@task-system/client";
  *
- * const client = await connect(); // AMQP_URL, else the compose stack; functions from test-config.yml
+ * const client = await connect(); // AMQP_URL, else the compose stack; functions/registry.yaml
  * try {
  *   const a = await client.call<string>("task_a", { work_ms: 100 });
  *   const [b] = await client.callAll<string>([{ function: "task_b", payload: { work_ms: 200 } }]);
@@ -35,7 +35,7 @@ export type {
   FunctionProtocol,
   FunctionRoute,
   FunctionsOption,
-} from "./functions.ts";
+} from "../core/registry.ts";
 export type { CallOutcome, IgnoredReplies, ReplyMode } from "./rpc_client.ts";
 export type { ConnectionEvent } from "./reconnecting_broker.ts";
 export type { PingResult } from "./ping_workers.ts";
@@ -45,11 +45,7 @@ export {
   WorkersMissingError,
 } from "./wait_for_workers.ts";
 export type { BrokerSettings } from "./broker_target.ts";
-export {
-  ConfigError,
-  type ConfigErrorOptions,
-  type ConfigProblem,
-} from "../dispatcher/config/config_error.ts";
+export { ConfigError, type ConfigErrorOptions, type ConfigProblem } from "../core/config_error.ts";
 export { BrokerUnavailableError } from "../core/broker/broker.ts";
 export { SecretFileError } from "../core/broker/secret_file.ts";
 export type { LogLevel } from "../core/log.ts";

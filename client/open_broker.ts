@@ -22,7 +22,7 @@
 import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
 import type { ConnectAmqpOptions } from "../core/broker/connect_amqp.ts";
 import type { Embedded, EmbeddedFunction, StartEmbeddedOptions } from "../runtime/embedded.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import { type ConnectionEvent, ReconnectingBroker } from "./reconnecting_broker.ts";
 import type { ReplyMode } from "./rpc_client.ts";
 import {

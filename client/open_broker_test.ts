@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import type { Embedded } from "../runtime/embedded.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import type { BrokerTarget } from "./broker_target.ts";
 import { ReconnectingBroker } from "./reconnecting_broker.ts";
 import {

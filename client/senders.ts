@@ -10,8 +10,7 @@
  * @module
  */
 
-/** RabbitMQ's default user: on a broker with no users of its own every party is it. */
-export const GUEST_USER = "guest";
+import { GUEST_USER } from "../core/contract/users.ts";
 
 /**
  * Whether a reply or pong that carries `userId` may come from the workers of
@@ -31,5 +30,5 @@ export function isExpectedSender(
 /** The warning for `count` answers (replies or pongs) that did not count, naming the fix. */
 export function unexpectedSenders(count: number, what: "reply" | "pong", ownUser: string): string {
   const noun = count === 1 ? what : what === "reply" ? "replies" : "pongs";
-  return `Ignored ${count} ${noun} from unexpected senders: a function's answers count only from its workers' broker user (its 'user' in test-config.yml or the client's functions option, default its name) or ${ownUser}. If those are your workers, set 'user' to the broker user they run as`;
+  return `Ignored ${count} ${noun} from unexpected senders: a function's answers count only from its workers' broker user (its 'user' in functions/registry.yaml, a configuration's functions: or the client's functions option, default its name) or ${ownUser}. If those are your workers, set 'user' to the broker user they run as`;
 }

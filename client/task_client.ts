@@ -14,7 +14,7 @@ import type { TraceIds } from "../core/trace_context.ts";
 import { callCelery } from "./celery_call.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import { fanOut } from "./fan_out.ts";
-import type { FunctionRoute } from "./functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { type PingResult, pingWorkers } from "./ping_workers.ts";
 import { type CallOutcome, type IgnoredReplies, type ReplyMode, RpcClient } from "./rpc_client.ts";
 import { callerName, startSentEvents } from "./sent_events.ts";
@@ -146,7 +146,7 @@ export class TaskClient {
     throw new TypeError(
       `Cannot call '${fn}' as no queue is known for it: use one of ${
         [...this.functions.keys()].join(", ") || "(none)"
-      }, or add it to the 'functions' option (or under 'functions' in test-config.yml)`,
+      }, or add it to functions/registry.yaml or the 'functions' option`,
     );
   }
 

@@ -124,7 +124,7 @@ Deno.test("TaskClient names the fix for a function it does not know", async () =
     assert.throws(
       () => t.client.route("mul"),
       new TypeError(
-        "Cannot call 'mul' as no queue is known for it: use one of add, or add it to the 'functions' option (or under 'functions' in test-config.yml)",
+        "Cannot call 'mul' as no queue is known for it: use one of add, or add it to functions/registry.yaml or the 'functions' option",
       ),
     );
     await assert.rejects(t.client.call("mul"), TypeError);

@@ -28,7 +28,8 @@ import {
   type TaskEvent,
   type WorkerInfo,
 } from "../core/contract/mod.ts";
-import type { FunctionRoute } from "../client/functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
+import { DEFAULT_CALLERS } from "../core/contract/users.ts";
 import { pingWorkers } from "../client/ping_workers.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { isExpectedSender } from "../client/senders.ts";
@@ -99,9 +100,6 @@ export interface BrokerWatch {
   stop(): Promise<void>;
 }
 
-/** The callers' users of the compose stack: the dispatcher's and the administrator's. */
-export const DEFAULT_CALLERS: readonly string[] = ["dispatcher", "admin"];
-
 /** How long an event waits in the dashboard's queue before the broker drops it. */
 const EVENT_TTL_MS = 60_000;
 
@@ -149,11 +147,27 @@ export async function startBrokerWatch(
   const workerUsers = new Set([...functions.values()].map((route) => route.user));
   const callers = new Set(options.callers ?? DEFAULT_CALLERS);
 
+  // RabbitMQ 4.2.6 and later refuse a passive declaration to a user with no
+  // permission on the queue, and the dashboard's user has none on the
+  // functions' queues (ops/rabbitmq/definitions.ts says why): their depths
+  // then stay unknown, and the rest of the page goes on.
+  const inspect = (name: string) =>
+    broker.inspectQueue(name).catch((error) => {
+      if (error instanceof BrokerUnavailableError && /refused access/.test(error.message)) {
+        return undefined;
+      }
+      throw error;
+    });
+
   async function poll(): Promise<void> {
     const next: QueueView[] = [];
     for (const view of queues) {
-      const info = await broker.inspectQueue(view.queue);
-      const dlq = await broker.inspectQueue(deadLetterQueueOf(view.queue));
+      const info = await inspect(view.queue);
+      const dlq = await inspect(deadLetterQueueOf(view.queue));
+      if (info === undefined) {
+        next.push({ ...view, messages: null, consumers: null, deadLetters: null });
+        continue;
+      }
       next.push({
         ...view,
         exists: info !== null,

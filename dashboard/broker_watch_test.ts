@@ -218,3 +218,51 @@ Deno.test("claimEventsQueue() gives each dashboard one of the eight named queues
     await hub.shutdown();
   }
 });
+
+Deno.test("startBrokerWatch() leaves depths unknown where the broker refuses its passive checks, and watches on", async () => {
+  const hub = new MemoryBroker();
+  const worker = await startWorker(inProcessRunner(add), hub.connect("add"), { workerId: "add@1" });
+  const inner = hub.connect(DASHBOARD_USER);
+  let refused = 0;
+  // What RabbitMQ 4.2.6 and later answer a user with no permission on the queue.
+  const refusing = new Proxy(inner, {
+    get(target, key) {
+      if (key !== "inspectQueue") {
+        // The connection's own methods use its private fields: call them on it.
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (name: string) => {
+        refused++;
+        return Promise.reject(
+          new BrokerUnavailableError(
+            `Cannot inspect queue '${name}' as the broker refused access: ACCESS_REFUSED: grant the user permissions on it`,
+          ),
+        );
+      };
+    },
+  });
+  const watch = await startBrokerWatch(refusing, {
+    functions: FUNCTIONS,
+    pollMs: 20,
+    pingMs: 20,
+    onEvent: () => {},
+    onChange: () => {},
+  });
+  try {
+    await waitFor(() => watch.workers().length === 1 && refused >= 4, "pings, polls refused");
+    assert.deepEqual(watch.queues(), [{
+      function: "add",
+      queue: "queue_add",
+      user: "add",
+      exists: false,
+      messages: null,
+      consumers: null,
+      deadLetters: null,
+    }]);
+  } finally {
+    await watch.stop();
+    await worker.stop(0);
+    await inner.close();
+  }
+});

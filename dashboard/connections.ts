@@ -22,10 +22,7 @@ import {
   resolveBrokerTarget,
 } from "../client/broker_target.ts";
 import { connectBroker, type OpenBrokerOptions } from "../client/open_broker.ts";
-import { DASHBOARD_USER } from "../core/contract/mod.ts";
-
-/** The operator tools' broker user. */
-export const OPERATOR_USER = "operator";
+import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
 
 /** Variables that name the dashboard's own connection, never the operator's. */
 const OWN_VARIABLES = new Set(["AMQP_URL", "AMQP_URL_FILE", "AMQP_PASSWORD_FILE"]);

@@ -10,7 +10,7 @@
  */
 
 import type { WorkerInfo } from "../core/contract/mod.ts";
-import type { FunctionRoute } from "../client/functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { type BrokerWatch, type QueueView, type SeenEvent, unknownQueues } from "./broker_watch.ts";
 import type { DeadLetterDesk, DeskStatus, LetterView, ReplaySummary } from "./dead_letter_desk.ts";
 import { type SseHub, sseMessage } from "./sse.ts";

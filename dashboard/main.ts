@@ -10,9 +10,9 @@
 import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
-import { DASHBOARD_USER } from "../core/contract/mod.ts";
+import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
 import { generateToken, isUsableToken, MIN_TOKEN_CHARS } from "./auth.ts";
-import { type ConnectionSettings, OPERATOR_USER } from "./connections.ts";
+import type { ConnectionSettings } from "./connections.ts";
 import { DASHBOARD_OPTIONS, type DashboardIo, parseFlags } from "./dashboard_flags.ts";
 import { runDashboard } from "./run_dashboard.ts";
 

@@ -12,7 +12,7 @@
 import type { Broker } from "../core/broker/broker.ts";
 import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import type { BrokerTarget } from "../client/broker_target.ts";
-import type { FunctionRoute } from "../client/functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { EXIT } from "../dispatcher/cli/run_cli.ts";
 import { UsageError } from "../dispatcher/cli/options.ts";
 import { createAuth, DASHBOARD_HOST_NAME } from "./auth.ts";
@@ -21,9 +21,9 @@ import {
   type ConnectionSettings,
   connectOnce,
   openOperator,
-  OPERATOR_USER,
   resolveDashboardTarget,
 } from "./connections.ts";
+import { OPERATOR_USER } from "../core/contract/users.ts";
 import { DeadLetterDesk } from "./dead_letter_desk.ts";
 import { DashboardState } from "./dashboard_state.ts";
 import type { DashboardFlags, DashboardIo } from "./dashboard_flags.ts";

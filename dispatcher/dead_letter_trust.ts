@@ -30,7 +30,7 @@
 
 import type { Delivery } from "../core/broker/broker.ts";
 import { DEAD_LETTER_HEADERS, SENDER_HEADER } from "../core/contract/mod.ts";
-import { DEFAULT_ALLOWED_SENDERS } from "../runtime/define_function.ts";
+import { DEFAULT_ALLOWED_SENDERS } from "../core/contract/users.ts";
 
 /** Who may have written a function's dead letters, and sent its requests. */
 export interface LetterPolicy {

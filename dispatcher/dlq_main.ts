@@ -27,7 +27,8 @@ import {
   runCommand,
   runMain,
 } from "./cli/run_cli.ts";
-import { ConfigError } from "./config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
+import { OPERATOR_USER } from "../core/contract/users.ts";
 import { loadConfig } from "./config/load_config.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
 import {
@@ -38,7 +39,6 @@ import {
 } from "./dead_letters.ts";
 
 /** The compose stack's user that reads dead letters: it may read `*.dlq` and publish, no more. */
-const OPERATOR_USER = "operator";
 
 const HELP = `Usage: deno task dlq [options]
 

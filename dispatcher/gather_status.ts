@@ -12,7 +12,7 @@
 import type { Broker } from "../core/broker/broker.ts";
 import type { WorkerInfo } from "../core/contract/mod.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import type { FunctionRoute } from "../client/functions.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { TaskClient } from "../client/task_client.ts";
 
 /** A function of the configuration and the state of its queue. */

@@ -34,7 +34,7 @@ Runs a scenario from test-config.yml: checks the broker and that a worker
 serves each function, pings the workers, sends every task at once, shows
 each task's progress live, and checks each reply against the scenario's
 expectations. Replies and pongs count only from each function's broker user
-(its 'user' in test-config.yml, default its name) or the dispatcher's own.
+(its 'user' in functions/registry.yaml, default its name) or the dispatcher's own.
 The run's JSON document is saved under results/ unless --out or --no-save.
 
 Options:

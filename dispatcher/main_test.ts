@@ -152,7 +152,10 @@ scenarios:
       assert.equal(code, EXIT.usage);
       assert.equal(out, "");
       assert.ok(err.includes(`${file}:9:15: scenarios.basic.tasks[0].task:`), err);
-      assert.match(err, /'task_c' is not a function of this file: use one of task_a, task_b/);
+      assert.match(
+        err,
+        /'task_c' is not a function of this file or its registry: use one of task_a, task_b/,
+      );
     },
   );
   const missing = await run(["--config", "/nonexistent/test-config.yml"]);

@@ -3,8 +3,8 @@
  * each result, as a program of your own would:
  *
  * ```sh
- * deno run -A examples/call_functions.ts            # functions from ./test-config.yml
- * deno run -A examples/call_functions.ts my-config.yml
+ * deno run -A examples/call_functions.ts                 # functions/registry.yaml
+ * deno run -A examples/call_functions.ts my-registry.yaml
  * ```
  *
  * The broker is found as `deno task dispatch` finds it: `AMQP_URL`, else the
@@ -42,6 +42,6 @@ export async function callFunctions(
 }
 
 if (import.meta.main) {
-  const ok = await callFunctions({ config: Deno.args[0] });
+  const ok = await callFunctions({ registry: Deno.args[0] });
   Deno.exit(ok ? 0 : 1);
 }

@@ -9,9 +9,10 @@ import type { BackoffPolicy } from "../core/backoff.ts";
 import { CELERY_NAME_PATTERN } from "../core/contract/celery.ts";
 import { NAME_PATTERN } from "../core/contract/names.ts";
 import { type Payload, RETRY_LIMITS } from "../core/contract/request.ts";
+import { DEFAULT_ALLOWED_SENDERS } from "../core/contract/users.ts";
 import type { Logger } from "../core/log.ts";
 
-export { NAME_PATTERN };
+export { DEFAULT_ALLOWED_SENDERS, NAME_PATTERN };
 
 /** What a handler knows about the task it runs. */
 export interface TaskContext {
@@ -59,12 +60,6 @@ export const DEFAULT_TIMEOUT_MS = 300_000;
 
 /** The longest `timeoutMs` a function may declare: one day. */
 export const MAX_TIMEOUT_MS = 86_400_000;
-
-/**
- * Broker users whose requests a function accepts unless it says otherwise;
- * its worker's own user is always accepted too (its retries).
- */
-export const DEFAULT_ALLOWED_SENDERS: readonly string[] = ["dispatcher", "admin", "operator"];
 
 /** What the runtime needs to know of a function, without its handler. */
 export interface FunctionInfo {

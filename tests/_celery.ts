@@ -15,7 +15,7 @@ import {
   buildDefinitions,
   celeryClientPermissions,
   celeryWorkerPermissions,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   type Permissions,
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
@@ -119,7 +119,7 @@ export async function createCeleryVhost(prefix: string): Promise<CeleryVhost> {
     client: `${name}_celery_client`,
   };
   const permissions: [string, Permissions][] = [
-    [users.dispatcher, DISPATCHER_PERMISSIONS],
+    [users.dispatcher, dispatcherPermissions(["queue_a", "queue_b", "queue_c"])],
     [users.task_a, workerPermissions("queue_a")],
     [users.task_b, workerPermissions("queue_b")],
     [users.task_c, celeryWorkerPermissions("queue_c")],

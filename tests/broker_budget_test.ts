@@ -18,7 +18,7 @@ import {
   celeryClientPermissions,
   DASHBOARD_EVENT_QUEUES,
   DASHBOARD_PERMISSIONS,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   MAX_QUEUES,
   operatorPolicies,
   type Permissions,
@@ -75,7 +75,7 @@ function partiesOf(vhost: string): Record<string, Party> {
       permissions: celeryClientPermissions(["queue_a"]),
       limits: USER_LIMITS.celery_client,
     },
-    dispatcher: { user: `${vhost}_dispatcher`, permissions: DISPATCHER_PERMISSIONS },
+    dispatcher: { user: `${vhost}_dispatcher`, permissions: dispatcherPermissions(["queue_a"]) },
     task_a: {
       user: `${vhost}_task_a`,
       permissions: workerPermissions("queue_a", { retryDelaysMs: LADDER }),

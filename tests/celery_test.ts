@@ -18,6 +18,7 @@
 import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { loadRegistry } from "../core/registry.ts";
 import { deadLetterQueueOf, encodeCeleryRequest } from "../core/contract/mod.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import { callCelery } from "../client/celery_call.ts";
@@ -128,12 +129,21 @@ Deno.test({
       );
 
       await withTempDir(async (dir) => {
-        // The repository's mixed scenarios, with this vhost's broker users.
+        // The repository's mixed scenarios, over its registry's functions with this
+        // vhost's broker users: a file of their own, away from the registry.
         const config = parse(
           await Deno.readTextFile(new URL("test-config.yml", CELERY_EXAMPLES)),
         );
+        const registry = await loadRegistry(
+          decodeURIComponent(new URL("../functions/registry.yaml", import.meta.url).pathname),
+        );
+        delete config.registry;
+        config.functions = {};
         for (const fn of ["task_a", "task_b", "task_c"] as const) {
-          config.functions[fn].user = users[fn];
+          const { queue, protocol, celeryName } = registry.functions.get(fn)!;
+          config.functions[fn] = protocol === "celery"
+            ? { queue, user: users[fn], protocol, celery_name: celeryName }
+            : { queue, user: users[fn] };
         }
         const file = `${dir}/celery.yml`;
         await Deno.writeTextFile(file, stringify(config));

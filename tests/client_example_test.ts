@@ -24,13 +24,12 @@ Deno.test({
     });
     try {
       await withTempDir(async (dir) => {
-        const config = `${dir}/test-config.yml`;
+        const registry = `${dir}/registry.yaml`;
         await Deno.writeTextFile(
-          config,
-          `functions:\n  task_a: { queue: ${qa} }\n  task_b: { queue: ${qb} }\n` +
-            `scenarios:\n  s: { tasks: [{ task: task_a }] }\n`,
+          registry,
+          `functions:\n  task_a: { queue: ${qa} }\n  task_b: { queue: ${qb} }\n`,
         );
-        const run = await runDeno(["run", "-A", "examples/call_functions.ts", config], {
+        const run = await runDeno(["run", "-A", "examples/call_functions.ts", registry], {
           AMQP_URL,
         });
         assert.equal(run.code, 0, run.stdout + run.stderr);

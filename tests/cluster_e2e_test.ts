@@ -13,7 +13,8 @@
 
 import assert from "node:assert/strict";
 import { connect } from "../client/mod.ts";
-import { readFunctions } from "../ops/kubernetes/read_functions.ts";
+import { loadRegistry } from "../core/registry.ts";
+import { deployedFunctions } from "../ops/manifests/generate.ts";
 import { createStack } from "./_compose.ts";
 import {
   acknowledged,
@@ -38,7 +39,7 @@ Deno.test({
   ignore: NEEDS_DOCKER,
   async fn() {
     await using _engine = await holdEngine("shared");
-    const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
+    const functions = deployedFunctions(await loadRegistry());
     const queues = functions.flatMap(({ queue }) => [queue, `${queue}.dlq`]);
     // The workers `up` starts: those of a profile (worker-celery) start only when asked.
     const workers = Object.entries((await readComposeFile()).services)

@@ -7,12 +7,15 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
+import { loadRegistry } from "../core/registry.ts";
 import { WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
 import { readComposeFile } from "./_docker.ts";
 
 const compose = await readComposeFile();
 const text = await Deno.readTextFile(new URL("../compose.yaml", import.meta.url));
-const config = parse(await Deno.readTextFile(new URL("../test-config.yml", import.meta.url)));
+const registry = await loadRegistry(
+  decodeURIComponent(new URL("../functions/registry.yaml", import.meta.url).pathname),
+);
 // deno-lint-ignore no-explicit-any
 const services: [string, any][] = Object.entries(compose.services);
 const workers = services.filter(([, service]) => service.build?.dockerfile === "Dockerfile.worker");
@@ -47,22 +50,24 @@ Deno.test("compose.yaml gives each worker its own broker user and password secre
   const users = new Map<string, string>();
   for (const [name, service] of workers) {
     const fn = service.build.args.FUNCTION;
+    const entry = registry.functions.get(fn);
+    assert.ok(entry, `${name} runs ${fn} of functions/registry.yaml`);
+    const { user, queue } = entry;
     const url = new URL(service.environment.AMQP_URL);
     assert.equal(url.password, "", `${name}'s URL carries no password`);
-    assert.equal(url.username, fn, `${name} connects as its function's user`);
+    assert.equal(url.username, user, `${name} connects as its function's user`);
     assert.equal(
       service.environment.AMQP_PASSWORD_FILE,
       WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE,
       `${name} reads its password where the image allows`,
     );
-    assert.deepEqual(service.secrets, [{ source: `${fn}_password`, target: "amqp_password" }]);
+    assert.deepEqual(service.secrets, [{ source: `${user}_password`, target: "amqp_password" }]);
     assert.equal(
-      compose.secrets[`${fn}_password`].file,
-      `\${SECRETS_DIR:-./secrets}/${fn}.password`,
+      compose.secrets[`${user}_password`].file,
+      `\${SECRETS_DIR:-./secrets}/${user}.password`,
     );
-    const queue = config.functions[fn].queue;
-    assert.ok(initArgs.includes(`--function=${fn}=${queue}`), `secrets-init creates ${fn}`);
-    users.set(fn, name);
+    assert.ok(initArgs.includes(`--function=${user}=${queue}`), `secrets-init creates ${user}`);
+    users.set(user, name);
   }
   assert.equal(users.size, workers.length, "no two workers share a user");
   const created = initArgs.filter((a) => a.startsWith("--function=")).length;
@@ -134,15 +139,19 @@ Deno.test("compose.yaml's Celery worker is optional, confined like the workers, 
   assert.match(dockerfile, /^ARG CELERY_BASE_IMAGE=debian:trixie-slim$/m);
   assert.match(dockerfile, /apt-get install -y --no-install-recommends python3-celery/);
   assert.match(dockerfile, /^USER 65532:65532$/m, "the owner secrets-init gives workers' files");
+  assert.deepEqual(registry.functions.get("task_c"), {
+    name: "task_c",
+    queue,
+    user: "task_c",
+    protocol: "celery",
+    celeryName: "tasks.task_c",
+    service: "worker-celery",
+    profile: "celery",
+  });
   const example = await Deno.readTextFile(
     new URL("../examples/celery/test-config.yml", import.meta.url),
   );
-  const functions = parse(example).functions;
-  assert.deepEqual(functions.task_c, {
-    queue,
-    protocol: "celery",
-    celery_name: "tasks.task_c",
-  });
+  assert.equal(parse(example).registry, "../../functions/registry.yaml");
 });
 
 Deno.test("compose.yaml rotates every container's log: json-file, 10 MB, three files", () => {

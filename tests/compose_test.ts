@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
+import { loadRegistry } from "../core/registry.ts";
 
 type Service = Record<string, unknown> & {
   build?: { dockerfile?: string; args?: Record<string, string> };
@@ -28,9 +29,14 @@ function seconds(duration: unknown): number {
   return match[2] === "ms" ? value / 1000 : match[2] === "m" ? value * 60 : value;
 }
 
-Deno.test("compose.yaml runs one worker service per function", () => {
+Deno.test("compose.yaml runs one worker service per Deno function of the registry", async () => {
+  const registry = await loadRegistry(
+    decodeURIComponent(new URL("../functions/registry.yaml", import.meta.url).pathname),
+  );
   const functions = workers.map(([, service]) => service.build?.args?.FUNCTION).sort();
-  assert.deepEqual(functions, ["task_a", "task_b"]);
+  const native = [...registry.functions.values()].filter((f) => f.protocol === "native");
+  assert.deepEqual(functions, native.map(({ name }) => name).sort());
+  assert.ok(functions.length >= 2);
 });
 
 Deno.test("compose.yaml workers can be scaled: no fixed names or host ports", () => {

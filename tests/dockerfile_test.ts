@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
 import { workerCommand } from "./_docker.ts";
+import { loadRegistry } from "../core/registry.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
 const command = await workerCommand();
@@ -93,6 +94,9 @@ Deno.test("the worker image's own config pins the runtime's dependencies as deno
   }
   assert.deepEqual(image.unstable, ["worker-options"]);
   assert.match(dockerfile, /^COPY worker\.deno\.json \.\/deno\.json$/m);
+  const registry = await loadRegistry(
+    decodeURIComponent(new URL("functions/registry.yaml", root).pathname),
+  );
   // Frozen: fails if the lockfile would have to change, as the image build would.
   const cached = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -101,8 +105,8 @@ Deno.test("the worker image's own config pins the runtime's dependencies as deno
       "--config",
       "worker.deno.json",
       "runtime/worker/main.ts",
-      "functions/task_a.ts",
-      "functions/task_b.ts",
+      ...[...registry.functions.values()].filter((fn) => fn.protocol === "native")
+        .map(({ name }) => `functions/${name}.ts`),
       "tests/fixtures/functions/escape.ts",
     ],
     cwd: root,

@@ -13,11 +13,12 @@ import {
   celeryClientPermissions,
   celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   OPERATOR_PERMISSIONS,
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
+import { loadRegistry, parseRegistry } from "../core/registry.ts";
 import { parseReply, parseRequest, parseWorkerInfo } from "../core/contract/mod.ts";
 import {
   readWorkerSettings,
@@ -237,17 +238,28 @@ Deno.test("docs/operations.md documents exactly the variables the worker reads",
   for (const name of read) assert.ok(documented.includes(name), `${name} is read but undocumented`);
 });
 
-Deno.test("the configuration examples in the docs are valid test-config.yml files", () => {
+Deno.test("the configuration and registry examples in the docs are valid files", async () => {
+  const registry = await loadRegistry(
+    decodeURIComponent(new URL("functions/registry.yaml", ROOT).pathname),
+  );
   let checked = 0;
+  let registries = 0;
   for (const page of PAGES) {
     for (const block of codeBlocks(page.text, "yaml")) {
+      if (/^functions:/m.test(block) && !/^scenarios:/m.test(block)) {
+        parseRegistry(block, `${page.path} (example)`);
+        registries++;
+        continue;
+      }
       if (!/^scenarios:/m.test(block)) continue;
-      const config = parseConfig(block, `${page.path} (example)`);
+      // As beside the repository's registry: the example's tasks call its functions.
+      const config = parseConfig(block, `${page.path} (example)`, { registry });
       assert.ok(config.scenarios.size > 0);
       checked++;
     }
   }
   assert.ok(checked >= 2, `README.md and docs/configuration.md have examples (found ${checked})`);
+  assert.ok(registries >= 1, `docs/functions.md has an example registry (found ${registries})`);
 });
 
 Deno.test("the wire contract's example messages parse as workers and callers parse them", async () => {
@@ -289,7 +301,7 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
   }
   const granted = {
     task_a: workerPermissions("queue_a"),
-    dispatcher: DISPATCHER_PERMISSIONS,
+    dispatcher: dispatcherPermissions(["queue_a", "queue_b", "queue_c"]),
     operator: OPERATOR_PERMISSIONS,
     dashboard: DASHBOARD_PERMISSIONS,
     celery_client: celeryClientPermissions(["queue_a", "queue_b"]),

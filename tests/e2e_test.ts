@@ -75,6 +75,9 @@ async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqps
         environment: {
           ...workerA.environment,
           AMQP_URL: "amqps://escape@rabbitmq:5671",
+          // What worker-a's deployment says it runs, now the fixture's.
+          FUNCTION_NAME: "escape",
+          FUNCTION_QUEUE: "queue_escape",
           AMQP_CA_FILE: WORKER_IMAGE_FILES.AMQP_CA_FILE,
           AMQP_CERT_FILE: WORKER_IMAGE_FILES.AMQP_CERT_FILE,
           AMQP_KEY_FILE: WORKER_IMAGE_FILES.AMQP_KEY_FILE,
@@ -360,6 +363,22 @@ Deno.test({
             refusal("task_a", "queue_b"),
           ],
           ["dispatcher", "check queue_a", dispatcher, (b) => b.inspectQueue("queue_a"), "ok"],
+          [
+            "dispatcher",
+            "check queue_a.dlq",
+            dispatcher,
+            (b) => b.inspectQueue("queue_a.dlq"),
+            "ok",
+          ],
+          [
+            // Its write on queue_a (for the passive check of RabbitMQ 4.3) binds
+            // nothing: it may read no exchange that carries messages.
+            "dispatcher",
+            "bind queue_a to tasks.events",
+            dispatcher,
+            (b) => b.bindQueue("queue_a", "tasks.events"),
+            /as the broker refused access: .*ACCESS_REFUSED - (?:read )?access to exchange 'tasks\.events' in vhost '\/' refused for user 'dispatcher'/,
+          ],
           [
             "dispatcher",
             "open Direct Reply-to",

@@ -1,134 +1,116 @@
 /**
- * Every file that names the functions agrees with test-config.yml (unit:
- * no broker, no Docker), and the checks catch a hand edit that forgets one.
+ * A function is named in its module and in functions/registry.yaml only:
+ * every deployment file's part that names the functions is what the
+ * registry makes (`deno task manifests`), regenerated here in memory, and
+ * every module defines the name and queue of its entry. Unit: no broker,
+ * no Docker.
  */
 
 import assert from "node:assert/strict";
-import { parseDocument } from "yaml";
-import { checkWiring, type ReadText } from "../ops/scaffold/check_wiring.ts";
-import { functionsOf, planNewFunction } from "../ops/scaffold/plan_new_function.ts";
-import { readProjectFiles } from "../ops/scaffold/project_files.ts";
-import { functionManifestFiles } from "../ops/kubernetes/function_manifests.ts";
-import { functionModule } from "../ops/scaffold/templates.ts";
+import { addFunction } from "../ops/scaffold/add_function.ts";
+import {
+  FUNCTIONS_DIR,
+  GENERATED_FILES,
+  generateManifests,
+  projectAt,
+  type ProjectReader,
+  readRegistry,
+  staleManifests,
+} from "../ops/manifests/generate.ts";
+import { closingMarker } from "../ops/manifests/marked_blocks.ts";
 
 const ROOT = new URL("../", import.meta.url);
+const project = projectAt(ROOT);
 
-const readRepo: ReadText = async (path) => {
-  try {
-    return await Deno.readTextFile(new URL(path, ROOT));
-  } catch {
-    return undefined;
-  }
-};
-
-Deno.test("every file that names the functions agrees with test-config.yml", async () => {
-  const files = await readProjectFiles(ROOT);
-  assert.deepEqual(await checkWiring(files, readRepo), []);
-  for (const [name, queue] of functionsOf(files.testConfig)) {
-    const { default: fn } = await import(new URL(`functions/${name}.ts`, ROOT).href);
-    assert.equal(fn.name, name, `functions/${name}.ts defines ${name}`);
-    assert.equal(fn.queue, queue, `functions/${name}.ts consumes ${queue}`);
-  }
-});
-
-/** The repository's files with `fn` added as `deno task new` adds it, read from memory. */
-async function withNewFunction(name: string) {
-  const files = await readProjectFiles(ROOT);
-  const plan = planNewFunction(files, { name, queue: `${name}_q` });
-  const extra = new Map<string, string>([[
-    `functions/${name}.ts`,
-    functionModule({ name, queue: `${name}_q` }),
-  ]]);
-  for (const [file, text] of Object.entries(functionManifestFiles({ name, queue: `${name}_q` }))) {
-    extra.set(`ops/kubernetes/functions/${name}/${file}`, text);
-  }
-  const read: ReadText = (path) =>
-    extra.has(path) ? Promise.resolve(extra.get(path)) : readRepo(path);
-  return { files: plan.files, read };
+/** The project with some files replaced (a text) or removed (`undefined`), read from memory. */
+function overlay(changes: Record<string, string | undefined>): ProjectReader {
+  return {
+    read: (path) =>
+      Object.hasOwn(changes, path) ? Promise.resolve(changes[path]) : project.read(path),
+    list: project.list,
+  };
 }
 
-Deno.test("checkWiring() passes what deno task new writes, and names each file a hand edit forgot", async () => {
-  const { files, read } = await withNewFunction("wiring_probe");
-  assert.deepEqual(await checkWiring(files, read), []);
+async function problemsOf(reader: ProjectReader): Promise<string[]> {
+  return staleManifests(await generateManifests(await readRegistry(reader), reader), reader);
+}
 
-  const without = (text: string, path: (string | number)[]) => {
-    const doc = parseDocument(text, { merge: true });
-    assert.ok(doc.deleteIn(path), `${path.join(".")} existed`);
-    return doc.toString();
-  };
-  const cases: [string, Partial<typeof files>, RegExp][] = [
-    [
-      "compose service",
-      { compose: without(files.compose, ["services", "worker-wiring-probe"]) },
-      /^compose\.yaml: 0 services build function 'wiring_probe'/,
-    ],
-    [
-      "compose secret",
-      { compose: without(files.compose, ["secrets", "wiring_probe_password"]) },
-      /^compose\.yaml: secret wiring_probe_password/,
-    ],
-    ["cluster worker", {
-      composeCluster: without(files.composeCluster, ["services", "worker-wiring-probe"]),
-    }, /^compose\.cluster\.yaml: service worker-wiring-probe does not connect/],
-    [
-      "stack service",
-      { stack: without(files.stack, ["services", "worker-wiring-probe"]) },
-      /^stack\.yaml: 0 services run the image of 'wiring_probe'/,
-    ],
-    [
-      "stack secret",
-      { stack: without(files.stack, ["secrets", "wiring_probe_password"]) },
-      /^stack\.yaml: secret wiring_probe_password/,
-    ],
-    ["secrets-init flag", {
-      compose: files.compose.replace("      - --function=wiring_probe=wiring_probe_q\n", ""),
-    }, /secrets-init has no --function=wiring_probe=wiring_probe_q/],
-    [
-      "lock:worker",
-      { denoJson: files.denoJson.replace(" functions/wiring_probe.ts", "") },
-      /^deno\.json: lock:worker does not cache functions\/wiring_probe\.ts/,
-    ],
-    [
-      "a removed function's worker",
-      { testConfig: without(files.testConfig, ["functions", "wiring_probe"]) },
-      /^compose\.yaml: service worker-wiring-probe builds 'wiring_probe', not in test-config\.yml/,
-    ],
-  ];
-  for (const [what, change, expected] of cases) {
-    const problems = await checkWiring({ ...files, ...change }, read);
-    assert.ok(problems.some((p) => expected.test(p)), `${what}: ${JSON.stringify(problems)}`);
-  }
-
-  const noModule: ReadText = (path) =>
-    path === "functions/wiring_probe.ts" ? Promise.resolve(undefined) : read(path);
-  assert.match(
-    (await checkWiring(files, noModule)).join("\n"),
-    /functions\/wiring_probe\.ts: missing/,
-  );
-  const staleManifests: ReadText = (path) =>
-    path.startsWith("ops/kubernetes/functions/wiring_probe/")
-      ? Promise.resolve(undefined)
-      : read(path);
-  assert.match((await checkWiring(files, staleManifests)).join("\n"), /run 'deno task manifests'/);
+Deno.test("every deployment file's functions are what functions/registry.yaml makes", async () => {
+  const problems = await problemsOf(project);
+  assert.deepEqual(problems, [], `\n${problems.join("\n")}`);
 });
 
-Deno.test("planNewFunction() refuses a bad name, a taken name or queue, with the fix", async () => {
-  const files = await readProjectFiles(ROOT);
-  const refused: [string, string | undefined, RegExp][] = [
-    ["Resize-Image", undefined, /not lower_snake_case/],
-    ["9lives", undefined, /not lower_snake_case/],
-    ["x".repeat(64), undefined, /at most 63/],
-    ["task_a", undefined, /test-config\.yml has it already/],
-    ["dispatcher", undefined, /broker user would be the stack's own 'dispatcher'/],
-    ["resize_test", undefined, /taken for a test file/],
-    ["resize", "queue_a", /function 'task_a' consumes it: give it a queue of its own/],
-    ["resize", "Queue", /queue 'Queue' as it is not lower_snake_case/],
-  ];
-  for (const [name, queue, expected] of refused) {
-    assert.throws(() => planNewFunction(files, { name, queue: queue ?? name }), (error: Error) => {
-      assert.ok(error instanceof TypeError);
-      assert.match(error.message, expected);
-      return true;
-    });
+Deno.test("every function's module defines the name and queue of its registry entry, and no other module is there", async () => {
+  const registry = await readRegistry(project);
+  const native = [...registry.functions.values()].filter((entry) => entry.protocol === "native");
+  for (const entry of native) {
+    const { default: fn } = await import(new URL(`functions/${entry.name}.ts`, ROOT).href);
+    assert.equal(fn.name, entry.name, `functions/${entry.name}.ts defines ${entry.name}`);
+    assert.equal(fn.queue, entry.queue, `functions/${entry.name}.ts consumes ${entry.queue}`);
+  }
+  const modules = (await project.list("functions")).map(({ name }) => name)
+    .filter((name) => name.endsWith(".ts") && !name.endsWith("_test.ts"))
+    .map((name) => name.slice(0, -3));
+  assert.deepEqual(
+    modules.sort(),
+    native.map(({ name }) => name).sort(),
+    "each module of functions/ has its entry in functions/registry.yaml: add it, or run 'deno task new'",
+  );
+});
+
+Deno.test("the wiring check names each file a hand edit or a registry change left behind, and the command", async () => {
+  const compose = (await project.read("compose.yaml"))!;
+  const edited = compose.replace(
+    `  ${closingMarker("workers")}`,
+    "  worker-z:\n    image: x\n" + `  ${closingMarker("workers")}`,
+  );
+  assert.notEqual(edited, compose);
+  assert.deepEqual(await problemsOf(overlay({ "compose.yaml": edited })), [
+    "compose.yaml differs from what functions/registry.yaml makes: run 'deno task manifests' (and edit the registry, not the generated parts)",
+  ]);
+
+  // A function added to the registry by hand, its files not yet generated.
+  const added = addFunction(
+    (await project.read("functions/registry.yaml"))!,
+    (await project.read("test-config.yml"))!,
+    { name: "wiring_probe", queue: "wiring_probe_q" },
+  );
+  const problems = await problemsOf(overlay({ "functions/registry.yaml": added.registryText }));
+  for (const file of GENERATED_FILES) {
+    assert.ok(problems.some((p) => p.startsWith(`${file} differs`)), `${file}: ${problems}`);
+  }
+  assert.ok(
+    problems.includes(
+      `${FUNCTIONS_DIR}/wiring_probe/deployment.yaml is missing: run 'deno task manifests' (and edit the registry, not the generated parts)`,
+    ),
+    problems.join("\n"),
+  );
+
+  // A function removed from the registry: its generated directory is left over.
+  const registry = (await project.read("functions/registry.yaml"))!;
+  const withoutB = registry.replace(/\n {2}task_b:\n(?: {4}.*\n)+/, "\n");
+  assert.notEqual(withoutB, registry);
+  assert.ok(
+    (await problemsOf(overlay({ "functions/registry.yaml": withoutB }))).includes(
+      `${FUNCTIONS_DIR}/task_b belongs to no function of functions/registry.yaml: run 'deno task manifests', which deletes it`,
+    ),
+  );
+});
+
+Deno.test("the wiring check refuses a file whose generated block lost its markers, naming the fix", async () => {
+  const stack = (await project.read("stack.yaml"))!;
+  await assert.rejects(
+    problemsOf(overlay({ "stack.yaml": stack.replace(`  ${closingMarker("secrets")}\n`, "") })),
+    /^TypeError: Cannot generate the 'secrets' block of stack\.yaml as its markers .* are missing: restore them from git$/,
+  );
+});
+
+Deno.test("deno task lock:worker caches every function without naming one", async () => {
+  const config = JSON.parse((await project.read("deno.json"))!);
+  const command: string = config.tasks["lock:worker"].command;
+  assert.ok(command.split(" ").includes("functions/*.ts"), command);
+  const registry = await readRegistry(project);
+  for (const name of registry.functions.keys()) {
+    assert.ok(!command.includes(name), `lock:worker names ${name}`);
   }
 });

@@ -21,11 +21,13 @@ import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";
 import {
+  exitWithin,
   runDeno,
   type RunningProcess,
   startDeno,
   startWorkerProcess,
   WORKER_MAIN,
+  workerArgs,
   workerPermissions,
 } from "./_processes.ts";
 import { parsePrometheus } from "./_prometheus.ts";
@@ -363,6 +365,31 @@ Deno.test({
     assert.equal((await bad.child.status).code, 2);
     await bad.stop();
     assert.ok(bad.lines.some((line) => /PREFETCH is 'lots'/.test(line)));
+  },
+});
+
+Deno.test({
+  name: "deno task worker exits 2 when its module is not the function its deployment names",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    // What the deployments made from functions/registry.yaml set: here, a
+    // queue the module task_a does not consume. It stops before consuming.
+    // The worker itself, not through deno task: a deadline kills it, no child is left.
+    const worker = startDeno(workerArgs("task_a"), {
+      AMQP_URL,
+      FUNCTION_NAME: "task_a",
+      FUNCTION_QUEUE: "queue_b",
+      METRICS_PORT: "0",
+    });
+    const status = await exitWithin(worker, 60_000, "the worker's refusal of its deployment");
+    await worker.stop(); // Its output read to the end.
+    assert.equal(status.code, 2);
+    assert.ok(
+      worker.lines.some((line) =>
+        /defines queue 'queue_a', not 'queue_b' \(FUNCTION_QUEUE\)/.test(line)
+      ),
+      worker.lines.join("\n"),
+    );
   },
 });
 

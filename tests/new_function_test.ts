@@ -1,7 +1,7 @@
 /**
  * `deno task new` in a copy of the repository, as a user runs it: the new
- * function's files pass the wiring check, its own test, the format check
- * and `docker compose config`; `deno task dispatch --local` runs it; a
+ * function's files pass the wiring check (every generated file what the
+ * registry makes), its own test, the format check and `docker compose config`; `deno task dispatch --local` runs it; a
  * second run refuses to overwrite; and (with Docker) the compose stack
  * builds its worker and runs it.
  */
@@ -84,7 +84,7 @@ Deno.test("deno task new makes a function that the checks pass and dispatch --lo
     await Deno.writeTextFile(`${dir}/functions/${NAME}.ts`, before + "// edited\n");
     const again = await deno(["task", "new", NAME], dir);
     assert.equal(again.code, 2);
-    assert.match(again.text, /test-config\.yml has it already/);
+    assert.match(again.text, /functions\/registry\.yaml has it already/);
     assert.equal(
       await Deno.readTextFile(`${dir}/functions/${NAME}.ts`),
       before + "// edited\n",

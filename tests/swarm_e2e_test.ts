@@ -13,7 +13,8 @@
  */
 
 import assert from "node:assert/strict";
-import { readFunctions } from "../ops/kubernetes/read_functions.ts";
+import { loadRegistry } from "../core/registry.ts";
+import { deployedFunctions } from "../ops/manifests/generate.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { docker, readSecret } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
@@ -69,7 +70,7 @@ Deno.test({
   ignore: NEEDS_DOCKER,
   async fn() {
     await using _engine = await holdEngine("exclusive");
-    const functions = readFunctions(await Deno.readTextFile("test-config.yml"));
+    const functions = deployedFunctions(await loadRegistry());
     const stack = uniqueName("tasks");
     const prefix = uniqueName("swarmtest");
     const tag = "e2e";
@@ -98,7 +99,7 @@ Deno.test({
       `--allow-write=${secretsDir}`,
       "ops/rabbitmq/secrets_init.ts",
       `--dir=${secretsDir}`,
-      ...functions.map(({ name, queue }) => `--function=${name}=${queue}`),
+      ...functions.map(({ name, user = name, queue }) => `--function=${user}=${queue}`),
     ]);
     assert.equal(init.code, 0, init.stderr);
     const id = async (flag: string) =>

@@ -203,11 +203,8 @@ export function replyToError(replyTo: string | undefined, kind: ReplyKind): Task
  */
 export const CONTROL_EXCHANGE = "tasks.control";
 
-/**
- * The broker user of `deno task dashboard`. It may call no function, but
- * workers answer its pings: watching the system is its job.
- */
-export const DASHBOARD_USER = "dashboard";
+/** Kept here for the modules that import it from the names: it lives in users.ts. */
+export { DASHBOARD_USER } from "./users.ts";
 
 /**
  * Header a caller may set on a request (and the runtime sets on a retry):

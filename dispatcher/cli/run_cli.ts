@@ -23,7 +23,7 @@ import {
 } from "../../client/open_broker.ts";
 import { describeConnectionEvent } from "../../client/connection_events.ts";
 import { WorkersMissingError } from "../../client/wait_for_workers.ts";
-import { ConfigError } from "../config/config_error.ts";
+import { ConfigError } from "../../core/config_error.ts";
 import { type OptionsConfig, type OptionValues, readOptions, UsageError } from "./options.ts";
 import { OutputPathError } from "./output_files.ts";
 import { createPainter, shouldColor } from "./paint.ts";

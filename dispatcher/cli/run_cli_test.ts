@@ -3,7 +3,7 @@ import { BrokerUnavailableError } from "../../core/broker/broker.ts";
 import { MemoryBroker } from "../../core/broker/memory_broker.ts";
 import { SecretFileError } from "../../core/broker/secret_file.ts";
 import { WorkersMissingError } from "../../client/wait_for_workers.ts";
-import { ConfigError } from "../config/config_error.ts";
+import { ConfigError } from "../../core/config_error.ts";
 import { UsageError } from "./options.ts";
 import { OutputPathError } from "./output_files.ts";
 import { type CliIo, type Command, EXIT, exitCodeOf, runCommand } from "./run_cli.ts";

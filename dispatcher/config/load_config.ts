@@ -1,14 +1,15 @@
 /**
- * Loads and validates `test-config.yml`: the functions (their queues, the
- * broker users of their workers, and for one served by Celery workers
- * `protocol: celery` with its `celery_name`) and scenarios of tasks with payloads,
- * timeouts, retries and expected results. Every problem is reported at once,
- * each with its file, line and column and what to change (see
- * `yaml_checker.ts`).
+ * Loads and validates `test-config.yml`: scenarios of tasks with payloads,
+ * timeouts, retries and expected results, over the functions of the
+ * function registry (`core/registry.ts`) and any the file adds under
+ * `functions:`. Every problem is reported at once, each with its file, line
+ * and column and what to change (see `core/yaml_checker.ts`).
  *
  * @module
  */
 
+import { dirname, join } from "node:path";
+import { parse } from "yaml";
 import {
   NAME_PATTERN,
   type Payload,
@@ -16,13 +17,15 @@ import {
   type RetryOverrides,
 } from "../../core/contract/mod.ts";
 import {
-  type FunctionProtocol,
+  type FunctionEntry,
   type FunctionRoute,
-  routeProblem,
-  USER_PATTERN,
-} from "../../client/functions.ts";
-import { ConfigError } from "./config_error.ts";
-import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
+  loadRegistry,
+  readFunctionsSection,
+  type Registry,
+  routeOf,
+} from "../../core/registry.ts";
+import { ConfigError } from "../../core/config_error.ts";
+import { isObject, show, YamlChecker, type YamlPath } from "../../core/yaml_checker.ts";
 
 /** What a task's reply must be for the task to pass. */
 export interface Expectation {
@@ -60,16 +63,30 @@ export interface Config {
   file: string;
   name: string;
   defaultScenario: string;
-  /** Each function's queue and the broker user of its workers. */
+  /**
+   * The functions the tools address: the registry's (less those of a
+   * compose profile that no scenario calls) and the file's own, each with
+   * its queue and the broker user of its workers.
+   */
   functions: Map<string, FunctionRoute>;
   scenarios: Map<string, Scenario>;
+  /** The function registry the functions came from, if any. */
+  registry?: string;
 }
+
+/** Options for {@linkcode parseConfig}. */
+export interface ParseConfigOptions {
+  /** The functions the file's scenarios may call besides its own `functions:`. */
+  registry?: Registry;
+}
+
+/** Where a configuration file's registry is unless its `registry:` says: beside it. */
+export const REGISTRY_BESIDE = "functions/registry.yaml";
 
 /** Default timeout of a task when neither it nor `defaults` gives one. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-const TOP_KEYS = ["name", "default_scenario", "functions", "defaults", "scenarios"];
-const FUNCTION_KEYS = ["queue", "user", "protocol", "celery_name"];
+const TOP_KEYS = ["name", "default_scenario", "registry", "functions", "defaults", "scenarios"];
 const DEFAULT_KEYS = ["timeout_ms", "retries", "backoff"];
 const SCENARIO_KEYS = ["description", "tasks"];
 const TASK_KEYS = ["task", "payload", "count", "timeout_ms", "retries", "backoff", "expect"];
@@ -194,9 +211,9 @@ function readTasks(
     if (queue === undefined && !declared.has(task)) {
       check.report(
         [...taskPath, "task"],
-        `'${task}' is not a function of this file: use one of ${
+        `'${task}' is not a function of this file or its registry: use one of ${
           [...functions.keys()].join(", ") || "(none)"
-        }, or add it under 'functions'`,
+        }, or add it to functions/registry.yaml (deno task new) or under 'functions'`,
       );
     }
     let payload: Payload | undefined;
@@ -230,55 +247,82 @@ function readTasks(
   return tasks;
 }
 
-function readFunctions(check: YamlChecker, value: unknown): Map<string, FunctionRoute> {
-  const functions = new Map<string, FunctionRoute>();
-  if (!isObject(value)) {
-    check.report(["functions"], `must map each function to its queue, but is ${show(value)}`);
-    return functions;
+function sameRoute(a: FunctionRoute, b: FunctionRoute): boolean {
+  return a.queue === b.queue && a.user === b.user && a.protocol === b.protocol &&
+    a.celeryName === b.celeryName;
+}
+
+function describeRoute(route: FunctionRoute): string {
+  const celery = route.protocol === "celery" ? `, Celery task ${route.celeryName}` : "";
+  return `queue ${route.queue}, user ${route.user}${celery}`;
+}
+
+/**
+ * The functions a scenario may call: the registry's, then the file's own,
+ * each of which may repeat a registry entry but not contradict it.
+ */
+function readFunctions(
+  check: YamlChecker,
+  value: unknown,
+  registry: Registry | undefined,
+): Map<string, FunctionEntry> {
+  const known = new Map(registry?.functions ?? []);
+  if (value === undefined) {
+    if (registry === undefined) {
+      check.report(
+        ["functions"],
+        `is missing, and there is no function registry (${REGISTRY_BESIDE} beside this file): add 'functions:', or 'registry:' with the path of yours`,
+      );
+    }
+    return known;
   }
-  const queues = new Map<string, string>();
-  for (const [fn, settings] of Object.entries(value)) {
-    const path = ["functions", fn];
-    if (!name(check, fn, path, "function name", true)) continue;
-    if (!check.mapping(settings, path, FUNCTION_KEYS)) continue;
-    if (settings.queue === undefined) {
-      check.report(path, `has no 'queue': name the queue ${fn} consumes, such as queue_a`);
+  const own = readFunctionsSection(check, value, ["functions"], { deployed: false });
+  const queues = new Map([...known.values()].map((entry) => [entry.queue, entry.name]));
+  for (const [name, entry] of own) {
+    const listed = known.get(name);
+    if (listed !== undefined) {
+      if (!sameRoute(routeOf(entry), routeOf(listed))) {
+        check.report(
+          ["functions", name],
+          `contradicts ${name} of the registry (${registry!.declared.get(name)}: ${
+            describeRoute(routeOf(listed))
+          }) with ${describeRoute(routeOf(entry))}: remove it here, or make the two agree`,
+          true,
+        );
+      }
       continue;
     }
-    if (!name(check, settings.queue, [...path, "queue"], "queue")) continue;
-    const other = queues.get(settings.queue);
+    const other = queues.get(entry.queue);
     if (other !== undefined) {
       check.report(
-        [...path, "queue"],
-        `'${settings.queue}' is already the queue of ${other}: each function needs its own queue`,
+        ["functions", name, "queue"],
+        `'${entry.queue}' is already the queue of ${other} (${
+          registry!.declared.get(other)
+        }): each function needs its own queue`,
       );
       continue;
     }
-    let user = fn;
-    if (settings.user !== undefined) {
-      const rule = "is not a broker user name: use letters, digits, _ . @ -, at most 64";
-      if (!check.matches(settings.user, [...path, "user"], USER_PATTERN, { what: "user", rule })) {
-        continue;
-      }
-      user = settings.user;
-    }
-    const problem = routeProblem(settings.protocol, settings.celery_name, "celery_name");
-    if (problem !== undefined) {
-      check.report(
-        [...path, problem.field === "protocol" ? "protocol" : "celery_name"],
-        problem.message,
-      );
-      continue;
-    }
-    queues.set(settings.queue, fn);
-    const route: FunctionRoute = { queue: settings.queue, user };
-    if (settings.protocol === "celery") {
-      route.protocol = settings.protocol as FunctionProtocol;
-      route.celeryName = settings.celery_name as string;
-    }
-    functions.set(fn, route);
+    known.set(name, entry);
   }
-  return functions;
+  return known;
+}
+
+/**
+ * What the tools address: every function but a registry one of a compose
+ * profile (started only on demand, such as a Celery worker) that no
+ * scenario calls and the file does not name.
+ */
+function addressed(
+  known: Map<string, FunctionEntry>,
+  scenarios: Map<string, Scenario>,
+  own: Set<string>,
+): Map<string, FunctionRoute> {
+  const called = new Set([...scenarios.values()].flatMap((s) => s.tasks.map((t) => t.task)));
+  return new Map(
+    [...known].filter(([name, entry]) =>
+      entry.profile === undefined || called.has(name) || own.has(name)
+    ).map(([name, entry]) => [name, routeOf(entry)]),
+  );
 }
 
 function readScenarios(
@@ -311,8 +355,15 @@ function readScenarios(
   return scenarios;
 }
 
-/** Validates the text of a configuration file; `file` is only used in messages. */
-export function parseConfig(text: string, file: string): Config {
+/**
+ * Validates the text of a configuration file; `file` is only used in
+ * messages. Its scenarios may call the functions of `options.registry`.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  options: ParseConfigOptions = {},
+): Config {
   const { root, check } = YamlChecker.parse(text, file);
   if (!check.mapping(root, [], TOP_KEYS)) throw ConfigError.of(file, check.problems);
 
@@ -322,8 +373,11 @@ export function parseConfig(text: string, file: string): Config {
       check.report(["name"], `must be a non-empty string, but is ${show(root.name)}`);
     } else title = root.name;
   }
-  const functions = readFunctions(check, root.functions);
-  const declared = new Set(isObject(root.functions) ? Object.keys(root.functions) : []);
+  if (root.registry !== undefined) check.string(root.registry, ["registry"]);
+  const known = readFunctions(check, root.functions, options.registry);
+  const functions = new Map([...known].map(([name, entry]) => [name, routeOf(entry)]));
+  const own = new Set(isObject(root.functions) ? Object.keys(root.functions) : []);
+  const declared = new Set([...own, ...options.registry?.functions.keys() ?? []]);
 
   const defaults: Defaults = { timeoutMs: DEFAULT_TIMEOUT_MS, retry: {} };
   if (root.defaults !== undefined && check.mapping(root.defaults, ["defaults"], DEFAULT_KEYS)) {
@@ -353,7 +407,37 @@ export function parseConfig(text: string, file: string): Config {
     );
   }
   check.throwIfAny(file);
-  return { file, name: title, defaultScenario: defaultScenario as string, functions, scenarios };
+  return {
+    file,
+    name: title,
+    defaultScenario: defaultScenario as string,
+    functions: addressed(known, scenarios, own),
+    scenarios,
+    ...(options.registry && { registry: options.registry.file }),
+  };
+}
+
+/**
+ * The registry `text` (the file at `file`) names with `registry:`, relative
+ * to the file, else the one beside it if there is one.
+ */
+async function registryOf(text: string, file: string): Promise<Registry | undefined> {
+  let named: unknown;
+  try {
+    named = (parse(text) as { registry?: unknown } | null)?.registry;
+  } catch {
+    return undefined; // parseConfig reports the YAML's problems.
+  }
+  if (named !== undefined && typeof named !== "string") return undefined;
+  const path = join(dirname(file), named ?? REGISTRY_BESIDE);
+  if (named === undefined) {
+    try {
+      if (!(await Deno.stat(path)).isFile) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return await loadRegistry(path);
 }
 
 /** Reads and validates a configuration file. */
@@ -367,5 +451,5 @@ export async function loadConfig(file: string): Promise<Config> {
       : `it cannot be read: ${(error as Error).message}`;
     throw new ConfigError(`Cannot read ${file} as ${reason}`, { file, cause: error });
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, { registry: await registryOf(text, file) });
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { ConfigError, type ConfigProblem } from "../../core/config_error.ts";
+import { parseRegistry } from "../../core/registry.ts";
 import { type Config, DEFAULT_TIMEOUT_MS, loadConfig, parseConfig } from "./load_config.ts";
 
 const FILE = "conf.yml";
@@ -59,10 +60,11 @@ function scenario(config: Config, name: string) {
 
 // --- the repository's file ---------------------------------------------------
 
-Deno.test("loadConfig() loads the repository's test-config.yml", async () => {
+Deno.test("loadConfig() loads the repository's test-config.yml, its functions from the registry beside it", async () => {
   const file = decodeURIComponent(new URL("../../test-config.yml", import.meta.url).pathname);
   const config = await loadConfig(file);
   assert.equal(config.file, file);
+  assert.equal(config.registry, file.replace(/test-config\.yml$/, "functions/registry.yaml"));
   assert.equal(config.name, "Distributed task system demo");
   assert.equal(config.defaultScenario, "basic");
   assert.deepEqual(
@@ -193,6 +195,131 @@ Deno.test("parseConfig() refuses a document that is not a mapping", () => {
   assert.equal(message, "must be a mapping, but is a list");
 });
 
+Deno.test("loadConfig() reads examples/celery's functions from the registry its 'registry:' names", async () => {
+  const file = decodeURIComponent(
+    new URL("../../examples/celery/test-config.yml", import.meta.url).pathname,
+  );
+  const config = await loadConfig(file);
+  // task_c is of the compose profile celery: here because a scenario calls it.
+  assert.deepEqual(config.functions.get("task_c"), {
+    queue: "queue_c",
+    user: "task_c",
+    protocol: "celery",
+    celeryName: "tasks.task_c",
+  });
+  assert.deepEqual([...config.functions.keys()], ["task_a", "task_b", "task_c"]);
+});
+
+// --- the registry and a file's own functions ---------------------------------------
+
+const REGISTRY = `functions:
+  task_a: { queue: queue_a }
+  task_c: { queue: queue_c, protocol: celery, celery_name: tasks.task_c, profile: celery }
+`;
+
+function withRegistry(_text: string) {
+  return { registry: parseRegistry(REGISTRY, "functions/registry.yaml") };
+}
+
+Deno.test("parseConfig() takes the registry's functions, and leaves out one of a profile no scenario calls", () => {
+  const text = `scenarios:\n  one: { tasks: [{ task: task_a }] }\n`;
+  const config = parseConfig(text, FILE, withRegistry(text));
+  assert.deepEqual([...config.functions], [["task_a", { queue: "queue_a", user: "task_a" }]]);
+  assert.equal(config.registry, "functions/registry.yaml");
+  const calling = `scenarios:\n  one: { tasks: [{ task: task_c }] }\n`;
+  assert.deepEqual(
+    [...parseConfig(calling, FILE, withRegistry(calling)).functions.keys()],
+    ["task_a", "task_c"],
+  );
+});
+
+Deno.test("parseConfig() adds a file's own functions, and may repeat a registry entry as it is", () => {
+  const text = `functions:
+  task_a: { queue: queue_a }
+  task_x: { queue: queue_x, user: workers_x }
+scenarios:
+  one: { tasks: [{ task: task_x }, { task: task_a }] }
+`;
+  const config = parseConfig(text, FILE, withRegistry(text));
+  assert.deepEqual([...config.functions], [
+    ["task_a", { queue: "queue_a", user: "task_a" }],
+    ["task_x", { queue: "queue_x", user: "workers_x" }],
+  ]);
+});
+
+Deno.test("parseConfig() refuses a function that contradicts the registry, naming both", () => {
+  const text = `functions:
+  task_a: { queue: queue_other }
+  task_y: { queue: queue_c }
+scenarios:
+  one: { tasks: [{ task: task_a }] }
+`;
+  const error = (() => {
+    try {
+      parseConfig(text, FILE, withRegistry(text));
+    } catch (error) {
+      return error as ConfigError;
+    }
+    assert.fail("a ConfigError");
+  })();
+  assertProblems(error, [
+    { line: 2, column: 3, path: "functions.task_a" },
+    { line: 3, column: 20, path: "functions.task_y.queue" },
+  ]);
+  assert.equal(
+    error.problems[0].message,
+    "contradicts task_a of the registry (functions/registry.yaml:2:3: queue queue_a, user task_a) with queue queue_other, user task_a: remove it here, or make the two agree",
+  );
+  assert.equal(
+    error.problems[1].message,
+    "'queue_c' is already the queue of task_c (functions/registry.yaml:3:3): each function needs its own queue",
+  );
+});
+
+Deno.test("loadConfig() finds the registry beside the file, or where its 'registry:' says", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/functions`);
+    await Deno.writeTextFile(`${dir}/functions/registry.yaml`, REGISTRY);
+    await Deno.writeTextFile(`${dir}/a.yml`, "scenarios:\n  s: { tasks: [{ task: task_a }] }\n");
+    assert.equal((await loadConfig(`${dir}/a.yml`)).registry, `${dir}/functions/registry.yaml`);
+    await Deno.mkdir(`${dir}/nested`);
+    await Deno.writeTextFile(
+      `${dir}/nested/b.yml`,
+      "registry: ../functions/registry.yaml\nscenarios:\n  s: { tasks: [{ task: task_a }] }\n",
+    );
+    assert.equal(
+      (await loadConfig(`${dir}/nested/b.yml`)).functions.get("task_a")?.queue,
+      "queue_a",
+    );
+    await Deno.writeTextFile(
+      `${dir}/nested/c.yml`,
+      "registry: missing.yaml\nscenarios:\n  s: { tasks: [{ task: task_a }] }\n",
+    );
+    await assert.rejects(
+      loadConfig(`${dir}/nested/c.yml`),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        error.message.startsWith(
+          `Cannot read the function registry ${dir}/nested/missing.yaml as it does not exist`,
+        ),
+    );
+    // Beside a file in another folder, no registry: its own functions only.
+    await assert.rejects(loadConfig(`${dir}/nested/d.yml`), ConfigError);
+    await Deno.writeTextFile(
+      `${dir}/nested/d.yml`,
+      "scenarios:\n  s: { tasks: [{ task: task_a }] }\n",
+    );
+    await assert.rejects(
+      loadConfig(`${dir}/nested/d.yml`),
+      (error: Error) =>
+        error instanceof ConfigError && /there is no function registry/.test(error.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // --- structure -------------------------------------------------------------------
 
 Deno.test("parseConfig() refuses an unknown top-level key at the key", () => {
@@ -202,7 +329,7 @@ Deno.test("parseConfig() refuses an unknown top-level key at the key", () => {
   );
   assert.equal(
     message,
-    "is not a setting here: use name, default_scenario, functions, defaults, scenarios",
+    "is not a setting here: use name, default_scenario, registry, functions, defaults, scenarios",
   );
 });
 
@@ -224,7 +351,7 @@ Deno.test("parseConfig() refuses a task whose function is not under 'functions'"
   );
   assert.equal(
     message,
-    "'task_c' is not a function of this file: use one of task_a, task_b, or add it under 'functions'",
+    "'task_c' is not a function of this file or its registry: use one of task_a, task_b, or add it to functions/registry.yaml (deno task new) or under 'functions'",
   );
 });
 
@@ -278,7 +405,10 @@ Deno.test("parseConfig() refuses a missing 'functions' or 'scenarios'", () => {
     { line: 1, column: 1, path: "functions" },
     { line: 1, column: 1, path: "scenarios" },
   ]);
-  assert.equal(error.problems[0].message, "must map each function to its queue, but is missing");
+  assert.equal(
+    error.problems[0].message,
+    "is missing, and there is no function registry (functions/registry.yaml beside this file): add 'functions:', or 'registry:' with the path of yours",
+  );
   assert.equal(error.problems[1].message, "must map scenario names to scenarios, but is missing");
 });
 

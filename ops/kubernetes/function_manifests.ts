@@ -5,7 +5,8 @@
  * worker with its queue down to zero, and the `NetworkPolicy` that fences it.
  * Adding a function to the Kubernetes base is one call to
  * {@linkcode functionManifestFiles}; `deno task manifests` writes the files
- * of every function in test-config.yml under `ops/kubernetes/functions/`.
+ * of every Deno function of functions/registry.yaml under
+ * `ops/kubernetes/functions/` ({@linkcode functionsDirectoryFiles}).
  *
  * @module
  */
@@ -14,9 +15,15 @@ import { stringify } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
-import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../rabbitmq/definitions.ts";
+import {
+  dispatcherPermissions,
+  type FunctionQueue,
+  NAME_PATTERN,
+  workerPermissions,
+} from "../rabbitmq/definitions.ts";
 import { queueArguments } from "../../core/broker/queue_arguments.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
+import { DISPATCHER_USER, KEDA_USER } from "../../core/contract/users.ts";
 import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../../runtime/worker/start_worker.ts";
 import { DEFAULT_METRICS_PORT, WORKER_IMAGE_FILES } from "../../runtime/worker/worker_settings.ts";
 import {
@@ -40,8 +47,6 @@ export const DELIVERY_LIMIT = DEFAULT_DELIVERY_LIMIT;
 export const SHUTDOWN_GRACE_MS = 10_000;
 /** Kubernetes' grace before it kills a stopping worker: above {@linkcode SHUTDOWN_GRACE_MS}. */
 export const TERMINATION_GRACE_SECONDS = 30;
-/** The broker user KEDA logs in as (its `User` is in ops/kubernetes/broker-topology.yaml). */
-export const KEDA_USER = "keda";
 /** The KEDA `TriggerAuthentication` of the `keda` broker user (ops/kubernetes/keda.yaml). */
 export const KEDA_AUTHENTICATION = "rabbitmq-keda";
 /** Ready messages per worker replica that KEDA aims at. */
@@ -94,11 +99,22 @@ export const RABBITMQ_PORTS = {
 } as const;
 /** The KEDA user's Permission, made from the functions' queues ('deno task manifests'). */
 export const KEDA_PERMISSION_FILE = "keda-permission.yaml";
+/** The dispatcher user's Permission, made from the functions' queues ('deno task manifests'). */
+export const DISPATCHER_PERMISSION_FILE = "dispatcher-permission.yaml";
 /** Label of the RabbitMQ pods, set by the cluster operator to the cluster's name. */
 export const RABBITMQ_POD_LABELS = {
   "app.kubernetes.io/name": RABBITMQ_CLUSTER,
   "app.kubernetes.io/component": "rabbitmq",
 } as const;
+
+/**
+ * A function the base deploys: its name, queue and the broker user of its
+ * workers (its name unless the registry names another).
+ */
+export interface DeployedFunction extends FunctionQueue {
+  /** @default {the function's name} */
+  user?: string;
+}
 
 /** A Kubernetes object as the manifests hold it. */
 export interface Manifest {
@@ -161,8 +177,8 @@ export function workQueueArguments(queue: string): Record<string, string | numbe
   return args as Record<string, string | number>;
 }
 
-function checkFunction({ name, queue }: FunctionQueue): void {
-  for (const [what, value] of [["function", name], ["queue", queue]]) {
+function checkFunction({ name, queue, user = name }: DeployedFunction): void {
+  for (const [what, value] of [["function", name], ["queue", queue], ["user", user]]) {
     if (!NAME_PATTERN.test(value)) {
       throw new TypeError(
         `Cannot make the manifests of ${what} '${value}' as its name is not lower_snake_case: use letters, digits and _`,
@@ -176,6 +192,7 @@ function checkFunction({ name, queue }: FunctionQueue): void {
     );
   }
   kubernetesName(queue);
+  kubernetesName(user);
 }
 
 /**
@@ -184,18 +201,20 @@ function checkFunction({ name, queue }: FunctionQueue): void {
  * NetworkPolicy. Pure: the same function gives the same objects.
  */
 export function functionManifests(
-  fn: FunctionQueue,
+  fn: DeployedFunction,
   options: FunctionManifestsOptions = {},
 ): Manifest[] {
   checkFunction(fn);
   const namespace = options.namespace ?? NAMESPACE;
   const { name, queue } = fn;
+  const userName = fn.user ?? name;
   const id = kubernetesName(name);
+  const userId = kubernetesName(userName);
   const worker = `worker-${id}`;
   const selector = { "app.kubernetes.io/name": worker };
   const labels = (component: string) => ({ ...selector, "app.kubernetes.io/component": component });
   const cluster = { name: RABBITMQ_CLUSTER };
-  const secret = credentialsSecretOf(name);
+  const secret = credentialsSecretOf(userName);
   const dlq = deadLetterQueueOf(queue);
   const metricsPort = DEFAULT_METRICS_PORT;
   const passwordFile = WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE;
@@ -204,16 +223,16 @@ export function functionManifests(
   const user: RabbitmqUser = {
     apiVersion: RABBITMQ_API_VERSION,
     kind: "User",
-    metadata: { name: id, labels: labels("broker") },
+    metadata: { name: userId, labels: labels("broker") },
     spec: { rabbitmqClusterReference: cluster, importCredentialsSecret: { name: secret } },
   };
   const permission: RabbitmqPermission = {
     apiVersion: RABBITMQ_API_VERSION,
     kind: "Permission",
-    metadata: { name: id, labels: labels("broker") },
+    metadata: { name: userId, labels: labels("broker") },
     spec: {
       vhost: "/",
-      userReference: { name: id },
+      userReference: { name: userId },
       permissions: workerPermissions(queue),
       rabbitmqClusterReference: cluster,
     },
@@ -262,13 +281,19 @@ export function functionManifests(
             name: "worker",
             image: workerImageOf(name),
             env: [
-              { name: "AMQP_URL", value: `amqp://${name}@${RABBITMQ_CLUSTER}:${AMQP_PORT}` },
+              {
+                name: "AMQP_URL",
+                value: `amqp://${userName}@${RABBITMQ_CLUSTER}:${AMQP_PORT}`,
+              },
               { name: "AMQP_PASSWORD_FILE", value: passwordFile },
               { name: "QUEUE_TYPE", value: "quorum" },
               { name: "DELIVERY_LIMIT", value: String(DELIVERY_LIMIT) },
               { name: "METRICS_PORT", value: String(metricsPort) },
               { name: "SHUTDOWN_GRACE_MS", value: String(SHUTDOWN_GRACE_MS) },
               { name: "LOG_FORMAT", value: "json" },
+              // The worker stops at start if its image holds another function.
+              { name: "FUNCTION_NAME", value: name },
+              { name: "FUNCTION_QUEUE", value: queue },
             ],
             ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
             // 200 while consuming, 503 while connecting or draining.
@@ -401,7 +426,7 @@ const FILE_OF_KIND: Record<string, string> = {
  * them.
  */
 export function functionManifestFiles(
-  fn: FunctionQueue,
+  fn: DeployedFunction,
   options: FunctionManifestsOptions = {},
 ): Record<string, string> {
   const byFile = new Map<string, Manifest[]>();
@@ -421,14 +446,19 @@ export function functionManifestFiles(
   return files;
 }
 
-/** `ops/kubernetes/functions/kustomization.yaml`: every function's directory, and KEDA's Permission. */
+/**
+ * `ops/kubernetes/functions/kustomization.yaml`: every function's directory,
+ * and the Permissions of KEDA and of the dispatcher.
+ */
 export function functionsKustomization(names: readonly string[]): string {
-  return GENERATED("the functions of test-config.yml") + stringify({
+  return GENERATED(REGISTRY_FUNCTIONS) + stringify({
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
-    resources: [...[...names].sort(), KEDA_PERMISSION_FILE],
+    resources: [...[...names].sort(), KEDA_PERMISSION_FILE, DISPATCHER_PERMISSION_FILE],
   });
 }
+
+const REGISTRY_FUNCTIONS = "the functions of functions/registry.yaml";
 
 /**
  * The Permission of the KEDA user: write on the functions' work queues and
@@ -438,7 +468,7 @@ export function functionsKustomization(names: readonly string[]): string {
  * on a queue only lets a user bind it to an exchange it may read, and this
  * user may read none: it can neither consume, publish nor delete.
  */
-export function kedaPermission(functions: readonly FunctionQueue[]): RabbitmqPermission {
+export function kedaPermission(functions: readonly DeployedFunction[]): RabbitmqPermission {
   for (const fn of functions) checkFunction(fn);
   const queues = [...new Set(functions.map(({ queue }) => queue))].sort();
   return {
@@ -459,6 +489,55 @@ export function kedaPermission(functions: readonly FunctionQueue[]): RabbitmqPer
 }
 
 /** `ops/kubernetes/functions/keda-permission.yaml`. */
-export function kedaPermissionFile(functions: readonly FunctionQueue[]): string {
-  return GENERATED("the functions of test-config.yml") + yamlDocuments([kedaPermission(functions)]);
+export function kedaPermissionFile(functions: readonly DeployedFunction[]): string {
+  return GENERATED(REGISTRY_FUNCTIONS) + yamlDocuments([kedaPermission(functions)]);
+}
+
+/**
+ * The Permission of the dispatcher user (its `User` is in
+ * broker-topology.yaml): the compose stack's, `dispatcherPermissions()` of
+ * ops/rabbitmq/definitions.ts, on the functions' queues.
+ */
+export function dispatcherPermission(functions: readonly DeployedFunction[]): RabbitmqPermission {
+  for (const fn of functions) checkFunction(fn);
+  return {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "Permission",
+    metadata: { name: DISPATCHER_USER, labels: { "app.kubernetes.io/component": "broker" } },
+    spec: {
+      vhost: "/",
+      userReference: { name: DISPATCHER_USER },
+      permissions: dispatcherPermissions(functions.map(({ queue }) => queue).sort()),
+      rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
+    },
+  };
+}
+
+/** `ops/kubernetes/functions/dispatcher-permission.yaml`. */
+export function dispatcherPermissionFile(functions: readonly DeployedFunction[]): string {
+  return GENERATED(REGISTRY_FUNCTIONS) + yamlDocuments([dispatcherPermission(functions)]);
+}
+
+/** The mark of every generated file, which says a directory of functions/ may be deleted. */
+export const GENERATED_MARK = "# Generated by ops/kubernetes/function_manifests.ts";
+
+/**
+ * Every file of `ops/kubernetes/functions/`, by its path there: each
+ * function's directory, the kustomization listing them, and the
+ * Permissions of KEDA and the dispatcher. Pure.
+ */
+export function functionsDirectoryFiles(
+  functions: readonly DeployedFunction[],
+  options: FunctionManifestsOptions = {},
+): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const fn of functions) {
+    for (const [file, text] of Object.entries(functionManifestFiles(fn, options))) {
+      files[`${fn.name}/${file}`] = text;
+    }
+  }
+  files["kustomization.yaml"] = functionsKustomization(functions.map(({ name }) => name));
+  files[KEDA_PERMISSION_FILE] = kedaPermissionFile(functions);
+  files[DISPATCHER_PERMISSION_FILE] = dispatcherPermissionFile(functions);
+  return files;
 }

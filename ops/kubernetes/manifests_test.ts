@@ -3,8 +3,10 @@
  * `kubectl kustomize ops/kubernetes` (offline), every object checked
  * against its schema (kubernetes-models, KEDA models; RabbitMQ's resources by
  * hand, see rabbitmq_resources.ts), every worker hardened, and the whole in
- * agreement with test-config.yml, ops/rabbitmq/definitions.ts, the worker runtime
- * and function_manifests.ts. Without kubectl these tests are ignored, with a
+ * agreement with functions/registry.yaml, ops/rabbitmq/definitions.ts, the worker
+ * runtime and function_manifests.ts. That ops/kubernetes/functions/ is what
+ * the registry makes is checked with the other generated files, by
+ * tests/function_wiring_test.ts. Without kubectl these tests are ignored, with a
  * message, except in CI (CI=true), where they fail.
  */
 
@@ -27,7 +29,7 @@ import {
 } from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
 import {
   CONTROL_EXCHANGE,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   EVENTS_EXCHANGE,
   MAX_QUEUES,
   workerPermissions,
@@ -42,13 +44,9 @@ import {
   AMQP_CLIENT_COMPONENTS,
   credentialsSecretOf,
   deadLetterQueueArguments,
-  functionManifestFiles,
-  functionsKustomization,
   KEDA_AUTHENTICATION,
   KEDA_NAMESPACE,
   KEDA_OPERATOR_LABELS,
-  KEDA_PERMISSION_FILE,
-  kedaPermissionFile,
   kubernetesName,
   type Manifest,
   MONITORING_NAMESPACE,
@@ -73,12 +71,16 @@ import {
   type RabbitmqUser,
   type RabbitmqVhost,
 } from "./rabbitmq_resources.ts";
-import { readFunctions } from "./read_functions.ts";
+import { loadRegistry } from "../../core/registry.ts";
+import { deployedFunctions } from "../manifests/generate.ts";
 
 const BASE_DIR = new URL(".", import.meta.url).pathname;
-const FUNCTIONS_DIR = new URL("./functions/", import.meta.url).pathname;
-const CONFIG_FILE = new URL("../../test-config.yml", import.meta.url).pathname;
-const FUNCTIONS = readFunctions(await Deno.readTextFile(CONFIG_FILE), CONFIG_FILE);
+const REGISTRY_FILE = new URL("../../functions/registry.yaml", import.meta.url).pathname;
+/** The functions the base deploys: the registry's Deno functions, each with its user. */
+const FUNCTIONS = deployedFunctions(await loadRegistry(REGISTRY_FILE)).map((fn) => ({
+  ...fn,
+  user: fn.user ?? fn.name,
+}));
 
 const KUBECTL = Deno.env.get("KUBECTL") || "kubectl";
 const IN_CI = Deno.env.get("CI") === "true";
@@ -269,7 +271,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "one worker Deployment per function of test-config.yml, with its image, user and secret",
+  name:
+    "one worker Deployment per function of functions/registry.yaml, with its image, user and secret",
   ignore: NEEDS_KUBECTL,
   async fn() {
     const objects = await base();
@@ -278,7 +281,7 @@ Deno.test({
       deployments.map(nameOf).sort(),
       FUNCTIONS.map(({ name }) => `worker-${kubernetesName(name)}`).sort(),
     );
-    for (const { name } of FUNCTIONS) {
+    for (const { name, queue, user: userName } of FUNCTIONS) {
       const deployment = find<IDeployment>(objects, "Deployment", `worker-${kubernetesName(name)}`);
       const pod = deployment.spec!.template.spec!;
       assert.equal(pod.containers.length, 1);
@@ -290,13 +293,15 @@ Deno.test({
       assert.notEqual(container.imagePullPolicy, "Always", "a pinned tag is pulled once");
       const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value]));
       assert.deepEqual(env, {
-        AMQP_URL: `amqp://${name}@${RABBITMQ_CLUSTER}:5672`,
+        AMQP_URL: `amqp://${userName}@${RABBITMQ_CLUSTER}:5672`,
         AMQP_PASSWORD_FILE: WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE,
         QUEUE_TYPE: "quorum",
         DELIVERY_LIMIT: "5",
         METRICS_PORT: String(DEFAULT_METRICS_PORT),
         SHUTDOWN_GRACE_MS: "10000",
         LOG_FORMAT: "json",
+        FUNCTION_NAME: name,
+        FUNCTION_QUEUE: queue,
       });
       for (const variable of Object.keys(env)) {
         assert.ok(
@@ -306,9 +311,9 @@ Deno.test({
       }
       // The password: the one key of the function's user's Secret, at the
       // one path the worker image may read, read-only, mode 0400.
-      const user = find<RabbitmqUser>(objects, "User", kubernetesName(name));
+      const user = find<RabbitmqUser>(objects, "User", kubernetesName(userName));
       const secretName = user.spec.importCredentialsSecret?.name;
-      assert.equal(secretName, credentialsSecretOf(name));
+      assert.equal(secretName, credentialsSecretOf(userName));
       const volumes = pod.volumes!.filter((volume) => volume.secret?.secretName === secretName);
       assert.equal(volumes.length, 1, "the user's Secret is mounted once");
       const [volume] = volumes;
@@ -331,7 +336,7 @@ Deno.test({
     const users = ofKind<RabbitmqUser>(objects, "User");
     assert.deepEqual(
       users.map(nameOf).sort(),
-      [...FUNCTIONS.map(({ name }) => kubernetesName(name)), "dispatcher", "keda"].sort(),
+      [...FUNCTIONS.map(({ user }) => kubernetesName(user)), "dispatcher", "keda"].sort(),
     );
     for (const user of users) {
       assert.equal(user.spec.rabbitmqClusterReference.name, RABBITMQ_CLUSTER);
@@ -346,7 +351,17 @@ Deno.test({
       assert.equal(found[0].spec.vhost, "/");
       return found[0].spec.permissions;
     };
-    assert.deepEqual(permissionOf("dispatcher"), { ...DISPATCHER_PERMISSIONS });
+    // The compose stack's dispatcher: it may check the functions' queues
+    // passively, which RabbitMQ 4.3.1 and later ask write (or more) for.
+    assert.deepEqual(
+      permissionOf("dispatcher"),
+      dispatcherPermissions(FUNCTIONS.map(({ queue }) => queue).sort()),
+    );
+    const dispatcherWrite = new RegExp(permissionOf("dispatcher").write);
+    for (const { queue } of FUNCTIONS) {
+      assert.ok(dispatcherWrite.test(queue), `the dispatcher may check ${queue}`);
+      assert.ok(dispatcherWrite.test(deadLetterQueueOf(queue)), `and ${queue}'s dead letters`);
+    }
     // Write on exactly the functions' work queues: what RabbitMQ 4.3.1 and
     // later ask of a passive declaration, KEDA's way of counting messages.
     assert.deepEqual(permissionOf("keda"), {
@@ -367,8 +382,8 @@ Deno.test({
       queues.map((queue) => queue.spec.name).sort(),
       FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
     );
-    for (const { name, queue } of FUNCTIONS) {
-      assert.deepEqual(permissionOf(kubernetesName(name)), workerPermissions(queue));
+    for (const { user, queue } of FUNCTIONS) {
+      assert.deepEqual(permissionOf(kubernetesName(user)), workerPermissions(queue));
       const work = queues.find((q) => q.spec.name === queue)!;
       const dlq = queues.find((q) => q.spec.name === deadLetterQueueOf(queue))!;
       for (const q of [work, dlq]) {
@@ -617,37 +632,6 @@ Deno.test({
     // The broker's pods are no AMQP clients of themselves, nor is anything else.
     assert.ok(!(AMQP_CLIENT_COMPONENTS as readonly string[]).includes("rabbitmq"));
   },
-});
-
-Deno.test("ops/kubernetes/functions/ holds exactly what function_manifests.ts generates", async () => {
-  const entries = [];
-  for await (const entry of Deno.readDir(FUNCTIONS_DIR)) entries.push(entry.name);
-  assert.deepEqual(
-    entries.sort(),
-    [...FUNCTIONS.map(({ name }) => name), "kustomization.yaml", KEDA_PERMISSION_FILE].sort(),
-    "a directory per function of test-config.yml: run 'deno task manifests'",
-  );
-  assert.equal(
-    await Deno.readTextFile(`${FUNCTIONS_DIR}kustomization.yaml`),
-    functionsKustomization(FUNCTIONS.map(({ name }) => name)),
-    "functions/kustomization.yaml is generated: run 'deno task manifests'",
-  );
-  assert.equal(
-    await Deno.readTextFile(`${FUNCTIONS_DIR}${KEDA_PERMISSION_FILE}`),
-    kedaPermissionFile(FUNCTIONS),
-    `functions/${KEDA_PERMISSION_FILE} is generated: run 'deno task manifests'`,
-  );
-  for (const fn of FUNCTIONS) {
-    const committed: Record<string, string> = {};
-    for await (const entry of Deno.readDir(`${FUNCTIONS_DIR}${fn.name}`)) {
-      committed[entry.name] = await Deno.readTextFile(`${FUNCTIONS_DIR}${fn.name}/${entry.name}`);
-    }
-    assert.deepEqual(
-      committed,
-      functionManifestFiles(fn),
-      `functions/${fn.name}/ is generated: change function_manifests.ts and run 'deno task manifests'`,
-    );
-  }
 });
 
 Deno.test({

@@ -1,36 +1,29 @@
 /**
  * Who may do what on the broker: one user per function (a Deno function's
  * workers, or a Celery worker's), one for the dispatcher, one for operator
- * tools, one for Celery clients and one for the administrator, as a RabbitMQ
- * definitions file that the broker imports at start. Permissions are RabbitMQ's three regular
- * expressions per user: `configure` (declare, delete), `write` (publish to an
- * exchange, bind a queue) and `read` (consume, get, purge, bind from an
- * exchange). Passive declarations (checking that a queue exists and how many
- * consumers it has) need none of them.
+ * tools, one for the dashboard, one for Celery clients and one for the
+ * administrator (their names are in core/contract/users.ts), as a RabbitMQ
+ * definitions file that the broker imports at start. Permissions are
+ * RabbitMQ's three regular expressions per user: `configure` (declare,
+ * delete), `write` (publish to an exchange, bind a queue) and `read`
+ * (consume, get, purge, bind from an exchange).
+ *
+ * A passive declaration (checking that a queue exists, its depth and its
+ * consumers) needed none of them before RabbitMQ 4.2.6; 4.2.6 and 4.3.0 ask
+ * for `configure` on the queue, and 4.3.1 and later for any of the three.
+ * Each tool that checks a queue passively is granted the least that
+ * 4.3.1 takes on exactly the queues it checks, where that opens no way to
+ * fill or drain a queue that is not its own: see each user's permissions.
  *
  * @module
  */
 
-import { CONTROL_EXCHANGE, DASHBOARD_USER, NAME_PATTERN } from "../../core/contract/names.ts";
+import { CONTROL_EXCHANGE, NAME_PATTERN } from "../../core/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../../core/contract/events.ts";
+import { CELERY_CLIENT_USER, DASHBOARD_USER } from "../../core/contract/users.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
-export { CONTROL_EXCHANGE, DASHBOARD_USER, EVENTS_EXCHANGE, NAME_PATTERN };
-
-/** The dispatcher's user. */
-export const DISPATCHER_USER = "dispatcher";
-/**
- * The operator tools' user (`deno task dlq`): reads dead letters and sends
- * them back to their functions, nothing else.
- */
-export const OPERATOR_USER = "operator";
-/** The administrator's user: the management UI, everything. */
-export const ADMIN_USER = "admin";
-/**
- * The Celery clients' user: Python programs that call Deno functions with
- * `delay()` and `send_task()` (docs/celery.md).
- */
-export const CELERY_CLIENT_USER = "celery_client";
+export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
 
 /**
  * Most queues the vhost may hold (`max-queues`), a budget every user
@@ -76,14 +69,6 @@ export const DASHBOARD_EVENT_QUEUES: readonly string[] = Object.freeze(
  * (`REPLY_QUEUE_IDLE_MS`), so this only ends queues made and left.
  */
 export const CLIENT_QUEUE_EXPIRES_MS = 10 * 60_000;
-/**
- * RabbitMQ's default user. A broker that loads definitions at start does not
- * create it; one whose data predates this setup has it with the password
- * `guest`, so the definitions give it a random password nobody keeps and no
- * tags (permissions it had stay, but it can no longer log in).
- */
-export const GUEST_USER = "guest";
-
 /** A user's permissions on the vhost `/`: regular expressions over resource names. */
 export interface Permissions {
   configure: string;
@@ -226,24 +211,38 @@ function retryPattern(delays: readonly number[] | undefined): string {
 const REPLIES = "replies\\.[0-9a-f]{32}";
 
 /**
- * The dispatcher: publishes requests through the default exchange and pings
- * to the control exchange, checks queues passively, and receives replies by
- * Direct Reply-to (which needs no permission) or, on a cluster, through a
- * reply queue of its own (`replies.<32 hex>`), which it declares, consumes
- * and deletes: that is all it may declare, consume or delete. Every
- * dispatcher shares the user, so one could read another's replies only by
- * knowing its queue's random name.
+ * The dispatcher (`deno task dispatch`, `load`, `status`): publishes
+ * requests through the default exchange and pings to the control exchange,
+ * and receives replies by Direct Reply-to (which needs no permission) or,
+ * on a cluster, through a reply queue of its own (`replies.<32 hex>`), which
+ * it declares, consumes and deletes: that is all it may declare, consume or
+ * delete. Every dispatcher shares the user, so one could read another's
+ * replies only by knowing its queue's random name.
+ *
+ * It checks the functions' `queues` and their dead letters passively
+ * (workers waited for, `deno task status`), which RabbitMQ 4.3.1 allows with
+ * `write` on them. Write on a queue lets a user bind it to an exchange it
+ * may read, and the only ones this user may read are its own reply-queue
+ * names, which only the administrator may publish to: no new way into a
+ * function's queue, which the dispatcher fills through the default exchange
+ * anyway. Write on the names also covers the exchange a worker declares
+ * for its queue's Celery route, which reaches that queue alone.
  */
-export const DISPATCHER_PERMISSIONS: Readonly<Permissions> = Object.freeze({
-  configure: `^${REPLIES}$`,
-  write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS})$`,
-  read: `^${REPLIES}$`,
-});
+export function dispatcherPermissions(queues: readonly string[]): Permissions {
+  queues.forEach(checkQueue);
+  const checked = queues.length === 0 ? "" : `|(${[...new Set(queues)].join("|")})(\\.dlq)?`;
+  return {
+    configure: `^${REPLIES}$`,
+    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}${checked})$`,
+    read: `^${REPLIES}$`,
+  };
+}
 
 /**
  * The operator tools: read (and remove) dead letters of any function, and
  * publish them back through the default exchange. They declare, consume or
- * purge no function queue.
+ * purge no function queue. Their passive checks are of dead-letter queues
+ * only, which `read` covers on RabbitMQ 4.3.1 and later.
  */
 export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: "^$",
@@ -254,15 +253,20 @@ export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
 const DASHBOARD_QUEUE = `dashboard\\.events\\.[0-${DASHBOARD_EVENT_QUEUES.length - 1}]`;
 
 /**
- * `deno task dashboard`: watches and changes nothing. It reads queue depths
- * and consumers by passive declarations (no permission), receives task
+ * `deno task dashboard`: watches and changes nothing. It receives task
  * events on an exclusive queue of its own (one of
  * {@linkcode DASHBOARD_EVENT_QUEUES}: declared, bound (write on it, read on
- * the events exchange) and consumed),
- * and pings workers through the control exchange, which answer on Direct
- * Reply-to (no permission). It reads no function queue or dead letter,
- * publishes no request, and has no management API tag. Replays go through
- * the operator user.
+ * the events exchange) and consumed), and pings workers through the control
+ * exchange, which answer on Direct Reply-to (no permission). It reads no
+ * function queue or dead letter, publishes no request, and has no
+ * management API tag. Replays go through the operator user.
+ *
+ * It reads queue depths and consumers by passive declarations, which
+ * RabbitMQ 4.3.1 refuses it: any permission on a function's queue would do,
+ * but `write` would let it bind that queue to the events exchange it reads,
+ * pouring every task event into the function's queue, and `read` or
+ * `configure` would let it drain or delete it. So it has none, and on 4.3.1
+ * and later shows no depths (docs/dashboard.md).
  */
 export const DASHBOARD_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: `^${DASHBOARD_QUEUE}$`,

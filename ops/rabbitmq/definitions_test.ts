@@ -10,7 +10,7 @@ import {
   CLIENT_QUEUE_EXPIRES_MS,
   DASHBOARD_EVENT_QUEUES,
   DASHBOARD_PERMISSIONS,
-  DISPATCHER_PERMISSIONS,
+  dispatcherPermissions,
   MAX_QUEUES,
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
@@ -71,8 +71,8 @@ Deno.test("workerPermissions() covers the function's own queues and nothing of a
   assert.throws(() => workerPermissions("queue.*"), TypeError);
 });
 
-Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consume or delete only reply queues", () => {
-  const d = DISPATCHER_PERMISSIONS;
+Deno.test("dispatcherPermissions() publish requests and pings, and declare, consume or delete only reply queues", () => {
+  const d = dispatcherPermissions(["queue_a", "queue_b"]);
   const own = replyQueueName();
   assert.match(own, REPLY_QUEUE_PATTERN);
   assert.ok(allows(d, "configure", own), "declares and deletes its reply queue");
@@ -96,12 +96,79 @@ Deno.test("DISPATCHER_PERMISSIONS publish requests and pings, and declare, consu
     assert.ok(!allows(d, "configure", queue), `no configure on ${queue}`);
     assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
   }
-  assert.ok(!allows(d, "write", "queue_a"), "cannot bind function queues");
   for (const other of [workerPermissions("queue_a"), OPERATOR_PERMISSIONS]) {
     assert.ok(!allows(other, "read", own), "no worker or operator reads a caller's replies");
     assert.ok(!allows(other, "configure", own), "nor declares or deletes its reply queue");
   }
   assert.ok(!allows(d, "write", "amq.topic"));
+  assert.throws(() => dispatcherPermissions(["queue.*"]), TypeError);
+});
+
+Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactly the queues it checks", () => {
+  // What each tool inspects: dispatch and load wait for workers on the work
+  // queues, status counts those and their dead letters, dlq its dead letters.
+  const queues = ["queue_a", "queue_b", "queue_c"];
+  const any = (p: Permissions, name: string) =>
+    allows(p, "configure", name) || allows(p, "write", name) || allows(p, "read", name);
+  const dispatcher = dispatcherPermissions(queues);
+  for (const queue of queues) {
+    for (const checked of [queue, `${queue}.dlq`]) {
+      assert.ok(allows(dispatcher, "write", checked), `dispatcher checks ${checked}`);
+      assert.ok(!allows(dispatcher, "configure", checked), `dispatcher cannot delete ${checked}`);
+      assert.ok(!allows(dispatcher, "read", checked), `dispatcher cannot drain ${checked}`);
+    }
+    assert.ok(allows(OPERATOR_PERMISSIONS, "read", `${queue}.dlq`), `operator checks ${queue}.dlq`);
+    assert.ok(!any(OPERATOR_PERMISSIONS, queue), `operator has nothing on ${queue}`);
+  }
+  for (const name of ["queue_d", "queue_a.retry.200", "queue_a.control.0a1b2c3d", "queue_ab"]) {
+    assert.ok(!allows(dispatcher, "write", name), `dispatcher has nothing on ${name}`);
+  }
+  assert.deepEqual(
+    dispatcherPermissions([]).write,
+    "^(amq\\.default|tasks\\.control|tasks\\.events)$",
+    "no function, no queue",
+  );
+
+  // Write on a queue lets a user bind it to an exchange it may read, and a
+  // binding is a way in for whoever publishes to that exchange. The
+  // dispatcher may read its reply-queue names only, and no user of the
+  // stack but the administrator may publish to one of those.
+  const sample = replyQueueName();
+  const stackExchanges = [
+    "amq.default",
+    "amq.direct",
+    "amq.fanout",
+    "amq.topic",
+    "amq.headers",
+    "amq.match",
+    "tasks.control",
+    "tasks.events",
+    ...queues, // the Celery route of each queue
+  ];
+  for (const exchange of stackExchanges) {
+    assert.ok(!allows(dispatcher, "read", exchange), `dispatcher cannot bind from ${exchange}`);
+  }
+  const others = {
+    worker: workerPermissions("queue_a"),
+    celeryWorker: celeryWorkerPermissions("queue_c"),
+    celeryClient: celeryClientPermissions(["queue_a", "queue_b"]),
+    operator: OPERATOR_PERMISSIONS,
+    dashboard: DASHBOARD_PERMISSIONS,
+    dispatcher,
+  };
+  for (const [who, permissions] of Object.entries(others)) {
+    assert.ok(!allows(permissions, "write", sample), `${who} cannot publish to ${sample}`);
+  }
+
+  // The dashboard reads the events exchange: write on a function's queue
+  // would let it bind that queue there and pour task events into it, and
+  // read or configure would let it drain or delete it. It gets none.
+  assert.ok(allows(DASHBOARD_PERMISSIONS, "read", "tasks.events"));
+  for (const queue of queues) {
+    for (const name of [queue, `${queue}.dlq`]) {
+      assert.ok(!any(DASHBOARD_PERMISSIONS, name), `dashboard has nothing on ${name}`);
+    }
+  }
 });
 
 Deno.test("OPERATOR_PERMISSIONS read any function's dead letters and republish, nothing else", () => {
@@ -297,7 +364,7 @@ Deno.test("operator policies cover every name a client may declare and the budge
   for (
     const [permissions, sample] of [
       [celeryClientPermissions(["queue_a"]), crypto.randomUUID()],
-      [DISPATCHER_PERMISSIONS, replyQueueName()],
+      [dispatcherPermissions(["queue_a"]), replyQueueName()],
     ] as const
   ) {
     assert.ok(allows(permissions, "configure", sample));

@@ -22,14 +22,17 @@
  * It prints what it did, never a password.
  *
  *   deno run --allow-read=secrets --allow-write=secrets ops/rabbitmq/secrets_init.ts \
- *     --dir secrets --worker-owner 65532:65532 --function task_a=queue_a \
- *     --celery-function task_c=queue_c --celery-client
+ *     --dir secrets --worker-owner 65532:65532 --function USER=QUEUE \
+ *     --celery-function USER=QUEUE --celery-client
  *
- * `--function` is a Deno function (its workers' user), `--celery-function`
- * a function served by a Celery worker (that worker's user, read by the
- * Celery worker container as the workers' files are), and `--celery-client`
- * adds the user of Celery clients that call the Deno functions
- * (`celery_client`, read by the directory's owner, as the dispatcher's).
+ * `--function` is a Deno function's: the broker user of its workers and its
+ * queue, `--celery-function` a function's served by a Celery worker (that
+ * worker's user, read by the Celery worker container as the workers' files
+ * are), and `--celery-client` adds the user of Celery clients that call the
+ * Deno functions (`celery_client`, read by the directory's owner, as the
+ * dispatcher's). compose.yaml's flags are made from functions/registry.yaml
+ * by `deno task manifests`, where a function's user is its name unless its
+ * entry names another.
  *
  * @module
  */
@@ -37,26 +40,29 @@
 import { parseArgs } from "node:util";
 import {
   ADMIN_PERMISSIONS,
-  ADMIN_USER,
   buildDefinitions,
-  CELERY_CLIENT_USER,
   celeryClientPermissions,
   celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
-  DASHBOARD_USER,
-  DISPATCHER_PERMISSIONS,
-  DISPATCHER_USER,
+  dispatcherPermissions,
   type FunctionQueue,
-  GUEST_USER,
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
-  OPERATOR_USER,
   type Permissions,
   type User,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
 import { RETRY_DELAYS_MS } from "../../core/contract/names.ts";
+import {
+  ADMIN_USER,
+  CELERY_CLIENT_USER,
+  DASHBOARD_USER,
+  DISPATCHER_USER,
+  GUEST_USER,
+  OPERATOR_USER,
+  STACK_USERS,
+} from "../../core/contract/users.ts";
 import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
 import { generatePassword, hashPassword } from "./hash_password.ts";
 
@@ -129,18 +135,18 @@ interface Account {
 
 function accountsFor(options: InitSecretsOptions): Account[] {
   const { functions } = options;
-  const seen = new Set<string>([
-    ADMIN_USER,
-    DISPATCHER_USER,
-    OPERATOR_USER,
-    DASHBOARD_USER,
-    GUEST_USER,
-    CELERY_CLIENT_USER,
-  ]);
+  const seen = new Set<string>(STACK_USERS);
   const queues = new Set<string>();
+  // The dispatcher checks every function's queue passively, Celery's too.
+  const checked = [...functions, ...options.celeryFunctions ?? []].map((f) => f.queue);
   const accounts: Account[] = [
     { user: ADMIN_USER, tags: ["administrator"], permissions: ADMIN_PERMISSIONS, worker: false },
-    { user: DISPATCHER_USER, tags: [], permissions: DISPATCHER_PERMISSIONS, worker: false },
+    {
+      user: DISPATCHER_USER,
+      tags: [],
+      permissions: dispatcherPermissions(checked.filter((q) => NAME_PATTERN.test(q))),
+      worker: false,
+    },
     { user: OPERATOR_USER, tags: [], permissions: OPERATOR_PERMISSIONS, worker: false },
     { user: DASHBOARD_USER, tags: [], permissions: DASHBOARD_PERMISSIONS, worker: false },
   ];
@@ -166,7 +172,9 @@ function accountsFor(options: InitSecretsOptions): Account[] {
     }
     if (seen.has(name)) {
       throw new TypeError(
-        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${ADMIN_USER}, ${DISPATCHER_USER}, ${OPERATOR_USER}, ${DASHBOARD_USER}, ${CELERY_CLIENT_USER} and ${GUEST_USER}`,
+        `Cannot create a user for function '${name}' as that user exists already: give each function a name of its own, other than ${
+          STACK_USERS.join(", ")
+        }`,
       );
     }
     if (queues.has(queue)) {
@@ -324,7 +332,7 @@ function parseFunction(text: string, flag: string): FunctionQueue {
   const [name, queue, ...rest] = text.split("=");
   if (!name || !queue || rest.length > 0) {
     throw new TypeError(
-      `Cannot use ${flag} '${text}': give function=queue, such as task_a=queue_a`,
+      `Cannot use ${flag} '${text}': give user=queue, such as task_a=queue_a`,
     );
   }
   return { name, queue };

@@ -245,8 +245,8 @@ Deno.test("main() exits 2 for bad arguments", async () => {
   }
   assert.deepEqual(errors, [
     "secrets-init: Cannot run without --dir: name the secrets directory",
-    "secrets-init: Cannot use --function 'task_a': give function=queue, such as task_a=queue_a",
+    "secrets-init: Cannot use --function 'task_a': give user=queue, such as task_a=queue_a",
     "secrets-init: Cannot use --worker-owner 'nobody': give uid:gid, such as 65532:65532",
-    "secrets-init: Cannot use --celery-function 'task_c': give function=queue, such as task_a=queue_a",
+    "secrets-init: Cannot use --celery-function 'task_c': give user=queue, such as task_a=queue_a",
   ]);
 });

@@ -1,36 +1,31 @@
 /**
  * `deno task new <name>`: adds a function to the project, end to end. It
- * writes `functions/<name>.ts` and `functions/<name>_test.ts`, adds the
- * function (and a scenario) to test-config.yml, its worker, user, secret
- * and secrets-init flag to compose.yaml, its worker on every node to
- * compose.cluster.yaml, its service and secret to stack.yaml, its file to
- * deno.json's `lock:worker`, and its Kubernetes manifests
- * (`deno task manifests`). It overwrites nothing: a name or file that
- * exists stops it before it writes anything.
+ * writes `functions/<name>.ts` and `functions/<name>_test.ts`, the
+ * function's entry in functions/registry.yaml and a scenario in
+ * test-config.yml, then makes the deployment files from the registry with
+ * the code of `deno task manifests`. It overwrites nothing: a name or file
+ * that exists, or a name the deployments cannot take, stops it before it
+ * writes anything.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { readFunctions } from "../kubernetes/read_functions.ts";
-import { writeFunctionManifests } from "../kubernetes/write_function_manifests.ts";
-import { type NewFunction, planNewFunction } from "./plan_new_function.ts";
-import {
-  passwordSecretOf,
-  PROJECT_PATHS,
-  type ProjectFiles,
-  readProjectFiles,
-  workerServiceOf,
-} from "./project_files.ts";
-import { functionModule, functionTest } from "./templates.ts";
+import { ConfigError } from "../../core/config_error.ts";
+import { DEFAULT_REGISTRY } from "../../core/registry.ts";
+import { FUNCTIONS_DIR, generateManifests, projectAt } from "../manifests/generate.ts";
+import { writeManifests } from "../manifests/main.ts";
+import { addFunction, TEST_CONFIG } from "./add_function.ts";
+import { functionModule, functionTest, type NewFunction } from "./templates.ts";
 
 const HELP = `Usage: deno task new <name> [--queue QUEUE]
 
 Adds the function <name> to the project: functions/<name>.ts and a test
-beside it, its entry and a scenario in test-config.yml, its worker service,
-broker user, password secret and secrets-init flag in compose.yaml, its
-worker in compose.cluster.yaml and stack.yaml, deno.json's lock:worker, and
-its Kubernetes manifests under ops/kubernetes/functions/<name>/.
+beside it, its entry in functions/registry.yaml and a scenario in
+test-config.yml; then, as 'deno task manifests' does, its worker service,
+broker user and password secret in compose.yaml, its worker in
+compose.cluster.yaml and stack.yaml, and its Kubernetes manifests under
+ops/kubernetes/functions/<name>/.
 
 Options:
   --queue QUEUE  the queue it consumes (default: <name>)
@@ -105,12 +100,21 @@ export async function main(
       io.out(HELP);
       return 0;
     }
-    const files = await readProjectFiles(root);
-    const plan = planNewFunction(files, fn);
+    const project = projectAt(root);
+    const read = async (path: string) => {
+      const text = await project.read(path);
+      if (text === undefined) {
+        throw new UsageError(
+          `Cannot add a function as ${path} does not exist: run this in the project's root`,
+        );
+      }
+      return text;
+    };
+    const added = addFunction(await read(DEFAULT_REGISTRY), await read(TEST_CONFIG), fn);
     const created = [
       `functions/${fn.name}.ts`,
       `functions/${fn.name}_test.ts`,
-      `ops/kubernetes/functions/${fn.name}`,
+      `${FUNCTIONS_DIR}/${fn.name}`,
     ];
     for (const path of created) {
       if (await exists(new URL(path, root))) {
@@ -119,30 +123,24 @@ export async function main(
         );
       }
     }
+    // Everything the registry makes, in memory first: a name the
+    // deployments cannot take stops here, before anything is written.
+    await generateManifests(added.registry, project);
+
     const write = (path: string, text: string, createNew = false) =>
       Deno.writeTextFile(new URL(path, root), text, { createNew });
     await write(created[0], functionModule(fn), true);
     await write(created[1], functionTest(fn), true);
-    for (const [key, path] of Object.entries(PROJECT_PATHS)) {
-      await write(path, plan.files[key as keyof ProjectFiles]);
-    }
-    const functionsDir = new URL("ops/kubernetes/functions", root).pathname;
-    await writeFunctionManifests(readFunctions(plan.files.testConfig), functionsDir);
+    await write(DEFAULT_REGISTRY, added.registryText);
+    await write(TEST_CONFIG, added.testConfigText);
+    const { written } = await writeManifests(root);
 
-    const service = workerServiceOf(fn.name);
     io.out(`Added function '${fn.name}' on queue '${fn.queue}':`);
     io.out(`  created  ${created[0]} (the handler: replace it with the function's work)`);
     io.out(`  created  ${created[1]}`);
-    io.out(`  updated  test-config.yml (functions.${fn.name}, scenario ${fn.name})`);
-    io.out(
-      `  updated  compose.yaml (service ${service}, secret ${
-        passwordSecretOf(fn.name)
-      }, secrets-init --function=${fn.name}=${fn.queue})`,
-    );
-    io.out(`  updated  compose.cluster.yaml (service ${service} on every node)`);
-    io.out(`  updated  stack.yaml (service ${service}, secret ${passwordSecretOf(fn.name)})`);
-    io.out(`  updated  deno.json (lock:worker caches functions/${fn.name}.ts)`);
-    io.out(`  created  ${created[2]}/ (deno task manifests)`);
+    io.out(`  updated  ${DEFAULT_REGISTRY} (functions.${fn.name})`);
+    io.out(`  updated  ${TEST_CONFIG} (scenario ${fn.name})`);
+    for (const path of written) io.out(`  wrote    ${path} (deno task manifests)`);
     io.out("Next:");
     io.out(`  deno test functions/${fn.name}_test.ts`);
     io.out(`  deno task dispatch --local --scenario ${fn.name}`);
@@ -150,7 +148,10 @@ export async function main(
     io.out("  deno task lock:worker   (if the function imports packages the runtime does not)");
     return 0;
   } catch (error) {
-    if (error instanceof UsageError || error instanceof TypeError) {
+    if (
+      error instanceof UsageError || error instanceof TypeError || error instanceof RangeError ||
+      error instanceof ConfigError
+    ) {
       io.err(`deno task new: ${(error as Error).message}`);
       return 2;
     }

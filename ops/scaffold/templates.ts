@@ -5,7 +5,11 @@
  * @module
  */
 
-import type { NewFunction } from "./plan_new_function.ts";
+/** A new function: its name and queue. */
+export interface NewFunction {
+  name: string;
+  queue: string;
+}
 
 /** `functions/<name>.ts`. */
 export function functionModule(fn: NewFunction): string {

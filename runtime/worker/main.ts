@@ -37,7 +37,9 @@ import { WorkerMetrics } from "./metrics.ts";
 import { runWorker, waitToReconnect } from "./run_worker.ts";
 import { SandboxError, startSandbox } from "./sandbox.ts";
 import {
+  checkDeployment,
   DEFAULT_AMQP_URL,
+  DeploymentError,
   readWorkerSettings,
   WORKER_ENV_VARS,
   WORKER_IMAGE_FILES,
@@ -90,6 +92,9 @@ Environment:
                      for deno task dashboard (default false)
   MAX_ETA_MS         longest wait a Celery eta may ask for; a later one is
                      refused (default 604800000, 7 days)
+  FUNCTION_NAME      the function its deployment runs (the deployments made
+  FUNCTION_QUEUE     from functions/registry.yaml set both): exit 2 at start
+                     when the module defines another name or queue
   OTEL_DENO          true: export OpenTelemetry traces of every task, with
                      the standard OTEL_* variables (read by Deno itself)
 `;
@@ -302,6 +307,7 @@ export async function main(args: string[]): Promise<number> {
     }
     try {
       sandbox = await startSandbox({ module, name: provisionalName, log });
+      checkDeployment(sandbox.info, settings.deployment);
     } catch (error) {
       await broker.close();
       throw error;
@@ -328,7 +334,7 @@ export async function main(args: string[]): Promise<number> {
       log,
     });
   } catch (error) {
-    if (error instanceof SandboxError) {
+    if (error instanceof SandboxError || error instanceof DeploymentError) {
       log.error((error as Error).message);
       exitCode = 2;
     } else {

@@ -7,7 +7,7 @@
  */
 
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, NAME_PATTERN } from "../../core/contract/mod.ts";
 import type { AmqpTargetSources } from "../../core/broker/amqp_target.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import { DEFAULT_DELIVERY_LIMIT } from "./start_worker.ts";
@@ -35,6 +35,8 @@ export const WORKER_ENV_VARS = [
   "METRICS_PORT",
   "TASK_EVENTS",
   "MAX_ETA_MS",
+  "FUNCTION_NAME",
+  "FUNCTION_QUEUE",
 ] as const;
 
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
@@ -84,6 +86,59 @@ export interface WorkerSettings {
   events: boolean;
   /** The longest wait a Celery eta may ask for, in ms; a later one is refused. */
   maxEtaMs: number;
+  /** The function and queue the deployment is for, where it says (see {@linkcode checkDeployment}). */
+  deployment: { name?: string; queue?: string };
+}
+
+/** A function module that is not the one its deployment runs: the worker exits 2. */
+export class DeploymentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeploymentError";
+  }
+}
+
+/**
+ * Checks the loaded function against what its deployment says it is: the
+ * deployments made from functions/registry.yaml set `FUNCTION_NAME` and
+ * `FUNCTION_QUEUE`, so a module that defines another name or queue than
+ * its registry entry (a copy left unchanged, an image built from the wrong
+ * file) stops the worker before it consumes anything. Unset, nothing is
+ * checked.
+ */
+export function checkDeployment(
+  info: { name: string; queue: string },
+  deployment: WorkerSettings["deployment"],
+): void {
+  const wrong: string[] = [];
+  if (deployment.name !== undefined && deployment.name !== info.name) {
+    wrong.push(`name '${info.name}', not '${deployment.name}' (FUNCTION_NAME)`);
+  }
+  if (deployment.queue !== undefined && deployment.queue !== info.queue) {
+    wrong.push(`queue '${info.queue}', not '${deployment.queue}' (FUNCTION_QUEUE)`);
+  }
+  if (wrong.length === 0) return;
+  throw new DeploymentError(
+    `Cannot serve this deployment as its function module defines ${
+      wrong.join(" and ")
+    }: make the module and its entry in functions/registry.yaml agree, then run 'deno task manifests' and rebuild the image`,
+  );
+}
+
+function deployedName(
+  env: (name: WorkerEnvVar) => string | undefined,
+  name: "FUNCTION_NAME" | "FUNCTION_QUEUE",
+): string | undefined {
+  const text = env(name);
+  if (text === undefined || text === "") return undefined;
+  if (!NAME_PATTERN.test(text)) {
+    throw new RangeError(
+      `Cannot start the worker as ${name} is '${
+        text.slice(0, 64)
+      }': set it to a lower_snake_case name, as functions/registry.yaml has it, or leave it unset`,
+    );
+  }
+  return text;
 }
 
 function wholeNumber(
@@ -167,6 +222,10 @@ export function readWorkerSettings(
     metricsPort: wholeNumber(env, "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
     events: oneOf(env, "TASK_EVENTS", ["true", "false"] as const, "false") === "true",
     maxEtaMs: wholeNumber(env, "MAX_ETA_MS", DEFAULT_MAX_ETA_MS, 0, MAX_ETA_MS_LIMIT),
+    deployment: {
+      name: deployedName(env, "FUNCTION_NAME"),
+      queue: deployedName(env, "FUNCTION_QUEUE"),
+    },
   };
 }
 

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
 import {
+  checkDeployment,
   DEFAULT_METRICS_PORT,
+  DeploymentError,
   readWorkerSettings,
   WORKER_ENV_VARS,
   type WorkerEnvVar,
@@ -44,6 +46,7 @@ Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
     metricsPort: DEFAULT_METRICS_PORT,
     events: false,
     maxEtaMs: 7 * 24 * 3_600_000,
+    deployment: { name: undefined, queue: undefined },
   });
 });
 
@@ -72,6 +75,8 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       METRICS_PORT: "9100",
       TASK_EVENTS: "true",
       MAX_ETA_MS: "60000",
+      FUNCTION_NAME: "task_x",
+      FUNCTION_QUEUE: "queue_x",
     })),
     {
       amqp: {
@@ -96,6 +101,7 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       metricsPort: 9100,
       events: true,
       maxEtaMs: 60_000,
+      deployment: { name: "task_x", queue: "queue_x" },
     },
   );
 });
@@ -193,4 +199,34 @@ Deno.test("readWorkerSettings() reads METRICS_PORT, 0 meaning off, and refuses b
           `Cannot start the worker as METRICS_PORT is '${bad}': set it to a whole number from 0 to 65535`,
     );
   }
+});
+
+Deno.test("readWorkerSettings() refuses a FUNCTION_NAME or FUNCTION_QUEUE that is not a name", () => {
+  assertRefused(
+    { FUNCTION_NAME: "Task A" },
+    /FUNCTION_NAME is 'Task A': set it to a lower_snake_case/,
+  );
+  assertRefused({ FUNCTION_QUEUE: "queue.*" }, /FUNCTION_QUEUE is 'queue\.\*'/);
+});
+
+Deno.test("checkDeployment() stops a module that is not the function its deployment runs", () => {
+  const info = { name: "task_a", queue: "queue_a" };
+  checkDeployment(info, {});
+  checkDeployment(info, { name: "task_a", queue: "queue_a" });
+  checkDeployment(info, { name: "task_a" });
+  assert.throws(
+    () => checkDeployment(info, { name: "task_b", queue: "queue_b" }),
+    (error: unknown) => {
+      assert.ok(error instanceof DeploymentError);
+      assert.equal(
+        error.message,
+        "Cannot serve this deployment as its function module defines name 'task_a', not 'task_b' (FUNCTION_NAME) and queue 'queue_a', not 'queue_b' (FUNCTION_QUEUE): make the module and its entry in functions/registry.yaml agree, then run 'deno task manifests' and rebuild the image",
+      );
+      return true;
+    },
+  );
+  assert.throws(
+    () => checkDeployment(info, { queue: "queue_b" }),
+    /queue 'queue_a', not 'queue_b'/,
+  );
 });

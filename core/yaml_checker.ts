@@ -1,7 +1,8 @@
 /**
  * Checking a YAML document against a schema written as code, reporting
- * every problem at once with the line and column where it is. Knows nothing
- * of test-config.yml: `load_config.ts` holds that schema.
+ * every problem at once with the line and column where it is. Knows no
+ * schema: `core/registry.ts` holds the functions' and
+ * `dispatcher/config/load_config.ts` the scenarios'.
  *
  * @module
  */
@@ -76,6 +77,12 @@ export class YamlChecker {
 
   /** Records a problem at the deepest part of `path` that exists in the file. */
   report(path: YamlPath, message: string, atKey = false): void {
+    const { line, column } = this.position(path, atKey);
+    this.problems.push({ line, column, path: formatPath(path), message });
+  }
+
+  /** Where the deepest part of `path` that exists is (its key's place when `atKey`). */
+  position(path: YamlPath, atKey = false): { line: number; column: number } {
     let offset = 0;
     for (let depth = path.length; depth >= 0; depth--) {
       const node = this.#locate(path.slice(0, depth), atKey && depth === path.length);
@@ -85,7 +92,7 @@ export class YamlChecker {
       }
     }
     const { line, col } = this.#lines.linePos(offset);
-    this.problems.push({ line, column: col, path: formatPath(path), message });
+    return { line, column: col };
   }
 
   #locate(path: YamlPath, key: boolean): Node | undefined {

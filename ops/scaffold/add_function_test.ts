@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { addFunction } from "./add_function.ts";
+
+const REGISTRY = `# The registry.
+functions:
+  task_a:
+    queue: queue_a # the first
+`;
+const CONFIG = `scenarios:
+  basic: { tasks: [{ task: task_a }] }
+`;
+
+Deno.test("addFunction() adds the entry and a scenario, keeping the files' comments", () => {
+  const added = addFunction(REGISTRY, CONFIG, { name: "resize_image", queue: "images" });
+  assert.match(added.registryText, /^# The registry\.$/m);
+  assert.match(added.registryText, /queue: queue_a # the first/);
+  assert.deepEqual(parse(added.registryText).functions.resize_image, { queue: "images" });
+  assert.equal(added.registry.functions.get("resize_image")?.service, "worker-resize-image");
+  assert.deepEqual(parse(added.testConfigText).scenarios.resize_image.tasks, [
+    {
+      task: "resize_image",
+      payload: { work_ms: 10 },
+      expect: { result: "Hello from resize_image" },
+    },
+  ]);
+});
+
+Deno.test("addFunction() refuses a bad name, a taken name or queue, with the fix", () => {
+  const refused: [string, string | undefined, RegExp][] = [
+    ["Resize-Image", undefined, /'Resize-Image' is not lower_snake_case/],
+    ["9lives", undefined, /not lower_snake_case/],
+    ["x".repeat(64), undefined, /not lower_snake_case/],
+    ["task_a", undefined, /functions\/registry\.yaml has it already: choose another name/],
+    ["dispatcher", undefined, /would make its workers' user the stack's own 'dispatcher'/],
+    ["resize_test", undefined, /would be taken for a test/],
+    ["resize", "queue_a", /'queue_a' is already the queue of task_a/],
+    ["resize", "Queue", /queue 'Queue' is not lower_snake_case/],
+  ];
+  for (const [name, queue, expected] of refused) {
+    assert.throws(
+      () => addFunction(REGISTRY, CONFIG, { name, queue: queue ?? name }),
+      (error: Error) => {
+        assert.ok(error instanceof TypeError, `${name}: ${error}`);
+        assert.match(error.message, /^Cannot create function /);
+        assert.match(error.message, expected);
+        return true;
+      },
+      name,
+    );
+  }
+});
