@@ -15,7 +15,7 @@ import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_CHROMIUM, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { launchBrowser } from "./_cdp.ts";
 import { countColor, decodePng } from "./_png.ts";
 import { type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
@@ -280,9 +280,7 @@ Deno.test({
       if (dashboard) assert.equal(await dashboard.stop("SIGTERM"), 0, dashboard.lines.join("\n"));
       for (const process of processes) await process.stop();
       const broker = await connectAmqp(AMQP_URL);
-      for (const queue of [qa, qb].flatMap((q) => [q, deadLetterQueueOf(q)])) {
-        await broker.deleteQueue(queue).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, qa, qb);
       await broker.close();
       await Deno.remove(dir, { recursive: true });
     }

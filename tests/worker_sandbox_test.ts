@@ -10,16 +10,11 @@
 import assert from "node:assert/strict";
 import { followLines, LineWatch } from "../bench/processes.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import {
-  deadLetterQueueOf,
-  encodeRequest,
-  parseReply,
-  type TaskReply,
-} from "../core/contract/mod.ts";
+import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
 import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/worker/output_budget.ts";
 import { CANARY_SECRET, writeCanary } from "./fixtures/canary.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
-import { uniqueName, waitFor } from "./_helpers.ts";
+import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const FIXTURE = "tests/fixtures/functions/escape.ts";
@@ -133,9 +128,7 @@ async function caller(queue: string) {
       return broker.publish(queue, encodeRequest("escape", payload, { taskId, replyTo }));
     },
     async close() {
-      for (const name of [queue, deadLetterQueueOf(queue)]) {
-        await broker.deleteQueue(name).catch(() => {});
-      }
+      await deleteFunctionQueues(broker, queue);
       await broker.close();
     },
   };
