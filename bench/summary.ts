@@ -197,6 +197,15 @@ function table(rows: string[][]): string[] {
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
 }
 
+/**
+ * Whether a run with `missed` targets missed fails (exit 1). A `--quick` run
+ * never does: its few short pairs check that the benchmark works, and its
+ * figures are too noisy to hold to a target.
+ */
+export function missesFail(missed: number, quick: boolean): boolean {
+  return !quick && missed > 0;
+}
+
 /** The table and each target met or missed, as lines; and how many targets were missed. */
 export function formatBench(d: BenchDocument): { lines: string[]; missed: number } {
   const rows: string[][] = [[

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { backoffDelay, type BackoffPolicy, nominalDelay } from "./backoff.ts";
+import { backoffDelay, type BackoffPolicy, nominalDelay, RECONNECT_POLICY } from "./backoff.ts";
 
 const POLICY: BackoffPolicy = { baseDelayMs: 100, factor: 2, maxDelayMs: 1000, jitter: 0.2 };
 
@@ -63,4 +63,16 @@ Deno.test("nominalDelay() stays 0 with a base delay of 0, even for late retries"
   const policy: BackoffPolicy = { baseDelayMs: 0, factor: 2, maxDelayMs: 1000, jitter: 0.2 };
   assert.equal(nominalDelay(5000, policy), 0);
   assert.equal(backoffDelay(5000, policy), 0);
+});
+
+Deno.test("RECONNECT_POLICY waits 0.5 s, doubling to 15 s, each within ±20%", () => {
+  // docs/reliability.md and docs/cluster.md promise these waits between attempts to reach a broker.
+  const nominal = [0.5, 1, 2, 4, 8, 15, 15, 15].map((s) => s * 1000);
+  const retries = nominal.map((_, i) => i + 1);
+  assert.deepEqual(retries.map((retry) => nominalDelay(retry, RECONNECT_POLICY)), nominal);
+  const lowest = retries.map((retry) => backoffDelay(retry, RECONNECT_POLICY, () => 0));
+  const highest = retries.map((retry) => backoffDelay(retry, RECONNECT_POLICY, () => 1));
+  assert.deepEqual(lowest, nominal.map((ms) => ms * 0.8));
+  assert.deepEqual(highest, nominal.map((ms) => ms * 1.2));
+  assert.ok(Object.isFrozen(RECONNECT_POLICY), "no caller can change it for the others");
 });

@@ -33,6 +33,9 @@ export const PYTHON = "/usr/bin/python3";
 /** The example Celery client and worker. */
 export const CELERY_EXAMPLES = new URL("../examples/celery/", import.meta.url);
 
+/** Celery programs made for the tests (`client_edges.py`). */
+export const CELERY_FIXTURES = new URL("./fixtures/celery/", import.meta.url).pathname;
+
 const CELERY = await run(PYTHON, ["-c", "import celery; print(celery.__version__)"], {
   timeoutMs: 20_000,
 });

@@ -4,7 +4,10 @@
  * any de-duplication; the workers' side counts the tasks they finished,
  * from their own logs. A task is lost when no reply for it ever reached the
  * wire; a duplicate reached the caller when the caller was handed more than
- * one outcome for one id.
+ * one outcome for one id. That last figure is counted only where a repeat
+ * could show: in what a program prints or saves per task (the dispatcher's
+ * `Task finished` lines, its run document), never from promises, each of
+ * which settles once whatever the wire carried.
  *
  * @module
  */
@@ -75,8 +78,11 @@ export interface FaultFigures {
   lost: number;
   /** Replies on the wire beyond the first for an id (a redelivered task answered twice). */
   duplicates_on_wire: number;
-  /** Outcomes handed to the caller beyond the first for an id: must be 0. */
-  duplicates_to_caller: number;
+  /**
+   * Outcomes handed to the caller beyond the first for an id: must be 0.
+   * Present only when the tally was given outcomes that can repeat.
+   */
+  duplicates_to_caller?: number;
   /** Tasks the workers logged as finished, retries and re-runs included. */
   finished_by_workers: number;
 }
@@ -85,13 +91,15 @@ export interface FaultFigures {
 export function tallyFaults(input: {
   sent: readonly string[];
   wire: WireLog;
-  /** The task id of each outcome the caller was handed. */
-  handed: readonly string[];
+  /**
+   * The task id of each outcome the caller was handed, one per line or
+   * entry of its output, where a repeat would show; left out for calls
+   * whose outcome is a promise.
+   */
+  handed?: readonly string[];
   /** Finished tasks per id, from the workers' logs. */
   finished: Map<string, number>;
 }): FaultFigures {
-  const handed = new Map<string, number>();
-  for (const id of input.handed) handed.set(id, (handed.get(id) ?? 0) + 1);
   const excess = (counts: Map<string, number>) =>
     [...counts.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0);
   const sent = new Set(input.sent);
@@ -100,9 +108,15 @@ export function tallyFaults(input: {
     completed: [...sent].filter((id) => input.wire.succeeded.has(id)).length,
     lost: [...sent].filter((id) => !input.wire.replies.has(id)).length,
     duplicates_on_wire: excess(input.wire.replies),
-    duplicates_to_caller: excess(handed),
+    ...(input.handed && { duplicates_to_caller: excess(countIds(input.handed)) }),
     finished_by_workers: [...input.finished.entries()]
       .filter(([id]) => sent.has(id))
       .reduce((sum, [, n]) => sum + n, 0),
   };
+}
+
+function countIds(ids: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
 }

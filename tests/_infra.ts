@@ -67,7 +67,8 @@ async function findChromium(): Promise<string | undefined> {
 }
 
 const HAS_RABBITMQ = await reachable(AMQP_URL);
-const HAS_DOCKER = await dockerRuns() && await opensslRuns();
+const HAS_OPENSSL = await opensslRuns();
+const HAS_DOCKER = HAS_OPENSSL && await dockerRuns();
 const told = new Set<string>();
 
 function gate(available: boolean, what: string, howTo: string): boolean {
@@ -99,4 +100,11 @@ export const NEEDS_CHROMIUM = gate(
   CHROMIUM !== undefined,
   "browser",
   "no Chromium found. Install it (apt-get install -y chromium) or set CHROMIUM to its path.",
+);
+
+/** `ignore` for tests that make certificates with openssl (no broker or Docker needed). */
+export const NEEDS_OPENSSL = gate(
+  HAS_OPENSSL,
+  "certificate",
+  "no openssl found. Install it (apt-get install -y openssl).",
 );

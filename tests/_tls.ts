@@ -42,7 +42,13 @@ async function makeCa(dir: string, name: string, subject: string): Promise<void>
   ]);
 }
 
-async function makeSigned(dir: string, name: string, subject: string, extensions: string) {
+async function makeSigned(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+  days = 1,
+) {
   await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
   // deno-fmt-ignore
   await openssl(dir, [
@@ -52,7 +58,7 @@ async function makeSigned(dir: string, name: string, subject: string, extensions
   // deno-fmt-ignore
   await openssl(dir, [
     "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key",
-    "-CAcreateserial", "-days", "1", "-out", `${name}.pem`, "-extfile", `${name}.ext`,
+    "-CAcreateserial", "-days", String(days), "-out", `${name}.pem`, "-extfile", `${name}.ext`,
   ]);
 }
 
@@ -82,4 +88,40 @@ export async function makeTestPki(dir: string, hostNames: string[]): Promise<Tes
     clientCert: `${dir}/client.pem`,
     clientKey: `${dir}/client.key`,
   };
+}
+
+/** A certificate and its key. */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+/**
+ * Options for {@linkcode makeServerCertificate}.
+ */
+export interface ServerCertificateOptions {
+  /** The host names it names (`DNS:`), and nothing else. */
+  hostNames: string[];
+  /** Its validity from now, in days; -1 makes one that expired a day ago. @default {1} */
+  days?: number;
+}
+
+/**
+ * Makes `<name>.pem` and `<name>.key` in `dir`, a server certificate signed
+ * by the CA of {@linkcode makeTestPki} made there before.
+ */
+export async function makeServerCertificate(
+  dir: string,
+  name: string,
+  options: ServerCertificateOptions,
+): Promise<CertificateFiles> {
+  const names = options.hostNames.map((host) => `DNS:${host}`).join(",");
+  await makeSigned(
+    dir,
+    name,
+    `/CN=${options.hostNames[0]}`,
+    `subjectAltName=${names}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
+    options.days ?? 1,
+  );
+  return { cert: `${dir}/${name}.pem`, key: `${dir}/${name}.key` };
 }

@@ -28,12 +28,14 @@ import { run } from "../bench/peers/_process.ts";
 import {
   assertCeleryHere,
   CELERY_EXAMPLES,
+  CELERY_FIXTURES,
   createCeleryVhost,
   NEEDS_CELERY,
   PYTHON,
   startCeleryWorker,
 } from "./_celery.ts";
 import { waitFor } from "./_helpers.ts";
+import { AMQP_URL } from "./_infra.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
@@ -125,6 +127,115 @@ Deno.test({
             await intruder.close();
             await admin.close();
           }
+        },
+      );
+
+      const edges = async (user: string, ...args: string[]) => {
+        const client = await run(PYTHON, [`${CELERY_FIXTURES}client_edges.py`, ...args], {
+          cwd: CELERY_EXAMPLES,
+          env: {
+            CELERY_BROKER_URL: user,
+            PYTHONPATH: CELERY_EXAMPLES.pathname,
+            PYTHONDONTWRITEBYTECODE: "1",
+          },
+          timeoutMs: 120_000,
+        });
+        assert.ok(client.success, `${client.stdout}\n${client.stderr}`);
+        return client.stdout.split("\n");
+      };
+
+      await t.step(
+        "a Celery time_limit, else soft_time_limit, caps the attempt of a Deno function",
+        async () => {
+          // 3 s of work as the last attempt: only a limit of 1 s makes it fail.
+          const lines = await edges(vhost.url(users.client), "limits");
+          assert.equal(lines.length, 3, lines.join("\n"));
+          assert.match(lines[0], /^time_limit=1: raised TaskTimeout: /);
+          assert.match(lines[1], /^soft_time_limit=1: raised TaskTimeout: /);
+          assert.equal(
+            lines[2],
+            "time_limit=60 soft_time_limit=1: returned 'Hello from Task A'",
+            "time_limit (hard) wins over soft_time_limit",
+          );
+        },
+      );
+
+      await t.step("ignore_result=True: the task runs and no reply is sent", async () => {
+        const client = await connectAmqp(vhost.url(users.client), {
+          connectionName: "celery-test",
+        });
+        const replies = crypto.randomUUID();
+        try {
+          await client.declareQueue(replies);
+          const request = (taskId: string, ignoreResult: boolean) => {
+            const message = encodeCeleryRequest("tasks.task_a", { work_ms: 0 }, {
+              taskId,
+              replyTo: replies,
+            });
+            message.properties.headers!.ignore_result = ignoreResult;
+            return message;
+          };
+          // One worker, one task at a time: the first is settled, its reply
+          // (if any) confirmed, before the second is delivered.
+          await client.publishToExchange("queue_a", request("ignored", true), "queue_a");
+          await client.publishToExchange("queue_a", request("answered", false), "queue_a");
+          await waitFor(
+            async () => ((await client.inspectQueue(replies))?.messages ?? 0) > 0,
+            "the second task's reply",
+            20_000,
+            100,
+          );
+          const first = await client.get(replies);
+          assert.equal(first?.properties.correlationId, "answered", "no reply came before it");
+          client.ack(first!);
+          assert.equal(await client.get(replies), null);
+          assert.ok(
+            workerA.lines.some((line) =>
+              line.includes('"msg":"Task succeeded"') && line.includes('"task_id":"ignored"')
+            ),
+            "the task whose result is ignored ran",
+          );
+        } finally {
+          await client.deleteQueue(replies).catch(() => {});
+          await client.close();
+        }
+      });
+
+      await t.step(
+        "a result backend other than rpc:// gets no result, though the task runs",
+        async () => {
+          const taskId = crypto.randomUUID();
+          const lines = await edges(vhost.url(users.client), "backend", taskId);
+          assert.deepEqual(lines, ["cache backend: no result (TimeoutError)"]);
+          assert.ok(
+            workerA.lines.some((line) =>
+              line.includes('"msg":"Task succeeded"') && line.includes(`"task_id":"${taskId}"`)
+            ),
+            "the task ran on the Deno worker",
+          );
+        },
+      );
+
+      await t.step(
+        "Celery's remote control: refused to celery_client; for a user allowed it, Deno workers neither answer nor obey it",
+        async () => {
+          const refused = await edges(vhost.url(users.client), "control");
+          assert.match(
+            refused[0],
+            /^inspect ping: raised AccessRefused: .*ACCESS_REFUSED .*celery\.pidbox/,
+            refused.join("\n"),
+          );
+          assert.match(refused[1], /^revoke: raised AccessRefused: .*'celery\.pidbox'/);
+          // An administrator may use it: no worker answers the ping (the Deno
+          // workers do not listen, the example Celery worker's user may not),
+          // and the revoked task still runs on the Deno worker.
+          const allowed = await edges(
+            vhost.url(decodeURIComponent(new URL(AMQP_URL).username)),
+            "control",
+          );
+          assert.equal(allowed[0], "inspect ping: None", allowed.join("\n"));
+          assert.equal(allowed[1], "revoke: None");
+          assert.equal(allowed[2], "revoked task: returned 'Hello from Task A'");
         },
       );
 

@@ -7,8 +7,10 @@
  * between two replies) is printed.
  *
  * Before the kills: every function's work, dead-letter and retry queue is a
- * quorum queue with a member on each node, and `deno task dispatch` runs
- * over the cluster.
+ * quorum queue with a member on each node, each node runs with
+ * `pause_minority`, and `deno task dispatch` runs over the cluster. While
+ * the first node is away, a caller declares its reply queue: two of its
+ * members are online then, and the third once the node is back.
  */
 
 import assert from "node:assert/strict";
@@ -18,6 +20,7 @@ import { deployedFunctions } from "../ops/manifests/generate.ts";
 import { createStack } from "./_compose.ts";
 import {
   acknowledged,
+  type ApiQueue,
   listQueues,
   type LoadDocument,
   NODE_SERVICES,
@@ -61,6 +64,20 @@ Deno.test({
         const queue = members.find((q) => q.name === name)!;
         assert.deepEqual([...queue.members!].sort(), NODES, `${name} is on every node`);
       }
+      // The running nodes hold the split policy, not only the file (a split
+      // itself is not tested: see docs/cluster.md).
+      for (const service of NODE_SERVICES) {
+        const setting = await stack.compose([
+          "exec",
+          "-T",
+          service,
+          "rabbitmqctl",
+          "-q",
+          "eval",
+          "application:get_env(rabbit, cluster_partition_handling).",
+        ]);
+        assert.equal(setting.stdout.trim(), "{ok,pause_minority}", `${service}: ${setting.text}`);
+      }
 
       const dispatch = await runDeno([
         "task",
@@ -81,6 +98,43 @@ Deno.test({
         .filter((name) => /\.retry\.\d+$/.test(name));
       assert.ok(retryQueues.length > 0, "the retries made a retry queue");
       await waitForFullMembership(stack, retryQueues, 0);
+
+      const clientOptions = (first: number) => ({
+        url: urlFrom(first),
+        functions: Object.fromEntries(functions.map(({ name, queue }) => [name, queue])),
+        env: (name: string) => ({ SECRETS_DIR: stack.secretsDir } as Record<string, string>)[name],
+      });
+      const replyQueues = async (node: number) =>
+        (await listQueues(stack, node)).filter((q) => q.name.startsWith("replies."));
+      const callerDuringOutage = async (node: number, away: number) => {
+        const before = new Set((await replyQueues(node)).map((q) => q.name));
+        const client = await connect({ ...clientOptions(node), replies: "queue" });
+        try {
+          let queue: ApiQueue | undefined;
+          await waitFor(
+            async () => {
+              [queue] = (await replyQueues(node)).filter((q) => !before.has(q.name));
+              return queue !== undefined;
+            },
+            "the caller's reply queue listed",
+            30_000,
+            250,
+          );
+          assert.ok(queue);
+          assert.equal(queue.type, "quorum");
+          // RabbitMQ 4.0 makes the away node a member too; its member is not
+          // online until the node is back and has caught up.
+          assert.deepEqual(
+            [...queue.online ?? []].sort(),
+            NODES.filter((_, i) => i !== away),
+            `declared with ${NODES[away]} away: members ${queue.members}, online ${queue.online}`,
+          );
+          return { client, queue: queue.name };
+        } catch (error) {
+          await client.close();
+          throw error;
+        }
+      };
 
       const rounds: { node: string; document: LoadDocument }[] = [];
       for (let node = 0; node < 3; node++) {
@@ -126,8 +180,12 @@ Deno.test({
         assert.match(stderr, /Reconnected to the broker after \d+ ms/);
         rounds.push({ node: NODE_SERVICES[node], document });
 
+        // A caller that starts while the node is away: its reply queue has
+        // two members online, and its third once the node returns.
+        const late = node === 0 ? await callerDuringOutage(watcher, node) : undefined;
         await docker(["start", container]);
-        await waitForFullMembership(stack, queues, watcher);
+        await waitForFullMembership(stack, [...queues, ...late ? [late.queue] : []], watcher);
+        await late?.client.close();
       }
 
       // The other end: what the workers ran, by their logs and their counters.
@@ -141,11 +199,7 @@ Deno.test({
       assert.equal(account.succeeded.size, expected, "every task of the runs, once");
       assert.ok(account.lostConnections >= 2, "the workers lost their nodes too");
 
-      const client = await connect({
-        url: urlFrom(0),
-        functions: Object.fromEntries(functions.map(({ name, queue }) => [name, queue])),
-        env: (name) => ({ SECRETS_DIR: stack.secretsDir } as Record<string, string>)[name],
-      });
+      const client = await connect(clientOptions(0));
       try {
         const { workers: pongs } = await client.ping({ timeoutMs: 5000 });
         assert.equal(pongs.length, workers.length, "every worker answers");

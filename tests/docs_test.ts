@@ -317,3 +317,68 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
   }
   assert.deepEqual([...rows.keys()].sort(), Object.keys(granted).sort(), "one row per user");
 });
+
+/** The pages that give each promise the test that proves it. */
+const PROOF_PAGES = ["docs/reliability.md", "docs/security.md"];
+
+/**
+ * Tests cited as `` `path_test.ts` "a name", "another name" ``; a path
+ * alone cites the file.
+ */
+const CITATION = /`([\w./-]+_test\.ts)`((?:,?\s+"[^"]+")*)/g;
+
+/**
+ * The names `source` gives its tests and steps (`Deno.test`, `t.step`, a
+ * `conformance` case, `name:`), each as a pattern: `${...}` in a name, filled
+ * in when the test runs, matches any text.
+ */
+export function testNames(source: string): RegExp[] {
+  const literal =
+    /(?:Deno\.test\(|name:|\.step\(|conformance\()\s*(["'`])((?:\\.|(?!\1)[^\\])*)\1/g;
+  return [...source.matchAll(literal)].map(([, , name]) => {
+    const parts = name.split(/\$\{[^}]*\}/).map((part) =>
+      part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    );
+    return new RegExp(`^${parts.join(".+")}$`);
+  });
+}
+
+Deno.test("testNames() reads names as written and fills in none of a template", () => {
+  const names = testNames(`Deno.test("a b", () => {}); Deno.test({ name:\n "c (d)" });
+    await t.step(\`e \${x} f\`, () => {});`);
+  assert.ok(names[0].test("a b") && !names[0].test("a bc"));
+  assert.ok(names[1].test("c (d)"));
+  assert.ok(names[2].test("e 4.0.5 f") && !names[2].test("e  g"));
+});
+
+Deno.test("docs/security.md and docs/reliability.md cite only test files and test names that exist", async () => {
+  for (const path of PROOF_PAGES) {
+    const text = PAGES.find((page) => page.path === path)!.text.replaceAll("\\|", "|");
+    // A name in prose may be wrapped over lines.
+    const cited = [...text.matchAll(CITATION)].flatMap(([, file, names]) => [
+      { file, name: undefined as string | undefined },
+      ...[...names.matchAll(/"([^"]+)"/g)].map(([, name]) => ({
+        file,
+        name: name.replace(/\s+/g, " "),
+      })),
+    ]);
+    assert.ok(
+      cited.filter(({ name }) => name !== undefined).length >= 40,
+      `${path} names the tests that prove its promises`,
+    );
+    const missing: string[] = [];
+    for (const { file, name } of cited) {
+      let source: string;
+      try {
+        source = await Deno.readTextFile(new URL(file, ROOT));
+      } catch {
+        missing.push(`${file}: no such file`);
+        continue;
+      }
+      if (name !== undefined && !testNames(source).some((pattern) => pattern.test(name))) {
+        missing.push(`${file}: no test named "${name}"`);
+      }
+    }
+    assert.deepEqual(missing, [], `${path} cites what is not there: rename it in the page too`);
+  }
+});

@@ -1,18 +1,21 @@
 /**
  * The fault figures are honest: against the RabbitMQ at `AMQP_URL`, the
  * same tally that reports 0 lost and 0 duplicates for the real worker and
- * client reports them non-zero for a worker and a client broken on purpose.
+ * dispatcher reports them non-zero for a worker and a client broken on
+ * purpose.
  */
 
 import assert from "node:assert/strict";
-import type { Broker } from "../core/broker/broker.ts";
+import type { Broker, Delivery } from "../core/broker/broker.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { encodeReply, encodeRequest, type Message, parseRequest } from "../core/contract/mod.ts";
+import { encodeReply, type Message, parseRequest } from "../core/contract/mod.ts";
 import { RpcClient } from "../client/rpc_client.ts";
+import type { RunDocument } from "../dispatcher/run_document.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
-import { startWorkerProcess } from "./_processes.ts";
+import { runDeno, startWorkerProcess } from "./_processes.ts";
+import { withTempDir } from "./_temp_dir.ts";
 
 const COUNT = 12;
 
@@ -21,22 +24,39 @@ async function run(queue: string, workMs: number, onStarted?: (taskId: string) =
   const { broker, wire } = tapReplies(await connectAmqp(AMQP_URL));
   const client = await RpcClient.open(broker);
   const ids = Array.from({ length: COUNT }, (_, i) => `${queue}-${i}`);
-  const handed: string[] = [];
   const done = Promise.all(ids.map((taskId) =>
     client.call(queue, "task_a", { work_ms: workMs }, {
       taskId,
       timeoutMs: 15_000,
       onProgress: (p) => p.event === "started" && onStarted?.(taskId),
-    }).then((outcome) => {
-      if (outcome.kind === "reply") handed.push(outcome.taskId);
     })
   ));
-  return { broker, client, wire, ids, handed, done };
+  return { broker, client, wire, ids, done };
 }
 
 async function cleanup(broker: Broker, queue: string) {
   await deleteFunctionQueues(broker, queue);
   await broker.close();
+}
+
+/** The reply a hand-made worker gives to `delivery`: a success. */
+function replyTo(delivery: Delivery, queue: string): Message {
+  const request = parseRequest(delivery, { task: "task_a" });
+  assert.ok(request.ok);
+  const now = new Date().toISOString();
+  return encodeReply({
+    task_id: delivery.properties.messageId ?? null,
+    task: "task_a",
+    status: "success",
+    result: "done",
+    error: null,
+    worker: "hand-made",
+    queue,
+    attempts: 1,
+    started_at: now,
+    finished_at: now,
+    duration_ms: 0,
+  }, delivery.properties.correlationId);
 }
 
 Deno.test({
@@ -62,13 +82,11 @@ Deno.test({
     const figures = tallyFaults({
       sent: r.ids,
       wire: r.wire,
-      handed: r.handed,
       finished: countLogged(lines, "Task succeeded"),
     });
     console.log(`honest worker, SIGKILL: ${JSON.stringify(figures)}`);
     assert.equal(figures.lost, 0);
     assert.equal(figures.completed, COUNT);
-    assert.equal(figures.duplicates_to_caller, 0);
     assert.ok(figures.finished_by_workers >= COUNT, "every task finished on a worker");
     await cleanup(r.broker, honest);
 
@@ -82,93 +100,133 @@ Deno.test({
     await consumer.consume(broken, (delivery) => {
       consumer.ack(delivery);
       if (++received > COUNT - 4) return; // "crashed" with these in hand
-      const request = parseRequest(delivery, { task: "task_a" });
-      assert.ok(request.ok);
-      const reply: Message = encodeReply({
-        task_id: delivery.properties.messageId ?? null,
-        task: "task_a",
-        status: "success",
-        result: "done",
-        error: null,
-        worker: "broken",
-        queue: broken,
-        attempts: 1,
-        started_at: new Date().toISOString(),
-        finished_at: new Date().toISOString(),
-        duration_ms: 0,
-      }, delivery.properties.correlationId);
-      answering.push(consumer.publish(delivery.properties.replyTo!, reply));
+      answering.push(consumer.publish(delivery.properties.replyTo!, replyTo(delivery, broken)));
     }, { prefetch: COUNT });
     const b = await run(broken, 0);
+    const settled = b.done.then(() => "answered", () => "some never answered");
     await waitFor(() => received === COUNT, "every request received");
     // Its replies are confirmed before it closes: a close cuts off those in flight.
     await Promise.all(answering);
     await consumer.close();
-    const lost = await Promise.race([
-      b.done.then(() => "answered"),
-      new Promise((resolve) => setTimeout(() => resolve("some never answered"), 2000)),
-    ]);
-    b.client.close();
-    const brokenFigures = tallyFaults({
-      sent: b.ids,
-      wire: b.wire,
-      handed: b.handed,
-      finished: new Map(),
-    });
+    await waitFor(() => b.wire.replies.size === COUNT - 4, "the replies it sent, on the wire");
+    // Nothing can answer the other four any more: the broker holds none of
+    // them, and no one consumes the queue.
+    const left = await b.broker.inspectQueue(broken);
+    assert.deepEqual([left?.messages, left?.consumers], [0, 0], "they are gone");
+    const brokenFigures = tallyFaults({ sent: b.ids, wire: b.wire, finished: new Map() });
     console.log(`broken worker (ack first): ${JSON.stringify(brokenFigures)}`);
-    assert.equal(lost, "some never answered");
     assert.equal(brokenFigures.lost, 4, "the tally sees the tasks the broken worker lost");
-    assert.equal(
-      (await b.broker.inspectQueue(broken))?.messages,
-      0,
-      "and the broker holds none of them any more: they are gone",
-    );
+    await b.client.close();
+    assert.equal(await settled, "some never answered");
     await cleanup(b.broker, broken);
   },
 });
 
 Deno.test({
   name:
-    "fault tally: a reply seen twice on the wire reaches the caller once; a client that does not de-duplicate hands it over twice",
+    "fault tally: every task answered twice on the wire is one outcome in the dispatcher's log and document; a client that does not de-duplicate hands it over twice",
   ignore: NEEDS_RABBITMQ,
   async fn() {
     const queue = uniqueName("tally_dupes");
-    const worker = await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue });
-    const { broker, wire } = tapReplies(await connectAmqp(AMQP_URL));
-    const naive: string[] = [];
-    // The naive client: every reply on the wire is an outcome for the caller.
-    const naiveTap = withReplyTap(broker, (message) => {
-      if (message.properties.type === "task.result") naive.push(message.properties.correlationId!);
-    });
-    const client = await RpcClient.open(naiveTap);
-    const handed: string[] = [];
+    // A worker that answers every request twice, as a redelivered task is
+    // answered by two replicas; both replies confirmed before the ack.
+    const worker = await connectAmqp(AMQP_URL, { connectionName: "answers-twice" });
+    const onWire = new Map<string, number>();
+    await worker.declareQueue(queue, { durable: true });
+    await worker.consume(queue, async (delivery) => {
+      const reply = replyTo(delivery, queue);
+      for (let i = 0; i < 2; i++) await worker.publish(delivery.properties.replyTo!, reply);
+      const id = delivery.properties.messageId!;
+      onWire.set(id, (onWire.get(id) ?? 0) + 1);
+      worker.ack(delivery);
+    }, { prefetch: 4 });
     try {
-      // A request published twice (a redelivery, in effect) is answered twice.
-      const replyTo = "amq.rabbitmq.reply-to";
-      const outcome = client.call(queue, "task_a", { work_ms: 0 }, {
-        taskId: "twice",
-        timeoutMs: 10_000,
-      }).then((o) => o.kind === "reply" && handed.push(o.taskId));
-      await outcome;
-      const again = encodeRequest("task_a", { work_ms: 0 }, { taskId: "twice", replyTo });
-      await broker.publish(queue, again);
-      await waitFor(() => (wire.replies.get("twice") ?? 0) === 2, "the second reply on the wire");
-      const honest = tallyFaults({ sent: ["twice"], wire, handed, finished: new Map() });
-      const careless = tallyFaults({ sent: ["twice"], wire, handed: naive, finished: new Map() });
-      console.log(
-        `RpcClient: ${JSON.stringify(honest)}; naive client: ${JSON.stringify(careless)}`,
-      );
-      assert.equal(honest.duplicates_on_wire, 1);
-      assert.equal(honest.duplicates_to_caller, 0);
-      assert.equal(
-        careless.duplicates_to_caller,
-        1,
-        "the tally catches a client that hands it over twice",
-      );
+      await withTempDir(async (dir) => {
+        const config = `${dir}/twice.yml`;
+        await Deno.writeTextFile(
+          config,
+          `functions:
+  task_a: { queue: ${queue} }
+scenarios:
+  twice:
+    tasks:
+      - { task: task_a, count: 3 }
+`,
+        );
+        const dispatch = await runDeno([
+          "task",
+          "-q",
+          "dispatch",
+          "--config",
+          config,
+          "--scenario",
+          "twice",
+          "--broker",
+          AMQP_URL,
+          "--json",
+          "--no-save",
+          "--log-level",
+          "info",
+          "--log-format",
+          "json",
+        ]);
+        assert.equal(dispatch.code, 0, dispatch.stdout + dispatch.stderr);
+        const document: RunDocument = JSON.parse(dispatch.stdout);
+        const logged = (msg: string) =>
+          dispatch.stderr.split("\n").filter((line) => line.startsWith("{"))
+            .map((line) => JSON.parse(line)).filter((entry) => entry.msg === msg)
+            .map((entry) => entry.task_id as string);
+        const sent = logged("Task sent");
+        const wire = { replies: new Map<string, number>(), succeeded: new Set(sent) };
+        for (const id of sent) wire.replies.set(id, 2 * (onWire.get(id) ?? 0));
+        const finishedLines = logged("Task finished");
+        const inLog = tallyFaults({ sent, wire, handed: finishedLines, finished: new Map() });
+        const inDocument = tallyFaults({
+          sent,
+          wire,
+          handed: document.tasks.map((task) => task.task_id!),
+          finished: new Map(),
+        });
+        console.log(
+          `dispatcher: log ${JSON.stringify(inLog)}, document ${JSON.stringify(inDocument)}`,
+        );
+        assert.equal(sent.length, 3);
+        assert.equal(inLog.duplicates_on_wire, 3, "each task was answered twice on the wire");
+        assert.equal(inLog.duplicates_to_caller, 0, "one Task finished line per task");
+        assert.equal(inDocument.duplicates_to_caller, 0, "one entry per task in the document");
+        assert.equal(finishedLines.length, 3);
+      });
+
+      // The naive client: every reply on the wire is an outcome for the caller.
+      const { broker, wire } = tapReplies(await connectAmqp(AMQP_URL));
+      const naive: string[] = [];
+      const naiveTap = withReplyTap(broker, (message) => {
+        if (message.properties.type === "task.result") {
+          naive.push(message.properties.correlationId!);
+        }
+      });
+      const client = await RpcClient.open(naiveTap);
+      try {
+        const outcome = await client.call(queue, "task_a", {}, {
+          taskId: "twice",
+          timeoutMs: 10_000,
+        });
+        assert.equal(outcome.kind, "reply");
+        await waitFor(() => (wire.replies.get("twice") ?? 0) === 2, "the second reply on the wire");
+        const careless = tallyFaults({ sent: ["twice"], wire, handed: naive, finished: new Map() });
+        console.log(`naive client: ${JSON.stringify(careless)}`);
+        assert.equal(careless.duplicates_on_wire, 1);
+        assert.equal(
+          careless.duplicates_to_caller,
+          1,
+          "the tally catches a client that hands it over twice",
+        );
+      } finally {
+        await client.close();
+        await broker.close();
+      }
     } finally {
-      client.close();
-      await worker.stop();
-      await cleanup(broker, queue);
+      await cleanup(worker, queue);
     }
   },
 });

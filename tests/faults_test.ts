@@ -1,7 +1,9 @@
 /**
  * Fault injection on real containers: replicas killed or stopped mid-work,
  * the broker restarted mid-run, bad messages. Each step prints what it sent,
- * what completed, what was lost and what duplicates reached the caller.
+ * what completed, what was lost and what was answered twice on the wire
+ * (whether a repeat reaches the caller is counted by fault_tally_test.ts,
+ * in the dispatcher's own output: a call's promise settles once).
  */
 
 import assert from "node:assert/strict";
@@ -70,7 +72,6 @@ async function tally(name: string, stack: Stack, run: Run) {
   const figures = tallyFaults({
     sent: run.sent,
     wire: run.wire,
-    handed: run.outcomes.filter((o) => o.kind === "reply").map((o) => o.taskId),
     finished: countLogged(logs.split("\n"), "Task succeeded"),
   });
   console.log(`${name}: ${JSON.stringify(figures)}`);
@@ -87,7 +88,7 @@ async function scaleWorkerA(stack: Stack, broker: Broker, replicas: number) {
 }
 
 Deno.test({
-  name: "fault injection on the compose stack: nothing lost, nothing handed over twice",
+  name: "fault injection on the compose stack: nothing lost, every task finished by a worker",
   ignore: NEEDS_DOCKER,
   async fn(t) {
     await using _engine = await holdEngine("shared");
@@ -125,7 +126,6 @@ Deno.test({
           const figures = await tally("SIGKILL", stack, run);
           assert.equal(figures.completed, 20);
           assert.equal(figures.lost, 0);
-          assert.equal(figures.duplicates_to_caller, 0);
           assert.ok(figures.finished_by_workers >= 20, "every task finished on a worker");
           const interrupted = run.outcomes.find((o) => o.taskId === victim!.taskId)!;
           assert.equal(interrupted.kind, "reply");
@@ -156,7 +156,6 @@ Deno.test({
           const figures = await tally("SIGTERM", stack, run);
           assert.equal(figures.completed, 4);
           assert.equal(figures.lost, 0);
-          assert.equal(figures.duplicates_to_caller, 0);
           assert.equal(figures.duplicates_on_wire, 0, JSON.stringify(run.outcomes));
           const detail = JSON.stringify({
             victim,

@@ -18,7 +18,7 @@ import {
 } from "../core/contract/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";
-import { type RunningProcess, startWorkerProcess } from "./_processes.ts";
+import { type RunningProcess, startDeno, startWorkerProcess, workerArgs } from "./_processes.ts";
 
 /** A caller with its replies and progress events, each stamped with when it arrived. */
 async function caller(queue: string) {
@@ -242,3 +242,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test(
+  "a worker that cannot reach the broker retries after 0.5 s, 1 s, 2 s (±20%), one log line per attempt",
+  async () => {
+    // Nothing listens on this port: every attempt fails at once, so the
+    // spacing of the attempts is the worker's own backoff.
+    const url = `amqp://guest:guest@127.0.0.1:${freePort()}`;
+    const worker = startDeno(workerArgs("task_a"), { AMQP_URL: url, METRICS_PORT: "0" });
+    const retrying = /"msg":"Broker not reachable; retrying"/;
+    const attempts = () => worker.lines.filter((line) => retrying.test(line));
+    try {
+      await waitFor(() => attempts().length >= 3, "three failed attempts logged", 30_000, 50);
+      const entries = attempts().slice(0, 3).map((line) => JSON.parse(line));
+      assert.deepEqual(entries.map((e) => e.attempt), [1, 2, 3], "one line per attempt, counted");
+      for (const [i, nominal] of [500, 1000, 2000].entries()) {
+        const wait = entries[i].retry_in_ms;
+        assert.ok(
+          wait >= nominal * 0.8 && wait <= nominal * 1.2,
+          `attempt ${i + 1} waits ${wait} ms, within ±20% of ${nominal} ms`,
+        );
+      }
+      // A lower bound only: the next attempt comes no sooner than announced.
+      const at = entries.map((e) => Date.parse(e.ts));
+      for (let i = 1; i < 3; i++) {
+        assert.ok(at[i] - at[i - 1] >= entries[i - 1].retry_in_ms - 5, JSON.stringify(entries));
+      }
+    } finally {
+      await worker.stop();
+    }
+  },
+);

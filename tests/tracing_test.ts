@@ -14,7 +14,13 @@ import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { type ReceivedSpan, startOtlpReceiver, traceTree } from "./_otlp.ts";
-import { runDeno, type RunningProcess, startWorkerProcess } from "./_processes.ts";
+import {
+  exitWithin,
+  runDeno,
+  type RunningProcess,
+  startDeno,
+  startWorkerProcess,
+} from "./_processes.ts";
 
 const CONSUMER = 5;
 const CLIENT = 3;
@@ -31,7 +37,7 @@ scenarios:
     tasks:
       - task: task_b
         retries: 2
-        backoff: { base_delay_ms: 50, factor: 1 }
+        backoff: { base_delay_ms: 2000, factor: 1 }
         payload: { fail_attempts: 2, work_ms: 5 }
         expect: { result: Hello from Task B }
   dead:
@@ -61,19 +67,19 @@ Deno.test({
     const config = `${dir}/config.yml`;
     await Deno.writeTextFile(config, configFor(queue));
     const workers: RunningProcess[] = [];
+    const startWorker = async (name: string) =>
+      workers.push(
+        await startWorkerProcess("task_b", {
+          AMQP_URL,
+          QUEUE: queue,
+          WORKER_ID: `task_b@${name}`,
+          ...receiver.env(name),
+        }),
+      );
     try {
-      for (const name of ["worker-1", "worker-2"]) {
-        workers.push(
-          await startWorkerProcess("task_b", {
-            AMQP_URL,
-            QUEUE: queue,
-            WORKER_ID: `task_b@${name}`,
-            ...receiver.env(name),
-          }),
-        );
-      }
+      await startWorker("worker-1");
       const out = `${dir}/run.json`;
-      const run = await runDeno(
+      const dispatcher = startDeno(
         [
           "task",
           "-q",
@@ -93,7 +99,23 @@ Deno.test({
         ],
         receiver.env("dispatcher"),
       );
-      assert.equal(run.code, 0, run.stdout + run.stderr);
+      // The first attempt runs on worker-1, the only consumer. Once it failed,
+      // worker-1 stops (its retry waits in the broker, 1.5 s or more) and
+      // worker-2 starts: the retries run there, so the attempts run on both.
+      await waitFor(
+        () => workers[0].lines.some((line) => line.includes('"msg":"Task failed; retrying"')),
+        "the first attempt failing on worker-1",
+        60_000,
+        50,
+      );
+      assert.equal(await workers[0].stop(), 0);
+      await startWorker("worker-2");
+      const { code } = await exitWithin(dispatcher, 120_000, "the dispatch of the retried task");
+      const run = {
+        code,
+        stderr: dispatcher.lines.filter((line) => line.startsWith("{")).join("\n"),
+      };
+      assert.equal(run.code, 0, dispatcher.lines.join("\n"));
       const document: RunDocument = JSON.parse(await Deno.readTextFile(out));
       const taskId = document.tasks[0].task_id;
       assert.equal(document.tasks[0].attempts, 3);
@@ -129,6 +151,8 @@ Deno.test({
         assert.equal(attempt.parentSpanId, root.spanId, "each attempt is a child of the call");
         assert.equal(attempt.kind, CONSUMER);
         assert.match(attempt.service, /^worker-[12]$/);
+        if (i === 0) assert.equal(attempt.service, "worker-1", "the first attempt, on worker-1");
+        if (i === 2) assert.equal(attempt.service, "worker-2", "the last attempt, on worker-2");
         assert.equal(attempt.attributes["task.id"], taskId);
         assert.equal(attempt.attributes["task.attempt"], i + 1);
         assert.equal(attempt.attributes["task.worker"], `task_b@${attempt.service}`);

@@ -319,10 +319,10 @@ Deno.test("startWorker() acknowledges only after the reply is published", async 
   try {
     await client.publish(echo.queue, encodeRequest("echo", {}, { taskId: "t1", replyTo }));
     await waitFor(() => log.includes("publish task.result"), "reply started");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.ok(!log.includes("ack"), "acked before the reply was confirmed");
     release();
     await waitFor(() => log.includes("ack"), "ack");
+    // The log is in the order things happened: an ack before the reply was
+    // published, whenever it came, would stand before "published".
     assert.deepEqual(log, ["publish task.result", "published task.result", "ack"]);
     assert.equal(replies.length, 1);
   } finally {
