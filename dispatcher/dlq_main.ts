@@ -8,7 +8,7 @@
  * @module
  */
 
-import { DEAD_LETTER_REASONS, deadLetterQueueOf } from "../core/contract/mod.ts";
+import { DEAD_LETTER_REASONS, type DeadLetter, deadLetterQueueOf } from "../core/contract/mod.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,
@@ -30,12 +30,7 @@ import {
 import { ConfigError } from "./config/config_error.ts";
 import { loadConfig } from "./config/load_config.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
-import {
-  type DeadLetter,
-  listDeadLetters,
-  type RefusedLetter,
-  replayDeadLetters,
-} from "./dead_letters.ts";
+import { listDeadLetters, type RefusedLetter, replayDeadLetters } from "./dead_letters.ts";
 
 /** The compose stack's user that reads dead letters: it may read `*.dlq` and publish, no more. */
 const OPERATOR_USER = "operator";

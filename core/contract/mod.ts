@@ -18,3 +18,4 @@ export * from "./reply.ts";
 export * from "./control.ts";
 export * from "./celery.ts";
 export * from "./events.ts";
+export * from "./dead_letter.ts";
