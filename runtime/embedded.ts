@@ -20,9 +20,9 @@
 import type { Broker } from "../core/broker/broker.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../core/log.ts";
-import { startSandbox } from "./worker/sandbox.ts";
-import { type RunningWorker, startWorker } from "./worker/start_worker.ts";
-import type { Sandbox } from "./worker/sandbox.ts";
+import { startSandbox } from "./sandbox/sandbox.ts";
+import { type RunningWorker, startWorker } from "./worker/consumer.ts";
+import type { Sandbox } from "./sandbox/sandbox.ts";
 
 /** A function to start: its name (its module is `<functionsDir>/<task>.ts`) and queue. */
 export interface EmbeddedFunction {

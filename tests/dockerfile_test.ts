@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/process/settings.ts";
 import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
@@ -58,7 +58,7 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     "the sandbox needs Web Worker permissions",
   );
   assert.deepEqual(command.slice(-2), [
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     "/app/functions/function.ts",
   ]);
   assert.match(
@@ -66,9 +66,9 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     /^COPY \$\{FUNCTIONS_DIR\}\/\$\{FUNCTION\}\.ts functions\/function\.ts$/m,
   );
   const cached = dockerfile.match(/RUN \["deno", "cache",[^\]]*\]/)?.[0] ?? "";
-  for (const module of ["main.ts", "sandbox_host.ts", "healthcheck.ts"]) {
+  for (const module of ["process/main.ts", "sandbox/serve_function.ts", "worker/healthcheck.ts"]) {
     assert.ok(
-      cached.includes(`runtime/worker/${module}`),
+      cached.includes(`runtime/${module}`),
       `${module} is cached at build`,
     );
   }
@@ -100,7 +100,7 @@ Deno.test("the worker image's own config pins the runtime's dependencies as deno
       "--frozen",
       "--config",
       "worker.deno.json",
-      "runtime/worker/main.ts",
+      "runtime/process/main.ts",
       "functions/task_a.ts",
       "functions/task_b.ts",
       "tests/fixtures/functions/escape.ts",

@@ -23,7 +23,7 @@ import {
   readWorkerSettings,
   WORKER_ENV_VARS,
   type WorkerEnvVar,
-} from "../runtime/worker/worker_settings.ts";
+} from "../runtime/process/settings.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README_MAX_LINES = 250;

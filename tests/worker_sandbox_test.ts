@@ -16,7 +16,7 @@ import {
   parseReply,
   type TaskReply,
 } from "../core/contract/mod.ts";
-import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/worker/output_budget.ts";
+import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/sandbox/output_budget.ts";
 import { CANARY_SECRET, writeCanary } from "./fixtures/canary.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
@@ -35,7 +35,7 @@ function workerArgs(read: string, extraReads: string[] = []): string[] {
     read ||
     `--allow-read=${["runtime", "core", "tests/fixtures/functions", ...extraReads].join(",")}`,
     "--allow-sys=hostname",
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     FIXTURE,
   ];
 }

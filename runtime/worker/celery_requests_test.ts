@@ -9,7 +9,7 @@ import { deadLetterQueueOf, type Message } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";
 import { inProcessRunner } from "./runner.ts";
-import { startWorker } from "./start_worker.ts";
+import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();

@@ -17,8 +17,8 @@ import {
 import type { FunctionInfo } from "../define_function.ts";
 import type { Logger } from "../../core/log.ts";
 import { policyFor, retryDelay, type Task } from "./delivery_facts.ts";
-import type { WorkerMetrics } from "./metrics.ts";
-import type { HandlerOutcome } from "./run_handler.ts";
+import type { WorkerMetrics } from "./observe.ts";
+import type { HandlerOutcome } from "../handler_runner.ts";
 import type { Settler } from "./settle.ts";
 import type { EmitTaskEvent } from "./task_events.ts";
 import { type Answer, elapsed, eventOf, logOf, type RunPlace, type TaskRun } from "./task_run.ts";

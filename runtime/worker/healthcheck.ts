@@ -11,7 +11,7 @@
  * @module
  */
 
-import { DEFAULT_METRICS_PORT } from "./worker_settings.ts";
+import { DEFAULT_METRICS_PORT } from "../process/settings.ts";
 
 /** Checks `http://127.0.0.1:<port>/healthz`; resolves with the exit code and a reason. */
 export async function checkHealth(

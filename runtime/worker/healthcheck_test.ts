@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { checkHealth } from "./healthcheck.ts";
-import { serveHealth } from "./health_server.ts";
+import { serveHealth } from "../process/health.ts";
 
 Deno.test("checkHealth() passes only on a 200 from /healthz", async () => {
   let consuming = true;

@@ -14,9 +14,9 @@ import {
 } from "../../core/broker/broker.ts";
 import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
-import { WorkerMetrics } from "./metrics.ts";
+import { WorkerMetrics } from "./observe.ts";
 import type { HandlerRunner } from "./runner.ts";
-import { type RunningWorker, startWorker, type WorkerOptions } from "./start_worker.ts";
+import { type RunningWorker, startWorker, type WorkerOptions } from "./consumer.ts";
 
 /** Options for {@linkcode runWorker}. */
 export interface RunWorkerOptions extends WorkerOptions {

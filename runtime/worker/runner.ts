@@ -10,7 +10,7 @@
 import type { FunctionDefinition, FunctionInfo } from "../define_function.ts";
 import type { Logger } from "../../core/log.ts";
 import { LazyAbort } from "./lazy_abort.ts";
-import { type HandlerOutcome, type HandlerRun, runHandler } from "./run_handler.ts";
+import { type HandlerOutcome, type HandlerRun, runHandler } from "../handler_runner.ts";
 
 /** Runs handlers; see the module documentation. */
 export interface HandlerRunner {

@@ -15,10 +15,10 @@ import {
 import { defineFunction, type FunctionDefinition, NonRetryableError } from "../define_function.ts";
 import { createLogger } from "../../core/log.ts";
 import { simulateWork } from "../simulate_work.ts";
-import { WorkerMetrics } from "./metrics.ts";
+import { WorkerMetrics } from "./observe.ts";
 import { runWorker } from "./run_worker.ts";
 import { inProcessRunner } from "./runner.ts";
-import { startWorker, type WorkerOptions } from "./start_worker.ts";
+import { startWorker, type WorkerOptions } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();

@@ -21,7 +21,7 @@ import { defineFunction } from "../define_function.ts";
 import { createLogger } from "../../core/log.ts";
 import { runWorker } from "./run_worker.ts";
 import { inProcessRunner } from "./runner.ts";
-import { type RunningWorker, startWorker, type WorkerOptions } from "./start_worker.ts";
+import { type RunningWorker, startWorker, type WorkerOptions } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const encoder = new TextEncoder();

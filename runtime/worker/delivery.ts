@@ -29,8 +29,8 @@ import {
   type Task,
 } from "./delivery_facts.ts";
 import { createFailureHandler } from "./handle_failure.ts";
-import type { WorkerMetrics } from "./metrics.ts";
-import { type ReadRequest, readRequest } from "./read_request.ts";
+import type { WorkerMetrics } from "./observe.ts";
+import { type ReadRequest, readRequest } from "./protocol.ts";
 import { type AnsweredTask, AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";

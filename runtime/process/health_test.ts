@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { handleHealthRequest, METRICS_CONTENT_TYPE, serveHealth } from "./health_server.ts";
+import { handleHealthRequest, METRICS_CONTENT_TYPE, serveHealth } from "./health.ts";
 
 Deno.test("serveHealth() answers /healthz 200 only while consuming, and serves /metrics", async () => {
   let consuming = false;

@@ -12,14 +12,10 @@ import {
   MAX_ERROR_MESSAGE_CHARS,
   MAX_ERROR_TYPE_CHARS,
   type TaskError,
-} from "../../core/contract/message.ts";
-import type { Payload } from "../../core/contract/request.ts";
-import {
-  type FunctionDefinition,
-  NonRetryableError,
-  type TaskContext,
-} from "../define_function.ts";
-import type { Logger } from "../../core/log.ts";
+} from "../core/contract/message.ts";
+import type { Payload } from "../core/contract/request.ts";
+import { type FunctionDefinition, NonRetryableError, type TaskContext } from "./define_function.ts";
+import type { Logger } from "../core/log.ts";
 
 /** One attempt of one task, as the runtime hands it to a runner. */
 export interface HandlerRun {

@@ -5,7 +5,7 @@ import {
   readWorkerSettings,
   WORKER_ENV_VARS,
   type WorkerEnvVar,
-} from "./worker_settings.ts";
+} from "./settings.ts";
 
 function envOf(vars: Partial<Record<WorkerEnvVar, string>>) {
   return (name: WorkerEnvVar) => vars[name];

@@ -8,7 +8,7 @@
  */
 
 import type { LogLevel } from "../../core/log.ts";
-import type { HandlerOutcome, HandlerRun } from "./run_handler.ts";
+import type { HandlerOutcome, HandlerRun } from "../handler_runner.ts";
 
 /** From the runtime to the sandbox. */
 export type ToSandbox =

@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { OutputStream } from "./sandbox_protocol.ts";
+import type { OutputStream } from "./host.ts";
 import { MAX_OUTPUT_LINE_CHARS } from "./output_budget.ts";
 
 /** Receives one line of the function's output. */

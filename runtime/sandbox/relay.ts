@@ -15,9 +15,9 @@
  * @module
  */
 
-import { readLines } from "./line_reader.ts";
-import { ThreadHost } from "./sandbox_loader.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./sandbox_protocol.ts";
+import { readLines } from "./read_lines.ts";
+import { ThreadHost } from "./thread_host.ts";
+import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
 
 /** What the parent says first. */
 export interface RelayStart {

@@ -20,13 +20,13 @@
  */
 
 import { boundText } from "../../core/contract/message.ts";
-import { readLines } from "./line_reader.ts";
+import { readLines } from "./read_lines.ts";
 import { MAX_OUTPUT_LINE_CHARS } from "./output_budget.ts";
-import { SandboxError, type SandboxHost } from "./sandbox_loader.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./sandbox_protocol.ts";
-import { MAX_RELAYED_CHARS, type RelayFailure, type RelayStart } from "./sandbox_relay.ts";
+import { SandboxError, type SandboxHost } from "./thread_host.ts";
+import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
+import { MAX_RELAYED_CHARS, type RelayFailure, type RelayStart } from "./relay.ts";
 
-const RELAY = new URL("./sandbox_relay.ts", import.meta.url);
+const RELAY = new URL("./relay.ts", import.meta.url);
 const RUNTIME_DIR = new URL("../", import.meta.url);
 const CORE_DIR = new URL("../../core/", import.meta.url);
 

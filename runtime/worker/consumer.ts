@@ -59,13 +59,13 @@ import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { attemptOf, deliveriesOf, type Task, taskIdOf } from "./delivery_facts.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
-import { createDeliveryHandler } from "./handle_delivery.ts";
-import { WorkerMetrics, type WorkerStats } from "./metrics.ts";
+import { createDeliveryHandler } from "./delivery.ts";
+import { WorkerMetrics, type WorkerStats } from "./observe.ts";
 import type { HandlerRunner } from "./runner.ts";
 import { createSettler, retryQueueOptions } from "./settle.ts";
 import { NO_EVENTS, startTaskEvents } from "./task_events.ts";
 
-export type { WorkerStats } from "./metrics.ts";
+export type { WorkerStats } from "./observe.ts";
 
 /** How many deliveries of one request a quorum queue allows unless `DELIVERY_LIMIT` says otherwise. */
 export const DEFAULT_DELIVERY_LIMIT = 5;

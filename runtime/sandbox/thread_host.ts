@@ -11,7 +11,7 @@
 
 import { boundText, MAX_ERROR_MESSAGE_CHARS } from "../../core/contract/message.ts";
 import { checkFunctionInfo, type FunctionInfo, type RetryPolicy } from "../define_function.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./sandbox_protocol.ts";
+import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
 
 /** The sandbox cannot be made: Deno was started without what it needs, or the module fails. */
 export class SandboxError extends Error {
@@ -22,7 +22,7 @@ export class SandboxError extends Error {
   }
 }
 
-const hostModule = new URL("./sandbox_host.ts", import.meta.url);
+const hostModule = new URL("./serve_function.ts", import.meta.url);
 
 function mainModuleOf(module: URL): string {
   const source = `import { hostFunction } from ${JSON.stringify(hostModule.href)};\n` +

@@ -19,11 +19,11 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { boundText } from "../../core/contract/message.ts";
 import type { FunctionDefinition } from "../define_function.ts";
 import type { LogFields, Logger, LogLevel } from "../../core/log.ts";
-import { LazyAbort } from "./lazy_abort.ts";
+import { LazyAbort } from "../worker/lazy_abort.ts";
 import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
-import { type HandlerRun, runHandler } from "./run_handler.ts";
-import { captureOutput } from "./sandbox_console.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./sandbox_protocol.ts";
+import { type HandlerRun, runHandler } from "../handler_runner.ts";
+import { captureOutput } from "./capture_output.ts";
+import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
 
 const scope = globalThis as unknown as {
   postMessage(message: unknown): void;

@@ -29,9 +29,9 @@ import {
 } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { createLogger } from "../../core/log.ts";
-import type { HandlerOutcome } from "./run_handler.ts";
+import type { HandlerOutcome } from "../handler_runner.ts";
 import { type HandlerRunner, inProcessRunner } from "./runner.ts";
-import { startWorker } from "./start_worker.ts";
+import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 let runs = 0;

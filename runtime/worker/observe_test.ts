@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parsePrometheus } from "../../tests/_prometheus.ts";
-import { DURATION_BUCKETS_S, WorkerMetrics } from "./metrics.ts";
+import { DURATION_BUCKETS_S, WorkerMetrics } from "./observe.ts";
 
 const LABELS = { function: "task_a", queue: "queue_a" };
 

@@ -38,11 +38,11 @@ import type { FunctionInfo } from "../define_function.ts";
 import { DeadlineTimer } from "../../core/deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../core/log.ts";
 import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
-import type { HandlerOutcome, HandlerRun } from "./run_handler.ts";
-import type { AttemptLimit, HandlerRunner } from "./runner.ts";
-import { SandboxError, type SandboxHost, ThreadHost, waitReady } from "./sandbox_loader.ts";
-import { ProcessHost } from "./sandbox_process.ts";
-import type { FromSandbox } from "./sandbox_protocol.ts";
+import type { HandlerOutcome, HandlerRun } from "../handler_runner.ts";
+import type { AttemptLimit, HandlerRunner } from "../worker/runner.ts";
+import { SandboxError, type SandboxHost, ThreadHost, waitReady } from "./thread_host.ts";
+import { ProcessHost } from "./process_host.ts";
+import type { FromSandbox } from "./host.ts";
 
 export { MAX_OUTPUT_LINE_CHARS, SandboxError };
 

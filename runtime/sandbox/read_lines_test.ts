@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readLines } from "./line_reader.ts";
+import { readLines } from "./read_lines.ts";
 
 const encoder = new TextEncoder();
 

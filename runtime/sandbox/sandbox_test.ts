@@ -13,9 +13,9 @@ import { encodeRequest, parseReply, type TaskReply } from "../../core/contract/m
 import { createLogger, type Logger } from "../../core/log.ts";
 import { CANARY_SECRET, writeCanary } from "../../tests/fixtures/canary.ts";
 import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "./output_budget.ts";
-import type { HandlerOutcome } from "./run_handler.ts";
+import type { HandlerOutcome } from "../handler_runner.ts";
 import { type Sandbox, SandboxError, type SandboxIsolation, startSandbox } from "./sandbox.ts";
-import { startWorker } from "./start_worker.ts";
+import { startWorker } from "../worker/consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const FIXTURES = new URL("../../tests/fixtures/", import.meta.url);

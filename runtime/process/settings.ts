@@ -10,8 +10,8 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
 import type { AmqpTargetSources } from "../../core/broker/amqp_target.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
-import { DEFAULT_DELIVERY_LIMIT } from "./start_worker.ts";
-import { DEFAULT_MAX_ETA_MS } from "./read_request.ts";
+import { DEFAULT_DELIVERY_LIMIT } from "../worker/consumer.ts";
+import { DEFAULT_MAX_ETA_MS } from "../worker/protocol.ts";
 
 /** Every variable a worker reads; its container may read no others. */
 export const WORKER_ENV_VARS = [

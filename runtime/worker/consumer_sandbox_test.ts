@@ -14,8 +14,8 @@ import {
   parseReply,
 } from "../../core/contract/mod.ts";
 import { SILENT_LOGGER } from "../../core/log.ts";
-import { startSandbox } from "./sandbox.ts";
-import { startWorker } from "./start_worker.ts";
+import { startSandbox } from "../sandbox/sandbox.ts";
+import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const FORGE = new URL("../../tests/fixtures/functions/forge_reply.ts", import.meta.url);

@@ -32,10 +32,10 @@ import { connectAmqp } from "../../core/broker/connect_amqp.ts";
 import { NAME_PATTERN } from "../../core/contract/names.ts";
 import { createBufferedWriter, createLogger, type Logger } from "../../core/log.ts";
 import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
-import { type HealthServer, serveHealth } from "./health_server.ts";
-import { WorkerMetrics } from "./metrics.ts";
-import { runWorker, waitToReconnect } from "./run_worker.ts";
-import { SandboxError, startSandbox } from "./sandbox.ts";
+import { type HealthServer, serveHealth } from "./health.ts";
+import { WorkerMetrics } from "../worker/observe.ts";
+import { runWorker, waitToReconnect } from "../worker/run_worker.ts";
+import { SandboxError, startSandbox } from "../sandbox/sandbox.ts";
 import {
   DEFAULT_AMQP_URL,
   readWorkerSettings,
@@ -43,7 +43,7 @@ import {
   WORKER_IMAGE_FILES,
   type WorkerEnvVar,
   type WorkerSettings,
-} from "./worker_settings.ts";
+} from "./settings.ts";
 
 const HELP = `Usage: deno task worker <function>
 
@@ -61,7 +61,7 @@ The worker may read only functions/; to use a *_FILE variable, allow its file:
   AMQP_URL=amqp://task_a@broker:5672 AMQP_PASSWORD_FILE=task_a.password \\
     deno run --no-prompt --unstable-worker-options --allow-net --allow-env \\
     --allow-sys=hostname --allow-read=functions,runtime,core,task_a.password \\
-    runtime/worker/main.ts task_a
+    runtime/process/main.ts task_a
 
 Environment:
   AMQP_URL           broker URL (default amqp://guest:guest@localhost:5672),
