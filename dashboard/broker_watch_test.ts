@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { DASHBOARD_USER, encodeTaskEvent, EVENTS_EXCHANGE } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { waitFor } from "../tests/_helpers.ts";

@@ -11,7 +11,7 @@ import { defineFunction } from "../runtime/define_function.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
 import { listDeadLetters, replayDeadLetters } from "./dead_letters.ts";

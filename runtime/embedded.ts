@@ -7,7 +7,7 @@
  * The functions see their tasks and nothing else: no broker, no queue of
  * another function, no file, variable or network. Each sandbox (a Web
  * Worker with no permissions) runs in a `deno` process of its own that may
- * read only the function's folder and the runtime (`sandbox_process.ts`),
+ * read only the function's folder and the runtime (`sandbox/process_host.ts`),
  * never in this one: the tools that run embedded may read every file, and
  * Deno checks a literal import in the function against the permissions of
  * the process that hosts it. So this process needs `--allow-run=deno`;

@@ -1,8 +1,11 @@
 /**
- * Runs a function's handler once and turns whatever happens into an
- * outcome: the result as JSON text, or an error with whether another attempt
- * could help. The same code runs inside a function's sandbox and in the
- * in-process runner of the unit tests, so both behave alike.
+ * Running a function's handler. A {@linkcode HandlerRunner} runs attempts
+ * for the worker's consume pipeline and enforces their time limit: a
+ * sandbox (`sandbox/sandbox.ts`, for workers and the embedded mode), or
+ * {@linkcode inProcessRunner}, in this isolate, for unit tests of the
+ * runtime. Either way {@linkcode runHandler} calls the handler once and
+ * turns whatever happens into an outcome (the result as JSON text, or an
+ * error with whether another attempt could help), so both behave alike.
  *
  * @module
  */
@@ -13,36 +16,31 @@ import {
   MAX_ERROR_TYPE_CHARS,
   type TaskError,
 } from "../core/contract/message.ts";
-import type { Payload } from "../core/contract/request.ts";
-import { type FunctionDefinition, NonRetryableError, type TaskContext } from "./define_function.ts";
 import type { Logger } from "../core/log.ts";
+import type { AttemptLimit, HandlerOutcome, HandlerRun } from "./attempt.ts";
+import {
+  type FunctionDefinition,
+  type FunctionInfo,
+  NonRetryableError,
+  type TaskContext,
+} from "./define_function.ts";
 
-/** One attempt of one task, as the runtime hands it to a runner. */
-export interface HandlerRun {
-  /** Identifies the run between the runtime and its runner. */
-  id: number;
-  payload: Payload;
-  taskId: string | null;
-  attempt: number;
-  worker: string;
-  /** When the caller stops waiting (ms since the epoch), or null. */
-  deadline: number | null;
+/** Runs handlers; see the module documentation. */
+export interface HandlerRunner {
+  /** What the function says of itself, checked. */
+  readonly info: FunctionInfo;
+  /**
+   * Runs one attempt and resolves with its outcome, never rejecting: an
+   * attempt still running after `limitMs` is aborted and ends with the
+   * `timeout` error at once, whether or not the handler heeds its signal.
+   * `log` gives the attempt's logger, made only if the handler writes a line.
+   */
+  run(run: HandlerRun, limit: AttemptLimit, log: () => Logger): Promise<HandlerOutcome>;
+  /** Aborts every running attempt with `reason` (the worker stops). */
+  abortAll(reason: string): void;
+  /** Ends the runner. */
+  close(): Promise<void>;
 }
-
-/** How an attempt ended. */
-export type HandlerOutcome =
-  | { ok: true; resultJson: string }
-  | {
-    ok: false;
-    error: TaskError;
-    /** Whether another attempt could succeed. */
-    retryable: boolean;
-    /**
-     * Set when the task itself is not at fault (its sandbox was restarted
-     * under it): its delivery goes back to the queue without using an attempt.
-     */
-    requeue?: boolean;
-  };
 
 /** A failure of the handler's result, not of its work: retrying would not help. */
 function invalidResult(detail: string): HandlerOutcome {
@@ -137,4 +135,69 @@ export async function runHandler(
   } catch (thrown) {
     return { ok: false, error: describeThrown(thrown), retryable: isRetryable(thrown) };
   }
+}
+
+/**
+ * An abort signal made on first use: most handlers never read theirs, and
+ * at thousands of tasks a second the controllers they never use add up.
+ */
+export class LazyAbort {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  /** The signal; aborted at once if `abort()` came first. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal, now or when it is first read. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
+/**
+ * A runner that calls the handler in this isolate. It enforces the time
+ * limit the same way, but cannot stop a handler that never yields: only the
+ * sandbox can.
+ */
+export function inProcessRunner(definition: FunctionDefinition): HandlerRunner {
+  const running = new Set<LazyAbort>();
+  return {
+    info: definition,
+    run(run, limit, log) {
+      const abort = new LazyAbort();
+      running.add(abort);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<HandlerOutcome>((resolve) => {
+        timer = setTimeout(() => {
+          abort.abort(new Error(limit.message));
+          resolve({
+            ok: false,
+            retryable: true,
+            error: { type: limit.type, message: limit.message },
+          });
+        }, limit.ms);
+      });
+      const done = runHandler(definition, run, () => abort.signal, log);
+      return Promise.race([done, timedOut]).finally(() => {
+        clearTimeout(timer);
+        running.delete(abort);
+      });
+    },
+    abortAll(reason) {
+      for (const abort of running) abort.abort(new Error(reason));
+    },
+    close() {
+      return Promise.resolve();
+    },
+  };
 }

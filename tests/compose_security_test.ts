@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { WORKER_IMAGE_FILES } from "../runtime/process/settings.ts";
+import { WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { readComposeFile } from "./_docker.ts";
 
 const compose = await readComposeFile();

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/process/settings.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { workerCommand } from "./_docker.ts";
 
 const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.worker", import.meta.url));
@@ -66,7 +66,7 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     /^COPY \$\{FUNCTIONS_DIR\}\/\$\{FUNCTION\}\.ts functions\/function\.ts$/m,
   );
   const cached = dockerfile.match(/RUN \["deno", "cache",[^\]]*\]/)?.[0] ?? "";
-  for (const module of ["process/main.ts", "sandbox/serve_function.ts", "worker/healthcheck.ts"]) {
+  for (const module of ["process/main.ts", "sandbox/serve_function.ts", "process/health.ts"]) {
     assert.ok(
       cached.includes(`runtime/${module}`),
       `${module} is cached at build`,
@@ -80,7 +80,7 @@ Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
   assert.deepEqual(flagValues(healthcheck, "allow-net"), ["127.0.0.1"]);
   assert.deepEqual(flagValues(healthcheck, "allow-env"), ["METRICS_PORT"]);
   const script = healthcheck.at(-1)!;
-  assert.equal(script, "runtime/worker/healthcheck.ts");
+  assert.equal(script, "runtime/process/health.ts");
   assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });
 

@@ -19,11 +19,8 @@ import {
 } from "../ops/rabbitmq/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
 import { parseReply, parseRequest, parseWorkerInfo } from "../core/contract/mod.ts";
-import {
-  readWorkerSettings,
-  WORKER_ENV_VARS,
-  type WorkerEnvVar,
-} from "../runtime/process/settings.ts";
+import { WORKER_ENV_VARS, type WorkerEnvVar } from "../runtime/defaults.ts";
+import { readWorkerSettings } from "../runtime/process/settings.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README_MAX_LINES = 250;

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { simulateWork } from "../runtime/simulate_work.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
 import { WorkerMetrics } from "../runtime/worker/observe.ts";
 import { connectBroker } from "../client/open_broker.ts";

@@ -17,8 +17,12 @@ import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/Sca
 import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../rabbitmq/definitions.ts";
 import { queueArguments } from "../../core/broker/queue_arguments.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
-import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../../runtime/worker/consumer.ts";
-import { DEFAULT_METRICS_PORT, WORKER_IMAGE_FILES } from "../../runtime/process/settings.ts";
+import {
+  DEAD_LETTER_VIEWS,
+  DEFAULT_DELIVERY_LIMIT,
+  DEFAULT_METRICS_PORT,
+  WORKER_IMAGE_FILES,
+} from "../../runtime/defaults.ts";
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,

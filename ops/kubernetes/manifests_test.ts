@@ -37,7 +37,7 @@ import {
   DEFAULT_METRICS_PORT,
   WORKER_ENV_VARS,
   WORKER_IMAGE_FILES,
-} from "../../runtime/process/settings.ts";
+} from "../../runtime/defaults.ts";
 import {
   AMQP_CLIENT_COMPONENTS,
   credentialsSecretOf,

@@ -4,8 +4,22 @@
  * otherwise (connecting, reconnecting, draining); `GET /metrics` answers the
  * Prometheus text exposition.
  *
+ * Run as a program, it is the worker image's health check: it exits 0 when
+ * the worker in the same container answers `GET /healthz` with 200 within
+ * 2 s, else 1 with one line saying why. The image has no shell or curl, so
+ * Docker runs it with Deno:
+ *
+ * ```sh
+ * deno run --cached-only --allow-net=127.0.0.1 --allow-env=METRICS_PORT \
+ *   runtime/process/health.ts
+ * ```
+ *
  * @module
  */
+
+import type { Logger } from "../../core/log.ts";
+import { DEFAULT_METRICS_PORT } from "../defaults.ts";
+import type { WorkerMetrics } from "../worker/observe.ts";
 
 /** Options for {@linkcode serveHealth}. */
 export interface ServeHealthOptions {
@@ -74,4 +88,72 @@ export function serveHealth(options: ServeHealthOptions): HealthServer {
     port: server.addr.port,
     shutdown: () => server.shutdown(),
   };
+}
+
+/** Options for {@linkcode startHealthServer}. */
+export interface StartHealthServerOptions {
+  port: number;
+  metrics: WorkerMetrics;
+  labels: () => { function: string; queue: string };
+  consuming: () => boolean;
+  log: Logger;
+}
+
+/**
+ * Serves `/healthz` and `/metrics` unless the port is 0. A port in use or
+ * not allowed is logged, and the worker goes on serving tasks without them:
+ * its health check then fails, which is what should draw attention.
+ */
+export function startHealthServer(options: StartHealthServerOptions): HealthServer | undefined {
+  if (options.port === 0) return undefined;
+  try {
+    const server = serveHealth({
+      port: options.port,
+      consuming: options.consuming,
+      metrics: () => options.metrics.render(options.labels(), options.consuming()),
+    });
+    options.log.info("Serving /healthz and /metrics", { port: server.port });
+    return server;
+  } catch (error) {
+    const reason = error instanceof Deno.errors.AddrInUse
+      ? "it is in use"
+      : error instanceof Deno.errors.NotCapable
+      ? "this process may not listen there (allow it with --allow-net)"
+      : (error as Error).message;
+    options.log.error(
+      `Cannot serve /healthz and /metrics on port ${options.port} as ${reason}: set METRICS_PORT to a free port, or 0 to turn them off`,
+      { port: options.port },
+    );
+    return undefined;
+  }
+}
+
+/** Checks `http://127.0.0.1:<port>/healthz`; resolves with the exit code and a reason. */
+export async function checkHealth(
+  port: number,
+  timeoutMs = 2000,
+): Promise<{ code: 0 | 1; message: string }> {
+  if (port === 0) {
+    return { code: 1, message: "Cannot check health as METRICS_PORT is 0: set it to a port" };
+  }
+  const url = `http://127.0.0.1:${port}/healthz`;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await response.text()).trim();
+    return response.status === 200
+      ? { code: 0, message: `healthy: ${body}` }
+      : { code: 1, message: `unhealthy: ${url} answered ${response.status}: ${body}` };
+  } catch (error) {
+    return { code: 1, message: `unhealthy: ${url} did not answer: ${(error as Error).message}` };
+  }
+}
+
+if (import.meta.main) {
+  const text = Deno.env.get("METRICS_PORT");
+  const port = text ? Number(text) : DEFAULT_METRICS_PORT;
+  const { code, message } = Number.isInteger(port) && port >= 0 && port <= 65535
+    ? await checkHealth(port)
+    : { code: 1, message: `Cannot check health as METRICS_PORT is '${text}': set it to a port` };
+  console.log(message);
+  Deno.exit(code);
 }

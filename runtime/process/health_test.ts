@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { handleHealthRequest, METRICS_CONTENT_TYPE, serveHealth } from "./health.ts";
+import { checkHealth, handleHealthRequest, METRICS_CONTENT_TYPE, serveHealth } from "./health.ts";
 
 Deno.test("serveHealth() answers /healthz 200 only while consuming, and serves /metrics", async () => {
   let consuming = false;
@@ -40,4 +40,30 @@ Deno.test("handleHealthRequest() refuses other paths and methods", async () => {
   assert.equal(post.status, 405);
   assert.equal(post.headers.get("allow"), "GET, HEAD");
   await post.body?.cancel();
+});
+
+Deno.test("checkHealth() passes only on a 200 from /healthz", async () => {
+  let consuming = true;
+  const server = serveHealth({
+    port: 0,
+    hostname: "127.0.0.1",
+    consuming: () => consuming,
+    metrics: () => "",
+  });
+  try {
+    assert.deepEqual(await checkHealth(server.port), {
+      code: 0,
+      message: "healthy: ok: consuming",
+    });
+    consuming = false;
+    const sick = await checkHealth(server.port);
+    assert.equal(sick.code, 1);
+    assert.match(sick.message, /answered 503: not consuming/);
+  } finally {
+    await server.shutdown();
+  }
+  const gone = await checkHealth(server.port);
+  assert.equal(gone.code, 1);
+  assert.match(gone.message, /did not answer/);
+  assert.equal((await checkHealth(0)).code, 1);
 });

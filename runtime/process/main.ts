@@ -8,9 +8,11 @@
  *    any right to run programs or write files (`drop_permissions.ts`), and
  *    logs what it gave up, as Deno reports it;
  * 4. only then loads the function, into a sandbox with no permissions at all
- *    (`sandbox.ts`), so none of the function's code ever runs with more;
- * 5. consumes the function's queue until SIGTERM or SIGINT, then drains
- *    and exits 0.
+ *    (`sandbox/sandbox.ts`), so none of the function's code ever runs with
+ *    more;
+ * 5. consumes the function's queue ({@linkcode runWorker}: reconnecting
+ *    with backoff after a lost connection) until SIGTERM or SIGINT, then
+ *    drains and exits 0.
  *
  * It refuses to start (exit 2) when it may read every file: Deno checks an
  * import written out in the function's code against what this process may
@@ -25,23 +27,29 @@
  */
 
 import { parseArgs } from "node:util";
+import { backoffDelay, RECONNECT_POLICY } from "../../core/backoff.ts";
 import { type AmqpTarget, resolveAmqpTarget } from "../../core/broker/amqp_target.ts";
 import { maskUrl } from "../../core/broker/amqp_url.ts";
-import type { Broker } from "../../core/broker/broker.ts";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  QueueMismatchError,
+} from "../../core/broker/broker.ts";
 import { connectAmqp } from "../../core/broker/connect_amqp.ts";
-import { NAME_PATTERN } from "../../core/contract/names.ts";
-import { createBufferedWriter, createLogger, type Logger } from "../../core/log.ts";
-import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
-import { type HealthServer, serveHealth } from "./health.ts";
-import { WorkerMetrics } from "../worker/observe.ts";
-import { runWorker, waitToReconnect } from "../worker/run_worker.ts";
+import { createBufferedWriter, createLogger, type Logger, SILENT_LOGGER } from "../../core/log.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES, type WorkerEnvVar } from "../defaults.ts";
+import type { HandlerRunner } from "../handler_runner.ts";
 import { SandboxError, startSandbox } from "../sandbox/sandbox.ts";
+import { AnsweredTasks } from "../worker/answered_tasks.ts";
+import { type RunningWorker, startWorker, type WorkerOptions } from "../worker/consumer.ts";
+import { WorkerMetrics } from "../worker/observe.ts";
+import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
+import { startHealthServer } from "./health.ts";
 import {
   DEFAULT_AMQP_URL,
+  functionModule,
+  moduleMissing,
   readWorkerSettings,
-  WORKER_ENV_VARS,
-  WORKER_IMAGE_FILES,
-  type WorkerEnvVar,
   type WorkerSettings,
 } from "./settings.ts";
 
@@ -107,80 +115,156 @@ function imageHint(setting: string): string | undefined {
   return path && `the worker image reads ${setting} only from ${path}: mount the file there`;
 }
 
-/**
- * Which module to run: a function name means functions/<name>.ts; a path is
- * taken from the project's folder (the one holding functions/) unless it is
- * absolute.
- */
-export function functionModule(argument: string, functionsDir: URL): URL {
-  if (NAME_PATTERN.test(argument)) return new URL(`${argument}.ts`, functionsDir);
-  if (/\.(ts|js|mts|mjs)$/.test(argument)) return new URL(argument, new URL("../", functionsDir));
-  throw new TypeError(
-    `Cannot run '${argument}': give a function name, such as task_a, or the path of its module`,
-  );
+/** Options for {@linkcode runWorker}. */
+export interface RunWorkerOptions extends WorkerOptions {
+  /** Opens a broker connection; called again after each loss. */
+  connect: () => Promise<Broker>;
+  /** A connection already open, used first. */
+  initial?: Broker;
+  /** Aborting it stops the worker gracefully. */
+  signal: AbortSignal;
+  /**
+   * How long running handlers may take to finish after a stop.
+   * @default {10_000}
+   */
+  graceMs?: number;
+  /** Told each time the worker starts or stops consuming. */
+  onConsuming?: (consuming: boolean, worker: RunningWorker | undefined) => void;
 }
 
-async function moduleMissing(module: URL, functionsDir: URL): Promise<string | undefined> {
-  try {
-    if ((await Deno.stat(module)).isFile) return undefined;
-  } catch {
-    // Reported below.
-  }
-  const available = [];
-  try {
-    for await (const entry of Deno.readDir(functionsDir)) {
-      if (entry.isFile && entry.name.endsWith(".ts") && !entry.name.endsWith("_test.ts")) {
-        available.push(entry.name.slice(0, -3));
-      }
+/** Waits `ms`, or less if `signal` aborts first; never rejects. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * After a failed connection: rethrows what is not an unreachable broker,
+ * else logs it and waits the backoff of the `failures`th attempt (less when
+ * `signal` aborts).
+ */
+export async function waitToReconnect(
+  error: unknown,
+  failures: number,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!(error instanceof BrokerUnavailableError)) throw error;
+  const delay = backoffDelay(failures, RECONNECT_POLICY);
+  log.warn("Broker not reachable; retrying", {
+    attempt: failures,
+    retry_in_ms: delay,
+    error: error.message,
+  });
+  await pause(delay, signal);
+}
+
+/**
+ * Runs a function as a worker until `signal` is aborted: connects (retrying
+ * with backoff, one log line per attempt), consumes, reconnects after a lost
+ * connection, and on abort drains within the grace period and closes.
+ * Rejects only for a fault no reconnection can fix, such as a queue that
+ * exists with other settings.
+ */
+export async function runWorker(
+  runner: HandlerRunner,
+  options: RunWorkerOptions,
+): Promise<void> {
+  const { signal } = options;
+  const queue = options.queue ?? runner.info.queue;
+  const log = (options.log ?? SILENT_LOGGER).child({
+    function: runner.info.name,
+    queue,
+    worker: options.workerId,
+  });
+  let initial = options.initial;
+  const connect = () => {
+    const first = initial;
+    initial = undefined;
+    return first ? Promise.resolve(first) : options.connect();
+  };
+  // One set of counters for the life of the process, whatever the reconnections.
+  const metrics = options.metrics ?? new WorkerMetrics();
+  // And one record of answered tasks: a request the broker delivers again
+  // after a reconnection is answered from it, not run twice.
+  const answered = options.answered ?? new AnsweredTasks();
+  let failures = 0;
+  while (!signal.aborted) {
+    let broker: Broker;
+    try {
+      broker = await connect();
+    } catch (error) {
+      await waitToReconnect(error, ++failures, log, signal);
+      continue;
     }
-  } catch {
-    // Nothing to suggest.
-  }
-  const where = module.pathname.startsWith(functionsDir.pathname)
-    ? `functions/${module.pathname.slice(functionsDir.pathname.length)}`
-    : module.pathname;
-  const name = where.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
-  return `Cannot run function '${name}' as ${where} does not exist${
-    available.length ? `: use one of ${available.sort().join(", ")}` : ""
-  }`;
-}
-
-/** Options for {@linkcode startHealthServer}. */
-interface StartHealthServerOptions {
-  port: number;
-  metrics: WorkerMetrics;
-  labels: () => { function: string; queue: string };
-  consuming: () => boolean;
-  log: Logger;
-}
-
-/**
- * Serves `/healthz` and `/metrics` unless the port is 0. A port in use or
- * not allowed is logged, and the worker goes on serving tasks without them:
- * its health check then fails, which is what should draw attention.
- */
-function startHealthServer(options: StartHealthServerOptions): HealthServer | undefined {
-  if (options.port === 0) return undefined;
-  try {
-    const server = serveHealth({
-      port: options.port,
-      consuming: options.consuming,
-      metrics: () => options.metrics.render(options.labels(), options.consuming()),
+    let worker: RunningWorker;
+    try {
+      worker = await startWorker(runner, broker, { ...options, metrics, answered });
+    } catch (error) {
+      await broker.close();
+      if (error instanceof QueueMismatchError) throw explainMismatch(error, options);
+      if (!(error instanceof BrokerUnavailableError)) throw error;
+      failures++;
+      log.warn("Could not start consuming; retrying", { attempt: failures, error: error.message });
+      await pause(backoffDelay(failures, RECONNECT_POLICY), signal);
+      continue;
+    }
+    failures = 0;
+    log.info("Consuming", {
+      prefetch: options.prefetch ?? options.concurrency ?? 1,
+      concurrency: options.concurrency ?? 1,
     });
-    options.log.info("Serving /healthz and /metrics", { port: server.port });
-    return server;
-  } catch (error) {
-    const reason = error instanceof Deno.errors.AddrInUse
-      ? "it is in use"
-      : error instanceof Deno.errors.NotCapable
-      ? "this process may not listen there (allow it with --allow-net)"
-      : (error as Error).message;
-    options.log.error(
-      `Cannot serve /healthz and /metrics on port ${options.port} as ${reason}: set METRICS_PORT to a free port, or 0 to turn them off`,
-      { port: options.port },
-    );
-    return undefined;
+    options.onConsuming?.(true, worker);
+    const stopped = new Promise<"stop">((resolve) => {
+      if (signal.aborted) resolve("stop");
+      signal.addEventListener("abort", () => resolve("stop"), { once: true });
+    });
+    const outcome = await Promise.race([broker.closed, stopped]);
+    options.onConsuming?.(false, worker);
+    if (outcome === "stop") {
+      log.info("Stopping: finishing tasks in flight", { in_flight: worker.stats.inFlight });
+      await worker.stop(options.graceMs ?? 10_000);
+      await broker.close();
+      log.info("Stopped", { ...worker.stats });
+      return;
+    }
+    worker.abandon();
+    failures = 1;
+    log.warn("Lost the broker connection; reconnecting", {
+      error: outcome?.message ?? "closed",
+    });
+    await pause(backoffDelay(failures, RECONNECT_POLICY), signal);
   }
+  log.info("Stopped while not connected");
+}
+
+/** A queue that exists with other settings, said in the worker's own terms. */
+function explainMismatch(error: QueueMismatchError, options: WorkerOptions): Error {
+  const type = (value: string) => value === "none" ? "classic" : value.replaceAll("'", "");
+  if (error.argument === "x-queue-type") {
+    const wanted = options.queueType ?? "quorum";
+    return new QueueMismatchError(
+      `Cannot consume queue '${error.queue}' as it exists as a ${
+        type(error.current)
+      } queue and this worker uses ${wanted} queues (QUEUE_TYPE=${wanted}): set QUEUE_TYPE=${
+        type(error.current)
+      } to keep using it, or migrate it to ${wanted} (docs/operations.md, "Changing a queue's type or limits")`,
+      error,
+      { cause: error },
+    );
+  }
+  return new QueueMismatchError(
+    `Cannot consume queue '${error.queue}' as it was declared with other arguments (${error.argument}: ${error.current}, where this worker declares ${error.wanted}), by another DELIVERY_LIMIT or a version without dead-letter targets on its queues: migrate it (docs/operations.md, "Changing a queue's type or limits")`,
+    error,
+    { cause: error },
+  );
 }
 
 /** Connects, retrying with backoff while nothing answers; `undefined` if stopped first. */

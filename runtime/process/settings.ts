@@ -1,47 +1,23 @@
 /**
- * A worker's settings, read from environment variables so that one image
+ * What a worker process is told: the function to run (its one argument),
+ * and its settings, read from environment variables so that one image
  * serves every deployment. Each bad value fails at start with the variable,
  * its value and what to set instead.
  *
  * @module
  */
 
+import { NAME_PATTERN } from "../../core/contract/names.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
 import type { AmqpTargetSources } from "../../core/broker/amqp_target.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
-import { DEFAULT_DELIVERY_LIMIT } from "../worker/consumer.ts";
-import { DEFAULT_MAX_ETA_MS } from "../worker/protocol.ts";
-
-/** Every variable a worker reads; its container may read no others. */
-export const WORKER_ENV_VARS = [
-  "AMQP_URL",
-  "AMQP_URL_FILE",
-  "AMQP_PASSWORD_FILE",
-  "AMQP_CA_FILE",
-  "AMQP_CERT_FILE",
-  "AMQP_KEY_FILE",
-  "QUEUE",
-  "CONCURRENCY",
-  "PREFETCH",
-  "QUEUE_TYPE",
-  "DELIVERY_LIMIT",
-  "ALLOWED_SENDERS",
-  "MAX_MESSAGE_BYTES",
-  "SHUTDOWN_GRACE_MS",
-  "WORKER_ID",
-  "LOG_LEVEL",
-  "LOG_FORMAT",
-  "METRICS_PORT",
-  "TASK_EVENTS",
-  "MAX_ETA_MS",
-] as const;
-
-/** Names of the variables in {@linkcode WORKER_ENV_VARS}. */
-export type WorkerEnvVar = typeof WORKER_ENV_VARS[number];
-
-/** The port of `/healthz` and `/metrics` when `METRICS_PORT` is not set. */
-export const DEFAULT_METRICS_PORT = 9464;
+import {
+  DEFAULT_DELIVERY_LIMIT,
+  DEFAULT_MAX_ETA_MS,
+  DEFAULT_METRICS_PORT,
+  type WorkerEnvVar,
+} from "../defaults.ts";
 
 /** The largest `MAX_MESSAGE_BYTES`: a worker holds up to PREFETCH requests of this size. */
 export const MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024;
@@ -51,15 +27,6 @@ export const MAX_ETA_MS_LIMIT = 365 * 24 * 3_600_000;
 
 /** The broker a worker uses when neither `AMQP_URL` nor `AMQP_URL_FILE` is set. */
 export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
-
-/** The variables that name a file, and the one path the worker image lets each read. */
-export const WORKER_IMAGE_FILES = {
-  AMQP_URL_FILE: "/run/secrets/amqp_url",
-  AMQP_PASSWORD_FILE: "/run/secrets/amqp_password",
-  AMQP_CA_FILE: "/run/secrets/amqp_ca.pem",
-  AMQP_CERT_FILE: "/run/secrets/amqp_cert.pem",
-  AMQP_KEY_FILE: "/run/secrets/amqp_key.pem",
-} as const;
 
 /** Settings of one worker process. */
 export interface WorkerSettings {
@@ -195,4 +162,43 @@ function workerIdOf(text: string | undefined): string | undefined {
     );
   }
   return text;
+}
+
+/**
+ * Which module to run: a function name means functions/<name>.ts; a path is
+ * taken from the project's folder (the one holding functions/) unless it is
+ * absolute.
+ */
+export function functionModule(argument: string, functionsDir: URL): URL {
+  if (NAME_PATTERN.test(argument)) return new URL(`${argument}.ts`, functionsDir);
+  if (/\.(ts|js|mts|mjs)$/.test(argument)) return new URL(argument, new URL("../", functionsDir));
+  throw new TypeError(
+    `Cannot run '${argument}': give a function name, such as task_a, or the path of its module`,
+  );
+}
+
+/** Why `module` cannot be run, naming the functions there are; `undefined` when it is a file. */
+export async function moduleMissing(module: URL, functionsDir: URL): Promise<string | undefined> {
+  try {
+    if ((await Deno.stat(module)).isFile) return undefined;
+  } catch {
+    // Reported below.
+  }
+  const available = [];
+  try {
+    for await (const entry of Deno.readDir(functionsDir)) {
+      if (entry.isFile && entry.name.endsWith(".ts") && !entry.name.endsWith("_test.ts")) {
+        available.push(entry.name.slice(0, -3));
+      }
+    }
+  } catch {
+    // Nothing to suggest.
+  }
+  const where = module.pathname.startsWith(functionsDir.pathname)
+    ? `functions/${module.pathname.slice(functionsDir.pathname.length)}`
+    : module.pathname;
+  const name = where.replace(/^.*\//, "").replace(/\.[a-z]+$/, "");
+  return `Cannot run function '${name}' as ${where} does not exist${
+    available.length ? `: use one of ${available.sort().join(", ")}` : ""
+  }`;
 }

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
-import {
-  DEFAULT_METRICS_PORT,
-  readWorkerSettings,
-  WORKER_ENV_VARS,
-  type WorkerEnvVar,
-} from "./settings.ts";
+import { DEFAULT_METRICS_PORT, WORKER_ENV_VARS, type WorkerEnvVar } from "../defaults.ts";
+import { readWorkerSettings } from "./settings.ts";
 
 function envOf(vars: Partial<Record<WorkerEnvVar, string>>) {
   return (name: WorkerEnvVar) => vars[name];

@@ -8,7 +8,7 @@
  * What this cannot take over, as it is not reachable from JavaScript: Node's
  * file descriptors 1 and 2 (`node:fs` `writeSync(1, ...)`, `process.stdout`)
  * and Deno's internals. A sandbox in a process of its own
- * (`sandbox_process.ts`) has those captured too, by its parent.
+ * (`process_host.ts`) has those captured too, by its parent.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * A function's sandbox in a process of its own: `deno run` of
- * `sandbox_relay.ts` with no permission but reading the function's folder
+ * `relay.ts` with no permission but reading the function's folder
  * and the runtime (`runtime/`, `core/`), which starts the function's Web
  * Worker with no permissions at all. Deno checks a module specifier written
  * out in the function's code against what that process may read, so a
@@ -20,11 +20,18 @@
  */
 
 import { boundText } from "../../core/contract/message.ts";
-import { readLines } from "./read_lines.ts";
+import {
+  batcher,
+  type FromSandbox,
+  MAX_RELAYED_CHARS,
+  type RelayFailure,
+  type RelayStart,
+  SandboxError,
+  type SandboxHost,
+  type ToSandbox,
+} from "./host.ts";
 import { MAX_OUTPUT_LINE_CHARS } from "./output_budget.ts";
-import { SandboxError, type SandboxHost } from "./thread_host.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
-import { MAX_RELAYED_CHARS, type RelayFailure, type RelayStart } from "./relay.ts";
+import { readLines } from "./read_lines.ts";
 
 const RELAY = new URL("./relay.ts", import.meta.url);
 const RUNTIME_DIR = new URL("../", import.meta.url);

@@ -1,6 +1,6 @@
 /**
  * Splits a byte stream into lines, each held to a bound: the pipes between
- * the runtime and a sandbox's own process (`sandbox_process.ts`), where the
+ * the runtime and a sandbox's own process (`process_host.ts`), where the
  * far end may write anything.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The main module of a sandbox's own process (`sandbox_process.ts`): it
+ * The main module of a sandbox's own process (`process_host.ts`): it
  * starts the function's Web Worker, with no permissions, in a process that
  * may read only the function's folder and the runtime, and relays the
  * sandbox's messages over its standard input and output, one JSON text a
@@ -15,31 +15,16 @@
  * @module
  */
 
+import {
+  batcher,
+  type FromSandbox,
+  MAX_RELAYED_CHARS,
+  type RelayFailure,
+  type RelayStart,
+  type ToSandbox,
+} from "./host.ts";
 import { readLines } from "./read_lines.ts";
 import { ThreadHost } from "./thread_host.ts";
-import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
-
-/** What the parent says first. */
-export interface RelayStart {
-  /** Starts each line this process sends. */
-  word: string;
-  /** The function's module. */
-  module: string;
-  /** Names the Web Worker. */
-  name: string;
-}
-
-/** A message of the relay itself: its Web Worker failed. */
-export interface RelayFailure {
-  k: "failure";
-  message: string;
-}
-
-/**
- * Longest message sent back, in characters: a result longer than this is
- * replaced by an error, as far too large to reply with anyway.
- */
-export const MAX_RELAYED_CHARS = 16 * 1024 * 1024;
 
 /** Longest line the parent sends: a batch of tasks, each at most a request's size. */
 const MAX_INPUT_BYTES = 256 * 1024 * 1024;

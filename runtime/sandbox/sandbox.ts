@@ -12,7 +12,7 @@
  * permissions. So the sandbox runs in this process only when it may read no
  * more than code (a worker process, `--allow-read=functions,runtime,core`),
  * and in a process of its own that may read only the function's folder and
- * the runtime otherwise (`isolation: "process"`, `sandbox_process.ts`: the
+ * the runtime otherwise (`isolation: "process"`, `process_host.ts`: the
  * embedded mode, inside tools that read every file).
  *
  * What the function writes to its console comes out as log lines of the
@@ -34,15 +34,15 @@ import {
   DEADLINE_EXCEEDED,
   MAX_ERROR_MESSAGE_CHARS,
 } from "../../core/contract/message.ts";
-import type { FunctionInfo } from "../define_function.ts";
 import { DeadlineTimer } from "../../core/deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../core/log.ts";
+import type { AttemptLimit, HandlerOutcome, HandlerRun } from "../attempt.ts";
+import type { FunctionInfo } from "../define_function.ts";
+import type { HandlerRunner } from "../handler_runner.ts";
+import { type FromSandbox, SandboxError, type SandboxHost, waitReady } from "./host.ts";
 import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
-import type { HandlerOutcome, HandlerRun } from "../handler_runner.ts";
-import type { AttemptLimit, HandlerRunner } from "../worker/runner.ts";
-import { SandboxError, type SandboxHost, ThreadHost, waitReady } from "./thread_host.ts";
 import { ProcessHost } from "./process_host.ts";
-import type { FromSandbox } from "./host.ts";
+import { ThreadHost } from "./thread_host.ts";
 
 export { MAX_OUTPUT_LINE_CHARS, SandboxError };
 

@@ -13,7 +13,7 @@ import { encodeRequest, parseReply, type TaskReply } from "../../core/contract/m
 import { createLogger, type Logger } from "../../core/log.ts";
 import { CANARY_SECRET, writeCanary } from "../../tests/fixtures/canary.ts";
 import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "./output_budget.ts";
-import type { HandlerOutcome } from "../handler_runner.ts";
+import type { HandlerOutcome } from "../attempt.ts";
 import { type Sandbox, SandboxError, type SandboxIsolation, startSandbox } from "./sandbox.ts";
 import { startWorker } from "../worker/consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";

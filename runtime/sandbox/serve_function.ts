@@ -8,7 +8,7 @@
  * Importing this module first also takes away what would end the sandbox
  * from within (`Deno.exit()`, `close()`), keeps stray errors of a handler
  * from stopping it, and sends what the function writes to its console to
- * the runtime's log (`sandbox_console.ts`), attributed to the task that
+ * the runtime's log (`capture_output.ts`), attributed to the task that
  * wrote it and within the output budget (`output_budget.ts`), before any of
  * the function's code runs.
  *
@@ -17,13 +17,13 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { boundText } from "../../core/contract/message.ts";
-import type { FunctionDefinition } from "../define_function.ts";
 import type { LogFields, Logger, LogLevel } from "../../core/log.ts";
-import { LazyAbort } from "../worker/lazy_abort.ts";
-import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
-import { type HandlerRun, runHandler } from "../handler_runner.ts";
+import type { HandlerRun } from "../attempt.ts";
+import type { FunctionDefinition } from "../define_function.ts";
+import { LazyAbort, runHandler } from "../handler_runner.ts";
 import { captureOutput } from "./capture_output.ts";
 import { batcher, type FromSandbox, type ToSandbox } from "./host.ts";
+import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
 
 const scope = globalThis as unknown as {
   postMessage(message: unknown): void;
@@ -93,7 +93,7 @@ function taskLogger(id: number): Logger {
  * runtime until the sandbox is terminated. Called by the sandbox's main
  * module; see `sandbox.ts`.
  */
-export function hostFunction(definition: unknown): void {
+export function serveFunction(definition: unknown): void {
   const fn = definition as FunctionDefinition | undefined;
   if (typeof fn?.handler !== "function") {
     send({

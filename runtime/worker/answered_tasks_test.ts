@@ -5,7 +5,7 @@ import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";
 import { AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
 import { WorkerMetrics } from "./observe.ts";
-import { inProcessRunner } from "./runner.ts";
+import { inProcessRunner } from "../handler_runner.ts";
 import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 

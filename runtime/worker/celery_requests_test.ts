@@ -8,7 +8,7 @@ import { MemoryBroker } from "../../core/broker/memory_broker.ts";
 import { deadLetterQueueOf, type Message } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";
-import { inProcessRunner } from "./runner.ts";
+import { inProcessRunner } from "../handler_runner.ts";
 import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 

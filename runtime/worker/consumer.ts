@@ -1,6 +1,7 @@
 /**
- * The worker runtime: turns a function (through its {@linkcode HandlerRunner})
- * into a consumer of its one queue. Every delivery is settled exactly one
+ * The consumer of a function's queue: turns a function (through its
+ * {@linkcode HandlerRunner}) into a consumer of its one queue, each delivery
+ * handled by `delivery.ts`. Every delivery is settled exactly one
  * way, and only after its outcome is safely with the broker:
  *
  * - a request from a sender the function does not accept is dead-lettered
@@ -33,7 +34,8 @@
  *
  * Every queue the worker needs is declared while it starts: its work and
  * dead-letter queues, a retry queue per delay of the ladder
- * (`RETRY_DELAYS_MS`), and its control queue, which alone may be refused
+ * (`RETRY_DELAYS_MS`), the route of each protocol the function speaks
+ * (`protocol.ts`), and its control queue, which alone may be refused
  * without stopping it (pings go unanswered until it opens).
  *
  * @module
@@ -51,27 +53,18 @@ import {
   DASHBOARD_USER,
   deadLetterQueueOf,
   DEFAULT_MAX_MESSAGE_BYTES,
-  isCeleryMessage,
   RETRY_DELAYS_MS,
   retryQueueOf,
 } from "../../core/contract/mod.ts";
 import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
-import { type ControlChannel, serveControl } from "./control.ts";
-import { attemptOf, deliveriesOf, type Task, taskIdOf } from "./delivery_facts.ts";
+import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../defaults.ts";
+import type { HandlerRunner } from "../handler_runner.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
-import { createDeliveryHandler } from "./delivery.ts";
-import { WorkerMetrics, type WorkerStats } from "./observe.ts";
-import type { HandlerRunner } from "./runner.ts";
-import { createSettler, retryQueueOptions } from "./settle.ts";
-import { NO_EVENTS, startTaskEvents } from "./task_events.ts";
-
-export type { WorkerStats } from "./observe.ts";
-
-/** How many deliveries of one request a quorum queue allows unless `DELIVERY_LIMIT` says otherwise. */
-export const DEFAULT_DELIVERY_LIMIT = 5;
-
-/** The delivery limit of a dead-letter queue: as good as none, on RabbitMQ 3 and 4 alike. */
-export const DEAD_LETTER_VIEWS = 2 ** 31;
+import { type ControlChannel, serveControl } from "./control.ts";
+import { createDeliveryHandler, type Task } from "./delivery.ts";
+import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
+import { declareRoutes } from "./protocol.ts";
+import { retryQueueOptions } from "./settle.ts";
 
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -134,7 +127,7 @@ export interface WorkerOptions {
   answered?: AnsweredTasks;
   /**
    * Publish task events (started, retried, succeeded, failed, rejected) to
-   * the events exchange, as Celery workers do with `-E`.
+   * the events exchange, for `deno task dashboard`.
    * @default {false}
    */
   events?: boolean;
@@ -145,7 +138,7 @@ export interface WorkerOptions {
    */
   returnDelayMs?: number;
   /**
-   * The longest wait a Celery eta may ask for; a later one is refused.
+   * The longest wait an eta (`protocol.ts`) may ask for; a later one is refused.
    * @default {DEFAULT_MAX_ETA_MS} (7 days)
    */
   maxEtaMs?: number;
@@ -188,7 +181,6 @@ export async function startWorker(
   const queueType = options.queueType ?? "quorum";
   const deliveryLimit = options.deliveryLimit ?? DEFAULT_DELIVERY_LIMIT;
   const senders = new Set(options.allowedSenders ?? info.allowedSenders);
-  const returnDelayMs = options.returnDelayMs ?? 1000;
   const workerId = options.workerId;
   const log = (options.log ?? SILENT_LOGGER).child({
     function: info.name,
@@ -197,13 +189,6 @@ export async function startWorker(
   });
   const metrics = options.metrics ?? new WorkerMetrics();
   const stats: WorkerStats = metrics.stats;
-  const settler = createSettler(broker, {
-    queue,
-    workerId,
-    queueType,
-    // What it accepts: the senders it is told, and its own user (retries).
-    allowedSenders: new Set([...senders, broker.user]),
-  });
   const tasks = new Set<Task>();
   const waiting: Delivery[] = [];
   /** Hand-backs under way while stopping: stop() resolves once each is settled. */
@@ -228,42 +213,11 @@ export async function startWorker(
   });
 
   const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
-  if (info.celeryNames.length > 0) await declareCeleryRoute(broker, queue);
+  await declareRoutes(broker, queue, info);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
-
-  /**
-   * Gives a delivery back unfinished, not by its fault: a copy goes to the
-   * queue (keeping its failed deliveries so far) and the delivery is
-   * acknowledged once the copy is confirmed, so that no RabbitMQ version
-   * counts the return toward the delivery limit. A delivery from a sender
-   * the function refuses, or one the broker will not take a copy of, is
-   * given back as it is (`basic.nack`), and the broker keeps it.
-   */
-  async function handBack(task: Task): Promise<void> {
-    if (task.abandoned) return;
-    const { delivery } = task;
-    task.abandoned = true;
-    const { sender, allowed } = handler.senderOf(delivery, isCeleryMessage(delivery));
-    if (!allowed) return broker.nack(delivery, true);
-    try {
-      await settler.handBack(delivery, {
-        sender,
-        priorDeliveries: deliveriesOf(delivery, broker.user),
-      });
-    } catch (error) {
-      log.warn("Could not hand a task back as a copy; returning it as it is", {
-        task_id: taskIdOf(delivery) ?? undefined,
-        error,
-      });
-      return broker.nack(delivery, true);
-    }
-    stats.handedBack++;
-    broker.ack(delivery);
-  }
   const handler = createDeliveryHandler({
     runner,
     broker,
-    settler,
     info,
     queue,
     workerId,
@@ -278,50 +232,26 @@ export async function startWorker(
     answered: options.answered ?? new AnsweredTasks(),
     retryDelays,
     maxEtaMs: options.maxEtaMs,
-    handBack,
+    returnDelayMs: options.returnDelayMs ?? 1000,
   });
-
-  /**
-   * Publishing an outcome failed. With the connection gone the broker takes
-   * the delivery back by itself; otherwise give it back after a pause, as a
-   * failed delivery (`basic.reject`, counted toward the delivery limit on
-   * every RabbitMQ version, where a `basic.nack` is not from 4.3 on), so
-   * another attempt or, on a quorum queue, the delivery limit decides.
-   */
-  function recover(task: Task, error: unknown): void {
-    if (task.abandoned) return;
-    log.error("Could not settle a task; returning it to the queue", {
-      task_id: taskIdOf(task.delivery) ?? undefined,
-      attempt: attemptOf(task.delivery),
-      error,
-    });
-    setTimeout(() => {
-      if (task.abandoned) return;
-      task.abandoned = true;
-      stats.settlesRefused++;
-      broker.reject(task.delivery);
-    }, returnDelayMs);
-  }
 
   function begin(delivery: Delivery): void {
     running++;
     stats.inFlight++;
     const task: Task = { delivery, abandoned: false, done: Promise.resolve() };
     tasks.add(task);
-    task.done = handler.process(task)
-      .catch((error) => recover(task, error))
-      .finally(() => {
-        tasks.delete(task);
-        running--;
-        stats.inFlight--;
-        const next = waiting.shift();
-        if (next && !stopping) begin(next);
-      });
+    task.done = handler.process(task).finally(() => {
+      tasks.delete(task);
+      running--;
+      stats.inFlight--;
+      const next = waiting.shift();
+      if (next && !stopping) begin(next);
+    });
   }
 
   function onDelivery(delivery: Delivery): void {
     if (stopping) {
-      returning.add(handBack({ delivery, abandoned: false, done: Promise.resolve() }));
+      returning.add(handler.handBack({ delivery, abandoned: false, done: Promise.resolve() }));
       return;
     }
     stats.received++;
@@ -339,7 +269,7 @@ export async function startWorker(
     // Only those who may call the function learn about its workers, and
     // the dashboard, whose user may call nothing.
     accept: (delivery) =>
-      delivery.properties.userId === DASHBOARD_USER || handler.senderOf(delivery, false).allowed,
+      delivery.properties.userId === DASHBOARD_USER || handler.senderOf(delivery).allowed,
     info: () => ({
       kind: "pong",
       worker: workerId,
@@ -373,7 +303,7 @@ export async function startWorker(
       await control.cancel().catch(() => {});
       await consumer.cancel().catch(() => {});
       for (const delivery of waiting.splice(0)) {
-        returning.add(handBack({ delivery, abandoned: false, done: Promise.resolve() }));
+        returning.add(handler.handBack({ delivery, abandoned: false, done: Promise.resolve() }));
       }
       const all = () => Promise.all([...tasks].map((task) => task.done));
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -387,7 +317,7 @@ export async function startWorker(
           in_flight: tasks.size,
           grace_ms: graceMs,
         });
-        for (const task of tasks) returning.add(handBack(task));
+        for (const task of tasks) returning.add(handler.handBack(task));
         runner.abortAll("The worker is stopping and the grace period is over");
       }
       await Promise.all(returning);
@@ -433,20 +363,6 @@ async function declareRetryQueues(
     });
   }
   return usable;
-}
-
-/**
- * The route Celery clients publish through: a direct exchange named after
- * the queue, bound to it with the queue's name as routing key. Only Celery
- * clients' broker users (and this worker's) may write to it, which is what
- * lets a Celery request that came through it run without `user_id`
- * (`handle_delivery.ts`). The binding is made at every start, so a queue
- * that was deleted and made again gets its route back; that takes the
- * write permission on the worker's own queue (ops/rabbitmq/definitions.ts).
- */
-async function declareCeleryRoute(broker: Broker, queue: string): Promise<void> {
-  await broker.declareExchange(queue, "direct", { durable: true });
-  await broker.bindQueue(queue, queue, queue);
 }
 
 /**

@@ -19,8 +19,8 @@ import {
 } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { createLogger } from "../../core/log.ts";
-import { runWorker } from "./run_worker.ts";
-import { inProcessRunner } from "./runner.ts";
+import { runWorker } from "../process/main.ts";
+import { inProcessRunner } from "../handler_runner.ts";
 import { type RunningWorker, startWorker, type WorkerOptions } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 

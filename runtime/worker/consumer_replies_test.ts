@@ -19,8 +19,8 @@ import {
 } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { createLogger } from "../../core/log.ts";
-import type { HandlerOutcome } from "../handler_runner.ts";
-import { type HandlerRunner, inProcessRunner } from "./runner.ts";
+import type { HandlerOutcome } from "../attempt.ts";
+import { type HandlerRunner, inProcessRunner } from "../handler_runner.ts";
 import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 

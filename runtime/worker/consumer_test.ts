@@ -16,8 +16,8 @@ import { defineFunction, type FunctionDefinition, NonRetryableError } from "../d
 import { createLogger } from "../../core/log.ts";
 import { simulateWork } from "../simulate_work.ts";
 import { WorkerMetrics } from "./observe.ts";
-import { runWorker } from "./run_worker.ts";
-import { inProcessRunner } from "./runner.ts";
+import { runWorker } from "../process/main.ts";
+import { inProcessRunner } from "../handler_runner.ts";
 import { startWorker, type WorkerOptions } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
