@@ -39,8 +39,13 @@ export type HandlerOutcome =
     /** Whether another attempt could succeed. */
     retryable: boolean;
     /**
-     * Set when the task itself is not at fault (its sandbox was restarted
-     * under it): its delivery goes back to the queue without using an attempt.
+     * Set when the attempt was cut off and its delivery goes back to the
+     * queue, using no attempt. `hand_back`: the task is not at fault (its
+     * sandbox was restarted for another task's hung handler, or the worker
+     * stops), so no delivery limit counts the return. `failed_delivery`:
+     * its sandbox crashed while it ran, which it may have caused, so the
+     * return counts as a failed delivery, and a task that crashes its
+     * sandbox every time reaches the delivery limit instead of looping.
      */
-    requeue?: boolean;
+    requeue?: "hand_back" | "failed_delivery";
   };

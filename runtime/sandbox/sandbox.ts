@@ -24,7 +24,11 @@
  * The runtime enforces each attempt's time limit from outside: past it the
  * attempt fails at once, and a sandbox that then does not answer within a
  * second (a handler that never yields) is terminated and started again; the
- * other tasks it was running go back to the queue without using an attempt.
+ * other tasks it was running go back to the queue without using an attempt,
+ * and no delivery limit counts that. A sandbox that fails (its Web Worker
+ * or its process ends) is started again too, and the tasks it was running
+ * go back as failed deliveries, as when a worker dies: one of them may have
+ * caused it, and the delivery limit ends a task that always does.
  *
  * @module
  */
@@ -198,7 +202,7 @@ export class Sandbox implements HandlerRunner {
       this.#options.log.error("The function's sandbox failed; starting it again", {
         error: boundText(message, MAX_ERROR_MESSAGE_CHARS),
       });
-      this.#restart(`its sandbox failed: ${message}`);
+      this.#restart(`its sandbox failed: ${message}`, "failed_delivery");
     };
   }
 
@@ -291,7 +295,7 @@ export class Sandbox implements HandlerRunner {
       return Promise.resolve({
         ok: false,
         retryable: true,
-        requeue: true,
+        requeue: "hand_back",
         error: { type: "WorkerStopping", message: "The worker is stopping" },
       });
     }
@@ -351,12 +355,15 @@ export class Sandbox implements HandlerRunner {
           "The function's sandbox did not answer after an attempt timed out (a handler that never yields); starting it again",
           {},
         );
-        this.#restart("its sandbox was stuck in another task's handler");
+        this.#restart("its sandbox was stuck in another task's handler", "hand_back");
       } else if (this.#abandoned > Math.max(8, this.#pending.size * 2)) {
         this.#options.log.warn("Restarting the function's sandbox to free abandoned handlers", {
           abandoned: this.#abandoned,
         });
-        this.#restart("its sandbox was restarted to free handlers that ignored their signal");
+        this.#restart(
+          "its sandbox was restarted to free handlers that ignored their signal",
+          "hand_back",
+        );
       }
     }, this.#options.stuckAfterMs ?? 1000);
   }
@@ -367,19 +374,24 @@ export class Sandbox implements HandlerRunner {
     suspect?.resolve();
   }
 
-  #restart(reason: string): void {
+  /**
+   * Replaces the sandbox. The tasks still running there go back to the
+   * queue as `requeue` says: handed back, when the restart is for another
+   * task's hung handler; as failed deliveries, when the sandbox itself
+   * failed, which any of them may have caused. Those not yet sent wait for
+   * the new sandbox.
+   */
+  #restart(reason: string, requeue: "hand_back" | "failed_delivery"): void {
     if (this.#restarting || this.#closed) return;
     const old = this.#host;
     old.terminate();
     this.#abandoned = 0;
-    // The tasks still running there are not at fault: they go back to the
-    // queue. Those not yet sent wait for the new sandbox.
     for (const pending of [...this.#pending.values()]) {
       if (pending.host !== old) continue;
       this.#finish(pending, {
         ok: false,
         retryable: true,
-        requeue: true,
+        requeue,
         error: { type: "WorkerRestarted", message: `Returned to the queue as ${reason}` },
       });
     }
@@ -448,7 +460,7 @@ export class Sandbox implements HandlerRunner {
       this.#finish(pending, {
         ok: false,
         retryable: true,
-        requeue: true,
+        requeue: "hand_back",
         error: { type: "WorkerStopping", message: "The worker stopped" },
       });
     }

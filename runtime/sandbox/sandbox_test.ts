@@ -316,6 +316,8 @@ Deno.test("a hung handler's sandbox is ended a second after its limit, and the o
   const worker = await startWorker(sandbox, hub.connect("escape"), {
     workerId: "escape@test",
     concurrency: 2,
+    // Were the task beside the hung one counted, its next delivery would be its last.
+    deliveryLimit: 1,
     log,
   });
   const client = hub.connect("dispatcher");
@@ -345,6 +347,8 @@ Deno.test("a hung handler's sandbox is ended a second after its limit, and the o
       line.msg === "Returning a task to the queue" && line.task_id === "slow"
     );
     assert.match(String(returned?.error), /its sandbox was stuck in another task's handler/);
+    assert.equal(worker.stats.handedBack, 1, "handed back as a copy");
+    assert.equal(worker.stats.sandboxFailed, 0, "not as a failed delivery");
     // Ended no sooner than a second after the limit.
     assert.ok(Date.parse(String(restart.ts)) - hung.at >= 990, "ended a second after the limit");
   } finally {
@@ -354,6 +358,67 @@ Deno.test("a hung handler's sandbox is ended a second after its limit, and the o
     await hub.shutdown();
   }
 });
+
+Deno.test("a handler that crashes its sandbox ends as a failed delivery, and its sandbox starts again and serves", async () => {
+  await withSandbox(async (sandbox, log, lines) => {
+    const outcome = await attempt(sandbox, { attempt: "crash" }, log);
+    assert.equal(outcome.ok, false);
+    if (!outcome.ok) {
+      assert.equal(outcome.requeue, "failed_delivery");
+      assert.match(outcome.error.message, /its sandbox failed: .*crashed its sandbox/);
+    }
+    assert.ok(
+      lines.some((line) => line.msg === "The function's sandbox failed; starting it again"),
+    );
+    assert.deepEqual(await attempt(sandbox, {}, log), { ok: true, resultJson: '"served"' });
+  });
+});
+
+for (const isolation of ["thread", "process"] as const) {
+  Deno.test(`a task that crashes its sandbox every time is dead-lettered at the delivery limit, not run for ever (${isolation})`, async () => {
+    const hub = new MemoryBroker();
+    const { log, lines } = recorder();
+    const sandbox = await startSandbox({ module: escape, log, isolation });
+    const worker = await startWorker(sandbox, hub.connect("escape"), {
+      workerId: "escape@test",
+      deliveryLimit: 2,
+      log,
+    });
+    const client = hub.connect("dispatcher");
+    const replies = new Map<string, TaskReply>();
+    const replyTo = await client.openReplyQueue((message) => {
+      const parsed = parseReply(message.body);
+      assert.ok(parsed.ok);
+      replies.set(parsed.value.task_id!, parsed.value);
+    });
+    const send = (taskId: string, payload: Record<string, unknown>) =>
+      client.publish("queue_escape", encodeRequest("escape", payload, { taskId, replyTo }));
+    try {
+      await send("crash", { attempt: "crash" });
+      await waitFor(() => replies.has("crash"), "the crashing task's reply", 60_000);
+      assert.equal(replies.get("crash")!.error?.type, "DeliveryLimit");
+      const crashes = lines.filter((line) =>
+        line.msg === "The function's sandbox failed; starting it again"
+      );
+      assert.equal(crashes.length, 2, "it ran, and crashed its sandbox, once per delivery allowed");
+      const returned = lines.filter((line) =>
+        line.msg === "Returning a task to the queue as a failed delivery" &&
+        line.task_id === "crash"
+      );
+      assert.equal(returned.length, 2);
+      assert.equal(worker.stats.sandboxFailed, 2);
+      assert.equal(worker.stats.handedBack, 0);
+      await send("after", {});
+      await waitFor(() => replies.has("after"), "the next task's reply", 30_000);
+      assert.equal(replies.get("after")!.result, "served");
+    } finally {
+      await worker.stop(0);
+      await sandbox.close();
+      await client.close();
+      await hub.shutdown();
+    }
+  });
+}
 
 for (const isolation of ["thread", "process"] as const) {
   Deno.test(`close() aborts a running handler and lets it end: its signal fires and its last line is logged (${isolation})`, async () => {

@@ -9,8 +9,8 @@
  * - one whose `reply_to` is no place for answers is dead-lettered
  *   (`invalid_reply_to`) and never run;
  * - one the broker delivered `deliveryLimit` times without a settlement (the
- *   worker died, or could not settle it, each time) is dead-lettered
- *   (`delivery_limit`);
+ *   worker or its sandbox died, or the worker could not settle it, each
+ *   time) is dead-lettered (`delivery_limit`);
  * - one that breaks the contract is dead-lettered (`rejected`) and answered;
  * - one past its deadline is dead-lettered (`expired`) and answered, unrun;
  * - a success is answered;
@@ -27,10 +27,12 @@
  * unsettled, and none loops for ever on a quorum queue.
  *
  * A delivery the worker hands back unfinished, not by its own fault (the
- * worker stops, or the sandbox restarted under it), is copied back to the
- * queue and acknowledged: RabbitMQ before 4.3 would count a `basic.nack`
- * toward the delivery limit, and dead-letter a healthy task handed back
- * often enough.
+ * worker stops, or the sandbox was restarted under it for another task's
+ * hung handler), is copied back to the queue and acknowledged: RabbitMQ
+ * before 4.3 would count a `basic.nack` toward the delivery limit, and
+ * dead-letter a healthy task handed back often enough. One whose sandbox
+ * crashed under it goes back as a failed delivery, as if its worker had
+ * died: it may be the cause, and must not loop for ever.
  *
  * Every queue the worker needs is declared while it starts: its work and
  * dead-letter queues, a retry queue per delay of the ladder

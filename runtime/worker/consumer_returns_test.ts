@@ -222,20 +222,31 @@ Deno.test("startWorker() acknowledges a retry and a dead letter only once the br
   }
 });
 
-/** A runner whose first attempt ends as a sandbox restart would end it, then runs normally. */
-function restartingOnce(): HandlerRunner & { restarts: number } {
+/**
+ * A runner whose first `times` attempts end as a sandbox restart would end
+ * them (`requeue`), then runs normally.
+ */
+function restarting(
+  requeue: "hand_back" | "failed_delivery",
+  times = 1,
+): HandlerRunner & { restarts: number } {
   const inner = inProcessRunner(flaky);
   const runner = {
     info: inner.info,
     restarts: 0,
     run(...args: Parameters<HandlerRunner["run"]>): Promise<HandlerOutcome> {
-      if (runner.restarts++ === 0) {
-        return Promise.resolve({
-          ok: false,
-          retryable: true,
-          requeue: true,
-          error: { type: "WorkerRestarted", message: "its sandbox was restarted" },
-        });
+      if (runner.restarts++ < times) {
+        // In a later turn, as a sandbox's failure arrives: a loop of returns
+        // never starves the timers.
+        return new Promise((resolve) =>
+          setTimeout(() =>
+            resolve({
+              ok: false,
+              retryable: true,
+              requeue,
+              error: { type: "WorkerRestarted", message: "its sandbox was restarted" },
+            }), 0)
+        );
       }
       return inner.run(...args);
     },
@@ -272,7 +283,7 @@ Deno.test("startWorker() hands a task its sandbox restart interrupted back as a 
       return second.publish(queue, message);
     },
   });
-  const worker = await startWorker(restartingOnce(), recording, {
+  const worker = await startWorker(restarting("hand_back"), recording, {
     workerId: "w2",
     deliveryLimit: 2,
   });
@@ -289,6 +300,32 @@ Deno.test("startWorker() hands a task its sandbox restart interrupted back as a 
     assert.equal(worker.stats.failed, 0, "not dead-lettered as delivery_limit");
   } finally {
     worker.abandon();
+    await hub.shutdown();
+  }
+});
+
+Deno.test("startWorker() returns a task whose sandbox crashed under it as a failed delivery, so one that always crashes it reaches the delivery limit", async () => {
+  runs = 0;
+  const hub = new MemoryBroker();
+  const client = hub.connect("dispatcher");
+  const { received, replyTo } = await replies(client);
+  const runner = restarting("failed_delivery", Infinity);
+  const worker = await startWorker(runner, hub.connect("flaky"), {
+    workerId: "w",
+    deliveryLimit: 3,
+  });
+  try {
+    await client.publish(flaky.queue, encodeRequest("flaky", {}, { taskId: "crash", replyTo }));
+    await waitFor(() => received.length === 1, "the delivery_limit reply");
+    assert.equal(received[0].error?.type, "DeliveryLimit");
+    assert.equal(runner.restarts, 3, "ran once per delivery the limit allows, then no more");
+    assert.equal(worker.stats.sandboxFailed, 3);
+    assert.equal(worker.stats.handedBack, 0);
+    const letter = (await client.get(deadLetterQueueOf(flaky.queue)))!;
+    assert.equal(letter.properties.headers?.["x-dlq-reason"], "delivery_limit");
+    assert.equal(letter.properties.headers?.["x-dlq-deliveries"], 3);
+  } finally {
+    await worker.stop(0);
     await hub.shutdown();
   }
 });

@@ -4,11 +4,13 @@
  * `reply_to` is a place for answers, how often it was delivered, what it
  * asks (in the protocol it speaks, `protocol.ts`), whether its deadline or
  * eta allows it to run now; then the attempt, and the reply it earns. A
- * failed attempt is handed back to its queue (its sandbox restarted under
- * it: not its fault), waits in a delay queue for its next attempt
- * (exponential backoff with jitter, while retries and the deadline allow),
- * or becomes a dead letter and the caller gets the error. See
- * `consumer.ts` for the order of settlement.
+ * failed attempt is handed back to its queue (its sandbox was restarted
+ * under it for another task: not its fault, and no delivery limit counts
+ * it), returned as a failed delivery (its sandbox crashed under it, maybe
+ * by its doing: the delivery limit counts it), waits in a delay queue for
+ * its next attempt (exponential backoff with jitter, while retries and the
+ * deadline allow), or becomes a dead letter and the caller gets the error.
+ * See `consumer.ts` for the order of settlement.
  *
  * @module
  */
@@ -320,7 +322,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       return await refuse(run, "delivery_limit", {
         type: "DeliveryLimit",
         message:
-          `Cannot run the request again as it was delivered ${deliveries} times and never settled: the worker died while running it each time (see its logs)`,
+          `Cannot run the request again as it was delivered ${deliveries} times and never settled: the worker or its sandbox died while running it each time (see its logs)`,
       }, { deliveries });
     }
     const read = run.protocol.read(delivery, info, { maxBytes, maxEtaMs: options.maxEtaMs });
@@ -531,10 +533,18 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
   ): Promise<void> {
     const { delivery } = run.task;
     const { error } = result;
-    if (result.requeue) {
+    if (result.requeue === "hand_back") {
       logOf(run).warn("Returning a task to the queue", { error: error.message });
       run.traced.end("requeued", error);
       return await handBack(run.task);
+    }
+    if (result.requeue === "failed_delivery") {
+      logOf(run).warn("Returning a task to the queue as a failed delivery", {
+        error: error.message,
+      });
+      run.traced.end("requeued", error);
+      stats.sandboxFailed++;
+      return returnFailed(run.task);
     }
     const policy = policyFor(info, request);
     let reason: DeadLetterReason = result.retryable ? "exhausted" : "non_retryable";
@@ -601,11 +611,9 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
 
   /**
    * Publishing an outcome failed. With the connection gone the broker takes
-   * the delivery back by itself; otherwise give it back after a pause, as a
-   * failed delivery (`basic.reject`, counted toward the delivery limit on
-   * every RabbitMQ version, where a `basic.nack` is not from 4.3 on), so
-   * another attempt or, on a quorum queue, the delivery limit decides; and
-   * a persistent fault does not spin.
+   * the delivery back by itself; otherwise give it back after a pause (so
+   * that a persistent fault does not spin) as a failed delivery, so another
+   * attempt or, on a quorum queue, the delivery limit decides.
    */
   function recover(task: Task, error: unknown): void {
     if (task.abandoned) return;
@@ -616,10 +624,20 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     });
     setTimeout(() => {
       if (task.abandoned) return;
-      task.abandoned = true;
       stats.settlesRefused++;
-      broker.reject(task.delivery);
+      returnFailed(task);
     }, options.returnDelayMs);
+  }
+
+  /**
+   * Gives a delivery back as a failed one (`basic.reject`), which every
+   * RabbitMQ version counts toward a quorum queue's delivery limit, where a
+   * `basic.nack` is not from 4.3 on.
+   */
+  function returnFailed(task: Task): void {
+    if (task.abandoned) return;
+    task.abandoned = true;
+    broker.reject(task.delivery);
   }
 
   return {

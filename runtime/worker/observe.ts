@@ -55,6 +55,8 @@ export interface WorkerStats {
   handedBack: number;
   /** Deliveries returned to the queue as failed because their outcome could not be published. */
   settlesRefused: number;
+  /** Deliveries returned to the queue as failed because their sandbox crashed while they ran. */
+  sandboxFailed: number;
   /** Tasks whose handler is running now. */
   inFlight: number;
   /**
@@ -145,6 +147,7 @@ export class WorkerMetrics {
     repliesRefused: 0,
     handedBack: 0,
     settlesRefused: 0,
+    sandboxFailed: 0,
     inFlight: 0,
     answeredAgain: 0,
   };
@@ -199,10 +202,11 @@ export class WorkerMetrics {
     metric(
       "worker_deliveries_returned_total",
       "counter",
-      "Deliveries given back to the queue, by how: handed_back (unfinished, not their fault: the worker stopping, a sandbox restart; no delivery limit counts it) or settle_refused (their outcome could not be published; counts toward the delivery limit).",
+      "Deliveries given back to the queue, by how: handed_back (unfinished, not their fault: the worker stopping, a sandbox restart for another task; no delivery limit counts it), settle_refused (their outcome could not be published) or sandbox_failed (their sandbox crashed while they ran); the last two count toward the delivery limit.",
     );
     sample("worker_deliveries_returned_total", { how: "handed_back" }, stats.handedBack);
     sample("worker_deliveries_returned_total", { how: "settle_refused" }, stats.settlesRefused);
+    sample("worker_deliveries_returned_total", { how: "sandbox_failed" }, stats.sandboxFailed);
 
     metric("worker_task_retries_total", "counter", "Failed attempts scheduled for another try.");
     sample("worker_task_retries_total", {}, stats.retried);
