@@ -130,7 +130,8 @@ export interface DeliveryHandler {
    */
   process(task: Task): Promise<void>;
   /**
-   * Gives a delivery back unfinished, not by its fault (the worker stops):
+   * Gives a delivery back unfinished, not by its fault (the worker stops,
+   * or its sandbox was restarted for another task's hung handler):
    * a copy goes to the queue, keeping its failed deliveries so far, and the
    * delivery is acknowledged once the copy is confirmed, so that no RabbitMQ
    * version counts the return toward the delivery limit. A delivery from a
