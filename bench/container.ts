@@ -29,7 +29,7 @@ function hostNetworkCommand(broker: URL): string[] {
     "--allow-env",
     "--allow-read=/app/functions,/app/runtime,/app/core",
     "--allow-sys=hostname",
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     "/app/functions/function.ts",
   ];
 }

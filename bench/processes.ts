@@ -34,7 +34,7 @@ export function workerArgs(name: string, files: string[] = []): string[] {
     "--allow-env",
     `--allow-read=${["functions", "runtime", "core", ...files].join(",")}`,
     "--allow-sys=hostname",
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     name,
   ];
 }

@@ -10,9 +10,9 @@
 
 import { SILENT_LOGGER } from "../core/log.ts";
 import type { FunctionDefinition } from "../runtime/define_function.ts";
-import { type HandlerRun, runHandler } from "../runtime/worker/run_handler.ts";
-import type { HandlerRunner } from "../runtime/worker/runner.ts";
-import { startSandbox } from "../runtime/worker/sandbox.ts";
+import type { HandlerRun } from "../runtime/attempt.ts";
+import { type HandlerRunner, runHandler } from "../runtime/handler_runner.ts";
+import { startSandbox } from "../runtime/sandbox/sandbox.ts";
 import { median, round } from "./stats.ts";
 
 /** Microseconds of wall time per task through each runner, and their difference. */

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { CONTROL_EXCHANGE, encodeWorkerInfo } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
-import { type RunningWorker, startWorker } from "../runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { type RunningWorker, startWorker } from "../runtime/worker/consumer.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { pingWorkers } from "./ping_workers.ts";
 import { RpcClient } from "./rpc_client.ts";
 

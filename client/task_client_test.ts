@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { defineFunction, NonRetryableError } from "../runtime/define_function.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
-import { type RunningWorker, startWorker } from "../runtime/worker/start_worker.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
+import { type RunningWorker, startWorker } from "../runtime/worker/consumer.ts";
 import {
   EVENTS_EXCHANGE,
   parseTaskEvent,

@@ -12,9 +12,9 @@
  */
 
 import type { Broker } from "../core/broker/broker.ts";
-import { deadLetterQueueOf } from "../core/contract/mod.ts";
+import { type DeadLetter, deadLetterQueueOf } from "../core/contract/mod.ts";
 import { letterPolicy } from "../dispatcher/dead_letter_trust.ts";
-import { type DeadLetter, listDeadLetters, replayDeadLetters } from "../dispatcher/dead_letters.ts";
+import { listDeadLetters, replayDeadLetters } from "../dispatcher/dead_letters.ts";
 
 /** Letters shown per function. */
 export const LETTERS_SHOWN = 10;

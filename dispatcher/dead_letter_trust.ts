@@ -29,7 +29,7 @@
  */
 
 import type { Delivery } from "../core/broker/broker.ts";
-import { DEAD_LETTER_HEADERS, SENDER_HEADER } from "../core/contract/mod.ts";
+import { BROKER_DEATH_HEADERS, DEAD_LETTER_HEADERS, SENDER_HEADER } from "../core/contract/mod.ts";
 import { DEFAULT_ALLOWED_SENDERS } from "../core/contract/users.ts";
 
 /** Who may have written a function's dead letters, and sent its requests. */
@@ -102,7 +102,7 @@ export function judgeLetter(delivery: Delivery, policy: LetterPolicy): LetterVer
     }
     return { ok: true, sender };
   }
-  if (headers["x-death"] !== undefined) {
+  if (headers[BROKER_DEATH_HEADERS.deaths] !== undefined) {
     // A copy the worker published (a retry, a task handed back) names the
     // original sender in x-sender, which only the worker's user may write.
     const sender = fromWorker ? headers[SENDER_HEADER] ?? userId : userId;

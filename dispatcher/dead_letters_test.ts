@@ -1,19 +1,20 @@
 import assert from "node:assert/strict";
 import type { Broker, Delivery } from "../core/broker/broker.ts";
-import { encodeRequest, type Message, parseReply, type TaskReply } from "../core/contract/mod.ts";
+import {
+  encodeRequest,
+  type Message,
+  parseDeadLetter,
+  parseReply,
+  type TaskReply,
+} from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import { startWorker } from "../runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { startWorker } from "../runtime/worker/consumer.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
-import {
-  describeDeadLetter,
-  LETTER_TEXT_LIMITS,
-  listDeadLetters,
-  replayDeadLetters,
-} from "./dead_letters.ts";
+import { listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
 
 /** Everyone is guest: the bare broker's policy. */
 const SHARED = letterPolicy(undefined, "guest");
@@ -206,7 +207,7 @@ Deno.test("replayDeadLetters() strips dead-letter headers, honours limit and rea
     assert.equal(moved.properties.persistent, true);
     const rest = await listDeadLetters(broker, "queue_x.dlq", { limit: 10 });
     assert.deepEqual(rest.map((l) => l.taskId), ["b", "c"], "the others stay, in order");
-    assert.equal(describeDeadLetter(moved).reason, "unknown");
+    assert.equal(parseDeadLetter(moved, moved.queue).reason, "unknown");
   } finally {
     await hub.shutdown();
   }
@@ -315,88 +316,6 @@ Deno.test("replayDeadLetters() leaves and reports every letter that does not pro
   } finally {
     await hub.shutdown();
   }
-});
-
-Deno.test("describeDeadLetter() takes the broker's reason and delivery count when no worker wrote one", () => {
-  const delivery = (headers: Record<string, unknown>): Delivery => ({
-    body: new Uint8Array(),
-    properties: { headers, userId: "dispatcher" },
-    queue: "queue_x.dlq",
-    exchange: "",
-    routingKey: "queue_x.dlq",
-    redelivered: false,
-    tag: 1,
-  });
-  const limit = describeDeadLetter(delivery({
-    "x-first-death-reason": "delivery_limit",
-    "x-death": [{ reason: "delivery_limit", queue: "queue_x", count: 1 }],
-    "x-delivery-count": 5,
-  }));
-  assert.equal(limit.reason, "delivery_limit");
-  assert.equal(limit.deliveries, 5);
-  assert.equal(limit.queue, "queue_x");
-  assert.equal(limit.userId, "dispatcher");
-  const expired = describeDeadLetter(delivery({ "x-death": [{ reason: "expired" }] }));
-  assert.equal(expired.reason, "expired");
-  assert.equal(expired.deliveries, null);
-  const worker = describeDeadLetter(delivery({
-    "x-dlq-reason": "delivery_limit",
-    "x-dlq-deliveries": 5,
-    "x-delivery-count": 4,
-    "x-dlq-sender": "admin",
-  }));
-  assert.equal(worker.reason, "delivery_limit");
-  assert.equal(worker.deliveries, 5, "the worker's own count first");
-  assert.equal(worker.sender, "admin");
-});
-
-Deno.test("describeDeadLetter() bounds every header text it takes from a forged letter", () => {
-  const junk = "\u0001".repeat(100_000);
-  const letter = describeDeadLetter({
-    body: new TextEncoder().encode("{}"),
-    properties: {
-      messageId: "m".repeat(1000),
-      userId: "u".repeat(1000),
-      headers: {
-        "x-dlq-reason": junk,
-        "x-dlq-error-type": junk,
-        "x-dlq-error-message": junk,
-        "x-dlq-worker": junk,
-        "x-dlq-sender": junk,
-        "x-dlq-at": junk,
-      },
-    },
-    queue: "queue_x.dlq",
-    exchange: "",
-    routingKey: "queue_x.dlq",
-    redelivered: false,
-    tag: 1,
-  });
-  const limits = LETTER_TEXT_LIMITS;
-  const fields: [string | null, number][] = [
-    [letter.reason, limits.reason],
-    [letter.errorType, 64],
-    [letter.errorMessage, 512],
-    [letter.worker, limits.worker],
-    [letter.sender, limits.sender],
-    [letter.at, limits.at],
-    [letter.taskId, 255],
-    [letter.userId, 255],
-  ];
-  for (const [value, max] of fields) {
-    assert.ok(value !== null && value.length <= max, `${value?.slice(-40)} within ${max}`);
-    assert.match(value!, /more characters\)$/, "says it was cut");
-  }
-  const broker = describeDeadLetter({
-    body: new Uint8Array(),
-    properties: { headers: { "x-death": [{ reason: junk }] } },
-    queue: "queue_x.dlq",
-    exchange: "",
-    routingKey: "queue_x.dlq",
-    redelivered: false,
-    tag: 1,
-  });
-  assert.ok(broker.reason.length <= limits.reason, "the broker's reason too");
 });
 
 Deno.test("replay judges a letter's sender by the function's own senders, never the default ones", async () => {

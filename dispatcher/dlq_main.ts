@@ -8,7 +8,7 @@
  * @module
  */
 
-import { DEAD_LETTER_REASONS, deadLetterQueueOf } from "../core/contract/mod.ts";
+import { DEAD_LETTER_REASONS, type DeadLetter, deadLetterQueueOf } from "../core/contract/mod.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,
@@ -31,12 +31,7 @@ import { ConfigError } from "../core/config_error.ts";
 import { OPERATOR_USER } from "../core/contract/users.ts";
 import { loadConfig } from "./config/load_config.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
-import {
-  type DeadLetter,
-  listDeadLetters,
-  type RefusedLetter,
-  replayDeadLetters,
-} from "./dead_letters.ts";
+import { listDeadLetters, type RefusedLetter, replayDeadLetters } from "./dead_letters.ts";
 
 /** The compose stack's user that reads dead letters: it may read `*.dlq` and publish, no more. */
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { defineFunction, NonRetryableError } from "../runtime/define_function.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
-import { startWorker } from "../runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { startWorker } from "../runtime/worker/consumer.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { latencyOf, percentile, runLoad } from "./load.ts";
 import { TaskClient } from "../client/task_client.ts";
 

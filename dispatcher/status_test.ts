@@ -3,8 +3,8 @@ import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
 import { CONTROL_EXCHANGE, encodeRequest, encodeWorkerInfo } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
-import { type RunningWorker, startWorker } from "../runtime/worker/start_worker.ts";
-import { inProcessRunner } from "../runtime/worker/runner.ts";
+import { type RunningWorker, startWorker } from "../runtime/worker/consumer.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
 import type { SystemStatus } from "./gather_status.ts";
 import { formatTable, STATUS_EXIT, statusMain } from "./status.ts";
 

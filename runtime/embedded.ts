@@ -7,7 +7,7 @@
  * The functions see their tasks and nothing else: no broker, no queue of
  * another function, no file, variable or network. Each sandbox (a Web
  * Worker with no permissions) runs in a `deno` process of its own that may
- * read only the function's folder and the runtime (`sandbox_process.ts`),
+ * read only the function's folder and the runtime (`sandbox/process_host.ts`),
  * never in this one: the tools that run embedded may read every file, and
  * Deno checks a literal import in the function against the permissions of
  * the process that hosts it. So this process needs `--allow-run=deno`;
@@ -20,9 +20,9 @@
 import type { Broker } from "../core/broker/broker.ts";
 import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../core/log.ts";
-import { startSandbox } from "./worker/sandbox.ts";
-import { type RunningWorker, startWorker } from "./worker/start_worker.ts";
-import type { Sandbox } from "./worker/sandbox.ts";
+import { startSandbox } from "./sandbox/sandbox.ts";
+import { type RunningWorker, startWorker } from "./worker/consumer.ts";
+import type { Sandbox } from "./sandbox/sandbox.ts";
 
 /** A function to start: its name (its module is `<functionsDir>/<task>.ts`) and queue. */
 export interface EmbeddedFunction {

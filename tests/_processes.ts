@@ -66,7 +66,7 @@ export async function exitWithin(
 }
 
 /** The worker runtime's entry point. */
-export const WORKER_MAIN = "runtime/worker/main.ts";
+export const WORKER_MAIN = "runtime/process/main.ts";
 
 /**
  * The permissions of `deno task worker`, plus reading the test fixtures and

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { loadRegistry } from "../core/registry.ts";
-import { WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
+import { WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { readComposeFile } from "./_docker.ts";
 
 const compose = await readComposeFile();

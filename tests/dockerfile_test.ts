@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
+import { WORKER_ENV_VARS, WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { workerCommand } from "./_docker.ts";
 import { loadRegistry } from "../core/registry.ts";
 
@@ -59,7 +59,7 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     "the sandbox needs Web Worker permissions",
   );
   assert.deepEqual(command.slice(-2), [
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     "/app/functions/function.ts",
   ]);
   assert.match(
@@ -67,9 +67,9 @@ Deno.test("Dockerfile.worker starts the runtime, which sandboxes the function, n
     /^COPY \$\{FUNCTIONS_DIR\}\/\$\{FUNCTION\}\.ts functions\/function\.ts$/m,
   );
   const cached = dockerfile.match(/RUN \["deno", "cache",[^\]]*\]/)?.[0] ?? "";
-  for (const module of ["main.ts", "sandbox_host.ts", "healthcheck.ts"]) {
+  for (const module of ["process/main.ts", "sandbox/serve_function.ts", "process/health.ts"]) {
     assert.ok(
-      cached.includes(`runtime/worker/${module}`),
+      cached.includes(`runtime/${module}`),
       `${module} is cached at build`,
     );
   }
@@ -81,7 +81,7 @@ Deno.test("Dockerfile.worker checks /healthz from the build-time cache", () => {
   assert.deepEqual(flagValues(healthcheck, "allow-net"), ["127.0.0.1"]);
   assert.deepEqual(flagValues(healthcheck, "allow-env"), ["METRICS_PORT"]);
   const script = healthcheck.at(-1)!;
-  assert.equal(script, "runtime/worker/healthcheck.ts");
+  assert.equal(script, "runtime/process/health.ts");
   assert.match(dockerfile, new RegExp(`RUN \\["deno", "cache",[^\\]]*"${script}"`));
 });
 
@@ -104,7 +104,7 @@ Deno.test("the worker image's own config pins the runtime's dependencies as deno
       "--frozen",
       "--config",
       "worker.deno.json",
-      "runtime/worker/main.ts",
+      "runtime/process/main.ts",
       ...[...registry.functions.values()].filter((fn) => fn.protocol === "native")
         .map(({ name }) => `functions/${name}.ts`),
       "tests/fixtures/functions/escape.ts",

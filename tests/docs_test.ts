@@ -20,11 +20,8 @@ import {
 import { parseConfig } from "../dispatcher/config/load_config.ts";
 import { loadRegistry, parseRegistry } from "../core/registry.ts";
 import { parseReply, parseRequest, parseWorkerInfo } from "../core/contract/mod.ts";
-import {
-  readWorkerSettings,
-  WORKER_ENV_VARS,
-  type WorkerEnvVar,
-} from "../runtime/worker/worker_settings.ts";
+import { WORKER_ENV_VARS, type WorkerEnvVar } from "../runtime/defaults.ts";
+import { readWorkerSettings } from "../runtime/process/settings.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README_MAX_LINES = 250;

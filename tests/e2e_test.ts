@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import type { Broker, Delivery } from "../core/broker/broker.ts";
 import type { TaskReply } from "../core/contract/mod.ts";
-import { WORKER_IMAGE_FILES } from "../runtime/worker/worker_settings.ts";
+import { WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { RpcClient } from "../client/rpc_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";

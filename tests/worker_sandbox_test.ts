@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { followLines, LineWatch } from "../bench/processes.ts";
 import { connectAmqp } from "../core/broker/connect_amqp.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
-import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/worker/output_budget.ts";
+import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/sandbox/output_budget.ts";
 import { CANARY_SECRET, writeCanary } from "./fixtures/canary.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
@@ -30,7 +30,7 @@ function workerArgs(read: string, extraReads: string[] = []): string[] {
     read ||
     `--allow-read=${["runtime", "core", "tests/fixtures/functions", ...extraReads].join(",")}`,
     "--allow-sys=hostname",
-    "runtime/worker/main.ts",
+    "runtime/process/main.ts",
     FIXTURE,
   ];
 }

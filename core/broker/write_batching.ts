@@ -8,6 +8,7 @@
 
 import type { Buffer } from "node:buffer";
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib";
+import { Fifo } from "../fifo.ts";
 
 /**
  * amqplib hands the socket each frame of a burst as its own write, and each
@@ -31,34 +32,6 @@ export function coalesceWrites(model: ChannelModel): boolean {
     }
   };
   return true;
-}
-
-/** A FIFO whose `shift()` takes constant time, unlike an array's. */
-export class Fifo<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-
-  /** Items waiting. */
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
-
-  /** Adds an item at the end. */
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  /** Takes the first item, if any. */
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
 }
 
 /** A publish waiting for a full socket buffer to drain. */

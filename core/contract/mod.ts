@@ -18,4 +18,5 @@ export * from "./reply.ts";
 export * from "./control.ts";
 export * from "./celery.ts";
 export * from "./events.ts";
+export * from "./dead_letter.ts";
 export * from "./users.ts";

@@ -242,65 +242,8 @@ export const DELIVERY_COUNT_HEADER = "x-delivery-count";
 export const PRIOR_DELIVERIES_HEADER = "x-prior-deliveries";
 
 /**
- * Header a replayed dead letter carries (`deno task dlq --replay`, the
- * dashboard): the broker user who sent the original request. The replay
- * goes out as the operator, whom functions accept; a worker runs it only if
- * it accepts this sender too, so a replay never launders a request from a
- * sender the function refuses.
+ * Header RabbitMQ 4 sets on a quorum queue's redeliveries beside
+ * `x-delivery-count`: how often it was acquired before. A copy the runtime
+ * republishes must not inherit it.
  */
-export const REPLAYED_SENDER_HEADER = "x-replayed-sender";
-
-/** Headers of a dead letter written by a worker. */
-export const DEAD_LETTER_HEADERS = {
-  reason: "x-dlq-reason",
-  errorType: "x-dlq-error-type",
-  errorMessage: "x-dlq-error-message",
-  attempts: "x-dlq-attempts",
-  deliveries: "x-dlq-deliveries",
-  queue: "x-dlq-queue",
-  worker: "x-dlq-worker",
-  sender: "x-dlq-sender",
-  /**
-   * The broker users the worker accepted requests from when it wrote the
-   * letter, comma-separated (`*`: anyone): what a replay checks the
-   * letter's sender against.
-   */
-  allowedSenders: "x-dlq-allowed-senders",
-  at: "x-dlq-at",
-} as const;
-
-/**
- * Why a request ended in `<queue>.dlq`, as in the `x-dlq-reason` header (or,
- * for letters the broker itself dead-lettered, its `x-death` reason):
- *
- * - `rejected`: it broke the contract (content type, size, JSON, fields);
- * - `unauthenticated`: its sender (`user_id`) may not call the function;
- * - `exhausted`: it failed on every attempt its retry policy allowed;
- * - `non_retryable`: it failed in a way another attempt cannot fix;
- * - `invalid_reply_to`: its `reply_to` is not a reply destination
- *   ({@linkcode isReplyDestination}), so it never ran and got no reply;
- * - `exhausted`: it failed on every attempt its retry policy allowed;
- * - `non_retryable`: it failed in a way another attempt cannot fix;
- * - `expired`: its deadline passed before it could run (or run again);
- * - `delivery_limit`: it was delivered `DELIVERY_LIMIT` times and never
- *   settled, because the worker died (or could not settle it) each time.
- */
-export type DeadLetterReason =
-  | "rejected"
-  | "unauthenticated"
-  | "invalid_reply_to"
-  | "exhausted"
-  | "non_retryable"
-  | "expired"
-  | "delivery_limit";
-
-/** Every {@linkcode DeadLetterReason}. */
-export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
-  "rejected",
-  "unauthenticated",
-  "invalid_reply_to",
-  "exhausted",
-  "non_retryable",
-  "expired",
-  "delivery_limit",
-];
+export const ACQUIRED_COUNT_HEADER = "x-acquired-count";

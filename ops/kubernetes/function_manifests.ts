@@ -24,8 +24,12 @@ import {
 import { queueArguments } from "../../core/broker/queue_arguments.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
 import { DISPATCHER_USER, KEDA_USER } from "../../core/contract/users.ts";
-import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../../runtime/worker/start_worker.ts";
-import { DEFAULT_METRICS_PORT, WORKER_IMAGE_FILES } from "../../runtime/worker/worker_settings.ts";
+import {
+  DEAD_LETTER_VIEWS,
+  DEFAULT_DELIVERY_LIMIT,
+  DEFAULT_METRICS_PORT,
+  WORKER_IMAGE_FILES,
+} from "../../runtime/defaults.ts";
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,

@@ -39,7 +39,7 @@ import {
   DEFAULT_METRICS_PORT,
   WORKER_ENV_VARS,
   WORKER_IMAGE_FILES,
-} from "../../runtime/worker/worker_settings.ts";
+} from "../../runtime/defaults.ts";
 import {
   AMQP_CLIENT_COMPONENTS,
   credentialsSecretOf,

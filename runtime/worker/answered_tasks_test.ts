@@ -4,9 +4,9 @@ import { encodeRequest, parseReply, type TaskReply } from "../../core/contract/m
 import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";
 import { AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
-import { WorkerMetrics } from "./metrics.ts";
-import { inProcessRunner } from "./runner.ts";
-import { startWorker } from "./start_worker.ts";
+import { WorkerMetrics } from "./observe.ts";
+import { inProcessRunner } from "../handler_runner.ts";
+import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 function reply(taskId: string, result = ""): { reply: TaskReply; resultJson: string } {

@@ -15,8 +15,8 @@ import { createLogger } from "../../core/log.ts";
 import { controlQueueOf, DASHBOARD_USER } from "../../core/contract/names.ts";
 import { defineFunction } from "../define_function.ts";
 import { MemoryBroker } from "../../core/broker/memory_broker.ts";
-import { inProcessRunner } from "./runner.ts";
-import { startWorker } from "./start_worker.ts";
+import { inProcessRunner } from "../handler_runner.ts";
+import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 const hello = defineFunction({

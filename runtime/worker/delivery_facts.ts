@@ -23,8 +23,8 @@ import {
   TASK_TIMEOUT,
   type TaskRequest,
 } from "../../core/contract/mod.ts";
+import type { AttemptLimit } from "../attempt.ts";
 import type { FunctionInfo, RetryPolicy } from "../define_function.ts";
-import type { AttemptLimit } from "./runner.ts";
 
 /**
  * Jitter takes one of this many steps and one (21 with both ends), evenly
@@ -32,19 +32,11 @@ import type { AttemptLimit } from "./runner.ts";
  */
 export const JITTER_STEPS = 20;
 
-/** A Celery task whose eta is this close runs at once. */
+/** A request whose eta is this close runs at once. */
 export const ETA_SLACK_MS = 50;
 
 /** Largest attempt number read from a header; a higher one is treated as this. */
 const MAX_ATTEMPT = 1000;
-
-/** A delivery being handled. */
-export interface Task {
-  delivery: Delivery;
-  /** Set once the message went back to the broker unfinished. */
-  abandoned: boolean;
-  done: Promise<void>;
-}
 
 /** The attempt a delivery is: 1, or what the runtime's retry header says. */
 export function attemptOf(delivery: Delivery): number {
@@ -127,7 +119,7 @@ export function retryDelay(
 }
 
 /**
- * The next hop of a wait that must not end early (a Celery eta): the longest
+ * The next hop of a wait that must not end early (an eta): the longest
  * delay of `delays` that is at most `waitMs`, else the shortest one above
  * nothing, so that a wait never spins through a queue without delay.
  */

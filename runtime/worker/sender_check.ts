@@ -1,8 +1,8 @@
 /**
  * Who sent a delivery, and whether the function accepts requests from
  * them. RabbitMQ checks a message's `user_id` against the publishing
- * connection's user, so a worker can trust it; a Celery request proves its
- * sender by the route it took instead (see docs/celery.md). A replayed dead
+ * connection's user, so a worker can trust it; a request of a protocol
+ * whose route proves its sender needs none (`protocol.ts`). A replayed dead
  * letter names its original sender (`x-replayed-sender`), which must be
  * accepted too: a replay never runs what the function refused.
  *
@@ -25,12 +25,14 @@ export interface Sender {
   replayedBy?: string;
 }
 
-/** Judges the sender of each delivery. */
-export type SenderCheck = (delivery: Delivery, celery: boolean) => Sender;
+/**
+ * Judges the sender of a delivery; `routedSender` is the sender its route
+ * proves, if any (`WorkerProtocol.routedSender`).
+ */
+export type SenderCheck = (delivery: Delivery, routedSender?: string) => Sender;
 
-/** Makes the sender check of a worker of `queue` connected as `brokerUser`. */
+/** Makes the sender check of a worker connected as `brokerUser`. */
 export function createSenderCheck(
-  queue: string,
   brokerUser: string,
   senders: ReadonlySet<string>,
 ): SenderCheck {
@@ -38,13 +40,9 @@ export function createSenderCheck(
   // On a broker without users of its own every party is guest: user_id
   // proves nothing there, so a request may leave it out.
   const anonymousOk = anySender || brokerUser === "guest";
-  const bySender = (delivery: Delivery, celery: boolean): Sender => {
+  const bySender = (delivery: Delivery, routedSender: string | undefined): Sender => {
+    if (routedSender !== undefined) return { sender: routedSender, allowed: true };
     const userId = delivery.properties.userId;
-    // Celery clients set no user_id: they publish through the exchange
-    // named after the queue, which only Celery clients' users may write.
-    if (celery && delivery.exchange === queue) {
-      return { sender: userId ?? `celery via exchange '${queue}'`, allowed: true };
-    }
     if (userId === brokerUser) {
       // Only this worker's user can publish as it: a retry or a task handed
       // back, whose header keeps the original sender.
@@ -54,8 +52,8 @@ export function createSenderCheck(
     if (userId === undefined) return { allowed: anonymousOk };
     return { sender: userId, allowed: anySender || senders.has(userId) };
   };
-  return (delivery, celery) => {
-    const judged = bySender(delivery, celery);
+  return (delivery, routedSender) => {
+    const judged = bySender(delivery, routedSender);
     const replayed = delivery.properties.headers?.[REPLAYED_SENDER_HEADER];
     if (replayed === undefined || !judged.allowed) return judged;
     // Whoever replays it, the original sender must be one the function accepts.

@@ -11,17 +11,18 @@
 
 import type { Broker, Delivery, QueueOptions } from "../../core/broker/broker.ts";
 import {
+  ACQUIRED_COUNT_HEADER,
   ATTEMPT_HEADER,
   boundText,
   DEAD_LETTER_HEADERS,
   deadLetterQueueOf,
-  type DeadLetterReason,
+  type DeadLetterRecord,
   DELIVERY_COUNT_HEADER,
+  encodeDeadLetter,
   encodeProgress,
   encodeReply,
   headerBytes,
-  MAX_ERROR_MESSAGE_CHARS,
-  MAX_ERROR_TYPE_CHARS,
+  isDeadLetterHeader,
   MAX_HEADER_BYTES,
   type Message,
   type MessageProperties,
@@ -29,16 +30,12 @@ import {
   retryQueueOf,
   SENDER_HEADER,
   SENT_AT_HEADER,
-  type TaskError,
   type TaskProgress,
   type TaskReply,
 } from "../../core/contract/mod.ts";
 
-/** Longest id, user or worker name the runtime copies into a header. */
+/** Longest user name the runtime copies into a header. */
 const MAX_NAME_CHARS = 128;
-
-/** Longest list of allowed senders the runtime writes into a dead letter. */
-const MAX_SENDERS_CHARS = 1024;
 
 /**
  * The request's headers when they fit the budget, else none (and a note
@@ -53,11 +50,11 @@ function keptHeaders(properties: MessageProperties): Record<string, unknown> {
   const { headers } = properties;
   if (headers === undefined) return {};
   if (headerBytes(headers, MAX_HEADER_BYTES) > MAX_HEADER_BYTES) {
-    return { "x-dlq-headers-dropped": true };
+    return { [DEAD_LETTER_HEADERS.headersDropped]: true };
   }
   const kept: Record<string, unknown> = {};
   for (const key in headers) {
-    if (key.startsWith("x-dlq-") || RUNTIME_HEADERS.has(key)) continue;
+    if (isDeadLetterHeader(key) || RUNTIME_HEADERS.has(key)) continue;
     kept[key] = headers[key];
   }
   return kept;
@@ -68,7 +65,7 @@ const RUNTIME_HEADERS = new Set([
   SENDER_HEADER,
   PRIOR_DELIVERIES_HEADER,
   DELIVERY_COUNT_HEADER,
-  "x-acquired-count",
+  ACQUIRED_COUNT_HEADER,
 ]);
 
 /** `headers` with the original sender, when known: a republished request's `user_id` is the worker's. */
@@ -139,22 +136,8 @@ export interface HandBack {
   priorDeliveries: number;
 }
 
-/** What a dead letter says about why it is one. */
-export interface DeadLetter {
-  reason: DeadLetterReason;
-  error: TaskError;
-  attempts: number;
-  /** The broker user who sent the request, when known. */
-  sender?: string;
-  /** How often the broker delivered it, for `delivery_limit`. */
-  deliveries?: number;
-  /**
-   * Keep only the headers, not the body: for a body larger than the worker
-   * accepts, which no replay could run and which would only double the
-   * memory and the broker's disk it takes.
-   */
-  dropBody?: boolean;
-}
+/** What a dead letter says about why it is one; the settler adds where and by whom. */
+export type DeadLetter = Omit<DeadLetterRecord, "queue" | "worker" | "allowedSenders" | "at">;
 
 /** When and as which attempt a request runs again. */
 export interface Retry {
@@ -169,8 +152,8 @@ export interface Retry {
 /** Makes the {@linkcode Settler} of a worker on `broker`. */
 export function createSettler(broker: Broker, options: SettlerOptions): Settler {
   const { queue, queueType } = options;
-  const workerId = boundText(options.workerId, MAX_NAME_CHARS);
-  const allowedSenders = boundText([...options.allowedSenders].sort().join(","), MAX_SENDERS_CHARS);
+  const { workerId } = options;
+  const allowedSenders = [...options.allowedSenders];
   const dlq = deadLetterQueueOf(queue);
   return {
     async reply(delivery, reply, resultJson) {
@@ -189,32 +172,17 @@ export function createSettler(broker: Broker, options: SettlerOptions): Settler 
       await broker.publish(replyTo, encodeProgress(progress, correlationId));
     },
     async deadLetter(delivery, letter) {
-      const headers: Record<string, unknown> = {
-        ...keptHeaders(delivery.properties),
-        [DEAD_LETTER_HEADERS.reason]: letter.reason,
-        [DEAD_LETTER_HEADERS.errorType]: boundText(letter.error.type, MAX_ERROR_TYPE_CHARS),
-        [DEAD_LETTER_HEADERS.errorMessage]: boundText(
-          letter.error.message,
-          MAX_ERROR_MESSAGE_CHARS,
-        ),
-        [DEAD_LETTER_HEADERS.attempts]: letter.attempts,
-        [DEAD_LETTER_HEADERS.queue]: queue,
-        [DEAD_LETTER_HEADERS.worker]: workerId,
-        [DEAD_LETTER_HEADERS.allowedSenders]: allowedSenders,
-        [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
+      const request = {
+        body: delivery.body,
+        properties: {
+          ...republished(delivery.properties),
+          headers: keptHeaders(delivery.properties),
+        },
       };
-      if (letter.sender !== undefined) {
-        headers[DEAD_LETTER_HEADERS.sender] = boundText(letter.sender, MAX_NAME_CHARS);
-      }
-      if (letter.deliveries !== undefined) {
-        headers[DEAD_LETTER_HEADERS.deliveries] = letter.deliveries;
-      }
-      if (letter.dropBody) headers["x-dlq-body-bytes"] = delivery.body.byteLength;
-      const message: Message = {
-        body: letter.dropBody ? new Uint8Array() : delivery.body,
-        properties: { ...republished(delivery.properties), headers },
-      };
-      await broker.publish(dlq, message);
+      await broker.publish(
+        dlq,
+        encodeDeadLetter(request, { ...letter, queue, worker: workerId, allowedSenders }),
+      );
     },
     async retry(delivery, retry) {
       const retryQueue = retryQueueOf(queue, retry.delayMs);
