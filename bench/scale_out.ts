@@ -17,8 +17,8 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { deadLetterQueueOf, retryQueuesOf } from "../core/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
 import { TaskClient } from "../client/task_client.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { withTempDir } from "../tests/_temp_dir.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import { connect } from "./connect.ts";
 
 Deno.test("connect({ local: true }) calls task_a and task_b of test-config.yml in this process", async () => {

@@ -9,7 +9,7 @@
  */
 
 import { CELERY_NAME_PATTERN, NAME_PATTERN } from "../core/contract/mod.ts";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 
 /** What a function's workers speak: the native contract, or Celery's protocol 2 with rpc:// results. */
 export type FunctionProtocol = "native" | "celery";

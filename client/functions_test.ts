@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError } from "../dispatcher/config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import { routesFrom } from "./functions.ts";
 
 Deno.test("routesFrom() reads queues, users and Celery functions", () => {

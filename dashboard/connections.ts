@@ -14,15 +14,17 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import {
+  type Broker,
   type BrokerSettings,
   type BrokerTarget,
+  BrokerUnavailableError,
+  connect,
+  type Connector,
   resolveBrokerTarget,
-} from "../client/broker_target.ts";
-import { connectBroker, type OpenBrokerOptions } from "../client/open_broker.ts";
+} from "../core/broker/mod.ts";
 import { DASHBOARD_USER } from "../core/contract/mod.ts";
+import { BROKER_FLAG_NAMES } from "../dispatcher/cli/options.ts";
 
 /** The operator tools' broker user. */
 export const OPERATOR_USER = "operator";
@@ -36,16 +38,17 @@ export interface ConnectionSettings {
   /** Only `url` and `passwordFile` are the operator's own; TLS files are shared. */
   operator: { url?: string; passwordFile?: string };
   env: (name: string) => string | undefined;
-  /** Connects to RabbitMQ; for tests. */
-  connect?: OpenBrokerOptions["connect"];
+  /** Opens one connection; for tests. */
+  connect?: Connector;
 }
 
 /** Where the dashboard watches from. */
 export function resolveDashboardTarget(settings: ConnectionSettings): Promise<BrokerTarget> {
   return resolveBrokerTarget({
     settings: settings.dashboard,
+    names: BROKER_FLAG_NAMES,
     env: settings.env,
-    user: DASHBOARD_USER,
+    stackUser: DASHBOARD_USER,
   });
 }
 
@@ -68,19 +71,19 @@ export function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
   return withoutUser(dashboard.url);
 }
 
-/** Connects to `target` once, within `timeoutMs`. */
-export async function connectOnce(
+/** Connects to `target` once: nothing answering is retried within `timeoutMs`. */
+export function connectOnce(
   target: BrokerTarget,
   settings: ConnectionSettings,
   connectionName: string,
   timeoutMs = 5000,
 ): Promise<Broker> {
-  const opened = await connectBroker(target, {
+  return connect(target, {
     connectionName,
-    timeoutMs,
-    connect: settings.connect,
+    waitMs: timeoutMs,
+    heartbeatSeconds: 2,
+    connector: settings.connect,
   });
-  return opened.broker;
 }
 
 /** Opens the operator's connection; fails with what to set when it cannot. */
@@ -94,8 +97,9 @@ export async function openOperator(
       url: settings.operator.url ?? operatorUrlFor(dashboard),
       passwordFile: settings.operator.passwordFile,
     },
+    names: BROKER_FLAG_NAMES,
     env: (name) => OWN_VARIABLES.has(name) ? undefined : settings.env(name),
-    user: OPERATOR_USER,
+    stackUser: OPERATOR_USER,
   });
   try {
     return await connectOnce(target, settings, "dashboard-operator");

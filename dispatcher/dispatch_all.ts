@@ -8,8 +8,8 @@
 import { isDeepStrictEqual } from "node:util";
 import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TraceIds } from "../core/trace_context.ts";
-import type { CallOutcome } from "../client/rpc_client.ts";
-import { fanOut } from "../client/fan_out.ts";
+import type { CallOutcome } from "../client/task_client.ts";
+import { fanOut } from "../client/task_client.ts";
 import type { TaskClient } from "../client/task_client.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 

@@ -27,7 +27,7 @@ import {
   runCommand,
   runMain,
 } from "./cli/run_cli.ts";
-import { ConfigError } from "./config/config_error.ts";
+import { ConfigError } from "../core/config_error.ts";
 import { loadConfig } from "./config/load_config.ts";
 import { letterPolicy } from "./dead_letter_trust.ts";
 import {

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeReply, encodeRequest, type Message, parseRequest } from "../core/contract/mod.ts";
-import { RpcClient } from "../client/rpc_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
@@ -16,14 +16,17 @@ import { startWorkerProcess } from "./_processes.ts";
 
 const COUNT = 12;
 
-/** Sends `COUNT` tasks of `workMs` through an RpcClient on a tapped connection. */
+/** task_a, served on `queue` by workers that run as `task_a`. */
+const taskA = (queue: string) => new Map([["task_a", { queue, user: "task_a" }]]);
+
+/** Sends `COUNT` tasks of `workMs` through a TaskClient on a tapped connection. */
 async function run(queue: string, workMs: number, onStarted?: (taskId: string) => void) {
   const { broker, wire } = tapReplies(await connectAmqp(AMQP_URL));
-  const client = await RpcClient.open(broker);
+  const client = await TaskClient.open(broker, { functions: taskA(queue) });
   const ids = Array.from({ length: COUNT }, (_, i) => `${queue}-${i}`);
   const handed: string[] = [];
   const done = Promise.all(ids.map((taskId) =>
-    client.call(queue, "task_a", { work_ms: workMs }, {
+    client.request("task_a", { work_ms: workMs }, {
       taskId,
       timeoutMs: 15_000,
       onProgress: (p) => p.event === "started" && onStarted?.(taskId),
@@ -140,12 +143,12 @@ Deno.test({
     const naiveTap = withReplyTap(broker, (message) => {
       if (message.properties.type === "task.result") naive.push(message.properties.correlationId!);
     });
-    const client = await RpcClient.open(naiveTap);
+    const client = await TaskClient.open(naiveTap, { functions: taskA(queue) });
     const handed: string[] = [];
     try {
       // A request published twice (a redelivery, in effect) is answered twice.
       const replyTo = "amq.rabbitmq.reply-to";
-      const outcome = client.call(queue, "task_a", { work_ms: 0 }, {
+      const outcome = client.request("task_a", { work_ms: 0 }, {
         taskId: "twice",
         timeoutMs: 10_000,
       }).then((o) => o.kind === "reply" && handed.push(o.taskId));
@@ -156,7 +159,7 @@ Deno.test({
       const honest = tallyFaults({ sent: ["twice"], wire, handed, finished: new Map() });
       const careless = tallyFaults({ sent: ["twice"], wire, handed: naive, finished: new Map() });
       console.log(
-        `RpcClient: ${JSON.stringify(honest)}; naive client: ${JSON.stringify(careless)}`,
+        `TaskClient: ${JSON.stringify(honest)}; naive client: ${JSON.stringify(careless)}`,
       );
       assert.equal(honest.duplicates_on_wire, 1);
       assert.equal(honest.duplicates_to_caller, 0);

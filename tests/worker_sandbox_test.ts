@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { followLines, LineWatch } from "../bench/processes.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,

@@ -21,7 +21,7 @@ import {
   routeProblem,
   USER_PATTERN,
 } from "../../client/functions.ts";
-import { ConfigError } from "./config_error.ts";
+import { ConfigError } from "../../core/config_error.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
 
 /** What a task's reply must be for the task to pass. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { ConfigError, type ConfigProblem } from "../../core/config_error.ts";
 import { type Config, DEFAULT_TIMEOUT_MS, loadConfig, parseConfig } from "./load_config.ts";
 
 const FILE = "conf.yml";

@@ -7,7 +7,7 @@
  */
 
 import { isMap, LineCounter, parseDocument } from "yaml";
-import { ConfigError, type ConfigProblem } from "./config_error.ts";
+import { ConfigError, type ConfigProblem } from "../../core/config_error.ts";
 
 /** Where a value is in the document: keys and list indexes from the root. */
 export type YamlPath = (string | number)[];

@@ -15,7 +15,7 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { type FunctionQueue, NAME_PATTERN, workerPermissions } from "../rabbitmq/definitions.ts";
-import { queueArguments } from "../../core/broker/queue_arguments.ts";
+import { queueArguments } from "../../core/broker/mod.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
 import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../../runtime/worker/start_worker.ts";
 import { DEFAULT_METRICS_PORT, WORKER_IMAGE_FILES } from "../../runtime/worker/worker_settings.ts";

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { Fifo } from "../../core/broker/write_batching.ts";
+import { Fifo } from "../../core/broker/amqp/write_batching.ts";
 import { DELIVERY_COUNT_HEADER, type Message, type TaskReply } from "../../core/contract/mod.ts";
 
 /** What the record keeps of one answered task: enough to send its reply again. */

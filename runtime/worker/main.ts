@@ -25,10 +25,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { type AmqpTarget, resolveAmqpTarget } from "../../core/broker/amqp_target.ts";
-import { maskUrl } from "../../core/broker/amqp_url.ts";
-import type { Broker } from "../../core/broker/broker.ts";
-import { connectAmqp } from "../../core/broker/connect_amqp.ts";
+import {
+  type Broker,
+  type BrokerTarget,
+  connect as connectBroker,
+  resolveBrokerTarget,
+} from "../../core/broker/mod.ts";
 import { NAME_PATTERN } from "../../core/contract/names.ts";
 import { createBufferedWriter, createLogger, type Logger } from "../../core/log.ts";
 import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
@@ -37,7 +39,6 @@ import { WorkerMetrics } from "./metrics.ts";
 import { runWorker, waitToReconnect } from "./run_worker.ts";
 import { SandboxError, startSandbox } from "./sandbox.ts";
 import {
-  DEFAULT_AMQP_URL,
   readWorkerSettings,
   WORKER_ENV_VARS,
   WORKER_IMAGE_FILES,
@@ -220,7 +221,7 @@ export async function main(args: string[]): Promise<number> {
   const functionsDir = new URL("../../functions/", import.meta.url);
   let module: URL;
   let settings: WorkerSettings;
-  let target: AmqpTarget;
+  let target: BrokerTarget;
   try {
     if (positionals.length !== 1) {
       throw new TypeError(
@@ -233,8 +234,8 @@ export async function main(args: string[]): Promise<number> {
     const missing = await moduleMissing(module, functionsDir);
     if (missing) throw new TypeError(missing);
     settings = readWorkerSettings((name: WorkerEnvVar) => Deno.env.get(name));
-    target = await resolveAmqpTarget(settings.amqp, {
-      defaultUrl: DEFAULT_AMQP_URL,
+    target = await resolveBrokerTarget({
+      env: (name) => Deno.env.get(name),
       notCapableHint: imageHint,
     });
   } catch (error) {
@@ -273,9 +274,9 @@ export async function main(args: string[]): Promise<number> {
     consuming: () => consuming,
     log,
   });
-  const connect = () => connectAmqp(target.url, { connectionName: workerId, tls: target.tls });
+  const connect = () => connectBroker(target, { connectionName: workerId });
   log.info("Starting", {
-    broker: maskUrl(target.url),
+    broker: target.label,
     tls: target.tls ? Object.keys(target.tls).join(",") : undefined,
   });
   let exitCode = 0;

@@ -24,10 +24,10 @@ import {
   PublishRefusedError,
   type QueueInfo,
   type QueueOptions,
-} from "./broker.ts";
-import type { Message, MessageProperties } from "../contract/message.ts";
-import { DIRECT_REPLY_TO } from "../contract/names.ts";
-import { maskUrl, redactPassword } from "./amqp_url.ts";
+} from "../broker.ts";
+import type { Message, MessageProperties } from "../../contract/message.ts";
+import { DIRECT_REPLY_TO } from "../../contract/names.ts";
+import { maskUrl, redactPassword } from "../url.ts";
 import { coalesceWrites, PublishGate } from "./write_batching.ts";
 import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
 import { queueArguments } from "./queue_arguments.ts";

@@ -15,18 +15,21 @@
 import {
   type Broker,
   BrokerUnavailableError,
+  type ConnectorOptions,
   type ExchangeOptions,
   type ExchangeType,
   type QueueInfo,
   type QueueOptions,
-} from "./broker.ts";
-import type { Message } from "../contract/message.ts";
+} from "../broker.ts";
+import type { Message } from "../../contract/message.ts";
+import { splitUrls, userOfUrl } from "../url.ts";
 import {
   type Entry,
   MemoryConnection,
   type MemoryConsumer,
   type MemoryExchange,
   type MemoryQueue,
+  type MemoryQueues,
 } from "./memory_connection.ts";
 
 function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
@@ -44,6 +47,28 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
     (a.type ?? "classic") === (b.type ?? "classic");
 }
 
+/** The brokers this process serves, by the name in their `memory://` URL. */
+const SERVED = new Map<string, MemoryBroker>();
+
+/**
+ * The connector of `memory://<name>` URLs: a connection to the broker this
+ * process serves under that name (see {@linkcode MemoryBroker.serve}), as
+ * the URL's user (default `guest`).
+ */
+export function connectMemory(url: string, _options?: ConnectorOptions): Promise<Broker> {
+  const name = new URL(splitUrls(url)[0]).hostname;
+  const broker = SERVED.get(name);
+  if (!broker) {
+    return Promise.reject(
+      new BrokerUnavailableError(
+        `Cannot connect to memory://${name} as no broker of this process is served there: serve one with MemoryBroker.serve(), and connect to the URL it returns`,
+        { unreachable: true },
+      ),
+    );
+  }
+  return Promise.resolve(broker.connect(userOfUrl(url)));
+}
+
 /**
  * The broker itself: queues shared by every connection made with
  * {@linkcode MemoryBroker.connect}.
@@ -55,11 +80,12 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
  * await connection.declareQueue("queue_a");
  * ```
  */
-export class MemoryBroker {
+export class MemoryBroker implements MemoryQueues {
   readonly #queues = new Map<string, MemoryQueue>();
   readonly #exchanges = new Map<string, MemoryExchange>();
   readonly #connections = new Set<MemoryConnection>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #servedAs: string | undefined;
 
   /**
    * Opens a connection: the {@linkcode Broker} a client uses.
@@ -78,8 +104,28 @@ export class MemoryBroker {
     }
   }
 
+  /**
+   * Lets `connect()` reach this broker at the URL it returns,
+   * `memory://<name>` (with a user: `memory://task_a@<name>`), until
+   * {@linkcode MemoryBroker.shutdown}.
+   * @param name Unique in this process. @default {a new UUID}
+   */
+  serve(name: string = crypto.randomUUID()): string {
+    if (this.#servedAs !== undefined) return `memory://${this.#servedAs}`;
+    if (SERVED.has(name)) {
+      throw new TypeError(
+        `Cannot serve an in-process broker as 'memory://${name}' as another one is served there: give another name`,
+      );
+    }
+    SERVED.set(name, this);
+    this.#servedAs = name;
+    return `memory://${name}`;
+  }
+
   /** Closes every connection and cancels every timer. */
   async shutdown(): Promise<void> {
+    if (this.#servedAs !== undefined) SERVED.delete(this.#servedAs);
+    this.#servedAs = undefined;
     await Promise.all([...this.#connections].map((connection) => connection.close()));
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();

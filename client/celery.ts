@@ -23,17 +23,17 @@ import {
   CELERY_READY_STATES,
   type CeleryResult,
   encodeCeleryRequest,
+  type EncodeRequestOptions,
   type Message,
   parseCeleryReply,
   type Payload,
-  type RetryOverrides,
   type TaskError,
   type TaskProgress,
   type TaskReply,
 } from "../core/contract/mod.ts";
-import type { CallAnswer, CallProtocol, CallRequest } from "./call_protocol.ts";
 import type { FunctionRoute } from "./functions.ts";
-import type { CallOptions, CallOutcome, RpcClient } from "./rpc_client.ts";
+import type { CallAnswer, CallProtocol } from "./protocol.ts";
+import type { CallOutcome, TaskCallOptions } from "./task_client.ts";
 
 /** The backoff of the caller's retries of a Celery function, unless the call says otherwise. */
 export const CELERY_RETRY_DEFAULTS = Object.freeze({
@@ -103,9 +103,9 @@ export function celeryProtocol(
     ...(error && { error }),
   });
   return {
-    encode(request: CallRequest): Message {
-      attempt.startedWallMs = request.now;
-      return encodeCeleryRequest(route.celeryName, request.payload, {
+    encode(_task: string, payload: Payload | undefined, request: EncodeRequestOptions): Message {
+      attempt.startedWallMs = request.now ?? Date.now();
+      return encodeCeleryRequest(route.celeryName, payload, {
         taskId: request.taskId,
         replyTo: request.replyTo,
         retries: attemptNumber - 1,
@@ -147,13 +147,14 @@ export function celeryProtocol(
   };
 }
 
-/** Options for {@linkcode callCelery}: those of one call, with its retry settings. */
-export interface CeleryCallOptions extends Omit<CallOptions, "protocol" | "retry" | "sender"> {
-  /** Retries the caller makes, and their backoff. */
-  retry?: RetryOverrides;
-  /** Jitter of the backoff, for tests. @default {Math.random} */
-  random?: () => number;
-}
+/**
+ * Sends one attempt in `protocol` and resolves with how it ended: the
+ * client's one call path, which a Celery call goes down once per attempt.
+ */
+export type SendAttempt = (
+  protocol: CallProtocol,
+  options: TaskCallOptions & { timeoutMs: number; taskId: string },
+) => Promise<CallOutcome>;
 
 function retryable(error: TaskError | null): boolean {
   return error !== null && !NON_RETRYABLE_CELERY_ERRORS.has(error.type);
@@ -161,15 +162,16 @@ function retryable(error: TaskError | null): boolean {
 
 /**
  * Calls the Celery task of `fn` and waits for its final result, retrying a
- * failure as the module documentation says, all within `timeoutMs`. The
- * outcome is the last attempt's, timed from the first request.
+ * failure as the module documentation says, all within `timeoutMs`, each
+ * attempt sent by `send`. The outcome is the last attempt's, timed from the
+ * first request. `random` is the backoff's jitter, for tests.
  */
 export async function callCelery(
-  rpc: RpcClient,
+  send: SendAttempt,
   fn: string,
   route: FunctionRoute,
-  payload: Payload | undefined,
-  options: CeleryCallOptions,
+  options: TaskCallOptions & { timeoutMs: number },
+  random?: () => number,
 ): Promise<CallOutcome> {
   const { celeryName } = route;
   if (route.protocol !== "celery" || celeryName === undefined) {
@@ -177,7 +179,7 @@ export async function callCelery(
       `Cannot call '${fn}' as a Celery task as it has no Celery task name: set protocol celery and its celery_name`,
     );
   }
-  const { retry = {}, random, ...call } = options;
+  const { retry = {}, ...call } = options;
   const policy = {
     ...CELERY_RETRY_DEFAULTS,
     ...(retry.max_retries !== undefined && { maxRetries: retry.max_retries }),
@@ -190,12 +192,10 @@ export async function callCelery(
   let first: CallOutcome | undefined;
   let attemptNumber = 1;
   for (let retries = 0;; retries++) {
-    const outcome = await rpc.call(route.queue, fn, payload, {
+    const outcome = await send(celeryProtocol(fn, { ...route, celeryName }, attemptNumber), {
       ...call,
-      sender: route.user,
       taskId,
       timeoutMs: Math.max(1, endsAt - performance.now()),
-      protocol: celeryProtocol(fn, { ...route, celeryName }, attemptNumber),
       onSent: first === undefined ? options.onSent : undefined,
     });
     first ??= outcome;

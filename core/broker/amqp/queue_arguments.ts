@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { QueueOptions } from "./broker.ts";
+import type { QueueOptions } from "../broker.ts";
 
 /** The arguments RabbitMQ takes for a queue declared with `options`. */
 export function queueArguments(options: QueueOptions): Record<string, unknown> {

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
-import { type Broker, BrokerUnavailableError, type Delivery } from "../core/broker/broker.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
-import { encodeReply, type Message, type TaskReply } from "../core/contract/mod.ts";
-import { waitFor } from "../tests/_helpers.ts";
-import { type ConnectionEvent, ReconnectingBroker } from "./reconnecting_broker.ts";
-import { RpcClient } from "./rpc_client.ts";
+import type { Message } from "../contract/message.ts";
+import { waitFor } from "../../tests/_helpers.ts";
+import { type Broker, BrokerUnavailableError, type Delivery } from "./broker.ts";
+import { MemoryBroker } from "./memory/memory_broker.ts";
+import {
+  type ConnectionEvent,
+  describeConnectionEvent,
+  ReconnectingBroker,
+} from "./reconnecting.ts";
 
 const FAST = { baseDelayMs: 5, factor: 1, maxDelayMs: 5, jitter: 0 };
 const text = (message: Message) => new TextDecoder().decode(message.body);
@@ -115,72 +118,19 @@ Deno.test("ReconnectingBroker.close() stops reconnecting and fails what waits", 
   await hub.shutdown();
 });
 
-function replyTo(delivery: Delivery): TaskReply {
-  const now = new Date().toISOString();
-  return {
-    task_id: delivery.properties.correlationId ?? null,
-    task: "task_x",
-    status: "success",
-    result: "done",
-    error: null,
-    worker: "w",
-    queue: "queue_x",
-    attempts: 1,
-    started_at: now,
-    finished_at: now,
-    duration_ms: 1,
-  };
-}
-
-/**
- * A call in flight when the caller's connection is lost, answered while the
- * caller is away: only a reply queue of its own keeps that answer.
- */
-async function callAcrossLoss(replies: "direct" | "queue") {
-  const hub = new MemoryBroker();
-  const worker = hub.connect("task_x");
-  await worker.declareQueue("queue_x");
-  const requests: Delivery[] = [];
-  await worker.consume("queue_x", (delivery) => requests.push(delivery), { prefetch: 10 });
-  const broker = reconnecting(hub);
-  const client = await RpcClient.open(broker, { replies });
-  try {
-    const call = client.call("queue_x", "task_x", {}, { timeoutMs: 400 });
-    await waitFor(() => requests.length === 1, "the request", 2000, 1);
-    const request = requests[0];
-    worker.ack(request);
-    hub.disconnectAll();
-    // The worker's node is alive: it answers at once, while the caller is away.
-    const answering = hub.connect("task_x");
-    await answering.publish(
-      request.properties.replyTo!,
-      encodeReply(replyTo(request), request.properties.correlationId),
-    ).catch(() => {});
-    return { outcome: await call, client };
-  } finally {
-    await client.close();
-    await broker.close();
-    await hub.shutdown();
-  }
-}
-
-Deno.test("RpcClient with a reply queue gets the reply sent while it reconnected", async () => {
-  const { outcome, client } = await callAcrossLoss("queue");
-  assert.equal(outcome.kind, "reply");
-  assert.match(client.replyTo, /^replies\.[0-9a-f]{32}$/);
-});
-
-Deno.test("RpcClient with Direct Reply-to loses the reply sent while it reconnected", async () => {
-  const { outcome } = await callAcrossLoss("direct");
-  assert.equal(outcome.kind, "timeout", "the reply went to the lost connection");
-});
-
-Deno.test("RpcClient.close() deletes its reply queue", async () => {
-  const hub = new MemoryBroker();
-  const broker = hub.connect("dispatcher");
-  const client = await RpcClient.open(broker, { replies: "queue" });
-  assert.notEqual(await broker.inspectQueue(client.replyTo), null);
-  await client.close();
-  assert.equal(await broker.inspectQueue(client.replyTo), null);
-  await hub.shutdown();
+Deno.test("describeConnectionEvent() words each event as the workers log it", () => {
+  const lost = new BrokerUnavailableError("the node went away");
+  assert.equal(
+    describeConnectionEvent({ kind: "lost", error: lost }),
+    "Lost the broker connection; reconnecting: the node went away",
+  );
+  assert.equal(
+    describeConnectionEvent({ kind: "retrying", attempt: 2, delayMs: 400, error: lost }),
+    "Broker not reachable; retrying (attempt 2, in 400 ms): the node went away",
+  );
+  assert.equal(
+    describeConnectionEvent({ kind: "reconnected", attempts: 3, downMs: 1234.6 }),
+    "Reconnected to the broker after 1235 ms (attempt 3)",
+  );
+  assert.equal(describeConnectionEvent({ kind: "gave-up", error: lost }), "the node went away");
 });

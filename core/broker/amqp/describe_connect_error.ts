@@ -7,13 +7,15 @@
  * @module
  */
 
-import {
-  type AmqpSettingNames,
-  type AmqpTls,
-  maskUrl,
-  redactPassword,
-  WORKER_SETTING_NAMES,
-} from "./amqp_url.ts";
+import type { BrokerTls, TlsSettingNames } from "../broker.ts";
+import { maskUrl, redactPassword } from "../url.ts";
+
+/** The names a worker gives its TLS settings: its variables. */
+const VARIABLE_NAMES: TlsSettingNames = {
+  caFile: "AMQP_CA_FILE",
+  certFile: "AMQP_CERT_FILE",
+  keyFile: "AMQP_KEY_FILE",
+};
 
 /** Why a connection failed, for people, and whether nothing answered. */
 export interface ConnectFailure {
@@ -26,9 +28,9 @@ export interface ConnectFailure {
 export interface DescribeConnectErrorOptions {
   timeoutMs: number;
   /** The TLS material the attempt used, to name its files. */
-  tls?: AmqpTls;
-  /** @default {WORKER_SETTING_NAMES} */
-  names?: AmqpSettingNames;
+  tls?: BrokerTls;
+  /** @default {the AMQP_*_FILE variables} */
+  names?: TlsSettingNames;
 }
 
 // Node's names for a certificate chain that does not lead to a trusted CA,
@@ -50,7 +52,7 @@ export function describeConnectError(
   url: string,
   options: DescribeConnectErrorOptions,
 ): ConnectFailure {
-  const names = options.names ?? WORKER_SETTING_NAMES;
+  const names = options.names ?? VARIABLE_NAMES;
   const unreachable = (message: string) => ({ message, unreachable: true });
   const refused = (message: string) => ({ message, unreachable: false });
   const where = `the broker at ${maskUrl(url)}`;

@@ -1,18 +1,38 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError, type Delivery } from "../core/broker/broker.ts";
+import {
+  type Broker,
+  BrokerUnavailableError,
+  type Delivery,
+  MemoryBroker,
+} from "../core/broker/mod.ts";
 import {
   encodeProgress,
   encodeReply,
+  EVENTS_EXCHANGE,
   type Message,
   parseRequest,
+  parseTaskEvent,
+  type TaskEvent,
   type TaskProgress,
   type TaskReply,
 } from "../core/contract/mod.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { waitFor } from "../tests/_helpers.ts";
-import { RpcClient, type RpcClientOptions } from "./rpc_client.ts";
+import type { FunctionRoute } from "./functions.ts";
+import { TaskClient, type TaskClientOptions } from "./task_client.ts";
+
+// A client's view of replies, with a hand-driven worker: matching by
+// correlation id, deadlines, progress, whom it believes, what it ignores.
 
 const QUEUE = "queue_rpc";
+
+/** `task_x` served on QUEUE by the broker user `user` (default: its name). */
+function routes(user = "task_x"): Map<string, FunctionRoute> {
+  return new Map([["task_x", { queue: QUEUE, user }]]);
+}
+
+function open(broker: Broker, options: Partial<TaskClientOptions> = {}): Promise<TaskClient> {
+  return TaskClient.open(broker, { functions: routes(), ...options });
+}
 
 function replyFor(delivery: Delivery, result: unknown): TaskReply {
   const now = new Date().toISOString();
@@ -37,7 +57,7 @@ function replyFor(delivery: Delivery, result: unknown): TaskReply {
  */
 async function setup(
   users: { client?: string; server?: string } = {},
-  options: RpcClientOptions = {},
+  options: Partial<TaskClientOptions> = {},
 ) {
   const hub = new MemoryBroker();
   const server = hub.connect(users.server);
@@ -45,7 +65,7 @@ async function setup(
   const inbox: Delivery[] = [];
   await server.consume(QUEUE, (delivery) => inbox.push(delivery), { prefetch: 100 });
   const clientBroker = hub.connect(users.client);
-  const client = await RpcClient.open(clientBroker, options);
+  const client = await open(clientBroker, options);
   const answer = async (delivery: Delivery, result: unknown) => {
     await server.publish(
       delivery.properties.replyTo!,
@@ -58,10 +78,10 @@ async function setup(
 
 const until = (check: () => boolean, what: string) => waitFor(check, what, 2000, 1);
 
-Deno.test("RpcClient.call() sends a contract request and resolves with its reply", async () => {
+Deno.test("TaskClient.request() sends a contract request and resolves with its reply", async () => {
   const t = await setup();
   try {
-    const call = t.client.call(QUEUE, "task_x", { n: 1 }, { timeoutMs: 2000, taskId: "id-1" });
+    const call = t.client.request("task_x", { n: 1 }, { timeoutMs: 2000, taskId: "id-1" });
     await until(() => t.inbox.length === 1, "request");
     const [request] = t.inbox;
     assert.equal(request.properties.correlationId, "id-1");
@@ -81,11 +101,11 @@ Deno.test("RpcClient.call() sends a contract request and resolves with its reply
   }
 });
 
-Deno.test("RpcClient.call() matches replies by correlation id whatever their order", async () => {
+Deno.test("TaskClient.request() matches replies by correlation id whatever their order", async () => {
   const t = await setup();
   try {
     const calls = [0, 1, 2, 3, 4].map((i) =>
-      t.client.call(QUEUE, "task_x", { i }, { timeoutMs: 2000, taskId: `id-${i}` })
+      t.client.request("task_x", { i }, { timeoutMs: 2000, taskId: `id-${i}` })
     );
     await until(() => t.inbox.length === 5, "requests");
     for (const delivery of [...t.inbox].reverse()) {
@@ -102,11 +122,11 @@ Deno.test("RpcClient.call() matches replies by correlation id whatever their ord
   }
 });
 
-Deno.test("RpcClient.call() times out with no reply and then ignores the late one", async () => {
+Deno.test("TaskClient.request() times out with no reply and then ignores the late one", async () => {
   const t = await setup();
   try {
     const started = performance.now();
-    const outcome = await t.client.call(QUEUE, "task_x", {}, { timeoutMs: 50, taskId: "late" });
+    const outcome = await t.client.request("task_x", {}, { timeoutMs: 50, taskId: "late" });
     assert.equal(outcome.kind, "timeout");
     assert.ok(performance.now() - started >= 49);
     assert.equal(t.client.pending, 0);
@@ -118,10 +138,10 @@ Deno.test("RpcClient.call() times out with no reply and then ignores the late on
   }
 });
 
-Deno.test("RpcClient ignores a duplicate reply and keeps the first", async () => {
+Deno.test("TaskClient ignores a duplicate reply and keeps the first", async () => {
   const t = await setup();
   try {
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "dup" });
+    const call = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "dup" });
     await until(() => t.inbox.length === 1, "request");
     await t.answer(t.inbox[0], "first");
     await t.answer(t.inbox[0], "second");
@@ -134,10 +154,10 @@ Deno.test("RpcClient ignores a duplicate reply and keeps the first", async () =>
   }
 });
 
-Deno.test("RpcClient ignores a reply that breaks the contract and keeps waiting", async () => {
+Deno.test("TaskClient ignores a reply that breaks the contract and keeps waiting", async () => {
   const t = await setup();
   try {
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "bad" });
+    const call = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "bad" });
     await until(() => t.inbox.length === 1, "request");
     const [request] = t.inbox;
     await t.server.publish(request.properties.replyTo!, {
@@ -155,11 +175,11 @@ Deno.test("RpcClient ignores a reply that breaks the contract and keeps waiting"
   }
 });
 
-Deno.test("RpcClient passes progress events to onProgress without ending the call", async () => {
+Deno.test("TaskClient passes progress events to onProgress without ending the call", async () => {
   const t = await setup();
   try {
     const seen: TaskProgress[] = [];
-    const call = t.client.call(QUEUE, "task_x", {}, {
+    const call = t.client.request("task_x", {}, {
       timeoutMs: 2000,
       taskId: "p",
       onProgress: (progress) => seen.push(progress),
@@ -190,10 +210,10 @@ Deno.test("RpcClient passes progress events to onProgress without ending the cal
   }
 });
 
-Deno.test("RpcClient rejects pending calls when the broker goes away", async () => {
+Deno.test("TaskClient rejects pending calls when the broker goes away", async () => {
   const t = await setup();
   try {
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 60_000 });
+    const call = t.client.request("task_x", {}, { timeoutMs: 60_000 });
     await until(() => t.inbox.length === 1, "request");
     t.hub.disconnectAll("broker crashed");
     await assert.rejects(
@@ -202,7 +222,7 @@ Deno.test("RpcClient rejects pending calls when the broker goes away", async () 
         error instanceof BrokerUnavailableError && /broker crashed/.test(error.message),
     );
     await assert.rejects(
-      t.client.call(QUEUE, "task_x", {}, { timeoutMs: 10 }),
+      t.client.request("task_x", {}, { timeoutMs: 10 }),
       BrokerUnavailableError,
     );
   } finally {
@@ -210,7 +230,7 @@ Deno.test("RpcClient rejects pending calls when the broker goes away", async () 
   }
 });
 
-Deno.test("RpcClient counts an answer that beats the confirm as sent, and reports sent once", async () => {
+Deno.test("TaskClient counts an answer that beats the confirm as sent, and reports sent once", async () => {
   const hub = new MemoryBroker();
   const server = hub.connect();
   await server.declareQueue(QUEUE);
@@ -240,10 +260,10 @@ Deno.test("RpcClient counts an answer that beats the confirm as sent, and report
     await server.publish(replyTo, encodeReply(replyFor(delivery, "ok"), "early"));
     server.ack(delivery);
   }, { prefetch: 1 });
-  const client = await RpcClient.open(slow);
+  const client = await open(slow);
   const events: string[] = [];
   try {
-    const call = client.call(QUEUE, "task_x", {}, {
+    const call = client.request("task_x", {}, {
       timeoutMs: 2000,
       taskId: "early",
       onSent: () => events.push("sent"),
@@ -262,11 +282,11 @@ Deno.test("RpcClient counts an answer that beats the confirm as sent, and report
   }
 });
 
-Deno.test("RpcClient.call() sends the call's deadline with the request, as body and expiration", async () => {
+Deno.test("TaskClient.request() sends the call's deadline with the request, as body and expiration", async () => {
   const t = await setup();
   try {
     const before = Date.now();
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 1500, taskId: "d" });
+    const call = t.client.request("task_x", {}, { timeoutMs: 1500, taskId: "d" });
     await until(() => t.inbox.length === 1, "request");
     const [request] = t.inbox;
     const parsed = parseRequest(request, { task: "task_x" });
@@ -283,12 +303,12 @@ Deno.test("RpcClient.call() sends the call's deadline with the request, as body 
   }
 });
 
-Deno.test("RpcClient ignores a reply forged by another broker user and takes the workers' own", async () => {
+Deno.test("TaskClient ignores a reply forged by another broker user and takes the workers' own", async () => {
   const t = await setup({ client: "dispatcher", server: "task_x" });
   const forger = t.hub.connect("task_b");
   try {
     const progress: TaskProgress[] = [];
-    const call = t.client.call(QUEUE, "task_x", {}, {
+    const call = t.client.request("task_x", {}, {
       timeoutMs: 2000,
       taskId: "f",
       onProgress: (event) => progress.push(event),
@@ -321,16 +341,14 @@ Deno.test("RpcClient ignores a reply forged by another broker user and takes the
   }
 });
 
-Deno.test("RpcClient takes replies from the user named by `sender`, or its own", async () => {
-  const t = await setup({ client: "dispatcher", server: "workers_of_x" });
+Deno.test("TaskClient takes replies from the user its route names, or its own", async () => {
+  const t = await setup({ client: "dispatcher", server: "workers_of_x" }, {
+    functions: routes("workers_of_x"),
+  });
   const self = t.hub.connect("dispatcher");
   try {
-    const named = t.client.call(QUEUE, "task_x", {}, {
-      timeoutMs: 2000,
-      taskId: "n",
-      sender: "workers_of_x",
-    });
-    const own = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "o" });
+    const named = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "n" });
+    const own = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "o" });
     await until(() => t.inbox.length === 2, "requests");
     await t.answer(t.inbox[0], "from the named user");
     await self.publish(
@@ -346,11 +364,11 @@ Deno.test("RpcClient takes replies from the user named by `sender`, or its own",
   }
 });
 
-Deno.test("RpcClient onWire sees every reply on the wire, duplicates and strangers included", async () => {
+Deno.test("TaskClient onWire sees every reply on the wire, duplicates and strangers included", async () => {
   const wire: string[] = [];
   const t = await setup({}, { onWire: (m) => wire.push(m.properties.correlationId ?? "-") });
   try {
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 2000, taskId: "w" });
+    const call = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "w" });
     await until(() => t.inbox.length === 1, "request");
     await t.answer(t.inbox[0], "first");
     await t.answer(t.inbox[0], "duplicate");
@@ -368,10 +386,10 @@ Deno.test("RpcClient onWire sees every reply on the wire, duplicates and strange
   }
 });
 
-Deno.test("RpcClient ends a call as a timeout when the worker says its deadline passed", async () => {
+Deno.test("TaskClient ends a call as a timeout when the worker says its deadline passed", async () => {
   const t = await setup();
   try {
-    const call = t.client.call(QUEUE, "task_x", {}, { timeoutMs: 5000, taskId: "dl" });
+    const call = t.client.request("task_x", {}, { timeoutMs: 5000, taskId: "dl" });
     await until(() => t.inbox.length === 1, "request");
     const [request] = t.inbox;
     await t.server.publish(
@@ -391,11 +409,11 @@ Deno.test("RpcClient ends a call as a timeout when the worker says its deadline 
   }
 });
 
-Deno.test("RpcClient.call() with tracing off adds no trace header and gives no trace ids", async () => {
+Deno.test("TaskClient.request() with tracing off adds no trace header and gives no trace ids", async () => {
   const t = await setup();
   try {
     let sentWith: unknown;
-    const call = t.client.call(QUEUE, "task_x", {}, {
+    const call = t.client.request("task_x", {}, {
       timeoutMs: 2000,
       taskId: "plain",
       onSent: (trace) => sentWith = trace,
@@ -413,15 +431,35 @@ Deno.test("RpcClient.call() with tracing off adds no trace header and gives no t
   }
 });
 
-Deno.test("RpcClient.call() reports each request the broker took to onSentEvent, once", async () => {
-  const sent: unknown[] = [];
-  const t = await setup({}, { onSentEvent: (event) => sent.push(event) });
+Deno.test("TaskClient.request() with events on publishes one task-sent event per request the broker took", async () => {
+  const t = await setup({}, { events: true, caller: "caller@test" });
+  const watcher = t.hub.connect("dashboard");
+  await watcher.declareQueue("events_seen", { durable: false, exclusive: true });
+  await watcher.bindQueue("events_seen", EVENTS_EXCHANGE);
+  const sent: TaskEvent[] = [];
+  await watcher.consume("events_seen", (delivery) => {
+    watcher.ack(delivery);
+    const event = parseTaskEvent(delivery.body);
+    if (event.ok) sent.push(event.value);
+  }, { prefetch: 10 });
   try {
-    const call = t.client.call(QUEUE, "task_x", { a: 1 }, { timeoutMs: 2000, taskId: "ev" });
+    const call = t.client.request("task_x", { a: 1 }, { timeoutMs: 2000, taskId: "ev" });
     await until(() => t.inbox.length === 1, "request");
     await t.answer(t.inbox[0], "ok");
     await call;
-    assert.deepEqual(sent, [{ function: "task_x", queue: QUEUE, taskId: "ev", trace: undefined }]);
+    await until(() => sent.length === 1, "the task-sent event");
+    const other = t.client.request("task_x", {}, { timeoutMs: 2000, taskId: "ev2" });
+    await until(() => t.inbox.length === 2, "the second request");
+    await t.answer(t.inbox[1], "ok");
+    await other;
+    await until(() => sent.length === 2, "the second task-sent event");
+    assert.deepEqual(
+      sent.map((e) => [e.kind, e.function, e.queue, e.task_id, e.worker]),
+      [
+        ["task-sent", "task_x", QUEUE, "ev", "caller@test"],
+        ["task-sent", "task_x", QUEUE, "ev2", "caller@test"],
+      ],
+    );
   } finally {
     t.client.close();
     await t.hub.shutdown();

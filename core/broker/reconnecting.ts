@@ -15,7 +15,7 @@
  *
  * What it cannot carry over is Direct Reply-to: the replies on their way to
  * the lost connection are gone. A caller that must get every reply uses a
- * reply queue of its own (see `rpc_client.ts`, `replies: "queue"`).
+ * reply queue of its own (the client's `replies: "queue"`).
  *
  * `closed` settles only after `close()`, or when no node answered for
  * `giveUpMs`.
@@ -23,7 +23,7 @@
  * @module
  */
 
-import { backoffDelay, type BackoffPolicy, RECONNECT_POLICY } from "../core/backoff.ts";
+import { backoffDelay, type BackoffPolicy, RECONNECT_POLICY } from "../backoff.ts";
 import {
   type Broker,
   BrokerUnavailableError,
@@ -34,8 +34,8 @@ import {
   type ExchangeType,
   type QueueInfo,
   type QueueOptions,
-} from "../core/broker/broker.ts";
-import type { Message } from "../core/contract/mod.ts";
+} from "./broker.ts";
+import type { Message } from "../contract/message.ts";
 
 /** What happens to the connection, for the caller to tell its user. */
 export type ConnectionEvent =
@@ -322,5 +322,24 @@ export class ReconnectingBroker implements Broker {
     this.#rejectReady(new BrokerUnavailableError("Cannot use the broker as this client closed it"));
     await current?.close();
     this.#resolveClosed(this.#failure);
+  }
+}
+
+/**
+ * The line that tells the user of `event`, in the words the workers log, so
+ * that a caller's output and a worker's log tell one story.
+ */
+export function describeConnectionEvent(event: ConnectionEvent): string {
+  switch (event.kind) {
+    case "lost":
+      return `Lost the broker connection; reconnecting: ${event.error.message}`;
+    case "retrying":
+      return `Broker not reachable; retrying (attempt ${event.attempt}, in ${event.delayMs} ms): ${event.error.message}`;
+    case "reconnected":
+      return `Reconnected to the broker after ${
+        Math.round(event.downMs)
+      } ms (attempt ${event.attempts})`;
+    case "gave-up":
+      return event.error.message;
   }
 }

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { BrokerUnavailableError, QueueMismatchError } from "./broker.ts";
-import { maskUrl, redactPassword } from "./amqp_url.ts";
+import { BrokerUnavailableError, QueueMismatchError } from "../broker.ts";
+import { maskUrl, redactPassword } from "../url.ts";
 
 /** What a NOT_FOUND error names, such as "exchange 'tasks.control'". */
 function notFound(text: string): string {

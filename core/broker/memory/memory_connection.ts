@@ -1,7 +1,8 @@
 /**
- * One connection to a {@linkcode MemoryBroker}: the {@linkcode Broker} a
- * client of the in-process broker uses, with its consumers and the
- * deliveries it has not settled, and the queue state both share.
+ * One connection to an in-process broker: the {@linkcode Broker} a client of
+ * it uses, with its consumers and the deliveries it has not settled, the
+ * queue state it shares with the broker, and what it needs of the broker
+ * ({@linkcode MemoryQueues}, which `MemoryBroker` implements).
  *
  * @module
  */
@@ -17,9 +18,8 @@ import {
   PublishRefusedError,
   type QueueInfo,
   type QueueOptions,
-} from "./broker.ts";
-import type { Message } from "../contract/message.ts";
-import type { MemoryBroker } from "./memory_broker.ts";
+} from "../broker.ts";
+import type { Message } from "../../contract/message.ts";
 
 /** A message in a queue, with what its deliveries so far have done to it. */
 export interface Entry {
@@ -62,24 +62,60 @@ export interface MemoryExchange {
   bound: Map<string, Set<string>>;
 }
 
+/** The broker's side of a connection: its queues and exchanges, shared by every connection. */
+export interface MemoryQueues {
+  /** Declares `name`, or checks an existing one; `owned` queues die with `requester`. */
+  declare(
+    name: string,
+    options: QueueOptions,
+    requester: MemoryConnection,
+    owned?: boolean,
+  ): MemoryQueue;
+  /** Refuses a connection other than the owner of an exclusive queue. */
+  checkAccess(queue: MemoryQueue, connection: MemoryConnection | undefined, action: string): void;
+  queue(name: string): MemoryQueue | undefined;
+  delete(name: string): void;
+  info(queue: MemoryQueue): QueueInfo;
+  declareExchange(name: string, type: ExchangeType, options: ExchangeOptions): boolean;
+  deleteExchange(name: string): void;
+  bind(queue: string, exchange: string, routingKey: string, action: string): void;
+  /** The queues a message published to `exchange` with `routingKey` goes to. */
+  route(exchange: string, routingKey: string, action: string): string[];
+  /** Routes a message to a queue; false when the queue is full and refused it. */
+  enqueue(
+    name: string,
+    message: Message,
+    route?: { exchange: string; routingKey: string },
+  ): boolean;
+  /** Puts an unsettled entry back, or dead-letters it; `failed` counts toward the delivery limit. */
+  requeue(queue: MemoryQueue, entry: Entry, failed: boolean): void;
+  deadLetter(queue: MemoryQueue, entry: Entry, reason: string): void;
+  /** Hands queued messages to consumers with room. */
+  pump(queue: MemoryQueue): void;
+  /** Called when consumers of `queue` went away. */
+  consumersLeft(queue: MemoryQueue): void;
+  /** Forgets a connection that ended, and the queues it owned. */
+  forget(connection: MemoryConnection): void;
+}
+
 interface Unacked {
   queue: MemoryQueue;
   entry: Entry;
   consumer?: MemoryConsumer;
 }
 
-/** @internal One client's view of a {@linkcode MemoryBroker}. */
+/** @internal One client's view of an in-process broker. */
 export class MemoryConnection implements Broker {
   readonly closed: Promise<Error | undefined>;
   readonly user: string;
-  readonly #broker: MemoryBroker;
+  readonly #broker: MemoryQueues;
   readonly #unacked = new Map<number, Unacked>();
   #resolveClosed!: (error: Error | undefined) => void;
   #isClosed = false;
   #nextTag = 1;
   #replying = false;
 
-  constructor(broker: MemoryBroker, user: string) {
+  constructor(broker: MemoryQueues, user: string) {
     this.#broker = broker;
     this.user = user;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);

@@ -8,41 +8,17 @@
 
 import amqp from "amqplib";
 import type { ChannelModel } from "amqplib";
-import type { Broker } from "./broker.ts";
-import { BrokerUnavailableError } from "./broker.ts";
+import { type Broker, BrokerUnavailableError, type ConnectorOptions } from "../broker.ts";
+import { splitUrls, userOfUrl } from "../url.ts";
 import { AmqpBroker } from "./amqp_broker.ts";
-import { type AmqpSettingNames, type AmqpTls, splitAmqpUrls, userOfUrl } from "./amqp_url.ts";
 import { describeConnectError } from "./describe_connect_error.ts";
 
 /** Options for {@linkcode connectAmqp}. */
-export interface ConnectAmqpOptions {
-  /**
-   * Give up on a node that has not completed the handshake within this time.
-   * @default {5000}
-   */
-  timeoutMs?: number;
-  /** Shown in RabbitMQ's management UI, to tell connections apart. */
-  connectionName?: string;
-  /**
-   * Seconds between heartbeats; a broker silent for two of them is gone.
-   * @default {10}
-   */
-  heartbeatSeconds?: number;
-  /**
-   * Certificates for an `amqps://` URL: the CA that signs the broker's
-   * certificate (else the system's CAs) and a client certificate and key for
-   * brokers that ask for one.
-   */
-  tls?: AmqpTls;
-  /**
-   * How the caller names its TLS settings, for the fixes in error messages.
-   * @default {WORKER_SETTING_NAMES}
-   */
-  settingNames?: AmqpSettingNames;
+export interface ConnectAmqpOptions extends ConnectorOptions {
   /**
    * The node of a list to try first, for callers that rotate through a
    * cluster after losing a node.
-   * @default {0}
+   * @default {the node of the last connection that succeeded}
    */
   startAt?: number;
 }
@@ -54,11 +30,16 @@ let preferred = 0;
 /**
  * Connects to RabbitMQ at `urls`: one URL, or a comma-separated list of the
  * nodes of one cluster, tried in turn (each within `timeoutMs`) until one
- * answers. Fails with a {@linkcode BrokerUnavailableError} that says what to
- * fix; a URL that is not an AMQP URL fails at once with a `TypeError`.
+ * answers: the connector of `amqp:` and `amqps:` URLs. Fails with a
+ * {@linkcode BrokerUnavailableError} that says what to fix.
  */
 export async function connectAmqp(urls: string, options: ConnectAmqpOptions = {}): Promise<Broker> {
-  const list = splitAmqpUrls(urls, "the broker URL");
+  const list = splitUrls(urls);
+  if (list.length === 0) {
+    throw new TypeError(
+      "Cannot connect to RabbitMQ as no URL was given: give amqp://user@host:5672",
+    );
+  }
   const start = options.startAt ?? preferred;
   let failure: BrokerUnavailableError | undefined;
   let unreachable = true;

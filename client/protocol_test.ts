@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isExpectedSender } from "./senders.ts";
+import { isExpectedSender } from "./protocol.ts";
 
 Deno.test("isExpectedSender() believes the function's workers' user and the caller's own", () => {
   assert.equal(isExpectedSender("task_a", "task_a", "dispatcher"), true);

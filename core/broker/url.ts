@@ -1,38 +1,11 @@
 /**
- * AMQP URLs: checking them, printing them without their password, and the
- * TLS material that goes with an `amqps://` URL. Pure functions on text: the
- * broker adapter and the code that reads settings both use them.
+ * Broker URLs as text: printing them without their password, redacting a
+ * password from a library's message, splitting the comma-separated nodes of
+ * one cluster, and the user a URL authenticates as. Pure functions: the
+ * settings resolver, `connect()` and the adapters all use them.
  *
  * @module
  */
-
-/** A PEM file that was read, and where it was named. */
-export interface TlsFile {
-  pem: string;
-  setting: string;
-  path: string;
-}
-
-/** TLS material for an `amqps://` connection. */
-export interface AmqpTls {
-  ca?: TlsFile;
-  cert?: TlsFile;
-  key?: TlsFile;
-}
-
-/** How a process names its settings in messages, for settings it was not given. */
-export interface AmqpSettingNames {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
-}
-
-/** The names workers give their TLS settings. */
-export const WORKER_SETTING_NAMES: AmqpSettingNames = {
-  caFile: "AMQP_CA_FILE",
-  certFile: "AMQP_CERT_FILE",
-  keyFile: "AMQP_KEY_FILE",
-};
 
 /**
  * Hides the password of a broker URL so it is safe to print or log. Works
@@ -93,42 +66,9 @@ export function redactPassword(text: string, url: string): string {
   return redacted;
 }
 
-/** Throws a `TypeError` naming the fix when `url` is not an AMQP URL. */
-export function checkAmqpUrl(url: string, setting: string): URL {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(
-      `Cannot use ${setting} as '${maskUrl(url)}' is not a URL: use amqp://user@host:5672`,
-    );
-  }
-  if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
-    throw new TypeError(
-      `Cannot use ${setting} as '${
-        maskUrl(url)
-      }' uses '${parsed.protocol}': use amqp:// or amqps://`,
-    );
-  }
-  if (!parsed.hostname) {
-    throw new TypeError(
-      `Cannot use ${setting} as '${maskUrl(url)}' names no host: use amqp://user@host:5672`,
-    );
-  }
-  return parsed;
-}
-
-/**
- * The URLs of a comma-separated list (several nodes of one cluster), each
- * checked; a single URL gives a list of one.
- */
-export function splitAmqpUrls(urls: string, setting: string): string[] {
-  const list = urls.split(",").map((url) => url.trim()).filter((url) => url !== "");
-  if (list.length === 0) {
-    throw new TypeError(`Cannot use ${setting} as it is empty: use amqp://user@host:5672`);
-  }
-  for (const url of list) checkAmqpUrl(url, setting);
-  return list;
+/** The URLs of a comma-separated list (the nodes of one cluster), trimmed; empty ones dropped. */
+export function splitUrls(urls: string): string[] {
+  return urls.split(",").map((url) => url.trim()).filter((url) => url !== "");
 }
 
 /** The user a connection to `url` authenticates as: its user name, else RabbitMQ's `guest`. */

@@ -1,0 +1,83 @@
+/**
+ * How a call speaks to a function's workers, and whom it believes. A
+ * protocol builds an attempt's request from what the wire contract takes
+ * (`EncodeRequestOptions`) and reads each answer that carries the call's
+ * correlation id: Deno functions speak the native contract
+ * ({@linkcode NATIVE_PROTOCOL}), functions served by Celery workers
+ * Celery's (`celery.ts`). Either way an answer is the call's final
+ * {@linkcode TaskReply}, a progress event, or something that does not count.
+ *
+ * An answer counts only from an expected sender: RabbitMQ checks the
+ * `user_id` of every message against the user of the connection that
+ * published it, so a reply or a pong names its sender truthfully. A caller
+ * accepts one only from the broker user of the function's workers, or from
+ * its own user (deployments where every party shares one user, like a bare
+ * RabbitMQ's `guest`). Anything else, such as a reply forged by another
+ * function's worker that learned a correlation id, is counted and ignored.
+ *
+ * @module
+ */
+
+import {
+  encodeRequest,
+  type EncodeRequestOptions,
+  type Message,
+  parseProgress,
+  parseReply,
+  type Payload,
+  PROGRESS_MESSAGE_TYPE,
+  type TaskProgress,
+  type TaskReply,
+} from "../core/contract/mod.ts";
+
+/** One answer on the reply queue, read. */
+export type CallAnswer =
+  | { kind: "reply"; reply: TaskReply }
+  /** An answer that is not the end: a progress event when there is one to tell. */
+  | { kind: "progress"; progress?: TaskProgress }
+  | { kind: "invalid" };
+
+/** Builds a call's request and reads its answers. */
+export interface CallProtocol {
+  /** The message that asks `task` to run once, with the wire contract's options. */
+  encode(task: string, payload: Payload | undefined, request: EncodeRequestOptions): Message;
+  /** Reads one answer that carries the call's correlation id, from an expected sender. */
+  read(message: Message): CallAnswer;
+}
+
+/** The native contract: a request the worker retries itself, one final reply. */
+export const NATIVE_PROTOCOL: CallProtocol = Object.freeze({
+  encode: encodeRequest,
+  read(message: Message): CallAnswer {
+    if (message.properties.type === PROGRESS_MESSAGE_TYPE) {
+      const progress = parseProgress(message.body);
+      return progress.ok ? { kind: "progress", progress: progress.value } : { kind: "invalid" };
+    }
+    const reply = parseReply(message.body);
+    return reply.ok ? { kind: "reply", reply: reply.value } : { kind: "invalid" };
+  },
+});
+
+/** RabbitMQ's default user: on a broker with no users of its own every party is it. */
+export const GUEST_USER = "guest";
+
+/**
+ * Whether a reply or pong that carries `userId` may come from the workers of
+ * a function whose broker user is `expected`, as received on a connection
+ * of `ownUser`. Without `user_id` only a `guest` connection accepts it: such
+ * brokers have no users to tell apart.
+ */
+export function isExpectedSender(
+  userId: string | undefined,
+  expected: string,
+  ownUser: string,
+): boolean {
+  if (userId === undefined) return ownUser === GUEST_USER;
+  return userId === expected || userId === ownUser;
+}
+
+/** The warning for `count` answers (replies or pongs) that did not count, naming the fix. */
+export function unexpectedSenders(count: number, what: "reply" | "pong", ownUser: string): string {
+  const noun = count === 1 ? what : what === "reply" ? "replies" : "pongs";
+  return `Ignored ${count} ${noun} from unexpected senders: a function's answers count only from its workers' broker user (its 'user' in test-config.yml or the client's functions option, default its name) or ${ownUser}. If those are your workers, set 'user' to the broker user they run as`;
+}
