@@ -428,10 +428,14 @@ export class TaskClient {
       const queue = this.#replyQueue;
       this.#replyQueue = undefined;
       if (queue !== undefined) {
-        // Best effort, and brief: a queue left behind is deleted by the broker once idle.
+        // Best effort, and brief: a queue left behind is deleted by the broker
+        // once idle. Its consumer goes first, so that a connection lost
+        // meanwhile is not resumed with a consumer of a deleted queue.
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
-          this.#broker.deleteQueue(queue.name).catch(() => {}),
+          queue.consumer.cancel()
+            .then(() => this.#broker.deleteQueue(queue.name))
+            .catch(() => {}),
           new Promise((resolve) => timer = setTimeout(resolve, 2000)),
         ]);
         clearTimeout(timer);

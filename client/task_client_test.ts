@@ -321,3 +321,29 @@ Deno.test("TaskClient.close() deletes its reply queue", async () => {
   assert.equal(await broker.inspectQueue(client.replyTo), null);
   await hub.shutdown();
 });
+
+Deno.test("TaskClient.close() with a reply queue leaves a connection lost meanwhile free to reconnect", async () => {
+  // The cluster's failure: the caller's node dies as it closes. The next
+  // connection must not try to consume the reply queue the client deleted.
+  const hub = new MemoryBroker();
+  const events: ConnectionEvent[] = [];
+  const broker = reconnecting(hub, events);
+  const client = await TaskClient.open(broker, { functions: new Map(), replies: "queue" });
+  try {
+    await client.close();
+    hub.disconnectAll();
+    await waitFor(
+      () => events.some((event) => event.kind !== "lost"),
+      "the reconnection's first news",
+      2000,
+      1,
+    );
+    assert.deepEqual(
+      events.map((event) => event.kind === "retrying" ? event.error.message : event.kind),
+      ["lost", "reconnected"],
+    );
+  } finally {
+    await broker.close();
+    await hub.shutdown();
+  }
+});

@@ -67,6 +67,8 @@ export interface ReconnectingBrokerOptions {
 }
 
 interface Subscription {
+  /** The queue consumed; none for Direct Reply-to. */
+  queue?: string;
   start(broker: Broker): Promise<void>;
 }
 
@@ -218,7 +220,13 @@ export class ReconnectingBroker implements Broker {
   }
 
   async deleteQueue(name: string): Promise<void> {
+    // As the broker cancels the consumers of a queue it deletes, so that the
+    // next connection neither declares it again nor consumes what is gone
+    // (a client that deletes its reply queue as it closes, as its node dies).
     this.#declared.delete(name);
+    for (const subscription of this.#subscriptions) {
+      if (subscription.queue === name) this.#subscriptions.delete(subscription);
+    }
     await this.#use((broker) => broker.deleteQueue(name));
   }
 
@@ -250,6 +258,7 @@ export class ReconnectingBroker implements Broker {
     let consumer: Consumer | undefined;
     let cancelled = false;
     const subscription: Subscription = {
+      queue,
       start: async (broker) => {
         consumer = await broker.consume(queue, (delivery) => {
           this.#origin.set(delivery, broker);

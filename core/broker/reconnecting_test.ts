@@ -134,3 +134,30 @@ Deno.test("describeConnectionEvent() words each event as the workers log it", ()
   );
   assert.equal(describeConnectionEvent({ kind: "gave-up", error: lost }), "the node went away");
 });
+
+Deno.test("ReconnectingBroker forgets the consumers of a queue it deleted, and reconnects without them", async () => {
+  const hub = new MemoryBroker();
+  const events: ConnectionEvent[] = [];
+  const broker = reconnecting(hub, events);
+  try {
+    await broker.declareQueue("replies.own", { durable: true, type: "quorum" });
+    await broker.consume("replies.own", (delivery) => broker.ack(delivery), { prefetch: 10 });
+    // As a client closing: its queue goes, then its node does.
+    await broker.deleteQueue("replies.own");
+    hub.disconnectAll();
+    await waitFor(
+      () => events.some((event) => event.kind !== "lost"),
+      "the reconnection's first news",
+      2000,
+      1,
+    );
+    assert.deepEqual(
+      events.map((event) => event.kind === "retrying" ? event.error.message : event.kind),
+      ["lost", "reconnected"],
+    );
+    assert.equal(await broker.inspectQueue("replies.own"), null, "not declared again either");
+  } finally {
+    await broker.close();
+    await hub.shutdown();
+  }
+});
