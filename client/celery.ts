@@ -32,11 +32,10 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "./functions.ts";
-import type { CallAnswer, CallProtocol } from "./protocol.ts";
-import type { CallOutcome, TaskCallOptions } from "./task_client.ts";
+import type { CallAnswer, CallOutcome, CallProtocol, TaskCallOptions } from "./protocol.ts";
 
 /** The backoff of the caller's retries of a Celery function, unless the call says otherwise. */
-export const CELERY_RETRY_DEFAULTS = Object.freeze({
+const CELERY_RETRY_DEFAULTS = Object.freeze({
   maxRetries: 0,
   baseDelayMs: 500,
   factor: 2,
@@ -48,7 +47,7 @@ export const CELERY_RETRY_DEFAULTS = Object.freeze({
  * Failures no new attempt can mend: the request itself is wrong, or the
  * worker refuses its sender. Any other `FAILURE` is retried.
  */
-export const NON_RETRYABLE_CELERY_ERRORS: ReadonlySet<string> = new Set([
+const NON_RETRYABLE_CELERY_ERRORS: ReadonlySet<string> = new Set([
   "ContentDisallowed",
   "DecodeError",
   "EncodeError",
@@ -86,7 +85,7 @@ function hostnameOf(result: CeleryResult): string | undefined {
  * `celeryName`, and its results read as the native contract's reply and
  * progress events.
  */
-export function celeryProtocol(
+function celeryProtocol(
   fn: string,
   route: FunctionRoute & { celeryName: string },
   attemptNumber: number,

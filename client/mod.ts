@@ -24,14 +24,13 @@
 
 export { connect, type ConnectOptions } from "./connect.ts";
 export {
-  type CallOutcome,
   DEFAULT_CALL_TIMEOUT_MS,
   type IgnoredReplies,
   type ReplyMode,
   type TaskCall,
-  type TaskCallOptions,
   TaskClient,
 } from "./task_client.ts";
+export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
 export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 export type {
   FunctionOption,

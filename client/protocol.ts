@@ -1,6 +1,8 @@
 /**
- * How a call speaks to a function's workers, and whom it believes. A
- * protocol builds an attempt's request from what the wire contract takes
+ * One call on the wire: what it is given ({@linkcode TaskCallOptions}, the
+ * only options type of the call path, from `call()` to the request), how
+ * it speaks to a function's workers, whom it believes, and how it ends
+ * ({@linkcode CallOutcome}). A protocol builds an attempt's request from what the wire contract takes
  * (`EncodeRequestOptions`) and reads each answer that carries the call's
  * correlation id: Deno functions speak the native contract
  * ({@linkcode NATIVE_PROTOCOL}), functions served by Celery workers
@@ -26,9 +28,61 @@ import {
   parseReply,
   type Payload,
   PROGRESS_MESSAGE_TYPE,
+  type RetryOverrides,
   type TaskProgress,
   type TaskReply,
 } from "../core/contract/mod.ts";
+import type { TraceIds } from "../core/trace_context.ts";
+
+/** Options of one call: the only options type of the call path, from `call()` to the wire. */
+export interface TaskCallOptions {
+  /**
+   * Stop waiting after this long; the request carries the same deadline
+   * (`deadline` and the AMQP `expiration`), so that the broker drops it,
+   * and no worker starts it, once nobody waits.
+   * @default {the client's timeoutMs}
+   */
+  timeoutMs?: number;
+  /** Identifies the task in replies, logs and dead letters; a new UUID when absent. */
+  taskId?: string;
+  /**
+   * Per-call retry settings, each overriding the function's own. For a
+   * function served by Celery workers the client makes these retries itself
+   * (default: none; see `celery.ts`).
+   */
+  retry?: RetryOverrides;
+  /**
+   * Receives the worker's progress events: `started` at each attempt, and
+   * `retry` after a failed one. Asking for them doubles the messages back.
+   */
+  onProgress?: (progress: TaskProgress) => void;
+  /**
+   * Called once the broker has the request: at its publisher confirm, or at
+   * the first answer from the worker if that comes first (a persistent
+   * request may be confirmed only once it is on disk, after the worker
+   * answered). Always before the call's progress events and its end, so
+   * that callers see sent, started, done in that order. It gets the call's
+   * trace and span ids when tracing is on (`OTEL_DENO=true`), else `{}`.
+   */
+  onSent?: (trace: TraceIds) => void;
+}
+
+/** How a call ended: with the one reply, or with no reply in time. */
+export type CallOutcome =
+  & {
+    taskId: string;
+    /** `performance.now()` when the request was handed to the broker. */
+    sentAt: number;
+    /** `performance.now()` when the call ended. */
+    endedAt: number;
+    /** `Date.now()` when the request was handed to the broker: comparable with worker times. */
+    sentWallMs: number;
+    /** `Date.now()` when the call ended. */
+    endedWallMs: number;
+    /** The call's trace and span ids, when tracing is on (`OTEL_DENO=true`). */
+    trace?: TraceIds;
+  }
+  & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 /** One answer on the reply queue, read. */
 export type CallAnswer =

@@ -27,16 +27,20 @@ import {
   type Message,
   type Payload,
   replyQueueName,
-  type RetryOverrides,
   type TaskProgress,
-  type TaskReply,
 } from "../core/contract/mod.ts";
 import { DeadlineTimer } from "../core/deadline_timer.ts";
 import type { TraceIds } from "../core/trace_context.ts";
 import { callCelery } from "./celery.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";
-import { type CallProtocol, isExpectedSender, NATIVE_PROTOCOL } from "./protocol.ts";
+import {
+  type CallOutcome,
+  type CallProtocol,
+  isExpectedSender,
+  NATIVE_PROTOCOL,
+  type TaskCallOptions,
+} from "./protocol.ts";
 import {
   callerName,
   type CallTrace,
@@ -54,39 +58,6 @@ import {
 /** Default time a call waits for its reply. */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 
-/** Options of one call: the only options type of the call path, from `call()` to the wire. */
-export interface TaskCallOptions {
-  /**
-   * Stop waiting after this long; the request carries the same deadline
-   * (`deadline` and the AMQP `expiration`), so that the broker drops it,
-   * and no worker starts it, once nobody waits.
-   * @default {the client's timeoutMs}
-   */
-  timeoutMs?: number;
-  /** Identifies the task in replies, logs and dead letters; a new UUID when absent. */
-  taskId?: string;
-  /**
-   * Per-call retry settings, each overriding the function's own. For a
-   * function served by Celery workers the client makes these retries itself
-   * (default: none; see `celery.ts`).
-   */
-  retry?: RetryOverrides;
-  /**
-   * Receives the worker's progress events: `started` at each attempt, and
-   * `retry` after a failed one. Asking for them doubles the messages back.
-   */
-  onProgress?: (progress: TaskProgress) => void;
-  /**
-   * Called once the broker has the request: at its publisher confirm, or at
-   * the first answer from the worker if that comes first (a persistent
-   * request may be confirmed only once it is on disk, after the worker
-   * answered). Always before the call's progress events and its end, so
-   * that callers see sent, started, done in that order. It gets the call's
-   * trace and span ids when tracing is on (`OTEL_DENO=true`), else `{}`.
-   */
-  onSent?: (trace: TraceIds) => void;
-}
-
 /** One call of {@linkcode TaskClient.callAll}. */
 export interface TaskCall extends TaskCallOptions {
   /** The function's name, such as `task_a`. */
@@ -94,23 +65,6 @@ export interface TaskCall extends TaskCallOptions {
   /** The function's input, a JSON object. */
   payload?: Payload;
 }
-
-/** How a call ended: with the one reply, or with no reply in time. */
-export type CallOutcome =
-  & {
-    taskId: string;
-    /** `performance.now()` when the request was handed to the broker. */
-    sentAt: number;
-    /** `performance.now()` when the call ended. */
-    endedAt: number;
-    /** `Date.now()` when the request was handed to the broker: comparable with worker times. */
-    sentWallMs: number;
-    /** `Date.now()` when the call ended. */
-    endedWallMs: number;
-    /** The call's trace and span ids, when tracing is on (`OTEL_DENO=true`). */
-    trace?: TraceIds;
-  }
-  & ({ kind: "reply"; reply: TaskReply } | { kind: "timeout" });
 
 /** Counts of messages received that no call took. */
 export interface IgnoredReplies {
@@ -208,7 +162,7 @@ const SWEEP_MS = 5;
 const REPLY_PREFETCH = 1000;
 
 /** Calls started in one turn of the event loop by {@linkcode fanOut}. */
-export const FAN_OUT_SLICE = 128;
+const FAN_OUT_SLICE = 128;
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -62,7 +62,7 @@ function withoutUser(urls: string): string {
 }
 
 /** The operator's URL when none is given: see the module documentation. */
-export function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
+function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
   if (!dashboard.explicit) return undefined;
   // A password in the URL itself: the user chose that account for everything.
   if (dashboard.passwordFile === undefined && /\/\/[^/]*:[^@]*@/.test(dashboard.url)) {

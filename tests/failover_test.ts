@@ -19,7 +19,7 @@ import { startWorker } from "../runtime/worker/start_worker.ts";
 import { WorkerMetrics } from "../runtime/worker/metrics.ts";
 import { connectBroker } from "../client/open_broker.ts";
 import type { ConnectionEvent } from "../core/broker/mod.ts";
-import { type CallOutcome, type ReplyMode, TaskClient } from "../client/task_client.ts";
+import { type CallOutcome, type ReplyMode, TaskClient } from "../client/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, freePort, uniqueName } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import type { Broker } from "../core/broker/mod.ts";
 import { encodeRequest, parseReply, replyQueueName, type TaskReply } from "../core/contract/mod.ts";
-import { type CallOutcome, TaskClient } from "../client/task_client.ts";
+import { type CallOutcome, TaskClient } from "../client/mod.ts";
 import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";

@@ -18,14 +18,12 @@ export * from "./broker.ts";
 export { connect, type ConnectOptions, type ConnectTarget } from "./connect.ts";
 export {
   BROKER_ENV_VARS,
-  BROKER_VARIABLES,
   type BrokerSettingNames,
   type BrokerSettings,
   type BrokerTarget,
   DEFAULT_BROKER_URL,
   resolveBrokerTarget,
   type ResolveBrokerTargetOptions,
-  stackPasswordFile,
 } from "./target.ts";
 export {
   type ConnectionEvent,
@@ -33,8 +31,8 @@ export {
   ReconnectingBroker,
   type ReconnectingBrokerOptions,
 } from "./reconnecting.ts";
-export { readSecretFile, SecretFileError } from "./secret_file.ts";
-export { maskUrl, userOfUrl } from "./url.ts";
+export { SecretFileError } from "./secret_file.ts";
+export { maskUrl } from "./url.ts";
 export { MemoryBroker } from "./memory/memory_broker.ts";
 /** The arguments RabbitMQ is given for a queue: the Kubernetes manifests declare the same. */
 export { queueArguments } from "./amqp/queue_arguments.ts";

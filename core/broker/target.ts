@@ -53,7 +53,7 @@ export interface BrokerSettings {
 export type BrokerSettingNames = Record<keyof BrokerSettings, string>;
 
 /** The variable of each setting: a worker's only names, every caller's fallback. */
-export const BROKER_VARIABLES: Readonly<BrokerSettingNames> = Object.freeze({
+const BROKER_VARIABLES: Readonly<BrokerSettingNames> = Object.freeze({
   url: "AMQP_URL",
   passwordFile: "AMQP_PASSWORD_FILE",
   caFile: "AMQP_CA_FILE",

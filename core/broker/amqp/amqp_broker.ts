@@ -32,8 +32,6 @@ import { coalesceWrites, PublishGate } from "./write_batching.ts";
 import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
 import { queueArguments } from "./queue_arguments.ts";
 
-export { DIRECT_REPLY_TO };
-
 /** The error amqplib settles a publish with when the broker sent `basic.nack` for it. */
 const NACKED = "message nacked";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkRabbitmqResource } from "./rabbitmq_resources.ts";
+import { checkRabbitmqResource } from "./_rabbitmq_resources.ts";
 
 const QUEUE = {
   apiVersion: "rabbitmq.com/v1beta1",
