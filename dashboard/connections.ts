@@ -102,7 +102,12 @@ export async function openOperator(
     stackUser: OPERATOR_USER,
   });
   try {
-    return await connectOnce(target, settings, "dashboard-operator");
+    return await connect(target, {
+      connectionName: "dashboard-operator",
+      waitMs: 5000,
+      heartbeatSeconds: 2,
+      connector: settings.connect,
+    });
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError)) throw error;
     throw new BrokerUnavailableError(
