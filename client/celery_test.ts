@@ -6,8 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../core/broker/mod.ts";
-import type { Broker, Delivery } from "../core/broker/mod.ts";
+import { type Broker, type Delivery, MemoryBroker } from "../core/broker/mod.ts";
 import { parseCeleryRequest, type TaskProgress } from "../core/contract/mod.ts";
 import { TaskFailedError } from "./errors.ts";
 import type { FunctionRoute } from "./functions.ts";

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../core/broker/mod.ts";
+import { type Broker, type Delivery, MemoryBroker } from "../core/broker/mod.ts";
 import { encodeRequest, type Message, parseReply, type TaskReply } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
-import { MemoryBroker } from "../core/broker/mod.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { startWorker } from "../runtime/worker/start_worker.ts";
 import { inProcessRunner } from "../runtime/worker/runner.ts";

@@ -5,8 +5,7 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
-import { type Broker } from "../core/broker/mod.ts";
-import { maskUrl } from "../core/broker/mod.ts";
+import { type Broker, maskUrl } from "../core/broker/mod.ts";
 import {
   encodeRequest,
   type Message,

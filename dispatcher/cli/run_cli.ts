@@ -51,7 +51,7 @@ export interface CliIo {
   color: { out: boolean; err: boolean };
   /** Whether stdout is a terminal, for progress lines that rewrite themselves. */
   isTerminal?: boolean;
-  /** Connects to RabbitMQ; for tests. @default {connectAmqp} */
+  /** Opens one broker connection; for tests. @default {the adapter of the URL's scheme} */
   connect?: OpenBrokerOptions["connect"];
 }
 

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError } from "../../core/broker/mod.ts";
-import { MemoryBroker } from "../../core/broker/mod.ts";
-import { SecretFileError } from "../../core/broker/mod.ts";
+import { BrokerUnavailableError, MemoryBroker, SecretFileError } from "../../core/broker/mod.ts";
 import { WorkersMissingError } from "../../client/workers.ts";
 import { ConfigError } from "../../core/config_error.ts";
 import { UsageError } from "./options.ts";
