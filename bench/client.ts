@@ -18,7 +18,7 @@
  */
 
 import { connect, type TaskClient } from "@task-system/client";
-import type { CallOutcome } from "../client/rpc_client.ts";
+import type { CallOutcome } from "../client/mod.ts";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
 import { type EchoCall, type EchoClient, openEchoClient } from "./bare_echo.ts";

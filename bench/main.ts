@@ -30,7 +30,7 @@ import {
   runCommand,
   runMain,
 } from "../dispatcher/cli/run_cli.ts";
-import { LOCAL_AMQP_URL } from "../client/broker_target.ts";
+import { DEFAULT_BROKER_URL } from "../core/broker/mod.ts";
 import { ADMIN_USER } from "../core/contract/users.ts";
 import { measure } from "./measure.ts";
 import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
@@ -58,7 +58,7 @@ Options:
                     host's guest or the compose stack's admin (default:
                     $AMQP_URL, else amqp://${ADMIN_USER}@localhost:5672 when the
                     compose stack's secrets/${ADMIN_USER}.password exists, else
-                    ${LOCAL_AMQP_URL})
+                    ${DEFAULT_BROKER_URL})
   --quick           a short run that checks the benchmark works, not its figures
   --reps N          timed pairs of runs per size, taken in turns after two
                     untimed runs of each side (default: 9; --quick: 2)

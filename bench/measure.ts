@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import { retryQueuesOf } from "../core/contract/names.ts";
 import { type ContainerFigures, measureContainer } from "./container.ts";
 import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";

@@ -17,8 +17,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { type Broker, connect } from "../core/broker/mod.ts";
 import { deadLetterQueueOf, retryQueuesOf } from "../core/contract/names.ts";
 import { runLoad } from "../dispatcher/load.ts";
 import { TaskClient } from "../client/task_client.ts";
@@ -107,7 +106,7 @@ export async function measureScaleOut(
     return id;
   };
   // A connection of its own: one Direct Reply-to consumer per connection.
-  const connection = await connectAmqp(url, { connectionName: "bench-scale-out" });
+  const connection = await connect({ url }, { connectionName: "bench-scale-out" });
   const client = await TaskClient.open(connection, {
     functions: new Map([["task_a", { queue, user: connection.user }]]),
   });

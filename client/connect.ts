@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { BrokerSettingNames, BrokerSettings, ConnectionEvent } from "../core/broker/mod.ts";
 import type { Message } from "../core/contract/mod.ts";
 import type { LogLevel } from "../core/log.ts";
 import {
@@ -18,11 +19,8 @@ import {
   routeOf,
   routesFrom,
 } from "../core/registry.ts";
-import type { BrokerSettingNames, BrokerSettings } from "./broker_target.ts";
 import { openBroker } from "./open_broker.ts";
-import type { ConnectionEvent } from "./reconnecting_broker.ts";
-import type { ReplyMode } from "./rpc_client.ts";
-import { TaskClient } from "./task_client.ts";
+import { type ReplyMode, TaskClient } from "./task_client.ts";
 
 /** Options for {@linkcode connect}. Every one is optional. */
 export interface ConnectOptions extends BrokerSettings {

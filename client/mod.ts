@@ -25,10 +25,12 @@
 export { connect, type ConnectOptions } from "./connect.ts";
 export {
   DEFAULT_CALL_TIMEOUT_MS,
+  type IgnoredReplies,
+  type ReplyMode,
   type TaskCall,
-  type TaskCallOptions,
   TaskClient,
 } from "./task_client.ts";
+export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
 export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 export type {
   FunctionOption,
@@ -36,18 +38,19 @@ export type {
   FunctionRoute,
   FunctionsOption,
 } from "../core/registry.ts";
-export type { CallOutcome, IgnoredReplies, ReplyMode } from "./rpc_client.ts";
-export type { ConnectionEvent } from "./reconnecting_broker.ts";
-export type { PingResult } from "./ping_workers.ts";
 export {
   type NeededWorker,
+  type PingResult,
   type WaitForWorkersOptions,
   WorkersMissingError,
-} from "./wait_for_workers.ts";
-export type { BrokerSettings } from "./broker_target.ts";
+} from "./workers.ts";
+export {
+  type BrokerSettings,
+  BrokerUnavailableError,
+  type ConnectionEvent,
+  SecretFileError,
+} from "../core/broker/mod.ts";
 export { ConfigError, type ConfigErrorOptions, type ConfigProblem } from "../core/config_error.ts";
-export { BrokerUnavailableError } from "../core/broker/broker.ts";
-export { SecretFileError } from "../core/broker/secret_file.ts";
 export type { LogLevel } from "../core/log.ts";
 export type {
   Message,

@@ -1,7 +1,8 @@
 /**
- * The one way every caller reaches its broker: `deno task dispatch`, `load`,
- * `status`, `dlq`, `bench` and the client library's `connect()`. It resolves
- * the URL and credentials (`broker_target.ts`), then connects:
+ * How a caller of the functions opens its broker: `deno task dispatch`,
+ * `load`, `status`, `dlq`, `bench` and the client library's `connect()`.
+ * It resolves the settings and connects through the broker seam
+ * (`core/broker/`), and adds what only a caller decides:
  *
  * - `local` runs the embedded broker (each function sandboxed in a process
  *   of its own, which needs `--allow-run=deno`);
@@ -9,31 +10,45 @@
  *   that is still starting) until the time is spent;
  * - without a URL, RabbitMQ on localhost is tried, and with `fallback`,
  *   when nothing answers there, the embedded broker runs instead, with a
- *   notice saying so.
- *
- * The caller learns which reply path suits the broker: a reply queue of its
- * own for a cluster (several URLs), Direct Reply-to for one node, unless it
- * says otherwise (`replies`). With `reconnect`, a RabbitMQ connection
- * outlives the node it is on (see `reconnecting_broker.ts`).
+ *   notice saying so;
+ * - which reply path suits the broker: a reply queue of its own for a
+ *   cluster (several URLs), Direct Reply-to for one node, unless it says
+ *   otherwise (`replies`). With `reconnect`, a RabbitMQ connection outlives
+ *   the node it is on.
  *
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
-import type { ConnectAmqpOptions } from "../core/broker/connect_amqp.ts";
-import type { Embedded, EmbeddedFunction, StartEmbeddedOptions } from "../runtime/embedded.ts";
-import { ConfigError } from "../core/config_error.ts";
-import { type ConnectionEvent, ReconnectingBroker } from "./reconnecting_broker.ts";
-import type { ReplyMode } from "./rpc_client.ts";
 import {
+  type Broker,
+  type BrokerSettingNames,
+  type BrokerSettings,
   type BrokerTarget,
-  type ResolveBrokerOptions,
+  BrokerUnavailableError,
+  connect,
+  type ConnectionEvent,
+  type Connector,
   resolveBrokerTarget,
-  tlsSettingNames,
-} from "./broker_target.ts";
+} from "../core/broker/mod.ts";
+import { ConfigError } from "../core/config_error.ts";
+import { DISPATCHER_USER } from "../core/contract/users.ts";
+import type { Embedded, EmbeddedFunction, StartEmbeddedOptions } from "../runtime/embedded.ts";
+import type { ReplyMode } from "./task_client.ts";
 
 /** Options for {@linkcode openBroker}. */
-export interface OpenBrokerOptions extends ResolveBrokerOptions {
+export interface OpenBrokerOptions {
+  /** The caller's broker settings (flags, or the client's options). */
+  settings?: BrokerSettings;
+  /** How `settings` are named in messages, such as `--broker`. @default {the variables' names} */
+  names?: BrokerSettingNames;
+  /** Reads an environment variable. @default {nothing: no variable is set} */
+  env?: (name: string) => string | undefined;
+  /**
+   * The compose stack's user this caller connects as: `dispatcher`, or
+   * `operator` for the dead-letter tool (see `resolveBrokerTarget`).
+   * @default {DISPATCHER_USER}
+   */
+  user?: string;
   /** Run on the embedded broker, whatever else is set. */
   local?: boolean;
   /**
@@ -61,14 +76,14 @@ export interface OpenBrokerOptions extends ResolveBrokerOptions {
    * @default {1500}
    */
   probeTimeoutMs?: number;
-  /** Connects to RabbitMQ; for tests. @default {connectAmqp} */
-  connect?: (url: string, options: ConnectAmqpOptions) => Promise<Broker>;
+  /** Opens one connection; for tests. @default {the adapter of the URL's scheme} */
+  connect?: Connector;
   /**
    * Connect again, to the next node of a cluster, when the connection is
-   * lost, and carry on (see `reconnecting_broker.ts`). `auto`: only with a
-   * reply queue, which keeps the replies of the calls in flight; with Direct
-   * Reply-to those are lost with the connection, so a run fails at once
-   * instead, as it did before clusters.
+   * lost, and carry on. `auto`: only with a reply queue, which keeps the
+   * replies of the calls in flight; with Direct Reply-to those are lost
+   * with the connection, so a run fails at once instead, as it did before
+   * clusters.
    * @default {false}
    */
   reconnect?: boolean | "auto";
@@ -161,43 +176,19 @@ async function embed(options: OpenBrokerOptions, notice?: string): Promise<Opene
 }
 
 /**
- * Connects to RabbitMQ at `target`, retrying while nothing answers until
- * `timeoutMs` is spent; other failures (refused credentials, a bad
- * certificate) end at once.
+ * Resolves the broker settings of a caller (see `resolveBrokerTarget`);
+ * `undefined` with `local`. Throws a `ConfigError` or `SecretFileError`.
  */
-async function connectTarget(
-  target: BrokerTarget,
-  timeoutMs: number,
-  options: OpenBrokerOptions,
-  reconnect: boolean,
-): Promise<Broker> {
-  const connect = options.connect ??
-    (await import("../core/broker/connect_amqp.ts")).connectAmqp;
-  const settings = (timeoutMs: number): ConnectAmqpOptions => ({
-    timeoutMs,
-    heartbeatSeconds: 2,
-    connectionName: options.connectionName ?? "dispatcher",
-    tls: target.tls,
-    settingNames: tlsSettingNames(options.names),
+export async function resolveTarget(
+  options: OpenBrokerOptions = {},
+): Promise<BrokerTarget | undefined> {
+  if (options.local) return undefined;
+  return await resolveBrokerTarget({
+    settings: options.settings,
+    names: options.names,
+    env: options.env,
+    stackUser: options.user ?? DISPATCHER_USER,
   });
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    try {
-      const broker = await connect(target.url, settings(Math.max(100, deadline - Date.now())));
-      if (!reconnect) return broker;
-      // Each attempt tries every node of the list once; the backoff between
-      // attempts is the reconnecting broker's.
-      return new ReconnectingBroker(broker, {
-        connect: () => connect(target.url, settings(5000)),
-        onEvent: options.onConnectionEvent,
-      });
-    } catch (error) {
-      const again = error instanceof BrokerUnavailableError && error.unreachable &&
-        deadline - Date.now() > 1000;
-      if (!again) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 }
 
 /**
@@ -214,20 +205,20 @@ export async function connectBroker(
     ? (several ? "queue" : "direct")
     : options.replies;
   const reconnect = options.reconnect === "auto" ? replies === "queue" : options.reconnect === true;
-  const opened = (broker: Broker): OpenedBroker => ({
-    broker,
-    label: target.label,
-    target,
-    replies,
-    close: () => broker.close(),
-  });
-  if (target.explicit || !options.fallback) {
-    return opened(await connectTarget(target, options.timeoutMs ?? 5000, options, reconnect));
-  }
+  const open = async (waitMs: number): Promise<OpenedBroker> => {
+    const broker = await connect(target, {
+      connectionName: options.connectionName ?? "dispatcher",
+      waitMs,
+      heartbeatSeconds: 2,
+      reconnect,
+      onConnectionEvent: options.onConnectionEvent,
+      connector: options.connect,
+    });
+    return { broker, label: target.label, target, replies, close: () => broker.close() };
+  };
+  if (target.explicit || !options.fallback) return await open(options.timeoutMs ?? 5000);
   try {
-    return opened(
-      await connectTarget(target, options.probeTimeoutMs ?? 1500, options, reconnect),
-    );
+    return await open(options.probeTimeoutMs ?? 1500);
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError) || !error.unreachable) throw error;
     const celery = celeryFunctions(options);
@@ -251,6 +242,5 @@ export async function connectBroker(
  * broker does not answer or refuses.
  */
 export async function openBroker(options: OpenBrokerOptions = {}): Promise<OpenedBroker> {
-  const target = options.local ? undefined : await resolveBrokerTarget(options);
-  return await connectBroker(target, options);
+  return await connectBroker(await resolveTarget(options), options);
 }

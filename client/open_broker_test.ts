@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError } from "../core/broker/broker.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
-import type { Embedded } from "../runtime/embedded.ts";
+import {
+  type BrokerTarget,
+  BrokerUnavailableError,
+  MemoryBroker,
+  ReconnectingBroker,
+} from "../core/broker/mod.ts";
 import { ConfigError } from "../core/config_error.ts";
-import type { BrokerTarget } from "./broker_target.ts";
-import { ReconnectingBroker } from "./reconnecting_broker.ts";
+import type { Embedded } from "../runtime/embedded.ts";
 import {
   connectBroker,
   describeBroker,
@@ -32,7 +34,15 @@ function options(overrides: Partial<OpenBrokerOptions> = {}) {
 }
 
 function target(url: string, explicit: boolean, extra: Partial<BrokerTarget> = {}): BrokerTarget {
-  return { url, label: url.replace(/:[^:@/]+@/, ":***@"), user: "u", explicit, ...extra };
+  return {
+    url,
+    label: url.replace(/:[^:@/]+@/, ":***@"),
+    user: "u",
+    explicit,
+    files: [],
+    names: { caFile: "--ca-file", certFile: "--cert-file", keyFile: "--key-file" },
+    ...extra,
+  };
 }
 
 const unreachable = () =>

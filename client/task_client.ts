@@ -1,55 +1,62 @@
 /**
- * The client of the functions: calls them by name over an open broker,
- * each call a typed promise of its result (or a typed error), many at once,
- * with progress events on demand. It routes each function to its queue, in
- * the protocol its workers speak (native, or Celery's: `celery_call.ts`),
- * and believes only replies from that function's workers (`senders.ts`).
+ * The client of the functions, and its one call path: a call is routed to
+ * its function's queue, encoded in the protocol its workers speak (native,
+ * or Celery's: `celery.ts`), published, and waited for by correlation id
+ * until its reply or its deadline. The deadline travels with the request, so
+ * that no worker starts it after the caller stopped waiting. Replies come by
+ * Direct Reply-to (fast, but lost with the connection: a node that dies
+ * takes them along), or through a reply queue of the client's own, a quorum
+ * queue that outlives the loss of any one node of a cluster (see
+ * {@linkcode ReplyMode} and docs/cluster.md). A reply nobody waits for
+ * (unknown, late, or a duplicate from a redelivered request) and a reply
+ * from a sender other than the function's workers are counted and ignored.
+ *
+ * Every kind of call goes down the same path: `request()` sends one
+ * (`#send`) and waits for its end; `call()` and `callAll()` judge the
+ * outcome; a Celery call sends one attempt after another; `ping()`
+ * broadcasts and collects.
  *
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import type { Message, Payload, RetryOverrides, TaskProgress } from "../core/contract/mod.ts";
+import { setImmediate } from "node:timers";
+import { type Broker, BrokerUnavailableError, type Consumer } from "../core/broker/mod.ts";
+import {
+  CONTROL_EXCHANGE,
+  DEADLINE_EXCEEDED,
+  type Message,
+  type Payload,
+  replyQueueName,
+  type TaskProgress,
+} from "../core/contract/mod.ts";
+import { DeadlineTimer } from "../core/deadline_timer.ts";
 import type { TraceIds } from "../core/trace_context.ts";
-import { callCelery } from "./celery_call.ts";
+import { callCelery } from "./celery.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
-import { fanOut } from "./fan_out.ts";
 import type { FunctionRoute } from "../core/registry.ts";
-import { type PingResult, pingWorkers } from "./ping_workers.ts";
-import { type CallOutcome, type IgnoredReplies, type ReplyMode, RpcClient } from "./rpc_client.ts";
-import { callerName, startSentEvents } from "./sent_events.ts";
-import { waitForWorkers, type WaitForWorkersOptions } from "./wait_for_workers.ts";
+import {
+  type CallOutcome,
+  type CallProtocol,
+  isExpectedSender,
+  NATIVE_PROTOCOL,
+  type TaskCallOptions,
+} from "./protocol.ts";
+import {
+  callerName,
+  type CallTrace,
+  type SentEvent,
+  startCallTrace,
+  startSentEvents,
+} from "./trace.ts";
+import {
+  type PingResult,
+  pingWorkers,
+  waitForWorkers,
+  type WaitForWorkersOptions,
+} from "./workers.ts";
 
 /** Default time a call waits for its reply. */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
-
-/** Options of one call. */
-export interface TaskCallOptions {
-  /**
-   * Stop waiting after this long; the request carries the same deadline, so
-   * no worker starts it later.
-   * @default {the client's timeoutMs}
-   */
-  timeoutMs?: number;
-  /** Identifies the task in replies, logs and dead letters; a new UUID when absent. */
-  taskId?: string;
-  /**
-   * Per-call retry settings, each overriding the function's own. For a
-   * function served by Celery workers the client makes these retries itself
-   * (default: none; see `celery_call.ts`).
-   */
-  retry?: RetryOverrides;
-  /**
-   * Receives the worker's progress events: `started` at each attempt, and
-   * `retry` after a failed one. Asking for them doubles the messages back.
-   */
-  onProgress?: (progress: TaskProgress) => void;
-  /**
-   * Called once the broker has the request, with the call's trace and span
-   * ids when tracing is on (`OTEL_DENO=true`), else `{}`.
-   */
-  onSent?: (trace: TraceIds) => void;
-}
 
 /** One call of {@linkcode TaskClient.callAll}. */
 export interface TaskCall extends TaskCallOptions {
@@ -59,21 +66,51 @@ export interface TaskCall extends TaskCallOptions {
   payload?: Payload;
 }
 
+/** Counts of messages received that no call took. */
+export interface IgnoredReplies {
+  /** Correlation id of no call of this client, or of one that already ended. */
+  unknown: number;
+  /** Not a reply of the contract. */
+  invalid: number;
+  /** From a broker user that is neither the function's workers' nor this client's. */
+  unexpectedSender: number;
+}
+
+/**
+ * Where replies come back:
+ *
+ * - `direct`: RabbitMQ's Direct Reply-to, no queue at all. Replies are
+ *   lost when the connection is, so a call in flight when the client's node
+ *   dies never gets its reply.
+ * - `queue`: a quorum queue of this client's (`replies.<32 hex>`), declared
+ *   at open and deleted at close (or by the broker after
+ *   {@linkcode REPLY_QUEUE_IDLE_MS} without a consumer). It is replicated
+ *   on the cluster's nodes, so replies wait there while the client
+ *   reconnects to another node. Each reply costs a replicated write.
+ *
+ * Pings go by Direct Reply-to in either mode: a pong is worth nothing once
+ * its ping's time is over, so it need not outlive a node.
+ */
+export type ReplyMode = "direct" | "queue";
+
+/** A reply queue with no consumer for this long (a client that died) is deleted by the broker. */
+export const REPLY_QUEUE_IDLE_MS = 10 * 60_000;
+
 /** Options for {@linkcode TaskClient.open}. */
 export interface TaskClientOptions {
   /** Each function the client may call: its queue and its workers' broker user. */
-  functions: Map<string, FunctionRoute>;
+  functions: ReadonlyMap<string, FunctionRoute>;
   /** Where the broker is, safe to print. @default {"broker"} */
   label?: string;
   /** @default {DEFAULT_CALL_TIMEOUT_MS} */
   timeoutMs?: number;
-  /** Sees every message on the reply queue before any check (see `RpcClientOptions`). */
-  onWire?: (message: Message) => void;
   /**
-   * Where replies come back: Direct Reply-to, or a reply queue of the
-   * client's own that outlives the loss of a cluster node (see `ReplyMode`).
-   * @default {"direct"}
+   * Called with every message that arrives on the reply queue, before any
+   * check or de-duplication: a tap for tests that count what the wire
+   * carried (every reply per correlation id, duplicates included).
    */
+  onWire?: (message: Message) => void;
+  /** @default {"direct"} */
   replies?: ReplyMode;
   /** Called by `close()` once the reply queue is closed: ends what the client owns. */
   onClose?: () => Promise<void>;
@@ -90,43 +127,141 @@ export interface TaskClientOptions {
   caller?: string;
 }
 
+/** A call waiting for its end. */
+interface Pending {
+  protocol: CallProtocol;
+  resolve: (outcome: CallOutcome) => void;
+  reject: (error: Error) => void;
+  onProgress?: (progress: TaskProgress) => void;
+  /** The broker user whose answers count, besides this client's own. */
+  sender: string;
+  sentAt: number;
+  sentWallMs: number;
+  /** `performance.now()` after which the call ends as a timeout. */
+  deadline: number;
+  /** False until the broker confirmed the request or the worker answered. */
+  sent: boolean;
+  onSent?: (trace: TraceIds) => void;
+  /** The call's span; `undefined` when tracing is off. */
+  trace?: CallTrace;
+}
+
+/** A broadcast collecting its answers. */
+interface Collecting {
+  answers: Message[];
+  check: () => void;
+}
+
+const NO_TRACE_IDS: TraceIds = Object.freeze({});
+
+// Expired calls are swept at most this often: one timer for all calls,
+// instead of one each, which costs much with thousands in flight.
+const SWEEP_MS = 5;
+
+/** Replies a client holds unacknowledged from its reply queue at once. */
+const REPLY_PREFETCH = 1000;
+
+/** Calls started in one turn of the event loop by {@linkcode fanOut}. */
+const FAN_OUT_SLICE = 128;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Starts `start(item)` for every item, {@linkcode FAN_OUT_SLICE} per turn of
+ * the event loop, and resolves with their results in order, as `Promise.all`
+ * does. The AMQP library writes what is published only on a later turn, so
+ * a loop that publishes ten thousand requests in one turn sends nothing
+ * until it has encoded them all; a slice at a time puts the first requests
+ * on the wire while the rest are being made, every call still in flight at once.
+ */
+export async function fanOut<T, R>(
+  items: readonly T[],
+  start: (item: T) => Promise<R>,
+  slice = FAN_OUT_SLICE,
+): Promise<R[]> {
+  const started: Promise<R>[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0 && i % slice === 0) await nextTurn();
+    const call = start(items[i]);
+    // Seen now, so that a call failing while later slices start is not an
+    // unhandled rejection; Promise.all below still rejects with it.
+    call.catch(() => {});
+    started.push(call);
+  }
+  return await Promise.all(started);
+}
+
 /** Calls functions by name; see the module documentation. Make one with `connect()`. */
 export class TaskClient {
-  readonly #rpc: RpcClient;
-  readonly #broker: Broker;
-  readonly #timeoutMs: number;
-  readonly #onClose?: () => Promise<void>;
-  #closed: Promise<void> | undefined;
   /** Where the broker is, safe to print (password masked). */
   readonly broker: string;
   /** Each function this client may call, with its queue and its workers' broker user. */
   readonly functions: ReadonlyMap<string, FunctionRoute>;
+  /** Replies received that no call took: unknown or late, invalid, or from an unexpected sender. */
+  readonly ignored: IgnoredReplies = { unknown: 0, invalid: 0, unexpectedSender: 0 };
+  readonly #broker: Broker;
+  readonly #timeoutMs: number;
+  readonly #onClose?: () => Promise<void>;
+  readonly #onWire?: (message: Message) => void;
+  readonly #pending = new Map<string, Pending>();
+  readonly #collecting = new Map<string, Collecting>();
+  readonly #deadlines = new DeadlineTimer((now) => this.#expire(now), SWEEP_MS);
+  #onSentEvent?: (event: SentEvent) => void;
+  #replyTo = "";
+  /** This client's reply queue and its consumer, in `queue` mode, until it is deleted. */
+  #replyQueue: { name: string; consumer: Consumer } | undefined;
+  /** Direct Reply-to for pings, opened at the first ping in `queue` mode. */
+  #pingReplyTo: Promise<string> | undefined;
+  #failure: Error | undefined;
+  #closed: Promise<void> | undefined;
 
-  private constructor(rpc: RpcClient, broker: Broker, options: TaskClientOptions) {
-    this.#rpc = rpc;
+  private constructor(broker: Broker, options: TaskClientOptions) {
     this.#broker = broker;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.#onClose = options.onClose;
+    this.#onWire = options.onWire;
     this.broker = options.label ?? "broker";
     this.functions = options.functions;
   }
 
-  /** A client over `broker`, with a reply queue of its own. */
+  /** A client over `broker`, with its reply queue open. */
   static async open(broker: Broker, options: TaskClientOptions): Promise<TaskClient> {
-    const onSentEvent = options.events
-      ? await startSentEvents(broker, options.caller ?? callerName(broker.user))
-      : undefined;
-    const rpc = await RpcClient.open(broker, {
-      onWire: options.onWire,
-      onSentEvent,
-      replies: options.replies,
-    });
-    return new TaskClient(rpc, broker, options);
+    const client = new TaskClient(broker, options);
+    if (options.events) {
+      client.#onSentEvent = await startSentEvents(
+        broker,
+        options.caller ?? callerName(broker.user),
+      );
+    }
+    const receive = (message: Message) => client.#receive(message);
+    if (options.replies === "queue") {
+      const name = replyQueueName();
+      await broker.declareQueue(name, {
+        durable: true,
+        type: "quorum",
+        expiresMs: REPLY_QUEUE_IDLE_MS,
+      });
+      client.#replyTo = name;
+      const consumer = await broker.consume(name, (delivery) => {
+        receive(delivery);
+        broker.ack(delivery);
+      }, { prefetch: REPLY_PREFETCH });
+      client.#replyQueue = { name, consumer };
+    } else {
+      client.#replyTo = await broker.openReplyQueue(receive);
+      client.#pingReplyTo = Promise.resolve(client.#replyTo);
+    }
+    broker.closed.then((error) =>
+      client.#failAll(
+        error ?? new BrokerUnavailableError("Cannot wait for replies as the connection was closed"),
+      )
+    );
+    return client;
   }
 
   /** Where replies come back: `amq.rabbitmq.reply-to`, or this client's reply queue. */
   get replyTo(): string {
-    return this.#rpc.replyTo;
+    return this.#replyTo;
   }
 
   /** The broker user this client sends as. */
@@ -134,9 +269,9 @@ export class TaskClient {
     return this.#broker.user;
   }
 
-  /** Replies received that no call took: unknown or late, invalid, or from an unexpected sender. */
-  get ignored(): Readonly<IgnoredReplies> {
-    return this.#rpc.ignored;
+  /** Calls currently waiting for their end. */
+  get pending(): number {
+    return this.#pending.size;
   }
 
   /** The queue and workers' user of `fn`; a `TypeError` naming the fix when it is unknown. */
@@ -152,22 +287,20 @@ export class TaskClient {
 
   /**
    * Sends one request and resolves with how it ended: its reply, whatever
-   * its status, or a timeout. Rejects only when the broker fails. The
-   * command-line tools judge outcomes themselves with this; most callers
-   * want {@linkcode TaskClient.call}.
+   * its status, or a timeout (a reply that says the deadline passed,
+   * `DeadlineExceeded`, is one too). Rejects only when the broker fails:
+   * the request was not confirmed, or the connection was lost while
+   * waiting. The command-line tools judge outcomes themselves with this;
+   * most callers want {@linkcode TaskClient.call}.
    */
   request(fn: string, payload?: Payload, options: TaskCallOptions = {}): Promise<CallOutcome> {
     const route = this.route(fn);
-    const call = {
-      timeoutMs: options.timeoutMs ?? this.#timeoutMs,
-      taskId: options.taskId,
-      retry: options.retry,
-      onProgress: options.onProgress,
-      onSent: options.onSent,
-    };
+    const call = { ...options, timeoutMs: options.timeoutMs ?? this.#timeoutMs };
+    const send = (protocol: CallProtocol, attempt: typeof call & { taskId: string }) =>
+      this.#send(fn, route, payload, attempt, protocol);
     // A function served by Celery workers: Celery requests, and the retries made here.
-    if (route.protocol === "celery") return callCelery(this.#rpc, fn, route, payload, call);
-    return this.#rpc.call(route.queue, fn, payload, { ...call, sender: route.user });
+    if (route.protocol === "celery") return callCelery(send, fn, route, call);
+    return send(NATIVE_PROTOCOL, { ...call, taskId: call.taskId ?? crypto.randomUUID() });
   }
 
   /**
@@ -215,14 +348,15 @@ export class TaskClient {
   }
 
   /**
-   * Pings every live worker (see `pingWorkers`); answers from a sender that
-   * is not the workers' user of the function they name are only counted.
+   * Pings every live worker (see `pingWorkers`), by Direct Reply-to; answers
+   * from a sender that is not the workers' user of the function they name
+   * are only counted.
    */
   ping(options: { timeoutMs?: number; expected?: Map<string, number> } = {}): Promise<PingResult> {
-    return pingWorkers(this.#rpc, {
-      ...options,
-      userOf: (fn) => this.functions.get(fn)?.user ?? fn,
-    });
+    return pingWorkers({
+      user: this.user,
+      broadcast: (build, broadcast) => this.#broadcast(build, broadcast),
+    }, { ...options, userOf: (fn) => this.functions.get(fn)?.user ?? fn });
   }
 
   /** Resolves with each queue's consumer count once every function in `fns` has a worker. */
@@ -237,12 +371,213 @@ export class TaskClient {
     return waitForWorkers(this.#broker, needed, options);
   }
 
-  /** Stops waiting (pending calls reject), then closes what the client owns. */
+  /**
+   * Stops waiting (pending calls reject), stops consuming and deletes this
+   * client's reply queue if it has one, while the connection is open, then
+   * closes what the client owns.
+   */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      await this.#rpc.close();
+      this.#failAll(new BrokerUnavailableError("Cannot wait for replies as the client was closed"));
+      const queue = this.#replyQueue;
+      this.#replyQueue = undefined;
+      if (queue !== undefined) {
+        // Best effort, and brief: a queue left behind is deleted by the broker
+        // once idle. Its consumer goes first, so that a connection lost
+        // meanwhile is not resumed with a consumer of a deleted queue.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          queue.consumer.cancel()
+            .then(() => this.#broker.deleteQueue(queue.name))
+            .catch(() => {}),
+          new Promise((resolve) => timer = setTimeout(resolve, 2000)),
+        ]);
+        clearTimeout(timer);
+      }
       await this.#onClose?.();
     })();
     return this.#closed;
+  }
+
+  /** Publishes one request of `fn` in `protocol` and waits for its end; see `request()`. */
+  #send(
+    fn: string,
+    route: FunctionRoute,
+    payload: Payload | undefined,
+    options: TaskCallOptions & { timeoutMs: number; taskId: string },
+    protocol: CallProtocol,
+  ): Promise<CallOutcome> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const { taskId, timeoutMs } = options;
+    const sentWallMs = Date.now();
+    // Undefined when tracing is off: no span, and no trace headers.
+    const trace = startCallTrace(fn, route.queue, taskId);
+    const request = protocol.encode(fn, payload, {
+      taskId,
+      replyTo: this.#replyTo,
+      progress: options.onProgress !== undefined,
+      retry: options.retry,
+      deadline: sentWallMs + timeoutMs,
+      headers: trace?.headers,
+      // A traced request times its wait in the queue to the millisecond.
+      stampSentAt: trace !== undefined,
+      now: sentWallMs,
+    });
+    return new Promise<CallOutcome>((resolve, reject) => {
+      const sentAt = performance.now();
+      const pending: Pending = {
+        protocol,
+        resolve,
+        reject,
+        onProgress: options.onProgress,
+        sender: route.user,
+        sentAt,
+        sentWallMs,
+        deadline: sentAt + timeoutMs,
+        sent: false,
+        onSent: options.onSent,
+        trace,
+      };
+      this.#pending.set(taskId, pending);
+      this.#deadlines.schedule(pending.deadline);
+      this.#broker.publish(route.queue, request).then(
+        () => this.#markSent(pending),
+        (error: Error) => {
+          this.#forget(taskId);
+          trace?.fail(error);
+          reject(error);
+        },
+      );
+      // Right behind the request on the same channel, not at its confirm:
+      // so the event comes before the worker's, which start only once the
+      // request is routed.
+      this.#onSentEvent?.({ function: fn, queue: route.queue, taskId, trace: trace?.ids });
+    });
+  }
+
+  /**
+   * Publishes the control message `build` makes for a fresh correlation id
+   * to the control exchange, with Direct Reply-to as its reply address, and
+   * collects every answer carrying that id until `timeoutMs` passes or
+   * `enough` says so. The caller judges each answer's sender.
+   */
+  async #broadcast(
+    build: (correlationId: string, replyTo: string) => Message,
+    options: { timeoutMs: number; enough?: (answers: Message[]) => boolean },
+  ): Promise<Message[]> {
+    if (this.#failure) throw this.#failure;
+    this.#pingReplyTo ??= this.#broker.openReplyQueue((message) => this.#receive(message));
+    const replyTo = await this.#pingReplyTo;
+    const id = crypto.randomUUID();
+    const answers: Message[] = [];
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => finish = resolve);
+    const check = () => {
+      if (options.enough?.(answers)) finish();
+    };
+    this.#collecting.set(id, { answers, check });
+    const timer = setTimeout(finish, options.timeoutMs);
+    try {
+      await this.#broker.publishToExchange(CONTROL_EXCHANGE, build(id, replyTo));
+      check();
+      await done;
+      return answers;
+    } finally {
+      clearTimeout(timer);
+      this.#collecting.delete(id);
+    }
+  }
+
+  /** Handles one message from the reply queue or Direct Reply-to. */
+  #receive(message: Message): void {
+    this.#onWire?.(message);
+    const id = message.properties.correlationId;
+    const collecting = id === undefined ? undefined : this.#collecting.get(id);
+    if (collecting) {
+      collecting.answers.push(message);
+      collecting.check();
+      return;
+    }
+    const pending = id === undefined ? undefined : this.#pending.get(id);
+    if (!pending || id === undefined) {
+      this.ignored.unknown++;
+      return;
+    }
+    if (!isExpectedSender(message.properties.userId, pending.sender, this.#broker.user)) {
+      this.ignored.unexpectedSender++;
+      return;
+    }
+    const answer = pending.protocol.read(message);
+    if (answer.kind === "invalid") {
+      this.ignored.invalid++;
+      return;
+    }
+    if (answer.kind === "progress") {
+      this.#markSent(pending);
+      if (answer.progress) pending.onProgress?.(answer.progress);
+      return;
+    }
+    const { reply } = answer;
+    this.#forget(id);
+    this.#markSent(pending);
+    // The deadline passed (before the task started, or while it ran): the
+    // caller's timer fires at the same moment, and either way it is a timeout.
+    const timedOut = reply.error?.type === DEADLINE_EXCEEDED;
+    const { trace } = pending;
+    trace?.answered(reply, timedOut);
+    pending.resolve({
+      ...(timedOut ? { kind: "timeout" } : { kind: "reply", reply }),
+      taskId: id,
+      sentAt: pending.sentAt,
+      endedAt: performance.now(),
+      sentWallMs: pending.sentWallMs,
+      endedWallMs: Date.now(),
+      ...(trace && { trace: trace.ids }),
+    });
+  }
+
+  /** An answer proves the broker had the request as well as a confirm does. */
+  #markSent(pending: Pending): void {
+    if (pending.sent) return;
+    pending.sent = true;
+    pending.onSent?.(pending.trace?.ids ?? NO_TRACE_IDS);
+  }
+
+  #forget(id: string): void {
+    this.#pending.delete(id);
+    if (this.#pending.size === 0) this.#deadlines.cancel();
+  }
+
+  /** Ends every call past its deadline; returns the next deadline. */
+  #expire(now: number): number {
+    const nowWall = Date.now();
+    let next = Infinity;
+    for (const [id, pending] of this.#pending) {
+      if (pending.deadline <= now) {
+        this.#pending.delete(id);
+        const { trace } = pending;
+        trace?.end({ outcome: "timeout" });
+        pending.resolve({
+          kind: "timeout",
+          taskId: id,
+          sentAt: pending.sentAt,
+          endedAt: now,
+          sentWallMs: pending.sentWallMs,
+          endedWallMs: nowWall,
+          ...(trace && { trace: trace.ids }),
+        });
+      } else next = Math.min(next, pending.deadline);
+    }
+    return next;
+  }
+
+  #failAll(error: Error): void {
+    this.#failure ??= error;
+    this.#deadlines.cancel();
+    for (const pending of this.#pending.values()) {
+      pending.trace?.fail(error);
+      pending.reject(error);
+    }
+    this.#pending.clear();
   }
 }

@@ -1,17 +1,24 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import {
+  type ConnectionEvent,
+  type Delivery,
+  MemoryBroker,
+  ReconnectingBroker,
+} from "../core/broker/mod.ts";
 import { defineFunction, NonRetryableError } from "../runtime/define_function.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { type RunningWorker, startWorker } from "../runtime/worker/consumer.ts";
 import {
+  encodeReply,
   EVENTS_EXCHANGE,
   parseTaskEvent,
   type TaskEvent,
   type TaskProgress,
+  type TaskReply,
 } from "../core/contract/mod.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
-import { TaskClient } from "./task_client.ts";
+import { fanOut, type ReplyMode, TaskClient } from "./task_client.ts";
 
 const add = defineFunction({
   name: "add",
@@ -199,6 +206,144 @@ Deno.test("TaskClient with events on publishes task-sent before the worker's own
   } finally {
     await client.close();
     await worker.stop(0);
+    await hub.shutdown();
+  }
+});
+
+Deno.test("fanOut() starts one slice now and the rest on later turns, all before any ends, in order", async () => {
+  let started = 0;
+  const allStarted = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const results = fanOut(Array.from({ length: 10 }, (_, i) => i), async (i) => {
+    if (++started === 10) allStarted.resolve();
+    await release.promise;
+    return i * 2;
+  }, 4);
+  assert.equal(started, 4, "the first slice starts at once, the rest wait for a turn");
+  await allStarted.promise;
+  release.resolve();
+  assert.deepEqual(await results, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+});
+
+Deno.test("fanOut() rejects with a call's failure, even one that fails before the last slice starts", async () => {
+  await assert.rejects(
+    fanOut(
+      [1, 2, 3, 4, 5],
+      (i) => i === 1 ? Promise.reject(new Error("first")) : Promise.resolve(i),
+      2,
+    ),
+    /first/,
+  );
+});
+
+const FAST = { baseDelayMs: 5, factor: 1, maxDelayMs: 5, jitter: 0 };
+
+/** A connection of `dispatcher` that connects again after each loss, telling `events`. */
+function reconnecting(hub: MemoryBroker, events: ConnectionEvent[] = []) {
+  return new ReconnectingBroker(hub.connect("dispatcher"), {
+    connect: () => Promise.resolve(hub.connect("dispatcher")),
+    onEvent: (event) => events.push(event),
+    policy: FAST,
+    giveUpMs: 2000,
+    settleMs: 20,
+  });
+}
+
+function replyTo(delivery: Delivery): TaskReply {
+  const now = new Date().toISOString();
+  return {
+    task_id: delivery.properties.correlationId ?? null,
+    task: "task_x",
+    status: "success",
+    result: "done",
+    error: null,
+    worker: "w",
+    queue: "queue_x",
+    attempts: 1,
+    started_at: now,
+    finished_at: now,
+    duration_ms: 1,
+  };
+}
+
+/**
+ * A call in flight when the caller's connection is lost, answered while the
+ * caller is away: only a reply queue of its own keeps that answer.
+ */
+async function callAcrossLoss(replies: ReplyMode) {
+  const hub = new MemoryBroker();
+  const worker = hub.connect("task_x");
+  await worker.declareQueue("queue_x");
+  const requests: Delivery[] = [];
+  await worker.consume("queue_x", (delivery) => requests.push(delivery), { prefetch: 10 });
+  const broker = reconnecting(hub);
+  const client = await TaskClient.open(broker, {
+    functions: new Map([["task_x", { queue: "queue_x", user: "task_x" }]]),
+    replies,
+  });
+  try {
+    const call = client.request("task_x", {}, { timeoutMs: 400 });
+    await waitFor(() => requests.length === 1, "the request", 2000, 1);
+    const request = requests[0];
+    worker.ack(request);
+    hub.disconnectAll();
+    // The worker's node is alive: it answers at once, while the caller is away.
+    const answering = hub.connect("task_x");
+    await answering.publish(
+      request.properties.replyTo!,
+      encodeReply(replyTo(request), request.properties.correlationId),
+    ).catch(() => {});
+    return { outcome: await call, client };
+  } finally {
+    await client.close();
+    await broker.close();
+    await hub.shutdown();
+  }
+}
+
+Deno.test("TaskClient with a reply queue gets the reply sent while it reconnected", async () => {
+  const { outcome, client } = await callAcrossLoss("queue");
+  assert.equal(outcome.kind, "reply");
+  assert.match(client.replyTo, /^replies\.[0-9a-f]{32}$/);
+});
+
+Deno.test("TaskClient with Direct Reply-to loses the reply sent while it reconnected", async () => {
+  const { outcome } = await callAcrossLoss("direct");
+  assert.equal(outcome.kind, "timeout", "the reply went to the lost connection");
+});
+
+Deno.test("TaskClient.close() deletes its reply queue", async () => {
+  const hub = new MemoryBroker();
+  const broker = hub.connect("dispatcher");
+  const client = await TaskClient.open(broker, { functions: new Map(), replies: "queue" });
+  assert.notEqual(await broker.inspectQueue(client.replyTo), null);
+  await client.close();
+  assert.equal(await broker.inspectQueue(client.replyTo), null);
+  await hub.shutdown();
+});
+
+Deno.test("TaskClient.close() with a reply queue leaves a connection lost meanwhile free to reconnect", async () => {
+  // The cluster's failure: the caller's node dies as it closes. The next
+  // connection must not try to consume the reply queue the client deleted.
+  const hub = new MemoryBroker();
+  const events: ConnectionEvent[] = [];
+  const broker = reconnecting(hub, events);
+  const client = await TaskClient.open(broker, { functions: new Map(), replies: "queue" });
+  try {
+    await client.close();
+    hub.disconnectAll();
+    await waitFor(
+      () => events.some((event) => event.kind !== "lost"),
+      "the reconnection's first news",
+      2000,
+      1,
+    );
+    assert.deepEqual(
+      events.map((event) => event.kind === "retrying" ? event.error.message : event.kind),
+      ["lost", "reconnected"],
+    );
+  } finally {
+    await broker.close();
     await hub.shutdown();
   }
 });

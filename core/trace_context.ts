@@ -47,11 +47,6 @@ export function tracingEnabled(): boolean {
   return enabled ??= !(trace.getTracerProvider() instanceof ProxyTracerProvider);
 }
 
-/** Forgets the decision of {@linkcode tracingEnabled}; for tests that register a provider. */
-export function resetTracingEnabled(): void {
-  enabled = undefined;
-}
-
 /** Trace and span id of a span, as log lines carry them; empty when the span records nothing. */
 export interface TraceIds {
   trace_id?: string;

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
+import { type Broker, BrokerUnavailableError } from "../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   EVENTS_EXCHANGE,
@@ -30,9 +30,8 @@ import {
 } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import { DEFAULT_CALLERS } from "../core/contract/users.ts";
-import { pingWorkers } from "../client/ping_workers.ts";
-import { RpcClient } from "../client/rpc_client.ts";
-import { isExpectedSender } from "../client/senders.ts";
+import { isExpectedSender } from "../client/protocol.ts";
+import { TaskClient } from "../client/task_client.ts";
 import { DASHBOARD_EVENT_QUEUES } from "../ops/rabbitmq/definitions.ts";
 import { boundTaskEvent } from "./bound_task_event.ts";
 
@@ -180,12 +179,9 @@ export async function startBrokerWatch(
     options.onChange();
   }
 
-  const rpc = await RpcClient.open(broker);
+  const client = await TaskClient.open(broker, { functions });
   async function ping(): Promise<void> {
-    const result = await pingWorkers(rpc, {
-      timeoutMs: 1500,
-      userOf: (fn) => userOf(fn) ?? fn,
-    });
+    const result = await client.ping({ timeoutMs: 1500 });
     // Only the configured functions' workers: others may share the broker.
     workers = result.workers.filter((w) => queueNames.has(w.queue));
     forgedPongs += result.unexpected;
@@ -260,7 +256,7 @@ export async function startBrokerWatch(
     async stop() {
       stopped = true;
       for (const wake of [...wakers]) wake();
-      rpc.close();
+      await client.close();
       await consumer.cancel().catch(() => {});
       // A round in flight ends with the connection at the latest.
       await Promise.all(loops);

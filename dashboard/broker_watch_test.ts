@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { BrokerUnavailableError, MemoryBroker } from "../core/broker/mod.ts";
 import { DASHBOARD_USER, encodeTaskEvent, EVENTS_EXCHANGE } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
@@ -7,7 +7,6 @@ import { startWorker } from "../runtime/worker/consumer.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { waitFor } from "../tests/_helpers.ts";
 import { claimEventsQueue, type SeenEvent, startBrokerWatch } from "./broker_watch.ts";
-import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import { DASHBOARD_EVENT_QUEUES } from "../ops/rabbitmq/definitions.ts";
 import { DashboardState } from "./dashboard_state.ts";
 import { SseHub } from "./sse.ts";

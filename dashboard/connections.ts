@@ -14,15 +14,17 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import { BrokerUnavailableError } from "../core/broker/broker.ts";
 import {
+  type Broker,
   type BrokerSettings,
   type BrokerTarget,
+  BrokerUnavailableError,
+  connect,
+  type Connector,
   resolveBrokerTarget,
-} from "../client/broker_target.ts";
-import { connectBroker, type OpenBrokerOptions } from "../client/open_broker.ts";
+} from "../core/broker/mod.ts";
 import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
+import { BROKER_FLAG_NAMES } from "../dispatcher/cli/options.ts";
 
 /** Variables that name the dashboard's own connection, never the operator's. */
 const OWN_VARIABLES = new Set(["AMQP_URL", "AMQP_URL_FILE", "AMQP_PASSWORD_FILE"]);
@@ -33,16 +35,17 @@ export interface ConnectionSettings {
   /** Only `url` and `passwordFile` are the operator's own; TLS files are shared. */
   operator: { url?: string; passwordFile?: string };
   env: (name: string) => string | undefined;
-  /** Connects to RabbitMQ; for tests. */
-  connect?: OpenBrokerOptions["connect"];
+  /** Opens one connection; for tests. */
+  connect?: Connector;
 }
 
 /** Where the dashboard watches from. */
 export function resolveDashboardTarget(settings: ConnectionSettings): Promise<BrokerTarget> {
   return resolveBrokerTarget({
     settings: settings.dashboard,
+    names: BROKER_FLAG_NAMES,
     env: settings.env,
-    user: DASHBOARD_USER,
+    stackUser: DASHBOARD_USER,
   });
 }
 
@@ -56,7 +59,7 @@ function withoutUser(urls: string): string {
 }
 
 /** The operator's URL when none is given: see the module documentation. */
-export function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
+function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
   if (!dashboard.explicit) return undefined;
   // A password in the URL itself: the user chose that account for everything.
   if (dashboard.passwordFile === undefined && /\/\/[^/]*:[^@]*@/.test(dashboard.url)) {
@@ -65,19 +68,19 @@ export function operatorUrlFor(dashboard: BrokerTarget): string | undefined {
   return withoutUser(dashboard.url);
 }
 
-/** Connects to `target` once, within `timeoutMs`. */
-export async function connectOnce(
+/** Connects to `target` once: nothing answering is retried within `timeoutMs`. */
+export function connectOnce(
   target: BrokerTarget,
   settings: ConnectionSettings,
   connectionName: string,
   timeoutMs = 5000,
 ): Promise<Broker> {
-  const opened = await connectBroker(target, {
+  return connect(target, {
     connectionName,
-    timeoutMs,
-    connect: settings.connect,
+    waitMs: timeoutMs,
+    heartbeatSeconds: 2,
+    connector: settings.connect,
   });
-  return opened.broker;
 }
 
 /** Opens the operator's connection; fails with what to set when it cannot. */
@@ -91,11 +94,17 @@ export async function openOperator(
       url: settings.operator.url ?? operatorUrlFor(dashboard),
       passwordFile: settings.operator.passwordFile,
     },
+    names: BROKER_FLAG_NAMES,
     env: (name) => OWN_VARIABLES.has(name) ? undefined : settings.env(name),
-    user: OPERATOR_USER,
+    stackUser: OPERATOR_USER,
   });
   try {
-    return await connectOnce(target, settings, "dashboard-operator");
+    return await connect(target, {
+      connectionName: "dashboard-operator",
+      waitMs: 5000,
+      heartbeatSeconds: 2,
+      connector: settings.connect,
+    });
   } catch (error) {
     if (!(error instanceof BrokerUnavailableError)) throw error;
     throw new BrokerUnavailableError(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../core/broker/mod.ts";
 import { DashboardState } from "./dashboard_state.ts";
 import { DeadLetterDesk, LETTERS_SHOWN } from "./dead_letter_desk.ts";
 import { SseHub } from "./sse.ts";

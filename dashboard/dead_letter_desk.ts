@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import { type DeadLetter, deadLetterQueueOf } from "../core/contract/mod.ts";
 import { letterPolicy } from "../dispatcher/dead_letter_trust.ts";
 import { listDeadLetters, replayDeadLetters } from "../dispatcher/dead_letters.ts";

@@ -9,9 +9,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
-import { BrokerUnavailableError } from "../core/broker/broker.ts";
-import type { BrokerTarget } from "../client/broker_target.ts";
+import { type Broker, type BrokerTarget, BrokerUnavailableError } from "../core/broker/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import { EXIT } from "../dispatcher/cli/run_cli.ts";
 import { UsageError } from "../dispatcher/cli/options.ts";

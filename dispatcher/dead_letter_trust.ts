@@ -28,7 +28,7 @@
  * @module
  */
 
-import type { Delivery } from "../core/broker/broker.ts";
+import type { Delivery } from "../core/broker/mod.ts";
 import { BROKER_DEATH_HEADERS, DEAD_LETTER_HEADERS, SENDER_HEADER } from "../core/contract/mod.ts";
 import { DEFAULT_ALLOWED_SENDERS } from "../core/contract/users.ts";
 

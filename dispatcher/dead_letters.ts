@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../core/broker/broker.ts";
+import type { Broker, Delivery } from "../core/broker/mod.ts";
 import {
   type DeadLetter,
   decodeJson,

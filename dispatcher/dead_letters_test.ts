@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../core/broker/broker.ts";
+import { type Broker, type Delivery, MemoryBroker } from "../core/broker/mod.ts";
 import {
   encodeRequest,
   type Message,
@@ -8,7 +8,6 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";

@@ -8,9 +8,8 @@
 import { isDeepStrictEqual } from "node:util";
 import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TraceIds } from "../core/trace_context.ts";
-import type { CallOutcome } from "../client/rpc_client.ts";
-import { fanOut } from "../client/fan_out.ts";
-import type { TaskClient } from "../client/task_client.ts";
+import type { CallOutcome } from "../client/mod.ts";
+import { fanOut, type TaskClient } from "../client/task_client.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 
 /** A task's end: its reply (or none in time) and whether it met the expectation. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { TaskReply } from "../core/contract/mod.ts";
 import { judge } from "./dispatch_all.ts";
 import type { Expectation, TaskSpec } from "./config/load_config.ts";
-import type { CallOutcome } from "../client/rpc_client.ts";
+import type { CallOutcome } from "../client/mod.ts";
 
 function spec(expect: Expectation, timeoutMs = 500): TaskSpec {
   return {

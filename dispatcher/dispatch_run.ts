@@ -10,7 +10,7 @@
 import type { WorkerInfo } from "../core/contract/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { describeBroker, type OpenedBroker } from "../client/open_broker.ts";
-import { unexpectedSenders } from "../client/senders.ts";
+import { unexpectedSenders } from "../client/protocol.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { writeOutput } from "./cli/output_files.ts";
 import { createPainter, type Painter } from "./cli/paint.ts";

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import type { Broker } from "../core/broker/broker.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { type Broker, MemoryBroker } from "../core/broker/mod.ts";
 import { withTempDir } from "../tests/_temp_dir.ts";
 import { main } from "./dlq_main.ts";
 

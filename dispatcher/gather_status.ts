@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import type { WorkerInfo } from "../core/contract/mod.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sampleRun } from "./_test_fixtures.ts";
+import { sampleRun } from "../tests/_report_fixtures.ts";
 import { renderHtmlReport } from "./html_report.ts";
 import { concurrencySteps, WORKER_COLORS, workerColors } from "./html_timeline.ts";
 

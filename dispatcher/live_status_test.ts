@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { outcome, spec } from "./_test_fixtures.ts";
+import { outcome, spec } from "../tests/_report_fixtures.ts";
 import { createLiveStatus } from "./live_status.ts";
 import { createPainter } from "./cli/paint.ts";
 

@@ -8,7 +8,7 @@
  */
 
 import type { Payload } from "../core/contract/mod.ts";
-import type { CallOutcome } from "../client/rpc_client.ts";
+import type { CallOutcome } from "../client/mod.ts";
 import type { TaskClient } from "../client/task_client.ts";
 
 /** Options for {@linkcode runLoad}. */

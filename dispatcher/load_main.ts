@@ -9,7 +9,7 @@
  */
 
 import { describeBroker } from "../client/open_broker.ts";
-import { unexpectedSenders } from "../client/senders.ts";
+import { unexpectedSenders } from "../client/protocol.ts";
 import { TaskClient } from "../client/task_client.ts";
 import {
   BROKER_OPTIONS,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { defineFunction, NonRetryableError } from "../runtime/define_function.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../core/broker/mod.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { latencyOf, percentile, runLoad } from "./load.ts";

@@ -26,8 +26,6 @@ import { loadConfig, type Scenario } from "./config/load_config.ts";
 import { announce, type DispatchPlan, type Outputs, runDispatch } from "./dispatch_run.ts";
 import { DISPATCH_OPTIONS, type DispatchFlags, parseFlags } from "./dispatch_flags.ts";
 
-export { EXIT };
-
 const HELP = `Usage: deno task dispatch [options]
 
 Runs a scenario from test-config.yml: checks the broker and that a worker

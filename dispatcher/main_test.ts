@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseXml } from "../tests/_xml.ts";
-import { EXIT, main } from "./main.ts";
+import { EXIT } from "./cli/run_cli.ts";
+import { main } from "./main.ts";
 import { DISPATCH_OPTIONS } from "./dispatch_flags.ts";
 import type { RunDocument } from "./run_document.ts";
 import { withTempDir } from "../tests/_temp_dir.ts";

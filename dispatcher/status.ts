@@ -8,7 +8,7 @@
  * @module
  */
 
-import { unexpectedSenders } from "../client/senders.ts";
+import { unexpectedSenders } from "../client/protocol.ts";
 import {
   BROKER_OPTIONS,
   brokerHelp,

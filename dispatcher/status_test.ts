@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { type Broker, BrokerUnavailableError } from "../core/broker/broker.ts";
+import { type Broker, BrokerUnavailableError, MemoryBroker } from "../core/broker/mod.ts";
 import { CONTROL_EXCHANGE, encodeRequest, encodeWorkerInfo } from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { type RunningWorker, startWorker } from "../runtime/worker/consumer.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
 import type { SystemStatus } from "./gather_status.ts";

@@ -18,7 +18,7 @@
  */
 
 import type { Broker } from "../core/broker/broker.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../core/broker/mod.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../core/log.ts";
 import { startSandbox } from "./sandbox/sandbox.ts";
 import { type RunningWorker, startWorker } from "./worker/consumer.ts";

@@ -19,8 +19,8 @@ import {
   type Permissions,
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
 import { manage, managementAnswers } from "./_management.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import { type CommandOutput, docker, type DockerOptions, readSecret } from "./_docker.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Broker } from "../core/broker/broker.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import type { Message } from "../core/contract/mod.ts";
 import { parseReply, RESULT_MESSAGE_TYPE } from "../core/contract/mod.ts";
 

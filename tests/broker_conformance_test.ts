@@ -1,15 +1,22 @@
 /**
- * One suite, two brokers: every case runs against the in-memory broker and
- * against RabbitMQ, so the fake the unit tests rely on cannot drift from the
- * real thing.
+ * One suite, every broker: each case runs against the in-memory broker and
+ * against RabbitMQ, each reached the way the product reaches it (`connect()`
+ * with a URL, which picks the backend by its scheme), so the fake the unit
+ * tests rely on cannot drift from the real thing. A new backend of
+ * `core/broker/` is a row of `BACKENDS`.
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { type Broker, type Delivery, PublishRefusedError } from "../core/broker/broker.ts";
-import type { AmqpBroker } from "../core/broker/amqp_broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { AmqpBroker } from "../core/broker/amqp/amqp_broker.ts";
+import {
+  type Broker,
+  connect,
+  type Delivery,
+  MemoryBroker,
+  PublishRefusedError,
+} from "../core/broker/mod.ts";
 import { isReplyDestination, type Message } from "../core/contract/mod.ts";
-import { MemoryBroker } from "../core/broker/memory_broker.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 
@@ -20,34 +27,35 @@ interface Backend {
   open(): { connect(): Promise<Broker>; shutdown(): Promise<void> };
 }
 
+/** Connections to `url` through the seam; `stop` ends what serves it. */
+function session(url: string, stop = () => Promise.resolve()) {
+  const opened: Broker[] = [];
+  return {
+    async connect() {
+      const broker = await connect({ url }, { connectionName: "conformance-test" });
+      opened.push(broker);
+      return broker;
+    },
+    async shutdown() {
+      await Promise.all(opened.map((broker) => broker.close()));
+      await stop();
+    },
+  };
+}
+
 const BACKENDS: Backend[] = [
   {
     name: "MemoryBroker",
     ignore: false,
     open() {
       const broker = new MemoryBroker();
-      return {
-        connect: () => Promise.resolve(broker.connect()),
-        shutdown: () => broker.shutdown(),
-      };
+      return session(broker.serve(), () => broker.shutdown());
     },
   },
   {
     name: "AmqpBroker",
     ignore: NEEDS_RABBITMQ,
-    open() {
-      const opened: Broker[] = [];
-      return {
-        async connect() {
-          const broker = await connectAmqp(AMQP_URL, { connectionName: "conformance-test" });
-          opened.push(broker);
-          return broker;
-        },
-        async shutdown() {
-          await Promise.all(opened.map((broker) => broker.close()));
-        },
-      };
-    },
+    open: () => session(AMQP_URL),
   },
 ];
 

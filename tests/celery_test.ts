@@ -17,11 +17,10 @@
 
 import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { loadRegistry } from "../core/registry.ts";
 import { deadLetterQueueOf, encodeCeleryRequest } from "../core/contract/mod.ts";
-import { RpcClient } from "../client/rpc_client.ts";
-import { callCelery } from "../client/celery_call.ts";
+import { TaskClient } from "../client/task_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { run } from "../bench/peers/_process.ts";
@@ -333,14 +332,16 @@ Deno.test({
           };
           const call = async (user: string, celeryName: string) => {
             const broker = await connectAmqp(vhost.url(user), { connectionName: "celery-test" });
-            const rpc = await RpcClient.open(broker);
+            const client = await TaskClient.open(broker, {
+              functions: new Map([["task_c", { ...route, celeryName }]]),
+            });
             try {
-              return await callCelery(rpc, "task_c", { ...route, celeryName }, { work_ms: 0 }, {
+              return await client.request("task_c", { work_ms: 0 }, {
                 timeoutMs: 20_000,
                 retry: { max_retries: 2, base_delay_ms: 1 },
               });
             } finally {
-              rpc.close();
+              await client.close();
               await broker.close();
             }
           };

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { deleteFunctionQueues, uniqueName } from "./_helpers.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { runDeno, startWorkerProcess } from "./_processes.ts";

@@ -36,6 +36,15 @@ import { runDeno } from "./_processes.ts";
 import { holdEngine } from "./_engine_lock.ts";
 
 const TASKS = 2000;
+/**
+ * Each task's work at its worker (one task at a time each): 2,000 tasks on
+ * two workers then take at least 20 s whatever the machine's speed. The
+ * kill waits for about 500 tasks by the management API's counters, which
+ * lag up to 5 s (RabbitMQ's statistics interval); without a floor, a fast
+ * run had finished by then and the node died under a client that was
+ * closing, not under load.
+ */
+const WORK_MS = 20;
 
 Deno.test({
   name: "A three-node cluster loses each node in turn under load, and every task succeeds once",
@@ -146,6 +155,8 @@ Deno.test({
           String(TASKS),
           "--concurrency",
           "50",
+          "--work-ms",
+          String(WORK_MS),
           "--wait-workers",
           "60",
         ]);

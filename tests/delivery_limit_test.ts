@@ -12,8 +12,8 @@
 
 import assert from "node:assert/strict";
 import amqp from "amqplib";
-import type { Broker } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,

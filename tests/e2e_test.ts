@@ -13,11 +13,11 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import type { Broker, Delivery } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { Broker, Delivery } from "../core/broker/mod.ts";
 import type { TaskReply } from "../core/contract/mod.ts";
 import { WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
-import { RpcClient } from "../client/rpc_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { parsePrometheus } from "./_prometheus.ts";
@@ -512,9 +512,11 @@ Deno.test({
               30_000,
               250,
             );
-            const client = await RpcClient.open(broker);
+            const client = await TaskClient.open(broker, {
+              functions: new Map([["escape", { queue: "queue_escape", user: "escape" }]]),
+            });
             const call = async (payload: Record<string, string>): Promise<TaskReply> => {
-              const outcome = await client.call("queue_escape", "escape", payload, {
+              const outcome = await client.request("escape", payload, {
                 timeoutMs: 15_000,
               });
               assert.equal(outcome.kind, "reply", `a reply to ${JSON.stringify(payload)}`);
@@ -543,7 +545,7 @@ Deno.test({
               ]
             ) {
               // Retries allowed (the fixture has none of its own): a denial must not use them.
-              const outcome = await client.call("queue_escape", "escape", {
+              const outcome = await client.request("escape", {
                 attempt: "import",
                 target,
               }, { timeoutMs: 15_000, retry: { max_retries: 2, base_delay_ms: 1 } });
@@ -759,8 +761,9 @@ Deno.test({
       await t.step(
         "a request built to exhaust memory is refused; the worker is not restarted and serves the next task",
         async () => {
-          const client = await RpcClient.open(
+          const client = await TaskClient.open(
             await connectAmqp(plain("dispatcher", passwords.dispatcher)),
+            { functions: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]) },
           );
           const before = await Promise.all(
             (await containersOf("worker-a")).map(async (id) => (await inspect(id)).RestartCount),
@@ -792,7 +795,7 @@ Deno.test({
           } finally {
             await broker.close().catch(() => {});
           }
-          const outcome = await client.call("queue_a", "task_a", { work_ms: 0 }, {
+          const outcome = await client.request("task_a", { work_ms: 0 }, {
             timeoutMs: 15_000,
           });
           assert.equal(outcome.kind, "reply");

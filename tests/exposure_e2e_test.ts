@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { type ContainerInfo, createStack, docker } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";

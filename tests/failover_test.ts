@@ -11,15 +11,15 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { simulateWork } from "../runtime/simulate_work.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
 import { WorkerMetrics } from "../runtime/worker/observe.ts";
 import { connectBroker } from "../client/open_broker.ts";
-import type { ConnectionEvent } from "../client/reconnecting_broker.ts";
-import { type CallOutcome, type ReplyMode, RpcClient } from "../client/rpc_client.ts";
+import type { ConnectionEvent } from "../core/broker/mod.ts";
+import { type CallOutcome, type ReplyMode, TaskClient } from "../client/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, freePort, uniqueName } from "./_helpers.ts";
 import { runDeno } from "./_processes.ts";
@@ -64,10 +64,20 @@ async function runAcrossCut(replies: ReplyMode) {
   const events: ConnectionEvent[] = [];
   const url = `${viaProxy},${AMQP_URL}`;
   const opened = await connectBroker(
-    { url, label: "test", user: direct.username || "guest", explicit: true },
+    {
+      url,
+      label: "test",
+      user: direct.username || "guest",
+      explicit: true,
+      files: [],
+      names: { caFile: "AMQP_CA_FILE", certFile: "AMQP_CERT_FILE", keyFile: "AMQP_KEY_FILE" },
+    },
     { reconnect: true, replies, onConnectionEvent: (event) => events.push(event) },
   );
-  const client = await RpcClient.open(opened.broker, { replies: opened.replies });
+  const client = await TaskClient.open(opened.broker, {
+    functions: new Map([["failover", { queue, user: "failover" }]]),
+    replies: opened.replies,
+  });
   const outcomes: CallOutcome[] = [];
   try {
     let sent = 0;
@@ -90,7 +100,7 @@ async function runAcrossCut(replies: ReplyMode) {
         sent++;
         const taskId = crypto.randomUUID();
         const sentWhileHolding = holding;
-        const outcome = await client.call(queue, "failover", { work_ms: 20 }, {
+        const outcome = await client.request("failover", { work_ms: 20 }, {
           timeoutMs: 4000,
           taskId,
           onSent: () => {

@@ -6,10 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Broker, Delivery } from "../core/broker/mod.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeReply, type Message, parseRequest } from "../core/contract/mod.ts";
-import { RpcClient } from "../client/rpc_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
@@ -19,13 +19,16 @@ import { withTempDir } from "./_temp_dir.ts";
 
 const COUNT = 12;
 
-/** Sends `COUNT` tasks of `workMs` through an RpcClient on a tapped connection. */
+/** task_a, served on `queue` by workers that run as `task_a`. */
+const taskA = (queue: string) => new Map([["task_a", { queue, user: "task_a" }]]);
+
+/** Sends `COUNT` tasks of `workMs` through a TaskClient on a tapped connection. */
 async function run(queue: string, workMs: number, onStarted?: (taskId: string) => void) {
   const { broker, wire } = tapReplies(await connectAmqp(AMQP_URL));
-  const client = await RpcClient.open(broker);
+  const client = await TaskClient.open(broker, { functions: taskA(queue) });
   const ids = Array.from({ length: COUNT }, (_, i) => `${queue}-${i}`);
   const done = Promise.all(ids.map((taskId) =>
-    client.call(queue, "task_a", { work_ms: workMs }, {
+    client.request("task_a", { work_ms: workMs }, {
       taskId,
       timeoutMs: 15_000,
       onProgress: (p) => p.event === "started" && onStarted?.(taskId),
@@ -205,9 +208,9 @@ scenarios:
           naive.push(message.properties.correlationId!);
         }
       });
-      const client = await RpcClient.open(naiveTap);
+      const client = await TaskClient.open(naiveTap, { functions: taskA(queue) });
       try {
-        const outcome = await client.call(queue, "task_a", {}, {
+        const outcome = await client.request("task_a", {}, {
           taskId: "twice",
           timeoutMs: 10_000,
         });

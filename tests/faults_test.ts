@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import { encodeRequest, parseReply, replyQueueName, type TaskReply } from "../core/contract/mod.ts";
-import { type CallOutcome, RpcClient } from "../client/rpc_client.ts";
+import { type CallOutcome, TaskClient } from "../client/mod.ts";
 import { countLogged, tallyFaults, tapReplies, type WireLog } from "./_fault_tally.ts";
 import { connectWhenUp, createStack, docker, type Stack } from "./_compose.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
@@ -40,15 +40,17 @@ async function dispatch(
   count: number,
   workMs: number,
   onStarted: (taskId: string, worker: string) => void,
-): Promise<{ run: Run; client: RpcClient; done: Promise<void> }> {
+): Promise<{ run: Run; client: TaskClient; done: Promise<void> }> {
   const { broker, wire } = tapReplies(await connect());
-  const client = await RpcClient.open(broker);
+  const client = await TaskClient.open(broker, {
+    functions: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]),
+  });
   const run: Run = { sent: [], outcomes: [], started: new Map(), wire };
   const calls = Array.from({ length: count }, (_, i) => {
     const taskId = `fault-${i}-${crypto.randomUUID().slice(0, 8)}`;
     run.sent.push(taskId);
     run.started.set(taskId, []);
-    return client.call("queue_a", "task_a", { work_ms: workMs }, {
+    return client.request("task_a", { work_ms: workMs }, {
       taskId,
       timeoutMs: 60_000,
       onProgress: (progress) => {

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { Delivery } from "../core/broker/broker.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import type { Delivery } from "../core/broker/mod.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,

@@ -4,9 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import { type Broker } from "../core/broker/broker.ts";
-import { maskUrl } from "../core/broker/amqp_url.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import { type Broker, maskUrl } from "../core/broker/mod.ts";
 import {
   encodeRequest,
   type Message,
@@ -15,7 +14,7 @@ import {
   type TaskReply,
 } from "../core/contract/mod.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import { RpcClient } from "../client/rpc_client.ts";
+import { TaskClient } from "../client/task_client.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
@@ -79,11 +78,16 @@ Deno.test({
     const b = await startWorkerProcess("task_b", { AMQP_URL, QUEUE: qb });
     await withBroker(async (broker) => {
       try {
-        const client = await RpcClient.open(broker);
+        const client = await TaskClient.open(broker, {
+          functions: new Map([
+            ["task_a", { queue: qa, user: "task_a" }],
+            ["task_b", { queue: qb, user: "task_b" }],
+          ]),
+        });
         const [ra, rb] = await Promise.all([
-          client.call(qa, "task_a", undefined, { timeoutMs: 10_000 }),
+          client.request("task_a", undefined, { timeoutMs: 10_000 }),
           // Above task_b's default (200 ms): a lower bound, which load cannot break.
-          client.call(qb, "task_b", { work_ms: 1000 }, { timeoutMs: 10_000 }),
+          client.request("task_b", { work_ms: 1000 }, { timeoutMs: 10_000 }),
         ]);
         client.close();
         assert.equal(ra.kind, "reply");

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { deleteFunctionQueues, uniqueName } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
 import { runDeno, startDeno, workerArgs } from "./_processes.ts";

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import {
   CONTROL_EXCHANGE,
   encodePing,

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
-import type { Broker } from "../core/broker/broker.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import type { Broker } from "../core/broker/mod.ts";
 import {
   encodeRequest,
   parseProgress,

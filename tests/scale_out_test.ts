@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { formatScaleOut, measureScaleOut } from "../bench/scale_out.ts";
 import { AMQP_URL, NEEDS_DOCKER, NEEDS_RABBITMQ } from "./_infra.ts";
 import { holdEngine } from "./_engine_lock.ts";

@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { loadRegistry } from "../core/registry.ts";
 import { deployedFunctions } from "../ops/manifests/generate.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { docker, readSecret } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";

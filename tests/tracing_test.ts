@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
 import type { RunDocument } from "../dispatcher/run_document.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { followLines, LineWatch } from "../bench/processes.ts";
-import { connectAmqp } from "../core/broker/connect_amqp.ts";
+import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
 import { MAX_OUTPUT_LINE_CHARS, OUTPUT_LIMITS } from "../runtime/sandbox/output_budget.ts";
 import { CANARY_SECRET, writeCanary } from "./fixtures/canary.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { maskUrl } from "../../core/broker/amqp_url.ts";
+import { maskUrl } from "../../core/broker/mod.ts";
 import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";

@@ -1,8 +1,9 @@
 /**
- * The small slice of a message broker that workers and the dispatcher use.
- * Two implementations keep the same behaviour, checked by one conformance
- * suite: {@linkcode AmqpBroker} (RabbitMQ) and {@linkcode MemoryBroker}
- * (in-process, for the embedded default and unit tests).
+ * The small slice of a message broker that workers and the dispatcher use,
+ * and what an adapter is given to open one. Two implementations keep the
+ * same behaviour, checked by one conformance suite: `AmqpBroker` (RabbitMQ,
+ * `amqp/`) and `MemoryBroker` (in-process, `memory/`: the embedded default
+ * and unit tests). `connect.ts` picks one by the URL's scheme.
  *
  * @module
  */
@@ -252,3 +253,54 @@ export class QueueMismatchError extends TypeError {
     this.current = details.current;
   }
 }
+
+/** A PEM file that was read, and the setting that named it. */
+export interface TlsFile {
+  pem: string;
+  setting: string;
+  path: string;
+}
+
+/** TLS material for an encrypted connection (`amqps://`). */
+export interface BrokerTls {
+  ca?: TlsFile;
+  cert?: TlsFile;
+  key?: TlsFile;
+}
+
+/**
+ * How a caller names its TLS settings in messages, for the settings it was
+ * not given: `AMQP_CA_FILE` for a worker, `--ca-file or AMQP_CA_FILE` for a tool.
+ */
+export interface TlsSettingNames {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** What an adapter's connector is given, besides the URL. */
+export interface ConnectorOptions {
+  /**
+   * Give up on a node that has not completed the handshake within this time.
+   * @default {5000}
+   */
+  timeoutMs?: number;
+  /** Shown in the broker's management UI, to tell connections apart. */
+  connectionName?: string;
+  /**
+   * Seconds between heartbeats; a broker silent for two of them is gone.
+   * @default {10}
+   */
+  heartbeatSeconds?: number;
+  /** Certificates for an encrypted URL: the CA, and a client certificate and key. */
+  tls?: BrokerTls;
+  /** How the caller names its TLS settings, for the fixes in error messages. */
+  settingNames?: TlsSettingNames;
+}
+
+/**
+ * Opens a connection to the broker at `url` (one adapter's scheme; several
+ * nodes of one cluster separated by commas). Fails with a
+ * {@linkcode BrokerUnavailableError}, `unreachable` when nothing answered.
+ */
+export type Connector = (url: string, options: ConnectorOptions) => Promise<Broker>;

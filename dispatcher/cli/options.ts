@@ -9,7 +9,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
-import type { BrokerSettings } from "../../client/broker_target.ts";
+import type { BrokerSettingNames, BrokerSettings } from "../../core/broker/mod.ts";
 
 /**
  * The options of a command that writes a results document: where to save
@@ -93,6 +93,15 @@ export const BROKER_OPTIONS = {
 
 /** The names of {@linkcode BROKER_OPTIONS}. */
 const BROKER_FLAGS = Object.keys(BROKER_OPTIONS) as (keyof typeof BROKER_OPTIONS)[];
+
+/** How the broker settings of {@linkcode brokerSettings} are named in messages. */
+export const BROKER_FLAG_NAMES: Readonly<BrokerSettingNames> = Object.freeze({
+  url: "--broker",
+  passwordFile: "--password-file",
+  caFile: "--ca-file",
+  certFile: "--cert-file",
+  keyFile: "--key-file",
+});
 
 /** Help lines for the broker options of a tool that connects as `user` in the compose stack. */
 export function brokerHelp(user: string): string {

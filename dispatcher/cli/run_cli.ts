@@ -13,18 +13,26 @@
  * @module
  */
 
-import { BrokerUnavailableError } from "../../core/broker/broker.ts";
-import { SecretFileError } from "../../core/broker/secret_file.ts";
-import { resolveBrokerTarget } from "../../client/broker_target.ts";
+import {
+  BrokerUnavailableError,
+  describeConnectionEvent,
+  SecretFileError,
+} from "../../core/broker/mod.ts";
+import { ConfigError } from "../../core/config_error.ts";
 import {
   connectBroker,
   type OpenBrokerOptions,
   type OpenedBroker,
+  resolveTarget,
 } from "../../client/open_broker.ts";
-import { describeConnectionEvent } from "../../client/connection_events.ts";
-import { WorkersMissingError } from "../../client/wait_for_workers.ts";
-import { ConfigError } from "../../core/config_error.ts";
-import { type OptionsConfig, type OptionValues, readOptions, UsageError } from "./options.ts";
+import { WorkersMissingError } from "../../client/workers.ts";
+import {
+  BROKER_FLAG_NAMES,
+  type OptionsConfig,
+  type OptionValues,
+  readOptions,
+  UsageError,
+} from "./options.ts";
 import { OutputPathError } from "./output_files.ts";
 import { createPainter, shouldColor } from "./paint.ts";
 
@@ -43,7 +51,7 @@ export interface CliIo {
   color: { out: boolean; err: boolean };
   /** Whether stdout is a terminal, for progress lines that rewrite themselves. */
   isTerminal?: boolean;
-  /** Connects to RabbitMQ; for tests. @default {connectAmqp} */
+  /** Opens one broker connection; for tests. @default {the adapter of the URL's scheme} */
   connect?: OpenBrokerOptions["connect"];
 }
 
@@ -126,11 +134,12 @@ export async function runCommand<O extends OptionsConfig, F, P>(
     if (typeof plan === "number") return plan;
     const options: OpenBrokerOptions = {
       env: io.env,
+      names: BROKER_FLAG_NAMES,
       connect: io.connect,
       onConnectionEvent: (event) => complain(describeConnectionEvent(event), "warn"),
       ...command.broker(plan),
     };
-    const target = options.local ? undefined : await resolveBrokerTarget(options);
+    const target = await resolveTarget(options);
     try {
       opened = await connectBroker(target, options);
     } catch (error) {

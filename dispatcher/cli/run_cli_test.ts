@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
-import { BrokerUnavailableError } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
-import { SecretFileError } from "../../core/broker/secret_file.ts";
-import { WorkersMissingError } from "../../client/wait_for_workers.ts";
+import { BrokerUnavailableError, MemoryBroker, SecretFileError } from "../../core/broker/mod.ts";
+import { WorkersMissingError } from "../../client/workers.ts";
 import { ConfigError } from "../../core/config_error.ts";
 import { UsageError } from "./options.ts";
 import { OutputPathError } from "./output_files.ts";

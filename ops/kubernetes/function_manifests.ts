@@ -21,7 +21,7 @@ import {
   NAME_PATTERN,
   workerPermissions,
 } from "../rabbitmq/definitions.ts";
-import { queueArguments } from "../../core/broker/queue_arguments.ts";
+import { queueArguments } from "../../core/broker/mod.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
 import { DISPATCHER_USER, KEDA_USER } from "../../core/contract/users.ts";
 import {
@@ -172,7 +172,7 @@ export function deadLetterQueueArguments(): Record<string, string | number> {
 
 /** Arguments of a function's work queue; a worker that declares it must pass the same. */
 export function workQueueArguments(queue: string): Record<string, string | number> {
-  // As the worker declares it (start_worker.ts), less the type the Queue resource names.
+  // As the worker declares it (runtime/worker/consumer.ts), less the type the Queue resource names.
   const { "x-queue-type": _, ...args } = queueArguments({
     type: "quorum",
     deadLetterQueue: deadLetterQueueOf(queue),

@@ -8,7 +8,8 @@ import {
   kubernetesName,
   WORKER_IMAGE_TAG,
 } from "./function_manifests.ts";
-import { checkRabbitmqResource, RABBITMQ_API_VERSION } from "./rabbitmq_resources.ts";
+import { RABBITMQ_API_VERSION } from "./rabbitmq_resources.ts";
+import { checkRabbitmqResource } from "../../tests/_rabbitmq_resources.ts";
 
 Deno.test("kubernetesName() spells _ as - and refuses what is no DNS label", () => {
   assert.equal(kubernetesName("task_a"), "task-a");

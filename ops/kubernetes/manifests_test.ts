@@ -61,8 +61,8 @@ import {
   workerImageOf,
   workQueueArguments,
 } from "./function_manifests.ts";
+import { checkRabbitmqResource } from "../../tests/_rabbitmq_resources.ts";
 import {
-  checkRabbitmqResource,
   RABBITMQ_API_VERSION,
   type RabbitmqCluster,
   type RabbitmqExchange,

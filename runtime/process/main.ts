@@ -28,14 +28,14 @@
 
 import { parseArgs } from "node:util";
 import { backoffDelay, RECONNECT_POLICY } from "../../core/backoff.ts";
-import { type AmqpTarget, resolveAmqpTarget } from "../../core/broker/amqp_target.ts";
-import { maskUrl } from "../../core/broker/amqp_url.ts";
 import {
   type Broker,
+  type BrokerTarget,
   BrokerUnavailableError,
+  connect as connectBroker,
   QueueMismatchError,
-} from "../../core/broker/broker.ts";
-import { connectAmqp } from "../../core/broker/connect_amqp.ts";
+  resolveBrokerTarget,
+} from "../../core/broker/mod.ts";
 import { createBufferedWriter, createLogger, type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { WORKER_ENV_VARS, WORKER_IMAGE_FILES, type WorkerEnvVar } from "../defaults.ts";
 import type { HandlerRunner } from "../handler_runner.ts";
@@ -47,7 +47,6 @@ import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
 import { startHealthServer } from "./health.ts";
 import {
   checkDeployment,
-  DEFAULT_AMQP_URL,
   DeploymentError,
   functionModule,
   moduleMissing,
@@ -309,7 +308,7 @@ export async function main(args: string[]): Promise<number> {
   const functionsDir = new URL("../../functions/", import.meta.url);
   let module: URL;
   let settings: WorkerSettings;
-  let target: AmqpTarget;
+  let target: BrokerTarget;
   try {
     if (positionals.length !== 1) {
       throw new TypeError(
@@ -322,8 +321,8 @@ export async function main(args: string[]): Promise<number> {
     const missing = await moduleMissing(module, functionsDir);
     if (missing) throw new TypeError(missing);
     settings = readWorkerSettings((name: WorkerEnvVar) => Deno.env.get(name));
-    target = await resolveAmqpTarget(settings.amqp, {
-      defaultUrl: DEFAULT_AMQP_URL,
+    target = await resolveBrokerTarget({
+      env: (name) => Deno.env.get(name),
       notCapableHint: imageHint,
     });
   } catch (error) {
@@ -362,9 +361,9 @@ export async function main(args: string[]): Promise<number> {
     consuming: () => consuming,
     log,
   });
-  const connect = () => connectAmqp(target.url, { connectionName: workerId, tls: target.tls });
+  const connect = () => connectBroker(target, { connectionName: workerId });
   log.info("Starting", {
-    broker: maskUrl(target.url),
+    broker: target.label,
     tls: target.tls ? Object.keys(target.tls).join(",") : undefined,
   });
   let exitCode = 0;

@@ -9,7 +9,6 @@
 
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, NAME_PATTERN } from "../../core/contract/mod.ts";
-import type { AmqpTargetSources } from "../../core/broker/amqp_target.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import {
   DEFAULT_DELIVERY_LIMIT,
@@ -24,13 +23,8 @@ export const MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024;
 /** The largest `MAX_ETA_MS`: a year. */
 export const MAX_ETA_MS_LIMIT = 365 * 24 * 3_600_000;
 
-/** The broker a worker uses when neither `AMQP_URL` nor `AMQP_URL_FILE` is set. */
-export const DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672";
-
-/** Settings of one worker process. */
+/** Settings of one worker process, besides its broker's (see `resolveBrokerTarget`). */
 export interface WorkerSettings {
-  /** Where the broker URL, its password and TLS files come from; read by `resolveAmqpTarget`. */
-  amqp: AmqpTargetSources;
   queue: string | undefined;
   concurrency: number;
   prefetch: number;
@@ -141,7 +135,10 @@ function oneOf<T extends string>(
   return text as T;
 }
 
-/** Reads and checks the settings; throws a `RangeError` naming the bad variable. */
+/**
+ * Reads and checks the settings, all but the broker's; throws a
+ * `RangeError` naming the bad variable.
+ */
 export function readWorkerSettings(
   env: (name: WorkerEnvVar) => string | undefined,
 ): WorkerSettings {
@@ -153,19 +150,7 @@ export function readWorkerSettings(
     );
   }
   const queue = env("QUEUE") || undefined;
-  const setting = (name: WorkerEnvVar) => {
-    const value = env(name);
-    return value ? { value, setting: name } : undefined;
-  };
   return {
-    amqp: {
-      url: setting("AMQP_URL"),
-      urlFile: setting("AMQP_URL_FILE"),
-      passwordFile: setting("AMQP_PASSWORD_FILE"),
-      caFile: setting("AMQP_CA_FILE"),
-      certFile: setting("AMQP_CERT_FILE"),
-      keyFile: setting("AMQP_KEY_FILE"),
-    },
     queue,
     concurrency,
     prefetch,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { resolveBrokerTarget } from "../../core/broker/mod.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
 import { DEFAULT_METRICS_PORT, WORKER_ENV_VARS, type WorkerEnvVar } from "../defaults.ts";
 import { checkDeployment, DeploymentError, readWorkerSettings } from "./settings.ts";
@@ -18,14 +19,6 @@ function assertRefused(vars: Partial<Record<WorkerEnvVar, string>>, pattern: Reg
 
 Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
   assert.deepEqual(readWorkerSettings(envOf({})), {
-    amqp: {
-      url: undefined,
-      urlFile: undefined,
-      passwordFile: undefined,
-      caFile: undefined,
-      certFile: undefined,
-      keyFile: undefined,
-    },
     queue: undefined,
     concurrency: 1,
     prefetch: 1,
@@ -52,9 +45,6 @@ Deno.test("readWorkerSettings() treats empty variables as unset", () => {
 Deno.test("readWorkerSettings() reads every variable it knows", () => {
   assert.deepEqual(
     readWorkerSettings(envOf({
-      AMQP_URL: "amqp://user@rabbit:5672/vhost",
-      AMQP_PASSWORD_FILE: "/run/secrets/pw",
-      AMQP_CA_FILE: "/run/secrets/ca.pem",
       QUEUE: "queue_x",
       CONCURRENCY: "4",
       PREFETCH: "8",
@@ -73,14 +63,6 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       FUNCTION_QUEUE: "queue_x",
     })),
     {
-      amqp: {
-        url: { value: "amqp://user@rabbit:5672/vhost", setting: "AMQP_URL" },
-        urlFile: undefined,
-        passwordFile: { value: "/run/secrets/pw", setting: "AMQP_PASSWORD_FILE" },
-        caFile: { value: "/run/secrets/ca.pem", setting: "AMQP_CA_FILE" },
-        certFile: undefined,
-        keyFile: undefined,
-      },
       queue: "queue_x",
       concurrency: 4,
       prefetch: 8,
@@ -100,12 +82,15 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
   );
 });
 
-Deno.test("readWorkerSettings() reads only the variables of WORKER_ENV_VARS", () => {
+Deno.test("a worker's settings and its broker's read exactly the variables of WORKER_ENV_VARS", async () => {
   const asked = new Set<string>();
-  readWorkerSettings((name) => {
+  const env = (name: string) => {
     asked.add(name);
     return undefined;
-  });
+  };
+  readWorkerSettings(env);
+  // As the worker's main resolves its broker: variables only, no stack password.
+  await resolveBrokerTarget({ env });
   assert.deepEqual([...asked].sort(), [...WORKER_ENV_VARS].sort());
 });
 

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../../core/contract/mod.ts";
 import { createLogger, type Logger } from "../../core/log.ts";
 import { CANARY_SECRET, writeCanary } from "../../tests/fixtures/canary.ts";

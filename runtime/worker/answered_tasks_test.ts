@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../../core/contract/mod.ts";
 import { defineFunction } from "../define_function.ts";
 import { simulateWork } from "../simulate_work.ts";

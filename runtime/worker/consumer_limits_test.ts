@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import type { Broker, Delivery, QueueOptions } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import type { Broker, Delivery } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   encodeCeleryRequest,

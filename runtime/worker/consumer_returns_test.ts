@@ -15,7 +15,7 @@ import {
   PublishRefusedError,
   type QueueOptions,
 } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   encodeCeleryRequest,

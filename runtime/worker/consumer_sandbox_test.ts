@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   encodeCeleryRequest,
   encodeRequest,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Broker, Delivery } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   encodeRequest,

@@ -14,7 +14,7 @@ import {
 import { createLogger } from "../../core/log.ts";
 import { controlQueueOf, DASHBOARD_USER } from "../../core/contract/names.ts";
 import { defineFunction } from "../define_function.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import { inProcessRunner } from "../handler_runner.ts";
 import { startWorker } from "./consumer.ts";
 import { waitFor } from "../../tests/_helpers.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Delivery } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/memory_broker.ts";
+import { MemoryBroker } from "../../core/broker/mod.ts";
 import { retryQueueOf } from "../../core/contract/mod.ts";
 import { createSettler, retryQueueOptions } from "./settle.ts";
 
