@@ -23,6 +23,7 @@ import { createLogger, type LogFormat, type LogLevel } from "../core/log.ts";
 import { startSandbox } from "./sandbox/sandbox.ts";
 import { type RunningWorker, startWorker } from "./worker/consumer.ts";
 import type { Sandbox } from "./sandbox/sandbox.ts";
+import { DISPATCHER_USER } from "../core/contract/users.ts";
 
 /** A function to start: its name (its module is `<functionsDir>/<task>.ts`) and queue. */
 export interface EmbeddedFunction {
@@ -117,7 +118,7 @@ export async function startEmbedded(
     await stop();
     throw error;
   }
-  const callerUser = options.callerUser ?? "dispatcher";
+  const callerUser = options.callerUser ?? DISPATCHER_USER;
   return { connect: () => broker.connect(callerUser), stop };
 }
 

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { GUEST_USER } from "../contract/users.ts";
+
 /**
  * Hides the password of a broker URL so it is safe to print or log. Works
  * on text, not on a parsed URL: everything from `//` to the last `@` is the
@@ -75,8 +77,8 @@ export function splitUrls(urls: string): string[] {
 export function userOfUrl(url: string): string {
   try {
     const { username } = new URL(url);
-    return username ? decodeURIComponent(username) : "guest";
+    return username ? decodeURIComponent(username) : GUEST_USER;
   } catch {
-    return "guest";
+    return GUEST_USER;
   }
 }

@@ -16,6 +16,7 @@ import {
   SENDER_HEADER,
   type TaskError,
 } from "../../core/contract/mod.ts";
+import { GUEST_USER } from "../../core/contract/users.ts";
 
 /** Who sent a delivery, if known, and whether it may run. */
 export interface Sender {
@@ -39,7 +40,7 @@ export function createSenderCheck(
   const anySender = senders.has("*");
   // On a broker without users of its own every party is guest: user_id
   // proves nothing there, so a request may leave it out.
-  const anonymousOk = anySender || brokerUser === "guest";
+  const anonymousOk = anySender || brokerUser === GUEST_USER;
   const bySender = (delivery: Delivery, routedSender: string | undefined): Sender => {
     if (routedSender !== undefined) return { sender: routedSender, allowed: true };
     const userId = delivery.properties.userId;

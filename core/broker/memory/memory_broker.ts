@@ -31,6 +31,7 @@ import {
   type MemoryQueue,
   type MemoryQueues,
 } from "./memory_connection.ts";
+import { GUEST_USER } from "../../contract/users.ts";
 
 function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
   const keys: (keyof QueueOptions)[] = [
@@ -91,7 +92,7 @@ export class MemoryBroker implements MemoryQueues {
    * Opens a connection: the {@linkcode Broker} a client uses.
    * @param user The user it authenticates as, stamped on what it publishes.
    */
-  connect(user = "guest"): Broker {
+  connect(user = GUEST_USER): Broker {
     const connection = new MemoryConnection(this, user);
     this.#connections.add(connection);
     return connection;
