@@ -183,7 +183,7 @@ Deno.test({
 
     const malformed = await runDeno(["task", "dispatch"], { AMQP_URL: "rabbit://somewhere" });
     assert.equal(malformed.code, 2);
-    assert.match(malformed.stderr, /uses 'rabbit:': use amqp:\/\/ or amqps:\/\//);
+    assert.match(malformed.stderr, /uses 'rabbit:': use amqp:\/\/, amqps:\/\//);
   },
 });
 
