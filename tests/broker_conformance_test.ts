@@ -498,6 +498,69 @@ conformance(
   },
 );
 
+conformance(
+  "publish() with a BCC header copies the message to those queues too, without the header",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const queue = uniqueName("conf_bcc");
+    const copy = uniqueName("conf_bcc_copy");
+    queues.push(queue, copy);
+    await broker.declareQueue(queue, { type: "quorum" });
+    await broker.declareQueue(copy, { type: "quorum" });
+    await broker.publish(queue, message("both", { headers: { BCC: [copy], kept: "yes" } }));
+    await waitFor(async () => (await broker.inspectQueue(copy))?.messages === 1, "the copy");
+    for (const name of [queue, copy]) {
+      const got = (await broker.get(name))!;
+      broker.ack(got);
+      assert.equal(decoder.decode(got.body), "both");
+      assert.equal(got.properties.headers?.BCC, undefined, `${name} has no BCC header`);
+      assert.equal(got.properties.headers?.kept, "yes");
+      // The copy keeps the routing key it was published with: it tells a copy from a reply.
+      assert.equal(got.routingKey, queue);
+      assert.equal(got.properties.userId, broker.user);
+    }
+  },
+);
+
+conformance(
+  "a stream gives every consumer every message from its offset, and keeps them",
+  async (session, queues) => {
+    const writer = await session.connect();
+    const stream = uniqueName("conf_stream");
+    queues.push(stream);
+    const options = { type: "stream" as const, maxAgeMs: 3_600_000, maxBytes: 1_000_000 };
+    await writer.declareQueue(stream, options);
+    await writer.publish(stream, message("old"));
+    const fromFirst: string[] = [];
+    const fromNext: string[] = [];
+    const reader = await session.connect();
+    await reader.consume(stream, (d) => {
+      fromFirst.push(decoder.decode(d.body));
+      reader.ack(d);
+    }, { prefetch: 10, offset: "first" });
+    await waitFor(() => fromFirst.length === 1, "the first reader reads what was there");
+    const late = await session.connect();
+    await late.consume(stream, (d) => {
+      fromNext.push(decoder.decode(d.body));
+      late.ack(d);
+    }, { prefetch: 10, offset: "next" });
+    // A consumer is in place once a message sent now reaches the first reader.
+    await writer.publish(stream, message("new"));
+    await waitFor(() => fromFirst.length === 2 && fromNext.length === 1, "both read the new one");
+    assert.deepEqual(fromFirst, ["old", "new"]);
+    assert.deepEqual(fromNext, ["new"]);
+    // Reading took nothing away: a third reader from a time before both reads both.
+    const third: string[] = [];
+    const since = await session.connect();
+    await since.consume(stream, (d) => {
+      third.push(decoder.decode(d.body));
+      since.ack(d);
+    }, { prefetch: 10, offset: { sinceMs: Date.now() - 60_000 } });
+    await waitFor(() => third.length === 2, "a reader by time reads both");
+    assert.deepEqual(third, ["old", "new"]);
+  },
+);
+
 Deno.test({
   name: "AmqpBroker batches its socket writes with the pinned amqplib (writesCoalesced)",
   ignore: NEEDS_RABBITMQ,

@@ -31,10 +31,19 @@ export interface QueueOptions {
    */
   deliveryLimit?: number;
   /**
-   * `quorum` replicates the queue across a broker cluster.
+   * `quorum` replicates the queue across a broker cluster. `stream` is an
+   * append-only log (RabbitMQ's stream queue): every consumer reads every
+   * message from the offset it asks for, and acknowledging removes nothing;
+   * it keeps messages for `maxAgeMs` and `maxBytes` (it must be durable).
    * @default {"classic"}
    */
-  type?: "classic" | "quorum";
+  type?: "classic" | "quorum" | "stream";
+  /** Streams only: messages older than this are dropped (a whole segment at a time). */
+  maxAgeMs?: number;
+  /** Streams only: the oldest segments are dropped beyond this many bytes. */
+  maxBytes?: number;
+  /** Streams only: the size of a segment, the unit in which old messages are dropped. */
+  segmentBytes?: number;
   /**
    * Only the connection that declared the queue may use it, and the queue is
    * deleted when that connection closes. Another connection's declaration fails.
@@ -91,10 +100,19 @@ export interface Delivery extends Message {
   tag: number;
 }
 
+/**
+ * Where a consumer of a stream starts: its first message kept, only what
+ * comes next, or the first message written at or after `sinceMs` (ms since
+ * the epoch, in whole seconds as RabbitMQ keeps it).
+ */
+export type StreamOffset = "first" | "next" | { sinceMs: number };
+
 /** Options for {@linkcode Broker.consume}. */
 export interface ConsumeOptions {
-  /** Most unacknowledged deliveries this consumer holds at once. */
+  /** Most unacknowledged deliveries this consumer holds at once; 0 for no limit, as in AMQP. */
   prefetch: number;
+  /** For a stream: where to start reading. @default {"next"} */
+  offset?: StreamOffset;
 }
 
 /** A running consumer. */

@@ -40,7 +40,9 @@ import {
  * - `expired`: its deadline passed before it could run (or run again);
  * - `delivery_limit`: it was delivered `DELIVERY_LIMIT` times and never
  *   settled, because the worker or its sandbox died (or the worker could
- *   not settle it) each time.
+ *   not settle it) each time;
+ * - `cancelled`: its call was cancelled (`cancel.ts`): it never started, or
+ *   its running attempt was stopped.
  */
 export type DeadLetterReason =
   | "rejected"
@@ -49,7 +51,8 @@ export type DeadLetterReason =
   | "exhausted"
   | "non_retryable"
   | "expired"
-  | "delivery_limit";
+  | "delivery_limit"
+  | "cancelled";
 
 /** Every {@linkcode DeadLetterReason}. */
 export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
@@ -60,6 +63,7 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   "non_retryable",
   "expired",
   "delivery_limit",
+  "cancelled",
 ];
 
 /** What every header a worker writes on a dead letter starts with; only the runtime writes them. */

@@ -20,3 +20,5 @@ export * from "./celery.ts";
 export * from "./events.ts";
 export * from "./dead_letter.ts";
 export * from "./users.ts";
+export * from "./named_callers.ts";
+export * from "./cancel.ts";

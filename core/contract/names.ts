@@ -8,6 +8,7 @@
  */
 
 import { boundText, type TaskError } from "./message.ts";
+import { ownerOfNamedReplyQueue } from "./named_callers.ts";
 
 /**
  * Names of functions and queues: lower_snake_case, at most 63 characters.
@@ -164,31 +165,39 @@ export type ReplyKind = "reply" | "celery" | "pong";
  * broker user, which its own queue, other functions' queues and callers
  * trust: so it names only places made for answers. Direct Reply-to always;
  * a caller's own reply queue (`replies.<32 hex>`) for replies and pongs
- * (a caller that uses one pings through it too); a Celery client's
+ * (a caller that uses one pings through it too); a named caller's queue
+ * (`replies.named.<user>.<name>`, see `named_callers.ts`) for replies and
+ * pongs to that user only, when `sender` is it; a Celery client's
  * UUID-named queue for Celery results. Never a function's queue, a retry,
  * dead-letter or control queue, or anything else.
  */
-export function isReplyDestination(replyTo: string, kind: ReplyKind): boolean {
+export function isReplyDestination(replyTo: string, kind: ReplyKind, sender?: string): boolean {
   if (DIRECT_REPLY_TO_PATTERN.test(replyTo)) return true;
-  return kind === "celery"
-    ? CELERY_REPLY_QUEUE_PATTERN.test(replyTo)
-    : REPLY_QUEUE_PATTERN.test(replyTo);
+  if (kind === "celery") return CELERY_REPLY_QUEUE_PATTERN.test(replyTo);
+  if (REPLY_QUEUE_PATTERN.test(replyTo)) return true;
+  const owner = ownerOfNamedReplyQueue(replyTo);
+  return owner !== undefined && owner === sender;
 }
 
 /** The error type of a request whose `reply_to` is not a reply destination. */
 export const INVALID_REPLY_TO = "InvalidReplyTo";
 
 /**
- * Why a worker refuses `replyTo` for `kind`, or `undefined` when it may
- * answer there (or there is no `reply_to`: then it answers nobody).
+ * Why a worker refuses `replyTo` for `kind` from `sender` (the request's
+ * broker user, when known), or `undefined` when it may answer there (or
+ * there is no `reply_to`: then it answers nobody).
  */
-export function replyToError(replyTo: string | undefined, kind: ReplyKind): TaskError | undefined {
-  if (replyTo === undefined || replyTo === "" || isReplyDestination(replyTo, kind)) {
+export function replyToError(
+  replyTo: string | undefined,
+  kind: ReplyKind,
+  sender?: string,
+): TaskError | undefined {
+  if (replyTo === undefined || replyTo === "" || isReplyDestination(replyTo, kind, sender)) {
     return undefined;
   }
   const allowed = kind === "celery"
     ? "your Celery client's reply queue (a UUID, as Celery's rpc:// backend names it)"
-    : "a reply queue of your own named replies.<32 hex digits>";
+    : "a reply queue of your own named replies.<32 hex digits> or replies.named.<your broker user>.<name>";
   return {
     type: INVALID_REPLY_TO,
     message: `Cannot answer to reply_to '${

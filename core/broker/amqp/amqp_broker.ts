@@ -54,6 +54,15 @@ function fromAmqpMessage(message: ConsumeMessage | amqp.GetMessage): Message {
   return { body: message.content, properties };
 }
 
+/**
+ * The `x-stream-offset` consume argument of `offset`: a timestamp travels as
+ * AMQP's timestamp type (whole seconds), which amqplib writes for this shape.
+ */
+function streamOffsetArgument(offset: ConsumeOptions["offset"]): unknown {
+  if (offset === undefined || typeof offset === "string") return offset;
+  return { "!": "timestamp", value: Math.floor(offset.sinceMs / 1000) };
+}
+
 /** A connection to RabbitMQ; see the module documentation. */
 export class AmqpBroker implements Broker {
   readonly closed: Promise<Error | undefined>;
@@ -289,6 +298,7 @@ export class AmqpBroker implements Broker {
   ): Promise<Consumer> {
     try {
       await this.#channel.prefetch(options.prefetch, false);
+      const offset = streamOffsetArgument(options.offset);
       const { consumerTag } = await this.#channel.consume(queue, (message) => {
         if (message === null) {
           // The broker cancelled us (the queue was deleted): start over.
@@ -297,7 +307,7 @@ export class AmqpBroker implements Broker {
         }
         this.#outstanding.set(message.fields.deliveryTag, false);
         onDelivery(this.#toDelivery(queue, message));
-      });
+      }, offset === undefined ? undefined : { arguments: { "x-stream-offset": offset } });
       return {
         cancel: async () => {
           if (this.#isClosed) return;

@@ -21,6 +21,16 @@ export function queueArguments(options: QueueOptions): Record<string, unknown> {
     args["x-max-length"] = options.maxLength;
     args["x-overflow"] = "reject-publish";
   }
+  if (options.type === "stream") {
+    args["x-queue-type"] = "stream";
+    if (options.maxAgeMs !== undefined) {
+      args["x-max-age"] = `${Math.ceil(options.maxAgeMs / 1000)}s`;
+    }
+    if (options.maxBytes !== undefined) args["x-max-length-bytes"] = options.maxBytes;
+    if (options.segmentBytes !== undefined) {
+      args["x-stream-max-segment-size-bytes"] = options.segmentBytes;
+    }
+  }
   if (options.type === "quorum") {
     args["x-queue-type"] = "quorum";
     // RabbitMQ counts redeliveries: a limit of N - 1 lets N deliveries through.

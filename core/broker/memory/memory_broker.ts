@@ -5,8 +5,10 @@
  * quorum queue's delivery limit and `x-delivery-count` (counted as RabbitMQ
  * 4.3 counts: a reject or a consumer gone counts, a nack with requeue does
  * not), a full queue that refuses publishes, `user_id` checked against the
- * connection's user, reply queues, exclusive and auto-delete queues, and
- * fanout and direct exchanges. It backs the embedded default (`deno task
+ * connection's user, reply queues, exclusive and auto-delete queues,
+ * fanout and direct exchanges, streams (every consumer reads every message
+ * from its offset; retention by age and size) and the `BCC` header of
+ * sender-selected distribution. It backs the embedded default (`deno task
  * dispatch` with no broker) and the unit tests.
  *
  * @module
@@ -40,6 +42,9 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
     "expiresMs",
     "deliveryLimit",
     "maxLength",
+    "maxAgeMs",
+    "maxBytes",
+    "segmentBytes",
   ];
   return keys.every((key) => a[key] === b[key]) &&
     (a.exclusive ?? false) === (b.exclusive ?? false) &&
@@ -260,6 +265,12 @@ export class MemoryBroker implements MemoryQueues {
   ): boolean {
     const queue = this.#queues.get(name);
     if (!queue) return true;
+    if (queue.options.type === "stream") {
+      queue.entries.push({ message, redelivered: false, deliveries: 0, ...route, at: Date.now() });
+      trimStream(queue);
+      this.pump(queue);
+      return true;
+    }
     const { maxLength } = queue.options;
     if (maxLength !== undefined && queue.entries.length >= maxLength) return false;
     const expiration = message.properties.expiration;
@@ -323,8 +334,9 @@ export class MemoryBroker implements MemoryQueues {
     this.enqueue(target, { body: entry.message.body, properties: { ...properties, headers } });
   }
 
-  /** @internal Hands queued messages to consumers with room, round-robin. */
+  /** @internal Hands queued messages to consumers with room, round-robin; a stream's to each. */
   pump(queue: MemoryQueue): void {
+    if (queue.options.type === "stream") return pumpStream(queue);
     while (queue.entries.length > 0) {
       const consumer = this.#nextWithRoom(queue);
       if (!consumer) return;
@@ -342,11 +354,37 @@ export class MemoryBroker implements MemoryQueues {
     for (let i = 0; i < count; i++) {
       const index = (queue.nextConsumer + i) % count;
       const consumer = queue.consumers[index];
-      if (consumer.autoAck || consumer.unacked < consumer.prefetch) {
+      if (consumer.autoAck || consumer.prefetch === 0 || consumer.unacked < consumer.prefetch) {
         queue.nextConsumer = (index + 1) % count;
         return consumer;
       }
     }
     return undefined;
+  }
+}
+
+/** Hands each consumer of a stream every message from its offset on. */
+function pumpStream(queue: MemoryQueue): void {
+  const base = queue.base ?? 0;
+  for (const consumer of queue.consumers) {
+    consumer.next = Math.max(consumer.next ?? base, base);
+    while (consumer.next < base + queue.entries.length) {
+      consumer.connection.deliver(queue, queue.entries[consumer.next - base], consumer);
+      consumer.next++;
+    }
+  }
+}
+
+/** Drops a stream's oldest messages beyond its age and size, as RabbitMQ's retention does. */
+function trimStream(queue: MemoryQueue): void {
+  const { maxAgeMs, maxBytes } = queue.options;
+  const oldest = maxAgeMs === undefined ? -Infinity : Date.now() - maxAgeMs;
+  let bytes = queue.entries.reduce((sum, entry) => sum + entry.message.body.byteLength, 0);
+  while (
+    queue.entries.length > 0 &&
+    ((queue.entries[0].at ?? 0) < oldest || (maxBytes !== undefined && bytes > maxBytes))
+  ) {
+    bytes -= queue.entries.shift()!.message.body.byteLength;
+    queue.base = (queue.base ?? 0) + 1;
   }
 }

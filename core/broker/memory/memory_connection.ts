@@ -31,6 +31,8 @@ export interface Entry {
   expiresAt?: number;
   exchange: string;
   routingKey: string;
+  /** Streams only: when it was written (ms since the epoch). */
+  at?: number;
 }
 
 /** A consumer of a queue, on one connection. */
@@ -41,6 +43,8 @@ export interface MemoryConsumer {
   unacked: number;
   /** Reply consumers take messages without acknowledgement. */
   autoAck: boolean;
+  /** Streams only: the offset of the next message it reads. */
+  next?: number;
 }
 
 /** A queue: its messages in order, and its consumers in turn. */
@@ -52,6 +56,8 @@ export interface MemoryQueue {
   nextConsumer: number;
   /** Set for reply and exclusive queues: deleted with the connection that opened them. */
   owner?: MemoryConnection;
+  /** Streams only: the offset of `entries[0]`; reading leaves the entries in place. */
+  base?: number;
 }
 
 /** An exchange and the queues bound to it. */
@@ -160,9 +166,14 @@ export class MemoryConnection implements Broker {
   async publish(queue: string, message: Message): Promise<void> {
     const action = `publish to '${queue}'`;
     this.#ensureOpen(action);
-    if (!await this.#broker.enqueue(queue, this.#stamp(message, action))) {
-      throw refused(action, queue);
+    const { copies, message: stamped } = withoutBcc(this.#stamp(message, action));
+    let accepted = true;
+    for (const name of [queue, ...copies]) {
+      // As RabbitMQ does, the queues with room take it, and a full one fails the confirm.
+      accepted = await this.#broker.enqueue(name, stamped, { exchange: "", routingKey: queue }) &&
+        accepted;
     }
+    if (!accepted) throw refused(action, queue);
   }
 
   async declareExchange(
@@ -213,7 +224,8 @@ export class MemoryConnection implements Broker {
       throw new TypeError(`Cannot consume '${name}' as the queue does not exist: declare it first`);
     }
     this.#broker.checkAccess(queue, this, `consume '${name}'`);
-    return await this.#subscribe(queue, onDelivery, options.prefetch, false);
+    const next = queue.options.type === "stream" ? streamStart(queue, options) : undefined;
+    return await this.#subscribe(queue, onDelivery, options.prefetch, false, next);
   }
 
   #subscribe(
@@ -221,6 +233,7 @@ export class MemoryConnection implements Broker {
     onDelivery: (delivery: Delivery) => void,
     prefetch: number,
     autoAck: boolean,
+    next?: number,
   ): Consumer {
     const consumer: MemoryConsumer = {
       connection: this,
@@ -228,6 +241,7 @@ export class MemoryConnection implements Broker {
       prefetch,
       unacked: 0,
       autoAck,
+      next,
     };
     queue.consumers.push(consumer);
     this.#broker.pump(queue);
@@ -298,7 +312,8 @@ export class MemoryConnection implements Broker {
   /** @internal Called by the broker to hand over one message. */
   deliver(queue: MemoryQueue, entry: Entry, consumer: MemoryConsumer): void {
     const tag = this.#nextTag++;
-    if (!consumer.autoAck) {
+    // A stream keeps what it delivers: acknowledging it changes nothing.
+    if (!consumer.autoAck && consumer.next === undefined) {
       consumer.unacked++;
       this.#unacked.set(tag, { queue, entry, consumer });
     }
@@ -343,6 +358,31 @@ export class MemoryConnection implements Broker {
     this.drop(undefined);
     return Promise.resolve();
   }
+}
+
+/**
+ * RabbitMQ's sender-selected distribution: the queues a `BCC` header names
+ * get a copy too, and no copy carries the header.
+ */
+function withoutBcc(message: Message): { copies: string[]; message: Message } {
+  const headers = message.properties.headers;
+  const bcc = headers?.BCC;
+  if (bcc === undefined) return { copies: [], message };
+  const { BCC: _, ...rest } = headers!;
+  const copies = Array.isArray(bcc) ? bcc.filter((name) => typeof name === "string") : [];
+  return { copies, message: { ...message, properties: { ...message.properties, headers: rest } } };
+}
+
+/** The offset a new consumer of the stream `queue` starts at. */
+function streamStart(queue: MemoryQueue, options: ConsumeOptions): number {
+  const base = queue.base ?? 0;
+  const offset = options.offset ?? "next";
+  if (offset === "first") return base;
+  if (offset === "next") return base + queue.entries.length;
+  // As RabbitMQ keeps it: in whole seconds.
+  const since = Math.floor(offset.sinceMs / 1000) * 1000;
+  const index = queue.entries.findIndex((entry) => (entry.at ?? 0) >= since);
+  return base + (index === -1 ? queue.entries.length : index);
 }
 
 function refused(action: string, target: string): PublishRefusedError {
