@@ -16,6 +16,7 @@ import {
   MAX_ERROR_TYPE_CHARS,
   type TaskError,
 } from "../core/contract/message.ts";
+import { CANCELLED } from "../core/contract/cancel.ts";
 import type { Logger } from "../core/log.ts";
 import type { AttemptLimit, HandlerOutcome, HandlerRun } from "./attempt.ts";
 import {
@@ -38,8 +39,25 @@ export interface HandlerRunner {
   run(run: HandlerRun, limit: AttemptLimit, log: () => Logger): Promise<HandlerOutcome>;
   /** Aborts every running attempt with `reason` (the worker stops). */
   abortAll(reason: string): void;
+  /**
+   * Stops the attempt of run `id` as its call was cancelled: its signal
+   * fires, and it ends at once with the {@linkcode CANCELLED} error, whether
+   * or not the handler heeds the signal. False when no such attempt runs.
+   * A runner without it cannot stop a running attempt: its call ends when
+   * the attempt does.
+   */
+  cancel?(id: number, message: string): boolean;
   /** Ends the runner. */
   close(): Promise<void>;
+}
+
+/** How an attempt stopped by a cancellation ends: never retried. */
+export function cancelledOutcome(message: string): HandlerOutcome {
+  return {
+    ok: false,
+    retryable: false,
+    error: { type: CANCELLED, message: boundText(message, MAX_ERROR_MESSAGE_CHARS) },
+  };
 }
 
 /** A failure of the handler's result, not of its work: retrying would not help. */
@@ -170,31 +188,37 @@ export class LazyAbort {
  * sandbox can.
  */
 export function inProcessRunner(definition: FunctionDefinition): HandlerRunner {
-  const running = new Set<LazyAbort>();
+  const running = new Map<number, { abort: LazyAbort; cancel: (message: string) => void }>();
   return {
     info: definition,
     run(run, limit, log) {
       const abort = new LazyAbort();
-      running.add(abort);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<HandlerOutcome>((resolve) => {
-        timer = setTimeout(() => {
-          abort.abort(new Error(limit.message));
-          resolve({
-            ok: false,
-            retryable: true,
-            error: { type: limit.type, message: limit.message },
-          });
-        }, limit.ms);
+      let stop!: (outcome: HandlerOutcome) => void;
+      const stopped = new Promise<HandlerOutcome>((resolve) => stop = resolve);
+      const timer = setTimeout(() => {
+        abort.abort(new Error(limit.message));
+        stop({ ok: false, retryable: true, error: { type: limit.type, message: limit.message } });
+      }, limit.ms);
+      running.set(run.id, {
+        abort,
+        cancel: (message) => {
+          abort.abort(new Error(message));
+          stop(cancelledOutcome(message));
+        },
       });
       const done = runHandler(definition, run, () => abort.signal, log);
-      return Promise.race([done, timedOut]).finally(() => {
+      return Promise.race([done, stopped]).finally(() => {
         clearTimeout(timer);
-        running.delete(abort);
+        running.delete(run.id);
       });
     },
     abortAll(reason) {
-      for (const abort of running) abort.abort(new Error(reason));
+      for (const { abort } of running.values()) abort.abort(new Error(reason));
+    },
+    cancel(id, message) {
+      const attempt = running.get(id);
+      attempt?.cancel(message);
+      return attempt !== undefined;
     },
     close() {
       return Promise.resolve();

@@ -61,6 +61,13 @@ export const CANCEL_MESSAGE_TYPE = "call.cancel";
 /** AMQP `type` of a worker's answer to a cancellation. */
 export const CANCEL_ANSWER_MESSAGE_TYPE = "call.cancel_answer";
 
+/**
+ * AMQP `type` of the marker a worker writes to the stream as it starts: once
+ * it reads its own marker back, it has read every cancellation before it,
+ * and only then takes requests.
+ */
+export const CANCEL_SYNC_MESSAGE_TYPE = "call.cancel_sync";
+
 /** Largest cancellation or answer accepted, in bytes; a larger one is ignored unread. */
 export const MAX_CANCEL_BYTES = 4 * 1024;
 

@@ -5,7 +5,9 @@ import {
   encodeReply,
   isOneJsonValue,
   isReplyDestination,
+  namedReplyQueueOf,
   nearestRetryDelay,
+  ownerOfNamedReplyQueue,
   parseReply,
   replyQueueName,
   replyToError,
@@ -67,7 +69,7 @@ Deno.test("replyToError() says what a reply_to may be, and accepts none at all",
   assert.equal(native.type, "InvalidReplyTo");
   assert.match(
     native.message,
-    /^Cannot answer to reply_to 'queue_b' as it is not a reply destination: use Direct Reply-to \(amq\.rabbitmq\.reply-to\) or a reply queue of your own named replies\.<32 hex digits>$/,
+    /^Cannot answer to reply_to 'queue_b' as it is not a reply destination: use Direct Reply-to \(amq\.rabbitmq\.reply-to\) or a reply queue of your own named replies\.<32 hex digits> or replies\.named\.<your broker user>\.<name>$/,
   );
   assert.match(replyToError("queue_b", "celery")!.message, /Celery client's reply queue \(a UUID/);
   assert.ok(replyToError("q".repeat(10_000), "reply")!.message.length < 400, "bounded");
@@ -156,4 +158,28 @@ Deno.test("encodeReply() and encodeCeleryReply() put the runtime's fields after 
   assert.equal(celery.task_id, "id-1");
   assert.deepEqual(celery.children, []);
   assert.equal(celery.result, 1);
+});
+
+Deno.test("isReplyDestination() takes a named caller's queue for replies and pongs to its own user only", () => {
+  const queue = namedReplyQueueOf("dispatcher", "nightly-run_1");
+  assert.equal(queue, "replies.named.dispatcher.nightly-run_1");
+  assert.equal(ownerOfNamedReplyQueue(queue), "dispatcher");
+  for (const kind of ["reply", "pong"] as const) {
+    assert.ok(isReplyDestination(queue, kind, "dispatcher"), kind);
+    // Another sender cannot make the worker write into it as the function's user.
+    assert.ok(!isReplyDestination(queue, kind, "operator"), `${kind} for another user`);
+    assert.ok(!isReplyDestination(queue, kind), `${kind} for an unknown sender`);
+  }
+  assert.ok(!isReplyDestination(queue, "celery", "dispatcher"));
+  assert.equal(replyToError(queue, "reply", "dispatcher"), undefined);
+  assert.equal(replyToError(queue, "reply", "task_b")?.type, "InvalidReplyTo");
+  // No function-owned queue has the shape: a function's queue has no dot.
+  for (
+    const name of ["replies.named.dispatcher", "replies.named.Dispatcher.x", "replies.named.d.x.y"]
+  ) {
+    assert.equal(ownerOfNamedReplyQueue(name), undefined, name);
+  }
+  assert.throws(() => namedReplyQueueOf("dispatcher", "Bad Name"), /Cannot use the caller name/);
+  assert.throws(() => namedReplyQueueOf("dispatcher", "x".repeat(65)), /1 to 64/);
+  assert.throws(() => namedReplyQueueOf("a.b", "x"), /not lower_snake_case/);
 });

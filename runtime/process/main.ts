@@ -41,6 +41,7 @@ import { WORKER_ENV_VARS, WORKER_IMAGE_FILES, type WorkerEnvVar } from "../defau
 import type { HandlerRunner } from "../handler_runner.ts";
 import { SandboxError, startSandbox } from "../sandbox/sandbox.ts";
 import { AnsweredTasks } from "../worker/answered_tasks.ts";
+import { CancelledCalls } from "../worker/cancellations.ts";
 import { type RunningWorker, startWorker, type WorkerOptions } from "../worker/consumer.ts";
 import { WorkerMetrics } from "../worker/observe.ts";
 import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
@@ -199,6 +200,8 @@ export async function runWorker(
   // And one record of answered tasks: a request the broker delivers again
   // after a reconnection is answered from it, not run twice.
   const answered = options.answered ?? new AnsweredTasks();
+  // And one record of cancellations, which a new connection reads again.
+  const cancelled = options.cancelled ?? new CancelledCalls();
   let failures = 0;
   while (!signal.aborted) {
     let broker: Broker;
@@ -210,7 +213,7 @@ export async function runWorker(
     }
     let worker: RunningWorker;
     try {
-      worker = await startWorker(runner, broker, { ...options, metrics, answered });
+      worker = await startWorker(runner, broker, { ...options, metrics, answered, cancelled });
     } catch (error) {
       await broker.close();
       if (error instanceof QueueMismatchError) throw explainMismatch(error, options);

@@ -42,7 +42,7 @@ import { DeadlineTimer } from "../../core/deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../core/log.ts";
 import type { AttemptLimit, HandlerOutcome, HandlerRun } from "../attempt.ts";
 import type { FunctionInfo } from "../define_function.ts";
-import type { HandlerRunner } from "../handler_runner.ts";
+import { cancelledOutcome, type HandlerRunner } from "../handler_runner.ts";
 import { type FromSandbox, SandboxError, type SandboxHost, waitReady } from "./host.ts";
 import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
 import { ProcessHost } from "./process_host.ts";
@@ -322,15 +322,36 @@ export class Sandbox implements HandlerRunner {
   }
 
   #timeout(pending: Pending, limit: AttemptLimit): void {
-    if (this.#pending.get(pending.run.id) !== pending) return;
-    this.#host.send({ k: "abort", id: pending.run.id, message: limit.message });
-    this.#abandoned++;
-    this.#finish(pending, {
+    this.#giveUp(pending, limit.message, {
       ok: false,
       retryable: true,
       error: { type: limit.type, message: limit.message },
     });
+  }
+
+  /**
+   * Ends an attempt now with `outcome`: its handler's signal fires, and a
+   * sandbox that then does not answer within `stuckAfterMs` (a handler that
+   * never yields) is started again, its other tasks handed back.
+   */
+  #giveUp(pending: Pending, message: string, outcome: HandlerOutcome): void {
+    if (this.#pending.get(pending.run.id) !== pending) return;
+    if (pending.host !== this.#host) {
+      // Not sent yet (it waits for a sandbox starting again): it never starts.
+      this.#finish(pending, outcome);
+      return;
+    }
+    this.#host.send({ k: "abort", id: pending.run.id, message });
+    this.#abandoned++;
+    this.#finish(pending, outcome);
     this.#checkAlive();
+  }
+
+  cancel(id: number, message: string): boolean {
+    const pending = this.#pending.get(id);
+    if (!pending) return false;
+    this.#giveUp(pending, message, cancelledOutcome(message));
+    return true;
   }
 
   /**

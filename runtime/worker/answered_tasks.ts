@@ -156,6 +156,21 @@ export class AnsweredTasks {
     };
   }
 
+  /**
+   * The answer kept for the task `taskId` from whichever sender, with that
+   * sender: what a cancellation of a finished call is told. A walk over the
+   * record, for the rare cancellation, not for every request.
+   */
+  findTask(taskId: string): { sender: string; answer: AnsweredTask } | undefined {
+    const suffix = `\n${taskId}`;
+    for (const [key, entry] of this.#entries) {
+      if (key.endsWith(suffix)) {
+        return { sender: key.slice(0, -suffix.length), answer: entry.answer };
+      }
+    }
+    return undefined;
+  }
+
   /** Keeps the answer of a request, forgetting the oldest beyond the bounds. */
   remember(key: string, fingerprint: string, answer: AnsweredTask): void {
     const bytes = sizeOf(key, answer);

@@ -52,6 +52,7 @@ import {
   type QueueOptions,
 } from "../../core/broker/broker.ts";
 import {
+  CANCELLED,
   DASHBOARD_USER,
   deadLetterQueueOf,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -62,6 +63,7 @@ import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../defaults.ts";
 import type { HandlerRunner } from "../handler_runner.ts";
 import { AnsweredTasks } from "./answered_tasks.ts";
+import { CancelledCalls, serveCancellations } from "./cancellations.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { createDeliveryHandler, type Task } from "./delivery.ts";
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
@@ -127,6 +129,13 @@ export interface WorkerOptions {
    * @default {new AnsweredTasks()}
    */
   answered?: AnsweredTasks;
+  /**
+   * The cancellations this process read (`cancellations.ts`); pass the same
+   * one to every start of a worker process, so that a reconnection forgets
+   * none.
+   * @default {new CancelledCalls()}
+   */
+  cancelled?: CancelledCalls;
   /**
    * Publish task events (started, retried, succeeded, failed, rejected) to
    * the events exchange, for `deno task dashboard`.
@@ -217,6 +226,8 @@ export async function startWorker(
   const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
   await declareRoutes(broker, queue, info);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
+  const answered = options.answered ?? new AnsweredTasks();
+  const cancelled = options.cancelled ?? new CancelledCalls();
   const handler = createDeliveryHandler({
     runner,
     broker,
@@ -231,7 +242,8 @@ export async function startWorker(
     metrics,
     log,
     emit,
-    answered: options.answered ?? new AnsweredTasks(),
+    answered,
+    cancelled,
     retryDelays,
     maxEtaMs: options.maxEtaMs,
     returnDelayMs: options.returnDelayMs ?? 1000,
@@ -281,7 +293,7 @@ export async function startWorker(
       uptime_ms: Date.now() - metrics.startedAt.getTime(),
       concurrency,
       tasks_done: stats.succeeded + stats.failed + stats.rejected + stats.expired +
-        stats.unauthenticated + stats.invalidReplyTo,
+        stats.unauthenticated + stats.invalidReplyTo + stats.cancelled,
       succeeded: stats.succeeded,
       failed: stats.failed,
       rejected: stats.rejected,
@@ -290,11 +302,31 @@ export async function startWorker(
       events: options.events === true,
     }),
   });
+  // Before the work queue: a request that was cancelled while no worker
+  // listened is known to be before it is taken.
+  const cancellations = await serveCancellations(broker, {
+    record: cancelled,
+    cancelRunning: (taskId, by) => handler.cancelRunning(taskId, by),
+    finished: (taskId) => {
+      const found = answered.findTask(taskId);
+      if (!found) return undefined;
+      const { reply } = found.answer;
+      return {
+        sender: found.sender,
+        status: reply.status,
+        cancelled: reply.error?.type === CANCELLED,
+      };
+    },
+    worker: workerId,
+    function: info.name,
+    log,
+  });
   let consumer: Consumer;
   try {
     consumer = await broker.consume(queue, onDelivery, { prefetch });
   } catch (error) {
     await control.cancel().catch(() => {});
+    await cancellations.cancel().catch(() => {});
     throw error;
   }
 
@@ -303,6 +335,7 @@ export async function startWorker(
     async stop(graceMs: number): Promise<void> {
       stopping = true;
       await control.cancel().catch(() => {});
+      await cancellations.cancel().catch(() => {});
       await consumer.cancel().catch(() => {});
       for (const delivery of waiting.splice(0)) {
         returning.add(handler.handBack({ delivery, abandoned: false, done: Promise.resolve() }));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  CANCELLATIONS_STREAM,
   CONTROL_EXCHANGE,
   deadLetterQueueOf,
   encodePing,
@@ -128,10 +129,12 @@ Deno.test("startWorker() binds its control queue before it consumes, so no ping 
     workerId: "hello@order",
   });
   try {
-    assert.equal(calls.length, 3, calls.join(", "));
+    assert.equal(calls.length, 4, calls.join(", "));
     assert.match(calls[0], /^bindQueue queue_hello\.control\.[0-9a-f]{8}$/);
     assert.match(calls[1], /^consume queue_hello\.control\./);
-    assert.equal(calls[2], "consume queue_hello");
+    // Then the cancellations, read before any request is taken.
+    assert.equal(calls[2], `consume ${CANCELLATIONS_STREAM}`);
+    assert.equal(calls[3], "consume queue_hello");
   } finally {
     await worker.stop(0);
     await hub.shutdown();

@@ -17,9 +17,13 @@
 
 import { type Broker, type Delivery, PublishRefusedError } from "../../core/broker/broker.ts";
 import {
+  CANCELLED,
+  type CancelStatus,
   type DeadLetterReason,
   DEADLINE_EXCEEDED,
   isOneJsonValue,
+  mayCancel,
+  REPLAYED_SENDER_HEADER,
   replyToError,
   type TaskError,
   type TaskEvent,
@@ -31,6 +35,7 @@ import type { HandlerOutcome } from "../attempt.ts";
 import type { FunctionInfo } from "../define_function.ts";
 import type { HandlerRunner } from "../handler_runner.ts";
 import { type AnsweredTask, AnsweredTasks, fingerprintOf } from "./answered_tasks.ts";
+import type { CancelledCalls } from "./cancellations.ts";
 import {
   attemptLimit,
   attemptOf,
@@ -82,6 +87,14 @@ interface TaskRun {
   logger?: Logger;
   /** Set while this request holds its task id in the record of answers. */
   record?: { key: string; fingerprint: string };
+  /** Set once a cancellation stopped its attempt: the broker user who cancelled it. */
+  cancelledBy?: string;
+}
+
+/** An attempt running now, as a cancellation finds it. */
+interface RunningAttempt {
+  run: TaskRun;
+  runId: number;
 }
 
 /** Milliseconds since the run started, to the microsecond. */
@@ -113,6 +126,8 @@ export interface DeliveryHandlerOptions {
   emit: EmitTaskEvent;
   /** The tasks this process answered, to answer copies of their requests without running them. */
   answered: AnsweredTasks;
+  /** The cancellations this worker read: a cancelled call never starts. */
+  cancelled?: CancelledCalls;
   /** The delays of the function's retry queues (those the worker could declare). */
   retryDelays: readonly number[];
   /** The longest wait an eta may ask for. */
@@ -141,6 +156,11 @@ export interface DeliveryHandler {
   handBack(task: Task): Promise<void>;
   /** Who sent a native message (a ping, say), and whether the function accepts them. */
   senderOf(delivery: Delivery): Sender;
+  /**
+   * Stops the running attempts of the call `taskId`, if `by` may cancel
+   * them; what to tell `by`, or `undefined` when none runs here.
+   */
+  cancelRunning(taskId: string, by: string): CancelStatus | undefined;
 }
 
 /** How a request that never ran is refused. */
@@ -167,6 +187,8 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
   });
   const events = emit !== NO_EVENTS;
   let nextRun = 1;
+  /** The attempts running now, by task id, for cancellations to find. */
+  const running = new Map<string, RunningAttempt[]>();
 
   function startRun(task: Task): TaskRun {
     const { delivery } = task;
@@ -311,7 +333,11 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     }
     // Whoever sent it chose reply_to: the worker publishes there as its own
     // user, so only to a place made for answers, never to a queue.
-    const badReplyTo = replyToError(delivery.properties.replyTo, run.protocol.replyKind);
+    const badReplyTo = replyToError(
+      delivery.properties.replyTo,
+      run.protocol.replyKind,
+      judged.sender,
+    );
     if (badReplyTo) {
       stats.invalidReplyTo++;
       return await refuse(run, "invalid_reply_to", badReplyTo, { silent: true });
@@ -373,6 +399,14 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     const { delivery } = task;
     const { request } = read;
     const deadline = request.deadline ?? null;
+    const canceller = cancellerOf(run);
+    if (canceller !== undefined) {
+      stats.cancelled++;
+      return await refuse(run, "cancelled", {
+        type: CANCELLED,
+        message: `Cannot start the call as broker user '${canceller}' cancelled it`,
+      });
+    }
     if (deadline !== null && deadline <= Date.now()) {
       stats.expired++;
       return await refuse(run, "expired", {
@@ -410,9 +444,11 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         at: run.startedAt,
       }).catch((error) => logOf(run).debug("Could not send a progress event", { error }));
     }
+    const attempt: RunningAttempt = { run, runId: nextRun++ };
+    track(attempt, true);
     const result = await runner.run(
       {
-        id: nextRun++,
+        id: attempt.runId,
         payload: request.payload,
         taskId: run.taskId,
         attempt: run.attempt,
@@ -421,8 +457,11 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       },
       attemptLimit(read.timeoutMs, deadline),
       () => logOf(run),
-    );
+    ).finally(() => track(attempt, false));
     if (task.abandoned) return;
+    if (run.cancelledBy !== undefined && !result.ok && result.requeue === undefined) {
+      return await stopped(run, run.cancelledBy);
+    }
     if (result.ok && !fitsIn(result.resultJson, maxBytes)) {
       return await fail(run, request, {
         ok: false,
@@ -585,6 +624,84 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     settle(run);
   }
 
+  /**
+   * Who cancelled the call of `run` (among those who may), when a
+   * cancellation holds. A replayed dead letter is an operator's deliberate
+   * act after any cancellation: it runs.
+   */
+  function cancellerOf(run: TaskRun): string | undefined {
+    if (!options.cancelled || run.taskId === null) return undefined;
+    if (run.task.delivery.properties.headers?.[REPLAYED_SENDER_HEADER] !== undefined) {
+      return undefined;
+    }
+    return options.cancelled.find(run.taskId, run.sender);
+  }
+
+  /** Adds (or removes) an attempt to those a cancellation can find by its task id. */
+  function track(attempt: RunningAttempt, on: boolean): void {
+    const id = attempt.run.taskId;
+    if (id === null) return;
+    const list = running.get(id) ?? [];
+    const rest = list.filter((other) => other !== attempt);
+    if (on) rest.push(attempt);
+    if (rest.length > 0) running.set(id, rest);
+    else running.delete(id);
+  }
+
+  function cancelRunning(taskId: string, by: string): CancelStatus | undefined {
+    let status: CancelStatus | undefined;
+    for (const { run, runId } of running.get(taskId) ?? []) {
+      if (!mayCancel(by, run.sender)) {
+        status ??= "refused";
+      } else if (run.cancelledBy !== undefined) {
+        if (status !== "stopped") status = "already_cancelled";
+      } else if (
+        runner.cancel?.(
+          runId,
+          `Stopped the running attempt as broker user '${by}' cancelled the call`,
+        )
+      ) {
+        run.cancelledBy = by;
+        status = "stopped";
+      }
+    }
+    return status;
+  }
+
+  /** Settles an attempt a cancellation stopped: dead-lettered as `cancelled`, and answered. */
+  async function stopped(run: TaskRun, by: string): Promise<void> {
+    const error: TaskError = {
+      type: CANCELLED,
+      message: `Stopped the running attempt as broker user '${by}' cancelled the call`,
+    };
+    stats.cancelled++;
+    const duration = elapsed(run);
+    logOf(run).warn("Task cancelled", {
+      status: "cancelled",
+      reason: "cancelled",
+      cancelled_by: by,
+      duration_ms: duration,
+    });
+    const span = run.traced.step("dead letter", { "task.reason": "cancelled" });
+    await settler.deadLetter(run.task.delivery, {
+      reason: "cancelled",
+      error,
+      attempts: run.attempt,
+      sender: run.sender,
+    }).finally(() => span.end());
+    await answer(run, "error", error);
+    run.traced.end("cancelled", error);
+    emit({
+      ...eventOf(run),
+      kind: "task-failed",
+      reason: "cancelled",
+      error_type: CANCELLED,
+      error: error.message,
+      duration_ms: duration,
+    });
+    settle(run);
+  }
+
   async function handBack(task: Task): Promise<void> {
     if (task.abandoned) return;
     const { delivery } = task;
@@ -645,5 +762,6 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     process: (task) => handle(task).catch((error) => recover(task, error)),
     handBack,
     senderOf: (delivery) => senderOf(delivery),
+    cancelRunning,
   };
 }

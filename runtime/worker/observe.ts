@@ -49,6 +49,8 @@ export interface WorkerStats {
   unauthenticated: number;
   /** Requests whose `reply_to` is not a reply destination: dead-lettered, never run. */
   invalidReplyTo: number;
+  /** Calls cancelled: never started, or their running attempt stopped; dead-lettered. */
+  cancelled: number;
   /** Replies, Celery results and pongs the broker refused (the caller's queue was full): not sent. */
   repliesRefused: number;
   /** Deliveries handed back unfinished (the worker stopping, a sandbox restarted): copied back to the queue. */
@@ -144,6 +146,7 @@ export class WorkerMetrics {
     expired: 0,
     unauthenticated: 0,
     invalidReplyTo: 0,
+    cancelled: 0,
     repliesRefused: 0,
     handedBack: 0,
     settlesRefused: 0,
@@ -183,7 +186,7 @@ export class WorkerMetrics {
     metric(
       "worker_tasks_total",
       "counter",
-      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed), invalid_reply_to (reply_to not a reply destination).",
+      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed), invalid_reply_to (reply_to not a reply destination), cancelled (its call was cancelled).",
     );
     sample("worker_tasks_total", { status: "success" }, stats.succeeded);
     sample("worker_tasks_total", { status: "error" }, stats.failed);
@@ -191,6 +194,7 @@ export class WorkerMetrics {
     sample("worker_tasks_total", { status: "expired" }, stats.expired);
     sample("worker_tasks_total", { status: "unauthenticated" }, stats.unauthenticated);
     sample("worker_tasks_total", { status: "invalid_reply_to" }, stats.invalidReplyTo);
+    sample("worker_tasks_total", { status: "cancelled" }, stats.cancelled);
 
     metric(
       "worker_replies_refused_total",
