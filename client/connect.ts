@@ -89,6 +89,17 @@ export interface ConnectOptions extends BrokerSettings {
    * @default {TASK_EVENTS is "true"}
    */
   events?: boolean;
+  /**
+   * A name of the caller's own: replies and the calls it submits wait in a
+   * durable queue named from its broker user and this name, which a program
+   * that restarts with the same name takes up again (docs/client.md,
+   * "Calls that outlive their caller").
+   */
+  name?: string;
+  /** With `name`: a file of the collected outcomes, so that none is collected twice across a crash. */
+  journal?: string;
+  /** With `name`: how long the queue waits for its caller. @default {1 hour} */
+  replyQueueIdleMs?: number;
 }
 
 /** How the client names its settings in messages. */
@@ -167,6 +178,9 @@ export async function connect(options: ConnectOptions = {}): Promise<TaskClient>
       replies: opened.replies,
       onClose: () => opened.close(),
       events: options.events ?? env("TASK_EVENTS") === "true",
+      name: options.name,
+      journal: options.journal,
+      replyQueueIdleMs: options.replyQueueIdleMs,
     });
   } catch (error) {
     await opened.close();

@@ -88,3 +88,21 @@ export class TaskTimeoutError extends Error {
     this.lastProgress = details.lastProgress;
   }
 }
+
+/**
+ * The call was cancelled (`TaskClient.cancel()`, `deno task cancel`): it
+ * never started, or its running attempt was stopped. Its reply's error type
+ * is `Cancelled`; a `TaskFailedError` as every error reply is.
+ */
+export class TaskCancelledError extends TaskFailedError {
+  /**
+   * The cancellation of a call of `fn`, as its `reply` says.
+   *
+   * @param fn The function called.
+   * @param reply Its `Cancelled` reply.
+   */
+  constructor(fn: string, reply: TaskReply) {
+    super(fn, reply);
+    this.name = "TaskCancelledError";
+  }
+}

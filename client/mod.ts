@@ -27,11 +27,14 @@ export {
   DEFAULT_CALL_TIMEOUT_MS,
   type IgnoredReplies,
   type ReplyMode,
+  type SubmitOptions,
   type TaskCall,
   TaskClient,
 } from "./task_client.ts";
 export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
-export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
+export { TaskCancelledError, TaskFailedError, TaskTimeoutError } from "./errors.ts";
+export { type CallState, ResultNotReadyError } from "./call_book.ts";
+export type { CancelOptions, CancelOutcome, CancelResult } from "./cancel_call.ts";
 export type {
   FunctionOption,
   FunctionProtocol,
@@ -53,6 +56,7 @@ export {
 export { ConfigError, type ConfigErrorOptions, type ConfigProblem } from "../core/config_error.ts";
 export type { LogLevel } from "../core/log.ts";
 export type {
+  CancelAnswer,
   Message,
   MessageProperties,
   Payload,

@@ -20,19 +20,31 @@
  */
 
 import { setImmediate } from "node:timers";
-import { type Broker, BrokerUnavailableError, type Consumer } from "../core/broker/mod.ts";
 import {
+  type Broker,
+  BrokerUnavailableError,
+  type Consumer,
+  type Delivery,
+} from "../core/broker/mod.ts";
+import {
+  BCC_HEADER,
+  CANCELLED,
   CONTROL_EXCHANGE,
   DEADLINE_EXCEEDED,
   type Message,
+  NAMED_REPLY_QUEUE_IDLE_MS,
+  NAMED_REPLY_QUEUE_MAX_LENGTH,
+  namedReplyQueueOf,
   type Payload,
   replyQueueName,
   type TaskProgress,
 } from "../core/contract/mod.ts";
+import { CallBook, type CallState } from "./call_book.ts";
+import { cancelCall, type CancelOptions, type CancelResult } from "./cancel_call.ts";
 import { DeadlineTimer } from "../core/deadline_timer.ts";
 import type { TraceIds } from "../core/trace_context.ts";
 import { callCelery } from "./celery.ts";
-import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
+import { TaskCancelledError, TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import {
   type CallOutcome,
@@ -125,7 +137,31 @@ export interface TaskClientOptions {
    * @default {"<broker user>@<host>-<pid>"}
    */
   caller?: string;
+  /**
+   * A name of the caller's own: its replies and the record of the calls it
+   * submits then wait in a durable quorum queue named from its broker user
+   * and this name (`replies.named.<user>.<name>`), which outlives the
+   * process, so that a program that restarts with the same name collects
+   * what it submitted before (see `call_book.ts`). The queue is kept at
+   * `close()`. 1 to 64 of `a-z`, `0-9`, `_` and `-`.
+   */
+  name?: string;
+  /**
+   * With `name`: a file where each collected outcome is written (and synced)
+   * before the queue lets it go, so that none is collected twice across a
+   * crash. Without it, a call collected just before a crash comes again.
+   */
+  journal?: string;
+  /**
+   * With `name`: how long the queue waits for its caller before the broker
+   * deletes it with what it holds.
+   * @default {NAMED_REPLY_QUEUE_IDLE_MS}
+   */
+  replyQueueIdleMs?: number;
 }
+
+/** Options for {@linkcode TaskClient.submit}: a call's options, without its progress. */
+export type SubmitOptions = Omit<TaskCallOptions, "onProgress" | "onSent">;
 
 /** A call waiting for its end. */
 interface Pending {
@@ -210,6 +246,12 @@ export class TaskClient {
   #replyTo = "";
   /** This client's reply queue and its consumer, in `queue` mode, until it is deleted. */
   #replyQueue: { name: string; consumer: Consumer } | undefined;
+  /** The named queue, with its consumer: kept at close. */
+  #named: { name: string; consumer: Consumer } | undefined;
+  /** The calls submitted and not collected. */
+  #book!: CallBook;
+  /** Calls being submitted now, whose requests carry a copy to the named queue. */
+  readonly #submitting = new Set<string>();
   /** Direct Reply-to for pings, opened at the first ping in `queue` mode. */
   #pingReplyTo: Promise<string> | undefined;
   #failure: Error | undefined;
@@ -233,8 +275,29 @@ export class TaskClient {
         options.caller ?? callerName(broker.user),
       );
     }
-    const receive = (message: Message) => client.#receive(message);
-    if (options.replies === "queue") {
+    const receive = (message: Message) => void client.#receive(message);
+    if (options.name !== undefined) {
+      const name = namedReplyQueueOf(broker.user, options.name);
+      await broker.declareQueue(name, {
+        durable: true,
+        type: "quorum",
+        expiresMs: options.replyQueueIdleMs ?? NAMED_REPLY_QUEUE_IDLE_MS,
+        maxLength: NAMED_REPLY_QUEUE_MAX_LENGTH,
+      });
+      client.#replyTo = name;
+      client.#book = await CallBook.open(broker, {
+        functions: options.functions,
+        queue: name,
+        journal: options.journal,
+      });
+      // No prefetch limit: records are held until their call is collected.
+      const consumer = await broker.consume(
+        name,
+        (delivery) => client.#receiveNamed(delivery),
+        { prefetch: 0 },
+      );
+      client.#named = { name, consumer };
+    } else if (options.replies === "queue") {
       const name = replyQueueName();
       await broker.declareQueue(name, {
         durable: true,
@@ -251,6 +314,7 @@ export class TaskClient {
       client.#replyTo = await broker.openReplyQueue(receive);
       client.#pingReplyTo = Promise.resolve(client.#replyTo);
     }
+    client.#book ??= await CallBook.open(broker, { functions: options.functions });
     broker.closed.then((error) =>
       client.#failAll(
         error ?? new BrokerUnavailableError("Cannot wait for replies as the connection was closed"),
@@ -307,7 +371,8 @@ export class TaskClient {
    * Calls `fn` with `payload` and resolves with its result, typed as the
    * caller says (nothing checks it). Rejects with a `TaskFailedError` when
    * the function failed, a `TaskTimeoutError` when no reply came in time,
-   * and a `BrokerUnavailableError` when the broker went away.
+   * and a `BrokerUnavailableError` when the broker went away; a
+   * `TaskCancelledError` (a `TaskFailedError`) when the call was cancelled.
    */
   async call<T = unknown>(
     fn: string,
@@ -328,6 +393,7 @@ export class TaskClient {
         lastProgress,
       });
     }
+    if (outcome.reply.error?.type === CANCELLED) throw new TaskCancelledError(fn, outcome.reply);
     if (outcome.reply.status === "error") throw new TaskFailedError(fn, outcome.reply);
     return outcome.reply.result as T;
   }
@@ -344,6 +410,100 @@ export class TaskClient {
           (value): PromiseSettledResult<T> => ({ status: "fulfilled", value }),
           (reason): PromiseSettledResult<T> => ({ status: "rejected", reason }),
         ),
+    );
+  }
+
+  /**
+   * Sends a call and resolves with its id as soon as the broker has it,
+   * without waiting for its end: collect that with {@linkcode result} or
+   * {@linkcode results}. On a client with a `name`, the call survives this
+   * process: a program that connects again with the same name finds it
+   * ({@linkcode outstanding}) and collects it. Rejects as `request()` does
+   * when the broker does not take it, with a `RangeError` when too many
+   * calls wait to be collected, and a `TypeError` for an id this client
+   * submitted already or a function served by Celery workers.
+   */
+  async submit(fn: string, payload?: Payload, options: SubmitOptions = {}): Promise<string> {
+    const route = this.route(fn);
+    if (route.protocol === "celery") {
+      throw new TypeError(
+        `Cannot submit a call of '${fn}' as Celery workers serve it, whose answers only call() reads: use call()`,
+      );
+    }
+    const id = options.taskId ?? crypto.randomUUID();
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    this.#book.reserve(id, fn, Date.now() + timeoutMs);
+    this.#submitting.add(id);
+    let confirmed!: () => void;
+    let refused!: (error: Error) => void;
+    const sent = new Promise<void>((resolve, reject) => {
+      confirmed = resolve;
+      refused = reject;
+    });
+    this.request(fn, payload, { ...options, taskId: id, timeoutMs, onSent: () => confirmed() })
+      .then((outcome) => this.#book.ended(id, outcome), (error: Error) => refused(error));
+    try {
+      await sent;
+    } catch (error) {
+      this.#book.unreserve(id);
+      throw error;
+    } finally {
+      this.#submitting.delete(id);
+    }
+    return id;
+  }
+
+  /**
+   * The outcome of the submitted call `id`, once it ended (a reply, either
+   * status, or a timeout), collected: it is handed out once. Waits at most
+   * `timeoutMs` (default: the client's), then rejects with a
+   * `ResultNotReadyError`; a `TypeError` for an id this client did not
+   * submit or collected already.
+   */
+  result(id: string, options: { timeoutMs?: number } = {}): Promise<CallOutcome> {
+    return this.#book.result(id, options.timeoutMs ?? this.#timeoutMs);
+  }
+
+  /**
+   * Every submitted call's outcome as it ends, each collected once, until
+   * the client closes. One iteration at a time.
+   */
+  results(): AsyncGenerator<CallOutcome, void, undefined> {
+    return this.#book.results();
+  }
+
+  /** Where the submitted call `id` is, without waiting or collecting it. */
+  status(id: string): CallState {
+    return this.#book.state(id);
+  }
+
+  /**
+   * The ids of the calls submitted and not collected yet: this process's,
+   * and, on a client with a `name`, those of every earlier run under that
+   * name (read back from its queue first).
+   */
+  outstanding(): Promise<string[]> {
+    return this.#book.outstanding();
+  }
+
+  /**
+   * Cancels the call `id`: it never starts if it has not, its running
+   * attempt is stopped if it runs, and its caller gets a `Cancelled` answer
+   * (see `cancel_call.ts`). Only the broker user that sent a call, an
+   * operator or the administrator may cancel it. Resolves with what the
+   * workers said; cancelling twice or a finished call is harmless, and says so.
+   */
+  cancel(id: string, options: CancelOptions = {}): Promise<CancelResult> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const users = new Set([...this.functions.values()].map((route) => route.user));
+    return cancelCall(
+      {
+        broker: this.#broker,
+        ask: (queue, build, ask) => this.#broadcast(build, { ...ask, queue }),
+        believes: (userId) => userId !== undefined && (users.has(userId) || userId === this.user),
+      },
+      id,
+      { ...options, until: options.until ?? this.#book.deadlineOf(id) },
     );
   }
 
@@ -379,6 +539,9 @@ export class TaskClient {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       this.#failAll(new BrokerUnavailableError("Cannot wait for replies as the client was closed"));
+      // A named queue stays, with what it holds, for the next run under the name.
+      await this.#named?.consumer.cancel().catch(() => {});
+      await this.#book.close();
       const queue = this.#replyQueue;
       this.#replyQueue = undefined;
       if (queue !== undefined) {
@@ -418,7 +581,9 @@ export class TaskClient {
       progress: options.onProgress !== undefined,
       retry: options.retry,
       deadline: sentWallMs + timeoutMs,
-      headers: trace?.headers,
+      headers: this.#named && this.#submitting.has(taskId)
+        ? { ...trace?.headers, [BCC_HEADER]: [this.#named.name] }
+        : trace?.headers,
       // A traced request times its wait in the queue to the millisecond.
       stampSentAt: trace !== undefined,
       now: sentWallMs,
@@ -463,7 +628,7 @@ export class TaskClient {
    */
   async #broadcast(
     build: (correlationId: string, replyTo: string) => Message,
-    options: { timeoutMs: number; enough?: (answers: Message[]) => boolean },
+    options: { timeoutMs: number; enough?: (answers: Message[]) => boolean; queue?: string },
   ): Promise<Message[]> {
     if (this.#failure) throw this.#failure;
     this.#pingReplyTo ??= this.#broker.openReplyQueue((message) => this.#receive(message));
@@ -478,7 +643,9 @@ export class TaskClient {
     this.#collecting.set(id, { answers, check });
     const timer = setTimeout(finish, options.timeoutMs);
     try {
-      await this.#broker.publishToExchange(CONTROL_EXCHANGE, build(id, replyTo));
+      const message = build(id, replyTo);
+      if (options.queue !== undefined) await this.#broker.publish(options.queue, message);
+      else await this.#broker.publishToExchange(CONTROL_EXCHANGE, message);
       check();
       await done;
       return answers;
@@ -488,34 +655,47 @@ export class TaskClient {
     }
   }
 
-  /** Handles one message from the reply queue or Direct Reply-to. */
-  #receive(message: Message): void {
+  /**
+   * Handles one message of the named queue: the book's (a record, a marker,
+   * a reply to an earlier run's call), or a reply of this process's, which
+   * the book holds until collection when it ends a submitted call.
+   */
+  #receiveNamed(delivery: Delivery): void {
+    if (this.#book.take(delivery, (id) => this.#pending.has(id))) return;
+    const id = delivery.properties.correlationId;
+    if (this.#receive(delivery) && id !== undefined && this.#book.has(id)) {
+      this.#book.hold(id, delivery);
+    } else this.#broker.ack(delivery);
+  }
+
+  /** Handles one message from the reply queue or Direct Reply-to; true when it ended a call. */
+  #receive(message: Message): boolean {
     this.#onWire?.(message);
     const id = message.properties.correlationId;
     const collecting = id === undefined ? undefined : this.#collecting.get(id);
     if (collecting) {
       collecting.answers.push(message);
       collecting.check();
-      return;
+      return false;
     }
     const pending = id === undefined ? undefined : this.#pending.get(id);
     if (!pending || id === undefined) {
       this.ignored.unknown++;
-      return;
+      return false;
     }
     if (!isExpectedSender(message.properties.userId, pending.sender, this.#broker.user)) {
       this.ignored.unexpectedSender++;
-      return;
+      return false;
     }
     const answer = pending.protocol.read(message);
     if (answer.kind === "invalid") {
       this.ignored.invalid++;
-      return;
+      return false;
     }
     if (answer.kind === "progress") {
       this.#markSent(pending);
       if (answer.progress) pending.onProgress?.(answer.progress);
-      return;
+      return false;
     }
     const { reply } = answer;
     this.#forget(id);
@@ -534,6 +714,7 @@ export class TaskClient {
       endedWallMs: Date.now(),
       ...(trace && { trace: trace.ids }),
     });
+    return true;
   }
 
   /** An answer proves the broker had the request as well as a confirm does. */

@@ -52,6 +52,18 @@ export const CANCELLATIONS_MAX_BYTES = 64 * 1024 * 1024;
 /** The size of the stream's segments: retention drops whole segments, so they are small. */
 export const CANCELLATIONS_SEGMENT_BYTES = 1024 * 1024;
 
+/**
+ * How the stream is declared, by whoever may (the broker's definitions, the
+ * administrator, or a worker or caller on a broker of one user).
+ */
+export const CANCELLATIONS_STREAM_OPTIONS = Object.freeze({
+  durable: true,
+  type: "stream" as const,
+  maxAgeMs: CANCELLATION_RETENTION_MS,
+  maxBytes: CANCELLATIONS_MAX_BYTES,
+  segmentBytes: CANCELLATIONS_SEGMENT_BYTES,
+});
+
 /** The error type of a call that was cancelled, in its reply and its dead letter. */
 export const CANCELLED = "Cancelled";
 

@@ -102,5 +102,12 @@ export const MAX_OUTSTANDING_CALLS = 50_000;
  */
 export const NAMED_REPLY_QUEUE_MAX_IDLE_MS = 24 * 60 * 60_000;
 
+/**
+ * Most messages a named reply queue holds (`x-max-length`, refusing more):
+ * a record and a reply for each call the client allows outstanding, and room
+ * for progress events. The client's own bound comes first.
+ */
+export const NAMED_REPLY_QUEUE_MAX_LENGTH = 2 * MAX_OUTSTANDING_CALLS + 10_000;
+
 /** How long a named reply queue waits for its caller by default. */
 export const NAMED_REPLY_QUEUE_IDLE_MS = 60 * 60_000;

@@ -26,9 +26,8 @@ import type { Broker, Consumer, Delivery } from "../../core/broker/broker.ts";
 import {
   CANCEL_SYNC_MESSAGE_TYPE,
   CANCELLATION_RETENTION_MS,
-  CANCELLATIONS_MAX_BYTES,
-  CANCELLATIONS_SEGMENT_BYTES,
   CANCELLATIONS_STREAM,
+  CANCELLATIONS_STREAM_OPTIONS,
   type CancelStatus,
   CONTENT_TYPE,
   encodeCancelAnswer,
@@ -148,18 +147,6 @@ export interface CancellationsReader extends Consumer {
   /** Whether the stream is being read: false when the broker refused it. */
   readonly reading: boolean;
 }
-
-/**
- * The options the stream is declared with, by whoever may (the broker's
- * definitions, the administrator, or a worker on a broker of one user).
- */
-export const CANCELLATIONS_STREAM_OPTIONS = Object.freeze({
-  durable: true,
-  type: "stream" as const,
-  maxAgeMs: CANCELLATION_RETENTION_MS,
-  maxBytes: CANCELLATIONS_MAX_BYTES,
-  segmentBytes: CANCELLATIONS_SEGMENT_BYTES,
-});
 
 /** How old a cancellation may be and still be answered: older ones are history being read. */
 const ANSWER_WITHIN_MS = 10_000;
