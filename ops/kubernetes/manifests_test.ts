@@ -35,6 +35,8 @@ import {
   workerPermissions,
 } from "../rabbitmq/definitions.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
+import { CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_OPTIONS } from "../../core/contract/cancel.ts";
+import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
 import {
   DEFAULT_METRICS_PORT,
   WORKER_ENV_VARS,
@@ -380,7 +382,18 @@ Deno.test({
     const queues = ofKind<RabbitmqQueue>(objects, "Queue");
     assert.deepEqual(
       queues.map((queue) => queue.spec.name).sort(),
-      FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
+      [
+        ...FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]),
+        CANCELLATIONS_STREAM,
+      ].sort(),
+    );
+    // The stream every worker reads, declared as the compose stack's definitions declare it.
+    const stream = queues.find((q) => q.spec.name === CANCELLATIONS_STREAM)!;
+    assert.equal(stream.spec.type, "stream");
+    assert.equal(stream.spec.deletionPolicy, "retain");
+    assert.deepEqual(
+      { "x-queue-type": "stream", ...stream.spec.arguments },
+      queueArguments(CANCELLATIONS_STREAM_OPTIONS),
     );
     for (const { user, queue } of FUNCTIONS) {
       assert.deepEqual(permissionOf(kubernetesName(user)), workerPermissions(queue));

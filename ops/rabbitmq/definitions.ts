@@ -20,7 +20,14 @@
 
 import { CONTROL_EXCHANGE, NAME_PATTERN } from "../../core/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../../core/contract/events.ts";
-import { CELERY_CLIENT_USER, DASHBOARD_USER } from "../../core/contract/users.ts";
+import { CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_OPTIONS } from "../../core/contract/cancel.ts";
+import {
+  NAMED_REPLY_QUEUE_MAX_IDLE_MS,
+  NAMED_REPLY_QUEUE_MAX_LENGTH,
+  namedReplyQueuesOf,
+} from "../../core/contract/named_callers.ts";
+import { CELERY_CLIENT_USER, DASHBOARD_USER, DISPATCHER_USER } from "../../core/contract/users.ts";
+import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
 export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
@@ -40,7 +47,12 @@ export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
  * - reply queues of callers (`replies.<32 hex>`) and Celery clients (a
  *   UUID each): not countable by name, so an operator policy
  *   ({@linkcode OPERATOR_POLICIES}) removes each one unused for
- *   {@linkcode CLIENT_QUEUE_EXPIRES_MS}.
+ *   {@linkcode CLIENT_QUEUE_EXPIRES_MS};
+ * - named callers' queues (`replies.named.<user>.<name>`): one per name a
+ *   caller uses, not countable by name either; an operator policy removes
+ *   each one unused for `NAMED_REPLY_QUEUE_MAX_IDLE_MS` (a day) and caps what
+ *   it holds;
+ * - the stream of cancellations, one queue, made by these definitions.
  *
  * 20 functions with 10 replicas each take 20 × 34 + 200 = 880, the
  * dashboards 8: the rest is for reply queues.
@@ -61,6 +73,13 @@ export const RETRY_QUEUES_PER_FUNCTION = 32;
 export const DASHBOARD_EVENT_QUEUES: readonly string[] = Object.freeze(
   Array.from({ length: 8 }, (_, slot) => `dashboard.events.${slot}`),
 );
+
+/**
+ * Most bytes a named caller's queue holds (operator policy `named-replies`):
+ * its outstanding calls' requests and their results, about 5 KiB each at
+ * the most calls its client lets wait.
+ */
+export const NAMED_REPLY_QUEUE_MAX_BYTES = 512 * 1024 * 1024;
 
 /**
  * How long a caller's, a Celery client's or a dashboard's queue may stay
@@ -103,6 +122,7 @@ export interface User {
 const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 const EVENTS = "tasks\\.events";
+const CANCELLATIONS = CANCELLATIONS_STREAM.replaceAll(".", "\\.");
 
 function checkQueue(queue: string): void {
   if (!NAME_PATTERN.test(queue)) {
@@ -159,9 +179,10 @@ export function celeryWorkerPermissions(queue: string): Permissions {
 /**
  * A function's worker: it declares exactly the queues it uses (its work
  * queue, `<queue>.dlq`, `<queue>.retry.<ms>` and `<queue>.control.<8 hex>`),
- * consumes its work and control queues, binds its control queue to the
- * control exchange, and publishes replies, retries and dead letters through
- * the default exchange, and task events to the events exchange. RabbitMQ
+ * consumes its work and control queues and the cancellations stream, binds
+ * its control queue to the control exchange, and publishes replies,
+ * retries, dead letters and its marker on the stream through the default
+ * exchange, and task events to the events exchange. RabbitMQ
  * asks for read on a queue declared with a
  * dead-letter target (its work and retry queues), as the broker moves
  * messages out of it on the declarer's behalf. It declares the Celery route
@@ -181,7 +202,7 @@ export function workerPermissions(
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.${retry}|\\.control\\.[0-9a-f]{8})?$`,
     write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue})$`,
-    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL})$`,
+    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL}|${CANCELLATIONS})$`,
   };
 }
 
@@ -211,17 +232,19 @@ function retryPattern(delays: readonly number[] | undefined): string {
 const REPLIES = "replies\\.[0-9a-f]{32}";
 
 /**
- * The dispatcher (`deno task dispatch`, `load`, `status`): publishes
- * requests through the default exchange and pings to the control exchange,
- * and receives replies by Direct Reply-to (which needs no permission) or,
- * on a cluster, through a reply queue of its own (`replies.<32 hex>`), which
- * it declares, consumes and deletes: that is all it may declare, consume or
- * delete. Every dispatcher shares the user, so one could read another's
- * replies only by knowing its queue's random name.
+ * The dispatcher (`deno task dispatch`, `load`, `status`, `cancel`):
+ * publishes requests and cancellations through the default exchange and
+ * pings to the control exchange, and receives replies by Direct Reply-to
+ * (which needs no permission), or, on a cluster, through a reply queue of
+ * its own (`replies.<32 hex>`), or, as a named caller, its named queue
+ * (`replies.named.dispatcher.<name>`), which it declares, consumes and
+ * deletes: that is all it may declare, consume or delete. Every dispatcher
+ * shares the user, so one could read another's replies by knowing its
+ * queue's name: a random one, or the name a named caller chose.
  *
  * It checks the functions' `queues` and their dead letters passively
- * (workers waited for, `deno task status`), which RabbitMQ 4.3.1 allows with
- * `write` on them. Write on a queue lets a user bind it to an exchange it
+ * (workers waited for, `deno task status`), and the cancellations stream
+ * (`deno task cancel`), which RabbitMQ 4.3.1 allows with `write` on them. Write on a queue lets a user bind it to an exchange it
  * may read, and the only ones this user may read are its own reply-queue
  * names, which only the administrator may publish to: no new way into a
  * function's queue, which the dispatcher fills through the default exchange
@@ -231,22 +254,26 @@ const REPLIES = "replies\\.[0-9a-f]{32}";
 export function dispatcherPermissions(queues: readonly string[]): Permissions {
   queues.forEach(checkQueue);
   const checked = queues.length === 0 ? "" : `|(${[...new Set(queues)].join("|")})(\\.dlq)?`;
+  const replies = `(${REPLIES}|${namedReplyQueuesOf(DISPATCHER_USER)})`;
   return {
-    configure: `^${REPLIES}$`,
-    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}${checked})$`,
-    read: `^${REPLIES}$`,
+    configure: `^${replies}$`,
+    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CANCELLATIONS}${checked})$`,
+    read: `^${replies}$`,
   };
 }
 
 /**
  * The operator tools: read (and remove) dead letters of any function, and
- * publish them back through the default exchange. They declare, consume or
- * purge no function queue. Their passive checks are of dead-letter queues
- * only, which `read` covers on RabbitMQ 4.3.1 and later.
+ * publish them back through the default exchange; cancel any call through
+ * the same exchange (`deno task cancel --operator`). They declare, consume
+ * or purge no function queue. Their passive checks are of dead-letter
+ * queues, which `read` covers on RabbitMQ 4.3.1 and later, and of the
+ * cancellations stream, which `write` on it covers (it lets them bind the
+ * stream only to an exchange they may read: none).
  */
 export const OPERATOR_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: "^$",
-  write: `^${DEFAULT_EXCHANGE}$`,
+  write: `^(${DEFAULT_EXCHANGE}|${CANCELLATIONS})$`,
   read: "^[a-z][a-z0-9_]{0,62}\\.dlq$",
 });
 
@@ -303,7 +330,10 @@ export interface OperatorPolicy {
  * the budget for good), and the queues that hostile senders can fill
  * (Celery reply queues, the dashboards' event queues) keep at most so many
  * messages, oldest dropped first. A caller's own reply queue has no length
- * limit: dropping a reply would lose a task's result.
+ * limit: dropping a reply would lose a task's result. A named caller's
+ * queue waits longer for its caller (a day), and is capped at what its
+ * client lets wait: the client refuses to submit more first, and the queue
+ * itself refuses more (`reject-publish`) rather than drop one.
  */
 export function operatorPolicies(
   expiresMs: number = CLIENT_QUEUE_EXPIRES_MS,
@@ -311,7 +341,7 @@ export function operatorPolicies(
   const policy = (
     name: string,
     pattern: string,
-    limits: Omit<OperatorPolicy["definition"], "expires"> = {},
+    limits: Partial<OperatorPolicy["definition"]> = {},
   ): OperatorPolicy => ({
     name,
     pattern,
@@ -325,6 +355,14 @@ export function operatorPolicies(
       "max-length-bytes": 64 * 1024 * 1024,
     }),
     policy("caller-replies", `^${REPLIES}$`),
+    // A named caller's queue holds its calls' records and results until it
+    // collects them: it may wait a day for its caller, and holds at most
+    // what the client lets wait (two messages per outstanding call).
+    policy("named-replies", `^replies\\.named\\.`, {
+      expires: NAMED_REPLY_QUEUE_MAX_IDLE_MS,
+      "max-length": NAMED_REPLY_QUEUE_MAX_LENGTH,
+      "max-length-bytes": NAMED_REPLY_QUEUE_MAX_BYTES,
+    }),
     policy("dashboard-events", `^${DASHBOARD_QUEUE}$`, {
       "max-length": 10_000,
       "max-length-bytes": 16 * 1024 * 1024,
@@ -368,6 +406,13 @@ export interface Definitions {
     internal: boolean;
     arguments: Record<string, never>;
   }[];
+  queues: {
+    name: string;
+    vhost: string;
+    durable: boolean;
+    auto_delete: boolean;
+    arguments: Record<string, unknown>;
+  }[];
 }
 
 /** Options for {@linkcode buildDefinitions}. */
@@ -380,8 +425,9 @@ export interface BuildDefinitionsOptions {
 
 /**
  * The definitions for `users` on the vhost `/`: their permissions and
- * limits, the vhost's queue budget and operator policies, and the control
- * and events exchanges. The broker creates no default user (guest) when it
+ * limits, the vhost's queue budget and operator policies, the control and
+ * events exchanges, and the stream of cancellations (which no worker or
+ * caller of the stack may declare itself). The broker creates no default user (guest) when it
  * loads definitions at start, so these are all the users it has (see
  * {@linkcode GUEST_USER}).
  */
@@ -425,5 +471,12 @@ export function buildDefinitions(
       internal: false,
       arguments: {},
     })),
+    queues: [{
+      name: CANCELLATIONS_STREAM,
+      vhost,
+      durable: true,
+      auto_delete: false,
+      arguments: queueArguments(CANCELLATIONS_STREAM_OPTIONS),
+    }],
   };
 }

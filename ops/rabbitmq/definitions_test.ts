@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../../runtime/define_function.ts";
 import { REPLY_QUEUE_PATTERN, replyQueueName } from "../../core/contract/names.ts";
 import {
+  NAMED_REPLY_QUEUE_MAX_IDLE_MS,
+  NAMED_REPLY_QUEUE_MAX_LENGTH,
+  namedReplyQueueOf,
+} from "../../core/contract/named_callers.ts";
+import {
   ADMIN_PERMISSIONS,
   buildDefinitions,
   CELERY_REPLY_QUEUE,
@@ -102,6 +107,16 @@ Deno.test("dispatcherPermissions() publish requests and pings, and declare, cons
   }
   assert.ok(!allows(d, "write", "amq.topic"));
   assert.throws(() => dispatcherPermissions(["queue.*"]), TypeError);
+  // A named caller's queue, its own user's only.
+  const named = namedReplyQueueOf("dispatcher", "nightly");
+  assert.ok(allows(d, "configure", named) && allows(d, "read", named), "its named queue");
+  for (const queue of [namedReplyQueueOf("operator", "nightly"), `${named}.x`, "replies.named."]) {
+    assert.ok(!allows(d, "configure", queue), `no configure on ${queue}`);
+    assert.ok(!allows(d, "read", queue), `no read on ${queue}`);
+  }
+  for (const other of [workerPermissions("queue_a"), OPERATOR_PERMISSIONS]) {
+    assert.ok(!allows(other, "read", named), "no worker or operator reads a named queue");
+  }
 });
 
 Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactly the queues it checks", () => {
@@ -125,9 +140,11 @@ Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactl
   }
   assert.deepEqual(
     dispatcherPermissions([]).write,
-    "^(amq\\.default|tasks\\.control|tasks\\.events)$",
-    "no function, no queue",
+    "^(amq\\.default|tasks\\.control|tasks\\.events|tasks\\.cancellations)$",
+    "no function, no queue but the cancellations stream (deno task cancel checks it)",
   );
+  assert.ok(allows(OPERATOR_PERMISSIONS, "write", "tasks.cancellations"), "operator checks it");
+  assert.ok(allows(workerPermissions("queue_a"), "read", "tasks.cancellations"), "workers read it");
 
   // Write on a queue lets a user bind it to an exchange it may read, and a
   // binding is a way in for whoever publishes to that exchange. The
@@ -158,6 +175,12 @@ Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactl
   };
   for (const [who, permissions] of Object.entries(others)) {
     assert.ok(!allows(permissions, "write", sample), `${who} cannot publish to ${sample}`);
+    const named = namedReplyQueueOf("dispatcher", "x");
+    assert.ok(!allows(permissions, "write", named), `${who} cannot publish to ${named}`);
+  }
+  // Nor can anyone bind from the stream but the administrator: it is a queue, not an exchange.
+  for (const [who, permissions] of Object.entries(others)) {
+    assert.ok(!allows(permissions, "configure", "tasks.cancellations"), `${who} cannot delete it`);
   }
 
   // The dashboard reads the events exchange: write on a function's queue
@@ -276,6 +299,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     [
       ["operator_policy", "celery-replies"],
       ["operator_policy", "caller-replies"],
+      ["operator_policy", "named-replies"],
       ["operator_policy", "dashboard-events"],
     ],
   );
@@ -284,12 +308,25 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     vhost: "/",
     configure: "^queue_a(\\.dlq|\\.retry\\.[0-9]+|\\.control\\.[0-9a-f]{8})?$",
     write: "^(amq\\.default|tasks\\.events|queue_a\\.control\\.[0-9a-f]{8}|queue_a)$",
-    read: "^(queue_a(\\.retry\\.[0-9]+)?|queue_a\\.control\\.[0-9a-f]{8}|tasks\\.control)$",
+    read:
+      "^(queue_a(\\.retry\\.[0-9]+)?|queue_a\\.control\\.[0-9a-f]{8}|tasks\\.control|tasks\\.cancellations)$",
   });
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
   ]);
+  assert.deepEqual(definitions.queues, [{
+    name: "tasks.cancellations",
+    vhost: "/",
+    durable: true,
+    auto_delete: false,
+    arguments: {
+      "x-queue-type": "stream",
+      "x-max-age": "86400s",
+      "x-max-length-bytes": 64 * 1024 * 1024,
+      "x-stream-max-segment-size-bytes": 1024 * 1024,
+    },
+  }]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
   assert.deepEqual(locked.permissions, [], "a user without permissions gets none");
 });
@@ -360,19 +397,28 @@ Deno.test("operator policies cover every name a client may declare and the budge
     assert.equal(more.length, 0, `one policy for ${name}`);
     assert.equal(policy.definition.expires, CLIENT_QUEUE_EXPIRES_MS);
   }
+  assert.deepEqual(matching("tasks.cancellations"), [], "the stream keeps its own retention");
   // And for every name their users may configure: none left unbounded.
+  assert.equal(
+    policies.find((p) => p.pattern === celeryClientPermissions(["queue_a"]).configure)?.name,
+    "celery-replies",
+  );
   for (
     const [permissions, sample] of [
       [celeryClientPermissions(["queue_a"]), crypto.randomUUID()],
       [dispatcherPermissions(["queue_a"]), replyQueueName()],
+      [dispatcherPermissions(["queue_a"]), namedReplyQueueOf("dispatcher", "run-1")],
     ] as const
   ) {
     assert.ok(allows(permissions, "configure", sample));
-    assert.equal(
-      policies.find((p) => p.pattern === permissions.configure)?.pattern,
-      permissions.configure,
-    );
+    const [policy, ...more] = matching(sample);
+    assert.ok(policy?.definition.expires, `an expiring policy bounds ${sample}`);
+    assert.equal(more.length, 0);
   }
+  const named = policies.find((p) => p.name === "named-replies")!;
+  assert.equal(named.definition.expires, NAMED_REPLY_QUEUE_MAX_IDLE_MS, "a day for its caller");
+  assert.equal(named.definition["max-length"], NAMED_REPLY_QUEUE_MAX_LENGTH);
+  assert.ok(named.definition["max-length-bytes"]! > 0);
   const events = policies.find((p) => p.name === "dashboard-events")!;
   assert.equal(events.pattern, DASHBOARD_PERMISSIONS.configure);
   assert.ok(events.definition["max-length"]! > 0 && events.definition["max-length-bytes"]! > 0);

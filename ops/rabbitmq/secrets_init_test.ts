@@ -183,7 +183,7 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
     }
     assert.deepEqual(
       definitions.parameters.map((p: { component: string; name: string }) => p.name),
-      ["limits", "celery-replies", "caller-replies", "dashboard-events"],
+      ["limits", "celery-replies", "caller-replies", "named-replies", "dashboard-events"],
     );
     assert.equal(definitions.parameters[0].value["max-queues"], MAX_QUEUES);
     // The Celery worker's container reads its password as the Deno workers do;
