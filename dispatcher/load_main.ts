@@ -35,6 +35,9 @@ import {
 } from "./cli/run_cli.ts";
 import { type Config, loadConfig } from "./config/load_config.ts";
 import { type LoadProgress, type LoadResult, runLoad } from "./load.ts";
+import { type DurableLoadResult, runDurableLoad } from "./durable_load.ts";
+import { CALLER_NAME_PATTERN } from "../core/contract/named_callers.ts";
+import { dirname } from "node:path";
 
 const HELP = `Usage: deno task load [options]
 
@@ -56,6 +59,16 @@ ${brokerHelp("dispatcher")}
                        If nothing answers without a URL: the embedded broker.
 ${REPLIES_HELP}
   --local              run on the embedded broker
+  --name NAME          submit the tasks as the named caller NAME, whose calls
+                       outlive this run: they are NAME.0, NAME.1, ..., their
+                       results wait in the durable queue
+                       replies.named.<user>.NAME, and each result collected
+                       goes to --journal. Killed and run again with the same
+                       name and --tasks, it submits only the tasks not yet
+                       submitted and collects every result once
+                       (docs/client.md, "Calls that outlive their caller")
+  --journal FILE       with --name: the collected results, one JSON line each
+                       (default: results/calls/NAME.jsonl)
   --wait-workers SECS  how long to wait for workers (default: 10)
   --out FILE           save the figures here instead, anywhere: missing
                        folders are made, and the path is checked first
@@ -78,7 +91,8 @@ Exit codes:
 Examples:
   deno task load --tasks 10000
   deno task load --function task_a --work-ms 500 --tasks 40 --concurrency 40
-  deno task load --rate 200 --tasks 2000 --out load.json`;
+  deno task load --rate 200 --tasks 2000 --out load.json
+  deno task load --name nightly --tasks 10000 --function task_a`;
 
 const LOAD_OPTIONS = {
   tasks: { type: "string" },
@@ -91,6 +105,8 @@ const LOAD_OPTIONS = {
   ...BROKER_OPTIONS,
   ...REPLIES_OPTION,
   local: { type: "boolean", default: false },
+  name: { type: "string" },
+  journal: { type: "string" },
   "wait-workers": { type: "string" },
   ...DOCUMENT_OPTIONS,
 } as const;
@@ -102,6 +118,23 @@ function parseFlags(values: OptionValues<typeof LOAD_OPTIONS>) {
   checkLocal(values);
   if (values.out !== undefined && values["no-save"]) {
     throw new UsageError("Cannot use --out with --no-save: choose one");
+  }
+  if (values.name !== undefined) {
+    if (!CALLER_NAME_PATTERN.test(values.name)) {
+      throw new UsageError(
+        `Cannot use --name '${values.name}': give 1 to 64 lowercase letters, digits, _ and -, starting with a letter or digit`,
+      );
+    }
+    if (values.rate !== undefined) {
+      throw new UsageError(
+        "Cannot use --rate with --name: a named run keeps --concurrency in flight",
+      );
+    }
+    if (values.local) {
+      throw new UsageError("Cannot use --local with --name: the embedded broker ends with the run");
+    }
+  } else if (values.journal !== undefined) {
+    throw new UsageError("Cannot use --journal without --name: only a named run keeps one");
   }
   return {
     ...values,
@@ -197,11 +230,17 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
     // In --json mode stdout carries the document only.
     const say = flags.json ? io.err : io.out;
     say(`Broker: ${describeBroker(opened)}`);
+    const journal = flags.name === undefined
+      ? undefined
+      : flags.journal ?? `results/calls/${flags.name}.jsonl`;
+    if (journal !== undefined) await Deno.mkdir(dirname(journal) || ".", { recursive: true });
     const client = await TaskClient.open(opened.broker, {
       functions: config.functions,
       label: opened.label,
       events: io.env("TASK_EVENTS") === "true",
       replies: opened.replies,
+      name: flags.name,
+      journal,
     });
     try {
       await client.waitForWorkers(targets, { timeoutMs: flags.waitMs });
@@ -210,7 +249,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
         : `${Math.min(flags.concurrency, flags.tasks)} in flight`;
       say(`Load: ${flags.tasks} tasks of ${targets.join(", ")}, ${mode}, work_ms ${flags.workMs}`);
       const live = io.isTerminal === true && !flags.json;
-      const result = await runLoad(client, {
+      const options = {
         tasks: flags.tasks,
         concurrency: flags.concurrency,
         rate: flags.rate,
@@ -218,11 +257,21 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
         payload: { work_ms: flags.workMs },
         timeoutMs: flags.timeoutMs,
         onProgress: live
-          ? (p) =>
+          ? (p: LoadProgress) =>
             Deno.stdout.writeSync(new TextEncoder().encode(`\r${progressLine(p, flags.tasks)}`))
           : undefined,
-      });
+      };
+      const result: LoadResult & Partial<Pick<DurableLoadResult, "resumed">> =
+        flags.name === undefined || journal === undefined
+          ? await runLoad(client, options)
+          : await runDurableLoad(client, { ...options, name: flags.name, journal });
       if (live) io.out("");
+      if (result.resumed) {
+        const { collectedBefore, outstandingBefore, submitted } = result.resumed;
+        say(
+          `Named run ${flags.name}: ${collectedBefore} collected before, ${outstandingBefore} submitted before and collected now, ${submitted} submitted now; results in ${journal}`,
+        );
+      }
       const forged = client.ignored.unexpectedSender;
       if (forged > 0) complain(unexpectedSenders(forged, "reply", client.user), "warn");
       const document = {
@@ -237,6 +286,7 @@ const LOAD: Command<typeof LOAD_OPTIONS, LoadFlags, LoadPlan> = {
           work_ms: flags.workMs,
           timeout_ms: flags.timeoutMs,
           replies: opened.replies,
+          ...(flags.name !== undefined && { name: flags.name, journal }),
         },
         ...result,
         // Replies no call took: a duplicate of an answered task counts as unknown.

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker } from "../../core/broker/broker.ts";
+import type { Broker, ConsumeOptions, Delivery } from "../../core/broker/broker.ts";
 import { MemoryBroker } from "../../core/broker/mod.ts";
 import {
   type CancelAnswer,
@@ -195,11 +195,30 @@ Deno.test("a cancellation sent before the worker started still holds: the worker
     segmentBytes: 100_000,
   });
   await early.cancel("before");
-  starts.length = 0;
+  // The request waits in its queue (made by a worker that went) before the worker starts.
   const runner = inProcessRunner(gated);
-  const worker = await startWorker(runner, hub.connect("gated"), { workerId: "late@test" });
+  await (await startWorker(runner, hub.connect("gated"), { workerId: "gone@test" })).stop(0);
+  await early.send(gated.queue, "gated", "before", {});
+  starts.length = 0;
+  // A stream read slowly, as a long history is: the worker must not take the
+  // request before the cancellation is read.
+  const inner = hub.connect("gated");
+  const slowStream = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (key !== "consume") return typeof value === "function" ? value.bind(target) : value;
+      return (queue: string, onDelivery: (d: Delivery) => void, options: ConsumeOptions) =>
+        target.consume(
+          queue,
+          queue === CANCELLATIONS_STREAM
+            ? (delivery) => setTimeout(() => onDelivery(delivery), 100)
+            : onDelivery,
+          options,
+        );
+    },
+  });
+  const worker = await startWorker(runner, slowStream, { workerId: "late@test" });
   try {
-    await early.send(gated.queue, "gated", "before", {});
     await waitFor(() => early.replies.has("before"), "the answer");
     assert.equal(early.replies.get("before")?.error?.type, "Cancelled");
     assert.deepEqual(starts, []);
