@@ -325,21 +325,30 @@ export class CallBook {
     }
     const entry = this.#entries.get(id)!;
     if (!entry.outcome) await this.#waitFor(id, timeoutMs);
-    return await this.#collect(entry);
+    if (this.#entries.get(id) !== entry) {
+      throw new TypeError(
+        `Cannot collect call '${id}' as results() collected it meanwhile: each outcome is handed out once`,
+      );
+    }
+    const [outcome] = await this.#collect([entry]);
+    return outcome;
   }
 
   /** Every call's outcome as it ends, collected; see {@linkcode TaskClient.results}. */
   async *results(): AsyncGenerator<CallOutcome, void, undefined> {
     while (!this.#closed) {
-      const id = this.#ended.shift();
-      if (id === undefined) {
+      if (this.#ended.length === 0) {
         await new Promise<void>((resolve) => this.#wakeStream = resolve);
         continue;
       }
-      const entry = this.#entries.get(id);
-      // Taken by result() meanwhile.
-      if (!entry?.outcome) continue;
-      yield await this.#collect(entry);
+      // Every call ended by now, collected together: one write and one sync of
+      // the journal for all of them, then handed out one by one.
+      const entries = this.#ended.splice(0).flatMap((id) => {
+        const entry = this.#entries.get(id);
+        // Taken by result() meanwhile.
+        return entry?.outcome ? [entry] : [];
+      });
+      yield* await this.#collect(entries);
     }
   }
 
@@ -367,23 +376,35 @@ export class CallBook {
     this.#wakeStream = undefined;
   }
 
-  /** Journals (and syncs) the outcome, then acknowledges what the queue held of the call. */
-  #collect(entry: Entry): Promise<CallOutcome> {
-    const outcome = entry.outcome!;
-    // Taken now, so that a second taker does not collect it too.
-    this.#entries.delete(entry.id);
-    this.#collected.add(entry.id);
-    const line = JSON.stringify({ id: entry.id, function: entry.fn, outcome }) + "\n";
+  /**
+   * Journals (and syncs) the outcomes of `entries`, then acknowledges what
+   * the queue held of each: one write and one sync for them all.
+   */
+  #collect(entries: Entry[]): Promise<CallOutcome[]> {
+    const outcomes = entries.map((entry) => entry.outcome!);
+    // Taken now, so that a second taker does not collect them too.
+    for (const entry of entries) {
+      this.#entries.delete(entry.id);
+      this.#collected.add(entry.id);
+    }
+    const text = entries.map((entry) =>
+      JSON.stringify({ id: entry.id, function: entry.fn, outcome: entry.outcome }) + "\n"
+    ).join("");
     const journal = this.#journal;
     this.#committing = this.#committing.then(async () => {
-      if (journal) {
-        await journal.write(new TextEncoder().encode(line));
+      if (journal && text !== "") {
+        const bytes = new TextEncoder().encode(text);
+        for (let written = 0; written < bytes.length;) {
+          written += await journal.write(bytes.subarray(written));
+        }
         await journal.syncData();
       }
-      if (entry.record) this.#broker.ack(entry.record);
-      if (entry.reply) this.#broker.ack(entry.reply);
+      for (const entry of entries) {
+        if (entry.record) this.#broker.ack(entry.record);
+        if (entry.reply) this.#broker.ack(entry.reply);
+      }
     });
-    return this.#committing.then(() => outcome);
+    return this.#committing.then(() => outcomes);
   }
 
   /** Stops the book: `results()` ends, the journal is closed; held deliveries go back with the connection. */
