@@ -30,6 +30,8 @@ interface Bucket {
   succeeded: number;
   failed: number;
   retried: number;
+  /** Of the failed: calls cancelled (dead-letter reason `cancelled`). */
+  cancelled: number;
   runMs: number[];
   endToEndMs: number[];
 }
@@ -42,6 +44,8 @@ export interface FunctionFigures {
   succeeded: number;
   failed: number;
   retried: number;
+  /** Calls cancelled over the last minute (counted among the failed too). */
+  cancelled: number;
   sent: number;
   /** Run time percentiles over the whole window, ms; `null` with no task. */
   runP50: number | null;
@@ -103,6 +107,7 @@ export class TaskStats {
       case "task-rejected": {
         if (event.kind === "task-succeeded") bucket.succeeded++;
         else bucket.failed++;
+        if (event.reason === "cancelled") bucket.cancelled++;
         if (typeof event.duration_ms === "number" && bucket.runMs.length < MAX_SAMPLES) {
           bucket.runMs.push(event.duration_ms);
         }
@@ -144,6 +149,7 @@ export class TaskStats {
       succeeded,
       failed,
       retried: sum(lastMinute, (b) => b.retried),
+      cancelled: sum(lastMinute, (b) => b.cancelled),
       sent: sum(lastMinute, (b) => b.sent),
       runP50: quantile(run, 0.5),
       runP95: quantile(run, 0.95),
@@ -160,7 +166,16 @@ export class TaskStats {
     if (!list) this.#buckets.set(fn, list = []);
     let bucket = list.find((b) => b.start === start);
     if (!bucket) {
-      bucket = { start, sent: 0, succeeded: 0, failed: 0, retried: 0, runMs: [], endToEndMs: [] };
+      bucket = {
+        start,
+        sent: 0,
+        succeeded: 0,
+        failed: 0,
+        retried: 0,
+        cancelled: 0,
+        runMs: [],
+        endToEndMs: [],
+      };
       list.push(bucket);
       const oldest = Math.floor(now / BUCKET_MS) * BUCKET_MS - BUCKETS * BUCKET_MS;
       this.#buckets.set(fn, list.filter((b) => b.start > oldest));

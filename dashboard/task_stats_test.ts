@@ -80,3 +80,13 @@ Deno.test("TaskStats forgets sent times of tasks not finished within the window,
   stale.add(event("task-succeeded", "slow", 0, { duration_ms: 1 }), later);
   assert.equal(stale.figures("task_a", later).endToEndP50, null);
 });
+
+Deno.test("TaskStats counts cancelled calls, queued or running, among the failed", () => {
+  const stats = new TaskStats();
+  stats.add(event("task-rejected", "q1", -1000, { reason: "cancelled" }), NOW);
+  stats.add(event("task-failed", "r1", -900, { duration_ms: 20, reason: "cancelled" }), NOW);
+  stats.add(event("task-failed", "e1", -800, { duration_ms: 20, reason: "exhausted" }), NOW);
+  const figures = stats.figures("task_a", NOW);
+  assert.equal(figures.cancelled, 2);
+  assert.equal(figures.failed, 3);
+});

@@ -112,7 +112,7 @@ function renderFunctions(functions, live) {
       el(
         "td",
         { class: "num" },
-        `${fig.succeeded} ok, ${fig.failed} failed, ${fig.retried} retried`,
+        `${fig.succeeded} ok, ${fig.failed} failed (${fig.cancelled} cancelled), ${fig.retried} retried`,
       ),
       el("td", { class: "num" }, `${ms(fig.runP50)} / ${ms(fig.runP95)}`),
       el("td", { class: "num" }, ms(fig.endToEndP95)),
