@@ -19,7 +19,13 @@ import {
 } from "../ops/rabbitmq/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
 import { loadRegistry, parseRegistry } from "../core/registry.ts";
-import { parseReply, parseRequest, parseWorkerInfo } from "../core/contract/mod.ts";
+import {
+  parseCancel,
+  parseCancelAnswer,
+  parseReply,
+  parseRequest,
+  parseWorkerInfo,
+} from "../core/contract/mod.ts";
 import { WORKER_ENV_VARS, type WorkerEnvVar } from "../runtime/defaults.ts";
 import { readWorkerSettings } from "../runtime/process/settings.ts";
 
@@ -268,6 +274,13 @@ Deno.test("the wire contract's example messages parse as workers and callers par
     if (example.kind === "pong") {
       kinds.push("pong");
       assert.ok(parseWorkerInfo(encode(example)).ok, "the pong");
+    } else if (example.kind === "cancel") {
+      kinds.push("cancel");
+      const parsed = parseCancel({ body: encode(example), properties: {} });
+      assert.ok(parsed.ok, parsed.ok ? "" : parsed.error.message);
+    } else if (example.kind === "cancel_answer") {
+      kinds.push("cancel_answer");
+      assert.ok(parseCancelAnswer({ body: encode(example), properties: {} }).ok, "the answer");
     } else if ("status" in example) {
       kinds.push("reply");
       const parsed = parseReply(encode(example));
@@ -281,7 +294,7 @@ Deno.test("the wire contract's example messages parse as workers and callers par
       assert.ok(parsed.ok, parsed.ok ? "" : parsed.error.message);
     }
   }
-  assert.deepEqual(kinds.sort(), ["pong", "reply", "request"]);
+  assert.deepEqual(kinds.sort(), ["cancel", "cancel_answer", "pong", "reply", "request"]);
 });
 
 Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitmq/definitions.ts grants them", async () => {

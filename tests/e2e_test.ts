@@ -600,6 +600,82 @@ Deno.test({
       );
 
       await t.step(
+        "deno task cancel stops a call running in the stack's worker container",
+        async () => {
+          const broker = await connectAmqp(plain("dispatcher", passwords.dispatcher), {
+            connectionName: "e2e-cancel",
+          });
+          const asOperator = await connectAmqp(plain("operator", passwords.operator));
+          const client = await TaskClient.open(broker, {
+            functions: new Map([["escape", { queue: "queue_escape", user: "escape" }]]),
+          });
+          try {
+            const taskId = `spin-${crypto.randomUUID()}`;
+            let started!: () => void;
+            const running = new Promise<void>((resolve) => started = resolve);
+            // A busy loop that never yields, for ten minutes.
+            const call = client.request("escape", { attempt: "spin", target: "600000" }, {
+              taskId,
+              timeoutMs: 120_000,
+              onProgress: (progress) => progress.event === "started" && started(),
+            });
+            await running;
+            const cancelledAt = Date.now();
+            // The tool believes answers from the workers' users its configuration names.
+            const config = `${dir}/escape-config.yml`;
+            await Deno.writeTextFile(
+              config,
+              "functions:\n  escape: { queue: queue_escape, user: escape }\n" +
+                "scenarios:\n  s: { tasks: [{ task: escape }] }\n",
+            );
+            const cancel = keep(
+              await runDeno(
+                [
+                  "task",
+                  "-q",
+                  "cancel",
+                  "--config",
+                  config,
+                  "--broker",
+                  `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+                  taskId,
+                ],
+                { SECRETS_DIR: secretsDir },
+              ),
+            );
+            assert.equal(cancel.code, 0, cancel.stdout + cancel.stderr);
+            assert.match(
+              cancel.stdout,
+              new RegExp(
+                `Cancelled call ${taskId}: its running attempt on escape@[0-9a-f]{12}-\\d+ was stopped`,
+              ),
+            );
+            const outcome = await call;
+            assert.equal(outcome.kind === "reply" && outcome.reply.error?.type, "Cancelled");
+            assert.ok(Date.now() - cancelledAt < 60_000, "ended long before the loop would have");
+            const letter = await waitForLetter(asOperator, "queue_escape.dlq", taskId);
+            assert.equal(letter.properties.headers?.["x-dlq-reason"], "cancelled");
+            // The loop never yields: the sandbox is ended, the worker process goes on.
+            await waitFor(
+              async () =>
+                (await compose(["logs", "--no-color", "worker-escape"])).text.includes(
+                  "did not answer",
+                ),
+              "the stuck sandbox ended",
+              30_000,
+              500,
+            );
+            const again = await client.request("escape", {}, { timeoutMs: 30_000 });
+            assert.equal(again.kind === "reply" && again.reply.result, "served");
+            assert.equal((await inspect(await containerOf("worker-escape"))).RestartCount, 0);
+          } finally {
+            await client.close();
+            await asOperator.close();
+          }
+        },
+      );
+
+      await t.step(
         "a function's user cannot call another function: task_b runs nothing from task_a and dead-letters it",
         async () => {
           const asTaskA = await connectAmqp(plain("task_a", passwords.task_a));
