@@ -80,3 +80,51 @@ Deno.test("compose.yaml publishes the broker on loopback only, with a health che
   }
   assert.ok((rabbitmq.ports as string[]).some((p) => p.includes("${AMQP_PORT:-5672}:5672")));
 });
+
+Deno.test("secrets-init runs with only what compose mounts for it: every module it imports is there", async () => {
+  const service = compose.services["secrets-init"] as Service & {
+    volumes: string[];
+    command: string[];
+  };
+  const root = new URL("..", import.meta.url);
+  const app = await Deno.makeTempDir({ prefix: "secrets-init-" });
+  try {
+    // The host folders mounted under /app, and nothing else, as in its container.
+    for (const volume of service.volumes) {
+      const [host, inside] = volume.split(":");
+      if (!inside.startsWith("/app/")) continue;
+      const target = `${app}/${inside.slice("/app/".length)}`;
+      await Deno.mkdir(target, { recursive: true });
+      for await (const entry of Deno.readDir(new URL(host, root))) {
+        if (entry.isFile) {
+          await Deno.copyFile(new URL(`${host}/${entry.name}`, root), `${target}/${entry.name}`);
+        }
+      }
+    }
+    const secrets = `${app}/secrets`;
+    await Deno.mkdir(secrets);
+    const args = service.command
+      .filter((arg) => arg.startsWith("--function=") || arg.startsWith("--celery-"));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        "--no-lock",
+        `--allow-read=${app}`,
+        `--allow-write=${secrets}`,
+        `${app}/ops/rabbitmq/secrets_init.ts`,
+        `--dir=${secrets}`,
+        ...args,
+      ],
+      cwd: app,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(120_000),
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, text);
+    assert.ok((await Deno.stat(`${secrets}/definitions.json`)).size > 0);
+  } finally {
+    await Deno.remove(app, { recursive: true });
+  }
+});

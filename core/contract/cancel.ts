@@ -64,6 +64,20 @@ export const CANCELLATIONS_STREAM_OPTIONS = Object.freeze({
   segmentBytes: CANCELLATIONS_SEGMENT_BYTES,
 });
 
+/**
+ * The arguments RabbitMQ takes for the stream, as the broker's definitions
+ * declare it (they may import nothing but the contract): those that the
+ * broker layer makes of {@linkcode CANCELLATIONS_STREAM_OPTIONS}, which a
+ * test holds equal.
+ */
+export const CANCELLATIONS_STREAM_ARGUMENTS: Readonly<Record<string, string | number>> = Object
+  .freeze({
+    "x-queue-type": "stream",
+    "x-max-age": `${CANCELLATION_RETENTION_MS / 1000}s`,
+    "x-max-length-bytes": CANCELLATIONS_MAX_BYTES,
+    "x-stream-max-segment-size-bytes": CANCELLATIONS_SEGMENT_BYTES,
+  });
+
 /** The error type of a call that was cancelled, in its reply and its dead letter. */
 export const CANCELLED = "Cancelled";
 

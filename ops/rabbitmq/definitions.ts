@@ -20,14 +20,16 @@
 
 import { CONTROL_EXCHANGE, NAME_PATTERN } from "../../core/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../../core/contract/events.ts";
-import { CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_OPTIONS } from "../../core/contract/cancel.ts";
+import {
+  CANCELLATIONS_STREAM,
+  CANCELLATIONS_STREAM_ARGUMENTS,
+} from "../../core/contract/cancel.ts";
 import {
   NAMED_REPLY_QUEUE_MAX_IDLE_MS,
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueuesOf,
 } from "../../core/contract/named_callers.ts";
 import { CELERY_CLIENT_USER, DASHBOARD_USER, DISPATCHER_USER } from "../../core/contract/users.ts";
-import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
 export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
@@ -476,7 +478,7 @@ export function buildDefinitions(
       vhost,
       durable: true,
       auto_delete: false,
-      arguments: queueArguments(CANCELLATIONS_STREAM_OPTIONS),
+      arguments: { ...CANCELLATIONS_STREAM_ARGUMENTS },
     }],
   };
 }

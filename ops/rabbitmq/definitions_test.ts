@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import { NAME_PATTERN as RUNTIME_NAME_PATTERN } from "../../runtime/define_function.ts";
 import { REPLY_QUEUE_PATTERN, replyQueueName } from "../../core/contract/names.ts";
 import {
+  CANCELLATIONS_STREAM_ARGUMENTS,
+  CANCELLATIONS_STREAM_OPTIONS,
+} from "../../core/contract/cancel.ts";
+import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
+import {
   NAMED_REPLY_QUEUE_MAX_IDLE_MS,
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueueOf,
@@ -315,6 +320,11 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
   ]);
+  // What the broker layer would declare, though the definitions may not import it.
+  assert.deepEqual(
+    { ...CANCELLATIONS_STREAM_ARGUMENTS },
+    queueArguments(CANCELLATIONS_STREAM_OPTIONS),
+  );
   assert.deepEqual(definitions.queues, [{
     name: "tasks.cancellations",
     vhost: "/",
