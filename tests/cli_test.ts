@@ -120,7 +120,7 @@ Deno.test("deno task dispatch and load refuse a path they cannot write, before s
 });
 
 Deno.test("every tool's --help documents exit code 70 for a bug", async () => {
-  for (const tool of ["dispatch", "load", "status", "dlq", "bench"]) {
+  for (const tool of ["dispatch", "load", "status", "dlq", "cancel", "bench"]) {
     const run = await runDeno(["task", "-q", tool, "--help"]);
     assert.equal(run.code, 0, `${tool}: ${run.stderr}`);
     assert.match(run.stdout, /^ {2}70 +a bug/m, tool);
