@@ -188,7 +188,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
   const events = emit !== NO_EVENTS;
   let nextRun = 1;
   /** The attempts running now, by task id, for cancellations to find. */
-  const running = new Map<string, RunningAttempt[]>();
+  const running = new Map<string, RunningAttempt | RunningAttempt[]>();
 
   function startRun(task: Task): TaskRun {
     const { delivery } = task;
@@ -445,19 +445,24 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       }).catch((error) => logOf(run).debug("Could not send a progress event", { error }));
     }
     const attempt: RunningAttempt = { run, runId: nextRun++ };
-    track(attempt, true);
-    const result = await runner.run(
-      {
-        id: attempt.runId,
-        payload: request.payload,
-        taskId: run.taskId,
-        attempt: run.attempt,
-        worker: workerId,
-        deadline,
-      },
-      attemptLimit(read.timeoutMs, deadline),
-      () => logOf(run),
-    ).finally(() => track(attempt, false));
+    track(attempt);
+    let result: HandlerOutcome;
+    try {
+      result = await runner.run(
+        {
+          id: attempt.runId,
+          payload: request.payload,
+          taskId: run.taskId,
+          attempt: run.attempt,
+          worker: workerId,
+          deadline,
+        },
+        attemptLimit(read.timeoutMs, deadline),
+        () => logOf(run),
+      );
+    } finally {
+      untrack(attempt);
+    }
     if (task.abandoned) return;
     if (run.cancelledBy !== undefined && !result.ok && result.requeue === undefined) {
       return await stopped(run, run.cancelledBy);
@@ -637,20 +642,39 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     return options.cancelled.find(run.taskId, run.sender);
   }
 
-  /** Adds (or removes) an attempt to those a cancellation can find by its task id. */
-  function track(attempt: RunningAttempt, on: boolean): void {
+  /**
+   * Adds an attempt to those a cancellation can find by its task id. One id
+   * runs once at a time nearly always: a list only for the rare two senders
+   * of one id, so the common case allocates nothing.
+   */
+  function track(attempt: RunningAttempt): void {
     const id = attempt.run.taskId;
     if (id === null) return;
-    const list = running.get(id) ?? [];
-    const rest = list.filter((other) => other !== attempt);
-    if (on) rest.push(attempt);
-    if (rest.length > 0) running.set(id, rest);
-    else running.delete(id);
+    const current = running.get(id);
+    if (current === undefined) running.set(id, attempt);
+    else running.set(id, [...(Array.isArray(current) ? current : [current]), attempt]);
+  }
+
+  function untrack(attempt: RunningAttempt): void {
+    const id = attempt.run.taskId;
+    if (id === null) return;
+    const current = running.get(id);
+    if (current === attempt) return void running.delete(id);
+    if (!Array.isArray(current)) return;
+    const rest = current.filter((other) => other !== attempt);
+    if (rest.length === 0) running.delete(id);
+    else running.set(id, rest.length === 1 ? rest[0] : rest);
+  }
+
+  /** The attempts of `taskId` running now. */
+  function runningOf(taskId: string): RunningAttempt[] {
+    const current = running.get(taskId);
+    return current === undefined ? [] : Array.isArray(current) ? current : [current];
   }
 
   function cancelRunning(taskId: string, by: string): CancelStatus | undefined {
     let status: CancelStatus | undefined;
-    for (const { run, runId } of running.get(taskId) ?? []) {
+    for (const { run, runId } of runningOf(taskId)) {
       if (!mayCancel(by, run.sender)) {
         status ??= "refused";
       } else if (run.cancelledBy !== undefined) {
