@@ -15,9 +15,11 @@
  * {@linkcode DEFAULT_MAX_CANCELLATIONS}, forgetting the oldest first, and
  * each until the deadline it names or the retention, whichever is first.
  * A cancellation counts only for calls whose sender may be cancelled by its
- * publisher (`mayCancel`). A worker that cannot read the stream (its broker
- * refuses it, or it is missing and the worker may not declare it) serves
- * its tasks all the same, and says so: it then stops nothing.
+ * publisher (`mayCancel`). A worker whose stream is missing, and that may
+ * not declare it, serves its tasks all the same and says so: it then stops
+ * nothing. One whose user may not read it stops at start, saying what to
+ * grant ({@linkcode CancellationsRefusedError}): RabbitMQ closes the channel
+ * of a refused consumer, and with it every other consumer of the worker.
  *
  * @module
  */
@@ -142,6 +144,21 @@ export interface ServeCancellationsOptions {
   now?: () => number;
 }
 
+/**
+ * The broker refuses the worker's user read on the cancellations stream: a
+ * deployment to fix (its permissions), which no retry mends.
+ */
+export class CancellationsRefusedError extends Error {
+  /** @param cause The broker's refusal. */
+  constructor(cause: unknown) {
+    super(
+      `Cannot start the worker as the broker refuses it read on the stream '${CANCELLATIONS_STREAM}': grant its user read on it (ops/rabbitmq/definitions.ts workerPermissions; docs/security.md), then restart it`,
+      { cause },
+    );
+    this.name = "CancellationsRefusedError";
+  }
+}
+
 /** The reading of the stream: cancel it when the worker stops. */
 export interface CancellationsReader extends Consumer {
   /** Whether the stream is being read: false when the broker refused it. */
@@ -158,8 +175,9 @@ const SYNC_TIMEOUT_MS = 10_000;
  * Reads the stream of cancellations into `options.record`, stopping running
  * attempts as they come; see the module documentation. Resolves once it has
  * read every cancellation written before it started (or after
- * {@linkcode SYNC_TIMEOUT_MS}, saying so). Never rejects: a stream the
- * worker cannot read is logged, and the worker goes on.
+ * {@linkcode SYNC_TIMEOUT_MS}, saying so). A missing stream the worker may
+ * not declare is logged, and the worker goes on; a stream it may not read
+ * rejects with a {@linkcode CancellationsRefusedError}.
  */
 export async function serveCancellations(
   broker: Broker,
@@ -237,10 +255,25 @@ export async function serveCancellations(
     if ((await broker.inspectQueue(CANCELLATIONS_STREAM)) === null) {
       await broker.declareQueue(CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_OPTIONS);
     }
+  } catch (error) {
+    log.warn(
+      "Cannot declare the missing cancellations stream: serving tasks, but no cancellation will stop one (declare it as the stack's definitions do)",
+      { stream: CANCELLATIONS_STREAM, error },
+    );
+    return { reading: false, cancel: () => Promise.resolve() };
+  }
+  try {
     consumer = await broker.consume(CANCELLATIONS_STREAM, onDelivery, {
       prefetch: 256,
       offset: { sinceMs: started - CANCELLATION_RETENTION_MS },
     });
+  } catch (error) {
+    if (/refused access/.test(String((error as Error)?.message))) {
+      throw new CancellationsRefusedError(error);
+    }
+    throw error;
+  }
+  try {
     // A stream has no end to wait for: the worker writes a marker, and once
     // it reads it back it has read everything written before it.
     await broker.publish(CANCELLATIONS_STREAM, {
@@ -252,11 +285,8 @@ export async function serveCancellations(
       },
     });
   } catch (error) {
-    log.warn(
-      "Cannot read the cancellations stream: serving tasks, but no cancellation will stop one (declare it, and give this worker's user read on it)",
-      { stream: CANCELLATIONS_STREAM, error },
-    );
-    return { reading: false, cancel: () => Promise.resolve() };
+    await consumer.cancel().catch(() => {});
+    throw error;
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const inTime = await Promise.race([

@@ -320,6 +320,9 @@ export async function startWorker(
     worker: workerId,
     function: info.name,
     log,
+  }).catch(async (error) => {
+    await control.cancel().catch(() => {});
+    throw error;
   });
   let consumer: Consumer;
   try {

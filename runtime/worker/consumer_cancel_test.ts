@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { Broker, ConsumeOptions, Delivery } from "../../core/broker/broker.ts";
-import { MemoryBroker } from "../../core/broker/mod.ts";
+import { BrokerUnavailableError, MemoryBroker } from "../../core/broker/mod.ts";
 import {
   type CancelAnswer,
   CANCELLATIONS_STREAM,
@@ -24,6 +24,7 @@ import { defineFunction } from "../define_function.ts";
 import { type HandlerRunner, inProcessRunner } from "../handler_runner.ts";
 import { startSandbox } from "../sandbox/sandbox.ts";
 import { type RunningWorker, startWorker } from "./consumer.ts";
+import { CancellationsRefusedError } from "./cancellations.ts";
 import { waitFor } from "../../tests/_helpers.ts";
 
 /** Handler starts, by task id: a cancelled call that never starts never shows here. */
@@ -297,6 +298,63 @@ Deno.test("a cancelled handler in a sandbox sees its signal fire, and its sandbo
   } finally {
     await worker.stop(0);
     await sandbox.close();
+    await hub.shutdown();
+  }
+});
+
+Deno.test("a worker whose user may not read the cancellations stream stops at start, saying what to grant; a missing stream it may not declare leaves it serving", async () => {
+  const hub = new MemoryBroker();
+  const runner = inProcessRunner(gated);
+  const refusing = (inner: Broker, refuse: "consume" | "declare") =>
+    new Proxy(inner, {
+      get(target, key) {
+        const value = Reflect.get(target, key, target);
+        const refused = (name: string) =>
+          Promise.reject(
+            new BrokerUnavailableError(
+              `Cannot ${String(key)} '${name}' as the broker refused access: ACCESS_REFUSED`,
+            ),
+          );
+        if (refuse === "consume" && key === "consume") {
+          return (queue: string, ...rest: unknown[]) =>
+            queue === CANCELLATIONS_STREAM
+              ? refused(queue)
+              : (value as (...args: unknown[]) => unknown).apply(target, [queue, ...rest]);
+        }
+        if (refuse === "declare" && key === "declareQueue") {
+          return (queue: string, ...rest: unknown[]) =>
+            queue === CANCELLATIONS_STREAM
+              ? refused(queue)
+              : (value as (...args: unknown[]) => unknown).apply(target, [queue, ...rest]);
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  try {
+    await assert.rejects(
+      () => startWorker(runner, refusing(hub.connect("gated"), "consume"), { workerId: "w1" }),
+      (error: Error) =>
+        error instanceof CancellationsRefusedError &&
+        /grant its user read on it/.test(error.message),
+    );
+    const lines: Line[] = [];
+    const log = createLogger({ write: (line) => lines.push(JSON.parse(line)) });
+    // The stream is missing on this broker (the first worker made it on the other).
+    await hub.connect("admin").deleteQueue(CANCELLATIONS_STREAM);
+    const worker = await startWorker(runner, refusing(hub.connect("gated"), "declare"), {
+      workerId: "w2",
+      log,
+    });
+    try {
+      assert.ok(lines.some((line) => String(line.msg).startsWith("Cannot declare the missing")));
+      const caller = await callerOn(hub, "dispatcher");
+      await caller.send(gated.queue, "gated", "served", {});
+      await waitFor(() => caller.replies.has("served"), "served all the same");
+    } finally {
+      await worker.stop(0);
+    }
+  } finally {
+    await runner.close();
     await hub.shutdown();
   }
 });
