@@ -52,7 +52,6 @@ import {
   type QueueOptions,
 } from "../../core/broker/broker.ts";
 import {
-  CANCELLED,
   DASHBOARD_USER,
   deadLetterQueueOf,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -62,10 +61,9 @@ import {
 import { type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { DEAD_LETTER_VIEWS, DEFAULT_DELIVERY_LIMIT } from "../defaults.ts";
 import type { HandlerRunner } from "../handler_runner.ts";
-import { AnsweredTasks } from "./answered_tasks.ts";
 import { CancelledCalls, serveCancellations } from "./cancellations.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
-import { createDeliveryHandler, type Task } from "./delivery.ts";
+import { createDeliveryHandler, type DeliveryHandlerOptions, type Task } from "./delivery.ts";
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
 import { declareRoutes } from "./protocol.ts";
 import { retryQueueOptions } from "./settle.ts";
@@ -128,7 +126,7 @@ export interface WorkerOptions {
    * the same one to every start of a worker process.
    * @default {new AnsweredTasks()}
    */
-  answered?: AnsweredTasks;
+  answered?: DeliveryHandlerOptions["answered"];
   /**
    * The cancellations this process read (`cancellations.ts`); pass the same
    * one to every start of a worker process, so that a reconnection forgets
@@ -226,7 +224,6 @@ export async function startWorker(
   const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
   await declareRoutes(broker, queue, info);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
-  const answered = options.answered ?? new AnsweredTasks();
   const cancelled = options.cancelled ?? new CancelledCalls();
   const handler = createDeliveryHandler({
     runner,
@@ -242,7 +239,7 @@ export async function startWorker(
     metrics,
     log,
     emit,
-    answered,
+    answered: options.answered,
     cancelled,
     retryDelays,
     maxEtaMs: options.maxEtaMs,
@@ -307,16 +304,7 @@ export async function startWorker(
   const cancellations = await serveCancellations(broker, {
     record: cancelled,
     cancelRunning: (taskId, by) => handler.cancelRunning(taskId, by),
-    finished: (taskId) => {
-      const found = answered.findTask(taskId);
-      if (!found) return undefined;
-      const { reply } = found.answer;
-      return {
-        sender: found.sender,
-        status: reply.status,
-        cancelled: reply.error?.type === CANCELLED,
-      };
-    },
+    finished: (taskId) => handler.finished(taskId),
     worker: workerId,
     function: info.name,
     log,

@@ -124,8 +124,12 @@ export interface DeliveryHandlerOptions {
   log: Logger;
   /** Publishes task events; {@linkcode NO_EVENTS} when they are off. */
   emit: EmitTaskEvent;
-  /** The tasks this process answered, to answer copies of their requests without running them. */
-  answered: AnsweredTasks;
+  /**
+   * The tasks this process answered, to answer copies of their requests
+   * without running them.
+   * @default {new AnsweredTasks()}
+   */
+  answered?: AnsweredTasks;
   /** The cancellations this worker read: a cancelled call never starts. */
   cancelled?: CancelledCalls;
   /** The delays of the function's retry queues (those the worker could declare). */
@@ -161,6 +165,12 @@ export interface DeliveryHandler {
    * them; what to tell `by`, or `undefined` when none runs here.
    */
   cancelRunning(taskId: string, by: string): CancelStatus | undefined;
+  /**
+   * How the task `taskId` ended here, from the record of answers: its
+   * sender, its status, and whether it was cancelled; `undefined` when this
+   * process has no answer of it (any more).
+   */
+  finished(taskId: string): { sender: string; status: string; cancelled: boolean } | undefined;
 }
 
 /** How a request that never ran is refused. */
@@ -174,7 +184,8 @@ interface Refusal {
 /** Makes the handler of a worker's deliveries. */
 export function createDeliveryHandler(options: DeliveryHandlerOptions): DeliveryHandler {
   const { runner, broker, info, queue, workerId, queueType, deliveryLimit } = options;
-  const { maxBytes, senders, random, metrics, log, emit, answered, retryDelays } = options;
+  const { maxBytes, senders, random, metrics, log, emit, retryDelays } = options;
+  const answered = options.answered ?? new AnsweredTasks();
   const stats = metrics.stats;
   const place = { function: info.name, queue, worker: workerId };
   const senderOf = createSenderCheck(broker.user, senders);
@@ -787,5 +798,15 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     handBack,
     senderOf: (delivery) => senderOf(delivery),
     cancelRunning,
+    finished(taskId) {
+      const found = answered.findTask(taskId);
+      if (!found) return undefined;
+      const { reply } = found.answer;
+      return {
+        sender: found.sender,
+        status: reply.status,
+        cancelled: reply.error?.type === CANCELLED,
+      };
+    },
   };
 }
