@@ -51,7 +51,9 @@ import {
   type TaskTrace,
   type WorkerMetrics,
 } from "./observe.ts";
-import { type AnswerFacts, protocolOf, type ReadRequest, type WorkerProtocol } from "./protocol.ts";
+import type { AnswerFacts, ReadRequest, WorkerProtocol } from "./protocol.ts";
+import { protocolFor } from "./event_protocol.ts";
+import type { ChainEmitter } from "./chain.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import { createSettler } from "./settle.ts";
 
@@ -82,6 +84,12 @@ interface TaskRun {
   logger?: Logger;
   /** Set while this request holds its task id in the record of answers. */
   record?: { key: string; fingerprint: string };
+}
+
+/** The W3C trace context a delivery carries, if any. */
+function traceparentOf(delivery: Delivery): string | undefined {
+  const value = delivery.properties.headers?.traceparent;
+  return typeof value === "string" && value.length <= 128 ? value : undefined;
 }
 
 /** Milliseconds since the run started, to the microsecond. */
@@ -119,6 +127,8 @@ export interface DeliveryHandlerOptions {
   maxEtaMs?: number;
   /** How long a delivery whose outcome could not be published waits before it goes back. */
   returnDelayMs: number;
+  /** Emits each success as an event, for a function that declares `emits` (`chain.ts`). */
+  chain?: ChainEmitter;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -176,7 +186,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       task,
       taskId,
       attempt,
-      protocol: protocolOf(delivery),
+      protocol: protocolFor(delivery),
       taskName: null,
       startedAt: isoNow(),
       started: performance.now(),
@@ -244,7 +254,8 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     resultJson: string | undefined,
   ): Promise<void> {
     const { delivery } = run.task;
-    if (!delivery.properties.replyTo) return Promise.resolve();
+    // A run kept by the record is answered for the record even with no one to answer.
+    if (!delivery.properties.replyTo && !run.record) return Promise.resolve();
     const reply = run.protocol.answer(delivery, {
       status,
       error,
@@ -262,6 +273,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (run.record && reply.kept) {
       answered.remember(run.record.key, run.record.fingerprint, reply.kept);
     }
+    if (!reply.message || !delivery.properties.replyTo) return Promise.resolve();
     return settler.answer(delivery, reply.message).catch(tolerate(run));
   }
 
@@ -330,18 +342,19 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (!read.ok) {
       stats.rejected++;
       run.taskName = read.task ?? null;
-      return await refuse(run, "rejected", read.error, {
+      return await refuse(run, read.reason ?? "rejected", read.error, {
         dropBody: read.error.type === "MessageTooLarge",
       });
     }
     run.taskName = read.request.task;
     run.read = read;
     if (read.attempt !== undefined) run.attempt = read.attempt;
+    if (read.taskId !== undefined) run.taskId = read.taskId;
     if (!run.protocol.remembersAnswers || run.taskId === null) return await proceed(run, read);
     // A copy of a request this process answered (redelivered after a lost
     // ack, or sent again by a caller that lost its node) gets that answer.
-    const key = AnsweredTasks.keyOf(sender, run.taskId);
-    const fingerprint = fingerprintOf(delivery);
+    const key = AnsweredTasks.keyOf(sender, read.record?.id ?? run.taskId);
+    const fingerprint = read.record?.fingerprint ?? fingerprintOf(delivery);
     // Claimed at once unless a copy of it runs now: no await, no extra turn.
     const claiming = answered.claim(key, fingerprint);
     const claim = claiming instanceof Promise ? await claiming : claiming;
@@ -418,6 +431,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         attempt: run.attempt,
         worker: workerId,
         deadline,
+        ...(read.event && { event: read.event }),
       },
       attemptLimit(read.timeoutMs, deadline),
       () => logOf(run),
@@ -448,6 +462,18 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       }, deadline);
     }
     if (!result.ok) return await fail(run, request, result, deadline);
+    if (options.chain) {
+      const refused = await options.chain.emit({
+        event: read.event,
+        taskId: run.taskId,
+        sender: run.sender,
+        traceparent: traceparentOf(delivery),
+        resultJson: result.resultJson,
+      });
+      if (refused) {
+        return await fail(run, request, { ok: false, retryable: false, error: refused }, deadline);
+      }
+    }
     stats.succeeded++;
     const duration = elapsed(run);
     metrics.observe("success", duration);
@@ -591,7 +617,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     task.abandoned = true;
     const { sender, allowed } = senderOf(
       delivery,
-      protocolOf(delivery).routedSender(delivery, queue),
+      protocolFor(delivery).routedSender(delivery, queue),
     );
     if (!allowed) return broker.nack(delivery, true);
     try {

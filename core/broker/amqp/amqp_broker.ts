@@ -21,7 +21,9 @@ import {
   type Delivery,
   type ExchangeOptions,
   type ExchangeType,
+  PublishForbiddenError,
   PublishRefusedError,
+  type PublishToExchangeOptions,
   type QueueInfo,
   type QueueOptions,
 } from "../broker.ts";
@@ -218,7 +220,12 @@ export class AmqpBroker implements Broker {
     }
   }
 
-  async publishToExchange(exchange: string, message: Message, routingKey = ""): Promise<void> {
+  async publishToExchange(
+    exchange: string,
+    message: Message,
+    routingKey = "",
+    options: PublishToExchangeOptions = {},
+  ): Promise<void> {
     // Publishing to a missing exchange would close the main channel, and
     // with it every consumer: check on the side channel first, once per
     // exchange and connection (task events publish to one many times).
@@ -231,7 +238,104 @@ export class AmqpBroker implements Broker {
         this.#fail(`publish to exchange '${exchange}'`, error);
       }
     }
+    if (options.isolated) return await this.#publishIsolated(exchange, routingKey, message);
     await this.#publish(exchange, routingKey, message, `publish to exchange '${exchange}'`);
+  }
+
+  /**
+   * Publishes on the isolated channel, opened on first use. A publish the
+   * topic permissions refuse closes that channel with the refused routing
+   * key in the reason: the publishes of that key fail as forbidden, and the
+   * others still unconfirmed are sent again on a new channel (at least
+   * once: an event's id lets its receivers drop a copy).
+   */
+  async #publishIsolated(
+    exchange: string,
+    routingKey: string,
+    message: Message,
+    resent = false,
+  ): Promise<void> {
+    const action = `publish to exchange '${exchange}' with routing key '${routingKey}'`;
+    if (this.#isClosed) throw closedError(action, this.#url);
+    const { userId } = message.properties;
+    if (userId !== undefined && userId !== this.user) {
+      throw new TypeError(
+        `Cannot ${action} with user_id '${userId}' as this connection's user is '${this.user}': leave user_id out, it is set for you`,
+      );
+    }
+    let channel: ConfirmChannel;
+    try {
+      channel = await this.#isolatedChannel();
+    } catch (error) {
+      this.#fail(action, error);
+    }
+    const closed = this.#isolatedClosed;
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    const options = { ...message.properties, userId: this.user } as Options.Publish;
+    const outcome = await new Promise<"ok" | "resend" | Error>((resolve) => {
+      const onClose = (error?: unknown) => {
+        const text = String((error as Error)?.message ?? "the channel closed");
+        const refused = text.match(/ACCESS.REFUSED.*topic '([^']*)'/i);
+        if (refused && refused[1] === routingKey) {
+          resolve(
+            new PublishForbiddenError(
+              `Cannot ${action} as broker user '${this.user}' may not publish it there (the broker's topic permissions): grant it, for events in functions/registry.yaml (docs/events.md, "Who may emit what")`,
+              { exchange, routingKey },
+              { cause: error },
+            ),
+          );
+        } else if (refused && !resent) resolve("resend");
+        else {
+          resolve(
+            new BrokerUnavailableError(
+              `Cannot ${action} as the broker did not confirm it: ${text}`,
+              {
+                cause: error,
+              },
+            ),
+          );
+        }
+      };
+      // The broker's reason comes with the channel's close, which settles
+      // whatever was not confirmed before it.
+      closed.then(onClose);
+      try {
+        channel.publish(exchange, routingKey, body, options, (error) => {
+          if (!error) resolve("ok");
+        });
+      } catch (error) {
+        onClose(error);
+      }
+    });
+    if (outcome === "ok") return;
+    if (outcome === "resend") {
+      return await this.#publishIsolated(exchange, routingKey, message, true);
+    }
+    throw outcome;
+  }
+
+  #isolated: Promise<ConfirmChannel> | undefined;
+  #isolatedClosed: Promise<unknown> = new Promise(() => {});
+
+  #isolatedChannel(): Promise<ConfirmChannel> {
+    if (!this.#isolated) {
+      const opened = this.#connection.createConfirmChannel();
+      this.#isolated = opened;
+      let closedBy: (error?: unknown) => void = () => {};
+      this.#isolatedClosed = new Promise((resolve) => closedBy = resolve);
+      let reason: unknown;
+      opened.then((channel) => {
+        channel.on("error", (error: unknown) => reason = error);
+        channel.on("close", () => {
+          if (this.#isolated === opened) this.#isolated = undefined;
+          closedBy(reason);
+        });
+      }).catch((error) => {
+        if (this.#isolated === opened) this.#isolated = undefined;
+        closedBy(error);
+      });
+    }
+    return this.#isolated;
   }
 
   publish(queue: string, message: Message): Promise<void> {
