@@ -165,6 +165,8 @@ function escapeRegExp(text: string): string {
  * may emit those types and no other.
  */
 export function topicPatternRegex(pattern: string): string {
+  // No braces: RabbitMQ expands {username} and the like in topic permissions.
+  const WORD = "[A-Za-z0-9_-]+";
   const parts = pattern.split(".");
   if (parts.length === 1 && parts[0] === "#") return `^${WORD}(\\.${WORD})*$`;
   let regex = "";

@@ -281,7 +281,7 @@ Deno.test({
       deployments.map(nameOf).sort(),
       FUNCTIONS.map(({ name }) => `worker-${kubernetesName(name)}`).sort(),
     );
-    for (const { name, queue, user: userName } of FUNCTIONS) {
+    for (const { name, queue, user: userName, triggers, emits } of FUNCTIONS) {
       const deployment = find<IDeployment>(objects, "Deployment", `worker-${kubernetesName(name)}`);
       const pod = deployment.spec!.template.spec!;
       assert.equal(pod.containers.length, 1);
@@ -302,6 +302,8 @@ Deno.test({
         LOG_FORMAT: "json",
         FUNCTION_NAME: name,
         FUNCTION_QUEUE: queue,
+        ...(triggers?.length && { FUNCTION_TRIGGERS: triggers.join(",") }),
+        ...(emits && { FUNCTION_EMITS: emits }),
       });
       for (const variable of Object.keys(env)) {
         assert.ok(
@@ -382,8 +384,11 @@ Deno.test({
       queues.map((queue) => queue.spec.name).sort(),
       FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
     );
-    for (const { user, queue } of FUNCTIONS) {
-      assert.deepEqual(permissionOf(kubernetesName(user)), workerPermissions(queue));
+    for (const { user, queue, triggers, emits } of FUNCTIONS) {
+      assert.deepEqual(
+        permissionOf(kubernetesName(user)),
+        workerPermissions(queue, { triggers, emits }),
+      );
       const work = queues.find((q) => q.spec.name === queue)!;
       const dlq = queues.find((q) => q.spec.name === deadLetterQueueOf(queue))!;
       for (const q of [work, dlq]) {

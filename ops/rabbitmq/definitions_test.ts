@@ -125,8 +125,8 @@ Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactl
   }
   assert.deepEqual(
     dispatcherPermissions([]).write,
-    "^(amq\\.default|tasks\\.control|tasks\\.events)$",
-    "no function, no queue",
+    "^(amq\\.default|tasks\\.control|tasks\\.events|events)$",
+    "no function, no queue (events: what its topic permission grants)",
   );
 
   // Write on a queue lets a user bind it to an exchange it may read, and a
@@ -289,6 +289,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
+    ["events", "topic", true],
   ]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
   assert.deepEqual(locked.permissions, [], "a user without permissions gets none");
