@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { CLOUD_EVENTS_EXCHANGE } from "../../core/contract/cloud_events.ts";
 import { relative } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { Namespace } from "kubernetes-models/v1/Namespace";
@@ -415,11 +416,15 @@ Deno.test({
 
     const exchanges = ofKind<RabbitmqExchange>(objects, "Exchange");
     assert.deepEqual(
-      exchanges.map((e) => e.spec),
-      [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+      exchanges.map((e) => e.spec).sort((a, b) => a.name.localeCompare(b.name)),
+      [
+        [CLOUD_EVENTS_EXCHANGE, "topic"],
+        [CONTROL_EXCHANGE, "fanout"],
+        [EVENTS_EXCHANGE, "fanout"],
+      ].map(([name, type]) => ({
         name,
         vhost: "/",
-        type: "fanout",
+        type,
         durable: true,
         rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
       })),
