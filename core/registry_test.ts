@@ -196,3 +196,45 @@ Deno.test("routesFrom() names every setting to fix, as the option spells it", ()
     ].join("\n"),
   );
 });
+
+Deno.test("parseRegistry() reads triggers, emits and events.emitters, and refuses bad ones", () => {
+  const registry = parseRegistry(
+    [
+      "functions:",
+      "  task_a:",
+      "    queue: queue_a",
+      '    triggers: [order.created, "order.*"]',
+      "    emits: order.priced",
+      "events:",
+      "  emitters:",
+      '    dispatcher: ["order.#"]',
+    ].join("\n"),
+    "registry.yaml",
+  );
+  const entry = registry.functions.get("task_a")!;
+  assert.deepEqual(entry.triggers, ["order.created", "order.*"]);
+  assert.equal(entry.emits, "order.priced");
+  assert.deepEqual([...registry.emitters], [["dispatcher", ["order.#"]]]);
+  assert.throws(
+    () =>
+      parseRegistry(
+        [
+          "functions:",
+          "  task_a:",
+          "    queue: queue_a",
+          "    triggers: [order created]",
+          '    emits: "order.*"',
+          "  task_b:",
+          "    queue: queue_b",
+          "events:",
+          "  emitters:",
+          "    task_b: [x]",
+        ].join("\n"),
+        "registry.yaml",
+      ),
+    (error: Error) =>
+      /triggers: "order created" is not a topic pattern/.test(error.message) &&
+      /emits 'order\.\*' is not an event type/.test(error.message) &&
+      /'task_b' is a function's broker user/.test(error.message),
+  );
+});

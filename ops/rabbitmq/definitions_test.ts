@@ -17,6 +17,7 @@ import {
   operatorPolicies,
   type Permissions,
   RETRY_QUEUES_PER_FUNCTION,
+  topicPermissionsOf,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
@@ -407,4 +408,26 @@ Deno.test("buildDefinitions() gives users their limits, and the vhost asked for"
   const policy = definitions.parameters[1];
   assert.equal(policy.component === "operator_policy" && policy.value.definition.expires, 1000);
   assert.deepEqual(Object.keys(USER_LIMITS).sort(), ["celery_client", "dashboard"]);
+});
+
+Deno.test("topicPermissionsOf() lets a function emit its type and bind its triggers, an emitter its grant", () => {
+  const fn = topicPermissionsOf({ triggers: ["order.created", "order.*"], emits: "order.priced" });
+  assert.deepEqual(fn, {
+    exchange: "events",
+    write: "^(order\\.priced)$",
+    read: "^(order\\.created|order\\.\\*)$",
+  });
+  assert.ok(new RegExp(fn.read).test("order.*"), "binds its pattern as written");
+  assert.ok(!new RegExp(fn.read).test("order.paid"), "and no other binding key");
+  assert.ok(!new RegExp(fn.write).test("order.created"));
+  const dispatcher = topicPermissionsOf({ emitterPatterns: ["demo.#", "order.*"] });
+  for (const type of ["demo", "demo.greet", "order.created"]) {
+    assert.ok(new RegExp(dispatcher.write).test(type), type);
+  }
+  assert.ok(!new RegExp(dispatcher.write).test("order.created.v2"));
+  assert.equal(topicPermissionsOf({}).write, "^$", "no grant, nothing");
+  const worker = workerPermissions("queue_a", { triggers: ["a.b"], emits: "a.c" });
+  assert.ok(new RegExp(worker.read).test("events") && new RegExp(worker.write).test("events"));
+  const plain = workerPermissions("queue_a");
+  assert.ok(!new RegExp(plain.read).test("events") && !new RegExp(plain.write).test("events"));
 });
