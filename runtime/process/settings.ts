@@ -186,16 +186,16 @@ export function readWorkerSettings(
       name: deployedName(env, "FUNCTION_NAME"),
       queue: deployedName(env, "FUNCTION_QUEUE"),
     },
-    subscriptions: subscriptionsOf(env),
+    ...subscriptionsOf(env),
   };
 }
 
 function subscriptionsOf(
   env: (name: WorkerEnvVar) => string | undefined,
-): WorkerSettings["subscriptions"] {
-  const triggersText = env("FUNCTION_TRIGGERS");
-  const emits = env("FUNCTION_EMITS");
-  if (triggersText === undefined && emits === undefined) return undefined;
+): Pick<WorkerSettings, "subscriptions"> {
+  const triggersText = env("FUNCTION_TRIGGERS") || undefined;
+  const emits = env("FUNCTION_EMITS") || undefined;
+  if (triggersText === undefined && emits === undefined) return {};
   const triggers = (triggersText ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
   for (const pattern of triggers) {
     const problem = topicPatternProblem(pattern);
@@ -212,7 +212,7 @@ function subscriptionsOf(
       }': set it to one event type, such as order.priced, or leave it unset`,
     );
   }
-  return { triggers, ...(emits && { emits }) };
+  return { subscriptions: { triggers, ...(emits && { emits }) } };
 }
 
 function senderList(text: string | undefined): string[] | undefined {
