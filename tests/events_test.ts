@@ -32,6 +32,7 @@ import {
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { exitWithin, runDeno, startWorkerProcess } from "./_processes.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 
 /** A run a function recorded: the event's attributes and the payload. */
@@ -410,6 +411,40 @@ Deno.test({
     } finally {
       await emitter.close();
       await stopAll(functions);
+    }
+  },
+});
+
+Deno.test({
+  name: "deno task emit runs a host worker's function, its queue bound by FUNCTION_TRIGGERS",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const t = topic();
+    const queue = uniqueName("emit_cli");
+    const worker = await startWorkerProcess("task_a", {
+      AMQP_URL,
+      QUEUE: queue,
+      FUNCTION_TRIGGERS: `${t}.greet`,
+    });
+    const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-cli" });
+    try {
+      const result = await runDeno(
+        ["task", "emit", `${t}.greet`, "--data", '{"work_ms": 1}', "--json"],
+        { AMQP_URL },
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const { id } = JSON.parse(result.stdout.trim().split("\n").at(-1)!);
+      await worker.waitForLine(new RegExp(`Task succeeded.*${id}|${id}.*Task succeeded`), 30_000);
+      const refused = await runDeno(["task", "emit", "order created"], { AMQP_URL }, {
+        timeoutMs: 60_000,
+      });
+      assert.equal(refused.code, 2, "a bad type is a usage error");
+    } finally {
+      await worker.stop("SIGTERM");
+      await exitWithin(worker, 30_000, "the worker stops").catch(() => {});
+      await deleteFunctionQueues(admin, queue);
+      await admin.close();
     }
   },
 });
