@@ -7,6 +7,7 @@
  * @module
  */
 
+import { loadRegistry } from "../core/registry.ts";
 import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
@@ -92,9 +93,15 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       operator: { url: values["operator-broker"], passwordFile: values["operator-password-file"] },
       env: io.env,
     };
+    // Shown beside each function: the events that run it.
+    const registry = config.registry ? await loadRegistry(config.registry) : undefined;
+    const triggers = new Map(
+      [...registry?.functions.values() ?? []].map((entry) => [entry.name, entry.triggers ?? []]),
+    );
     return await runDashboard({
       flags,
       functions: config.functions,
+      triggers,
       token: given ?? generateToken(),
       tokenGiven: given !== undefined,
       settings,
