@@ -45,6 +45,14 @@ export interface EmitOptions {
   mode?: CloudEventMode;
   /** W3C trace context to continue, such as the caller's span's. */
   traceparent?: string;
+  /**
+   * A reply destination of yours (`replies.<32 hex>`) where each function
+   * that runs the event, and each down its chain, reports its run as a
+   * reply (docs/events.md, "Run reports"). Without it no one answers.
+   */
+  replyTo?: string;
+  /** The correlation id of the run reports. @default {the event's id} */
+  correlationId?: string;
 }
 
 /** The event {@linkcode emitEvent} publishes, checked; a `TypeError` says what is wrong. */
@@ -106,15 +114,15 @@ export async function emitEvent(
   options: EmitOptions = {},
 ): Promise<string> {
   const event = buildEvent(broker.user, type, data, options);
+  const message = encodeCloudEvent(event, options.mode);
+  if (options.replyTo !== undefined) {
+    message.properties.replyTo = options.replyTo;
+    message.properties.correlationId = options.correlationId ?? event.id;
+  }
   // Creates it on a bare broker; where the definitions made it, only checks it.
   await broker.declareExchange(CLOUD_EVENTS_EXCHANGE, "topic", { durable: true });
   try {
-    await broker.publishToExchange(
-      CLOUD_EVENTS_EXCHANGE,
-      encodeCloudEvent(event, options.mode),
-      type,
-      { isolated: true },
-    );
+    await broker.publishToExchange(CLOUD_EVENTS_EXCHANGE, message, type, { isolated: true });
   } catch (error) {
     if (!(error instanceof PublishForbiddenError)) throw error;
     throw new PublishForbiddenError(

@@ -448,3 +448,94 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a dispatch scenario emits an event and checks the runs it triggers, down a chain too",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const t = topic();
+    const [queueA, queueB] = [uniqueName("scenario_a"), uniqueName("scenario_b")];
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/registry.yaml`,
+      [
+        "functions:",
+        "  task_a:",
+        `    queue: ${queueA}`,
+        `    triggers: [${t}.greet]`,
+        `    emits: ${t}.greeted`,
+        "  task_b:",
+        `    queue: ${queueB}`,
+        `    triggers: ["${t}.greeted"]`,
+      ].join("\n"),
+    );
+    await Deno.writeTextFile(
+      `${dir}/test-config.yml`,
+      [
+        "registry: registry.yaml",
+        "default_scenario: chain",
+        "scenarios:",
+        "  chain:",
+        "    events:",
+        `      - emit: ${t}.greet`,
+        "        data: { work_ms: 5 }",
+        "        expect_runs: [{ function: task_a }, { function: task_b }]",
+        "  wrong:",
+        "    events:",
+        `      - emit: ${t}.greet`,
+        "        timeout_ms: 3000",
+        "        expect_runs: [{ function: task_b, status: error }]",
+      ].join("\n"),
+    );
+    const workers = [
+      await startWorkerProcess("task_a", {
+        AMQP_URL,
+        QUEUE: queueA,
+        FUNCTION_TRIGGERS: `${t}.greet`,
+        FUNCTION_EMITS: `${t}.greeted`,
+      }),
+      await startWorkerProcess("task_b", {
+        AMQP_URL,
+        QUEUE: queueB,
+        FUNCTION_TRIGGERS: `${t}.greeted`,
+      }),
+    ];
+    const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-scenario" });
+    try {
+      const run = (scenario: string) =>
+        runDeno(
+          [
+            "task",
+            "dispatch",
+            "--config",
+            `${dir}/test-config.yml`,
+            "--scenario",
+            scenario,
+            "--no-save",
+          ],
+          { AMQP_URL },
+          { timeoutMs: 120_000 },
+        );
+      const passed = await run("chain");
+      assert.equal(passed.code, 0, passed.stdout + passed.stderr);
+      assert.match(passed.stdout, /EMITTED\s+\S+\.greet as [0-9a-f-]{36}/);
+      assert.match(passed.stdout, /RAN\s+task_a success/);
+      assert.match(passed.stdout, /RAN\s+task_b success .*down the chain, event [0-9a-f-]{36}/);
+      assert.match(passed.stdout, /Events passed: 1\/1/);
+      const failed = await run("wrong");
+      assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+      assert.match(
+        failed.stdout,
+        /task_b expected to end in error, ended in success: FAILED/,
+      );
+    } finally {
+      for (const worker of workers) {
+        await worker.stop("SIGTERM");
+        await exitWithin(worker, 30_000, "the worker stops").catch(() => {});
+      }
+      await deleteFunctionQueues(admin, queueA, queueB);
+      await admin.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

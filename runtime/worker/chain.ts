@@ -34,6 +34,12 @@ export interface ChainTrigger {
   sender?: string;
   /** The trigger's W3C trace context, continued by the emitted event. */
   traceparent?: string;
+  /**
+   * Where the trigger's emitter asked for run reports, and its correlation
+   * id: the emitted event carries both on, so its runs are reported too.
+   */
+  replyTo?: string;
+  correlationId?: string;
   resultJson: string;
 }
 
@@ -85,13 +91,13 @@ export function createChainEmitter(
     type,
     async emit(trigger) {
       const event = await chainedEvent(functionName, type, trigger);
+      const message = encodeCloudEvent(event);
+      if (trigger.replyTo) {
+        message.properties.replyTo = trigger.replyTo;
+        message.properties.correlationId = trigger.correlationId ?? trigger.event?.id;
+      }
       try {
-        await broker.publishToExchange(
-          CLOUD_EVENTS_EXCHANGE,
-          encodeCloudEvent(event),
-          type,
-          { isolated: true },
-        );
+        await broker.publishToExchange(CLOUD_EVENTS_EXCHANGE, message, type, { isolated: true });
       } catch (error) {
         if (!(error instanceof PublishForbiddenError)) throw error;
         return {

@@ -468,6 +468,9 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         taskId: run.taskId,
         sender: run.sender,
         traceparent: traceparentOf(delivery),
+        // Checked at arrival: a reply destination, or none.
+        replyTo: delivery.properties.replyTo,
+        correlationId: delivery.properties.correlationId,
         resultJson: result.resultJson,
       });
       if (refused) {

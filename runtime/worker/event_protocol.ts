@@ -1,7 +1,9 @@
 /**
  * Events as a worker reads them (docs/events.md): a CloudEvent, in either
  * mode, becomes one run of the function with the event's data as payload
- * and its attributes as `context.event`. No one is answered. The record of
+ * and its attributes as `context.event`. No one is answered, unless the
+ * emitter set `reply_to` (a reply destination, as for a request): then each
+ * run, down the chain too, is reported there as a reply. The record of
  * answers keeps each event run to success by its `source` and `id` (and
  * the broker user who published it), so a copy of it, redelivered or
  * published again with the same id, is settled without running again, on
@@ -91,9 +93,14 @@ export const EVENT_PROTOCOL: WorkerProtocol = Object.freeze(
       };
     },
     answer(delivery: Delivery, facts: AnswerFacts): Answer {
-      // No reply: only a success is kept, so a failure's retry or replay runs.
-      if (facts.status !== "success") return {};
-      return { kept: NATIVE_PROTOCOL.answer(delivery, facts)?.kept };
+      // An emitter that set reply_to gets a run report, as a caller gets a
+      // reply; others get nothing. Only a success is kept, so that a
+      // failure's retry or replayed dead letter runs.
+      const native = NATIVE_PROTOCOL.answer(delivery, facts)!;
+      return {
+        ...(delivery.properties.replyTo && { message: native.message }),
+        ...(facts.status === "success" && { kept: native.kept }),
+      };
     },
   } satisfies WorkerProtocol,
 );
