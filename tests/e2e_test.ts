@@ -238,6 +238,52 @@ Deno.test({
         assert.match(out, /^Active workers: 3$/m, "the scenario's workers answered the ping");
       });
 
+      await t.step(
+        "deno task emit runs task_a in its container; the dispatcher emits only what the registry grants",
+        async () => {
+          const emit = async (args: string[]) =>
+            keep(
+              await runDeno([
+                "task",
+                "emit",
+                ...args,
+                "--broker",
+                `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+              ], { SECRETS_DIR: secretsDir }),
+            );
+          const emitted = await emit(["demo.greet", "--data", '{"work_ms": 1}', "--json"]);
+          assert.equal(emitted.code, 0, emitted.stdout + emitted.stderr);
+          const { id } = JSON.parse(emitted.stdout.trim().split("\n").at(-1)!);
+          // The generated definitions bind nothing: the worker bound queue_a
+          // with its FUNCTION_TRIGGERS, as its topic permission allows.
+          await waitFor(
+            async () =>
+              (await compose(["logs", "--no-color", "worker-a"])).text.split("\n").some((line) =>
+                line.includes(id) && line.includes('"msg":"Task succeeded"')
+              ),
+            "one of worker-a's containers runs the event",
+            30_000,
+            250,
+          );
+          const refused = await emit(["order.created"]);
+          assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+          assert.match(
+            refused.stderr,
+            /Cannot emit 'order\.created' as broker user 'dispatcher' may not/,
+          );
+          const scenario = await dispatch([
+            "--broker",
+            `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+            "--scenario",
+            "greet_by_event",
+            "--no-save",
+          ]);
+          assert.equal(scenario.code, 0, scenario.stdout + scenario.stderr);
+          assert.match(scenario.stdout, /RAN\s+task_a success on task_a@[0-9a-f]{12}-\d+/);
+          assert.match(scenario.stdout, /^Events passed: 1\/1$/m);
+        },
+      );
+
       await t.step("healthy workers agree with dispatch, status and /metrics", async () => {
         const workers = [...await containersOf("worker-a"), await containerOf("worker-b")];
         const document: RunDocument = JSON.parse(await Deno.readTextFile(results));
