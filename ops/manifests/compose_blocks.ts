@@ -91,13 +91,17 @@ function eventVariables(entry: FunctionEntry, indent: string): string[] {
   ];
 }
 
-/** secrets-init's flags for events: each function's triggers and emits, each emitter's grant. */
-function eventFlags(
+/**
+ * secrets-init's flags for events (docs/events.md): each function's
+ * triggers and emits, each emitter's grant. compose.yaml's secrets-init gets
+ * them from `deno task manifests`; a Swarm's secrets are made with the same.
+ */
+export function eventFlagsOf(
   entries: readonly FunctionEntry[],
   emitters: ReadonlyMap<string, readonly string[]>,
 ): string[] {
   const flag = (name: string, user: string, list: readonly string[]) =>
-    `- ${JSON.stringify(`--${name}=${user}=${list.join(",")}`)}`;
+    `--${name}=${user}=${list.join(",")}`;
   return [
     ...native(entries).flatMap((entry) => [
       ...(entry.triggers?.length ? [flag("triggers", entry.user, entry.triggers)] : []),
@@ -140,7 +144,10 @@ export function composeBlocks(
           entry.protocol === "celery" ? "celery-function" : "function"
         }=${entry.user}=${entry.queue}`
       ),
-      ...eventFlags(entries, registry?.emitters ?? new Map()),
+      // Quoted: a pattern's # would start a YAML comment after a space.
+      ...eventFlagsOf(entries, registry?.emitters ?? new Map()).map((flag) =>
+        `- ${JSON.stringify(flag)}`
+      ),
     ],
     workers: entries.flatMap((entry, i) => [
       ...(i === 0 ? [] : [""]),
