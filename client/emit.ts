@@ -21,6 +21,9 @@ import {
   parseCloudEvent,
 } from "../core/contract/mod.ts";
 
+/** The brokers whose events exchange is known to exist. */
+const declared = new WeakSet<Broker>();
+
 /** Options for {@linkcode emitEvent} (and `TaskClient.emit`). */
 export interface EmitOptions {
   /**
@@ -119,11 +122,17 @@ export async function emitEvent(
     message.properties.replyTo = options.replyTo;
     message.properties.correlationId = options.correlationId ?? event.id;
   }
-  // Creates it on a bare broker; where the definitions made it, only checks it.
-  await broker.declareExchange(CLOUD_EVENTS_EXCHANGE, "topic", { durable: true });
+  // Creates it on a bare broker; where the definitions made it, only checks
+  // it: once per broker, as it is durable, not once per event.
+  if (!declared.has(broker)) {
+    await broker.declareExchange(CLOUD_EVENTS_EXCHANGE, "topic", { durable: true });
+    declared.add(broker);
+  }
   try {
     await broker.publishToExchange(CLOUD_EVENTS_EXCHANGE, message, type, { isolated: true });
   } catch (error) {
+    // Checked again next time: it may have been deleted.
+    declared.delete(broker);
     if (!(error instanceof PublishForbiddenError)) throw error;
     throw new PublishForbiddenError(
       `Cannot emit '${type}' as broker user '${broker.user}' may not: grant it in functions/registry.yaml (events.emitters: { ${broker.user}: ["${type}"] }), then deploy the broker's definitions again (docs/events.md)`,
