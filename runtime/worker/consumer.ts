@@ -65,9 +65,7 @@ import { AnsweredTasks } from "./answered_tasks.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { createDeliveryHandler, type Task } from "./delivery.ts";
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
-import { declareRoutes } from "./protocol.ts";
-import { declareEventRoute } from "./event_protocol.ts";
-import { createChainEmitter } from "./chain.ts";
+import { declareWorkerRoutes } from "./routes.ts";
 import { retryQueueOptions } from "./settle.ts";
 
 /** Options for {@linkcode startWorker}. */
@@ -225,8 +223,7 @@ export async function startWorker(
   });
 
   const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
-  await declareRoutes(broker, queue, info);
-  await declareEventRoute(broker, queue, options.triggers ?? []);
+  await declareWorkerRoutes(broker, queue, info, options.triggers ?? []);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
   const handler = createDeliveryHandler({
     runner,
@@ -246,9 +243,7 @@ export async function startWorker(
     retryDelays,
     maxEtaMs: options.maxEtaMs,
     returnDelayMs: options.returnDelayMs ?? 1000,
-    ...(options.emits !== undefined && {
-      chain: createChainEmitter(broker, info.name, options.emits),
-    }),
+    emits: options.emits,
   });
 
   function begin(delivery: Delivery): void {

@@ -53,7 +53,7 @@ import {
 } from "./observe.ts";
 import type { AnswerFacts, ReadRequest, WorkerProtocol } from "./protocol.ts";
 import { protocolFor } from "./event_protocol.ts";
-import type { ChainEmitter } from "./chain.ts";
+import { createChainEmitter } from "./chain.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import { createSettler } from "./settle.ts";
 
@@ -127,8 +127,8 @@ export interface DeliveryHandlerOptions {
   maxEtaMs?: number;
   /** How long a delivery whose outcome could not be published waits before it goes back. */
   returnDelayMs: number;
-  /** Emits each success as an event, for a function that declares `emits` (`chain.ts`). */
-  chain?: ChainEmitter;
+  /** The event type each success is emitted as, for a function that declares `emits` (`chain.ts`). */
+  emits?: string;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -176,6 +176,9 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     allowedSenders: new Set([...senders, broker.user]),
   });
   const events = emit !== NO_EVENTS;
+  const chain = options.emits === undefined
+    ? undefined
+    : createChainEmitter(broker, info.name, options.emits);
   let nextRun = 1;
 
   function startRun(task: Task): TaskRun {
@@ -462,8 +465,8 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       }, deadline);
     }
     if (!result.ok) return await fail(run, request, result, deadline);
-    if (options.chain) {
-      const refused = await options.chain.emit({
+    if (chain) {
+      const refused = await chain.emit({
         event: read.event,
         taskId: run.taskId,
         sender: run.sender,
