@@ -32,7 +32,7 @@ export interface ChainTrigger {
   taskId: string | null;
   /** The broker user who sent the trigger, when known. */
   sender?: string;
-  /** The trigger's W3C trace context, continued by the emitted event. */
+  /** The W3C trace context the emitted event continues: the run's span, else the trigger's. */
   traceparent?: string;
   /**
    * Where the trigger's emitter asked for run reports, and its correlation
@@ -76,7 +76,8 @@ export async function chainedEvent(
   };
   if (trigger.event?.subject !== undefined) event.subject = trigger.event.subject;
   if (trigger.event?.deadline !== undefined) event.deadline = trigger.event.deadline;
-  const traceparent = trigger.event?.traceparent ?? trigger.traceparent;
+  // The run's own span when traced (a child of the trigger's), else the trigger's.
+  const traceparent = trigger.traceparent ?? trigger.event?.traceparent;
   if (traceparent !== undefined) event.traceparent = traceparent;
   return event;
 }

@@ -86,8 +86,14 @@ interface TaskRun {
   record?: { key: string; fingerprint: string };
 }
 
-/** The W3C trace context a delivery carries, if any. */
-function traceparentOf(delivery: Delivery): string | undefined {
+/**
+ * The trace context an event emitted by a run carries on: the run's attempt
+ * span when traced, so that the next function's spans are its children;
+ * else the one the delivery came with, if any.
+ */
+function traceparentOf(run: TaskRun, delivery: Delivery): string | undefined {
+  const { trace_id: traceId, span_id: spanId } = run.traced.ids;
+  if (traceId && spanId) return `00-${traceId}-${spanId}-01`;
   const value = delivery.properties.headers?.traceparent;
   return typeof value === "string" && value.length <= 128 ? value : undefined;
 }
@@ -470,7 +476,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         event: read.event,
         taskId: run.taskId,
         sender: run.sender,
-        traceparent: traceparentOf(delivery),
+        traceparent: traceparentOf(run, delivery),
         // Checked at arrival: a reply destination, or none.
         replyTo: delivery.properties.replyTo,
         correlationId: delivery.properties.correlationId,
