@@ -347,6 +347,19 @@ Deno.test({
       );
       // The refusal closed only the events channel: the connection goes on.
       await emitEvent(emitter, `${t}.allowed.two`, {});
+      // Events in flight beside a refused one are sent again, not lost.
+      const batch = await Promise.allSettled([
+        ...Array.from({ length: 50 }, (_, i) => emitEvent(emitter, `${t}.allowed.n${i}`, {})),
+        emitEvent(emitter, `${t}.denied`, {}),
+        ...Array.from({ length: 50 }, (_, i) => emitEvent(emitter, `${t}.allowed.m${i}`, {})),
+      ]);
+      assert.deepEqual(
+        batch.map((outcome) => outcome.status),
+        [...Array(50).fill("fulfilled"), "rejected", ...Array(50).fill("fulfilled")],
+        batch.filter((o) => o.status === "rejected").map((o) =>
+          String((o as PromiseRejectedResult).reason)
+        ).join("\n"),
+      );
       await assert.rejects(
         emitEvent(emitter, `${t}.allowed.two.three`, {}),
         PublishForbiddenError,

@@ -1,9 +1,11 @@
 /**
  * {@linkcode Broker} on RabbitMQ through amqplib (imported only here, in
- * `connect_amqp.ts` and `write_batching.ts`). One connection, one confirm
- * channel for publishing, consuming and Direct Reply-to, and a side channel
- * for declarations and checks, whose failures (a missing queue, mismatched
- * arguments) would otherwise close the main channel. Open one with
+ * `connect_amqp.ts`, `write_batching.ts` and `isolated_publisher.ts`). One
+ * connection, one confirm channel for publishing, consuming and Direct
+ * Reply-to, a side channel for declarations and checks, whose failures (a
+ * missing queue, mismatched arguments) would otherwise close the main
+ * channel, and, on first use, a channel for publishes the broker's
+ * permissions may refuse (events). Open one with
  * `connectAmqp`.
  *
  * @module
@@ -21,7 +23,6 @@ import {
   type Delivery,
   type ExchangeOptions,
   type ExchangeType,
-  PublishForbiddenError,
   PublishRefusedError,
   type PublishToExchangeOptions,
   type QueueInfo,
@@ -33,6 +34,7 @@ import { maskUrl, redactPassword } from "../url.ts";
 import { coalesceWrites, PublishGate } from "./write_batching.ts";
 import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
 import { queueArguments } from "./queue_arguments.ts";
+import { IsolatedPublisher } from "./isolated_publisher.ts";
 
 /** The error amqplib settles a publish with when the broker sent `basic.nack` for it. */
 const NACKED = "message nacked";
@@ -242,19 +244,8 @@ export class AmqpBroker implements Broker {
     await this.#publish(exchange, routingKey, message, `publish to exchange '${exchange}'`);
   }
 
-  /**
-   * Publishes on the isolated channel, opened on first use. A publish the
-   * topic permissions refuse closes that channel with the refused routing
-   * key in the reason: the publishes of that key fail as forbidden, and the
-   * others still unconfirmed are sent again on a new channel (at least
-   * once: an event's id lets its receivers drop a copy).
-   */
-  async #publishIsolated(
-    exchange: string,
-    routingKey: string,
-    message: Message,
-    resent = false,
-  ): Promise<void> {
+  /** Publishes on the isolated channel (`isolated_publisher.ts`). */
+  async #publishIsolated(exchange: string, routingKey: string, message: Message): Promise<void> {
     const action = `publish to exchange '${exchange}' with routing key '${routingKey}'`;
     if (this.#isClosed) throw closedError(action, this.#url);
     const { userId } = message.properties;
@@ -263,80 +254,13 @@ export class AmqpBroker implements Broker {
         `Cannot ${action} with user_id '${userId}' as this connection's user is '${this.user}': leave user_id out, it is set for you`,
       );
     }
-    let channel: ConfirmChannel;
-    try {
-      channel = await this.#isolatedChannel();
-    } catch (error) {
-      this.#fail(action, error);
-    }
-    const closed = this.#isolatedClosed;
     const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
     const options = { ...message.properties, userId: this.user } as Options.Publish;
-    const outcome = await new Promise<"ok" | "resend" | Error>((resolve) => {
-      const onClose = (error?: unknown) => {
-        const text = String((error as Error)?.message ?? "the channel closed");
-        const refused = text.match(/ACCESS.REFUSED.*topic '([^']*)'/i);
-        if (refused && refused[1] === routingKey) {
-          resolve(
-            new PublishForbiddenError(
-              `Cannot ${action} as broker user '${this.user}' may not publish it there (the broker's topic permissions): grant it, for events in functions/registry.yaml (docs/events.md, "Who may emit what")`,
-              { exchange, routingKey },
-              { cause: error },
-            ),
-          );
-        } else if (refused && !resent) resolve("resend");
-        else {
-          resolve(
-            new BrokerUnavailableError(
-              `Cannot ${action} as the broker did not confirm it: ${text}`,
-              {
-                cause: error,
-              },
-            ),
-          );
-        }
-      };
-      // The broker's reason comes with the channel's close, which settles
-      // whatever was not confirmed before it.
-      closed.then(onClose);
-      try {
-        channel.publish(exchange, routingKey, body, options, (error) => {
-          if (!error) resolve("ok");
-        });
-      } catch (error) {
-        onClose(error);
-      }
-    });
-    if (outcome === "ok") return;
-    if (outcome === "resend") {
-      return await this.#publishIsolated(exchange, routingKey, message, true);
-    }
-    throw outcome;
+    this.#isolated ??= new IsolatedPublisher(this.#connection, this.user);
+    await this.#isolated.publish(exchange, routingKey, body, options);
   }
 
-  #isolated: Promise<ConfirmChannel> | undefined;
-  #isolatedClosed: Promise<unknown> = new Promise(() => {});
-
-  #isolatedChannel(): Promise<ConfirmChannel> {
-    if (!this.#isolated) {
-      const opened = this.#connection.createConfirmChannel();
-      this.#isolated = opened;
-      let closedBy: (error?: unknown) => void = () => {};
-      this.#isolatedClosed = new Promise((resolve) => closedBy = resolve);
-      let reason: unknown;
-      opened.then((channel) => {
-        channel.on("error", (error: unknown) => reason = error);
-        channel.on("close", () => {
-          if (this.#isolated === opened) this.#isolated = undefined;
-          closedBy(reason);
-        });
-      }).catch((error) => {
-        if (this.#isolated === opened) this.#isolated = undefined;
-        closedBy(error);
-      });
-    }
-    return this.#isolated;
-  }
+  #isolated: IsolatedPublisher | undefined;
 
   publish(queue: string, message: Message): Promise<void> {
     return this.#publish("", queue, message, `publish to '${queue}'`);
