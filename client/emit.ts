@@ -15,6 +15,7 @@ import {
   type CloudEvent,
   type CloudEventMode,
   CONTENT_TYPE,
+  DEFAULT_MAX_MESSAGE_BYTES,
   encodeCloudEvent,
   isEventType,
   isPlainObject,
@@ -97,7 +98,7 @@ export function buildEvent(
   if (options.traceparent !== undefined) event.traceparent = options.traceparent;
   // Read back as a worker will: what it would refuse is refused here, before sending.
   const check = parseCloudEvent(encodeCloudEvent(event), {
-    maxBytes: Number.MAX_SAFE_INTEGER,
+    maxBytes: DEFAULT_MAX_MESSAGE_BYTES,
     routingKey: type,
   });
   if (!check.ok) throw new TypeError(check.error.message.replace(/^Cannot accept/, "Cannot emit"));

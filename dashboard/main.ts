@@ -7,7 +7,6 @@
  * @module
  */
 
-import { loadRegistry } from "../core/registry.ts";
 import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
@@ -94,9 +93,8 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       env: io.env,
     };
     // Shown beside each function: the events that run it.
-    const registry = config.registry ? await loadRegistry(config.registry) : undefined;
     const triggers = new Map(
-      [...registry?.functions.values() ?? []].map((entry) => [entry.name, entry.triggers ?? []]),
+      [...config.subscriptions ?? []].map(([name, { triggers }]) => [name, triggers ?? []]),
     );
     return await runDashboard({
       flags,
