@@ -35,6 +35,9 @@ export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
 export { TaskCancelledError, TaskFailedError, TaskTimeoutError } from "./errors.ts";
 export { type CallState, ResultNotReadyError } from "./call_book.ts";
 export type { CancelOptions, CancelOutcome, CancelResult } from "./cancel_call.ts";
+export { buildEvent, emitEvent, type EmitOptions } from "./emit.ts";
+export { PublishForbiddenError } from "../core/broker/mod.ts";
+export type { EventAttributes } from "../core/contract/cloud_events.ts";
 export type {
   FunctionOption,
   FunctionProtocol,

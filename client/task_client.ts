@@ -19,6 +19,7 @@
  * @module
  */
 
+import { emitEvent, type EmitOptions } from "./emit.ts";
 import { setImmediate } from "node:timers";
 import {
   type Broker,
@@ -505,6 +506,15 @@ export class TaskClient {
       id,
       { ...options, until: options.until ?? this.#book.deadlineOf(id) },
     );
+  }
+
+  /**
+   * Emits `data` as an event of `type` (docs/events.md): every function
+   * whose triggers match runs once with it as payload. Resolves with the
+   * event's id once the broker has it; see {@linkcode emitEvent}.
+   */
+  emit(type: string, data?: Record<string, unknown>, options?: EmitOptions): Promise<string> {
+    return emitEvent(this.#broker, type, data, options);
   }
 
   /**

@@ -28,6 +28,8 @@ export type DashboardMode = "live" | "connecting" | "unavailable" | "embedded";
 export interface FunctionView extends QueueView {
   /** Workers that answered the last ping. */
   workers: number;
+  /** The topic patterns of the events that run it (docs/events.md). */
+  triggers: readonly string[];
   figures: FunctionFigures;
   letters: LetterView[];
 }
@@ -51,6 +53,8 @@ export interface DashboardSnapshot {
 /** Options for {@linkcode DashboardState}. */
 export interface DashboardStateOptions {
   functions: ReadonlyMap<string, FunctionRoute>;
+  /** Each function's triggers, from the registry. @default {none} */
+  triggers?: ReadonlyMap<string, readonly string[]>;
   broker: string;
   hub: SseHub;
   /** Reads and replays dead letters; absent when there is no broker to read them from. */
@@ -176,6 +180,7 @@ export class DashboardState {
       functions: queues.map((queue) => ({
         ...queue,
         workers: workers.filter((w) => w.queue === queue.queue).length,
+        triggers: this.#options.triggers?.get(queue.function) ?? [],
         figures: this.#stats.figures(queue.function),
         letters: desk?.letters(queue.queue) ?? [],
       })),

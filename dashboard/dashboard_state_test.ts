@@ -73,3 +73,15 @@ Deno.test("forged dead letters of 100 KB of control characters keep the state bo
     await broker.shutdown();
   }
 });
+
+Deno.test("DashboardState's snapshot shows each function's triggers, none where it has none", () => {
+  const state = new DashboardState({
+    functions: FUNCTIONS,
+    triggers: new Map([["task_a", ["order.created", "order.*"]]]),
+    broker: "memory",
+    hub: new SseHub(),
+  });
+  const byName = new Map(state.snapshot().functions.map((f) => [f.function, f.triggers]));
+  assert.deepEqual(byName.get("task_a"), ["order.created", "order.*"]);
+  assert.deepEqual(byName.get("task_b"), []);
+});

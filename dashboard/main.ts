@@ -92,9 +92,14 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       operator: { url: values["operator-broker"], passwordFile: values["operator-password-file"] },
       env: io.env,
     };
+    // Shown beside each function: the events that run it.
+    const triggers = new Map(
+      [...config.subscriptions ?? []].map(([name, { triggers }]) => [name, triggers ?? []]),
+    );
     return await runDashboard({
       flags,
       functions: config.functions,
+      triggers,
       token: given ?? generateToken(),
       tokenGiven: given !== undefined,
       settings,

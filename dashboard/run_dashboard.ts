@@ -43,6 +43,8 @@ function unreachableNotice(label: string): string {
 export interface RunDashboardOptions {
   flags: DashboardFlags;
   functions: ReadonlyMap<string, FunctionRoute>;
+  /** Each function's triggers, shown beside it. @default {none} */
+  triggers?: ReadonlyMap<string, readonly string[]>;
   token: string;
   /** The token came from DASHBOARD_TOKEN: it is not printed. */
   tokenGiven: boolean;
@@ -101,6 +103,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
   const desk = target ? new DeadLetterDesk(() => openOperator(settings, target!)) : undefined;
   const state = new DashboardState({
     functions,
+    triggers: options.triggers,
     broker: target?.label ?? "embedded (in the dispatcher's own process)",
     hub,
     desk,

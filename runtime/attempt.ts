@@ -9,6 +9,7 @@
 
 import type { TaskError } from "../core/contract/message.ts";
 import type { Payload } from "../core/contract/request.ts";
+import type { EventAttributes } from "../core/contract/cloud_events.ts";
 
 /** One attempt of one task, as the runtime hands it to a runner. */
 export interface HandlerRun {
@@ -20,6 +21,8 @@ export interface HandlerRun {
   worker: string;
   /** When the caller stops waiting (ms since the epoch), or null. */
   deadline: number | null;
+  /** The attributes of the event that triggered it, for a run of an event. */
+  event?: EventAttributes;
 }
 
 /** How long an attempt may run, and the error it ends with past that. */

@@ -52,6 +52,7 @@ export type DeadLetterReason =
   | "non_retryable"
   | "expired"
   | "delivery_limit"
+  | "hop_limit"
   | "cancelled";
 
 /** Every {@linkcode DeadLetterReason}. */
@@ -63,6 +64,7 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   "non_retryable",
   "expired",
   "delivery_limit",
+  "hop_limit",
   "cancelled",
 ];
 

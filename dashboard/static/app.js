@@ -102,7 +102,14 @@ function renderFunctions(functions, live) {
     return el(
       "tr",
       { "data-function": f.function },
-      el("td", {}, f.function),
+      el(
+        "td",
+        {},
+        f.function,
+        ...(f.triggers?.length
+          ? [el("div", { class: "triggers mono" }, `on ${f.triggers.join(", ")}`)]
+          : []),
+      ),
       el("td", { class: "mono" }, f.exists || !live ? f.queue : `${f.queue} (not declared yet)`),
       el("td", { class: "num depth" }, num(f.messages)),
       el("td", { class: "num consumers" }, num(f.consumers)),

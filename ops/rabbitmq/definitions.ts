@@ -21,6 +21,11 @@
 import { CONTROL_EXCHANGE, NAME_PATTERN } from "../../core/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../../core/contract/events.ts";
 import {
+  CLOUD_EVENTS_EXCHANGE,
+  exactRegex,
+  topicPatternRegex,
+} from "../../core/contract/cloud_events.ts";
+import {
   CANCELLATIONS_STREAM,
   CANCELLATIONS_STREAM_ARGUMENTS,
 } from "../../core/contract/cancel.ts";
@@ -117,6 +122,8 @@ export interface User {
   permissions?: Permissions;
   /** Without limits, as many connections and channels as the broker takes. */
   limits?: UserLimits;
+  /** Its topic permission on the events exchange, for a user that may use it. */
+  topicPermission?: TopicPermission;
 }
 
 // RabbitMQ checks publishing to the default exchange ("") as writing to
@@ -125,6 +132,8 @@ const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 const EVENTS = "tasks\\.events";
 const CANCELLATIONS = CANCELLATIONS_STREAM.replaceAll(".", "\\.");
+/** The topic exchange of the events that trigger functions (docs/events.md). */
+const CLOUD_EVENTS = "events";
 
 function checkQueue(queue: string): void {
   if (!NAME_PATTERN.test(queue)) {
@@ -201,15 +210,23 @@ export function workerPermissions(
   checkQueue(queue);
   const control = `${queue}\\.control\\.[0-9a-f]{8}`;
   const retry = retryPattern(options.retryDelaysMs);
+  // The events exchange: written to when it emits, read (its queue bound
+  // there) when it has triggers; the topic permissions say which types.
+  const emits = options.emits ? `|${CLOUD_EVENTS}` : "";
+  const triggered = options.triggers?.length ? `|${CLOUD_EVENTS}` : "";
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.${retry}|\\.control\\.[0-9a-f]{8})?$`,
-    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue})$`,
-    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL}|${CANCELLATIONS})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue}${emits})$`,
+    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL}|${CANCELLATIONS}${triggered})$`,
   };
 }
 
 /** Options for {@linkcode workerPermissions}. */
 export interface WorkerPermissionsOptions {
+  /** The topic patterns its queue is bound with on the events exchange, if any. */
+  triggers?: readonly string[];
+  /** The event type it emits, if any. */
+  emits?: string;
   /**
    * The worker's retry ladder: with it, the worker may declare exactly these
    * retry queues (`<queue>.retry.<ms>`), and no user of a function can take
@@ -257,10 +274,54 @@ export function dispatcherPermissions(queues: readonly string[]): Permissions {
   queues.forEach(checkQueue);
   const checked = queues.length === 0 ? "" : `|(${[...new Set(queues)].join("|")})(\\.dlq)?`;
   const replies = `(${REPLIES}|${namedReplyQueuesOf(DISPATCHER_USER)})`;
+  // The events exchange too: its topic permission (topicPermissionsOf) says
+  // which event types, none unless the registry's events.emitters grants some.
   return {
     configure: `^${replies}$`,
-    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CANCELLATIONS}${checked})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
     read: `^${replies}$`,
+  };
+}
+
+/** A user's topic permission on the events exchange: regular expressions over routing keys. */
+export interface TopicPermission {
+  exchange: string;
+  /** Event types it may publish. */
+  write: string;
+  /** Binding keys it may bind its queue with. */
+  read: string;
+}
+
+/** What a user may do with events, by the registry. */
+export interface EventGrants {
+  /** A function's triggers: binding keys of its queue. */
+  triggers?: readonly string[];
+  /** A function's one event type. */
+  emits?: string;
+  /** An emitter's grant (`events.emitters`): topic patterns of what it may publish. */
+  emitterPatterns?: readonly string[];
+}
+
+/**
+ * The topic permission on the events exchange of a user that may use it
+ * (write or read on it): a function's user publishes exactly its `emits`
+ * and binds exactly its triggers; an emitter publishes what its patterns
+ * match. RabbitMQ lets a user with no topic permission on an exchange
+ * publish and bind anything there, so every user that may write or read
+ * it gets one, `^$` (nothing) where the registry grants nothing. RabbitMQ
+ * 3.10 and 4.0 check write on published routing keys and read on binding
+ * keys (tests/events_test.ts).
+ */
+export function topicPermissionsOf(grants: EventGrants): TopicPermission {
+  const publish = grants.emits !== undefined
+    ? exactRegex([grants.emits])
+    : grants.emitterPatterns?.length
+    ? grants.emitterPatterns.map(topicPatternRegex).join("|")
+    : "^$";
+  return {
+    exchange: CLOUD_EVENTS_EXCHANGE,
+    write: publish,
+    read: exactRegex(grants.triggers ?? []),
   };
 }
 
@@ -399,6 +460,7 @@ export interface Definitions {
     }
   )[];
   permissions: ({ user: string; vhost: string } & Permissions)[];
+  topic_permissions: ({ user: string; vhost: string } & TopicPermission)[];
   exchanges: {
     name: string;
     vhost: string;
@@ -464,10 +526,17 @@ export function buildDefinitions(
     permissions: users.flatMap((user) =>
       user.permissions ? [{ user: user.name, vhost, ...user.permissions }] : []
     ),
-    exchanges: [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+    topic_permissions: users.flatMap((user) =>
+      user.topicPermission ? [{ user: user.name, vhost, ...user.topicPermission }] : []
+    ),
+    exchanges: [
+      [CONTROL_EXCHANGE, "fanout"],
+      [EVENTS_EXCHANGE, "fanout"],
+      [CLOUD_EVENTS_EXCHANGE, "topic"],
+    ].map(([name, type]) => ({
       name,
       vhost,
-      type: "fanout",
+      type,
       durable: true,
       auto_delete: false,
       internal: false,

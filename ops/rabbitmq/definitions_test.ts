@@ -27,6 +27,7 @@ import {
   operatorPolicies,
   type Permissions,
   RETRY_QUEUES_PER_FUNCTION,
+  topicPermissionsOf,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
@@ -145,8 +146,8 @@ Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactl
   }
   assert.deepEqual(
     dispatcherPermissions([]).write,
-    "^(amq\\.default|tasks\\.control|tasks\\.events|tasks\\.cancellations)$",
-    "no function, no queue but the cancellations stream (deno task cancel checks it)",
+    "^(amq\\.default|tasks\\.control|tasks\\.events|events|tasks\\.cancellations)$",
+    "no function, no queue but the cancellations stream, which deno task cancel checks (events: what its topic permission grants)",
   );
   assert.ok(allows(OPERATOR_PERMISSIONS, "write", "tasks.cancellations"), "operator checks it");
   assert.ok(allows(workerPermissions("queue_a"), "read", "tasks.cancellations"), "workers read it");
@@ -319,6 +320,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
+    ["events", "topic", true],
   ]);
   // What the broker layer would declare, though the definitions may not import it.
   assert.deepEqual(
@@ -462,4 +464,26 @@ Deno.test("buildDefinitions() gives users their limits, and the vhost asked for"
   const policy = definitions.parameters[1];
   assert.equal(policy.component === "operator_policy" && policy.value.definition.expires, 1000);
   assert.deepEqual(Object.keys(USER_LIMITS).sort(), ["celery_client", "dashboard"]);
+});
+
+Deno.test("topicPermissionsOf() lets a function emit its type and bind its triggers, an emitter its grant", () => {
+  const fn = topicPermissionsOf({ triggers: ["order.created", "order.*"], emits: "order.priced" });
+  assert.deepEqual(fn, {
+    exchange: "events",
+    write: "^(order\\.priced)$",
+    read: "^(order\\.created|order\\.\\*)$",
+  });
+  assert.ok(new RegExp(fn.read).test("order.*"), "binds its pattern as written");
+  assert.ok(!new RegExp(fn.read).test("order.paid"), "and no other binding key");
+  assert.ok(!new RegExp(fn.write).test("order.created"));
+  const dispatcher = topicPermissionsOf({ emitterPatterns: ["demo.#", "order.*"] });
+  for (const type of ["demo", "demo.greet", "order.created"]) {
+    assert.ok(new RegExp(dispatcher.write).test(type), type);
+  }
+  assert.ok(!new RegExp(dispatcher.write).test("order.created.v2"));
+  assert.equal(topicPermissionsOf({}).write, "^$", "no grant, nothing");
+  const worker = workerPermissions("queue_a", { triggers: ["a.b"], emits: "a.c" });
+  assert.ok(new RegExp(worker.read).test("events") && new RegExp(worker.write).test("events"));
+  const plain = workerPermissions("queue_a");
+  assert.ok(!new RegExp(plain.read).test("events") && !new RegExp(plain.write).test("events"));
 });

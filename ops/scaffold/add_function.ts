@@ -47,7 +47,14 @@ export function addFunction(
       `Cannot create function '${fn.name}' as ${DEFAULT_REGISTRY} has it already: choose another name, or edit the one there`,
     );
   }
-  functions.set(fn.name, doc.createNode({ queue: fn.queue }));
+  functions.set(
+    fn.name,
+    doc.createNode({
+      queue: fn.queue,
+      ...(fn.triggers?.length && { triggers: fn.triggers }),
+      ...(fn.emits !== undefined && { emits: fn.emits }),
+    }),
+  );
   const added = doc.toString(OUTPUT);
   let registry: Registry;
   try {

@@ -18,7 +18,7 @@ import { writeManifests } from "../manifests/main.ts";
 import { addFunction, TEST_CONFIG } from "./add_function.ts";
 import { functionModule, functionTest, type NewFunction } from "./templates.ts";
 
-const HELP = `Usage: deno task new <name> [--queue QUEUE]
+const HELP = `Usage: deno task new <name> [--queue QUEUE] [--trigger PATTERN]... [--emits TYPE]
 
 Adds the function <name> to the project: functions/<name>.ts and a test
 beside it, its entry in functions/registry.yaml and a scenario in
@@ -28,8 +28,12 @@ compose.cluster.yaml and stack.yaml, and its Kubernetes manifests under
 ops/kubernetes/functions/<name>/.
 
 Options:
-  --queue QUEUE  the queue it consumes (default: <name>)
-  -h, --help     show this help
+  --queue QUEUE      the queue it consumes (default: <name>)
+  --trigger PATTERN  run it on each event whose type matches PATTERN, a topic
+                     pattern such as order.created or order.* (repeatable;
+                     docs/events.md)
+  --emits TYPE       emit each result as an event of TYPE, such as order.priced
+  -h, --help         show this help
 
 Names are lower_snake_case (a letter, then letters, digits and _; at most
 63). Nothing is overwritten: a function or file that exists stops it.
@@ -59,7 +63,12 @@ function readOptions(args: string[]): NewFunction | "help" {
       args,
       allowPositionals: true,
       strict: true,
-      options: { queue: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        queue: { type: "string" },
+        trigger: { type: "string", multiple: true },
+        emits: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (error) {
     throw new UsageError(
@@ -73,7 +82,13 @@ function readOptions(args: string[]): NewFunction | "help" {
     );
   }
   const [name] = parsed.positionals;
-  return { name, queue: parsed.values.queue ?? name };
+  const { trigger, emits } = parsed.values;
+  return {
+    name,
+    queue: parsed.values.queue ?? name,
+    ...(trigger?.length && { triggers: trigger }),
+    ...(emits !== undefined && { emits }),
+  };
 }
 
 async function exists(url: URL): Promise<boolean> {
