@@ -278,7 +278,8 @@ export function dispatcherPermissions(queues: readonly string[]): Permissions {
   // which event types, none unless the registry's events.emitters grants some.
   return {
     configure: `^${replies}$`,
-    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
+    write:
+      `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
     read: `^${replies}$`,
   };
 }
