@@ -20,3 +20,4 @@ export * from "./celery.ts";
 export * from "./events.ts";
 export * from "./dead_letter.ts";
 export * from "./users.ts";
+export * from "./schedule.ts";
