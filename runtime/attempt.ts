@@ -20,6 +20,8 @@ export interface HandlerRun {
   worker: string;
   /** When the caller stops waiting (ms since the epoch), or null. */
   deadline: number | null;
+  /** The schedule's tick it runs for (ISO 8601), when the scheduler sent it. */
+  tick?: string;
 }
 
 /** How long an attempt may run, and the error it ends with past that. */

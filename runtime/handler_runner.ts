@@ -123,6 +123,7 @@ export async function runHandler(
     attempt: run.attempt,
     worker: run.worker,
     deadline: run.deadline,
+    tick: run.tick ?? null,
     get signal() {
       return signal();
     },

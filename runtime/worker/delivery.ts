@@ -24,6 +24,7 @@ import {
   type TaskError,
   type TaskEvent,
   type TaskRequest,
+  tickOf,
 } from "../../core/contract/mod.ts";
 import { isoNow, type Logger } from "../../core/log.ts";
 import { tracingEnabled } from "../../core/trace_context.ts";
@@ -244,7 +245,10 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     resultJson: string | undefined,
   ): Promise<void> {
     const { delivery } = run.task;
-    if (!delivery.properties.replyTo) return Promise.resolve();
+    const replyTo = delivery.properties.replyTo;
+    // A request that wants no reply (a tick) is still kept in the record: a
+    // copy of it is then settled without running again.
+    if (!replyTo && !run.record) return Promise.resolve();
     const reply = run.protocol.answer(delivery, {
       status,
       error,
@@ -262,6 +266,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (run.record && reply.kept) {
       answered.remember(run.record.key, run.record.fingerprint, reply.kept);
     }
+    if (!replyTo) return Promise.resolve();
     return settler.answer(delivery, reply.message).catch(tolerate(run));
   }
 
@@ -397,6 +402,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       return;
     }
 
+    const tick = tickOf(delivery.properties.headers);
     log.debug("Task started", idsOf(run));
     if (events) emit({ ...eventOf(run), kind: "task-started" });
     if (request.progress) {
@@ -418,6 +424,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         attempt: run.attempt,
         worker: workerId,
         deadline,
+        ...(tick !== null && { tick }),
       },
       attemptLimit(read.timeoutMs, deadline),
       () => logOf(run),
