@@ -24,7 +24,7 @@ Deno.test("deno task scheduler --help names every flag and the exit codes", asyn
   ) {
     assert.ok(out[0].includes(flag), flag);
   }
-  assert.match(out[0], /Exit codes:\n  0 .*\n  1 .*\n(.*\n)*  2 .*\n  70 /);
+  assert.match(out[0], /Exit codes:\n {2}0 .*\n {2}1 .*\n(.*\n)* {2}2 .*\n {2}70 /);
 });
 
 Deno.test("deno task scheduler exits 2 on a bad flag, naming it and the fix", async () => {

@@ -11,7 +11,6 @@
 
 import { backoffDelay, RECONNECT_POLICY } from "../core/backoff.ts";
 import { type Broker, BrokerUnavailableError, QueueMismatchError } from "../core/broker/mod.ts";
-import type { Logger } from "../core/log.ts";
 import {
   REAL_CLOCK,
   type SchedulerSession,

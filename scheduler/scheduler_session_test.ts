@@ -19,7 +19,6 @@ import {
 import { encodeState } from "./scheduler_state.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00.500Z");
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Time that moves only when the test says so. */
 class ManualClock implements SchedulerClock {
