@@ -28,6 +28,7 @@ import {
   SCHEDULE_EXCHANGE,
   SCHEDULE_TICK_HEADER,
   SCHEDULER_QUEUE,
+  SCHEDULER_QUEUE_DELIVERY_LIMIT,
   tickIdOf,
   tickTimeOf,
 } from "../core/contract/mod.ts";
@@ -64,13 +65,6 @@ export const REAL_CLOCK: SchedulerClock = {
       signal.addEventListener("abort", done, { once: true });
     }),
 };
-
-/**
- * The delivery limit of the scheduler queue: as good as none, on RabbitMQ
- * 3 and 4 alike (4 sets 20 by default), so that the state a crashing
- * replica returned again and again is never dead-lettered away.
- */
-export const STATE_DELIVERY_LIMIT = 2 ** 31;
 
 /** Most ticks of one function fired before the state is saved, in a long catch-up. */
 const TICKS_PER_BATCH = 1000;
@@ -169,7 +163,7 @@ export async function startSchedulerSession(
     durable: true,
     type: queueType,
     singleActiveConsumer: true,
-    ...(queueType === "quorum" && { deliveryLimit: STATE_DELIVERY_LIMIT }),
+    ...(queueType === "quorum" && { deliveryLimit: SCHEDULER_QUEUE_DELIVERY_LIMIT }),
   });
   await broker.bindQueue(stateQueue, SCHEDULE_EXCHANGE, stateQueue);
 

@@ -33,6 +33,13 @@ export const SCHEDULER_QUEUE = "tasks.scheduler";
  */
 export const SCHEDULE_TICK_HEADER = "x-schedule-tick";
 
+/**
+ * The delivery limit of {@linkcode SCHEDULER_QUEUE} (a quorum queue): as
+ * good as none, on RabbitMQ 3 and 4 alike (4 sets 20 by default), so the
+ * state a crashing replica returned again and again is never dropped.
+ */
+export const SCHEDULER_QUEUE_DELIVERY_LIMIT = 2 ** 31;
+
 /** AMQP `type` of the scheduler's state message. */
 export const SCHEDULER_STATE_TYPE = "scheduler.state";
 
