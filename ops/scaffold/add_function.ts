@@ -47,7 +47,13 @@ export function addFunction(
       `Cannot create function '${fn.name}' as ${DEFAULT_REGISTRY} has it already: choose another name, or edit the one there`,
     );
   }
-  functions.set(fn.name, doc.createNode({ queue: fn.queue }));
+  const entry: Record<string, unknown> = { queue: fn.queue };
+  if (fn.schedule) {
+    entry.schedule = fn.schedule.timeZone === undefined
+      ? fn.schedule.cron
+      : { cron: fn.schedule.cron, time_zone: fn.schedule.timeZone };
+  }
+  functions.set(fn.name, doc.createNode(entry));
   const added = doc.toString(OUTPUT);
   let registry: Registry;
   try {

@@ -18,7 +18,7 @@ import { writeManifests } from "../manifests/main.ts";
 import { addFunction, TEST_CONFIG } from "./add_function.ts";
 import { functionModule, functionTest, type NewFunction } from "./templates.ts";
 
-const HELP = `Usage: deno task new <name> [--queue QUEUE]
+const HELP = `Usage: deno task new <name> [--queue QUEUE] [--schedule CRON [--time-zone ZONE]]
 
 Adds the function <name> to the project: functions/<name>.ts and a test
 beside it, its entry in functions/registry.yaml and a scenario in
@@ -28,8 +28,13 @@ compose.cluster.yaml and stack.yaml, and its Kubernetes manifests under
 ops/kubernetes/functions/<name>/.
 
 Options:
-  --queue QUEUE  the queue it consumes (default: <name>)
-  -h, --help     show this help
+  --queue QUEUE     the queue it consumes (default: <name>)
+  --schedule CRON   also run it on this schedule (deno task scheduler fires
+                    it; docs/schedules.md): 5 cron fields, or 6 with seconds
+                    first, such as "0 */5 * * * *"
+  --time-zone ZONE  the IANA time zone the schedule is read in, such as
+                    Europe/Berlin (default: UTC)
+  -h, --help        show this help
 
 Names are lower_snake_case (a letter, then letters, digits and _; at most
 63). Nothing is overwritten: a function or file that exists stops it.
@@ -41,6 +46,7 @@ Exit codes:
   70 a bug: an unexpected error, printed with its stack to report
 
 Then:
+  deno task scheduler --list   (with --schedule: its next ticks)
   deno task dispatch --local --scenario <name>
   docker compose up -d --build && deno task dispatch --scenario <name>`;
 
@@ -59,7 +65,12 @@ function readOptions(args: string[]): NewFunction | "help" {
       args,
       allowPositionals: true,
       strict: true,
-      options: { queue: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        queue: { type: "string" },
+        schedule: { type: "string" },
+        "time-zone": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (error) {
     throw new UsageError(
@@ -73,7 +84,17 @@ function readOptions(args: string[]): NewFunction | "help" {
     );
   }
   const [name] = parsed.positionals;
-  return { name, queue: parsed.values.queue ?? name };
+  const { schedule, "time-zone": timeZone } = parsed.values;
+  if (timeZone !== undefined && schedule === undefined) {
+    throw new UsageError(
+      `Cannot use --time-zone without --schedule: give the schedule it is for, such as --schedule "0 3 * * *" --time-zone ${timeZone}`,
+    );
+  }
+  const fn: NewFunction = { name, queue: parsed.values.queue ?? name };
+  if (schedule !== undefined) {
+    fn.schedule = timeZone === undefined ? { cron: schedule } : { cron: schedule, timeZone };
+  }
+  return fn;
 }
 
 async function exists(url: URL): Promise<boolean> {
@@ -138,11 +159,18 @@ export async function main(
     io.out(`Added function '${fn.name}' on queue '${fn.queue}':`);
     io.out(`  created  ${created[0]} (the handler: replace it with the function's work)`);
     io.out(`  created  ${created[1]}`);
-    io.out(`  updated  ${DEFAULT_REGISTRY} (functions.${fn.name})`);
+    io.out(
+      `  updated  ${DEFAULT_REGISTRY} (functions.${fn.name}${
+        fn.schedule
+          ? `, on the schedule ${fn.schedule.cron} (${fn.schedule.timeZone ?? "UTC"})`
+          : ""
+      })`,
+    );
     io.out(`  updated  ${TEST_CONFIG} (scenario ${fn.name})`);
     for (const path of written) io.out(`  wrote    ${path} (deno task manifests)`);
     io.out("Next:");
     io.out(`  deno test functions/${fn.name}_test.ts`);
+    if (fn.schedule) io.out("  deno task scheduler --list   (its next ticks)");
     io.out(`  deno task dispatch --local --scenario ${fn.name}`);
     io.out(`  docker compose up -d --build && deno task dispatch --scenario ${fn.name}`);
     io.out("  deno task lock:worker   (if the function imports packages the runtime does not)");
