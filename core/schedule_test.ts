@@ -7,7 +7,7 @@ import {
   type Schedule,
   TickClock,
 } from "./schedule.ts";
-import { tickIdOf, tickOf } from "./contract/schedule.ts";
+import { encodeSchedulerNote, parseSchedulerNote, tickIdOf, tickOf } from "./contract/schedule.ts";
 
 const at = (iso: string) => Date.parse(iso);
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -192,4 +192,25 @@ Deno.test("tickOf() reads a tick time only when it is exactly one", () => {
     assert.equal(tickOf({ "x-schedule-tick": bad }), null, String(bad));
   }
   assert.equal(tickOf(undefined), null);
+});
+
+Deno.test("parseSchedulerNote() reads a note back, and nothing out of bounds", () => {
+  const note = {
+    scheduler: "scheduler@host-1",
+    since: "2026-11-29T06:00:00.000Z",
+    functions: ["a"],
+  };
+  assert.deepEqual(parseSchedulerNote(encodeSchedulerNote(note).body), note);
+  const bad = [
+    { ...note, scheduler: "\u001b[2J" },
+    { ...note, scheduler: "x".repeat(129) },
+    { ...note, since: "yesterday" },
+    { ...note, functions: ["Bad Name"] },
+    { ...note, functions: Array(1001).fill("a") },
+    [note],
+  ];
+  for (const value of bad) {
+    const body = new TextEncoder().encode(JSON.stringify(value));
+    assert.equal(parseSchedulerNote(body), undefined, JSON.stringify(value).slice(0, 60));
+  }
 });

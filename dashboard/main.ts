@@ -11,6 +11,8 @@ import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
 import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
+import { loadRegistry } from "../core/registry.ts";
+import { describeSchedule } from "../core/schedule.ts";
 import { generateToken, isUsableToken, MIN_TOKEN_CHARS } from "./auth.ts";
 import type { ConnectionSettings } from "./connections.ts";
 import { DASHBOARD_OPTIONS, type DashboardIo, parseFlags } from "./dashboard_flags.ts";
@@ -87,6 +89,14 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       );
     }
     const config = await loadConfig(flags.config);
+    const registry = config.registry === undefined
+      ? undefined
+      : await loadRegistry(config.registry);
+    const schedules = new Map(
+      [...registry?.functions.values() ?? []].flatMap(({ name, schedule }) =>
+        schedule ? [[name, describeSchedule(schedule)] as const] : []
+      ),
+    );
     const settings: ConnectionSettings = {
       dashboard: brokerSettings(values),
       operator: { url: values["operator-broker"], passwordFile: values["operator-password-file"] },
@@ -95,6 +105,7 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
     return await runDashboard({
       flags,
       functions: config.functions,
+      schedules,
       token: given ?? generateToken(),
       tokenGiven: given !== undefined,
       settings,

@@ -43,6 +43,8 @@ function unreachableNotice(label: string): string {
 export interface RunDashboardOptions {
   flags: DashboardFlags;
   functions: ReadonlyMap<string, FunctionRoute>;
+  /** Each scheduled function's schedule, as the page shows it. */
+  schedules?: ReadonlyMap<string, string>;
   token: string;
   /** The token came from DASHBOARD_TOKEN: it is not printed. */
   tokenGiven: boolean;
@@ -101,6 +103,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
   const desk = target ? new DeadLetterDesk(() => openOperator(settings, target!)) : undefined;
   const state = new DashboardState({
     functions,
+    schedules: options.schedules,
     broker: target?.label ?? "embedded (in the dispatcher's own process)",
     hub,
     desk,
@@ -184,6 +187,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
         watch = await startBrokerWatch(broker, {
           functions,
           onEvent: (event) => state.onEvent(event),
+          onScheduler: (note) => state.onScheduler(note),
           onChange: () => state.changed(),
         });
       } catch (error) {

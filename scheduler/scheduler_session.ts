@@ -24,9 +24,12 @@
 import type { Broker, Consumer, Delivery } from "../core/broker/mod.ts";
 import {
   encodeRequest,
+  encodeSchedulerNote,
+  EVENTS_EXCHANGE,
   type Message,
   SCHEDULE_EXCHANGE,
   SCHEDULE_TICK_HEADER,
+  SCHEDULER_NOTE_EVERY_MS,
   SCHEDULER_QUEUE,
   SCHEDULER_QUEUE_DELIVERY_LIMIT,
   tickIdOf,
@@ -143,6 +146,8 @@ export async function startSchedulerSession(
   let held: Delivery[] = [];
   let active = false;
   let lastPersist = -Infinity;
+  let activeSince = 0;
+  let lastNote = -Infinity;
   let persisting: Promise<void> | undefined;
   let persistAgain = false;
   /** Functions whose queue could not take their ticks, and when to try again. */
@@ -159,6 +164,7 @@ export async function startSchedulerSession(
   let loop: Promise<void> | undefined;
 
   await broker.declareExchange(SCHEDULE_EXCHANGE, "direct", { durable: true });
+  await broker.declareExchange(EVENTS_EXCHANGE, "fanout", { durable: true });
   const info = await broker.declareQueue(stateQueue, {
     durable: true,
     type: queueType,
@@ -186,9 +192,23 @@ export async function startSchedulerSession(
         );
         for (const delivery of replaced) broker.ack(delivery);
         lastPersist = now;
+        if (active && now - lastNote >= SCHEDULER_NOTE_EVERY_MS) note(now);
       } while (persistAgain);
     })().finally(() => persisting = undefined);
     return persisting;
+  }
+
+  /** Tells dashboards which replica fires; lost notes only delay what they show. */
+  function note(now: number): void {
+    lastNote = now;
+    broker.publishToExchange(
+      EVENTS_EXCHANGE,
+      encodeSchedulerNote({
+        scheduler: id,
+        since: new Date(activeSince).toISOString(),
+        functions: functions.map((fn) => fn.name),
+      }),
+    ).catch((error) => log.debug("Could not publish the scheduler's note", { error }));
   }
 
   function receive(delivery: Delivery): void {
@@ -207,6 +227,7 @@ export async function startSchedulerSession(
     if (!active) {
       // Only the queue's single active consumer is fed: this is the one.
       active = true;
+      activeSince = clock.now();
       log.info("Active: this replica fires the schedule's ticks", {
         functions: functions.length,
         state_from: read.ok ? read.by ?? undefined : undefined,

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import { type Broker, type Delivery, MemoryBroker } from "../core/broker/mod.ts";
 import {
+  EVENTS_EXCHANGE,
+  parseSchedulerNote,
   SCHEDULE_EXCHANGE,
+  SCHEDULER_ACTIVE_TYPE,
   SCHEDULER_QUEUE,
   SCHEDULER_USER,
+  type SchedulerNote,
   tickOf,
 } from "../core/contract/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
@@ -364,6 +368,32 @@ Deno.test("startSchedulerSession(): the active replica republishes the state bef
       "0",
     );
     assert.equal(t.ticks.length, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("startSchedulerSession(): the active replica tells the events exchange that it fires", async () => {
+  const t = await setup();
+  try {
+    const notes: SchedulerNote[] = [];
+    await t.observer.declareExchange(EVENTS_EXCHANGE, "fanout");
+    await t.observer.declareQueue("notes");
+    await t.observer.bindQueue("notes", EVENTS_EXCHANGE);
+    await t.observer.consume("notes", (delivery) => {
+      if (delivery.properties.type === SCHEDULER_ACTIVE_TYPE) {
+        notes.push(parseSchedulerNote(delivery.body)!);
+      }
+      t.observer.ack(delivery);
+    }, { prefetch: 10 });
+    const a = await t.start("replica-a", [EVERY_SECOND]);
+    await t.start("replica-b", [EVERY_SECOND]);
+    await waitFor(() => a.session.active && notes.length === 1, "a note");
+    assert.deepEqual(notes, [{
+      scheduler: "replica-a",
+      since: "2026-01-01T00:00:00.500Z",
+      functions: ["every"],
+    }]);
   } finally {
     await t.close();
   }

@@ -99,7 +99,10 @@ Deno.test("deno task new --schedule writes the schedule, lets the scheduler fire
     assert.match(compose, /^ {6}- --scheduled=nightly$/m, "the scheduler may fire into its queue");
     assert.match(compose, /# Fires: nightly, 0 0 3 \* \* \* \(Europe\/Berlin\)/);
     const kubernetes = await Deno.readTextFile(`${dir}/ops/kubernetes/functions/scheduler.yaml`);
-    assert.match(kubernetes, /write: \^\(tasks\\\.schedule\|tasks\\\.scheduler\|nightly\)\$/);
+    assert.match(
+      kubernetes,
+      /write: \^\(tasks\\\.schedule\|tasks\\\.scheduler\|tasks\\\.events\|nightly\)\$/,
+    );
     const checks = await deno(
       ["test", "-A", "tests/function_wiring_test.ts", "functions/nightly_test.ts"],
       dir,

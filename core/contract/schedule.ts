@@ -7,6 +7,8 @@
  * @module
  */
 
+import { decodeJson } from "./json.ts";
+import { CONTENT_TYPE, isPlainObject, type Message } from "./message.ts";
 import { NAME_PATTERN } from "./names.ts";
 
 /**
@@ -79,4 +81,53 @@ export function tickOf(headers: Record<string, unknown> | undefined): string | n
   if (typeof value !== "string" || !TICK_TIME.test(value)) return null;
   const ms = Date.parse(value);
   return Number.isFinite(ms) && new Date(ms).toISOString() === value ? value : null;
+}
+
+/**
+ * AMQP `type` of the note the active scheduler replica publishes to the
+ * task events exchange (`tasks.events`) when it becomes active and every
+ * {@linkcode SCHEDULER_NOTE_EVERY_MS} while it stays so: how a dashboard
+ * learns, with no right on the scheduler queue, which replica fires.
+ */
+export const SCHEDULER_ACTIVE_TYPE = "scheduler.active";
+
+/** How often the active replica says so, at most. */
+export const SCHEDULER_NOTE_EVERY_MS = 10_000;
+
+/** What the note says: which replica fires, since when, the schedules it fires. */
+export interface SchedulerNote {
+  scheduler: string;
+  /** When it became the active replica (ISO 8601). */
+  since: string;
+  /** The functions it fires the ticks of. */
+  functions: string[];
+}
+
+const encoder = new TextEncoder();
+
+/** The note, as the active replica publishes it. */
+export function encodeSchedulerNote(note: SchedulerNote): Message {
+  return {
+    body: encoder.encode(JSON.stringify(note)),
+    properties: { contentType: CONTENT_TYPE, type: SCHEDULER_ACTIVE_TYPE },
+  };
+}
+
+/**
+ * Reads a note; `undefined` for anything that is not one, within bounds
+ * (the events exchange takes messages from many users).
+ */
+export function parseSchedulerNote(body: Uint8Array): SchedulerNote | undefined {
+  const json = decodeJson(body, { what: "a scheduler note", maxBytes: 64 * 1024 });
+  if (!json.ok || !isPlainObject(json.value)) return undefined;
+  const { scheduler, since, functions } = json.value;
+  if (typeof scheduler !== "string" || !/^[\w@.:-]{1,128}$/.test(scheduler)) return undefined;
+  if (typeof since !== "string" || !Number.isFinite(Date.parse(since)) || since.length > 40) {
+    return undefined;
+  }
+  if (
+    !Array.isArray(functions) || functions.length > 1000 ||
+    !functions.every((name) => typeof name === "string" && NAME_PATTERN.test(name))
+  ) return undefined;
+  return { scheduler, since, functions };
 }

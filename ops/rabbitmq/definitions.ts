@@ -343,17 +343,18 @@ const SCHEDULER_STATE = SCHEDULER_QUEUE.replaceAll(".", "\\.");
  * registry schedules (`queues`) may it bind there (write on a queue), from
  * the one exchange it may read. Its replicas share one queue, the
  * single-active-consumer `tasks.scheduler` holding the schedule's state,
- * which it declares, binds to the schedule exchange and consumes: nothing
- * else. No other user but the administrator may write to the schedule
- * exchange, which is what lets a worker take a request that came through
- * it as the scheduler's (runtime/worker/protocol.ts).
+ * which it declares, binds to the schedule exchange and consumes; it tells
+ * dashboards which replica fires through the events exchange (write on
+ * it): nothing else. No other user but the administrator may write to the
+ * schedule exchange, which is what lets a worker take a request that came
+ * through it as the scheduler's (runtime/worker/protocol.ts).
  */
 export function schedulerPermissions(queues: readonly string[]): Permissions {
   queues.forEach(checkQueue);
   const bound = queues.length === 0 ? "" : `|${[...new Set(queues)].sort().join("|")}`;
   return {
     configure: `^${SCHEDULER_STATE}$`,
-    write: `^(${SCHEDULE}|${SCHEDULER_STATE}${bound})$`,
+    write: `^(${SCHEDULE}|${SCHEDULER_STATE}|${EVENTS}${bound})$`,
     read: `^(${SCHEDULE}|${SCHEDULER_STATE})$`,
   };
 }

@@ -422,13 +422,17 @@ Deno.test("schedulerPermissions() fire through the schedule exchange into the sc
   assert.ok(allows(s, "configure", "tasks.scheduler"));
   assert.ok(allows(s, "read", "tasks.scheduler"));
   assert.ok(allows(s, "write", "tasks.scheduler"), "binds its queue to the schedule exchange");
+  assert.ok(allows(s, "write", "tasks.events"), "tells dashboards which replica fires");
   for (
-    const other of ["queue_c", "queue_a.dlq", "tasks.schedulerx", "amq.default", "tasks.events"]
+    const other of ["queue_c", "queue_a.dlq", "tasks.schedulerx", "amq.default", "tasks.control"]
   ) {
     assert.ok(!allows(s, "write", other), `no write on ${other}`);
   }
   assert.ok(!allows(s, "configure", "tasks.schedule"), "cannot delete the schedule exchange");
-  assert.deepEqual(schedulerPermissions([]).write, "^(tasks\\.schedule|tasks\\.scheduler)$");
+  assert.deepEqual(
+    schedulerPermissions([]).write,
+    "^(tasks\\.schedule|tasks\\.scheduler|tasks\\.events)$",
+  );
   assert.throws(() => schedulerPermissions(["queue.*"]), TypeError);
   // Only the scheduler writes the exchange a worker takes as the scheduler's route.
   for (
