@@ -66,6 +66,35 @@ Deno.test("Dockerfile.scheduler: non-root, dependencies cached at build, the bro
   }
 });
 
+Deno.test("the scheduler runs with its image's permissions: it reads its registry and the variables it may", async () => {
+  const cmd = instruction("CMD");
+  const registry = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(
+      registry,
+      'functions:\n  report: { queue: reports, schedule: "@daily" }\n',
+    );
+    const listed = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        `--allow-env=${flagValues(cmd, "allow-env").join(",")}`,
+        `--allow-read=${registry}`,
+        "scheduler/main.ts",
+        "--list",
+        `--registry=${registry}`,
+      ],
+      cwd: ROOT,
+      signal: AbortSignal.timeout(120_000),
+    }).output();
+    const text = new TextDecoder().decode(listed.stdout) + new TextDecoder().decode(listed.stderr);
+    assert.equal(listed.code, 0, text);
+    assert.match(text, /^report on reports: @daily \(UTC\)/m);
+  } finally {
+    await Deno.remove(registry);
+  }
+});
+
 Deno.test("the scheduler image's config pins what deno.json does, and its lockfile is in sync", async () => {
   const project = JSON.parse(await read("deno.json"));
   const image = JSON.parse(await read("scheduler.deno.json"));
@@ -127,6 +156,19 @@ Deno.test("compose.cluster.yaml runs each scheduler on every node, starting from
   const urls = ["scheduler-1", "scheduler-2"].map((name) => {
     const service = cluster.services[name];
     assert.ok(service, `${name} is in compose.cluster.yaml`);
+    const image = instruction("CMD");
+    for (const flag of ["allow-env", "allow-read", "allow-sys"]) {
+      assert.deepEqual(
+        flagValues(service.command, flag),
+        flagValues(image, flag),
+        `${name} --${flag}`,
+      );
+    }
+    assert.deepEqual(
+      service.command.slice(-2),
+      image.slice(-2),
+      `${name} runs what the image runs`,
+    );
     const allowed = flagValues(service.command, "allow-net");
     assert.deepEqual(allowed, [...CLUSTER_NODES.map((node) => `${node}:5672`), "0.0.0.0:9465"]);
     for (const node of CLUSTER_NODES) {
