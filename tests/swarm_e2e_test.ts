@@ -77,6 +77,7 @@ Deno.test({
     const amqpPort = freePort();
     const secretsDir = await Deno.makeTempDir({ prefix: "swarm-secrets-" });
     const images = functions.map(({ name }) => `${prefix}/worker-${name}:${tag}`);
+    const schedulerImage = `${prefix}/scheduler:${tag}`;
     // Built before the swarm exists, to keep the time the engine is in one short.
     for (const [i, { name }] of functions.entries()) {
       await docker([
@@ -93,6 +94,17 @@ Deno.test({
         ".",
       ]);
     }
+    await docker([
+      "build",
+      "-q",
+      "-f",
+      "Dockerfile.scheduler",
+      "--build-arg",
+      `DENO_IMAGE=${DENO_IMAGE}`,
+      "-t",
+      schedulerImage,
+      ".",
+    ]);
     const init = await runDeno([
       "run",
       `--allow-read=broker,functions,${secretsDir}`,
@@ -100,6 +112,7 @@ Deno.test({
       "ops/rabbitmq/secrets_init.ts",
       `--dir=${secretsDir}`,
       ...functions.map(({ name, user = name, queue }) => `--function=${user}=${queue}`),
+      "--scheduler",
     ]);
     assert.equal(init.code, 0, init.stderr);
     const id = async (flag: string) =>
@@ -157,6 +170,8 @@ Deno.test({
             500,
           );
         for (const { queue } of functions) await consumers(queue, 1);
+        // The scheduler's replicas hold their queue (a quorum queue counts its active consumer).
+        await consumers("tasks.scheduler", 1);
 
         // What Swarm applied: the file's confinement and limits.
         const worker =
@@ -239,7 +254,7 @@ Deno.test({
       for (const volume of ["rabbitmq-data", "rabbitmq-logs"]) {
         await docker(["volume", "rm", `${stack}_${volume}`], {}, true);
       }
-      await docker(["rmi", ...images], {}, true);
+      await docker(["rmi", ...images, schedulerImage], {}, true);
       await docker(
         [
           "run",
