@@ -13,7 +13,6 @@ import { holdEngine } from "./_engine_lock.ts";
 import { runCommand } from "./_command.ts";
 import { copyRepository } from "./_repository.ts";
 
-const ROOT = new URL("../", import.meta.url);
 const NAME = "resize_image";
 
 /** Runs `cmd` in `cwd`, killed and failing after 10 minutes (an image build is the longest). */
