@@ -14,6 +14,9 @@
 import { stringify } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import type { INetworkPolicyEgressRule } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicyEgressRule";
+import type { IPodSecurityContext } from "kubernetes-models/v1/PodSecurityContext";
+import type { ISecurityContext } from "kubernetes-models/v1/SecurityContext";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import {
   dispatcherPermissions,
@@ -137,6 +140,43 @@ export interface FunctionManifestsOptions {
    * @default {NAMESPACE}
    */
   namespace?: string;
+}
+
+/** The pod security of every pod of the base's own images: the workers' and the scheduler's. */
+export function hardenedPodSecurity(): IPodSecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: WORKER_UID,
+    runAsGroup: WORKER_UID,
+    fsGroup: WORKER_UID,
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+/** The container security of the same pods: read-only, no capability, no escalation. */
+export function hardenedContainerSecurity(): ISecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  };
+}
+
+/** The egress of a pod that needs the broker only: the RabbitMQ pods on AMQP, and the cluster DNS. */
+export function brokerOnlyEgress(): INetworkPolicyEgressRule[] {
+  return [
+    {
+      to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
+      ports: [{ port: AMQP_PORT, protocol: "TCP" }],
+    },
+    {
+      to: [{
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+        podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+      }],
+      ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
+    },
+  ];
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -275,13 +315,7 @@ export function functionManifests(
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: WORKER_UID,
-            runAsGroup: WORKER_UID,
-            fsGroup: WORKER_UID,
-            seccompProfile: { type: "RuntimeDefault" },
-          },
+          securityContext: hardenedPodSecurity(),
           containers: [{
             name: "worker",
             image: workerImageOf(name),
@@ -314,11 +348,7 @@ export function functionManifests(
               requests: { cpu: "100m", memory: "128Mi" },
               limits: { cpu: "1", memory: "256Mi" },
             },
-            securityContext: {
-              allowPrivilegeEscalation: false,
-              readOnlyRootFilesystem: true,
-              capabilities: { drop: ["ALL"] },
-            },
+            securityContext: hardenedContainerSecurity(),
             volumeMounts: [{ name: "amqp-password", mountPath: secretsDir, readOnly: true }],
           }],
           volumes: [{
@@ -379,19 +409,7 @@ export function functionManifests(
         }],
         ports: [{ port: metricsPort, protocol: "TCP" }],
       }],
-      egress: [
-        {
-          to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
-          ports: [{ port: AMQP_PORT, protocol: "TCP" }],
-        },
-        {
-          to: [{
-            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
-            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
-          }],
-          ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
-        },
-      ],
+      egress: brokerOnlyEgress(),
     },
   };
 

@@ -23,15 +23,16 @@ import { WORKER_IMAGE_FILES } from "../../runtime/defaults.ts";
 import { schedulerPermissions } from "../rabbitmq/definitions.ts";
 import {
   AMQP_PORT,
+  brokerOnlyEgress,
   credentialsSecretOf,
   generatedFile,
+  hardenedContainerSecurity,
+  hardenedPodSecurity,
   kubernetesName,
   type Manifest,
   RABBITMQ_CLUSTER,
-  RABBITMQ_POD_LABELS,
   TERMINATION_GRACE_SECONDS,
   WORKER_IMAGE_TAG,
-  WORKER_UID,
 } from "./function_manifests.ts";
 import {
   RABBITMQ_API_VERSION,
@@ -133,13 +134,7 @@ export function schedulerManifests(scheduledQueues: readonly string[]): Manifest
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: WORKER_UID,
-            runAsGroup: WORKER_UID,
-            fsGroup: WORKER_UID,
-            seccompProfile: { type: "RuntimeDefault" },
-          },
+          securityContext: hardenedPodSecurity(),
           // On two nodes where there are two: one node's loss leaves a replica.
           affinity: {
             podAntiAffinity: {
@@ -175,11 +170,7 @@ export function schedulerManifests(scheduledQueues: readonly string[]): Manifest
               requests: { cpu: "50m", memory: "64Mi" },
               limits: { cpu: "500m", memory: "256Mi" },
             },
-            securityContext: {
-              allowPrivilegeEscalation: false,
-              readOnlyRootFilesystem: true,
-              capabilities: { drop: ["ALL"] },
-            },
+            securityContext: hardenedContainerSecurity(),
             volumeMounts: [{ name: "amqp-password", mountPath: secretsDir, readOnly: true }],
           }],
           volumes: [{
@@ -205,19 +196,7 @@ export function schedulerManifests(scheduledQueues: readonly string[]): Manifest
       // Nothing comes in: the kubelet's probes come from the node, which
       // network plugins let through whatever the policy.
       ingress: [],
-      egress: [
-        {
-          to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
-          ports: [{ port: AMQP_PORT, protocol: "TCP" }],
-        },
-        {
-          to: [{
-            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
-            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
-          }],
-          ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
-        },
-      ],
+      egress: brokerOnlyEgress(),
     },
   };
 
