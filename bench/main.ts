@@ -34,6 +34,7 @@ import { DEFAULT_BROKER_URL } from "../core/broker/mod.ts";
 import { ADMIN_USER } from "../core/contract/users.ts";
 import { measure } from "./measure.ts";
 import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
+import { formatEvents, measureEvents } from "./events.ts";
 import { buildDocument, formatBench, missesFail } from "./summary.ts";
 
 /** The compose stack's user that may create queues: the benchmark makes its own. */
@@ -50,7 +51,9 @@ Measures, in one run on one RabbitMQ:
     = wall time - 200 ms, for the product and the bare echo;
   - the dispatcher's memory over its timed runs of 10,000 tasks in one process;
   - a worker's idle memory and its time from start to consuming, as a host
-    process and as a container (when Docker is available), and the image size.
+    process and as a container (when Docker is available), and the image size;
+  - events: 5,000 (--quick: 300) emitted to three subscribed functions, the
+    runs per second, and none lost or run twice, by event id.
 Prints a table with the ratios and targets and saves results/bench_<timestamp>.json.
 
 Options:
@@ -159,17 +162,22 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
     });
     const { lines, missed } = formatBench(document);
     for (const line of lines) say(line);
+    // Events to three functions, counted by id from the workers' side (docs/events.md).
+    const events = await measureEvents({ url, admin: opened.broker, quick: flags.quick, say });
+    const eventsRow = formatEvents(events);
+    for (const line of eventsRow.lines) say(line);
     const scaleOut = flags["scale-out"]
       ? await measureScaleOut({ url, admin: opened.broker, quick: flags.quick, say })
       : undefined;
     if (scaleOut) { for (const line of formatScaleOut(scaleOut)) say(line); }
-    const saved = scaleOut ? { ...document, scale_out: scaleOut } : document;
+    const saved = { ...document, events, ...(scaleOut && { scale_out: scaleOut }) };
     if (flags.json) io.out(JSON.stringify(saved, null, 2));
     if (out !== undefined) {
       await writeOutput(out, JSON.stringify(saved, null, 2) + "\n", "--out");
       say(`Results saved to ${out}`);
     }
-    return missesFail(missed, flags.quick) ? EXIT.failed : EXIT.passed;
+    // A lost or repeated run is a fault, not a slow figure: it fails even --quick.
+    return missesFail(missed, flags.quick) || !eventsRow.held ? EXIT.failed : EXIT.passed;
   },
 };
 

@@ -32,6 +32,9 @@ export {
 } from "./task_client.ts";
 export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
 export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
+export { buildEvent, emitEvent, type EmitOptions } from "./emit.ts";
+export { PublishForbiddenError } from "../core/broker/mod.ts";
+export type { EventAttributes } from "../core/contract/cloud_events.ts";
 export type {
   FunctionOption,
   FunctionProtocol,

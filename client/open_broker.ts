@@ -148,7 +148,13 @@ async function embed(options: OpenBrokerOptions, notice?: string): Promise<Opene
     (await import("../runtime/embedded.ts")).startEmbedded;
   let embedded: Embedded;
   try {
-    const functions = (options.functions ?? []).map(({ task, queue }) => ({ task, queue }));
+    // Each with its events, when it has any: the embedded workers bind and chain as any.
+    const functions = (options.functions ?? []).map(({ task, queue, triggers, emits }) => ({
+      task,
+      queue,
+      ...(triggers && { triggers }),
+      ...(emits && { emits }),
+    }));
     embedded = await start(functions, options.embeddedOptions);
   } catch (error) {
     // startEmbedded's contract: a TypeError names a function without a

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { emitEvent, type EmitOptions } from "./emit.ts";
 import { setImmediate } from "node:timers";
 import { type Broker, BrokerUnavailableError, type Consumer } from "../core/broker/mod.ts";
 import {
@@ -345,6 +346,15 @@ export class TaskClient {
           (reason): PromiseSettledResult<T> => ({ status: "rejected", reason }),
         ),
     );
+  }
+
+  /**
+   * Emits `data` as an event of `type` (docs/events.md): every function
+   * whose triggers match runs once with it as payload. Resolves with the
+   * event's id once the broker has it; see {@linkcode emitEvent}.
+   */
+  emit(type: string, data?: Record<string, unknown>, options?: EmitOptions): Promise<string> {
+    return emitEvent(this.#broker, type, data, options);
   }
 
   /**

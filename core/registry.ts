@@ -17,7 +17,13 @@
  * @module
  */
 
-import { CELERY_NAME_PATTERN, NAME_PATTERN } from "./contract/mod.ts";
+import {
+  CELERY_NAME_PATTERN,
+  isEventType,
+  MAX_EVENT_TYPE_CHARS,
+  NAME_PATTERN,
+  topicPatternProblem,
+} from "./contract/mod.ts";
 import { STACK_USERS } from "./contract/users.ts";
 import { ConfigError } from "./config_error.ts";
 import { parseSchedule, type Schedule } from "./schedule.ts";
@@ -84,6 +90,10 @@ export interface FunctionEntry {
    * start. Tools leave such a function out unless a scenario calls it.
    */
   profile?: string;
+  /** Topic patterns of the events that run it (docs/events.md), when it has any. */
+  triggers?: readonly string[];
+  /** The event type its result is emitted as on success, if any. */
+  emits?: string;
   /** When `deno task scheduler` runs it (docs/schedules.md); registry only. */
   schedule?: Schedule;
 }
@@ -96,6 +106,12 @@ export interface Registry {
   functions: Map<string, FunctionEntry>;
   /** Where each function is declared: `file:line:column`. */
   declared: Map<string, string>;
+  /**
+   * `events.emitters`: broker users (the dispatcher, a gateway) and the
+   * topic patterns of the event types each may emit. A function's workers
+   * emit only their own `emits`.
+   */
+  emitters: Map<string, readonly string[]>;
 }
 
 /** A function of the client's `functions` option, in full. */
@@ -177,6 +193,26 @@ function readUser(value: unknown, _name: string, options: ReadFunctionsOptions):
   return read;
 }
 
+/** Most patterns one function's triggers or one emitter's grant may list. */
+export const MAX_PATTERNS = 32;
+
+/** A list of topic patterns (`triggers`, a grant of `events.emitters`), each checked. */
+function readPatterns(value: unknown, what: string): Read<string[]> {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_PATTERNS) {
+    return {
+      problem:
+        `${what} must list 1 to ${MAX_PATTERNS} topic patterns, such as [order.created, "order.*"], but is ${
+          show(value)
+        }`,
+    };
+  }
+  for (const pattern of value) {
+    const problem = topicPatternProblem(pattern);
+    if (problem) return { problem: `${what}: ${problem}` };
+  }
+  return { value: [...new Set(value as string[])] };
+}
+
 /**
  * Every setting a function may have, by its key in the YAML files. The
  * order is the order of the messages naming them.
@@ -225,6 +261,19 @@ export const FUNCTION_FIELDS: Readonly<Record<string, FunctionField>> = Object.f
         } is not a compose profile name: use lower-case letters, digits and _ . -`,
       },
   },
+  triggers: {
+    deployedOnly: true,
+    read: (value) => readPatterns(value, "triggers"),
+  },
+  emits: {
+    deployedOnly: true,
+    read: (value) =>
+      isEventType(value) ? { value } : {
+        problem: `emits ${
+          show(value)
+        } is not an event type: give one, words of letters, digits, _ and - separated by dots (at most ${MAX_EVENT_TYPE_CHARS}), such as order.priced`,
+      },
+  },
   schedule: { deployedOnly: true, read: (value) => parseSchedule(value) },
 });
 
@@ -249,6 +298,13 @@ function crossProblems(
   spell: (key: string) => string,
 ): EntryProblem[] {
   const { protocol, celery_name: celeryName } = fields;
+  if (protocol === "celery" && (fields.triggers !== undefined || fields.emits !== undefined)) {
+    return [{
+      field: fields.triggers !== undefined ? "triggers" : "emits",
+      message:
+        "is for functions served by Deno workers: a Celery worker reads no events; remove it",
+    }];
+  }
   if (protocol === "celery" && fields.schedule !== undefined) {
     return [{
       field: "schedule",
@@ -329,6 +385,8 @@ export function entryFrom(
   };
   if (fields.celery_name !== undefined) entry.celeryName = fields.celery_name as string;
   if (fields.profile !== undefined) entry.profile = fields.profile as string;
+  if (fields.triggers !== undefined) entry.triggers = fields.triggers as string[];
+  if (fields.emits !== undefined) entry.emits = fields.emits as string;
   if (fields.schedule !== undefined) entry.schedule = fields.schedule as Schedule;
   return { entry, problems: [] };
 }
@@ -418,15 +476,61 @@ function lowerSnakeProblem(what: string, value: string): string {
 /** Checks the text of a registry; `file` is only used in messages and `declared`. */
 export function parseRegistry(text: string, file: string): Registry {
   const { root, check } = YamlChecker.parse(text, file);
-  if (!check.mapping(root, [], ["functions"])) throw ConfigError.of(file, check.problems);
+  if (!check.mapping(root, [], ["functions", "events"])) throw ConfigError.of(file, check.problems);
   const functions = readFunctionsSection(check, root.functions, ["functions"], { deployed: true });
+  const emitters = readEventsSection(check, root.events, functions);
   check.throwIfAny(file);
   const declared = new Map<string, string>();
   for (const name of functions.keys()) {
     const { line, column } = check.position(["functions", name], true);
     declared.set(name, `${file}:${line}:${column}`);
   }
-  return { file, functions, declared };
+  return { file, functions, declared, emitters };
+}
+
+/**
+ * The registry's `events:` section: `emitters`, each broker user that may
+ * emit events besides the functions (which emit their `emits`) and the
+ * topic patterns of what it may emit. A function's own user is not one:
+ * what it emits is its `emits`.
+ */
+function readEventsSection(
+  check: YamlChecker,
+  value: unknown,
+  functions: Map<string, FunctionEntry>,
+): Map<string, readonly string[]> {
+  const emitters = new Map<string, readonly string[]>();
+  if (value === undefined) return emitters;
+  if (!check.mapping(value, ["events"], ["emitters"])) return emitters;
+  const grants = value.emitters;
+  if (grants === undefined) return emitters;
+  if (!isObject(grants)) {
+    check.report(
+      ["events", "emitters"],
+      `must map each broker user to the event types it may emit, but is ${show(grants)}`,
+    );
+    return emitters;
+  }
+  const functionUsers = new Set([...functions.values()].map((entry) => entry.user));
+  for (const [user, patterns] of Object.entries(grants)) {
+    const at = ["events", "emitters", user];
+    if (!NAME_PATTERN.test(user)) {
+      check.report(at, lowerSnakeProblem("emitter", user), true);
+      continue;
+    }
+    if (functionUsers.has(user)) {
+      check.report(
+        at,
+        `'${user}' is a function's broker user: a function emits only its 'emits', so set that instead`,
+        true,
+      );
+      continue;
+    }
+    const read = readPatterns(patterns, "an emitter's grant");
+    if ("problem" in read) check.report(at, read.problem);
+    else emitters.set(user, read.value);
+  }
+  return emitters;
 }
 
 /** Reads and checks the registry at `file`; a `ConfigError` says what is wrong and where. */

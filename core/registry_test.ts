@@ -95,13 +95,13 @@ other: 1
     `${FILE}:3:20: functions.task_b.queue: queue 'Queue-B' is not lower_snake_case: use letters, digits and _, starting with a letter`,
     `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda, scheduler): give the function's workers a user of their own`,
     `${FILE}:4:11: functions.task_c.celery_name: is missing, and protocol celery needs it: give the Celery task name its workers register, such as tasks.task_c`,
-    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, schedule`,
+    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits, schedule`,
     `${FILE}:6:11: functions.task_e: has no 'queue': name the queue task_e consumes, such as queue_a`,
     `${FILE}:7:20: functions.task_f.queue: 'queue_d' is already the queue of task_d: each function needs its own queue`,
     `${FILE}:8:15: functions.dispatcher: function name 'dispatcher' would make its workers' user the stack's own 'dispatcher': choose another name, or set 'user'`,
     `${FILE}:9:14: functions.task_test: function name 'task_test' ends in _test, so functions/task_test.ts would be taken for a test: choose another name`,
     `${FILE}:10:38: functions.task_g.service: service 'rabbitmq' is one of the stack's own services: use another`,
-    `${FILE}:11:1: other: is not a setting here: use functions`,
+    `${FILE}:11:1: other: is not a setting here: use functions, events`,
   ]);
 });
 
@@ -250,5 +250,47 @@ Deno.test("routesFrom() names every setting to fix, as the option spells it", ()
       "functions.task_g.queue: queue 'Queue G' is not lower_snake_case: use letters, digits and _, starting with a letter",
       "functions.task_h.queue: 'queue_a' is already the queue of task_a: each function needs its own queue",
     ].join("\n"),
+  );
+});
+
+Deno.test("parseRegistry() reads triggers, emits and events.emitters, and refuses bad ones", () => {
+  const registry = parseRegistry(
+    [
+      "functions:",
+      "  task_a:",
+      "    queue: queue_a",
+      '    triggers: [order.created, "order.*"]',
+      "    emits: order.priced",
+      "events:",
+      "  emitters:",
+      '    dispatcher: ["order.#"]',
+    ].join("\n"),
+    "registry.yaml",
+  );
+  const entry = registry.functions.get("task_a")!;
+  assert.deepEqual(entry.triggers, ["order.created", "order.*"]);
+  assert.equal(entry.emits, "order.priced");
+  assert.deepEqual([...registry.emitters], [["dispatcher", ["order.#"]]]);
+  assert.throws(
+    () =>
+      parseRegistry(
+        [
+          "functions:",
+          "  task_a:",
+          "    queue: queue_a",
+          "    triggers: [order created]",
+          '    emits: "order.*"',
+          "  task_b:",
+          "    queue: queue_b",
+          "events:",
+          "  emitters:",
+          "    task_b: [x]",
+        ].join("\n"),
+        "registry.yaml",
+      ),
+    (error: Error) =>
+      /triggers: "order created" is not a topic pattern/.test(error.message) &&
+      /emits 'order\.\*' is not an event type/.test(error.message) &&
+      /'task_b' is a function's broker user/.test(error.message),
   );
 });

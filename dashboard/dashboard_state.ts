@@ -28,6 +28,8 @@ export type DashboardMode = "live" | "connecting" | "unavailable" | "embedded";
 export interface FunctionView extends QueueView {
   /** Workers that answered the last ping. */
   workers: number;
+  /** The topic patterns of the events that run it (docs/events.md). */
+  triggers: readonly string[];
   figures: FunctionFigures;
   letters: LetterView[];
   /** Its schedule in the registry, as `0 3 * * * (UTC)`; `null` when it has none. */
@@ -61,6 +63,8 @@ export interface DashboardSnapshot {
 /** Options for {@linkcode DashboardState}. */
 export interface DashboardStateOptions {
   functions: ReadonlyMap<string, FunctionRoute>;
+  /** Each function's triggers, from the registry. @default {none} */
+  triggers?: ReadonlyMap<string, readonly string[]>;
   /** Each scheduled function's schedule, as people read it (`describeSchedule`). */
   schedules?: ReadonlyMap<string, string>;
   broker: string;
@@ -195,6 +199,7 @@ export class DashboardState {
       functions: queues.map((queue) => ({
         ...queue,
         workers: workers.filter((w) => w.queue === queue.queue).length,
+        triggers: this.#options.triggers?.get(queue.function) ?? [],
         figures: this.#stats.figures(queue.function),
         letters: desk?.letters(queue.queue) ?? [],
         schedule: this.#options.schedules?.get(queue.function) ?? null,

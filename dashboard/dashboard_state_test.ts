@@ -99,3 +99,15 @@ Deno.test("DashboardState.snapshot() shows each function's schedule and the repl
     state.close();
   }
 });
+
+Deno.test("DashboardState's snapshot shows each function's triggers, none where it has none", () => {
+  const state = new DashboardState({
+    functions: FUNCTIONS,
+    triggers: new Map([["task_a", ["order.created", "order.*"]]]),
+    broker: "memory",
+    hub: new SseHub(),
+  });
+  const byName = new Map(state.snapshot().functions.map((f) => [f.function, f.triggers]));
+  assert.deepEqual(byName.get("task_a"), ["order.created", "order.*"]);
+  assert.deepEqual(byName.get("task_b"), []);
+});

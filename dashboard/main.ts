@@ -11,7 +11,6 @@ import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
 import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
-import { loadRegistry } from "../core/registry.ts";
 import { describeSchedule } from "../core/schedule.ts";
 import { generateToken, isUsableToken, MIN_TOKEN_CHARS } from "./auth.ts";
 import type { ConnectionSettings } from "./connections.ts";
@@ -89,22 +88,23 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       );
     }
     const config = await loadConfig(flags.config);
-    const registry = config.registry === undefined
-      ? undefined
-      : await loadRegistry(config.registry);
+    // Shown beside each function: when the scheduler runs it.
     const schedules = new Map(
-      [...registry?.functions.values() ?? []].flatMap(({ name, schedule }) =>
-        schedule ? [[name, describeSchedule(schedule)] as const] : []
-      ),
+      [...config.schedules ?? []].map(([name, schedule]) => [name, describeSchedule(schedule)]),
     );
     const settings: ConnectionSettings = {
       dashboard: brokerSettings(values),
       operator: { url: values["operator-broker"], passwordFile: values["operator-password-file"] },
       env: io.env,
     };
+    // Shown beside each function: the events that run it.
+    const triggers = new Map(
+      [...config.subscriptions ?? []].map(([name, { triggers }]) => [name, triggers ?? []]),
+    );
     return await runDashboard({
       flags,
       functions: config.functions,
+      triggers,
       schedules,
       token: given ?? generateToken(),
       tokenGiven: given !== undefined,

@@ -43,6 +43,8 @@ function unreachableNotice(label: string): string {
 export interface RunDashboardOptions {
   flags: DashboardFlags;
   functions: ReadonlyMap<string, FunctionRoute>;
+  /** Each function's triggers, shown beside it. @default {none} */
+  triggers?: ReadonlyMap<string, readonly string[]>;
   /** Each scheduled function's schedule, as the page shows it. */
   schedules?: ReadonlyMap<string, string>;
   token: string;
@@ -103,6 +105,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
   const desk = target ? new DeadLetterDesk(() => openOperator(settings, target!)) : undefined;
   const state = new DashboardState({
     functions,
+    triggers: options.triggers,
     schedules: options.schedules,
     broker: target?.label ?? "embedded (in the dispatcher's own process)",
     hub,

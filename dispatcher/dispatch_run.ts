@@ -23,6 +23,7 @@ import { createLiveStatus } from "./live_status.ts";
 import { logDispatch } from "./log_dispatch.ts";
 import type { DispatchFlags } from "./dispatch_flags.ts";
 import { formatSummary } from "./report.ts";
+import { formatEventOutcomes, runScenarioEvents } from "./event_runs.ts";
 import { buildRunDocument } from "./run_document.ts";
 
 /** The files a run writes, each checked before anything is sent. */
@@ -80,7 +81,12 @@ function tasksOf(plan: DispatchPlan): TaskSpec[] {
 }
 
 function functionsOf(plan: DispatchPlan): string[] {
-  return [...new Set(plan.scenario.tasks.map((t) => t.task))];
+  return [
+    ...new Set([
+      ...plan.scenario.tasks.map((t) => t.task),
+      ...(plan.scenario.events ?? []).flatMap((e) => e.expectRuns.map((run) => run.function)),
+    ]),
+  ];
 }
 
 /** Prints what the run is about, before the broker is opened. */
@@ -170,6 +176,19 @@ export async function runDispatch(
       );
     }
     log.info("Workers answered the ping", { workers: workers.map((w) => w.worker) });
+    // Events first: each waits for its runs, which tasks in flight would only slow down.
+    let eventsPassed = true;
+    if (scenario.events?.length) {
+      say(`Emitting events...`);
+      const outcomes = await runScenarioEvents(opened.broker, scenario.events, {
+        routes: config.functions,
+        say: (line) => say(`[${new Date().toISOString().slice(11, 23)}] ${line}`),
+      });
+      eventsPassed = outcomes.every((outcome) => outcome.passed);
+      for (const line of formatEventOutcomes(outcomes)) report(line);
+      log.info("Events done", { passed: outcomes.filter((o) => o.passed).length });
+      if (tasks.length === 0) return eventsPassed ? EXIT.passed : EXIT.failed;
+    }
     say(`Dispatching tasks...`);
     const labelWidth = Math.max(...tasks.map((t) => t.label.length));
     const listeners = [logDispatch(log)];
@@ -207,7 +226,7 @@ export async function runDispatch(
       report(`${saved} ${path}`);
       log.info(saved.replace(/ to$/, ""), { path });
     }
-    return document.exit_code === 0 ? EXIT.passed : EXIT.failed;
+    return document.exit_code === 0 && eventsPassed ? EXIT.passed : EXIT.failed;
   } finally {
     await client.close();
   }

@@ -152,7 +152,10 @@ const DISPATCH: Command<typeof DISPATCH_OPTIONS, DispatchFlags, DispatchPlan> = 
     if (flags.list) {
       for (const [name, s] of config.scenarios) {
         const mark = name === config.defaultScenario ? " (default)" : "";
-        session.io.out(`${name}${mark}: ${s.tasks.length} tasks. ${s.description}`);
+        const events = s.events
+          ? `, ${s.events.length} event${s.events.length === 1 ? "" : "s"}`
+          : "";
+        session.io.out(`${name}${mark}: ${s.tasks.length} tasks${events}. ${s.description}`);
       }
       return EXIT.passed;
     }
@@ -175,11 +178,17 @@ const DISPATCH: Command<typeof DISPATCH_OPTIONS, DispatchFlags, DispatchPlan> = 
     replies: flags.replies,
     settings: brokerSettings(flags),
     functions: [
-      ...new Map(scenario.tasks.map((t) => [t.task, {
-        task: t.task,
-        queue: t.queue,
-        protocol: config.functions.get(t.task)?.protocol,
-      }])).values(),
+      ...new Map(
+        [
+          ...scenario.tasks.map((t) => t.task),
+          ...(scenario.events ?? []).flatMap((e) => e.expectRuns.map((run) => run.function)),
+        ].map((task) => [task, {
+          task,
+          queue: config.functions.get(task)?.queue ?? "",
+          protocol: config.functions.get(task)?.protocol,
+          ...config.subscriptions?.get(task),
+        }]),
+      ).values(),
     ],
     embeddedOptions: { logLevel: flags.logLevel, logFormat: flags.logFormat },
   }),

@@ -9,6 +9,7 @@
 
 import type { TaskError } from "../core/contract/message.ts";
 import type { Payload } from "../core/contract/request.ts";
+import type { EventAttributes } from "../core/contract/cloud_events.ts";
 
 /** One attempt of one task, as the runtime hands it to a runner. */
 export interface HandlerRun {
@@ -22,6 +23,8 @@ export interface HandlerRun {
   deadline: number | null;
   /** The schedule's tick it runs for (ISO 8601), when the scheduler sent it. */
   tick?: string;
+  /** The attributes of the event that triggered it, for a run of an event. */
+  event?: EventAttributes;
 }
 
 /** How long an attempt may run, and the error it ends with past that. */

@@ -32,6 +32,8 @@ export const WORKER_ENV_VARS = [
   "MAX_ETA_MS",
   "FUNCTION_NAME",
   "FUNCTION_QUEUE",
+  "FUNCTION_TRIGGERS",
+  "FUNCTION_EMITS",
 ] as const;
 
 /** Names of the variables in {@linkcode WORKER_ENV_VARS}. */

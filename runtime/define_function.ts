@@ -11,6 +11,7 @@ import { NAME_PATTERN } from "../core/contract/names.ts";
 import { type Payload, RETRY_LIMITS } from "../core/contract/request.ts";
 import { DEFAULT_ALLOWED_SENDERS } from "../core/contract/users.ts";
 import type { Logger } from "../core/log.ts";
+import type { EventAttributes } from "../core/contract/cloud_events.ts";
 
 export { DEFAULT_ALLOWED_SENDERS, NAME_PATTERN };
 
@@ -41,6 +42,12 @@ export interface TaskContext {
   signal: AbortSignal;
   /** The worker's logger, with the task's id and attempt on every line. */
   log: Logger;
+  /**
+   * The CloudEvents attributes (`id`, `source`, `type`, `subject`, `time`,
+   * `hops`...) of the event that triggered this run; absent for a call
+   * (docs/events.md). The payload is the event's data.
+   */
+  event?: EventAttributes;
 }
 
 /** Turns a payload into a JSON-serialisable result, or throws. */

@@ -29,6 +29,10 @@ import { DISPATCHER_USER } from "../core/contract/users.ts";
 export interface EmbeddedFunction {
   task: string;
   queue: string;
+  /** Topic patterns of the events that run it (docs/events.md). */
+  triggers?: readonly string[];
+  /** The event type its results are emitted as. */
+  emits?: string;
 }
 
 /** Options for {@linkcode startEmbedded}. */
@@ -103,14 +107,16 @@ export async function startEmbedded(
     );
     const failed = (await Promise.allSettled(starting)).find((s) => s.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    for (const [index, { task, queue }] of functions.entries()) {
+    for (const [index, { task, queue, triggers, emits }] of functions.entries()) {
       const sandbox = sandboxes[index]!;
+      const subscribed = (triggers?.length ?? 0) > 0 || emits !== undefined;
       workers.push(
         await startWorker(sandbox, broker.connect(sandbox.info.name), {
           workerId: `${task}@embedded`,
           queue,
           concurrency: options.concurrency ?? 1,
           log,
+          ...(subscribed && { triggers, emits }),
         }),
       );
     }

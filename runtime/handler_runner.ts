@@ -124,6 +124,7 @@ export async function runHandler(
     worker: run.worker,
     deadline: run.deadline,
     tick: run.tick ?? null,
+    ...(run.event && { event: run.event }),
     get signal() {
       return signal();
     },

@@ -25,5 +25,6 @@ export {
   type TaskContext,
 } from "./define_function.ts";
 export type { Payload } from "../core/contract/request.ts";
+export type { EventAttributes } from "../core/contract/cloud_events.ts";
 export { simulateWork } from "./simulate_work.ts";
 export { SILENT_LOGGER } from "../core/log.ts";

@@ -83,6 +83,18 @@ const SHAPES: Record<RabbitmqResource["kind"], Shape> = {
     },
     required: ["vhost", "userReference", "permissions", "rabbitmqClusterReference"],
   }),
+  TopicPermission: resource({
+    fields: {
+      vhost: "string",
+      userReference: NAME_REFERENCE,
+      permissions: {
+        fields: { exchange: "string", write: "string", read: "string" },
+        required: ["exchange"],
+      },
+      rabbitmqClusterReference: CLUSTER_REFERENCE,
+    },
+    required: ["vhost", "permissions", "rabbitmqClusterReference"],
+  }),
   Queue: resource({
     fields: {
       name: "string",

@@ -544,3 +544,43 @@ conformance(
     assert.deepEqual(got.second, ["one", "two"]);
   },
 );
+
+conformance(
+  "a topic exchange routes by pattern: * one word, # any words, one copy per queue",
+  async (session, queues, created) => {
+    const broker = await session.connect();
+    const exchange = uniqueName("conf.topic");
+    created.exchanges.push(exchange);
+    const [exact, star, hash] = ["exact", "star", "hash"].map((n) => uniqueName(`conf_${n}`));
+    queues.push(exact, star, hash);
+    await broker.declareExchange(exchange, "topic");
+    const patterns: Record<string, string[]> = {
+      [exact]: ["order.created"],
+      [star]: ["order.*"],
+      // Two patterns that both match still give the queue one copy.
+      [hash]: ["order.#", "#.created"],
+    };
+    const received = new Map<string, string[]>([[exact, []], [star, []], [hash, []]]);
+    for (const [queue, keys] of Object.entries(patterns)) {
+      await broker.declareQueue(queue);
+      for (const key of keys) await broker.bindQueue(queue, exchange, key);
+      await broker.consume(queue, (delivery) => {
+        received.get(queue)!.push(decoder.decode(delivery.body));
+        broker.ack(delivery);
+      }, { prefetch: 10 });
+    }
+    for (const key of ["order.created", "order", "order.created.v2", "user.created"]) {
+      await broker.publishToExchange(exchange, message(key), key, { isolated: true });
+    }
+    await waitFor(() => received.get(hash)!.length === 4, "every message for #");
+    await waitFor(() => received.get(exact)!.length === 1 && received.get(star)!.length === 1, "");
+    assert.deepEqual(received.get(exact), ["order.created"]);
+    assert.deepEqual(received.get(star), ["order.created"]);
+    assert.deepEqual(received.get(hash)!.sort(), [
+      "order",
+      "order.created",
+      "order.created.v2",
+      "user.created",
+    ]);
+  },
+);

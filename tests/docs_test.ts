@@ -298,7 +298,8 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
     );
   }
   const granted = {
-    task_a: workerPermissions("queue_a"),
+    // task_a of functions/registry.yaml has triggers: it reads the events exchange.
+    task_a: workerPermissions("queue_a", { triggers: ["demo.greet"] }),
     dispatcher: dispatcherPermissions(["queue_a", "queue_b", "queue_c"]),
     operator: OPERATOR_PERMISSIONS,
     dashboard: DASHBOARD_PERMISSIONS,

@@ -50,6 +50,9 @@ ssl_options.fail_if_no_peer_cert = true
 async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqpsPort: number) {
   const base = await readComposeFile();
   const workerA = base.services["worker-a"];
+  // task_a's events are not the fixture's: its user may bind and emit none.
+  const { FUNCTION_TRIGGERS: _triggers, FUNCTION_EMITS: _emits, ...escapeEnvironment } =
+    workerA.environment;
   const command = (await workerCommand()).map((arg) =>
     arg.startsWith("--allow-net=") ? "--allow-net=rabbitmq:5671,0.0.0.0:9464" : arg
   );
@@ -73,7 +76,7 @@ async function overrideFile(dir: string, secretsDir: string, pki: TestPki, amqps
           args: { ...build.args, FUNCTION: "escape", FUNCTIONS_DIR: "tests/fixtures/functions" },
         },
         environment: {
-          ...workerA.environment,
+          ...escapeEnvironment,
           AMQP_URL: "amqps://escape@rabbitmq:5671",
           // What worker-a's deployment says it runs, now the fixture's.
           FUNCTION_NAME: "escape",
@@ -925,6 +928,52 @@ Deno.test({
           ]);
           assert.equal(run.code, 0, run.stdout + run.stderr);
           assert.match(run.stdout, /^Result from task_b: Hello from Task B/m);
+        },
+      );
+
+      await t.step(
+        "deno task emit runs task_a in its container; the dispatcher emits only what the registry grants",
+        async () => {
+          const emit = async (args: string[]) =>
+            keep(
+              await runDeno([
+                "task",
+                "emit",
+                ...args,
+                "--broker",
+                `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+              ], { SECRETS_DIR: secretsDir }),
+            );
+          const emitted = await emit(["demo.greet", "--data", '{"work_ms": 1}', "--json"]);
+          assert.equal(emitted.code, 0, emitted.stdout + emitted.stderr);
+          const { id } = JSON.parse(emitted.stdout.trim().split("\n").at(-1)!);
+          // The generated definitions bind nothing: the worker bound queue_a
+          // with its FUNCTION_TRIGGERS, as its topic permission allows.
+          await waitFor(
+            async () =>
+              (await compose(["logs", "--no-color", "worker-a"])).text.split("\n").some((line) =>
+                line.includes(id) && line.includes('"msg":"Task succeeded"')
+              ),
+            "one of worker-a's containers runs the event",
+            30_000,
+            250,
+          );
+          const refused = await emit(["order.created"]);
+          assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+          assert.match(
+            refused.stderr,
+            /Cannot emit 'order\.created' as broker user 'dispatcher' may not/,
+          );
+          const scenario = await dispatch([
+            "--broker",
+            `amqp://dispatcher@127.0.0.1:${amqpPort}`,
+            "--scenario",
+            "greet_by_event",
+            "--no-save",
+          ]);
+          assert.equal(scenario.code, 0, scenario.stdout + scenario.stderr);
+          assert.match(scenario.stdout, /RAN\s+task_a success on task_a@[0-9a-f]{12}-\d+/);
+          assert.match(scenario.stdout, /^Events passed: 1\/1$/m);
         },
       );
 

@@ -15,6 +15,7 @@
 import assert from "node:assert/strict";
 import { loadRegistry } from "../core/registry.ts";
 import { deployedFunctions } from "../ops/manifests/generate.ts";
+import { eventFlagsOf } from "../ops/manifests/compose_blocks.ts";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { docker, readSecret } from "./_docker.ts";
 import { NEEDS_DOCKER } from "./_infra.ts";
@@ -70,7 +71,8 @@ Deno.test({
   ignore: NEEDS_DOCKER,
   async fn() {
     await using _engine = await holdEngine("exclusive");
-    const functions = deployedFunctions(await loadRegistry());
+    const registry = await loadRegistry();
+    const functions = deployedFunctions(registry);
     const stack = uniqueName("tasks");
     const prefix = uniqueName("swarmtest");
     const tag = "e2e";
@@ -112,6 +114,8 @@ Deno.test({
       "ops/rabbitmq/secrets_init.ts",
       `--dir=${secretsDir}`,
       ...functions.map(({ name, user = name, queue }) => `--function=${user}=${queue}`),
+      // The topic permissions of the functions' events, as compose.yaml's secrets-init has them.
+      ...eventFlagsOf([...registry.functions.values()], registry.emitters),
       "--scheduler",
     ]);
     assert.equal(init.code, 0, init.stderr);

@@ -66,9 +66,22 @@ export interface QueueOptions {
 /**
  * Kinds of exchange: `fanout` gives every bound queue a copy of each message
  * (the worker control channel); `direct` routes by routing key (the route
- * Celery clients publish to).
+ * Celery clients publish to); `topic` routes by pattern (`order.*`, `order.#`:
+ * the events that trigger functions).
  */
-export type ExchangeType = "fanout" | "direct";
+export type ExchangeType = "fanout" | "direct" | "topic";
+
+/** Options for {@linkcode Broker.publishToExchange}. */
+export interface PublishToExchangeOptions {
+  /**
+   * Publish on a channel of its own: a publish the broker's topic
+   * permissions refuse (which closes the channel it came on) then rejects
+   * with a {@linkcode PublishForbiddenError} and leaves the connection and
+   * its consumers as they are.
+   * @default {false}
+   */
+  isolated?: boolean;
+}
 
 /** How an exchange is declared. Every field must match on each declaration. */
 export interface ExchangeOptions {
@@ -152,9 +165,16 @@ export interface Broker {
   /**
    * Sends a message through an exchange; each bound queue that matches gets
    * a copy, and with none it is dropped. Resolves once the broker confirmed
-   * it; rejects with a `TypeError` when the exchange does not exist.
+   * it; rejects with a `TypeError` when the exchange does not exist, and,
+   * `isolated`, with a {@linkcode PublishForbiddenError} when this user may
+   * not publish that routing key there.
    */
-  publishToExchange(exchange: string, message: Message, routingKey?: string): Promise<void>;
+  publishToExchange(
+    exchange: string,
+    message: Message,
+    routingKey?: string,
+    options?: PublishToExchangeOptions,
+  ): Promise<void>;
   /** Delivers the queue's messages to `onDelivery` until cancelled. */
   consume(
     queue: string,
@@ -228,6 +248,33 @@ export class PublishRefusedError extends Error {
     super(message, options);
     this.name = "PublishRefusedError";
     this.target = target;
+  }
+}
+
+/**
+ * The broker's permissions refused a publish: this broker user may not
+ * publish that routing key to that exchange (RabbitMQ's topic permissions).
+ * Sending it again fails the same way until an operator grants it.
+ */
+export class PublishForbiddenError extends Error {
+  /** The exchange published to. */
+  readonly exchange: string;
+  /** The routing key refused. */
+  readonly routingKey: string;
+
+  /**
+   * @param message What was refused, and what to grant.
+   * @param details The exchange and the routing key.
+   */
+  constructor(
+    message: string,
+    details: { exchange: string; routingKey: string },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "PublishForbiddenError";
+    this.exchange = details.exchange;
+    this.routingKey = details.routingKey;
   }
 }
 

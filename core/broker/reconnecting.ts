@@ -32,6 +32,7 @@ import {
   type Delivery,
   type ExchangeOptions,
   type ExchangeType,
+  type PublishToExchangeOptions,
   type QueueInfo,
   type QueueOptions,
 } from "./broker.ts";
@@ -246,8 +247,13 @@ export class ReconnectingBroker implements Broker {
     return this.#use((broker) => broker.bindQueue(queue, exchange, routingKey));
   }
 
-  publishToExchange(exchange: string, message: Message, routingKey?: string): Promise<void> {
-    return this.#use((broker) => broker.publishToExchange(exchange, message, routingKey));
+  publishToExchange(
+    exchange: string,
+    message: Message,
+    routingKey?: string,
+    options?: PublishToExchangeOptions,
+  ): Promise<void> {
+    return this.#use((broker) => broker.publishToExchange(exchange, message, routingKey, options));
   }
 
   async consume(

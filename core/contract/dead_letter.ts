@@ -49,7 +49,8 @@ export type DeadLetterReason =
   | "exhausted"
   | "non_retryable"
   | "expired"
-  | "delivery_limit";
+  | "delivery_limit"
+  | "hop_limit";
 
 /** Every {@linkcode DeadLetterReason}. */
 export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
@@ -60,6 +61,7 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   "non_retryable",
   "expired",
   "delivery_limit",
+  "hop_limit",
 ];
 
 /** What every header a worker writes on a dead letter starts with; only the runtime writes them. */

@@ -21,3 +21,4 @@ export * from "./events.ts";
 export * from "./dead_letter.ts";
 export * from "./users.ts";
 export * from "./schedule.ts";
+export * from "./cloud_events.ts";

@@ -106,6 +106,9 @@ function renderFunctions(functions, live) {
         "td",
         {},
         f.function,
+        ...(f.triggers?.length
+          ? [el("div", { class: "triggers mono" }, `on ${f.triggers.join(", ")}`)]
+          : []),
         ...(f.schedule ? [el("div", { class: "muted schedule" }, `on ${f.schedule}`)] : []),
       ),
       el("td", { class: "mono" }, f.exists || !live ? f.queue : `${f.queue} (not declared yet)`),

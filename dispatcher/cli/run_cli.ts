@@ -172,9 +172,10 @@ export async function runCommand<O extends OptionsConfig, F, P>(
 /** Runs `command` with the process's arguments and streams, then exits with its code. */
 export async function runMain<O extends OptionsConfig, F, P>(
   command: Command<O, F, P>,
+  args: string[] = Deno.args,
 ): Promise<never> {
   const noColor = Deno.env.get("NO_COLOR");
-  const code = await runCommand(command, Deno.args, {
+  const code = await runCommand(command, args, {
     out: (line) => console.log(line),
     err: (line) => console.error(line),
     env: (name) => Deno.env.get(name),

@@ -25,7 +25,9 @@ import {
   routeOf,
 } from "../../core/registry.ts";
 import { ConfigError } from "../../core/config_error.ts";
+import type { Schedule } from "../../core/schedule.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "../../core/yaml_checker.ts";
+import { type EventSpec, readScenarioEvents } from "./scenario_events.ts";
 
 /** What a task's reply must be for the task to pass. */
 export interface Expectation {
@@ -55,6 +57,8 @@ export interface Scenario {
   name: string;
   description: string;
   tasks: TaskSpec[];
+  /** Events to emit, and the runs each must trigger (`scenario_events.ts`), if any. */
+  events?: EventSpec[];
 }
 
 /** A validated configuration file. */
@@ -72,6 +76,10 @@ export interface Config {
   scenarios: Map<string, Scenario>;
   /** The function registry the functions came from, if any. */
   registry?: string;
+  /** The triggers and emits of the functions that have any (docs/events.md). */
+  subscriptions?: Map<string, { triggers?: readonly string[]; emits?: string }>;
+  /** The schedules of the functions that have one (docs/schedules.md). */
+  schedules?: Map<string, Schedule>;
 }
 
 /** Options for {@linkcode parseConfig}. */
@@ -88,7 +96,7 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 
 const TOP_KEYS = ["name", "default_scenario", "registry", "functions", "defaults", "scenarios"];
 const DEFAULT_KEYS = ["timeout_ms", "retries", "backoff"];
-const SCENARIO_KEYS = ["description", "tasks"];
+const SCENARIO_KEYS = ["description", "tasks", "events"];
 const TASK_KEYS = ["task", "payload", "count", "timeout_ms", "retries", "backoff", "expect"];
 const BACKOFF_KEYS = ["base_delay_ms", "factor", "max_delay_ms"] as const;
 const EXPECT_KEYS = ["status", "result", "error_type"];
@@ -317,7 +325,12 @@ function addressed(
   scenarios: Map<string, Scenario>,
   own: Set<string>,
 ): Map<string, FunctionRoute> {
-  const called = new Set([...scenarios.values()].flatMap((s) => s.tasks.map((t) => t.task)));
+  const called = new Set(
+    [...scenarios.values()].flatMap((s) => [
+      ...s.tasks.map((t) => t.task),
+      ...(s.events ?? []).flatMap((e) => e.expectRuns.map((run) => run.function)),
+    ]),
+  );
   return new Map(
     [...known].filter(([name, entry]) =>
       entry.profile === undefined || called.has(name) || own.has(name)
@@ -331,6 +344,7 @@ function readScenarios(
   functions: Map<string, FunctionRoute>,
   defaults: Defaults,
   declared: Set<string>,
+  known: Map<string, FunctionEntry>,
 ): Map<string, Scenario> {
   const scenarios = new Map<string, Scenario>();
   if (!isObject(value) || Object.keys(value).length === 0) {
@@ -342,7 +356,8 @@ function readScenarios(
     if (!name(check, scenarioName, path, "scenario name", true)) continue;
     if (!check.mapping(scenario, path, SCENARIO_KEYS)) continue;
     const description = check.string(scenario.description, [...path, "description"]) ?? "";
-    const tasks = readTasks(
+    // A scenario of events alone needs no tasks.
+    const tasks = scenario.tasks === undefined && scenario.events !== undefined ? [] : readTasks(
       check,
       scenario.tasks,
       [...path, "tasks"],
@@ -350,9 +365,40 @@ function readScenarios(
       defaults,
       declared,
     );
-    scenarios.set(scenarioName, { name: scenarioName, description, tasks });
+    const events = scenario.events === undefined ? undefined : readScenarioEvents(
+      check,
+      scenario.events,
+      [...path, "events"],
+      known,
+      defaults.timeoutMs,
+    );
+    scenarios.set(scenarioName, {
+      name: scenarioName,
+      description,
+      tasks,
+      ...(events && { events }),
+    });
   }
   return scenarios;
+}
+
+function schedulesOf(known: Map<string, FunctionEntry>): Pick<Config, "schedules"> {
+  const scheduled = [...known.values()].filter((entry) => entry.schedule !== undefined);
+  if (scheduled.length === 0) return {};
+  return { schedules: new Map(scheduled.map((entry) => [entry.name, entry.schedule!])) };
+}
+
+function subscriptionsOf(known: Map<string, FunctionEntry>): Pick<Config, "subscriptions"> {
+  const subscribed = [...known.values()].filter((entry) => entry.triggers || entry.emits);
+  if (subscribed.length === 0) return {};
+  return {
+    subscriptions: new Map(
+      subscribed.map((entry) => [entry.name, {
+        ...(entry.triggers && { triggers: entry.triggers }),
+        ...(entry.emits && { emits: entry.emits }),
+      }]),
+    ),
+  };
 }
 
 /**
@@ -387,7 +433,7 @@ export function parseConfig(
     }) ?? DEFAULT_TIMEOUT_MS;
     defaults.retry = readRetry(check, root.defaults, ["defaults"], {});
   }
-  const scenarios = readScenarios(check, root.scenarios, functions, defaults, declared);
+  const scenarios = readScenarios(check, root.scenarios, functions, defaults, declared, known);
 
   let defaultScenario = root.default_scenario;
   if (defaultScenario === undefined) {
@@ -414,6 +460,8 @@ export function parseConfig(
     functions: addressed(known, scenarios, own),
     scenarios,
     ...(options.registry && { registry: options.registry.file }),
+    ...subscriptionsOf(known),
+    ...schedulesOf(known),
   };
 }
 

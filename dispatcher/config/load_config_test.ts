@@ -79,6 +79,7 @@ Deno.test("loadConfig() loads the repository's test-config.yml, its functions fr
     "burst",
     "recovers_after_retries",
     "exhausts_retries",
+    "greet_by_event",
   ]);
   const retry = { max_retries: 3, base_delay_ms: 200, factor: 2, max_delay_ms: 5000 };
   const basic = scenario(config, "basic");

@@ -22,6 +22,7 @@ import {
   dispatcherPermissions,
   type FunctionQueue,
   NAME_PATTERN,
+  topicPermissionsOf,
   workerPermissions,
 } from "../rabbitmq/definitions.ts";
 import { queueArguments } from "../../core/broker/mod.ts";
@@ -37,6 +38,7 @@ import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,
   type RabbitmqQueue,
+  type RabbitmqTopicPermission,
   type RabbitmqUser,
 } from "./rabbitmq_resources.ts";
 
@@ -122,6 +124,10 @@ export const RABBITMQ_POD_LABELS = {
 export interface DeployedFunction extends FunctionQueue {
   /** @default {the function's name} */
   user?: string;
+  /** Topic patterns its queue is bound with on the events exchange (docs/events.md). */
+  triggers?: readonly string[];
+  /** The event type its results are emitted as. */
+  emits?: string;
 }
 
 /** A Kubernetes object as the manifests hold it. */
@@ -140,6 +146,8 @@ export interface FunctionManifestsOptions {
    * @default {NAMESPACE}
    */
   namespace?: string;
+  /** The event types the dispatcher may emit (the registry's `events.emitters`). */
+  dispatcherEmits?: readonly string[];
 }
 
 /** The pod security of every pod of the base's own images: the workers' and the scheduler's. */
@@ -278,10 +286,24 @@ export function functionManifests(
     spec: {
       vhost: "/",
       userReference: { name: userId },
-      permissions: workerPermissions(queue),
+      permissions: workerPermissions(queue, { triggers: fn.triggers, emits: fn.emits }),
       rabbitmqClusterReference: cluster,
     },
   };
+  // Which event types it may emit and bind: as the compose stack's definitions say.
+  const topicPermission: RabbitmqTopicPermission | undefined = fn.triggers?.length || fn.emits
+    ? {
+      apiVersion: RABBITMQ_API_VERSION,
+      kind: "TopicPermission",
+      metadata: { name: `${userId}-events`, labels: labels("broker") },
+      spec: {
+        vhost: "/",
+        userReference: { name: userId },
+        permissions: topicPermissionsOf({ triggers: fn.triggers, emits: fn.emits }),
+        rabbitmqClusterReference: cluster,
+      },
+    }
+    : undefined;
   const queueResource = (queueName: string, args?: Record<string, string | number>) => {
     const resource: RabbitmqQueue = {
       apiVersion: RABBITMQ_API_VERSION,
@@ -333,6 +355,10 @@ export function functionManifests(
               // The worker stops at start if its image holds another function.
               { name: "FUNCTION_NAME", value: name },
               { name: "FUNCTION_QUEUE", value: queue },
+              ...(fn.triggers?.length
+                ? [{ name: "FUNCTION_TRIGGERS", value: fn.triggers.join(",") }]
+                : []),
+              ...(fn.emits ? [{ name: "FUNCTION_EMITS", value: fn.emits }] : []),
             ],
             ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
             // 200 while consuming, 503 while connecting or draining.
@@ -416,6 +442,7 @@ export function functionManifests(
   return [
     user,
     permission,
+    ...(topicPermission ? [topicPermission] : []),
     queueResource(queue, workQueueArguments(queue)),
     queueResource(dlq, deadLetterQueueArguments()),
     deployment,
@@ -442,6 +469,7 @@ function yamlDocuments(objects: readonly unknown[]): string {
 const FILE_OF_KIND: Record<string, string> = {
   User: "broker.yaml",
   Permission: "broker.yaml",
+  TopicPermission: "broker.yaml",
   Queue: "broker.yaml",
   Deployment: "deployment.yaml",
   ScaledObject: "scaled-object.yaml",
@@ -544,9 +572,36 @@ export function dispatcherPermission(functions: readonly DeployedFunction[]): Ra
   };
 }
 
+/**
+ * The dispatcher's topic permission on the events exchange: the event types
+ * the registry's `events.emitters` grants it, none without a grant.
+ */
+export function dispatcherTopicPermission(
+  patterns: readonly string[] = [],
+): RabbitmqTopicPermission {
+  return {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "TopicPermission",
+    metadata: {
+      name: `${DISPATCHER_USER}-events`,
+      labels: { "app.kubernetes.io/component": "broker" },
+    },
+    spec: {
+      vhost: "/",
+      userReference: { name: DISPATCHER_USER },
+      permissions: topicPermissionsOf({ emitterPatterns: patterns }),
+      rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
+    },
+  };
+}
+
 /** `ops/kubernetes/functions/dispatcher-permission.yaml`. */
-export function dispatcherPermissionFile(functions: readonly DeployedFunction[]): string {
-  return GENERATED(REGISTRY_FUNCTIONS) + yamlDocuments([dispatcherPermission(functions)]);
+export function dispatcherPermissionFile(
+  functions: readonly DeployedFunction[],
+  emitterPatterns: readonly string[] = [],
+): string {
+  return GENERATED(REGISTRY_FUNCTIONS) +
+    yamlDocuments([dispatcherPermission(functions), dispatcherTopicPermission(emitterPatterns)]);
 }
 
 /** The mark of every generated file, which says a directory of functions/ may be deleted. */
@@ -569,6 +624,9 @@ export function functionsDirectoryFiles(
   }
   files["kustomization.yaml"] = functionsKustomization(functions.map(({ name }) => name));
   files[KEDA_PERMISSION_FILE] = kedaPermissionFile(functions);
-  files[DISPATCHER_PERMISSION_FILE] = dispatcherPermissionFile(functions);
+  files[DISPATCHER_PERMISSION_FILE] = dispatcherPermissionFile(
+    functions,
+    options.dispatcherEmits,
+  );
   return files;
 }

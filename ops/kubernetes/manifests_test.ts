@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { CLOUD_EVENTS_EXCHANGE } from "../../core/contract/cloud_events.ts";
 import { relative } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { Namespace } from "kubernetes-models/v1/Namespace";
@@ -298,7 +299,7 @@ Deno.test({
       deployments.map(nameOf).sort(),
       FUNCTIONS.map(({ name }) => `worker-${kubernetesName(name)}`).sort(),
     );
-    for (const { name, queue, user: userName } of FUNCTIONS) {
+    for (const { name, queue, user: userName, triggers, emits } of FUNCTIONS) {
       const deployment = find<IDeployment>(objects, "Deployment", `worker-${kubernetesName(name)}`);
       const pod = deployment.spec!.template.spec!;
       assert.equal(pod.containers.length, 1);
@@ -319,6 +320,8 @@ Deno.test({
         LOG_FORMAT: "json",
         FUNCTION_NAME: name,
         FUNCTION_QUEUE: queue,
+        ...(triggers?.length && { FUNCTION_TRIGGERS: triggers.join(",") }),
+        ...(emits && { FUNCTION_EMITS: emits }),
       });
       for (const variable of Object.keys(env)) {
         assert.ok(
@@ -399,8 +402,11 @@ Deno.test({
       queues.map((queue) => queue.spec.name).sort(),
       FUNCTIONS.flatMap(({ queue }) => [queue, deadLetterQueueOf(queue)]).sort(),
     );
-    for (const { user, queue } of FUNCTIONS) {
-      assert.deepEqual(permissionOf(kubernetesName(user)), workerPermissions(queue));
+    for (const { user, queue, triggers, emits } of FUNCTIONS) {
+      assert.deepEqual(
+        permissionOf(kubernetesName(user)),
+        workerPermissions(queue, { triggers, emits }),
+      );
       const work = queues.find((q) => q.spec.name === queue)!;
       const dlq = queues.find((q) => q.spec.name === deadLetterQueueOf(queue))!;
       for (const q of [work, dlq]) {
@@ -427,11 +433,15 @@ Deno.test({
 
     const exchanges = ofKind<RabbitmqExchange>(objects, "Exchange");
     assert.deepEqual(
-      exchanges.map((e) => e.spec),
-      [CONTROL_EXCHANGE, EVENTS_EXCHANGE].map((name) => ({
+      exchanges.map((e) => e.spec).sort((a, b) => a.name.localeCompare(b.name)),
+      [
+        [CLOUD_EVENTS_EXCHANGE, "topic"],
+        [CONTROL_EXCHANGE, "fanout"],
+        [EVENTS_EXCHANGE, "fanout"],
+      ].map(([name, type]) => ({
         name,
         vhost: "/",
-        type: "fanout",
+        type,
         durable: true,
         rabbitmqClusterReference: { name: RABBITMQ_CLUSTER },
       })),

@@ -74,6 +74,19 @@ export interface RabbitmqPermission {
   };
 }
 
+/** A user's topic permission on an exchange: regular expressions over routing keys. */
+export interface RabbitmqTopicPermission {
+  apiVersion: typeof RABBITMQ_API_VERSION;
+  kind: "TopicPermission";
+  metadata: ResourceMetadata;
+  spec: {
+    vhost: string;
+    userReference: { name: string };
+    permissions: { exchange: string; write: string; read: string };
+    rabbitmqClusterReference: ClusterReference;
+  };
+}
+
 /** A queue declared by the topology operator. */
 export interface RabbitmqQueue {
   apiVersion: typeof RABBITMQ_API_VERSION;
@@ -126,6 +139,7 @@ export type RabbitmqResource =
   | RabbitmqCluster
   | RabbitmqUser
   | RabbitmqPermission
+  | RabbitmqTopicPermission
   | RabbitmqQueue
   | RabbitmqExchange
   | RabbitmqVhost;

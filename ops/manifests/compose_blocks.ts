@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { FunctionEntry } from "../../core/registry.ts";
+import type { FunctionEntry, Registry } from "../../core/registry.ts";
 import { describeSchedule } from "../../core/schedule.ts";
 import { SCHEDULER_USER } from "../../core/contract/users.ts";
 
@@ -78,7 +78,38 @@ function composeWorker(entry: FunctionEntry): string[] {
     `    OTEL_SERVICE_NAME: ${scalar(entry.name)}`,
     `    FUNCTION_NAME: ${scalar(entry.name)}`,
     `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
+    ...eventVariables(entry, "    "),
     ...secretMount(entry),
+  ];
+}
+
+/** A worker's FUNCTION_TRIGGERS and FUNCTION_EMITS, for a function that has them. */
+function eventVariables(entry: FunctionEntry, indent: string): string[] {
+  return [
+    ...(entry.triggers?.length
+      ? [`${indent}FUNCTION_TRIGGERS: ${JSON.stringify(entry.triggers.join(","))}`]
+      : []),
+    ...(entry.emits ? [`${indent}FUNCTION_EMITS: ${JSON.stringify(entry.emits)}`] : []),
+  ];
+}
+
+/**
+ * secrets-init's flags for events (docs/events.md): each function's
+ * triggers and emits, each emitter's grant. compose.yaml's secrets-init gets
+ * them from `deno task manifests`; a Swarm's secrets are made with the same.
+ */
+export function eventFlagsOf(
+  entries: readonly FunctionEntry[],
+  emitters: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  const flag = (name: string, user: string, list: readonly string[]) =>
+    `--${name}=${user}=${list.join(",")}`;
+  return [
+    ...native(entries).flatMap((entry) => [
+      ...(entry.triggers?.length ? [flag("triggers", entry.user, entry.triggers)] : []),
+      ...(entry.emits ? [flag("emits", entry.user, [entry.emits])] : []),
+    ]),
+    ...[...emitters].map(([user, patterns]) => flag("emitter", user, patterns)),
   ];
 }
 
@@ -118,16 +149,23 @@ function firesLine(entries: readonly FunctionEntry[]): string {
 
 /**
  * compose.yaml's blocks: `users` (secrets-init's flags: each function's
- * user, and the queues the scheduler may fire into), `workers`,
- * `schedulers` and `secrets`.
+ * user, the event grants, and the queues the scheduler may fire into),
+ * `workers`, `schedulers` and `secrets`.
  */
-export function composeBlocks(entries: readonly FunctionEntry[]): Record<string, string[]> {
+export function composeBlocks(
+  entries: readonly FunctionEntry[],
+  registry?: Pick<Registry, "emitters">,
+): Record<string, string[]> {
   return {
     users: [
       ...entries.map((entry) =>
         `- --${
           entry.protocol === "celery" ? "celery-function" : "function"
         }=${entry.user}=${entry.queue}`
+      ),
+      // Quoted: a pattern's # would start a YAML comment after a space.
+      ...eventFlagsOf(entries, registry?.emitters ?? new Map()).map((flag) =>
+        `- ${JSON.stringify(flag)}`
       ),
       ...entries.filter((entry) => entry.schedule !== undefined).map((entry) =>
         `- --scheduled=${entry.queue}`
@@ -193,6 +231,7 @@ export function stackBlocks(entries: readonly FunctionEntry[]): Record<string, s
       `    AMQP_URL: amqp://${entry.user}@rabbitmq:5672`,
       `    FUNCTION_NAME: ${scalar(entry.name)}`,
       `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
+      ...eventVariables(entry, "    "),
       "  deploy: *worker-deploy",
       "  secrets:",
       "    - <<: *worker-secret",

@@ -26,17 +26,19 @@ import {
 import { SCHEDULER_FILE, schedulerManifestFile } from "../kubernetes/scheduler_manifests.ts";
 import { clusterBlocks, composeBlocks, stackBlocks } from "./compose_blocks.ts";
 import { replaceMarkedBlocks } from "./marked_blocks.ts";
+import { DISPATCHER_USER } from "../../core/contract/users.ts";
 
 /** Where the generated Kubernetes files live, from the project's root. */
 export const FUNCTIONS_DIR = "ops/kubernetes/functions";
 
 /** The hand-written files with generated blocks, and the blocks of each. */
-const BLOCKS_OF: Readonly<Record<string, (entries: FunctionEntry[]) => Record<string, string[]>>> =
-  {
-    "compose.yaml": composeBlocks,
-    "compose.cluster.yaml": clusterBlocks,
-    "stack.yaml": stackBlocks,
-  };
+const BLOCKS_OF: Readonly<
+  Record<string, (entries: FunctionEntry[], registry: Registry) => Record<string, string[]>>
+> = {
+  "compose.yaml": composeBlocks,
+  "compose.cluster.yaml": clusterBlocks,
+  "stack.yaml": stackBlocks,
+};
 
 /** Every file the generator writes, relative to the project's root. */
 export const GENERATED_FILES: readonly string[] = Object.keys(BLOCKS_OF);
@@ -75,8 +77,8 @@ export async function readRegistry(project: ProjectReader): Promise<Registry> {
 /** The functions the Kubernetes base and the Swarm stack deploy: the Deno ones. */
 export function deployedFunctions(registry: Registry): DeployedFunction[] {
   return [...registry.functions.values()].filter((entry) => entry.protocol === "native").map((
-    { name, queue, user },
-  ) => ({ name, queue, user }));
+    { name, queue, user, triggers, emits },
+  ) => ({ name, queue, user, ...(triggers && { triggers }), ...(emits && { emits }) }));
 }
 
 /** The queues of the functions `registry` schedules: those the scheduler may fire into. */
@@ -101,9 +103,11 @@ export async function generateManifests(
     if (text === undefined) {
       throw new TypeError(`Cannot generate ${path} as it does not exist: restore it from git`);
     }
-    files.set(path, replaceMarkedBlocks(text, path, blocksOf(entries)));
+    files.set(path, replaceMarkedBlocks(text, path, blocksOf(entries, registry)));
   }
-  const kubernetes = functionsDirectoryFiles(deployedFunctions(registry));
+  const kubernetes = functionsDirectoryFiles(deployedFunctions(registry), {
+    dispatcherEmits: registry.emitters.get(DISPATCHER_USER),
+  });
   kubernetes[SCHEDULER_FILE] = schedulerManifestFile(scheduledQueues(registry));
   kubernetes["kustomization.yaml"] = functionsKustomization(
     deployedFunctions(registry).map(({ name }) => name),

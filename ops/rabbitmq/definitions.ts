@@ -20,6 +20,11 @@
 
 import { CONTROL_EXCHANGE, NAME_PATTERN } from "../../core/contract/names.ts";
 import { EVENTS_EXCHANGE } from "../../core/contract/events.ts";
+import {
+  CLOUD_EVENTS_EXCHANGE,
+  exactRegex,
+  topicPatternRegex,
+} from "../../core/contract/cloud_events.ts";
 import { SCHEDULE_EXCHANGE, SCHEDULER_QUEUE } from "../../core/contract/schedule.ts";
 import { CELERY_CLIENT_USER, DASHBOARD_USER } from "../../core/contract/users.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
@@ -97,6 +102,8 @@ export interface User {
   permissions?: Permissions;
   /** Without limits, as many connections and channels as the broker takes. */
   limits?: UserLimits;
+  /** Its topic permission on the events exchange, for a user that may use it. */
+  topicPermission?: TopicPermission;
 }
 
 // RabbitMQ checks publishing to the default exchange ("") as writing to
@@ -104,6 +111,8 @@ export interface User {
 const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 const EVENTS = "tasks\\.events";
+/** The topic exchange of the events that trigger functions (docs/events.md). */
+const CLOUD_EVENTS = "events";
 
 function checkQueue(queue: string): void {
   if (!NAME_PATTERN.test(queue)) {
@@ -179,15 +188,23 @@ export function workerPermissions(
   checkQueue(queue);
   const control = `${queue}\\.control\\.[0-9a-f]{8}`;
   const retry = retryPattern(options.retryDelaysMs);
+  // The events exchange: written to when it emits, read (its queue bound
+  // there) when it has triggers; the topic permissions say which types.
+  const emits = options.emits ? `|${CLOUD_EVENTS}` : "";
+  const triggered = options.triggers?.length ? `|${CLOUD_EVENTS}` : "";
   return {
     configure: `^${queue}(\\.dlq|\\.retry\\.${retry}|\\.control\\.[0-9a-f]{8})?$`,
-    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue})$`,
-    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${EVENTS}|${control}|${queue}${emits})$`,
+    read: `^(${queue}(\\.retry\\.${retry})?|${control}|${CONTROL}${triggered})$`,
   };
 }
 
 /** Options for {@linkcode workerPermissions}. */
 export interface WorkerPermissionsOptions {
+  /** The topic patterns its queue is bound with on the events exchange, if any. */
+  triggers?: readonly string[];
+  /** The event type it emits, if any. */
+  emits?: string;
   /**
    * The worker's retry ladder: with it, the worker may declare exactly these
    * retry queues (`<queue>.retry.<ms>`), and no user of a function can take
@@ -232,10 +249,54 @@ const REPLIES = "replies\\.[0-9a-f]{32}";
 export function dispatcherPermissions(queues: readonly string[]): Permissions {
   queues.forEach(checkQueue);
   const checked = queues.length === 0 ? "" : `|(${[...new Set(queues)].join("|")})(\\.dlq)?`;
+  // The events exchange too: its topic permission (topicPermissionsOf) says
+  // which event types, none unless the registry's events.emitters grants some.
   return {
     configure: `^${REPLIES}$`,
-    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}${checked})$`,
+    write: `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CLOUD_EVENTS}${checked})$`,
     read: `^${REPLIES}$`,
+  };
+}
+
+/** A user's topic permission on the events exchange: regular expressions over routing keys. */
+export interface TopicPermission {
+  exchange: string;
+  /** Event types it may publish. */
+  write: string;
+  /** Binding keys it may bind its queue with. */
+  read: string;
+}
+
+/** What a user may do with events, by the registry. */
+export interface EventGrants {
+  /** A function's triggers: binding keys of its queue. */
+  triggers?: readonly string[];
+  /** A function's one event type. */
+  emits?: string;
+  /** An emitter's grant (`events.emitters`): topic patterns of what it may publish. */
+  emitterPatterns?: readonly string[];
+}
+
+/**
+ * The topic permission on the events exchange of a user that may use it
+ * (write or read on it): a function's user publishes exactly its `emits`
+ * and binds exactly its triggers; an emitter publishes what its patterns
+ * match. RabbitMQ lets a user with no topic permission on an exchange
+ * publish and bind anything there, so every user that may write or read
+ * it gets one, `^$` (nothing) where the registry grants nothing. RabbitMQ
+ * 3.10 and 4.0 check write on published routing keys and read on binding
+ * keys (tests/events_test.ts).
+ */
+export function topicPermissionsOf(grants: EventGrants): TopicPermission {
+  const publish = grants.emits !== undefined
+    ? exactRegex([grants.emits])
+    : grants.emitterPatterns?.length
+    ? grants.emitterPatterns.map(topicPatternRegex).join("|")
+    : "^$";
+  return {
+    exchange: CLOUD_EVENTS_EXCHANGE,
+    write: publish,
+    read: exactRegex(grants.triggers ?? []),
   };
 }
 
@@ -386,6 +447,7 @@ export interface Definitions {
     }
   )[];
   permissions: ({ user: string; vhost: string } & Permissions)[];
+  topic_permissions: ({ user: string; vhost: string } & TopicPermission)[];
   exchanges: {
     name: string;
     vhost: string;
@@ -443,9 +505,13 @@ export function buildDefinitions(
     permissions: users.flatMap((user) =>
       user.permissions ? [{ user: user.name, vhost, ...user.permissions }] : []
     ),
+    topic_permissions: users.flatMap((user) =>
+      user.topicPermission ? [{ user: user.name, vhost, ...user.topicPermission }] : []
+    ),
     exchanges: [
       [CONTROL_EXCHANGE, "fanout"],
       [EVENTS_EXCHANGE, "fanout"],
+      [CLOUD_EVENTS_EXCHANGE, "topic"],
       [SCHEDULE_EXCHANGE, "direct"],
     ].map(([name, type]) => ({
       name,

@@ -18,6 +18,7 @@ import {
   type Permissions,
   RETRY_QUEUES_PER_FUNCTION,
   schedulerPermissions,
+  topicPermissionsOf,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
@@ -126,8 +127,8 @@ Deno.test("each tool may check passively (RabbitMQ 4.3.1: any permission) exactl
   }
   assert.deepEqual(
     dispatcherPermissions([]).write,
-    "^(amq\\.default|tasks\\.control|tasks\\.events)$",
-    "no function, no queue",
+    "^(amq\\.default|tasks\\.control|tasks\\.events|events)$",
+    "no function, no queue (events: what its topic permission grants)",
   );
 
   // Write on a queue lets a user bind it to an exchange it may read, and a
@@ -290,6 +291,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
   assert.deepEqual(definitions.exchanges.map((e) => [e.name, e.type, e.durable]), [
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
+    ["events", "topic", true],
     ["tasks.schedule", "direct", true],
   ]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
@@ -448,4 +450,26 @@ Deno.test("schedulerPermissions() fire through the schedule exchange into the sc
     assert.ok(!allows(permissions, "write", "tasks.schedule"), `${who} may not`);
     assert.ok(!allows(permissions, "read", "tasks.schedule"), `${who} binds nothing to it`);
   }
+});
+
+Deno.test("topicPermissionsOf() lets a function emit its type and bind its triggers, an emitter its grant", () => {
+  const fn = topicPermissionsOf({ triggers: ["order.created", "order.*"], emits: "order.priced" });
+  assert.deepEqual(fn, {
+    exchange: "events",
+    write: "^(order\\.priced)$",
+    read: "^(order\\.created|order\\.\\*)$",
+  });
+  assert.ok(new RegExp(fn.read).test("order.*"), "binds its pattern as written");
+  assert.ok(!new RegExp(fn.read).test("order.paid"), "and no other binding key");
+  assert.ok(!new RegExp(fn.write).test("order.created"));
+  const dispatcher = topicPermissionsOf({ emitterPatterns: ["demo.#", "order.*"] });
+  for (const type of ["demo", "demo.greet", "order.created"]) {
+    assert.ok(new RegExp(dispatcher.write).test(type), type);
+  }
+  assert.ok(!new RegExp(dispatcher.write).test("order.created.v2"));
+  assert.equal(topicPermissionsOf({}).write, "^$", "no grant, nothing");
+  const worker = workerPermissions("queue_a", { triggers: ["a.b"], emits: "a.c" });
+  assert.ok(new RegExp(worker.read).test("events") && new RegExp(worker.write).test("events"));
+  const plain = workerPermissions("queue_a");
+  assert.ok(!new RegExp(plain.read).test("events") && !new RegExp(plain.write).test("events"));
 });

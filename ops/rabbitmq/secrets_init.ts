@@ -53,11 +53,14 @@ import {
   OPERATOR_PERMISSIONS,
   type Permissions,
   schedulerPermissions,
+  type TopicPermission,
+  topicPermissionsOf,
   type User,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
 import { RETRY_DELAYS_MS } from "../../core/contract/names.ts";
+import { isEventType, topicPatternProblem } from "../../core/contract/cloud_events.ts";
 import {
   ADMIN_USER,
   CELERY_CLIENT_USER,
@@ -109,10 +112,24 @@ export interface InitSecretsOptions {
   /** Who may read the workers' password files; left as created when absent. */
   workerOwner?: Owner;
   /**
+   * Events, by broker user (docs/events.md): each Deno function's triggers
+   * and emits, and the emitters' grants (`events.emitters`), made into
+   * topic permissions on the events exchange.
+   * @default {{}}
+   */
+  events?: EventsByUser;
+  /**
    * Where progress lines go.
    * @default {console.log}
    */
   log?: (line: string) => void;
+}
+
+/** What each broker user may do with events, as the registry says. */
+export interface EventsByUser {
+  triggers?: Record<string, readonly string[]>;
+  emits?: Record<string, string>;
+  emitters?: Record<string, readonly string[]>;
 }
 
 /** What {@linkcode initSecrets} did. */
@@ -139,12 +156,16 @@ interface Account {
   user: string;
   tags: string[];
   permissions: Permissions;
+  topicPermission?: TopicPermission;
   /** Read by a worker container, else by the directory's owner. */
   worker: boolean;
 }
 
 function accountsFor(options: InitSecretsOptions): Account[] {
   const { functions } = options;
+  const events = options.events ?? {};
+  const own = <T>(table: Record<string, T> | undefined, user: string): T | undefined =>
+    table && Object.hasOwn(table, user) ? table[user] : undefined;
   const seen = new Set<string>(STACK_USERS);
   const queues = new Set<string>();
   // The dispatcher checks every function's queue passively, Celery's too.
@@ -155,6 +176,9 @@ function accountsFor(options: InitSecretsOptions): Account[] {
       user: DISPATCHER_USER,
       tags: [],
       permissions: dispatcherPermissions(checked.filter((q) => NAME_PATTERN.test(q))),
+      topicPermission: topicPermissionsOf({
+        emitterPatterns: own(events.emitters, DISPATCHER_USER),
+      }),
       worker: false,
     },
     { user: OPERATOR_USER, tags: [], permissions: OPERATOR_PERMISSIONS, worker: false },
@@ -165,14 +189,26 @@ function accountsFor(options: InitSecretsOptions): Account[] {
   const served = [
     ...functions.map((f) => ({
       ...f,
-      permissionsOf: (queue: string) => workerPermissions(queue, { retryDelaysMs }),
+      permissionsOf: (queue: string) =>
+        workerPermissions(queue, {
+          retryDelaysMs,
+          triggers: own(events.triggers, f.name),
+          emits: own(events.emits, f.name),
+        }),
+      topicPermission: own(events.triggers, f.name) || own(events.emits, f.name)
+        ? topicPermissionsOf({
+          triggers: own(events.triggers, f.name),
+          emits: own(events.emits, f.name),
+        })
+        : undefined,
     })),
     ...(options.celeryFunctions ?? []).map((f) => ({
       ...f,
       permissionsOf: celeryWorkerPermissions,
+      topicPermission: undefined,
     })),
   ];
-  for (const { name, queue, permissionsOf } of served) {
+  for (const { name, queue, permissionsOf, topicPermission } of served) {
     for (const [what, value] of [["function", name], ["queue", queue]]) {
       if (!NAME_PATTERN.test(value)) {
         throw new TypeError(
@@ -194,7 +230,13 @@ function accountsFor(options: InitSecretsOptions): Account[] {
     }
     seen.add(name);
     queues.add(queue);
-    accounts.push({ user: name, tags: [], permissions: permissionsOf(queue), worker: true });
+    accounts.push({
+      user: name,
+      tags: [],
+      permissions: permissionsOf(queue),
+      ...(topicPermission && { topicPermission }),
+      worker: true,
+    });
   }
   if (options.scheduler) {
     accounts.push({
@@ -310,6 +352,7 @@ export async function initSecrets(options: InitSecretsOptions): Promise<InitSecr
       permissions: account.permissions,
       // A function may be named "constructor": only the table's own keys count.
       limits: Object.hasOwn(USER_LIMITS, account.user) ? USER_LIMITS[account.user] : undefined,
+      topicPermission: account.topicPermission,
     });
     report.users.push(account.user);
   }
@@ -357,6 +400,35 @@ function parseFunction(text: string, flag: string): FunctionQueue {
   return { name, queue };
 }
 
+function eventTypeProblem(type: string): string | undefined {
+  return isEventType(type) ? undefined : `'${type}' is not an event type, such as order.priced`;
+}
+
+/** `user=a,b` flags, each pattern checked: user to its list. */
+function parseGrants(
+  texts: readonly string[],
+  flag: string,
+  problemOf: (pattern: string) => string | undefined,
+): Record<string, string[]> {
+  const grants: Record<string, string[]> = {};
+  for (const text of texts) {
+    const at = text.indexOf("=");
+    const user = text.slice(0, at);
+    const list = text.slice(at + 1).split(",").filter((p) => p !== "");
+    if (at < 1 || !NAME_PATTERN.test(user) || list.length === 0) {
+      throw new TypeError(
+        `Cannot use ${flag} '${text}': give user=pattern[,pattern...], such as task_a=order.created`,
+      );
+    }
+    for (const pattern of list) {
+      const problem = problemOf(pattern);
+      if (problem) throw new TypeError(`Cannot use ${flag} '${text}' as ${problem}`);
+    }
+    grants[user] = [...(Object.hasOwn(grants, user) ? grants[user] : []), ...list];
+  }
+  return grants;
+}
+
 /** Runs the command line; resolves with the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
@@ -371,6 +443,9 @@ export async function main(args: string[]): Promise<number> {
         scheduler: { type: "boolean", default: false },
         scheduled: { type: "string", multiple: true, default: [] },
         "worker-owner": { type: "string" },
+        triggers: { type: "string", multiple: true, default: [] },
+        emits: { type: "string", multiple: true, default: [] },
+        emitter: { type: "string", multiple: true, default: [] },
       },
     });
     if (!values.dir) throw new TypeError("Cannot run without --dir: name the secrets directory");
@@ -385,6 +460,15 @@ export async function main(args: string[]): Promise<number> {
       // Each worker declares exactly these retry queues while it starts.
       retryDelaysMs: RETRY_DELAYS_MS,
       workerOwner: values["worker-owner"] ? parseOwner(values["worker-owner"]) : undefined,
+      events: {
+        triggers: parseGrants(values.triggers, "--triggers", topicPatternProblem),
+        emits: Object.fromEntries(
+          Object.entries(parseGrants(values.emits, "--emits", eventTypeProblem)).map((
+            [user, [type]],
+          ) => [user, type]),
+        ),
+        emitters: parseGrants(values.emitter, "--emitter", topicPatternProblem),
+      },
     });
     return 0;
   } catch (error) {

@@ -300,3 +300,65 @@ Deno.test("main() exits 2 for bad arguments", async () => {
     "secrets-init: Cannot use --celery-function 'task_c': give user=queue, such as task_a=queue_a",
   ]);
 });
+
+Deno.test("main() makes the topic permissions of --triggers, --emits and --emitter, and refuses bad ones", async () => {
+  await withTempDir(async (dir) => {
+    const log = console.log;
+    console.log = () => {};
+    try {
+      assert.equal(
+        await main([
+          `--dir=${dir}`,
+          "--function=task_a=queue_a",
+          "--function=task_b=queue_b",
+          "--triggers=task_a=order.created,order.*",
+          "--emits=task_a=order.priced",
+          "--emitter=dispatcher=order.#",
+        ]),
+        0,
+      );
+    } finally {
+      console.log = log;
+    }
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const topics = new Map(
+      definitions.topic_permissions.map((
+        { user, vhost: _, ...rest }: { user: string; vhost: string },
+      ) => [user, rest]),
+    );
+    assert.deepEqual(topics.get("task_a"), {
+      exchange: "events",
+      write: "^(order\\.priced)$",
+      read: "^(order\\.created|order\\.\\*)$",
+    });
+    assert.equal(
+      (topics.get("dispatcher") as { write: string }).write,
+      "^order(\\.[A-Za-z0-9_-]+)*$",
+    );
+    assert.equal(
+      topics.has("task_b"),
+      false,
+      "a function without events has no use of the exchange",
+    );
+    const taskB = definitions.permissions.find((p: { user: string }) => p.user === "task_b");
+    assert.doesNotMatch(taskB.read, /\|events\)/);
+    assert.deepEqual(
+      definitions.exchanges.find((e: { name: string }) => e.name === "events")?.type,
+      "topic",
+    );
+  });
+  const errors: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => errors.push(line);
+  try {
+    assert.equal(await main(["--dir", "/tmp", "--triggers", "task_a=order created"]), 2);
+    assert.equal(await main(["--dir", "/tmp", "--emits", "task_a=order.*"]), 2);
+  } finally {
+    console.error = original;
+  }
+  assert.match(
+    errors[0],
+    /--triggers 'task_a=order created' as "order created" is not a topic pattern/,
+  );
+  assert.match(errors[1], /--emits 'task_a=order\.\*' as 'order\.\*' is not an event type/);
+});

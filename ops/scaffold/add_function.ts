@@ -47,13 +47,19 @@ export function addFunction(
       `Cannot create function '${fn.name}' as ${DEFAULT_REGISTRY} has it already: choose another name, or edit the one there`,
     );
   }
-  const entry: Record<string, unknown> = { queue: fn.queue };
-  if (fn.schedule) {
-    entry.schedule = fn.schedule.timeZone === undefined
-      ? fn.schedule.cron
-      : { cron: fn.schedule.cron, time_zone: fn.schedule.timeZone };
-  }
-  functions.set(fn.name, doc.createNode(entry));
+  functions.set(
+    fn.name,
+    doc.createNode({
+      queue: fn.queue,
+      ...(fn.triggers?.length && { triggers: fn.triggers }),
+      ...(fn.emits !== undefined && { emits: fn.emits }),
+      ...(fn.schedule && {
+        schedule: fn.schedule.timeZone === undefined
+          ? fn.schedule.cron
+          : { cron: fn.schedule.cron, time_zone: fn.schedule.timeZone },
+      }),
+    }),
+  );
   const added = doc.toString(OUTPUT);
   let registry: Registry;
   try {

@@ -90,3 +90,25 @@ Deno.test("addFunction() writes a schedule short without a time zone, in full wi
     /'Mars\/Olympus' is not a time zone this system knows/,
   );
 });
+
+Deno.test("addFunction() writes --trigger and --emits into the entry, checked as the registry is", () => {
+  const added = addFunction(REGISTRY, CONFIG, {
+    name: "price_order",
+    queue: "price_order",
+    triggers: ["order.created", "order.*"],
+    emits: "order.priced",
+  });
+  assert.deepEqual(parse(added.registryText).functions.price_order, {
+    queue: "price_order",
+    triggers: ["order.created", "order.*"],
+    emits: "order.priced",
+  });
+  assert.deepEqual(added.registry.functions.get("price_order")?.triggers, [
+    "order.created",
+    "order.*",
+  ]);
+  assert.throws(
+    () => addFunction(REGISTRY, CONFIG, { name: "x_fn", queue: "x_fn", triggers: ["a b"] }),
+    /Cannot create function 'x_fn' on queue 'x_fn' as triggers: "a b" is not a topic pattern/,
+  );
+});

@@ -18,7 +18,8 @@ import { writeManifests } from "../manifests/main.ts";
 import { addFunction, TEST_CONFIG } from "./add_function.ts";
 import { functionModule, functionTest, type NewFunction } from "./templates.ts";
 
-const HELP = `Usage: deno task new <name> [--queue QUEUE] [--schedule CRON [--time-zone ZONE]]
+const HELP = `Usage: deno task new <name> [--queue QUEUE] [--trigger PATTERN]... [--emits TYPE]
+                       [--schedule CRON [--time-zone ZONE]]
 
 Adds the function <name> to the project: functions/<name>.ts and a test
 beside it, its entry in functions/registry.yaml and a scenario in
@@ -28,13 +29,17 @@ compose.cluster.yaml and stack.yaml, and its Kubernetes manifests under
 ops/kubernetes/functions/<name>/.
 
 Options:
-  --queue QUEUE     the queue it consumes (default: <name>)
-  --schedule CRON   also run it on this schedule (deno task scheduler fires
-                    it; docs/schedules.md): 5 cron fields, or 6 with seconds
-                    first, such as "0 */5 * * * *"
-  --time-zone ZONE  the IANA time zone the schedule is read in, such as
-                    Europe/Berlin (default: UTC)
-  -h, --help        show this help
+  --queue QUEUE      the queue it consumes (default: <name>)
+  --trigger PATTERN  run it on each event whose type matches PATTERN, a topic
+                     pattern such as order.created or order.* (repeatable;
+                     docs/events.md)
+  --emits TYPE       emit each result as an event of TYPE, such as order.priced
+  --schedule CRON    also run it on this schedule (deno task scheduler fires
+                     it; docs/schedules.md): 5 cron fields, or 6 with seconds
+                     first, such as "0 */5 * * * *"
+  --time-zone ZONE   the IANA time zone the schedule is read in, such as
+                     Europe/Berlin (default: UTC)
+  -h, --help         show this help
 
 Names are lower_snake_case (a letter, then letters, digits and _; at most
 63). Nothing is overwritten: a function or file that exists stops it.
@@ -67,6 +72,8 @@ function readOptions(args: string[]): NewFunction | "help" {
       strict: true,
       options: {
         queue: { type: "string" },
+        trigger: { type: "string", multiple: true },
+        emits: { type: "string" },
         schedule: { type: "string" },
         "time-zone": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -84,17 +91,21 @@ function readOptions(args: string[]): NewFunction | "help" {
     );
   }
   const [name] = parsed.positionals;
-  const { schedule, "time-zone": timeZone } = parsed.values;
+  const { trigger, emits, schedule, "time-zone": timeZone } = parsed.values;
   if (timeZone !== undefined && schedule === undefined) {
     throw new UsageError(
       `Cannot use --time-zone without --schedule: give the schedule it is for, such as --schedule "0 3 * * *" --time-zone ${timeZone}`,
     );
   }
-  const fn: NewFunction = { name, queue: parsed.values.queue ?? name };
-  if (schedule !== undefined) {
-    fn.schedule = timeZone === undefined ? { cron: schedule } : { cron: schedule, timeZone };
-  }
-  return fn;
+  return {
+    name,
+    queue: parsed.values.queue ?? name,
+    ...(trigger?.length && { triggers: trigger }),
+    ...(emits !== undefined && { emits }),
+    ...(schedule !== undefined && {
+      schedule: timeZone === undefined ? { cron: schedule } : { cron: schedule, timeZone },
+    }),
+  };
 }
 
 async function exists(url: URL): Promise<boolean> {

@@ -9,6 +9,10 @@
 export interface NewFunction {
   name: string;
   queue: string;
+  /** Topic patterns of the events that run it (`--trigger`). */
+  triggers?: string[];
+  /** The event type its results are emitted as (`--emits`). */
+  emits?: string;
   /** A cron pattern, and the IANA time zone it is read in (UTC unless given). */
   schedule?: { cron: string; timeZone?: string };
 }

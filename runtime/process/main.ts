@@ -45,6 +45,7 @@ import { type RunningWorker, startWorker, type WorkerOptions } from "../worker/c
 import { WorkerMetrics } from "../worker/observe.ts";
 import { dropPermissions, reportPermissions } from "./drop_permissions.ts";
 import { startHealthServer } from "./health.ts";
+import { type FunctionEvents, registryEvents } from "./event_settings.ts";
 import {
   checkDeployment,
   DeploymentError,
@@ -102,6 +103,10 @@ Environment:
   FUNCTION_NAME      the function its deployment runs (the deployments made
   FUNCTION_QUEUE     from functions/registry.yaml set both): exit 2 at start
                      when the module defines another name or queue
+  FUNCTION_TRIGGERS  topic patterns of the events that run it, separated by
+                     commas; FUNCTION_EMITS: the event type its results are
+                     emitted as. Unset (and no FUNCTION_NAME), both come from
+                     functions/registry.yaml (docs/events.md)
   OTEL_DENO          true: export OpenTelemetry traces of every task, with
                      the standard OTEL_* variables (read by Deno itself)
 `;
@@ -309,6 +314,7 @@ export async function main(args: string[]): Promise<number> {
   let module: URL;
   let settings: WorkerSettings;
   let target: BrokerTarget;
+  let registered: Map<string, FunctionEvents> | undefined;
   try {
     if (positionals.length !== 1) {
       throw new TypeError(
@@ -321,6 +327,10 @@ export async function main(args: string[]): Promise<number> {
     const missing = await moduleMissing(module, functionsDir);
     if (missing) throw new TypeError(missing);
     settings = readWorkerSettings((name: WorkerEnvVar) => Deno.env.get(name));
+    // A deployment says; a host worker reads the registry beside its functions.
+    if (settings.subscriptions === undefined && settings.deployment.name === undefined) {
+      registered = await registryEvents(new URL("registry.yaml", functionsDir));
+    }
     target = await resolveBrokerTarget({
       env: (name) => Deno.env.get(name),
       notCapableHint: imageHint,
@@ -397,6 +407,13 @@ export async function main(args: string[]): Promise<number> {
     }
     const queue = settings.queue ?? sandbox.info.queue;
     labels = { function: sandbox.info.name, queue };
+    const subscriptions = settings.subscriptions ?? registered?.get(sandbox.info.name);
+    if (subscriptions && (subscriptions.triggers.length > 0 || subscriptions.emits)) {
+      log.info("Events", {
+        triggers: subscriptions.triggers.join(",") || undefined,
+        emits: subscriptions.emits,
+      });
+    }
     await runWorker(sandbox, {
       initial: broker,
       connect,
@@ -414,6 +431,8 @@ export async function main(args: string[]): Promise<number> {
       graceMs: settings.graceMs,
       events: settings.events,
       maxEtaMs: settings.maxEtaMs,
+      triggers: subscriptions?.triggers,
+      emits: subscriptions?.emits,
       log,
     });
   } catch (error) {

@@ -8,7 +8,12 @@
  */
 
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES, NAME_PATTERN } from "../../core/contract/mod.ts";
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  isEventType,
+  NAME_PATTERN,
+  topicPatternProblem,
+} from "../../core/contract/mod.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import {
   DEFAULT_DELIVERY_LIMIT,
@@ -46,6 +51,12 @@ export interface WorkerSettings {
   maxEtaMs: number;
   /** The function and queue the deployment is for, where it says (see {@linkcode checkDeployment}). */
   deployment: { name?: string; queue?: string };
+  /**
+   * The function's triggers and emits when the environment gives them
+   * (`FUNCTION_TRIGGERS`, `FUNCTION_EMITS`: the deployments made from the
+   * registry set them); else `undefined`, and a host worker reads the registry.
+   */
+  subscriptions?: { triggers: string[]; emits?: string };
 }
 
 /** A function module that is not the one its deployment runs: the worker exits 2. */
@@ -175,7 +186,33 @@ export function readWorkerSettings(
       name: deployedName(env, "FUNCTION_NAME"),
       queue: deployedName(env, "FUNCTION_QUEUE"),
     },
+    ...subscriptionsOf(env),
   };
+}
+
+function subscriptionsOf(
+  env: (name: WorkerEnvVar) => string | undefined,
+): Pick<WorkerSettings, "subscriptions"> {
+  const triggersText = env("FUNCTION_TRIGGERS") || undefined;
+  const emits = env("FUNCTION_EMITS") || undefined;
+  if (triggersText === undefined && emits === undefined) return {};
+  const triggers = (triggersText ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+  for (const pattern of triggers) {
+    const problem = topicPatternProblem(pattern);
+    if (problem) {
+      throw new RangeError(
+        `Cannot start the worker as FUNCTION_TRIGGERS has ${problem}; list patterns separated by commas`,
+      );
+    }
+  }
+  if (emits !== undefined && emits !== "" && !isEventType(emits)) {
+    throw new RangeError(
+      `Cannot start the worker as FUNCTION_EMITS is '${
+        String(emits).slice(0, 64)
+      }': set it to one event type, such as order.priced, or leave it unset`,
+    );
+  }
+  return { subscriptions: { triggers, ...(emits && { emits }) } };
 }
 
 function senderList(text: string | undefined): string[] | undefined {

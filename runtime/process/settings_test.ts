@@ -61,6 +61,8 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       MAX_ETA_MS: "60000",
       FUNCTION_NAME: "task_x",
       FUNCTION_QUEUE: "queue_x",
+      FUNCTION_TRIGGERS: "order.created, order.*",
+      FUNCTION_EMITS: "order.priced",
     })),
     {
       queue: "queue_x",
@@ -78,8 +80,14 @@ Deno.test("readWorkerSettings() reads every variable it knows", () => {
       events: true,
       maxEtaMs: 60_000,
       deployment: { name: "task_x", queue: "queue_x" },
+      subscriptions: { triggers: ["order.created", "order.*"], emits: "order.priced" },
     },
   );
+});
+
+Deno.test("readWorkerSettings() refuses a trigger that is no topic pattern, an emits that is no type", () => {
+  assertRefused({ FUNCTION_TRIGGERS: "order created" }, /FUNCTION_TRIGGERS has "order created"/);
+  assertRefused({ FUNCTION_EMITS: "order.*" }, /FUNCTION_EMITS is 'order\.\*'/);
 });
 
 Deno.test("a worker's settings and its broker's read exactly the variables of WORKER_ENV_VARS", async () => {

@@ -65,7 +65,7 @@ import { AnsweredTasks } from "./answered_tasks.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { createDeliveryHandler, type Task } from "./delivery.ts";
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
-import { declareRoutes } from "./protocol.ts";
+import { declareWorkerRoutes } from "./routes.ts";
 import { retryQueueOptions } from "./settle.ts";
 
 /** Options for {@linkcode startWorker}. */
@@ -149,6 +149,14 @@ export interface WorkerOptions {
    * @default {RECONNECT_POLICY}
    */
   controlRetry?: BackoffPolicy;
+  /**
+   * Topic patterns of the events that run the function: the queue is bound
+   * to the events exchange with each at start (docs/events.md).
+   * @default {[]}
+   */
+  triggers?: readonly string[];
+  /** The event type each successful result is emitted as (`chain.ts`), if any. */
+  emits?: string;
 }
 
 /** A worker consuming its queue on one broker connection. */
@@ -215,7 +223,7 @@ export async function startWorker(
   });
 
   const retryDelays = await declareRetryQueues(broker, queue, queueType, log);
-  await declareRoutes(broker, queue, info);
+  await declareWorkerRoutes(broker, queue, info, options.triggers ?? []);
   const emit = options.events ? await startTaskEvents(broker, log) : NO_EVENTS;
   const handler = createDeliveryHandler({
     runner,
@@ -235,6 +243,7 @@ export async function startWorker(
     retryDelays,
     maxEtaMs: options.maxEtaMs,
     returnDelayMs: options.returnDelayMs ?? 1000,
+    emits: options.emits,
   });
 
   function begin(delivery: Delivery): void {

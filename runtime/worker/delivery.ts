@@ -52,7 +52,9 @@ import {
   type TaskTrace,
   type WorkerMetrics,
 } from "./observe.ts";
-import { type AnswerFacts, protocolOf, type ReadRequest, type WorkerProtocol } from "./protocol.ts";
+import type { AnswerFacts, ReadRequest, WorkerProtocol } from "./protocol.ts";
+import { protocolFor } from "./event_protocol.ts";
+import { createChainEmitter } from "./chain.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import { createSettler } from "./settle.ts";
 
@@ -83,6 +85,18 @@ interface TaskRun {
   logger?: Logger;
   /** Set while this request holds its task id in the record of answers. */
   record?: { key: string; fingerprint: string };
+}
+
+/**
+ * The trace context an event emitted by a run carries on: the run's attempt
+ * span when traced, so that the next function's spans are its children;
+ * else the one the delivery came with, if any.
+ */
+function traceparentOf(run: TaskRun, delivery: Delivery): string | undefined {
+  const { trace_id: traceId, span_id: spanId } = run.traced.ids;
+  if (traceId && spanId) return `00-${traceId}-${spanId}-01`;
+  const value = delivery.properties.headers?.traceparent;
+  return typeof value === "string" && value.length <= 128 ? value : undefined;
 }
 
 /** Milliseconds since the run started, to the microsecond. */
@@ -120,6 +134,8 @@ export interface DeliveryHandlerOptions {
   maxEtaMs?: number;
   /** How long a delivery whose outcome could not be published waits before it goes back. */
   returnDelayMs: number;
+  /** The event type each success is emitted as, for a function that declares `emits` (`chain.ts`). */
+  emits?: string;
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -167,6 +183,9 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     allowedSenders: new Set([...senders, broker.user]),
   });
   const events = emit !== NO_EVENTS;
+  const chain = options.emits === undefined
+    ? undefined
+    : createChainEmitter(broker, info.name, options.emits);
   let nextRun = 1;
 
   function startRun(task: Task): TaskRun {
@@ -177,7 +196,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       task,
       taskId,
       attempt,
-      protocol: protocolOf(delivery),
+      protocol: protocolFor(delivery),
       taskName: null,
       startedAt: isoNow(),
       started: performance.now(),
@@ -245,10 +264,8 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     resultJson: string | undefined,
   ): Promise<void> {
     const { delivery } = run.task;
-    const replyTo = delivery.properties.replyTo;
-    // A request that wants no reply (a tick) is still kept in the record: a
-    // copy of it is then settled without running again.
-    if (!replyTo && !run.record) return Promise.resolve();
+    // A run kept by the record is answered for the record even with no one to answer.
+    if (!delivery.properties.replyTo && !run.record) return Promise.resolve();
     const reply = run.protocol.answer(delivery, {
       status,
       error,
@@ -266,7 +283,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (run.record && reply.kept) {
       answered.remember(run.record.key, run.record.fingerprint, reply.kept);
     }
-    if (!replyTo) return Promise.resolve();
+    if (!reply.message || !delivery.properties.replyTo) return Promise.resolve();
     return settler.answer(delivery, reply.message).catch(tolerate(run));
   }
 
@@ -335,18 +352,19 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (!read.ok) {
       stats.rejected++;
       run.taskName = read.task ?? null;
-      return await refuse(run, "rejected", read.error, {
+      return await refuse(run, read.reason ?? "rejected", read.error, {
         dropBody: read.error.type === "MessageTooLarge",
       });
     }
     run.taskName = read.request.task;
     run.read = read;
     if (read.attempt !== undefined) run.attempt = read.attempt;
+    if (read.taskId !== undefined) run.taskId = read.taskId;
     if (!run.protocol.remembersAnswers || run.taskId === null) return await proceed(run, read);
     // A copy of a request this process answered (redelivered after a lost
     // ack, or sent again by a caller that lost its node) gets that answer.
-    const key = AnsweredTasks.keyOf(sender, run.taskId);
-    const fingerprint = fingerprintOf(delivery);
+    const key = AnsweredTasks.keyOf(sender, read.record?.id ?? run.taskId);
+    const fingerprint = read.record?.fingerprint ?? fingerprintOf(delivery);
     // Claimed at once unless a copy of it runs now: no await, no extra turn.
     const claiming = answered.claim(key, fingerprint);
     const claim = claiming instanceof Promise ? await claiming : claiming;
@@ -425,6 +443,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
         worker: workerId,
         deadline,
         ...(tick !== null && { tick }),
+        ...(read.event && { event: read.event }),
       },
       attemptLimit(read.timeoutMs, deadline),
       () => logOf(run),
@@ -455,6 +474,21 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       }, deadline);
     }
     if (!result.ok) return await fail(run, request, result, deadline);
+    if (chain) {
+      const refused = await chain.emit({
+        event: read.event,
+        taskId: run.taskId,
+        sender: run.sender,
+        traceparent: traceparentOf(run, delivery),
+        // Checked at arrival: a reply destination, or none.
+        replyTo: delivery.properties.replyTo,
+        correlationId: delivery.properties.correlationId,
+        resultJson: result.resultJson,
+      });
+      if (refused) {
+        return await fail(run, request, { ok: false, retryable: false, error: refused }, deadline);
+      }
+    }
     stats.succeeded++;
     const duration = elapsed(run);
     metrics.observe("success", duration);
@@ -598,7 +632,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     task.abandoned = true;
     const { sender, allowed } = senderOf(
       delivery,
-      protocolOf(delivery).routedSender(delivery, queue),
+      protocolFor(delivery).routedSender(delivery, queue),
     );
     if (!allowed) return broker.nack(delivery, true);
     try {

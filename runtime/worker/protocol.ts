@@ -19,8 +19,10 @@ import type { Broker, Delivery } from "../../core/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   checkEnvelope,
+  type DeadLetterReason,
   encodeCeleryReply,
   encodeReply,
+  type EventAttributes,
   isCeleryMessage,
   type Message,
   parseCeleryRequest,
@@ -50,6 +52,12 @@ export interface ReadRequest {
   answerId?: string;
   /** Set when its sender wants no answer (Celery's `ignore_result`). */
   noAnswer?: boolean;
+  /** The id of the task, when the protocol carries it elsewhere than `message_id` (an event's id). */
+  taskId?: string;
+  /** What the record of answers keys and fingerprints it by, when not its sender and task id. */
+  record?: { id: string; fingerprint: string };
+  /** The event that triggered it, for a run of an event. */
+  event?: EventAttributes;
 }
 
 /** A delivery that breaks the contract; `task` when it named a function. */
@@ -57,6 +65,8 @@ export interface UnreadRequest {
   ok: false;
   error: TaskError;
   task?: string;
+  /** Why it is dead-lettered. @default {"rejected"} */
+  reason?: DeadLetterReason;
 }
 
 /** Options for {@linkcode WorkerProtocol.read}. */
@@ -94,7 +104,8 @@ export interface AnswerFacts {
 
 /** An answer to publish, and what a record of answers keeps of it. */
 export interface Answer {
-  message: Message;
+  /** Nothing, in a protocol that answers nobody (events). */
+  message?: Message;
   /** What is kept to answer a copy of the request again, in a protocol that has copies answered. */
   kept?: AnsweredTask;
 }

@@ -1,9 +1,11 @@
 /**
  * {@linkcode Broker} on RabbitMQ through amqplib (imported only here, in
- * `connect_amqp.ts` and `write_batching.ts`). One connection, one confirm
- * channel for publishing, consuming and Direct Reply-to, and a side channel
- * for declarations and checks, whose failures (a missing queue, mismatched
- * arguments) would otherwise close the main channel. Open one with
+ * `connect_amqp.ts`, `write_batching.ts` and `isolated_publisher.ts`). One
+ * connection, one confirm channel for publishing, consuming and Direct
+ * Reply-to, a side channel for declarations and checks, whose failures (a
+ * missing queue, mismatched arguments) would otherwise close the main
+ * channel, and, on first use, a channel for publishes the broker's
+ * permissions may refuse (events). Open one with
  * `connectAmqp`.
  *
  * @module
@@ -22,6 +24,7 @@ import {
   type ExchangeOptions,
   type ExchangeType,
   PublishRefusedError,
+  type PublishToExchangeOptions,
   type QueueInfo,
   type QueueOptions,
 } from "../broker.ts";
@@ -31,6 +34,7 @@ import { maskUrl, redactPassword } from "../url.ts";
 import { coalesceWrites, PublishGate } from "./write_batching.ts";
 import { closedError, describeAmqpFailure } from "./amqp_failure.ts";
 import { queueArguments } from "./queue_arguments.ts";
+import { IsolatedPublisher } from "./isolated_publisher.ts";
 
 /** The error amqplib settles a publish with when the broker sent `basic.nack` for it. */
 const NACKED = "message nacked";
@@ -218,7 +222,12 @@ export class AmqpBroker implements Broker {
     }
   }
 
-  async publishToExchange(exchange: string, message: Message, routingKey = ""): Promise<void> {
+  async publishToExchange(
+    exchange: string,
+    message: Message,
+    routingKey = "",
+    options: PublishToExchangeOptions = {},
+  ): Promise<void> {
     // Publishing to a missing exchange would close the main channel, and
     // with it every consumer: check on the side channel first, once per
     // exchange and connection (task events publish to one many times).
@@ -231,8 +240,27 @@ export class AmqpBroker implements Broker {
         this.#fail(`publish to exchange '${exchange}'`, error);
       }
     }
+    if (options.isolated) return await this.#publishIsolated(exchange, routingKey, message);
     await this.#publish(exchange, routingKey, message, `publish to exchange '${exchange}'`);
   }
+
+  /** Publishes on the isolated channel (`isolated_publisher.ts`). */
+  async #publishIsolated(exchange: string, routingKey: string, message: Message): Promise<void> {
+    const action = `publish to exchange '${exchange}' with routing key '${routingKey}'`;
+    if (this.#isClosed) throw closedError(action, this.#url);
+    const { userId } = message.properties;
+    if (userId !== undefined && userId !== this.user) {
+      throw new TypeError(
+        `Cannot ${action} with user_id '${userId}' as this connection's user is '${this.user}': leave user_id out, it is set for you`,
+      );
+    }
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    const options = { ...message.properties, userId: this.user } as Options.Publish;
+    this.#isolated ??= new IsolatedPublisher(this.#connection, this.user);
+    await this.#isolated.publish(exchange, routingKey, body, options);
+  }
+
+  #isolated: IsolatedPublisher | undefined;
 
   publish(queue: string, message: Message): Promise<void> {
     return this.#publish("", queue, message, `publish to '${queue}'`);

@@ -22,6 +22,7 @@ import {
   type QueueOptions,
 } from "../broker.ts";
 import type { Message } from "../../contract/message.ts";
+import { topicMatches } from "../../contract/cloud_events.ts";
 import { splitUrls, userOfUrl } from "../url.ts";
 import {
   type Entry,
@@ -236,8 +237,12 @@ export class MemoryBroker implements MemoryQueues {
   /** @internal The queues a message published to `exchange` with `routingKey` goes to. */
   route(exchange: string, routingKey: string, action: string): string[] {
     const { type, bound } = this.exchange(exchange, action);
-    return [...bound].filter(([, keys]) => type === "fanout" || keys.has(routingKey))
-      .map(([queue]) => queue);
+    const matches = (keys: Set<string>) =>
+      type === "fanout" ||
+      (type === "topic"
+        ? [...keys].some((pattern) => topicMatches(pattern, routingKey))
+        : keys.has(routingKey));
+    return [...bound].filter(([, keys]) => matches(keys)).map(([queue]) => queue);
   }
 
   /** @internal */
