@@ -26,6 +26,7 @@ import {
 } from "./contract/mod.ts";
 import { STACK_USERS } from "./contract/users.ts";
 import { ConfigError } from "./config_error.ts";
+import { parseSchedule, type Schedule } from "./schedule.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "./yaml_checker.ts";
 
 /** What a function's workers speak: the native contract, or Celery's protocol 2 with rpc:// results. */
@@ -93,6 +94,8 @@ export interface FunctionEntry {
   triggers?: readonly string[];
   /** The event type its result is emitted as on success, if any. */
   emits?: string;
+  /** When `deno task scheduler` runs it (docs/schedules.md); registry only. */
+  schedule?: Schedule;
 }
 
 /** The registry, read. */
@@ -147,8 +150,11 @@ interface EntryProblem {
   message: string;
 }
 
-/** A setting as read: its value, or what is wrong with it. */
-type Read<T> = { value: T } | { problem: string };
+/**
+ * A setting as read: its value, or what is wrong with it (`at`: the key
+ * inside the setting's own mapping, when the problem is there).
+ */
+type Read<T> = { value: T } | { problem: string; at?: string };
 
 /** One setting of a function in the YAML files: how it is read and where it may appear. */
 interface FunctionField {
@@ -268,6 +274,7 @@ export const FUNCTION_FIELDS: Readonly<Record<string, FunctionField>> = Object.f
         } is not an event type: give one, words of letters, digits, _ and - separated by dots (at most ${MAX_EVENT_TYPE_CHARS}), such as order.priced`,
       },
   },
+  schedule: { deployedOnly: true, read: (value) => parseSchedule(value) },
 });
 
 /** The keys a function's mapping may have in the registry, or elsewhere. */
@@ -296,6 +303,13 @@ function crossProblems(
       field: fields.triggers !== undefined ? "triggers" : "emits",
       message:
         "is for functions served by Deno workers: a Celery worker reads no events; remove it",
+    }];
+  }
+  if (protocol === "celery" && fields.schedule !== undefined) {
+    return [{
+      field: "schedule",
+      message:
+        "is only for a Deno function: its ticks are native requests, which Celery workers do not read; schedule the task in Celery beat, or remove schedule",
     }];
   }
   if (protocol === "celery" && celeryName === undefined) {
@@ -347,8 +361,9 @@ export function entryFrom(
     const value = settings[key];
     if (value === undefined || (field.deployedOnly && !options.deployed)) continue;
     const read = field.read(value, name, options);
-    if ("problem" in read) problems.push({ field: key, message: read.problem });
-    else fields[key] = read.value;
+    if ("problem" in read) {
+      problems.push({ field: read.at ? `${key}.${read.at}` : key, message: read.problem });
+    } else fields[key] = read.value;
   }
   if (problems.length > 0) return { problems };
   if (options.deployed && settings.user === undefined && STACK_USERS.includes(name)) {
@@ -372,6 +387,7 @@ export function entryFrom(
   if (fields.profile !== undefined) entry.profile = fields.profile as string;
   if (fields.triggers !== undefined) entry.triggers = fields.triggers as string[];
   if (fields.emits !== undefined) entry.emits = fields.emits as string;
+  if (fields.schedule !== undefined) entry.schedule = fields.schedule as Schedule;
   return { entry, problems: [] };
 }
 
@@ -442,7 +458,7 @@ export function readFunctionsSection(
     );
     const { entry, problems } = entryFrom(name, known, options);
     for (const problem of problems) {
-      check.report(problem.field ? [...at, problem.field] : at, problem.message);
+      check.report(problem.field ? [...at, ...problem.field.split(".")] : at, problem.message);
     }
     if (entry) functions.set(name, entry);
   }

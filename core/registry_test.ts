@@ -93,9 +93,9 @@ other: 1
   assert.deepEqual(problems, [
     `${FILE}:2:3: functions.TaskA: function name 'TaskA' is not lower_snake_case: use letters, digits and _, starting with a letter`,
     `${FILE}:3:20: functions.task_b.queue: queue 'Queue-B' is not lower_snake_case: use letters, digits and _, starting with a letter`,
-    `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda): give the function's workers a user of their own`,
+    `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda, scheduler): give the function's workers a user of their own`,
     `${FILE}:4:11: functions.task_c.celery_name: is missing, and protocol celery needs it: give the Celery task name its workers register, such as tasks.task_c`,
-    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits`,
+    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits, schedule`,
     `${FILE}:6:11: functions.task_e: has no 'queue': name the queue task_e consumes, such as queue_a`,
     `${FILE}:7:20: functions.task_f.queue: 'queue_d' is already the queue of task_d: each function needs its own queue`,
     `${FILE}:8:15: functions.dispatcher: function name 'dispatcher' would make its workers' user the stack's own 'dispatcher': choose another name, or set 'user'`,
@@ -103,6 +103,62 @@ other: 1
     `${FILE}:10:38: functions.task_g.service: service 'rabbitmq' is one of the stack's own services: use another`,
     `${FILE}:11:1: other: is not a setting here: use functions, events`,
   ]);
+});
+
+Deno.test("parseRegistry() reads a schedule, short or in full, and points at what is wrong in it", () => {
+  const registry = parseRegistry(
+    `functions:
+  report: { queue: reports, schedule: "0 0 3 * * *" }
+  digest:
+    queue: digests
+    schedule:
+      cron: "*/30 * * * *"
+      time_zone: Europe/Berlin
+      payload: { kind: digest }
+      catch_up: 0
+`,
+    FILE,
+  );
+  assert.deepEqual(registry.functions.get("report")?.schedule, {
+    cron: "0 0 3 * * *",
+    timeZone: "UTC",
+    payload: {},
+    catchUpMs: 60_000,
+  });
+  assert.deepEqual(registry.functions.get("digest")?.schedule, {
+    cron: "*/30 * * * *",
+    timeZone: "Europe/Berlin",
+    payload: { kind: "digest" },
+    catchUpMs: 0,
+  });
+  assert.deepEqual(
+    problemsOf(`functions:
+  report:
+    queue: reports
+    schedule:
+      cron: "0 0 3 * *"
+      time_zone: Moon/Crater
+  digest:
+    queue: digests
+    schedule:
+      cron: "0 61 * * *"
+  legacy: { queue: legacy, protocol: celery, celery_name: tasks.legacy, schedule: "@daily" }
+`),
+    [
+      `${FILE}:6:18: functions.report.schedule.time_zone: 'Moon/Crater' is not a time zone this system knows: give an IANA time zone name, such as Europe/Berlin or UTC`,
+      `${FILE}:10:13: functions.digest.schedule.cron: '0 61 * * *' is not a cron pattern (Invalid value for hour: 61): use 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first, such as "0 */5 * * * *"`,
+      `${FILE}:11:83: functions.legacy.schedule: is only for a Deno function: its ticks are native requests, which Celery workers do not read; schedule the task in Celery beat, or remove schedule`,
+    ],
+  );
+  // Schedules are the registry's: a configuration file's functions run on none.
+  const { root, check } = YamlChecker.parse(
+    `functions:\n  report: { queue: reports, schedule: "@daily" }\n`,
+    "conf.yml",
+  );
+  readFunctionsSection(check, (root as { functions: unknown }).functions, ["functions"], {
+    deployed: false,
+  });
+  assert.match(check.problems[0].message, /^is not a setting here/);
 });
 
 Deno.test("parseRegistry() refuses two functions with one broker user or one service", () => {

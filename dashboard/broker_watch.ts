@@ -15,7 +15,8 @@
  *   function's), which is shown with it; on a broker where every party is
  *   `guest` both come from anyone. Others are counted as forged and
  *   dropped. Each kept event has the contract's fields only, bounded
- *   (`bound_task_event.ts`).
+ *   (`bound_task_event.ts`). On the same exchange, the active scheduler
+ *   replica's note says which one fires, from the scheduler's user only.
  *
  * @module
  */
@@ -24,12 +25,15 @@ import { type Broker, BrokerUnavailableError } from "../core/broker/mod.ts";
 import {
   deadLetterQueueOf,
   EVENTS_EXCHANGE,
+  parseSchedulerNote,
   parseTaskEvent,
+  SCHEDULER_ACTIVE_TYPE,
+  type SchedulerNote,
   type TaskEvent,
   type WorkerInfo,
 } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";
-import { DEFAULT_CALLERS } from "../core/contract/users.ts";
+import { DEFAULT_CALLERS, SCHEDULER_USER } from "../core/contract/users.ts";
 import { isExpectedSender } from "../client/protocol.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { DASHBOARD_EVENT_QUEUES } from "../ops/rabbitmq/definitions.ts";
@@ -82,6 +86,8 @@ export interface BrokerWatchOptions {
   callers?: readonly string[];
   /** Receives each accepted task event. */
   onEvent: (event: SeenEvent) => void;
+  /** Receives the active scheduler replica's note, from the scheduler's user only. */
+  onScheduler?: (note: SchedulerNote) => void;
   /** Told after each poll or ping. */
   onChange: () => void;
 }
@@ -203,6 +209,13 @@ export async function startBrokerWatch(
   await broker.bindQueue(eventsQueue, EVENTS_EXCHANGE);
   const consumer = await broker.consume(eventsQueue, (delivery) => {
     broker.ack(delivery);
+    if (delivery.properties.type === SCHEDULER_ACTIVE_TYPE) {
+      const note = parseSchedulerNote(delivery.body);
+      if (note && isExpectedSender(delivery.properties.userId, SCHEDULER_USER, broker.user)) {
+        options.onScheduler?.(note);
+      }
+      return;
+    }
     const parsed = parseTaskEvent(delivery.body);
     if (!parsed.ok) return;
     const event = boundTaskEvent(parsed.value);

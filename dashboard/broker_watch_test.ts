@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { BrokerUnavailableError, MemoryBroker } from "../core/broker/mod.ts";
-import { DASHBOARD_USER, encodeTaskEvent, EVENTS_EXCHANGE } from "../core/contract/mod.ts";
+import {
+  DASHBOARD_USER,
+  encodeSchedulerNote,
+  encodeTaskEvent,
+  EVENTS_EXCHANGE,
+  SCHEDULER_USER,
+  type SchedulerNote,
+} from "../core/contract/mod.ts";
 import { defineFunction } from "../runtime/define_function.ts";
 import { inProcessRunner } from "../runtime/handler_runner.ts";
 import { startWorker } from "../runtime/worker/consumer.ts";
@@ -263,5 +270,33 @@ Deno.test("startBrokerWatch() leaves depths unknown where the broker refuses its
     await watch.stop();
     await worker.stop(0);
     await inner.close();
+  }
+});
+
+Deno.test("startBrokerWatch() passes on the active scheduler's note from the scheduler's user only", async () => {
+  const hub = new MemoryBroker();
+  const notes: SchedulerNote[] = [];
+  const watch = await startBrokerWatch(hub.connect(DASHBOARD_USER), {
+    functions: FUNCTIONS,
+    pollMs: 1000,
+    pingMs: 1000,
+    onEvent: () => {},
+    onScheduler: (note) => notes.push(note),
+    onChange: () => {},
+  });
+  try {
+    const note = (scheduler: string) =>
+      encodeSchedulerNote({ scheduler, since: "2026-11-29T06:00:00.000Z", functions: ["add"] });
+    await hub.connect("dispatcher").publishToExchange(EVENTS_EXCHANGE, note("forged"));
+    await hub.connect(SCHEDULER_USER).publishToExchange(EVENTS_EXCHANGE, note("scheduler-1"));
+    await waitFor(() => notes.length === 1, "the scheduler's note");
+    assert.deepEqual(notes, [{
+      scheduler: "scheduler-1",
+      since: "2026-11-29T06:00:00.000Z",
+      functions: ["add"],
+    }]);
+  } finally {
+    await watch.stop();
+    await hub.shutdown();
   }
 });

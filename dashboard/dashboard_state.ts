@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { WorkerInfo } from "../core/contract/mod.ts";
+import type { SchedulerNote, WorkerInfo } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import { type BrokerWatch, type QueueView, type SeenEvent, unknownQueues } from "./broker_watch.ts";
 import type { DeadLetterDesk, DeskStatus, LetterView, ReplaySummary } from "./dead_letter_desk.ts";
@@ -32,6 +32,14 @@ export interface FunctionView extends QueueView {
   triggers: readonly string[];
   figures: FunctionFigures;
   letters: LetterView[];
+  /** Its schedule in the registry, as `0 3 * * * (UTC)`; `null` when it has none. */
+  schedule: string | null;
+}
+
+/** The scheduler replica that fires, as its last note said. */
+export interface SchedulerView extends SchedulerNote {
+  /** When its last note arrived (ISO 8601): it says so every 10 s while it fires. */
+  seen: string;
 }
 
 /** The whole picture, sent to pages as `state`. */
@@ -44,6 +52,8 @@ export interface DashboardSnapshot {
   at: string;
   functions: FunctionView[];
   workers: WorkerInfo[];
+  /** The active scheduler replica, once one said so. */
+  scheduler: SchedulerView | null;
   deadLetters: DeskStatus;
   warnings: string[];
   /** Task events received since start. */
@@ -55,6 +65,8 @@ export interface DashboardStateOptions {
   functions: ReadonlyMap<string, FunctionRoute>;
   /** Each function's triggers, from the registry. @default {none} */
   triggers?: ReadonlyMap<string, readonly string[]>;
+  /** Each scheduled function's schedule, as people read it (`describeSchedule`). */
+  schedules?: ReadonlyMap<string, string>;
   broker: string;
   hub: SseHub;
   /** Reads and replays dead letters; absent when there is no broker to read them from. */
@@ -71,6 +83,7 @@ export class DashboardState {
   #mode: DashboardMode = "connecting";
   #notice: string | null = null;
   #eventsSeen = 0;
+  #scheduler: SchedulerView | null = null;
   #stateTimer: ReturnType<typeof setTimeout> | undefined;
   #tasksTimer: ReturnType<typeof setTimeout> | undefined;
   /** Dead-letter depth per queue when its letters were last read. */
@@ -113,6 +126,12 @@ export class DashboardState {
       this.#batch = [];
       this.#options.hub.send("tasks", batch);
     }, TASKS_EVERY_MS);
+  }
+
+  /** The active scheduler replica said so. */
+  onScheduler(note: SchedulerNote): void {
+    this.#scheduler = { ...note, seen: new Date().toISOString() };
+    this.changed();
   }
 
   /** Something changed: pages get the new picture soon, and dead letters are read again if their count moved. */
@@ -183,8 +202,10 @@ export class DashboardState {
         triggers: this.#options.triggers?.get(queue.function) ?? [],
         figures: this.#stats.figures(queue.function),
         letters: desk?.letters(queue.queue) ?? [],
+        schedule: this.#options.schedules?.get(queue.function) ?? null,
       })),
       workers,
+      scheduler: this.#scheduler,
       deadLetters: desk?.status ??
         { available: false, problem: "No broker: nothing to read dead letters from" },
       warnings,

@@ -74,6 +74,32 @@ Deno.test("forged dead letters of 100 KB of control characters keep the state bo
   }
 });
 
+Deno.test("DashboardState.snapshot() shows each function's schedule and the replica that fires", () => {
+  const state = new DashboardState({
+    functions: FUNCTIONS,
+    schedules: new Map([["task_b", "0 3 * * * (Europe/Berlin)"]]),
+    broker: "memory",
+    hub: new SseHub(),
+  });
+  try {
+    assert.equal(state.snapshot().scheduler, null);
+    assert.deepEqual(state.snapshot().functions.map((f) => [f.function, f.schedule]), [
+      ["task_a", null],
+      ["task_b", "0 3 * * * (Europe/Berlin)"],
+    ]);
+    state.onScheduler({
+      scheduler: "scheduler@host-1",
+      since: "2026-11-29T06:00:00.000Z",
+      functions: ["task_b"],
+    });
+    const { scheduler } = state.snapshot();
+    assert.equal(scheduler?.scheduler, "scheduler@host-1");
+    assert.ok(Date.parse(scheduler!.seen) > 0);
+  } finally {
+    state.close();
+  }
+});
+
 Deno.test("DashboardState's snapshot shows each function's triggers, none where it has none", () => {
   const state = new DashboardState({
     functions: FUNCTIONS,

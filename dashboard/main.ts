@@ -11,6 +11,7 @@ import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import { brokerHelp, brokerSettings, readOptions, UsageError } from "../dispatcher/cli/options.ts";
 import { loadConfig } from "../dispatcher/config/load_config.ts";
 import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
+import { describeSchedule } from "../core/schedule.ts";
 import { generateToken, isUsableToken, MIN_TOKEN_CHARS } from "./auth.ts";
 import type { ConnectionSettings } from "./connections.ts";
 import { DASHBOARD_OPTIONS, type DashboardIo, parseFlags } from "./dashboard_flags.ts";
@@ -87,6 +88,10 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       );
     }
     const config = await loadConfig(flags.config);
+    // Shown beside each function: when the scheduler runs it.
+    const schedules = new Map(
+      [...config.schedules ?? []].map(([name, schedule]) => [name, describeSchedule(schedule)]),
+    );
     const settings: ConnectionSettings = {
       dashboard: brokerSettings(values),
       operator: { url: values["operator-broker"], passwordFile: values["operator-password-file"] },
@@ -100,6 +105,7 @@ export async function main(args: string[], io: DashboardIo): Promise<number> {
       flags,
       functions: config.functions,
       triggers,
+      schedules,
       token: given ?? generateToken(),
       tokenGiven: given !== undefined,
       settings,

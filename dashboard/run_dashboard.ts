@@ -45,6 +45,8 @@ export interface RunDashboardOptions {
   functions: ReadonlyMap<string, FunctionRoute>;
   /** Each function's triggers, shown beside it. @default {none} */
   triggers?: ReadonlyMap<string, readonly string[]>;
+  /** Each scheduled function's schedule, as the page shows it. */
+  schedules?: ReadonlyMap<string, string>;
   token: string;
   /** The token came from DASHBOARD_TOKEN: it is not printed. */
   tokenGiven: boolean;
@@ -104,6 +106,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
   const state = new DashboardState({
     functions,
     triggers: options.triggers,
+    schedules: options.schedules,
     broker: target?.label ?? "embedded (in the dispatcher's own process)",
     hub,
     desk,
@@ -187,6 +190,7 @@ export async function runDashboard(options: RunDashboardOptions): Promise<number
         watch = await startBrokerWatch(broker, {
           functions,
           onEvent: (event) => state.onEvent(event),
+          onScheduler: (note) => state.onScheduler(note),
           onChange: () => state.changed(),
         });
       } catch (error) {

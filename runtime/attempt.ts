@@ -21,6 +21,8 @@ export interface HandlerRun {
   worker: string;
   /** When the caller stops waiting (ms since the epoch), or null. */
   deadline: number | null;
+  /** The schedule's tick it runs for (ISO 8601), when the scheduler sent it. */
+  tick?: string;
   /** The attributes of the event that triggered it, for a run of an event. */
   event?: EventAttributes;
 }

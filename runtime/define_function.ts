@@ -29,6 +29,12 @@ export interface TaskContext {
    */
   deadline: number | null;
   /**
+   * For a run of the function's schedule (docs/schedules.md): the tick's
+   * time, ISO 8601 in UTC (`2026-11-29T06:00:00.000Z`), the same in every
+   * retry of it; `null` for a call.
+   */
+  tick: string | null;
+  /**
    * Aborted when the attempt must end before the handler is done: at the
    * function's `timeoutMs`, at the caller's deadline, or when the worker
    * stops. Pass it on to whatever the handler waits for.

@@ -141,6 +141,7 @@ export async function runHandler(
     attempt: run.attempt,
     worker: run.worker,
     deadline: run.deadline,
+    tick: run.tick ?? null,
     ...(run.event && { event: run.event }),
     get signal() {
       return signal();

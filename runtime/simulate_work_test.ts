@@ -4,7 +4,15 @@ import { SILENT_LOGGER } from "../core/log.ts";
 import { MAX_WORK_MS, SimulatedFailure, simulateWork } from "./simulate_work.ts";
 
 function context(attempt: number, signal = new AbortController().signal): TaskContext {
-  return { taskId: "id-1", attempt, worker: "w1", deadline: null, signal, log: SILENT_LOGGER };
+  return {
+    taskId: "id-1",
+    attempt,
+    worker: "w1",
+    deadline: null,
+    tick: null,
+    signal,
+    log: SILENT_LOGGER,
+  };
 }
 
 Deno.test("simulateWork() fails attempts up to fail_attempts with SimulatedFailure", async () => {

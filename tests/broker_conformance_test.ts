@@ -584,6 +584,31 @@ Deno.test({
 });
 
 conformance(
+  "a single-active-consumer queue feeds one consumer only; when its connection goes, the next takes what it held",
+  async (session, queues) => {
+    const first = await session.connect();
+    const second = await session.connect();
+    const queue = uniqueName("conf_single");
+    queues.push(queue);
+    await first.declareQueue(queue, { type: "quorum", singleActiveConsumer: true });
+    await first.publish(queue, message("one"));
+    await first.publish(queue, message("two"));
+    const got = { first: [] as string[], second: [] as string[] };
+    await first.consume(queue, (d) => got.first.push(decoder.decode(d.body)), { prefetch: 1 });
+    await waitFor(() => got.first.length === 1, "the first consumer's delivery");
+    await second.consume(queue, (d) => got.second.push(decoder.decode(d.body)), { prefetch: 5 });
+    // The second has room for both, yet the broker holds "two" back for the
+    // active consumer, whose prefetch is full: ask it rather than wait. (A
+    // quorum queue counts its active consumer only among its consumers.)
+    assert.equal((await first.inspectQueue(queue))?.messages, 1);
+    assert.deepEqual(got, { first: ["one"], second: [] });
+    await first.close();
+    await waitFor(() => got.second.length === 2, "the next consumer takes over");
+    assert.deepEqual(got.second, ["one", "two"]);
+  },
+);
+
+conformance(
   "a topic exchange routes by pattern: * one word, # any words, one copy per queue",
   async (session, queues, created) => {
     const broker = await session.connect();

@@ -15,6 +15,7 @@ import {
   DASHBOARD_PERMISSIONS,
   dispatcherPermissions,
   OPERATOR_PERMISSIONS,
+  schedulerPermissions,
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
 import { parseConfig } from "../dispatcher/config/load_config.ts";
@@ -317,6 +318,7 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
     dashboard: DASHBOARD_PERMISSIONS,
     celery_client: celeryClientPermissions(["queue_a", "queue_b"]),
     task_c: celeryWorkerPermissions("queue_c"),
+    scheduler: schedulerPermissions(["queue_a"]),
     admin: ADMIN_PERMISSIONS,
   };
   for (const [user, permissions] of Object.entries(granted)) {

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { CANARY_SECRET, writeCanary } from "./fixtures/canary.ts";
+import { copyRepository } from "./_repository.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const decoder = new TextDecoder();
@@ -26,30 +27,6 @@ async function run(cmd: string, args: string[], cwd: string, timeoutMs = 120_000
     stdout: decoder.decode(output.stdout),
     stderr: decoder.decode(output.stderr),
   };
-}
-
-/** The repository's files (tracked, and new ones not ignored), copied into a new directory. */
-async function copyRepository(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "embedded-escape-" });
-  const listed = await run(
-    "git",
-    ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-    ROOT.pathname,
-    30_000,
-  );
-  assert.equal(listed.code, 0, listed.stderr);
-  for (const path of listed.stdout.split("\0").filter(Boolean)) {
-    const from = new URL(path, ROOT);
-    try {
-      if (!(await Deno.lstat(from)).isFile) continue;
-    } catch {
-      continue; // Deleted in the work tree.
-    }
-    const to = `${dir}/${path}`;
-    await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
-    await Deno.copyFile(from, to);
-  }
-  return dir;
 }
 
 /** The fixture's imports that reach outside functions/ in a project. */

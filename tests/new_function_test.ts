@@ -11,8 +11,8 @@ import { NEEDS_DOCKER } from "./_infra.ts";
 import { freePort, uniqueName, waitFor } from "./_helpers.ts";
 import { holdEngine } from "./_engine_lock.ts";
 import { runCommand } from "./_command.ts";
+import { copyRepository } from "./_repository.ts";
 
-const ROOT = new URL("../", import.meta.url);
 const NAME = "resize_image";
 
 /** Runs `cmd` in `cwd`, killed and failing after 10 minutes (an image build is the longest). */
@@ -23,29 +23,6 @@ async function run(cmd: string, args: string[], cwd: string, env: Record<string,
     timeoutMs: 600_000,
   });
   return { code: output.code, stdout: output.stdout, text: output.stdout + output.stderr };
-}
-
-/** A copy of the repository's files (tracked, and new ones not ignored) in a temporary directory. */
-async function copyRepository(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "new-function-" });
-  const listed = await run(
-    "git",
-    ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-    ROOT.pathname,
-  );
-  assert.equal(listed.code, 0, listed.text);
-  for (const path of listed.stdout.split("\0").filter(Boolean)) {
-    const from = new URL(path, ROOT);
-    try {
-      if (!(await Deno.lstat(from)).isFile) continue;
-    } catch {
-      continue; // Deleted in the work tree.
-    }
-    const to = `${dir}/${path}`;
-    await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
-    await Deno.copyFile(from, to);
-  }
-  return dir;
 }
 
 const deno = (args: string[], cwd: string, env: Record<string, string> = {}) =>
@@ -100,6 +77,46 @@ Deno.test("deno task new makes a function that the checks pass and dispatch --lo
     assert.equal(bad.code, 2);
     assert.match(bad.text, /not lower_snake_case/);
   });
+});
+
+Deno.test("deno task new --schedule writes the schedule, lets the scheduler fire into its queue and lists its ticks", async () => {
+  const dir = await copyRepository();
+  try {
+    const refused = await deno(["task", "new", "nightly", "--time-zone", "Europe/Berlin"], dir);
+    assert.equal(refused.code, 2);
+    assert.match(refused.text, /Cannot use --time-zone without --schedule/);
+    const bad = await deno(["task", "new", "nightly", "--schedule", "0 3 * *"], dir);
+    assert.equal(bad.code, 2);
+    assert.match(bad.text, /'0 3 \* \*' is not a cron pattern/);
+    const made = await deno(
+      ["task", "new", "nightly", "--schedule", "0 0 3 * * *", "--time-zone", "Europe/Berlin"],
+      dir,
+    );
+    assert.equal(made.code, 0, made.text);
+    assert.match(made.stdout, /on the schedule 0 0 3 \* \* \* \(Europe\/Berlin\)/);
+    const compose = await Deno.readTextFile(`${dir}/compose.yaml`);
+    assert.match(compose, /^ {6}- --scheduled=nightly$/m, "the scheduler may fire into its queue");
+    assert.match(compose, /# Fires: nightly, 0 0 3 \* \* \* \(Europe\/Berlin\)/);
+    const kubernetes = await Deno.readTextFile(`${dir}/ops/kubernetes/functions/scheduler.yaml`);
+    assert.match(
+      kubernetes,
+      /write: \^\(tasks\\\.schedule\|tasks\\\.scheduler\|tasks\\\.events\|nightly\)\$/,
+    );
+    const checks = await deno(
+      ["test", "-A", "tests/function_wiring_test.ts", "functions/nightly_test.ts"],
+      dir,
+    );
+    assert.equal(checks.code, 0, checks.text);
+    const listed = await deno(["task", "scheduler", "--list"], dir);
+    assert.equal(listed.code, 0, listed.text);
+    assert.match(
+      listed.stdout,
+      /^nightly on nightly: 0 0 3 \* \* \* \(Europe\/Berlin\), catch_up 60 s$/m,
+    );
+    assert.match(listed.stdout, /next: \d{4}-\d\d-\d\dT0[12]:00:00\.000Z/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({

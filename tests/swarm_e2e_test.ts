@@ -79,6 +79,7 @@ Deno.test({
     const amqpPort = freePort();
     const secretsDir = await Deno.makeTempDir({ prefix: "swarm-secrets-" });
     const images = functions.map(({ name }) => `${prefix}/worker-${name}:${tag}`);
+    const schedulerImage = `${prefix}/scheduler:${tag}`;
     // Built before the swarm exists, to keep the time the engine is in one short.
     for (const [i, { name }] of functions.entries()) {
       await docker([
@@ -95,6 +96,17 @@ Deno.test({
         ".",
       ]);
     }
+    await docker([
+      "build",
+      "-q",
+      "-f",
+      "Dockerfile.scheduler",
+      "--build-arg",
+      `DENO_IMAGE=${DENO_IMAGE}`,
+      "-t",
+      schedulerImage,
+      ".",
+    ]);
     const init = await runDeno([
       "run",
       `--allow-read=broker,functions,${secretsDir}`,
@@ -104,6 +116,7 @@ Deno.test({
       ...functions.map(({ name, user = name, queue }) => `--function=${user}=${queue}`),
       // The topic permissions of the functions' events, as compose.yaml's secrets-init has them.
       ...eventFlagsOf([...registry.functions.values()], registry.emitters),
+      "--scheduler",
     ]);
     assert.equal(init.code, 0, init.stderr);
     const id = async (flag: string) =>
@@ -161,6 +174,8 @@ Deno.test({
             500,
           );
         for (const { queue } of functions) await consumers(queue, 1);
+        // The scheduler's replicas hold their queue (a quorum queue counts its active consumer).
+        await consumers("tasks.scheduler", 1);
 
         // What Swarm applied: the file's confinement and limits.
         const worker =
@@ -243,7 +258,7 @@ Deno.test({
       for (const volume of ["rabbitmq-data", "rabbitmq-logs"]) {
         await docker(["volume", "rm", `${stack}_${volume}`], {}, true);
       }
-      await docker(["rmi", ...images], {}, true);
+      await docker(["rmi", ...images, schedulerImage], {}, true);
       await docker(
         [
           "run",

@@ -61,6 +61,15 @@ export interface QueueOptions {
    * `x-max-length` with `x-overflow: reject-publish` does.
    */
   maxLength?: number;
+  /**
+   * Only one consumer gets messages at a time: the earliest still
+   * subscribed; when it goes (cancelled, or its connection lost), the next
+   * one takes over, with what the first held unsettled. RabbitMQ's
+   * `x-single-active-consumer`; the scheduler replicas elect the one that
+   * fires with it.
+   * @default {false}
+   */
+  singleActiveConsumer?: boolean;
 }
 
 /**

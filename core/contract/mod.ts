@@ -22,4 +22,5 @@ export * from "./dead_letter.ts";
 export * from "./users.ts";
 export * from "./named_callers.ts";
 export * from "./cancel.ts";
+export * from "./schedule.ts";
 export * from "./cloud_events.ts";

@@ -41,6 +41,12 @@ export const GUEST_USER = "guest";
 export const KEDA_USER = "keda";
 
 /**
+ * `deno task scheduler`: fires the ticks of the functions the registry
+ * schedules, through the schedule exchange only (docs/schedules.md).
+ */
+export const SCHEDULER_USER = "scheduler";
+
+/**
  * Every user of the stack that is not a function's: a function's workers
  * may not run as one of them, so no function can take another party's
  * rights or password file.
@@ -53,6 +59,7 @@ export const STACK_USERS: readonly string[] = Object.freeze([
   CELERY_CLIENT_USER,
   GUEST_USER,
   KEDA_USER,
+  SCHEDULER_USER,
 ]);
 
 /**

@@ -109,6 +109,7 @@ function renderFunctions(functions, live) {
         ...(f.triggers?.length
           ? [el("div", { class: "triggers mono" }, `on ${f.triggers.join(", ")}`)]
           : []),
+        ...(f.schedule ? [el("div", { class: "muted schedule" }, `on ${f.schedule}`)] : []),
       ),
       el("td", { class: "mono" }, f.exists || !live ? f.queue : `${f.queue} (not declared yet)`),
       el("td", { class: "num depth" }, num(f.messages)),
@@ -127,6 +128,17 @@ function renderFunctions(functions, live) {
     );
   });
   replaceRows(document.querySelector("#functions tbody"), rows, 11, "No functions configured");
+}
+
+function renderScheduler(scheduler, functions) {
+  const node = document.getElementById("scheduler");
+  const scheduled = functions.some((f) => f.schedule);
+  node.hidden = !scheduler && !scheduled;
+  node.textContent = scheduler
+    ? `Scheduler: ${scheduler.scheduler} fires the ticks, since ${
+      clock(scheduler.since)
+    } (last heard ${clock(scheduler.seen)})`
+    : "Scheduler: no replica has said it fires yet: start deno task scheduler";
 }
 
 function renderWorkers(workers) {
@@ -283,6 +295,7 @@ function render(next) {
     ...next.warnings.map((w) => el("li", {}, w)),
   );
   renderFunctions(next.functions, next.mode === "live");
+  renderScheduler(next.scheduler, next.functions);
   renderWorkers(next.workers);
   renderLetters(next.functions, next.deadLetters);
 }

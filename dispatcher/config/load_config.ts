@@ -25,6 +25,7 @@ import {
   routeOf,
 } from "../../core/registry.ts";
 import { ConfigError } from "../../core/config_error.ts";
+import type { Schedule } from "../../core/schedule.ts";
 import { isObject, show, YamlChecker, type YamlPath } from "../../core/yaml_checker.ts";
 import { type EventSpec, readScenarioEvents } from "./scenario_events.ts";
 
@@ -77,6 +78,8 @@ export interface Config {
   registry?: string;
   /** The triggers and emits of the functions that have any (docs/events.md). */
   subscriptions?: Map<string, { triggers?: readonly string[]; emits?: string }>;
+  /** The schedules of the functions that have one (docs/schedules.md). */
+  schedules?: Map<string, Schedule>;
 }
 
 /** Options for {@linkcode parseConfig}. */
@@ -379,6 +382,12 @@ function readScenarios(
   return scenarios;
 }
 
+function schedulesOf(known: Map<string, FunctionEntry>): Pick<Config, "schedules"> {
+  const scheduled = [...known.values()].filter((entry) => entry.schedule !== undefined);
+  if (scheduled.length === 0) return {};
+  return { schedules: new Map(scheduled.map((entry) => [entry.name, entry.schedule!])) };
+}
+
 function subscriptionsOf(known: Map<string, FunctionEntry>): Pick<Config, "subscriptions"> {
   const subscribed = [...known.values()].filter((entry) => entry.triggers || entry.emits);
   if (subscribed.length === 0) return {};
@@ -452,6 +461,7 @@ export function parseConfig(
     scenarios,
     ...(options.registry && { registry: options.registry.file }),
     ...subscriptionsOf(known),
+    ...schedulesOf(known),
   };
 }
 

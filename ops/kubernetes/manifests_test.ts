@@ -75,7 +75,14 @@ import {
   type RabbitmqVhost,
 } from "./rabbitmq_resources.ts";
 import { loadRegistry } from "../../core/registry.ts";
-import { deployedFunctions } from "../manifests/generate.ts";
+import { deployedFunctions, scheduledQueues } from "../manifests/generate.ts";
+import { schedulerPermissions } from "../rabbitmq/definitions.ts";
+import {
+  SCHEDULER_HEALTH_PORT,
+  SCHEDULER_IMAGE,
+  SCHEDULER_REPLICAS,
+} from "./scheduler_manifests.ts";
+import { SCHEDULER_HEALTH_PORT as IMAGE_HEALTH_PORT } from "../../scheduler/health.ts";
 
 const BASE_DIR = new URL(".", import.meta.url).pathname;
 const REGISTRY_FILE = new URL("../../functions/registry.yaml", import.meta.url).pathname;
@@ -151,6 +158,16 @@ function ofKind<T>(objects: Manifest[], kind: string): T[] {
   return objects.filter((object) => object.kind === kind) as unknown as T[];
 }
 
+/** Whether `object` is one of the scheduler's (scheduler_manifests.ts), not a function's. */
+function ofScheduler(object: { metadata?: { labels?: Record<string, string> } }): boolean {
+  return object.metadata?.labels?.["app.kubernetes.io/name"] === "scheduler";
+}
+
+/** The workers' Deployments: every one but the scheduler's. */
+function workerDeployments(objects: Manifest[]): IDeployment[] {
+  return ofKind<IDeployment>(objects, "Deployment").filter((d) => !ofScheduler(d));
+}
+
 function nameOf(object: { metadata?: { name?: string } }): string {
   return object.metadata?.name ?? "(unnamed)";
 }
@@ -212,7 +229,7 @@ Deno.test({
   name: "every worker Deployment is hardened: non-root, read-only, no capabilities, probes, limits",
   ignore: NEEDS_KUBECTL,
   async fn() {
-    const deployments = ofKind<IDeployment>(await base(), "Deployment");
+    const deployments = workerDeployments(await base());
     assert.ok(deployments.length > 0, "the base has Deployments");
     for (const deployment of deployments) {
       const name = nameOf(deployment);
@@ -279,7 +296,7 @@ Deno.test({
   ignore: NEEDS_KUBECTL,
   async fn() {
     const objects = await base();
-    const deployments = ofKind<IDeployment>(objects, "Deployment");
+    const deployments = workerDeployments(objects);
     assert.deepEqual(
       deployments.map(nameOf).sort(),
       FUNCTIONS.map(({ name }) => `worker-${kubernetesName(name)}`).sort(),
@@ -337,7 +354,7 @@ Deno.test({
   name: "each function has its broker user, permissions, quorum work queue and dead-letter queue",
   ignore: NEEDS_KUBECTL,
   async fn() {
-    const objects = await base();
+    const objects = (await base()).filter((object) => !ofScheduler(object));
     const users = ofKind<RabbitmqUser>(objects, "User");
     assert.deepEqual(
       users.map(nameOf).sort(),
@@ -549,7 +566,11 @@ Deno.test({
   ignore: NEEDS_KUBECTL,
   async fn() {
     const objects = await base();
-    assert.equal(ofKind(objects, "NetworkPolicy").length, FUNCTIONS.length + 1, "and the broker's");
+    assert.equal(
+      ofKind(objects, "NetworkPolicy").length,
+      FUNCTIONS.length + 2,
+      "and the broker's and the scheduler's",
+    );
     for (const { name } of FUNCTIONS) {
       const worker = `worker-${kubernetesName(name)}`;
       const deployment = find<IDeployment>(objects, "Deployment", worker);
@@ -687,5 +708,71 @@ Deno.test({
     } finally {
       await Deno.remove(overlay, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "the scheduler: two hardened replicas probed on /healthz, its user firing into the scheduled queues only, its queue single-active-consumer",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const deployment = find<IDeployment>(objects, "Deployment", "scheduler");
+    const spec = deployment.spec!;
+    assert.equal(spec.replicas, SCHEDULER_REPLICAS);
+    assert.equal(SCHEDULER_REPLICAS, 2, "one fires, one takes over");
+    const pod = spec.template.spec!;
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    assert.equal(pod.securityContext?.runAsUser, WORKER_UID);
+    const [container] = pod.containers;
+    assert.equal(container.image, SCHEDULER_IMAGE);
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
+    assert.deepEqual(container.securityContext?.capabilities, { drop: ["ALL"] });
+    assert.equal(container.securityContext?.allowPrivilegeEscalation, false);
+    assert.ok(container.resources?.limits?.memory && container.resources?.limits?.cpu);
+    assert.equal(SCHEDULER_HEALTH_PORT, IMAGE_HEALTH_PORT, "the port the image serves");
+    for (const probe of ["readinessProbe", "livenessProbe"] as const) {
+      assert.equal(container[probe]?.httpGet?.path, "/healthz", probe);
+      assert.equal(container[probe]?.httpGet?.port, "health", probe);
+    }
+    assert.deepEqual(container.ports, [
+      { name: "health", containerPort: SCHEDULER_HEALTH_PORT, protocol: "TCP" },
+    ]);
+    const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value]));
+    assert.deepEqual(env, {
+      AMQP_URL: `amqp://scheduler@${RABBITMQ_CLUSTER}:5672`,
+      AMQP_PASSWORD_FILE: WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE,
+    });
+    assert.equal(pod.volumes![0].secret!.secretName, credentialsSecretOf("scheduler"));
+    assert.equal(pod.volumes![0].secret!.defaultMode, 0o400);
+
+    const registry = await loadRegistry(REGISTRY_FILE);
+    const permission = find<RabbitmqPermission>(objects, "Permission", "scheduler");
+    assert.deepEqual(
+      permission.spec.permissions,
+      schedulerPermissions(scheduledQueues(registry).sort()),
+    );
+    const queue = find<RabbitmqQueue>(objects, "Queue", "tasks-scheduler");
+    assert.equal(queue.spec.type, "quorum");
+    assert.equal(queue.spec.deletionPolicy, "retain", "the schedule's state outlives the resource");
+    assert.deepEqual(queue.spec.arguments, {
+      "x-single-active-consumer": true,
+      "x-delivery-limit": 2 ** 31 - 1,
+    });
+    const exchange = find<RabbitmqExchange>(objects, "Exchange", "tasks-schedule");
+    assert.equal(exchange.spec.type, "direct");
+
+    const policy = find<INetworkPolicy>(objects, "NetworkPolicy", "scheduler").spec!;
+    assert.deepEqual(policy.podSelector?.matchLabels, { "app.kubernetes.io/name": "scheduler" });
+    assert.deepEqual(policy.policyTypes, ["Ingress", "Egress"]);
+    assert.deepEqual(policy.ingress, [], "nothing reaches it");
+    assert.deepEqual(policy.egress![0], {
+      to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
+      ports: [{ port: 5672, protocol: "TCP" }],
+    });
+    assert.equal(policy.egress!.length, 2, "RabbitMQ and DNS only");
+    const component = spec.template.metadata!.labels!["app.kubernetes.io/component"];
+    assert.ok((AMQP_CLIENT_COMPONENTS as readonly string[]).includes(component), "may reach AMQP");
   },
 });

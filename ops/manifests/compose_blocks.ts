@@ -14,6 +14,8 @@
  */
 
 import type { FunctionEntry, Registry } from "../../core/registry.ts";
+import { describeSchedule } from "../../core/schedule.ts";
+import { SCHEDULER_USER } from "../../core/contract/users.ts";
 
 /** The broker nodes of compose.cluster.yaml, in order. */
 export const CLUSTER_NODES = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"] as const;
@@ -132,7 +134,24 @@ function secretFiles(entries: readonly FunctionEntry[]): string[] {
   ]);
 }
 
-/** compose.yaml's blocks: `users` (secrets-init's flags), `workers` and `secrets`. */
+/** The scheduler's replicas in compose.yaml and compose.cluster.yaml: one fires, one waits. */
+export const SCHEDULER_SERVICES = ["scheduler-1", "scheduler-2"] as const;
+
+/** What the schedulers fire, as a comment line of their block. */
+function firesLine(entries: readonly FunctionEntry[]): string {
+  const scheduled = entries.filter((entry) => entry.schedule !== undefined);
+  return `# Fires: ${
+    scheduled.length === 0
+      ? "nothing yet (no function of the registry has a schedule)"
+      : scheduled.map((entry) => `${entry.name}, ${describeSchedule(entry.schedule!)}`).join("; ")
+  }`;
+}
+
+/**
+ * compose.yaml's blocks: `users` (secrets-init's flags: each function's
+ * user, the event grants, and the queues the scheduler may fire into),
+ * `workers`, `schedulers` and `secrets`.
+ */
 export function composeBlocks(
   entries: readonly FunctionEntry[],
   registry?: Pick<Registry, "emitters">,
@@ -148,16 +167,31 @@ export function composeBlocks(
       ...eventFlagsOf(entries, registry?.emitters ?? new Map()).map((flag) =>
         `- ${JSON.stringify(flag)}`
       ),
+      ...entries.filter((entry) => entry.schedule !== undefined).map((entry) =>
+        `- --scheduled=${entry.queue}`
+      ),
     ],
     workers: entries.flatMap((entry, i) => [
       ...(i === 0 ? [] : [""]),
       ...(entry.protocol === "celery" ? composeCeleryWorker(entry) : composeWorker(entry)),
     ]),
+    schedulers: [
+      firesLine(entries),
+      ...SCHEDULER_SERVICES.flatMap((service, i) => [
+        ...(i === 0 ? [] : [""]),
+        `${service}:`,
+        "  <<: *scheduler",
+        `  hostname: ${service}`,
+      ]),
+    ],
     secrets: secretFiles(entries),
   };
 }
 
-/** compose.cluster.yaml's `workers` block: each Deno worker on every node. */
+/**
+ * compose.cluster.yaml's blocks: `workers`, each Deno worker on every node,
+ * and `schedulers`, each replica on every node, starting from another.
+ */
 export function clusterBlocks(entries: readonly FunctionEntry[]): Record<string, string[]> {
   return {
     workers: native(entries).flatMap((entry, i) => [
@@ -167,13 +201,26 @@ export function clusterBlocks(entries: readonly FunctionEntry[]): Record<string,
       "  environment:",
       `    AMQP_URL: ${clusterUrlOf(entry.user, i)}`,
     ]),
+    schedulers: SCHEDULER_SERVICES.flatMap((service, i) => [
+      ...(i === 0 ? [] : [""]),
+      `${service}:`,
+      "  <<: *cluster-scheduler",
+      "  environment:",
+      `    AMQP_URL: ${clusterUrlOf(SCHEDULER_USER, i)}`,
+    ]),
   };
 }
 
-/** stack.yaml's blocks: `workers` (the Deno workers) and their `secrets`. */
+/** stack.yaml's blocks: `workers` (the Deno workers), `schedulers` and the workers' `secrets`. */
 export function stackBlocks(entries: readonly FunctionEntry[]): Record<string, string[]> {
   const workers = native(entries);
   return {
+    schedulers: [
+      firesLine(entries),
+      "scheduler:",
+      "  <<: *scheduler",
+      `  image: \${IMAGE_PREFIX:-task-system}/scheduler:\${IMAGE_TAG:?set IMAGE_TAG to the tag of the images}`,
+    ],
     workers: workers.flatMap((entry, i) => [
       ...(i === 0 ? [] : [""]),
       `${entry.service}:`,

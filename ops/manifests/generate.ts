@@ -20,8 +20,10 @@ import {
 import {
   type DeployedFunction,
   functionsDirectoryFiles,
+  functionsKustomization,
   GENERATED_MARK,
 } from "../kubernetes/function_manifests.ts";
+import { SCHEDULER_FILE, schedulerManifestFile } from "../kubernetes/scheduler_manifests.ts";
 import { clusterBlocks, composeBlocks, stackBlocks } from "./compose_blocks.ts";
 import { replaceMarkedBlocks } from "./marked_blocks.ts";
 import { DISPATCHER_USER } from "../../core/contract/users.ts";
@@ -79,6 +81,12 @@ export function deployedFunctions(registry: Registry): DeployedFunction[] {
   ) => ({ name, queue, user, ...(triggers && { triggers }), ...(emits && { emits }) }));
 }
 
+/** The queues of the functions `registry` schedules: those the scheduler may fire into. */
+export function scheduledQueues(registry: Registry): string[] {
+  return [...registry.functions.values()].filter((entry) => entry.schedule !== undefined)
+    .map(({ queue }) => queue);
+}
+
 /**
  * The generated text of every deployment file from `registry`, and what
  * is left over from functions that are gone. Throws a `TypeError` naming
@@ -100,6 +108,11 @@ export async function generateManifests(
   const kubernetes = functionsDirectoryFiles(deployedFunctions(registry), {
     dispatcherEmits: registry.emitters.get(DISPATCHER_USER),
   });
+  kubernetes[SCHEDULER_FILE] = schedulerManifestFile(scheduledQueues(registry));
+  kubernetes["kustomization.yaml"] = functionsKustomization(
+    deployedFunctions(registry).map(({ name }) => name),
+    [SCHEDULER_FILE],
+  );
   for (const [path, text] of Object.entries(kubernetes)) {
     files.set(`${FUNCTIONS_DIR}/${path}`, text);
   }

@@ -34,10 +34,11 @@ import {
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueuesOf,
 } from "../../core/contract/named_callers.ts";
+import { SCHEDULE_EXCHANGE, SCHEDULER_QUEUE } from "../../core/contract/schedule.ts";
 import { CELERY_CLIENT_USER, DASHBOARD_USER, DISPATCHER_USER } from "../../core/contract/users.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
-export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN };
+export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN, SCHEDULE_EXCHANGE };
 
 /**
  * Most queues the vhost may hold (`max-queues`), a budget every user
@@ -434,6 +435,32 @@ export function operatorPolicies(
   ];
 }
 
+const SCHEDULE = SCHEDULE_EXCHANGE.replaceAll(".", "\\.");
+const SCHEDULER_STATE = SCHEDULER_QUEUE.replaceAll(".", "\\.");
+
+/**
+ * `deno task scheduler` (docs/schedules.md): fires ticks through the
+ * schedule exchange only, never the default exchange, so it reaches no
+ * queue but those bound there; and only the queues of the functions the
+ * registry schedules (`queues`) may it bind there (write on a queue), from
+ * the one exchange it may read. Its replicas share one queue, the
+ * single-active-consumer `tasks.scheduler` holding the schedule's state,
+ * which it declares, binds to the schedule exchange and consumes; it tells
+ * dashboards which replica fires through the events exchange (write on
+ * it): nothing else. No other user but the administrator may write to the
+ * schedule exchange, which is what lets a worker take a request that came
+ * through it as the scheduler's (runtime/worker/protocol.ts).
+ */
+export function schedulerPermissions(queues: readonly string[]): Permissions {
+  queues.forEach(checkQueue);
+  const bound = queues.length === 0 ? "" : `|${[...new Set(queues)].sort().join("|")}`;
+  return {
+    configure: `^${SCHEDULER_STATE}$`,
+    write: `^(${SCHEDULE}|${SCHEDULER_STATE}|${EVENTS}${bound})$`,
+    read: `^(${SCHEDULE}|${SCHEDULER_STATE})$`,
+  };
+}
+
 /** The administrator: everything, and the management UI. */
 export const ADMIN_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   configure: ".*",
@@ -534,6 +561,7 @@ export function buildDefinitions(
       [CONTROL_EXCHANGE, "fanout"],
       [EVENTS_EXCHANGE, "fanout"],
       [CLOUD_EVENTS_EXCHANGE, "topic"],
+      [SCHEDULE_EXCHANGE, "direct"],
     ].map(([name, type]) => ({
       name,
       vhost,

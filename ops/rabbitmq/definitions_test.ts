@@ -27,6 +27,7 @@ import {
   operatorPolicies,
   type Permissions,
   RETRY_QUEUES_PER_FUNCTION,
+  schedulerPermissions,
   topicPermissionsOf,
   USER_LIMITS,
   workerPermissions,
@@ -321,6 +322,7 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     ["tasks.control", "fanout", true],
     ["tasks.events", "fanout", true],
     ["events", "topic", true],
+    ["tasks.schedule", "direct", true],
   ]);
   // What the broker layer would declare, though the definitions may not import it.
   assert.deepEqual(
@@ -464,6 +466,46 @@ Deno.test("buildDefinitions() gives users their limits, and the vhost asked for"
   const policy = definitions.parameters[1];
   assert.equal(policy.component === "operator_policy" && policy.value.definition.expires, 1000);
   assert.deepEqual(Object.keys(USER_LIMITS).sort(), ["celery_client", "dashboard"]);
+});
+
+Deno.test("schedulerPermissions() fire through the schedule exchange into the scheduled queues only, and hold the state queue", () => {
+  const s = schedulerPermissions(["queue_b", "queue_a"]);
+  assert.ok(allows(s, "write", "tasks.schedule"), "publishes ticks and its state");
+  assert.ok(allows(s, "read", "tasks.schedule"), "binds queues from it");
+  for (const queue of ["queue_a", "queue_b"]) {
+    assert.ok(allows(s, "write", queue), `binds ${queue} to the schedule exchange`);
+    assert.ok(!allows(s, "read", queue), `never consumes ${queue}`);
+    assert.ok(!allows(s, "configure", queue), `never declares or deletes ${queue}`);
+  }
+  assert.ok(allows(s, "configure", "tasks.scheduler"));
+  assert.ok(allows(s, "read", "tasks.scheduler"));
+  assert.ok(allows(s, "write", "tasks.scheduler"), "binds its queue to the schedule exchange");
+  assert.ok(allows(s, "write", "tasks.events"), "tells dashboards which replica fires");
+  for (
+    const other of ["queue_c", "queue_a.dlq", "tasks.schedulerx", "amq.default", "tasks.control"]
+  ) {
+    assert.ok(!allows(s, "write", other), `no write on ${other}`);
+  }
+  assert.ok(!allows(s, "configure", "tasks.schedule"), "cannot delete the schedule exchange");
+  assert.deepEqual(
+    schedulerPermissions([]).write,
+    "^(tasks\\.schedule|tasks\\.scheduler|tasks\\.events)$",
+  );
+  assert.throws(() => schedulerPermissions(["queue.*"]), TypeError);
+  // Only the scheduler writes the exchange a worker takes as the scheduler's route.
+  for (
+    const [who, permissions] of [
+      ["worker", workerPermissions("queue_a")],
+      ["dispatcher", dispatcherPermissions(["queue_a"])],
+      ["operator", OPERATOR_PERMISSIONS],
+      ["dashboard", DASHBOARD_PERMISSIONS],
+      ["celery client", celeryClientPermissions(["queue_a"])],
+      ["celery worker", celeryWorkerPermissions("queue_a")],
+    ] as const
+  ) {
+    assert.ok(!allows(permissions, "write", "tasks.schedule"), `${who} may not`);
+    assert.ok(!allows(permissions, "read", "tasks.schedule"), `${who} binds nothing to it`);
+  }
 });
 
 Deno.test("topicPermissionsOf() lets a function emit its type and bind its triggers, an emitter its grant", () => {

@@ -30,9 +30,12 @@
  * worker's user, read by the Celery worker container as the workers' files
  * are), and `--celery-client` adds the user of Celery clients that call the
  * Deno functions (`celery_client`, read by the directory's owner, as the
- * dispatcher's). compose.yaml's flags are made from functions/registry.yaml
- * by `deno task manifests`, where a function's user is its name unless its
- * entry names another.
+ * dispatcher's). `--scheduler` adds the user of `deno task scheduler`
+ * (read by the scheduler containers, as the workers' files are), which may
+ * bind the queues named by `--scheduled QUEUE` to the schedule exchange.
+ * compose.yaml's flags are made from functions/registry.yaml by `deno task
+ * manifests`, where a function's user is its name unless its entry names
+ * another.
  *
  * @module
  */
@@ -49,6 +52,7 @@ import {
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
   type Permissions,
+  schedulerPermissions,
   type TopicPermission,
   topicPermissionsOf,
   type User,
@@ -64,6 +68,7 @@ import {
   DISPATCHER_USER,
   GUEST_USER,
   OPERATOR_USER,
+  SCHEDULER_USER,
   STACK_USERS,
 } from "../../core/contract/users.ts";
 import { ensureCookie, ERLANG_COOKIE_FILE } from "./erlang_cookie.ts";
@@ -93,6 +98,11 @@ export interface InitSecretsOptions {
    * @default {false}
    */
   celeryClient?: boolean;
+  /**
+   * Add {@linkcode SCHEDULER_USER}, which fires ticks into the queues of
+   * the functions the registry schedules (`queues`).
+   */
+  scheduler?: { queues: readonly string[] };
   /**
    * The workers' retry ladder: each Deno function's user may then declare
    * exactly these retry queues (see `workerPermissions`).
@@ -225,6 +235,15 @@ function accountsFor(options: InitSecretsOptions): Account[] {
       tags: [],
       permissions: permissionsOf(queue),
       ...(topicPermission && { topicPermission }),
+      worker: true,
+    });
+  }
+  if (options.scheduler) {
+    accounts.push({
+      user: SCHEDULER_USER,
+      tags: [],
+      permissions: schedulerPermissions(options.scheduler.queues),
+      // Read by the scheduler containers, which run as the workers do.
       worker: true,
     });
   }
@@ -421,6 +440,8 @@ export async function main(args: string[]): Promise<number> {
         function: { type: "string", multiple: true, default: [] },
         "celery-function": { type: "string", multiple: true, default: [] },
         "celery-client": { type: "boolean", default: false },
+        scheduler: { type: "boolean", default: false },
+        scheduled: { type: "string", multiple: true, default: [] },
         "worker-owner": { type: "string" },
         triggers: { type: "string", multiple: true, default: [] },
         emits: { type: "string", multiple: true, default: [] },
@@ -435,6 +456,7 @@ export async function main(args: string[]): Promise<number> {
         parseFunction(text, "--celery-function")
       ),
       celeryClient: values["celery-client"],
+      scheduler: values.scheduler ? { queues: values.scheduled } : undefined,
       // Each worker declares exactly these retry queues while it starts.
       retryDelaysMs: RETRY_DELAYS_MS,
       workerOwner: values["worker-owner"] ? parseOwner(values["worker-owner"]) : undefined,

@@ -4,6 +4,7 @@ import {
   celeryClientPermissions,
   celeryWorkerPermissions,
   MAX_QUEUES,
+  schedulerPermissions,
   USER_LIMITS,
   workerPermissions,
 } from "./definitions.ts";
@@ -209,6 +210,55 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
       }),
       /that user exists already/,
     );
+  });
+});
+
+Deno.test("initSecrets() adds the scheduler's user when asked, read by its containers, binding the scheduled queues only", async () => {
+  await withTempDir(async (dir) => {
+    const owner = Deno.uid() === 0
+      ? { uid: 65532, gid: 65532 }
+      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const report = await initSecrets({
+      dir,
+      functions: FUNCTIONS,
+      scheduler: { queues: ["queue_b"] },
+      workerOwner: owner,
+      log: () => {},
+    });
+    assert.deepEqual(report.users.at(-1), "scheduler");
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const { user: _, vhost: __, ...permissions } = definitions.permissions.find((
+      p: { user: string },
+    ) => p.user === "scheduler");
+    assert.deepEqual(permissions, schedulerPermissions(["queue_b"]));
+    assert.equal(await mode(`${dir}/scheduler.password`), 0o400);
+    assert.equal((await Deno.stat(`${dir}/scheduler.password`)).uid, owner.uid);
+    const without = await initSecrets({ dir, functions: FUNCTIONS, log: () => {} });
+    assert.ok(!without.users.includes("scheduler"), "only when asked");
+  });
+});
+
+Deno.test("main() reads --scheduler and each --scheduled queue", async () => {
+  await withTempDir(async (dir) => {
+    const original = console.log;
+    console.log = () => {};
+    try {
+      assert.equal(
+        await main([
+          "--dir",
+          dir,
+          "--function=task_a=queue_a",
+          "--scheduler",
+          "--scheduled=queue_a",
+        ]),
+        0,
+      );
+    } finally {
+      console.log = original;
+    }
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const scheduler = definitions.permissions.find((p: { user: string }) => p.user === "scheduler");
+    assert.equal(scheduler.write, schedulerPermissions(["queue_a"]).write);
   });
 });
 

@@ -53,6 +53,11 @@ export function addFunction(
       queue: fn.queue,
       ...(fn.triggers?.length && { triggers: fn.triggers }),
       ...(fn.emits !== undefined && { emits: fn.emits }),
+      ...(fn.schedule && {
+        schedule: fn.schedule.timeZone === undefined
+          ? fn.schedule.cron
+          : { cron: fn.schedule.cron, time_zone: fn.schedule.timeZone },
+      }),
     }),
   );
   const added = doc.toString(OUTPUT);

@@ -51,6 +51,46 @@ Deno.test("addFunction() refuses a bad name, a taken name or queue, with the fix
   }
 });
 
+Deno.test("addFunction() writes a schedule short without a time zone, in full with one, and refuses a bad one", () => {
+  const short = addFunction(REGISTRY, CONFIG, {
+    name: "report",
+    queue: "reports",
+    schedule: { cron: "0 3 * * *" },
+  });
+  assert.deepEqual(parse(short.registryText).functions.report, {
+    queue: "reports",
+    schedule: "0 3 * * *",
+  });
+  assert.equal(short.registry.functions.get("report")?.schedule?.timeZone, "UTC");
+  const zoned = addFunction(REGISTRY, CONFIG, {
+    name: "report",
+    queue: "reports",
+    schedule: { cron: "0 0 3 * * *", timeZone: "Europe/Berlin" },
+  });
+  assert.deepEqual(parse(zoned.registryText).functions.report.schedule, {
+    cron: "0 0 3 * * *",
+    time_zone: "Europe/Berlin",
+  });
+  assert.throws(
+    () =>
+      addFunction(REGISTRY, CONFIG, {
+        name: "report",
+        queue: "reports",
+        schedule: { cron: "0 3 * *" },
+      }),
+    /^TypeError: Cannot create function 'report' on queue 'reports' as '0 3 \* \*' is not a cron pattern/,
+  );
+  assert.throws(
+    () =>
+      addFunction(REGISTRY, CONFIG, {
+        name: "report",
+        queue: "reports",
+        schedule: { cron: "0 3 * * *", timeZone: "Mars/Olympus" },
+      }),
+    /'Mars\/Olympus' is not a time zone this system knows/,
+  );
+});
+
 Deno.test("addFunction() writes --trigger and --emits into the entry, checked as the registry is", () => {
   const added = addFunction(REGISTRY, CONFIG, {
     name: "price_order",

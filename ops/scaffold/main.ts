@@ -19,6 +19,7 @@ import { addFunction, TEST_CONFIG } from "./add_function.ts";
 import { functionModule, functionTest, type NewFunction } from "./templates.ts";
 
 const HELP = `Usage: deno task new <name> [--queue QUEUE] [--trigger PATTERN]... [--emits TYPE]
+                       [--schedule CRON [--time-zone ZONE]]
 
 Adds the function <name> to the project: functions/<name>.ts and a test
 beside it, its entry in functions/registry.yaml and a scenario in
@@ -33,6 +34,11 @@ Options:
                      pattern such as order.created or order.* (repeatable;
                      docs/events.md)
   --emits TYPE       emit each result as an event of TYPE, such as order.priced
+  --schedule CRON    also run it on this schedule (deno task scheduler fires
+                     it; docs/schedules.md): 5 cron fields, or 6 with seconds
+                     first, such as "0 */5 * * * *"
+  --time-zone ZONE   the IANA time zone the schedule is read in, such as
+                     Europe/Berlin (default: UTC)
   -h, --help         show this help
 
 Names are lower_snake_case (a letter, then letters, digits and _; at most
@@ -45,6 +51,7 @@ Exit codes:
   70 a bug: an unexpected error, printed with its stack to report
 
 Then:
+  deno task scheduler --list   (with --schedule: its next ticks)
   deno task dispatch --local --scenario <name>
   docker compose up -d --build && deno task dispatch --scenario <name>`;
 
@@ -67,6 +74,8 @@ function readOptions(args: string[]): NewFunction | "help" {
         queue: { type: "string" },
         trigger: { type: "string", multiple: true },
         emits: { type: "string" },
+        schedule: { type: "string" },
+        "time-zone": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -82,12 +91,20 @@ function readOptions(args: string[]): NewFunction | "help" {
     );
   }
   const [name] = parsed.positionals;
-  const { trigger, emits } = parsed.values;
+  const { trigger, emits, schedule, "time-zone": timeZone } = parsed.values;
+  if (timeZone !== undefined && schedule === undefined) {
+    throw new UsageError(
+      `Cannot use --time-zone without --schedule: give the schedule it is for, such as --schedule "0 3 * * *" --time-zone ${timeZone}`,
+    );
+  }
   return {
     name,
     queue: parsed.values.queue ?? name,
     ...(trigger?.length && { triggers: trigger }),
     ...(emits !== undefined && { emits }),
+    ...(schedule !== undefined && {
+      schedule: timeZone === undefined ? { cron: schedule } : { cron: schedule, timeZone },
+    }),
   };
 }
 
@@ -153,11 +170,18 @@ export async function main(
     io.out(`Added function '${fn.name}' on queue '${fn.queue}':`);
     io.out(`  created  ${created[0]} (the handler: replace it with the function's work)`);
     io.out(`  created  ${created[1]}`);
-    io.out(`  updated  ${DEFAULT_REGISTRY} (functions.${fn.name})`);
+    io.out(
+      `  updated  ${DEFAULT_REGISTRY} (functions.${fn.name}${
+        fn.schedule
+          ? `, on the schedule ${fn.schedule.cron} (${fn.schedule.timeZone ?? "UTC"})`
+          : ""
+      })`,
+    );
     io.out(`  updated  ${TEST_CONFIG} (scenario ${fn.name})`);
     for (const path of written) io.out(`  wrote    ${path} (deno task manifests)`);
     io.out("Next:");
     io.out(`  deno test functions/${fn.name}_test.ts`);
+    if (fn.schedule) io.out("  deno task scheduler --list   (its next ticks)");
     io.out(`  deno task dispatch --local --scenario ${fn.name}`);
     io.out(`  docker compose up -d --build && deno task dispatch --scenario ${fn.name}`);
     io.out("  deno task lock:worker   (if the function imports packages the runtime does not)");

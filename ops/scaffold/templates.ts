@@ -5,7 +5,7 @@
  * @module
  */
 
-/** A new function: its name and queue. */
+/** A new function: its name and queue, and its schedule if it runs on one. */
 export interface NewFunction {
   name: string;
   queue: string;
@@ -13,12 +13,18 @@ export interface NewFunction {
   triggers?: string[];
   /** The event type its results are emitted as (`--emits`). */
   emits?: string;
+  /** A cron pattern, and the IANA time zone it is read in (UTC unless given). */
+  schedule?: { cron: string; timeZone?: string };
 }
 
 /** `functions/<name>.ts`. */
 export function functionModule(fn: NewFunction): string {
+  const scheduled = fn.schedule === undefined ? "" : `
+ * It also runs at each tick of its schedule in functions/registry.yaml
+ * (\`deno task scheduler\`, docs/schedules.md), with \`context.tick\` the
+ * tick's time.`;
   return `/**
- * ${fn.name}: answers "Hello from ${fn.name}" after \`work_ms\` of work (default 0).
+ * ${fn.name}: answers "Hello from ${fn.name}" after \`work_ms\` of work (default 0).${scheduled}
  * Made by \`deno task new\`: replace the handler with the function's work.
  *
  * @module
@@ -44,7 +50,15 @@ import { SILENT_LOGGER } from "@task-system/runtime";
 import fn from "./${fn.name}.ts";
 
 function contextOf(signal = new AbortController().signal) {
-  return { taskId: "t1", attempt: 1, worker: "test", deadline: null, signal, log: SILENT_LOGGER };
+  return {
+    taskId: "t1",
+    attempt: 1,
+    worker: "test",
+    deadline: null,
+    tick: null,
+    signal,
+    log: SILENT_LOGGER,
+  };
 }
 
 Deno.test("${fn.name} answers with its greeting", async () => {

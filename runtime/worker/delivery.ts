@@ -28,6 +28,7 @@ import {
   type TaskError,
   type TaskEvent,
   type TaskRequest,
+  tickOf,
 } from "../../core/contract/mod.ts";
 import { isoNow, type Logger } from "../../core/log.ts";
 import { tracingEnabled } from "../../core/trace_context.ts";
@@ -464,6 +465,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
       return;
     }
 
+    const tick = tickOf(delivery.properties.headers);
     log.debug("Task started", idsOf(run));
     if (events) emit({ ...eventOf(run), kind: "task-started" });
     if (request.progress) {
@@ -489,6 +491,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
           attempt: run.attempt,
           worker: workerId,
           deadline,
+          ...(tick !== null && { tick }),
           ...(read.event && { event: read.event }),
         },
         attemptLimit(read.timeoutMs, deadline),

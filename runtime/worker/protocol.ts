@@ -28,6 +28,7 @@ import {
   parseCeleryRequest,
   parseRequest,
   type ReplyKind,
+  SCHEDULE_EXCHANGE,
   type TaskError,
   type TaskReply,
   type TaskRequest,
@@ -144,7 +145,13 @@ export const NATIVE_PROTOCOL: WorkerProtocol = Object.freeze(
     replyKind: "reply",
     logFields: Object.freeze({}),
     remembersAnswers: true,
-    routedSender: () => undefined,
+    // A tick comes through the schedule exchange, which only the
+    // scheduler's user may write, bound to the queues of the functions it
+    // schedules (ops/rabbitmq/definitions.ts): its route proves its sender.
+    routedSender: (delivery: Delivery) =>
+      delivery.exchange === SCHEDULE_EXCHANGE
+        ? delivery.properties.userId ?? `scheduler via exchange '${SCHEDULE_EXCHANGE}'`
+        : undefined,
     read(delivery: Delivery, info: FunctionInfo, options: ReadRequestOptions) {
       const parsed = parseRequest(delivery, { task: info.name, maxBytes: options.maxBytes });
       if (!parsed.ok) return { ok: false, error: parsed.error, task: parsed.task };

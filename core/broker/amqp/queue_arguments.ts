@@ -17,6 +17,7 @@ export function queueArguments(options: QueueOptions): Record<string, unknown> {
     args["x-dead-letter-routing-key"] = options.deadLetterQueue;
   }
   if (options.expiresMs !== undefined) args["x-expires"] = options.expiresMs;
+  if (options.singleActiveConsumer) args["x-single-active-consumer"] = true;
   if (options.maxLength !== undefined) {
     args["x-max-length"] = options.maxLength;
     args["x-overflow"] = "reject-publish";

@@ -5,11 +5,11 @@
  * quorum queue's delivery limit and `x-delivery-count` (counted as RabbitMQ
  * 4.3 counts: a reject or a consumer gone counts, a nack with requeue does
  * not), a full queue that refuses publishes, `user_id` checked against the
- * connection's user, reply queues, exclusive and auto-delete queues,
- * fanout and direct exchanges, streams (every consumer reads every message
- * from its offset; retention by age and size) and the `BCC` header of
- * sender-selected distribution. It backs the embedded default (`deno task
- * dispatch` with no broker) and the unit tests.
+ * connection's user, reply queues, exclusive and auto-delete queues, single
+ * active consumer queues, fanout and direct exchanges, streams (every consumer
+ * reads every message from its offset; retention by age and size) and the
+ * `BCC` header of sender-selected distribution. It backs the embedded default
+ * (`deno task dispatch` with no broker) and the unit tests.
  *
  * @module
  */
@@ -33,6 +33,7 @@ import {
   type MemoryExchange,
   type MemoryQueue,
   type MemoryQueues,
+  type Returned,
 } from "./memory_connection.ts";
 import { GUEST_USER } from "../../contract/users.ts";
 
@@ -51,6 +52,7 @@ function sameOptions(a: QueueOptions, b: QueueOptions): boolean {
     (a.exclusive ?? false) === (b.exclusive ?? false) &&
     (a.autoDelete ?? false) === (b.autoDelete ?? false) &&
     (a.durable ?? true) === (b.durable ?? true) &&
+    (a.singleActiveConsumer ?? false) === (b.singleActiveConsumer ?? false) &&
     (a.type ?? "classic") === (b.type ?? "classic");
 }
 
@@ -141,8 +143,9 @@ export class MemoryBroker implements MemoryQueues {
   }
 
   /** @internal */
-  forget(connection: MemoryConnection): void {
+  forget(connection: MemoryConnection, returned: readonly Returned[] = []): void {
     this.#connections.delete(connection);
+    const left: MemoryQueue[] = [];
     for (const queue of [...this.#queues.values()]) {
       if (queue.owner === connection) {
         this.delete(queue.name);
@@ -150,8 +153,12 @@ export class MemoryBroker implements MemoryQueues {
       }
       const before = queue.consumers.length;
       queue.consumers = queue.consumers.filter((consumer) => consumer.connection !== connection);
-      if (queue.consumers.length !== before) this.consumersLeft(queue);
+      if (queue.consumers.length !== before) left.push(queue);
     }
+    // Back at the head before the next consumer is fed, as RabbitMQ returns
+    // them: a single active consumer's successor gets them first.
+    for (const { queue, entry } of returned) this.requeue(queue, entry, true);
+    for (const queue of left) this.consumersLeft(queue);
   }
 
   /** @internal Called when consumers of `queue` went away. */
@@ -355,6 +362,11 @@ export class MemoryBroker implements MemoryQueues {
   }
 
   #nextWithRoom(queue: MemoryQueue): MemoryConsumer | undefined {
+    if (queue.options.singleActiveConsumer) {
+      // The earliest consumer still there is the active one, as RabbitMQ picks it.
+      const active = queue.consumers[0];
+      return active && (active.autoAck || active.unacked < active.prefetch) ? active : undefined;
+    }
     const count = queue.consumers.length;
     for (let i = 0; i < count; i++) {
       const index = (queue.nextConsumer + i) % count;

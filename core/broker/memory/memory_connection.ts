@@ -100,8 +100,17 @@ export interface MemoryQueues {
   pump(queue: MemoryQueue): void;
   /** Called when consumers of `queue` went away. */
   consumersLeft(queue: MemoryQueue): void;
-  /** Forgets a connection that ended, and the queues it owned. */
-  forget(connection: MemoryConnection): void;
+  /**
+   * Forgets a connection that ended, and the queues it owned; what it held
+   * unsettled (`returned`, latest first) goes back as failed deliveries.
+   */
+  forget(connection: MemoryConnection, returned?: readonly Returned[]): void;
+}
+
+/** A delivery a lost connection held unsettled, going back to its queue. */
+export interface Returned {
+  queue: MemoryQueue;
+  entry: Entry;
 }
 
 interface Unacked {
@@ -346,11 +355,10 @@ export class MemoryConnection implements Broker {
   drop(error: Error | undefined): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
-    this.#broker.forget(this);
     const returned = [...this.#unacked.values()].reverse();
     this.#unacked.clear();
     // A consumer that went away failed its deliveries, on every RabbitMQ version.
-    for (const { queue, entry } of returned) this.#broker.requeue(queue, entry, true);
+    this.#broker.forget(this, returned);
     this.#resolveClosed(error);
   }
 
