@@ -82,7 +82,8 @@ Environment:
   AMQP_CERT_FILE     PEM file of a client certificate, with AMQP_KEY_FILE
   AMQP_KEY_FILE      PEM file of that certificate's private key
   QUEUE              queue to consume (default: the function's own)
-  CONCURRENCY        handlers running at once (default 1)
+  CONCURRENCY        handlers running at once (default 64; one at a time while
+                     a handler holds the sandbox with CPU-bound work)
   PREFETCH           unacknowledged deliveries held (default CONCURRENCY)
   QUEUE_TYPE         quorum or classic (default quorum)
   DELIVERY_LIMIT     deliveries of a request that never settled before it is

@@ -11,6 +11,7 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from "../../core/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, NAME_PATTERN } from "../../core/contract/mod.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import {
+  DEFAULT_CONCURRENCY,
   DEFAULT_DELIVERY_LIMIT,
   DEFAULT_MAX_ETA_MS,
   DEFAULT_METRICS_PORT,
@@ -142,7 +143,7 @@ function oneOf<T extends string>(
 export function readWorkerSettings(
   env: (name: WorkerEnvVar) => string | undefined,
 ): WorkerSettings {
-  const concurrency = wholeNumber(env, "CONCURRENCY", 1, 1, 1024);
+  const concurrency = wholeNumber(env, "CONCURRENCY", DEFAULT_CONCURRENCY, 1, 1024);
   const prefetch = wholeNumber(env, "PREFETCH", concurrency, 1, 65535);
   if (prefetch < concurrency) {
     throw new RangeError(
