@@ -31,6 +31,12 @@ export {
   TaskClient,
 } from "./task_client.ts";
 export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
+export {
+  DEFAULT_STREAM_WINDOW,
+  type StreamCall,
+  type StreamedOutcome,
+  type StreamOptions,
+} from "./stream.ts";
 export { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 export type {
   FunctionOption,

@@ -32,6 +32,12 @@ import {
 import { DeadlineTimer } from "../core/deadline_timer.ts";
 import type { TraceIds } from "../core/trace_context.ts";
 import { callCelery } from "./celery.ts";
+import {
+  type StreamCall,
+  streamCalls,
+  type StreamedOutcome,
+  type StreamOptions,
+} from "./stream.ts";
 import { TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import {
@@ -345,6 +351,18 @@ export class TaskClient {
           (reason): PromiseSettledResult<T> => ({ status: "rejected", reason }),
         ),
     );
+  }
+
+  /**
+   * Calls each of `calls` (an iterable, taken lazily), at most `window` at
+   * once, and yields each outcome as it ends: a fan-out of any size in
+   * bounded memory. See `client/stream.ts`.
+   */
+  stream<C = unknown>(
+    calls: Iterable<StreamCall<C>> | AsyncIterable<StreamCall<C>>,
+    options?: StreamOptions,
+  ): AsyncGenerator<StreamedOutcome<C>, void, undefined> {
+    return streamCalls(this, calls, options);
   }
 
   /**
