@@ -6,6 +6,8 @@
  */
 
 import { median, round } from "../stats.ts";
+import type { PeerCpu, PeerOpenLoop } from "./_types.ts";
+import { cpuBetween, type CpuSnapshot } from "../cpu.ts";
 
 /** What a peer's client prints as the last line of its stdout. */
 export interface ClientFigures {
@@ -15,6 +17,8 @@ export interface ClientFigures {
   seed_ms: number[];
   /** Versions the client saw, when it reports them. */
   versions?: Record<string, string>;
+  /** Each open loop, by share of the maximum ("50", "80"), when it ran them. */
+  open?: Record<string, PeerOpenLoop>;
 }
 
 const isNumbers = (value: unknown): value is number[] =>
@@ -70,6 +74,7 @@ export function summarize(client: ClientFigures): {
   tps_samples: Record<string, number[]>;
   seed_overhead_ms_median: number;
   seed_samples_ms: number[];
+  open?: Record<string, PeerOpenLoop>;
 } {
   const tps: Record<string, number> = {};
   const samples: Record<string, number[]> = {};
@@ -77,10 +82,59 @@ export function summarize(client: ClientFigures): {
     tps[size] = round(median(values));
     samples[size] = values.map((value) => round(value));
   }
+  const open = client.open && Object.fromEntries(
+    Object.entries(client.open).map(([load, s]) => [load, {
+      rate: Math.round(s.rate),
+      sent: s.sent,
+      tps: round(s.tps),
+      p50: round(s.p50, 2),
+      p99: round(s.p99, 2),
+      max: round(s.max, 2),
+    }]),
+  );
   return {
     tps,
     tps_samples: samples,
     seed_overhead_ms_median: round(median(client.seed_ms) - SEED_LONGEST_MS, 2),
     seed_samples_ms: client.seed_ms.map((ms) => round(ms, 2)),
+    ...(open && { open }),
+  };
+}
+
+/**
+ * Counts a peer's CPU time per task between the marks its client writes
+ * on stderr around its timed runs at the largest size: `cpu-mark begin`,
+ * then `cpu-mark end <tasks>`. `read` snapshots the processes' CPU time.
+ */
+export function cpuMarks(read: () => CpuSnapshot): {
+  onLine: (line: string) => void;
+  perTask: () => PeerCpu | undefined;
+} {
+  let begin: CpuSnapshot | undefined;
+  let result: PeerCpu | undefined;
+  return {
+    onLine(line) {
+      const mark = line.match(/^cpu-mark (begin|end)(?: (\d+))?$/);
+      if (!mark) return;
+      if (mark[1] === "begin") {
+        begin = read();
+        return;
+      }
+      const tasks = Number(mark[2]);
+      if (begin === undefined || !(tasks > 0)) return;
+      const used = cpuBetween(begin, read());
+      const per = (ms: number | null) => ms === null ? null : round(ms * 1000 / tasks, 1);
+      const parts = {
+        client: per(used.client),
+        server: per(used.server),
+        broker: per(used.broker),
+      };
+      const known = Object.values(parts).filter((v): v is number => v !== null);
+      result = {
+        ...parts,
+        total: known.length === 0 ? null : round(known.reduce((a, b) => a + b), 1),
+      };
+    },
+    perTask: () => result,
   };
 }
