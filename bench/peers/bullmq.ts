@@ -172,9 +172,9 @@ export async function runBullmq(
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const idleRssMb = treeRssMb(worker.child.pid);
 
-    let clientPid: number | undefined;
+    const caller: { pid?: number } = {};
     const cpu = cpuMarks(() =>
-      cpuSnapshot({ client: clientPid, server: worker.child.pid, broker: redis.child.pid })
+      cpuSnapshot({ client: caller.pid, server: worker.child.pid, broker: redis.child.pid })
     );
     const client = spawn("node", [
       join(HERE, "bullmq_client.mjs"),
@@ -194,7 +194,7 @@ export async function runBullmq(
         if (!line.startsWith("cpu-mark")) log(line);
       },
     });
-    clientPid = client.child.pid;
+    caller.pid = client.child.pid;
     const status = await client.finish("The BullMQ client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The BullMQ client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));

@@ -94,10 +94,10 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
     const brokerPid = ["localhost", "127.0.0.1"].includes(broker.hostname)
       ? listenerPid(Number(broker.port || 5672))
       : undefined;
-    let clientPid: number | undefined;
+    const caller: { pid?: number } = {};
     const running = worker;
     const cpu = cpuMarks(() =>
-      cpuSnapshot({ client: clientPid, server: running.child.pid, broker: brokerPid })
+      cpuSnapshot({ client: caller.pid, server: running.child.pid, broker: brokerPid })
     );
     const client = spawn(PYTHON, [
       "celery_client.py",
@@ -119,7 +119,7 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
         if (!line.startsWith("cpu-mark")) log(line);
       },
     });
-    clientPid = client.child.pid;
+    caller.pid = client.child.pid;
     const status = await client.finish("The Celery client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The Celery client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));
