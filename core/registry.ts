@@ -83,7 +83,16 @@ export interface FunctionEntry {
    * start. Tools leave such a function out unless a scenario calls it.
    */
   profile?: string;
+  /**
+   * Its workers' `CONCURRENCY` (and so `PREFETCH`), in every deployment;
+   * without it, the worker's default (`DEFAULT_CONCURRENCY`, 64). `1` for a
+   * function whose every task is CPU-bound.
+   */
+  concurrency?: number;
 }
+
+/** The most handlers a worker runs at once, as `CONCURRENCY` allows. */
+export const MAX_CONCURRENCY = 1024;
 
 /** The registry, read. */
 export interface Registry {
@@ -219,6 +228,17 @@ export const FUNCTION_FIELDS: Readonly<Record<string, FunctionField>> = Object.f
         } is not a compose profile name: use lower-case letters, digits and _ . -`,
       },
   },
+  concurrency: {
+    deployedOnly: true,
+    read: (value) =>
+      Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_CONCURRENCY
+        ? { value }
+        : {
+          problem: `concurrency ${
+            show(value)
+          } is not a whole number from 1 to ${MAX_CONCURRENCY}: give the tasks its workers run at once (1 for CPU-bound work), or leave it out for the default, 64`,
+        },
+  },
 });
 
 /** The keys a function's mapping may have in the registry, or elsewhere. */
@@ -314,6 +334,7 @@ export function entryFrom(
   };
   if (fields.celery_name !== undefined) entry.celeryName = fields.celery_name as string;
   if (fields.profile !== undefined) entry.profile = fields.profile as string;
+  if (fields.concurrency !== undefined) entry.concurrency = fields.concurrency as number;
   return { entry, problems: [] };
 }
 

@@ -118,6 +118,8 @@ export const RABBITMQ_POD_LABELS = {
 export interface DeployedFunction extends FunctionQueue {
   /** @default {the function's name} */
   user?: string;
+  /** Its workers' `CONCURRENCY`. @default {the worker's default} */
+  concurrency?: number;
 }
 
 /** A Kubernetes object as the manifests hold it. */
@@ -298,6 +300,10 @@ export function functionManifests(
               // The worker stops at start if its image holds another function.
               { name: "FUNCTION_NAME", value: name },
               { name: "FUNCTION_QUEUE", value: queue },
+              // The registry's, for every deployment alike; else the worker's default.
+              ...(fn.concurrency === undefined
+                ? []
+                : [{ name: "CONCURRENCY", value: String(fn.concurrency) }]),
             ],
             ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
             // 200 while consuming, 503 while connecting or draining.

@@ -47,6 +47,11 @@ function native(entries: readonly FunctionEntry[]): FunctionEntry[] {
   return entries.filter((entry) => entry.protocol === "native");
 }
 
+/** The worker's `CONCURRENCY` when the registry sets one; else the worker's default holds. */
+function concurrencyLines(entry: FunctionEntry): string[] {
+  return entry.concurrency === undefined ? [] : [`    CONCURRENCY: "${entry.concurrency}"`];
+}
+
 function profileLines(entry: FunctionEntry): string[] {
   return entry.profile === undefined ? [] : [`  profiles: [${scalar(entry.profile)}]`];
 }
@@ -76,6 +81,7 @@ function composeWorker(entry: FunctionEntry): string[] {
     `    OTEL_SERVICE_NAME: ${scalar(entry.name)}`,
     `    FUNCTION_NAME: ${scalar(entry.name)}`,
     `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
+    ...concurrencyLines(entry),
     ...secretMount(entry),
   ];
 }
@@ -144,6 +150,7 @@ export function stackBlocks(entries: readonly FunctionEntry[]): Record<string, s
       `    AMQP_URL: amqp://${entry.user}@rabbitmq:5672`,
       `    FUNCTION_NAME: ${scalar(entry.name)}`,
       `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
+      ...concurrencyLines(entry),
       "  deploy: *worker-deploy",
       "  secrets:",
       "    - <<: *worker-secret",

@@ -73,8 +73,8 @@ export async function readRegistry(project: ProjectReader): Promise<Registry> {
 /** The functions the Kubernetes base and the Swarm stack deploy: the Deno ones. */
 export function deployedFunctions(registry: Registry): DeployedFunction[] {
   return [...registry.functions.values()].filter((entry) => entry.protocol === "native").map((
-    { name, queue, user },
-  ) => ({ name, queue, user }));
+    { name, queue, user, concurrency },
+  ) => ({ name, queue, user, ...(concurrency !== undefined && { concurrency }) }));
 }
 
 /**
