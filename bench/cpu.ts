@@ -7,6 +7,8 @@
  */
 
 import { processTree } from "./peers/_process.ts";
+import type { PeerCpu } from "./peers/_types.ts";
+import { round } from "./stats.ts";
 
 /** Clock ticks per second of /proc/<pid>/stat's times: 100 on every Linux this runs on. */
 const TICKS_PER_SECOND = 100;
@@ -113,5 +115,43 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot
     client: diff(before.client, after.client),
     server: diff(before.server, after.server),
     broker: diff(before.broker, after.broker),
+  };
+}
+
+/**
+ * Counts a peer's CPU time per task between the marks its client writes
+ * on stderr around its timed runs at the largest size: `cpu-mark begin`,
+ * then `cpu-mark end <tasks>`. `read` snapshots the processes' CPU time.
+ */
+export function cpuMarks(read: () => CpuSnapshot): {
+  onLine: (line: string) => void;
+  perTask: () => PeerCpu | undefined;
+} {
+  let begin: CpuSnapshot | undefined;
+  let result: PeerCpu | undefined;
+  return {
+    onLine(line) {
+      const mark = line.match(/^cpu-mark (begin|end)(?: (\d+))?$/);
+      if (!mark) return;
+      if (mark[1] === "begin") {
+        begin = read();
+        return;
+      }
+      const tasks = Number(mark[2]);
+      if (begin === undefined || !(tasks > 0)) return;
+      const used = cpuBetween(begin, read());
+      const per = (ms: number | null) => ms === null ? null : round(ms * 1000 / tasks, 1);
+      const parts = {
+        client: per(used.client),
+        server: per(used.server),
+        broker: per(used.broker),
+      };
+      const known = Object.values(parts).filter((v): v is number => v !== null);
+      result = {
+        ...parts,
+        total: known.length === 0 ? null : round(known.reduce((a, b) => a + b), 1),
+      };
+    },
+    perTask: () => result,
   };
 }

@@ -6,8 +6,7 @@
  */
 
 import { median, round } from "../stats.ts";
-import type { PeerCpu, PeerOpenLoop } from "./_types.ts";
-import { cpuBetween, type CpuSnapshot } from "../cpu.ts";
+import type { PeerOpenLoop } from "./_types.ts";
 
 /** What a peer's client prints as the last line of its stdout. */
 export interface ClientFigures {
@@ -98,43 +97,5 @@ export function summarize(client: ClientFigures): {
     seed_overhead_ms_median: round(median(client.seed_ms) - SEED_LONGEST_MS, 2),
     seed_samples_ms: client.seed_ms.map((ms) => round(ms, 2)),
     ...(open && { open }),
-  };
-}
-
-/**
- * Counts a peer's CPU time per task between the marks its client writes
- * on stderr around its timed runs at the largest size: `cpu-mark begin`,
- * then `cpu-mark end <tasks>`. `read` snapshots the processes' CPU time.
- */
-export function cpuMarks(read: () => CpuSnapshot): {
-  onLine: (line: string) => void;
-  perTask: () => PeerCpu | undefined;
-} {
-  let begin: CpuSnapshot | undefined;
-  let result: PeerCpu | undefined;
-  return {
-    onLine(line) {
-      const mark = line.match(/^cpu-mark (begin|end)(?: (\d+))?$/);
-      if (!mark) return;
-      if (mark[1] === "begin") {
-        begin = read();
-        return;
-      }
-      const tasks = Number(mark[2]);
-      if (begin === undefined || !(tasks > 0)) return;
-      const used = cpuBetween(begin, read());
-      const per = (ms: number | null) => ms === null ? null : round(ms * 1000 / tasks, 1);
-      const parts = {
-        client: per(used.client),
-        server: per(used.server),
-        broker: per(used.broker),
-      };
-      const known = Object.values(parts).filter((v): v is number => v !== null);
-      result = {
-        ...parts,
-        total: known.length === 0 ? null : round(known.reduce((a, b) => a + b), 1),
-      };
-    },
-    perTask: () => result,
   };
 }

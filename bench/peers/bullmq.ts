@@ -14,8 +14,7 @@ import { join } from "node:path";
 import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { nodeMajor, parseClientOutput, redisVersion, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
-import { cpuSnapshot } from "../cpu.ts";
-import { cpuMarks } from "./_figures.ts";
+import { cpuMarks, cpuSnapshot } from "../cpu.ts";
 import {
   freePort,
   peerClientTimeoutMs,

@@ -11,8 +11,7 @@ import { maskUrl } from "../../core/broker/mod.ts";
 import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
-import { cpuSnapshot, listenerPid } from "../cpu.ts";
-import { cpuMarks } from "./_figures.ts";
+import { cpuMarks, cpuSnapshot, listenerPid } from "../cpu.ts";
 import { peerClientTimeoutMs, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
 
 /** Debian ships Celery for its own Python only; a pyenv `python3` on PATH lacks it. */
