@@ -85,8 +85,8 @@ export interface StartSandboxOptions {
    */
   stuckAfterMs?: number;
   /**
-   * How long a batch of tasks may wait for the sandbox to start them before
-   * the sandbox counts as held by a handler (see {@linkcode Sandbox.watchHeld}).
+   * How long a task may wait for the sandbox to take the batch sent before
+   * it, before the sandbox counts as held (see {@linkcode Sandbox.watchHeld}).
    * @default {HELD_AFTER_MS}
    */
   heldAfterMs?: number;
@@ -536,12 +536,13 @@ export class Sandbox implements HandlerRunner {
     const old = this.#host;
     old.terminate();
     this.#abandoned = 0;
-    // The batch the old sandbox had not started ends with it, below.
+    // The batch the old sandbox had not started ends with it, below; a
+    // handler that held it (stuck, or crashing it) is why it is replaced.
     this.#batchSentAt = undefined;
     this.#waitingSince = undefined;
     if (this.#held) {
       this.#held = false;
-      this.#onHeld?.({ held: false, byHandler: false });
+      this.#onHeld?.({ held: false, byHandler: true });
     }
     for (const pending of [...this.#pending.values()]) {
       if (pending.host !== old) continue;
