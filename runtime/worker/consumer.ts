@@ -353,6 +353,8 @@ export async function startWorker(
     abandon(): void {
       stopping = true;
       waiting.length = 0;
+      // Its step-up timer must not open a consumer on the lost connection.
+      consumer.close().catch(() => {});
       for (const task of tasks) task.abandoned = true;
       runner.abortAll("The broker connection was lost");
     },
