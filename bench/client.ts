@@ -8,11 +8,20 @@
  *   deno run -A bench/client.ts <bare|product> <url>
  *
  * It prints `{"ready": true}` once connected, then reads one JSON command
- * per line on stdin, `{"targets": [{"queue", "task", "workMs"}], "tasks": N}`,
- * calls every target `tasks` times at once, and prints one JSON line:
- * `{"ms", "tps", "rss_mb", "heap_mb"}`, plus, for the product, `stages`:
- * where the time of the slowest task went, from the timestamps the product
- * keeps anyway (docs/performance.md, "Where the milliseconds go").
+ * per line on stdin and prints one JSON line for each:
+ *
+ * - `{"targets": [{"queue", "task", "workMs"}], "tasks": N}` calls every
+ *   target `tasks` times at once: `{"ms", "tps", "rss_mb", "heap_mb"}`, plus,
+ *   for the product, `stages`: where the time of the slowest task went, from
+ *   the timestamps the product keeps anyway (docs/performance.md, "Where the
+ *   milliseconds go");
+ * - `{"kind": "stream", "target", "count", "window"}` (the product only)
+ *   streams `count` calls with `window` in flight (`TaskClient.stream()`):
+ *   `{"ms", "tps", "peak_rss_mb"}`, the process's peak resident memory;
+ * - `{"kind": "open", "target", "rate", "durationMs"}` starts calls at
+ *   `rate` a second for `durationMs` whatever the replies (an open loop):
+ *   `{"sent", "tps", "p50", "p99", "max"}`, latencies in ms from each call's
+ *   due time, so that a stalled sender does not hide the wait.
  *
  * @module
  */
@@ -22,6 +31,7 @@ import type { CallOutcome } from "../client/mod.ts";
 import { dispatchAll } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
 import { type EchoCall, type EchoClient, openEchoClient } from "./bare_echo.ts";
+import type { CpuSnapshot } from "./cpu.ts";
 
 /** What one task of a run is sent to. */
 export interface Target {
@@ -52,6 +62,40 @@ export interface Stages {
   scheduling: number;
 }
 
+/** Streams `count` calls of `target` with `window` in flight. */
+export interface StreamCommand {
+  kind: "stream";
+  target: Target;
+  count: number;
+  window: number;
+}
+
+/** What a stream measured. */
+export interface StreamSample {
+  ms: number;
+  tps: number;
+  /** The client process's peak resident memory so far (VmHWM), in MiB. */
+  peak_rss_mb: number;
+}
+
+/** Starts calls of `target` at `rate` per second for `durationMs`, whatever the replies. */
+export interface OpenLoopCommand {
+  kind: "open";
+  target: Target;
+  rate: number;
+  durationMs: number;
+}
+
+/** What an open loop measured: latencies in ms, from each call's due time to its end. */
+export interface OpenLoopSample {
+  sent: number;
+  /** Calls ended per second, over the run. */
+  tps: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 /** What a run measured. */
 export interface RunSample {
   ms: number;
@@ -59,6 +103,8 @@ export interface RunSample {
   rss_mb: number;
   heap_mb: number;
   stages?: Stages;
+  /** CPU time the caller, the server and the broker spent on the run, in ms (taken around it). */
+  cpu_ms?: CpuSnapshot;
 }
 
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024 * 10) / 10;
@@ -211,6 +257,79 @@ async function runFewBare(client: EchoClient, command: RunCommand): Promise<RunS
   };
 }
 
+/** The process's peak resident memory so far, in MiB, from /proc/self/status. */
+function peakRssMb(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return mb(Number(status.match(/^VmHWM:\s+(\d+) kB/m)?.[1]) * 1024);
+}
+
+async function runStream(client: TaskClient, command: StreamCommand): Promise<StreamSample> {
+  const { target, count, window } = command;
+  function* calls() {
+    for (let i = 0; i < count; i++) {
+      yield { function: target.task, payload: { work_ms: target.workMs }, timeoutMs: 120_000 };
+    }
+  }
+  const started = performance.now();
+  let failed = 0;
+  for await (const { outcome } of client.stream(calls(), { window })) {
+    if (outcome.kind !== "reply" || outcome.reply.status !== "success") failed++;
+  }
+  const ms = performance.now() - started;
+  if (failed > 0) throw new Error(`${failed} streamed calls did not succeed`);
+  return { ms, tps: count / (ms / 1000), peak_rss_mb: peakRssMb() };
+}
+
+/** The value below which `fraction` of `sorted` lie (nearest rank). */
+function rank(sorted: Float64Array, fraction: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))];
+}
+
+/**
+ * An open loop: calls started on a schedule of `rate` a second, in slices
+ * of 5 ms, each timed from when it was due.
+ */
+async function runOpen(
+  call: (target: Target) => Promise<unknown>,
+  command: OpenLoopCommand,
+): Promise<OpenLoopSample> {
+  const { target, rate, durationMs } = command;
+  const total = Math.max(1, Math.round(rate * durationMs / 1000));
+  const latencies = new Float64Array(total);
+  const started = performance.now();
+  let sent = 0;
+  let ended = 0;
+  let failure: unknown;
+  let allEnded!: () => void;
+  const finished = new Promise<void>((resolve) => allEnded = resolve);
+  while (sent < total && failure === undefined) {
+    const due = Math.min(total, Math.floor((performance.now() - started) * rate / 1000) + 1);
+    while (sent < due) {
+      const at = sent;
+      const dueAt = started + at * 1000 / rate;
+      sent++;
+      call(target).then(
+        () => latencies[at] = performance.now() - dueAt,
+        (error) => failure ??= error,
+      ).finally(() => {
+        if (++ended === total) allEnded();
+      });
+    }
+    if (sent < total) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  if (failure === undefined) await finished;
+  if (failure !== undefined) throw failure;
+  const ms = performance.now() - started;
+  const sorted = latencies.sort();
+  return {
+    sent: total,
+    tps: total / (ms / 1000),
+    p50: rank(sorted, 0.5),
+    p99: rank(sorted, 0.99),
+    max: sorted[sorted.length - 1],
+  };
+}
+
 async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let rest = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
@@ -227,11 +346,30 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const functions = Object.fromEntries(queues.map((pair) => pair.split("=")));
-  const run: (command: RunCommand) => Promise<RunSample> = impl === "bare"
-    ? ((client) => (command: RunCommand) => runBare(client, command))(await openEchoClient(url))
-    : ((client) => (command: RunCommand) => runProduct(client, command))(
-      await connect({ url, functions, connectionName: "bench" }),
-    );
+  type Command = RunCommand | StreamCommand | OpenLoopCommand;
+  let run: (command: Command) => Promise<unknown>;
+  if (impl === "bare") {
+    const client = await openEchoClient(url);
+    run = (command) => {
+      if (!("kind" in command)) return runBare(client, command);
+      if (command.kind === "open") {
+        return runOpen((t) => client.call(t.queue, { work_ms: t.workMs }), command);
+      }
+      throw new TypeError(`Cannot run '${command.kind}' on the bare echo`);
+    };
+  } else {
+    const client = await connect({ url, functions, connectionName: "bench" });
+    run = (command) => {
+      if (!("kind" in command)) return runProduct(client, command);
+      if (command.kind === "stream") return runStream(client, command);
+      return runOpen(async (t) => {
+        const outcome = await client.request(t.task, { work_ms: t.workMs }, { timeoutMs: 120_000 });
+        if (outcome.kind !== "reply" || outcome.reply.status !== "success") {
+          throw new Error(`${t.task} did not succeed: ${JSON.stringify(outcome)}`);
+        }
+      }, command);
+    };
+  }
   console.log(JSON.stringify({ ready: true }));
   for await (const line of lines(Deno.stdin.readable)) {
     console.log(JSON.stringify(await run(JSON.parse(line))));

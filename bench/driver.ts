@@ -5,12 +5,26 @@
  * @module
  */
 
-import type { RunCommand, RunSample } from "./client.ts";
+import type {
+  OpenLoopCommand,
+  OpenLoopSample,
+  RunCommand,
+  RunSample,
+  StreamCommand,
+  StreamSample,
+} from "./client.ts";
+import { cpuBetween, type CpuPids, cpuSnapshot } from "./cpu.ts";
 
 /** One side of the benchmark, ready to run. */
 export interface Driver {
+  /** The bench client's process: the caller whose CPU time a run counts. */
+  readonly pid: number;
   /** Runs one command and resolves with what it measured. */
   run(command: RunCommand): Promise<RunSample>;
+  /** Streams calls (the product's client only). */
+  stream(command: StreamCommand): Promise<StreamSample>;
+  /** Runs an open loop. */
+  open(command: OpenLoopCommand): Promise<OpenLoopSample>;
   close(): Promise<void>;
 }
 
@@ -72,33 +86,37 @@ export async function startDriver(
   };
   const ready = JSON.parse(await nextLine());
   if (!ready.ready) throw new Error(`The ${side} bench client did not start: ${stderr}`);
+  const send = async (command: RunCommand | StreamCommand | OpenLoopCommand) => {
+    await writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+    // A broker that stops answering must end the bench with a reason, not hang it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) =>
+      timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+        reject(
+          new Error(
+            `The ${side} bench client did not finish a run within ${
+              RUN_TIMEOUT_MS / 1000
+            } s (is the broker answering?): ${stderr.trim()}`,
+          ),
+        );
+      }, RUN_TIMEOUT_MS)
+    );
+    try {
+      return JSON.parse(await Promise.race([nextLine(), late]));
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   return {
-    async run(command) {
-      await writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
-      // A broker that stops answering must end the bench with a reason, not hang it.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<never>((_, reject) =>
-        timer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // Already gone.
-          }
-          reject(
-            new Error(
-              `The ${side} bench client did not finish a run within ${
-                RUN_TIMEOUT_MS / 1000
-              } s (is the broker answering?): ${stderr.trim()}`,
-            ),
-          );
-        }, RUN_TIMEOUT_MS)
-      );
-      try {
-        return JSON.parse(await Promise.race([nextLine(), late]));
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    pid: child.pid,
+    run: (command) => send(command),
+    stream: (command) => send(command),
+    open: (command) => send(command),
     async close() {
       await writer.close().catch(() => {});
       await child.status;
@@ -113,6 +131,23 @@ export interface Paired {
   product: RunSample[];
 }
 
+/** One side of a pair of runs: its driver, what it runs, and whose CPU time it counts. */
+export interface Side {
+  driver: Driver;
+  command: RunCommand;
+  /** The server (a worker, the echo) and the broker; the caller is the driver. */
+  cpu?: Omit<CpuPids, "client">;
+}
+
+/** Runs `side` once; with `cpu`, also the CPU time each process spent on the run. */
+async function runSide(side: Side): Promise<RunSample> {
+  if (side.cpu === undefined) return await side.driver.run(side.command);
+  const pids = { ...side.cpu, client: side.driver.pid };
+  const before = cpuSnapshot(pids);
+  const sample = await side.driver.run(side.command);
+  return { ...sample, cpu_ms: cpuBetween(before, cpuSnapshot(pids)) };
+}
+
 /**
  * Warms both sides with `warmups` untimed runs each, then takes `pairs`
  * pairs of runs, in the order limit-product, product-limit, limit-product...
@@ -120,13 +155,13 @@ export interface Paired {
  * first, weighs on both alike.
  */
 export async function takeTurns(
-  limit: { driver: Driver; command: RunCommand },
-  product: { driver: Driver; command: RunCommand },
+  limit: Side,
+  product: Side,
   pairs: number,
   warmups: number,
 ): Promise<Paired> {
-  const runLimit = () => limit.driver.run(limit.command);
-  const runProduct = () => product.driver.run(product.command);
+  const runLimit = () => runSide(limit);
+  const runProduct = () => runSide(product);
   for (let i = 0; i < warmups; i++) {
     await runLimit();
     await runProduct();

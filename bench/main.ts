@@ -46,15 +46,23 @@ Measures, in one run on one RabbitMQ:
     (dispatcher code plus a real worker process) against the limit, a bare
     amqplib RPC echo with the same guarantees (persistent requests, publisher
     confirms, replies confirmed before each ack), both with the same prefetch
-    (a timed run of 1,000 is five fan-outs in a row, so it is not all noise);
+    (a timed run of 1,000 is five fan-outs in a row, so it is not all noise),
+    with the CPU time per task of the caller, the server and the broker;
   - the seed scenario (task_a 100 ms and task_b 200 ms together): overhead
     = wall time - 200 ms, for the product and the bare echo;
+  - each side in an open loop at 50% and 80% of its maximum: p50, p99, max;
+    all of the above on each queue type (--queue-types);
+  - a worker started with no settings against a tuned one, and a worker
+    whose sandbox runs in a process of its own against one in a thread;
+  - fan-outs at scale: the client's stream of 1,000,000 calls, deno task
+    dispatch of 100,000 tasks with every report, deno task load of 1,000,000
+    (each one's peak memory);
   - the dispatcher's memory over its timed runs of 10,000 tasks in one process;
   - a worker's idle memory and its time from start to consuming, as a host
     process and as a container (when Docker is available), and the image size;
   - events: 5,000 (--quick: 300) emitted to three subscribed functions, the
     runs per second, and none lost or run twice, by event id.
-Prints a table with the ratios and targets and saves results/bench_<timestamp>.json.
+Prints tables with the ratios and targets and saves results/bench_<timestamp>.json.
 
 Options:
   --broker URL      RabbitMQ URL of a user that may create queues, such as the
@@ -67,14 +75,17 @@ Options:
                     untimed runs of each side (default: 9; --quick: 2)
   --prefetch N      prefetch and concurrency of both echo and worker (default: 256)
   --no-container    skip the container measurements
-  --queue-type TYPE quorum (the product's default) or classic, for both sides
+  --queue-types LIST queue types of both sides, the main one first: quorum
+                    (the product's default), classic, or both (default:
+                    quorum,classic; --quick: quorum)
   --scale-out       also measure scale from zero (a task published to a
                     function at zero replicas, one container started: time
                     to its reply) and 1 against 3 replicas of a function
                     (needs Docker; see bench/scale_out.ts)
-  --peers           also run BullMQ (Node, Redis with AOF every second) and
-                    Celery (prefork, rpc://) on the same shapes, each only
-                    when its parts are installed (it says which it skipped)
+  --peers           also run BullMQ (Node, Redis with AOF, fsync every second
+                    and every write) and Celery (prefork, rpc://) on the same
+                    shapes, each only when its parts are installed (it says
+                    which it skipped)
   --out FILE        save the figures here instead, anywhere: missing folders
                     are made, and the path is checked first
   --no-save         do not save the figures
@@ -94,20 +105,27 @@ const BENCH_OPTIONS = {
   reps: { type: "string" },
   prefetch: { type: "string", default: "256" },
   "no-container": { type: "boolean", default: false },
-  "queue-type": { type: "string", default: "quorum" },
+  "queue-types": { type: "string" },
   peers: { type: "boolean", default: false },
   "scale-out": { type: "boolean", default: false },
   ...DOCUMENT_OPTIONS,
 } as const;
 
 function parseFlags(values: OptionValues<typeof BENCH_OPTIONS>) {
-  const queueType = values["queue-type"];
-  if (queueType !== "quorum" && queueType !== "classic") {
-    throw new UsageError(`Cannot use --queue-type '${queueType}': use quorum or classic`);
+  const text = values["queue-types"] ?? (values.quick ? "quorum" : "quorum,classic");
+  const queueTypes = text.split(",").map((type) => type.trim());
+  const known = ["quorum", "classic"];
+  if (
+    queueTypes.some((type) => !known.includes(type)) ||
+    new Set(queueTypes).size !== queueTypes.length
+  ) {
+    throw new UsageError(
+      `Cannot use --queue-types '${text}': list quorum, classic or both, each once, the main one first`,
+    );
   }
   return {
     ...values,
-    queueType: queueType as "quorum" | "classic",
+    queueTypes: queueTypes as ("quorum" | "classic")[],
     reps: wholeNumberFlag(values.reps, "--reps", values.quick ? 2 : 9),
     prefetch: wholeNumberFlag(values.prefetch, "--prefetch", 256),
   };
@@ -149,7 +167,7 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
       reps: flags.reps,
       prefetch: flags.prefetch,
       container: !flags["no-container"],
-      queueType: flags.queueType,
+      queueTypes: flags.queueTypes,
       peers: flags.peers,
       say,
     });
@@ -158,7 +176,7 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
       quick: flags.quick,
       prefetch: flags.prefetch,
       reps: flags.reps,
-      queueType: flags.queueType,
+      queueTypes: flags.queueTypes,
     });
     const { lines, missed } = formatBench(document);
     for (const line of lines) say(line);

@@ -8,14 +8,18 @@
  */
 
 import type { Broker } from "../core/broker/mod.ts";
-import { retryQueuesOf } from "../core/contract/names.ts";
 import { type ContainerFigures, measureContainer } from "./container.ts";
-import { type Driver, type Paired, startDriver, takeTurns } from "./driver.ts";
+import { type CoreFigures, measureCore } from "./core.ts";
+import type { Paired } from "./driver.ts";
 import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";
 import { CONSUMING, type RunningProcess, startDeno, workerArgs } from "./processes.ts";
 import { measureSandboxCost, type SandboxCost } from "./sandbox_cost.ts";
+import { measureScale, type ScaleFigures } from "./scale.ts";
+import { BenchServers, type QueueType } from "./servers.ts";
+import { measureVariants, type VariantFigures } from "./variants.ts";
 
 export type { RunSample as Sample } from "./client.ts";
+export { roundsOf } from "./core.ts";
 
 /** Options for {@linkcode measure}. */
 export interface MeasureOptions {
@@ -28,8 +32,8 @@ export interface MeasureOptions {
   reps: number;
   prefetch: number;
   container: boolean;
-  /** The queue type of both sides' queues. */
-  queueType: "classic" | "quorum";
+  /** The queue types to measure the product and the limit on; the first is the main one. */
+  queueTypes: QueueType[];
   /** Also run the peers (BullMQ, Celery) whose parts are installed. */
   peers: boolean;
   /** Prints progress for people. */
@@ -42,8 +46,13 @@ export type PeerResult = PeerFigures | { skipped: string };
 /** What {@linkcode measure} found. */
 export interface Measurements {
   sizes: number[];
+  /** The product against the limit, by queue type, the main one first. */
+  queueTypes: Record<string, CoreFigures>;
+  /** The main queue type's throughput and seed pairs (as `queueTypes[main]`). */
   throughput: Record<string, Paired>;
   seed: Paired;
+  variants: VariantFigures;
+  scale: ScaleFigures;
   readyMs: number[];
   idleRss: number[];
   container?: ContainerFigures;
@@ -51,23 +60,6 @@ export interface Measurements {
   containerSkipped?: string;
   sandbox: SandboxCost;
   peers: Record<string, PeerResult>;
-}
-
-// Untimed runs of each side before timing: JIT, first publishes, prefetch ramp.
-const WARMUPS = 2;
-
-/**
- * Fan-outs of `size` tasks timed as one run: a run of 1,000 tasks lasts a
- * fifth of a second, about as long as the scheduler's hiccups, so it is five
- * of them in a row; one of 10,000 lasts long enough alone.
- */
-export function roundsOf(size: number): number {
-  return Math.max(1, Math.floor(5000 / size));
-}
-
-/** A target: a queue for the bare echo, a function for the product. */
-function target(name: string, workMs: number) {
-  return { queue: name, task: name, workMs };
 }
 
 function rssOf(pid: number): number {
@@ -79,54 +71,12 @@ function rssOf(pid: number): number {
 /** Takes every measurement; the queues it made are deleted at the end, whatever happens. */
 export async function measure(options: MeasureOptions): Promise<Measurements> {
   const { url, admin, say } = options;
-  const run = crypto.randomUUID().slice(0, 8);
-  const queues: string[] = [];
+  const servers = new BenchServers(url, admin);
   const processes: RunningProcess[] = [];
-  const quiet: Deno.ChildProcess[] = [];
-  const drivers: Driver[] = [];
   const sizes = options.quick ? [200, 1000] : [1000, 10_000];
   const seedPairs = options.quick ? 2 : 10;
-  const prefetch = String(options.prefetch);
-  const queue = (name: string) => {
-    const full = `bench_${name}_${run}`;
-    // Retry queues never expire: they go with the queue they serve.
-    queues.push(full, `${full}.dlq`, ...retryQueuesOf(full));
-    return full;
-  };
-  // Several workers share this host: their /metrics ports would clash. The
-  // counters behind /metrics are kept all the same.
-  const env = (extra: Record<string, string>) => ({ AMQP_URL: url, METRICS_PORT: "0", ...extra });
-  /**
-   * Starts a server whose output nobody reads, and resolves once it consumes
-   * `queue`: reading a worker's log line per task would cost this process
-   * CPU that the bare echo, which logs nothing, never makes it spend.
-   */
-  const serve = async (args: string[], extra: Record<string, string>, queue: string) => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
-      cwd: new URL("../", import.meta.url),
-      env: env(extra),
-      stdout: "null",
-      stderr: "inherit",
-    }).spawn();
-    quiet.push(child);
-    const deadline = Date.now() + 30_000;
-    while (((await admin.inspectQueue(queue))?.consumers ?? 0) === 0) {
-      if (Date.now() > deadline) throw new Error(`Cannot start ${args.at(-1)}: it never consumed`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  };
-  const stopAll = async () => {
-    for (const driver of drivers.splice(0)) await driver.close();
+  const stopProcesses = async () => {
     for (const process of processes.splice(0)) await process.stop();
-    for (const child of quiet.splice(0)) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-    }
   };
 
   try {
@@ -136,76 +86,56 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     const idleRss: number[] = [];
     for (let rep = 0; rep < Math.max(1, Math.min(3, options.reps)); rep++) {
       const started = performance.now();
-      const process = startDeno(workerArgs("task_a"), env({ QUEUE: queue(`idle${rep}`) }));
+      const process = startDeno(workerArgs("task_a"), {
+        AMQP_URL: url,
+        METRICS_PORT: "0",
+        QUEUE: servers.queue(`idle${rep}`),
+      });
       processes.push(process);
       await process.waitForLine(CONSUMING, 30_000);
       readyMs.push(performance.now() - started);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       idleRss.push(rssOf(process.child.pid));
-      await stopAll();
+      await stopProcesses();
     }
 
-    // 2. Throughput: the limit and the product, same prefetch, same
-    // queues, taking turns. 3. The seed scenario, the same way.
-    const [echo, echoA, echoB] = [queue("echo"), queue("echo_a"), queue("echo_b")];
-    const [work, seedA, seedB] = [queue("product"), queue("seed_a"), queue("seed_b")];
-    const echoArgs = (name: string, n: string) => [
-      "run",
-      "-A",
-      "bench/bare_echo.ts",
-      url,
-      name,
-      n,
-      options.queueType,
-    ];
-    const type = { QUEUE_TYPE: options.queueType };
-    await serve(echoArgs(echo, prefetch), {}, echo);
-    await serve(echoArgs(echoA, "1"), {}, echoA);
-    await serve(echoArgs(echoB, "1"), {}, echoB);
-    await serve(workerArgs("task_a"), {
-      ...type,
-      QUEUE: work,
-      CONCURRENCY: prefetch,
-      PREFETCH: prefetch,
-    }, work);
-    await serve(workerArgs("task_a"), { ...type, QUEUE: seedA }, seedA);
-    await serve(workerArgs("task_b"), { ...type, QUEUE: seedB }, seedB);
-    const limit = await startDriver("bare", url);
-    const product = await startDriver("product", url, { task_a: work });
-    const seeded = await startDriver("product", url, { task_a: seedA, task_b: seedB });
-    drivers.push(limit, product, seeded);
-    const throughput: Measurements["throughput"] = {};
-    for (const size of sizes) {
-      say(`Throughput, ${size} tasks, ${options.reps} pairs of runs...`);
-      throughput[size] = await takeTurns(
-        {
-          driver: limit,
-          command: { targets: [target(echo, 0)], tasks: size, rounds: roundsOf(size) },
-        },
-        {
-          driver: product,
-          command: { targets: [target("task_a", 0)], tasks: size, rounds: roundsOf(size) },
-        },
-        options.reps,
-        WARMUPS,
-      );
+    // 2. The product against the limit, on each queue type: throughput, the
+    // seed scenario, CPU per task, tail latency in an open loop.
+    const queueTypes: Measurements["queueTypes"] = {};
+    for (const queueType of options.queueTypes) {
+      queueTypes[queueType] = await measureCore(servers, {
+        queueType,
+        sizes,
+        reps: options.reps,
+        seedPairs,
+        prefetch: options.prefetch,
+        openLoopMs: options.quick ? 1000 : 5000,
+        say,
+      });
     }
-    say(`Seed scenario, ${seedPairs} pairs of runs...`);
-    const seed = await takeTurns(
-      { driver: limit, command: { targets: [target(echoA, 100), target(echoB, 200)], tasks: 1 } },
-      {
-        driver: seeded,
-        command: { targets: [target("task_a", 100), target("task_b", 200)], tasks: 1 },
-      },
-      seedPairs,
-      WARMUPS,
-    );
-    await stopAll();
+    const main = queueTypes[options.queueTypes[0]];
+
+    // 3. The default worker, and the sandbox in a process of its own.
+    const variants = await measureVariants(servers, {
+      size: sizes.at(-1)!,
+      reps: options.quick ? 2 : Math.max(3, Math.ceil(options.reps / 2)),
+      seedPairs: options.quick ? 2 : 6,
+      prefetch: options.prefetch,
+      say,
+    });
+
+    // 4. Fan-outs of any size: the client's stream, dispatch and load.
+    const scale = await measureScale(servers, {
+      quick: options.quick,
+      prefetch: options.prefetch,
+      reps: options.reps,
+      say,
+    });
 
     say("Sandbox cost...");
     const sandbox = await measureSandboxCost(options.quick ? 2 : 5, options.quick ? 1000 : 5000);
 
-    // 4. The worker as a container.
+    // 5. The worker as a container.
     // A failed image build (no base image here, say) costs only these
     // figures, not the minutes of measurements already taken.
     let container: ContainerFigures | undefined;
@@ -213,18 +143,18 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     if (!options.quick && options.container) {
       say("Worker container...");
       try {
-        container = await measureContainer(url, queue("container"), 3);
+        container = await measureContainer(url, servers.queue("container"), 3);
       } catch (error) {
         containerSkipped = error instanceof Error ? error.message : String(error);
         say(`Skipping the worker container: ${containerSkipped}`);
       }
     }
 
-    // 5. The peers, on the same machine, one after the other.
+    // 6. The peers, on the same machine, one after the other.
     const peers: Measurements["peers"] = {};
     if (options.peers) {
       for (const availability of await peersAvailable({ amqpUrl: url })) {
-        const name = availability.name as "bullmq" | "celery";
+        const name = availability.name as PeerFigures["name"];
         if (!availability.available) {
           say(`Skipping ${name}: ${availability.reason}`);
           peers[name] = { skipped: availability.reason };
@@ -239,6 +169,7 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
             seedRuns: seedPairs,
             runs: options.reps,
             amqpUrl: url,
+            openLoopMs: options.quick ? 1000 : 5000,
             log: (line) => say(`  ${line}`),
           });
         } catch (error) {
@@ -250,8 +181,11 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
     }
     return {
       sizes,
-      throughput,
-      seed,
+      queueTypes,
+      throughput: main.throughput,
+      seed: main.seed,
+      variants,
+      scale,
       readyMs,
       idleRss,
       container,
@@ -260,7 +194,7 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
       peers,
     };
   } finally {
-    await stopAll();
-    for (const name of queues) await admin.deleteQueue(name).catch(() => {});
+    await stopProcesses();
+    await servers.cleanUp();
   }
 }

@@ -32,6 +32,12 @@ export {
   TaskClient,
 } from "./task_client.ts";
 export type { CallOutcome, TaskCallOptions } from "./protocol.ts";
+export {
+  DEFAULT_STREAM_WINDOW,
+  type StreamCall,
+  type StreamedOutcome,
+  type StreamOptions,
+} from "./stream.ts";
 export { TaskCancelledError, TaskFailedError, TaskTimeoutError } from "./errors.ts";
 export { type CallState, ResultNotReadyError } from "./call_book.ts";
 export type { CancelOptions, CancelOutcome, CancelResult } from "./cancel_call.ts";

@@ -45,6 +45,12 @@ import { cancelCall, type CancelOptions, type CancelResult } from "./cancel_call
 import { DeadlineTimer } from "../core/deadline_timer.ts";
 import type { TraceIds } from "../core/trace_context.ts";
 import { callCelery } from "./celery.ts";
+import {
+  type StreamCall,
+  streamCalls,
+  type StreamedOutcome,
+  type StreamOptions,
+} from "./stream.ts";
 import { TaskCancelledError, TaskFailedError, TaskTimeoutError } from "./errors.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import {
@@ -515,6 +521,18 @@ export class TaskClient {
    */
   emit(type: string, data?: Record<string, unknown>, options?: EmitOptions): Promise<string> {
     return emitEvent(this.#broker, type, data, options);
+  }
+
+  /**
+   * Calls each of `calls` (an iterable, taken lazily), at most `window` at
+   * once, and yields each outcome as it ends: a fan-out of any size in
+   * bounded memory. See `client/stream.ts`.
+   */
+  stream<C = unknown>(
+    calls: Iterable<StreamCall<C>> | AsyncIterable<StreamCall<C>>,
+    options?: StreamOptions,
+  ): AsyncGenerator<StreamedOutcome<C>, void, undefined> {
+    return streamCalls(this, calls, options);
   }
 
   /**

@@ -96,7 +96,16 @@ export interface FunctionEntry {
   emits?: string;
   /** When `deno task scheduler` runs it (docs/schedules.md); registry only. */
   schedule?: Schedule;
+  /**
+   * Its workers' `CONCURRENCY` (and so `PREFETCH`), in every deployment;
+   * without it, the worker's default (`DEFAULT_CONCURRENCY`, 64). `1` for a
+   * function whose every task is CPU-bound.
+   */
+  concurrency?: number;
 }
+
+/** The most handlers a worker runs at once, as `CONCURRENCY` allows. */
+export const MAX_CONCURRENCY = 1024;
 
 /** The registry, read. */
 export interface Registry {
@@ -275,6 +284,17 @@ export const FUNCTION_FIELDS: Readonly<Record<string, FunctionField>> = Object.f
       },
   },
   schedule: { deployedOnly: true, read: (value) => parseSchedule(value) },
+  concurrency: {
+    deployedOnly: true,
+    read: (value) =>
+      Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_CONCURRENCY
+        ? { value }
+        : {
+          problem: `concurrency ${
+            show(value)
+          } is not a whole number from 1 to ${MAX_CONCURRENCY}: give the tasks its workers run at once (1 for CPU-bound work), or leave it out for the default, 64`,
+        },
+  },
 });
 
 /** The keys a function's mapping may have in the registry, or elsewhere. */
@@ -388,6 +408,7 @@ export function entryFrom(
   if (fields.triggers !== undefined) entry.triggers = fields.triggers as string[];
   if (fields.emits !== undefined) entry.emits = fields.emits as string;
   if (fields.schedule !== undefined) entry.schedule = fields.schedule as Schedule;
+  if (fields.concurrency !== undefined) entry.concurrency = fields.concurrency as number;
   return { entry, problems: [] };
 }
 

@@ -95,7 +95,7 @@ other: 1
     `${FILE}:3:20: functions.task_b.queue: queue 'Queue-B' is not lower_snake_case: use letters, digits and _, starting with a letter`,
     `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda, scheduler): give the function's workers a user of their own`,
     `${FILE}:4:11: functions.task_c.celery_name: is missing, and protocol celery needs it: give the Celery task name its workers register, such as tasks.task_c`,
-    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits, schedule`,
+    `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits, schedule, concurrency`,
     `${FILE}:6:11: functions.task_e: has no 'queue': name the queue task_e consumes, such as queue_a`,
     `${FILE}:7:20: functions.task_f.queue: 'queue_d' is already the queue of task_d: each function needs its own queue`,
     `${FILE}:8:15: functions.dispatcher: function name 'dispatcher' would make its workers' user the stack's own 'dispatcher': choose another name, or set 'user'`,
@@ -159,6 +159,28 @@ Deno.test("parseRegistry() reads a schedule, short or in full, and points at wha
     deployed: false,
   });
   assert.match(check.problems[0].message, /^is not a setting here/);
+});
+
+Deno.test("parseRegistry() reads a function's concurrency, a whole number from 1 to 1024", () => {
+  const registry = parseRegistry(
+    `functions:
+  task_a: { queue: queue_a, concurrency: 1 }
+  task_b: { queue: queue_b }
+`,
+    FILE,
+  );
+  assert.equal(registry.functions.get("task_a")?.concurrency, 1);
+  assert.equal(registry.functions.get("task_b")?.concurrency, undefined, "the worker's default");
+  assert.deepEqual(
+    problemsOf(`functions:
+  task_a: { queue: queue_a, concurrency: 0 }
+  task_b: { queue: queue_b, concurrency: "64" }
+`),
+    [
+      `${FILE}:2:42: functions.task_a.concurrency: concurrency 0 is not a whole number from 1 to 1024: give the tasks its workers run at once (1 for CPU-bound work), or leave it out for the default, 64`,
+      `${FILE}:3:42: functions.task_b.concurrency: concurrency '64' is not a whole number from 1 to 1024: give the tasks its workers run at once (1 for CPU-bound work), or leave it out for the default, 64`,
+    ],
+  );
 });
 
 Deno.test("parseRegistry() refuses two functions with one broker user or one service", () => {

@@ -10,6 +10,7 @@ import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TraceIds } from "../core/trace_context.ts";
 import type { CallOutcome } from "../client/mod.ts";
 import { fanOut, type TaskClient } from "../client/task_client.ts";
+import { MAX_STREAM_WINDOW, type StreamCall, streamCalls } from "../client/stream.ts";
 import type { TaskSpec } from "./config/load_config.ts";
 
 /** A task's end: its reply (or none in time) and whether it met the expectation. */
@@ -100,7 +101,7 @@ export function judge(
 // Shared by every outcome without progress events: nothing is ever added to it.
 const NO_PROGRESS: TaskProgress[] = Object.freeze([]) as unknown as TaskProgress[];
 
-/** Options for {@linkcode dispatchAll}. */
+/** Options for {@linkcode dispatchAll} and {@linkcode dispatchEach}. */
 export interface DispatchOptions {
   /**
    * Ask workers for progress events, for live status and a timeline of every
@@ -109,37 +110,93 @@ export interface DispatchOptions {
    * @default {false}
    */
   progress?: boolean;
+  /**
+   * Tasks in flight at once (`client/stream.ts`): the next is sent as one
+   * ends, and each task's timeout counts from when it is sent.
+   * @default {every task at once}
+   */
+  window?: number;
+}
+
+/** A task's call, with where its progress events go. */
+function callOf(
+  spec: TaskSpec,
+  listener: DispatchListener,
+  options: DispatchOptions,
+): StreamCall<TaskProgress[]> {
+  const taskId = crypto.randomUUID();
+  const progress: TaskProgress[] = options.progress ? [] : NO_PROGRESS;
+  return {
+    function: spec.task,
+    payload: spec.payload,
+    taskId,
+    timeoutMs: spec.timeoutMs,
+    retry: spec.retry,
+    onSent: listener.onSent && ((trace) => listener.onSent!(spec, taskId, trace)),
+    onProgress: options.progress
+      ? (event) => {
+        progress.push(event);
+        listener.onProgress?.(spec, event);
+      }
+      : undefined,
+    context: progress,
+  };
 }
 
 /**
  * Sends every task at once and waits for all of them with `Promise.all`
  * (through `fanOut`, which puts the first on the wire while the rest are
- * made).
+ * made), or `window` at a time (see {@linkcode dispatchEach}).
  * Rejects only when the broker fails; timeouts and failed tasks are outcomes.
  */
-export function dispatchAll(
+export async function dispatchAll(
   client: Pick<TaskClient, "request">,
   tasks: TaskSpec[],
   listener: DispatchListener = {},
   options: DispatchOptions = {},
 ): Promise<TaskOutcome[]> {
-  return fanOut(tasks, async (spec) => {
-    const taskId = crypto.randomUUID();
-    const progress: TaskProgress[] = options.progress ? [] : NO_PROGRESS;
-    const outcome = await client.request(spec.task, spec.payload, {
-      taskId,
-      timeoutMs: spec.timeoutMs,
-      retry: spec.retry,
-      onSent: listener.onSent && ((trace) => listener.onSent!(spec, taskId, trace)),
-      onProgress: options.progress
-        ? (event) => {
-          progress.push(event);
-          listener.onProgress?.(spec, event);
-        }
-        : undefined,
+  if (options.window === undefined) {
+    return await fanOut(tasks, async (spec) => {
+      const { function: fn, payload, context, ...call } = callOf(spec, listener, options);
+      const result = judge(spec, await client.request(fn, payload, call), context);
+      listener.onDone?.(result);
+      return result;
     });
-    const result = judge(spec, outcome, progress);
+  }
+  const outcomes: TaskOutcome[] = new Array(tasks.length);
+  await dispatchEach(
+    client,
+    tasks,
+    (outcome, index) => outcomes[index] = outcome,
+    listener,
+    options,
+  );
+  return outcomes;
+}
+
+/**
+ * Sends the tasks `window` at a time (default: all at once), the next as
+ * one ends, and hands each outcome to `onOutcome` with its task's index as
+ * it ends: what a run of any size keeps is up to `onOutcome`. Rejects only
+ * when the broker fails.
+ */
+export async function dispatchEach(
+  client: Pick<TaskClient, "request">,
+  tasks: TaskSpec[],
+  onOutcome: (outcome: TaskOutcome, index: number) => void,
+  listener: DispatchListener = {},
+  options: DispatchOptions = {},
+): Promise<void> {
+  const calls = function* () {
+    for (const spec of tasks) yield callOf(spec, listener, options);
+  };
+  const window = Math.max(
+    1,
+    Math.min(options.window ?? tasks.length, tasks.length, MAX_STREAM_WINDOW),
+  );
+  for await (const { call, index, outcome } of streamCalls(client, calls(), { window })) {
+    const result = judge(tasks[index], outcome, call.context);
     listener.onDone?.(result);
-    return result;
-  });
+    onOutcome(result, index);
+  }
 }

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import type { TaskReply } from "../core/contract/mod.ts";
-import { judge } from "./dispatch_all.ts";
+import { MemoryBroker } from "../core/broker/mod.ts";
+import { defineFunction } from "../runtime/define_function.ts";
+import { inProcessRunner } from "../runtime/handler_runner.ts";
+import { startWorker } from "../runtime/worker/consumer.ts";
+import { TaskClient } from "../client/task_client.ts";
+import { dispatchAll, judge } from "./dispatch_all.ts";
 import type { Expectation, TaskSpec } from "./config/load_config.ts";
 import type { CallOutcome } from "../client/mod.ts";
 
@@ -157,4 +162,41 @@ Deno.test("judge() fails a timeout even when an error was expected", () => {
   });
   assert.equal(judged.passed, false);
   assert.match(judged.problem!, /^TIMEOUT/);
+});
+
+Deno.test("dispatchAll() with a window keeps at most that many tasks in flight and returns outcomes in task order", async () => {
+  const hub = new MemoryBroker();
+  const fn = defineFunction({
+    name: "task_a",
+    queue: "queue_a",
+    handler: (payload) => payload.n,
+  });
+  const worker = await startWorker(inProcessRunner(fn), hub.connect("task_a"), {
+    workerId: "task_a@1",
+    concurrency: 64,
+  });
+  const client = await TaskClient.open(hub.connect("dispatcher"), {
+    functions: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]),
+  });
+  try {
+    const tasks = Array.from({ length: 500 }, (_, n): TaskSpec => ({
+      ...spec({ status: "success", result: n }),
+      label: `task_a#${n + 1}`,
+      payload: { n },
+    }));
+    let peak = 0;
+    const outcomes = await dispatchAll(client, tasks, {
+      onSent: () => peak = Math.max(peak, client.pending),
+    }, { window: 7 });
+    assert.ok(peak <= 7, `at most the window in flight (${peak})`);
+    assert.equal(outcomes.length, 500);
+    outcomes.forEach((outcome, n) => {
+      assert.equal(outcome.spec, tasks[n], "in task order");
+      assert.equal(outcome.passed, true, outcome.problem);
+    });
+  } finally {
+    await client.close();
+    await worker.stop(0);
+    await hub.shutdown();
+  }
 });

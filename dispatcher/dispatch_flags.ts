@@ -14,7 +14,9 @@ import {
   REPLIES_OPTION,
   repliesFlag,
   UsageError,
+  wholeNumberFlag,
 } from "./cli/options.ts";
+import { DEFAULT_STREAM_WINDOW, MAX_STREAM_WINDOW } from "../client/stream.ts";
 
 /** Every option of `deno task dispatch`. */
 export const DISPATCH_OPTIONS = {
@@ -26,6 +28,7 @@ export const DISPATCH_OPTIONS = {
   local: { type: "boolean", default: false },
   "wait-workers": { type: "string" },
   "timeout-ms": { type: "string" },
+  window: { type: "string" },
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
   out: { type: "string" },
@@ -58,7 +61,14 @@ export function parseFlags(values: OptionValues<typeof DISPATCH_OPTIONS>) {
   const waitSeconds = positiveNumberFlag(values["wait-workers"], "--wait-workers") ?? 10;
   const timeoutMs = positiveNumberFlag(values["timeout-ms"], "--timeout-ms");
   const replies = repliesFlag(values.replies);
-  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs, replies };
+  const window = wholeNumberFlag(
+    values.window,
+    "--window",
+    DEFAULT_STREAM_WINDOW,
+    1,
+    MAX_STREAM_WINDOW,
+  );
+  return { ...values, logLevel, logFormat, waitMs: waitSeconds * 1000, timeoutMs, replies, window };
 }
 
 /** The flags of `deno task dispatch`, checked. */

@@ -12,19 +12,25 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { describeBroker, type OpenedBroker } from "../client/open_broker.ts";
 import { unexpectedSenders } from "../client/protocol.ts";
 import { TaskClient } from "../client/task_client.ts";
-import { writeOutput } from "./cli/output_files.ts";
+import { joinLines, writeOutput } from "./cli/output_files.ts";
 import { createPainter, type Painter } from "./cli/paint.ts";
 import { type CliIo, EXIT, type Session } from "./cli/run_cli.ts";
 import type { Config, Scenario, TaskSpec } from "./config/load_config.ts";
-import { combineListeners, dispatchAll } from "./dispatch_all.ts";
-import { renderHtmlReport } from "./html_report.ts";
-import { renderJunit } from "./junit_report.ts";
+import { combineListeners, dispatchEach } from "./dispatch_all.ts";
+import { htmlReportParts } from "./html_report.ts";
+import { junitLines } from "./junit_report.ts";
 import { createLiveStatus } from "./live_status.ts";
 import { logDispatch } from "./log_dispatch.ts";
 import type { DispatchFlags } from "./dispatch_flags.ts";
-import { formatSummary } from "./report.ts";
+import { summaryLines } from "./report.ts";
+import {
+  documentLines,
+  type RunDocument,
+  runDocumentOf,
+  type TaskRecord,
+  taskRecord,
+} from "./run_document.ts";
 import { formatEventOutcomes, runScenarioEvents } from "./event_runs.ts";
-import { buildRunDocument } from "./run_document.ts";
 
 /** The files a run writes, each checked before anything is sent. */
 export interface Outputs {
@@ -116,6 +122,12 @@ function formatWorkers(workers: WorkerInfo[]): string[] {
   ];
 }
 
+/** The document's file: its JSON, as `JSON.stringify(document, null, 2)`, and a newline. */
+function* documentFile(document: RunDocument): Generator<string, void, undefined> {
+  yield* joinLines(documentLines(document));
+  yield "\n";
+}
+
 /** Runs the plan on the open broker; resolves with the exit code. */
 export async function runDispatch(
   plan: DispatchPlan,
@@ -196,14 +208,23 @@ export async function runDispatch(
     const startedWallMs = Date.now();
     const started = performance.now();
     // Progress events serve the live status and the report's per-attempt
-    // timeline; a quiet run that writes no report goes without them.
-    const outcomes = await dispatchAll(client, tasks, combineListeners(...listeners), {
-      progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
-    });
+    // timeline; a quiet run that writes no report goes without them. Each
+    // task's record is made as it ends: a big run holds records, not replies.
+    const records: TaskRecord[] = new Array(tasks.length);
+    await dispatchEach(
+      client,
+      tasks,
+      (outcome, index) => records[index] = taskRecord(outcome),
+      combineListeners(...listeners),
+      {
+        progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
+        window: flags.window,
+      },
+    );
     const wallMs = performance.now() - started;
     const forged = client.ignored.unexpectedSender;
     if (forged > 0) session.complain(unexpectedSenders(forged, "reply", client.user), "warn");
-    const document = buildRunDocument(outcomes, {
+    const document = runDocumentOf(records, {
       config: { name: config.name, file: config.file },
       scenario: { name: scenario.name, description: scenario.description },
       broker: opened.label,
@@ -213,12 +234,13 @@ export async function runDispatch(
       wallMs,
     });
     say("");
-    for (const line of formatSummary(document, paint)) report(line);
-    if (flags.json) session.io.out(JSON.stringify(document, null, 2));
-    const files: [string | undefined, string, () => string, string][] = [
-      [outputs.json, "--out", () => JSON.stringify(document, null, 2) + "\n", "Results saved to"],
-      [outputs.junit, "--junit", () => renderJunit(document), "JUnit XML saved to"],
-      [outputs.html, "--html", () => renderHtmlReport(document), "HTML report saved to"],
+    for (const line of summaryLines(document, paint)) report(line);
+    if (flags.json) { for (const part of documentLines(document)) session.io.out(part); }
+    // Each written in pieces as it is made: a run of any size, never one string.
+    const files: [string | undefined, string, () => Iterable<string>, string][] = [
+      [outputs.json, "--out", () => documentFile(document), "Results saved to"],
+      [outputs.junit, "--junit", () => joinLines(junitLines(document)), "JUnit XML saved to"],
+      [outputs.html, "--html", () => htmlReportParts(document), "HTML report saved to"],
     ];
     for (const [path, flag, render, saved] of files) {
       if (path === undefined) continue;

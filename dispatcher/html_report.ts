@@ -8,7 +8,7 @@
  * @module
  */
 
-import { renderTimeline, workerColors } from "./html_timeline.ts";
+import { timelineParts, workerColors } from "./html_timeline.ts";
 import { escapeXml } from "./junit_report.ts";
 import { clockTime, seconds } from "./report.ts";
 import type { RunDocument, TaskRecord } from "./run_document.ts";
@@ -81,6 +81,14 @@ function taskRow(task: TaskRecord): string {
 
 /** The run as a self-contained HTML page. */
 export function renderHtmlReport(run: RunDocument): string {
+  return [...htmlReportParts(run)].join("");
+}
+
+/**
+ * The page of {@linkcode renderHtmlReport} in pieces to write one after
+ * another: a run of a hundred thousand tasks never becomes one string.
+ */
+export function* htmlReportParts(run: RunDocument): Generator<string, void, undefined> {
   const { summary } = run;
   const colors = workerColors(run.tasks);
   const passed = summary.failed === 0;
@@ -115,7 +123,7 @@ export function renderHtmlReport(run: RunDocument): string {
     }</td><td class="num">${w.tasks_done}</td><td class="num">${w.in_flight}</td></tr>`
   );
   const title = `${run.scenario.name}: ${summary.passed}/${summary.total} passed`;
-  return `<!doctype html>
+  yield `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -138,13 +146,19 @@ export function renderHtmlReport(run: RunDocument): string {
 <h2>Timeline</h2>
 <p class="muted">Each row is a task, from the moment the dispatcher sent it; times from the dispatcher's and the workers' clocks.</p>
 <div class="legend">${legend.join("")}</div>
-${renderTimeline(run, colors)}
+`;
+  yield* timelineParts(run, colors);
+  yield `
 </section>
 <section>
 <h2>Tasks</h2>
 <table>
 <thead><tr><th>Task</th><th>Verdict</th><th>Result</th><th>Worker</th><th>Queue</th><th>Task id</th><th>Waited</th><th>Ran</th><th>Attempts</th><th>Finished</th></tr></thead>
-<tbody>${run.tasks.map(taskRow).join("\n")}</tbody>
+<tbody>`;
+  for (let i = 0; i < run.tasks.length; i++) {
+    yield `${i > 0 ? "\n" : ""}${taskRow(run.tasks[i])}`;
+  }
+  yield `</tbody>
 </table>
 </section>
 <section>

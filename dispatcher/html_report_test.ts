@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { sampleRun } from "../tests/_report_fixtures.ts";
-import { renderHtmlReport } from "./html_report.ts";
-import { concurrencySteps, WORKER_COLORS, workerColors } from "./html_timeline.ts";
+import { htmlReportParts, renderHtmlReport } from "./html_report.ts";
+import {
+  concurrencySteps,
+  MAX_TIMELINE_ROWS,
+  WORKER_COLORS,
+  workerColors,
+} from "./html_timeline.ts";
 
 /** Every start tag `<name ...>` in `html` with its attributes. */
 function tags(html: string, name: string): Record<string, string>[] {
@@ -62,4 +67,20 @@ Deno.test("concurrencySteps() counts overlapping intervals, back-to-back ones no
     [[0, 1], [5, 2], [10, 2], [15, 1], [20, 0]],
   );
   assert.deepEqual(concurrencySteps([]), []);
+});
+
+Deno.test("renderHtmlReport() of 100,000 tasks lists every one and draws the first MAX_TIMELINE_ROWS", () => {
+  const sample = sampleRun();
+  // Spreading this many times into Math.min once overflowed the stack.
+  const tasks = Array.from({ length: 100_000 }, (_, i) => ({
+    ...sample.tasks[i % 2],
+    label: `task#${i + 1}`,
+  }));
+  const run = { ...sample, tasks };
+  let html = "";
+  for (const part of htmlReportParts(run)) html += part;
+  assert.equal(html, renderHtmlReport(run));
+  assert.equal(html.match(/<g class="task"/g)?.length, MAX_TIMELINE_ROWS);
+  assert.equal(html.match(/<tr(?: class="failed")?><td>task#/g)?.length, 100_000);
+  assert.match(html, /The first 2000 of 100000 tasks are drawn; the table below lists every one/);
 });

@@ -76,32 +76,50 @@ function niceStep(spanMs: number): number {
   return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= raw) ?? power * 10;
 }
 
+/**
+ * Tasks drawn a row each: beyond this many a drawing is too tall to read
+ * (and to open), so a bigger run draws its first ones, and says so; the
+ * strip above counts every task, and the table below lists every one.
+ */
+export const MAX_TIMELINE_ROWS = 2000;
+
 /** The run's timeline as an `<svg>` element, bars coloured by `colors`. */
 export function renderTimeline(run: RunDocument, colors: Map<string, string>): string {
-  const tasks = run.tasks;
-  const times: number[] = [];
-  for (const task of tasks) {
+  return [...timelineParts(run, colors)].join("");
+}
+
+/** The timeline of {@linkcode renderTimeline} in pieces: a row each after the head. */
+export function* timelineParts(
+  run: RunDocument,
+  colors: Map<string, string>,
+): Generator<string, void, undefined> {
+  const all = run.tasks;
+  const tasks = all.length > MAX_TIMELINE_ROWS ? all.slice(0, MAX_TIMELINE_ROWS) : all;
+  // Loops, not spreads: a hundred thousand arguments overflow the stack.
+  let t0 = Infinity;
+  let t1 = -Infinity;
+  const see = (value: string | null) => {
+    const time = ms(value);
+    if (time === null) return;
+    t0 = Math.min(t0, time);
+    t1 = Math.max(t1, time);
+  };
+  for (const task of all) {
     for (const value of [task.sent_at, task.ended_at, task.finished_at, task.started_at]) {
-      const time = ms(value);
-      if (time !== null) times.push(time);
+      see(value);
     }
     for (const attempt of task.timeline) {
-      for (const value of [attempt.started_at, attempt.ended_at]) {
-        const time = ms(value);
-        if (time !== null) times.push(time);
-      }
+      see(attempt.started_at);
+      see(attempt.ended_at);
     }
   }
   // Room for the longest row label, at about 7 px per character of 12 px text.
-  const labelWidth = Math.min(
-    420,
-    Math.max(
-      180,
-      ...tasks.map((t) => (t.label.length + (t.worker ?? "no worker").length) * 7 + 40),
-    ),
-  );
-  const t0 = Math.min(...times);
-  const t1 = Math.max(...times, t0 + 1);
+  let longest = 180;
+  for (const t of tasks) {
+    longest = Math.max(longest, (t.label.length + (t.worker ?? "no worker").length) * 7 + 40);
+  }
+  const labelWidth = Math.min(420, longest);
+  t1 = Math.max(t1, t0 + 1);
   const x = (time: number) => labelWidth + ((time - t0) / (t1 - t0)) * PLOT_WIDTH;
   const width = (from: number, to: number) => Math.max(2, x(to) - x(from));
   const top = STRIP_HEIGHT + AXIS_HEIGHT;
@@ -118,9 +136,9 @@ export function renderTimeline(run: RunDocument, colors: Map<string, string>): s
     );
   }
 
-  // Concurrency strip: how many attempts run at each moment.
+  // Concurrency strip: how many attempts run at each moment, of every task.
   const intervals: Interval[] = [];
-  for (const task of tasks) {
+  for (const task of all) {
     for (const attempt of task.timeline) {
       const start = ms(attempt.started_at);
       const end = ms(attempt.ended_at) ?? ms(task.ended_at);
@@ -128,8 +146,10 @@ export function renderTimeline(run: RunDocument, colors: Map<string, string>): s
     }
   }
   const steps = concurrencySteps(intervals);
-  const peak = Math.max(1, ...steps.map(([, count]) => count));
-  const y = (count: number) => STRIP_HEIGHT - 4 - (count / peak) * (STRIP_HEIGHT - 14);
+  let peak = 0;
+  for (const [, count] of steps) peak = Math.max(peak, count);
+  const scale = Math.max(1, peak);
+  const y = (count: number) => STRIP_HEIGHT - 4 - (count / scale) * (STRIP_HEIGHT - 14);
   if (steps.length > 0) {
     let path = `M${x(steps[0][0]).toFixed(1)},${y(0).toFixed(1)}`;
     let last = 0;
@@ -145,10 +165,17 @@ export function renderTimeline(run: RunDocument, colors: Map<string, string>): s
   parts.push(
     `<text class="strip-label" x="${labelWidth - 8}" y="${
       STRIP_HEIGHT / 2
-    }">running at once (peak ${Math.max(0, ...steps.map(([, c]) => c))})</text>`,
+    }">running at once (peak ${peak})</text>`,
   );
+  const drawn = tasks.length < all.length
+    ? `Timeline of the first ${tasks.length} of ${all.length} tasks`
+    : `Timeline of ${tasks.length} tasks`;
+  yield `<svg class="timeline" viewBox="0 0 ${labelWidth + PLOT_WIDTH + 16} ${height}" width="${
+    labelWidth + PLOT_WIDTH + 16
+  }" height="${height}" role="img" aria-label="${e(drawn)}">${parts.join("")}`;
 
-  tasks.forEach((task, row) => {
+  for (let row = 0; row < tasks.length; row++) {
+    const task = tasks[row];
     const rowY = top + row * ROW_HEIGHT;
     const barY = rowY + (ROW_HEIGHT - BAR_HEIGHT) / 2;
     const sent = ms(task.sent_at)!;
@@ -214,12 +241,10 @@ export function renderTimeline(run: RunDocument, colors: Map<string, string>): s
         }</title></rect>`,
       );
     });
-    parts.push(`<g class="task" data-task-id="${e(task.task_id)}">${bars.join("")}</g>`);
-  });
-
-  return `<svg class="timeline" viewBox="0 0 ${labelWidth + PLOT_WIDTH + 16} ${height}" width="${
-    labelWidth + PLOT_WIDTH + 16
-  }" height="${height}" role="img" aria-label="${e(`Timeline of ${tasks.length} tasks`)}">${
-    parts.join("")
-  }</svg>`;
+    yield `<g class="task" data-task-id="${e(task.task_id)}">${bars.join("")}</g>`;
+  }
+  yield "</svg>";
+  if (tasks.length < all.length) {
+    yield `<p class="muted">The first ${tasks.length} of ${all.length} tasks are drawn; the table below lists every one.</p>`;
+  }
 }

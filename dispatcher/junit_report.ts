@@ -93,6 +93,14 @@ function testcase(task: TaskRecord, suite: string): string {
 
 /** The run as a JUnit XML document. */
 export function renderJunit(run: RunDocument): string {
+  return [...junitLines(run)].join("\n");
+}
+
+/**
+ * The document of {@linkcode renderJunit} as pieces that join with
+ * newlines, a test case each: a big run is written without a string of all of it.
+ */
+export function* junitLines(run: RunDocument): Generator<string, void, undefined> {
   const { summary, scenario } = run;
   const errors = summary.timed_out;
   const failures = summary.failed - errors;
@@ -110,16 +118,14 @@ export function renderJunit(run: RunDocument): string {
     ["workers", run.workers.map((w) => w.worker).join(", ")],
     ["total_retries", String(summary.total_retries)],
   ].map(([name, value]) => `      <property${attributes({ name, value })}/>`);
-  return [
+  yield* [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<testsuites${attributes({ name: run.config.name, ...counts })}>`,
     `  <testsuite${attributes({ name: scenario.name, ...counts })}>`,
     "    <properties>",
     ...properties,
     "    </properties>",
-    ...run.tasks.map((task) => testcase(task, scenario.name)),
-    "  </testsuite>",
-    "</testsuites>",
-    "",
-  ].join("\n");
+  ];
+  for (const task of run.tasks) yield testcase(task, scenario.name);
+  yield* ["  </testsuite>", "</testsuites>", ""];
 }

@@ -25,6 +25,7 @@ import {
   wholeNumberFlag,
 } from "./cli/options.ts";
 import { checkOutputPath, defaultResultsPath, writeOutput } from "./cli/output_files.ts";
+import { abandonedNote } from "./report.ts";
 import {
   type CliIo,
   type Command,
@@ -176,6 +177,7 @@ function formatLoad(result: LoadResult): string[] {
   if (errors.length > 0) {
     lines.push(`Errors: ${errors.map(([type, n]) => `${type} ${n}`).join(", ")}`);
   }
+  if (result.timeouts > 0) lines.push(abandonedNote(result.timeouts));
   lines.push("Per worker:");
   for (const [worker, count] of Object.entries(result.perWorker).sort()) {
     lines.push(`  ${worker}: ${count}`);

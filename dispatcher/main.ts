@@ -25,12 +25,13 @@ import {
 import { loadConfig, type Scenario } from "./config/load_config.ts";
 import { announce, type DispatchPlan, type Outputs, runDispatch } from "./dispatch_run.ts";
 import { DISPATCH_OPTIONS, type DispatchFlags, parseFlags } from "./dispatch_flags.ts";
+import { DEFAULT_STREAM_WINDOW } from "../client/stream.ts";
 
 const HELP = `Usage: deno task dispatch [options]
 
 Runs a scenario from test-config.yml: checks the broker and that a worker
-serves each function, pings the workers, sends every task at once, shows
-each task's progress live, and checks each reply against the scenario's
+serves each function, pings the workers, sends every task at once (up to
+--window of them), shows each task's progress live, and checks each reply against the scenario's
 expectations. Replies and pongs count only from each function's broker user
 (its 'user' in functions/registry.yaml, default its name) or the dispatcher's own.
 The run's JSON document is saved under results/ unless --out or --no-save.
@@ -47,6 +48,9 @@ ${REPLIES_HELP}
   --wait-workers SECS  how long to wait for a worker on each queue (default: 10)
   --timeout-ms MS      override every task's timeout (also each request's
                        deadline: no worker starts it after that)
+  --window N           tasks in flight at once: a bigger scenario sends the
+                       next as one ends, and each task's timeout counts from
+                       when it is sent (default: ${DEFAULT_STREAM_WINDOW})
   -q, --quiet          print only the summary: no live status
   --json               print the run's JSON document on stdout, and
                        everything else on stderr

@@ -62,18 +62,33 @@ function formatTaskResult(task: TaskRecord, paint: Painter): string[] {
   return [`${paint.bad(head)} ${runs}`, detail, `  ${paint.bad(`FAILED: ${show(task.problem)}`)}`];
 }
 
+/**
+ * What became of the requests of calls that timed out: nobody waits for
+ * them, and they are kept as dead letters, not dropped (docs/client.md,
+ * "Big fan-outs").
+ */
+export function abandonedNote(timedOut: number): string {
+  return `${timedOut} timed out: requests nobody waits for are dead-lettered as 'expired' once past their deadline (unless a worker finished them first), counted in each worker's /metrics as worker_tasks_total{status="expired"}; see them with deno task dlq`;
+}
+
 /** The summary printed after every task ended. */
 export function formatSummary(run: RunDocument, paint: Painter): string[] {
+  return [...summaryLines(run, paint)];
+}
+
+/** The lines of {@linkcode formatSummary}, one after another: a big run's are never all held. */
+export function* summaryLines(
+  run: RunDocument,
+  paint: Painter,
+): Generator<string, void, undefined> {
   const { summary } = run;
-  const lines = [
-    paint.bold(
-      `Successful: ${summary.successful}, failed: ${
-        summary.errors + summary.timed_out
-      } (${summary.errors} errors, ${summary.timed_out} timed out)`,
-    ),
-  ];
-  for (const task of run.tasks) lines.push(...formatTaskResult(task, paint));
-  lines.push("");
+  yield paint.bold(
+    `Successful: ${summary.successful}, failed: ${
+      summary.errors + summary.timed_out
+    } (${summary.errors} errors, ${summary.timed_out} timed out)`,
+  );
+  for (const task of run.tasks) yield* formatTaskResult(task, paint);
+  const lines = [""];
   for (const [task, n] of Object.entries(summary.retries)) {
     lines.push(`${displayName(task)} retries: ${n}`);
   }
@@ -92,11 +107,12 @@ export function formatSummary(run: RunDocument, paint: Painter): string[] {
       seconds(summary.sum_task_ms)
     } (${summary.speedup.toFixed(2)}x from running concurrently)`,
   );
+  if (summary.timed_out > 0) lines.push(paint.dim(abandonedNote(summary.timed_out)));
   const verdict = `Passed: ${summary.passed}/${summary.total}`;
   if (summary.failed === 0) lines.push(paint.ok(paint.bold(verdict)));
   else {
     const timeouts = summary.timed_out > 0 ? `, ${summary.timed_out} timed out` : "";
     lines.push(paint.bad(paint.bold(`${verdict} (${summary.failed} failed${timeouts})`)));
   }
-  return lines;
+  yield* lines;
 }

@@ -59,6 +59,11 @@ Deno.test("formatSummary() lists each task with where and when it ran, then the 
     text,
     /^Total wall time: 0\.903 s; sum of task times: 0\.336 s \(0\.37x from running concurrently\)$/m,
   );
+  // What became of the timed-out task's request, before the verdict.
+  assert.match(
+    lines.at(-2)!,
+    /^1 timed out: requests nobody waits for are dead-lettered as 'expired'/,
+  );
   assert.equal(lines.at(-1), "Passed: 2/4 (2 failed, 1 timed out)");
 });
 

@@ -240,7 +240,14 @@ function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
 
 /** Builds the document of a finished run. */
 export function buildRunDocument(outcomes: TaskOutcome[], context: RunContext): RunDocument {
-  const tasks = outcomes.map(taskRecord);
+  return runDocumentOf(outcomes.map(taskRecord), context);
+}
+
+/**
+ * Builds the document of a finished run from its task records, made as
+ * each task ended (`taskRecord()`): a big run keeps these, not its outcomes.
+ */
+export function runDocumentOf(tasks: TaskRecord[], context: RunContext): RunDocument {
   const summary = summarizeTasks(tasks, context.wallMs);
   return {
     schema: RUN_DOCUMENT_SCHEMA,
@@ -254,4 +261,25 @@ export function buildRunDocument(outcomes: TaskOutcome[], context: RunContext): 
     summary,
     tasks,
   };
+}
+
+/**
+ * The document as `JSON.stringify(document, null, 2)` writes it, in pieces
+ * that join with newlines: the fields before the tasks, each task, the end.
+ * A run of a hundred thousand tasks is written without a string of all of it.
+ */
+export function* documentLines(document: RunDocument): Generator<string, void, undefined> {
+  const { tasks, ...head } = document;
+  // `tasks` is the document's last field: the rest prints before it, as is.
+  const text = JSON.stringify({ ...head, tasks: [] }, null, 2);
+  if (tasks.length === 0) {
+    yield text;
+    return;
+  }
+  yield `${text.slice(0, text.lastIndexOf("[]"))}[`;
+  for (let i = 0; i < tasks.length; i++) {
+    const task = JSON.stringify(tasks[i], null, 2).replaceAll("\n", "\n    ");
+    yield `    ${task}${i < tasks.length - 1 ? "," : ""}`;
+  }
+  yield "  ]\n}";
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { at, outcome, sampleRun, spec, T0 } from "../tests/_report_fixtures.ts";
-import { attemptsOf, RUN_DOCUMENT_SCHEMA, taskRecord } from "./run_document.ts";
+import { attemptsOf, documentLines, RUN_DOCUMENT_SCHEMA, taskRecord } from "./run_document.ts";
 
 Deno.test("taskRecord() times the queue wait from sending to the first attempt", () => {
   const record = taskRecord(outcome({
@@ -80,4 +80,14 @@ Deno.test("buildRunDocument() counts outcomes and computes the timing statistics
   assert.equal(summary.speedup, 0.37);
   // The document survives a JSON round trip unchanged.
   assert.deepEqual(JSON.parse(JSON.stringify(run)), run);
+});
+
+Deno.test("documentLines() joins with newlines to JSON.stringify(document, null, 2), a piece per task", () => {
+  const run = sampleRun();
+  const lines = [...documentLines(run)];
+  assert.equal(lines.join("\n"), JSON.stringify(run, null, 2));
+  // The fields before the tasks, each task, the end.
+  assert.equal(lines.length, run.tasks.length + 2);
+  const empty = { ...run, tasks: [] };
+  assert.equal([...documentLines(empty)].join("\n"), JSON.stringify(empty, null, 2));
 });

@@ -51,6 +51,17 @@ export const WORKER_IMAGE_FILES = {
 /** The port of `/healthz` and `/metrics` when `METRICS_PORT` is not set. */
 export const DEFAULT_METRICS_PORT = 9464;
 
+/**
+ * Handlers a worker runs at once unless `CONCURRENCY` says otherwise, and
+ * so (unless `PREFETCH` does) the deliveries it holds: enough that a worker
+ * started with no settings serves short tasks at most of the rate a tuned
+ * one does (docs/performance.md, "The default worker"). A handler that holds
+ * the sandbox's thread makes the worker step down to one task at a time
+ * (`runtime/worker/step_down.ts`); `CONCURRENCY=1` is the choice for a
+ * function whose every task is CPU-bound.
+ */
+export const DEFAULT_CONCURRENCY = 64;
+
 /** How many deliveries of one request a quorum queue allows unless `DELIVERY_LIMIT` says otherwise. */
 export const DEFAULT_DELIVERY_LIMIT = 5;
 

@@ -47,6 +47,19 @@ export interface HandlerRunner {
    * the attempt does.
    */
   cancel?(id: number, message: string): boolean;
+  /**
+   * Tells `listener` when a handler holds the runner's thread (it cannot
+   * start the tasks it was given), and when it is free again; see
+   * {@linkcode HeldEvent}. A runner that cannot tell (in this isolate)
+   * never calls it.
+   */
+  watchHeld?(listener: (event: HeldEvent) => void): void;
+  /**
+   * Ends the attempts it was given but has not started, as handed back
+   * (`requeue: "hand_back"`), so that another replica can run them; returns
+   * how many.
+   */
+  returnQueued?(): number;
   /** Ends the runner. */
   close(): Promise<void>;
 }
@@ -59,6 +72,14 @@ export function cancelledOutcome(message: string): HandlerOutcome {
     error: { type: CANCELLED, message: boundText(message, MAX_ERROR_MESSAGE_CHARS) },
   };
 }
+
+/**
+ * What a runner says of its thread: `held`, a task has waited long for it
+ * while it was busy; then, once it started what waited, `held: false`,
+ * with `byHandler` when a handler held it before its first `await` (the
+ * function does CPU-bound work), rather than the machine's load.
+ */
+export type HeldEvent = { held: true } | { held: false; byHandler: boolean };
 
 /** A failure of the handler's result, not of its work: retrying would not help. */
 function invalidResult(detail: string): HandlerOutcome {

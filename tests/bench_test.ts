@@ -25,8 +25,14 @@ Deno.test({
       );
       assert.match(
         run.stdout,
-        /^throughput, 1,000 no-op tasks +\d+ tasks\/s +\d+ tasks\/s +[\d.]+ +[\d.]+-[\d.]+ +±[\d.]+%$/m,
+        /^throughput, 1,000 no-op tasks \(quorum\) +\d+ tasks\/s +\d+ tasks\/s +[\d.]+ +[\d.]+-[\d.]+ +±[\d.]+%$/m,
       );
+      assert.match(
+        run.stdout,
+        /^default worker, 1,000 tasks \(tuned 256 \/ default\) +\d+ tasks\/s +\d+ tasks\/s/m,
+      );
+      assert.match(run.stdout, /^Tail latency in an open loop/m);
+      assert.match(run.stdout, /^CPU per task at 1,000 tasks:/m);
       assert.match(run.stdout, /^Where the seed scenario's milliseconds go/m);
       const document = JSON.parse(await Deno.readTextFile(out));
       for (const size of ["200", "1000"]) {
@@ -74,6 +80,23 @@ Deno.test({
       }
       // Every task took at least its own work: overhead cannot be far below zero.
       assert.ok(document.seed_overhead_ms_median > -1);
+      assert.deepEqual(Object.keys(document.by_queue_type), ["quorum"]);
+      for (const load of ["50", "80"]) {
+        for (const side of ["limit", "product"]) {
+          const open = document.open_loop[load][side];
+          assert.ok(open.rate > 0 && open.p50 > 0 && open.p99 >= open.p50, `${load} ${side}`);
+        }
+      }
+      for (const side of ["limit", "product"]) {
+        const cpu = document.cpu_us_per_task[side];
+        assert.ok(cpu.client > 0 && cpu.server > 0, `${side}: ${JSON.stringify(cpu)}`);
+      }
+      assert.ok(document.default_worker.default_tps > 0 && document.default_worker.ratio > 0);
+      assert.ok(document.isolation.process_tps > 0 && document.isolation.thread_tps > 0);
+      // Fan-outs at scale, small in --quick: each tool ran and wrote every task.
+      assert.ok(document.scale.stream_tps > 0 && document.scale.stream_peak_rss_mb > 0);
+      assert.equal(document.scale.dispatch.passed, document.scale.dispatch.tasks);
+      assert.ok(document.scale.load.peak_rss_mb > 0);
       assert.ok(document.worker_idle_rss_mb > 10 && document.worker_ready_ms > 0);
     } finally {
       await Deno.remove(dir, { recursive: true });

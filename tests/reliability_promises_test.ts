@@ -21,7 +21,7 @@ import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.
 import { type RunningProcess, startDeno, startWorkerProcess, workerArgs } from "./_processes.ts";
 
 /** A caller with its replies and progress events, each stamped with when it arrived. */
-async function caller(queue: string) {
+async function caller(queue: string, task = "task_a") {
   const broker = await connectAmqp(AMQP_URL, { connectionName: "promises-test" });
   const replies = new Map<string, TaskReply & { at: number }>();
   const started: (TaskProgress & { seen: number })[] = [];
@@ -44,7 +44,7 @@ async function caller(queue: string) {
     send(taskId: string, payload: Record<string, unknown>, retry?: Record<string, number>) {
       return broker.publish(
         queue,
-        encodeRequest("task_a", payload, { taskId, replyTo, progress: true, retry }),
+        encodeRequest(task, payload, { taskId, replyTo, progress: true, retry }),
       );
     },
     async close() {
@@ -236,6 +236,49 @@ Deno.test({
         `the fast tasks were not queued behind the slow one (${lastFast} ms)`,
       );
       assert.ok(fast.every((r) => r.worker !== slow.worker || r.at < slow.at));
+    } finally {
+      await stopAll(workers);
+      await c.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a CPU-bound task never holds others back: with two default replicas the quick tasks finish long before it",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("promise_fair_cpu");
+    const c = await caller(queue, "escape");
+    // No CONCURRENCY or PREFETCH: the defaults, 64 tasks at once.
+    const env = { AMQP_URL, QUEUE: queue };
+    const workers = [
+      await startWorkerProcess("tests/fixtures/functions/escape.ts", env),
+      await startWorkerProcess("tests/fixtures/functions/escape.ts", env),
+    ];
+    try {
+      // Holds its sandbox's thread for 1.5 s, never yielding.
+      await c.send("spin", { attempt: "spin", target: "1500" });
+      await waitFor(() => c.started.length === 1, "the CPU-bound task started");
+      for (let i = 0; i < 10; i++) await c.send(`quick${i}`, {});
+      await waitFor(() => c.replies.size === 11, "all replies", 20_000);
+      const spin = c.replies.get("spin")!;
+      const quick = [...c.replies.values()].filter((r) => r.task_id !== "spin");
+      // An order, not a time: a quick task held behind the CPU-bound one
+      // (taken by its worker and never handed on) would finish after it.
+      assert.ok(
+        quick.every((r) => r.at < spin.at),
+        `every quick task ended before the CPU-bound one: ${
+          quick.map((r) => `${r.task_id} on ${r.worker}`).join(", ")
+        }`,
+      );
+      assert.ok(quick.every((r) => r.status === "success" && r.attempts === 1));
+      const spinning = workers.find((w) => w.lines.some((l) => l.includes(spin.worker)))!;
+      assert.ok(
+        spinning.lines.some((l) => l.includes("handing back the tasks not started")) ||
+          quick.every((r) => r.worker !== spin.worker),
+        "its worker handed on what it had taken, or took none",
+      );
     } finally {
       await stopAll(workers);
       await c.close();

@@ -6,6 +6,7 @@
  */
 
 import { median, round } from "../stats.ts";
+import type { PeerOpenLoop } from "./_types.ts";
 
 /** What a peer's client prints as the last line of its stdout. */
 export interface ClientFigures {
@@ -15,6 +16,8 @@ export interface ClientFigures {
   seed_ms: number[];
   /** Versions the client saw, when it reports them. */
   versions?: Record<string, string>;
+  /** Each open loop, by share of the maximum ("50", "80"), when it ran them. */
+  open?: Record<string, PeerOpenLoop>;
 }
 
 const isNumbers = (value: unknown): value is number[] =>
@@ -70,6 +73,7 @@ export function summarize(client: ClientFigures): {
   tps_samples: Record<string, number[]>;
   seed_overhead_ms_median: number;
   seed_samples_ms: number[];
+  open?: Record<string, PeerOpenLoop>;
 } {
   const tps: Record<string, number> = {};
   const samples: Record<string, number[]> = {};
@@ -77,10 +81,21 @@ export function summarize(client: ClientFigures): {
     tps[size] = round(median(values));
     samples[size] = values.map((value) => round(value));
   }
+  const open = client.open && Object.fromEntries(
+    Object.entries(client.open).map(([load, s]) => [load, {
+      rate: Math.round(s.rate),
+      sent: s.sent,
+      tps: round(s.tps),
+      p50: round(s.p50, 2),
+      p99: round(s.p99, 2),
+      max: round(s.max, 2),
+    }]),
+  );
   return {
     tps,
     tps_samples: samples,
     seed_overhead_ms_median: round(median(client.seed_ms) - SEED_LONGEST_MS, 2),
     seed_samples_ms: client.seed_ms.map((ms) => round(ms, 2)),
+    ...(open && { open }),
   };
 }

@@ -5,8 +5,26 @@
  * @module
  */
 
-/** The peers this module can measure. */
-export type PeerName = "bullmq" | "celery";
+/** The peers this module can measure: BullMQ with each of Redis's fsync policies, and Celery. */
+export type PeerName = "bullmq" | "bullmq_always" | "celery";
+
+/** A peer in an open loop at a share of its maximum: latencies in ms from each task's due time. */
+export interface PeerOpenLoop {
+  rate: number;
+  sent: number;
+  tps: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** A peer's CPU time per task at the largest size, in µs: its client, worker(s) and broker. */
+export interface PeerCpu {
+  client: number | null;
+  server: number | null;
+  broker: number | null;
+  total: number | null;
+}
 
 /** What one run of a peer measured. */
 export interface PeerFigures {
@@ -27,6 +45,12 @@ export interface PeerFigures {
   ready_ms: number;
   /** One plain sentence on what survives a crash. */
   durability: string;
+  /** The same in a few words, for a table: "AOF, fsync every second". */
+  durability_level?: string;
+  /** In an open loop at 50% and 80% of its throughput at the largest size, by share ("50", "80"). */
+  open?: Record<string, PeerOpenLoop>;
+  /** CPU per task over its timed runs at the largest size. */
+  cpu_us_per_task?: PeerCpu;
 }
 
 /** Options of `runPeer`. */
@@ -39,6 +63,8 @@ export interface RunPeerOptions {
   amqpUrl: string;
   /** Timed runs per size, after one untimed run. @default {5} */
   runs?: number;
+  /** How long each open loop runs (at 50% and 80% of the maximum); 0: none. @default {0} */
+  openLoopMs?: number;
   /** Progress lines. @default {nothing} */
   log?: (line: string) => void;
   /** Stops the peer's processes and rejects with the signal's reason. */

@@ -1,8 +1,11 @@
 /**
- * The BullMQ peer: BullMQ on Node 20 with a Redis of its own (AOF,
- * appendfsync everysec, no RDB snapshots) on a free loopback port, one
- * worker process at concurrency 256 (bullmq_worker.mjs) and one client
- * process (bullmq_client.mjs).
+ * The BullMQ peer: BullMQ on Node 20 with a Redis of its own (AOF, no RDB
+ * snapshots) on a free loopback port, one worker process at concurrency
+ * 256 (bullmq_worker.mjs) and one client process (bullmq_client.mjs). It
+ * runs twice: with `appendfsync everysec`, Redis's default for AOF, and
+ * with `appendfsync always`, which writes every command to disk before it
+ * answers: the durability nearest the product's, whose requests reach a
+ * worker only once the broker wrote them to disk.
  *
  * @module
  */
@@ -11,6 +14,7 @@ import { join } from "node:path";
 import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { nodeMajor, parseClientOutput, redisVersion, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
+import { cpuMarks, cpuSnapshot } from "../cpu.ts";
 import {
   freePort,
   peerClientTimeoutMs,
@@ -30,12 +34,28 @@ const HERE = new URL(".", import.meta.url).pathname;
 const CONCURRENCY = 256;
 const INSTALL_NODE = "apt-get install -y nodejs npm";
 
-// Redis writes the AOF before it replies and fsyncs it each second: a Redis
-// crash loses nothing acknowledged, a crash of the machine up to about 1 s.
-const DURABILITY = "Jobs and results are kept in Redis with AOF and appendfsync everysec, so " +
-  "they survive a restart of Redis or of the worker, but a crash of the machine can lose up " +
-  "to about 1 s of acknowledged jobs, and a crashed worker's active jobs run again once " +
-  "their lock lapses (30 s by default).";
+/** How often Redis writes its AOF to disk: every second, or before it answers each command. */
+export type Fsync = "everysec" | "always";
+
+// Redis writes the AOF before it replies; `everysec` fsyncs it each second:
+// a Redis crash loses nothing acknowledged, a crash of the machine up to
+// about 1 s; `always` fsyncs before it replies: a crash of the machine too
+// loses nothing acknowledged.
+const DURABILITY: Record<Fsync, string> = {
+  everysec: "Jobs and results are kept in Redis with AOF and appendfsync everysec, so " +
+    "they survive a restart of Redis or of the worker, but a crash of the machine can lose up " +
+    "to about 1 s of acknowledged jobs, and a crashed worker's active jobs run again once " +
+    "their lock lapses (30 s by default).",
+  always: "Jobs and results are kept in Redis with AOF and appendfsync always: every write " +
+    "is on disk before Redis answers it, so a crash of Redis, the worker or the machine " +
+    "loses no acknowledged job; a crashed worker's active jobs run again once their lock " +
+    "lapses (30 s by default).",
+};
+
+const DURABILITY_LEVEL: Record<Fsync, string> = {
+  everysec: "AOF, fsync every second",
+  always: "AOF, fsync every write",
+};
 
 /** Where BullMQ is installed: outside the repository, `npm install --prefix` style. */
 export function bullmqPrefix(): string {
@@ -96,6 +116,7 @@ async function ensureBullmq(log: (line: string) => void): Promise<string> {
 
 async function startRedis(
   dir: string,
+  fsync: Fsync,
   signal?: AbortSignal,
 ): Promise<{ redis: Spawned; port: number }> {
   const port = freePort();
@@ -109,7 +130,7 @@ async function startRedis(
     "--appendonly",
     "yes",
     "--appendfsync",
-    "everysec",
+    fsync,
     "--save",
     "",
     "--logfile",
@@ -119,15 +140,17 @@ async function startRedis(
   return { redis, port };
 }
 
-/** Runs the BullMQ peer; see {@linkcode runPeer}. */
-export async function runBullmq(options: RunPeerOptions & { runs: number }): Promise<PeerFigures> {
+/** Runs the BullMQ peer with Redis's `fsync` policy; see {@linkcode runPeer}. */
+export async function runBullmq(
+  options: RunPeerOptions & { runs: number; fsync: Fsync },
+): Promise<PeerFigures> {
   const log = options.log ?? (() => {});
   const { signal } = options;
   const prefix = await ensureBullmq(log);
   const dir = await Deno.makeTempDir({ prefix: "bench-peers-redis-" });
   const started: Spawned[] = [];
   try {
-    const { redis, port } = await startRedis(dir, signal);
+    const { redis, port } = await startRedis(dir, options.fsync, signal);
     started.push(redis);
     const env = {
       BULLMQ_PREFIX: prefix,
@@ -135,7 +158,9 @@ export async function runBullmq(options: RunPeerOptions & { runs: number }): Pro
       QUEUE: `bench_peers_${crypto.randomUUID().slice(0, 8)}`,
       CONCURRENCY: String(CONCURRENCY),
     };
-    log(`BullMQ: Redis on 127.0.0.1:${port}, worker at concurrency ${CONCURRENCY}...`);
+    log(
+      `BullMQ: Redis on 127.0.0.1:${port} (appendfsync ${options.fsync}), worker at concurrency ${CONCURRENCY}...`,
+    );
     // Ready: the worker's 'ready' event, emitted once both its Redis
     // connections are up; it starts fetching jobs right then.
     const spawnedAt = performance.now();
@@ -146,6 +171,10 @@ export async function runBullmq(options: RunPeerOptions & { runs: number }): Pro
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const idleRssMb = treeRssMb(worker.child.pid);
 
+    const caller: { pid?: number } = {};
+    const cpu = cpuMarks(() =>
+      cpuSnapshot({ client: caller.pid, server: worker.child.pid, broker: redis.child.pid })
+    );
     const client = spawn("node", [
       join(HERE, "bullmq_client.mjs"),
       "--sizes",
@@ -154,7 +183,17 @@ export async function runBullmq(options: RunPeerOptions & { runs: number }): Pro
       String(options.runs),
       "--seed-runs",
       String(options.seedRuns),
-    ], { env, signal, onErrLine: log });
+      "--open-loop-ms",
+      String(options.openLoopMs ?? 0),
+    ], {
+      env,
+      signal,
+      onErrLine: (line) => {
+        cpu.onLine(line);
+        if (!line.startsWith("cpu-mark")) log(line);
+      },
+    });
+    caller.pid = client.child.pid;
     const status = await client.finish("The BullMQ client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The BullMQ client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));
@@ -164,14 +203,16 @@ export async function runBullmq(options: RunPeerOptions & { runs: number }): Pro
       run("redis-server", ["--version"]),
     ]);
     return {
-      name: "bullmq",
+      name: options.fsync === "always" ? "bullmq_always" : "bullmq",
       version: `bullmq ${BULLMQ_VERSION}, ioredis ${IOREDIS_VERSION} (Node ${node.stdout}, Redis ${
         redisVersion(redisText.stdout) ?? "?"
-      }, AOF everysec)`,
+      }, AOF ${options.fsync})`,
       ...summarize(figures),
       idle_rss_mb: round(idleRssMb),
       ready_ms: round(readyMs),
-      durability: DURABILITY,
+      durability: DURABILITY[options.fsync],
+      durability_level: DURABILITY_LEVEL[options.fsync],
+      ...(cpu.perTask() && { cpu_us_per_task: cpu.perTask() }),
     };
   } catch (error) {
     // An abort kills the processes, whose end is then the error to hide.

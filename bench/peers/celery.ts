@@ -11,6 +11,7 @@ import { maskUrl } from "../../core/broker/mod.ts";
 import type { PeerFigures, RunPeerOptions } from "./_types.ts";
 import { parseClientOutput, summarize } from "./_figures.ts";
 import { round } from "../stats.ts";
+import { cpuMarks, cpuSnapshot, listenerPid } from "../cpu.ts";
 import { peerClientTimeoutMs, run, spawn, type Spawned, tail, treeRssMb } from "./_process.ts";
 
 /** Debian ships Celery for its own Python only; a pyenv `python3` on PATH lacks it. */
@@ -87,6 +88,16 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const idleRssMb = treeRssMb(worker.child.pid);
 
+    // The broker's CPU time too, when it runs on this machine.
+    const broker = new URL(options.amqpUrl.split(",")[0]);
+    const brokerPid = ["localhost", "127.0.0.1"].includes(broker.hostname)
+      ? listenerPid(Number(broker.port || 5672))
+      : undefined;
+    const caller: { pid?: number } = {};
+    const running = worker;
+    const cpu = cpuMarks(() =>
+      cpuSnapshot({ client: caller.pid, server: running.child.pid, broker: brokerPid })
+    );
     const client = spawn(PYTHON, [
       "celery_client.py",
       "run",
@@ -96,7 +107,18 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
       String(options.runs),
       "--seed-runs",
       String(options.seedRuns),
-    ], { cwd: HERE, env, signal, onErrLine: log });
+      "--open-loop-ms",
+      String(options.openLoopMs ?? 0),
+    ], {
+      cwd: HERE,
+      env,
+      signal,
+      onErrLine: (line) => {
+        cpu.onLine(line);
+        if (!line.startsWith("cpu-mark")) log(line);
+      },
+    });
+    caller.pid = client.child.pid;
     const status = await client.finish("The Celery client", peerClientTimeoutMs(options));
     if (!status.success) throw new Error(`The Celery client failed:\n${tail(client)}`);
     const figures = parseClientOutput(client.out.join("\n"));
@@ -110,6 +132,8 @@ export async function runCelery(options: RunPeerOptions & { runs: number }): Pro
       idle_rss_mb: round(idleRssMb),
       ready_ms: round(readyMs),
       durability: DURABILITY,
+      durability_level: "persistent, published without confirms, acked at start",
+      ...(cpu.perTask() && { cpu_us_per_task: cpu.perTask() }),
     };
   } catch (error) {
     throw signal?.aborted ? signal.reason : error;

@@ -20,6 +20,8 @@ Options:
   --sizes LIST      tasks sent at once per measurement (default: 1000,10000)
   --runs N          timed runs per size, after one untimed run (default: 5)
   --seed-runs N     repetitions of the seed scenario (default: 10)
+  --open-loop-ms MS how long each open loop runs, at 50% and 80% of the
+                    throughput at the largest size (default: 0, none)
   --broker URL      RabbitMQ for Celery (default: $AMQP_URL, else localhost)
   --check           only say which peers can run here, and what is missing
   -h, --help        show this help`;
@@ -42,6 +44,7 @@ async function main(args: string[]): Promise<number> {
         sizes: { type: "string", default: "1000,10000" },
         runs: { type: "string", default: "5" },
         "seed-runs": { type: "string", default: "10" },
+        "open-loop-ms": { type: "string", default: "0" },
         broker: { type: "string" },
         check: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -72,6 +75,9 @@ async function main(args: string[]): Promise<number> {
       sizes: wholeNumbers(values.sizes, "--sizes"),
       runs: wholeNumbers(values.runs, "--runs")[0],
       seedRuns: wholeNumbers(values["seed-runs"], "--seed-runs")[0],
+      openLoopMs: values["open-loop-ms"] === "0"
+        ? 0
+        : wholeNumbers(values["open-loop-ms"], "--open-loop-ms")[0],
     };
   } catch (error) {
     console.error((error as Error).message);

@@ -18,7 +18,7 @@ import type { PeerFigures, PeerName, RunPeerOptions } from "./_types.ts";
 export type { PeerFigures, PeerName, RunPeerOptions };
 
 /** The names of the peers, in the order the bench shows them. */
-export const PEERS: readonly PeerName[] = ["bullmq", "celery"];
+export const PEERS: readonly PeerName[] = ["bullmq", "bullmq_always", "celery"];
 
 /** Whether a peer can run here, and if not, what is missing and how to install it. */
 export type PeerAvailability =
@@ -47,7 +47,8 @@ export async function peersAvailable(
   options: PeersAvailableOptions = {},
 ): Promise<PeerAvailability[]> {
   const amqpUrl = options.amqpUrl ?? defaultAmqpUrl();
-  const reasons = await Promise.all([bullmqAvailable(), celeryAvailable(amqpUrl)]);
+  const [bullmq, celery] = await Promise.all([bullmqAvailable(), celeryAvailable(amqpUrl)]);
+  const reasons = [bullmq, bullmq, celery];
   return PEERS.map((name, i) => {
     const reason = reasons[i];
     return reason === undefined ? { name, available: true } : { name, available: false, reason };
@@ -79,7 +80,9 @@ export async function runPeer(name: PeerName, options: RunPeerOptions): Promise<
   }
   switch (name) {
     case "bullmq":
-      return await runBullmq({ ...options, runs });
+      return await runBullmq({ ...options, runs, fsync: "everysec" });
+    case "bullmq_always":
+      return await runBullmq({ ...options, runs, fsync: "always" });
     case "celery":
       return await runCelery({ ...options, runs });
     default:

@@ -113,11 +113,49 @@ export async function checkOutputPath(path: string, flag: string): Promise<void>
   }
 }
 
-/** Writes `text` to `path` (named by `flag`), making its folder; an {@linkcode OutputPathError} says why it could not. */
-export async function writeOutput(path: string, text: string, flag: string): Promise<void> {
+/** Pieces of text `joinLines` writes with a newline between each two, as `Array.join("\n")`. */
+export function* joinLines(parts: Iterable<string>): Generator<string, void, undefined> {
+  let first = true;
+  for (const part of parts) {
+    yield first ? part : `\n${part}`;
+    first = false;
+  }
+}
+
+/** Bytes gathered before each write of a file written in pieces. */
+const WRITE_CHUNK_CHARS = 1 << 16;
+
+/**
+ * Writes `text` to `path` (named by `flag`), making its folder; an
+ * {@linkcode OutputPathError} says why it could not. Text in pieces (the
+ * records of a big run) is written as it comes, never held whole.
+ */
+export async function writeOutput(
+  path: string,
+  text: string | Iterable<string>,
+  flag: string,
+): Promise<void> {
   try {
     await Deno.mkdir(dirname(path), { recursive: true });
-    await Deno.writeTextFile(path, text);
+    if (typeof text === "string") {
+      await Deno.writeTextFile(path, text);
+      return;
+    }
+    using file = await Deno.open(path, { write: true, create: true, truncate: true });
+    const encoder = new TextEncoder();
+    const writeAll = async (chunk: string) => {
+      let bytes = encoder.encode(chunk);
+      while (bytes.byteLength > 0) bytes = bytes.subarray(await file.write(bytes));
+    };
+    let pending = "";
+    for (const part of text) {
+      pending += part;
+      if (pending.length >= WRITE_CHUNK_CHARS) {
+        await writeAll(pending);
+        pending = "";
+      }
+    }
+    if (pending) await writeAll(pending);
   } catch (error) {
     throw new OutputPathError(
       flag,

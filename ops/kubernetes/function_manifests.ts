@@ -128,6 +128,8 @@ export interface DeployedFunction extends FunctionQueue {
   triggers?: readonly string[];
   /** The event type its results are emitted as. */
   emits?: string;
+  /** Its workers' `CONCURRENCY`. @default {the worker's default} */
+  concurrency?: number;
 }
 
 /** A Kubernetes object as the manifests hold it. */
@@ -359,6 +361,10 @@ export function functionManifests(
                 ? [{ name: "FUNCTION_TRIGGERS", value: fn.triggers.join(",") }]
                 : []),
               ...(fn.emits ? [{ name: "FUNCTION_EMITS", value: fn.emits }] : []),
+              // The registry's, for every deployment alike; else the worker's default.
+              ...(fn.concurrency === undefined
+                ? []
+                : [{ name: "CONCURRENCY", value: String(fn.concurrency) }]),
             ],
             ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
             // 200 while consuming, 503 while connecting or draining.

@@ -49,6 +49,11 @@ function native(entries: readonly FunctionEntry[]): FunctionEntry[] {
   return entries.filter((entry) => entry.protocol === "native");
 }
 
+/** The worker's `CONCURRENCY` when the registry sets one; else the worker's default holds. */
+function concurrencyLines(entry: FunctionEntry): string[] {
+  return entry.concurrency === undefined ? [] : [`    CONCURRENCY: "${entry.concurrency}"`];
+}
+
 function profileLines(entry: FunctionEntry): string[] {
   return entry.profile === undefined ? [] : [`  profiles: [${scalar(entry.profile)}]`];
 }
@@ -79,6 +84,7 @@ function composeWorker(entry: FunctionEntry): string[] {
     `    FUNCTION_NAME: ${scalar(entry.name)}`,
     `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
     ...eventVariables(entry, "    "),
+    ...concurrencyLines(entry),
     ...secretMount(entry),
   ];
 }
@@ -232,6 +238,7 @@ export function stackBlocks(entries: readonly FunctionEntry[]): Record<string, s
       `    FUNCTION_NAME: ${scalar(entry.name)}`,
       `    FUNCTION_QUEUE: ${scalar(entry.queue)}`,
       ...eventVariables(entry, "    "),
+      ...concurrencyLines(entry),
       "  deploy: *worker-deploy",
       "  secrets:",
       "    - <<: *worker-secret",

@@ -77,8 +77,15 @@ export async function readRegistry(project: ProjectReader): Promise<Registry> {
 /** The functions the Kubernetes base and the Swarm stack deploy: the Deno ones. */
 export function deployedFunctions(registry: Registry): DeployedFunction[] {
   return [...registry.functions.values()].filter((entry) => entry.protocol === "native").map((
-    { name, queue, user, triggers, emits },
-  ) => ({ name, queue, user, ...(triggers && { triggers }), ...(emits && { emits }) }));
+    { name, queue, user, triggers, emits, concurrency },
+  ) => ({
+    name,
+    queue,
+    user,
+    ...(triggers && { triggers }),
+    ...(emits && { emits }),
+    ...(concurrency !== undefined && { concurrency }),
+  }));
 }
 
 /** The queues of the functions `registry` schedules: those the scheduler may fire into. */

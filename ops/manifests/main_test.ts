@@ -107,3 +107,33 @@ Deno.test("replaceMarkedBlocks() rewrites only between the markers, indented as 
     /^TypeError: Cannot generate the 'workers' block of f\.yaml as its markers/,
   );
 });
+
+Deno.test("a function's concurrency in the registry reaches its workers in compose, Swarm and Kubernetes alike", async () => {
+  await withTempDir(async (dir) => {
+    const root = await copyProject(dir);
+    const registry = await Deno.readTextFile(`${dir}/functions/registry.yaml`);
+    await Deno.writeTextFile(
+      `${dir}/functions/registry.yaml`,
+      registry.replace("    service: worker-b\n", "    service: worker-b\n    concurrency: 1\n"),
+    );
+    const written = await run([], root);
+    assert.equal(written.code, 0, written.err.join("\n"));
+    const workerB = (text: string) =>
+      text.slice(text.indexOf("worker-b:"), text.indexOf("secrets:", text.indexOf("worker-b:")));
+    for (const file of ["compose.yaml", "stack.yaml"]) {
+      const text = await Deno.readTextFile(`${dir}/${file}`);
+      assert.match(workerB(text), /^ {6}CONCURRENCY: "1"$/m, file);
+      assert.doesNotMatch(
+        workerB(text.replace(/worker-b:/, "")),
+        /CONCURRENCY/,
+        `${file}: only task_b's`,
+      );
+    }
+    const deployment = await Deno.readTextFile(
+      `${dir}/ops/kubernetes/functions/task_b/deployment.yaml`,
+    );
+    assert.match(deployment, /- name: CONCURRENCY\n {14}value: "1"/);
+    const other = await Deno.readTextFile(`${dir}/ops/kubernetes/functions/task_a/deployment.yaml`);
+    assert.doesNotMatch(other, /CONCURRENCY/, "task_a keeps the worker's default");
+  });
+});

@@ -18,6 +18,19 @@
 export interface DropPermissionsOptions {
   /** Files that may no longer be read: every secret file the worker may have been given. */
   files: readonly string[];
+  /**
+   * Keep the right to run programs: a sandbox in a process of its own
+   * (`isolation: "process"`) is started, and started again, with it.
+   * @default {false}
+   */
+  keepRun?: boolean;
+}
+
+/** What a worker gives up besides its secret files. */
+function givenUpNames(keepRun = false) {
+  return (["env", "sys", "run", "ffi", "write"] as const).filter((name) =>
+    !keepRun || name !== "run"
+  );
 }
 
 /**
@@ -27,9 +40,7 @@ export interface DropPermissionsOptions {
  */
 export function dropPermissions(options: DropPermissionsOptions): string[] {
   for (const path of options.files) Deno.permissions.revokeSync({ name: "read", path });
-  for (const name of ["env", "sys", "run", "ffi", "write"] as const) {
-    Deno.permissions.revokeSync({ name });
-  }
+  for (const name of givenUpNames(options.keepRun)) Deno.permissions.revokeSync({ name });
   return options.files.filter((path) =>
     Deno.permissions.querySync({ name: "read", path }).state === "granted"
   );
@@ -48,10 +59,13 @@ export interface PermissionReport {
  * whether this process still holds it: what a worker logs once it has
  * given them up, so that the log shows it did.
  */
-export function reportPermissions(files: readonly string[]): PermissionReport {
+export function reportPermissions(
+  files: readonly string[],
+  options: { keepRun?: boolean } = {},
+): PermissionReport {
   const report: PermissionReport = { givenUp: [], kept: [] };
   const asked: [string, Deno.PermissionDescriptor][] = [
-    ...(["env", "sys", "run", "ffi", "write"] as const).map((name) =>
+    ...givenUpNames(options.keepRun).map((name) =>
       [name, { name }] as [string, Deno.PermissionDescriptor]
     ),
     ...files.map((path) =>

@@ -39,7 +39,7 @@ import {
 import { createBufferedWriter, createLogger, type Logger, SILENT_LOGGER } from "../../core/log.ts";
 import { WORKER_ENV_VARS, WORKER_IMAGE_FILES, type WorkerEnvVar } from "../defaults.ts";
 import type { HandlerRunner } from "../handler_runner.ts";
-import { SandboxError, startSandbox } from "../sandbox/sandbox.ts";
+import { SandboxError, type SandboxIsolation, startSandbox } from "../sandbox/sandbox.ts";
 import { AnsweredTasks } from "../worker/answered_tasks.ts";
 import { CancelledCalls } from "../worker/cancellations.ts";
 import { type RunningWorker, startWorker, type WorkerOptions } from "../worker/consumer.ts";
@@ -84,7 +84,8 @@ Environment:
   AMQP_CERT_FILE     PEM file of a client certificate, with AMQP_KEY_FILE
   AMQP_KEY_FILE      PEM file of that certificate's private key
   QUEUE              queue to consume (default: the function's own)
-  CONCURRENCY        handlers running at once (default 1)
+  CONCURRENCY        handlers running at once (default 64; one at a time while
+                     a handler holds the sandbox with CPU-bound work)
   PREFETCH           unacknowledged deliveries held (default CONCURRENCY)
   QUEUE_TYPE         quorum or classic (default quorum)
   DELIVERY_LIMIT     deliveries of a request that never settled before it is
@@ -296,7 +297,18 @@ async function connectFirst(
 }
 
 /** Runs the worker process; resolves with its exit code. */
-export async function main(args: string[]): Promise<number> {
+/** Options of {@linkcode main}, for programs that start a worker their own way. */
+export interface MainOptions {
+  /**
+   * Where the function's sandbox runs: `process` starts it in a process of
+   * its own (`process_host.ts`), which keeps the right to run Deno while it
+   * serves (to start it again). The benchmark measures both.
+   * @default {"thread"}
+   */
+  isolation?: SandboxIsolation;
+}
+
+export async function main(args: string[], options: MainOptions = {}): Promise<number> {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
@@ -388,9 +400,10 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const secretFiles = [...new Set([...Object.values(WORKER_IMAGE_FILES), ...target.files])];
-    dropPermissions({ files: secretFiles });
+    const keepRun = options.isolation === "process";
+    dropPermissions({ files: secretFiles, keepRun });
     // Asked of Deno, not assumed: the line shows what this process holds now.
-    const { givenUp, kept } = reportPermissions(secretFiles);
+    const { givenUp, kept } = reportPermissions(secretFiles, { keepRun });
     log.info("Gave up the start-up permissions before loading the function", {
       given_up: givenUp.join(", "),
       still_held: kept.length > 0 ? kept.join(", ") : undefined,
@@ -402,7 +415,12 @@ export async function main(args: string[]): Promise<number> {
       );
     }
     try {
-      sandbox = await startSandbox({ module, name: provisionalName, log });
+      sandbox = await startSandbox({
+        module,
+        name: provisionalName,
+        log,
+        isolation: options.isolation,
+      });
       checkDeployment(sandbox.info, settings.deployment);
     } catch (error) {
       await broker.close();

@@ -16,6 +16,7 @@ import {
 } from "../../core/contract/mod.ts";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import {
+  DEFAULT_CONCURRENCY,
   DEFAULT_DELIVERY_LIMIT,
   DEFAULT_MAX_ETA_MS,
   DEFAULT_METRICS_PORT,
@@ -153,7 +154,7 @@ function oneOf<T extends string>(
 export function readWorkerSettings(
   env: (name: WorkerEnvVar) => string | undefined,
 ): WorkerSettings {
-  const concurrency = wholeNumber(env, "CONCURRENCY", 1, 1, 1024);
+  const concurrency = wholeNumber(env, "CONCURRENCY", DEFAULT_CONCURRENCY, 1, 1024);
   const prefetch = wholeNumber(env, "PREFETCH", concurrency, 1, 65535);
   if (prefetch < concurrency) {
     throw new RangeError(

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { resolveBrokerTarget } from "../../core/broker/mod.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../core/contract/mod.ts";
-import { DEFAULT_METRICS_PORT, WORKER_ENV_VARS, type WorkerEnvVar } from "../defaults.ts";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_METRICS_PORT,
+  WORKER_ENV_VARS,
+  type WorkerEnvVar,
+} from "../defaults.ts";
 import { checkDeployment, DeploymentError, readWorkerSettings } from "./settings.ts";
 
 function envOf(vars: Partial<Record<WorkerEnvVar, string>>) {
@@ -20,8 +25,8 @@ function assertRefused(vars: Partial<Record<WorkerEnvVar, string>>, pattern: Reg
 Deno.test("readWorkerSettings() gives the defaults when nothing is set", () => {
   assert.deepEqual(readWorkerSettings(envOf({})), {
     queue: undefined,
-    concurrency: 1,
-    prefetch: 1,
+    concurrency: 64,
+    prefetch: 64,
     queueType: "quorum",
     deliveryLimit: 5,
     allowedSenders: undefined,
@@ -106,6 +111,16 @@ Deno.test("readWorkerSettings() sets PREFETCH to CONCURRENCY by default", () => 
   const settings = readWorkerSettings(envOf({ CONCURRENCY: "6" }));
   assert.equal(settings.concurrency, 6);
   assert.equal(settings.prefetch, 6);
+  // CONCURRENCY=1 keeps one task at a time, as the default was before 64.
+  const single = readWorkerSettings(envOf({ CONCURRENCY: "1" }));
+  assert.equal(single.prefetch, 1);
+});
+
+Deno.test("readWorkerSettings() takes DEFAULT_CONCURRENCY, 64, tasks at once unless told", () => {
+  assert.equal(DEFAULT_CONCURRENCY, 64);
+  const settings = readWorkerSettings(envOf({ PREFETCH: "128" }));
+  assert.equal(settings.concurrency, DEFAULT_CONCURRENCY);
+  assert.equal(settings.prefetch, 128);
 });
 
 Deno.test("readWorkerSettings() refuses a PREFETCH below CONCURRENCY", () => {

@@ -63,6 +63,11 @@ export type FromSandbox =
   | { k: "done"; id: number; outcome: HandlerOutcome }
   | { k: "log"; id: number; level: LogLevel; msg: string; fields?: Record<string, unknown> }
   | { k: "pong"; n: number }
+  /**
+   * Every run of the last batch has started (run to its first `await`): the
+   * next batch may come; `ms` is the longest any of them took to start.
+   */
+  | { k: "took"; ms: number }
   | { k: "stray"; message: string }
   /**
    * Text the function wrote to its console, `Deno.stdout` or `Deno.stderr`,

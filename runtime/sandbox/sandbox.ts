@@ -42,7 +42,7 @@ import { DeadlineTimer } from "../../core/deadline_timer.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../core/log.ts";
 import type { AttemptLimit, HandlerOutcome, HandlerRun } from "../attempt.ts";
 import type { FunctionInfo } from "../define_function.ts";
-import { cancelledOutcome, type HandlerRunner } from "../handler_runner.ts";
+import { cancelledOutcome, type HandlerRunner, type HeldEvent } from "../handler_runner.ts";
 import { type FromSandbox, SandboxError, type SandboxHost, waitReady } from "./host.ts";
 import { MAX_OUTPUT_LINE_CHARS, OutputBudget } from "./output_budget.ts";
 import { ProcessHost } from "./process_host.ts";
@@ -84,7 +84,21 @@ export interface StartSandboxOptions {
    * @default {1000}
    */
   stuckAfterMs?: number;
+  /**
+   * How long a task may wait for the sandbox to take the batch sent before
+   * it, before the sandbox counts as held (see {@linkcode Sandbox.watchHeld}).
+   * @default {HELD_AFTER_MS}
+   */
+  heldAfterMs?: number;
 }
+
+/**
+ * How long a task may wait for the sandbox to take the batch sent before
+ * it, before the sandbox counts as held (a handler doing CPU-bound work that
+ * does not yield, or a machine too busy to run the sandbox's thread).
+ * Starting a batch of a thousand no-op tasks takes a few ms.
+ */
+export const HELD_AFTER_MS = 50;
 
 /** Messages kept from a module as it loads, before its sandbox can log them. */
 const MAX_EARLY_MESSAGES = 1000;
@@ -161,6 +175,22 @@ export class Sandbox implements HandlerRunner {
   #onFinish: (() => void) | undefined;
   readonly #deadlines = new DeadlineTimer((now) => this.#timeOut(now));
   readonly #budget: OutputBudget;
+  /**
+   * Attempts to send in this turn's batch, and those waiting for the sandbox
+   * to start the batch before theirs: one batch is with the sandbox at a
+   * time, so that a handler holding its thread holds no more tasks than it
+   * had taken (see `returnQueued()`).
+   */
+  #outgoing: Pending[] = [];
+  #queued: Pending[] = [];
+  /** When the batch the sandbox has not started yet was sent (`performance.now()`). */
+  #batchSentAt: number | undefined;
+  /** When the first of `#queued` began to wait. */
+  #waitingSince: number | undefined;
+  #batches = 0;
+  #held = false;
+  #heldTimer: ReturnType<typeof setTimeout> | undefined;
+  #onHeld: ((event: HeldEvent) => void) | undefined;
 
   private constructor(options: StartSandboxOptions, host: SandboxHost, info: FunctionInfo) {
     this.#options = options;
@@ -223,6 +253,8 @@ export class Sandbox implements HandlerRunner {
       case "out":
       case "dropped":
         return this.#output(message);
+      case "took":
+        return this.#took(message.ms);
       case "pong":
         if (typeof message.n === "number") {
           this.#pingsAnswered = Math.max(this.#pingsAnswered, message.n);
@@ -307,18 +339,126 @@ export class Sandbox implements HandlerRunner {
       const pending: Pending = { run, resolve, log, limit, due };
       this.#pending.set(run.id, pending);
       if (due < Infinity) this.#deadlines.schedule(due);
-      const wait = this.#restarting ?? this.#suspect?.promise;
-      if (wait) wait.then(() => this.#send(pending));
-      else this.#send(pending);
+      // Held back while the sandbox starts again or is suspected stuck.
+      this.#send(pending);
     });
   }
 
   #send(pending: Pending): void {
     if (this.#pending.get(pending.run.id) !== pending) return;
-    pending.due = Math.min(pending.due, performance.now() + pending.limit.ms);
-    this.#deadlines.schedule(pending.due);
-    pending.host = this.#host;
-    this.#host.send({ k: "run", run: pending.run });
+    if (this.#batchSentAt !== undefined) {
+      if (this.#queued.push(pending) === 1) this.#watchHeld();
+      return;
+    }
+    if (this.#outgoing.push(pending) === 1) queueMicrotask(() => this.#sendBatch());
+  }
+
+  /** Sends this turn's attempts to the sandbox as one batch. */
+  #sendBatch(): void {
+    const batch = this.#outgoing;
+    this.#outgoing = [];
+    // A sandbox starting again, or suspected stuck, gets them once it answers.
+    if (this.#restarting || this.#suspect) {
+      this.#queued.push(...batch);
+      return;
+    }
+    let sent = 0;
+    for (const pending of batch) {
+      if (this.#pending.get(pending.run.id) !== pending) continue;
+      pending.due = Math.min(pending.due, performance.now() + pending.limit.ms);
+      this.#deadlines.schedule(pending.due);
+      pending.host = this.#host;
+      this.#host.send({ k: "run", run: pending.run });
+      sent++;
+    }
+    if (sent === 0) return;
+    this.#batchSentAt = performance.now();
+    this.#batches++;
+  }
+
+  /** Batches of tasks sent to the sandbox so far. */
+  get batchesSent(): number {
+    return this.#batches;
+  }
+
+  /** The sandbox started every task of the last batch: the next may go. */
+  #took(handlerMs: unknown): void {
+    this.#batchSentAt = undefined;
+    this.#waitingSince = undefined;
+    // What the sandbox says of itself only steers its own worker's window.
+    const byHandler = typeof handlerMs === "number" &&
+      handlerMs >= (this.#options.heldAfterMs ?? HELD_AFTER_MS) / 2;
+    if (this.#held || byHandler) {
+      this.#held = false;
+      this.#onHeld?.({ held: false, byHandler });
+    }
+    this.#release();
+  }
+
+  /** Sends the attempts that waited for the last batch (or for a restart). */
+  #release(): void {
+    const queued = this.#queued;
+    this.#queued = [];
+    for (const pending of queued) this.#send(pending);
+  }
+
+  /** Tells the listener once a task has waited `heldAfterMs` for the sandbox to take the batch before it. */
+  #watchHeld(): void {
+    if (this.#onHeld === undefined || this.#held) return;
+    this.#waitingSince ??= performance.now();
+    if (this.#heldTimer !== undefined) return;
+    const heldAfter = this.#options.heldAfterMs ?? HELD_AFTER_MS;
+    const check = () => {
+      this.#heldTimer = undefined;
+      const since = this.#waitingSince;
+      if (since === undefined || this.#queued.length === 0 || this.#held || this.#closed) return;
+      const waited = performance.now() - since;
+      if (waited < heldAfter) {
+        this.#heldTimer = setTimeout(check, heldAfter - waited);
+        return;
+      }
+      this.#held = true;
+      this.#onHeld?.({ held: true });
+    };
+    this.#heldTimer = setTimeout(check, heldAfter);
+  }
+
+  /**
+   * Tells `listener` when a task has waited `heldAfterMs` for the sandbox to
+   * take the batch before it (a handler holds the sandbox's thread, or the
+   * machine is too busy to run it), and when the sandbox took that batch,
+   * or any batch one of whose handlers held it half as long; see
+   * {@linkcode HeldEvent}.
+   */
+  watchHeld(listener: (event: HeldEvent) => void): void {
+    this.#onHeld = listener;
+  }
+
+  /**
+   * Ends the attempts not sent to the sandbox yet, each as handed back
+   * (`requeue: "hand_back"`): they wait for a sandbox that a handler holds,
+   * and another replica may run them now. Returns how many.
+   */
+  returnQueued(): number {
+    const waiting = [...this.#queued, ...this.#outgoing];
+    this.#queued = [];
+    this.#outgoing = [];
+    this.#waitingSince = undefined;
+    let returned = 0;
+    for (const pending of waiting) {
+      if (this.#pending.get(pending.run.id) !== pending) continue;
+      returned++;
+      this.#finish(pending, {
+        ok: false,
+        retryable: true,
+        requeue: "hand_back",
+        error: {
+          type: "SandboxBusy",
+          message: "Returned to the queue as another task's handler holds its worker's sandbox",
+        },
+      });
+    }
+    return returned;
   }
 
   #timeout(pending: Pending, limit: AttemptLimit): void {
@@ -393,6 +533,7 @@ export class Sandbox implements HandlerRunner {
     const suspect = this.#suspect;
     this.#suspect = undefined;
     suspect?.resolve();
+    if (suspect && !this.#restarting) this.#release();
   }
 
   /**
@@ -407,6 +548,14 @@ export class Sandbox implements HandlerRunner {
     const old = this.#host;
     old.terminate();
     this.#abandoned = 0;
+    // The batch the old sandbox had not started ends with it, below; a
+    // handler that held it (stuck, or crashing it) is why it is replaced.
+    this.#batchSentAt = undefined;
+    this.#waitingSince = undefined;
+    if (this.#held) {
+      this.#held = false;
+      this.#onHeld?.({ held: false, byHandler: true });
+    }
     for (const pending of [...this.#pending.values()]) {
       if (pending.host !== old) continue;
       this.#finish(pending, {
@@ -434,6 +583,8 @@ export class Sandbox implements HandlerRunner {
           this.#host = host;
           this.#pingsSent = this.#pingsAnswered = 0;
           this.#attach(host);
+          this.#restarting = undefined;
+          this.#release();
           return;
         } catch (error) {
           this.#options.log.error("Cannot start the function's sandbox again; retrying", {
@@ -460,6 +611,7 @@ export class Sandbox implements HandlerRunner {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#heldTimer);
     this.#clearSuspicion();
     await this.#restarting;
     const running = [...this.#pending.values()].filter((pending) => pending.host === this.#host);

@@ -330,10 +330,13 @@ Deno.test("a hung handler's sandbox is ended a second after its limit, and the o
   const send = (taskId: string, payload: Record<string, unknown>, deadline?: number) =>
     client.publish("queue_escape", encodeRequest("escape", payload, { taskId, replyTo, deadline }));
   try {
-    // Never yields; the caller's deadline ends its attempt at 300 ms, before
-    // the slow task's own limit (the fixture's timeoutMs, 2 s).
+    // Started first: it waits in the sandbox while the next one holds it.
+    // Its own limit (the fixture's timeoutMs, 2 s) comes after the restart
+    // (a second after the hung task's 300 ms), its wait of 1.9 s too.
+    await send("slow", { attempt: "wait", target: "1900" });
+    await waitFor(() => worker.stats.inFlight === 1, "the slow task started");
+    // Never yields; the caller's deadline ends its attempt at 300 ms.
     await send("hung", { attempt: "spin", target: "60000" }, Date.now() + 300);
-    await send("slow", { attempt: "wait", target: "50" });
     await waitFor(() => replies.has("slow"), "the slow task's reply", 15_000);
     const hung = replies.get("hung")!;
     assert.equal(hung.error?.type, "DeadlineExceeded");

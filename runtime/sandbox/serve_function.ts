@@ -117,11 +117,22 @@ export function serveFunction(definition: unknown): void {
   scope.addEventListener("message", (event) => {
     const batch = (event as MessageEvent).data as ToSandbox[];
     if (!Array.isArray(batch)) return;
+    let runs = 0;
+    let longest = 0;
     for (const message of batch) {
-      if (message.k === "run") start(message.run);
-      else if (message.k === "abort") running.get(message.id)?.abort(new Error(message.message));
+      if (message.k === "run") {
+        runs++;
+        const started = performance.now();
+        start(message.run);
+        longest = Math.max(longest, performance.now() - started);
+      } else if (message.k === "abort") running.get(message.id)?.abort(new Error(message.message));
       else if (message.k === "ping") send({ k: "pong", n: message.n });
     }
+    // Every handler of the batch has started (run to its first await): the
+    // runtime sends the next batch only now, so that tasks behind a handler
+    // that holds this thread wait in the runtime, where they can be handed
+    // to another replica, rather than here, where nothing can reach them.
+    if (runs > 0) send({ k: "took", ms: longest });
   });
   let info;
   try {

@@ -46,7 +46,6 @@
 import type { BackoffPolicy } from "../../core/backoff.ts";
 import {
   type Broker,
-  type Consumer,
   type Delivery,
   QueueMismatchError,
   type QueueOptions,
@@ -67,6 +66,7 @@ import { createDeliveryHandler, type DeliveryHandlerOptions, type Task } from ".
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
 import { declareWorkerRoutes } from "./routes.ts";
 import { retryQueueOptions } from "./settle.ts";
+import { openStepDown, type StepDown } from "./step_down.ts";
 
 /** Options for {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -78,7 +78,8 @@ export interface WorkerOptions {
    */
   queue?: string;
   /**
-   * Handlers running at once.
+   * Handlers running at once. While a handler holds the sandbox's thread,
+   * the worker takes one at a time (`step_down.ts`).
    * @default {1}
    */
   concurrency?: number;
@@ -88,6 +89,12 @@ export interface WorkerOptions {
    * @default {concurrency}
    */
   prefetch?: number;
+  /**
+   * How long a stepped-down worker waits without a held sandbox before it
+   * takes its full window again.
+   * @default {STEP_UP_AFTER_MS}
+   */
+  stepUpAfterMs?: number;
   /**
    * Largest request body (and result) accepted, in bytes.
    * @default {DEFAULT_MAX_MESSAGE_BYTES}
@@ -255,6 +262,8 @@ export async function startWorker(
     emits: options.emits,
   });
 
+  let intake: StepDown | undefined;
+
   function begin(delivery: Delivery): void {
     running++;
     stats.inFlight++;
@@ -264,19 +273,28 @@ export async function startWorker(
       tasks.delete(task);
       running--;
       stats.inFlight--;
-      const next = waiting.shift();
-      if (next && !stopping) begin(next);
+      pump();
     });
   }
 
+  /** Starts what waits, first come first, as far as the window allows now. */
+  function pump(): void {
+    const limit = intake?.concurrency ?? concurrency;
+    while (!stopping && running < limit && waiting.length > 0) begin(waiting.shift()!);
+  }
+
+  /** Hands a delivery that never started back to the queue, as a copy. */
+  function handBackUnstarted(delivery: Delivery): void {
+    const back = handler.handBack({ delivery, abandoned: false, done: Promise.resolve() });
+    returning.add(back);
+    back.finally(() => returning.delete(back));
+  }
+
   function onDelivery(delivery: Delivery): void {
-    if (stopping) {
-      returning.add(handler.handBack({ delivery, abandoned: false, done: Promise.resolve() }));
-      return;
-    }
+    if (stopping) return handBackUnstarted(delivery);
     stats.received++;
-    if (running < concurrency) begin(delivery);
-    else waiting.push(delivery);
+    waiting.push(delivery);
+    pump();
   }
 
   // The control queue first: once the work queue shows this consumer, a
@@ -321,14 +339,24 @@ export async function startWorker(
     await control.cancel().catch(() => {});
     throw error;
   });
-  let consumer: Consumer;
   try {
-    consumer = await broker.consume(queue, onDelivery, { prefetch });
+    intake = await openStepDown({
+      runner,
+      consume: (prefetch) => broker.consume(queue, onDelivery, { prefetch }),
+      prefetch,
+      concurrency,
+      handBackWaiting: () => waiting.splice(0).forEach(handBackUnstarted),
+      resume: pump,
+      onStepDown: () => stats.stepsDown++,
+      log,
+      stepUpAfterMs: options.stepUpAfterMs,
+    });
   } catch (error) {
     await control.cancel().catch(() => {});
     await cancellations.cancel().catch(() => {});
     throw error;
   }
+  const consumer = intake;
 
   return {
     stats,
@@ -336,10 +364,8 @@ export async function startWorker(
       stopping = true;
       await control.cancel().catch(() => {});
       await cancellations.cancel().catch(() => {});
-      await consumer.cancel().catch(() => {});
-      for (const delivery of waiting.splice(0)) {
-        returning.add(handler.handBack({ delivery, abandoned: false, done: Promise.resolve() }));
-      }
+      await consumer.close().catch(() => {});
+      waiting.splice(0).forEach(handBackUnstarted);
       const all = () => Promise.all([...tasks].map((task) => task.done));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const expired = await Promise.race([
@@ -360,6 +386,8 @@ export async function startWorker(
     abandon(): void {
       stopping = true;
       waiting.length = 0;
+      // Its step-up timer must not open a consumer on the lost connection.
+      consumer.close().catch(() => {});
       for (const task of tasks) task.abandoned = true;
       runner.abortAll("The broker connection was lost");
     },

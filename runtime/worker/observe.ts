@@ -61,6 +61,8 @@ export interface WorkerStats {
   sandboxFailed: number;
   /** Tasks whose handler is running now. */
   inFlight: number;
+  /** Times a handler held the sandbox's thread and the worker stepped down to one task at a time. */
+  stepsDown: number;
   /**
    * Copies of requests this process had answered (delivered again after a
    * lost connection, or sent again by a caller that lost its node): answered
@@ -152,6 +154,7 @@ export class WorkerMetrics {
     settlesRefused: 0,
     sandboxFailed: 0,
     inFlight: 0,
+    stepsDown: 0,
     answeredAgain: 0,
   };
   /** When the worker started. */
@@ -211,6 +214,13 @@ export class WorkerMetrics {
     sample("worker_deliveries_returned_total", { how: "handed_back" }, stats.handedBack);
     sample("worker_deliveries_returned_total", { how: "settle_refused" }, stats.settlesRefused);
     sample("worker_deliveries_returned_total", { how: "sandbox_failed" }, stats.sandboxFailed);
+
+    metric(
+      "worker_steps_down_total",
+      "counter",
+      "Times a handler held the function's sandbox (CPU-bound work that does not yield) and the worker handed back the tasks it had not started, taking one at a time until the sandbox was free for a while.",
+    );
+    sample("worker_steps_down_total", {}, stats.stepsDown);
 
     metric("worker_task_retries_total", "counter", "Failed attempts scheduled for another try.");
     sample("worker_task_retries_total", {}, stats.retried);
