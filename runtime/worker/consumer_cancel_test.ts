@@ -264,7 +264,10 @@ Deno.test("a cancelled handler that never yields is ended about a second after t
     const beside = caller.replies.get("beside")!;
     assert.equal(beside.status, "success", JSON.stringify(beside));
     assert.equal(beside.attempts, 1, "handed back, not retried");
-    assert.equal(worker.stats.handedBack, 1);
+    // Handed back by the step-down (it waited behind the spinning handler),
+    // and again should it be taken once more before the sandbox restarted:
+    // each time uncounted, as its one attempt and the delivery limit of 1 show.
+    assert.ok(worker.stats.handedBack >= 1, `handed back ${worker.stats.handedBack} times`);
     assert.equal(worker.stats.cancelled, 1);
   } finally {
     await worker.stop(0);
