@@ -8,7 +8,7 @@
  *   the task. KEDA's polling interval (30 s by default) comes on top.
  * - One replica against three: the throughput of the same function with
  *   1 and then 3 containers on one queue, each running one task at a time
- *   (the compose stack's default), on tasks of `work_ms` of work.
+ *   (`CONCURRENCY=1`), on tasks of `work_ms` of work.
  *
  * Self-contained: it builds the task_a image, runs its containers on the
  * host network against the benchmark's broker, on a queue of its own, and
@@ -66,10 +66,23 @@ async function dockerRuns(): Promise<boolean> {
   }
 }
 
-/** Starts one worker container of `tag` on `queue`; resolves with its id. */
+/**
+ * Starts one worker container of `tag` on `queue`, taking one task at a
+ * time (what replicas add shows only when one replica is the limit: at the
+ * default of 64, one replica alone runs all 30 tasks at once); resolves
+ * with its id.
+ */
 function startReplica(tag: string, url: string, queue: string): Promise<string> {
   return docker(
-    workerRunArgs(tag, url, queue, ["--rm", "-e", "METRICS_PORT=0", "-e", "LOG_LEVEL=warn"]),
+    workerRunArgs(tag, url, queue, [
+      "--rm",
+      "-e",
+      "METRICS_PORT=0",
+      "-e",
+      "LOG_LEVEL=warn",
+      "-e",
+      "CONCURRENCY=1",
+    ]),
   );
 }
 

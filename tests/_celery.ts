@@ -20,6 +20,7 @@ import {
   workerPermissions,
 } from "../ops/rabbitmq/definitions.ts";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
+import { loadRegistry } from "../core/registry.ts";
 import type { Broker } from "../core/broker/mod.ts";
 import { uniqueName, waitFor } from "./_helpers.ts";
 import { AMQP_URL, IN_CI, NEEDS_RABBITMQ } from "./_infra.ts";
@@ -121,10 +122,18 @@ export async function createCeleryVhost(prefix: string): Promise<CeleryVhost> {
     task_c: `${name}_task_c`,
     client: `${name}_celery_client`,
   };
+  // The stack's own functions: their triggers and emits are the registry's.
+  const registry = await loadRegistry(
+    new URL("../functions/registry.yaml", import.meta.url).pathname,
+  );
+  const grantsOf = (fn: string) => {
+    const entry = registry.functions.get(fn);
+    return { triggers: entry?.triggers, emits: entry?.emits };
+  };
   const permissions: [string, Permissions][] = [
     [users.dispatcher, dispatcherPermissions(["queue_a", "queue_b", "queue_c"])],
-    [users.task_a, workerPermissions("queue_a")],
-    [users.task_b, workerPermissions("queue_b")],
+    [users.task_a, workerPermissions("queue_a", grantsOf("task_a"))],
+    [users.task_b, workerPermissions("queue_b", grantsOf("task_b"))],
     [users.task_c, celeryWorkerPermissions("queue_c")],
     [users.client, celeryClientPermissions(["queue_a", "queue_b"])],
   ];

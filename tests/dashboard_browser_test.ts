@@ -67,8 +67,15 @@ Deno.test({
     let dashboard: RunningProcess | undefined;
     try {
       for (const [fn, queue] of [["task_a", qa], ["task_b", qb]]) {
+        // One task at a time: the expiring scenario's short task must wait
+        // behind its long one until its deadline passes in the queue.
         processes.push(
-          await startWorkerProcess(fn, { AMQP_URL, QUEUE: queue, TASK_EVENTS: "true" }),
+          await startWorkerProcess(fn, {
+            AMQP_URL,
+            QUEUE: queue,
+            TASK_EVENTS: "true",
+            CONCURRENCY: "1",
+          }),
         );
       }
       dashboard = startDeno(

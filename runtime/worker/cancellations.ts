@@ -268,8 +268,17 @@ export async function serveCancellations(
       offset: { sinceMs: started - CANCELLATION_RETENTION_MS },
     });
   } catch (error) {
-    if (/refused access/.test(String((error as Error)?.message))) {
-      throw new CancellationsRefusedError(error);
+    const message = String((error as Error)?.message);
+    if (/refused access/.test(message)) throw new CancellationsRefusedError(error);
+    // AMQP 0-9-1 reads a stream only on a node that holds a replica of it:
+    // on a cluster whose stream was declared before the other nodes joined,
+    // a worker connected to one of those would otherwise never serve.
+    if (/does not have a running replica on the local node/.test(message)) {
+      log.warn(
+        "Cannot read the cancellations stream on this broker node, which holds no replica of it: serving tasks, but no cancellation will stop one here (add a replica on every node: rabbitmq-streams add_replica tasks.cancellations <node>)",
+        { stream: CANCELLATIONS_STREAM },
+      );
+      return { reading: false, cancel: () => Promise.resolve() };
     }
     throw error;
   }

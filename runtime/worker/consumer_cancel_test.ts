@@ -305,20 +305,22 @@ Deno.test("a cancelled handler in a sandbox sees its signal fire, and its sandbo
   }
 });
 
-Deno.test("a worker whose user may not read the cancellations stream stops at start, saying what to grant; a missing stream it may not declare leaves it serving", async () => {
+Deno.test("a worker whose user may not read the cancellations stream stops at start, saying what to grant; a missing stream it may not declare, or one with no replica on its node, leaves it serving", async () => {
   const hub = new MemoryBroker();
   const runner = inProcessRunner(gated);
-  const refusing = (inner: Broker, refuse: "consume" | "declare") =>
+  const refusing = (inner: Broker, refuse: "consume" | "declare" | "replica") =>
     new Proxy(inner, {
       get(target, key) {
         const value = Reflect.get(target, key, target);
         const refused = (name: string) =>
           Promise.reject(
             new BrokerUnavailableError(
-              `Cannot ${String(key)} '${name}' as the broker refused access: ACCESS_REFUSED`,
+              refuse === "replica"
+                ? `Cannot consume '${name}': Operation failed: BasicConsume; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - stream queue '${name}' in vhost '/' does not have a running replica on the local node"`
+                : `Cannot ${String(key)} '${name}' as the broker refused access: ACCESS_REFUSED`,
             ),
           );
-        if (refuse === "consume" && key === "consume") {
+        if ((refuse === "consume" || refuse === "replica") && key === "consume") {
           return (queue: string, ...rest: unknown[]) =>
             queue === CANCELLATIONS_STREAM
               ? refused(queue)
@@ -355,6 +357,19 @@ Deno.test("a worker whose user may not read the cancellations stream stops at st
       await waitFor(() => caller.replies.has("served"), "served all the same");
     } finally {
       await worker.stop(0);
+    }
+    // A cluster node that holds no replica of the stream: served, and said.
+    const elsewhere = await startWorker(runner, refusing(hub.connect("gated"), "replica"), {
+      workerId: "w3",
+      log,
+    });
+    try {
+      assert.ok(lines.some((line) => /holds no replica of it/.test(String(line.msg))));
+      const caller = await callerOn(hub, "dispatcher");
+      await caller.send(gated.queue, "gated", "served-elsewhere", {});
+      await waitFor(() => caller.replies.has("served-elsewhere"), "served on that node too");
+    } finally {
+      await elsewhere.stop(0);
     }
   } finally {
     await runner.close();
