@@ -561,6 +561,31 @@ conformance(
   },
 );
 
+conformance(
+  "a refused stream consume leaves the connection serving (a cluster node without a replica refuses so)",
+  async (session, queues) => {
+    const broker = await session.connect();
+    const missing = uniqueName("conf_no_stream");
+    await assert.rejects(
+      () => broker.consume(missing, () => {}, { prefetch: 10, offset: "first" }),
+      Error,
+      missing,
+    );
+    // The same connection goes on: it declares, publishes and consumes.
+    const queue = uniqueName("conf_after_stream");
+    queues.push(queue);
+    await broker.declareQueue(queue, { durable: true });
+    const got: string[] = [];
+    await broker.consume(queue, (d) => {
+      got.push(decoder.decode(d.body));
+      broker.ack(d);
+    }, { prefetch: 10 });
+    await broker.publish(queue, message("still here"));
+    await waitFor(() => got.length === 1, "the connection still serves");
+    assert.deepEqual(got, ["still here"]);
+  },
+);
+
 Deno.test({
   name: "AmqpBroker batches its socket writes with the pinned amqplib (writesCoalesced)",
   ignore: NEEDS_RABBITMQ,

@@ -135,6 +135,12 @@ export interface ConsumeOptions {
   prefetch: number;
   /** For a stream: where to start reading. @default {"next"} */
   offset?: StreamOffset;
+  /**
+   * For a stream: called when the broker stops this consumer on its own
+   * (the nodes of the stream's replicas went away). Without it, the
+   * connection ends, so that its owner reconnects.
+   */
+  onLost?: (reason: string) => void;
 }
 
 /** A running consumer. */

@@ -266,21 +266,28 @@ export async function serveCancellations(
     consumer = await broker.consume(CANCELLATIONS_STREAM, onDelivery, {
       prefetch: 256,
       offset: { sinceMs: started - CANCELLATION_RETENTION_MS },
+      // Its nodes gone, tasks go on: a task restarted for it would run twice.
+      onLost: (reason) =>
+        log.warn(
+          "Lost the cancellations stream: serving tasks, but no cancellation will stop one here until the worker reconnects",
+          { stream: CANCELLATIONS_STREAM, reason },
+        ),
     });
   } catch (error) {
     const message = String((error as Error)?.message);
     if (/refused access/.test(message)) throw new CancellationsRefusedError(error);
-    // AMQP 0-9-1 reads a stream only on a node that holds a replica of it:
-    // on a cluster whose stream was declared before the other nodes joined,
-    // a worker connected to one of those would otherwise never serve.
-    if (/does not have a running replica on the local node/.test(message)) {
-      log.warn(
-        "Cannot read the cancellations stream on this broker node, which holds no replica of it: serving tasks, but no cancellation will stop one here (add a replica on every node: rabbitmq-streams add_replica tasks.cancellations <node>)",
-        { stream: CANCELLATIONS_STREAM },
-      );
-      return { reading: false, cancel: () => Promise.resolve() };
-    }
-    throw error;
+    // AMQP 0-9-1 reads a stream only on a node that holds a replica of it,
+    // and not at all while its replicas' nodes are down: on a cluster whose
+    // stream was declared before the other nodes joined, a worker would
+    // otherwise never serve. Cancellation waits; the tasks do not.
+    const noReplica = /does not have a running replica on the local node/.test(message);
+    log.warn(
+      noReplica
+        ? "Cannot read the cancellations stream on this broker node, which holds no replica of it: serving tasks, but no cancellation will stop one here (add a replica on every node: rabbitmq-streams add_replica tasks.cancellations <node>)"
+        : "Cannot read the cancellations stream now: serving tasks, but no cancellation will stop one here until the worker reconnects (check the stream's replicas: rabbitmq-streams stream_status tasks.cancellations)",
+      { stream: CANCELLATIONS_STREAM, error },
+    );
+    return { reading: false, cancel: () => Promise.resolve() };
   }
   try {
     // A stream has no end to wait for: the worker writes a marker, and once
@@ -294,8 +301,14 @@ export async function serveCancellations(
       },
     });
   } catch (error) {
+    // The stream takes no message now (its replicas' nodes are down): as a
+    // stream that cannot be read, it waits; the tasks do not.
     await consumer.cancel().catch(() => {});
-    throw error;
+    log.warn(
+      "Cannot write to the cancellations stream now: serving tasks, but no cancellation will stop one here until the worker reconnects",
+      { stream: CANCELLATIONS_STREAM, error },
+    );
+    return { reading: false, cancel: () => Promise.resolve() };
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const inTime = await Promise.race([

@@ -84,6 +84,8 @@ export class AmqpBroker implements Broker {
    * whether `ack` was called for them: acknowledgements are sent in batches.
    */
   readonly #outstanding = new Map<number, boolean>();
+  /** Deliveries of stream consumers, each settled on its own channel. */
+  readonly #streamDeliveries = new WeakMap<Delivery, Channel>();
   #flushScheduled = false;
   readonly #gate: PublishGate;
   #replying = false;
@@ -324,9 +326,9 @@ export class AmqpBroker implements Broker {
     onDelivery: (delivery: Delivery) => void,
     options: ConsumeOptions,
   ): Promise<Consumer> {
+    if (options.offset !== undefined) return this.#consumeStream(queue, onDelivery, options);
     try {
       await this.#channel.prefetch(options.prefetch, false);
-      const offset = streamOffsetArgument(options.offset);
       const { consumerTag } = await this.#channel.consume(queue, (message) => {
         if (message === null) {
           // The broker cancelled us (the queue was deleted): start over.
@@ -335,7 +337,7 @@ export class AmqpBroker implements Broker {
         }
         this.#outstanding.set(message.fields.deliveryTag, false);
         onDelivery(this.#toDelivery(queue, message));
-      }, offset === undefined ? undefined : { arguments: { "x-stream-offset": offset } });
+      });
       return {
         cancel: async () => {
           if (this.#isClosed) return;
@@ -343,6 +345,54 @@ export class AmqpBroker implements Broker {
         },
       };
     } catch (error) {
+      this.#fail(`consume '${queue}'`, error);
+    }
+  }
+
+  /**
+   * A stream is read on a channel of its own: RabbitMQ refuses the consume
+   * (closing its channel) on a cluster node that holds no replica of the
+   * stream, and the main channel, whose loss ends the connection, must
+   * survive that. Once reading, a lost stream channel ends the connection
+   * as the main one does, so that its owner reconnects.
+   */
+  async #consumeStream(
+    queue: string,
+    onDelivery: (delivery: Delivery) => void,
+    options: ConsumeOptions,
+  ): Promise<Consumer> {
+    let channel: Channel | undefined;
+    let cancelled = false;
+    try {
+      channel = await this.#connection.createChannel();
+      const own = channel;
+      own.on("error", () => {});
+      await own.prefetch(options.prefetch, false);
+      const { consumerTag } = await own.consume(queue, (message) => {
+        if (message === null) {
+          this.#connection.close().catch(() => {});
+          return;
+        }
+        const delivery = this.#toDelivery(queue, message);
+        this.#streamDeliveries.set(delivery, own);
+        onDelivery(delivery);
+      }, { arguments: { "x-stream-offset": streamOffsetArgument(options.offset) } });
+      own.on("close", () => {
+        if (cancelled || this.#closing) return;
+        if (options.onLost) options.onLost(`the channel reading '${queue}' closed`);
+        else this.#connection.close().catch(() => {});
+      });
+      return {
+        cancel: async () => {
+          cancelled = true;
+          if (this.#isClosed) return;
+          await own.cancel(consumerTag).catch(() => {});
+          await own.close().catch(() => {});
+        },
+      };
+    } catch (error) {
+      cancelled = true;
+      await channel?.close().catch(() => {});
       this.#fail(`consume '${queue}'`, error);
     }
   }
@@ -374,6 +424,18 @@ export class AmqpBroker implements Broker {
   }
 
   ack(delivery: Delivery): void {
+    const stream = this.#streamDeliveries.get(delivery);
+    if (stream) {
+      this.#streamDeliveries.delete(delivery);
+      if (!this.#isClosed) {
+        try {
+          stream.ack(this.#settlement(delivery.tag));
+        } catch {
+          // Its channel closed: the broker settles what it had delivered.
+        }
+      }
+      return;
+    }
     // A delivery of a closed channel is settled by the broker: it requeues it.
     if (this.#isClosed || !this.#outstanding.has(delivery.tag)) return;
     this.#outstanding.set(delivery.tag, true);
@@ -408,11 +470,14 @@ export class AmqpBroker implements Broker {
   }
 
   nack(delivery: Delivery, requeue: boolean): void {
+    // A stream keeps every message: settling one on its channel is all there is.
+    if (this.#streamDeliveries.has(delivery)) return this.ack(delivery);
     if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
     this.#channel.nack(this.#settlement(delivery.tag), false, requeue);
   }
 
   reject(delivery: Delivery): void {
+    if (this.#streamDeliveries.has(delivery)) return this.ack(delivery);
     if (this.#isClosed || !this.#outstanding.delete(delivery.tag)) return;
     this.#channel.reject(this.#settlement(delivery.tag), true);
   }
