@@ -1,0 +1,213 @@
+import assert from "node:assert/strict";
+import type { CallOutcome, FunctionRoute, TaskReply } from "../client/mod.ts";
+import { BrokerUnavailableError } from "../client/mod.ts";
+import type { GatewayBackend } from "./backend.ts";
+import { KeyRing, newKey } from "./keys.ts";
+import { createGateway } from "./server.ts";
+
+function replyOf(
+  status: "success" | "error",
+  result: unknown,
+  error?: TaskReply["error"],
+): TaskReply {
+  return {
+    task_id: "t",
+    task: "task_a",
+    status,
+    result,
+    error: error ?? null,
+    worker: "w",
+    queue: "queue_a",
+    attempts: status === "error" ? 3 : 1,
+    started_at: "",
+    finished_at: "",
+    duration_ms: 1,
+  };
+}
+
+function outcomeOf(taskId: string, reply?: TaskReply): CallOutcome {
+  const times = { taskId, sentAt: 0, endedAt: 1, sentWallMs: 0, endedWallMs: 1 };
+  return reply ? { ...times, kind: "reply", reply } : { ...times, kind: "timeout" };
+}
+
+class FakeBackend implements GatewayBackend {
+  functions = new Map<string, FunctionRoute>([
+    ["task_a", { queue: "queue_a", user: "task_a" } as FunctionRoute],
+    ["task_b", { queue: "queue_b", user: "task_b" } as FunctionRoute],
+  ]);
+  workers = true;
+  down = false;
+  next: (payload: unknown) => CallOutcome = () => outcomeOf("t", replyOf("success", "Hello"));
+  emitted: { type: string; options: unknown }[] = [];
+  results = new Map<string, PromiseWithResolvers<CallOutcome>>();
+  request(_fn: string, payload?: unknown) {
+    if (this.down) return Promise.reject(new BrokerUnavailableError("down"));
+    return Promise.resolve(this.next(payload));
+  }
+  submit() {
+    const id = crypto.randomUUID();
+    this.results.set(id, Promise.withResolvers());
+    return Promise.resolve(id);
+  }
+  result(id: string) {
+    return this.results.get(id)!.promise;
+  }
+  cancel(id: string) {
+    return Promise.resolve({ id, status: "stopped" as const, answers: [] });
+  }
+  emit(type: string, _data?: unknown, options?: unknown) {
+    this.emitted.push({ type, options });
+    return Promise.resolve("event-1");
+  }
+  waitForWorkers() {
+    return this.workers ? Promise.resolve(new Map()) : Promise.reject(new Error("missing"));
+  }
+}
+
+async function setUp() {
+  const a = await newKey({
+    functions: ["task_a"],
+    events: ["demo.#"],
+    rate: 1000,
+    burst: 1000,
+    inFlight: 10,
+  });
+  const b = await newKey({ functions: ["*"], events: [], rate: 1000, burst: 1000, inFlight: 10 });
+  const backend = new FakeBackend();
+  let connected = true;
+  const gateway = createGateway({
+    backend,
+    keys: new KeyRing([a.record, b.record]),
+    maxBodyBytes: 100,
+    maxJsonDepth: 4,
+    workerCheckMs: 0,
+    connected: () => connected,
+  });
+  const send = async (method: string, path: string, key?: string, body?: string, headers = {}) => {
+    const response = await gateway.handler(
+      new Request(`http://gw${path}`, {
+        method,
+        body,
+        headers: { ...(key && { authorization: `Bearer ${key}` }), ...headers },
+      }),
+    );
+    return { status: response.status, headers: response.headers, body: await response.json() };
+  };
+  return {
+    a: a.key,
+    b: b.key,
+    backend,
+    send,
+    gateway,
+    setConnected: (up: boolean) => connected = up,
+  };
+}
+
+Deno.test("createGateway() answers a call's result, its failure (500) and its timeout (504)", async () => {
+  const { a, backend, send } = await setUp();
+  const ok = await send("POST", "/functions/task_a", a, '{"x":1}');
+  assert.equal(ok.status, 200);
+  assert.equal(ok.body.result, "Hello");
+  backend.next = () => outcomeOf("t", replyOf("error", null, { type: "Boom", message: "no" }));
+  const failed = await send("POST", "/functions/task_a", a, "{}");
+  assert.equal(failed.status, 500);
+  assert.deepEqual([failed.body.error, failed.body.attempts], [{ type: "Boom", message: "no" }, 3]);
+  backend.next = () => outcomeOf("t", replyOf("error", null, { type: "Cancelled", message: "c" }));
+  assert.equal((await send("POST", "/functions/task_a", a, "{}")).status, 409);
+  backend.next = () => outcomeOf("t");
+  assert.equal((await send("POST", "/functions/task_a", a)).status, 504);
+});
+
+Deno.test("createGateway() refuses: no key 401, scope 403, unknown 404, method 405, payload 400, size 413, depth 400", async () => {
+  const { a, b, send } = await setUp();
+  assert.equal((await send("POST", "/functions/task_a")).status, 401);
+  assert.equal((await send("POST", "/functions/task_a", "gw_nope")).status, 401);
+  assert.equal((await send("POST", "/functions/task_b", a, "{}")).status, 403);
+  assert.equal((await send("POST", "/functions/task_z", b, "{}")).status, 404);
+  assert.equal((await send("GET", "/functions/task_a", a)).status, 405);
+  assert.equal((await send("POST", "/functions/task_a", a, "[1]")).status, 400);
+  assert.equal((await send("POST", "/functions/task_a", a, "{nope")).status, 400);
+  assert.equal(
+    (await send("POST", "/functions/task_a", a, `{"p":"${"x".repeat(200)}"}`)).status,
+    413,
+  );
+  const deep = await send("POST", "/functions/task_a", a, '{"a":{"b":{"c":{"d":{}}}}}');
+  assert.equal(deep.status, 400);
+  assert.equal(deep.body.error, "too_deep");
+  assert.equal((await send("POST", "/functions/task_a?timeout_ms=0", a, "{}")).status, 400);
+  for (const refused of [await send("GET", "/nowhere", a)]) {
+    assert.equal(refused.status, 404);
+    assert.match(refused.body.message, /^Cannot /);
+  }
+});
+
+Deno.test("createGateway() answers 503 with Retry-After without a broker or workers", async () => {
+  const { a, backend, send, setConnected } = await setUp();
+  backend.workers = false;
+  const none = await send("POST", "/functions/task_a", a, "{}");
+  assert.equal(none.status, 503);
+  assert.equal(none.body.error, "no_workers");
+  assert.ok(Number(none.headers.get("retry-after")) > 0);
+  backend.workers = true;
+  backend.down = true;
+  assert.equal((await send("POST", "/functions/task_a", a, "{}")).status, 503);
+  setConnected(false);
+  assert.equal((await send("GET", "/healthz")).status, 503);
+});
+
+Deno.test("createGateway() keeps an async call to the key that made it, and its outcome", async () => {
+  const { a, b, backend, send } = await setUp();
+  const accepted = await send("POST", "/functions/task_a", a, "{}", { prefer: "respond-async" });
+  assert.equal(accepted.status, 202);
+  const location = accepted.headers.get("location")!;
+  assert.equal((await send("GET", location, a)).body.status, "pending");
+  assert.equal((await send("GET", location, b)).status, 404);
+  assert.equal((await send("DELETE", location, b)).status, 404);
+  backend.results.get(accepted.body.id)!.resolve(
+    outcomeOf(accepted.body.id, replyOf("success", 7)),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const done = await send("GET", location, a);
+  assert.deepEqual([done.status, done.body.status, done.body.result], [200, "success", 7]);
+  assert.equal((await send("DELETE", location, a)).body.cancel, "stopped");
+});
+
+Deno.test("createGateway() emits binary and structured events in the key's scope, as its own source", async () => {
+  const { a, backend, send } = await setUp();
+  const binary = await send("POST", "/events", a, '{"n":1}', {
+    "ce-specversion": "1.0",
+    "ce-type": "demo.greet",
+    "ce-id": "e1",
+    "ce-source": "/spoofed",
+  });
+  assert.equal(binary.status, 202);
+  const structured = await send(
+    "POST",
+    "/events",
+    a,
+    JSON.stringify({ specversion: "1.0", type: "demo.x", id: "e2", source: "/s", data: {} }),
+    { "content-type": "application/cloudevents+json" },
+  );
+  assert.equal(structured.status, 202);
+  assert.deepEqual(backend.emitted.map((e) => e.type), ["demo.greet", "demo.x"]);
+  assert.match(JSON.stringify(backend.emitted[0].options), /"source":"\/gateway\/keys\//);
+  const forbidden = await send("POST", "/events", a, "{}", {
+    "ce-specversion": "1.0",
+    "ce-type": "order.created",
+    "ce-id": "e3",
+    "ce-source": "/s",
+  });
+  assert.equal(forbidden.status, 403);
+  assert.equal((await send("POST", "/events", a, "{}")).status, 400);
+});
+
+Deno.test("createGateway() lists the registry's functions in /openapi.json, for a key holder", async () => {
+  const { a, send } = await setUp();
+  assert.equal((await send("GET", "/openapi.json")).status, 401);
+  const spec = await send("GET", "/openapi.json", a);
+  assert.equal(spec.body.openapi, "3.1.0");
+  assert.deepEqual(
+    Object.keys(spec.body.paths).filter((p) => p.startsWith("/functions/")),
+    ["/functions/task_a", "/functions/task_b"],
+  );
+});
