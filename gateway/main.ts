@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { connect, type TaskClient } from "../client/mod.ts";
 import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import {
@@ -44,6 +44,7 @@ const DEFAULT_LISTEN = "127.0.0.1:8080";
 const HELP = `Usage: deno task gateway [options]
        deno task gateway keys add --functions a,b [--events 'order.*'] [--rate N]
        deno task gateway keys list
+       deno task gateway keys init --functions a,b --key-out PATH [--owner UID:GID]
 
 Serves the functions of the registry over HTTP (docs/gateway.md):
   POST   /functions/{name}   call it; the JSON body is its payload. With
@@ -79,6 +80,10 @@ keys add options:
   --in-flight N        calls running at once (default: ${DEFAULT_SCOPE_LIMITS.inFlight})
   --label TEXT         a name for people
 The key is printed once, on stdout; the keys file keeps only its SHA-256.
+'keys init' makes a first key only when the keys file has none, and writes
+it to --key-out (mode 0600, owned by the owner of its folder) instead of
+stdout; --owner gives the keys file to the gateway's user (the compose
+stack's set-up does this).
 Restart the gateway to take a new key.
 
 Exit codes:
@@ -110,6 +115,8 @@ const KEYS_OPTIONS = {
   "in-flight": { type: "string", default: String(DEFAULT_SCOPE_LIMITS.inFlight) },
   label: { type: "string" },
   "keys-file": { type: "string" },
+  "key-out": { type: "string" },
+  owner: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -128,6 +135,14 @@ function numberFlag(value: string, flag: string): number {
 
 function listOf(value: string): string[] {
   return value.split(",").map((part) => part.trim()).filter((part) => part !== "");
+}
+
+function parseOwner(value: string): { uid: number; gid: number } {
+  const match = /^(\d{1,10}):(\d{1,10})$/.exec(value);
+  if (!match) {
+    throw new UsageError(`Cannot use --owner '${value}': give UID:GID, such as 65532:65532`);
+  }
+  return { uid: Number(match[1]), gid: Number(match[2]) };
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -158,10 +173,24 @@ async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
     }
     return EXIT.passed;
   }
-  if (action !== "add") {
+  if (action !== "add" && action !== "init") {
     throw new UsageError(
-      `Cannot do 'keys ${action ?? ""}': use 'keys add --functions ...' or 'keys list'`,
+      `Cannot do 'keys ${
+        action ?? ""
+      }': use 'keys add --functions ...', 'keys init' or 'keys list'`,
     );
+  }
+  const keyOut = values["key-out"];
+  const owner = values.owner === undefined ? undefined : parseOwner(values.owner);
+  if (action === "init") {
+    if (keyOut === undefined) {
+      throw new UsageError("Cannot run 'keys init' without --key-out: name the file for the key");
+    }
+    if ((await readKeysFile(file)).keys.length > 0) {
+      if (owner) await Deno.chown(file, owner.uid, owner.gid);
+      io.err(`gateway: ${file} has keys already: kept, no key made`);
+      return EXIT.passed;
+    }
   }
   const rate = numberFlag(values.rate, "rate");
   let made;
@@ -181,7 +210,31 @@ async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
     }
     throw error;
   }
+  if (action === "init") {
+    // The key first: a failure after it leaves no key without its record.
+    await Deno.writeTextFile(keyOut!, made.key + "\n", { mode: 0o600 });
+    await Deno.chmod(keyOut!, 0o600);
+    const [folder, written] = await Promise.all([
+      Deno.stat(dirname(keyOut!)),
+      Deno.stat(keyOut!),
+    ]);
+    if (folder.uid !== null && folder.gid !== null && written.uid !== folder.uid) {
+      await Deno.chown(keyOut!, folder.uid, folder.gid);
+    }
+  }
   await addKeyToFile(file, made.record);
+  if (owner) {
+    await Deno.chown(file, owner.uid, owner.gid);
+    await Deno.chmod(file, 0o400);
+  }
+  if (action === "init") {
+    io.err(
+      `gateway: made key ${made.record.id} for ${
+        made.record.functions.join(", ") || "no function"
+      }; it is in ${keyOut}`,
+    );
+    return EXIT.passed;
+  }
   io.err(`gateway: key ${made.record.id} added to ${file}; it is printed once, below`);
   io.out(made.key);
   return EXIT.passed;
@@ -283,7 +336,14 @@ if (import.meta.main) {
   const code = await main(Deno.args, {
     out: (line) => console.log(line),
     err: (line) => console.error(line),
-    env: (name) => Deno.env.get(name),
+    // A variable the image does not allow is one not set.
+    env: (name) => {
+      try {
+        return Deno.env.get(name);
+      } catch {
+        return undefined;
+      }
+    },
     stop,
   });
   Deno.exit(code);
