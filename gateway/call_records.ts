@@ -22,6 +22,8 @@ export interface CallRecord {
   /** Set when it could not be followed (the broker was lost, say). */
   lost?: string;
   endedMs?: number;
+  /** Resolves when it ended (or was lost). */
+  ended: Promise<void>;
 }
 
 /** Options of {@linkcode CallRecords}. */
@@ -36,6 +38,7 @@ export interface CallRecordsOptions {
 /** The records, in order of creation. */
 export class CallRecords {
   readonly #records = new Map<string, CallRecord>();
+  readonly #enders = new Map<string, () => void>();
   readonly #max: number;
   readonly #ttlMs: number;
   readonly #now: () => number;
@@ -57,8 +60,10 @@ export class CallRecords {
   }
 
   add(id: string, fn: string, owner: string): CallRecord {
-    const record: CallRecord = { id, function: fn, owner, createdMs: this.#now() };
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const record: CallRecord = { id, function: fn, owner, createdMs: this.#now(), ended: promise };
     this.#records.set(id, record);
+    this.#enders.set(id, resolve);
     return record;
   }
 
@@ -66,6 +71,8 @@ export class CallRecords {
     const record = this.#records.get(id);
     if (!record) return;
     Object.assign(record, ended, { endedMs: this.#now() });
+    this.#enders.get(id)?.();
+    this.#enders.delete(id);
   }
 
   /** The record of `id` if the key `owner` made it; else `undefined`, as for an unknown id. */
@@ -86,6 +93,83 @@ export class CallRecords {
     for (const [id, record] of this.#records) {
       if (this.#records.size < this.#max) break;
       if (record.endedMs !== undefined) this.#records.delete(id);
+    }
+  }
+}
+
+/** A response as kept for a repeat of its request: status, headers and body. */
+export interface StoredResponse {
+  status: number;
+  headers: [string, string][];
+  body: string;
+}
+
+/** What {@linkcode IdempotencyKeys.claim} found. */
+export type IdempotencyClaim =
+  /** First use: run the request, then `settle` with its response (or `release` to forget it). */
+  | { kind: "new"; settle(response: StoredResponse): void; release(response: StoredResponse): void }
+  /** A repeat: the first request's response, once it has one. */
+  | { kind: "repeat"; response: Promise<StoredResponse> }
+  /** The key was used for another request. */
+  | { kind: "mismatch" };
+
+/**
+ * The `Idempotency-Key`s this gateway has seen, per API key: a repeat of
+ * a request gets the first one's response (waiting for it while it runs),
+ * and the same key with another request is refused. Kept `ttlMs` after
+ * the response, at most `max`; in this process only.
+ */
+export class IdempotencyKeys {
+  readonly #entries = new Map<
+    string,
+    { fingerprint: string; response: Promise<StoredResponse>; settledMs?: number }
+  >();
+  readonly #max: number;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+
+  constructor(options: CallRecordsOptions = {}) {
+    this.#max = options.max ?? 100_000;
+    this.#ttlMs = options.ttlMs ?? 3_600_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  claim(owner: string, key: string, fingerprint: string): IdempotencyClaim {
+    this.#sweep();
+    const id = `${owner}\n${key}`;
+    const entry = this.#entries.get(id);
+    if (entry) {
+      return entry.fingerprint === fingerprint
+        ? { kind: "repeat", response: entry.response }
+        : { kind: "mismatch" };
+    }
+    const { promise, resolve } = Promise.withResolvers<StoredResponse>();
+    const created = { fingerprint, response: promise, settledMs: undefined as number | undefined };
+    this.#entries.set(id, created);
+    return {
+      kind: "new",
+      settle: (response) => {
+        created.settledMs = this.#now();
+        resolve(response);
+      },
+      // Waiting repeats get this response; later ones run the request again.
+      release: (response) => {
+        if (this.#entries.get(id) === created) this.#entries.delete(id);
+        resolve(response);
+      },
+    };
+  }
+
+  #sweep(): void {
+    const now = this.#now();
+    for (const [id, entry] of this.#entries) {
+      if (entry.settledMs !== undefined && now - entry.settledMs > this.#ttlMs) {
+        this.#entries.delete(id);
+      }
+    }
+    for (const [id, entry] of this.#entries) {
+      if (this.#entries.size < this.#max) break;
+      if (entry.settledMs !== undefined) this.#entries.delete(id);
     }
   }
 }

@@ -24,6 +24,7 @@ const ERROR_MEANINGS: Record<number, string> = {
   408: "The body did not arrive in time",
   409: "The call was cancelled",
   413: "The body is too large",
+  422: "The Idempotency-Key was used for another request",
   429: "Too many requests or calls in flight for this key: wait Retry-After seconds",
   500: "The function failed: its error type, message and attempts",
   503: "The broker or the function's workers are unavailable: retry after Retry-After seconds",
@@ -48,6 +49,13 @@ export function openApiOf(functions: Iterable<string>): Record<string, unknown> 
             schema: { type: "integer", minimum: 1 },
           },
           { name: "Prefer", in: "header", required: false, schema: { type: "string" } },
+          {
+            name: "Idempotency-Key",
+            in: "header",
+            required: false,
+            description: "A repeat with the same key gets the first request's response",
+            schema: { type: "string", maxLength: 255 },
+          },
         ],
         requestBody: {
           required: false,
@@ -62,7 +70,7 @@ export function openApiOf(functions: Iterable<string>): Record<string, unknown> 
             description: "Accepted: GET the Location for its outcome",
             content: { "application/json": { schema: { $ref: "#/components/schemas/Call" } } },
           },
-          ...errors(400, 401, 403, 404, 408, 409, 413, 429, 500, 503, 504),
+          ...errors(400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503, 504),
         },
       },
     };
@@ -86,6 +94,17 @@ export function openApiOf(functions: Iterable<string>): Record<string, unknown> 
       responses: {
         "200": { description: "What the cancellation did" },
         ...errors(401, 404, 503),
+      },
+    },
+  };
+  paths["/calls/{id}/events"] = {
+    parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+    get: {
+      operationId: "callEvents",
+      summary: "Server-sent events: 'pending', then 'outcome' when the call ends",
+      responses: {
+        "200": { description: "An event stream", content: { "text/event-stream": {} } },
+        ...errors(401, 404),
       },
     },
   };

@@ -12,7 +12,7 @@
 import type { CallOutcome, Payload } from "../client/mod.ts";
 import { BrokerUnavailableError, PublishForbiddenError } from "../client/mod.ts";
 import type { GatewayBackend } from "./backend.ts";
-import { CallRecords } from "./call_records.ts";
+import { CallRecords, IdempotencyKeys, type StoredResponse } from "./call_records.ts";
 import { type KeyRecord, type KeyRing, mayCall, mayEmit } from "./keys.ts";
 import { BodyError, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
 import { openApiOf } from "./openapi.ts";
@@ -36,9 +36,12 @@ export interface GatewayOptions {
   workerCheckMs?: number;
   /** Seconds told in Retry-After when the broker or workers are away. @default {5} */
   unavailableRetryS?: number;
+  /** Time between keep-alive comments of an event stream. @default {15000} */
+  keepAliveMs?: number;
   /** Whether the broker connection is up now. @default {() => true} */
   connected?: () => boolean;
   records?: CallRecords;
+  idempotency?: IdempotencyKeys;
   /** One line per request (never a key). */
   log?: (line: string) => void;
   now?: () => number;
@@ -69,6 +72,26 @@ export function refusal(
 
 const FUNCTION_PATH = /^\/functions\/([^/]{1,128})$/;
 const CALL_PATH = /^\/calls\/([^/]{1,128})$/;
+const CALL_EVENTS_PATH = /^\/calls\/([^/]{1,128})\/events$/;
+
+/** Outcomes of a call made, kept for a repeat of its Idempotency-Key. */
+const STORED_STATUSES = new Set([200, 202, 409, 500, 504]);
+
+async function toStored(response: Response): Promise<StoredResponse> {
+  return { status: response.status, headers: [...response.headers], body: await response.text() };
+}
+
+function fromStored(stored: StoredResponse, replayed: boolean): Response {
+  const headers = new Headers(stored.headers);
+  if (replayed) headers.set("idempotent-replayed", "true");
+  return new Response(stored.body, { status: stored.status, headers });
+}
+
+/** One server-sent event of `name` with `data` as JSON. */
+export function sseEvent(name: string, data: unknown): string {
+  // JSON.stringify escapes line breaks, so the data is one line.
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+}
 const NAME = /^[a-z][a-z0-9_]{0,62}$/;
 
 /** The gateway over `options.backend`. */
@@ -84,10 +107,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     workerCheckMs = 2_000,
     unavailableRetryS = 5,
     connected = () => true,
+    keepAliveMs = 15_000,
     log = () => {},
     now = () => performance.now(),
   } = options;
   const records = options.records ?? new CallRecords();
+  const idempotency = options.idempotency ?? new IdempotencyKeys();
   const metrics = new GatewayMetrics();
   const buckets = new Map<string, TokenBucket>();
   const inFlight = new Map<string, number>();
@@ -264,6 +289,50 @@ export function createGateway(options: GatewayOptions): Gateway {
         "Cannot call with a body that is not a JSON object: send an object, which becomes the payload",
       );
     }
+    const async = /(^|[,;\s])respond-async($|[,;\s])/i.test(request.headers.get("prefer") ?? "");
+    const idempotencyKey = request.headers.get("idempotency-key");
+    if (idempotencyKey === null) {
+      return startCall(key, fn, payload as Payload | undefined, timeout, async);
+    }
+    if (!/^[\x21-\x7e]{1,255}$/.test(idempotencyKey)) {
+      return refusal(
+        400,
+        "bad_idempotency_key",
+        "Cannot use the Idempotency-Key: give 1 to 255 printable ASCII characters, such as a UUID",
+      );
+    }
+    const fingerprint = JSON.stringify([fn, async, timeout, payload ?? null]);
+    const claim = idempotency.claim(key.id, idempotencyKey, fingerprint);
+    if (claim.kind === "mismatch") {
+      return refusal(
+        422,
+        "idempotency_key_reused",
+        "Cannot reuse this Idempotency-Key for another request (function, payload, timeout or Prefer differ): use a new key for a new request",
+      );
+    }
+    if (claim.kind === "repeat") return fromStored(await claim.response, true);
+    let stored: StoredResponse;
+    try {
+      stored = await toStored(
+        await startCall(key, fn, payload as Payload | undefined, timeout, async),
+      );
+    } catch (error) {
+      claim.release({ status: 500, headers: [], body: "{}" });
+      throw error;
+    }
+    // Kept only when a call was made: a refusal (429, 503) is no answer to repeat.
+    if (STORED_STATUSES.has(stored.status)) claim.settle(stored);
+    else claim.release(stored);
+    return fromStored(stored, false);
+  }
+
+  async function startCall(
+    key: KeyRecord,
+    fn: string,
+    payload: Payload | undefined,
+    timeout: number,
+    async: boolean,
+  ): Promise<Response> {
     if (!connected()) return unavailable(`call '${fn}'`);
     try {
       if (!await workersUp(fn)) {
@@ -279,7 +348,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const leave = enter(key);
     if (leave instanceof Response) return leave;
-    const async = /(^|[,;\s])respond-async($|[,;\s])/i.test(request.headers.get("prefer") ?? "");
     if (async) {
       if (!records.hasRoom()) {
         leave();
@@ -289,7 +357,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       let id: string;
       try {
-        id = await backend.submit(fn, payload as Payload | undefined, { timeoutMs: timeout });
+        id = await backend.submit(fn, payload, { timeoutMs: timeout });
       } catch (error) {
         leave();
         if (error instanceof BrokerUnavailableError) return unavailable(`call '${fn}'`);
@@ -304,9 +372,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       return json(202, { id, function: fn, status: "pending", location }, { location });
     }
     try {
-      const outcome = await backend.request(fn, payload as Payload | undefined, {
-        timeoutMs: timeout,
-      });
+      const outcome = await backend.request(fn, payload, { timeoutMs: timeout });
       return outcomeResponse(fn, outcome, timeout);
     } catch (error) {
       if (error instanceof BrokerUnavailableError) return unavailable(`call '${fn}'`);
@@ -330,6 +396,45 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
     }
     return json(200, { id, function: record.function, status: "pending" }, { "retry-after": "1" });
+  }
+
+  /**
+   * `GET /calls/{id}/events`: server-sent events, `pending` at once, then
+   * `outcome` (the body `GET /calls/{id}` would give) when the call ends,
+   * and the stream closes; a comment every `keepAliveMs` in between.
+   */
+  function callEvents(request: Request, key: KeyRecord, id: string): Response {
+    const record = records.get(id, key.id);
+    if (!record) return noSuchCall(id);
+    const encoder = new TextEncoder();
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        const send = (text: string) => controller.enqueue(encoder.encode(text));
+        if (!record.endedMs) {
+          send(sseEvent("pending", { id, function: record.function, status: "pending" }));
+          timer = setInterval(() => send(": keep-alive\n\n"), keepAliveMs);
+          const gone = new Promise<void>((resolve) =>
+            request.signal.addEventListener("abort", () => resolve(), { once: true })
+          );
+          await Promise.race([record.ended, gone]);
+          clearInterval(timer);
+          if (request.signal.aborted) return controller.close();
+        }
+        send(sseEvent("outcome", await getCall(key, id).json()));
+        controller.close();
+      },
+      cancel() {
+        clearInterval(timer);
+      },
+    });
+    return new Response(body, {
+      headers: {
+        "content-type": "text/event-stream",
+        "cache-control": "no-store",
+        "x-accel-buffering": "no",
+      },
+    });
   }
 
   async function cancel(key: KeyRecord, id: string): Promise<Response> {
@@ -441,6 +546,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (fn) {
       if (request.method !== "POST") return { route: "function", response: notAllowed("POST") };
       return { route: "function", response: await callFunction(request, key, fn[1]) };
+    }
+    const events = CALL_EVENTS_PATH.exec(path);
+    if (events) {
+      if (request.method !== "GET") return { route: "call_events", response: notAllowed("GET") };
+      return { route: "call_events", response: callEvents(request, key, events[1]) };
     }
     const call = CALL_PATH.exec(path);
     if (call) {

@@ -3,7 +3,7 @@ import type { CallOutcome, FunctionRoute, TaskReply } from "../client/mod.ts";
 import { BrokerUnavailableError } from "../client/mod.ts";
 import type { GatewayBackend } from "./backend.ts";
 import { KeyRing, newKey } from "./keys.ts";
-import { createGateway } from "./server.ts";
+import { createGateway, sseEvent } from "./server.ts";
 
 function replyOf(
   status: "success" | "error",
@@ -209,5 +209,90 @@ Deno.test("createGateway() lists the registry's functions in /openapi.json, for 
   assert.deepEqual(
     Object.keys(spec.body.paths).filter((p) => p.startsWith("/functions/")),
     ["/functions/task_a", "/functions/task_b"],
+  );
+});
+
+Deno.test("createGateway() answers a repeat of an Idempotency-Key with the first response, calling once", async () => {
+  const { a, b, backend, send } = await setUp();
+  let calls = 0;
+  const { promise: release, resolve } = Promise.withResolvers<void>();
+  const requestOf = backend.request.bind(backend);
+  backend.request = async (fn, payload) => {
+    calls++;
+    await release;
+    return requestOf(fn, payload);
+  };
+  const headers = { "idempotency-key": "k-1" };
+  const first = send("POST", "/functions/task_a", a, '{"n":1}', headers);
+  const concurrent = send("POST", "/functions/task_a", a, '{"n":1}', headers);
+  resolve();
+  const [one, two] = await Promise.all([first, concurrent]);
+  const three = await send("POST", "/functions/task_a", a, '{"n":1}', headers);
+  assert.equal(calls, 1);
+  assert.deepEqual([one.status, two.status, three.status], [200, 200, 200]);
+  assert.equal(two.body.id, one.body.id);
+  assert.equal(three.headers.get("idempotent-replayed"), "true");
+  assert.equal(one.headers.get("idempotent-replayed"), null);
+  // Another request under the same key: refused; another API key's same key: its own.
+  assert.equal((await send("POST", "/functions/task_a", a, '{"n":2}', headers)).status, 422);
+  assert.equal((await send("POST", "/functions/task_a", b, '{"n":2}', headers)).status, 200);
+  assert.equal(calls, 2);
+});
+
+Deno.test("createGateway() runs an Idempotency-Key's request again after a refusal such as 503", async () => {
+  const { a, backend, send } = await setUp();
+  backend.workers = false;
+  const headers = { "idempotency-key": "k-2" };
+  assert.equal((await send("POST", "/functions/task_a", a, "{}", headers)).status, 503);
+  backend.workers = true;
+  const again = await send("POST", "/functions/task_a", a, "{}", headers);
+  assert.equal(again.status, 200);
+  assert.equal(again.headers.get("idempotent-replayed"), null);
+  const async1 = await send("POST", "/functions/task_a", a, "{}", {
+    "idempotency-key": "k-3",
+    prefer: "respond-async",
+  });
+  const async2 = await send("POST", "/functions/task_a", a, "{}", {
+    "idempotency-key": "k-3",
+    prefer: "respond-async",
+  });
+  assert.equal(async2.body.id, async1.body.id, "one asynchronous call, one id");
+  assert.equal(backend.results.size, 1);
+});
+
+Deno.test("createGateway() streams a call's events: pending, then its outcome, then the end", async () => {
+  const { a, b, backend, gateway } = await setUp();
+  const accepted = await gateway.handler(
+    new Request("http://gw/functions/task_a", {
+      method: "POST",
+      headers: { authorization: `Bearer ${a}`, prefer: "respond-async" },
+      body: "{}",
+    }),
+  );
+  const { id } = await accepted.json();
+  const open = (key: string) =>
+    gateway.handler(
+      new Request(`http://gw/calls/${id}/events`, { headers: { authorization: `Bearer ${key}` } }),
+    );
+  assert.equal((await open(b)).status, 404);
+  const stream = await open(a);
+  assert.equal(stream.headers.get("content-type"), "text/event-stream");
+  const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+  assert.match(
+    (await reader.read()).value!,
+    /^event: pending\ndata: \{.*"status":"pending".*\}\n\n$/,
+  );
+  backend.results.get(id)!.resolve(outcomeOf(id, replyOf("success", "done")));
+  let rest = "";
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+    rest += chunk.value;
+  }
+  assert.match(rest, /^event: outcome\ndata: \{.*"status":"success".*"result":"done".*\}\n\n$/);
+});
+
+Deno.test("sseEvent() keeps data on one line: line breaks in it are escaped", () => {
+  assert.equal(
+    sseEvent("outcome", { s: "a\nb\r\nc" }),
+    'event: outcome\ndata: {"s":"a\\nb\\r\\nc"}\n\n',
   );
 });

@@ -423,6 +423,57 @@ Deno.test({
           },
         );
 
+        await t.step(
+          "an Idempotency-Key's repeat answers the first call's response; the function runs once",
+          async () => {
+            const headers = { "idempotency-key": crypto.randomUUID() };
+            const body = JSON.stringify({ work_ms: 50 });
+            const first = await send(base, "/functions/task_a", {
+              method: "POST",
+              key: keyA,
+              headers,
+              body,
+            });
+            const repeat = await send(base, "/functions/task_a", {
+              method: "POST",
+              key: keyA,
+              headers,
+              body,
+            });
+            assert.equal(first.status, 200);
+            assert.equal(repeat.body.id, first.body.id);
+            assert.equal(repeat.headers.get("idempotent-replayed"), "true");
+            const runs = worker.lines.filter((l) =>
+              l.includes("Task started") && l.includes(String(first.body.id))
+            );
+            assert.equal(runs.length, 1);
+            const other = await send(base, "/functions/task_a", {
+              method: "POST",
+              key: keyA,
+              headers,
+              body: JSON.stringify({ work_ms: 51 }),
+            });
+            assert.equal(other.status, 422);
+          },
+        );
+
+        await t.step("GET /calls/{id}/events streams pending, then the outcome", async () => {
+          const accepted = await send(base, "/functions/task_a", {
+            method: "POST",
+            key: keyA,
+            headers: { prefer: "respond-async" },
+            body: JSON.stringify({ work_ms: 300 }),
+          });
+          const response = await fetch(`${base}/calls/${accepted.body.id}/events`, {
+            headers: { authorization: `Bearer ${keyA}` },
+            signal: AbortSignal.timeout(30_000),
+          });
+          assert.equal(response.headers.get("content-type"), "text/event-stream");
+          const text = await response.text();
+          assert.match(text, /^event: pending\n/);
+          assert.match(text, /event: outcome\ndata: .*"result":"Hello from Task A"/);
+        });
+
         await t.step("healthz, metrics and openapi", async () => {
           assert.equal((await send(base, "/healthz")).status, 200);
           const metrics = await (await fetch(`${base}/metrics`)).text();
