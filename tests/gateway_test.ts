@@ -14,6 +14,7 @@ import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno, startDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
+import { startOtlpReceiver, traceTree } from "./_otlp.ts";
 
 const GATEWAY_ARGS = [
   "run",
@@ -494,6 +495,82 @@ Deno.test({
       const output = [...gateway.lines, ...worker.lines].join("\n");
       for (const key of [keyA, keyB, keyFlood, keyInFlight]) {
         assert.ok(!output.includes(key.slice(20)), "no key's secret in any output");
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "a request's traceparent becomes the parent of the gateway's call span, and the worker's spans its children",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const receiver = await startOtlpReceiver();
+    const queue = uniqueName("gw_trace");
+    await withTempDir(async (dir) => {
+      const registry = `${dir}/registry.yaml`;
+      await Deno.writeTextFile(registry, `functions:\n  task_a: { queue: ${queue} }\n`);
+      const keysFile = `${dir}/gateway_keys.json`;
+      const key = await addKey(keysFile, "--functions", "task_a");
+      const worker = await startWorkerProcess("task_a", {
+        AMQP_URL,
+        QUEUE: queue,
+        ...receiver.env("worker"),
+      });
+      const gateway = startDeno(
+        [
+          ...GATEWAY_ARGS,
+          "--listen",
+          "127.0.0.1:0",
+          "--registry",
+          registry,
+          "--keys-file",
+          keysFile,
+          "--broker",
+          AMQP_URL,
+        ],
+        receiver.env("gateway"),
+      );
+      try {
+        const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
+        const port = Number(/:(\d+) as/.exec(line)![1]);
+        const traceId = crypto.randomUUID().replaceAll("-", "");
+        const parent = "00f067aa0ba902b7";
+        const r = await send(`http://127.0.0.1:${port}`, "/functions/task_a", {
+          method: "POST",
+          key,
+          headers: { traceparent: `00-${traceId}-${parent}-01` },
+          body: '{"work_ms":1}',
+        });
+        assert.equal(r.status, 200);
+        await waitFor(
+          () =>
+            receiver.spans.some((s) => s.traceId === traceId && s.name === "reply") &&
+            receiver.spans.some((s) => s.traceId === traceId && s.name === "task_a call"),
+          "the call's spans in the request's trace",
+          30_000,
+          100,
+        );
+        const call = receiver.spans.find((s) => s.traceId === traceId && s.name === "task_a call");
+        assert.ok(call, traceTree(receiver.spans, traceId).join("\n"));
+        // Up from the call's span through the gateway's own spans (its HTTP
+        // server span) to the first one it did not make: the caller's.
+        let top = call;
+        for (let up = receiver.spans.find((s) => s.spanId === top.parentSpanId); up;) {
+          top = up;
+          up = receiver.spans.find((s) => s.spanId === top.parentSpanId);
+        }
+        assert.equal(top.parentSpanId, parent, traceTree(receiver.spans, traceId).join("\n"));
+        assert.equal(top.service, "gateway");
+        const wait = receiver.spans.find((s) => s.traceId === traceId && s.name.endsWith(" wait"));
+        assert.equal(wait?.parentSpanId, call.spanId, "the worker's spans are the call's children");
+      } finally {
+        await gateway.stop();
+        await worker.stop();
+        await receiver.close();
+        const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-trace-cleanup" });
+        await deleteFunctionQueues(broker, queue);
+        await broker.close();
       }
     });
   },
