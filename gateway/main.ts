@@ -69,6 +69,13 @@ Options:
   --head-deadline-ms N how long a request's headers may take to arrive
                        (default: 5000)
   --body-deadline-ms N how long a request's body may take (default: 10000)
+  --callback-hosts LIST
+                       hosts a Callback-URL may name, separated by commas
+                       ('*.example.com': its subdomains); default: none, so
+                       no callbacks
+  --callback-allow-private
+                       let callbacks reach loopback, private and link-local
+                       addresses and the broker (refused by default)
 ${brokerHelp(GATEWAY_USER)}
   -h, --help           show this help
 
@@ -103,6 +110,8 @@ const SERVE_OPTIONS = {
   "max-connections": { type: "string", default: "1024" },
   "head-deadline-ms": { type: "string", default: "5000" },
   "body-deadline-ms": { type: "string", default: "10000" },
+  "callback-hosts": { type: "string", default: "" },
+  "callback-allow-private": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   ...BROKER_OPTIONS,
 } as const;
@@ -135,6 +144,17 @@ function numberFlag(value: string, flag: string): number {
 
 function listOf(value: string): string[] {
   return value.split(",").map((part) => part.trim()).filter((part) => part !== "");
+}
+
+/** The host names of the broker URL(s) `label` names (passwords masked or not). */
+function brokerHostsOf(label: string): string[] {
+  return label.split(",").flatMap((part) => {
+    try {
+      return [new URL(part.trim()).hostname.replace(/^\[|\]$/g, "")];
+    } catch {
+      return [];
+    }
+  });
 }
 
 function parseOwner(value: string): { uid: number; gid: number } {
@@ -282,6 +302,16 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     timeoutMs: numberFlag(values["timeout-ms"], "timeout-ms"),
     bodyDeadlineMs: numberFlag(values["body-deadline-ms"], "body-deadline-ms"),
     connected: () => up,
+    callbacks: {
+      policy: {
+        hosts: listOf(values["callback-hosts"]).map((host) => host.toLowerCase()),
+        allowPrivate: values["callback-allow-private"],
+        brokerHosts: brokerHostsOf(client.broker),
+      },
+    },
+    log: (line) => {
+      if (line.startsWith("gateway:")) io.err(line);
+    },
   });
   const front = await GatewayFront.start(gateway.handler, {
     hostname,

@@ -9,14 +9,42 @@
  * @module
  */
 
-import type { CallOutcome, Payload } from "../client/mod.ts";
+import type {
+  CallOutcome,
+  CancelResult,
+  EmitOptions,
+  FunctionRoute,
+  Payload,
+  SubmitOptions,
+  TaskCallOptions,
+} from "../client/mod.ts";
 import { BrokerUnavailableError, PublishForbiddenError } from "../client/mod.ts";
-import type { GatewayBackend } from "./backend.ts";
+import {
+  CallbackRefused,
+  checkCallbackUrl,
+  deliverCallback,
+  type DeliverOptions,
+} from "./callbacks.ts";
 import { CallRecords, IdempotencyKeys, type StoredResponse } from "./call_records.ts";
 import { type KeyRecord, type KeyRing, mayCall, mayEmit } from "./keys.ts";
 import { BodyError, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
 import { openApiOf } from "./openapi.ts";
 import { GatewayMetrics } from "./metrics.ts";
+
+/**
+ * What the gateway needs of the system: the part of the client library's
+ * `TaskClient` it uses, so that a `TaskClient` is one as it is and unit
+ * tests give a fake.
+ */
+export interface GatewayBackend {
+  readonly functions: ReadonlyMap<string, FunctionRoute>;
+  request(fn: string, payload?: Payload, options?: TaskCallOptions): Promise<CallOutcome>;
+  submit(fn: string, payload?: Payload, options?: SubmitOptions): Promise<string>;
+  result(id: string, options?: { timeoutMs?: number }): Promise<CallOutcome>;
+  cancel(id: string, options?: { waitMs?: number }): Promise<CancelResult>;
+  emit(type: string, data?: Record<string, unknown>, options?: EmitOptions): Promise<string>;
+  waitForWorkers(fns: readonly string[], options: { timeoutMs: number }): Promise<unknown>;
+}
 
 /** Options of {@linkcode createGateway}. */
 export interface GatewayOptions {
@@ -42,6 +70,8 @@ export interface GatewayOptions {
   connected?: () => boolean;
   records?: CallRecords;
   idempotency?: IdempotencyKeys;
+  /** Where callbacks may go, and how they are made; without it no callback is taken. */
+  callbacks?: Omit<DeliverOptions, "log">;
   /** One line per request (never a key). */
   log?: (line: string) => void;
   now?: () => number;
@@ -113,6 +143,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   } = options;
   const records = options.records ?? new CallRecords();
   const idempotency = options.idempotency ?? new IdempotencyKeys();
+  const callbackPolicy = options.callbacks?.policy ??
+    { hosts: [], allowPrivate: false, brokerHosts: [] };
   const metrics = new GatewayMetrics();
   const buckets = new Map<string, TokenBucket>();
   const inFlight = new Map<string, number>();
@@ -290,9 +322,25 @@ export function createGateway(options: GatewayOptions): Gateway {
       );
     }
     const async = /(^|[,;\s])respond-async($|[,;\s])/i.test(request.headers.get("prefer") ?? "");
+    const callback = request.headers.get("callback-url") ?? undefined;
+    if (callback !== undefined) {
+      if (!async) {
+        return refusal(
+          400,
+          "bad_callback",
+          "Cannot call back a synchronous call: add 'Prefer: respond-async', or drop Callback-URL",
+        );
+      }
+      try {
+        await checkCallbackUrl(callback, callbackPolicy, options.callbacks?.resolve);
+      } catch (error) {
+        if (!(error instanceof CallbackRefused)) throw error;
+        return refusal(400, "callback_refused", error.message);
+      }
+    }
     const idempotencyKey = request.headers.get("idempotency-key");
     if (idempotencyKey === null) {
-      return startCall(key, fn, payload as Payload | undefined, timeout, async);
+      return startCall(key, fn, payload as Payload | undefined, timeout, async, callback);
     }
     if (!/^[\x21-\x7e]{1,255}$/.test(idempotencyKey)) {
       return refusal(
@@ -301,7 +349,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         "Cannot use the Idempotency-Key: give 1 to 255 printable ASCII characters, such as a UUID",
       );
     }
-    const fingerprint = JSON.stringify([fn, async, timeout, payload ?? null]);
+    const fingerprint = JSON.stringify([fn, async, timeout, payload ?? null, callback ?? null]);
     const claim = idempotency.claim(key.id, idempotencyKey, fingerprint);
     if (claim.kind === "mismatch") {
       return refusal(
@@ -314,7 +362,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     let stored: StoredResponse;
     try {
       stored = await toStored(
-        await startCall(key, fn, payload as Payload | undefined, timeout, async),
+        await startCall(key, fn, payload as Payload | undefined, timeout, async, callback),
       );
     } catch (error) {
       claim.release({ status: 500, headers: [], body: "{}" });
@@ -332,6 +380,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     payload: Payload | undefined,
     timeout: number,
     async: boolean,
+    callback?: string,
   ): Promise<Response> {
     if (!connected()) return unavailable(`call '${fn}'`);
     try {
@@ -367,7 +416,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       backend.result(id, { timeoutMs: timeout + 5_000 }).then(
         (outcome) => records.end(id, { outcome }),
         (error) => records.end(id, { lost: (error as Error).name }),
-      ).finally(leave);
+      ).finally(leave).then(async () => {
+        if (callback === undefined || !options.callbacks) return;
+        const body = await getCall(key, id).json();
+        await deliverCallback(callback, body, id, { ...options.callbacks, log });
+      }).catch((error) => log(`gateway: callback for ${id} failed: ${(error as Error)?.name}`));
       const location = `/calls/${id}`;
       return json(202, { id, function: fn, status: "pending", location }, { location });
     }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { CallOutcome, FunctionRoute, TaskReply } from "../client/mod.ts";
 import { BrokerUnavailableError } from "../client/mod.ts";
-import type { GatewayBackend } from "./backend.ts";
+import type { GatewayBackend } from "./server.ts";
 import { KeyRing, newKey } from "./keys.ts";
 import { createGateway, sseEvent } from "./server.ts";
 
@@ -295,4 +295,65 @@ Deno.test("sseEvent() keeps data on one line: line breaks in it are escaped", ()
     sseEvent("outcome", { s: "a\nb\r\nc" }),
     'event: outcome\ndata: {"s":"a\\nb\\r\\nc"}\n\n',
   );
+});
+
+Deno.test("createGateway() posts an async call's outcome to its Callback-URL, allowed host and address only", async () => {
+  const a = await newKey({
+    functions: ["task_a"],
+    events: [],
+    rate: 1000,
+    burst: 1000,
+    inFlight: 10,
+  });
+  const received = Promise.withResolvers<{ body: unknown; id: string | null }>();
+  const hook = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    received.resolve({ body: await request.json(), id: request.headers.get("x-gateway-call-id") });
+    return new Response(null, { status: 204 });
+  });
+  const make = (allowPrivate: boolean) => {
+    const backend = new FakeBackend();
+    const gateway = createGateway({
+      backend,
+      keys: new KeyRing([a.record]),
+      workerCheckMs: 0,
+      callbacks: {
+        policy: { hosts: ["127.0.0.1"], allowPrivate, brokerHosts: [] },
+        firstDelayMs: 1,
+      },
+    });
+    const submit = (headers: Record<string, string>) =>
+      gateway.handler(
+        new Request("http://gw/functions/task_a", {
+          method: "POST",
+          headers: { authorization: `Bearer ${a.key}`, ...headers },
+          body: "{}",
+        }),
+      );
+    return { backend, submit };
+  };
+  try {
+    const url = `http://127.0.0.1:${hook.addr.port}/done`;
+    const strict = make(false);
+    const refused = await strict.submit({ prefer: "respond-async", "callback-url": url });
+    assert.equal(refused.status, 400);
+    assert.match((await refused.json()).message, /loopback/);
+    assert.equal(strict.backend.results.size, 0, "no call made");
+    const sync = await strict.submit({ "callback-url": url });
+    assert.equal(sync.status, 400);
+    await sync.body?.cancel();
+
+    const open = make(true);
+    const accepted = await open.submit({ prefer: "respond-async", "callback-url": url });
+    assert.equal(accepted.status, 202);
+    const { id } = await accepted.json();
+    open.backend.results.get(id)!.resolve(outcomeOf(id, replyOf("success", "called back")));
+    const got = await received.promise;
+    assert.equal(got.id, id);
+    assert.deepEqual(
+      [(got.body as { status: string }).status, (got.body as { result: string }).result],
+      ["success", "called back"],
+    );
+  } finally {
+    await hook.shutdown();
+  }
 });

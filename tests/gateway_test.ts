@@ -163,6 +163,9 @@ Deno.test({
         "4096",
         "--head-deadline-ms",
         "1000",
+        // Allowed by name: the address check is what must refuse them.
+        "--callback-hosts",
+        "127.0.0.1,localhost,[::1]",
       ]);
       try {
         const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
@@ -474,6 +477,31 @@ Deno.test({
           assert.match(text, /^event: pending\n/);
           assert.match(text, /event: outcome\ndata: .*"result":"Hello from Task A"/);
         });
+
+        await t.step(
+          "a Callback-URL into 127.0.0.1, ::1 or the broker is refused, and no call made",
+          async () => {
+            const started = worker.lines.filter((l) => l.includes("Task started")).length;
+            for (
+              const url of [
+                `http://127.0.0.1:${port}/functions/task_a`,
+                "http://localhost:15672/api/users",
+                "http://[::1]:5672/",
+                "http://169.254.169.254/latest/meta-data/",
+              ]
+            ) {
+              const r = await send(base, "/functions/task_a", {
+                method: "POST",
+                key: keyA,
+                headers: { prefer: "respond-async", "callback-url": url },
+                body: "{}",
+              });
+              assert.equal(r.status, 400, url);
+              assert.equal(r.body.error, "callback_refused", url);
+            }
+            assert.equal(worker.lines.filter((l) => l.includes("Task started")).length, started);
+          },
+        );
 
         await t.step("healthz, metrics and openapi", async () => {
           assert.equal((await send(base, "/healthz")).status, 200);
