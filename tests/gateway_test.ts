@@ -10,7 +10,9 @@
 
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
-import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { AMQP_URL, NEEDS_OPENSSL, NEEDS_RABBITMQ } from "./_infra.ts";
+import { makeTestPki } from "./_tls.ts";
+import { GatewayFront } from "../gateway/front.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { runDeno, startDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
@@ -599,6 +601,35 @@ Deno.test({
         const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-trace-cleanup" });
         await deleteFunctionQueues(broker, queue);
         await broker.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "GatewayFront serves HTTPS with --cert and --key, and nothing in clear on that port",
+  ignore: NEEDS_OPENSSL,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const pki = await makeTestPki(dir, ["localhost"]);
+      const front = await GatewayFront.start(() => new Response("over tls"), {
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: {
+          cert: await Deno.readTextFile(pki.serverCert),
+          key: await Deno.readTextFile(pki.serverKey),
+        },
+      });
+      const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(pki.ca)] });
+      try {
+        const response = await fetch(`https://localhost:${front.port}/`, { client });
+        assert.equal(await response.text(), "over tls");
+        await assert.rejects(
+          fetch(`http://127.0.0.1:${front.port}/`, { signal: AbortSignal.timeout(5_000) }),
+        );
+      } finally {
+        client.close();
+        await front.close();
       }
     });
   },
