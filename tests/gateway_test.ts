@@ -634,3 +634,78 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "two gateway replicas and two workers: sync calls hold through either replica; an async call is found only on the replica that took it, as docs/gateway.md says",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const queue = uniqueName("gw_two");
+    await withTempDir(async (dir) => {
+      const registry = `${dir}/registry.yaml`;
+      await Deno.writeTextFile(registry, `functions:\n  task_a: { queue: ${queue} }\n`);
+      const keysFile = `${dir}/gateway_keys.json`;
+      const key = await addKey(keysFile, "--functions", "task_a", "--rate", "1000");
+      const workers = [
+        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
+        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
+      ];
+      const gateways = [0, 1].map(() =>
+        startDeno([
+          ...GATEWAY_ARGS,
+          "--listen",
+          "127.0.0.1:0",
+          "--registry",
+          registry,
+          "--keys-file",
+          keysFile,
+          "--broker",
+          AMQP_URL,
+        ])
+      );
+      try {
+        const bases = await Promise.all(gateways.map(async (gateway) => {
+          const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
+          return `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}`;
+        }));
+        const answers = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            send(bases[i % 2], "/functions/task_a", {
+              method: "POST",
+              key,
+              body: JSON.stringify({ work_ms: 20 }),
+            })),
+        );
+        assert.deepEqual(answers.map((r) => r.status), Array(40).fill(200));
+        for (const worker of workers) {
+          assert.ok(worker.lines.some((l) => l.includes("Task started")), "both workers ran calls");
+        }
+        const accepted = await send(bases[0], "/functions/task_a", {
+          method: "POST",
+          key,
+          headers: { prefer: "respond-async" },
+          body: "{}",
+        });
+        const location = accepted.headers.get("location")!;
+        let done: Awaited<ReturnType<typeof send>> | undefined;
+        await waitFor(
+          async () => {
+            done = await send(bases[0], location, { key });
+            return done.body.status !== "pending";
+          },
+          "the async call to end",
+          30_000,
+          100,
+        );
+        assert.equal(done!.body.status, "success");
+        assert.equal((await send(bases[1], location, { key })).status, 404, "per replica");
+      } finally {
+        for (const gateway of gateways) await gateway.stop();
+        for (const worker of workers) await worker.stop();
+        const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-two-cleanup" });
+        await deleteFunctionQueues(broker, queue);
+        await broker.close();
+      }
+    });
+  },
+});
