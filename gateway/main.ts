@@ -69,6 +69,8 @@ Options:
   --head-deadline-ms N how long a request's headers may take to arrive
                        (default: 5000)
   --body-deadline-ms N how long a request's body may take (default: 10000)
+  --cors-origins LIST  origins whose browser pages may call the gateway,
+                       separated by commas (default: none: no CORS)
   --callback-hosts LIST
                        hosts a Callback-URL may name, separated by commas
                        ('*.example.com': its subdomains); default: none, so
@@ -111,6 +113,7 @@ const SERVE_OPTIONS = {
   "head-deadline-ms": { type: "string", default: "5000" },
   "body-deadline-ms": { type: "string", default: "10000" },
   "callback-hosts": { type: "string", default: "" },
+  "cors-origins": { type: "string", default: "" },
   "callback-allow-private": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   ...BROKER_OPTIONS,
@@ -302,6 +305,7 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     timeoutMs: numberFlag(values["timeout-ms"], "timeout-ms"),
     bodyDeadlineMs: numberFlag(values["body-deadline-ms"], "body-deadline-ms"),
     connected: () => up,
+    corsOrigins: listOf(values["cors-origins"]),
     callbacks: {
       policy: {
         hosts: listOf(values["callback-hosts"]).map((host) => host.toLowerCase()),

@@ -70,6 +70,11 @@ export interface GatewayOptions {
   connected?: () => boolean;
   records?: CallRecords;
   idempotency?: IdempotencyKeys;
+  /**
+   * Origins whose browser pages may call the gateway (CORS), such as
+   * `https://app.example.com`; none by default, so browsers refuse.
+   */
+  corsOrigins?: readonly string[];
   /** Where callbacks may go, and how they are made; without it no callback is taken. */
   callbacks?: Omit<DeliverOptions, "log">;
   /** One line per request (never a key). */
@@ -627,11 +632,28 @@ export function createGateway(options: GatewayOptions): Gateway {
     };
   }
 
+  const corsOrigins = new Set(options.corsOrigins ?? []);
+
   async function handler(request: Request): Promise<Response> {
     const started = now();
     let result: { route: string; response: Response };
+    const origin = request.headers.get("origin");
+    const cors = origin !== null && corsOrigins.has(origin) ? origin : undefined;
     try {
-      result = await route(request);
+      result = cors && request.method === "OPTIONS"
+        ? {
+          route: "cors",
+          response: new Response(null, {
+            status: 204,
+            headers: {
+              "access-control-allow-methods": "GET, POST, DELETE",
+              "access-control-allow-headers":
+                "authorization, content-type, prefer, idempotency-key, callback-url, traceparent, ce-specversion, ce-type, ce-id, ce-source, ce-subject, ce-time",
+              "access-control-max-age": "600",
+            },
+          }),
+        }
+        : await route(request);
     } catch (error) {
       log(`gateway: unexpected error ${(error as Error)?.name}: ${(error as Error)?.message}`);
       result = {
@@ -642,6 +664,11 @@ export function createGateway(options: GatewayOptions): Gateway {
           "Cannot serve the request: the gateway failed; report it with the time",
         ),
       };
+    }
+    if (cors) {
+      result.response.headers.set("access-control-allow-origin", cors);
+      result.response.headers.set("access-control-expose-headers", "location, retry-after");
+      result.response.headers.append("vary", "origin");
     }
     metrics.observe(result.route, result.response.status, (now() - started) / 1000);
     log(

@@ -357,3 +357,49 @@ Deno.test("createGateway() posts an async call's outcome to its Callback-URL, al
     await hook.shutdown();
   }
 });
+
+Deno.test("createGateway() answers CORS for its allowed origins only", async () => {
+  const a = await newKey({
+    functions: ["task_a"],
+    events: [],
+    rate: 1000,
+    burst: 1000,
+    inFlight: 10,
+  });
+  const gateway = createGateway({
+    backend: new FakeBackend(),
+    keys: new KeyRing([a.record]),
+    workerCheckMs: 0,
+    corsOrigins: ["https://app.example.com"],
+  });
+  const preflight = (origin: string) =>
+    gateway.handler(
+      new Request("http://gw/functions/task_a", {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST" },
+      }),
+    );
+  const allowed = await preflight("https://app.example.com");
+  assert.equal(allowed.status, 204);
+  assert.equal(allowed.headers.get("access-control-allow-origin"), "https://app.example.com");
+  const other = await preflight("https://evil.example.net");
+  assert.equal(other.status, 401, "no preflight answer for another origin");
+  assert.equal(other.headers.get("access-control-allow-origin"), null);
+  await other.body?.cancel();
+  const call = await gateway.handler(
+    new Request("http://gw/functions/task_a", {
+      method: "POST",
+      headers: { origin: "https://app.example.com", authorization: `Bearer ${a.key}` },
+      body: "{}",
+    }),
+  );
+  assert.equal(call.status, 200);
+  assert.equal(call.headers.get("access-control-allow-origin"), "https://app.example.com");
+  await call.body?.cancel();
+  const none = createGateway({ backend: new FakeBackend(), keys: new KeyRing([a.record]) });
+  const plain = await none.handler(
+    new Request("http://gw/healthz", { headers: { origin: "https://app.example.com" } }),
+  );
+  assert.equal(plain.headers.get("access-control-allow-origin"), null, "no CORS unless configured");
+  await plain.body?.cancel();
+});
