@@ -36,6 +36,7 @@ import { measure } from "./measure.ts";
 import { formatScaleOut, measureScaleOut } from "./scale_out.ts";
 import { formatEvents, measureEvents } from "./events.ts";
 import { buildDocument, formatBench, missesFail } from "./summary.ts";
+import { formatGateway, gatewayBenchAvailable, measureGateway } from "./gateway.ts";
 
 /** The compose stack's user that may create queues: the benchmark makes its own. */
 
@@ -82,6 +83,11 @@ Options:
                     function at zero replicas, one container started: time
                     to its reply) and 1 against 3 replicas of a function
                     (needs Docker; see bench/scale_out.ts)
+  --gateway         measure only the HTTP gateway beside the client library
+                    (autocannon on Node 20, installed into a cache folder):
+                    its p50 overhead one call at a time (target <= 1 ms) and
+                    its calls a second at 1,000 at once (target >= 0.8 of the
+                    client's); see docs/performance.md
   --peers           also run BullMQ (Node, Redis with AOF, fsync every second
                     and every write) and Celery (prefork, rpc://) on the same
                     shapes, each only when its parts are installed (it says
@@ -108,6 +114,7 @@ const BENCH_OPTIONS = {
   "queue-types": { type: "string" },
   peers: { type: "boolean", default: false },
   "scale-out": { type: "boolean", default: false },
+  gateway: { type: "boolean", default: false },
   ...DOCUMENT_OPTIONS,
 } as const;
 
@@ -160,6 +167,28 @@ const BENCH: Command<typeof BENCH_OPTIONS, BenchFlags, { flags: BenchFlags; out?
         flags.quick ? " (quick)" : ""
       }`,
     );
+    if (flags.gateway) {
+      const why = await gatewayBenchAvailable();
+      if (why) {
+        io.err(`Cannot measure the gateway: ${why}`);
+        return EXIT.usage;
+      }
+      const gateway = await measureGateway({
+        url,
+        quick: flags.quick,
+        admin: opened.broker,
+        say,
+      });
+      for (const line of formatGateway(gateway)) say(line);
+      const saved = { kind: "gateway", broker: opened.label, quick: flags.quick, gateway };
+      if (flags.json) io.out(JSON.stringify(saved, null, 2));
+      if (out !== undefined) {
+        await writeOutput(out, JSON.stringify(saved, null, 2) + "\n", "--out");
+        say(`Results saved to ${out}`);
+      }
+      const met = gateway.met.overhead && gateway.met.throughput;
+      return met || flags.quick ? EXIT.passed : EXIT.failed;
+    }
     const measurements = await measure({
       url,
       admin: opened.broker,

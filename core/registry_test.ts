@@ -93,7 +93,7 @@ other: 1
   assert.deepEqual(problems, [
     `${FILE}:2:3: functions.TaskA: function name 'TaskA' is not lower_snake_case: use letters, digits and _, starting with a letter`,
     `${FILE}:3:20: functions.task_b.queue: queue 'Queue-B' is not lower_snake_case: use letters, digits and _, starting with a letter`,
-    `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda, scheduler): give the function's workers a user of their own`,
+    `${FILE}:3:35: functions.task_b.user: user 'dispatcher' is one of the stack's own users (admin, dispatcher, operator, dashboard, celery_client, guest, keda, scheduler, gateway): give the function's workers a user of their own`,
     `${FILE}:4:11: functions.task_c.celery_name: is missing, and protocol celery needs it: give the Celery task name its workers register, such as tasks.task_c`,
     `${FILE}:5:29: functions.task_d.queu: is not a setting here: use queue, user, protocol, celery_name, service, profile, triggers, emits, schedule, concurrency`,
     `${FILE}:6:11: functions.task_e: has no 'queue': name the queue task_e consumes, such as queue_a`,

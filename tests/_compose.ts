@@ -68,6 +68,8 @@ export async function createStack(
   const amqpPort = nodes[0].amqpPort;
   const secretsDir = await Deno.makeTempDir({ prefix: `${prefix}-secrets-` });
   const env = {
+    // The gateway's port, free like the others: two stacks never share 8080.
+    GATEWAY_PORT: String(freePort()),
     ...options.env,
     AMQP_PORT: String(amqpPort),
     MANAGEMENT_PORT: String(nodes[0].managementPort),

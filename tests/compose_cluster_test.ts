@@ -105,6 +105,30 @@ Deno.test("compose.cluster.yaml keeps each worker's image command but for the no
   }
 });
 
+Deno.test("compose.cluster.yaml keeps the gateway's image command but for the nodes it may reach", async () => {
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile.gateway", import.meta.url));
+  const cmd = /^CMD (\[[\s\S]*?\])\s*$/m.exec(dockerfile.replaceAll("\\\n", ""))!;
+  const image: string[] = JSON.parse(cmd[1]);
+  const command: string[] = cluster.services.gateway.command;
+  assert.deepEqual(
+    command.filter((arg) => !arg.startsWith("--allow-net=")),
+    image.filter((arg) => !arg.startsWith("--allow-net=")),
+    "only --allow-net differs",
+  );
+  assert.equal(
+    command.find((arg) => arg.startsWith("--allow-net=")),
+    "--allow-net=rabbitmq:5672,rabbitmq-2:5672,rabbitmq-3:5672,0.0.0.0:8080,127.0.0.1",
+  );
+  for (const node of NODES.filter((node) => node !== "rabbitmq")) {
+    assert.ok(Object.hasOwn(cluster.services.gateway.depends_on, node), `waits for ${node}`);
+  }
+  assert.equal(
+    cluster.services.gateway.environment.AMQP_URL.split(",").length,
+    NODES.length,
+    "knows every node",
+  );
+});
+
 Deno.test("stack.yaml holds only what Swarm honours, and confines every service", () => {
   const ignored = [
     "build",

@@ -20,13 +20,16 @@ const registry = await loadRegistry(
 const services: [string, any][] = Object.entries(compose.services);
 const workers = services.filter(([, service]) => service.build?.dockerfile === "Dockerfile.worker");
 
-Deno.test("compose.yaml publishes only the broker's AMQP and management ports, on 127.0.0.1 by default", () => {
+Deno.test("compose.yaml publishes only the broker's AMQP and management ports and the gateway's, on 127.0.0.1 by default", () => {
   for (const [name, service] of services) {
-    if (name === "rabbitmq") continue;
+    if (name === "rabbitmq" || name === "gateway") continue;
     assert.equal(service.ports, undefined, `${name} publishes nothing`);
   }
   const ports: string[] = compose.services.rabbitmq.ports;
   assert.deepEqual(ports.map((p) => p.split(":").at(-1)), ["5672", "15672"]);
+  assert.deepEqual(compose.services.gateway.ports, [
+    "${PUBLISH_ADDRESS:-127.0.0.1}:${GATEWAY_PORT:-8080}:8080",
+  ]);
   for (const port of ports) assert.match(port, /^\$\{PUBLISH_ADDRESS:-127\.0\.0\.1\}:/);
 });
 

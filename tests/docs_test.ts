@@ -14,6 +14,7 @@ import {
   celeryWorkerPermissions,
   DASHBOARD_PERMISSIONS,
   dispatcherPermissions,
+  gatewayPermissions,
   OPERATOR_PERMISSIONS,
   schedulerPermissions,
   workerPermissions,
@@ -319,6 +320,7 @@ Deno.test("docs/security.md shows each user's permissions exactly as ops/rabbitm
     celery_client: celeryClientPermissions(["queue_a", "queue_b"]),
     task_c: celeryWorkerPermissions("queue_c"),
     scheduler: schedulerPermissions(["queue_a"]),
+    gateway: gatewayPermissions(["queue_a", "queue_b", "queue_c"]),
     admin: ADMIN_PERMISSIONS,
   };
   for (const [user, permissions] of Object.entries(granted)) {

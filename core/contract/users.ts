@@ -47,6 +47,12 @@ export const KEDA_USER = "keda";
 export const SCHEDULER_USER = "scheduler";
 
 /**
+ * `deno task gateway`, the HTTP front door (docs/gateway.md): calls the
+ * functions and emits the events its API keys allow, nothing else.
+ */
+export const GATEWAY_USER = "gateway";
+
+/**
  * Every user of the stack that is not a function's: a function's workers
  * may not run as one of them, so no function can take another party's
  * rights or password file.
@@ -60,6 +66,7 @@ export const STACK_USERS: readonly string[] = Object.freeze([
   GUEST_USER,
   KEDA_USER,
   SCHEDULER_USER,
+  GATEWAY_USER,
 ]);
 
 /**
@@ -70,6 +77,7 @@ export const DEFAULT_ALLOWED_SENDERS: readonly string[] = Object.freeze([
   DISPATCHER_USER,
   ADMIN_USER,
   OPERATOR_USER,
+  GATEWAY_USER,
 ]);
 
 /**

@@ -92,10 +92,10 @@ export const RABBITMQ_OPERATOR_LABELS = {
 /**
  * `app.kubernetes.io/component` of the pods that may open AMQP connections
  * to the broker in the base's namespace: the functions' workers, the
- * scheduler's replicas, and tools (deno task dispatch, load, status, dlq)
+ * scheduler's and the gateway's replicas, and tools (deno task dispatch, load, status, dlq)
  * that you run as pods.
  */
-export const AMQP_CLIENT_COMPONENTS = ["worker", "scheduler", "tool"] as const;
+export const AMQP_CLIENT_COMPONENTS = ["worker", "scheduler", "gateway", "tool"] as const;
 /** The RabbitMQ ports the broker's NetworkPolicy opens, each to whom needs it. */
 export const RABBITMQ_PORTS = {
   amqp: AMQP_PORT,

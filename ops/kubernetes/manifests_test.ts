@@ -15,6 +15,7 @@ import { CLOUD_EVENTS_EXCHANGE } from "../../core/contract/cloud_events.ts";
 import { relative } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { Namespace } from "kubernetes-models/v1/Namespace";
+import { type IService, Service } from "kubernetes-models/v1/Service";
 import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import {
   type INetworkPolicy,
@@ -76,7 +77,13 @@ import {
 } from "./rabbitmq_resources.ts";
 import { loadRegistry } from "../../core/registry.ts";
 import { deployedFunctions, scheduledQueues } from "../manifests/generate.ts";
-import { schedulerPermissions } from "../rabbitmq/definitions.ts";
+import { gatewayPermissions, schedulerPermissions } from "../rabbitmq/definitions.ts";
+import {
+  GATEWAY_IMAGE,
+  GATEWAY_KEYS_SECRET,
+  GATEWAY_PORT,
+  GATEWAY_REPLICAS,
+} from "./gateway_manifests.ts";
 import {
   SCHEDULER_HEALTH_PORT,
   SCHEDULER_IMAGE,
@@ -158,9 +165,13 @@ function ofKind<T>(objects: Manifest[], kind: string): T[] {
   return objects.filter((object) => object.kind === kind) as unknown as T[];
 }
 
-/** Whether `object` is one of the scheduler's (scheduler_manifests.ts), not a function's. */
+/**
+ * Whether `object` is one of the scheduler's (scheduler_manifests.ts) or the
+ * gateway's (gateway_manifests.ts), not a function's.
+ */
 function ofScheduler(object: { metadata?: { labels?: Record<string, string> } }): boolean {
-  return object.metadata?.labels?.["app.kubernetes.io/name"] === "scheduler";
+  const name = object.metadata?.labels?.["app.kubernetes.io/name"];
+  return name === "scheduler" || name === "gateway";
 }
 
 /** The workers' Deployments: every one but the scheduler's. */
@@ -185,6 +196,7 @@ function find<T extends { metadata?: { name?: string } }>(
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   "v1/Namespace": Namespace,
+  "v1/Service": Service,
   "apps/v1/Deployment": Deployment,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
   "keda.sh/v1alpha1/ScaledObject": ScaledObject,
@@ -568,8 +580,8 @@ Deno.test({
     const objects = await base();
     assert.equal(
       ofKind(objects, "NetworkPolicy").length,
-      FUNCTIONS.length + 2,
-      "and the broker's and the scheduler's",
+      FUNCTIONS.length + 3,
+      "and the broker's, the scheduler's and the gateway's",
     );
     for (const { name } of FUNCTIONS) {
       const worker = `worker-${kubernetesName(name)}`;
@@ -771,6 +783,48 @@ Deno.test({
       to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
       ports: [{ port: 5672, protocol: "TCP" }],
     });
+    assert.equal(policy.egress!.length, 2, "RabbitMQ and DNS only");
+    const component = spec.template.metadata!.labels!["app.kubernetes.io/component"];
+    assert.ok((AMQP_CLIENT_COMPONENTS as readonly string[]).includes(component), "may reach AMQP");
+  },
+});
+
+Deno.test({
+  name:
+    "the gateway: two hardened replicas probed on /healthz, a sticky Service, its user calling the functions' queues only, HTTP in and the broker out",
+  ignore: NEEDS_KUBECTL,
+  async fn() {
+    const objects = await base();
+    const spec = find<IDeployment>(objects, "Deployment", "gateway").spec!;
+    assert.equal(spec.replicas, GATEWAY_REPLICAS);
+    const pod = spec.template.spec!;
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    const [container] = pod.containers;
+    assert.equal(container.image, GATEWAY_IMAGE);
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
+    assert.deepEqual(container.securityContext?.capabilities, { drop: ["ALL"] });
+    for (const probe of ["readinessProbe", "livenessProbe"] as const) {
+      assert.equal(container[probe]?.httpGet?.path, "/healthz", probe);
+    }
+    const sources = pod.volumes![0].projected!.sources!.map((source) => source.secret!.name);
+    assert.deepEqual(sources, [credentialsSecretOf("gateway"), GATEWAY_KEYS_SECRET]);
+    assert.equal(pod.volumes![0].projected!.defaultMode, 0o400);
+
+    const registry = await loadRegistry(REGISTRY_FILE);
+    const permission = find<RabbitmqPermission>(objects, "Permission", "gateway");
+    assert.deepEqual(
+      permission.spec.permissions,
+      gatewayPermissions(FUNCTIONS.map(({ queue }) => queue).sort()),
+    );
+    assert.ok(registry.emitters.has("gateway"));
+
+    const service = find<IService>(objects, "Service", "gateway").spec!;
+    assert.equal(service.sessionAffinity, "ClientIP", "a client's async calls stay on one replica");
+    assert.deepEqual(service.ports!.map((p) => p.port), [GATEWAY_PORT]);
+
+    const policy = find<INetworkPolicy>(objects, "NetworkPolicy", "gateway").spec!;
+    assert.deepEqual(policy.ingress, [{ ports: [{ port: GATEWAY_PORT, protocol: "TCP" }] }]);
     assert.equal(policy.egress!.length, 2, "RabbitMQ and DNS only");
     const component = spec.template.metadata!.labels!["app.kubernetes.io/component"];
     assert.ok((AMQP_CLIENT_COMPONENTS as readonly string[]).includes(component), "may reach AMQP");

@@ -24,9 +24,10 @@ import {
   GENERATED_MARK,
 } from "../kubernetes/function_manifests.ts";
 import { SCHEDULER_FILE, schedulerManifestFile } from "../kubernetes/scheduler_manifests.ts";
+import { GATEWAY_FILE, gatewayManifestFile } from "../kubernetes/gateway_manifests.ts";
 import { clusterBlocks, composeBlocks, stackBlocks } from "./compose_blocks.ts";
 import { replaceMarkedBlocks } from "./marked_blocks.ts";
-import { DISPATCHER_USER } from "../../core/contract/users.ts";
+import { DISPATCHER_USER, GATEWAY_USER } from "../../core/contract/users.ts";
 
 /** Where the generated Kubernetes files live, from the project's root. */
 export const FUNCTIONS_DIR = "ops/kubernetes/functions";
@@ -116,9 +117,13 @@ export async function generateManifests(
     dispatcherEmits: registry.emitters.get(DISPATCHER_USER),
   });
   kubernetes[SCHEDULER_FILE] = schedulerManifestFile(scheduledQueues(registry));
+  kubernetes[GATEWAY_FILE] = gatewayManifestFile(
+    deployedFunctions(registry).map(({ queue }) => queue),
+    registry.emitters.get(GATEWAY_USER),
+  );
   kubernetes["kustomization.yaml"] = functionsKustomization(
     deployedFunctions(registry).map(({ name }) => name),
-    [SCHEDULER_FILE],
+    [SCHEDULER_FILE, GATEWAY_FILE],
   );
   for (const [path, text] of Object.entries(kubernetes)) {
     files.set(`${FUNCTIONS_DIR}/${path}`, text);

@@ -35,7 +35,12 @@ import {
   namedReplyQueuesOf,
 } from "../../core/contract/named_callers.ts";
 import { SCHEDULE_EXCHANGE, SCHEDULER_QUEUE } from "../../core/contract/schedule.ts";
-import { CELERY_CLIENT_USER, DASHBOARD_USER, DISPATCHER_USER } from "../../core/contract/users.ts";
+import {
+  CELERY_CLIENT_USER,
+  DASHBOARD_USER,
+  DISPATCHER_USER,
+  GATEWAY_USER,
+} from "../../core/contract/users.ts";
 import { HASHING_ALGORITHM } from "./hash_password.ts";
 
 export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN, SCHEDULE_EXCHANGE };
@@ -281,6 +286,27 @@ export function dispatcherPermissions(queues: readonly string[]): Permissions {
     configure: `^${replies}$`,
     write:
       `^(${DEFAULT_EXCHANGE}|${CONTROL}|${EVENTS}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
+    read: `^${replies}$`,
+  };
+}
+
+/**
+ * `deno task gateway` (docs/gateway.md): what a caller needs and no more.
+ * It publishes requests and cancellations through the default exchange and
+ * events to the events exchange (its topic permission says which types: the
+ * registry's `events.emitters.gateway`), receives replies by Direct
+ * Reply-to or a reply queue or named queue of its own, and checks the
+ * functions' `queues` passively (503 when one has no worker), which
+ * RabbitMQ 4.3.1 allows with `write` on them. No control exchange (it
+ * pings no worker), no task events, no dead letters.
+ */
+export function gatewayPermissions(queues: readonly string[]): Permissions {
+  queues.forEach(checkQueue);
+  const checked = queues.length === 0 ? "" : `|${[...new Set(queues)].sort().join("|")}`;
+  const replies = `(${REPLIES}|${namedReplyQueuesOf(GATEWAY_USER)})`;
+  return {
+    configure: `^${replies}$`,
+    write: `^(${DEFAULT_EXCHANGE}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
     read: `^${replies}$`,
   };
 }

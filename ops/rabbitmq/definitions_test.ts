@@ -21,6 +21,7 @@ import {
   DASHBOARD_EVENT_QUEUES,
   DASHBOARD_PERMISSIONS,
   dispatcherPermissions,
+  gatewayPermissions,
   MAX_QUEUES,
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
@@ -528,4 +529,25 @@ Deno.test("topicPermissionsOf() lets a function emit its type and bind its trigg
   assert.ok(new RegExp(worker.read).test("events") && new RegExp(worker.write).test("events"));
   const plain = workerPermissions("queue_a");
   assert.ok(!new RegExp(plain.read).test("events") && !new RegExp(plain.write).test("events"));
+});
+
+Deno.test("gatewayPermissions() call, cancel and emit; no pings, task events, dead letters or other callers' replies", () => {
+  const g = gatewayPermissions(["queue_b", "queue_a"]);
+  const own = replyQueueName();
+  const named = namedReplyQueueOf("gateway", "g1");
+  for (const queue of [own, named]) {
+    assert.ok(allows(g, "configure", queue) && allows(g, "read", queue), queue);
+  }
+  for (const exchange of ["amq.default", "events", "tasks.cancellations", "queue_a", "queue_b"]) {
+    assert.ok(allows(g, "write", exchange), `write on ${exchange}`);
+  }
+  for (const resource of ["tasks.control", "tasks.events", "queue_a.dlq", "queue_c", "amq.topic"]) {
+    assert.ok(!allows(g, "write", resource), `no write on ${resource}`);
+  }
+  for (
+    const queue of ["queue_a", "queue_a.dlq", namedReplyQueueOf("dispatcher", "g1"), "tasks.events"]
+  ) {
+    assert.ok(!allows(g, "configure", queue), `no configure on ${queue}`);
+    assert.ok(!allows(g, "read", queue), `no read on ${queue}`);
+  }
 });

@@ -33,6 +33,8 @@
  * dispatcher's). `--scheduler` adds the user of `deno task scheduler`
  * (read by the scheduler containers, as the workers' files are), which may
  * bind the queues named by `--scheduled QUEUE` to the schedule exchange.
+ * `--gateway` adds the user of `deno task gateway` (read by the gateway
+ * container, as the workers' files are), which calls every `--function`.
  * compose.yaml's flags are made from functions/registry.yaml by `deno task
  * manifests`, where a function's user is its name unless its entry names
  * another.
@@ -49,6 +51,7 @@ import {
   DASHBOARD_PERMISSIONS,
   dispatcherPermissions,
   type FunctionQueue,
+  gatewayPermissions,
   NAME_PATTERN,
   OPERATOR_PERMISSIONS,
   type Permissions,
@@ -66,6 +69,7 @@ import {
   CELERY_CLIENT_USER,
   DASHBOARD_USER,
   DISPATCHER_USER,
+  GATEWAY_USER,
   GUEST_USER,
   OPERATOR_USER,
   SCHEDULER_USER,
@@ -103,6 +107,12 @@ export interface InitSecretsOptions {
    * the functions the registry schedules (`queues`).
    */
   scheduler?: { queues: readonly string[] };
+  /**
+   * Add {@linkcode GATEWAY_USER}, `deno task gateway`, which calls the
+   * functions of `functions` and emits what `events.emitters` grants it.
+   * @default {false}
+   */
+  gateway?: boolean;
   /**
    * The workers' retry ladder: each Deno function's user may then declare
    * exactly these retry queues (see `workerPermissions`).
@@ -244,6 +254,18 @@ function accountsFor(options: InitSecretsOptions): Account[] {
       tags: [],
       permissions: schedulerPermissions(options.scheduler.queues),
       // Read by the scheduler containers, which run as the workers do.
+      worker: true,
+    });
+  }
+  if (options.gateway) {
+    accounts.push({
+      user: GATEWAY_USER,
+      tags: [],
+      permissions: gatewayPermissions(checked.filter((q) => NAME_PATTERN.test(q))),
+      topicPermission: topicPermissionsOf({
+        emitterPatterns: own(events.emitters, GATEWAY_USER),
+      }),
+      // Read by the gateway container, which runs as the workers do.
       worker: true,
     });
   }
@@ -441,6 +463,7 @@ export async function main(args: string[]): Promise<number> {
         "celery-function": { type: "string", multiple: true, default: [] },
         "celery-client": { type: "boolean", default: false },
         scheduler: { type: "boolean", default: false },
+        gateway: { type: "boolean", default: false },
         scheduled: { type: "string", multiple: true, default: [] },
         "worker-owner": { type: "string" },
         triggers: { type: "string", multiple: true, default: [] },
@@ -457,6 +480,7 @@ export async function main(args: string[]): Promise<number> {
       ),
       celeryClient: values["celery-client"],
       scheduler: values.scheduler ? { queues: values.scheduled } : undefined,
+      gateway: values.gateway,
       // Each worker declares exactly these retry queues while it starts.
       retryDelaysMs: RETRY_DELAYS_MS,
       workerOwner: values["worker-owner"] ? parseOwner(values["worker-owner"]) : undefined,

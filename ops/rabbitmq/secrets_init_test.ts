@@ -3,6 +3,7 @@ import { hashPassword } from "./hash_password.ts";
 import {
   celeryClientPermissions,
   celeryWorkerPermissions,
+  gatewayPermissions,
   MAX_QUEUES,
   schedulerPermissions,
   USER_LIMITS,
@@ -361,4 +362,33 @@ Deno.test("main() makes the topic permissions of --triggers, --emits and --emitt
     /--triggers 'task_a=order created' as "order created" is not a topic pattern/,
   );
   assert.match(errors[1], /--emits 'task_a=order\.\*' as 'order\.\*' is not an event type/);
+});
+
+Deno.test("initSecrets() adds the gateway's user when asked: it calls every function and emits its grant", async () => {
+  await withTempDir(async (dir) => {
+    const owner = Deno.uid() === 0
+      ? { uid: 65532, gid: 65532 }
+      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const report = await initSecrets({
+      dir,
+      functions: FUNCTIONS,
+      gateway: true,
+      workerOwner: owner,
+      events: { emitters: { gateway: ["demo.#"] } },
+      log: () => {},
+    });
+    assert.ok(report.users.includes("gateway"));
+    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const { user: _, vhost: __, ...permissions } = definitions.permissions.find((
+      p: { user: string },
+    ) => p.user === "gateway");
+    assert.deepEqual(permissions, gatewayPermissions(["queue_a", "queue_b"]));
+    const topic = definitions.topic_permissions.find((p: { user: string }) => p.user === "gateway");
+    assert.ok(
+      new RegExp(topic.write).test("demo.greet") && !new RegExp(topic.write).test("order.x"),
+    );
+    assert.equal(await mode(`${dir}/gateway.password`), 0o400);
+    const without = await initSecrets({ dir, functions: FUNCTIONS, log: () => {} });
+    assert.ok(!without.users.includes("gateway"), "only when asked");
+  });
 });

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import {
+  CallbackRefused,
+  checkCallbackUrl,
+  deliverCallback,
+  nonPublicReason,
+  type Resolve,
+} from "./callbacks.ts";
+
+const POLICY = {
+  hosts: ["hooks.example.com", "*.example.org"],
+  allowPrivate: false,
+  brokerHosts: ["rabbitmq"],
+};
+const DNS: Record<string, string[]> = {
+  "hooks.example.com": ["93.184.216.34"],
+  "a.example.org": ["2606:2800:220:1::1"],
+  "rebind.example.org": ["93.184.216.34", "127.0.0.1"],
+  "meta.example.org": ["169.254.169.254"],
+  "inside.example.org": ["10.1.2.3"],
+  "broker.example.org": ["198.51.100.7"],
+  rabbitmq: ["198.51.100.7"],
+};
+const resolve: Resolve = (host) => Promise.resolve(DNS[host] ?? []);
+
+Deno.test("nonPublicReason() names loopback, private, link-local, shared, mapped and unique-local addresses", () => {
+  for (
+    const [address, reason] of [
+      ["127.0.0.1", "loopback"],
+      ["10.0.0.1", "private"],
+      ["172.20.1.1", "private"],
+      ["192.168.1.1", "private"],
+      ["169.254.169.254", "link-local"],
+      ["100.64.0.1", "shared (carrier-grade NAT)"],
+      ["0.0.0.0", "unspecified"],
+      ["::1", "loopback"],
+      ["::", "unspecified"],
+      ["::ffff:127.0.0.1", "loopback"],
+      ["::ffff:10.0.0.1", "private"],
+      ["fe80::1", "link-local"],
+      ["fd00::1", "private (unique local)"],
+    ]
+  ) assert.equal(nonPublicReason(address), reason, address);
+  for (const address of ["93.184.216.34", "2606:2800:220:1::1", "172.32.0.1"]) {
+    assert.equal(nonPublicReason(address), undefined, address);
+  }
+});
+
+Deno.test("checkCallbackUrl() takes an allowed host with public addresses only", async () => {
+  assert.equal(
+    (await checkCallbackUrl("https://hooks.example.com/done", POLICY, resolve)).host,
+    "hooks.example.com",
+  );
+  assert.ok(await checkCallbackUrl("http://a.example.org/x", POLICY, resolve));
+  for (
+    const [url, why] of [
+      ["https://other.example.com/", /--callback-hosts/],
+      ["https://rebind.example.org/", /127\.0\.0\.1, a loopback address/],
+      ["https://meta.example.org/", /link-local/],
+      ["https://inside.example.org/", /private/],
+      ["https://broker.example.org/", /the broker's address/],
+      ["https://user:pw@hooks.example.com/", /credentials/],
+      ["file:///etc/passwd", /over file:/],
+      ["gopher://hooks.example.com/", /over gopher:/],
+      ["not a url", /no URL/],
+      ["https://nowhere.example.org/", /no address/],
+    ] as const
+  ) {
+    await assert.rejects(
+      checkCallbackUrl(url, POLICY, resolve),
+      (e) => e instanceof CallbackRefused && why.test(e.message),
+      url,
+    );
+  }
+  // A literal loopback or broker address, even when allowed by name.
+  const byAddress = { ...POLICY, hosts: ["127.0.0.1", "198.51.100.7", "[::1]", "::1"] };
+  await assert.rejects(checkCallbackUrl("http://127.0.0.1:8080/", byAddress, resolve), /loopback/);
+  await assert.rejects(checkCallbackUrl("http://[::1]/", byAddress, resolve), /loopback/);
+  await assert.rejects(checkCallbackUrl("http://198.51.100.7/", byAddress, resolve), /broker/);
+  // Unless explicitly allowed.
+  assert.ok(
+    await checkCallbackUrl("http://127.0.0.1:8080/", { ...byAddress, allowPrivate: true }, resolve),
+  );
+});
+
+Deno.test("deliverCallback() retries until a 2xx, a bounded number of times, and follows no redirect", async () => {
+  const seen: { url: string; redirect?: string; callId: string | null }[] = [];
+  const answers = [500, 503, 204];
+  const fakeFetch = ((url: URL, init: RequestInit) => {
+    seen.push({
+      url: String(url),
+      redirect: init.redirect,
+      callId: new Headers(init.headers).get("x-gateway-call-id"),
+    });
+    return Promise.resolve(new Response(null, { status: answers.shift() ?? 500 }));
+  }) as typeof fetch;
+  const options = { policy: POLICY, resolve, fetch: fakeFetch, firstDelayMs: 1 };
+  assert.equal(await deliverCallback("https://hooks.example.com/d", { a: 1 }, "c1", options), true);
+  assert.equal(seen.length, 3);
+  assert.ok(seen.every((s) => s.redirect === "manual" && s.callId === "c1"));
+  seen.length = 0;
+  answers.push(302, 302, 302);
+  assert.equal(
+    await deliverCallback("https://hooks.example.com/d", {}, "c2", { ...options, attempts: 3 }),
+    false,
+  );
+  assert.equal(seen.length, 3, "a 3xx is a failed delivery, retried, never followed");
+  seen.length = 0;
+  assert.equal(await deliverCallback("https://rebind.example.org/", {}, "c3", options), false);
+  assert.equal(seen.length, 0, "refused before any request");
+});
