@@ -71,7 +71,13 @@ Deno.test({
 
         const cancelledAt = Date.now();
         const second = await cancelTool(config, busy);
-        assert.equal(second.code, 0, second.stdout + second.stderr);
+        assert.equal(
+          second.code,
+          0,
+          `${second.stdout}${second.stderr}\nthe worker's last lines:\n${
+            worker.lines.slice(-15).join("\n")
+          }`,
+        );
         assert.match(second.stdout, new RegExp(`Cancelled call ${busy}: its running attempt on`));
         const outcome = await client.result(busy, { timeoutMs: 30_000 });
         assert.equal(outcome.kind === "reply" && outcome.reply.error?.type, "Cancelled");

@@ -80,6 +80,7 @@ Deno.test({
     const secretsDir = await Deno.makeTempDir({ prefix: "swarm-secrets-" });
     const images = functions.map(({ name }) => `${prefix}/worker-${name}:${tag}`);
     const schedulerImage = `${prefix}/scheduler:${tag}`;
+    const gatewayImage = `${prefix}/gateway:${tag}`;
     // Built before the swarm exists, to keep the time the engine is in one short.
     for (const [i, { name }] of functions.entries()) {
       await docker([
@@ -96,17 +97,24 @@ Deno.test({
         ".",
       ]);
     }
-    await docker([
-      "build",
-      "-q",
-      "-f",
-      "Dockerfile.scheduler",
-      "--build-arg",
-      `DENO_IMAGE=${DENO_IMAGE}`,
-      "-t",
-      schedulerImage,
-      ".",
-    ]);
+    for (
+      const [file, image] of [["Dockerfile.scheduler", schedulerImage], [
+        "Dockerfile.gateway",
+        gatewayImage,
+      ]]
+    ) {
+      await docker([
+        "build",
+        "-q",
+        "-f",
+        file,
+        "--build-arg",
+        `DENO_IMAGE=${DENO_IMAGE}`,
+        "-t",
+        image,
+        ".",
+      ]);
+    }
     const init = await runDeno([
       "run",
       `--allow-read=broker,functions,${secretsDir}`,
@@ -117,8 +125,23 @@ Deno.test({
       // The topic permissions of the functions' events, as compose.yaml's secrets-init has them.
       ...eventFlagsOf([...registry.functions.values()], registry.emitters),
       "--scheduler",
+      "--gateway",
     ]);
     assert.equal(init.code, 0, init.stderr);
+    // The gateway's keys file, as compose.yaml's gateway-init makes it.
+    const keys = await runDeno([
+      "run",
+      `--allow-read=${secretsDir}`,
+      `--allow-write=${secretsDir}`,
+      "--allow-env=GATEWAY_KEYS_FILE,SECRETS_DIR",
+      "gateway/main.ts",
+      "keys",
+      "init",
+      `--keys-file=${secretsDir}/gateway_keys.json`,
+      `--key-out=${secretsDir}/gateway.key`,
+      "--functions=*",
+    ]);
+    assert.equal(keys.code, 0, keys.stderr);
     const id = async (flag: string) =>
       (await docker(["run", "--rm", "--entrypoint", "id", RABBITMQ_IMAGE, flag, "rabbitmq"]))
         .stdout;
@@ -258,7 +281,7 @@ Deno.test({
       for (const volume of ["rabbitmq-data", "rabbitmq-logs"]) {
         await docker(["volume", "rm", `${stack}_${volume}`], {}, true);
       }
-      await docker(["rmi", ...images, schedulerImage], {}, true);
+      await docker(["rmi", ...images, schedulerImage, gatewayImage], {}, true);
       await docker(
         [
           "run",

@@ -126,7 +126,7 @@ Deno.test("startWorker() runs nothing for a sender it does not accept, and dead-
     assert.equal(letter.properties.headers?.["x-dlq-sender"], "task_other");
     assert.match(
       String(letter.properties.headers?.["x-dlq-error-message"]),
-      /from broker user 'task_other'.*accepts requests from dispatcher, admin, operator only/,
+      /from broker user 'task_other'.*accepts requests from dispatcher, admin, operator, gateway only/,
     );
     assert.equal(started, 0, "the handler never ran");
     assert.equal(t.replies.length, 0, "an unauthenticated sender learns nothing");
