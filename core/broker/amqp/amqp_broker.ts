@@ -86,6 +86,8 @@ export class AmqpBroker implements Broker {
   readonly #outstanding = new Map<number, boolean>();
   /** Deliveries of stream consumers, each settled on its own channel. */
   readonly #streamDeliveries = new WeakMap<Delivery, Channel>();
+  /** The channels of stream consumers, closed before the connection. */
+  readonly #streamChannels = new Set<Channel>();
   #flushScheduled = false;
   readonly #gate: PublishGate;
   #replying = false;
@@ -377,7 +379,9 @@ export class AmqpBroker implements Broker {
         this.#streamDeliveries.set(delivery, own);
         onDelivery(delivery);
       }, { arguments: { "x-stream-offset": streamOffsetArgument(options.offset) } });
+      this.#streamChannels.add(own);
       own.on("close", () => {
+        this.#streamChannels.delete(own);
         if (cancelled || this.#closing) return;
         if (options.onLost) options.onLost(`the channel reading '${queue}' closed`);
         else this.#connection.close().catch(() => {});
@@ -508,6 +512,7 @@ export class AmqpBroker implements Broker {
     // Close the channel first: its close frame follows the acknowledgements
     // still buffered on it, whereas a connection close can overtake them and
     // make the broker deliver acknowledged messages again.
+    await Promise.all([...this.#streamChannels].map((channel) => channel.close().catch(() => {})));
     await this.#channel.close().catch(() => {});
     await this.#connection.close().catch(() => {});
   }
