@@ -22,6 +22,7 @@ import type { Broker } from "../core/broker/mod.ts";
 import { deadLetterQueueOf, retryQueuesOf } from "../core/contract/names.ts";
 import { addKeyToFile, newKey } from "../gateway/keys.ts";
 import { CONSUMING, startDeno, workerArgs } from "./processes.ts";
+import { cpuMsOf, treeCpuMs } from "./cpu.ts";
 import { median, round } from "./stats.ts";
 import { run } from "./peers/_process.ts";
 
@@ -51,6 +52,15 @@ export interface GatewayFigures {
     ratio: number;
     gateway_non_2xx: number;
     gateway_errors: number;
+    /**
+     * CPU per call at 1,000 at once, µs: the client library's caller (this
+     * process) against the gateway, and the worker behind each. It shows the
+     * gateway's cost apart from the load generator's, which shares the cores.
+     */
+    cpu_us_per_call: {
+      client: { caller: number; worker: number };
+      gateway: { gateway: number; worker: number };
+    };
   };
   targets: { overhead_p50_ms: number; throughput_ratio: number };
   met: { overhead: boolean; throughput: boolean };
@@ -233,6 +243,13 @@ export async function measureGateway(options: {
 
     const concurrency = 1000;
     const concurrentCalls = quick ? 5_000 : 30_000;
+    const cpu = () => ({
+      self: cpuMsOf(Deno.pid) ?? 0,
+      gateway: cpuMsOf(gateway.child.pid) ?? 0,
+      worker: treeCpuMs(worker.child.pid) ?? 0,
+    });
+    const perCall = (ms: number) => Math.round(ms * 1000 / concurrentCalls);
+    const before = cpu();
     const started = performance.now();
     for await (
       const _ of client.stream(
@@ -244,7 +261,9 @@ export async function measureGateway(options: {
       )
     ) { /* counted below */ }
     const clientPerS = concurrentCalls / ((performance.now() - started) / 1000);
+    const between = cpu();
     const many = await autocannon(script, target, made.key, concurrency, concurrentCalls);
+    const after = cpu();
     const gatewayPerS = many["2xx"] / many.duration;
 
     const clientP50 = median(latencies);
@@ -267,6 +286,16 @@ export async function measureGateway(options: {
         ratio: round(gatewayPerS / clientPerS, 2),
         gateway_non_2xx: many.non2xx,
         gateway_errors: many.errors + many.timeouts,
+        cpu_us_per_call: {
+          client: {
+            caller: perCall(between.self - before.self),
+            worker: perCall(between.worker - before.worker),
+          },
+          gateway: {
+            gateway: perCall(after.gateway - between.gateway),
+            worker: perCall(after.worker - between.worker),
+          },
+        },
       },
       targets: {
         overhead_p50_ms: GATEWAY_TARGETS.overheadP50Ms,
@@ -302,5 +331,6 @@ export function formatGateway(figures: GatewayFigures): string[] {
     `  ${c.concurrency} at once (${c.calls} calls): client ${c.client_per_s}/s, gateway ${c.gateway_per_s}/s (${c.gateway_non_2xx} non-2xx, ${c.gateway_errors} errors); ratio ${c.ratio}, target >= ${figures.targets.throughput_ratio}: ${
       mark(figures.met.throughput)
     }`,
+    `  CPU per call at ${c.concurrency} at once: client library ${c.cpu_us_per_call.client.caller} µs (worker ${c.cpu_us_per_call.client.worker}), gateway ${c.cpu_us_per_call.gateway.gateway} µs (worker ${c.cpu_us_per_call.gateway.worker})`,
   ];
 }

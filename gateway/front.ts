@@ -1,18 +1,24 @@
 /**
- * The gateway's front: the listening socket, before `Deno.serve`.
- * `Deno.serve` gives a client all the time it likes to send its headers
- * (a client sending one byte every 20 ms held a connection for a minute
- * and was never cut, measured with Deno 2.9.6), and takes any number of
- * connections. The front accepts each connection, caps how many are open
- * (503 past it), and reads each request's head within a deadline and a
- * size (408, 431), then its body (by Content-Length) within a deadline,
- * before the bytes go on to the `Deno.serve` behind it, on a loopback port
- * of its own; responses flow back untouched. Requests it cannot frame
- * exactly as the server behind will (Transfer-Encoding, bare line feeds,
- * two Content-Lengths) are refused, so both read the same requests.
+ * The gateway's HTTP/1.1 server: the listening socket and the reading of
+ * each request. `Deno.serve` gives a client all the time it likes to send
+ * its headers (a client sending one byte every 20 ms held a connection for
+ * a minute and was never cut, measured with Deno 2.9.6), and takes any
+ * number of connections; so the gateway reads requests itself. It caps how
+ * many connections are open (503 past it), reads each request's head
+ * within a deadline and a size (408, 431), and hands the handler a
+ * `Request` whose body is read from the connection only as the handler
+ * reads it, within its own deadline: a request refused before its body
+ * (no key, say) costs no more than its head. Requests that could be framed
+ * two ways (Transfer-Encoding, bare line feeds, two Content-Lengths,
+ * folded lines) are refused. It once sat in front of a `Deno.serve` on a
+ * loopback port and forwarded the bytes; serving here halves the gateway's
+ * CPU per call (docs/performance.md, "The HTTP gateway").
  *
  * @module
  */
+
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { traceContextOf, tracingEnabled } from "../core/trace_context.ts";
 
 /** Options of {@linkcode GatewayFront.start}. */
 export interface FrontOptions {
@@ -77,22 +83,169 @@ export function framingOf(head: string): { length: number } | { refuse: string }
   return { length: length ?? 0 };
 }
 
-/** The listening front and the server behind it. */
+/** What the handler is told of a request besides itself. */
+export interface FrontInfo {
+  /** The TCP peer. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** The gateway's handler, as the front calls it. */
+export type FrontHandler = (request: Request, info: FrontInfo) => Response | Promise<Response>;
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
+const CRLF = encoder.encode("\r\n");
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+const REASONS: Record<number, string> = {
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  304: "Not Modified",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+/** Bytes as a string of the same code units, as HTTP heads are read. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let at = 0; at < bytes.length; at += 8192) {
+    text += String.fromCharCode(...bytes.subarray(at, at + 8192));
+  }
+  return text;
+}
+
+/** One connection's bytes: what was read ahead, and the next read. */
+class Input {
+  buffer: Uint8Array = new Uint8Array(0);
+  ended = false;
+  /** When the read under way is late. */
+  deadline = Infinity;
+  #expire?: () => void;
+  readonly #conn: Deno.Conn;
+  #pending?: Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  #read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }> {
+    // One read at a time, kept across a timeout: the bytes it brings are
+    // the next ones whoever asks next. `read()` rather than `readable`:
+    // the stream's machinery cost more than the rest of a request's reading.
+    return this.#pending ??= (async () => {
+      const chunk = new Uint8Array(16_384);
+      try {
+        const n = await this.#conn.read(chunk);
+        return n === null
+          ? { done: true as const }
+          : { done: false as const, value: chunk.subarray(0, n) };
+      } catch {
+        return { done: true as const };
+      }
+    })();
+  }
+
+  /**
+   * The next chunk, `end` at the end of the stream, or `late` once `ms` have
+   * passed, as the front's sweep finds (a timer per read would cost more than
+   * the read).
+   */
+  async next(ms: number): Promise<Uint8Array | "end" | "late"> {
+    if (this.ended) return "end";
+    if (ms <= 0) return "late";
+    this.deadline = performance.now() + ms;
+    const late = new Promise<"late">((resolve) => this.#expire = () => resolve("late"));
+    try {
+      const result = await Promise.race([this.#read(), late]);
+      if (result === "late") return "late";
+      this.#pending = undefined;
+      if (result.done) {
+        this.ended = true;
+        return "end";
+      }
+      return result.value;
+    } finally {
+      this.deadline = Infinity;
+      this.#expire = undefined;
+    }
+  }
+
+  /** Ends a read whose deadline passed. */
+  sweep(now: number): void {
+    if (now >= this.deadline) this.#expire?.();
+  }
+
+  /**
+   * Resolves when the peer closes, reading ahead meanwhile (up to `limit`
+   * bytes) until `stop()`: a streamed response learns that its reader left.
+   */
+  watch(limit: number): { closed: Promise<void>; stop(): void } {
+    let stop!: () => void;
+    const stopped = new Promise<"stop">((resolve) => stop = () => resolve("stop"));
+    const closed = (async () => {
+      while (this.buffer.length <= limit) {
+        const result = await Promise.race([this.#read(), stopped]);
+        if (result === "stop") break;
+        this.#pending = undefined;
+        if (result.done) {
+          this.ended = true;
+          return;
+        }
+        this.buffer = concat(this.buffer, result.value);
+      }
+      await new Promise<never>(() => {});
+    })();
+    return { closed, stop };
+  }
+}
+
+/** A request as read from the connection, before the handler. */
+interface ReadRequest {
+  request: Request;
+  keepAlive: boolean;
+  method: string;
+  /** Whether all of its body was read (so the next request can be). */
+  bodyDone(): boolean;
+  /** Tells the handler, through the request's signal, that its client left. */
+  abort(): void;
+}
+
+/** The listening socket and the requests read from it. */
 export class GatewayFront {
   readonly #listener: Deno.Listener;
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #handler: FrontHandler;
   readonly #options: Required<Omit<FrontOptions, "tls">>;
+  readonly #scheme: string;
   readonly #conns = new Set<Deno.Conn>();
   readonly #serving: Promise<void>;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #inputs = new Set<Input>();
+  readonly #sweeper: ReturnType<typeof setInterval>;
   #closed = false;
 
   private constructor(
     listener: Deno.Listener,
-    server: Deno.HttpServer<Deno.NetAddr>,
+    handler: FrontHandler,
     options: FrontOptions,
   ) {
     this.#listener = listener;
-    this.#server = server;
+    this.#handler = handler;
+    this.#scheme = options.tls ? "https" : "http";
     this.#options = {
       hostname: options.hostname,
       port: options.port,
@@ -102,15 +255,17 @@ export class GatewayFront {
       bodyDeadlineMs: options.bodyDeadlineMs ?? 10_000,
       idleMs: options.idleMs ?? 30_000,
     };
+    // Deadlines are kept to a tenth of a second, by one timer for all.
+    const tick = Math.min(100, this.#options.headDeadlineMs / 4, this.#options.bodyDeadlineMs / 4);
+    this.#sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const input of this.#inputs) input.sweep(now);
+    }, Math.max(5, tick));
     this.#serving = this.#accept();
   }
 
-  /** Serves `handler` behind a front listening as `options` say. */
-  static start(
-    handler: (request: Request) => Response | Promise<Response>,
-    options: FrontOptions,
-  ): Promise<GatewayFront> {
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  /** Serves `handler` on a socket listening as `options` say. */
+  static start(handler: FrontHandler, options: FrontOptions): Promise<GatewayFront> {
     const listener = options.tls
       ? Deno.listenTls({
         hostname: options.hostname,
@@ -119,7 +274,7 @@ export class GatewayFront {
         key: options.tls.key,
       })
       : Deno.listen({ hostname: options.hostname, port: options.port });
-    return Promise.resolve(new GatewayFront(listener, server, options));
+    return Promise.resolve(new GatewayFront(listener, handler, options));
   }
 
   get hostname(): string {
@@ -135,12 +290,14 @@ export class GatewayFront {
     return this.#conns.size;
   }
 
+  /** Stops listening, lets the requests being handled answer, then closes every connection. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#listener.close();
-    for (const conn of this.#conns) closeQuietly(conn);
     await this.#serving;
-    await this.#server.shutdown();
+    await Promise.allSettled([...this.#inFlight]);
+    for (const conn of this.#conns) closeQuietly(conn);
+    clearInterval(this.#sweeper);
   }
 
   async #accept(): Promise<void> {
@@ -162,7 +319,8 @@ export class GatewayFront {
         continue;
       }
       this.#conns.add(conn);
-      this.#serve(conn).finally(() => {
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+      this.#serve(conn).catch(() => {}).finally(() => {
         this.#conns.delete(conn);
         closeQuietly(conn);
       });
@@ -170,121 +328,302 @@ export class GatewayFront {
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
-    let upstream: Deno.TcpConn;
+    const input = new Input(conn);
+    this.#inputs.add(input);
     try {
-      upstream = await Deno.connect({ hostname: "127.0.0.1", port: this.#server.addr.port });
-    } catch {
-      return;
-    }
-    upstream.setNoDelay(true);
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    const back = (async () => {
-      try {
-        for await (const chunk of upstream.readable) await writeAll(conn, chunk);
-      } catch {
-        // Either side went away: both are closed below.
+      for (let first = true; !this.#closed; first = false) {
+        const read = await this.#read(conn, input, first);
+        if (read === undefined) return;
+        let done!: () => void;
+        const handled = new Promise<void>((resolve) => done = resolve);
+        this.#inFlight.add(handled);
+        try {
+          const reuse = await this.#answer(conn, input, read);
+          if (!reuse || !read.bodyDone()) return;
+        } finally {
+          done();
+          this.#inFlight.delete(handled);
+        }
       }
-      closeQuietly(conn);
-    })();
-    try {
-      await this.#forward(conn, upstream);
-    } catch {
-      // A broken or timed-out client: both sides are closed below.
     } finally {
-      closeQuietly(upstream);
-      await back;
+      this.#inputs.delete(input);
     }
   }
 
-  /** Forwards `conn`'s requests to `upstream`, each within its deadlines. */
-  async #forward(conn: Deno.Conn, upstream: Deno.Conn): Promise<void> {
+  /** Reads the next request's head, within its deadlines; `undefined` once the connection is done. */
+  async #read(conn: Deno.Conn, input: Input, first: boolean): Promise<ReadRequest | undefined> {
     const o = this.#options;
-    const reader = conn.readable.getReader();
-    let buffer: Uint8Array = new Uint8Array(0);
-    let first = true;
-    const refuse = async (status: number, reason: string, error: string, message: string) => {
-      await writeAll(conn, plainResponse(status, reason, error, message)).catch(() => {});
+    const refuse = async (status: number, error: string, message: string) => {
+      await writeAll(conn, plainResponse(status, REASONS[status], error, message)).catch(() => {});
+      return undefined;
     };
+    // Between requests: wait for the next one's first byte.
+    if (input.buffer.length === 0) {
+      const got = await input.next(first ? o.headDeadlineMs : o.idleMs);
+      if (got === "end") return undefined;
+      if (got === "late") {
+        if (!first) return undefined;
+        return await refuse(
+          408,
+          "too_slow",
+          `Cannot wait longer than ${o.headDeadlineMs} ms for a request: send it at once`,
+        );
+      }
+      input.buffer = got;
+    }
+    // The head, within its deadline and size.
+    const headDeadline = performance.now() + o.headDeadlineMs;
+    let end = indexOfHeadEnd(input.buffer, 0);
+    while (end < 0) {
+      if (input.buffer.length > o.maxHeadBytes) {
+        return await refuse(
+          431,
+          "head_too_large",
+          `Cannot read a request head over ${o.maxHeadBytes} bytes: send fewer or shorter headers`,
+        );
+      }
+      const got = await input.next(headDeadline - performance.now());
+      if (got === "end") return undefined;
+      if (got === "late") {
+        return await refuse(
+          408,
+          "too_slow",
+          `Cannot wait longer than ${o.headDeadlineMs} ms for a request's headers: send them at once`,
+        );
+      }
+      const from = input.buffer.length;
+      input.buffer = concat(input.buffer, got);
+      end = indexOfHeadEnd(input.buffer, from);
+    }
+    if (end + 4 > o.maxHeadBytes) {
+      return await refuse(
+        431,
+        "head_too_large",
+        `Cannot read a request head over ${o.maxHeadBytes} bytes: send fewer or shorter headers`,
+      );
+    }
+    const head = latin1(input.buffer.subarray(0, end));
+    input.buffer = input.buffer.slice(end + 4);
+    const framing = framingOf(head);
+    if ("refuse" in framing) return await refuse(400, "bad_framing", framing.refuse);
+    const lines = head.split("\r\n");
+    const line = REQUEST_LINE.exec(lines[0]);
+    if (!line || !(line[2].startsWith("/") || (line[1] === "OPTIONS" && line[2] === "*"))) {
+      return await refuse(
+        400,
+        "bad_request_line",
+        "Cannot read the request line: send 'METHOD /path HTTP/1.1'",
+      );
+    }
+    const [, method, target, minor] = line;
+    const headers = new Headers();
+    for (const field of lines.slice(1)) {
+      const colon = field.indexOf(":");
+      const name = field.slice(0, colon);
+      try {
+        if (colon < 1 || !TOKEN.test(name)) throw new TypeError(name);
+        headers.append(name, field.slice(colon + 1).trim());
+      } catch {
+        return await refuse(
+          400,
+          "bad_header",
+          "Cannot read a header line: send each as 'Name: value', the name a token",
+        );
+      }
+    }
+    const listening = this.hostname.includes(":") ? `[${this.hostname}]` : this.hostname;
+    let url: URL;
+    try {
+      url = new URL(
+        `${this.#scheme}://${headers.get("host") ?? `${listening}:${this.port}`}${
+          target === "*" ? "/" : target
+        }`,
+      );
+    } catch {
+      try {
+        url = new URL(`${this.#scheme}://${listening}:${this.port}${target}`);
+      } catch {
+        return await refuse(
+          400,
+          "bad_request_line",
+          "Cannot read the request's path: send a path that is a URL's",
+        );
+      }
+    }
+    const connection = (headers.get("connection") ?? "").toLowerCase();
+    const keepAlive = minor === "1"
+      ? !/\bclose\b/.test(connection)
+      : /\bkeep-alive\b/.test(connection);
+    // The body, read from the connection as the handler reads it.
+    let bodyLeft = framing.length;
+    const bodyDeadline = performance.now() + o.bodyDeadlineMs;
+    let askedToContinue = false;
+    const wantsContinue = /^100-continue$/i.test(headers.get("expect") ?? "");
+    let body: BodyInit | null = null;
+    if (bodyLeft === 0 || method === "GET" || method === "HEAD") {
+      // No body to read.
+    } else if (input.buffer.length >= bodyLeft) {
+      // All of it came with the head (as a small request's does): no stream.
+      body = new Uint8Array(input.buffer.subarray(0, bodyLeft));
+      input.buffer = input.buffer.slice(bodyLeft);
+      bodyLeft = 0;
+    } else {
+      body = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          if (input.buffer.length === 0) {
+            if (wantsContinue && !askedToContinue) {
+              askedToContinue = true;
+              await writeAll(conn, CONTINUE);
+            }
+            const got = await input.next(bodyDeadline - performance.now());
+            if (got === "end" || got === "late") {
+              controller.error(
+                new Error(
+                  got === "late"
+                    ? `Cannot wait longer than ${o.bodyDeadlineMs} ms for the request body: send it at once`
+                    : "The client closed the connection before the end of its body",
+                ),
+              );
+              return;
+            }
+            input.buffer = got;
+          }
+          const take = Math.min(input.buffer.length, bodyLeft);
+          controller.enqueue(input.buffer.slice(0, take));
+          input.buffer = input.buffer.slice(take);
+          bodyLeft -= take;
+          if (bodyLeft === 0) controller.close();
+        },
+      }, { highWaterMark: 0 });
+    }
+    const aborter = new AbortController();
+    let request: Request;
+    try {
+      request = new Request(url, { method, headers, body, signal: aborter.signal });
+    } catch {
+      return await refuse(
+        400,
+        "bad_method",
+        `Cannot take a ${method} request: use GET, POST or DELETE`,
+      );
+    }
+    // A GET or HEAD with a body is refused by Request: its body is never read.
+    if (body === null) bodyLeft = method === "GET" || method === "HEAD" ? bodyLeft : 0;
+    return {
+      request,
+      keepAlive,
+      method,
+      bodyDone: () => bodyLeft === 0,
+      abort: () => aborter.abort(),
+    };
+  }
+
+  /**
+   * The handler inside a server span whose parent is the request's
+   * `traceparent`, so that the calls it makes join the caller's trace.
+   */
+  async #traced(request: Request, info: FrontInfo): Promise<Response> {
+    const parent = traceContextOf({
+      traceparent: request.headers.get("traceparent") ?? undefined,
+      tracestate: request.headers.get("tracestate") ?? undefined,
+    });
+    const path = new URL(request.url).pathname;
+    const span = trace.getTracer("gateway").startSpan(`${request.method} ${path}`, {
+      kind: SpanKind.SERVER,
+      attributes: { "http.request.method": request.method, "url.path": path },
+    }, parent);
+    try {
+      const response = await context.with(
+        trace.setSpan(parent, span),
+        () => this.#handler(request, info),
+      );
+      span.setAttribute("http.response.status_code", response.status);
+      if (response.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      return response;
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String(error) });
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Runs the handler and writes its response; whether the connection may serve another request. */
+  async #answer(conn: Deno.Conn, input: Input, read: ReadRequest): Promise<boolean> {
+    let response: Response;
+    try {
+      const info = { remoteAddr: conn.remoteAddr as Deno.NetAddr };
+      response = tracingEnabled()
+        ? await this.#traced(read.request, info)
+        : await this.#handler(read.request, info);
+    } catch {
+      response = new Response(
+        JSON.stringify({
+          error: "internal",
+          message: "The gateway failed to answer: retry; the gateway's log says why",
+        }),
+        { status: 500, headers: { "content-type": "application/json" } },
+      );
+    }
+    const keepAlive = read.keepAlive && !this.#closed && read.bodyDone();
+    const status = response.status;
+    const lines = [`HTTP/1.1 ${status} ${response.statusText || REASONS[status] || "Status"}`];
+    for (const [name, value] of response.headers) {
+      if (
+        name === "set-cookie" || name === "content-length" || name === "connection" ||
+        name === "transfer-encoding"
+      ) continue;
+      lines.push(`${name}: ${value}`);
+    }
+    for (const cookie of response.headers.getSetCookie()) lines.push(`set-cookie: ${cookie}`);
+    if (!keepAlive) lines.push("connection: close");
+    const bodiless = read.method === "HEAD" || status === 204 || status === 304;
+    const streamed = response.body !== null && !bodiless &&
+      /^text\/event-stream/i.test(response.headers.get("content-type") ?? "");
+    if (!streamed) {
+      const noContent = status === 204 || status === 304;
+      const bytes = response.body === null || noContent
+        ? new Uint8Array(0)
+        : new Uint8Array(await response.arrayBuffer());
+      // A HEAD's answer says the length its GET's body would have.
+      if (!noContent) lines.push(`content-length: ${bytes.byteLength}`);
+      const head = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+      await writeAll(conn, bytes.byteLength === 0 || bodiless ? head : concat(head, bytes));
+      return keepAlive;
+    }
+    // A stream (server-sent events): chunks as they come, until it ends or
+    // its reader leaves, which the request's signal tells the handler.
+    lines.push("transfer-encoding: chunked");
+    await writeAll(conn, encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
+    const reader = response.body!.getReader();
+    const watch = input.watch(this.#options.maxHeadBytes);
+    const gone = watch.closed.then(() => "gone" as const);
     try {
       while (true) {
-        // Between requests: wait for the next one's first byte.
-        if (buffer.length === 0) {
-          const got = await readWithin(reader, first ? o.headDeadlineMs : o.idleMs);
-          if (got === "late" || got === "end") {
-            if (got === "late" && first) {
-              await refuse(
-                408,
-                "Request Timeout",
-                "too_slow",
-                `Cannot wait longer than ${o.headDeadlineMs} ms for a request: send it at once`,
-              );
-            }
-            return;
-          }
-          buffer = got;
+        const next = await Promise.race([reader.read(), gone]);
+        if (next === "gone") {
+          read.abort();
+          await reader.cancel().catch(() => {});
+          return false;
         }
-        first = false;
-        // The head, within its deadline and size.
-        const headDeadline = performance.now() + o.headDeadlineMs;
-        let end = indexOfHeadEnd(buffer, 0);
-        while (end < 0) {
-          if (buffer.length > o.maxHeadBytes) {
-            await refuse(
-              431,
-              "Request Header Fields Too Large",
-              "head_too_large",
-              `Cannot read a request head over ${o.maxHeadBytes} bytes: send fewer or shorter headers`,
-            );
-            return;
-          }
-          const got = await readWithin(reader, headDeadline - performance.now());
-          if (got === "end") return;
-          if (got === "late") {
-            await refuse(
-              408,
-              "Request Timeout",
-              "too_slow",
-              `Cannot wait longer than ${o.headDeadlineMs} ms for a request's headers: send them at once`,
-            );
-            return;
-          }
-          const from = buffer.length;
-          buffer = concat(buffer, got);
-          end = indexOfHeadEnd(buffer, from);
-        }
-        const headBytes = end + 4;
-        if (headBytes > o.maxHeadBytes) {
-          await refuse(
-            431,
-            "Request Header Fields Too Large",
-            "head_too_large",
-            `Cannot read a request head over ${o.maxHeadBytes} bytes: send fewer or shorter headers`,
-          );
-          return;
-        }
-        const framing = framingOf(new TextDecoder().decode(buffer.subarray(0, end)));
-        if ("refuse" in framing) {
-          await refuse(400, "Bad Request", "bad_framing", framing.refuse);
-          return;
-        }
-        // The head and what of the body is here already.
-        let bodyLeft = framing.length;
-        const inHand = Math.min(buffer.length - headBytes, bodyLeft);
-        await writeAll(upstream, buffer.subarray(0, headBytes + inHand));
-        bodyLeft -= inHand;
-        buffer = buffer.slice(headBytes + inHand);
-        const bodyDeadline = performance.now() + o.bodyDeadlineMs;
-        while (bodyLeft > 0) {
-          const got = await readWithin(reader, bodyDeadline - performance.now());
-          if (got === "end" || got === "late") return;
-          const take = Math.min(got.length, bodyLeft);
-          await writeAll(upstream, got.subarray(0, take));
-          bodyLeft -= take;
-          if (take < got.length) buffer = got.slice(take);
-        }
+        if (next.done) break;
+        if (next.value.byteLength === 0) continue;
+        await writeAll(
+          conn,
+          concat(
+            concat(encoder.encode(next.value.byteLength.toString(16) + "\r\n"), next.value),
+            CRLF,
+          ),
+        );
       }
+      await writeAll(conn, encoder.encode("0\r\n\r\n"));
+      return keepAlive;
+    } catch {
+      read.abort();
+      await reader.cancel().catch(() => {});
+      return false;
     } finally {
-      reader.releaseLock();
+      watch.stop();
     }
   }
 }
@@ -306,22 +645,5 @@ function closeQuietly(conn: Deno.Conn): void {
     conn.close();
   } catch {
     // Closed already.
-  }
-}
-
-/** The next chunk, `end` at the end of the stream, or `late` after `ms`. */
-async function readWithin(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  ms: number,
-): Promise<Uint8Array | "end" | "late"> {
-  if (ms <= 0) return "late";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
-  try {
-    const result = await Promise.race([reader.read(), late]);
-    if (result === "late") return "late";
-    return result.done ? "end" : result.value;
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -51,3 +51,121 @@ Deno.test("GatewayFront serves pipelined requests, and refuses a big head (431),
     await front.close();
   }
 });
+
+/** Reads from `conn` until `pattern` is in what came, or the connection ends. */
+async function readUntil(conn: Deno.Conn, pattern: RegExp): Promise<string> {
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  while (!pattern.test(text)) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    text += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+  return text;
+}
+
+Deno.test("GatewayFront reads a body only as the handler reads it: a refusal before the body costs its head alone", async () => {
+  let bodies = 0;
+  const front = await GatewayFront.start(
+    async (request) => {
+      if (!request.headers.get("authorization")) return new Response("no key", { status: 401 });
+      bodies++;
+      return new Response(`got ${(await request.text()).length}`);
+    },
+    { hostname: "127.0.0.1", port: 0, bodyDeadlineMs: 30_000 },
+  );
+  try {
+    // A megabyte announced and never sent: answered at once, the connection closed.
+    const started = performance.now();
+    const refused = await exchange(
+      front.port,
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+    );
+    assert.match(refused, /^HTTP\/1\.1 401[\s\S]*connection: close[\s\S]*no key$/);
+    assert.ok(performance.now() - started < 5_000, "not held until the body's deadline");
+    // Expect: 100-continue is answered once the handler reads the body.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: front.port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: k\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+      ));
+      assert.match(await readUntil(conn, /100 Continue\r\n\r\n/), /^HTTP\/1\.1 100 Continue/);
+      await conn.write(new TextEncoder().encode("hello"));
+      assert.match(await readUntil(conn, /got \d+/), /HTTP\/1\.1 200 OK[\s\S]*got 5/);
+    } finally {
+      conn.close();
+    }
+    assert.equal(bodies, 1);
+  } finally {
+    await front.close();
+  }
+});
+
+Deno.test("GatewayFront refuses malformed request lines and headers (400), answers HEAD without a body, and closes HTTP/1.0", async () => {
+  const front = await GatewayFront.start(
+    () => new Response("body", { headers: { "x-a": "1" } }),
+    { hostname: "127.0.0.1", port: 0 },
+  );
+  try {
+    for (
+      const bad of [
+        "GET http://evil/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+        "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        "GET / HTTP/1.1\r\n: x\r\n\r\n",
+      ]
+    ) assert.match(await exchange(front.port, bad), /^HTTP\/1\.1 400 /, JSON.stringify(bad));
+    const head = await exchange(
+      front.port,
+      "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /content-length: 4\r\n/);
+    assert.ok(head.endsWith("\r\n\r\n"), "no body after a HEAD's headers");
+    const old = await exchange(front.port, "GET / HTTP/1.0\r\n\r\n");
+    assert.match(old, /connection: close[\s\S]*\r\n\r\nbody$/);
+  } finally {
+    await front.close();
+  }
+});
+
+Deno.test("GatewayFront streams server-sent events in chunks and tells the handler when the reader leaves", async () => {
+  const { promise: left, resolve: leave } = Promise.withResolvers<void>();
+  const front = await GatewayFront.start(
+    (request) => {
+      request.signal.addEventListener("abort", () => leave(), { once: true });
+      let timer: ReturnType<typeof setInterval>;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("event: pending\ndata: {}\n\n"));
+          timer = setInterval(() => controller.enqueue(new TextEncoder().encode(": ka\n\n")), 20);
+        },
+        cancel() {
+          clearInterval(timer);
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+    { hostname: "127.0.0.1", port: 0 },
+  );
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: front.port });
+    await conn.write(new TextEncoder().encode("GET /e HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const text = await readUntil(conn, /: ka/);
+    assert.match(text, /transfer-encoding: chunked[\s\S]*event: pending/);
+    conn.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      left,
+      new Promise((_, reject) =>
+        timer = setTimeout(
+          () => reject(new Error("the handler was never told its reader left")),
+          5_000,
+        )
+      ),
+    ]).finally(() => clearTimeout(timer));
+  } finally {
+    await front.close();
+  }
+});
