@@ -429,18 +429,37 @@ Deno.test({
 });
 
 Deno.test({
-  name: "deno task emit runs a host worker's function, its queue bound by FUNCTION_TRIGGERS",
+  name:
+    "deno task emit runs a worker's function, its queue bound by FUNCTION_TRIGGERS, its Events line naming the function",
   ignore: NEEDS_RABBITMQ,
   async fn() {
     const t = topic();
     const queue = uniqueName("emit_cli");
-    const worker = await startWorkerProcess("task_a", {
+    // As the worker image runs it: task_a's module under the file name function.ts.
+    const worker = await startWorkerProcess("tests/fixtures/functions/function.ts", {
       AMQP_URL,
       QUEUE: queue,
-      FUNCTION_TRIGGERS: `${t}.greet`,
+      FUNCTION_NAME: "task_a",
+      FUNCTION_QUEUE: "queue_a",
+      FUNCTION_TRIGGERS: `${t}.greet,${t}.hello.*`,
+      FUNCTION_EMITS: `${t}.greeted`,
     });
     const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-cli" });
     try {
+      const events = worker.lines.filter((line) => line.includes('"msg":"Events"'));
+      assert.equal(events.length, 1, worker.lines.join("\n"));
+      const { ts, ...fields } = JSON.parse(events[0]);
+      assert.ok(!Number.isNaN(Date.parse(ts)));
+      assert.match(fields.worker, /^task_a@.+-\d+$/);
+      assert.deepEqual({ ...fields, worker: "task_a@" }, {
+        level: "info",
+        msg: "Events",
+        function: "task_a",
+        queue,
+        worker: "task_a@",
+        triggers: `${t}.greet,${t}.hello.*`,
+        emits: `${t}.greeted`,
+      });
       const result = await runDeno(
         ["task", "emit", `${t}.greet`, "--data", '{"work_ms": 1}', "--json"],
         { AMQP_URL },
