@@ -285,6 +285,45 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "an event through a binding its function's triggers no longer make is dead-lettered untriggered, counted and not run",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const t = topic();
+    const fn = await startFunction("pruned", { triggers: [`${t}.kept`] });
+    const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-untriggered" });
+    try {
+      // What a trigger removed from the registry leaves: its binding, which
+      // no worker can list (AMQP 0-9-1 has no way to) and so none unbinds.
+      await admin.bindQueue(fn.queue, CLOUD_EVENTS_EXCHANGE, `${t}.removed.#`);
+      const refused = await emitEvent(admin, `${t}.removed.one`, { n: 1 });
+      const kept = await emitEvent(admin, `${t}.kept`, { n: 2 });
+      const dlq = deadLetterQueueOf(fn.queue);
+      await waitFor(
+        async () => fn.runs.length === 1 && (await admin.inspectQueue(dlq))?.messages === 1,
+        "the triggered event runs and the other is dead-lettered",
+      );
+      assert.deepEqual(fn.runs.map((run) => run.event?.id), [kept]);
+      assert.equal(fn.worker.stats.untriggered, 1);
+      const letter = await admin.get(dlq);
+      assert.ok(letter);
+      const parsed = parseDeadLetter(letter, dlq);
+      admin.ack(letter);
+      assert.equal(parsed.reason, "untriggered");
+      assert.equal(parsed.errorType, "Untriggered");
+      assert.equal(parsed.taskId, refused);
+      assert.match(
+        parsed.errorMessage,
+        new RegExp(`no trigger that matches it \\(its triggers: ${t}\\.kept\\)`),
+      );
+    } finally {
+      await admin.close();
+      await stopAll([fn]);
+    }
+  },
+});
+
 /** The management API of the host broker, as guest. */
 async function management(path: string, method: string, body?: unknown): Promise<void> {
   const base = Deno.env.get("RABBITMQ_MANAGEMENT_URL") ?? "http://127.0.0.1:15672";
