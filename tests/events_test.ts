@@ -33,6 +33,7 @@ import {
 } from "../ops/rabbitmq/definitions.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { exitWithin, runDeno, startWorkerProcess } from "./_processes.ts";
+import type { RunDocument } from "../dispatcher/run_document.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 
 /** A run a function recorded: the event's attributes and the payload. */
@@ -573,17 +574,9 @@ Deno.test({
     ];
     const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-scenario" });
     try {
-      const run = (scenario: string) =>
+      const run = (scenario: string, files = ["--no-save"]) =>
         runDeno(
-          [
-            "task",
-            "dispatch",
-            "--config",
-            `${dir}/test-config.yml`,
-            "--scenario",
-            scenario,
-            "--no-save",
-          ],
+          ["task", "dispatch", "--config", `${dir}/test-config.yml`, "--scenario", scenario, ...files],
           { AMQP_URL },
           { timeoutMs: 120_000 },
         );
@@ -593,11 +586,20 @@ Deno.test({
       assert.match(passed.stdout, /RAN\s+task_a success/);
       assert.match(passed.stdout, /RAN\s+task_b success .*down the chain, event [0-9a-f-]{36}/);
       assert.match(passed.stdout, /Events passed: 1\/1/);
-      const failed = await run("wrong");
+      const failed = await run("wrong", ["--out", `${dir}/wrong.json`, "--junit", `${dir}/wrong.xml`]);
       assert.equal(failed.code, 1, failed.stdout + failed.stderr);
       assert.match(
         failed.stdout,
         /task_b expected to end in error, ended in success: FAILED/,
+      );
+      // The run's document and JUnit XML say what the terminal says.
+      const document: RunDocument = JSON.parse(await Deno.readTextFile(`${dir}/wrong.json`));
+      assert.equal(document.exit_code, 1);
+      assert.deepEqual(document.summary.events, { total: 1, passed: 0, failed: 1 });
+      assert.equal(document.events[0].problem, "task_b expected to end in error, ended in success");
+      assert.match(
+        await Deno.readTextFile(`${dir}/wrong.xml`),
+        /<testsuite name="wrong" tests="1" failures="1" errors="0"/,
       );
     } finally {
       for (const worker of workers) {
