@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { sampleEventOutcomes, sampleEvents } from "../tests/_report_fixtures.ts";
-import { eventRecords, formatEventRecords } from "./event_runs.ts";
+import { MemoryBroker } from "../core/broker/mod.ts";
+import { CLOUD_EVENTS_EXCHANGE, encodeReply } from "../core/contract/mod.ts";
+import { eventSpec, sampleEventOutcomes, sampleEvents } from "../tests/_report_fixtures.ts";
+import { eventRecords, formatEventRecords, runScenarioEvents } from "./event_runs.ts";
 
 Deno.test("eventRecords() keeps each event's verdict, its reason, and every run reported", () => {
   const records = sampleEvents();
@@ -65,4 +67,54 @@ Deno.test("formatEventRecords() says what the records say: each verdict, its rea
     "Event demo.greet (ev-1): task_b expected to end in success, ended in success: passed",
     "Events passed: 1/1",
   ]);
+});
+
+Deno.test("runScenarioEvents() keeps each run reported, and prints a worker's text escaped", async () => {
+  const hub = new MemoryBroker();
+  const fn = hub.connect("task_a");
+  const hostile = "task_a@\u001b]0;PWNED\u0007\u001b[2J";
+  await fn.declareExchange(CLOUD_EVENTS_EXCHANGE, "topic");
+  await fn.declareQueue("queue_a", { durable: true });
+  await fn.bindQueue("queue_a", CLOUD_EVENTS_EXCHANGE, "demo.greet");
+  // A worker of task_a that reports each run under a name made to drive a terminal.
+  const consumer = await fn.consume("queue_a", (delivery) => {
+    fn.ack(delivery);
+    const at = new Date().toISOString();
+    fn.publish(
+      delivery.properties.replyTo!,
+      encodeReply({
+        task_id: delivery.properties.messageId ?? null,
+        task: "task_a",
+        status: "error",
+        result: null,
+        error: { type: "Boom\u001b[31m", message: "it broke" },
+        worker: hostile,
+        queue: "queue_a",
+        attempts: 1,
+        started_at: at,
+        finished_at: at,
+        duration_ms: 3,
+      }, delivery.properties.correlationId),
+    ).catch(() => {});
+  }, { prefetch: 1 });
+  const lines: string[] = [];
+  try {
+    const outcomes = await runScenarioEvents(
+      hub.connect("dispatcher"),
+      [eventSpec("demo.greet", ["task_a:error"], 5000)],
+      { routes: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]), say: (l) => lines.push(l) },
+    );
+    const [record] = eventRecords(outcomes);
+    assert.equal(record.passed, true, lines.join("\n"));
+    assert.deepEqual(record.runs.map((r) => [r.function, r.status, r.worker, r.event_id]), [
+      ["task_a", "error", hostile, record.id],
+    ]);
+    const ran = lines.find((line) => line.startsWith("RAN"));
+    assert.ok(ran, lines.join("\n"));
+    assert.ok(!ran.includes("\u001b") && !ran.includes("\u0007"), ran);
+    assert.match(ran, /on task_a@\\u001b\]0;PWNED\\u0007\\u001b\[2J in 0\.003 s \(Boom\\u001b\[31m\)$/);
+  } finally {
+    await consumer.cancel();
+    await hub.shutdown();
+  }
 });

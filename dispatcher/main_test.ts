@@ -356,7 +356,7 @@ scenarios:
         expect_runs: [{ function: task_a }, { function: task_b }]
   wrong:
     tasks:
-      - { task: task_a, payload: { work_ms: 1 } }
+      - { task: task_b, payload: { work_ms: 1 } }
     events:
       - emit: demo.greet
         data: { work_ms: 1 }
