@@ -186,7 +186,9 @@ export function eventRecords(outcomes: readonly EventOutcome[]): EventRecord[] {
       event_id: seen?.eventId ?? null,
       worker: seen?.worker ?? null,
       passed,
-      problem: passed ? null : outcome.problem
+      problem: passed
+        ? null
+        : outcome.problem
         ? "the event was not emitted"
         : verdictOf(expected.function, expected.status, seen?.status ?? null, spec.timeoutMs),
     }));

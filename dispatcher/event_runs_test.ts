@@ -102,7 +102,10 @@ Deno.test("runScenarioEvents() keeps each run reported, and prints a worker's te
     const outcomes = await runScenarioEvents(
       hub.connect("dispatcher"),
       [eventSpec("demo.greet", ["task_a:error"], 5000)],
-      { routes: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]), say: (l) => lines.push(l) },
+      {
+        routes: new Map([["task_a", { queue: "queue_a", user: "task_a" }]]),
+        say: (l) => lines.push(l),
+      },
     );
     const [record] = eventRecords(outcomes);
     assert.equal(record.passed, true, lines.join("\n"));
@@ -112,7 +115,10 @@ Deno.test("runScenarioEvents() keeps each run reported, and prints a worker's te
     const ran = lines.find((line) => line.startsWith("RAN"));
     assert.ok(ran, lines.join("\n"));
     assert.ok(!ran.includes("\u001b") && !ran.includes("\u0007"), ran);
-    assert.match(ran, /on task_a@\\u001b\]0;PWNED\\u0007\\u001b\[2J in 0\.003 s \(Boom\\u001b\[31m\)$/);
+    assert.match(
+      ran,
+      /on task_a@\\u001b\]0;PWNED\\u0007\\u001b\[2J in 0\.003 s \(Boom\\u001b\[31m\)$/,
+    );
   } finally {
     await consumer.cancel();
     await hub.shutdown();

@@ -89,11 +89,12 @@ function eventRow(event: EventRecord): string {
         run.status === null ? `not reported within ${event.timeout_ms} ms` : `${run.status}`
       }${run.passed ? "" : " (FAILED)"}`
     ).join("; ");
-  const runs = event.runs.map((run) =>
-    `${run.function} ${run.status} on ${run.worker}${run.error_type ? ` (${run.error_type})` : ""}${
-      run.event_id === event.id ? "" : ` down the chain, event ${run.event_id}`
-    }`
-  ).join("; ") || "none";
+  const runs =
+    event.runs.map((run) =>
+      `${run.function} ${run.status} on ${run.worker}${
+        run.error_type ? ` (${run.error_type})` : ""
+      }${run.event_id === event.id ? "" : ` down the chain, event ${run.event_id}`}`
+    ).join("; ") || "none";
   const cells = [
     e(event.label),
     event.passed ? "passed" : `<span title="${e(event.problem)}">failed</span>`,

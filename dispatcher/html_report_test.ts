@@ -73,7 +73,10 @@ Deno.test("renderHtmlReport() shows each event's verdict and reason, and counts 
   assert.deepEqual(rows.map((row) => row.includes("failed")), [false, true, true, true]);
   // The reason the terminal gives, in the verdict's title, for each failed event.
   for (const event of events.filter((e) => !e.passed)) {
-    assert.ok(section.includes(`<span title="${escapeXml(event.problem!)}">failed</span>`), event.label);
+    assert.ok(
+      section.includes(`<span title="${escapeXml(event.problem!)}">failed</span>`),
+      event.label,
+    );
   }
   assert.match(section, /task_b success on task_b@one down the chain, event ev-1-chained/);
   assert.match(section, /task_c: success expected, not reported within 500 ms \(FAILED\)/);

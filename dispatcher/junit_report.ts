@@ -118,7 +118,11 @@ function eventDetails(event: EventRecord): string {
 
 function eventTestcase(event: EventRecord, suite: string): string {
   const head = `    <testcase${
-    attributes({ name: event.label, classname: `${suite}.events`, time: secondsText(event.latency_ms) })
+    attributes({
+      name: event.label,
+      classname: `${suite}.events`,
+      time: secondsText(event.latency_ms),
+    })
   }>`;
   const body: string[] = [];
   if (event.id === null) {

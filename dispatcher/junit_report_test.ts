@@ -94,7 +94,10 @@ Deno.test("renderJunit() writes a testcase per event before the tasks, counted w
   assert.match(error.attributes.message, /^Cannot emit 'demo\.denied'/);
   const [out] = findAll(greet, "system-out");
   assert.match(out.text, /^event_id: ev-1$/m);
-  assert.match(out.text, /^ran: task_b success on task_b@one in 12 ms \(down the chain, event ev-1-chained\)$/m);
+  assert.match(
+    out.text,
+    /^ran: task_b success on task_b@one in 12 ms \(down the chain, event ev-1-chained\)$/m,
+  );
   // Without events, the counts are the tasks' alone.
   const [plain] = findAll(parseXml(renderJunit(sampleRun())), "testsuite");
   assert.deepEqual([plain.attributes.tests, plain.attributes.failures], ["4", "1"]);

@@ -367,8 +367,16 @@ Deno.test("main() puts the events' verdicts in the JSON document, JUnit XML and 
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/registry.yaml`, EVENTS_REGISTRY);
     await Deno.writeTextFile(`${dir}/test-config.yml`, EVENTS_CONFIG);
-    const files = (name: string) =>
-      ["--out", `${dir}/${name}.json`, "--junit", `${dir}/${name}.xml`, "--html", `${dir}/${name}.html`];
+    const files = (
+      name: string,
+    ) => [
+      "--out",
+      `${dir}/${name}.json`,
+      "--junit",
+      `${dir}/${name}.xml`,
+      "--html",
+      `${dir}/${name}.html`,
+    ];
     const read = async (name: string) => ({
       document: JSON.parse(await Deno.readTextFile(`${dir}/${name}.json`)) as RunDocument,
       suite: parseXml(await Deno.readTextFile(`${dir}/${name}.xml`)).children[0],

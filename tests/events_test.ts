@@ -576,7 +576,15 @@ Deno.test({
     try {
       const run = (scenario: string, files = ["--no-save"]) =>
         runDeno(
-          ["task", "dispatch", "--config", `${dir}/test-config.yml`, "--scenario", scenario, ...files],
+          [
+            "task",
+            "dispatch",
+            "--config",
+            `${dir}/test-config.yml`,
+            "--scenario",
+            scenario,
+            ...files,
+          ],
           { AMQP_URL },
           { timeoutMs: 120_000 },
         );
@@ -586,7 +594,12 @@ Deno.test({
       assert.match(passed.stdout, /RAN\s+task_a success/);
       assert.match(passed.stdout, /RAN\s+task_b success .*down the chain, event [0-9a-f-]{36}/);
       assert.match(passed.stdout, /Events passed: 1\/1/);
-      const failed = await run("wrong", ["--out", `${dir}/wrong.json`, "--junit", `${dir}/wrong.xml`]);
+      const failed = await run("wrong", [
+        "--out",
+        `${dir}/wrong.json`,
+        "--junit",
+        `${dir}/wrong.xml`,
+      ]);
       assert.equal(failed.code, 1, failed.stdout + failed.stderr);
       assert.match(
         failed.stdout,
