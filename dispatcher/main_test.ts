@@ -348,6 +348,7 @@ events:
 `;
 const EVENTS_CONFIG = `
 registry: registry.yaml
+default_scenario: greet
 scenarios:
   greet:
     events:
@@ -386,7 +387,7 @@ Deno.test("main() puts the events' verdicts in the JSON document, JUnit XML and 
 
     // Events alone, passing: the files are written, as for tasks.
     const greet = await run([...config, "--scenario", "greet", ...files("greet")]);
-    assert.equal(greet.code, EXIT.passed, greet.out);
+    assert.equal(greet.code, EXIT.passed, greet.out + greet.err);
     assert.match(greet.out, /^Events passed: 1\/1$/m);
     const passed = await read("greet");
     assert.equal(passed.document.exit_code, 0);
