@@ -1,8 +1,10 @@
 /**
  * One run of `deno task dispatch`, once its configuration is loaded, its
  * output paths checked and its broker open: wait for the workers, ping
- * them, send every task at once with live status, then report the run and
- * write its files. Built on the client library (`client/task_client.ts`).
+ * them, emit the scenario's events one by one and judge the runs each
+ * triggers, send every task at once with live status, then report the run
+ * (events and tasks, one document) and write its files. Built on the client
+ * library (`client/task_client.ts`).
  *
  * @module
  */
@@ -25,12 +27,13 @@ import type { DispatchFlags } from "./dispatch_flags.ts";
 import { summaryLines } from "./report.ts";
 import {
   documentLines,
+  type EventRecord,
   type RunDocument,
   runDocumentOf,
   type TaskRecord,
   taskRecord,
 } from "./run_document.ts";
-import { formatEventOutcomes, runScenarioEvents } from "./event_runs.ts";
+import { eventRecords, formatEventRecords, runScenarioEvents } from "./event_runs.ts";
 
 /** The files a run writes, each checked before anything is sent. */
 export interface Outputs {
@@ -188,42 +191,45 @@ export async function runDispatch(
       );
     }
     log.info("Workers answered the ping", { workers: workers.map((w) => w.worker) });
+    const startedWallMs = Date.now();
     // Events first: each waits for its runs, which tasks in flight would only slow down.
-    let eventsPassed = true;
+    let events: EventRecord[] = [];
     if (scenario.events?.length) {
       say(`Emitting events...`);
       const outcomes = await runScenarioEvents(opened.broker, scenario.events, {
         routes: config.functions,
         say: (line) => say(`[${new Date().toISOString().slice(11, 23)}] ${line}`),
       });
-      eventsPassed = outcomes.every((outcome) => outcome.passed);
-      for (const line of formatEventOutcomes(outcomes)) report(line);
-      log.info("Events done", { passed: outcomes.filter((o) => o.passed).length });
-      if (tasks.length === 0) return eventsPassed ? EXIT.passed : EXIT.failed;
+      // The terminal's verdicts come from the records the document keeps: they cannot differ.
+      events = eventRecords(outcomes);
+      for (const line of formatEventRecords(events)) report(line);
+      log.info("Events done", { passed: events.filter((e) => e.passed).length });
     }
-    say(`Dispatching tasks...`);
-    const labelWidth = Math.max(...tasks.map((t) => t.label.length));
-    const listeners = [logDispatch(log)];
-    if (!flags.quiet) listeners.push(createLiveStatus({ write: report, paint, labelWidth }));
-    const startedWallMs = Date.now();
-    const started = performance.now();
-    // Progress events serve the live status and the report's per-attempt
-    // timeline; a quiet run that writes no report goes without them. Each
-    // task's record is made as it ends: a big run holds records, not replies.
     const records: TaskRecord[] = new Array(tasks.length);
-    await dispatchEach(
-      client,
-      tasks,
-      (outcome, index) => records[index] = taskRecord(outcome),
-      combineListeners(...listeners),
-      {
-        progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
-        window: flags.window,
-      },
-    );
-    const wallMs = performance.now() - started;
-    const forged = client.ignored.unexpectedSender;
-    if (forged > 0) session.complain(unexpectedSenders(forged, "reply", client.user), "warn");
+    let wallMs = 0;
+    if (tasks.length > 0) {
+      say(`Dispatching tasks...`);
+      const labelWidth = Math.max(...tasks.map((t) => t.label.length));
+      const listeners = [logDispatch(log)];
+      if (!flags.quiet) listeners.push(createLiveStatus({ write: report, paint, labelWidth }));
+      const started = performance.now();
+      // Progress events serve the live status and the report's per-attempt
+      // timeline; a quiet run that writes no report goes without them. Each
+      // task's record is made as it ends: a big run holds records, not replies.
+      await dispatchEach(
+        client,
+        tasks,
+        (outcome, index) => records[index] = taskRecord(outcome),
+        combineListeners(...listeners),
+        {
+          progress: !flags.quiet || outputs.html !== undefined || outputs.json !== undefined,
+          window: flags.window,
+        },
+      );
+      wallMs = performance.now() - started;
+      const forged = client.ignored.unexpectedSender;
+      if (forged > 0) session.complain(unexpectedSenders(forged, "reply", client.user), "warn");
+    }
     const document = runDocumentOf(records, {
       config: { name: config.name, file: config.file },
       scenario: { name: scenario.name, description: scenario.description },
@@ -232,9 +238,12 @@ export async function runDispatch(
       startedWallMs,
       finishedWallMs: Date.now(),
       wallMs,
-    });
-    say("");
-    for (const line of summaryLines(document, paint)) report(line);
+    }, events);
+    // A scenario of events alone has said its verdicts already: no task summary.
+    if (tasks.length > 0) {
+      say("");
+      for (const line of summaryLines(document, paint)) report(line);
+    }
     if (flags.json) { for (const part of documentLines(document)) session.io.out(part); }
     // Each written in pieces as it is made: a run of any size, never one string.
     const files: [string | undefined, string, () => Iterable<string>, string][] = [
@@ -248,7 +257,7 @@ export async function runDispatch(
       report(`${saved} ${path}`);
       log.info(saved.replace(/ to$/, ""), { path });
     }
-    return document.exit_code === 0 && eventsPassed ? EXIT.passed : EXIT.failed;
+    return document.exit_code === 0 ? EXIT.passed : EXIT.failed;
   } finally {
     await client.close();
   }

@@ -8,6 +8,11 @@
  * reported, with its outcome, within the event's timeout. Nothing more than
  * a call needs: no task events, no permission on `tasks.events`.
  *
+ * Each outcome becomes a record of the run's document
+ * ({@linkcode eventRecords}), and the terminal's verdict lines are made from
+ * those records ({@linkcode formatEventRecords}): the JSON document, the
+ * JUnit XML and the HTML report say what the terminal says.
+ *
  * @module
  */
 
@@ -15,7 +20,9 @@ import type { Broker, Delivery } from "../core/broker/mod.ts";
 import { GUEST_USER, parseReply, replyQueueName } from "../core/contract/mod.ts";
 import type { FunctionRoute } from "../core/registry.ts";
 import { emitEvent } from "../client/emit.ts";
+import { escapeControls } from "./cli/terminal_text.ts";
 import type { EventSpec, ExpectedRun } from "./config/scenario_events.ts";
+import type { EventRecord, ExpectedRunRecord } from "./run_document.ts";
 
 /** A run a worker reported: its function, and how it ended. */
 export interface ObservedRun {
@@ -38,6 +45,9 @@ export interface EventOutcome {
   runs: ObservedRun[];
   expectations: { expected: ExpectedRun; seen?: ObservedRun; passed: boolean }[];
   passed: boolean;
+  /** `Date.now()` when it was emitted (or the emit was tried), and when the wait for its runs ended. */
+  sentWallMs: number;
+  endedWallMs: number;
 }
 
 /** Options for {@linkcode runScenarioEvents}. */
@@ -97,6 +107,7 @@ export async function runScenarioEvents(
   async function runOne(spec: EventSpec): Promise<EventOutcome> {
     const id = crypto.randomUUID();
     reported.set(id, []);
+    const sentWallMs = Date.now();
     try {
       await emitEvent(broker, spec.type, spec.data, {
         id,
@@ -104,7 +115,7 @@ export async function runScenarioEvents(
         replyTo: queue,
       });
     } catch (error) {
-      return failed(spec, (error as Error).message);
+      return failed(spec, (error as Error).message, sentWallMs);
     }
     say(`EMITTED   ${spec.type} as ${id}`);
     const runs = reported.get(id)!;
@@ -120,50 +131,124 @@ export async function runScenarioEvents(
       });
     }
     for (const run of runs) {
+      // The worker's name, error type and event id come from its report: hostile text.
       say(
-        `RAN       ${run.function} ${run.status} on ${run.worker} in ${
-          (run.durationMs / 1000).toFixed(3)
-        } s${run.errorType ? ` (${run.errorType})` : ""}${
-          run.eventId === id ? "" : ` (down the chain, event ${run.eventId})`
-        }`,
+        escapeControls(
+          `RAN       ${run.function} ${run.status} on ${run.worker} in ${
+            (run.durationMs / 1000).toFixed(3)
+          } s${run.errorType ? ` (${run.errorType})` : ""}${
+            run.eventId === id ? "" : ` (down the chain, event ${run.eventId})`
+          }`,
+        ),
       );
     }
     const expectations = spec.expectRuns.map((expected) => {
       const seen = match(expected);
       return { expected, ...(seen && { seen }), passed: seen?.status === expected.status };
     });
-    return { spec, id, runs: [...runs], expectations, passed: expectations.every((e) => e.passed) };
+    return {
+      spec,
+      id,
+      runs: [...runs],
+      expectations,
+      passed: expectations.every((e) => e.passed),
+      sentWallMs,
+      endedWallMs: Date.now(),
+    };
   }
 }
 
-function failed(spec: EventSpec, problem: string): EventOutcome {
+function failed(spec: EventSpec, problem: string, sentWallMs: number): EventOutcome {
   return {
     spec,
     problem,
     runs: [],
     expectations: spec.expectRuns.map((expected) => ({ expected, passed: false })),
     passed: false,
+    sentWallMs,
+    endedWallMs: Date.now(),
   };
 }
 
-/** The report's lines for the outcomes. */
-export function formatEventOutcomes(outcomes: readonly EventOutcome[]): string[] {
+/** The records of the run's document for the outcomes, in order. */
+export function eventRecords(outcomes: readonly EventOutcome[]): EventRecord[] {
+  const counts = new Map<string, number>();
+  for (const { spec } of outcomes) counts.set(spec.type, (counts.get(spec.type) ?? 0) + 1);
+  const numbered = new Map<string, number>();
+  return outcomes.map((outcome) => {
+    const { spec } = outcome;
+    const nth = (numbered.get(spec.type) ?? 0) + 1;
+    numbered.set(spec.type, nth);
+    const expected = outcome.expectations.map(({ expected, seen, passed }): ExpectedRunRecord => ({
+      function: expected.function,
+      expected_status: expected.status,
+      status: seen?.status ?? null,
+      event_id: seen?.eventId ?? null,
+      worker: seen?.worker ?? null,
+      passed,
+      problem: passed
+        ? null
+        : outcome.problem
+        ? "the event was not emitted"
+        : verdictOf(expected.function, expected.status, seen?.status ?? null, spec.timeoutMs),
+    }));
+    const problems = outcome.problem ? [outcome.problem] : expected.flatMap((e) => e.problem ?? []);
+    return {
+      label: counts.get(spec.type)! > 1 ? `${spec.type}#${nth}` : spec.type,
+      type: spec.type,
+      id: outcome.id ?? null,
+      mode: spec.binary ? "binary" : "structured",
+      timeout_ms: spec.timeoutMs,
+      passed: outcome.passed,
+      problem: outcome.passed ? null : problems.join("; "),
+      sent_at: new Date(outcome.sentWallMs).toISOString(),
+      ended_at: new Date(outcome.endedWallMs).toISOString(),
+      latency_ms: outcome.endedWallMs - outcome.sentWallMs,
+      expected_runs: expected,
+      runs: outcome.runs.map((run) => ({
+        function: run.function,
+        event_id: run.eventId,
+        status: run.status,
+        worker: run.worker,
+        error_type: run.errorType ?? null,
+        duration_ms: run.durationMs,
+      })),
+    };
+  });
+}
+
+/** What became of one expected run, in words: `task_b expected to end in error, ended in success`. */
+function verdictOf(
+  fn: string,
+  expected: ExpectedRun["status"],
+  seen: ObservedRun["status"] | null,
+  timeoutMs: number,
+): string {
+  return `${fn} expected to end in ${expected}, ${
+    seen ? `ended in ${seen}` : `not reported within ${timeoutMs} ms`
+  }`;
+}
+
+/** The terminal's verdict lines for the events' records, and their count. */
+export function formatEventRecords(records: readonly EventRecord[]): string[] {
   const lines: string[] = [];
-  for (const outcome of outcomes) {
-    const head = `Event ${outcome.spec.type}${outcome.id ? ` (${outcome.id})` : ""}`;
-    if (outcome.problem) {
-      lines.push(`${head}: FAILED: ${outcome.problem}`);
+  for (const record of records) {
+    const head = `Event ${record.type}${record.id ? ` (${record.id})` : ""}`;
+    if (record.id === null) {
+      lines.push(`${head}: FAILED: ${escapeControls(record.problem ?? "")}`);
       continue;
     }
-    for (const { expected, seen, passed } of outcome.expectations) {
-      lines.push(
-        `${head}: ${expected.function} expected to end in ${expected.status}, ${
-          seen ? `ended in ${seen.status}` : `not reported within ${outcome.spec.timeoutMs} ms`
-        }: ${passed ? "passed" : "FAILED"}`,
+    for (const expected of record.expected_runs) {
+      const verdict = verdictOf(
+        expected.function,
+        expected.expected_status,
+        expected.status,
+        record.timeout_ms,
       );
+      lines.push(`${head}: ${verdict}: ${expected.passed ? "passed" : "FAILED"}`);
     }
   }
-  const passed = outcomes.filter((o) => o.passed).length;
-  lines.push(`Events passed: ${passed}/${outcomes.length}`);
+  const passed = records.filter((r) => r.passed).length;
+  lines.push(`Events passed: ${passed}/${records.length}`);
   return lines;
 }

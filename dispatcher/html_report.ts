@@ -1,8 +1,10 @@
 /**
- * A run as one self-contained HTML page: the summary, a timeline of every
+ * A run as one self-contained HTML page: the summary, the scenario's events
+ * with the verdict on each run they had to trigger, a timeline of every
  * task (waiting in the queue, each attempt on its worker, retries, the end)
  * with a strip above it counting the tasks running at each moment, and
- * tables of the tasks and workers. Inline CSS and SVG only: no script, no
+ * tables of the tasks and workers. The verdict and its counts are the
+ * terminal's: tasks and events alike. Inline CSS and SVG only: no script, no
  * network, so the file opens anywhere, offline, as it is.
  *
  * @module
@@ -11,7 +13,7 @@
 import { timelineParts, workerColors } from "./html_timeline.ts";
 import { escapeXml } from "./junit_report.ts";
 import { clockTime, seconds } from "./report.ts";
-import type { RunDocument, TaskRecord } from "./run_document.ts";
+import type { EventRecord, RunDocument, TaskRecord } from "./run_document.ts";
 
 const e = (value: unknown) => escapeXml(String(value ?? ""));
 
@@ -79,6 +81,31 @@ function taskRow(task: TaskRecord): string {
   return `<tr${task.passed ? "" : ' class="failed"'}>${[...cells, ...numbers].join("")}</tr>`;
 }
 
+function eventRow(event: EventRecord): string {
+  const expected = event.id === null
+    ? `not emitted: ${event.problem}`
+    : event.expected_runs.map((run) =>
+      `${run.function}: ${run.expected_status} expected, ${
+        run.status === null ? `not reported within ${event.timeout_ms} ms` : `${run.status}`
+      }${run.passed ? "" : " (FAILED)"}`
+    ).join("; ");
+  const runs =
+    event.runs.map((run) =>
+      `${run.function} ${run.status} on ${run.worker}${
+        run.error_type ? ` (${run.error_type})` : ""
+      }${run.event_id === event.id ? "" : ` down the chain, event ${run.event_id}`}`
+    ).join("; ") || "none";
+  const cells = [
+    e(event.label),
+    event.passed ? "passed" : `<span title="${e(event.problem)}">failed</span>`,
+    e(expected),
+    e(runs),
+    `<code>${e(event.id ?? "-")}</code>`,
+  ].map((cell, i) => `<td${i === 2 || i === 3 ? ' class="wrap"' : ""}>${cell}</td>`);
+  const took = `<td class="num">${e(seconds(event.latency_ms))}</td>`;
+  return `<tr${event.passed ? "" : ' class="failed"'}>${cells.join("")}${took}</tr>`;
+}
+
 /** The run as a self-contained HTML page. */
 export function renderHtmlReport(run: RunDocument): string {
   return [...htmlReportParts(run)].join("");
@@ -89,18 +116,24 @@ export function renderHtmlReport(run: RunDocument): string {
  * another: a run of a hundred thousand tasks never becomes one string.
  */
 export function* htmlReportParts(run: RunDocument): Generator<string, void, undefined> {
-  const { summary } = run;
+  const { summary, events } = run;
   const colors = workerColors(run.tasks);
-  const passed = summary.failed === 0;
-  const cards = [
-    card(`${summary.passed}/${summary.total}`, "passed"),
-    card(String(summary.successful), "successful"),
-    card(String(summary.errors + summary.timed_out), "failed or timed out"),
-    card(String(summary.total_retries), "retries"),
-    card(seconds(summary.wall_ms), "total wall time"),
-    card(seconds(summary.sum_task_ms), "sum of task times"),
-    card(`${summary.speedup.toFixed(2)}x`, "from running concurrently"),
-  ];
+  const passed = run.exit_code === 0;
+  const hasTasks = run.tasks.length > 0;
+  const cards = hasTasks
+    ? [
+      card(`${summary.passed}/${summary.total}`, "passed"),
+      card(String(summary.successful), "successful"),
+      card(String(summary.errors + summary.timed_out), "failed or timed out"),
+      card(String(summary.total_retries), "retries"),
+      card(seconds(summary.wall_ms), "total wall time"),
+      card(seconds(summary.sum_task_ms), "sum of task times"),
+      card(`${summary.speedup.toFixed(2)}x`, "from running concurrently"),
+    ]
+    : [];
+  if (events.length > 0) {
+    cards.unshift(card(`${summary.events.passed}/${summary.events.total}`, "events passed"));
+  }
   if (summary.average_ms !== null && summary.fastest && summary.slowest) {
     cards.push(
       card(seconds(summary.average_ms), "average execution"),
@@ -122,7 +155,13 @@ export function* htmlReportParts(run: RunDocument): Generator<string, void, unde
       e(seconds(w.uptime_ms))
     }</td><td class="num">${w.tasks_done}</td><td class="num">${w.in_flight}</td></tr>`
   );
-  const title = `${run.scenario.name}: ${summary.passed}/${summary.total} passed`;
+  // Without events, the counts of tasks alone, as the terminal's "Passed: n/m".
+  const counts = events.length === 0
+    ? `${summary.passed}/${summary.total}`
+    : hasTasks
+    ? `${summary.passed}/${summary.total} tasks, ${summary.events.passed}/${summary.events.total} events`
+    : `${summary.events.passed}/${summary.events.total} events`;
+  const title = `${run.scenario.name}: ${counts} passed`;
   yield `<!doctype html>
 <html lang="en">
 <head>
@@ -135,14 +174,48 @@ export function* htmlReportParts(run: RunDocument): Generator<string, void, unde
 <header>
 <h1>${e(run.scenario.name)}<span class="verdict ${passed ? "pass" : "fail"}">${
     passed ? "Passed" : "Failed"
-  } ${summary.passed}/${summary.total}</span></h1>
+  } ${e(counts)}</span></h1>
 <p>${e(run.scenario.description)}</p>
 <p class="muted">${e(run.config.name)} (${e(run.config.file)}) · broker ${e(run.broker)} · ${
     e(run.started_at)
   } to ${e(run.finished_at)}</p>
 </header>
 <section class="cards">${cards.join("")}</section>
-<section>
+`;
+  if (events.length > 0) {
+    yield `<section>
+<h2>Events</h2>
+<p class="muted">Each event was emitted once, in turn, before the tasks; each run it triggered, down the chain too, was reported to the dispatcher.</p>
+<table>
+<thead><tr><th>Event</th><th>Verdict</th><th>Expected runs</th><th>Runs reported</th><th>Event id</th><th>Took</th></tr></thead>
+<tbody>${events.map(eventRow).join("\n")}</tbody>
+</table>
+</section>
+`;
+  }
+  if (hasTasks) yield* taskSections(run, colors, legend);
+  yield `<section>
+<h2>Workers that answered the ping</h2>
+${
+    workers.length === 0
+      ? '<p class="muted">None answered.</p>'
+      : `<table><thead><tr><th>Worker</th><th>Function</th><th>Queue</th><th>Uptime</th><th>Tasks done</th><th>In flight</th></tr></thead><tbody>${
+        workers.join("")
+      }</tbody></table>`
+  }
+</section>
+</body>
+</html>
+`;
+}
+
+/** The timeline and the table of the tasks: a run of events alone has neither. */
+function* taskSections(
+  run: RunDocument,
+  colors: Map<string, string>,
+  legend: string[],
+): Generator<string, void, undefined> {
+  yield `<section>
 <h2>Timeline</h2>
 <p class="muted">Each row is a task, from the moment the dispatcher sent it; times from the dispatcher's and the workers' clocks.</p>
 <div class="legend">${legend.join("")}</div>
@@ -161,17 +234,5 @@ export function* htmlReportParts(run: RunDocument): Generator<string, void, unde
   yield `</tbody>
 </table>
 </section>
-<section>
-<h2>Workers that answered the ping</h2>
-${
-    workers.length === 0
-      ? '<p class="muted">None answered.</p>'
-      : `<table><thead><tr><th>Worker</th><th>Function</th><th>Queue</th><th>Uptime</th><th>Tasks done</th><th>In flight</th></tr></thead><tbody>${
-        workers.join("")
-      }</tbody></table>`
-  }
-</section>
-</body>
-</html>
 `;
 }

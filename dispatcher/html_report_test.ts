@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { sampleRun } from "../tests/_report_fixtures.ts";
+import { sampleEvents, sampleRun } from "../tests/_report_fixtures.ts";
+import { runDocumentOf } from "./run_document.ts";
 import { htmlReportParts, renderHtmlReport } from "./html_report.ts";
+import { escapeXml } from "./junit_report.ts";
 import {
   concurrencySteps,
   MAX_TIMELINE_ROWS,
@@ -55,6 +57,44 @@ Deno.test("renderHtmlReport() is self-contained and escapes what it shows", () =
   assert.doesNotMatch(html, /<broke>/);
   assert.match(html, /<h1>sample<span class="verdict fail">Failed 2\/4<\/span><\/h1>/);
   assert.match(html, /running at once \(peak 3\)/);
+});
+
+Deno.test("renderHtmlReport() shows each event's verdict and reason, and counts events in its verdict", () => {
+  const events = sampleEvents();
+  const html = renderHtmlReport(sampleRun(events));
+  assert.match(
+    html,
+    /<h1>sample<span class="verdict fail">Failed 2\/4 tasks, 1\/4 events<\/span><\/h1>/,
+  );
+  assert.match(html, /<b>1\/4<\/b><span class="muted">events passed<\/span>/);
+  const section = html.slice(html.indexOf("<h2>Events</h2>"), html.indexOf("<h2>Timeline</h2>"));
+  const rows = section.match(/<tr( class="failed")?><td>[^<]*<\/td>/g) ?? [];
+  assert.deepEqual(rows.map((row) => row.replace(/<[^>]+>/g, "")), events.map((e) => e.label));
+  assert.deepEqual(rows.map((row) => row.includes("failed")), [false, true, true, true]);
+  // The reason the terminal gives, in the verdict's title, for each failed event.
+  for (const event of events.filter((e) => !e.passed)) {
+    assert.ok(
+      section.includes(`<span title="${escapeXml(event.problem!)}">failed</span>`),
+      event.label,
+    );
+  }
+  assert.match(section, /task_b success on task_b@one down the chain, event ev-1-chained/);
+  assert.match(section, /task_c: success expected, not reported within 500 ms \(FAILED\)/);
+
+  // Events alone: no timeline or table of tasks, and a passing verdict when they pass.
+  const alone = runDocumentOf([], {
+    config: { name: "c", file: "c.yml" },
+    scenario: { name: "greet", description: "" },
+    broker: "memory://test",
+    workers: [],
+    startedWallMs: 0,
+    finishedWallMs: 50,
+    wallMs: 0,
+  }, events.slice(0, 1));
+  const page = renderHtmlReport(alone);
+  assert.match(page, /<span class="verdict pass">Passed 1\/1 events<\/span>/);
+  assert.doesNotMatch(page, /<h2>Timeline<\/h2>|<h2>Tasks<\/h2>|NaN/);
+  assert.match(page, /<h2>Events<\/h2>/);
 });
 
 Deno.test("concurrencySteps() counts overlapping intervals, back-to-back ones not", () => {

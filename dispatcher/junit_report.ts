@@ -1,13 +1,17 @@
 /**
  * A run as JUnit XML, for CI systems that show test reports: one
- * `<testsuite>` per scenario, one `<testcase>` per task. A task that did not
- * meet its expectation carries a `<failure>` with the reply's error; one
- * that got no reply in time carries an `<error type="Timeout">`.
+ * `<testsuite>` per scenario, one `<testcase>` per event (first, as they
+ * ran) and per task. A task that did not meet its expectation carries a
+ * `<failure>` with the reply's error; one that got no reply in time carries
+ * an `<error type="Timeout">`. An event whose runs did not all end as
+ * expected carries a `<failure type="UnexpectedRuns">` with each verdict; one
+ * that could not be emitted an `<error type="EmitFailed">`. The counts are
+ * the terminal's: tasks and events alike.
  *
  * @module
  */
 
-import type { RunDocument, TaskRecord } from "./run_document.ts";
+import type { EventRecord, RunDocument, TaskRecord } from "./run_document.ts";
 
 // Characters XML 1.0 does not allow at all, even escaped.
 // deno-lint-ignore no-control-regex
@@ -91,6 +95,54 @@ function testcase(task: TaskRecord, suite: string): string {
   return [head, ...body, "    </testcase>"].join("\n");
 }
 
+function eventDetails(event: EventRecord): string {
+  const lines = [
+    `event_id: ${event.id ?? "-"}`,
+    `type: ${event.type}`,
+    `mode: ${event.mode}`,
+    `timeout_ms: ${event.timeout_ms}`,
+    `sent_at: ${event.sent_at}`,
+    ...event.expected_runs.map((run) =>
+      `expected: ${run.function} ${run.expected_status}: ${
+        run.status === null ? "not reported" : `${run.status} on ${run.worker}`
+      }: ${run.passed ? "passed" : "FAILED"}`
+    ),
+    ...event.runs.map((run) =>
+      `ran: ${run.function} ${run.status} on ${run.worker} in ${run.duration_ms} ms${
+        run.error_type ? ` (${run.error_type})` : ""
+      }${run.event_id === event.id ? "" : ` (down the chain, event ${run.event_id})`}`
+    ),
+  ];
+  return lines.join("\n");
+}
+
+function eventTestcase(event: EventRecord, suite: string): string {
+  const head = `    <testcase${
+    attributes({
+      name: event.label,
+      classname: `${suite}.events`,
+      time: secondsText(event.latency_ms),
+    })
+  }>`;
+  const body: string[] = [];
+  if (event.id === null) {
+    body.push(
+      `      <error${attributes({ type: "EmitFailed", message: event.problem ?? "" })}>${
+        escapeText(event.problem ?? "")
+      }</error>`,
+    );
+  } else if (!event.passed) {
+    const verdicts = event.expected_runs.flatMap((run) => run.problem ?? []);
+    body.push(
+      `      <failure${attributes({ type: "UnexpectedRuns", message: event.problem ?? "" })}>${
+        escapeText(verdicts.join("\n"))
+      }</failure>`,
+    );
+  }
+  body.push(`      <system-out>${escapeText(eventDetails(event))}</system-out>`);
+  return [head, ...body, "    </testcase>"].join("\n");
+}
+
 /** The run as a JUnit XML document. */
 export function renderJunit(run: RunDocument): string {
   return [...junitLines(run)].join("\n");
@@ -101,15 +153,19 @@ export function renderJunit(run: RunDocument): string {
  * newlines, a test case each: a big run is written without a string of all of it.
  */
 export function* junitLines(run: RunDocument): Generator<string, void, undefined> {
-  const { summary, scenario } = run;
-  const errors = summary.timed_out;
-  const failures = summary.failed - errors;
+  const { summary, scenario, events } = run;
+  const unsent = events.filter((event) => event.id === null).length;
+  const errors = summary.timed_out + unsent;
+  const failures = summary.failed - summary.timed_out + summary.events.failed - unsent;
+  // Events run one after another, before the tasks.
+  let eventsMs = 0;
+  for (const event of events) eventsMs += event.latency_ms;
   const counts = {
-    tests: summary.total,
+    tests: summary.total + summary.events.total,
     failures,
     errors,
     skipped: 0,
-    time: secondsText(summary.wall_ms),
+    time: secondsText(summary.wall_ms + eventsMs),
     timestamp: run.started_at,
   };
   const properties = [
@@ -126,6 +182,7 @@ export function* junitLines(run: RunDocument): Generator<string, void, undefined
     ...properties,
     "    </properties>",
   ];
+  for (const event of events) yield eventTestcase(event, scenario.name);
   for (const task of run.tasks) yield testcase(task, scenario.name);
   yield* ["  </testsuite>", "</testsuites>", ""];
 }

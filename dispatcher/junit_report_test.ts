@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { findAll, parseXml } from "../tests/_xml.ts";
-import { sampleRun } from "../tests/_report_fixtures.ts";
+import { sampleEvents, sampleRun } from "../tests/_report_fixtures.ts";
 import { escapeXml, renderJunit } from "./junit_report.ts";
 
 Deno.test("renderJunit() writes a testsuite for the scenario and a testcase per task", () => {
@@ -56,6 +56,51 @@ Deno.test("renderJunit() writes a testsuite for the scenario and a testcase per 
   assert.match(out.text, /^task_id: id-task_b$/m);
   assert.match(out.text, /^attempts: 3$/m);
   assert.match(out.text, /^worker: task_b@one$/m);
+});
+
+Deno.test("renderJunit() writes a testcase per event before the tasks, counted with them as the terminal counts", () => {
+  const run = sampleRun(sampleEvents());
+  const [suite] = findAll(parseXml(renderJunit(run)), "testsuite");
+  // Tasks: 4, one failure, one timeout. Events: 4, two that failed, one never emitted.
+  assert.deepEqual(
+    [
+      suite.attributes.tests,
+      suite.attributes.failures,
+      suite.attributes.errors,
+      suite.attributes.time,
+    ],
+    ["8", "3", "2", "1.024"],
+  );
+  const cases = findAll(suite, "testcase");
+  assert.deepEqual(cases.slice(0, 4).map((c) => [c.attributes.name, c.attributes.classname]), [
+    ["demo.greet#1", "sample.events"],
+    ["demo.greet#2", "sample.events"],
+    ["demo.other", "sample.events"],
+    ["demo.denied", "sample.events"],
+  ]);
+  assert.equal(cases[0].attributes.time, "0.040");
+  const [greet, wrong, silent, denied] = cases;
+  assert.equal(findAll(greet, "failure").length + findAll(greet, "error").length, 0);
+  const [failure] = findAll(wrong, "failure");
+  assert.equal(failure.attributes.type, "UnexpectedRuns");
+  assert.equal(failure.attributes.message, "task_b expected to end in error, ended in success");
+  const [unreported] = findAll(silent, "failure");
+  assert.equal(
+    unreported.attributes.message,
+    "task_c expected to end in success, not reported within 500 ms",
+  );
+  const [error] = findAll(denied, "error");
+  assert.equal(error.attributes.type, "EmitFailed");
+  assert.match(error.attributes.message, /^Cannot emit 'demo\.denied'/);
+  const [out] = findAll(greet, "system-out");
+  assert.match(out.text, /^event_id: ev-1$/m);
+  assert.match(
+    out.text,
+    /^ran: task_b success on task_b@one in 12 ms \(down the chain, event ev-1-chained\)$/m,
+  );
+  // Without events, the counts are the tasks' alone.
+  const [plain] = findAll(parseXml(renderJunit(sampleRun())), "testsuite");
+  assert.deepEqual([plain.attributes.tests, plain.attributes.failures], ["4", "1"]);
 });
 
 Deno.test("escapeXml() makes any text safe in content and attributes", () => {

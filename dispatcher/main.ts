@@ -3,9 +3,9 @@
  * broker and its workers, pings them, sends every task at once, shows each
  * task's progress live, gathers the replies and reports them: a summary for
  * people, and the run's JSON document, JUnit XML and HTML report as files
- * (`dispatch_run.ts`). Exit codes: 0 all tasks passed, 1 some failed, 2 bad
- * usage, configuration or output path, 3 broker or workers unavailable, 70
- * a bug.
+ * (`dispatch_run.ts`). Exit codes: 0 all tasks and events passed, 1 some
+ * failed, 2 bad usage, configuration or output path, 3 broker or workers
+ * unavailable, 70 a bug.
  *
  * @module
  */
@@ -80,8 +80,8 @@ Environment:
                        docs/tracing.md)
 
 Exit codes:
-  0  all tasks passed
-  1  some task failed or timed out
+  0  all tasks and events passed
+  1  some task failed or timed out, or some event's runs did not end as expected
   2  bad option, configuration, credentials file or output path
   3  broker or workers unavailable
   ${EXIT_HELP_BUG}

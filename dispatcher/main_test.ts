@@ -337,6 +337,105 @@ Deno.test("main() saves the JSON document, JUnit XML and HTML report where asked
     }));
 });
 
+/** A registry in which demo.greet runs task_a, whose result runs task_b, and scenarios of events. */
+const EVENTS_REGISTRY = `
+functions:
+  task_a: { queue: queue_a, triggers: [demo.greet], emits: demo.greeted }
+  task_b: { queue: queue_b, triggers: [demo.greeted] }
+events:
+  emitters:
+    dispatcher: ["demo.#"]
+`;
+const EVENTS_CONFIG = `
+registry: registry.yaml
+default_scenario: greet
+scenarios:
+  greet:
+    events:
+      - emit: demo.greet
+        data: { work_ms: 1 }
+        expect_runs: [{ function: task_a }, { function: task_b }]
+  wrong:
+    tasks:
+      - { task: task_b, payload: { work_ms: 1 } }
+    events:
+      - emit: demo.greet
+        data: { work_ms: 1 }
+        expect_runs: [{ function: task_a }, { function: task_b, status: error }]
+`;
+
+Deno.test("main() puts the events' verdicts in the JSON document, JUnit XML and HTML report, and its exit code", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/registry.yaml`, EVENTS_REGISTRY);
+    await Deno.writeTextFile(`${dir}/test-config.yml`, EVENTS_CONFIG);
+    const files = (
+      name: string,
+    ) => [
+      "--out",
+      `${dir}/${name}.json`,
+      "--junit",
+      `${dir}/${name}.xml`,
+      "--html",
+      `${dir}/${name}.html`,
+    ];
+    const read = async (name: string) => ({
+      document: JSON.parse(await Deno.readTextFile(`${dir}/${name}.json`)) as RunDocument,
+      suite: parseXml(await Deno.readTextFile(`${dir}/${name}.xml`)).children[0],
+      html: await Deno.readTextFile(`${dir}/${name}.html`),
+    });
+    const config = ["--local", "--config", `${dir}/test-config.yml`];
+
+    // Events alone, passing: the files are written, as for tasks.
+    const greet = await run([...config, "--scenario", "greet", ...files("greet")]);
+    assert.equal(greet.code, EXIT.passed, greet.out + greet.err);
+    assert.match(greet.out, /^Events passed: 1\/1$/m);
+    const passed = await read("greet");
+    assert.equal(passed.document.exit_code, 0);
+    assert.deepEqual(passed.document.summary.events, { total: 1, passed: 1, failed: 0 });
+    assert.equal(passed.document.tasks.length, 0);
+    const [event] = passed.document.events;
+    assert.ok(event.id && greet.out.includes(`EMITTED   demo.greet as ${event.id}`), greet.out);
+    assert.deepEqual(event.expected_runs.map((r) => [r.function, r.status, r.passed]), [
+      ["task_a", "success", true],
+      ["task_b", "success", true],
+    ]);
+    assert.notEqual(event.expected_runs[1].event_id, event.id, "task_b ran down the chain");
+    assert.deepEqual(
+      [passed.suite.attributes.tests, passed.suite.attributes.failures],
+      ["1", "0"],
+    );
+    assert.match(passed.html, /class="verdict pass">Passed 1\/1 events</);
+
+    // Tasks that pass and an event that does not: the run fails, in every file.
+    const wrong = await run([...config, "--scenario", "wrong", ...files("wrong")]);
+    assert.equal(wrong.code, EXIT.failed, wrong.out);
+    const failedLine = wrong.out.split("\n").find((line) => line.endsWith(": FAILED"));
+    assert.match(failedLine ?? "", /task_b expected to end in error, ended in success: FAILED$/);
+    assert.match(wrong.out, /^Passed: 1\/1$/m);
+    const failed = await read("wrong");
+    assert.equal(failed.document.exit_code, 1);
+    assert.equal(failed.document.summary.failed, 0);
+    assert.deepEqual(failed.document.summary.events, { total: 1, passed: 0, failed: 1 });
+    const [bad] = failed.document.events;
+    assert.equal(bad.passed, false);
+    assert.ok(failedLine!.endsWith(`${bad.problem}: FAILED`), `${failedLine} / ${bad.problem}`);
+    assert.deepEqual(
+      [
+        failed.suite.attributes.tests,
+        failed.suite.attributes.failures,
+        failed.suite.attributes.errors,
+      ],
+      ["2", "1", "0"],
+    );
+    const [eventCase] = failed.suite.children.filter((c) => c.name === "testcase");
+    assert.equal(eventCase.attributes.name, "demo.greet");
+    const failure = eventCase.children.find((c) => c.name === "failure");
+    assert.equal(failure?.attributes.message, bad.problem);
+    assert.match(failed.html, /class="verdict fail">Failed 1\/1 tasks, 0\/1 events</);
+    assert.ok(failed.html.includes(`<span title="${bad.problem}">failed</span>`));
+  });
+});
+
 Deno.test("main() saves to results/dispatch_<timestamp>.json unless --no-save", async () => {
   const { code, out } = await run(["--local"], {}, { save: true });
   assert.equal(code, EXIT.passed);

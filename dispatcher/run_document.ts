@@ -1,7 +1,9 @@
 /**
  * The record of one run, as one JSON document: what `--json` prints, what
  * `results/dispatch_<timestamp>.json` holds, and what the terminal summary,
- * the JUnit XML and the HTML report are made from. Times are ISO 8601 UTC;
+ * the JUnit XML and the HTML report are made from: the scenario's events
+ * (each emitted, and the runs it had to trigger) and its tasks, each with
+ * its verdict, and the exit code both decide. Times are ISO 8601 UTC;
  * `sent_at` and `ended_at` come from the dispatcher's clock, `started_at` and
  * `finished_at` from the workers' clocks.
  *
@@ -66,6 +68,64 @@ export interface TaskRecord {
   timeline: AttemptRecord[];
 }
 
+/** A run an emitted event had to trigger, as the scenario judged it. */
+export interface ExpectedRunRecord {
+  function: string;
+  /** How the scenario expects it to end. */
+  expected_status: "success" | "error";
+  /** How it ended, or `null` when no run of it was reported in time. */
+  status: "success" | "error" | null;
+  /** The id of the event it ran: the emitted one, or one down the chain; `null` when unreported. */
+  event_id: string | null;
+  worker: string | null;
+  passed: boolean;
+  /** Why it did not pass, as the terminal says it; `null` when it passed. */
+  problem: string | null;
+}
+
+/** A run a worker reported for an emitted event, expected or not. */
+export interface ReportedRunRecord {
+  function: string;
+  /** The id of the event it ran: the emitted one, or one down the chain. */
+  event_id: string;
+  status: "success" | "error";
+  worker: string;
+  error_type: string | null;
+  duration_ms: number;
+}
+
+/** One event of the scenario: emitted once, then judged by the runs it triggered. */
+export interface EventRecord {
+  /** Unique in the run: the event's type, numbered when it repeats (`demo.greet#2`). */
+  label: string;
+  type: string;
+  /** The emitted event's id; `null` when it could not be emitted. */
+  id: string | null;
+  mode: "structured" | "binary";
+  /** How long the dispatcher waited for its runs. */
+  timeout_ms: number;
+  /** Whether every expected run was reported, ending as expected. */
+  passed: boolean;
+  /** Why it did not pass (a refused emit, or each expected run that failed, joined by `; `). */
+  problem: string | null;
+  /** When the dispatcher emitted it (or tried to). */
+  sent_at: string;
+  /** When the dispatcher stopped waiting for its runs. */
+  ended_at: string;
+  /** From emitting to the last verdict, by the dispatcher's clock. */
+  latency_ms: number;
+  expected_runs: ExpectedRunRecord[];
+  /** Every run reported, in the order reported, down the chain too. */
+  runs: ReportedRunRecord[];
+}
+
+/** The events' verdicts, counted as the terminal counts them. */
+export interface EventSummaryRecord {
+  total: number;
+  passed: number;
+  failed: number;
+}
+
 /** A task with its execution time, for the fastest and the slowest. */
 export interface TimedTask {
   label: string;
@@ -96,6 +156,8 @@ export interface RunSummaryRecord {
   average_ms: number | null;
   fastest: TimedTask | null;
   slowest: TimedTask | null;
+  /** The scenario's events; the figures above are of its tasks. */
+  events: EventSummaryRecord;
 }
 
 /** Everything known about one run. */
@@ -107,11 +169,13 @@ export interface RunDocument {
   broker: string;
   started_at: string;
   finished_at: string;
-  /** 0 when every task passed, else 1. */
+  /** 0 when every task and every event passed, else 1: the dispatcher's own exit code. */
   exit_code: 0 | 1;
   /** The workers that answered the ping before dispatching. */
   workers: WorkerInfo[];
   summary: RunSummaryRecord;
+  /** The scenario's events, in the order emitted (before its tasks). */
+  events: EventRecord[];
   tasks: TaskRecord[];
 }
 
@@ -121,7 +185,7 @@ export interface RunContext {
   scenario: { name: string; description: string };
   broker: string;
   workers: WorkerInfo[];
-  /** `Date.now()` when dispatching began and ended. */
+  /** `Date.now()` when the run began (its first event, else its first task) and ended. */
   startedWallMs: number;
   finishedWallMs: number;
   /** Wall time of the dispatch, in ms. */
@@ -202,8 +266,12 @@ export function taskRecord(outcome: TaskOutcome): TaskRecord {
   };
 }
 
-/** The figures of a run, from its task records. */
-function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
+/** The figures of a run, from its task and event records. */
+function summarize(
+  tasks: TaskRecord[],
+  events: readonly EventRecord[],
+  wallMs: number,
+): RunSummaryRecord {
   const retries: Record<string, number> = {};
   for (const t of tasks) {
     // A task that timed out has no reply to count its attempts by.
@@ -235,20 +303,34 @@ function summarizeTasks(tasks: TaskRecord[], wallMs: number): RunSummaryRecord {
     average_ms: timed.length > 0 ? round(sumTaskMs / timed.length) : null,
     fastest: pick((a, b) => a < b),
     slowest: pick((a, b) => a > b),
+    events: {
+      total: events.length,
+      passed: events.filter((e) => e.passed).length,
+      failed: events.filter((e) => !e.passed).length,
+    },
   };
 }
 
 /** Builds the document of a finished run. */
-export function buildRunDocument(outcomes: TaskOutcome[], context: RunContext): RunDocument {
-  return runDocumentOf(outcomes.map(taskRecord), context);
+export function buildRunDocument(
+  outcomes: TaskOutcome[],
+  context: RunContext,
+  events: EventRecord[] = [],
+): RunDocument {
+  return runDocumentOf(outcomes.map(taskRecord), context, events);
 }
 
 /**
  * Builds the document of a finished run from its task records, made as
- * each task ended (`taskRecord()`): a big run keeps these, not its outcomes.
+ * each task ended (`taskRecord()`): a big run keeps these, not its
+ * outcomes; and its event records (`eventRecords()` of `event_runs.ts`).
  */
-export function runDocumentOf(tasks: TaskRecord[], context: RunContext): RunDocument {
-  const summary = summarizeTasks(tasks, context.wallMs);
+export function runDocumentOf(
+  tasks: TaskRecord[],
+  context: RunContext,
+  events: EventRecord[] = [],
+): RunDocument {
+  const summary = summarize(tasks, events, context.wallMs);
   return {
     schema: RUN_DOCUMENT_SCHEMA,
     config: context.config,
@@ -256,9 +338,11 @@ export function runDocumentOf(tasks: TaskRecord[], context: RunContext): RunDocu
     broker: context.broker,
     started_at: iso(context.startedWallMs),
     finished_at: iso(context.finishedWallMs),
-    exit_code: summary.failed === 0 ? 0 : 1,
+    exit_code: summary.failed === 0 && summary.events.failed === 0 ? 0 : 1,
     workers: context.workers,
     summary,
+    // Before the tasks: documentLines() writes the tasks, the document's last field, a piece each.
+    events,
     tasks,
   };
 }

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import { at, outcome, sampleRun, spec, T0 } from "../tests/_report_fixtures.ts";
-import { attemptsOf, documentLines, RUN_DOCUMENT_SCHEMA, taskRecord } from "./run_document.ts";
+import { at, outcome, sampleEvents, sampleRun, spec, T0 } from "../tests/_report_fixtures.ts";
+import {
+  attemptsOf,
+  documentLines,
+  RUN_DOCUMENT_SCHEMA,
+  runDocumentOf,
+  taskRecord,
+} from "./run_document.ts";
 
 Deno.test("taskRecord() times the queue wait from sending to the first attempt", () => {
   const record = taskRecord(outcome({
@@ -90,4 +96,42 @@ Deno.test("documentLines() joins with newlines to JSON.stringify(document, null,
   assert.equal(lines.length, run.tasks.length + 2);
   const empty = { ...run, tasks: [] };
   assert.equal([...documentLines(empty)].join("\n"), JSON.stringify(empty, null, 2));
+});
+
+Deno.test("runDocumentOf() keeps the events before the tasks and counts them in the exit code as the terminal does", () => {
+  const context = {
+    config: { name: "c", file: "c.yml" },
+    scenario: { name: "s", description: "" },
+    broker: "memory://test",
+    workers: [],
+    startedWallMs: T0,
+    finishedWallMs: T0 + 500,
+    wallMs: 112,
+  };
+  const passing = [
+    taskRecord(outcome({
+      spec: spec("task_a"),
+      sent: 0,
+      ended: 112,
+      attempts: [{ start: 10, end: 110, worker: "task_a@one" }],
+    })),
+  ];
+  const events = sampleEvents();
+  // Every task passed, three events did not: the run fails, as the terminal's exit code says.
+  const failed = runDocumentOf(passing, context, events);
+  assert.equal(failed.exit_code, 1);
+  assert.deepEqual(failed.summary.events, { total: 4, passed: 1, failed: 3 });
+  assert.equal(failed.summary.failed, 0, "the task figures stay the tasks'");
+  assert.deepEqual(failed.events, events);
+  assert.deepEqual(Object.keys(failed).slice(-2), ["events", "tasks"]);
+  const passed = runDocumentOf(passing, context, events.slice(0, 1));
+  assert.equal(passed.exit_code, 0);
+  assert.deepEqual(passed.summary.events, { total: 1, passed: 1, failed: 0 });
+  // A scenario of events alone.
+  const alone = runDocumentOf([], { ...context, wallMs: 0 }, events.slice(1, 2));
+  assert.equal(alone.exit_code, 1);
+  assert.equal(alone.summary.total, 0);
+  assert.equal([...documentLines(alone)].join("\n"), JSON.stringify(alone, null, 2));
+  assert.equal([...documentLines(failed)].join("\n"), JSON.stringify(failed, null, 2));
+  assert.deepEqual(runDocumentOf(passing, context).events, []);
 });

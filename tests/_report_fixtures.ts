@@ -8,7 +8,13 @@
 import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TaskOutcome } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
-import { buildRunDocument, type RunDocument } from "../dispatcher/run_document.ts";
+import type { EventSpec } from "../dispatcher/config/scenario_events.ts";
+import { type EventOutcome, eventRecords } from "../dispatcher/event_runs.ts";
+import {
+  buildRunDocument,
+  type EventRecord,
+  type RunDocument,
+} from "../dispatcher/run_document.ts";
 
 /** 2026-01-01T12:00:00.000Z: when every fixture run starts. */
 export const T0 = Date.parse("2026-01-01T12:00:00.000Z");
@@ -101,9 +107,9 @@ export function outcome(fixture: OutcomeFixture): TaskOutcome {
 /**
  * A run of four tasks: task_a passes at once (waits 10 ms, runs 100 ms),
  * task_b passes on its third attempt, a second task_a fails with an error,
- * and task_c times out while its attempt still runs.
+ * and task_c times out while its attempt still runs; with `events` before them.
  */
-export function sampleRun(): RunDocument {
+export function sampleRun(events: EventRecord[] = []): RunDocument {
   const outcomes = [
     outcome({
       spec: spec("task_a", "task_a#1"),
@@ -149,5 +155,72 @@ export function sampleRun(): RunDocument {
     startedWallMs: T0,
     finishedWallMs: T0 + 903,
     wallMs: 903,
+  }, events);
+}
+
+/** An event spec of `type` expecting `runs` (`function` or `function:status`). */
+export function eventSpec(type: string, runs: string[], timeoutMs = 500): EventSpec {
+  return {
+    type,
+    data: {},
+    timeoutMs,
+    binary: false,
+    expectRuns: runs.map((run) => {
+      const [fn, status = "success"] = run.split(":");
+      return { function: fn, status: status as "success" | "error" };
+    }),
+  };
+}
+
+/**
+ * Four events, every kind of verdict, as `runScenarioEvents()` would report
+ * them: demo.greet runs task_a and, down the chain, task_b (passed); a second
+ * demo.greet expects task_b to fail but it succeeds; demo.other's task_c is
+ * never reported; demo.denied cannot be emitted.
+ */
+export function sampleEventOutcomes(): EventOutcome[] {
+  const run = (fn: string, eventId: string, status: "success" | "error" = "success") => ({
+    function: fn,
+    eventId,
+    status,
+    worker: `${fn}@one`,
+    durationMs: 12,
   });
+  const judged = (spec: EventSpec, id: string, runs: ReturnType<typeof run>[], sent: number) => {
+    const expectations = spec.expectRuns.map((expected) => {
+      const seen = runs.find((r) => r.function === expected.function);
+      return { expected, ...(seen && { seen }), passed: seen?.status === expected.status };
+    });
+    return {
+      spec,
+      id,
+      runs,
+      expectations,
+      passed: expectations.every((e) => e.passed),
+      sentWallMs: T0 + sent,
+      endedWallMs: T0 + sent + 40,
+    };
+  };
+  return [
+    judged(eventSpec("demo.greet", ["task_a", "task_b"]), "ev-1", [
+      run("task_a", "ev-1"),
+      run("task_b", "ev-1-chained"),
+    ], 0),
+    judged(eventSpec("demo.greet", ["task_b:error"]), "ev-2", [run("task_b", "ev-2")], 100),
+    judged(eventSpec("demo.other", ["task_c"]), "ev-3", [], 200),
+    {
+      spec: eventSpec("demo.denied", ["task_a"]),
+      problem: "Cannot emit 'demo.denied' as broker user 'dispatcher' may not",
+      runs: [],
+      expectations: [{ expected: { function: "task_a", status: "success" }, passed: false }],
+      passed: false,
+      sentWallMs: T0 + 300,
+      endedWallMs: T0 + 301,
+    },
+  ];
+}
+
+/** The records of {@linkcode sampleEventOutcomes}. */
+export function sampleEvents(): EventRecord[] {
+  return eventRecords(sampleEventOutcomes());
 }

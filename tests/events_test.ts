@@ -33,6 +33,7 @@ import {
 } from "../ops/rabbitmq/definitions.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { exitWithin, runDeno, startWorkerProcess } from "./_processes.ts";
+import type { RunDocument } from "../dispatcher/run_document.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 
 /** A run a function recorded: the event's attributes and the payload. */
@@ -285,6 +286,45 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "an event through a binding its function's triggers no longer make is dead-lettered untriggered, counted and not run",
+  ignore: NEEDS_RABBITMQ,
+  async fn() {
+    const t = topic();
+    const fn = await startFunction("pruned", { triggers: [`${t}.kept`] });
+    const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-untriggered" });
+    try {
+      // What a trigger removed from the registry leaves: its binding, which
+      // no worker can list (AMQP 0-9-1 has no way to) and so none unbinds.
+      await admin.bindQueue(fn.queue, CLOUD_EVENTS_EXCHANGE, `${t}.removed.#`);
+      const refused = await emitEvent(admin, `${t}.removed.one`, { n: 1 });
+      const kept = await emitEvent(admin, `${t}.kept`, { n: 2 });
+      const dlq = deadLetterQueueOf(fn.queue);
+      await waitFor(
+        async () => fn.runs.length === 1 && (await admin.inspectQueue(dlq))?.messages === 1,
+        "the triggered event runs and the other is dead-lettered",
+      );
+      assert.deepEqual(fn.runs.map((run) => run.event?.id), [kept]);
+      assert.equal(fn.worker.stats.untriggered, 1);
+      const letter = await admin.get(dlq);
+      assert.ok(letter);
+      const parsed = parseDeadLetter(letter, dlq);
+      admin.ack(letter);
+      assert.equal(parsed.reason, "untriggered");
+      assert.equal(parsed.errorType, "Untriggered");
+      assert.equal(parsed.taskId, refused);
+      assert.match(
+        parsed.errorMessage,
+        new RegExp(`no trigger that matches it \\(its triggers: ${t}\\.kept\\)`),
+      );
+    } finally {
+      await admin.close();
+      await stopAll([fn]);
+    }
+  },
+});
+
 /** The management API of the host broker, as guest. */
 async function management(path: string, method: string, body?: unknown): Promise<void> {
   const base = Deno.env.get("RABBITMQ_MANAGEMENT_URL") ?? "http://127.0.0.1:15672";
@@ -429,18 +469,37 @@ Deno.test({
 });
 
 Deno.test({
-  name: "deno task emit runs a host worker's function, its queue bound by FUNCTION_TRIGGERS",
+  name:
+    "deno task emit runs a worker's function, its queue bound by FUNCTION_TRIGGERS, its Events line naming the function",
   ignore: NEEDS_RABBITMQ,
   async fn() {
     const t = topic();
     const queue = uniqueName("emit_cli");
-    const worker = await startWorkerProcess("task_a", {
+    // As the worker image runs it: task_a's module under the file name function.ts.
+    const worker = await startWorkerProcess("tests/fixtures/functions/function.ts", {
       AMQP_URL,
       QUEUE: queue,
-      FUNCTION_TRIGGERS: `${t}.greet`,
+      FUNCTION_NAME: "task_a",
+      FUNCTION_QUEUE: "queue_a",
+      FUNCTION_TRIGGERS: `${t}.greet,${t}.hello.*`,
+      FUNCTION_EMITS: `${t}.greeted`,
     });
     const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-cli" });
     try {
+      const events = worker.lines.filter((line) => line.includes('"msg":"Events"'));
+      assert.equal(events.length, 1, worker.lines.join("\n"));
+      const { ts, ...fields } = JSON.parse(events[0]);
+      assert.ok(!Number.isNaN(Date.parse(ts)));
+      assert.match(fields.worker, /^task_a@.+-\d+$/);
+      assert.deepEqual({ ...fields, worker: "task_a@" }, {
+        level: "info",
+        msg: "Events",
+        function: "task_a",
+        queue,
+        worker: "task_a@",
+        triggers: `${t}.greet,${t}.hello.*`,
+        emits: `${t}.greeted`,
+      });
       const result = await runDeno(
         ["task", "emit", `${t}.greet`, "--data", '{"work_ms": 1}', "--json"],
         { AMQP_URL },
@@ -515,7 +574,7 @@ Deno.test({
     ];
     const admin = await connectAmqp(AMQP_URL, { connectionName: "events-test-scenario" });
     try {
-      const run = (scenario: string) =>
+      const run = (scenario: string, files = ["--no-save"]) =>
         runDeno(
           [
             "task",
@@ -524,7 +583,7 @@ Deno.test({
             `${dir}/test-config.yml`,
             "--scenario",
             scenario,
-            "--no-save",
+            ...files,
           ],
           { AMQP_URL },
           { timeoutMs: 120_000 },
@@ -535,11 +594,25 @@ Deno.test({
       assert.match(passed.stdout, /RAN\s+task_a success/);
       assert.match(passed.stdout, /RAN\s+task_b success .*down the chain, event [0-9a-f-]{36}/);
       assert.match(passed.stdout, /Events passed: 1\/1/);
-      const failed = await run("wrong");
+      const failed = await run("wrong", [
+        "--out",
+        `${dir}/wrong.json`,
+        "--junit",
+        `${dir}/wrong.xml`,
+      ]);
       assert.equal(failed.code, 1, failed.stdout + failed.stderr);
       assert.match(
         failed.stdout,
         /task_b expected to end in error, ended in success: FAILED/,
+      );
+      // The run's document and JUnit XML say what the terminal says.
+      const document: RunDocument = JSON.parse(await Deno.readTextFile(`${dir}/wrong.json`));
+      assert.equal(document.exit_code, 1);
+      assert.deepEqual(document.summary.events, { total: 1, passed: 0, failed: 1 });
+      assert.equal(document.events[0].problem, "task_b expected to end in error, ended in success");
+      assert.match(
+        await Deno.readTextFile(`${dir}/wrong.xml`),
+        /<testsuite name="wrong" tests="1" failures="1" errors="0"/,
       );
     } finally {
       for (const worker of workers) {

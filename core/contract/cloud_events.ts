@@ -54,6 +54,13 @@ export const MAX_EVENT_HOPS = 16;
 /** The error type of an event dead-lettered at the hop limit. */
 export const HOP_LIMIT_ERROR = "HopLimit";
 
+/**
+ * The error type of an event that reached a function through a binding of
+ * its queue that none of its triggers makes: one left from a trigger since
+ * removed, or bound by hand. Dead-lettered `untriggered`, unrun.
+ */
+export const UNTRIGGERED_ERROR = "Untriggered";
+
 /** The error type of an event that breaks this contract. */
 export const INVALID_EVENT = "InvalidEvent";
 

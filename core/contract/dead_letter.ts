@@ -41,6 +41,10 @@ import {
  * - `delivery_limit`: it was delivered `DELIVERY_LIMIT` times and never
  *   settled, because the worker or its sandbox died (or the worker could
  *   not settle it) each time;
+ * - `hop_limit`: an event that went through `MAX_EVENT_HOPS` functions;
+ * - `untriggered`: an event that came through the events exchange with a
+ *   type none of the function's triggers matches (a binding left from a
+ *   trigger since removed);
  * - `cancelled`: its call was cancelled (`cancel.ts`): it never started, or
  *   its running attempt was stopped.
  */
@@ -53,6 +57,7 @@ export type DeadLetterReason =
   | "expired"
   | "delivery_limit"
   | "hop_limit"
+  | "untriggered"
   | "cancelled";
 
 /** Every {@linkcode DeadLetterReason}. */
@@ -65,6 +70,7 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   "expired",
   "delivery_limit",
   "hop_limit",
+  "untriggered",
   "cancelled",
 ];
 

@@ -296,7 +296,17 @@ async function connectFirst(
   return undefined;
 }
 
-/** Runs the worker process; resolves with its exit code. */
+/** A logger that writes each line through whichever logger `current()` returns then. */
+function followLogger(current: () => Logger): Logger {
+  return {
+    debug: (msg, fields) => current().debug(msg, fields),
+    info: (msg, fields) => current().info(msg, fields),
+    warn: (msg, fields) => current().warn(msg, fields),
+    error: (msg, fields) => current().error(msg, fields),
+    child: (fields) => followLogger(() => current().child(fields)),
+  };
+}
+
 /** Options of {@linkcode main}, for programs that start a worker their own way. */
 export interface MainOptions {
   /**
@@ -308,6 +318,7 @@ export interface MainOptions {
   isolation?: SandboxIsolation;
 }
 
+/** Runs the worker process; resolves with its exit code. */
 export async function main(args: string[], options: MainOptions = {}): Promise<number> {
   const { positionals, values } = parseArgs({
     args,
@@ -365,13 +376,16 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const output = createBufferedWriter(Deno.stdout);
   // Deno.exit() and a normal end both dispatch "unload": no line is left behind.
   globalThis.addEventListener("unload", () => output.flush());
-  const log = createLogger({
+  let log = createLogger({
     level: settings.logLevel,
     format: settings.logFormat,
     write: output.write,
     // Until the function is loaded, its lines name it by its file.
     fields: { function: provisionalName, queue: settings.queue, worker: workerId },
   });
+  // What outlives the loading of the function (the health server, the
+  // sandbox) writes through the logger of the moment, so as to name it too.
+  const following = followLogger(() => log);
   const controller = new AbortController();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => controller.abort(signal));
@@ -384,7 +398,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     metrics,
     labels: () => labels,
     consuming: () => consuming,
-    log,
+    log: following,
   });
   const connect = () => connectBroker(target, { connectionName: workerId });
   log.info("Starting", {
@@ -418,7 +432,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       sandbox = await startSandbox({
         module,
         name: provisionalName,
-        log,
+        log: following,
         isolation: options.isolation,
       });
       checkDeployment(sandbox.info, settings.deployment);
@@ -428,6 +442,10 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     }
     const queue = settings.queue ?? sandbox.info.queue;
     labels = { function: sandbox.info.name, queue };
+    const namedId = settings.workerId ?? `${sandbox.info.name}@${host}-${Deno.pid}`;
+    // The lines so far name the module's file, which in the worker image is
+    // function.ts for every function: from here on they name the function.
+    log = log.child({ function: sandbox.info.name, queue, worker: namedId });
     const subscriptions = settings.subscriptions ?? registered?.get(sandbox.info.name);
     if (subscriptions && (subscriptions.triggers.length > 0 || subscriptions.emits)) {
       log.info("Events", {
@@ -441,7 +459,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       metrics,
       onConsuming: (now) => consuming = now,
       signal: controller.signal,
-      workerId: settings.workerId ?? `${sandbox.info.name}@${host}-${Deno.pid}`,
+      workerId: namedId,
       queue: settings.queue,
       concurrency: settings.concurrency,
       prefetch: settings.prefetch,

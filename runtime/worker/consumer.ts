@@ -8,6 +8,8 @@
  *   (`unauthenticated`) and never run;
  * - one whose `reply_to` is no place for answers is dead-lettered
  *   (`invalid_reply_to`) and never run;
+ * - an event that came through a binding none of the function's triggers
+ *   makes is dead-lettered (`untriggered`) and never run;
  * - one the broker delivered `deliveryLimit` times without a settlement (the
  *   worker or its sandbox died, or the worker could not settle it, each
  *   time) is dead-lettered (`delivery_limit`);
@@ -260,6 +262,7 @@ export async function startWorker(
     maxEtaMs: options.maxEtaMs,
     returnDelayMs: options.returnDelayMs ?? 1000,
     emits: options.emits,
+    triggers: options.triggers ?? [],
   });
 
   let intake: StepDown | undefined;
@@ -317,7 +320,7 @@ export async function startWorker(
       uptime_ms: Date.now() - metrics.startedAt.getTime(),
       concurrency,
       tasks_done: stats.succeeded + stats.failed + stats.rejected + stats.expired +
-        stats.unauthenticated + stats.invalidReplyTo + stats.cancelled,
+        stats.unauthenticated + stats.invalidReplyTo + stats.cancelled + stats.untriggered,
       succeeded: stats.succeeded,
       failed: stats.failed,
       rejected: stats.rejected,

@@ -58,7 +58,7 @@ import {
   type WorkerMetrics,
 } from "./observe.ts";
 import type { AnswerFacts, ReadRequest, WorkerProtocol } from "./protocol.ts";
-import { protocolFor } from "./event_protocol.ts";
+import { protocolFor, untriggeredError } from "./event_protocol.ts";
 import { createChainEmitter } from "./chain.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import { createSettler } from "./settle.ts";
@@ -155,6 +155,12 @@ export interface DeliveryHandlerOptions {
   returnDelayMs: number;
   /** The event type each success is emitted as, for a function that declares `emits` (`chain.ts`). */
   emits?: string;
+  /**
+   * The function's triggers now: an event that came through a binding none
+   * of them makes is refused (`untriggered`).
+   * @default {[]}
+   */
+  triggers?: readonly string[];
 }
 
 /** Handles deliveries; see the module documentation. */
@@ -203,6 +209,7 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
   const { runner, broker, info, queue, workerId, queueType, deliveryLimit } = options;
   const { maxBytes, senders, random, metrics, log, emit, retryDelays } = options;
   const answered = options.answered ?? new AnsweredTasks();
+  const triggers = options.triggers ?? [];
   const stats = metrics.stats;
   const place = { function: info.name, queue, worker: workerId };
   const senderOf = createSenderCheck(broker.user, senders);
@@ -328,7 +335,11 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     extra: Refusal = {},
   ): Promise<void> {
     logOf(run).warn(
-      reason === "rejected" ? "Rejected a request that breaks the contract" : "Refused a request",
+      reason === "rejected"
+        ? "Rejected a request that breaks the contract"
+        : reason === "untriggered"
+        ? "Refused an event that no trigger of the function matches"
+        : "Refused a request",
       {
         status: reason,
         reason,
@@ -374,6 +385,14 @@ export function createDeliveryHandler(options: DeliveryHandlerOptions): Delivery
     if (badReplyTo) {
       stats.invalidReplyTo++;
       return await refuse(run, "invalid_reply_to", badReplyTo, { silent: true });
+    }
+    // A binding of a trigger since removed outlives it on the broker: the
+    // function runs only what it declares now.
+    const untriggered = untriggeredError(delivery, info.name, triggers);
+    if (untriggered) {
+      stats.untriggered++;
+      run.taskName = info.name;
+      return await refuse(run, "untriggered", untriggered);
     }
     const { sender } = judged;
     const deliveries = deliveriesOf(delivery, broker.user);

@@ -10,6 +10,10 @@
  * this replica; a failure is not kept, so a retry or a replayed dead letter
  * runs. An event that went through {@linkcode MAX_EVENT_HOPS} functions is
  * dead-lettered (`hop_limit`) instead of run: a loop of functions ends.
+ * One that came through a binding none of the function's triggers makes
+ * (a trigger since removed stays bound: AMQP 0-9-1 cannot list a queue's
+ * bindings, so no worker can find the ones it no longer declares) is
+ * dead-lettered (`untriggered`) instead of run: {@linkcode untriggeredError}.
  *
  * The route events come through is the topic exchange
  * {@linkcode CLOUD_EVENTS_EXCHANGE}, bound to the function's queue by
@@ -23,11 +27,15 @@
 
 import type { Broker, Delivery } from "../../core/broker/broker.ts";
 import {
+  boundText,
   CLOUD_EVENTS_EXCHANGE,
   HOP_LIMIT_ERROR,
   isCloudEventMessage,
   MAX_EVENT_HOPS,
   parseCloudEvent,
+  type TaskError,
+  topicMatches,
+  UNTRIGGERED_ERROR,
 } from "../../core/contract/mod.ts";
 import type { FunctionInfo } from "../define_function.ts";
 import {
@@ -106,12 +114,37 @@ export const EVENT_PROTOCOL: WorkerProtocol = Object.freeze(
 );
 
 /**
+ * Why `delivery` may not run as the function `name` with `triggers`: it
+ * came through the events exchange with a routing key none of them
+ * matches. `undefined` when it may run: it matches one, or it did not come
+ * through that exchange (a retry, a replayed dead letter, an event published
+ * straight to the queue, which the sender check judges instead).
+ */
+export function untriggeredError(
+  delivery: Delivery,
+  name: string,
+  triggers: readonly string[],
+): TaskError | undefined {
+  if (delivery.exchange !== CLOUD_EVENTS_EXCHANGE) return undefined;
+  const type = delivery.routingKey;
+  if (triggers.some((pattern) => topicMatches(pattern, type))) return undefined;
+  return {
+    type: UNTRIGGERED_ERROR,
+    message: `Cannot run event type '${
+      boundText(type, 255)
+    }' as function '${name}' has no trigger that matches it (${
+      triggers.length === 0 ? "it has none" : `its triggers: ${triggers.join(", ")}`
+    }): its queue keeps a binding of a trigger since removed, or bound by hand; remove that binding of exchange '${CLOUD_EVENTS_EXCHANGE}' (docs/events.md, "Removing a trigger")`,
+  };
+}
+
+/**
  * Binds the function's queue to the events exchange with each of its
  * triggers, declaring the exchange if it is missing. At every start, so a
  * queue made again gets its bindings back; the broker's topic permissions
  * (read, on binding keys) let a function's user bind only its own triggers.
- * A trigger removed from the registry stays bound until unbound by hand
- * (docs/events.md).
+ * A trigger removed from the registry stays bound until unbound by hand;
+ * what comes through it is refused ({@linkcode untriggeredError}).
  */
 export async function declareEventRoute(
   broker: Broker,

@@ -1,7 +1,8 @@
 /**
  * Events in the consume pipeline, in process on the in-memory broker: the
  * record of answers by event id, who may publish an event straight to a
- * queue, retries of an event, run reports and chaining.
+ * queue, retries of an event, run reports, chaining, and the refusal of an
+ * event no trigger matches.
  */
 
 import assert from "node:assert/strict";
@@ -17,6 +18,7 @@ import {
   replyQueueName,
 } from "../../core/contract/mod.ts";
 import { emitEvent } from "../../client/emit.ts";
+import { createLogger } from "../../core/log.ts";
 import { defineFunction } from "../define_function.ts";
 import { inProcessRunner } from "../handler_runner.ts";
 import { startWorker } from "./consumer.ts";
@@ -150,6 +152,58 @@ Deno.test("startWorker() emits each result of a function with emits, of a derive
     assert.deepEqual(second.runs[0].payload, { seen: { n: 1 } });
   } finally {
     for (const worker of workers) await worker.stop(100);
+    await hub.shutdown();
+  }
+});
+
+Deno.test("startWorker() refuses an event no trigger matches, through a binding left on its queue, unrun", async () => {
+  const hub = new MemoryBroker();
+  const { runs, runner } = subscriber("on_order");
+  const lines: Record<string, unknown>[] = [];
+  const worker = await startWorker(runner, hub.connect("on_order"), {
+    workerId: "w",
+    triggers: ["order.created"],
+    log: createLogger({ write: (line) => lines.push(JSON.parse(line)) }),
+  });
+  const emitter = hub.connect("dispatcher");
+  const replies = replyQueueName();
+  await emitter.declareQueue(replies, { exclusive: true });
+  try {
+    // What a removed trigger leaves behind: a binding the worker no longer makes.
+    await hub.connect("admin").bindQueue("on_order", CLOUD_EVENTS_EXCHANGE, "order.*");
+    const refused = await emitEvent(emitter, "order.updated", { order: 1 }, { replyTo: replies });
+    const ran = await emitEvent(emitter, "order.created", { order: 2 });
+    await waitFor(() => runs.length === 1, "the triggered event runs");
+    const dlq = deadLetterQueueOf("on_order");
+    const reader = hub.connect("admin");
+    await waitFor(async () => ((await reader.inspectQueue(dlq))?.messages ?? 0) === 1, "refused");
+    assert.deepEqual(runs.map((run) => run.event?.id), [ran]);
+    assert.equal(worker.stats.untriggered, 1);
+    assert.equal(worker.stats.rejected, 0);
+    const letter = parseDeadLetter((await reader.get(dlq))!, dlq);
+    assert.equal(letter.reason, "untriggered");
+    assert.equal(letter.errorType, "Untriggered");
+    assert.equal(letter.taskId, refused);
+    assert.match(
+      letter.errorMessage,
+      /^Cannot run event type 'order\.updated' as function 'on_order' has no trigger that matches it \(its triggers: order\.created\)/,
+    );
+    let report;
+    await waitFor(async () => (report = await emitter.get(replies)) !== null, "a run report");
+    const reply = parseReply(report!.body);
+    assert.ok(reply.ok);
+    assert.deepEqual(
+      [reply.value.task, reply.value.task_id, reply.value.status, reply.value.error?.type],
+      ["on_order", refused, "error", "Untriggered"],
+    );
+    const line = lines.find((l) => l.reason === "untriggered");
+    assert.ok(line, JSON.stringify(lines));
+    assert.equal(line.msg, "Refused an event that no trigger of the function matches");
+    assert.equal(line.level, "warn");
+    assert.equal(line.task_id, refused);
+    assert.equal(line.function, "on_order");
+  } finally {
+    await worker.stop(100);
     await hub.shutdown();
   }
 });

@@ -49,6 +49,8 @@ export interface WorkerStats {
   unauthenticated: number;
   /** Requests whose `reply_to` is not a reply destination: dead-lettered, never run. */
   invalidReplyTo: number;
+  /** Events through a binding none of the function's triggers makes: dead-lettered, never run. */
+  untriggered: number;
   /** Calls cancelled: never started, or their running attempt stopped; dead-lettered. */
   cancelled: number;
   /** Replies, Celery results and pongs the broker refused (the caller's queue was full): not sent. */
@@ -148,6 +150,7 @@ export class WorkerMetrics {
     expired: 0,
     unauthenticated: 0,
     invalidReplyTo: 0,
+    untriggered: 0,
     cancelled: 0,
     repliesRefused: 0,
     handedBack: 0,
@@ -189,7 +192,7 @@ export class WorkerMetrics {
     metric(
       "worker_tasks_total",
       "counter",
-      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed), invalid_reply_to (reply_to not a reply destination), cancelled (its call was cancelled).",
+      "Tasks finished, by status: success, error (failed after its retries or not retryable), rejected (broke the contract), expired (deadline passed before it ran), unauthenticated (sender not allowed), invalid_reply_to (reply_to not a reply destination), untriggered (an event no trigger of the function matches), cancelled (its call was cancelled).",
     );
     sample("worker_tasks_total", { status: "success" }, stats.succeeded);
     sample("worker_tasks_total", { status: "error" }, stats.failed);
@@ -197,6 +200,7 @@ export class WorkerMetrics {
     sample("worker_tasks_total", { status: "expired" }, stats.expired);
     sample("worker_tasks_total", { status: "unauthenticated" }, stats.unauthenticated);
     sample("worker_tasks_total", { status: "invalid_reply_to" }, stats.invalidReplyTo);
+    sample("worker_tasks_total", { status: "untriggered" }, stats.untriggered);
     sample("worker_tasks_total", { status: "cancelled" }, stats.cancelled);
 
     metric(

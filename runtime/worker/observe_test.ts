@@ -12,6 +12,7 @@ Deno.test("WorkerMetrics.render() exposes counts, a cumulative histogram and gau
     failed: 1,
     retried: 2,
     rejected: 1,
+    untriggered: 4,
     inFlight: 1,
   });
   for (const ms of [4, 40, 400]) metrics.observe("success", ms);
@@ -23,6 +24,7 @@ Deno.test("WorkerMetrics.render() exposes counts, a cumulative histogram and gau
   assert.equal(value("worker_tasks_total", { status: "success" }), 3);
   assert.equal(value("worker_tasks_total", { status: "error" }), 1);
   assert.equal(value("worker_tasks_total", { status: "rejected" }), 1);
+  assert.equal(value("worker_tasks_total", { status: "untriggered" }), 4);
   assert.equal(value("worker_task_retries_total"), 2);
   assert.equal(value("worker_deliveries_total"), 7);
   assert.equal(value("worker_tasks_in_flight"), 1);
