@@ -128,6 +128,8 @@ export class SharedCalls implements CallStore {
   #closed = false;
   /** Replies dropped: from a sender not the function's, unreadable, or for no call known. */
   ignoredReplies = 0;
+  /** Callbacks this replica was the one to deliver: it wrote the call's first end. */
+  callbacks = 0;
 
   private constructor(options: SharedCallsOptions) {
     this.#options = options;
@@ -303,6 +305,9 @@ export class SharedCalls implements CallStore {
       "# HELP gateway_calls_replies_ignored_total Replies dropped: unexpected sender, unreadable, or no such call.",
       "# TYPE gateway_calls_replies_ignored_total counter",
       `gateway_calls_replies_ignored_total ${this.ignoredReplies}`,
+      "# HELP gateway_calls_callbacks_total Callbacks this replica delivered: it wrote the call's first end.",
+      "# TYPE gateway_calls_callbacks_total counter",
+      `gateway_calls_callbacks_total ${this.callbacks}`,
       "# HELP gateway_calls_known Calls this replica knows of now.",
       "# TYPE gateway_calls_known gauge",
       `gateway_calls_known ${ledger.size}`,
@@ -631,7 +636,9 @@ export class SharedCalls implements CallStore {
       else trace.end({ outcome: call.outcome ? "timeout" : "broker_error" });
     }
     if (call.endedBy === undefined || !this.#nonces.delete(call.endedBy)) return;
-    if (call.callback !== undefined) this.#listener(call);
+    if (call.callback === undefined) return;
+    this.callbacks++;
+    this.#listener(call);
   }
 
   /** Each second: replies held too long, calls past their deadline, what expired. */
