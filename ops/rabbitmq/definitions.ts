@@ -69,7 +69,9 @@ export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN, SCHEDULE_EXCHANGE };
  *   caller uses, not countable by name either; an operator policy removes
  *   each one unused for `NAMED_REPLY_QUEUE_MAX_IDLE_MS` (a day) and caps what
  *   it holds;
- * - the stream of cancellations, one queue, made by these definitions.
+ * - the streams of cancellations and of the gateway replicas' record
+ *   (`gateway.calls`), two queues, made by these definitions; the gateway's
+ *   replicas share one named reply queue, `replies.named.gateway.calls`.
  *
  * 20 functions with 10 replicas each take 20 × 34 + 200 = 880, the
  * dashboards 8: the rest is for reply queues.

@@ -433,6 +433,7 @@ Deno.test("operator policies cover every name a client may declare and the budge
     assert.equal(policy.definition.expires, CLIENT_QUEUE_EXPIRES_MS);
   }
   assert.deepEqual(matching("tasks.cancellations"), [], "the stream keeps its own retention");
+  assert.deepEqual(matching("gateway.calls"), [], "so does the gateway replicas' record");
   // And for every name their users may configure: none left unbounded.
   assert.equal(
     policies.find((p) => p.pattern === celeryClientPermissions(["queue_a"]).configure)?.name,
