@@ -2,14 +2,17 @@
  * The asynchronous calls this gateway made, by id: whose key made each
  * (another key's id is not found), and its outcome once it ended. Bounded
  * in number and time: a record is kept `ttlMs` after it ended, and past
- * `max` records the oldest ended ones go first. Held in this process only:
- * a call submitted through one gateway replica is found only there
- * (docs/gateway.md says so).
+ * `max` records the oldest ended ones go first; and the Idempotency-Keys.
+ *
+ * The gateway reaches them through a {@linkcode CallStore}: this module's
+ * {@linkcode LocalCalls} holds them in this process only (unit tests, one
+ * replica); `shared_calls.ts` holds them in a stream every replica reads,
+ * which `deno task gateway` uses.
  *
  * @module
  */
 
-import type { CallOutcome } from "../client/mod.ts";
+import type { CallOutcome, Payload, SubmitOptions } from "../client/mod.ts";
 
 /** One asynchronous call. */
 export interface CallRecord {
@@ -171,5 +174,114 @@ export class IdempotencyKeys {
       if (this.#entries.size < this.#max) break;
       if (entry.settledMs !== undefined) this.#entries.delete(id);
     }
+  }
+}
+
+/** An asynchronous call to make. */
+export interface AsyncCall {
+  fn: string;
+  payload?: Payload;
+  timeoutMs: number;
+  /** The id of the key that makes it. */
+  owner: string;
+  callback?: string;
+  /** Called once when the call ended, or is no longer followed here. */
+  done: () => void;
+}
+
+/** A call as a store gives it: its record, and its callback and deadline when known. */
+export interface StoredCall extends CallRecord {
+  callback?: string;
+  deadline?: number;
+}
+
+/** The store cannot serve now (the stream is unreadable, say): answer 503. */
+export class StoreUnavailableError extends Error {
+  /** @param message What cannot be done, and why. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/**
+ * Where the gateway keeps its asynchronous calls and Idempotency-Keys. Each
+ * method but `unavailable` and `hasRoom` rejects with a
+ * {@linkcode StoreUnavailableError} when the store cannot serve, and
+ * `submit` with the client's `BrokerUnavailableError` when the broker did
+ * not take the call.
+ */
+export interface CallStore {
+  /** Why the store cannot serve now, or `undefined` when it can. */
+  unavailable(): string | undefined;
+  /** Whether room is left for one more call. */
+  hasRoom(): boolean;
+  /** Sends the call and records it; resolves with its id once the broker has it. */
+  submit(call: AsyncCall): Promise<string>;
+  /** The call `id` if the key `owner` made it. */
+  find(id: string, owner: string): Promise<StoredCall | undefined>;
+  /** Claims an Idempotency-Key of `owner` for a request, held `holdMs` unless settled. */
+  claim(owner: string, key: string, fingerprint: string, holdMs: number): Promise<IdempotencyClaim>;
+  /** Tells `listener` of each ended call with a callback this gateway is to deliver. */
+  onCallback(listener: (call: StoredCall) => void): void;
+  /** Lines for `/metrics`, in Prometheus text. */
+  metricsText?(): string;
+}
+
+/** What {@linkcode LocalCalls} needs of the client. */
+export interface LocalBackend {
+  submit(fn: string, payload?: Payload, options?: SubmitOptions): Promise<string>;
+  result(id: string, options?: { timeoutMs?: number }): Promise<CallOutcome>;
+}
+
+/** A {@linkcode CallStore} in this process's memory: what one replica alone sees. */
+export class LocalCalls implements CallStore {
+  readonly records: CallRecords;
+  readonly #backend: LocalBackend;
+  readonly #idempotency: IdempotencyKeys;
+  #listener: (call: StoredCall) => void = () => {};
+
+  constructor(
+    backend: LocalBackend,
+    options: { records?: CallRecords; idempotency?: IdempotencyKeys } = {},
+  ) {
+    this.#backend = backend;
+    this.records = options.records ?? new CallRecords();
+    this.#idempotency = options.idempotency ?? new IdempotencyKeys();
+  }
+
+  unavailable(): string | undefined {
+    return undefined;
+  }
+
+  hasRoom(): boolean {
+    return this.records.hasRoom();
+  }
+
+  async submit(call: AsyncCall): Promise<string> {
+    const id = await this.#backend.submit(call.fn, call.payload, { timeoutMs: call.timeoutMs });
+    this.records.add(id, call.fn, call.owner);
+    this.#backend.result(id, { timeoutMs: call.timeoutMs + 5_000 }).then(
+      (outcome) => this.records.end(id, { outcome }),
+      (error) => this.records.end(id, { lost: (error as Error).name }),
+    ).finally(call.done).then(() => {
+      const record = this.records.get(id, call.owner);
+      if (call.callback !== undefined && record) {
+        this.#listener({ ...record, callback: call.callback });
+      }
+    });
+    return id;
+  }
+
+  find(id: string, owner: string): Promise<StoredCall | undefined> {
+    return Promise.resolve(this.records.get(id, owner));
+  }
+
+  claim(owner: string, key: string, fingerprint: string): Promise<IdempotencyClaim> {
+    return Promise.resolve(this.#idempotency.claim(owner, key, fingerprint));
+  }
+
+  onCallback(listener: (call: StoredCall) => void): void {
+    this.#listener = listener;
   }
 }

@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { connect, type TaskClient } from "../client/mod.ts";
 import { EXIT, EXIT_HELP_BUG, exitCodeOf } from "../dispatcher/cli/run_cli.ts";
 import {
+  BROKER_FLAG_NAMES,
   BROKER_OPTIONS,
   brokerHelp,
   brokerSettings,
@@ -19,6 +20,7 @@ import {
   UsageError,
 } from "../dispatcher/cli/options.ts";
 import { GATEWAY_USER } from "../core/contract/users.ts";
+import { CALLER_NAME_PATTERN } from "../core/contract/named_callers.ts";
 import {
   addKeyToFile,
   DEFAULT_SCOPE_LIMITS,
@@ -29,6 +31,7 @@ import {
 } from "./keys.ts";
 import { createGateway } from "./server.ts";
 import { GatewayFront } from "./front.ts";
+import { openSharedCalls } from "./shared_calls.ts";
 
 /** What {@linkcode main} reads and writes. */
 export interface GatewayIo {
@@ -78,6 +81,9 @@ Options:
   --callback-allow-private
                        let callbacks reach loopback, private and link-local
                        addresses and the broker (refused by default)
+  --calls-name NAME    the record of asynchronous calls and Idempotency-Keys
+                       that replicas share: the stream gateway.NAME and the
+                       reply queue replies.named.<user>.NAME (default: calls)
 ${brokerHelp(GATEWAY_USER)}
   -h, --help           show this help
 
@@ -115,6 +121,7 @@ const SERVE_OPTIONS = {
   "callback-hosts": { type: "string", default: "" },
   "cors-origins": { type: "string", default: "" },
   "callback-allow-private": { type: "boolean", default: false },
+  "calls-name": { type: "string", default: "calls" },
   help: { type: "boolean", short: "h", default: false },
   ...BROKER_OPTIONS,
 } as const;
@@ -298,8 +305,28 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
       io.err(`gateway: broker connection ${event.kind}`);
     },
   });
+  if (!CALLER_NAME_PATTERN.test(values["calls-name"])) {
+    throw new UsageError(
+      `Cannot use --calls-name '${
+        values["calls-name"].slice(0, 80)
+      }': give 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit`,
+    );
+  }
+  const shared = await openSharedCalls({
+    settings: brokerSettings(values),
+    names: BROKER_FLAG_NAMES,
+    env: io.env,
+    user: GATEWAY_USER,
+    functions: client.functions,
+    name: values["calls-name"],
+    log: io.err,
+  }).catch(async (error) => {
+    await client.close();
+    throw error;
+  });
   const gateway = createGateway({
     backend: client,
+    calls: shared.store,
     keys: keyRing,
     maxBodyBytes: numberFlag(values["max-body-bytes"], "max-body-bytes"),
     timeoutMs: numberFlag(values["timeout-ms"], "timeout-ms"),
@@ -339,6 +366,7 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
   );
   await io.stop;
   await front.close();
+  await shared.close();
   await client.close();
   return EXIT.passed;
 }

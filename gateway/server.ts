@@ -5,6 +5,9 @@
  * Every refusal is JSON naming what went wrong and how to fix it. API keys
  * are checked before anything else is read, then the key's rate and
  * in-flight limits, then the body (size, read time, JSON depth).
+ * Asynchronous calls and Idempotency-Keys live in a `CallStore`: this
+ * process's memory (`call_records.ts`), or the record every replica
+ * shares (`shared_calls.ts`), which `deno task gateway` uses.
  *
  * @module
  */
@@ -25,7 +28,14 @@ import {
   deliverCallback,
   type DeliverOptions,
 } from "./callbacks.ts";
-import { CallRecords, IdempotencyKeys, type StoredResponse } from "./call_records.ts";
+import {
+  type CallStore,
+  type IdempotencyClaim,
+  LocalCalls,
+  type StoredCall,
+  type StoredResponse,
+  StoreUnavailableError,
+} from "./call_records.ts";
 import { type KeyRecord, type KeyRing, mayCall, mayEmit } from "./keys.ts";
 import { BodyError, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
 import { openApiOf } from "./openapi.ts";
@@ -41,7 +51,7 @@ export interface GatewayBackend {
   request(fn: string, payload?: Payload, options?: TaskCallOptions): Promise<CallOutcome>;
   submit(fn: string, payload?: Payload, options?: SubmitOptions): Promise<string>;
   result(id: string, options?: { timeoutMs?: number }): Promise<CallOutcome>;
-  cancel(id: string, options?: { waitMs?: number }): Promise<CancelResult>;
+  cancel(id: string, options?: { waitMs?: number; until?: number }): Promise<CancelResult>;
   emit(type: string, data?: Record<string, unknown>, options?: EmitOptions): Promise<string>;
   waitForWorkers(fns: readonly string[], options: { timeoutMs: number }): Promise<unknown>;
 }
@@ -68,8 +78,12 @@ export interface GatewayOptions {
   keepAliveMs?: number;
   /** Whether the broker connection is up now. @default {() => true} */
   connected?: () => boolean;
-  records?: CallRecords;
-  idempotency?: IdempotencyKeys;
+  /**
+   * Where asynchronous calls and Idempotency-Keys are kept: `deno task
+   * gateway` gives the stream every replica shares (`shared_calls.ts`).
+   * @default {a LocalCalls over `backend`: this process only}
+   */
+  calls?: CallStore;
   /**
    * Origins whose browser pages may call the gateway (CORS), such as
    * `https://app.example.com`; none by default, so browsers refuse.
@@ -82,11 +96,11 @@ export interface GatewayOptions {
   now?: () => number;
 }
 
-/** A gateway: its handler, its metrics and its records. */
+/** A gateway: its handler, its metrics and its store of calls. */
 export interface Gateway {
   handler: (request: Request) => Promise<Response>;
   metrics: GatewayMetrics;
-  records: CallRecords;
+  calls: CallStore;
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -146,8 +160,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     log = () => {},
     now = () => performance.now(),
   } = options;
-  const records = options.records ?? new CallRecords();
-  const idempotency = options.idempotency ?? new IdempotencyKeys();
+  const calls: CallStore = options.calls ?? new LocalCalls(backend);
+  if (options.callbacks) {
+    const deliver = { ...options.callbacks, log };
+    calls.onCallback((call) =>
+      deliverCallback(call.callback!, callBody(call), call.id, deliver).catch((error) =>
+        log(`gateway: callback for ${call.id} failed: ${(error as Error)?.name}`)
+      )
+    );
+  }
   const callbackPolicy = options.callbacks?.policy ??
     { hosts: [], allowPrivate: false, brokerHosts: [] };
   const metrics = new GatewayMetrics();
@@ -155,12 +176,19 @@ export function createGateway(options: GatewayOptions): Gateway {
   const inFlight = new Map<string, number>();
   const workersSeen = new Map<string, { at: number; ok: boolean }>();
 
-  const unavailable = (what: string) =>
+  const unavailable = (what: string, why = "the broker is unavailable") =>
     refusal(
       503,
       "unavailable",
-      `Cannot ${what} as the broker is unavailable: retry after ${unavailableRetryS} s`,
+      `Cannot ${what} as ${why}: retry after ${unavailableRetryS} s`,
       { "retry-after": String(unavailableRetryS) },
+    );
+  const storeUnavailable = (what: string) =>
+    unavailable(
+      what,
+      `the gateway's record of calls is unavailable (${
+        calls.unavailable() ?? "it did not answer"
+      })`,
     );
 
   async function authenticate(request: Request): Promise<KeyRecord | Response> {
@@ -354,8 +382,17 @@ export function createGateway(options: GatewayOptions): Gateway {
         "Cannot use the Idempotency-Key: give 1 to 255 printable ASCII characters, such as a UUID",
       );
     }
-    const fingerprint = JSON.stringify([fn, async, timeout, payload ?? null, callback ?? null]);
-    const claim = idempotency.claim(key.id, idempotencyKey, fingerprint);
+    const fingerprint = await sha256Hex(
+      JSON.stringify([fn, async, timeout, payload ?? null, callback ?? null]),
+    );
+    let claim: IdempotencyClaim;
+    try {
+      // Held past the call's own timeout: a claim whose replica died frees the key after it.
+      claim = await calls.claim(key.id, idempotencyKey, fingerprint, timeout + CLAIM_MARGIN_MS);
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) return storeUnavailable(`call '${fn}'`);
+      throw error;
+    }
     if (claim.kind === "mismatch") {
       return refusal(
         422,
@@ -403,7 +440,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     const leave = enter(key);
     if (leave instanceof Response) return leave;
     if (async) {
-      if (!records.hasRoom()) {
+      if (calls.unavailable() !== undefined) {
+        leave();
+        return storeUnavailable(`call '${fn}' asynchronously`);
+      }
+      if (!calls.hasRoom()) {
         leave();
         return refusal(503, "busy", `Cannot take more asynchronous calls now: retry after 1 s`, {
           "retry-after": "1",
@@ -411,21 +452,23 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       let id: string;
       try {
-        id = await backend.submit(fn, payload, { timeoutMs: timeout });
+        id = await calls.submit({
+          fn,
+          payload,
+          timeoutMs: timeout,
+          owner: key.id,
+          // Only with somewhere to deliver it: the policy checked it already.
+          callback: options.callbacks ? callback : undefined,
+          done: leave,
+        });
       } catch (error) {
         leave();
         if (error instanceof BrokerUnavailableError) return unavailable(`call '${fn}'`);
+        if (error instanceof StoreUnavailableError) {
+          return storeUnavailable(`call '${fn}' asynchronously`);
+        }
         throw error;
       }
-      records.add(id, fn, key.id);
-      backend.result(id, { timeoutMs: timeout + 5_000 }).then(
-        (outcome) => records.end(id, { outcome }),
-        (error) => records.end(id, { lost: (error as Error).name }),
-      ).finally(leave).then(async () => {
-        if (callback === undefined || !options.callbacks) return;
-        const body = await getCall(key, id).json();
-        await deliverCallback(callback, body, id, { ...options.callbacks, log });
-      }).catch((error) => log(`gateway: callback for ${id} failed: ${(error as Error)?.name}`));
       const location = `/calls/${id}`;
       return json(202, { id, function: fn, status: "pending", location }, { location });
     }
@@ -440,20 +483,21 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   }
 
-  function getCall(key: KeyRecord, id: string): Response {
-    const record = records.get(id, key.id);
-    if (!record) return noSuchCall(id);
-    if (record.outcome) return outcomeResponse(record.function, record.outcome, undefined, 200);
-    if (record.lost) {
-      return json(200, {
-        id,
-        function: record.function,
-        status: "lost",
-        message:
-          `Cannot tell how call ${id} ended as the gateway lost track of it (${record.lost}): call again if it is safe to`,
-      });
+  /** The call `id` of `key`, a 404, or a 503 when the store cannot tell. */
+  async function findCall(key: KeyRecord, id: string): Promise<StoredCall | Response> {
+    try {
+      return await calls.find(id, key.id) ?? noSuchCall(id);
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) return storeUnavailable(`find call ${id}`);
+      throw error;
     }
-    return json(200, { id, function: record.function, status: "pending" }, { "retry-after": "1" });
+  }
+
+  async function getCall(key: KeyRecord, id: string): Promise<Response> {
+    const record = await findCall(key, id);
+    if (record instanceof Response) return record;
+    const body = callBody(record);
+    return json(200, body, body.status === "pending" ? { "retry-after": "1" } : {});
   }
 
   /**
@@ -461,9 +505,9 @@ export function createGateway(options: GatewayOptions): Gateway {
    * `outcome` (the body `GET /calls/{id}` would give) when the call ends,
    * and the stream closes; a comment every `keepAliveMs` in between.
    */
-  function callEvents(request: Request, key: KeyRecord, id: string): Response {
-    const record = records.get(id, key.id);
-    if (!record) return noSuchCall(id);
+  async function callEvents(request: Request, key: KeyRecord, id: string): Promise<Response> {
+    const record = await findCall(key, id);
+    if (record instanceof Response) return record;
     const encoder = new TextEncoder();
     let timer: ReturnType<typeof setInterval> | undefined;
     const body = new ReadableStream<Uint8Array>({
@@ -479,7 +523,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           clearInterval(timer);
           if (request.signal.aborted) return controller.close();
         }
-        send(sseEvent("outcome", await getCall(key, id).json()));
+        send(sseEvent("outcome", callBody(record)));
         controller.close();
       },
       cancel() {
@@ -496,10 +540,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   async function cancel(key: KeyRecord, id: string): Promise<Response> {
-    const record = records.get(id, key.id);
-    if (!record) return noSuchCall(id);
+    const record = await findCall(key, id);
+    if (record instanceof Response) return record;
     try {
-      const result = await backend.cancel(id);
+      const result = await backend.cancel(id, { until: record.deadline });
       return json(200, { id, function: record.function, cancel: result.status });
     } catch (error) {
       if (error instanceof BrokerUnavailableError) return unavailable(`cancel call ${id}`);
@@ -581,14 +625,18 @@ export function createGateway(options: GatewayOptions): Gateway {
     const url = new URL(request.url);
     const path = url.pathname;
     if (path === "/healthz" && request.method === "GET") {
-      return connected()
-        ? { route: "healthz", response: json(200, { status: "ok" }) }
-        : { route: "healthz", response: unavailable("serve") };
+      if (!connected()) return { route: "healthz", response: unavailable("serve") };
+      // Synchronous calls still go: the replica stays in service, and says what it lacks.
+      const lacking = calls.unavailable();
+      return {
+        route: "healthz",
+        response: json(200, lacking ? { status: "degraded", calls: lacking } : { status: "ok" }),
+      };
     }
     if (path === "/metrics" && request.method === "GET") {
       return {
         route: "metrics",
-        response: new Response(metrics.text(), {
+        response: new Response(metrics.text() + (calls.metricsText?.() ?? ""), {
           headers: { "content-type": "text/plain; version=0.0.4" },
         }),
       };
@@ -608,11 +656,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     const events = CALL_EVENTS_PATH.exec(path);
     if (events) {
       if (request.method !== "GET") return { route: "call_events", response: notAllowed("GET") };
-      return { route: "call_events", response: callEvents(request, key, events[1]) };
+      return { route: "call_events", response: await callEvents(request, key, events[1]) };
     }
     const call = CALL_PATH.exec(path);
     if (call) {
-      if (request.method === "GET") return { route: "call", response: getCall(key, call[1]) };
+      if (request.method === "GET") {
+        return { route: "call", response: await getCall(key, call[1]) };
+      }
       if (request.method === "DELETE") {
         return { route: "cancel", response: await cancel(key, call[1]) };
       }
@@ -677,7 +727,31 @@ export function createGateway(options: GatewayOptions): Gateway {
     return result.response;
   }
 
-  return { handler, metrics, records };
+  return { handler, metrics, calls };
+}
+
+/** How long a claimed Idempotency-Key is held past its request's timeout, unless settled. */
+export const CLAIM_MARGIN_MS = 30_000;
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** The body `GET /calls/{id}` gives for `record` (and a callback carries). */
+export function callBody(record: StoredCall): Record<string, unknown> {
+  const { id } = record;
+  if (record.outcome) return outcomeBody(record.function, record.outcome, undefined).body;
+  if (record.lost) {
+    return {
+      id,
+      function: record.function,
+      status: "lost",
+      message:
+        `Cannot tell how call ${id} ended as the gateway lost track of it (${record.lost}): call again if it is safe to`,
+    };
+  }
+  return { id, function: record.function, status: "pending" };
 }
 
 function notAllowed(allow: string): Response {
@@ -703,37 +777,56 @@ export function outcomeResponse(
   timeoutMs: number | undefined,
   errorStatus?: number,
 ): Response {
+  const { status, body } = outcomeBody(fn, outcome, timeoutMs);
+  return json(status === 200 ? 200 : errorStatus ?? status, body);
+}
+
+/** A call's outcome as JSON, with the status a synchronous call answers it with. */
+export function outcomeBody(
+  fn: string,
+  outcome: CallOutcome,
+  timeoutMs: number | undefined,
+): { status: number; body: Record<string, unknown> } {
   if (outcome.kind === "timeout") {
-    return json(errorStatus ?? 504, {
-      id: outcome.taskId,
-      function: fn,
-      status: "timeout",
-      error: "timeout",
-      message: `Cannot answer as ${fn} did not reply${
-        timeoutMs ? ` within ${timeoutMs} ms` : " in time"
-      }: retry later, or give a longer ?timeout_ms=`,
-    });
+    return {
+      status: 504,
+      body: {
+        id: outcome.taskId,
+        function: fn,
+        status: "timeout",
+        error: "timeout",
+        message: `Cannot answer as ${fn} did not reply${
+          timeoutMs ? ` within ${timeoutMs} ms` : " in time"
+        }: retry later, or give a longer ?timeout_ms=`,
+      },
+    };
   }
   const reply = outcome.reply;
   if (reply.status === "success") {
-    return json(200, {
-      id: outcome.taskId,
-      function: fn,
-      status: "success",
-      result: reply.result,
-      attempts: reply.attempts,
-      duration_ms: reply.duration_ms,
-    });
+    return {
+      status: 200,
+      body: {
+        id: outcome.taskId,
+        function: fn,
+        status: "success",
+        result: reply.result,
+        attempts: reply.attempts,
+        duration_ms: reply.duration_ms,
+      },
+    };
   }
   const type = reply.error?.type ?? "Error";
-  return json(errorStatus ?? (type === "Cancelled" ? 409 : 500), {
-    id: outcome.taskId,
-    function: fn,
-    status: "error",
-    error: { type, message: reply.error?.message ?? "" },
-    attempts: reply.attempts,
-    message: `Cannot answer with a result as ${fn} failed after ${reply.attempts} attempt${
-      reply.attempts === 1 ? "" : "s"
-    } with ${type}: fix the payload if the error names it, else retry later`,
-  });
+  return {
+    status: type === "Cancelled" ? 409 : 500,
+    body: {
+      id: outcome.taskId,
+      function: fn,
+      status: "error",
+      error: { type, message: reply.error?.message ?? "" },
+      attempts: reply.attempts,
+      message: `Cannot answer with a result as ${fn} failed after ${reply.attempts} attempt${
+        reply.attempts === 1 ? "" : "s"
+      } with ${type}: fix the payload if the error names it, else retry later`,
+    },
+  };
 }

@@ -4,6 +4,7 @@ import { BrokerUnavailableError } from "../client/mod.ts";
 import type { GatewayBackend } from "./server.ts";
 import { KeyRing, newKey } from "./keys.ts";
 import { createGateway, sseEvent } from "./server.ts";
+import { type CallStore, StoreUnavailableError } from "./call_records.ts";
 
 function replyOf(
   status: "success" | "error",
@@ -64,7 +65,7 @@ class FakeBackend implements GatewayBackend {
   }
 }
 
-async function setUp() {
+async function setUp(options: { calls?: CallStore } = {}) {
   const a = await newKey({
     functions: ["task_a"],
     events: ["demo.#"],
@@ -82,6 +83,7 @@ async function setUp() {
     maxJsonDepth: 4,
     workerCheckMs: 0,
     connected: () => connected,
+    calls: options.calls,
   });
   const send = async (method: string, path: string, key?: string, body?: string, headers = {}) => {
     const response = await gateway.handler(
@@ -402,4 +404,39 @@ Deno.test("createGateway() answers CORS for its allowed origins only", async () 
   );
   assert.equal(plain.headers.get("access-control-allow-origin"), null, "no CORS unless configured");
   await plain.body?.cancel();
+});
+
+Deno.test("createGateway() keeps serving sync calls while its store of calls is unavailable, and answers 503 for what needs it", async () => {
+  const refuse = () => Promise.reject(new StoreUnavailableError("Cannot read the stream"));
+  const store: CallStore = {
+    unavailable: () => "the stream 'gateway.calls' cannot be read now",
+    hasRoom: () => true,
+    submit: refuse,
+    find: refuse,
+    claim: refuse,
+    onCallback: () => {},
+    metricsText: () => "gateway_calls_record_up 0\n",
+  };
+  const { a, send } = await setUp({ calls: store });
+  assert.equal((await send("POST", "/functions/task_a", a, "{}")).status, 200, "sync goes on");
+  for (
+    const [method, path, headers] of [
+      ["POST", "/functions/task_a", { prefer: "respond-async" }],
+      ["POST", "/functions/task_a", { "idempotency-key": "k" }],
+      ["GET", "/calls/c1", {}],
+      ["DELETE", "/calls/c1", {}],
+      ["GET", "/calls/c1/events", {}],
+    ] as const
+  ) {
+    const refused = await send(method, path, a, method === "POST" ? "{}" : undefined, headers);
+    assert.equal(refused.status, 503, `${method} ${path}`);
+    assert.equal(refused.headers.get("retry-after"), "5");
+    assert.match(refused.body.message, /record of calls is unavailable \(the stream/);
+  }
+  const health = await send("GET", "/healthz");
+  assert.equal(health.status, 200);
+  assert.deepEqual(health.body, {
+    status: "degraded",
+    calls: "the stream 'gateway.calls' cannot be read now",
+  });
 });

@@ -187,8 +187,11 @@ Deno.test({
           await attempt.close();
         }
         assert.equal(refused.length, 3);
-        // Its eight, and the cancellations stream the definitions made.
-        assert.equal(await queueCount(vhost), DASHBOARD_EVENT_QUEUES.length + 1);
+        // Its eight, and the streams the definitions made (cancellations, the gateway's record).
+        assert.equal(
+          await queueCount(vhost),
+          DASHBOARD_EVENT_QUEUES.length + definitions.queues.length,
+        );
         // Its connections are bounded too (user limits): a ninth is refused.
         const connections: Broker[] = [dashboard];
         for (let i = 1; i < USER_LIMITS.dashboard["max-connections"]; i++) {
@@ -215,7 +218,8 @@ Deno.test({
         await dispatcher.consume(replies, (delivery) => dispatcher.ack(delivery), { prefetch: 10 });
         assert.equal(
           await queueCount(vhost),
-          1 + DASHBOARD_EVENT_QUEUES.length + 2 + RETRY_QUEUES_PER_FUNCTION + 2,
+          definitions.queues.length + DASHBOARD_EVENT_QUEUES.length + 2 +
+            RETRY_QUEUES_PER_FUNCTION + 2,
         );
       });
 

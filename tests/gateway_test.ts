@@ -14,7 +14,9 @@ import { AMQP_URL, NEEDS_OPENSSL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { makeTestPki } from "./_tls.ts";
 import { GatewayFront } from "../gateway/front.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
-import { runDeno, startDeno, startWorkerProcess } from "./_processes.ts";
+import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
+import { namedReplyQueueOf } from "../core/contract/named_callers.ts";
+import { manage } from "./_management.ts";
 import { withTempDir } from "./_temp_dir.ts";
 import { startOtlpReceiver, traceTree } from "./_otlp.ts";
 
@@ -104,6 +106,7 @@ Deno.test({
   async fn(t) {
     const queueA = uniqueName("gw_a");
     const queueB = uniqueName("gw_b");
+    const callsName = uniqueName("gwc");
     await withTempDir(async (dir) => {
       const registry = `${dir}/registry.yaml`;
       await Deno.writeTextFile(
@@ -161,6 +164,8 @@ Deno.test({
         keysFile,
         "--broker",
         AMQP_URL,
+        "--calls-name",
+        callsName,
         "--max-body-bytes",
         "4096",
         "--head-deadline-ms",
@@ -520,6 +525,7 @@ Deno.test({
         await worker.stop();
         const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-test-cleanup" });
         await deleteFunctionQueues(broker, queueA, queueB);
+        await deleteRecord(broker, callsName);
         await broker.close();
       }
       const output = [...gateway.lines, ...worker.lines].join("\n");
@@ -537,6 +543,7 @@ Deno.test({
   async fn() {
     const receiver = await startOtlpReceiver();
     const queue = uniqueName("gw_trace");
+    const callsName = uniqueName("gwc");
     await withTempDir(async (dir) => {
       const registry = `${dir}/registry.yaml`;
       await Deno.writeTextFile(registry, `functions:\n  task_a: { queue: ${queue} }\n`);
@@ -558,6 +565,8 @@ Deno.test({
           keysFile,
           "--broker",
           AMQP_URL,
+          "--calls-name",
+          callsName,
         ],
         receiver.env("gateway"),
       );
@@ -600,6 +609,7 @@ Deno.test({
         await receiver.close();
         const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-trace-cleanup" });
         await deleteFunctionQueues(broker, queue);
+        await deleteRecord(broker, callsName);
         await broker.close();
       }
     });
@@ -635,23 +645,321 @@ Deno.test({
   },
 });
 
+/** A gateway on `registry` and `keysFile` sharing the record `callsName`, and its base URL. */
+async function startGateway(
+  registry: string,
+  keysFile: string,
+  callsName: string,
+  ...flags: string[]
+): Promise<{ process: RunningProcess; base: string }> {
+  const process = startDeno([
+    ...GATEWAY_ARGS,
+    "--listen",
+    "127.0.0.1:0",
+    "--registry",
+    registry,
+    "--keys-file",
+    keysFile,
+    "--broker",
+    AMQP_URL,
+    "--calls-name",
+    callsName,
+    ...flags,
+  ]);
+  try {
+    const line = await process.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
+    return { process, base: `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}` };
+  } catch (error) {
+    await process.stop("SIGKILL");
+    throw new Error(`the gateway did not start:\n${process.lines.join("\n")}`, { cause: error });
+  }
+}
+
+/** Deletes the shared record `callsName` of the gateways of a test: its stream and reply queue. */
+async function deleteRecord(
+  broker: { user: string; deleteQueue(name: string): Promise<void> },
+  callsName: string,
+): Promise<void> {
+  await broker.deleteQueue(`gateway.${callsName}`).catch(() => {});
+  await broker.deleteQueue(namedReplyQueueOf(broker.user, callsName)).catch(() => {});
+}
+
+/** Polls `GET location` on `base` until the call is no longer pending; its last answer. */
+async function outcomeOf(base: string, location: string, key: string) {
+  let done: Awaited<ReturnType<typeof send>> | undefined;
+  await waitFor(
+    async () => {
+      done = await send(base, location, { key });
+      return done.status !== 200 || done.body.status !== "pending";
+    },
+    `${location} to end`,
+    30_000,
+    100,
+  );
+  return done!;
+}
+
 Deno.test({
   name:
-    "two gateway replicas and two workers: sync calls hold through either replica; an async call is found only on the replica that took it, as docs/gateway.md says",
+    "two gateway replicas and two workers share their record: async via A is found, cancelled and ended via B; an Idempotency-Key sent to both at once runs once; B ends and calls back a call of a killed A; a restarted A finds earlier calls",
+  ignore: NEEDS_RABBITMQ,
+  async fn(t) {
+    const queue = uniqueName("gw_two");
+    const callsName = uniqueName("gwc");
+    const callbacks: { id: string | null; body: Record<string, unknown> }[] = [];
+    const hooks = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (request) => {
+        callbacks.push({
+          id: request.headers.get("x-gateway-call-id"),
+          body: await request.json(),
+        });
+        return new Response(null, { status: 204 });
+      },
+    );
+    await withTempDir(async (dir) => {
+      const registry = `${dir}/registry.yaml`;
+      await Deno.writeTextFile(registry, `functions:\n  task_a: { queue: ${queue} }\n`);
+      const keysFile = `${dir}/gateway_keys.json`;
+      const key = await addKey(
+        keysFile,
+        "--functions",
+        "task_a",
+        "--rate",
+        "1000",
+        "--in-flight",
+        "1000",
+      );
+      const other = await addKey(keysFile, "--functions", "task_a", "--rate", "1000");
+      const workers = [
+        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
+        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
+      ];
+      const runsOf = (id: unknown) =>
+        workers.flatMap((w) => w.lines).filter((l) =>
+          l.includes("Task started") && l.includes(String(id))
+        ).length;
+      const flags = ["--callback-hosts", "127.0.0.1", "--callback-allow-private"];
+      const gateways: RunningProcess[] = [];
+      try {
+        let a = await startGateway(registry, keysFile, callsName, ...flags);
+        gateways.push(a.process);
+        const b = await startGateway(registry, keysFile, callsName, ...flags);
+        gateways.push(b.process);
+        const bases = [a.base, b.base];
+
+        await t.step("sync calls hold through either replica", async () => {
+          const answers = await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              send(bases[i % 2], "/functions/task_a", {
+                method: "POST",
+                key,
+                body: JSON.stringify({ work_ms: 20 }),
+              })),
+          );
+          assert.deepEqual(answers.map((r) => r.status), Array(20).fill(200));
+        });
+
+        let earlier = "";
+        await t.step(
+          "an async call via A: GET via B at once finds it, then its outcome",
+          async () => {
+            const accepted = await send(a.base, "/functions/task_a", {
+              method: "POST",
+              key,
+              headers: { prefer: "respond-async" },
+              body: JSON.stringify({ work_ms: 300 }),
+            });
+            assert.equal(accepted.status, 202);
+            earlier = accepted.headers.get("location")!;
+            const atOnce = await send(b.base, earlier, { key });
+            assert.equal(atOnce.status, 200, JSON.stringify(atOnce.body));
+            assert.equal(
+              (await send(b.base, earlier, { key: other })).status,
+              404,
+              "another key's",
+            );
+            const done = await outcomeOf(b.base, earlier, key);
+            assert.equal(done.body.status, "success", JSON.stringify(done.body));
+            assert.equal(done.body.result, "Hello from Task A");
+            assert.deepEqual((await send(a.base, earlier, { key })).body, done.body);
+            assert.equal(runsOf(accepted.body.id), 1);
+          },
+        );
+
+        await t.step("DELETE via B cancels a call taken by A", async () => {
+          const accepted = await send(a.base, "/functions/task_a", {
+            method: "POST",
+            key,
+            headers: { prefer: "respond-async" },
+            body: JSON.stringify({ work_ms: 60_000 }),
+          });
+          const location = accepted.headers.get("location")!;
+          await waitFor(() => runsOf(accepted.body.id) === 1, "the long call to start", 30_000);
+          assert.equal(
+            (await send(b.base, location, { method: "DELETE", key: other })).status,
+            404,
+          );
+          const cancelled = await send(b.base, location, { method: "DELETE", key });
+          assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+          assert.equal(cancelled.body.cancel, "stopped");
+          const done = await outcomeOf(a.base, location, key);
+          assert.equal((done.body.error as { type: string }).type, "Cancelled");
+        });
+
+        await t.step(
+          "the same Idempotency-Key sent to A and B at once runs its function once, for each of many keys",
+          async () => {
+            const keys = Array.from({ length: 24 }, () => crypto.randomUUID());
+            const pairs = await Promise.all(keys.map((idempotencyKey, i) => {
+              const init = {
+                method: "POST",
+                key,
+                headers: {
+                  "idempotency-key": idempotencyKey,
+                  ...(i % 3 === 0 && { prefer: "respond-async" }),
+                },
+                body: JSON.stringify({ work_ms: 100, n: i }),
+              };
+              return Promise.all([
+                send(a.base, "/functions/task_a", init),
+                send(b.base, "/functions/task_a", init),
+              ]);
+            }));
+            for (const [i, [fromA, fromB]] of pairs.entries()) {
+              const what = `key ${i}: ${JSON.stringify([fromA.body, fromB.body])}`;
+              assert.deepEqual(
+                [fromA.status, fromB.status].sort(),
+                i % 3 === 0 ? [202, 202] : [200, 200],
+                what,
+              );
+              assert.equal(fromA.body.id, fromB.body.id, `one call answers both: ${what}`);
+              const replayed = [fromA, fromB].filter((r) =>
+                r.headers.get("idempotent-replayed") === "true"
+              );
+              assert.equal(replayed.length, 1, `one of the two is the repeat: ${what}`);
+            }
+            const ids = pairs.map(([fromA]) => fromA.body.id);
+            await waitFor(
+              () => ids.every((id) => runsOf(id) >= 1),
+              "every call to have run",
+              30_000,
+            );
+            for (const [fromA] of pairs.filter((_, i) => i % 3 === 0)) {
+              await outcomeOf(a.base, fromA.headers.get("location")!, key);
+            }
+            assert.deepEqual(ids.map(runsOf), ids.map(() => 1), "each function ran once");
+            const reused = await send(b.base, "/functions/task_a", {
+              method: "POST",
+              key,
+              headers: { "idempotency-key": keys[1] },
+              body: JSON.stringify({ work_ms: 100, n: "another" }),
+            });
+            assert.equal(reused.status, 422, "another request with a key A used");
+          },
+        );
+
+        let orphan = "";
+        await t.step(
+          "A killed after its 202: B records the outcome and calls back once",
+          async () => {
+            const accepted = await send(a.base, "/functions/task_a", {
+              method: "POST",
+              key,
+              headers: {
+                prefer: "respond-async",
+                "callback-url": `http://127.0.0.1:${hooks.addr.port}/done`,
+              },
+              body: JSON.stringify({ work_ms: 1_500 }),
+            });
+            assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+            orphan = accepted.headers.get("location")!;
+            await a.process.stop("SIGKILL");
+            const done = await outcomeOf(b.base, orphan, key);
+            assert.equal(done.body.status, "success", JSON.stringify(done.body));
+            await waitFor(
+              () => callbacks.some((c) => c.id === accepted.body.id),
+              "the callback",
+              30_000,
+            );
+            assert.deepEqual(callbacks.find((c) => c.id === accepted.body.id)!.body, done.body);
+          },
+        );
+
+        await t.step(
+          "a restarted A finds the earlier calls, and calls nothing back again",
+          async () => {
+            a = await startGateway(registry, keysFile, callsName, ...flags);
+            gateways.push(a.process);
+            for (const location of [earlier, orphan]) {
+              const found = await send(a.base, location, { key });
+              assert.equal(found.status, 200, `${location}: ${JSON.stringify(found.body)}`);
+              assert.equal(found.body.status, "success");
+            }
+            // A read the whole record before it took requests: it would have called back by now.
+            const metricsOf = async (base: string) => await (await fetch(`${base}/metrics`)).text();
+            const ofA = await metricsOf(a.base);
+            assert.match(ofA, /^gateway_calls_record_up 1$/m);
+            assert.match(
+              ofA,
+              /^gateway_calls_callbacks_total 0$/m,
+              "the restarted A calls none back",
+            );
+            assert.match(await metricsOf(b.base), /^gateway_calls_callbacks_total 1$/m);
+            const id = orphan.slice("/calls/".length);
+            assert.equal(callbacks.filter((c) => c.id === id).length, 1, "called back once");
+            assert.deepEqual((await send(a.base, "/healthz")).body, { status: "ok" });
+          },
+        );
+      } finally {
+        for (const gateway of gateways) await gateway.stop("SIGKILL").catch(() => {});
+        for (const worker of workers) await worker.stop();
+        await hooks.shutdown();
+        const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-two-cleanup" });
+        await deleteFunctionQueues(broker, queue);
+        await deleteRecord(broker, callsName);
+        await broker.close();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "a gateway refused its record's stream serves sync calls, answers 503 with Retry-After for what needs the record, and says so in its log, /healthz and /metrics",
   ignore: NEEDS_RABBITMQ,
   async fn() {
-    const queue = uniqueName("gw_two");
+    const queue = uniqueName("gw_norecord");
+    const callsName = uniqueName("gwc");
+    // A user that may do all a synchronous caller (and the worker) does, and nothing with the
+    // record's stream.
+    const user = uniqueName("gw_user");
+    const password = crypto.randomUUID();
+    const made = await manage("PUT", `users/${user}`, { password, tags: "" });
+    assert.ok(made.ok, `create user ${user}: ${made.status}`);
+    const granted = await manage("PUT", `permissions/%2F/${user}`, {
+      configure: `^(replies\\..*|${queue}.*)$`,
+      write: ".*",
+      read: "^(?!gateway\\.).*$",
+    });
+    assert.ok(granted.ok, `permit ${user}: ${granted.status}`);
+    const url = new URL(AMQP_URL);
+    url.username = user;
+    url.password = password;
     await withTempDir(async (dir) => {
       const registry = `${dir}/registry.yaml`;
       await Deno.writeTextFile(registry, `functions:\n  task_a: { queue: ${queue} }\n`);
       const keysFile = `${dir}/gateway_keys.json`;
       const key = await addKey(keysFile, "--functions", "task_a", "--rate", "1000");
-      const workers = [
-        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
-        await startWorkerProcess("task_a", { AMQP_URL, QUEUE: queue, LOG_LEVEL: "debug" }),
-      ];
-      const gateways = [0, 1].map(() =>
-        startDeno([
+      // The worker shares the user: the gateway believes replies from its own user.
+      const worker = await startWorkerProcess("task_a", {
+        AMQP_URL: url.href,
+        QUEUE: queue,
+        ALLOWED_SENDERS: user,
+      });
+      let gateway: RunningProcess | undefined;
+      try {
+        gateway = startDeno([
           ...GATEWAY_ARGS,
           "--listen",
           "127.0.0.1:0",
@@ -660,51 +968,47 @@ Deno.test({
           "--keys-file",
           keysFile,
           "--broker",
-          AMQP_URL,
-        ])
-      );
-      try {
-        const bases = await Promise.all(gateways.map(async (gateway) => {
-          const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
-          return `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}`;
-        }));
-        const answers = await Promise.all(
-          Array.from({ length: 40 }, (_, i) =>
-            send(bases[i % 2], "/functions/task_a", {
-              method: "POST",
-              key,
-              body: JSON.stringify({ work_ms: 20 }),
-            })),
-        );
-        assert.deepEqual(answers.map((r) => r.status), Array(40).fill(200));
-        for (const worker of workers) {
-          assert.ok(worker.lines.some((l) => l.includes("Task started")), "both workers ran calls");
+          url.href,
+          "--calls-name",
+          callsName,
+        ]);
+        const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
+        const base = `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}`;
+        const sync = await send(base, "/functions/task_a", { method: "POST", key, body: "{}" });
+        assert.equal(sync.status, 200, JSON.stringify(sync.body));
+        for (
+          const headers of [{ prefer: "respond-async" }, { "idempotency-key": "k1" }] as Record<
+            string,
+            string
+          >[]
+        ) {
+          const init = { method: "POST", headers, body: "{}" };
+          const refused = await send(base, "/functions/task_a", { ...init, key });
+          assert.equal(refused.status, 503, JSON.stringify(refused.body));
+          assert.ok(Number(refused.headers.get("retry-after")) > 0);
+          assert.match(String(refused.body.message), /record of calls/);
         }
-        const accepted = await send(bases[0], "/functions/task_a", {
-          method: "POST",
-          key,
-          headers: { prefer: "respond-async" },
-          body: "{}",
-        });
-        const location = accepted.headers.get("location")!;
-        let done: Awaited<ReturnType<typeof send>> | undefined;
-        await waitFor(
-          async () => {
-            done = await send(bases[0], location, { key });
-            return done.body.status !== "pending";
-          },
-          "the async call to end",
-          30_000,
-          100,
+        assert.equal((await send(base, "/calls/x", { key })).status, 503);
+        const health = await send(base, "/healthz");
+        assert.equal(health.status, 200, "still serving synchronous calls");
+        assert.equal(health.body.status, "degraded");
+        assert.match(String(health.body.calls), /gatewayPermissions/);
+        const metrics = await (await fetch(`${base}/metrics`)).text();
+        assert.match(metrics, /^gateway_calls_record_up 0$/m);
+        assert.ok(
+          gateway.lines.some((l) => l.includes("shared record of calls is unavailable")),
+          gateway.lines.join("\n"),
         );
-        assert.equal(done!.body.status, "success");
-        assert.equal((await send(bases[1], location, { key })).status, 404, "per replica");
+        assert.ok(!gateway.lines.join("\n").includes(password), "no password in the log");
       } finally {
-        for (const gateway of gateways) await gateway.stop();
-        for (const worker of workers) await worker.stop();
-        const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-two-cleanup" });
+        await gateway?.stop("SIGKILL");
+        await worker.stop();
+        const broker = await connectAmqp(AMQP_URL, { connectionName: "gateway-norecord-cleanup" });
         await deleteFunctionQueues(broker, queue);
+        await deleteRecord(broker, callsName);
+        await broker.deleteQueue(namedReplyQueueOf(user, callsName)).catch(() => {});
         await broker.close();
+        await manage("DELETE", `users/${user}`);
       }
     });
   },

@@ -24,3 +24,4 @@ export * from "./named_callers.ts";
 export * from "./cancel.ts";
 export * from "./schedule.ts";
 export * from "./cloud_events.ts";
+export * from "./gateway_calls.ts";

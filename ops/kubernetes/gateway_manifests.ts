@@ -1,10 +1,10 @@
 /**
  * The Kubernetes objects of `deno task gateway` (docs/gateway.md): its
  * broker user, permissions and topic permission (messaging topology
- * operator), a `Deployment` of two replicas probed on `/healthz`, a
- * `Service` on port 8080 that keeps each client on one replica (the
- * asynchronous calls a replica took are in its memory, see "What holds
- * across replicas"), and the `NetworkPolicy` that lets HTTP in and only
+ * operator), the stream of the record its replicas share (see "What holds
+ * across replicas"), a `Deployment` of two replicas probed on `/healthz`,
+ * a `Service` on port 8080 (any replica serves any call), and the
+ * `NetworkPolicy` that lets HTTP in and only
  * the broker (and DNS) out. The API keys are a Secret of the operator's,
  * `gateway-keys`, never in this repository. The permission names the
  * functions' queues, so `deno task manifests` writes them to
@@ -17,6 +17,10 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { GATEWAY_USER } from "../../core/contract/users.ts";
+import {
+  GATEWAY_CALLS_STREAM,
+  GATEWAY_CALLS_STREAM_ARGUMENTS,
+} from "../../core/contract/gateway_calls.ts";
 import { WORKER_IMAGE_FILES } from "../../runtime/defaults.ts";
 import { gatewayPermissions, topicPermissionsOf } from "../rabbitmq/definitions.ts";
 import {
@@ -35,6 +39,7 @@ import {
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,
+  type RabbitmqQueue,
   type RabbitmqTopicPermission,
   type RabbitmqUser,
 } from "./rabbitmq_resources.ts";
@@ -91,6 +96,23 @@ export function gatewayManifests(
       vhost: "/",
       userReference: { name: user },
       permissions: topicPermissionsOf({ emitterPatterns }),
+      rabbitmqClusterReference: cluster,
+    },
+  };
+
+  // Made here, as the gateway's user may not declare it; deleting the resource keeps it.
+  const { "x-queue-type": _type, ...streamArguments } = GATEWAY_CALLS_STREAM_ARGUMENTS;
+  const stream: RabbitmqQueue = {
+    apiVersion: RABBITMQ_API_VERSION,
+    kind: "Queue",
+    metadata: { name: "gateway-calls", labels: labels("broker") },
+    spec: {
+      name: GATEWAY_CALLS_STREAM,
+      vhost: "/",
+      type: "stream",
+      durable: true,
+      arguments: streamArguments,
+      deletionPolicy: "retain",
       rabbitmqClusterReference: cluster,
     },
   };
@@ -167,8 +189,6 @@ export function gatewayManifests(
     spec: {
       selector,
       ports: [{ name: "http", port: GATEWAY_PORT, targetPort: "http", protocol: "TCP" }],
-      // A client's asynchronous calls live on the replica that took them.
-      sessionAffinity: "ClientIP",
     },
   };
   const networkPolicy: INetworkPolicy = {
@@ -187,6 +207,7 @@ export function gatewayManifests(
     brokerUser,
     permission,
     topicPermission,
+    stream,
     deployment,
     service,
     networkPolicy,

@@ -38,6 +38,10 @@ import {
 } from "../rabbitmq/definitions.ts";
 import { deadLetterQueueOf } from "../../core/contract/names.ts";
 import { CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_OPTIONS } from "../../core/contract/cancel.ts";
+import {
+  GATEWAY_CALLS_STREAM,
+  GATEWAY_CALLS_STREAM_OPTIONS,
+} from "../../core/contract/gateway_calls.ts";
 import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
 import {
   DEFAULT_METRICS_PORT,
@@ -818,9 +822,22 @@ Deno.test({
       gatewayPermissions(FUNCTIONS.map(({ queue }) => queue).sort()),
     );
     assert.ok(registry.emitters.has("gateway"));
+    // The stream of the record the replicas share, as the compose stack's definitions declare it.
+    const calls = find<RabbitmqQueue>(objects, "Queue", "gateway-calls").spec;
+    assert.equal(calls.name, GATEWAY_CALLS_STREAM);
+    assert.equal(calls.type, "stream");
+    assert.equal(calls.deletionPolicy, "retain");
+    assert.deepEqual(
+      { "x-queue-type": "stream", ...calls.arguments },
+      queueArguments(GATEWAY_CALLS_STREAM_OPTIONS),
+    );
 
     const service = find<IService>(objects, "Service", "gateway").spec!;
-    assert.equal(service.sessionAffinity, "ClientIP", "a client's async calls stay on one replica");
+    assert.equal(
+      service.sessionAffinity,
+      undefined,
+      "any replica serves any call: they share a record",
+    );
     assert.deepEqual(service.ports!.map((p) => p.port), [GATEWAY_PORT]);
 
     const policy = find<INetworkPolicy>(objects, "NetworkPolicy", "gateway").spec!;

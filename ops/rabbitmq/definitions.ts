@@ -30,6 +30,10 @@ import {
   CANCELLATIONS_STREAM_ARGUMENTS,
 } from "../../core/contract/cancel.ts";
 import {
+  GATEWAY_CALLS_STREAM,
+  GATEWAY_CALLS_STREAM_ARGUMENTS,
+} from "../../core/contract/gateway_calls.ts";
+import {
   NAMED_REPLY_QUEUE_MAX_IDLE_MS,
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueuesOf,
@@ -65,7 +69,9 @@ export { CONTROL_EXCHANGE, EVENTS_EXCHANGE, NAME_PATTERN, SCHEDULE_EXCHANGE };
  *   caller uses, not countable by name either; an operator policy removes
  *   each one unused for `NAMED_REPLY_QUEUE_MAX_IDLE_MS` (a day) and caps what
  *   it holds;
- * - the stream of cancellations, one queue, made by these definitions.
+ * - the streams of cancellations and of the gateway replicas' record
+ *   (`gateway.calls`), two queues, made by these definitions; the gateway's
+ *   replicas share one named reply queue, `replies.named.gateway.calls`.
  *
  * 20 functions with 10 replicas each take 20 × 34 + 200 = 880, the
  * dashboards 8: the rest is for reply queues.
@@ -138,6 +144,7 @@ const DEFAULT_EXCHANGE = "amq\\.default";
 const CONTROL = "tasks\\.control";
 const EVENTS = "tasks\\.events";
 const CANCELLATIONS = CANCELLATIONS_STREAM.replaceAll(".", "\\.");
+const GATEWAY_CALLS = GATEWAY_CALLS_STREAM.replaceAll(".", "\\.");
 /** The topic exchange of the events that trigger functions (docs/events.md). */
 const CLOUD_EVENTS = "events";
 
@@ -297,8 +304,14 @@ export function dispatcherPermissions(queues: readonly string[]): Permissions {
  * registry's `events.emitters.gateway`), receives replies by Direct
  * Reply-to or a reply queue or named queue of its own, and checks the
  * functions' `queues` passively (503 when one has no worker), which
- * RabbitMQ 4.3.1 allows with `write` on them. No control exchange (it
- * pings no worker), no task events, no dead letters.
+ * RabbitMQ 4.3.1 allows with `write` on them. Its replicas share a record
+ * of asynchronous calls (docs/gateway.md, "What holds across replicas"):
+ * they read and append to the stream `gateway.calls` (read on it; appends
+ * go through the default exchange; it checks the stream passively, which
+ * read allows on 4.3.1), and consume one named reply queue of theirs,
+ * `replies.named.gateway.calls`, which its named queues' rights cover. No
+ * configure on the stream: these definitions make it. No control exchange
+ * (it pings no worker), no task events, no dead letters.
  */
 export function gatewayPermissions(queues: readonly string[]): Permissions {
   queues.forEach(checkQueue);
@@ -307,7 +320,7 @@ export function gatewayPermissions(queues: readonly string[]): Permissions {
   return {
     configure: `^${replies}$`,
     write: `^(${DEFAULT_EXCHANGE}|${CLOUD_EVENTS}|${CANCELLATIONS}${checked})$`,
-    read: `^${replies}$`,
+    read: `^(${REPLIES}|${namedReplyQueuesOf(GATEWAY_USER)}|${GATEWAY_CALLS})$`,
   };
 }
 
@@ -597,12 +610,15 @@ export function buildDefinitions(
       internal: false,
       arguments: {},
     })),
-    queues: [{
-      name: CANCELLATIONS_STREAM,
+    queues: [
+      [CANCELLATIONS_STREAM, CANCELLATIONS_STREAM_ARGUMENTS] as const,
+      [GATEWAY_CALLS_STREAM, GATEWAY_CALLS_STREAM_ARGUMENTS] as const,
+    ].map(([name, args]) => ({
+      name,
       vhost,
       durable: true,
       auto_delete: false,
-      arguments: { ...CANCELLATIONS_STREAM_ARGUMENTS },
-    }],
+      arguments: { ...args },
+    })),
   };
 }

@@ -7,6 +7,10 @@ import {
 } from "../../core/contract/cancel.ts";
 import { queueArguments } from "../../core/broker/amqp/queue_arguments.ts";
 import {
+  GATEWAY_CALLS_STREAM_ARGUMENTS,
+  GATEWAY_CALLS_STREAM_OPTIONS,
+} from "../../core/contract/gateway_calls.ts";
+import {
   NAMED_REPLY_QUEUE_MAX_IDLE_MS,
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueueOf,
@@ -330,6 +334,10 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
     { ...CANCELLATIONS_STREAM_ARGUMENTS },
     queueArguments(CANCELLATIONS_STREAM_OPTIONS),
   );
+  assert.deepEqual(
+    { ...GATEWAY_CALLS_STREAM_ARGUMENTS },
+    queueArguments(GATEWAY_CALLS_STREAM_OPTIONS),
+  );
   assert.deepEqual(definitions.queues, [{
     name: "tasks.cancellations",
     vhost: "/",
@@ -340,6 +348,18 @@ Deno.test("buildDefinitions() makes users with hashes, their permissions and the
       "x-max-age": "86400s",
       "x-max-length-bytes": 64 * 1024 * 1024,
       "x-stream-max-segment-size-bytes": 1024 * 1024,
+    },
+  }, {
+    // The gateway replicas' shared record: an hour of calls and Idempotency-Keys.
+    name: "gateway.calls",
+    vhost: "/",
+    durable: true,
+    auto_delete: false,
+    arguments: {
+      "x-queue-type": "stream",
+      "x-max-age": "3600s",
+      "x-max-length-bytes": 256 * 1024 * 1024,
+      "x-stream-max-segment-size-bytes": 4 * 1024 * 1024,
     },
   }]);
   const locked = buildDefinitions([{ name: "guest", passwordHash: "h3", tags: [] }]);
@@ -413,6 +433,7 @@ Deno.test("operator policies cover every name a client may declare and the budge
     assert.equal(policy.definition.expires, CLIENT_QUEUE_EXPIRES_MS);
   }
   assert.deepEqual(matching("tasks.cancellations"), [], "the stream keeps its own retention");
+  assert.deepEqual(matching("gateway.calls"), [], "so does the gateway replicas' record");
   // And for every name their users may configure: none left unbounded.
   assert.equal(
     policies.find((p) => p.pattern === celeryClientPermissions(["queue_a"]).configure)?.name,
@@ -531,12 +552,18 @@ Deno.test("topicPermissionsOf() lets a function emit its type and bind its trigg
   assert.ok(!new RegExp(plain.read).test("events") && !new RegExp(plain.write).test("events"));
 });
 
-Deno.test("gatewayPermissions() call, cancel and emit; no pings, task events, dead letters or other callers' replies", () => {
+Deno.test("gatewayPermissions() call, cancel, emit and share its record; no pings, task events, dead letters or other callers' replies", () => {
   const g = gatewayPermissions(["queue_b", "queue_a"]);
   const own = replyQueueName();
   const named = namedReplyQueueOf("gateway", "g1");
-  for (const queue of [own, named]) {
+  for (const queue of [own, named, namedReplyQueueOf("gateway", "calls")]) {
     assert.ok(allows(g, "configure", queue) && allows(g, "read", queue), queue);
+  }
+  // The shared record: read (and appended to through the default exchange), not reconfigured.
+  assert.ok(allows(g, "read", "gateway.calls"));
+  assert.ok(!allows(g, "configure", "gateway.calls"), "the definitions make the stream");
+  for (const near of ["gateway.calls2", "gatewayxcalls", "tasks.cancellations"]) {
+    assert.ok(!allows(g, "read", near), `no read on ${near}`);
   }
   for (const exchange of ["amq.default", "events", "tasks.cancellations", "queue_a", "queue_b"]) {
     assert.ok(allows(g, "write", exchange), `write on ${exchange}`);
