@@ -196,6 +196,9 @@ export async function measureGateway(options: {
     url,
     "--max-connections",
     "2048",
+    // A record of calls of its own, removed below with the rest.
+    "--calls-name",
+    queue,
   ]);
   const client = await connect({ url, functions: { task_a: queue }, connectionName: "bench-gw" });
   try {
@@ -311,7 +314,11 @@ export async function measureGateway(options: {
     await client.close();
     await gateway.stop();
     await worker.stop();
-    for (const name of [queue, deadLetterQueueOf(queue), ...retryQueuesOf(queue)]) {
+    const records = [
+      `gateway.${queue}`,
+      `replies.named.${new URL(url).username || "guest"}.${queue}`,
+    ];
+    for (const name of [queue, deadLetterQueueOf(queue), ...retryQueuesOf(queue), ...records]) {
       await options.admin.deleteQueue(name).catch(() => {});
     }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
