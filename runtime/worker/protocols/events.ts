@@ -21,15 +21,15 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../../core/broker/broker.ts";
+import type { Broker, Delivery } from "../../../core/broker/broker.ts";
 import {
   CLOUD_EVENTS_EXCHANGE,
   HOP_LIMIT_ERROR,
   isCloudEventMessage,
   MAX_EVENT_HOPS,
   parseCloudEvent,
-} from "../../core/contract/mod.ts";
-import type { FunctionInfo } from "../define_function.ts";
+} from "../../../core/contract/mod.ts";
+import type { FunctionInfo } from "../../define_function.ts";
 import {
   type Answer,
   type AnswerFacts,
