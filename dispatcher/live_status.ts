@@ -17,7 +17,7 @@ import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
 import type { Painter } from "./cli/paint.ts";
 import { escapeControls } from "./cli/terminal_text.ts";
 import type { TaskSpec } from "./config/load_config.ts";
-import { clockTime } from "./report.ts";
+import { clockTime } from "./report/mod.ts";
 
 /** Options for {@linkcode createLiveStatus}. */
 export interface LiveStatusOptions {

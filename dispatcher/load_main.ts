@@ -25,7 +25,7 @@ import {
   wholeNumberFlag,
 } from "./cli/options.ts";
 import { checkOutputPath, defaultResultsPath, writeOutput } from "./cli/output_files.ts";
-import { abandonedNote } from "./report.ts";
+import { abandonedNote } from "./report/mod.ts";
 import {
   type CliIo,
   type Command,

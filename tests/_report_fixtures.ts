@@ -8,7 +8,7 @@
 import type { TaskProgress, TaskReply } from "../core/contract/mod.ts";
 import type { TaskOutcome } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
-import { buildRunDocument, type RunDocument } from "../dispatcher/run_document.ts";
+import { buildRunDocument, type RunDocument } from "../dispatcher/report/mod.ts";
 
 /** 2026-01-01T12:00:00.000Z: when every fixture run starts. */
 export const T0 = Date.parse("2026-01-01T12:00:00.000Z");

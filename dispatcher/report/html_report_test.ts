@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sampleRun } from "../tests/_report_fixtures.ts";
+import { sampleRun } from "../../tests/_report_fixtures.ts";
 import { htmlReportParts, renderHtmlReport } from "./html_report.ts";
 import {
   concurrencySteps,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { at, outcome, sampleRun, spec, T0 } from "../tests/_report_fixtures.ts";
+import { at, outcome, sampleRun, spec, T0 } from "../../tests/_report_fixtures.ts";
 import { attemptsOf, documentLines, RUN_DOCUMENT_SCHEMA, taskRecord } from "./run_document.ts";
 
 Deno.test("taskRecord() times the queue wait from sending to the first attempt", () => {
