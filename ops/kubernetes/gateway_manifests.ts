@@ -13,31 +13,19 @@
  * @module
  */
 
-import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IService } from "kubernetes-models/v1/Service";
-import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { GATEWAY_USER } from "../../core/contract/users.ts";
-import { WORKER_IMAGE_FILES } from "../../runtime/defaults.ts";
 import { gatewayPermissions, topicPermissionsOf } from "../rabbitmq/definitions.ts";
+import { generatedFile, WORKER_IMAGE_TAG } from "./function_manifests.ts";
 import {
-  AMQP_PORT,
-  brokerOnlyEgress,
+  brokerOnlyPolicy,
+  brokerUserManifests,
   credentialsSecretOf,
-  generatedFile,
-  hardenedContainerSecurity,
-  hardenedPodSecurity,
-  kubernetesName,
+  labelsOf,
   type Manifest,
-  RABBITMQ_CLUSTER,
-  TERMINATION_GRACE_SECONDS,
-  WORKER_IMAGE_TAG,
-} from "./function_manifests.ts";
-import {
-  RABBITMQ_API_VERSION,
-  type RabbitmqPermission,
-  type RabbitmqTopicPermission,
-  type RabbitmqUser,
-} from "./rabbitmq_resources.ts";
+  PASSWORD_FILE_NAME,
+  workloadDeployment,
+} from "./workload.ts";
 
 /** The gateway's replicas. */
 export const GATEWAY_REPLICAS = 2;
@@ -56,110 +44,46 @@ export function gatewayManifests(
   emitterPatterns: readonly string[] = [],
 ): Manifest[] {
   const name = "gateway";
-  const selector = { "app.kubernetes.io/name": name };
-  const labels = (component: string) => ({ ...selector, "app.kubernetes.io/component": component });
-  const cluster = { name: RABBITMQ_CLUSTER };
-  const user = kubernetesName(GATEWAY_USER);
-  const passwordFile = WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE;
-  const secretsDir = passwordFile.slice(0, passwordFile.lastIndexOf("/"));
-
-  const brokerUser: RabbitmqUser = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "User",
-    metadata: { name: user, labels: labels("broker") },
-    spec: {
-      rabbitmqClusterReference: cluster,
-      importCredentialsSecret: { name: credentialsSecretOf(GATEWAY_USER) },
+  const { selector, labels } = labelsOf(name);
+  const brokerUser = brokerUserManifests(GATEWAY_USER, {
+    labels: labels("broker"),
+    permissions: gatewayPermissions([...queues].sort()),
+    topicPermissions: topicPermissionsOf({ emitterPatterns }),
+  });
+  const deployment = workloadDeployment({
+    name,
+    component: "gateway",
+    image: GATEWAY_IMAGE,
+    user: GATEWAY_USER,
+    replicas: GATEWAY_REPLICAS,
+    // /healthz: 200 while connected to the broker.
+    port: { name: "http", containerPort: GATEWAY_PORT },
+    resources: {
+      requests: { cpu: "100m", memory: "96Mi" },
+      limits: { cpu: "1", memory: "256Mi" },
     },
-  };
-  const permission: RabbitmqPermission = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "Permission",
-    metadata: { name: user, labels: labels("broker") },
-    spec: {
-      vhost: "/",
-      userReference: { name: user },
-      permissions: gatewayPermissions([...queues].sort()),
-      rabbitmqClusterReference: cluster,
-    },
-  };
-  const topicPermission: RabbitmqTopicPermission = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "TopicPermission",
-    metadata: { name: `${user}-events`, labels: labels("broker") },
-    spec: {
-      vhost: "/",
-      userReference: { name: user },
-      permissions: topicPermissionsOf({ emitterPatterns }),
-      rabbitmqClusterReference: cluster,
-    },
-  };
-
-  const healthz = { httpGet: { path: "/healthz", port: "http" } };
-  const deployment: IDeployment = {
-    apiVersion: "apps/v1",
-    kind: "Deployment",
-    metadata: { name, labels: labels("gateway") },
-    spec: {
-      replicas: GATEWAY_REPLICAS,
-      selector: { matchLabels: selector },
-      template: {
-        metadata: { labels: labels("gateway") },
-        spec: {
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: hardenedPodSecurity(),
-          containers: [{
-            name: "gateway",
-            image: GATEWAY_IMAGE,
-            env: [
-              {
-                name: "AMQP_URL",
-                value: `amqp://${GATEWAY_USER}@${RABBITMQ_CLUSTER}:${AMQP_PORT}`,
-              },
-              { name: "AMQP_PASSWORD_FILE", value: passwordFile },
-            ],
-            ports: [{ name: "http", containerPort: GATEWAY_PORT, protocol: "TCP" }],
-            // 200 while connected to the broker.
-            readinessProbe: { ...healthz, periodSeconds: 5, failureThreshold: 2 },
-            livenessProbe: {
-              ...healthz,
-              initialDelaySeconds: 20,
-              periodSeconds: 10,
-              failureThreshold: 6,
+    // Its password, and the operator's API keys.
+    volume: {
+      name: "secrets",
+      projected: {
+        defaultMode: 0o400,
+        sources: [
+          {
+            secret: {
+              name: credentialsSecretOf(GATEWAY_USER),
+              items: [{ key: "password", path: PASSWORD_FILE_NAME }],
             },
-            resources: {
-              requests: { cpu: "100m", memory: "96Mi" },
-              limits: { cpu: "1", memory: "256Mi" },
+          },
+          {
+            secret: {
+              name: GATEWAY_KEYS_SECRET,
+              items: [{ key: "gateway_keys.json", path: "gateway_keys" }],
             },
-            securityContext: hardenedContainerSecurity(),
-            volumeMounts: [{ name: "secrets", mountPath: secretsDir, readOnly: true }],
-          }],
-          volumes: [{
-            name: "secrets",
-            projected: {
-              defaultMode: 0o400,
-              sources: [
-                {
-                  secret: {
-                    name: credentialsSecretOf(GATEWAY_USER),
-                    items: [{ key: "password", path: passwordFile.slice(secretsDir.length + 1) }],
-                  },
-                },
-                {
-                  secret: {
-                    name: GATEWAY_KEYS_SECRET,
-                    items: [{ key: "gateway_keys.json", path: "gateway_keys" }],
-                  },
-                },
-              ],
-            },
-          }],
-        },
+          },
+        ],
       },
     },
-  };
+  });
   const service: IService = {
     apiVersion: "v1",
     kind: "Service",
@@ -171,22 +95,12 @@ export function gatewayManifests(
       sessionAffinity: "ClientIP",
     },
   };
-  const networkPolicy: INetworkPolicy = {
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: { name, labels: labels("gateway") },
-    spec: {
-      podSelector: { matchLabels: selector },
-      policyTypes: ["Ingress", "Egress"],
-      // HTTP from anywhere the cluster routes (an Ingress controller, say); nothing else.
-      ingress: [{ ports: [{ port: GATEWAY_PORT, protocol: "TCP" }] }],
-      egress: brokerOnlyEgress(),
-    },
-  };
+  // HTTP from anywhere the cluster routes (an Ingress controller, say); nothing else.
+  const networkPolicy = brokerOnlyPolicy(name, "gateway", [{
+    ports: [{ port: GATEWAY_PORT, protocol: "TCP" }],
+  }]);
   return [
-    brokerUser,
-    permission,
-    topicPermission,
+    ...brokerUser,
     deployment,
     service,
     networkPolicy,
