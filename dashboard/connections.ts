@@ -167,7 +167,10 @@ export interface WatchBrokerOptions {
  * Watches `target` into the state, reconnecting every `RETRY_MS`
  * whenever the connection ends or cannot open, until stopped.
  */
-export async function watchBroker(target: BrokerTarget, options: WatchBrokerOptions): Promise<void> {
+export async function watchBroker(
+  target: BrokerTarget,
+  options: WatchBrokerOptions,
+): Promise<void> {
   const { settings, functions, state, stopped, stopping, err } = options;
   let { broker } = options;
   if (options.problem) state.detach("unavailable", options.problem);
@@ -211,9 +214,7 @@ export async function watchBroker(target: BrokerTarget, options: WatchBrokerOpti
     }
     state.detach(
       "connecting",
-      `The connection to ${target.label} ended${
-        cause ? ` (${cause.message})` : ""
-      }: reconnecting`,
+      `The connection to ${target.label} ended${cause ? ` (${cause.message})` : ""}: reconnecting`,
     );
     broker = undefined;
   }

@@ -64,12 +64,8 @@ async function readDefinitions(dir: string) {
 }
 
 /** The permissions granted to `user` in `definitions`, without its name and vhost. */
-function permissionsOf(definitions: { permissions: { user: string }[] }, user: string) {
-  const { user: _, vhost: __, ...granted } = definitions.permissions.find((p) => p.user === user) as {
-    user: string;
-    vhost: string;
-    [field: string]: string;
-  };
+function permissionsOf(definitions: { permissions: Record<string, string>[] }, user: string) {
+  const { user: _, vhost: __, ...granted } = definitions.permissions.find((p) => p.user === user)!;
   return granted;
 }
 
@@ -380,7 +376,10 @@ Deno.test("initSecrets() adds the gateway's user when asked: it calls every func
     });
     assert.ok(report.users.includes("gateway"));
     const definitions = await readDefinitions(dir);
-    assert.deepEqual(permissionsOf(definitions, "gateway"), gatewayPermissions(["queue_a", "queue_b"]));
+    assert.deepEqual(
+      permissionsOf(definitions, "gateway"),
+      gatewayPermissions(["queue_a", "queue_b"]),
+    );
     const topic = definitions.topic_permissions.find((p: { user: string }) => p.user === "gateway");
     assert.ok(
       new RegExp(topic.write).test("demo.greet") && !new RegExp(topic.write).test("order.x"),
