@@ -42,7 +42,6 @@ import {
   labelsOf,
   type Manifest,
   RABBITMQ_CLUSTER,
-  RABBITMQ_POD_LABELS,
   workloadDeployment,
 } from "./workload.ts";
 

@@ -60,7 +60,7 @@ const WORKER_OWNER = Deno.uid() === 0
 
 /** The definitions file initSecrets() wrote into `dir`. */
 async function readDefinitions(dir: string) {
-  return await readDefinitions(dir);
+  return JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
 }
 
 /** The permissions granted to `user` in `definitions`, without its name and vhost. */
