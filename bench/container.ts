@@ -1,18 +1,10 @@
 /**
- * The worker as a container: builds the task_a image and times `docker run`
- * to "Consuming", with the broker up, and reads the image's size.
+ * The worker as a container: builds the task_a image, and runs it on the
+ * host network against the benchmark's broker (`worker_start.ts` times its
+ * start, `scale_out.ts` runs replicas of it).
  *
  * @module
  */
-
-import { CONSUMING } from "./processes.ts";
-import { median, round } from "./stats.ts";
-
-/** What the benchmark measures of the worker image. */
-export interface ContainerFigures {
-  ready_ms: number;
-  image_mb: number;
-}
 
 /**
  * The worker image's own command, but for the broker's address: a container
@@ -94,44 +86,5 @@ export async function buildWorkerImage(tag: string): Promise<void> {
     throw new Error(
       `Cannot build the worker image from Dockerfile.worker (${tail}): set DENO_IMAGE to a Deno image this Docker engine has, or pass --no-container`,
     );
-  }
-}
-
-/**
- * Builds the task_a image and times `reps` starts to "Consuming" on `queue`
- * of the broker at `url`; `undefined` when no Docker engine answers.
- */
-export async function measureContainer(
-  url: string,
-  queue: string,
-  reps: number,
-): Promise<ContainerFigures | undefined> {
-  if (!(await docker(["info"])).ok) return undefined;
-  const tag = `bench-worker-a:${queue}`;
-  await buildWorkerImage(tag);
-  const samples: number[] = [];
-  try {
-    for (let rep = 0; rep < reps; rep++) {
-      const name = `${queue}-${rep}`;
-      const run = await docker(workerRunArgs(tag, url, queue, ["--name", name]));
-      if (!run.ok) throw new Error(`Cannot run the worker image: ${run.out}`);
-      let readyMs: number | undefined;
-      const deadline = Date.now() + 30_000;
-      while (readyMs === undefined && Date.now() < deadline) {
-        const logs = await docker(["logs", name]);
-        const line = logs.out.split("\n").find((l) => CONSUMING.test(l));
-        if (line) {
-          const startedAt = (await docker(["inspect", "-f", "{{.State.StartedAt}}", name])).out;
-          readyMs = Date.parse(JSON.parse(line).ts) - Date.parse(startedAt);
-        } else await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      await docker(["rm", "-f", name]);
-      if (readyMs === undefined) throw new Error("The worker container did not start consuming");
-      samples.push(readyMs);
-    }
-    const size = Number((await docker(["image", "inspect", "-f", "{{.Size}}", tag])).out);
-    return { ready_ms: round(median(samples)), image_mb: round(size / 1e6) };
-  } finally {
-    await docker(["rmi", "-f", tag]);
   }
 }

@@ -12,24 +12,20 @@
  */
 
 import {
-  DOCUMENT_OPTIONS,
-  type OptionValues,
-  UsageError,
-  wholeNumberFlag,
-} from "../dispatcher/cli/options.ts";
-import {
   checkOutputPath,
-  defaultResultsPath,
-  writeOutput,
-} from "../dispatcher/cli/output_files.ts";
-import {
   type CliIo,
   type Command,
+  defaultResultsPath,
+  DOCUMENT_OPTIONS,
   EXIT,
   EXIT_HELP_BUG,
+  type OptionValues,
   runCommand,
   runMain,
-} from "../dispatcher/cli/run_cli.ts";
+  UsageError,
+  wholeNumberFlag,
+  writeOutput,
+} from "../dispatcher/cli/mod.ts";
 import { DEFAULT_BROKER_URL } from "../core/broker/mod.ts";
 import { ADMIN_USER } from "../core/contract/users.ts";
 import { measure } from "./measure.ts";

@@ -8,18 +8,13 @@
  */
 
 import type { Broker } from "../core/broker/mod.ts";
-import { type ContainerFigures, measureContainer } from "./container.ts";
 import { type CoreFigures, measureCore } from "./core.ts";
-import type { Paired } from "./driver.ts";
 import { type PeerFigures, peersAvailable, runPeer } from "./peers/mod.ts";
-import { CONSUMING, type RunningProcess, startDeno, workerArgs } from "./processes.ts";
 import { measureSandboxCost, type SandboxCost } from "./sandbox_cost.ts";
 import { measureScale, type ScaleFigures } from "./scale.ts";
 import { BenchServers, type QueueType } from "./servers.ts";
 import { measureVariants, type VariantFigures } from "./variants.ts";
-
-export type { RunSample as Sample } from "./client.ts";
-export { roundsOf } from "./core.ts";
+import { type ContainerFigures, measureContainer, measureHostWorker } from "./worker_start.ts";
 
 /** Options for {@linkcode measure}. */
 export interface MeasureOptions {
@@ -49,8 +44,8 @@ export interface Measurements {
   /** The product against the limit, by queue type, the main one first. */
   queueTypes: Record<string, CoreFigures>;
   /** The main queue type's throughput and seed pairs (as `queueTypes[main]`). */
-  throughput: Record<string, Paired>;
-  seed: Paired;
+  throughput: CoreFigures["throughput"];
+  seed: CoreFigures["seed"];
   variants: VariantFigures;
   scale: ScaleFigures;
   readyMs: number[];
@@ -62,42 +57,20 @@ export interface Measurements {
   peers: Record<string, PeerResult>;
 }
 
-function rssOf(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = Number(status.match(/^VmRSS:\s+(\d+) kB/m)?.[1]);
-  return kb / 1024;
-}
-
 /** Takes every measurement; the queues it made are deleted at the end, whatever happens. */
 export async function measure(options: MeasureOptions): Promise<Measurements> {
   const { url, admin, say } = options;
   const servers = new BenchServers(url, admin);
-  const processes: RunningProcess[] = [];
   const sizes = options.quick ? [200, 1000] : [1000, 10_000];
   const seedPairs = options.quick ? 2 : 10;
-  const stopProcesses = async () => {
-    for (const process of processes.splice(0)) await process.stop();
-  };
-
   try {
     // 1. A worker's start and idle memory, as a host process.
     say("Worker start and idle memory...");
-    const readyMs: number[] = [];
-    const idleRss: number[] = [];
-    for (let rep = 0; rep < Math.max(1, Math.min(3, options.reps)); rep++) {
-      const started = performance.now();
-      const process = startDeno(workerArgs("task_a"), {
-        AMQP_URL: url,
-        METRICS_PORT: "0",
-        QUEUE: servers.queue(`idle${rep}`),
-      });
-      processes.push(process);
-      await process.waitForLine(CONSUMING, 30_000);
-      readyMs.push(performance.now() - started);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      idleRss.push(rssOf(process.child.pid));
-      await stopProcesses();
-    }
+    const { readyMs, idleRss } = await measureHostWorker(
+      url,
+      (rep) => servers.queue(`idle${rep}`),
+      Math.max(1, Math.min(3, options.reps)),
+    );
 
     // 2. The product against the limit, on each queue type: throughput, the
     // seed scenario, CPU per task, tail latency in an open loop.
@@ -194,7 +167,6 @@ export async function measure(options: MeasureOptions): Promise<Measurements> {
       peers,
     };
   } finally {
-    await stopProcesses();
     await servers.cleanUp();
   }
 }

@@ -24,7 +24,10 @@ import {
   resolveBrokerTarget,
 } from "../core/broker/mod.ts";
 import { DASHBOARD_USER, OPERATOR_USER } from "../core/contract/users.ts";
+import type { FunctionRoute } from "../core/registry.ts";
 import { BROKER_FLAG_NAMES } from "../dispatcher/cli/options.ts";
+import { startBrokerWatch } from "./broker_watch.ts";
+import type { DashboardState } from "./dashboard_state.ts";
 
 /** Variables that name the dashboard's own connection, never the operator's. */
 const OWN_VARIABLES = new Set(["AMQP_URL", "AMQP_URL_FILE", "AMQP_PASSWORD_FILE"]);
@@ -111,5 +114,108 @@ export async function openOperator(
       `${error.message}. Dead letters are read and replayed as ${OPERATOR_USER}: give --operator-broker and --operator-password-file`,
       { cause: error },
     );
+  }
+}
+
+/** Pause between attempts to reach the broker. */
+const RETRY_MS = 3000;
+
+/** What the page says while no RabbitMQ answers at `label`. */
+function unreachableNotice(label: string): string {
+  return `No RabbitMQ answers at ${label}. Without one, deno task dispatch runs on the embedded broker inside its own process, whose queues, workers, task events and dead letters no other process can see (that run's live status and --html report show them). Start RabbitMQ (docker compose up -d --build) or give --broker: this page connects as soon as it answers.`;
+}
+
+/**
+ * The watch's first connection. A broker the user named must answer, or
+ * this rejects; the default may come later: then it resolves with why the
+ * page shows nothing yet.
+ */
+export async function connectFirst(
+  target: BrokerTarget,
+  settings: ConnectionSettings,
+): Promise<{ broker?: Broker; problem?: string }> {
+  try {
+    return {
+      broker: await connectOnce(target, settings, "dashboard", target.explicit ? 5000 : 1500),
+    };
+  } catch (error) {
+    if (!(error instanceof BrokerUnavailableError) || target.explicit || !error.unreachable) {
+      throw error;
+    }
+    return { problem: unreachableNotice(target.label) };
+  }
+}
+
+/** What {@linkcode watchBroker} watches with, and whom it tells. */
+export interface WatchBrokerOptions {
+  settings: ConnectionSettings;
+  functions: ReadonlyMap<string, FunctionRoute>;
+  /** Where what is seen goes, and what the page says while nothing is. */
+  state: DashboardState;
+  /** The first connection ({@linkcode connectFirst}), if it opened. */
+  broker?: Broker;
+  /** Why the first connection did not open, if it did not. */
+  problem?: string;
+  /** Resolves once the dashboard stops; {@linkcode stopping} is true from then on. */
+  stopped: Promise<void>;
+  stopping: () => boolean;
+  /** Tells the operator (stderr) why the watch cannot start, once per reason in a row. */
+  err: (line: string) => void;
+}
+
+/**
+ * Watches `target` into the state, reconnecting every `RETRY_MS`
+ * whenever the connection ends or cannot open, until stopped.
+ */
+export async function watchBroker(
+  target: BrokerTarget,
+  options: WatchBrokerOptions,
+): Promise<void> {
+  const { settings, functions, state, stopped, stopping, err } = options;
+  let { broker } = options;
+  if (options.problem) state.detach("unavailable", options.problem);
+  let told = "";
+  while (!stopping()) {
+    if (!broker) {
+      try {
+        broker = await connectOnce(target, settings, "dashboard", RETRY_MS);
+      } catch (error) {
+        const why = error instanceof BrokerUnavailableError && error.unreachable
+          ? unreachableNotice(target.label)
+          : (error as Error).message;
+        state.detach("unavailable", why);
+        await Promise.race([stopped, new Promise((r) => setTimeout(r, RETRY_MS))]);
+        continue;
+      }
+    }
+    let watch;
+    try {
+      watch = await startBrokerWatch(broker, {
+        functions,
+        onEvent: (event) => state.onEvent(event),
+        onScheduler: (note) => state.onScheduler(note),
+        onChange: () => state.changed(),
+      });
+    } catch (error) {
+      const why = `Cannot watch the broker as ${broker.user}: ${(error as Error).message}`;
+      if (why !== told) err(told = why);
+      state.detach("unavailable", why);
+      await broker.close().catch(() => {});
+      broker = undefined;
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, RETRY_MS))]);
+      continue;
+    }
+    state.attach(watch);
+    const cause = await Promise.race([broker.closed, stopped.then(() => undefined)]);
+    await watch.stop();
+    if (stopping()) {
+      await broker.close().catch(() => {});
+      return;
+    }
+    state.detach(
+      "connecting",
+      `The connection to ${target.label} ended${cause ? ` (${cause.message})` : ""}: reconnecting`,
+    );
+    broker = undefined;
   }
 }

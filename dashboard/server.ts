@@ -1,5 +1,6 @@
 /**
- * The dashboard's HTTP server: the page and its script and style, the
+ * The dashboard's HTTP server (`serveDashboard`: listening, and the page
+ * served behind its token): the page and its script and style, the
  * picture as JSON (`GET /api/state`), its live updates as server-sent events
  * (`GET /api/events`), and the replay (`POST /api/replay`, as the operator).
  * Every route needs the token (`auth.ts`). Every response forbids framing,
@@ -10,7 +11,14 @@
  * @module
  */
 
-import { type Auth, DASHBOARD_HOST_NAME, hostNameOf, isSameOriginJson } from "./auth.ts";
+import { UsageError } from "../dispatcher/cli/options.ts";
+import {
+  type Auth,
+  createAuth,
+  DASHBOARD_HOST_NAME,
+  hostNameOf,
+  isSameOriginJson,
+} from "./auth.ts";
 import type { DashboardState } from "./dashboard_state.ts";
 import type { SseHub } from "./sse.ts";
 
@@ -167,5 +175,91 @@ async function replay(
   } catch (error) {
     const status = error instanceof TypeError ? 400 : 503;
     return json({ error: (error as Error).message }, status);
+  }
+}
+
+/** Where and as whom {@linkcode serveDashboard} serves the page. */
+export interface ServeDashboardOptions {
+  host: string;
+  /** 0: a port the system picks. */
+  port: number;
+  /** `--public-origin`, when given. */
+  publicOrigin?: string;
+  token: string;
+  state: DashboardState;
+  hub: SseHub;
+}
+
+/** The page served: its server, the port it got, and the origin the page is at. */
+export interface Serving {
+  server: Deno.HttpServer;
+  port: number;
+  /** It listens on a loopback address only. */
+  loopback: boolean;
+  publicOrigin?: string;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+function listen(
+  host: string,
+  port: number,
+  handler: (request: Request) => Promise<Response>,
+): Promise<{ server: Deno.HttpServer; port: number }> {
+  return new Promise((resolve, reject) => {
+    try {
+      let bound = port;
+      const server = Deno.serve({
+        hostname: host,
+        port,
+        // Called before Deno.serve returns.
+        onListen: (address) => bound = address.port,
+      }, handler);
+      resolve({ server, port: bound });
+    } catch (error) {
+      const why = error instanceof Deno.errors.AddrInUse
+        ? "the address is in use: stop what uses it, or give another --port"
+        : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+        ? "this process may not listen there: give a --port above 1023, or allow it"
+        : `${(error as Error).message}: give another --host or --port`;
+      reject(new UsageError(`Cannot listen on ${host}:${port} as ${why}`));
+    }
+  });
+}
+
+/** Reads the page's files, listens, and serves them behind the token; on failure nothing listens. */
+export async function serveDashboard(options: ServeDashboardOptions): Promise<Serving> {
+  const loopback = isLoopback(options.host);
+  // The handler needs the port, which --port 0 leaves to the system.
+  let handle: ((request: Request) => Promise<Response>) | undefined;
+  let listening: { server: Deno.HttpServer; port: number } | undefined;
+  try {
+    const page = await readPageFiles();
+    listening = await listen(
+      options.host,
+      options.port,
+      (request) => handle ? handle(request) : Promise.resolve(new Response(null, { status: 503 })),
+    );
+    // On loopback the page gets a host name of its own, so that its cookie
+    // reaches no other service on localhost or 127.0.0.1.
+    const publicOrigin = options.publicOrigin ??
+      (loopback ? `http://${DASHBOARD_HOST_NAME}:${listening.port}` : undefined);
+    handle = dashboardHandler({
+      auth: await createAuth(options.token, {
+        publicOrigin,
+        loginAtPublicOriginOnly: loopback && options.publicOrigin === undefined,
+      }),
+      state: options.state,
+      hub: options.hub,
+      page,
+      loopback,
+      publicOrigin,
+    });
+    return { ...listening, loopback, publicOrigin };
+  } catch (error) {
+    await listening?.server.shutdown();
+    throw error;
   }
 }

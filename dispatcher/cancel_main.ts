@@ -16,19 +16,22 @@ import {
   BROKER_OPTIONS,
   brokerHelp,
   brokerSettings,
-  type OptionValues,
-  UsageError,
-  wholeNumberFlag,
-} from "./cli/options.ts";
-import { escapeControls, escapeJsonControls } from "./cli/terminal_text.ts";
-import {
   type CliIo,
   type Command,
+  CONFIG_OPTION,
+  escapeControls,
+  escapeJsonControls,
   EXIT,
   EXIT_HELP_BUG,
+  EXIT_HELP_UNAVAILABLE,
+  EXIT_HELP_USAGE,
+  JSON_HELP_OPTIONS,
+  type OptionValues,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  UsageError,
+  wholeNumberFlag,
+} from "./cli/mod.ts";
 import { loadConfig } from "./config/load_config.ts";
 
 /** Exit codes of this tool beyond the shared ones. */
@@ -68,8 +71,8 @@ Exit codes:
   0  cancelled: its running attempt was stopped, or no worker runs it and it
      will not start
   1  nothing to cancel: the call had finished, or was cancelled already
-  2  bad option, configuration or credentials file
-  3  broker unavailable
+  ${EXIT_HELP_USAGE}
+  ${EXIT_HELP_UNAVAILABLE}
   4  refused: this broker user did not send the call (use that user, or --operator)
   ${EXIT_HELP_BUG}
   With several ids, the highest of their codes (4, then 1, then 0).
@@ -82,10 +85,9 @@ const CANCEL_OPTIONS = {
   id: { type: "string", multiple: true },
   operator: { type: "boolean", default: false },
   "wait-ms": { type: "string" },
-  config: { type: "string", default: "test-config.yml" },
+  ...CONFIG_OPTION,
   ...BROKER_OPTIONS,
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...JSON_HELP_OPTIONS,
 } as const;
 
 function parseFlags(values: OptionValues<typeof CANCEL_OPTIONS>) {

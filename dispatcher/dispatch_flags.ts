@@ -9,18 +9,20 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from "../core/log.ts";
 import {
   BROKER_OPTIONS,
   checkLocal,
+  CONFIG_OPTION,
+  DOCUMENT_OPTIONS,
   type OptionValues,
   positiveNumberFlag,
   REPLIES_OPTION,
   repliesFlag,
   UsageError,
   wholeNumberFlag,
-} from "./cli/options.ts";
+} from "./cli/mod.ts";
 import { DEFAULT_STREAM_WINDOW, MAX_STREAM_WINDOW } from "../client/stream.ts";
 
 /** Every option of `deno task dispatch`. */
 export const DISPATCH_OPTIONS = {
-  config: { type: "string", default: "test-config.yml" },
+  ...CONFIG_OPTION,
   scenario: { type: "string" },
   list: { type: "boolean", default: false },
   ...BROKER_OPTIONS,
@@ -30,14 +32,11 @@ export const DISPATCH_OPTIONS = {
   "timeout-ms": { type: "string" },
   window: { type: "string" },
   quiet: { type: "boolean", short: "q", default: false },
-  json: { type: "boolean", default: false },
-  out: { type: "string" },
-  "no-save": { type: "boolean", default: false },
   junit: { type: "string" },
   html: { type: "string" },
   "log-level": { type: "string", default: "error" },
   "log-format": { type: "string", default: "text" },
-  help: { type: "boolean", short: "h", default: false },
+  ...DOCUMENT_OPTIONS,
 } as const;
 
 export function parseFlags(values: OptionValues<typeof DISPATCH_OPTIONS>) {

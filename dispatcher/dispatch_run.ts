@@ -14,25 +14,31 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { describeBroker, type OpenedBroker } from "../client/open_broker.ts";
 import { unexpectedSenders } from "../client/protocol.ts";
 import { TaskClient } from "../client/task_client.ts";
-import { joinLines, writeOutput } from "./cli/output_files.ts";
-import { createPainter, type Painter } from "./cli/paint.ts";
-import { type CliIo, EXIT, type Session } from "./cli/run_cli.ts";
+import {
+  type CliIo,
+  createPainter,
+  EXIT,
+  joinLines,
+  type Painter,
+  type Session,
+  writeOutput,
+} from "./cli/mod.ts";
 import type { Config, Scenario, TaskSpec } from "./config/load_config.ts";
 import { combineListeners, dispatchEach } from "./dispatch_all.ts";
-import { htmlReportParts } from "./html_report.ts";
-import { junitLines } from "./junit_report.ts";
 import { createLiveStatus } from "./live_status.ts";
 import { logDispatch } from "./log_dispatch.ts";
 import type { DispatchFlags } from "./dispatch_flags.ts";
-import { summaryLines } from "./report.ts";
 import {
   documentLines,
   type EventRecord,
+  htmlReportParts,
+  junitLines,
   type RunDocument,
   runDocumentOf,
+  summaryLines,
   type TaskRecord,
   taskRecord,
-} from "./run_document.ts";
+} from "./report/mod.ts";
 import { eventRecords, formatEventRecords, runScenarioEvents } from "./event_runs.ts";
 
 /** The files a run writes, each checked before anything is sent. */

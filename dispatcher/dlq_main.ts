@@ -13,20 +13,23 @@ import {
   BROKER_OPTIONS,
   brokerHelp,
   brokerSettings,
-  type OptionValues,
-  UsageError,
-  wholeNumberFlag,
-} from "./cli/options.ts";
-import { createPainter } from "./cli/paint.ts";
-import { escapeControls, escapeJsonControls } from "./cli/terminal_text.ts";
-import {
   type CliIo,
   type Command,
+  CONFIG_OPTION,
+  createPainter,
+  escapeControls,
+  escapeJsonControls,
   EXIT,
   EXIT_HELP_BUG,
+  EXIT_HELP_UNAVAILABLE,
+  EXIT_HELP_USAGE,
+  JSON_HELP_OPTIONS,
+  type OptionValues,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  UsageError,
+  wholeNumberFlag,
+} from "./cli/mod.ts";
 import { ConfigError } from "../core/config_error.ts";
 import { OPERATOR_USER } from "../core/contract/users.ts";
 import { loadConfig } from "./config/load_config.ts";
@@ -66,8 +69,8 @@ ${brokerHelp(OPERATOR_USER)}
 Exit codes:
   0  done
   1  --replay left letters that do not prove their origin
-  2  bad option, configuration or credentials file
-  3  broker unavailable
+  ${EXIT_HELP_USAGE}
+  ${EXIT_HELP_UNAVAILABLE}
   ${EXIT_HELP_BUG}
 
 Examples:
@@ -78,13 +81,12 @@ Examples:
 const DLQ_OPTIONS = {
   function: { type: "string" },
   queue: { type: "string" },
-  config: { type: "string", default: "test-config.yml" },
+  ...CONFIG_OPTION,
   ...BROKER_OPTIONS,
   reason: { type: "string" },
   limit: { type: "string" },
   replay: { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...JSON_HELP_OPTIONS,
 } as const;
 
 function parseFlags(values: OptionValues<typeof DLQ_OPTIONS>) {

@@ -14,17 +14,17 @@ import {
   BROKER_OPTIONS,
   brokerHelp,
   brokerSettings,
-  type OptionValues,
-  UsageError,
-} from "./cli/options.ts";
-import {
   type CliIo,
   type Command,
   EXIT,
   EXIT_HELP_BUG,
+  EXIT_HELP_UNAVAILABLE,
+  JSON_HELP_OPTIONS,
+  type OptionValues,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  UsageError,
+} from "./cli/mod.ts";
 
 const HELP = `Usage: deno task emit <type> [options]
 
@@ -50,7 +50,7 @@ Exit codes:
   1  refused: this broker user may not emit the type (functions/registry.yaml,
      events.emitters)
   2  bad option, data or credentials file
-  3  broker unavailable
+  ${EXIT_HELP_UNAVAILABLE}
   ${EXIT_HELP_BUG}
 
 Examples:
@@ -65,8 +65,7 @@ const EMIT_OPTIONS = {
   deadline: { type: "string" },
   binary: { type: "boolean", default: false },
   ...BROKER_OPTIONS,
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...JSON_HELP_OPTIONS,
 } as const;
 
 interface EmitFlags {

@@ -22,7 +22,7 @@ import type { FunctionRoute } from "../core/registry.ts";
 import { emitEvent } from "../client/emit.ts";
 import { escapeControls } from "./cli/terminal_text.ts";
 import type { EventSpec, ExpectedRun } from "./config/scenario_events.ts";
-import type { EventRecord, ExpectedRunRecord } from "./run_document.ts";
+import type { EventRecord, ExpectedRunRecord } from "./report/mod.ts";
 
 /** A run a worker reported: its function, and how it ended. */
 export interface ObservedRun {

@@ -14,10 +14,9 @@
 
 import type { TaskProgress } from "../core/contract/mod.ts";
 import type { DispatchListener, TaskOutcome } from "./dispatch_all.ts";
-import type { Painter } from "./cli/paint.ts";
-import { escapeControls } from "./cli/terminal_text.ts";
+import { escapeControls, type Painter } from "./cli/mod.ts";
 import type { TaskSpec } from "./config/load_config.ts";
-import { clockTime } from "./report.ts";
+import { clockTime } from "./report/mod.ts";
 
 /** Options for {@linkcode createLiveStatus}. */
 export interface LiveStatusOptions {

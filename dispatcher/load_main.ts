@@ -16,24 +16,25 @@ import {
   brokerHelp,
   brokerSettings,
   checkLocal,
+  checkOutputPath,
+  type CliIo,
+  type Command,
+  CONFIG_OPTION,
+  defaultResultsPath,
   DOCUMENT_OPTIONS,
+  EXIT,
+  EXIT_HELP_BUG,
   type OptionValues,
   REPLIES_HELP,
   REPLIES_OPTION,
   repliesFlag,
-  UsageError,
-  wholeNumberFlag,
-} from "./cli/options.ts";
-import { checkOutputPath, defaultResultsPath, writeOutput } from "./cli/output_files.ts";
-import { abandonedNote } from "./report.ts";
-import {
-  type CliIo,
-  type Command,
-  EXIT,
-  EXIT_HELP_BUG,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  UsageError,
+  wholeNumberFlag,
+  writeOutput,
+} from "./cli/mod.ts";
+import { abandonedNote } from "./report/mod.ts";
 import { type Config, loadConfig } from "./config/load_config.ts";
 import { type LoadProgress, type LoadResult, runLoad } from "./load.ts";
 import { type DurableLoadResult, runDurableLoad } from "./durable_load.ts";
@@ -102,7 +103,7 @@ const LOAD_OPTIONS = {
   function: { type: "string" },
   "work-ms": { type: "string" },
   "timeout-ms": { type: "string" },
-  config: { type: "string", default: "test-config.yml" },
+  ...CONFIG_OPTION,
   ...BROKER_OPTIONS,
   ...REPLIES_OPTION,
   local: { type: "boolean", default: false },

@@ -11,17 +11,22 @@
  */
 
 import { createLogger, LOG_LEVELS } from "../core/log.ts";
-import { brokerHelp, brokerSettings, REPLIES_HELP, UsageError } from "./cli/options.ts";
-import { checkOutputPath, defaultResultsPath, RESULTS_DIR } from "./cli/output_files.ts";
 import {
+  brokerHelp,
+  brokerSettings,
+  checkOutputPath,
   type CliIo,
   type Command,
   type Complain,
+  defaultResultsPath,
   EXIT,
   EXIT_HELP_BUG,
+  REPLIES_HELP,
+  RESULTS_DIR,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  UsageError,
+} from "./cli/mod.ts";
 import { loadConfig, type Scenario } from "./config/load_config.ts";
 import { announce, type DispatchPlan, type Outputs, runDispatch } from "./dispatch_run.ts";
 import { DISPATCH_OPTIONS, type DispatchFlags, parseFlags } from "./dispatch_flags.ts";

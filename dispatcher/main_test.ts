@@ -3,7 +3,7 @@ import { parseXml } from "../tests/_xml.ts";
 import { EXIT } from "./cli/run_cli.ts";
 import { main } from "./main.ts";
 import { DISPATCH_OPTIONS } from "./dispatch_flags.ts";
-import type { RunDocument } from "./run_document.ts";
+import type { RunDocument } from "./report/mod.ts";
 import { withTempDir } from "../tests/_temp_dir.ts";
 
 /**

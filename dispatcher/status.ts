@@ -13,18 +13,20 @@ import {
   BROKER_OPTIONS,
   brokerHelp,
   brokerSettings,
-  type OptionValues,
-  wholeNumberFlag,
-} from "./cli/options.ts";
-import { createPainter, type Painter } from "./cli/paint.ts";
-import {
   type CliIo,
   type Command,
+  CONFIG_OPTION,
+  createPainter,
   EXIT,
   EXIT_HELP_BUG,
+  EXIT_HELP_USAGE,
+  JSON_HELP_OPTIONS,
+  type OptionValues,
+  type Painter,
   runCommand,
   runMain,
-} from "./cli/run_cli.ts";
+  wholeNumberFlag,
+} from "./cli/mod.ts";
 import { type Config, loadConfig } from "./config/load_config.ts";
 import { gatherStatus, type SystemStatus } from "./gather_status.ts";
 
@@ -58,7 +60,7 @@ ${brokerHelp("dispatcher")}
 Exit codes:
   0  every function has a live worker
   1  some function has none
-  2  bad option, configuration or credentials file
+  ${EXIT_HELP_USAGE}
   3  broker unreachable (within 5 s)
   ${EXIT_HELP_BUG}
 
@@ -67,11 +69,10 @@ Examples:
   deno task status --broker amqp://dispatcher@localhost:5673 --json`;
 
 const STATUS_OPTIONS = {
-  config: { type: "string", default: "test-config.yml" },
+  ...CONFIG_OPTION,
   ...BROKER_OPTIONS,
   "ping-ms": { type: "string", default: "1000" },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...JSON_HELP_OPTIONS,
 } as const;
 
 /** Rows as left-aligned columns, two spaces apart. */

@@ -10,11 +10,7 @@ import type { TaskOutcome } from "../dispatcher/dispatch_all.ts";
 import type { TaskSpec } from "../dispatcher/config/load_config.ts";
 import type { EventSpec } from "../dispatcher/config/scenario_events.ts";
 import { type EventOutcome, eventRecords } from "../dispatcher/event_runs.ts";
-import {
-  buildRunDocument,
-  type EventRecord,
-  type RunDocument,
-} from "../dispatcher/run_document.ts";
+import { buildRunDocument, type EventRecord, type RunDocument } from "../dispatcher/report/mod.ts";
 
 /** 2026-01-01T12:00:00.000Z: when every fixture run starts. */
 export const T0 = Date.parse("2026-01-01T12:00:00.000Z");

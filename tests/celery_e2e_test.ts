@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { run } from "../bench/peers/_process.ts";
 import { assertCeleryHere, CELERY_EXAMPLES, CELERY_MISSING, PYTHON } from "./_celery.ts";

@@ -21,7 +21,7 @@ import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { loadRegistry } from "../core/registry.ts";
 import { deadLetterQueueOf, encodeCeleryRequest } from "../core/contract/mod.ts";
 import { TaskClient } from "../client/task_client.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { run } from "../bench/peers/_process.ts";
 import {

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { AMQP_URL, NEEDS_CHROMIUM, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { launchBrowser } from "./_cdp.ts";

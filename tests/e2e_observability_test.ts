@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { connectWhenUp, createStack } from "./_compose.ts";
 import { readSecret } from "./_docker.ts";
 import { waitFor } from "./_helpers.ts";

@@ -18,7 +18,7 @@ import type { Broker, Delivery } from "../core/broker/mod.ts";
 import type { TaskReply } from "../core/contract/mod.ts";
 import { WORKER_IMAGE_FILES } from "../runtime/defaults.ts";
 import { TaskClient } from "../client/task_client.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { parsePrometheus } from "./_prometheus.ts";
 import {

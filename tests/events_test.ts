@@ -33,7 +33,7 @@ import {
 } from "../ops/rabbitmq/definitions.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { exitWithin, runDeno, startWorkerProcess } from "./_processes.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 
 /** A run a function recorded: the event's attributes and the payload. */

@@ -10,7 +10,7 @@ import type { Broker, Delivery } from "../core/broker/mod.ts";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeReply, type Message, parseRequest } from "../core/contract/mod.ts";
 import { TaskClient } from "../client/task_client.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { countLogged, tallyFaults, tapReplies, withReplyTap } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";

@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 import { main } from "../dispatcher/main.ts";
-import { workerColors } from "../dispatcher/html_timeline.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import { workerColors } from "../dispatcher/report/html_timeline.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { CHROMIUM, NEEDS_CHROMIUM } from "./_infra.ts";
 import { countColor, decodePng } from "./_png.ts";
 

@@ -15,7 +15,7 @@ import {
 } from "../core/contract/mod.ts";
 import { deadLetterQueueOf } from "../core/contract/mod.ts";
 import { TaskClient } from "../client/task_client.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import type { SystemStatus } from "../dispatcher/gather_status.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, freePort, uniqueName, waitFor } from "./_helpers.ts";

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { connectAmqp } from "../core/broker/amqp/connect_amqp.ts";
 import { encodeRequest, parseReply, type TaskReply } from "../core/contract/mod.ts";
-import type { RunDocument } from "../dispatcher/run_document.ts";
+import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
 import { type ReceivedSpan, startOtlpReceiver, traceTree } from "./_otlp.ts";

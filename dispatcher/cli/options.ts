@@ -11,6 +11,12 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { parseWholeNumber, wholeNumberRange } from "../../core/whole_number.ts";
 import type { BrokerSettingNames, BrokerSettings } from "../../core/broker/mod.ts";
 
+/** `--json` (one JSON document on stdout instead of text) and `--help`: every tool has both. */
+export const JSON_HELP_OPTIONS = {
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 /**
  * The options of a command that writes a results document: where to save
  * it (`--out`), not to (`--no-save`), to print it (`--json`), and `--help`.
@@ -18,9 +24,11 @@ import type { BrokerSettingNames, BrokerSettings } from "../../core/broker/mod.t
 export const DOCUMENT_OPTIONS = {
   out: { type: "string" },
   "no-save": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
+  ...JSON_HELP_OPTIONS,
 } as const;
+
+/** `--config`: the file a tool reads the functions (and scenarios) from. */
+export const CONFIG_OPTION = { config: { type: "string", default: "test-config.yml" } } as const;
 
 /** A bad option or argument: the tool exits 2. */
 export class UsageError extends Error {

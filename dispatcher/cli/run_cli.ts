@@ -42,6 +42,12 @@ export const EXIT = { passed: 0, failed: 1, usage: 2, unavailable: 3, bug: 70 } 
 /** The help lines every tool ends its exit codes with. */
 export const EXIT_HELP_BUG = "70 a bug: an unexpected error, printed with its stack to report";
 
+/** The help line of exit code 2 of a tool that reads test-config.yml and a password file. */
+export const EXIT_HELP_USAGE = "2  bad option, configuration or credentials file";
+
+/** The help line of exit code 3 of a tool that needs the broker only. */
+export const EXIT_HELP_UNAVAILABLE = "3  broker unavailable";
+
 /** Where a tool writes and what it reads from its environment. */
 export interface CliIo {
   out: (line: string) => void;

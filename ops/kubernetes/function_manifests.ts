@@ -12,11 +12,6 @@
  */
 
 import { stringify } from "yaml";
-import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
-import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
-import type { INetworkPolicyEgressRule } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicyEgressRule";
-import type { IPodSecurityContext } from "kubernetes-models/v1/PodSecurityContext";
-import type { ISecurityContext } from "kubernetes-models/v1/SecurityContext";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import {
   dispatcherPermissions,
@@ -32,30 +27,30 @@ import {
   DEAD_LETTER_VIEWS,
   DEFAULT_DELIVERY_LIMIT,
   DEFAULT_METRICS_PORT,
-  WORKER_IMAGE_FILES,
 } from "../../runtime/defaults.ts";
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqPermission,
   type RabbitmqQueue,
   type RabbitmqTopicPermission,
-  type RabbitmqUser,
 } from "./rabbitmq_resources.ts";
+import {
+  AMQP_PORT,
+  brokerOnlyPolicy,
+  brokerUserManifests,
+  kubernetesName,
+  labelsOf,
+  type Manifest,
+  RABBITMQ_CLUSTER,
+  workloadDeployment,
+} from "./workload.ts";
 
 /** The namespace of the base (ops/kubernetes/kustomization.yaml). */
 export const NAMESPACE = "task-system";
-/** The `RabbitmqCluster`, hence its client Service, as the worker image's `--allow-net` names it. */
-export const RABBITMQ_CLUSTER = "rabbitmq";
-/** The broker's AMQP port. */
-export const AMQP_PORT = 5672;
-/** The user the worker image runs as: distroless `nonroot`. */
-export const WORKER_UID = 65532;
 /** Deliveries of one request, never settled, before it is dead-lettered. */
 export const DELIVERY_LIMIT = DEFAULT_DELIVERY_LIMIT;
 /** How long a stopping worker lets running tasks finish. */
 export const SHUTDOWN_GRACE_MS = 10_000;
-/** Kubernetes' grace before it kills a stopping worker: above {@linkcode SHUTDOWN_GRACE_MS}. */
-export const TERMINATION_GRACE_SECONDS = 30;
 /** The KEDA `TriggerAuthentication` of the `keda` broker user (ops/kubernetes/keda.yaml). */
 export const KEDA_AUTHENTICATION = "rabbitmq-keda";
 /** Ready messages per worker replica that KEDA aims at. */
@@ -111,11 +106,6 @@ export const RABBITMQ_PORTS = {
 export const KEDA_PERMISSION_FILE = "keda-permission.yaml";
 /** The dispatcher user's Permission, made from the functions' queues ('deno task manifests'). */
 export const DISPATCHER_PERMISSION_FILE = "dispatcher-permission.yaml";
-/** Label of the RabbitMQ pods, set by the cluster operator to the cluster's name. */
-export const RABBITMQ_POD_LABELS = {
-  "app.kubernetes.io/name": RABBITMQ_CLUSTER,
-  "app.kubernetes.io/component": "rabbitmq",
-} as const;
 
 /**
  * A function the base deploys: its name, queue and the broker user of its
@@ -132,14 +122,6 @@ export interface DeployedFunction extends FunctionQueue {
   concurrency?: number;
 }
 
-/** A Kubernetes object as the manifests hold it. */
-export interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
-  [field: string]: unknown;
-}
-
 /** Options for {@linkcode functionManifests} and {@linkcode functionManifestFiles}. */
 export interface FunctionManifestsOptions {
   /**
@@ -150,61 +132,6 @@ export interface FunctionManifestsOptions {
   namespace?: string;
   /** The event types the dispatcher may emit (the registry's `events.emitters`). */
   dispatcherEmits?: readonly string[];
-}
-
-/** The pod security of every pod of the base's own images: the workers' and the scheduler's. */
-export function hardenedPodSecurity(): IPodSecurityContext {
-  return {
-    runAsNonRoot: true,
-    runAsUser: WORKER_UID,
-    runAsGroup: WORKER_UID,
-    fsGroup: WORKER_UID,
-    seccompProfile: { type: "RuntimeDefault" },
-  };
-}
-
-/** The container security of the same pods: read-only, no capability, no escalation. */
-export function hardenedContainerSecurity(): ISecurityContext {
-  return {
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    capabilities: { drop: ["ALL"] },
-  };
-}
-
-/** The egress of a pod that needs the broker only: the RabbitMQ pods on AMQP, and the cluster DNS. */
-export function brokerOnlyEgress(): INetworkPolicyEgressRule[] {
-  return [
-    {
-      to: [{ podSelector: { matchLabels: { ...RABBITMQ_POD_LABELS } } }],
-      ports: [{ port: AMQP_PORT, protocol: "TCP" }],
-    },
-    {
-      to: [{
-        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
-        podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
-      }],
-      ports: [{ port: 53, protocol: "UDP" }, { port: 53, protocol: "TCP" }],
-    },
-  ];
-}
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-/** `task_a` as Kubernetes object names spell it: `task-a`. */
-export function kubernetesName(name: string): string {
-  const spelled = name.replaceAll("_", "-");
-  if (!DNS_LABEL.test(spelled)) {
-    throw new TypeError(
-      `Cannot name a Kubernetes object after '${name}' as '${spelled}' is not a DNS label: use lower-case letters, digits and inner _`,
-    );
-  }
-  return spelled;
-}
-
-/** The Secret with a broker user's `username` and `password`, which you create (docs/kubernetes.md). */
-export function credentialsSecretOf(user: string): string {
-  return `broker-user-${kubernetesName(user)}`;
 }
 
 /** The worker image of a function, before kustomize `images:` rewrites it. */
@@ -263,49 +190,20 @@ export function functionManifests(
   const namespace = options.namespace ?? NAMESPACE;
   const { name, queue } = fn;
   const userName = fn.user ?? name;
-  const id = kubernetesName(name);
-  const userId = kubernetesName(userName);
-  const worker = `worker-${id}`;
-  const selector = { "app.kubernetes.io/name": worker };
-  const labels = (component: string) => ({ ...selector, "app.kubernetes.io/component": component });
+  const worker = `worker-${kubernetesName(name)}`;
+  const { labels } = labelsOf(worker);
   const cluster = { name: RABBITMQ_CLUSTER };
-  const secret = credentialsSecretOf(userName);
   const dlq = deadLetterQueueOf(queue);
   const metricsPort = DEFAULT_METRICS_PORT;
-  const passwordFile = WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE;
-  const secretsDir = passwordFile.slice(0, passwordFile.lastIndexOf("/"));
 
-  const user: RabbitmqUser = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "User",
-    metadata: { name: userId, labels: labels("broker") },
-    spec: { rabbitmqClusterReference: cluster, importCredentialsSecret: { name: secret } },
-  };
-  const permission: RabbitmqPermission = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "Permission",
-    metadata: { name: userId, labels: labels("broker") },
-    spec: {
-      vhost: "/",
-      userReference: { name: userId },
-      permissions: workerPermissions(queue, { triggers: fn.triggers, emits: fn.emits }),
-      rabbitmqClusterReference: cluster,
-    },
-  };
-  // Which event types it may emit and bind: as the compose stack's definitions say.
-  const topicPermission: RabbitmqTopicPermission | undefined = fn.triggers?.length || fn.emits
-    ? {
-      apiVersion: RABBITMQ_API_VERSION,
-      kind: "TopicPermission",
-      metadata: { name: `${userId}-events`, labels: labels("broker") },
-      spec: {
-        vhost: "/",
-        userReference: { name: userId },
-        permissions: topicPermissionsOf({ triggers: fn.triggers, emits: fn.emits }),
-        rabbitmqClusterReference: cluster,
-      },
-    }
-    : undefined;
+  const brokerUser = brokerUserManifests(userName, {
+    labels: labels("broker"),
+    permissions: workerPermissions(queue, { triggers: fn.triggers, emits: fn.emits }),
+    // Which event types it may emit and bind: as the compose stack's definitions say.
+    ...(fn.triggers?.length || fn.emits
+      ? { topicPermissions: topicPermissionsOf({ triggers: fn.triggers, emits: fn.emits }) }
+      : {}),
+  });
   const queueResource = (queueName: string, args?: Record<string, string | number>) => {
     const resource: RabbitmqQueue = {
       apiVersion: RABBITMQ_API_VERSION,
@@ -325,77 +223,35 @@ export function functionManifests(
     return resource;
   };
 
-  const healthz = { httpGet: { path: "/healthz", port: "metrics" } };
-  const deployment: IDeployment = {
-    apiVersion: "apps/v1",
-    kind: "Deployment",
-    metadata: { name: worker, labels: labels("worker") },
-    spec: {
-      // No replicas: the ScaledObject sets them, from 0 to MAX_REPLICAS.
-      selector: { matchLabels: selector },
-      template: {
-        metadata: { labels: labels("worker") },
-        spec: {
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: hardenedPodSecurity(),
-          containers: [{
-            name: "worker",
-            image: workerImageOf(name),
-            env: [
-              {
-                name: "AMQP_URL",
-                value: `amqp://${userName}@${RABBITMQ_CLUSTER}:${AMQP_PORT}`,
-              },
-              { name: "AMQP_PASSWORD_FILE", value: passwordFile },
-              { name: "QUEUE_TYPE", value: "quorum" },
-              { name: "DELIVERY_LIMIT", value: String(DELIVERY_LIMIT) },
-              { name: "METRICS_PORT", value: String(metricsPort) },
-              { name: "SHUTDOWN_GRACE_MS", value: String(SHUTDOWN_GRACE_MS) },
-              { name: "LOG_FORMAT", value: "json" },
-              // The worker stops at start if its image holds another function.
-              { name: "FUNCTION_NAME", value: name },
-              { name: "FUNCTION_QUEUE", value: queue },
-              ...(fn.triggers?.length
-                ? [{ name: "FUNCTION_TRIGGERS", value: fn.triggers.join(",") }]
-                : []),
-              ...(fn.emits ? [{ name: "FUNCTION_EMITS", value: fn.emits }] : []),
-              // The registry's, for every deployment alike; else the worker's default.
-              ...(fn.concurrency === undefined
-                ? []
-                : [{ name: "CONCURRENCY", value: String(fn.concurrency) }]),
-            ],
-            ports: [{ name: "metrics", containerPort: metricsPort, protocol: "TCP" }],
-            // 200 while consuming, 503 while connecting or draining.
-            readinessProbe: { ...healthz, periodSeconds: 5, failureThreshold: 2 },
-            // Lenient: a worker waiting for the broker is not stuck.
-            livenessProbe: {
-              ...healthz,
-              initialDelaySeconds: 20,
-              periodSeconds: 10,
-              failureThreshold: 6,
-            },
-            resources: {
-              requests: { cpu: "100m", memory: "128Mi" },
-              limits: { cpu: "1", memory: "256Mi" },
-            },
-            securityContext: hardenedContainerSecurity(),
-            volumeMounts: [{ name: "amqp-password", mountPath: secretsDir, readOnly: true }],
-          }],
-          volumes: [{
-            name: "amqp-password",
-            secret: {
-              secretName: secret,
-              items: [{ key: "password", path: passwordFile.slice(secretsDir.length + 1) }],
-              // 0400; with fsGroup the kubelet adds group read for uid 65532.
-              defaultMode: 0o400,
-            },
-          }],
-        },
-      },
+  const deployment = workloadDeployment({
+    name: worker,
+    component: "worker",
+    image: workerImageOf(name),
+    user: userName,
+    // No replicas: the ScaledObject sets them, from 0 to MAX_REPLICAS.
+    env: [
+      { name: "QUEUE_TYPE", value: "quorum" },
+      { name: "DELIVERY_LIMIT", value: String(DELIVERY_LIMIT) },
+      { name: "METRICS_PORT", value: String(metricsPort) },
+      { name: "SHUTDOWN_GRACE_MS", value: String(SHUTDOWN_GRACE_MS) },
+      { name: "LOG_FORMAT", value: "json" },
+      // The worker stops at start if its image holds another function.
+      { name: "FUNCTION_NAME", value: name },
+      { name: "FUNCTION_QUEUE", value: queue },
+      ...(fn.triggers?.length ? [{ name: "FUNCTION_TRIGGERS", value: fn.triggers.join(",") }] : []),
+      ...(fn.emits ? [{ name: "FUNCTION_EMITS", value: fn.emits }] : []),
+      // The registry's, for every deployment alike; else the worker's default.
+      ...(fn.concurrency === undefined
+        ? []
+        : [{ name: "CONCURRENCY", value: String(fn.concurrency) }]),
+    ],
+    // /healthz: 200 while consuming, 503 while connecting or draining.
+    port: { name: "metrics", containerPort: metricsPort },
+    resources: {
+      requests: { cpu: "100m", memory: "128Mi" },
+      limits: { cpu: "1", memory: "256Mi" },
     },
-  };
+  });
 
   const scaledObject: IScaledObject = {
     apiVersion: "keda.sh/v1alpha1",
@@ -424,31 +280,18 @@ export function functionManifests(
     },
   };
 
-  const networkPolicy: INetworkPolicy = {
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: { name: worker, labels: labels("worker") },
-    spec: {
-      podSelector: { matchLabels: selector },
-      policyTypes: ["Ingress", "Egress"],
-      // Metrics and /healthz for Prometheus only. The kubelet's probes come
-      // from the node, which network plugins let through whatever the policy.
-      ingress: [{
-        from: [{
-          namespaceSelector: {
-            matchLabels: { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
-          },
-        }],
-        ports: [{ port: metricsPort, protocol: "TCP" }],
-      }],
-      egress: brokerOnlyEgress(),
-    },
-  };
+  // Metrics and /healthz for Prometheus only.
+  const networkPolicy = brokerOnlyPolicy(worker, "worker", [{
+    from: [{
+      namespaceSelector: {
+        matchLabels: { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
+      },
+    }],
+    ports: [{ port: metricsPort, protocol: "TCP" }],
+  }]);
 
   return [
-    user,
-    permission,
-    ...(topicPermission ? [topicPermission] : []),
+    ...brokerUser,
     queueResource(queue, workQueueArguments(queue)),
     queueResource(dlq, deadLetterQueueArguments()),
     deployment,

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import {
-  credentialsSecretOf,
   functionManifestFiles,
   functionManifests,
   kedaPermission,
-  kubernetesName,
   WORKER_IMAGE_TAG,
 } from "./function_manifests.ts";
+import { credentialsSecretOf, kubernetesName } from "./workload.ts";
 import { RABBITMQ_API_VERSION } from "./rabbitmq_resources.ts";
 import { checkRabbitmqResource } from "../../tests/_rabbitmq_resources.ts";
 

@@ -50,25 +50,27 @@ import {
 } from "../../runtime/defaults.ts";
 import {
   AMQP_CLIENT_COMPONENTS,
-  credentialsSecretOf,
   deadLetterQueueArguments,
   KEDA_AUTHENTICATION,
   KEDA_NAMESPACE,
   KEDA_OPERATOR_LABELS,
-  kubernetesName,
-  type Manifest,
   MONITORING_NAMESPACE,
   NAMESPACE,
-  RABBITMQ_CLUSTER,
   RABBITMQ_OPERATOR_LABELS,
   RABBITMQ_OPERATORS_NAMESPACE,
-  RABBITMQ_POD_LABELS,
   RABBITMQ_PORTS,
   WORKER_IMAGE_TAG,
-  WORKER_UID,
   workerImageOf,
   workQueueArguments,
 } from "./function_manifests.ts";
+import {
+  credentialsSecretOf,
+  kubernetesName,
+  type Manifest,
+  RABBITMQ_CLUSTER,
+  RABBITMQ_POD_LABELS,
+  WORKER_UID,
+} from "./workload.ts";
 import { checkRabbitmqResource } from "../../tests/_rabbitmq_resources.ts";
 import {
   RABBITMQ_API_VERSION,

@@ -10,8 +10,6 @@
  * @module
  */
 
-import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
-import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { queueArguments } from "../../core/broker/mod.ts";
 import {
   SCHEDULE_EXCHANGE,
@@ -19,28 +17,22 @@ import {
   SCHEDULER_QUEUE_DELIVERY_LIMIT,
 } from "../../core/contract/schedule.ts";
 import { SCHEDULER_USER } from "../../core/contract/users.ts";
-import { WORKER_IMAGE_FILES } from "../../runtime/defaults.ts";
 import { schedulerPermissions } from "../rabbitmq/definitions.ts";
-import {
-  AMQP_PORT,
-  brokerOnlyEgress,
-  credentialsSecretOf,
-  generatedFile,
-  hardenedContainerSecurity,
-  hardenedPodSecurity,
-  kubernetesName,
-  type Manifest,
-  RABBITMQ_CLUSTER,
-  TERMINATION_GRACE_SECONDS,
-  WORKER_IMAGE_TAG,
-} from "./function_manifests.ts";
+import { generatedFile, WORKER_IMAGE_TAG } from "./function_manifests.ts";
 import {
   RABBITMQ_API_VERSION,
   type RabbitmqExchange,
-  type RabbitmqPermission,
   type RabbitmqQueue,
-  type RabbitmqUser,
 } from "./rabbitmq_resources.ts";
+import {
+  brokerOnlyPolicy,
+  brokerUserManifests,
+  kubernetesName,
+  labelsOf,
+  type Manifest,
+  RABBITMQ_CLUSTER,
+  workloadDeployment,
+} from "./workload.ts";
 
 /** The scheduler's replicas: one fires, one waits to take over. */
 export const SCHEDULER_REPLICAS = 2;
@@ -57,33 +49,12 @@ export const SCHEDULER_FILE = "scheduler.yaml";
 /** The scheduler's objects, for the functions' queues `scheduledQueues`. */
 export function schedulerManifests(scheduledQueues: readonly string[]): Manifest[] {
   const name = "scheduler";
-  const selector = { "app.kubernetes.io/name": name };
-  const labels = (component: string) => ({ ...selector, "app.kubernetes.io/component": component });
+  const { selector, labels } = labelsOf(name);
   const cluster = { name: RABBITMQ_CLUSTER };
-  const user = kubernetesName(SCHEDULER_USER);
-  const passwordFile = WORKER_IMAGE_FILES.AMQP_PASSWORD_FILE;
-  const secretsDir = passwordFile.slice(0, passwordFile.lastIndexOf("/"));
-
-  const brokerUser: RabbitmqUser = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "User",
-    metadata: { name: user, labels: labels("broker") },
-    spec: {
-      rabbitmqClusterReference: cluster,
-      importCredentialsSecret: { name: credentialsSecretOf(SCHEDULER_USER) },
-    },
-  };
-  const permission: RabbitmqPermission = {
-    apiVersion: RABBITMQ_API_VERSION,
-    kind: "Permission",
-    metadata: { name: user, labels: labels("broker") },
-    spec: {
-      vhost: "/",
-      userReference: { name: user },
-      permissions: schedulerPermissions([...scheduledQueues].sort()),
-      rabbitmqClusterReference: cluster,
-    },
-  };
+  const brokerUser = brokerUserManifests(SCHEDULER_USER, {
+    labels: labels("broker"),
+    permissions: schedulerPermissions([...scheduledQueues].sort()),
+  });
   const exchange: RabbitmqExchange = {
     apiVersion: RABBITMQ_API_VERSION,
     kind: "Exchange",
@@ -120,89 +91,36 @@ export function schedulerManifests(scheduledQueues: readonly string[]): Manifest
     },
   };
 
-  const healthz = { httpGet: { path: "/healthz", port: "health" } };
-  const deployment: IDeployment = {
-    apiVersion: "apps/v1",
-    kind: "Deployment",
-    metadata: { name, labels: labels("scheduler") },
-    spec: {
-      replicas: SCHEDULER_REPLICAS,
-      selector: { matchLabels: selector },
-      template: {
-        metadata: { labels: labels("scheduler") },
-        spec: {
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: hardenedPodSecurity(),
-          // On two nodes where there are two: one node's loss leaves a replica.
-          affinity: {
-            podAntiAffinity: {
-              preferredDuringSchedulingIgnoredDuringExecution: [{
-                weight: 100,
-                podAffinityTerm: {
-                  labelSelector: { matchLabels: selector },
-                  topologyKey: "kubernetes.io/hostname",
-                },
-              }],
-            },
+  const deployment = workloadDeployment({
+    name,
+    component: "scheduler",
+    image: SCHEDULER_IMAGE,
+    user: SCHEDULER_USER,
+    replicas: SCHEDULER_REPLICAS,
+    // On two nodes where there are two: one node's loss leaves a replica.
+    affinity: {
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [{
+          weight: 100,
+          podAffinityTerm: {
+            labelSelector: { matchLabels: selector },
+            topologyKey: "kubernetes.io/hostname",
           },
-          containers: [{
-            name: "scheduler",
-            image: SCHEDULER_IMAGE,
-            env: [
-              {
-                name: "AMQP_URL",
-                value: `amqp://${SCHEDULER_USER}@${RABBITMQ_CLUSTER}:${AMQP_PORT}`,
-              },
-              { name: "AMQP_PASSWORD_FILE", value: passwordFile },
-            ],
-            ports: [{ name: "health", containerPort: SCHEDULER_HEALTH_PORT, protocol: "TCP" }],
-            // 200 while connected, active or standby: both are ready to fire.
-            readinessProbe: { ...healthz, periodSeconds: 5, failureThreshold: 2 },
-            livenessProbe: {
-              ...healthz,
-              initialDelaySeconds: 20,
-              periodSeconds: 10,
-              failureThreshold: 6,
-            },
-            resources: {
-              requests: { cpu: "50m", memory: "64Mi" },
-              limits: { cpu: "500m", memory: "256Mi" },
-            },
-            securityContext: hardenedContainerSecurity(),
-            volumeMounts: [{ name: "amqp-password", mountPath: secretsDir, readOnly: true }],
-          }],
-          volumes: [{
-            name: "amqp-password",
-            secret: {
-              secretName: credentialsSecretOf(SCHEDULER_USER),
-              items: [{ key: "password", path: passwordFile.slice(secretsDir.length + 1) }],
-              defaultMode: 0o400,
-            },
-          }],
-        },
+        }],
       },
     },
-  };
-
-  const networkPolicy: INetworkPolicy = {
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: { name, labels: labels("scheduler") },
-    spec: {
-      podSelector: { matchLabels: selector },
-      policyTypes: ["Ingress", "Egress"],
-      // Nothing comes in: the kubelet's probes come from the node, which
-      // network plugins let through whatever the policy.
-      ingress: [],
-      egress: brokerOnlyEgress(),
+    // /healthz: 200 while connected, active or standby: both are ready to fire.
+    port: { name: "health", containerPort: SCHEDULER_HEALTH_PORT },
+    resources: {
+      requests: { cpu: "50m", memory: "64Mi" },
+      limits: { cpu: "500m", memory: "256Mi" },
     },
-  };
+  });
+  // Nothing comes in.
+  const networkPolicy = brokerOnlyPolicy(name, "scheduler", []);
 
   return [
-    brokerUser,
-    permission,
+    ...brokerUser,
     exchange,
     queue,
     deployment,

@@ -28,7 +28,7 @@ async function passwords(dir: string): Promise<Record<string, string>> {
 
 /** Checks that every user of the definitions file has the hash of its password file. */
 async function assertHashesMatch(dir: string) {
-  const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+  const definitions = await readDefinitions(dir);
   const all = await passwords(dir);
   assert.deepEqual(
     definitions.users.map((u: { name: string }) => u.name),
@@ -53,12 +53,50 @@ async function assertHashesMatch(dir: string) {
 
 const mode = async (path: string) => ((await Deno.stat(path)).mode ?? 0) & 0o777;
 
+/** Who the workers' password files go to: uid 65532 as root, else this process's user. */
+const WORKER_OWNER = Deno.uid() === 0
+  ? { uid: 65532, gid: 65532 }
+  : { uid: Deno.uid()!, gid: Deno.gid()! };
+
+/** The definitions file initSecrets() wrote into `dir`. */
+async function readDefinitions(dir: string) {
+  return JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+}
+
+/** The permissions granted to `user` in `definitions`, without its name and vhost. */
+function permissionsOf(definitions: { permissions: Record<string, string>[] }, user: string) {
+  const { user: _, vhost: __, ...granted } = definitions.permissions.find((p) => p.user === user)!;
+  return granted;
+}
+
+/** Runs `fn` with console.log silenced. */
+async function quietly<T>(fn: () => Promise<T>): Promise<T> {
+  const original = console.log;
+  console.log = () => {};
+  try {
+    return await fn();
+  } finally {
+    console.log = original;
+  }
+}
+
+/** Runs `fn`, and resolves with the lines it wrote with console.error. */
+async function errorsOf(fn: () => Promise<void>): Promise<string[]> {
+  const errors: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => errors.push(line);
+  try {
+    await fn();
+  } finally {
+    console.error = original;
+  }
+  return errors;
+}
+
 Deno.test("initSecrets() creates a password per user and the definitions, printing no password", async () => {
   await withTempDir(async (dir) => {
     const lines: string[] = [];
-    const owner = Deno.uid() === 0
-      ? { uid: 65532, gid: 65532 }
-      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const owner = WORKER_OWNER;
     const report = await initSecrets({
       dir,
       functions: FUNCTIONS,
@@ -142,9 +180,7 @@ Deno.test("initSecrets() refuses names that would clash or widen a permission", 
 
 Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' user when asked", async () => {
   await withTempDir(async (dir) => {
-    const owner = Deno.uid() === 0
-      ? { uid: 65532, gid: 65532 }
-      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const owner = WORKER_OWNER;
     const report = await initSecrets({
       dir,
       functions: FUNCTIONS,
@@ -163,16 +199,10 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
       "task_c",
       "celery_client",
     ]);
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
-    const permissionsOf = (user: string) => {
-      const { user: _, vhost: __, ...found } = definitions.permissions.find((
-        p: { user: string },
-      ) => p.user === user);
-      return found;
-    };
-    assert.deepEqual(permissionsOf("task_c"), celeryWorkerPermissions("queue_c"));
+    const definitions = await readDefinitions(dir);
+    assert.deepEqual(permissionsOf(definitions, "task_c"), celeryWorkerPermissions("queue_c"));
     assert.deepEqual(
-      permissionsOf("celery_client"),
+      permissionsOf(definitions, "celery_client"),
       celeryClientPermissions(["queue_a", "queue_b"]),
       "the routes of the Deno functions, not the Celery worker's queue",
     );
@@ -216,9 +246,7 @@ Deno.test("initSecrets() adds a Celery worker's user and the Celery clients' use
 
 Deno.test("initSecrets() adds the scheduler's user when asked, read by its containers, binding the scheduled queues only", async () => {
   await withTempDir(async (dir) => {
-    const owner = Deno.uid() === 0
-      ? { uid: 65532, gid: 65532 }
-      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const owner = WORKER_OWNER;
     const report = await initSecrets({
       dir,
       functions: FUNCTIONS,
@@ -227,11 +255,8 @@ Deno.test("initSecrets() adds the scheduler's user when asked, read by its conta
       log: () => {},
     });
     assert.deepEqual(report.users.at(-1), "scheduler");
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
-    const { user: _, vhost: __, ...permissions } = definitions.permissions.find((
-      p: { user: string },
-    ) => p.user === "scheduler");
-    assert.deepEqual(permissions, schedulerPermissions(["queue_b"]));
+    const definitions = await readDefinitions(dir);
+    assert.deepEqual(permissionsOf(definitions, "scheduler"), schedulerPermissions(["queue_b"]));
     assert.equal(await mode(`${dir}/scheduler.password`), 0o400);
     assert.equal((await Deno.stat(`${dir}/scheduler.password`)).uid, owner.uid);
     const without = await initSecrets({ dir, functions: FUNCTIONS, log: () => {} });
@@ -241,23 +266,13 @@ Deno.test("initSecrets() adds the scheduler's user when asked, read by its conta
 
 Deno.test("main() reads --scheduler and each --scheduled queue", async () => {
   await withTempDir(async (dir) => {
-    const original = console.log;
-    console.log = () => {};
-    try {
-      assert.equal(
-        await main([
-          "--dir",
-          dir,
-          "--function=task_a=queue_a",
-          "--scheduler",
-          "--scheduled=queue_a",
-        ]),
-        0,
-      );
-    } finally {
-      console.log = original;
-    }
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    assert.equal(
+      await quietly(() =>
+        main(["--dir", dir, "--function=task_a=queue_a", "--scheduler", "--scheduled=queue_a"])
+      ),
+      0,
+    );
+    const definitions = await readDefinitions(dir);
     const scheduler = definitions.permissions.find((p: { user: string }) => p.user === "scheduler");
     assert.equal(scheduler.write, schedulerPermissions(["queue_a"]).write);
   });
@@ -271,29 +286,22 @@ Deno.test("initSecrets() narrows each function's retry queues to the ladder give
       retryDelaysMs: [100, 200],
       log: () => {},
     });
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+    const definitions = await readDefinitions(dir);
     const user = definitions.users.find((u: { name: string }) => u.name === "constructor");
     assert.equal(user.limits, undefined, "no limits from Object.prototype");
-    const { user: _, vhost: __, ...granted } = definitions.permissions.find((
-      p: { user: string },
-    ) => p.user === "constructor");
+    const granted = permissionsOf(definitions, "constructor");
     assert.deepEqual(granted, workerPermissions("queue_a", { retryDelaysMs: [100, 200] }));
     assert.match(granted.configure, /retry\\\.\(100\|200\)/);
   });
 });
 
 Deno.test("main() exits 2 for bad arguments", async () => {
-  const errors: string[] = [];
-  const original = console.error;
-  console.error = (line: string) => errors.push(line);
-  try {
+  const errors = await errorsOf(async () => {
     assert.equal(await main(["--function", "task_a"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--function", "task_a"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--worker-owner", "nobody"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--celery-function", "task_c"]), 2);
-  } finally {
-    console.error = original;
-  }
+  });
   assert.deepEqual(errors, [
     "secrets-init: Cannot run without --dir: name the secrets directory",
     "secrets-init: Cannot use --function 'task_a': give user=queue, such as task_a=queue_a",
@@ -304,24 +312,20 @@ Deno.test("main() exits 2 for bad arguments", async () => {
 
 Deno.test("main() makes the topic permissions of --triggers, --emits and --emitter, and refuses bad ones", async () => {
   await withTempDir(async (dir) => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      assert.equal(
-        await main([
+    assert.equal(
+      await quietly(() =>
+        main([
           `--dir=${dir}`,
           "--function=task_a=queue_a",
           "--function=task_b=queue_b",
           "--triggers=task_a=order.created,order.*",
           "--emits=task_a=order.priced",
           "--emitter=dispatcher=order.#",
-        ]),
-        0,
-      );
-    } finally {
-      console.log = log;
-    }
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
+        ])
+      ),
+      0,
+    );
+    const definitions = await readDefinitions(dir);
     const topics = new Map(
       definitions.topic_permissions.map((
         { user, vhost: _, ...rest }: { user: string; vhost: string },
@@ -348,15 +352,10 @@ Deno.test("main() makes the topic permissions of --triggers, --emits and --emitt
       "topic",
     );
   });
-  const errors: string[] = [];
-  const original = console.error;
-  console.error = (line: string) => errors.push(line);
-  try {
+  const errors = await errorsOf(async () => {
     assert.equal(await main(["--dir", "/tmp", "--triggers", "task_a=order created"]), 2);
     assert.equal(await main(["--dir", "/tmp", "--emits", "task_a=order.*"]), 2);
-  } finally {
-    console.error = original;
-  }
+  });
   assert.match(
     errors[0],
     /--triggers 'task_a=order created' as "order created" is not a topic pattern/,
@@ -366,9 +365,7 @@ Deno.test("main() makes the topic permissions of --triggers, --emits and --emitt
 
 Deno.test("initSecrets() adds the gateway's user when asked: it calls every function and emits its grant", async () => {
   await withTempDir(async (dir) => {
-    const owner = Deno.uid() === 0
-      ? { uid: 65532, gid: 65532 }
-      : { uid: Deno.uid()!, gid: Deno.gid()! };
+    const owner = WORKER_OWNER;
     const report = await initSecrets({
       dir,
       functions: FUNCTIONS,
@@ -378,11 +375,11 @@ Deno.test("initSecrets() adds the gateway's user when asked: it calls every func
       log: () => {},
     });
     assert.ok(report.users.includes("gateway"));
-    const definitions = JSON.parse(await Deno.readTextFile(`${dir}/${DEFINITIONS_FILE}`));
-    const { user: _, vhost: __, ...permissions } = definitions.permissions.find((
-      p: { user: string },
-    ) => p.user === "gateway");
-    assert.deepEqual(permissions, gatewayPermissions(["queue_a", "queue_b"]));
+    const definitions = await readDefinitions(dir);
+    assert.deepEqual(
+      permissionsOf(definitions, "gateway"),
+      gatewayPermissions(["queue_a", "queue_b"]),
+    );
     const topic = definitions.topic_permissions.find((p: { user: string }) => p.user === "gateway");
     assert.ok(
       new RegExp(topic.write).test("demo.greet") && !new RegExp(topic.write).test("order.x"),

@@ -39,7 +39,7 @@
  * Every queue the worker needs is declared while it starts: its work and
  * dead-letter queues, a retry queue per delay of the ladder
  * (`RETRY_DELAYS_MS`), the route of each protocol the function speaks
- * (`protocol.ts`), and its control queue, which alone may be refused
+ * (`protocols/`), and its control queue, which alone may be refused
  * without stopping it (pings go unanswered until it opens).
  *
  * @module
@@ -66,7 +66,7 @@ import { CancelledCalls, serveCancellations } from "./cancellations.ts";
 import { type ControlChannel, serveControl } from "./control.ts";
 import { createDeliveryHandler, type DeliveryHandlerOptions, type Task } from "./delivery.ts";
 import { NO_EVENTS, startTaskEvents, WorkerMetrics, type WorkerStats } from "./observe.ts";
-import { declareWorkerRoutes } from "./routes.ts";
+import { declareWorkerRoutes } from "./protocols/mod.ts";
 import { retryQueueOptions } from "./settle.ts";
 import { openStepDown, type StepDown } from "./step_down.ts";
 
@@ -156,7 +156,7 @@ export interface WorkerOptions {
    */
   returnDelayMs?: number;
   /**
-   * The longest wait an eta (`protocol.ts`) may ask for; a later one is refused.
+   * The longest wait an eta (`protocols/protocol.ts`) may ask for; a later one is refused.
    * @default {DEFAULT_MAX_ETA_MS} (7 days)
    */
   maxEtaMs?: number;
@@ -171,7 +171,7 @@ export interface WorkerOptions {
    * @default {[]}
    */
   triggers?: readonly string[];
-  /** The event type each successful result is emitted as (`chain.ts`), if any. */
+  /** The event type each successful result is emitted as (`protocols/chain.ts`), if any. */
   emits?: string;
 }
 

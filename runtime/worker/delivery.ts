@@ -2,7 +2,7 @@
  * What happens to one delivery, from its arrival to its settlement: who
  * sent it and whether that sender may call the function, whether its
  * `reply_to` is a place for answers, how often it was delivered, what it
- * asks (in the protocol it speaks, `protocol.ts`), whether its deadline or
+ * asks (in the protocol it speaks, `protocols/`), whether its deadline or
  * eta allows it to run now; then the attempt, and the reply it earns. A
  * failed attempt is handed back to its queue (its sandbox was restarted
  * under it for another task: not its fault, and no delivery limit counts
@@ -57,9 +57,14 @@ import {
   type TaskTrace,
   type WorkerMetrics,
 } from "./observe.ts";
-import type { AnswerFacts, ReadRequest, WorkerProtocol } from "./protocol.ts";
-import { protocolFor, untriggeredError } from "./event_protocol.ts";
-import { createChainEmitter } from "./chain.ts";
+import {
+  type AnswerFacts,
+  createChainEmitter,
+  protocolFor,
+  type ReadRequest,
+  untriggeredError,
+  type WorkerProtocol,
+} from "./protocols/mod.ts";
 import { createSenderCheck, type Sender, unauthenticatedError } from "./sender_check.ts";
 import { createSettler } from "./settle.ts";
 
@@ -153,7 +158,7 @@ export interface DeliveryHandlerOptions {
   maxEtaMs?: number;
   /** How long a delivery whose outcome could not be published waits before it goes back. */
   returnDelayMs: number;
-  /** The event type each success is emitted as, for a function that declares `emits` (`chain.ts`). */
+  /** The event type each success is emitted as, for a function that declares `emits` (`protocols/chain.ts`). */
   emits?: string;
   /**
    * The function's triggers now: an event that came through a binding none

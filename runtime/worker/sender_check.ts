@@ -2,7 +2,7 @@
  * Who sent a delivery, and whether the function accepts requests from
  * them. RabbitMQ checks a message's `user_id` against the publishing
  * connection's user, so a worker can trust it; a request of a protocol
- * whose route proves its sender needs none (`protocol.ts`). A replayed dead
+ * whose route proves its sender needs none (`protocols/protocol.ts`). A replayed dead
  * letter names its original sender (`x-replayed-sender`), which must be
  * accepted too: a replay never runs what the function refused.
  *

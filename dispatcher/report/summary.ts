@@ -1,13 +1,13 @@
 /**
  * What a run prints for people: the result of each task, with where and
  * when it ran, and a summary with counts, retries and timing statistics.
- * The live lines while tasks run are in `live_status.ts`.
+ * The live lines while tasks run are in `../live_status.ts`.
  *
  * @module
  */
 
-import type { Painter } from "./cli/paint.ts";
-import { escapeControls } from "./cli/terminal_text.ts";
+import type { Painter } from "../cli/paint.ts";
+import { escapeControls } from "../cli/terminal_text.ts";
 import type { RunDocument, TaskRecord } from "./run_document.ts";
 
 /** "task_a" → "Task A", as the original systems printed it. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sampleEvents, sampleRun } from "../tests/_report_fixtures.ts";
+import { sampleEvents, sampleRun } from "../../tests/_report_fixtures.ts";
 import { runDocumentOf } from "./run_document.ts";
 import { htmlReportParts, renderHtmlReport } from "./html_report.ts";
 import { escapeXml } from "./junit_report.ts";

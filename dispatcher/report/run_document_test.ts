@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { at, outcome, sampleEvents, sampleRun, spec, T0 } from "../tests/_report_fixtures.ts";
+import { at, outcome, sampleEvents, sampleRun, spec, T0 } from "../../tests/_report_fixtures.ts";
 import {
   attemptsOf,
   documentLines,

@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { TaskError, WorkerInfo } from "../core/contract/mod.ts";
-import type { TaskOutcome } from "./dispatch_all.ts";
+import type { TaskError, WorkerInfo } from "../../core/contract/mod.ts";
+import type { TaskOutcome } from "../dispatch_all.ts";
 
 /** Identifies the format of a {@linkcode RunDocument}; changes when a field changes meaning. */
 export const RUN_DOCUMENT_SCHEMA = "deno-task-system/dispatch-run/1";

@@ -1,6 +1,6 @@
 /**
  * The protocols a worker answers in, behind one interface, as
- * `client/call_protocol.ts` is for callers: the native contract
+ * `client/protocol.ts` is for callers: the native contract
  * ({@linkcode NATIVE_PROTOCOL}) and Celery's protocol 2 with its `rpc://`
  * results ({@linkcode CELERY_PROTOCOL}), so that a Celery client calls a
  * Deno function as it called the Celery task it replaces (docs/celery.md).
@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../../core/broker/broker.ts";
+import type { Broker, Delivery } from "../../../core/broker/broker.ts";
 import {
   ATTEMPT_HEADER,
   checkEnvelope,
@@ -32,11 +32,11 @@ import {
   type TaskError,
   type TaskReply,
   type TaskRequest,
-} from "../../core/contract/mod.ts";
-import { isoNow } from "../../core/log.ts";
-import { DEFAULT_MAX_ETA_MS } from "../defaults.ts";
-import type { FunctionInfo } from "../define_function.ts";
-import type { AnsweredTask } from "./answered_tasks.ts";
+} from "../../../core/contract/mod.ts";
+import { isoNow } from "../../../core/log.ts";
+import { DEFAULT_MAX_ETA_MS } from "../../defaults.ts";
+import type { FunctionInfo } from "../../define_function.ts";
+import type { AnsweredTask } from "../answered_tasks.ts";
 
 /** A request read off a delivery. */
 export interface ReadRequest {

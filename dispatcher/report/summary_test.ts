@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { outcome, sampleRun, spec } from "../tests/_report_fixtures.ts";
-import { createPainter, shouldColor } from "./cli/paint.ts";
+import { outcome, sampleRun, spec } from "../../tests/_report_fixtures.ts";
+import { createPainter, shouldColor } from "../cli/paint.ts";
 import { buildRunDocument } from "./run_document.ts";
-import { clockTime, displayName, formatSummary } from "./report.ts";
+import { clockTime, displayName, formatSummary } from "./summary.ts";
 
 const plain = createPainter(false);
 

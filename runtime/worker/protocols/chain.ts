@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type Broker, PublishForbiddenError } from "../../core/broker/broker.ts";
+import { type Broker, PublishForbiddenError } from "../../../core/broker/broker.ts";
 import {
   chainedEventId,
   CLOUD_EVENTS_EXCHANGE,
@@ -22,7 +22,7 @@ import {
   functionSource,
   isPlainObject,
   type TaskError,
-} from "../../core/contract/mod.ts";
+} from "../../../core/contract/mod.ts";
 
 /** What a successful run that emits knows of what triggered it. */
 export interface ChainTrigger {

@@ -25,7 +25,7 @@
  * @module
  */
 
-import type { Broker, Delivery } from "../../core/broker/broker.ts";
+import type { Broker, Delivery } from "../../../core/broker/broker.ts";
 import {
   boundText,
   CLOUD_EVENTS_EXCHANGE,
@@ -36,8 +36,8 @@ import {
   type TaskError,
   topicMatches,
   UNTRIGGERED_ERROR,
-} from "../../core/contract/mod.ts";
-import type { FunctionInfo } from "../define_function.ts";
+} from "../../../core/contract/mod.ts";
+import type { FunctionInfo } from "../../define_function.ts";
 import {
   type Answer,
   type AnswerFacts,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { findAll, parseXml } from "../tests/_xml.ts";
-import { sampleEvents, sampleRun } from "../tests/_report_fixtures.ts";
+import { findAll, parseXml } from "../../tests/_xml.ts";
+import { sampleEvents, sampleRun } from "../../tests/_report_fixtures.ts";
 import { escapeXml, renderJunit } from "./junit_report.ts";
 
 Deno.test("renderJunit() writes a testsuite for the scenario and a testcase per task", () => {

@@ -7,7 +7,7 @@
  */
 
 import { escapeXml } from "./junit_report.ts";
-import { clockTime, seconds } from "./report.ts";
+import { clockTime, seconds } from "./summary.ts";
 import type { RunDocument, TaskRecord } from "./run_document.ts";
 
 /** Colours of the workers' bars, in the order workers first appear. */

@@ -12,7 +12,7 @@
 
 import { timelineParts, workerColors } from "./html_timeline.ts";
 import { escapeXml } from "./junit_report.ts";
-import { clockTime, seconds } from "./report.ts";
+import { clockTime, seconds } from "./summary.ts";
 import type { EventRecord, RunDocument, TaskRecord } from "./run_document.ts";
 
 const e = (value: unknown) => escapeXml(String(value ?? ""));
