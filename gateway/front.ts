@@ -10,9 +10,14 @@
  * of its own; responses flow back untouched. Requests it cannot frame
  * exactly as the server behind will (Transfer-Encoding, bare line feeds,
  * two Content-Lengths) are refused, so both read the same requests.
+ * The server behind sees the front as every request's peer, so the front
+ * tells the handler who the client is: the TCP peer it accepted, or the
+ * client a trusted proxy names (client_address.ts).
  *
  * @module
  */
+
+import { type Cidr, clientOf, type ClientInfo, type ForwardedHeader } from "./client_address.ts";
 
 /** Options of {@linkcode GatewayFront.start}. */
 export interface FrontOptions {
@@ -29,7 +34,17 @@ export interface FrontOptions {
   /** How long a connection may wait between requests. @default {30000} */
   idleMs?: number;
   tls?: { cert: string; key: string };
+  /** Proxies whose forwarding headers say who the client is. @default {[]} */
+  trustedProxies?: readonly Cidr[];
+  /** The header those proxies write. @default {"x-forwarded-for"} */
+  forwardedHeader?: ForwardedHeader;
 }
+
+/** What the front serves: a request and who sent it. */
+export type FrontHandler = (
+  request: Request,
+  client: ClientInfo,
+) => Response | Promise<Response>;
 
 const encoder = new TextEncoder();
 const HEAD_END = [13, 10, 13, 10];
@@ -81,7 +96,11 @@ export function framingOf(head: string): { length: number } | { refuse: string }
 export class GatewayFront {
   readonly #listener: Deno.Listener;
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
-  readonly #options: Required<Omit<FrontOptions, "tls">>;
+  readonly #options: Required<
+    Omit<FrontOptions, "tls" | "trustedProxies" | "forwardedHeader">
+  >;
+  /** The client's address by the local port of the front's connection to the server behind. */
+  readonly #peers: Map<number, string>;
   readonly #conns = new Set<Deno.Conn>();
   readonly #serving: Promise<void>;
   #closed = false;
@@ -90,7 +109,9 @@ export class GatewayFront {
     listener: Deno.Listener,
     server: Deno.HttpServer<Deno.NetAddr>,
     options: FrontOptions,
+    peers: Map<number, string>,
   ) {
+    this.#peers = peers;
     this.#listener = listener;
     this.#server = server;
     this.#options = {
@@ -106,11 +127,18 @@ export class GatewayFront {
   }
 
   /** Serves `handler` behind a front listening as `options` say. */
-  static start(
-    handler: (request: Request) => Response | Promise<Response>,
-    options: FrontOptions,
-  ): Promise<GatewayFront> {
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  static start(handler: FrontHandler, options: FrontOptions): Promise<GatewayFront> {
+    const peers = new Map<number, string>();
+    const clientOptions = {
+      trusted: options.trustedProxies ?? [],
+      header: options.forwardedHeader ?? "x-forwarded-for",
+      proto: options.tls ? "https" : "http",
+    } as const;
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      (request, info) =>
+        handler(request, clientOf(peers.get(info.remoteAddr.port), request.headers, clientOptions)),
+    );
     const listener = options.tls
       ? Deno.listenTls({
         hostname: options.hostname,
@@ -119,7 +147,7 @@ export class GatewayFront {
         key: options.tls.key,
       })
       : Deno.listen({ hostname: options.hostname, port: options.port });
-    return Promise.resolve(new GatewayFront(listener, server, options));
+    return Promise.resolve(new GatewayFront(listener, server, options, peers));
   }
 
   get hostname(): string {
@@ -176,6 +204,9 @@ export class GatewayFront {
     } catch {
       return;
     }
+    // Known before the first byte goes up, so before the server reads a request.
+    const port = (upstream.localAddr as Deno.NetAddr).port;
+    this.#peers.set(port, (conn.remoteAddr as Deno.NetAddr).hostname);
     upstream.setNoDelay(true);
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     const back = (async () => {
@@ -193,6 +224,7 @@ export class GatewayFront {
     } finally {
       closeQuietly(upstream);
       await back;
+      this.#peers.delete(port);
     }
   }
 
