@@ -3,8 +3,9 @@
  * a user meets it: after `docker compose up -d --build`, README's curl
  * (with this stack's port and secrets folder) calls task_a through the
  * gateway's own broker user; an async call is followed and another
- * cancelled; an event is taken; a wrong key is refused; the container is
- * confined.
+ * cancelled; the same Idempotency-Key twice runs task_a once; an event is
+ * taken; a wrong key is refused; the container is confined, and signs
+ * callbacks with the secret its set-up made.
  */
 
 import assert from "node:assert/strict";
@@ -125,6 +126,26 @@ Deno.test({
       );
       assert.equal(done!.body.error.type, "Cancelled");
 
+      // The same Idempotency-Key twice: one run, the first answer twice.
+      const idempotencyKey = crypto.randomUUID();
+      const once = () =>
+        call("/functions/task_a", {
+          method: "POST",
+          headers: { "idempotency-key": idempotencyKey },
+          body: '{"work_ms":50}',
+        });
+      const first = await once();
+      const second = await once();
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal(second.status, 200);
+      assert.equal(second.body.id, first.body.id);
+      assert.equal(second.headers.get("idempotent-replayed"), "true");
+      const runsOf = async (id: string) =>
+        (await stack!.compose(["logs", "--no-color", "worker-a"])).stdout.split("\n")
+          .filter((line) => line.includes(id) && line.includes("Task succeeded")).length;
+      await waitFor(async () => await runsOf(first.body.id) > 0, "task_a's log line", 30_000, 300);
+      assert.equal(await runsOf(first.body.id), 1, "task_a ran once");
+
       const event = await call("/events", {
         method: "POST",
         headers: {
@@ -151,6 +172,10 @@ Deno.test({
       assert.equal(info.HostConfig.ReadonlyRootfs, true);
       const logs = (await stack.compose(["logs", "--no-color", "gateway", "gateway-init"])).stdout;
       assert.ok(!logs.includes(key.slice(20)), "no key in the gateway's logs");
+      assert.match(logs, /listening on .*callbacks signed/);
+      const secret = await Deno.stat(`${stack.secretsDir}/gateway_callback.secret`);
+      assert.equal(secret.mode! & 0o777, 0o640);
+      assert.equal(secret.gid, 65532, "readable by the gateway's group");
     } finally {
       await stack?.down();
     }
