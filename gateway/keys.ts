@@ -262,7 +262,8 @@ export interface KeysWatch {
   ring: KeyRing;
   /** Reads the file now; resolves with whether the ring took it. */
   reload(): Promise<boolean>;
-  stop(): void;
+  /** Stops looking; resolves once a look or read under way has ended. */
+  stop(): Promise<void>;
 }
 
 /**
@@ -324,9 +325,14 @@ export async function watchKeysFile(
     last = next;
     return next;
   };
-  const timer = setInterval(async () => {
+  let looking: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
     if (pending > 0) return;
-    if (await stampOf() !== taken) await reload();
+    looking = stampOf().then((stamp) => stamp !== taken ? reload() : undefined);
   }, intervalMs);
-  return { ring, reload, stop: () => clearInterval(timer) };
+  const stop = async () => {
+    clearInterval(timer);
+    await Promise.allSettled([looking, last]);
+  };
+  return { ring, reload, stop };
 }

@@ -102,7 +102,7 @@ Deno.test("watchKeysFile() takes added and removed keys, keeps its keys when the
     await until(async () => (await watch.ring.verify(a.key)) !== undefined, "the file again");
     assert.equal(await watch.ring.verify(b.key), undefined);
   } finally {
-    watch.stop();
+    await watch.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

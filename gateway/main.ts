@@ -424,7 +424,7 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
       },
     });
   } catch (error) {
-    keysWatch.stop();
+    await keysWatch.stop();
     throw error;
   }
   const gateway = createGateway({
@@ -476,7 +476,7 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     }`,
   );
   await io.stop;
-  keysWatch.stop();
+  await keysWatch.stop();
   await front.close();
   await client.close();
   return EXIT.passed;
