@@ -11,7 +11,7 @@
  * not followed (a 3xx is a failed delivery). Deliveries are retried a
  * bounded number of times with backoff. Each delivery connects to the very
  * address that passed the check (no second resolution a rebinding DNS
- * server could answer otherwise) and, with a secret, is signed:
+ * server could answer otherwise; postPinned) and, with a secret, is signed:
  * `Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
  *
  * @module
@@ -245,18 +245,77 @@ export function newCallbackSecret(): string {
   return hex(crypto.getRandomValues(new Uint8Array(32)));
 }
 
+/** One delivery as {@linkcode DeliverOptions.post} makes it. */
+export interface CallbackPost {
+  /** The URL as given: its path, its host (for Host, SNI and the certificate). */
+  url: URL;
+  /** Where to connect: an address that passed the check. */
+  address: string;
+  headers: Record<string, string>;
+  body: string;
+  timeoutMs: number;
+  caCerts?: string[];
+}
+
+/** The longest status line read from a receiver. */
+const MAX_STATUS_LINE = 8192;
+
 /**
- * A client whose every connection goes to `address` (the one checked)
- * whatever the URL's host: Deno's "tcp" transport replaces the connection
- * only, so the URL's host is still the Host header, and for https the
- * name sent in SNI and checked against the certificate.
+ * POSTs over a connection to `post.address` itself, HTTP/1.1 by hand, and
+ * resolves with the status. No second resolution of the name: `fetch`
+ * resolves the URL's host again, and Deno's HTTP client pins a "tcp"
+ * transport for http only (over it, https is sent in clear). So the socket
+ * is opened to the checked address, and for https upgraded with the URL's
+ * host name, which is sent in SNI and checked against the certificate.
+ * Only the status line is read; a 3xx is a status like any other.
  */
-function pinnedClient(url: URL, address: string, caCerts?: string[]): Deno.HttpClient {
-  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-  return Deno.createHttpClient({
-    proxy: { transport: "tcp", hostname: address, port },
-    ...(caCerts && { caCerts }),
-  });
+export async function postPinned(post: CallbackPost): Promise<number> {
+  const { url } = post;
+  const https = url.protocol === "https:";
+  const signal = AbortSignal.timeout(post.timeoutMs);
+  const port = Number(url.port || (https ? 443 : 80));
+  let conn: Deno.Conn = await Deno.connect({ hostname: post.address, port, signal });
+  const close = () => {
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  };
+  signal.addEventListener("abort", close, { once: true });
+  try {
+    if (https) {
+      conn = await Deno.startTls(conn as Deno.TcpConn, {
+        hostname: url.hostname.replace(/^\[|\]$/g, ""),
+        ...(post.caCerts && { caCerts: post.caCerts }),
+      });
+    }
+    const body = new TextEncoder().encode(post.body);
+    // Header values are the gateway's own; the URL parser leaves no line break in path or host.
+    const head = [
+      `POST ${url.pathname}${url.search} HTTP/1.1`,
+      `host: ${url.host}`,
+      ...Object.entries(post.headers).map(([name, value]) => `${name}: ${value}`),
+      `content-length: ${body.byteLength}`,
+      "connection: close",
+      "",
+      "",
+    ].join("\r\n");
+    const bytes = new Uint8Array([...new TextEncoder().encode(head), ...body]);
+    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    let line = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of conn.readable) {
+      line += decoder.decode(chunk, { stream: true });
+      if (line.includes("\r\n") || line.length > MAX_STATUS_LINE) break;
+    }
+    const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(line);
+    if (!status) throw new TypeError("Cannot read the receiver's answer: it is no HTTP/1.1 status");
+    return Number(status[1]);
+  } finally {
+    signal.removeEventListener("abort", close);
+    close();
+  }
 }
 
 /** Options of {@linkcode deliverCallback}. */
@@ -268,6 +327,8 @@ export interface DeliverOptions {
   clock?: () => number;
   /** Certificate authorities (PEM) trusted beside the system's, for https receivers. */
   caCerts?: string[];
+  /** Makes one delivery, resolving with its status. @default {postPinned} */
+  post?: (post: CallbackPost) => Promise<number>;
   resolve?: Resolve;
   /** @default {5} */
   attempts?: number;
@@ -275,7 +336,6 @@ export interface DeliverOptions {
   firstDelayMs?: number;
   /** Each attempt's time limit. @default {10000} */
   timeoutMs?: number;
-  fetch?: typeof fetch;
   log?: (line: string) => void;
 }
 
@@ -290,7 +350,7 @@ export async function deliverCallback(
   options: DeliverOptions,
 ): Promise<boolean> {
   const attempts = options.attempts ?? 5;
-  const send = options.fetch ?? fetch;
+  const post = options.post ?? postPinned;
   // One text for every attempt: the signature covers these very bytes.
   const text = JSON.stringify(body);
   let delay = options.firstDelayMs ?? 1_000;
@@ -305,22 +365,14 @@ export async function deliverCallback(
         const seconds = Math.floor((options.clock ?? Date.now)() / 1000);
         headers[SIGNATURE_HEADER] = await signCallback(options.secret, seconds, text);
       }
-      const client = pinnedClient(target.url, target.addresses[0], options.caCerts);
-      let status: number;
-      try {
-        const response = await send(target.url, {
-          method: "POST",
-          headers,
-          body: text,
-          redirect: "manual",
-          signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-          client,
-        });
-        status = response.status;
-        await response.body?.cancel();
-      } finally {
-        client.close();
-      }
+      const status = await post({
+        url: target.url,
+        address: target.addresses[0],
+        headers,
+        body: text,
+        timeoutMs: options.timeoutMs ?? 10_000,
+        ...(options.caCerts && { caCerts: options.caCerts }),
+      });
       if (status >= 200 && status < 300) return true;
       options.log?.(`gateway: callback for ${callId} answered ${status}`);
     } catch (error) {

@@ -242,7 +242,7 @@ export function clientOf(
       }
     } else {
       const value = headers.get("x-forwarded-for");
-      if (value !== null) for (const entry of value.split(",")) hops.push({ for: entry });
+      if (value !== null) { for (const entry of value.split(",")) hops.push({ for: entry }); }
       // The right-most: what the proxy next to the gateway saw.
       const forwardedProto = protoOf(headers.get("x-forwarded-proto")?.split(",").pop());
       if (hops.length > 0 && forwardedProto) proto = forwardedProto;

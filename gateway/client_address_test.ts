@@ -67,7 +67,9 @@ Deno.test("parseNodeAddress() and parseForwarded() read what proxies write, and 
   for (const bad of ["unknown", "_hidden", "", "[::1", "1.2.3.4:x"]) {
     assert.equal(parseNodeAddress(bad), undefined, bad);
   }
-  const elements = parseForwarded('for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8::7]:1"');
+  const elements = parseForwarded(
+    'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8::7]:1"',
+  );
   assert.deepEqual(elements.map((e) => e.get("for")), ["192.0.2.60", "[2001:db8::7]:1"]);
   assert.equal(elements[0].get("proto"), "http");
   // A quoted comma does not split an element.

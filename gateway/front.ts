@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type Cidr, clientOf, type ClientInfo, type ForwardedHeader } from "./client_address.ts";
+import { type Cidr, type ClientInfo, clientOf, type ForwardedHeader } from "./client_address.ts";
 
 /** Options of {@linkcode GatewayFront.start}. */
 export interface FrontOptions {

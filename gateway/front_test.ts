@@ -67,7 +67,11 @@ Deno.test("GatewayFront tells the handler its TCP peer, and believes X-Forwarded
   const untrusting = await GatewayFront.start(echo, { hostname: "127.0.0.1", port: 0 });
   try {
     const seen = await ask(untrusting.port, forged);
-    assert.deepEqual([seen.address, seen.proto], ["127.0.0.1", "http"], "a forgery changes nothing");
+    assert.deepEqual(
+      [seen.address, seen.proto],
+      ["127.0.0.1", "http"],
+      "a forgery changes nothing",
+    );
   } finally {
     await untrusting.close();
   }

@@ -198,7 +198,9 @@ export async function removeKeyFromFile(file: string, id: string): Promise<void>
   const kept = current.keys.filter((record) => record.id !== id);
   if (kept.length === current.keys.length) {
     throw new RangeError(
-      `Cannot remove key '${id.slice(0, 40)}' as ${file} has no such key: see 'deno task gateway keys list'`,
+      `Cannot remove key '${
+        id.slice(0, 40)
+      }' as ${file} has no such key: see 'deno task gateway keys list'`,
     );
   }
   await writeKeysFile(file, { keys: kept });

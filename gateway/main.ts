@@ -472,7 +472,9 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     }, functions ${[...client.functions.keys()].join(", ")}${
       secret === undefined ? "" : ", callbacks signed"
     }${
-      trustedProxies.length ? `, trusting proxies ${listOf(values["trusted-proxies"]).join(",")}` : ""
+      trustedProxies.length
+        ? `, trusting proxies ${listOf(values["trusted-proxies"]).join(",")}`
+        : ""
     }`,
   );
   await io.stop;

@@ -406,7 +406,13 @@ Deno.test("createGateway() answers CORS for its allowed origins only", async () 
 });
 
 Deno.test("createGateway() answers 429 to an address whose requests fail authentication too often, and to no other address or key", async () => {
-  const a = await newKey({ functions: ["task_a"], events: [], rate: 1000, burst: 1000, inFlight: 9 });
+  const a = await newKey({
+    functions: ["task_a"],
+    events: [],
+    rate: 1000,
+    burst: 1000,
+    inFlight: 9,
+  });
   const lines: string[] = [];
   const gateway = createGateway({
     backend: new FakeBackend(),

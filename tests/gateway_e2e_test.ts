@@ -148,19 +148,23 @@ Deno.test({
       assert.equal(await runsOf(first.body.id), 1, "task_a ran once");
 
       // A key added on the host reaches the running gateway through its file mount: no restart.
-      const made = await runDeno([
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "gateway/main.ts",
-        "keys",
-        "add",
-        "--keys-file",
-        `${stack.secretsDir}/gateway_keys.json`,
-        "--functions",
-        "task_b",
-      ], {}, { timeoutMs: 60_000 });
+      const made = await runDeno(
+        [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "gateway/main.ts",
+          "keys",
+          "add",
+          "--keys-file",
+          `${stack.secretsDir}/gateway_keys.json`,
+          "--functions",
+          "task_b",
+        ],
+        {},
+        { timeoutMs: 60_000 },
+      );
       assert.equal(made.code, 0, made.stderr);
       const added = made.stdout.trim();
       await waitFor(

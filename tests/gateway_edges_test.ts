@@ -14,7 +14,7 @@ import { deliverCallback, signCallback } from "../gateway/callbacks.ts";
 import { AMQP_URL, NEEDS_OPENSSL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { makeTestPki } from "./_tls.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
-import { type RunningProcess, runDeno, startDeno, startWorkerProcess } from "./_processes.ts";
+import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
 const GATEWAY_ARGS = [
@@ -115,7 +115,9 @@ Deno.test({
 
         await Deno.writeTextFile(keysFile, '{"keys": [{"id": "nonsense"}]}');
         gateway.child.kill("SIGHUP");
-        await gateway.waitForLine(/kept the 1 key\(s\) in use as .* cannot be read: Cannot read key 1/);
+        await gateway.waitForLine(
+          /kept the 1 key\(s\) in use as .* cannot be read: Cannot read key 1/,
+        );
         assert.equal((await status(base, "/openapi.json", b.key)).status, 200, "old keys kept");
         assert.ok(!gateway.lines.join("\n").includes(b.key.slice(20)), "no key in the output");
       } finally {
@@ -167,7 +169,10 @@ Deno.test({
         assert.ok(Number(refused.headers.get("retry-after")) >= 1);
         await gateway.waitForLine(/gateway: 203\.0\.113\.10 failed authentication too often/);
         assert.equal((await status(base, "/openapi.json", key, from("203.0.113.11"))).status, 200);
-        assert.equal((await status(base, "/openapi.json", wrong, from("203.0.113.11"))).status, 401);
+        assert.equal(
+          (await status(base, "/openapi.json", wrong, from("203.0.113.11"))).status,
+          401,
+        );
 
         // The keys file looked at every 100 ms: a new key works with no signal.
         const added = await keys(keysFile, "add", "--functions", "task_a");
@@ -199,15 +204,19 @@ Deno.test({
       const { key } = await keys(keysFile, "add", "--functions", "task_a");
       const secretFile = `${dir}/callback.secret`;
       await Deno.writeTextFile(secretFile, "short\n");
-      const refused = await runDeno([
-        ...GATEWAY_ARGS,
-        "--registry",
-        registry,
-        "--keys-file",
-        keysFile,
-        "--callback-secret-file",
-        secretFile,
-      ], {}, { timeoutMs: 60_000 });
+      const refused = await runDeno(
+        [
+          ...GATEWAY_ARGS,
+          "--registry",
+          registry,
+          "--keys-file",
+          keysFile,
+          "--callback-secret-file",
+          secretFile,
+        ],
+        {},
+        { timeoutMs: 60_000 },
+      );
       assert.equal(refused.code, 2, "a short secret is a bad option");
       assert.match(refused.stderr, /at least 32 bytes/);
       const secret = "s".repeat(20) + crypto.randomUUID();
@@ -239,7 +248,7 @@ Deno.test({
         });
         assert.equal(accepted.status, 202);
         const { id } = await accepted.json();
-        let timer: number | undefined;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const { body, signature } = await Promise.race([
           received.promise,
           new Promise<never>((_, reject) => {
@@ -290,7 +299,10 @@ Deno.test({
       };
       try {
         const port = server.addr.port;
-        assert.equal(await deliverCallback(`https://hooks.test:${port}/d`, {}, "c1", options), true);
+        assert.equal(
+          await deliverCallback(`https://hooks.test:${port}/d`, {}, "c1", options),
+          true,
+        );
         assert.deepEqual(hosts, [`hooks.test:${port}`]);
         // The certificate names hooks.test and 127.0.0.1, not other.test: refused.
         assert.equal(
@@ -298,6 +310,7 @@ Deno.test({
           false,
         );
         assert.equal(hosts.length, 1, lines.join("\n"));
+        assert.match(lines.join("\n"), /callback for c2 failed: InvalidData/, "the certificate");
       } finally {
         await server.shutdown();
       }
