@@ -9,7 +9,10 @@
  * nor the broker's, unless `--callback-allow-private` says so. The check is
  * made when the call is taken and again before each delivery; redirects are
  * not followed (a 3xx is a failed delivery). Deliveries are retried a
- * bounded number of times with backoff.
+ * bounded number of times with backoff. Each delivery connects to the very
+ * address that passed the check (no second resolution a rebinding DNS
+ * server could answer otherwise; postPinned) and, with a secret, is signed:
+ * `Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
  *
  * @module
  */
@@ -96,6 +99,18 @@ export async function checkCallbackUrl(
   policy: CallbackPolicy,
   resolve: Resolve = resolveAddresses,
 ): Promise<URL> {
+  return (await checkCallbackTarget(text, policy, resolve)).url;
+}
+
+/**
+ * {@linkcode checkCallbackUrl}, resolving with the addresses that passed
+ * too: the ones a delivery may connect to.
+ */
+export async function checkCallbackTarget(
+  text: string,
+  policy: CallbackPolicy,
+  resolve: Resolve = resolveAddresses,
+): Promise<{ url: URL; addresses: string[] }> {
   let url: URL;
   try {
     url = new URL(text);
@@ -123,7 +138,7 @@ export async function checkCallbackUrl(
   if (addresses.length === 0) {
     throw new CallbackRefused(`Cannot call back to '${host}' as it resolves to no address`);
   }
-  if (policy.allowPrivate) return url;
+  if (policy.allowPrivate) return { url, addresses };
   const broker = new Set(policy.brokerHosts.map((h) => h.toLowerCase()));
   const brokerAddresses = new Set<string>();
   for (const name of broker) {
@@ -141,12 +156,179 @@ export async function checkCallbackUrl(
       );
     }
   }
-  return url;
+  return { url, addresses };
+}
+
+/** The header that carries a delivery's signature. */
+export const SIGNATURE_HEADER = "gateway-signature";
+
+/** The shortest callback secret taken, in bytes. */
+export const MIN_SECRET_BYTES = 32;
+
+function hex(bytes: ArrayBuffer | Uint8Array): string {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+/** The `Gateway-Signature` value of `body` sent at `seconds` (unix time). */
+export async function signCallback(secret: string, seconds: number, body: string): Promise<string> {
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    await hmacKey(secret),
+    new TextEncoder().encode(`${seconds}.${body}`),
+  );
+  return `t=${seconds},v1=${hex(mac)}`;
+}
+
+/** Options of {@linkcode verifyCallback}. */
+export interface VerifyCallbackOptions {
+  /** How far `t` may be from now, either way, in seconds. @default {300} */
+  toleranceS?: number;
+  /** Now, in unix seconds. */
+  nowS?: number;
+}
+
+/**
+ * Whether `header` signs `body` with `secret` within the tolerance: what a
+ * receiver does (docs/gateway.md shows it standalone). Every `v1` is
+ * tried, so a receiver may hold an old and a new secret while they rotate.
+ */
+export async function verifyCallback(
+  secret: string,
+  header: string | null,
+  body: string,
+  options: VerifyCallbackOptions = {},
+): Promise<boolean> {
+  if (header === null || header.length > 1024) return false;
+  const fields = header.split(",").map((part) => part.trim().split("="));
+  const t = fields.find(([name]) => name === "t")?.[1] ?? "";
+  if (!/^\d{1,12}$/.test(t)) return false;
+  const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
+  if (Math.abs(nowS - Number(t)) > (options.toleranceS ?? 300)) return false;
+  const key = await hmacKey(secret);
+  for (const [name, value] of fields) {
+    if (name !== "v1" || !/^[0-9a-f]{64}$/.test(value)) continue;
+    const mac = Uint8Array.from(value.match(/../g)!.map((h) => parseInt(h, 16)));
+    // crypto.subtle.verify compares in constant time.
+    if (await crypto.subtle.verify("HMAC", key, mac, new TextEncoder().encode(`${t}.${body}`))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Reads a callback secret file: its text without the line end, at least
+ * {@linkcode MIN_SECRET_BYTES} bytes; a `RangeError` says what to fix.
+ */
+export async function readCallbackSecret(file: string): Promise<string> {
+  const secret = (await Deno.readTextFile(file)).replace(/\r?\n$/, "");
+  if (new TextEncoder().encode(secret).byteLength < MIN_SECRET_BYTES || /[\r\n]/.test(secret)) {
+    throw new RangeError(
+      `Cannot sign callbacks with the secret in '${file}': give one line of at least ${MIN_SECRET_BYTES} bytes, such as the output of 'openssl rand -hex 32'`,
+    );
+  }
+  return secret;
+}
+
+/** A new callback secret: 32 random bytes, hex. */
+export function newCallbackSecret(): string {
+  return hex(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+/** One delivery as {@linkcode DeliverOptions.post} makes it. */
+export interface CallbackPost {
+  /** The URL as given: its path, its host (for Host, SNI and the certificate). */
+  url: URL;
+  /** Where to connect: an address that passed the check. */
+  address: string;
+  headers: Record<string, string>;
+  body: string;
+  timeoutMs: number;
+  caCerts?: string[];
+}
+
+/** The longest status line read from a receiver. */
+const MAX_STATUS_LINE = 8192;
+
+/**
+ * POSTs over a connection to `post.address` itself, HTTP/1.1 by hand, and
+ * resolves with the status. No second resolution of the name: `fetch`
+ * resolves the URL's host again, and Deno's HTTP client pins a "tcp"
+ * transport for http only (over it, https is sent in clear). So the socket
+ * is opened to the checked address, and for https upgraded with the URL's
+ * host name, which is sent in SNI and checked against the certificate.
+ * Only the status line is read; a 3xx is a status like any other.
+ */
+export async function postPinned(post: CallbackPost): Promise<number> {
+  const { url } = post;
+  const https = url.protocol === "https:";
+  const signal = AbortSignal.timeout(post.timeoutMs);
+  const port = Number(url.port || (https ? 443 : 80));
+  let conn: Deno.Conn = await Deno.connect({ hostname: post.address, port, signal });
+  const close = () => {
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  };
+  signal.addEventListener("abort", close, { once: true });
+  try {
+    if (https) {
+      conn = await Deno.startTls(conn as Deno.TcpConn, {
+        hostname: url.hostname.replace(/^\[|\]$/g, ""),
+        ...(post.caCerts && { caCerts: post.caCerts }),
+      });
+    }
+    const body = new TextEncoder().encode(post.body);
+    // Header values are the gateway's own; the URL parser leaves no line break in path or host.
+    const head = [
+      `POST ${url.pathname}${url.search} HTTP/1.1`,
+      `host: ${url.host}`,
+      ...Object.entries(post.headers).map(([name, value]) => `${name}: ${value}`),
+      `content-length: ${body.byteLength}`,
+      "connection: close",
+      "",
+      "",
+    ].join("\r\n");
+    const bytes = new Uint8Array([...new TextEncoder().encode(head), ...body]);
+    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    let line = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of conn.readable) {
+      line += decoder.decode(chunk, { stream: true });
+      if (line.includes("\r\n") || line.length > MAX_STATUS_LINE) break;
+    }
+    const status = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(line);
+    if (!status) throw new TypeError("Cannot read the receiver's answer: it is no HTTP/1.1 status");
+    return Number(status[1]);
+  } finally {
+    signal.removeEventListener("abort", close);
+    close();
+  }
 }
 
 /** Options of {@linkcode deliverCallback}. */
 export interface DeliverOptions {
   policy: CallbackPolicy;
+  /** Signs each delivery (Gateway-Signature); unsigned without it. */
+  secret?: string;
+  /** Now, in unix milliseconds, for the signature's time. @default {Date.now} */
+  clock?: () => number;
+  /** Certificate authorities (PEM) trusted beside the system's, for https receivers. */
+  caCerts?: string[];
+  /** Makes one delivery, resolving with its status. @default {postPinned} */
+  post?: (post: CallbackPost) => Promise<number>;
   resolve?: Resolve;
   /** @default {5} */
   attempts?: number;
@@ -154,7 +336,6 @@ export interface DeliverOptions {
   firstDelayMs?: number;
   /** Each attempt's time limit. @default {10000} */
   timeoutMs?: number;
-  fetch?: typeof fetch;
   log?: (line: string) => void;
 }
 
@@ -169,21 +350,31 @@ export async function deliverCallback(
   options: DeliverOptions,
 ): Promise<boolean> {
   const attempts = options.attempts ?? 5;
-  const send = options.fetch ?? fetch;
+  const post = options.post ?? postPinned;
+  // One text for every attempt: the signature covers these very bytes.
+  const text = JSON.stringify(body);
   let delay = options.firstDelayMs ?? 1_000;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      const checked = await checkCallbackUrl(url, options.policy, options.resolve);
-      const response = await send(checked, {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-gateway-call-id": callId },
-        body: JSON.stringify(body),
-        redirect: "manual",
-        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+      const target = await checkCallbackTarget(url, options.policy, options.resolve);
+      const headers: Record<string, string> = {
+        "content-type": "application/json",
+        "x-gateway-call-id": callId,
+      };
+      if (options.secret !== undefined) {
+        const seconds = Math.floor((options.clock ?? Date.now)() / 1000);
+        headers[SIGNATURE_HEADER] = await signCallback(options.secret, seconds, text);
+      }
+      const status = await post({
+        url: target.url,
+        address: target.addresses[0],
+        headers,
+        body: text,
+        timeoutMs: options.timeoutMs ?? 10_000,
+        ...(options.caCerts && { caCerts: options.caCerts }),
       });
-      await response.body?.cancel();
-      if (response.status >= 200 && response.status < 300) return true;
-      options.log?.(`gateway: callback for ${callId} answered ${response.status}`);
+      if (status >= 200 && status < 300) return true;
+      options.log?.(`gateway: callback for ${callId} answered ${status}`);
     } catch (error) {
       if (error instanceof CallbackRefused) {
         options.log?.(`gateway: callback for ${callId} refused: ${error.message}`);

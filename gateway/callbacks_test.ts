@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import {
+  type CallbackPost,
   CallbackRefused,
   checkCallbackUrl,
   deliverCallback,
   nonPublicReason,
   type Resolve,
+  signCallback,
+  verifyCallback,
 } from "./callbacks.ts";
 
 const POLICY = {
@@ -84,20 +88,17 @@ Deno.test("checkCallbackUrl() takes an allowed host with public addresses only",
 });
 
 Deno.test("deliverCallback() retries until a 2xx, a bounded number of times, and follows no redirect", async () => {
-  const seen: { url: string; redirect?: string; callId: string | null }[] = [];
+  const seen: CallbackPost[] = [];
   const answers = [500, 503, 204];
-  const fakeFetch = ((url: URL, init: RequestInit) => {
-    seen.push({
-      url: String(url),
-      redirect: init.redirect,
-      callId: new Headers(init.headers).get("x-gateway-call-id"),
-    });
-    return Promise.resolve(new Response(null, { status: answers.shift() ?? 500 }));
-  }) as typeof fetch;
-  const options = { policy: POLICY, resolve, fetch: fakeFetch, firstDelayMs: 1 };
+  const post = (request: CallbackPost) => {
+    seen.push(request);
+    return Promise.resolve(answers.shift() ?? 500);
+  };
+  const options = { policy: POLICY, resolve, post, firstDelayMs: 1 };
   assert.equal(await deliverCallback("https://hooks.example.com/d", { a: 1 }, "c1", options), true);
   assert.equal(seen.length, 3);
-  assert.ok(seen.every((s) => s.redirect === "manual" && s.callId === "c1"));
+  assert.ok(seen.every((s) => s.headers["x-gateway-call-id"] === "c1"));
+  assert.ok(seen.every((s) => s.address === "93.184.216.34"), "to the checked address");
   seen.length = 0;
   answers.push(302, 302, 302);
   assert.equal(
@@ -108,4 +109,99 @@ Deno.test("deliverCallback() retries until a 2xx, a bounded number of times, and
   seen.length = 0;
   assert.equal(await deliverCallback("https://rebind.example.org/", {}, "c3", options), false);
   assert.equal(seen.length, 0, "refused before any request");
+});
+
+const SECRET = "0123456789abcdef0123456789abcdef-secret";
+
+Deno.test("signCallback() is HMAC-SHA256 of '<t>.<body>', and verifyCallback() takes it within 5 minutes only", async () => {
+  const body = '{"id":"c1","status":"success"}';
+  const expected = createHmac("sha256", SECRET).update(`1700000000.${body}`).digest("hex");
+  const header = await signCallback(SECRET, 1_700_000_000, body);
+  assert.equal(header, `t=1700000000,v1=${expected}`);
+  const at = (nowS: number, h: string | null = header, b = body, s = SECRET) =>
+    verifyCallback(s, h, b, { nowS });
+  assert.equal(await at(1_700_000_000 + 300), true);
+  assert.equal(await at(1_700_000_000 - 300), true);
+  assert.equal(await at(1_700_000_000 + 301), false, "too old: a replay");
+  assert.equal(await at(1_700_000_000, header, body.replace("success", "error")), false);
+  assert.equal(await at(1_700_000_000, header, body, SECRET + "x"), false);
+  assert.equal(await at(1_700_000_000, header.replace("t=1700000000", "t=1700000001")), false);
+  assert.equal(await at(1_700_000_000, null), false);
+  assert.equal(await at(1_700_000_000, "t=1700000000,v1=zz"), false);
+  // Two signatures while a secret rotates: either one will do.
+  assert.equal(await at(1_700_000_000, `t=1700000000,v1=${"0".repeat(64)},v1=${expected}`), true);
+});
+
+Deno.test("deliverCallback() signs each attempt of the very body it sends, and sends none unsigned when it has a secret", async () => {
+  const seen: { body: string; signature: string | null }[] = [];
+  const answers = [500, 204];
+  const post = (request: CallbackPost) => {
+    seen.push({ body: request.body, signature: request.headers["gateway-signature"] ?? null });
+    return Promise.resolve(answers.shift() ?? 500);
+  };
+  let now = 1_700_000_000_000;
+  const delivered = await deliverCallback("https://hooks.example.com/d", { a: 1 }, "c1", {
+    policy: POLICY,
+    resolve,
+    post,
+    firstDelayMs: 1,
+    secret: SECRET,
+    clock: () => (now += 7_000),
+  });
+  assert.equal(delivered, true);
+  assert.equal(seen.length, 2);
+  for (const { body, signature } of seen) {
+    const [, t, mac] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signature!)!;
+    assert.equal(mac, createHmac("sha256", SECRET).update(`${t}.${body}`).digest("hex"));
+  }
+  assert.notEqual(seen[0].signature, seen[1].signature, "each attempt signed at its own time");
+  seen.length = 0;
+  answers.push(204);
+  await deliverCallback("https://hooks.example.com/d", {}, "c2", {
+    policy: POLICY,
+    resolve,
+    post,
+  });
+  assert.equal(seen[0].signature, null, "no secret: unsigned");
+});
+
+Deno.test("deliverCallback() connects to the address that passed the check, never resolving the name again, and follows no redirect", async () => {
+  const seen: { path: string; host: string | null; body: string; signature: string | null }[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    const path = new URL(request.url).pathname;
+    seen.push({
+      path,
+      host: request.headers.get("host"),
+      body: await request.text(),
+      signature: request.headers.get("gateway-signature"),
+    });
+    return path === "/moved"
+      ? new Response(null, { status: 302, headers: { location: "/done" } })
+      : new Response(null, { status: 204 });
+  });
+  let resolved = 0;
+  // '.invalid' names never resolve (RFC 6761): only the checked address can be reached.
+  const only: Resolve = (host) => {
+    resolved++;
+    return Promise.resolve(host === "hooks.invalid" ? ["127.0.0.1"] : []);
+  };
+  const options = {
+    policy: { hosts: ["hooks.invalid"], allowPrivate: true, brokerHosts: [] },
+    resolve: only,
+    attempts: 1,
+    secret: SECRET,
+  };
+  try {
+    const base = `http://hooks.invalid:${server.addr.port}`;
+    assert.equal(await deliverCallback(`${base}/done?x=1`, { a: 1 }, "c1", options), true);
+    assert.equal(resolved, 1, "one resolution, the check's");
+    assert.deepEqual(seen.map((s) => [s.path, s.host, s.body]), [
+      ["/done", `hooks.invalid:${server.addr.port}`, '{"a":1}'],
+    ]);
+    assert.ok(await verifyCallback(SECRET, seen[0].signature, seen[0].body));
+    assert.equal(await deliverCallback(`${base}/moved`, {}, "c2", options), false);
+    assert.deepEqual(seen.map((s) => s.path), ["/done", "/moved"], "the 302 not followed");
+  } finally {
+    await server.shutdown();
+  }
 });

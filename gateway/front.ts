@@ -10,7 +10,9 @@
  * reads it, within its own deadline: a request refused before its body
  * (no key, say) costs no more than its head. Requests that could be framed
  * two ways (Transfer-Encoding, bare line feeds, two Content-Lengths,
- * folded lines) are refused. It once sat in front of a `Deno.serve` on a
+ * folded lines) are refused. It tells the handler who the client is: the
+ * TCP peer, or the client a trusted proxy names (client_address.ts). It
+ * once sat in front of a `Deno.serve` on a
  * loopback port and forwarded the bytes; serving here halves the gateway's
  * CPU per call (docs/performance.md, "The HTTP gateway").
  *
@@ -19,6 +21,7 @@
 
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { traceContextOf, tracingEnabled } from "../core/trace_context.ts";
+import { type Cidr, type ClientInfo, clientOf, type ForwardedHeader } from "./client_address.ts";
 
 /** Options of {@linkcode GatewayFront.start}. */
 export interface FrontOptions {
@@ -35,6 +38,10 @@ export interface FrontOptions {
   /** How long a connection may wait between requests. @default {30000} */
   idleMs?: number;
   tls?: { cert: string; key: string };
+  /** Proxies whose forwarding headers say who the client is. @default {[]} */
+  trustedProxies?: readonly Cidr[];
+  /** The header those proxies write. @default {"x-forwarded-for"} */
+  forwardedHeader?: ForwardedHeader;
 }
 
 const encoder = new TextEncoder();
@@ -83,14 +90,11 @@ export function framingOf(head: string): { length: number } | { refuse: string }
   return { length: length ?? 0 };
 }
 
-/** What the handler is told of a request besides itself. */
-export interface FrontInfo {
-  /** The TCP peer. */
-  remoteAddr: Deno.NetAddr;
-}
-
-/** The gateway's handler, as the front calls it. */
-export type FrontHandler = (request: Request, info: FrontInfo) => Response | Promise<Response>;
+/** What the front serves: a request and who sent it. */
+export type FrontHandler = (
+  request: Request,
+  client: ClientInfo,
+) => Response | Promise<Response>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
@@ -229,7 +233,12 @@ interface ReadRequest {
 export class GatewayFront {
   readonly #listener: Deno.Listener;
   readonly #handler: FrontHandler;
-  readonly #options: Required<Omit<FrontOptions, "tls">>;
+  readonly #options: Required<Omit<FrontOptions, "tls" | "trustedProxies" | "forwardedHeader">>;
+  readonly #clientOptions: {
+    trusted: readonly Cidr[];
+    header: ForwardedHeader;
+    proto: "http" | "https";
+  };
   readonly #scheme: string;
   readonly #conns = new Set<Deno.Conn>();
   readonly #serving: Promise<void>;
@@ -246,6 +255,11 @@ export class GatewayFront {
     this.#listener = listener;
     this.#handler = handler;
     this.#scheme = options.tls ? "https" : "http";
+    this.#clientOptions = {
+      trusted: options.trustedProxies ?? [],
+      header: options.forwardedHeader ?? "x-forwarded-for",
+      proto: options.tls ? "https" : "http",
+    };
     this.#options = {
       hostname: options.hostname,
       port: options.port,
@@ -522,7 +536,7 @@ export class GatewayFront {
    * The handler inside a server span whose parent is the request's
    * `traceparent`, so that the calls it makes join the caller's trace.
    */
-  async #traced(request: Request, info: FrontInfo): Promise<Response> {
+  async #traced(request: Request, client: ClientInfo): Promise<Response> {
     const parent = traceContextOf({
       traceparent: request.headers.get("traceparent") ?? undefined,
       tracestate: request.headers.get("tracestate") ?? undefined,
@@ -535,7 +549,7 @@ export class GatewayFront {
     try {
       const response = await context.with(
         trace.setSpan(parent, span),
-        () => this.#handler(request, info),
+        () => this.#handler(request, client),
       );
       span.setAttribute("http.response.status_code", response.status);
       if (response.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
@@ -552,10 +566,14 @@ export class GatewayFront {
   async #answer(conn: Deno.Conn, input: Input, read: ReadRequest): Promise<boolean> {
     let response: Response;
     try {
-      const info = { remoteAddr: conn.remoteAddr as Deno.NetAddr };
+      const client = clientOf(
+        (conn.remoteAddr as Deno.NetAddr).hostname,
+        read.request.headers,
+        this.#clientOptions,
+      );
       response = tracingEnabled()
-        ? await this.#traced(read.request, info)
-        : await this.#handler(read.request, info);
+        ? await this.#traced(read.request, client)
+        : await this.#handler(read.request, client);
     } catch {
       response = new Response(
         JSON.stringify({

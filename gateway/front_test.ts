@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { framingOf, GatewayFront } from "./front.ts";
+import { parseCidrs } from "./client_address.ts";
 
 Deno.test("framingOf() reads Content-Length and refuses what the server behind might read otherwise", () => {
   assert.deepEqual(framingOf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12"), { length: 12 });
@@ -167,5 +168,41 @@ Deno.test("GatewayFront streams server-sent events in chunks and tells the handl
     ]).finally(() => clearTimeout(timer));
   } finally {
     await front.close();
+  }
+});
+
+Deno.test("GatewayFront tells the handler its TCP peer, and believes X-Forwarded-For only from a trusted proxy", async () => {
+  const echo = (request: Request, client: { address: string; proto: string }) =>
+    Response.json({ ...client, host: request.headers.get("host") });
+  const ask = async (port: number, extra: string) => {
+    const text = await exchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: gw\r\n${extra}Connection: close\r\n\r\n`,
+    );
+    return JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+  };
+  const forged = "X-Forwarded-For: 6.6.6.6, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+  const untrusting = await GatewayFront.start(echo, { hostname: "127.0.0.1", port: 0 });
+  try {
+    const seen = await ask(untrusting.port, forged);
+    assert.deepEqual(
+      [seen.address, seen.proto],
+      ["127.0.0.1", "http"],
+      "a forgery changes nothing",
+    );
+  } finally {
+    await untrusting.close();
+  }
+  const trusting = await GatewayFront.start(echo, {
+    hostname: "127.0.0.1",
+    port: 0,
+    trustedProxies: parseCidrs("127.0.0.0/8"),
+  });
+  try {
+    const seen = await ask(trusting.port, forged);
+    assert.deepEqual([seen.address, seen.proto], ["203.0.113.9", "https"]);
+    assert.equal((await ask(trusting.port, "")).address, "127.0.0.1", "no header: the proxy");
+  } finally {
+    await trusting.close();
   }
 });

@@ -157,13 +157,26 @@ export async function readKeysFile(file: string): Promise<KeysFile> {
   }
 }
 
-/** Adds `record` to the keys file, written whole at once with mode 0600. */
-export async function addKeyToFile(file: string, record: KeyRecord): Promise<void> {
-  const current = await readKeysFile(file);
-  current.keys.push(record);
+/**
+ * Writes the keys file. A new file is written whole and renamed into
+ * place, mode 0600. An existing one is rewritten in place, keeping its
+ * inode, owner and mode: a container that mounts the file alone (a compose
+ * secret) keeps the inode it mounted, and would never see a renamed file.
+ * A gateway that reads it half-written finds no JSON and keeps its keys
+ * until its next look (watchKeysFile).
+ */
+async function writeKeysFile(file: string, keys: KeysFile): Promise<void> {
+  const text = JSON.stringify(keys, null, 2) + "\n";
+  try {
+    await Deno.lstat(file);
+    await Deno.writeTextFile(file, text);
+    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
   const temporary = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
-    await Deno.writeTextFile(temporary, JSON.stringify(current, null, 2) + "\n", { mode: 0o600 });
+    await Deno.writeTextFile(temporary, text, { mode: 0o600 });
     await Deno.chmod(temporary, 0o600);
     await Deno.rename(temporary, file);
   } catch (error) {
@@ -172,15 +185,45 @@ export async function addKeyToFile(file: string, record: KeyRecord): Promise<voi
   }
 }
 
+/** Adds `record` to the keys file. */
+export async function addKeyToFile(file: string, record: KeyRecord): Promise<void> {
+  const current = await readKeysFile(file);
+  current.keys.push(record);
+  await writeKeysFile(file, current);
+}
+
+/** Removes the key of `id` from the keys file; rejects with a `RangeError` when it has none. */
+export async function removeKeyFromFile(file: string, id: string): Promise<void> {
+  const current = await readKeysFile(file);
+  const kept = current.keys.filter((record) => record.id !== id);
+  if (kept.length === current.keys.length) {
+    throw new RangeError(
+      `Cannot remove key '${
+        id.slice(0, 40)
+      }' as ${file} has no such key: see 'deno task gateway keys list'`,
+    );
+  }
+  await writeKeysFile(file, { keys: kept });
+}
+
 /** The keys a gateway accepts, found by id and checked in constant time. */
 export class KeyRing {
-  readonly #byId: Map<string, { record: KeyRecord; digest: Uint8Array }>;
+  #byId: Map<string, { record: KeyRecord; digest: Uint8Array }>;
 
   constructor(keys: readonly KeyRecord[]) {
-    this.#byId = new Map(keys.map((record) => [record.id, {
+    this.#byId = KeyRing.#index(keys);
+  }
+
+  static #index(keys: readonly KeyRecord[]) {
+    return new Map(keys.map((record) => [record.id, {
       record,
       digest: Uint8Array.from(record.sha256.match(/../g)!.map((h) => parseInt(h, 16))),
     }]));
+  }
+
+  /** Takes `keys` in place of the ring's: a key not among them fails its next request. */
+  replace(keys: readonly KeyRecord[]): void {
+    this.#byId = KeyRing.#index(keys);
   }
 
   get size(): number {
@@ -207,4 +250,91 @@ export function mayCall(record: KeyScope, name: string): boolean {
 /** Whether `record` may emit events of `type`. */
 export function mayEmit(record: KeyScope, type: string): boolean {
   return isEventType(type) && record.events.some((pattern) => topicMatches(pattern, type));
+}
+
+/** Options of {@linkcode watchKeysFile}. */
+export interface WatchKeysOptions {
+  /** How often the file's modification time is looked at. @default {2000} */
+  intervalMs?: number;
+  log?: (line: string) => void;
+}
+
+/** A keys file's ring, kept equal to the file. */
+export interface KeysWatch {
+  ring: KeyRing;
+  /** Reads the file now; resolves with whether the ring took it. */
+  reload(): Promise<boolean>;
+  /** Stops looking; resolves once a look or read under way has ended. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads `file` into a ring (a missing file is an empty one; a bad file
+ * rejects, as at a start nothing else can be served) and keeps the ring
+ * equal to the file: reads it again whenever its modification time, size
+ * or inode changes (looked at every `intervalMs`) and whenever
+ * {@linkcode KeysWatch.reload} is called (SIGHUP). Then a file that cannot
+ * be read, or is not a keys file, or is gone, leaves the ring as it was,
+ * and the reason is logged once per change of the file; it is read again
+ * at the next look, so a file caught half-written is taken once whole.
+ */
+export async function watchKeysFile(
+  file: string,
+  options: WatchKeysOptions = {},
+): Promise<KeysWatch> {
+  const { intervalMs = 2_000, log = () => {} } = options;
+  const stampOf = async () => {
+    try {
+      const info = await Deno.stat(file);
+      return `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
+    } catch (error) {
+      return error instanceof Deno.errors.NotFound ? "missing" : `error:${(error as Error).name}`;
+    }
+  };
+  // The stamp before the read: a change in between is seen at the first look.
+  let taken = await stampOf();
+  const ring = new KeyRing((await readKeysFile(file)).keys);
+  let refused = "";
+  let last: Promise<unknown> = Promise.resolve();
+  let pending = 0;
+  const read = async (): Promise<boolean> => {
+    const stamp = await stampOf();
+    try {
+      // Not readKeysFile: a missing file is no reason to drop every key.
+      const { keys } = parseKeysFile(await Deno.readTextFile(file), file);
+      ring.replace(keys);
+      if (stamp !== taken) log(`gateway: keys file ${file} read again: ${keys.length} key(s)`);
+      taken = stamp;
+      refused = "";
+      return true;
+    } catch (error) {
+      if (stamp !== refused) {
+        refused = stamp;
+        log(
+          `gateway: kept the ${ring.size} key(s) in use as ${file} cannot be read: ${
+            error instanceof Deno.errors.NotFound ? "it is gone" : (error as Error).message
+          }`,
+        );
+      }
+      return false;
+    }
+  };
+  // Each reload reads after the one before has ended: a SIGHUP sent after
+  // a write never gets the answer of a read that began before it.
+  const reload = () => {
+    pending++;
+    const next = last.then(read).finally(() => pending--);
+    last = next;
+    return next;
+  };
+  let looking: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    if (pending > 0) return;
+    looking = stampOf().then((stamp) => stamp !== taken ? reload() : undefined);
+  }, intervalMs);
+  const stop = async () => {
+    clearInterval(timer);
+    await Promise.allSettled([looking, last]);
+  };
+  return { ring, reload, stop };
 }

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { KeyRing, mayCall, mayEmit, newKey, parseKeysFile } from "./keys.ts";
+import {
+  addKeyToFile,
+  KeyRing,
+  mayCall,
+  mayEmit,
+  newKey,
+  parseKeysFile,
+  removeKeyFromFile,
+  watchKeysFile,
+} from "./keys.ts";
 
 const SCOPE = { functions: ["task_a"], events: ["order.*"], rate: 5, burst: 10, inFlight: 3 };
 
@@ -52,4 +61,61 @@ Deno.test("parseKeysFile() names a bad file or entry", () => {
     () => parseKeysFile('{"keys":[{"id":"x","sha256":"y","functions":[],"events":[]}]}', "k.json"),
     /key 1 of 'k.json'/,
   );
+});
+
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = performance.now() + 5_000;
+  while (!await condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test("watchKeysFile() takes added and removed keys, keeps its keys when the file is bad or gone", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/keys.json`;
+  const lines: string[] = [];
+  const a = await newKey(SCOPE);
+  const b = await newKey(SCOPE);
+  await addKeyToFile(file, a.record);
+  const watch = await watchKeysFile(file, { intervalMs: 20, log: (line) => lines.push(line) });
+  try {
+    assert.equal((await watch.ring.verify(a.key))?.id, a.record.id);
+    assert.equal(await watch.ring.verify(b.key), undefined);
+    const inode = (await Deno.stat(file)).ino;
+    await addKeyToFile(file, b.record);
+    assert.equal((await Deno.stat(file)).ino, inode, "rewritten in place: a mounted file sees it");
+    await until(async () => (await watch.ring.verify(b.key)) !== undefined, "the added key");
+    await removeKeyFromFile(file, a.record.id);
+    assert.equal(await watch.reload(), true);
+    assert.equal(await watch.ring.verify(a.key), undefined, "a removed key fails at once");
+    await Deno.writeTextFile(file, '{"keys": [');
+    assert.equal(await watch.reload(), false);
+    assert.equal(await watch.reload(), false);
+    assert.equal((await watch.ring.verify(b.key))?.id, b.record.id, "a bad file keeps the keys");
+    assert.equal(lines.filter((line) => line.includes("cannot be read")).length, 1, "said once");
+    assert.match(lines.find((line) => line.includes("cannot be read"))!, /not JSON/);
+    await Deno.remove(file);
+    assert.equal(await watch.reload(), false);
+    assert.equal((await watch.ring.verify(b.key))?.id, b.record.id, "a gone file keeps the keys");
+    await addKeyToFile(file, a.record);
+    await until(async () => (await watch.ring.verify(a.key)) !== undefined, "the file again");
+    assert.equal(await watch.ring.verify(b.key), undefined);
+  } finally {
+    await watch.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchKeysFile() refuses to start on a bad file, and removeKeyFromFile() on an unknown id", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/bad.json`, "{}");
+    await assert.rejects(watchKeysFile(`${dir}/bad.json`), /no 'keys' list/);
+    await assert.rejects(removeKeyFromFile(`${dir}/bad.json`, "0123456789abcdef"), TypeError);
+    await Deno.writeTextFile(`${dir}/k.json`, '{"keys":[]}');
+    await assert.rejects(removeKeyFromFile(`${dir}/k.json`, "0123456789abcdef"), RangeError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,6 +1,7 @@
 /**
  * The gateway's limits on what one client may make it do: a token bucket
- * and a count of calls in flight per key, a request body read with a size
+ * and a count of calls in flight per key, failed authentications per
+ * client address, a request body read with a size
  * cap and a deadline (a slow client holds nothing for long), and a cap on
  * the nesting depth of JSON bodies (a deep body costs the parser, and every
  * party after it, stack and time out of proportion to its size).
@@ -32,6 +33,72 @@ export class TokenBucket {
       return 0;
     }
     return Math.max(1, Math.ceil((1 - this.#tokens) / this.rate));
+  }
+}
+
+/** Options of {@linkcode FailureLimit}. */
+export interface FailureLimitOptions {
+  /** Failures an address may make at once; 0: no limit. @default {20} */
+  burst?: number;
+  /** Failures a second it earns back. @default {0.2} */
+  perSecond?: number;
+  /** Addresses remembered; past it the longest-remembered is forgotten. @default {10000} */
+  maxAddresses?: number;
+  now?: () => number;
+}
+
+/**
+ * Failed authentications (401, 403) per client address: a bucket of
+ * `burst` failures refilled at `perSecond`; an address whose bucket is
+ * empty is refused until it refills, whatever key it sends, so guessing
+ * keys or scopes from one address is slow and costs the gateway little.
+ * Other addresses and every key's own limits are untouched.
+ */
+export class FailureLimit {
+  readonly #burst: number;
+  readonly #perSecond: number;
+  readonly #max: number;
+  readonly #now: () => number;
+  readonly #byAddress = new Map<string, { left: number; at: number }>();
+
+  constructor(options: FailureLimitOptions = {}) {
+    this.#burst = options.burst ?? 20;
+    this.#perSecond = options.perSecond ?? 0.2;
+    this.#max = options.maxAddresses ?? 10_000;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  #refilled(address: string): { left: number; at: number } | undefined {
+    const entry = this.#byAddress.get(address);
+    if (!entry) return undefined;
+    const now = this.#now();
+    entry.left = Math.min(this.#burst, entry.left + (now - entry.at) / 1000 * this.#perSecond);
+    entry.at = now;
+    return entry;
+  }
+
+  /** Seconds until `address` may try again; 0 when it may now. */
+  wait(address: string): number {
+    if (this.#burst === 0) return 0;
+    const entry = this.#refilled(address);
+    if (!entry || entry.left >= 1) return 0;
+    return Math.max(1, Math.ceil((1 - entry.left) / this.#perSecond));
+  }
+
+  /** Counts a failure of `address`; true when this one used up its allowance. */
+  fail(address: string): boolean {
+    if (this.#burst === 0) return false;
+    let entry = this.#refilled(address);
+    if (!entry) {
+      if (this.#byAddress.size >= this.#max) {
+        this.#byAddress.delete(this.#byAddress.keys().next().value!);
+      }
+      entry = { left: this.#burst, at: this.#now() };
+      this.#byAddress.set(address, entry);
+    }
+    const before = entry.left;
+    entry.left = Math.max(0, entry.left - 1);
+    return before >= 1 && entry.left < 1;
   }
 }
 

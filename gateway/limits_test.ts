@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BodyError, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
+import { BodyError, FailureLimit, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
 
 Deno.test("TokenBucket.take() allows the burst, then the rate, telling how long to wait", () => {
   let now = 0;
@@ -61,4 +61,26 @@ Deno.test("readBody() reads a body, refuses past the size (413) or the deadline 
     body: streamOf([new Uint8Array(1)], true),
   });
   await assert.rejects(readBody(slow, 5, 50), (e) => e instanceof BodyError && e.status === 408);
+});
+
+Deno.test("FailureLimit refuses an address past its failures, for as long as it takes to refill, and no other", () => {
+  let now = 0;
+  const limit = new FailureLimit({ burst: 3, perSecond: 0.5, now: () => now });
+  assert.equal(limit.wait("203.0.113.9"), 0, "an address never seen");
+  assert.deepEqual([1, 2, 3].map(() => limit.fail("203.0.113.9")), [false, false, true]);
+  assert.equal(limit.wait("203.0.113.9"), 2, "one failure back takes 2 s at 0.5 a second");
+  assert.equal(limit.wait("198.51.100.1"), 0, "another address is untouched");
+  now = 1_000;
+  assert.equal(limit.wait("203.0.113.9"), 1);
+  now = 2_000;
+  assert.equal(limit.wait("203.0.113.9"), 0);
+  assert.equal(limit.fail("203.0.113.9"), true, "the one failure back is used up again");
+  assert.ok(limit.wait("203.0.113.9") > 0);
+});
+
+Deno.test("FailureLimit remembers at most maxAddresses", () => {
+  const limit = new FailureLimit({ burst: 1, perSecond: 0.001, maxAddresses: 2, now: () => 0 });
+  for (const address of ["a", "b", "c"]) limit.fail(address);
+  assert.equal(limit.wait("a"), 0, "the longest-remembered was forgotten");
+  assert.ok(limit.wait("b") > 0 && limit.wait("c") > 0);
 });

@@ -18,20 +18,25 @@ import {
   brokerSettings,
   readOptions,
   UsageError,
+  wholeNumberFlag,
 } from "../dispatcher/cli/options.ts";
 import { GATEWAY_USER } from "../core/contract/users.ts";
 import { CALLER_NAME_PATTERN } from "../core/contract/named_callers.ts";
 import {
   addKeyToFile,
   DEFAULT_SCOPE_LIMITS,
-  KeyRing,
   KEYS_FILE_NAME,
+  type KeysWatch,
   newKey,
   readKeysFile,
+  removeKeyFromFile,
+  watchKeysFile,
 } from "./keys.ts";
 import { createGateway } from "./server.ts";
 import { GatewayFront } from "./front.ts";
 import { openSharedCalls } from "./shared_calls.ts";
+import { type Cidr, type ForwardedHeader, parseCidrs } from "./client_address.ts";
+import { newCallbackSecret, readCallbackSecret } from "./callbacks.ts";
 
 /** What {@linkcode main} reads and writes. */
 export interface GatewayIo {
@@ -40,6 +45,8 @@ export interface GatewayIo {
   env(name: string): string | undefined;
   /** Resolves when the gateway should stop. */
   stop: Promise<void>;
+  /** Calls `listener` on each request to read the keys file again (SIGHUP). */
+  onReload?(listener: () => void): void;
 }
 
 const DEFAULT_LISTEN = "127.0.0.1:8080";
@@ -47,7 +54,9 @@ const DEFAULT_LISTEN = "127.0.0.1:8080";
 const HELP = `Usage: deno task gateway [options]
        deno task gateway keys add --functions a,b [--events 'order.*'] [--rate N]
        deno task gateway keys list
+       deno task gateway keys remove ID
        deno task gateway keys init --functions a,b --key-out PATH [--owner UID:GID]
+                 [--callback-secret-out PATH]
 
 Serves the functions of the registry over HTTP (docs/gateway.md):
   POST   /functions/{name}   call it; the JSON body is its payload. With
@@ -84,6 +93,25 @@ Options:
   --calls-name NAME    the record of asynchronous calls and Idempotency-Keys
                        that replicas share: the stream gateway.NAME and the
                        reply queue replies.named.<user>.NAME (default: calls)
+  --callback-secret-file PATH
+                       sign each callback with the secret in PATH
+                       (default: $GATEWAY_CALLBACK_SECRET_FILE; none:
+                       callbacks unsigned)
+  --trusted-proxies LIST
+                       addresses or blocks (10.0.0.0/8) of the proxies in
+                       front of the gateway, separated by commas; only
+                       their forwarding headers are believed (default: none)
+  --forwarded-header NAME
+                       the header those proxies write: x-forwarded-for
+                       (with X-Forwarded-Proto; the default) or forwarded
+  --keys-poll-ms N     how often the keys file is looked at for changes
+                       (default: 2000); SIGHUP reads it at once
+  --max-auth-failures N
+                       answers of 401 or 403 one client address may get
+                       before it is refused (429), then one every 5 s
+                       (default: 20; 0: no limit)
+  --access-log         a line per request on stderr: client, method,
+                       path, status (never a key)
 ${brokerHelp(GATEWAY_USER)}
   -h, --help           show this help
 
@@ -99,7 +127,10 @@ The key is printed once, on stdout; the keys file keeps only its SHA-256.
 it to --key-out (mode 0600, owned by the owner of its folder) instead of
 stdout; --owner gives the keys file to the gateway's user (the compose
 stack's set-up does this).
-Restart the gateway to take a new key.
+A running gateway takes added and removed keys within --keys-poll-ms, or
+at once on SIGHUP; a keys file it cannot read leaves its keys as they were.
+'keys init --callback-secret-out PATH' also makes a callback secret there
+when it has none (mode 0640, group of --owner).
 
 Exit codes:
   0  stopped by Ctrl-C (SIGINT) or SIGTERM; a key made
@@ -122,6 +153,12 @@ const SERVE_OPTIONS = {
   "cors-origins": { type: "string", default: "" },
   "callback-allow-private": { type: "boolean", default: false },
   "calls-name": { type: "string", default: "calls" },
+  "callback-secret-file": { type: "string" },
+  "trusted-proxies": { type: "string", default: "" },
+  "forwarded-header": { type: "string", default: "x-forwarded-for" },
+  "keys-poll-ms": { type: "string", default: "2000" },
+  "access-log": { type: "boolean", default: false },
+  "max-auth-failures": { type: "string", default: "20" },
   help: { type: "boolean", short: "h", default: false },
   ...BROKER_OPTIONS,
 } as const;
@@ -136,6 +173,7 @@ const KEYS_OPTIONS = {
   "keys-file": { type: "string" },
   "key-out": { type: "string" },
   owner: { type: "string" },
+  "callback-secret-out": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -187,10 +225,27 @@ export function parseListen(value: string): { hostname: string; port: number } {
   return { hostname: match[1] ?? match[2], port };
 }
 
+const RELOAD_NOTE =
+  "a running gateway takes the change within its --keys-poll-ms (2 s), or at once on SIGHUP";
+
 async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
   const [action, ...rest] = args;
+  const removed = action === "remove" ? rest.shift() : undefined;
   const values = readOptions(rest, KEYS_OPTIONS, "gateway keys");
   const file = keysFileOf(values["keys-file"], io);
+  if (action === "remove") {
+    if (removed === undefined || removed.startsWith("-")) {
+      throw new UsageError("Cannot run 'keys remove' without the key's id: see 'keys list'");
+    }
+    try {
+      await removeKeyFromFile(file, removed);
+    } catch (error) {
+      if (error instanceof RangeError) throw new UsageError(error.message);
+      throw error;
+    }
+    io.err(`gateway: key ${removed} removed from ${file}; ${RELOAD_NOTE}`);
+    return EXIT.passed;
+  }
   if (action === "list") {
     for (const record of (await readKeysFile(file)).keys) {
       io.out(
@@ -207,7 +262,7 @@ async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
     throw new UsageError(
       `Cannot do 'keys ${
         action ?? ""
-      }': use 'keys add --functions ...', 'keys init' or 'keys list'`,
+      }': use 'keys add --functions ...', 'keys init', 'keys list' or 'keys remove ID'`,
     );
   }
   const keyOut = values["key-out"];
@@ -216,6 +271,8 @@ async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
     if (keyOut === undefined) {
       throw new UsageError("Cannot run 'keys init' without --key-out: name the file for the key");
     }
+    const secretOut = values["callback-secret-out"];
+    if (secretOut !== undefined) await makeCallbackSecret(secretOut, owner?.gid, io);
     if ((await readKeysFile(file)).keys.length > 0) {
       if (owner) await Deno.chown(file, owner.uid, owner.gid);
       io.err(`gateway: ${file} has keys already: kept, no key made`);
@@ -265,9 +322,41 @@ async function keysCommand(args: string[], io: GatewayIo): Promise<number> {
     );
     return EXIT.passed;
   }
-  io.err(`gateway: key ${made.record.id} added to ${file}; it is printed once, below`);
+  io.err(
+    `gateway: key ${made.record.id} added to ${file}; ${RELOAD_NOTE}; the key is printed once, below`,
+  );
   io.out(made.key);
   return EXIT.passed;
+}
+
+/**
+ * Writes a callback secret to `file` unless it has one: owned by the
+ * owner of its folder (who gives it to the receivers), readable by group
+ * `gid` (the gateway's), mode 0640.
+ */
+async function makeCallbackSecret(
+  file: string,
+  gid: number | undefined,
+  io: GatewayIo,
+): Promise<void> {
+  try {
+    await readCallbackSecret(file);
+    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw new UsageError((error as Error).message);
+  }
+  await Deno.writeTextFile(file, newCallbackSecret() + "\n", { mode: 0o600, createNew: true });
+  const folder = await Deno.stat(dirname(file));
+  if (folder.uid !== null) await Deno.chown(file, folder.uid, gid ?? folder.gid);
+  await Deno.chmod(file, 0o640);
+  io.err(`gateway: made the callback secret in ${file}; receivers check Gateway-Signature with it`);
+}
+
+function forwardedHeaderOf(value: string): ForwardedHeader {
+  if (value === "x-forwarded-for" || value === "forwarded") return value;
+  throw new UsageError(
+    `Cannot use --forwarded-header '${value}': give x-forwarded-for or forwarded`,
+  );
 }
 
 async function serve(args: string[], io: GatewayIo): Promise<number> {
@@ -280,32 +369,74 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new UsageError("Cannot serve HTTPS with only one of --cert and --key: give both");
   }
-  const keysFile = keysFileOf(values["keys-file"], io);
-  let keyRing: KeyRing;
+  let trustedProxies: Cidr[];
   try {
-    keyRing = new KeyRing((await readKeysFile(keysFile)).keys);
+    trustedProxies = parseCidrs(values["trusted-proxies"]);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  const forwardedHeader = forwardedHeaderOf(values["forwarded-header"]);
+  const keysPollMs = numberFlag(values["keys-poll-ms"], "keys-poll-ms");
+  const maxAuthFailures = wholeNumberFlag(
+    values["max-auth-failures"],
+    "--max-auth-failures",
+    20,
+    0,
+    1_000_000,
+  );
+  const secretFile = values["callback-secret-file"] ?? io.env("GATEWAY_CALLBACK_SECRET_FILE");
+  let secret: string | undefined;
+  if (secretFile !== undefined) {
+    try {
+      secret = await readCallbackSecret(secretFile);
+    } catch (error) {
+      throw new UsageError(
+        error instanceof RangeError
+          ? error.message
+          : `Cannot read the callback secret file '${secretFile}' (${
+            (error as Error).name
+          }): make it (openssl rand -hex 32 > FILE) or drop --callback-secret-file`,
+      );
+    }
+  }
+  const keysFile = keysFileOf(values["keys-file"], io);
+  let keysWatch: KeysWatch;
+  try {
+    keysWatch = await watchKeysFile(keysFile, {
+      intervalMs: keysPollMs,
+      log: (line) => io.err(line),
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const keyRing = keysWatch.ring;
   if (keyRing.size === 0) {
     io.err(
-      `gateway: no API keys in ${keysFile}: every call is refused until you add one (deno task gateway keys add --functions ...) and restart`,
+      `gateway: no API keys in ${keysFile}: every call is refused until you add one (deno task gateway keys add --functions ...)`,
     );
   }
   let up = true;
-  const client: TaskClient = await connect({
-    ...brokerSettings(values),
-    registry: values.registry,
-    user: GATEWAY_USER,
-    connectionName: "gateway",
-    timeoutMs: numberFlag(values["timeout-ms"], "timeout-ms"),
-    env: io.env,
-    onConnectionEvent: (event) => {
-      up = event.kind === "reconnected";
-      io.err(`gateway: broker connection ${event.kind}`);
-    },
-  });
+  let client: TaskClient;
+  try {
+    client = await connect({
+      ...brokerSettings(values),
+      registry: values.registry,
+      user: GATEWAY_USER,
+      connectionName: "gateway",
+      timeoutMs: numberFlag(values["timeout-ms"], "timeout-ms"),
+      env: io.env,
+      onConnectionEvent: (event) => {
+        up = event.kind === "reconnected";
+        io.err(`gateway: broker connection ${event.kind}`);
+      },
+    });
+  } catch (error) {
+    await keysWatch.stop();
+    throw error;
+  }
   if (!CALLER_NAME_PATTERN.test(values["calls-name"])) {
+    await keysWatch.stop();
+    await client.close();
     throw new UsageError(
       `Cannot use --calls-name '${
         values["calls-name"].slice(0, 80)
@@ -321,6 +452,7 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     name: values["calls-name"],
     log: io.err,
   }).catch(async (error) => {
+    await keysWatch.stop();
     await client.close();
     throw error;
   });
@@ -333,23 +465,28 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
     bodyDeadlineMs: numberFlag(values["body-deadline-ms"], "body-deadline-ms"),
     connected: () => up,
     corsOrigins: listOf(values["cors-origins"]),
+    maxAuthFailures,
     callbacks: {
       policy: {
         hosts: listOf(values["callback-hosts"]).map((host) => host.toLowerCase()),
         allowPrivate: values["callback-allow-private"],
         brokerHosts: brokerHostsOf(client.broker),
       },
+      ...(secret !== undefined && { secret }),
     },
     log: (line) => {
-      if (line.startsWith("gateway:")) io.err(line);
+      if (values["access-log"] || line.startsWith("gateway:")) io.err(line);
     },
   });
+  io.onReload?.(() => void keysWatch.reload());
   const front = await GatewayFront.start(gateway.handler, {
     hostname,
     port,
     maxConnections: numberFlag(values["max-connections"], "max-connections"),
     headDeadlineMs: numberFlag(values["head-deadline-ms"], "head-deadline-ms"),
     bodyDeadlineMs: numberFlag(values["body-deadline-ms"], "body-deadline-ms"),
+    trustedProxies,
+    forwardedHeader,
     ...(values.cert !== undefined && {
       tls: {
         cert: await Deno.readTextFile(values.cert),
@@ -362,9 +499,16 @@ async function serve(args: string[], io: GatewayIo): Promise<number> {
       front.hostname.includes(":") ? `[${front.hostname}]` : front.hostname
     }:${front.port} as broker user ${client.user}, ${keyRing.size} key${
       keyRing.size === 1 ? "" : "s"
-    }, functions ${[...client.functions.keys()].join(", ")}`,
+    }, functions ${[...client.functions.keys()].join(", ")}${
+      secret === undefined ? "" : ", callbacks signed"
+    }${
+      trustedProxies.length
+        ? `, trusting proxies ${listOf(values["trusted-proxies"]).join(",")}`
+        : ""
+    }`,
   );
   await io.stop;
+  await keysWatch.stop();
   await front.close();
   await shared.close();
   await client.close();
@@ -407,6 +551,7 @@ if (import.meta.main) {
       }
     },
     stop,
+    onReload: (listener) => Deno.addSignalListener("SIGHUP", listener),
   });
   Deno.exit(code);
 }

@@ -37,7 +37,7 @@ import {
   StoreUnavailableError,
 } from "./call_records.ts";
 import { type KeyRecord, type KeyRing, mayCall, mayEmit } from "./keys.ts";
-import { BodyError, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
+import { BodyError, FailureLimit, jsonDepthOver, readBody, TokenBucket } from "./limits.ts";
 import { openApiOf } from "./openapi.ts";
 import { GatewayMetrics } from "./metrics.ts";
 
@@ -91,14 +91,29 @@ export interface GatewayOptions {
   corsOrigins?: readonly string[];
   /** Where callbacks may go, and how they are made; without it no callback is taken. */
   callbacks?: Omit<DeliverOptions, "log">;
+  /**
+   * Answers of 401 or 403 a client address may get before it gets 429
+   * for a while (one back every 5 s); 0: no limit. @default {20}
+   */
+  maxAuthFailures?: number;
+  /** The count of those failures, in place of one of `maxAuthFailures`. */
+  failureLimit?: FailureLimit;
   /** One line per request (never a key). */
   log?: (line: string) => void;
   now?: () => number;
 }
 
+/** Who sent a request, as the front tells it (client_address.ts). */
+export interface RequestClient {
+  address: string;
+  /** What per-address limits count under. @default {address} */
+  limitKey?: string;
+  proto?: string;
+}
+
 /** A gateway: its handler, its metrics and its store of calls. */
 export interface Gateway {
-  handler: (request: Request) => Promise<Response>;
+  handler: (request: Request, client?: RequestClient) => Promise<Response>;
   metrics: GatewayMetrics;
   calls: CallStore;
 }
@@ -172,6 +187,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const callbackPolicy = options.callbacks?.policy ??
     { hosts: [], allowPrivate: false, brokerHosts: [] };
   const metrics = new GatewayMetrics();
+  const failures = options.failureLimit ??
+    new FailureLimit({ burst: options.maxAuthFailures ?? 20 });
   const buckets = new Map<string, TokenBucket>();
   const inFlight = new Map<string, number>();
   const workersSeen = new Map<string, { at: number; ok: boolean }>();
@@ -684,13 +701,28 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   const corsOrigins = new Set(options.corsOrigins ?? []);
 
-  async function handler(request: Request): Promise<Response> {
+  async function handler(request: Request, client?: RequestClient): Promise<Response> {
     const started = now();
     let result: { route: string; response: Response };
     const origin = request.headers.get("origin");
     const cors = origin !== null && corsOrigins.has(origin) ? origin : undefined;
+    const address = client?.address ?? "unknown";
+    const limitKey = client?.limitKey ?? address;
+    // Probes need no key: a blocked address (a NAT's, say) still sees the gateway's health.
+    const path = new URL(request.url).pathname;
+    const wait = path === "/healthz" || path === "/metrics" ? 0 : failures.wait(limitKey);
     try {
-      result = cors && request.method === "OPTIONS"
+      result = wait > 0
+        ? {
+          route: "auth_limit",
+          response: refusal(
+            429,
+            "too_many_failures",
+            `Cannot serve ${address} now as its requests failed authentication too often: check the key and its scope, and retry after ${wait} s`,
+            { "retry-after": String(wait) },
+          ),
+        }
+        : cors && request.method === "OPTIONS"
         ? {
           route: "cors",
           response: new Response(null, {
@@ -720,9 +752,13 @@ export function createGateway(options: GatewayOptions): Gateway {
       result.response.headers.set("access-control-expose-headers", "location, retry-after");
       result.response.headers.append("vary", "origin");
     }
-    metrics.observe(result.route, result.response.status, (now() - started) / 1000);
+    const status = result.response.status;
+    if ((status === 401 || status === 403) && failures.fail(limitKey)) {
+      log(`gateway: ${address} failed authentication too often: refused (429) until it slows down`);
+    }
+    metrics.observe(result.route, status, (now() - started) / 1000);
     log(
-      `${request.method} ${new URL(request.url).pathname.slice(0, 200)} ${result.response.status}`,
+      `${address} ${request.method} ${path.slice(0, 200)} ${status}`,
     );
     return result.response;
   }

@@ -5,6 +5,7 @@ import type { GatewayBackend } from "./server.ts";
 import { KeyRing, newKey } from "./keys.ts";
 import { createGateway, sseEvent } from "./server.ts";
 import { type CallStore, StoreUnavailableError } from "./call_records.ts";
+import { FailureLimit } from "./limits.ts";
 
 function replyOf(
   status: "success" | "error",
@@ -439,4 +440,50 @@ Deno.test("createGateway() keeps serving sync calls while its store of calls is 
     status: "degraded",
     calls: "the stream 'gateway.calls' cannot be read now",
   });
+});
+
+Deno.test("createGateway() answers 429 to an address whose requests fail authentication too often, and to no other address or key", async () => {
+  const a = await newKey({
+    functions: ["task_a"],
+    events: [],
+    rate: 1000,
+    burst: 1000,
+    inFlight: 9,
+  });
+  const lines: string[] = [];
+  const gateway = createGateway({
+    backend: new FakeBackend(),
+    keys: new KeyRing([a.record]),
+    workerCheckMs: 0,
+    failureLimit: new FailureLimit({ burst: 3, perSecond: 0.01 }),
+    log: (line) => lines.push(line),
+  });
+  const send = async (address: string, key: string, fn = "task_a") => {
+    const response = await gateway.handler(
+      new Request(`http://gw/functions/${fn}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}` },
+        body: "{}",
+      }),
+      { address, limitKey: address },
+    );
+    return { status: response.status, headers: response.headers, body: await response.json() };
+  };
+  const wrong = a.key.slice(0, -2) + "xx";
+  for (let i = 0; i < 3; i++) assert.equal((await send("203.0.113.9", wrong)).status, 401);
+  const refused = await send("203.0.113.9", a.key);
+  assert.equal(refused.status, 429, "refused before the key is looked at, a good one too");
+  assert.equal(refused.body.error, "too_many_failures");
+  assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+  assert.equal((await send("198.51.100.1", a.key)).status, 200, "another address, the same key");
+  assert.equal((await send("198.51.100.1", wrong)).status, 401, "another address is counted apart");
+  // Out-of-scope calls (403) count as failures too.
+  for (let i = 0; i < 3; i++) assert.equal((await send("192.0.2.1", a.key, "task_b")).status, 403);
+  assert.equal((await send("192.0.2.1", a.key)).status, 429);
+  assert.ok(lines.includes("198.51.100.1 POST /functions/task_a 200"), lines.join("\n"));
+  assert.equal(
+    lines.filter((line) => line.startsWith("gateway: 203.0.113.9 failed authentication")).length,
+    1,
+    "logged once, when the address is first refused",
+  );
 });

@@ -190,10 +190,13 @@ Deno.test("stack.yaml encrypts its overlay network and publishes nothing unless 
     );
   }
   assert.equal(stackPublish.version, stack.version);
-  assert.deepEqual(Object.keys(stackPublish.services), ["rabbitmq"]);
+  assert.deepEqual(Object.keys(stackPublish.services), ["rabbitmq", "gateway"]);
   assert.deepEqual(stackPublish.services.rabbitmq, {
     ports: [{ target: 5672, published: "${AMQP_PORT:-5672}", protocol: "tcp", mode: "host" }],
-  }, "opting in publishes AMQP only, in host mode");
+  }, "opting in publishes AMQP, in host mode");
+  assert.deepEqual(stackPublish.services.gateway, {
+    ports: [{ target: 8080, published: "${GATEWAY_PORT:-8080}", protocol: "tcp", mode: "host" }],
+  }, "and the gateway's HTTP, the same way");
 });
 
 Deno.test("stack.yaml pins the broker's version and has no default worker tag", () => {

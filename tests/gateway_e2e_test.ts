@@ -3,8 +3,9 @@
  * a user meets it: after `docker compose up -d --build`, README's curl
  * (with this stack's port and secrets folder) calls task_a through the
  * gateway's own broker user; an async call is followed and another
- * cancelled; an event is taken; a wrong key is refused; the container is
- * confined.
+ * cancelled; the same Idempotency-Key twice runs task_a once; a key added
+ * on the host is taken without a restart; an event is taken; a wrong key is refused; the container is confined, and signs
+ * callbacks with the secret its set-up made.
  */
 
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { freePort, waitFor } from "./_helpers.ts";
 import { holdEngine } from "./_engine_lock.ts";
 import { createStack, type Stack } from "./_compose.ts";
 import { runCommand } from "./_command.ts";
+import { runDeno } from "./_processes.ts";
 
 /** README's quick-start curl line. */
 async function readmeCurl(): Promise<string> {
@@ -125,6 +127,60 @@ Deno.test({
       );
       assert.equal(done!.body.error.type, "Cancelled");
 
+      // The same Idempotency-Key twice: one run, the first answer twice.
+      const idempotencyKey = crypto.randomUUID();
+      const once = () =>
+        call("/functions/task_a", {
+          method: "POST",
+          headers: { "idempotency-key": idempotencyKey },
+          body: '{"work_ms":50}',
+        });
+      const first = await once();
+      const second = await once();
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal(second.status, 200);
+      assert.equal(second.body.id, first.body.id);
+      assert.equal(second.headers.get("idempotent-replayed"), "true");
+      const runsOf = async (id: string) =>
+        (await stack!.compose(["logs", "--no-color", "worker-a"])).stdout.split("\n")
+          .filter((line) => line.includes(id) && line.includes("Task succeeded")).length;
+      await waitFor(async () => await runsOf(first.body.id) > 0, "task_a's log line", 30_000, 300);
+      assert.equal(await runsOf(first.body.id), 1, "task_a ran once");
+
+      // A key added on the host reaches the running gateway through its file mount: no restart.
+      const made = await runDeno(
+        [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "gateway/main.ts",
+          "keys",
+          "add",
+          "--keys-file",
+          `${stack.secretsDir}/gateway_keys.json`,
+          "--functions",
+          "task_b",
+        ],
+        {},
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(made.code, 0, made.stderr);
+      const added = made.stdout.trim();
+      await waitFor(
+        async () => {
+          const response = await fetch(`${base}/openapi.json`, {
+            headers: { authorization: `Bearer ${added}` },
+            signal: AbortSignal.timeout(10_000),
+          });
+          await response.body?.cancel();
+          return response.status === 200;
+        },
+        "the gateway to take the added key",
+        30_000,
+        300,
+      );
+
       const event = await call("/events", {
         method: "POST",
         headers: {
@@ -151,6 +207,10 @@ Deno.test({
       assert.equal(info.HostConfig.ReadonlyRootfs, true);
       const logs = (await stack.compose(["logs", "--no-color", "gateway", "gateway-init"])).stdout;
       assert.ok(!logs.includes(key.slice(20)), "no key in the gateway's logs");
+      assert.match(logs, /listening on .*callbacks signed/);
+      const secret = await Deno.stat(`${stack.secretsDir}/gateway_callback.secret`);
+      assert.equal(secret.mode! & 0o777, 0o640);
+      assert.equal(secret.gid, 65532, "readable by the gateway's group");
     } finally {
       await stack?.down();
     }

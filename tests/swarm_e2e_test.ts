@@ -77,6 +77,7 @@ Deno.test({
     const prefix = uniqueName("swarmtest");
     const tag = "e2e";
     const amqpPort = freePort();
+    const gatewayPort = freePort();
     const secretsDir = await Deno.makeTempDir({ prefix: "swarm-secrets-" });
     const images = functions.map(({ name }) => `${prefix}/worker-${name}:${tag}`);
     const schedulerImage = `${prefix}/scheduler:${tag}`;
@@ -150,6 +151,7 @@ Deno.test({
       IMAGE_PREFIX: prefix,
       IMAGE_TAG: tag,
       AMQP_PORT: String(amqpPort),
+      GATEWAY_PORT: String(gatewayPort),
       RABBITMQ_IMAGE,
       RABBITMQ_UID: await id("-u"),
       RABBITMQ_GID: await id("-g"),
@@ -237,6 +239,30 @@ Deno.test({
           { SECRETS_DIR: secretsDir },
         );
         assert.equal(dispatch.code, 0, dispatch.stdout + dispatch.stderr);
+
+        // The gateway, published by stack.publish.yaml on GATEWAY_PORT.
+        const key = (await Deno.readTextFile(`${secretsDir}/gateway.key`)).trim();
+        let answer = "";
+        await waitFor(
+          async () => {
+            try {
+              const response = await fetch(`http://127.0.0.1:${gatewayPort}/functions/task_a`, {
+                method: "POST",
+                headers: { authorization: `Bearer ${key}` },
+                body: "{}",
+                signal: AbortSignal.timeout(10_000),
+              });
+              answer = await response.text();
+              return response.status === 200;
+            } catch {
+              return false;
+            }
+          },
+          "task_a through the published gateway",
+          120_000,
+          1000,
+        );
+        assert.match(answer, /"result":"Hello from Task A"/);
 
         await docker(["service", "scale", "--detach", `${stack}_worker-a=3`]);
         await consumers(functions[0].queue, 3);
