@@ -98,6 +98,12 @@ export class CallBook {
   readonly #waiters = new Map<string, (() => void)[]>();
   #wakeStream: (() => void) | undefined;
   readonly #syncs = new Map<string, () => void>();
+  /**
+   * Replies of an earlier run's calls that came before their record: a
+   * queue gives back what a dead connection held in no set order, so the
+   * reply of a call may be redelivered ahead of the record of the call.
+   */
+  readonly #early = new Map<string, Delivery>();
   #journal: Deno.FsFile | undefined;
   #committing: Promise<void> = Promise.resolve();
   #sweep: ReturnType<typeof setInterval> | undefined;
@@ -178,6 +184,10 @@ export class CallBook {
     const id = delivery.properties.correlationId;
     if (own && delivery.properties.type === SYNC_MESSAGE_TYPE) {
       this.#broker.ack(delivery);
+      // What came back before the marker came back: a reply still without
+      // its record now belongs to no call of this book.
+      for (const early of this.#early.values()) this.#broker.ack(early);
+      this.#early.clear();
       if (id !== undefined) this.#syncs.get(id)?.();
       return true;
     }
@@ -185,10 +195,25 @@ export class CallBook {
     if (id === undefined || pending(id)) return false;
     const entry = this.#entries.get(id);
     if (!entry) {
-      // A copy of a reply already collected, or one for no call of this book.
-      if (!this.#collected.has(id)) return false;
-      this.#broker.ack(delivery);
-      return true;
+      if (this.#collected.has(id)) {
+        // A copy of a reply already collected.
+        this.#broker.ack(delivery);
+        return true;
+      }
+      // Given back by a dead connection ahead of its record: kept for it
+      // (its progress, which an earlier run's call does without, is not).
+      if (!own && delivery.redelivered && this.#options.queue !== undefined) {
+        if (delivery.properties.type === PROGRESS_MESSAGE_TYPE) {
+          this.#broker.ack(delivery);
+          return true;
+        }
+        if (this.#early.size < MAX_OUTSTANDING_CALLS && !this.#early.has(id)) {
+          this.#early.set(id, delivery);
+          return true;
+        }
+      }
+      // One for no call of this book.
+      return false;
     }
     if (entry.outcome) {
       // The reply again, after a reconnection: the one to acknowledge at collection.
@@ -218,13 +243,19 @@ export class CallBook {
       return;
     }
     const body = readRecord(delivery);
-    this.#entries.set(id, {
+    const created: Entry = {
       id,
       fn: body.task ?? "",
       deadline: body.deadline,
       sentWallMs: (delivery.properties.timestamp ?? 0) * 1000 || Date.now(),
       record: delivery,
-    });
+    };
+    this.#entries.set(id, created);
+    const early = this.#early.get(id);
+    if (early) {
+      this.#early.delete(id);
+      this.#replyOfEarlierRun(created, early);
+    }
   }
 
   /** The reply to a call an earlier run of this client submitted: judged as the call path does. */

@@ -224,3 +224,57 @@ Deno.test("TaskClient.cancel() from a user that did not send the call is refused
     await t.close();
   }
 });
+
+Deno.test("a named client taken up again collects a reply its queue gives back ahead of the call's record", async () => {
+  const t = await setUp();
+  const first = t.hub.connect("dispatcher");
+  const a = await t.open({ name: "reordered" }, first);
+  const queue = "replies.named.dispatcher.reordered";
+  try {
+    await a.submit("echo", { n: 2, gate: true }, { taskId: "c2" });
+    await waitFor(() => runs.includes("c2"), "c2 running");
+    release();
+    // The reply reached the first run, which held it with the record, unacknowledged.
+    await waitFor(() => a.status("c2").state === "done", "c2's reply held by the first run");
+    await first.close();
+    await a.close();
+    // A queue gives back a dead connection's messages in no set order: the
+    // second run sees the reply first, then the record.
+    const second = t.hub.connect("dispatcher");
+    const reordering = new Proxy(second, {
+      get(target, key) {
+        if (key !== "consume") {
+          const value = Reflect.get(target, key, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        }
+        return (name: string, onDelivery: (d: Delivery) => void, options?: unknown) => {
+          if (name !== queue) return target.consume(name, onDelivery, options as never);
+          let held: Delivery | undefined;
+          return target.consume(name, (delivery) => {
+            const isRecord = delivery.properties.userId === "dispatcher" &&
+              delivery.routingKey !== queue && delivery.properties.correlationId === "c2";
+            if (isRecord && !held) return void (held = delivery);
+            onDelivery(delivery);
+            if (held && delivery.properties.correlationId === "c2") {
+              const record = held;
+              held = undefined;
+              onDelivery(record);
+            }
+          }, options as never);
+        };
+      },
+    });
+    const b = await t.open({ name: "reordered" }, reordering);
+    try {
+      assert.deepEqual(await b.outstanding(), ["c2"]);
+      const outcome = await b.result("c2", { timeoutMs: 5_000 });
+      assert.equal(outcome.kind, "reply", "its reply, not a timeout at its deadline");
+      assert.equal(resultOf(outcome), 2);
+      assert.deepEqual(runs, ["c2"], "it ran once");
+    } finally {
+      await b.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
