@@ -87,9 +87,13 @@ Deno.test({
         const gap = Date.parse(starts[i + 1].at) - Date.parse(retry.at);
         gaps.push(gap);
         // The broker holds the message at least its TTL, and hands it back
-        // before a wait of the next doubling would have ended.
+        // before a wait of the next doubling would have ended. The retry's
+        // `at` is stamped once the broker confirmed the copy, so its TTL began
+        // up to a confirm's latency before it (6 ms once in CI, on a loaded
+        // machine): 100 ms allow for that, and a retry the broker did not
+        // hold (a gap near 0) still fails.
         assert.ok(
-          gap >= retry.delay_ms! - 5 && gap < 2 * nominal,
+          gap >= retry.delay_ms! - 100 && gap < 2 * nominal,
           `retry ${i + 1} waited ${gap} ms for a planned ${retry.delay_ms} ms`,
         );
       });
