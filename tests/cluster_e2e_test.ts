@@ -50,7 +50,8 @@ Deno.test({
   name: "A three-node cluster loses each node in turn under load, and every task succeeds once",
   ignore: NEEDS_DOCKER,
   async fn() {
-    await using _engine = await holdEngine("shared");
+    // Alone: see tests/_engine_lock.ts.
+    await using _engine = await holdEngine("exclusive");
     const functions = deployedFunctions(await loadRegistry());
     const queues = functions.flatMap(({ queue }) => [queue, `${queue}.dlq`]);
     // The workers `up` starts: those of a profile (worker-celery) start only when asked.

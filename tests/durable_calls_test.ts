@@ -12,6 +12,7 @@ import { namedReplyQueueOf } from "../core/contract/named_callers.ts";
 import { countLogged } from "./_fault_tally.ts";
 import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
+import { holdEngine } from "./_engine_lock.ts";
 import { runDeno, startDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
@@ -41,6 +42,8 @@ Deno.test({
     "a fan-out of 10,000 survives its caller's SIGKILL mid-run: restarted under its name, it collects every result exactly once, and no call runs twice",
   ignore: NEEDS_RABBITMQ,
   async fn() {
+    // Never beside the cluster suite: see tests/_engine_lock.ts.
+    await using _engine = await holdEngine("shared");
     const queue = uniqueName("durable");
     const name = queue.replaceAll("_", "-");
     const workers = await Promise.all(

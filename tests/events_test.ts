@@ -35,6 +35,7 @@ import { AMQP_URL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { exitWithin, runDeno, startWorkerProcess } from "./_processes.ts";
 import type { RunDocument } from "../dispatcher/report/mod.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
+import { holdEngine } from "./_engine_lock.ts";
 
 /** A run a function recorded: the event's attributes and the payload. */
 interface Run {
@@ -431,6 +432,8 @@ Deno.test({
   name: "10,000 events to three functions give 30,000 runs, none lost and none twice, by event id",
   ignore: NEEDS_RABBITMQ,
   async fn() {
+    // Never beside the cluster suite: see tests/_engine_lock.ts.
+    await using _engine = await holdEngine("shared");
     const t = topic();
     const COUNT = 10_000;
     const functions = [
