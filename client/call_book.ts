@@ -202,7 +202,7 @@ export class CallBook {
       }
       // Given back by a dead connection ahead of its record: kept for it
       // (its progress, which an earlier run's call does without, is not).
-      if (!own && delivery.redelivered && this.#options.queue !== undefined) {
+      if (delivery.redelivered && this.#options.queue !== undefined) {
         if (delivery.properties.type === PROGRESS_MESSAGE_TYPE) {
           this.#broker.ack(delivery);
           return true;

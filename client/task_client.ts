@@ -33,6 +33,7 @@ import {
   CONTROL_EXCHANGE,
   DEADLINE_EXCEEDED,
   type Message,
+  NAMED_REPLY_PREFETCH,
   NAMED_REPLY_QUEUE_IDLE_MS,
   NAMED_REPLY_QUEUE_MAX_LENGTH,
   namedReplyQueueOf,
@@ -297,11 +298,11 @@ export class TaskClient {
         queue: name,
         journal: options.journal,
       });
-      // No prefetch limit: records are held until their call is collected.
+      // Records and replies are held until their call is collected: room for all.
       const consumer = await broker.consume(
         name,
         (delivery) => client.#receiveNamed(delivery),
-        { prefetch: 0 },
+        { prefetch: NAMED_REPLY_PREFETCH },
       );
       client.#named = { name, consumer };
     } else if (options.replies === "queue") {

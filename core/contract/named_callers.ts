@@ -90,9 +90,18 @@ export const SYNC_MESSAGE_TYPE = "caller.sync";
 /**
  * Most calls a named caller holds submitted and not collected at once: each
  * takes a record in its queue, and its reply another message, until it is
- * collected.
+ * collected. Both stay unacknowledged, so the caller's prefetch
+ * ({@linkcode NAMED_REPLY_PREFETCH}) must hold two for each.
  */
-export const MAX_OUTSTANDING_CALLS = 50_000;
+export const MAX_OUTSTANDING_CALLS = 32_000;
+
+/**
+ * The prefetch a named caller consumes its queue with: the most AMQP 0-9-1
+ * allows. Not 0 ("no limit"): a quorum queue gives such a consumer 2,000
+ * messages at most, and a caller holding 1,000 calls' records and replies
+ * waited for good for its marker behind them.
+ */
+export const NAMED_REPLY_PREFETCH = 65_535;
 
 /**
  * How long a named reply queue stays without a consumer before the broker
