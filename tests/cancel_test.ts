@@ -21,6 +21,8 @@ import { runDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
 const ESCAPE = "tests/fixtures/functions/escape.ts";
+/** The same with a two-minute attempt limit: the busy loop outlives two `deno task cancel` runs. */
+const PATIENT = "tests/fixtures/functions/escape_patient.ts";
 
 /** A configuration naming the escape fixture on `queue`, its workers running as guest. */
 const configOf = (queue: string) =>
@@ -45,7 +47,7 @@ Deno.test({
   ignore: NEEDS_RABBITMQ,
   async fn() {
     const queue = uniqueName("cancel");
-    const worker = await startWorkerProcess(ESCAPE, {
+    const worker = await startWorkerProcess(PATIENT, {
       AMQP_URL,
       QUEUE: queue,
       LOG_LEVEL: "debug",
