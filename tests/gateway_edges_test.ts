@@ -14,18 +14,9 @@ import { deliverCallback, signCallback } from "../gateway/callbacks.ts";
 import { AMQP_URL, NEEDS_OPENSSL, NEEDS_RABBITMQ } from "./_infra.ts";
 import { makeTestPki } from "./_tls.ts";
 import { deleteFunctionQueues, uniqueName, waitFor } from "./_helpers.ts";
-import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_processes.ts";
+import { runDeno, startWorkerProcess } from "./_processes.ts";
 import { withTempDir } from "./_temp_dir.ts";
-
-const GATEWAY_ARGS = [
-  "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-write",
-  "--allow-sys=hostname",
-  "gateway/main.ts",
-];
+import { GATEWAY_ARGS, startGateway } from "./_gateway.ts";
 
 async function keys(keysFile: string, ...args: string[]): Promise<{ key: string; said: string }> {
   const made = await runDeno([...GATEWAY_ARGS, "keys", ...args, "--keys-file", keysFile], {}, {
@@ -46,33 +37,6 @@ async function status(
     signal: AbortSignal.timeout(30_000),
   });
   return { status: response.status, headers: response.headers, body: await response.json() };
-}
-
-/** Starts a gateway on a free port of 127.0.0.1; resolves with it and its base URL. */
-async function startGateway(
-  registry: string,
-  keysFile: string,
-  flags: string[],
-): Promise<{ gateway: RunningProcess; base: string }> {
-  const gateway = startDeno([
-    ...GATEWAY_ARGS,
-    "--listen",
-    "127.0.0.1:0",
-    "--registry",
-    registry,
-    "--keys-file",
-    keysFile,
-    "--broker",
-    AMQP_URL,
-    ...flags,
-  ]);
-  try {
-    const line = await gateway.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
-    return { gateway, base: `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}` };
-  } catch (error) {
-    await gateway.stop("SIGKILL");
-    throw error;
-  }
 }
 
 async function cleanUp(queue: string): Promise<void> {

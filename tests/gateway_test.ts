@@ -18,17 +18,8 @@ import { runDeno, type RunningProcess, startDeno, startWorkerProcess } from "./_
 import { namedReplyQueueOf } from "../core/contract/named_callers.ts";
 import { manage } from "./_management.ts";
 import { withTempDir } from "./_temp_dir.ts";
+import { GATEWAY_ARGS, startGateway } from "./_gateway.ts";
 import { startOtlpReceiver, traceTree } from "./_otlp.ts";
-
-const GATEWAY_ARGS = [
-  "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-write",
-  "--allow-sys=hostname",
-  "gateway/main.ts",
-];
 
 async function addKey(keysFile: string, ...flags: string[]): Promise<string> {
   const made = await runDeno(
@@ -645,36 +636,6 @@ Deno.test({
   },
 });
 
-/** A gateway on `registry` and `keysFile` sharing the record `callsName`, and its base URL. */
-async function startGateway(
-  registry: string,
-  keysFile: string,
-  callsName: string,
-  ...flags: string[]
-): Promise<{ process: RunningProcess; base: string }> {
-  const process = startDeno([
-    ...GATEWAY_ARGS,
-    "--listen",
-    "127.0.0.1:0",
-    "--registry",
-    registry,
-    "--keys-file",
-    keysFile,
-    "--broker",
-    AMQP_URL,
-    "--calls-name",
-    callsName,
-    ...flags,
-  ]);
-  try {
-    const line = await process.waitForLine(/listening on http:\/\/127\.0\.0\.1:\d+/, 30_000);
-    return { process, base: `http://127.0.0.1:${/:(\d+) as/.exec(line)![1]}` };
-  } catch (error) {
-    await process.stop("SIGKILL");
-    throw new Error(`the gateway did not start:\n${process.lines.join("\n")}`, { cause: error });
-  }
-}
-
 /** Deletes the shared record `callsName` of the gateways of a test: its stream and reply queue. */
 async function deleteRecord(
   broker: { user: string; deleteQueue(name: string): Promise<void> },
@@ -742,10 +703,10 @@ Deno.test({
       const flags = ["--callback-hosts", "127.0.0.1", "--callback-allow-private"];
       const gateways: RunningProcess[] = [];
       try {
-        let a = await startGateway(registry, keysFile, callsName, ...flags);
-        gateways.push(a.process);
-        const b = await startGateway(registry, keysFile, callsName, ...flags);
-        gateways.push(b.process);
+        let a = await startGateway(registry, keysFile, ["--calls-name", callsName, ...flags]);
+        gateways.push(a.gateway);
+        const b = await startGateway(registry, keysFile, ["--calls-name", callsName, ...flags]);
+        gateways.push(b.gateway);
         const bases = [a.base, b.base];
 
         await t.step("sync calls hold through either replica", async () => {
@@ -874,7 +835,7 @@ Deno.test({
             });
             assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
             orphan = accepted.headers.get("location")!;
-            await a.process.stop("SIGKILL");
+            await a.gateway.stop("SIGKILL");
             const done = await outcomeOf(b.base, orphan, key);
             assert.equal(done.body.status, "success", JSON.stringify(done.body));
             await waitFor(
@@ -889,8 +850,8 @@ Deno.test({
         await t.step(
           "a restarted A finds the earlier calls, and calls nothing back again",
           async () => {
-            a = await startGateway(registry, keysFile, callsName, ...flags);
-            gateways.push(a.process);
+            a = await startGateway(registry, keysFile, ["--calls-name", callsName, ...flags]);
+            gateways.push(a.gateway);
             for (const location of [earlier, orphan]) {
               const found = await send(a.base, location, { key });
               assert.equal(found.status, 200, `${location}: ${JSON.stringify(found.body)}`);
